@@ -1,0 +1,210 @@
+//! The `caseflow` command line: checking, drawing and formatting .flow files.
+//!
+//! Thin glue: it reads files and prints; all language work happens in `caseflow-dsl`.
+
+use anyhow::{bail, Context, Result};
+use caseflow_dsl::{check_files, diag, graph, RuleCatalog, SourceFile};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "caseflow", version, about = "caseflow: workflow and rules engine for customer-service operations")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check .flow files (or folders of them); exit 1 if any has an error.
+    Check {
+        /// Files or folders; folders are searched for *.flow recursively.
+        #[arg(default_value = "processes")]
+        paths: Vec<PathBuf>,
+        /// Rules folder to check role and table names against (default: ./rules if present).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Do not check names against any rules folder.
+        #[arg(long, conflicts_with = "rules")]
+        no_rules: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Print a process as a diagram.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Rewrite .flow files in canonical layout (comments kept).
+    Fmt {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Change nothing; exit 1 if a file is not formatted.
+        #[arg(long)]
+        check: bool,
+        /// Print the result instead of rewriting the file.
+        #[arg(long, conflicts_with = "check")]
+        stdout: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check { paths, rules, no_rules, format } => {
+            let rules_dir = match (rules, no_rules) {
+                (_, true) => None,
+                (Some(dir), _) => Some(dir),
+                (None, false) => Some(PathBuf::from("rules")).filter(|d| d.is_dir()),
+            };
+            check(&paths, rules_dir.as_deref(), format)
+        }
+        Command::Graph { file, format } => {
+            let text = read(&file)?;
+            let report = check_files(&[SourceFile { name: file.display().to_string(), text: text.clone() }], None);
+            let report = &report[0];
+            let Some(process) = &report.checked.process else {
+                eprint!("{}", diag::render(&report.name, &text, &report.checked.diagnostics, color()));
+                return Ok(ExitCode::FAILURE);
+            };
+            print!(
+                "{}",
+                match format {
+                    GraphFormat::Dot => graph::to_dot(process),
+                    GraphFormat::Mermaid => graph::to_mermaid(process),
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fmt { files, check, stdout } => {
+            let mut unformatted = false;
+            for file in files {
+                let text = read(&file)?;
+                let formatted = match caseflow_dsl::fmt::format_source(&text) {
+                    Ok(f) => f,
+                    Err(diagnostics) => {
+                        eprint!("{}", diag::render(&file.display().to_string(), &text, &diagnostics, color()));
+                        return Ok(ExitCode::FAILURE);
+                    }
+                };
+                if stdout {
+                    print!("{formatted}");
+                } else if formatted != text {
+                    if check {
+                        eprintln!("{} is not formatted", file.display());
+                        unformatted = true;
+                    } else {
+                        std::fs::write(&file, formatted).with_context(|| format!("writing {}", file.display()))?;
+                    }
+                }
+            }
+            Ok(if unformatted { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+    }
+}
+
+fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Every file with the given extension under `path` (or `path` itself), sorted.
+fn collect(path: &Path, extension: &str, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("listing {}", path.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for e in entries {
+            if e.is_dir() || e.extension().is_some_and(|x| x == extension) {
+                collect(&e, extension, out)?;
+            }
+        }
+    } else if path.exists() {
+        out.push(path.to_path_buf());
+    } else {
+        bail!("{} does not exist", path.display());
+    }
+    Ok(())
+}
+
+fn load_catalog(dir: &Path) -> Result<RuleCatalog> {
+    let mut files = Vec::new();
+    collect(dir, "toml", &mut files)?;
+    let mut catalog = RuleCatalog::default();
+    for f in files {
+        catalog.add_toml(&f.display().to_string(), &read(&f)?)?;
+    }
+    Ok(catalog)
+}
+
+fn check(paths: &[PathBuf], rules: Option<&Path>, format: OutputFormat) -> Result<ExitCode> {
+    let catalog = rules.map(load_catalog).transpose()?;
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, "flow", &mut files)?;
+    }
+    let sources = files
+        .iter()
+        .map(|f| Ok(SourceFile { name: f.display().to_string(), text: read(f)? }))
+        .collect::<Result<Vec<_>>>()?;
+    let reports = check_files(&sources, catalog.as_ref());
+    let (mut errors, mut warnings) = (0, 0);
+    let mut json = Vec::new();
+    for (report, source) in reports.iter().zip(&sources) {
+        let diags = &report.checked.diagnostics;
+        errors += diags.iter().filter(|d| d.is_error()).count();
+        warnings += diags.iter().filter(|d| !d.is_error()).count();
+        match format {
+            OutputFormat::Human => eprint!("{}", diag::render(&report.name, &source.text, diags, color())),
+            OutputFormat::Json => json.extend(diags.iter().map(|d| d.to_json(&report.name, &source.text))),
+        }
+    }
+    match format {
+        OutputFormat::Human => eprintln!(
+            "checked {} file{}: {errors} error{}, {warnings} warning{}",
+            sources.len(),
+            plural(sources.len()),
+            plural(errors),
+            plural(warnings)
+        ),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&json)?),
+    }
+    Ok(if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

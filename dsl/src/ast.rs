@@ -1,0 +1,319 @@
+//! The syntax tree of a .flow file, as written, with a byte span on every node.
+//!
+//! The AST is what the formatter prints and what the checker reads; it may still be
+//! invalid (unknown steps, wrong types). Only `check` turns it into a `model::Process`.
+
+use serde::Serialize;
+use std::ops::Range;
+
+/// A byte range into the source file.
+pub type Span = Range<usize>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Process {
+    pub id: Ident,
+    pub label: Option<String>,
+    pub doc: Option<String>,
+    pub source: Option<String>,
+    pub key: Option<(String, Span)>,
+    pub fields: Vec<FieldDecl>,
+    pub start: Option<Next>,
+    pub start_span: Span,
+    pub steps: Vec<Step>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldDecl {
+    pub name: Ident,
+    pub ty: TypeExpr,
+    pub label: Option<String>,
+    pub required: bool,
+    pub sensitive: bool,
+    pub default: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum TypeExpr {
+    Text,
+    Int { range: Option<(i64, i64)> },
+    Decimal,
+    Bool,
+    Date,
+    DateTime,
+    Choice(Vec<Ident>),
+    ListOfText,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub id: Ident,
+    pub label: Option<String>,
+    pub kind: StepKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum StepKind {
+    Task(TaskStep),
+    Auto(AutoStep),
+    Wait(WaitStep),
+    Split { branches: Vec<Ident> },
+    Join { split: Ident, next: Next },
+    Call(CallStep),
+    End,
+}
+
+impl StepKind {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            StepKind::Task(_) => "task",
+            StepKind::Auto(_) => "auto",
+            StepKind::Wait(_) => "wait",
+            StepKind::Split { .. } => "split",
+            StepKind::Join { .. } => "join",
+            StepKind::Call(_) => "call",
+            StepKind::End => "end",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskStep {
+    pub assign: Option<(Assignee, Span)>,
+    pub candidates: Vec<Ident>,
+    pub due: Option<Expr>,
+    pub remind_every: Option<Expr>,
+    pub asks: Vec<AskedField>,
+    pub handlers: Vec<Handler>,
+    pub next: Option<Next>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AskedField {
+    pub field: Ident,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Assignee {
+    /// A role, with an optional strategy name (`by round_robin`) overriding the rules'.
+    Role {
+        role: Ident,
+        strategy: Option<Ident>,
+    },
+    User(String),
+    /// The user named in a text field.
+    Field(Ident),
+    /// Whoever completed an earlier task.
+    SameAs(Ident),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Handler {
+    pub trigger: Trigger,
+    pub actions: Vec<Action>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Trigger {
+    /// When the due time passes, optionally plus a delay (escalation chains).
+    Overdue {
+        after: Option<Expr>,
+    },
+    /// When this percentage of the allowed time has elapsed (SLA thresholds).
+    Elapsed {
+        percent: u32,
+        span: Span,
+    },
+    Message(Ident),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Action {
+    Escalate(Assignee, Span),
+    Notify(Assignee, Span),
+    RaisePriority,
+    Remind,
+    Goto(Ident),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AutoStep {
+    pub actions: Vec<AutoAction>,
+    pub next: Option<Next>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum AutoAction {
+    Set { field: Ident, value: Expr },
+    Lookup { table: Ident, inputs: Vec<(Ident, Expr)>, outputs: Vec<(Ident, Ident)> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitStep {
+    pub condition: Option<WaitCondition>,
+    pub on_message: Vec<(Ident, Ident)>,
+    pub on_timeout: Option<(Expr, Ident)>,
+    pub next: Option<Next>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum WaitCondition {
+    For(Expr),
+    Until(Expr),
+    Every(Expr),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallStep {
+    pub process: Ident,
+    pub inputs: Vec<(Ident, Expr)>,
+    pub outputs: Vec<(Ident, Ident)>,
+    pub next: Option<Next>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Next {
+    Goto(Ident),
+    Decide { branches: Vec<(Expr, Ident)>, otherwise: Option<Ident>, span: Span },
+}
+
+impl Next {
+    /// Every step this way out can lead to, in source order.
+    pub fn targets(&self) -> Vec<&Ident> {
+        match self {
+            Next::Goto(t) => vec![t],
+            Next::Decide { branches, otherwise, .. } => {
+                branches.iter().map(|(_, t)| t).chain(otherwise.iter()).collect()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DurationUnit {
+    Millis,
+    Seconds,
+    Minutes,
+    Hours,
+    Days,
+    Weeks,
+    WorkHours,
+    WorkDays,
+}
+
+impl DurationUnit {
+    /// The canonical spelling the formatter writes.
+    pub fn canonical(self, amount: u64) -> String {
+        match self {
+            DurationUnit::Millis => format!("{amount}ms"),
+            DurationUnit::Seconds => format!("{amount}s"),
+            DurationUnit::Minutes => format!("{amount}min"),
+            DurationUnit::Hours => format!("{amount}h"),
+            DurationUnit::Days => format!("{amount}d"),
+            DurationUnit::Weeks => format!("{amount}w"),
+            DurationUnit::WorkHours if amount == 1 => "1 workhour".into(),
+            DurationUnit::WorkHours => format!("{amount} workhours"),
+            DurationUnit::WorkDays if amount == 1 => "1 workday".into(),
+            DurationUnit::WorkDays => format!("{amount} workdays"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Or => "or",
+            BinOp::And => "and",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::In => "in",
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+        }
+    }
+
+    /// Binding strength; higher binds tighter. Must agree with the Pratt table in `parse.rs`.
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::In => 4,
+            BinOp::Add | BinOp::Sub => 5,
+            BinOp::Mul | BinOp::Div => 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ExprKind {
+    Int(i64),
+    /// Kept as written so that no precision is lost (`12.50`).
+    Decimal(String),
+    Text(String),
+    Bool(bool),
+    /// `2026-11-23` or `2026-11-23T09:00`, as written.
+    Date(String),
+    Duration {
+        amount: u64,
+        unit: DurationUnit,
+    },
+    List(Vec<Expr>),
+    /// A field, or a choice value when compared with a choice field.
+    Name(String),
+    /// `rules.name` or `rules.name[key]`.
+    Rule {
+        name: Ident,
+        key: Option<Box<Expr>>,
+    },
+    Call {
+        function: Ident,
+        args: Vec<Expr>,
+    },
+    Not(Box<Expr>),
+    Neg(Box<Expr>),
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Paren(Box<Expr>),
+}

@@ -1,0 +1,1639 @@
+//! AST to `model::Process`: name resolution, type checking and graph checks.
+//!
+//! The checker never stops at the first problem: it records every diagnostic it can find in
+//! one run and builds the model only when none of them is an error.
+
+use crate::ast::{self, BinOp, Expr, ExprKind, Ident, Span};
+use crate::catalog::RuleCatalog;
+use crate::diag::{did_you_mean, Code, Diagnostic};
+use crate::model::{self, EdgeKind, FieldType, Node, StepId, Transition};
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{Bfs, EdgeRef, Reversed};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Most steps in one process. Generated 2,000-step processes check in milliseconds; past
+/// this, split the procedure with `call`.
+pub const STEPS_MAX: usize = 10_000;
+
+/// What other processes look like from outside, for checking `call` steps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Signature {
+    pub fields: BTreeMap<String, FieldType>,
+}
+
+impl Signature {
+    pub fn of(ast: &ast::Process) -> Signature {
+        Signature { fields: ast.fields.iter().map(|f| (f.name.name.clone(), field_type(&f.ty))).collect() }
+    }
+}
+
+/// What the checker may consult beyond the file itself. Both parts are optional: without
+/// rules, role and table names are not checked; without signatures, `call` targets aren't.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckContext<'a> {
+    pub catalog: Option<&'a RuleCatalog>,
+    pub processes: Option<&'a BTreeMap<String, Signature>>,
+}
+
+/// The outcome of checking one file: the model when there is no error, and every diagnostic.
+#[derive(Debug)]
+pub struct Checked {
+    pub process: Option<model::Process>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses and checks one source text.
+pub fn compile(source: &str, ctx: &CheckContext) -> Checked {
+    match crate::parse::parse(source) {
+        Ok(ast) => check(&ast, ctx),
+        Err(diagnostics) => Checked { process: None, diagnostics },
+    }
+}
+
+/// Checks a parsed file.
+pub fn check(ast: &ast::Process, ctx: &CheckContext) -> Checked {
+    let mut c = Checker::new(ast, *ctx);
+    let process = c.run();
+    let mut diagnostics = c.diags;
+    diagnostics.sort_by_key(|d| (d.span.start, d.code));
+    let has_error = diagnostics.iter().any(Diagnostic::is_error);
+    Checked { process: if has_error { None } else { process }, diagnostics }
+}
+
+fn field_type(t: &ast::TypeExpr) -> FieldType {
+    match t {
+        ast::TypeExpr::Text => FieldType::Text,
+        ast::TypeExpr::Int { range } => FieldType::Int { min: range.map(|r| r.0), max: range.map(|r| r.1) },
+        ast::TypeExpr::Decimal => FieldType::Decimal,
+        ast::TypeExpr::Bool => FieldType::Bool,
+        ast::TypeExpr::Date => FieldType::Date,
+        ast::TypeExpr::DateTime => FieldType::DateTime,
+        ast::TypeExpr::Choice(v) => FieldType::Choice(v.iter().map(|i| i.name.clone()).collect()),
+        ast::TypeExpr::ListOfText => FieldType::ListOfText,
+    }
+}
+
+/// The type of an expression.
+#[derive(Debug, Clone, PartialEq)]
+enum Ty {
+    Text,
+    Int,
+    Decimal,
+    Bool,
+    Date,
+    DateTime,
+    Duration,
+    Choice(Vec<String>),
+    List(Box<Ty>),
+    /// A bare name that is not a field: valid only as a choice value.
+    Symbol(String),
+    /// A value from the rules, or the result of an error already reported.
+    Any,
+}
+
+impl Ty {
+    fn of_field(t: &FieldType) -> Ty {
+        match t {
+            FieldType::Text => Ty::Text,
+            FieldType::Int { .. } => Ty::Int,
+            FieldType::Decimal => Ty::Decimal,
+            FieldType::Bool => Ty::Bool,
+            FieldType::Date => Ty::Date,
+            FieldType::DateTime => Ty::DateTime,
+            FieldType::Choice(v) => Ty::Choice(v.clone()),
+            FieldType::ListOfText => Ty::List(Box::new(Ty::Text)),
+        }
+    }
+
+    fn is_numeric(&self) -> bool {
+        matches!(self, Ty::Int | Ty::Decimal | Ty::Any)
+    }
+
+    fn is_moment(&self) -> bool {
+        matches!(self, Ty::Date | Ty::DateTime | Ty::Any)
+    }
+}
+
+impl fmt::Display for Ty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ty::Text => f.write_str("text"),
+            Ty::Int => f.write_str("int"),
+            Ty::Decimal => f.write_str("decimal"),
+            Ty::Bool => f.write_str("bool"),
+            Ty::Date => f.write_str("date"),
+            Ty::DateTime => f.write_str("datetime"),
+            Ty::Duration => f.write_str("duration"),
+            Ty::Choice(v) => write!(f, "choice({})", v.join(", ")),
+            Ty::List(t) => write!(f, "list of {t}"),
+            Ty::Symbol(s) => write!(f, "the bare name `{s}`"),
+            Ty::Any => f.write_str("any"),
+        }
+    }
+}
+
+const FUNCTIONS: &[(&str, usize, &str)] = &[("now", 0, "datetime"), ("today", 0, "date"), ("len", 1, "int")];
+
+struct Checker<'a> {
+    ast: &'a ast::Process,
+    ctx: CheckContext<'a>,
+    diags: Vec<Diagnostic>,
+    fields: BTreeMap<&'a str, &'a ast::FieldDecl>,
+    steps: BTreeMap<&'a str, usize>,
+    used_fields: BTreeSet<String>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(ast: &'a ast::Process, ctx: CheckContext<'a>) -> Self {
+        Checker {
+            ast,
+            ctx,
+            diags: Vec::new(),
+            fields: BTreeMap::new(),
+            steps: BTreeMap::new(),
+            used_fields: BTreeSet::new(),
+        }
+    }
+
+    fn err(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn run(&mut self) -> Option<model::Process> {
+        let ast = self.ast;
+        if ast.steps.len() > STEPS_MAX {
+            self.err(
+                Diagnostic::new(
+                    Code::TooManySteps,
+                    ast.id.span.clone(),
+                    format!("the process has {} steps; the limit is {STEPS_MAX}", ast.steps.len()),
+                )
+                .hint("split the procedure into sub-processes with `call`"),
+            );
+            return None;
+        }
+        self.declare_fields();
+        self.declare_steps();
+        if ast.source.is_none() {
+            self.err(
+                Diagnostic::new(
+                    Code::MissingSource,
+                    ast.id.span.clone(),
+                    "the process does not say which manual section it follows",
+                )
+                .hint("add `source \"002 §三(一)\"` so that reviewers can check the flow against the manual"),
+            );
+        }
+        if let Some((key, span)) = &ast.key {
+            self.check_key(key, span);
+        }
+        let start = match &ast.start {
+            Some(next) => Some(self.transition(next, "start")),
+            None => {
+                self.err(
+                    Diagnostic::new(Code::MissingStart, ast.id.span.clone(), "the process has no `start`")
+                        .hint("add `start -> first_step` inside the process"),
+                );
+                None
+            }
+        };
+        let steps: Vec<model::Step> = ast.steps.iter().enumerate().map(|(i, s)| self.step(i, s)).collect();
+        let references_ok = !self.diags.iter().any(|d| d.is_error());
+        let start = start?;
+        let graph = build_graph(&start, &steps);
+        if references_ok {
+            self.check_graph(&graph, &steps);
+        }
+        self.warn_unused_fields();
+        let fields = ast
+            .fields
+            .iter()
+            .map(|f| model::Field {
+                name: f.name.name.clone(),
+                ty: field_type(&f.ty),
+                label: f.label.clone(),
+                required: f.required,
+                sensitive: f.sensitive,
+                default: f.default.clone(),
+            })
+            .collect::<Vec<_>>();
+        let mut process = model::Process {
+            id: ast.id.name.clone(),
+            label: ast.label.clone(),
+            doc: ast.doc.clone(),
+            source: ast.source.clone(),
+            key: ast.key.as_ref().map(|k| k.0.clone()),
+            field_by_name: fields.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect(),
+            step_by_name: steps.iter().map(|s| (s.name.clone(), s.id)).collect(),
+            fields,
+            start,
+            steps,
+            graph,
+        };
+        link_joins(&mut process);
+        Some(process)
+    }
+
+    // ------------------------------------------------------------ declarations
+
+    fn declare_fields(&mut self) {
+        for f in &self.ast.fields {
+            if let Some(first) = self.fields.get(f.name.name.as_str()) {
+                let first_span = first.name.span.clone();
+                self.err(
+                    Diagnostic::new(
+                        Code::DuplicateField,
+                        f.name.span.clone(),
+                        format!("field `{}` is declared twice", f.name.name),
+                    )
+                    .note(first_span, "first declared here")
+                    .hint("rename one of them or remove the duplicate"),
+                );
+                continue;
+            }
+            self.fields.insert(&f.name.name, f);
+        }
+        for f in &self.ast.fields {
+            match &f.ty {
+                ast::TypeExpr::Int { range: Some((lo, hi)) } if lo > hi => self.err(
+                    Diagnostic::new(Code::BadFieldDecl, f.span.clone(), format!("the range {lo}..{hi} is empty"))
+                        .hint(format!("write the smaller bound first: int({hi}..{lo})")),
+                ),
+                ast::TypeExpr::Choice(values) => {
+                    let mut seen = BTreeMap::new();
+                    for v in values {
+                        if let Some(first) = seen.insert(v.name.as_str(), v.span.clone()) {
+                            self.err(
+                                Diagnostic::new(
+                                    Code::BadFieldDecl,
+                                    v.span.clone(),
+                                    format!("choice value `{}` is listed twice", v.name),
+                                )
+                                .note(first, "first listed here"),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Some(default) = &f.default {
+                let target = field_type(&f.ty);
+                let got = self.ty(default);
+                self.check_assignable(&target, default, &got, &format!("the default of `{}`", f.name.name));
+            }
+            if f.required {
+                // Demanded when the case starts: that is a use.
+                self.used_fields.insert(f.name.name.clone());
+            }
+        }
+    }
+
+    fn declare_steps(&mut self) {
+        for (i, s) in self.ast.steps.iter().enumerate() {
+            if let Some(&first) = self.steps.get(s.id.name.as_str()) {
+                let first_span = self.ast.steps[first].id.span.clone();
+                self.err(
+                    Diagnostic::new(
+                        Code::DuplicateStep,
+                        s.id.span.clone(),
+                        format!("step `{}` is defined twice", s.id.name),
+                    )
+                    .note(first_span, "first defined here")
+                    .hint("step names must be unique within a process; rename one"),
+                );
+                continue;
+            }
+            self.steps.insert(&s.id.name, i);
+        }
+    }
+
+    fn check_key(&mut self, key: &str, span: &Span) {
+        let mut rest = key;
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                self.err(Diagnostic::new(Code::BadKey, span.clone(), "a `{` in the key template is never closed"));
+                return;
+            };
+            let inner = &rest[open + 1..open + close];
+            let (name, format) = inner.split_once(':').unwrap_or((inner, ""));
+            match name {
+                "date" => {
+                    if format.is_empty() || !format.contains('%') {
+                        self.err(
+                            Diagnostic::new(Code::BadKey, span.clone(), format!("`{{{inner}}}` has no date format"))
+                                .hint("write a strftime format, e.g. `{date:%Y%m%d}`"),
+                        );
+                    }
+                }
+                "seq" => {
+                    if !format.is_empty()
+                        && !(format.starts_with('0') && format[1..].parse::<u8>().is_ok_and(|w| w <= 12))
+                    {
+                        self.err(
+                            Diagnostic::new(
+                                Code::BadKey,
+                                span.clone(),
+                                format!("`{{{inner}}}`: bad sequence width `{format}`"),
+                            )
+                            .hint("zero-pad with a width up to 12, e.g. `{seq:03}`"),
+                        );
+                    }
+                }
+                field => match self.fields.get(field) {
+                    Some(_) => {
+                        self.used_fields.insert(field.to_string());
+                    }
+                    None => {
+                        let hint = did_you_mean(field, ["date", "seq"].into_iter().chain(self.fields.keys().copied()))
+                            .unwrap_or_else(|| "use `{date:%Y%m%d}`, `{seq:03}` or a field name".into());
+                        self.err(
+                            Diagnostic::new(
+                                Code::BadKey,
+                                span.clone(),
+                                format!("`{{{inner}}}` is not a date, a sequence or a field"),
+                            )
+                            .hint(hint),
+                        );
+                    }
+                },
+            }
+            rest = &rest[open + close + 1..];
+        }
+        if !key.contains("{seq") {
+            self.err(
+                Diagnostic::new(
+                    Code::BadKey,
+                    span.clone(),
+                    "the key template has no `{seq}`, so two cases could get the same key",
+                )
+                .hint("add a sequence, e.g. `{date:%Y%m%d}-{seq:03}`"),
+            );
+        }
+    }
+
+    // ------------------------------------------------------------ steps
+
+    fn resolve(&mut self, target: &Ident) -> StepId {
+        match self.steps.get(target.name.as_str()) {
+            Some(&i) => StepId(i as u32),
+            None => {
+                let hint = did_you_mean(&target.name, self.steps.keys().copied()).unwrap_or_else(|| {
+                    format!("declare it, e.g. `task {} {{ ... }}` or `end {}`", target.name, target.name)
+                });
+                self.err(
+                    Diagnostic::new(
+                        Code::UnknownStep,
+                        target.span.clone(),
+                        format!("there is no step named `{}`", target.name),
+                    )
+                    .hint(hint),
+                );
+                StepId(u32::MAX)
+            }
+        }
+    }
+
+    fn transition(&mut self, next: &ast::Next, from: &str) -> Transition {
+        match next {
+            ast::Next::Goto(t) => Transition::To(self.resolve(t)),
+            ast::Next::Decide { branches, otherwise, span } => {
+                let mut out = Vec::new();
+                for (cond, target) in branches {
+                    let t = self.ty(cond);
+                    self.expect_bool(cond, &t, "a `when` condition");
+                    out.push((cond.clone(), self.resolve(target)));
+                }
+                let otherwise = otherwise.as_ref().map(|t| self.resolve(t));
+                if otherwise.is_none() {
+                    self.check_exhaustive(branches, span, from);
+                }
+                Transition::Decide { branches: out, otherwise }
+            }
+        }
+    }
+
+    fn need_next(&mut self, step: &ast::Step, next: &Option<ast::Next>) -> Transition {
+        match next {
+            Some(n) => self.transition(n, &step.id.name),
+            None => {
+                self.err(
+                    Diagnostic::new(
+                        Code::MissingNext,
+                        step.id.span.clone(),
+                        format!("step `{}` never says where to go next", step.id.name),
+                    )
+                    .hint("end the step's block with `-> next_step`, or with `-> decide { ... }`"),
+                );
+                Transition::To(StepId(u32::MAX))
+            }
+        }
+    }
+
+    fn step(&mut self, index: usize, s: &ast::Step) -> model::Step {
+        let kind = match &s.kind {
+            ast::StepKind::Task(t) => model::StepKind::Task(self.task(s, t)),
+            ast::StepKind::Auto(a) => {
+                let actions = a.actions.iter().map(|act| self.auto_action(act)).collect();
+                model::StepKind::Auto { actions, next: self.need_next(s, &a.next) }
+            }
+            ast::StepKind::Wait(w) => model::StepKind::Wait(self.wait(s, w)),
+            ast::StepKind::Split { branches } => {
+                let mut ids = Vec::new();
+                let mut seen = BTreeSet::new();
+                for b in branches {
+                    if !seen.insert(b.name.as_str()) {
+                        self.err(Diagnostic::new(
+                            Code::BadBranch,
+                            b.span.clone(),
+                            format!("branch `{}` is listed twice", b.name),
+                        ));
+                    }
+                    ids.push(self.resolve(b));
+                }
+                // The join is found in the graph pass; placeholder until then.
+                model::StepKind::Split { branches: ids, join: StepId(u32::MAX) }
+            }
+            ast::StepKind::Join { split, next } => {
+                let split_id = self.resolve(split);
+                if split_id.0 != u32::MAX
+                    && !matches!(self.ast.steps[split_id.index()].kind, ast::StepKind::Split { .. })
+                {
+                    let kw = self.ast.steps[split_id.index()].kind.keyword();
+                    self.err(
+                        Diagnostic::new(
+                            Code::JoinWithoutSplit,
+                            split.span.clone(),
+                            format!("`{}` is a `{kw}` step, not a `split`", split.name),
+                        )
+                        .hint("a join waits for the branches of one `split`: name that split after `of`"),
+                    );
+                }
+                model::StepKind::Join { split: split_id, next: self.transition(next, &s.id.name) }
+            }
+            ast::StepKind::Call(c) => model::StepKind::Call(self.call(s, c)),
+            ast::StepKind::End => model::StepKind::End,
+        };
+        model::Step {
+            id: StepId(index as u32),
+            name: s.id.name.clone(),
+            label: s.label.clone(),
+            kind,
+            span: s.span.clone(),
+        }
+    }
+
+    fn task(&mut self, s: &ast::Step, t: &ast::TaskStep) -> model::Task {
+        let assign = t.assign.as_ref().map(|(a, _)| self.assignee(a));
+        if t.assign.is_none() && t.candidates.is_empty() {
+            self.err(
+                Diagnostic::new(
+                    Code::BadAssignee,
+                    s.id.span.clone(),
+                    format!("task `{}` has no assignee and no candidate roles", s.id.name),
+                )
+                .hint("add `assign role cs_rep` (or `candidates cs_rep, cs_manager`)"),
+            );
+        }
+        for role in &t.candidates {
+            self.check_role(role);
+        }
+        if let Some(e) = &t.due {
+            let ty = self.ty(e);
+            self.expect_duration(e, &ty, "a due time");
+        }
+        if let Some(e) = &t.remind_every {
+            let ty = self.ty(e);
+            self.expect_duration(e, &ty, "a reminder interval");
+        }
+        if t.due.is_none() {
+            self.err(
+                Diagnostic::new(
+                    Code::TaskWithoutDue,
+                    s.id.span.clone(),
+                    format!("task `{}` has no due time", s.id.name),
+                )
+                .hint("add `due 2 workdays` (or a value from the rules: `due rules.response_time[urgency]`)"),
+            );
+        }
+        let mut form = Vec::new();
+        let mut asked = BTreeSet::new();
+        for a in &t.asks {
+            if self.field_ref(&a.field).is_some() && !asked.insert(a.field.name.as_str()) {
+                self.err(Diagnostic::new(
+                    Code::UnknownField,
+                    a.field.span.clone(),
+                    format!("field `{}` is asked twice", a.field.name),
+                ));
+            }
+            form.push(model::FormField { field: a.field.name.clone(), required: a.required });
+        }
+        let mut handlers = Vec::new();
+        for h in &t.handlers {
+            let trigger = match &h.trigger {
+                ast::Trigger::Overdue { after } => {
+                    if t.due.is_none() {
+                        self.err(
+                            Diagnostic::new(
+                                Code::BadHandler,
+                                h.span.clone(),
+                                "`when overdue` on a task without a due time never fires",
+                            )
+                            .hint("add a `due` statement to the task"),
+                        );
+                    }
+                    if let Some(e) = after {
+                        let ty = self.ty(e);
+                        self.expect_duration(e, &ty, "an escalation delay");
+                    }
+                    model::Trigger::Overdue { after: after.clone() }
+                }
+                ast::Trigger::Elapsed { percent, span } => {
+                    if t.due.is_none() {
+                        self.err(
+                            Diagnostic::new(
+                                Code::BadHandler,
+                                h.span.clone(),
+                                "a time threshold on a task without a due time never fires",
+                            )
+                            .hint("add a `due` statement to the task"),
+                        );
+                    }
+                    if !(1..=99).contains(percent) {
+                        self.err(
+                            Diagnostic::new(
+                                Code::BadHandler,
+                                span.clone(),
+                                format!("{percent}% is not a threshold between 1% and 99%"),
+                            )
+                            .hint("for 100% and later use `when overdue`"),
+                        );
+                    }
+                    model::Trigger::Elapsed { percent: *percent }
+                }
+                ast::Trigger::Message(m) => model::Trigger::Message(m.name.clone()),
+            };
+            let actions = h
+                .actions
+                .iter()
+                .map(|a| match a {
+                    ast::Action::Escalate(who, _) => model::Action::Escalate(self.assignee(who)),
+                    ast::Action::Notify(who, _) => model::Action::Notify(self.assignee(who)),
+                    ast::Action::RaisePriority => model::Action::RaisePriority,
+                    ast::Action::Remind => model::Action::Remind,
+                    ast::Action::Goto(target) => model::Action::Goto(self.resolve(target)),
+                })
+                .collect();
+            handlers.push(model::Handler { trigger, actions });
+        }
+        let next = self.need_next(s, &t.next);
+        model::Task {
+            assign,
+            candidates: t.candidates.iter().map(|r| r.name.clone()).collect(),
+            due: t.due.clone(),
+            remind_every: t.remind_every.clone(),
+            form,
+            handlers,
+            next,
+        }
+    }
+
+    fn check_role(&mut self, role: &Ident) {
+        if let Some(catalog) = self.ctx.catalog {
+            if !catalog.roles.contains(&role.name) {
+                let hint = did_you_mean(&role.name, catalog.roles.iter().map(String::as_str))
+                    .unwrap_or_else(|| "define it under `[roles.NAME]` in the rules".into());
+                self.err(
+                    Diagnostic::new(
+                        Code::UnknownRole,
+                        role.span.clone(),
+                        format!("the rules define no role `{}`", role.name),
+                    )
+                    .hint(hint),
+                );
+            }
+        }
+    }
+
+    fn assignee(&mut self, a: &ast::Assignee) -> model::Assignee {
+        match a {
+            ast::Assignee::Role { role, strategy } => {
+                self.check_role(role);
+                if let Some(s) = strategy {
+                    const STRATEGIES: [&str; 3] = ["round_robin", "fewest_open", "skill"];
+                    if !STRATEGIES.contains(&s.name.as_str()) {
+                        let hint = did_you_mean(&s.name, STRATEGIES)
+                            .unwrap_or_else(|| format!("use one of: {}", STRATEGIES.join(", ")));
+                        self.err(
+                            Diagnostic::new(
+                                Code::BadAssignee,
+                                s.span.clone(),
+                                format!("unknown assignment strategy `{}`", s.name),
+                            )
+                            .hint(hint),
+                        );
+                    }
+                }
+                model::Assignee::Role { role: role.name.clone(), strategy: strategy.as_ref().map(|s| s.name.clone()) }
+            }
+            ast::Assignee::User(u) => model::Assignee::User(u.clone()),
+            ast::Assignee::Field(f) => {
+                if let Some(decl) = self.field_ref(f) {
+                    if !matches!(decl.ty, ast::TypeExpr::Text) {
+                        self.err(
+                            Diagnostic::new(
+                                Code::BadAssignee,
+                                f.span.clone(),
+                                format!("field `{}` is not a text field holding a user name", f.name),
+                            )
+                            .hint("assign by a `text` field that holds the user's id"),
+                        );
+                    }
+                }
+                model::Assignee::Field(f.name.clone())
+            }
+            ast::Assignee::SameAs(step) => {
+                let id = self.resolve(step);
+                if id.0 != u32::MAX && !matches!(self.ast.steps[id.index()].kind, ast::StepKind::Task(_)) {
+                    self.err(
+                        Diagnostic::new(
+                            Code::BadAssignee,
+                            step.span.clone(),
+                            format!("`{}` is not a task, so nobody \"did\" it", step.name),
+                        )
+                        .hint("`same as` names a human task whose assignee should do this one too"),
+                    );
+                }
+                model::Assignee::SameAs(id)
+            }
+        }
+    }
+
+    fn auto_action(&mut self, a: &ast::AutoAction) -> model::AutoAction {
+        match a {
+            ast::AutoAction::Set { field, value } => {
+                let got = self.ty(value);
+                if let Some(decl) = self.field_ref(field) {
+                    let target = field_type(&decl.ty);
+                    self.check_assignable(&target, value, &got, &format!("field `{}`", field.name));
+                }
+                model::AutoAction::Set { field: field.name.clone(), value: value.clone() }
+            }
+            ast::AutoAction::Lookup { table, inputs, outputs } => {
+                let shape = self.ctx.catalog.map(|c| (c, c.tables.get(&table.name)));
+                if let Some((catalog, None)) = shape {
+                    let hint = did_you_mean(&table.name, catalog.tables.keys().map(String::as_str))
+                        .unwrap_or_else(|| "define it under `[decision_tables.NAME]` in the rules".into());
+                    self.err(
+                        Diagnostic::new(
+                            Code::UnknownRule,
+                            table.span.clone(),
+                            format!("the rules define no decision table `{}`", table.name),
+                        )
+                        .hint(hint),
+                    );
+                }
+                let shape = shape.and_then(|(_, s)| s);
+                for (name, value) in inputs {
+                    self.ty(value);
+                    if let Some(shape) = shape {
+                        if !shape.inputs.contains(&name.name) {
+                            self.err(
+                                Diagnostic::new(
+                                    Code::UnknownRule,
+                                    name.span.clone(),
+                                    format!("table `{}` has no input `{}`", table.name, name.name),
+                                )
+                                .hint(format!("its inputs are: {}", shape.inputs.join(", "))),
+                            );
+                        }
+                    }
+                }
+                for (field, column) in outputs {
+                    self.field_ref(field);
+                    if let Some(shape) = shape {
+                        if !shape.outputs.contains(&column.name) {
+                            self.err(
+                                Diagnostic::new(
+                                    Code::UnknownRule,
+                                    column.span.clone(),
+                                    format!("table `{}` has no output `{}`", table.name, column.name),
+                                )
+                                .hint(format!("its outputs are: {}", shape.outputs.join(", "))),
+                            );
+                        }
+                    }
+                }
+                model::AutoAction::Lookup {
+                    table: table.name.clone(),
+                    inputs: inputs.iter().map(|(n, e)| (n.name.clone(), e.clone())).collect(),
+                    outputs: outputs.iter().map(|(f, c)| (f.name.clone(), c.name.clone())).collect(),
+                }
+            }
+        }
+    }
+
+    fn wait(&mut self, s: &ast::Step, w: &ast::WaitStep) -> model::Wait {
+        let condition = w.condition.as_ref().map(|c| match c {
+            ast::WaitCondition::For(e) => {
+                let ty = self.ty(e);
+                self.expect_duration(e, &ty, "a wait duration");
+                model::WaitCondition::For(e.clone())
+            }
+            ast::WaitCondition::Every(e) => {
+                let ty = self.ty(e);
+                self.expect_duration(e, &ty, "a cycle period");
+                model::WaitCondition::Every(e.clone())
+            }
+            ast::WaitCondition::Until(e) => {
+                let ty = self.ty(e);
+                if !ty.is_moment() {
+                    self.err(
+                        Diagnostic::new(
+                            Code::TypeMismatch,
+                            e.span.clone(),
+                            format!("`until` needs a date or datetime, found {ty}"),
+                        )
+                        .hint("write a date field, optionally with an offset: `until install_date - 1 workday`"),
+                    );
+                }
+                model::WaitCondition::Until(e.clone())
+            }
+        });
+        let mut seen = BTreeSet::new();
+        let on_message = w
+            .on_message
+            .iter()
+            .map(|(m, t)| {
+                if !seen.insert(m.name.as_str()) {
+                    self.err(Diagnostic::new(
+                        Code::BadWait,
+                        m.span.clone(),
+                        format!("message `{}` is handled twice", m.name),
+                    ));
+                }
+                (m.name.clone(), self.resolve(t))
+            })
+            .collect::<Vec<_>>();
+        let on_timeout = w.on_timeout.as_ref().map(|(e, t)| {
+            let ty = self.ty(e);
+            self.expect_duration(e, &ty, "a timeout");
+            (e.clone(), self.resolve(t))
+        });
+        if condition.is_none() && on_message.is_empty() {
+            self.err(
+                Diagnostic::new(Code::BadWait, s.id.span.clone(), format!("wait `{}` waits for nothing", s.id.name))
+                    .hint("give it `for 3 workdays`, `until a_date`, `every 1w` or `on message name -> step`"),
+            );
+        }
+        if condition.is_some() && on_timeout.is_some() {
+            self.err(
+                Diagnostic::new(
+                    Code::BadWait,
+                    w.on_timeout.as_ref().map_or(s.id.span.clone(), |(e, _)| e.span.clone()),
+                    "`on timeout` in a wait that already ends on a timer",
+                )
+                .hint("`on timeout` belongs to message waits; drop it or the `for`/`until`/`every`"),
+            );
+        }
+        if on_timeout.is_some() && on_message.is_empty() {
+            self.err(
+                Diagnostic::new(Code::BadWait, s.id.span.clone(), "`on timeout` without any `on message`")
+                    .hint("a plain timer is written `for DURATION -> step`"),
+            );
+        }
+        let next = match (&w.next, &condition) {
+            (Some(n), _) => Some(self.transition(n, &s.id.name)),
+            (None, Some(_)) => Some(self.need_next(s, &None)),
+            (None, None) => None,
+        };
+        model::Wait { condition, on_message, on_timeout, next }
+    }
+
+    fn call(&mut self, s: &ast::Step, c: &ast::CallStep) -> model::Call {
+        let callee = self.ctx.processes.map(|p| p.get(&c.process.name));
+        if let Some(None) = callee {
+            let names = self.ctx.processes.into_iter().flat_map(|p| p.keys().map(String::as_str));
+            let hint = did_you_mean(&c.process.name, names)
+                .unwrap_or_else(|| "check the process id after `process` in the called file".into());
+            self.err(
+                Diagnostic::new(
+                    Code::UnknownStep,
+                    c.process.span.clone(),
+                    format!("there is no process `{}`", c.process.name),
+                )
+                .hint(hint),
+            );
+        }
+        let callee = callee.flatten();
+        if callee.is_some_and(|_| c.process.name == self.ast.id.name) {
+            self.err(Diagnostic::new(
+                Code::AutomaticLoop,
+                c.process.span.clone(),
+                "a process calls itself; each call would start another without end",
+            ));
+        }
+        for (child_field, value) in &c.inputs {
+            let got = self.ty(value);
+            if let Some(sig) = callee {
+                match sig.fields.get(&child_field.name) {
+                    Some(t) => self.check_assignable(
+                        t,
+                        value,
+                        &got,
+                        &format!("field `{}` of `{}`", child_field.name, c.process.name),
+                    ),
+                    None => self.err(
+                        Diagnostic::new(
+                            Code::UnknownField,
+                            child_field.span.clone(),
+                            format!("process `{}` has no field `{}`", c.process.name, child_field.name),
+                        )
+                        .hint(
+                            did_you_mean(&child_field.name, sig.fields.keys().map(String::as_str)).unwrap_or_default(),
+                        ),
+                    ),
+                }
+            }
+        }
+        for (parent_field, child_field) in &c.outputs {
+            let target = self.field_ref(parent_field).map(|d| field_type(&d.ty));
+            if let Some(sig) = callee {
+                match sig.fields.get(&child_field.name) {
+                    Some(t) => {
+                        if let Some(target) = target {
+                            if !types_compatible(&target, t) {
+                                self.err(Diagnostic::new(
+                                    Code::TypeMismatch,
+                                    child_field.span.clone(),
+                                    format!(
+                                        "`{}` is {t} in `{}`, but `{}` here is {target}",
+                                        child_field.name, c.process.name, parent_field.name
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    None => self.err(Diagnostic::new(
+                        Code::UnknownField,
+                        child_field.span.clone(),
+                        format!("process `{}` has no field `{}`", c.process.name, child_field.name),
+                    )),
+                }
+            }
+        }
+        model::Call {
+            process: c.process.name.clone(),
+            inputs: c.inputs.iter().map(|(n, e)| (n.name.clone(), e.clone())).collect(),
+            outputs: c.outputs.iter().map(|(p, ch)| (p.name.clone(), ch.name.clone())).collect(),
+            next: self.need_next(s, &c.next),
+        }
+    }
+
+    // ------------------------------------------------------------ decisions
+
+    /// Without `else`, the branches must cover every value of one bool or choice field.
+    fn check_exhaustive(&mut self, branches: &[(Expr, Ident)], span: &Span, from: &str) {
+        let mut field: Option<String> = None;
+        let mut covered = BTreeSet::new();
+        for (cond, _) in branches {
+            match self.covered_values(cond) {
+                Some((f, values)) if field.as_ref().is_none_or(|g| *g == f) => {
+                    field = Some(f);
+                    covered.extend(values);
+                }
+                _ => {
+                    field = None;
+                    covered.clear();
+                    break;
+                }
+            }
+        }
+        let all: Vec<String> = match field.as_deref().and_then(|f| self.fields.get(f)) {
+            Some(decl) => match &decl.ty {
+                ast::TypeExpr::Bool => vec!["true".into(), "false".into()],
+                ast::TypeExpr::Choice(v) => v.iter().map(|i| i.name.clone()).collect(),
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        let missing: Vec<&String> = all.iter().filter(|v| !covered.contains(*v)).collect();
+        if all.is_empty() {
+            self.err(
+                Diagnostic::new(
+                    Code::DecisionNotExhaustive,
+                    span.clone(),
+                    format!("the decision after `{from}` has no `else`, and its conditions may all be false"),
+                )
+                .hint("add `else -> step`: without it, a case whose data matches no branch would be stuck"),
+            );
+        } else if !missing.is_empty() {
+            let field = field.unwrap_or_default();
+            let missing = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+            self.err(
+                Diagnostic::new(
+                    Code::DecisionNotExhaustive,
+                    span.clone(),
+                    format!("the decision after `{from}` does not cover {missing} of `{field}`"),
+                )
+                .hint(format!("add a branch for {missing}, or `else -> step`")),
+            );
+        }
+    }
+
+    /// If `cond` tests one bool or choice field for a fixed set of values, that field and set.
+    fn covered_values(&self, cond: &Expr) -> Option<(String, Vec<String>)> {
+        let field_of = |e: &Expr| match &e.kind {
+            ExprKind::Name(n) if self.fields.contains_key(n.as_str()) => Some(n.clone()),
+            _ => None,
+        };
+        let value_of = |e: &Expr| match &e.kind {
+            ExprKind::Name(n) if !self.fields.contains_key(n.as_str()) => Some(n.clone()),
+            ExprKind::Text(t) => Some(t.clone()),
+            ExprKind::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        match &cond.kind {
+            ExprKind::Paren(inner) => self.covered_values(inner),
+            ExprKind::Name(_) => field_of(cond).map(|f| (f, vec!["true".into()])),
+            ExprKind::Not(inner) => match &inner.kind {
+                ExprKind::Name(_) => field_of(inner).map(|f| (f, vec!["false".into()])),
+                _ => None,
+            },
+            ExprKind::Binary { op: BinOp::Eq, lhs, rhs } => {
+                let (f, v) = match (field_of(lhs), field_of(rhs)) {
+                    (Some(f), None) => (f, value_of(rhs)?),
+                    (None, Some(f)) => (f, value_of(lhs)?),
+                    _ => return None,
+                };
+                Some((f, vec![v]))
+            }
+            ExprKind::Binary { op: BinOp::In, lhs, rhs } => {
+                let f = field_of(lhs)?;
+                let ExprKind::List(items) = &rhs.kind else { return None };
+                Some((f, items.iter().map(value_of).collect::<Option<Vec<_>>>()?))
+            }
+            ExprKind::Binary { op: BinOp::Or, lhs, rhs } => {
+                let (f1, mut v1) = self.covered_values(lhs)?;
+                let (f2, v2) = self.covered_values(rhs)?;
+                (f1 == f2).then(|| {
+                    v1.extend(v2);
+                    (f1, v1)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    // ------------------------------------------------------------ expressions
+
+    fn field_ref(&mut self, name: &Ident) -> Option<&'a ast::FieldDecl> {
+        match self.fields.get(name.name.as_str()) {
+            Some(decl) => {
+                self.used_fields.insert(name.name.clone());
+                Some(*decl)
+            }
+            None => {
+                self.unknown_field(&name.name, &name.span);
+                None
+            }
+        }
+    }
+
+    fn unknown_field(&mut self, name: &str, span: &Span) {
+        let hint = did_you_mean(name, self.fields.keys().copied())
+            .unwrap_or_else(|| format!("declare it in `fields {{ {name}: text }}`"));
+        self.err(
+            Diagnostic::new(Code::UnknownField, span.clone(), format!("there is no field named `{name}`")).hint(hint),
+        );
+    }
+
+    fn ty(&mut self, e: &Expr) -> Ty {
+        match &e.kind {
+            ExprKind::Int(_) => Ty::Int,
+            ExprKind::Decimal(_) => Ty::Decimal,
+            ExprKind::Text(_) => Ty::Text,
+            ExprKind::Bool(_) => Ty::Bool,
+            ExprKind::Date(d) => {
+                if !valid_date_literal(d) {
+                    self.err(Diagnostic::new(
+                        Code::TypeMismatch,
+                        e.span.clone(),
+                        format!("`{d}` is not a real date or time"),
+                    ));
+                }
+                if d.contains('T') {
+                    Ty::DateTime
+                } else {
+                    Ty::Date
+                }
+            }
+            ExprKind::Duration { .. } => Ty::Duration,
+            ExprKind::List(items) => {
+                let mut elem = Ty::Any;
+                for item in items {
+                    let t = self.ty(item);
+                    if elem == Ty::Any {
+                        elem = t;
+                    } else if !same_kind(&elem, &t) {
+                        self.err(Diagnostic::new(
+                            Code::TypeMismatch,
+                            item.span.clone(),
+                            format!("a list of {elem} cannot hold {t}"),
+                        ));
+                    }
+                }
+                Ty::List(Box::new(elem))
+            }
+            ExprKind::Name(n) => match self.fields.get(n.as_str()) {
+                Some(decl) => {
+                    self.used_fields.insert(n.clone());
+                    Ty::of_field(&field_type(&decl.ty))
+                }
+                None => Ty::Symbol(n.clone()),
+            },
+            ExprKind::Rule { name, key } => {
+                if let Some(k) = key {
+                    let t = self.ty(k);
+                    self.no_symbol(k, &t);
+                }
+                if let Some(catalog) = self.ctx.catalog {
+                    if !catalog.values.contains(&name.name) {
+                        let hint = if catalog.tables.contains_key(&name.name) {
+                            format!(
+                                "`{}` is a decision table: use `lookup {} {{ ... }} => {{ ... }}` in an `auto` step",
+                                name.name, name.name
+                            )
+                        } else {
+                            did_you_mean(&name.name, catalog.values.iter().map(String::as_str))
+                                .unwrap_or_else(|| "define it under `[values.NAME]` in the rules".into())
+                        };
+                        self.err(
+                            Diagnostic::new(
+                                Code::UnknownRule,
+                                name.span.clone(),
+                                format!("the rules define no value `{}`", name.name),
+                            )
+                            .hint(hint),
+                        );
+                    }
+                }
+                Ty::Any
+            }
+            ExprKind::Call { function, args } => {
+                let arg_types: Vec<Ty> = args.iter().map(|a| self.ty(a)).collect();
+                match FUNCTIONS.iter().find(|(n, _, _)| *n == function.name) {
+                    Some((_, arity, _)) if *arity != args.len() => {
+                        self.err(Diagnostic::new(
+                            Code::UnknownFunction,
+                            e.span.clone(),
+                            format!(
+                                "`{}` takes {arity} argument{}, not {}",
+                                function.name,
+                                if *arity == 1 { "" } else { "s" },
+                                args.len()
+                            ),
+                        ));
+                        Ty::Any
+                    }
+                    Some(("now", ..)) => Ty::DateTime,
+                    Some(("today", ..)) => Ty::Date,
+                    Some(("len", ..)) => {
+                        if !matches!(arg_types[0], Ty::List(_) | Ty::Text | Ty::Any) {
+                            self.err(Diagnostic::new(
+                                Code::TypeMismatch,
+                                args[0].span.clone(),
+                                format!("`len` needs a list or text, found {}", arg_types[0]),
+                            ));
+                        }
+                        Ty::Int
+                    }
+                    _ => {
+                        let hint = did_you_mean(&function.name, FUNCTIONS.iter().map(|f| f.0)).unwrap_or_else(|| {
+                            format!(
+                                "the functions are: {}",
+                                FUNCTIONS.iter().map(|f| format!("{}()", f.0)).collect::<Vec<_>>().join(", ")
+                            )
+                        });
+                        self.err(
+                            Diagnostic::new(
+                                Code::UnknownFunction,
+                                function.span.clone(),
+                                format!("there is no function `{}`", function.name),
+                            )
+                            .hint(hint),
+                        );
+                        Ty::Any
+                    }
+                }
+            }
+            ExprKind::Paren(inner) => self.ty(inner),
+            ExprKind::Not(inner) => {
+                let t = self.ty(inner);
+                self.expect_bool(inner, &t, "`not`");
+                Ty::Bool
+            }
+            ExprKind::Neg(inner) => {
+                let t = self.ty(inner);
+                if !(t.is_numeric() || t == Ty::Duration) {
+                    self.no_symbol(inner, &t);
+                    self.mismatch(inner, format!("`-` needs a number, found {t}"));
+                    return Ty::Any;
+                }
+                t
+            }
+            ExprKind::Binary { op, lhs, rhs } => self.binary(e, *op, lhs, rhs),
+        }
+    }
+
+    fn binary(&mut self, e: &Expr, op: BinOp, lhs: &Expr, rhs: &Expr) -> Ty {
+        let l = self.ty(lhs);
+        let r = self.ty(rhs);
+        match op {
+            BinOp::And | BinOp::Or => {
+                self.expect_bool(lhs, &l, &format!("`{}`", op.symbol()));
+                self.expect_bool(rhs, &r, &format!("`{}`", op.symbol()));
+                Ty::Bool
+            }
+            BinOp::Eq | BinOp::Ne => {
+                self.comparable(e, op, lhs, &l, rhs, &r);
+                Ty::Bool
+            }
+            BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                let ordered = |t: &Ty| t.is_numeric() || t.is_moment() || matches!(t, Ty::Duration | Ty::Text);
+                self.no_symbol(lhs, &l);
+                self.no_symbol(rhs, &r);
+                if !(ordered(&l) && ordered(&r) && same_kind(&l, &r))
+                    && !matches!((&l, &r), (Ty::Symbol(_), _) | (_, Ty::Symbol(_)))
+                {
+                    self.mismatch(e, format!("cannot order {l} against {r} with `{}`", op.symbol()));
+                }
+                Ty::Bool
+            }
+            BinOp::In => {
+                match &r {
+                    Ty::List(elem) => {
+                        if let (Ty::Choice(values), ExprKind::List(items)) = (&l, &rhs.kind) {
+                            for item in items {
+                                self.choice_member(values, lhs, item);
+                            }
+                        } else {
+                            self.no_symbol(lhs, &l);
+                            if !same_kind(&l, elem) {
+                                self.mismatch(e, format!("cannot look for {l} in a list of {elem}"));
+                            }
+                        }
+                    }
+                    Ty::Any => {}
+                    other => {
+                        self.no_symbol(rhs, other);
+                        self.mismatch(rhs, format!("`in` needs a list on its right, found {other}"));
+                    }
+                }
+                Ty::Bool
+            }
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div => {
+                self.no_symbol(lhs, &l);
+                self.no_symbol(rhs, &r);
+                if matches!(l, Ty::Symbol(_)) || matches!(r, Ty::Symbol(_)) {
+                    return Ty::Any;
+                }
+                match arithmetic(op, &l, &r) {
+                    Some(t) => t,
+                    None => {
+                        self.mismatch(e, format!("cannot apply `{}` to {l} and {r}", op.symbol()));
+                        Ty::Any
+                    }
+                }
+            }
+        }
+    }
+
+    fn comparable(&mut self, e: &Expr, op: BinOp, lhs: &Expr, l: &Ty, rhs: &Expr, r: &Ty) {
+        match (l, r) {
+            (Ty::Choice(values), _) => self.choice_member(values, lhs, rhs),
+            (_, Ty::Choice(values)) => self.choice_member(values, rhs, lhs),
+            _ => {
+                self.no_symbol(lhs, l);
+                self.no_symbol(rhs, r);
+                if !matches!((l, r), (Ty::Symbol(_), _) | (_, Ty::Symbol(_))) && !same_kind(l, r) {
+                    self.mismatch(e, format!("cannot compare {l} with {r} using `{}`", op.symbol()));
+                }
+            }
+        }
+    }
+
+    /// `value` compared with a choice field `field` must name one of its values.
+    fn choice_member(&mut self, values: &[String], field: &Expr, value: &Expr) {
+        let name = match &value.kind {
+            ExprKind::Name(n) if !self.fields.contains_key(n.as_str()) => n.clone(),
+            ExprKind::Text(t) => t.clone(),
+            _ => {
+                let t = self.ty(value);
+                if !matches!(t, Ty::Choice(_) | Ty::Any | Ty::Text) {
+                    self.mismatch(value, format!("a choice field compares with one of its values, not {t}"));
+                }
+                return;
+            }
+        };
+        if !values.contains(&name) {
+            let field_name = match &field.kind {
+                ExprKind::Name(n) => n.clone(),
+                _ => "the field".into(),
+            };
+            let hint = did_you_mean(&name, values.iter().map(String::as_str))
+                .unwrap_or_else(|| format!("the values are: {}", values.join(", ")));
+            self.err(
+                Diagnostic::new(
+                    Code::UnknownChoiceValue,
+                    value.span.clone(),
+                    format!("`{name}` is not a value of `{field_name}` ({})", values.join(", ")),
+                )
+                .hint(hint),
+            );
+        }
+    }
+
+    /// A bare name that is not a field, used where no choice field gives it meaning.
+    fn no_symbol(&mut self, e: &Expr, t: &Ty) {
+        if let Ty::Symbol(name) = t {
+            self.unknown_field(name, &e.span);
+        }
+    }
+
+    fn mismatch(&mut self, e: &Expr, message: String) {
+        self.err(Diagnostic::new(Code::TypeMismatch, e.span.clone(), message));
+    }
+
+    fn expect_bool(&mut self, e: &Expr, t: &Ty, what: &str) {
+        self.no_symbol(e, t);
+        if !matches!(t, Ty::Bool | Ty::Any | Ty::Symbol(_)) {
+            let hint = match t {
+                Ty::Choice(v) => {
+                    format!("compare it with a value: `... == {}`", v.first().map_or("value", String::as_str))
+                }
+                _ => "write a comparison, e.g. `amount > 100`".into(),
+            };
+            self.err(
+                Diagnostic::new(Code::TypeMismatch, e.span.clone(), format!("{what} needs a bool, found {t}"))
+                    .hint(hint),
+            );
+        }
+    }
+
+    fn expect_duration(&mut self, e: &Expr, t: &Ty, what: &str) {
+        self.no_symbol(e, t);
+        if !matches!(t, Ty::Duration | Ty::Any | Ty::Symbol(_)) {
+            self.err(
+                Diagnostic::new(Code::TypeMismatch, e.span.clone(), format!("{what} needs a duration, found {t}"))
+                    .hint("write a duration such as `10min`, `24h`, `3 workdays` or `4 workhours`"),
+            );
+        }
+    }
+
+    fn check_assignable(&mut self, target: &FieldType, value: &Expr, got: &Ty, what: &str) {
+        let ok = match (target, got) {
+            (_, Ty::Any) => true,
+            (FieldType::Choice(values), Ty::Symbol(_) | Ty::Text) => {
+                let values = values.clone();
+                self.choice_member(
+                    &values,
+                    &Expr { kind: ExprKind::Name(what.to_string()), span: value.span.clone() },
+                    value,
+                );
+                true
+            }
+            (FieldType::Choice(a), Ty::Choice(b)) => b.iter().all(|v| a.contains(v)),
+            (_, Ty::Symbol(_)) => {
+                self.no_symbol(value, got);
+                true
+            }
+            (FieldType::Decimal, Ty::Int) | (FieldType::DateTime, Ty::Date) => true,
+            (t, g) => same_kind(&Ty::of_field(t), g),
+        };
+        if !ok {
+            self.err(Diagnostic::new(
+                Code::TypeMismatch,
+                value.span.clone(),
+                format!("{what} is {target}, but this is {got}"),
+            ));
+        }
+    }
+
+    // ------------------------------------------------------------ graph
+
+    fn check_graph(&mut self, graph: &DiGraph<Node, EdgeKind>, steps: &[model::Step]) {
+        let step_span = |id: StepId| self.ast.steps[id.index()].id.span.clone();
+        let node_step = |n: NodeIndex| match graph[n] {
+            Node::Step(id) => Some(id),
+            Node::Start => None,
+        };
+        // Reachable from start.
+        let mut reached = vec![false; graph.node_count()];
+        let mut bfs = Bfs::new(graph, NodeIndex::new(0));
+        while let Some(n) = bfs.next(graph) {
+            reached[n.index()] = true;
+        }
+        let mut problems = Vec::new();
+        for n in graph.node_indices() {
+            if let Some(id) = node_step(n) {
+                if !reached[n.index()] {
+                    problems.push(
+                        Diagnostic::new(
+                            Code::UnreachableStep,
+                            step_span(id),
+                            format!("no path from `start` leads to step `{}`", steps[id.index()].name),
+                        )
+                        .hint("point a `->` at it from an earlier step, or delete it"),
+                    );
+                }
+            }
+        }
+        // Can reach an end (walking edges backwards from every end).
+        let mut to_end = vec![false; graph.node_count()];
+        let reversed = Reversed(graph);
+        for s in steps.iter().filter(|s| matches!(s.kind, model::StepKind::End)) {
+            let mut bfs = Bfs::new(&reversed, NodeIndex::new(s.id.index() + 1));
+            while let Some(n) = bfs.next(&reversed) {
+                to_end[n.index()] = true;
+            }
+        }
+        if !steps.iter().any(|s| matches!(s.kind, model::StepKind::End)) {
+            problems.push(
+                Diagnostic::new(
+                    Code::NoPathToEnd,
+                    self.ast.id.span.clone(),
+                    "the process has no `end` step, so no case can finish",
+                )
+                .hint("add an outcome, e.g. `end closed \"已归档\"`"),
+            );
+        } else {
+            for n in graph.node_indices() {
+                if let Some(id) = node_step(n) {
+                    if reached[n.index()] && !to_end[n.index()] {
+                        problems.push(
+                            Diagnostic::new(
+                                Code::NoPathToEnd,
+                                step_span(id),
+                                format!("no path leads from step `{}` to an `end`", steps[id.index()].name),
+                            )
+                            .hint("a case that gets here could never finish: add a way out towards an `end`"),
+                        );
+                    }
+                }
+            }
+        }
+        // Automatic loops: a cycle through only automatic steps would spin forever.
+        let automatic = |id: StepId| {
+            matches!(
+                steps[id.index()].kind,
+                model::StepKind::Auto { .. } | model::StepKind::Split { .. } | model::StepKind::Join { .. }
+            )
+        };
+        let auto_graph = graph.filter_map(
+            |_, n| Some(*n),
+            |e, w| {
+                let (a, b) = graph.edge_endpoints(e)?;
+                match (graph[a], graph[b]) {
+                    (Node::Step(x), Node::Step(y)) if automatic(x) && automatic(y) => Some(w.clone()),
+                    _ => None,
+                }
+            },
+        );
+        for scc in tarjan_scc(&auto_graph) {
+            let looped = scc.len() > 1 || auto_graph.edges(scc[0]).any(|e| e.target() == scc[0]);
+            if looped {
+                let mut ids: Vec<StepId> = scc.iter().filter_map(|n| node_step(*n)).collect();
+                ids.sort();
+                let names =
+                    ids.iter().map(|id| format!("`{}`", steps[id.index()].name)).collect::<Vec<_>>().join(" → ");
+                let mut d = Diagnostic::new(
+                    Code::AutomaticLoop,
+                    step_span(ids[0]),
+                    format!("the steps {names} form a loop with no wait and no human task"),
+                )
+                .hint("a case would spin forever: put a `wait` or a `task` inside the loop");
+                for id in &ids[1..] {
+                    d = d.note(step_span(*id), "part of the loop");
+                }
+                problems.push(d);
+            }
+        }
+        // Splits and joins pair up one to one, and every branch reaches the join.
+        let mut join_of: BTreeMap<StepId, StepId> = BTreeMap::new();
+        for s in steps {
+            if let model::StepKind::Join { split, .. } = &s.kind {
+                if let Some(first) = join_of.insert(*split, s.id) {
+                    problems.push(
+                        Diagnostic::new(
+                            Code::JoinWithoutSplit,
+                            step_span(s.id),
+                            format!("split `{}` already has a join", steps[split.index()].name),
+                        )
+                        .note(step_span(first), "the first join of that split"),
+                    );
+                }
+            }
+        }
+        for s in steps {
+            if let model::StepKind::Split { branches, .. } = &s.kind {
+                let Some(join) = join_of.get(&s.id) else {
+                    problems.push(
+                        Diagnostic::new(
+                            Code::SplitWithoutJoin,
+                            step_span(s.id),
+                            format!("split `{}` has no join", s.name),
+                        )
+                        .hint(format!("add `join NAME of {} -> next` where the branches meet", s.name)),
+                    );
+                    continue;
+                };
+                for b in branches {
+                    if !reaches_avoiding(graph, NodeIndex::new(b.index() + 1), NodeIndex::new(join.index() + 1)) {
+                        problems.push(
+                            Diagnostic::new(
+                                Code::BadBranch,
+                                step_span(*b),
+                                format!(
+                                    "branch `{}` of split `{}` never reaches join `{}`",
+                                    steps[b.index()].name,
+                                    s.name,
+                                    steps[join.index()].name
+                                ),
+                            )
+                            .hint("the join waits for every branch: lead this branch to the join"),
+                        );
+                    }
+                }
+            }
+        }
+        self.diags.extend(problems);
+    }
+
+    fn warn_unused_fields(&mut self) {
+        for f in &self.ast.fields {
+            if !self.used_fields.contains(&f.name.name) {
+                self.err(
+                    Diagnostic::new(
+                        Code::UnusedField,
+                        f.name.span.clone(),
+                        format!("field `{}` is never used", f.name.name),
+                    )
+                    .hint("ask for it in a task (`asks`), use it in a condition, mark it `required`, or remove it"),
+                );
+            }
+        }
+    }
+}
+
+/// Whether `from` reaches `to` (following any edge).
+fn reaches_avoiding(graph: &DiGraph<Node, EdgeKind>, from: NodeIndex, to: NodeIndex) -> bool {
+    let mut bfs = Bfs::new(graph, from);
+    while let Some(n) = bfs.next(graph) {
+        if n == to {
+            return true;
+        }
+    }
+    false
+}
+
+fn build_graph(start: &Transition, steps: &[model::Step]) -> DiGraph<Node, EdgeKind> {
+    let mut g = DiGraph::with_capacity(steps.len() + 1, steps.len() * 2);
+    g.add_node(Node::Start);
+    for s in steps {
+        g.add_node(Node::Step(s.id));
+    }
+    let node = |id: StepId| NodeIndex::new(id.index() + 1);
+    let valid = |id: StepId| id.index() < steps.len();
+    let add_transition = |g: &mut DiGraph<Node, EdgeKind>, from: NodeIndex, t: &Transition| match t {
+        Transition::To(to) if valid(*to) => {
+            g.add_edge(from, node(*to), EdgeKind::Next);
+        }
+        Transition::To(_) => {}
+        Transition::Decide { branches, otherwise } => {
+            for (cond, to) in branches.iter().filter(|b| valid(b.1)) {
+                g.add_edge(from, node(*to), EdgeKind::Branch(crate::fmt::expr_to_string(cond)));
+            }
+            if let Some(o) = otherwise.filter(|o| valid(*o)) {
+                g.add_edge(from, node(o), EdgeKind::Else);
+            }
+        }
+    };
+    add_transition(&mut g, NodeIndex::new(0), start);
+    for s in steps {
+        let from = node(s.id);
+        match &s.kind {
+            model::StepKind::Task(t) => {
+                add_transition(&mut g, from, &t.next);
+                for h in &t.handlers {
+                    for a in &h.actions {
+                        if let model::Action::Goto(to) = a {
+                            if valid(*to) {
+                                let kind = match &h.trigger {
+                                    model::Trigger::Message(m) => EdgeKind::Message(m.clone()),
+                                    _ => EdgeKind::Overdue,
+                                };
+                                g.add_edge(from, node(*to), kind);
+                            }
+                        }
+                    }
+                }
+            }
+            model::StepKind::Auto { next, .. } => add_transition(&mut g, from, next),
+            model::StepKind::Wait(w) => {
+                if let Some(next) = &w.next {
+                    add_transition(&mut g, from, next);
+                }
+                for (m, to) in w.on_message.iter().filter(|m| valid(m.1)) {
+                    g.add_edge(from, node(*to), EdgeKind::Message(m.clone()));
+                }
+                if let Some((_, to)) = w.on_timeout.as_ref().filter(|t| valid(t.1)) {
+                    g.add_edge(from, node(*to), EdgeKind::Timeout);
+                }
+            }
+            model::StepKind::Split { branches, .. } => {
+                for b in branches.iter().filter(|b| valid(**b)) {
+                    g.add_edge(from, node(*b), EdgeKind::Parallel);
+                }
+            }
+            model::StepKind::Join { next, .. } => add_transition(&mut g, from, next),
+            model::StepKind::Call(c) => add_transition(&mut g, from, &c.next),
+            model::StepKind::End => {}
+        }
+    }
+    g
+}
+
+/// Fills in each split's join once the graph checks have passed.
+fn link_joins(process: &mut model::Process) {
+    let joins: Vec<(StepId, StepId)> = process
+        .steps
+        .iter()
+        .filter_map(|s| match s.kind {
+            model::StepKind::Join { split, .. } => Some((split, s.id)),
+            _ => None,
+        })
+        .collect();
+    for (split, join) in joins {
+        if let model::StepKind::Split { join: j, .. } = &mut process.steps[split.index()].kind {
+            *j = join;
+        }
+    }
+}
+
+fn same_kind(a: &Ty, b: &Ty) -> bool {
+    match (a, b) {
+        (Ty::Any, _) | (_, Ty::Any) => true,
+        (x, y) if x.is_numeric() && y.is_numeric() => true,
+        (Ty::Date | Ty::DateTime, Ty::Date | Ty::DateTime) => true,
+        (Ty::Choice(_), Ty::Choice(_) | Ty::Text) | (Ty::Text, Ty::Choice(_)) => true,
+        (Ty::List(x), Ty::List(y)) => same_kind(x, y),
+        (x, y) => std::mem::discriminant(x) == std::mem::discriminant(y),
+    }
+}
+
+fn types_compatible(target: &FieldType, source: &FieldType) -> bool {
+    match (target, source) {
+        (FieldType::Choice(a), FieldType::Choice(b)) => b.iter().all(|v| a.contains(v)),
+        (FieldType::Decimal, FieldType::Int { .. }) => true,
+        (t, s) => same_kind(&Ty::of_field(t), &Ty::of_field(s)),
+    }
+}
+
+fn arithmetic(op: BinOp, l: &Ty, r: &Ty) -> Option<Ty> {
+    use Ty::*;
+    Some(match (op, l, r) {
+        (_, Any, _) | (_, _, Any) => Any,
+        (_, Int, Int) => Int,
+        (_, Int | Decimal, Int | Decimal) => Decimal,
+        (BinOp::Add | BinOp::Sub, Date | DateTime, Duration) => DateTime,
+        (BinOp::Add, Duration, Date | DateTime) => DateTime,
+        (BinOp::Sub, Date | DateTime, Date | DateTime) => Duration,
+        (BinOp::Add | BinOp::Sub, Duration, Duration) => Duration,
+        (BinOp::Mul, Duration, Int) | (BinOp::Mul, Int, Duration) | (BinOp::Div, Duration, Int) => Duration,
+        (BinOp::Add, Text, Text) => Text,
+        _ => return None,
+    })
+}
+
+fn valid_date_literal(s: &str) -> bool {
+    let num = |a: usize, b: usize| s.get(a..b).and_then(|x| x.parse::<u32>().ok());
+    let (Some(y), Some(m), Some(d)) = (num(0, 4), num(5, 7), num(8, 10)) else { return false };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    if d == 0 || d > days {
+        return false;
+    }
+    if s.len() > 10 {
+        let (Some(h), Some(min)) = (num(11, 13), num(14, 16)) else { return false };
+        return h < 24 && min < 60;
+    }
+    true
+}

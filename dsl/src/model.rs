@@ -1,0 +1,260 @@
+//! The compiled process: what the engine executes.
+//!
+//! A `Process` is only made by `check::compile`, after every check passed, so holding one
+//! means the graph is sound: every step reference resolves, every expression is well-typed,
+//! splits have joins, and every step is reachable and can reach an end.
+
+use crate::ast::{Expr, Span};
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Index of a step within its process version. Stable for a given source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct StepId(pub u32);
+
+impl StepId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum FieldType {
+    Text,
+    Int { min: Option<i64>, max: Option<i64> },
+    Decimal,
+    Bool,
+    Date,
+    DateTime,
+    Choice(Vec<String>),
+    ListOfText,
+}
+
+impl std::fmt::Display for FieldType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldType::Text => f.write_str("text"),
+            FieldType::Int { min: Some(a), max: Some(b) } => write!(f, "int({a}..{b})"),
+            FieldType::Int { .. } => f.write_str("int"),
+            FieldType::Decimal => f.write_str("decimal"),
+            FieldType::Bool => f.write_str("bool"),
+            FieldType::Date => f.write_str("date"),
+            FieldType::DateTime => f.write_str("datetime"),
+            FieldType::Choice(v) => write!(f, "choice({})", v.join(", ")),
+            FieldType::ListOfText => f.write_str("list text"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Field {
+    pub name: String,
+    pub ty: FieldType,
+    pub label: Option<String>,
+    pub required: bool,
+    /// Personal data: encrypted at rest, masked in logs and for users without the right role.
+    pub sensitive: bool,
+    pub default: Option<Expr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Assignee {
+    Role { role: String, strategy: Option<String> },
+    User(String),
+    Field(String),
+    SameAs(StepId),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Trigger {
+    Overdue { after: Option<Expr> },
+    Elapsed { percent: u32 },
+    Message(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Action {
+    Escalate(Assignee),
+    Notify(Assignee),
+    RaisePriority,
+    Remind,
+    Goto(StepId),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Handler {
+    pub trigger: Trigger,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FormField {
+    pub field: String,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Task {
+    pub assign: Option<Assignee>,
+    pub candidates: Vec<String>,
+    pub due: Option<Expr>,
+    pub remind_every: Option<Expr>,
+    pub form: Vec<FormField>,
+    pub handlers: Vec<Handler>,
+    pub next: Transition,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum AutoAction {
+    Set { field: String, value: Expr },
+    Lookup { table: String, inputs: Vec<(String, Expr)>, outputs: Vec<(String, String)> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum WaitCondition {
+    /// A duration from when the wait is entered (calendar or business time).
+    For(Expr),
+    /// A date or datetime, usually a field plus or minus an offset.
+    Until(Expr),
+    /// A fixed-rate cycle: fires at entry + k × period, anchored at the first entry.
+    Every(Expr),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Wait {
+    pub condition: Option<WaitCondition>,
+    pub on_message: Vec<(String, StepId)>,
+    pub on_timeout: Option<(Expr, StepId)>,
+    /// Where to go when the condition is met. `None` only for message-only waits.
+    pub next: Option<Transition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Call {
+    pub process: String,
+    /// Child field ← expression in the parent.
+    pub inputs: Vec<(String, Expr)>,
+    /// Parent field ← child field, copied when the child ends.
+    pub outputs: Vec<(String, String)>,
+    pub next: Transition,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum StepKind {
+    Task(Task),
+    Auto {
+        actions: Vec<AutoAction>,
+        next: Transition,
+    },
+    Wait(Wait),
+    Split {
+        branches: Vec<StepId>,
+        join: StepId,
+    },
+    Join {
+        split: StepId,
+        next: Transition,
+    },
+    Call(Call),
+    /// A named outcome that reports count.
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Transition {
+    To(StepId),
+    /// Branches are tried in order; the first whose condition holds wins.
+    Decide {
+        branches: Vec<(Expr, StepId)>,
+        otherwise: Option<StepId>,
+    },
+}
+
+impl Transition {
+    pub fn targets(&self) -> Vec<StepId> {
+        match self {
+            Transition::To(s) => vec![*s],
+            Transition::Decide { branches, otherwise } => {
+                branches.iter().map(|(_, s)| *s).chain(otherwise.iter().copied()).collect()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub id: StepId,
+    pub name: String,
+    pub label: Option<String>,
+    pub kind: StepKind,
+    /// Where the step is declared, for runtime errors that point at the source.
+    pub span: Span,
+}
+
+impl Step {
+    pub fn display_name(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// What an edge of the process graph stands for; drawn in diagrams.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum EdgeKind {
+    Next,
+    Branch(String),
+    Else,
+    Parallel,
+    Message(String),
+    Timeout,
+    Overdue,
+}
+
+/// A node of the process graph: a step, or the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Node {
+    Start,
+    Step(StepId),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Process {
+    pub id: String,
+    pub label: Option<String>,
+    pub doc: Option<String>,
+    pub source: Option<String>,
+    pub key: Option<String>,
+    pub fields: Vec<Field>,
+    pub start: Transition,
+    pub steps: Vec<Step>,
+    #[serde(skip)]
+    pub graph: DiGraph<Node, EdgeKind>,
+    #[serde(skip)]
+    pub(crate) step_by_name: BTreeMap<String, StepId>,
+    #[serde(skip)]
+    pub(crate) field_by_name: BTreeMap<String, usize>,
+}
+
+impl Process {
+    pub fn step(&self, id: StepId) -> &Step {
+        &self.steps[id.index()]
+    }
+
+    pub fn step_named(&self, name: &str) -> Option<&Step> {
+        self.step_by_name.get(name).map(|id| self.step(*id))
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.field_by_name.get(name).map(|i| &self.fields[*i])
+    }
+
+    /// The graph node of a step: node 0 is the start, step `i` is node `i + 1`.
+    pub fn node(&self, id: StepId) -> NodeIndex {
+        NodeIndex::new(id.index() + 1)
+    }
+
+    /// Named outcomes, in source order.
+    pub fn outcomes(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| matches!(s.kind, StepKind::End))
+    }
+}

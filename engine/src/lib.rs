@@ -1,0 +1,1 @@
+pub use caseflow_dsl;
