@@ -201,12 +201,16 @@ impl<'a> Checker<'a> {
         };
         let steps: Vec<model::Step> = ast.steps.iter().enumerate().map(|(i, s)| self.step(i, s)).collect();
         let references_ok = !self.diags.iter().any(|d| d.is_error());
-        let start = start?;
-        let graph = build_graph(&start, &steps);
-        if references_ok {
-            self.check_graph(&graph, &steps);
+        let graph = start.as_ref().map(|start| build_graph(start, &steps));
+        if let (Some(graph), true) = (&graph, references_ok) {
+            // Only with every reference resolved: a dangling `->` would make reachability noisy.
+            self.check_graph(graph, &steps);
         }
         self.warn_unused_fields();
+        if self.diags.iter().any(|d| d.is_error()) {
+            return None;
+        }
+        let (start, graph) = (start?, graph?);
         let fields = ast
             .fields
             .iter()
@@ -1216,7 +1220,10 @@ impl<'a> Checker<'a> {
             (_, Ty::Choice(values)) => self.choice_member(values, rhs, lhs),
             _ => {
                 self.no_symbol(lhs, l);
-                self.no_symbol(rhs, r);
+                // `priority == high` with no field `priority`: one error, not two.
+                if !matches!(l, Ty::Symbol(_)) {
+                    self.no_symbol(rhs, r);
+                }
                 if !matches!((l, r), (Ty::Symbol(_), _) | (_, Ty::Symbol(_))) && !same_kind(l, r) {
                     self.mismatch(e, format!("cannot compare {l} with {r} using `{}`", op.symbol()));
                 }

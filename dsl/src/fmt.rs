@@ -269,10 +269,10 @@ impl Writer {
                 self.line(s.span.start, &format!("{head} process {} {{", c.process.name));
                 self.indent += 1;
                 for (n, e) in &c.inputs {
-                    self.line(n.span.start, &format!("in {} = {}", n.name, expr_to_string(e)));
+                    self.line(n.span.start, &format!("input {} = {}", n.name, expr_to_string(e)));
                 }
                 for (p, ch) in &c.outputs {
-                    self.line(p.span.start, &format!("out {} = {}", p.name, ch.name));
+                    self.line(p.span.start, &format!("output {} = {}", p.name, ch.name));
                 }
                 if let Some(n) = &c.next {
                     self.next_line(next_anchor(n), "", n);

@@ -14,6 +14,9 @@ use std::sync::OnceLock;
 pub const SOURCE_BYTES_MAX: usize = 1024 * 1024;
 /// Deepest bracket nesting accepted: `(`, `[` and `{` together.
 pub const NESTING_DEPTH_MAX: usize = 64;
+/// Most rule calls pest may make for one file, so that no input can make it backtrack for
+/// long. A 2,000-step process needs about a tenth of this.
+pub const PARSER_CALLS_MAX: usize = 100_000_000;
 /// Most operators in one chain that pest's Pratt parser folds recursively.
 pub const EXPR_OPERATORS_MAX: usize = 256;
 
@@ -24,6 +27,7 @@ struct FlowParser;
 /// Parses a whole file. Returns the AST, or the diagnostics that prevented one.
 pub fn parse(source: &str) -> Result<Process, Vec<Diagnostic>> {
     check_limits(source)?;
+    pest::set_call_limit(std::num::NonZeroUsize::new(PARSER_CALLS_MAX));
     let mut pairs = FlowParser::parse(Rule::file, source).map_err(|e| vec![syntax_diagnostic(source, e)])?;
     let file = pairs.next().expect("pest: `file` always yields one pair on success");
     let process = file.into_inner().next().expect("grammar: file = SOI ~ process ~ EOI");
@@ -98,10 +102,23 @@ fn check_limits(source: &str) -> Result<(), Vec<Diagnostic>> {
 
 fn syntax_diagnostic(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     use pest::error::{ErrorVariant, InputLocation};
-    let pos = match e.location {
+    let mut pos = match e.location {
         InputLocation::Pos(p) => p,
         InputLocation::Span((s, _)) => s,
     };
+    // pest reports rules, not literals, so a missing `}` would go unmentioned. Parsing the
+    // failed input again with error detail on gives the literal tokens tried furthest in.
+    let literals = literal_attempts(source);
+    let mut tokens: Vec<String> = Vec::new();
+    if let Some((at, found)) = literals {
+        if at >= pos {
+            if at > pos {
+                pos = at;
+            }
+            tokens = found;
+        }
+    }
+    let from_rules = matches!(e.location, InputLocation::Pos(p) | InputLocation::Span((p, _)) if p == pos);
     let end = source[pos..].chars().next().map_or(pos, |c| pos + c.len_utf8());
     let found = match source[pos..].chars().next() {
         None => "the end of the file".to_string(),
@@ -112,7 +129,12 @@ fn syntax_diagnostic(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     };
     let (message, hint) = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
-            let mut expected: Vec<&str> = positives.iter().filter_map(|r| rule_label(*r)).collect();
+            let mut expected: Vec<&str> =
+                positives.iter().filter(|_| from_rules).filter_map(|r| rule_label(*r)).collect();
+            expected.extend(tokens.iter().map(String::as_str));
+            if expected.contains(&"`->` and the next step") {
+                expected.retain(|e| *e != "`->`");
+            }
             expected.sort_unstable();
             expected.dedup();
             let hint = hint_for(source, pos, &expected);
@@ -127,6 +149,22 @@ fn syntax_diagnostic(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     let mut d = Diagnostic::new(Code::Syntax, pos..end, message);
     d.hint = hint;
     d
+}
+
+/// The furthest position pest reached and the punctuation it expected there.
+fn literal_attempts(source: &str) -> Option<(usize, Vec<String>)> {
+    pest::set_error_detail(true);
+    let result = FlowParser::parse(Rule::file, source);
+    pest::set_error_detail(false);
+    let attempts = result.err()?.parse_attempts()?;
+    let tokens = attempts
+        .expected_tokens()
+        .into_iter()
+        .map(|t| t.to_string())
+        .filter(|t| matches!(t.as_str(), "{" | "}" | "(" | ")" | "[" | "]" | "->" | ":" | "," | "=" | "=>"))
+        .map(|t| format!("`{t}`"))
+        .collect();
+    Some((attempts.max_position, tokens))
 }
 
 fn hint_for(source: &str, pos: usize, expected: &[&str]) -> Option<String> {
@@ -210,7 +248,7 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         Rule::auto_item | Rule::set_stmt | Rule::lookup_stmt => "`set` or `lookup`",
         Rule::wait_cond | Rule::wait_for | Rule::wait_until | Rule::wait_every => "`for`, `until` or `every`",
         Rule::wait_event | Rule::on_message | Rule::on_timeout => "`on message` or `on timeout`",
-        Rule::call_item | Rule::call_in | Rule::call_out => "`in` or `out`",
+        Rule::call_item | Rule::call_in | Rule::call_out => "`input` or `output`",
         Rule::next => "`->` and the next step",
         Rule::decide => "`decide`",
         Rule::branch => "`when condition -> step`",
@@ -265,8 +303,10 @@ fn pratt() -> &'static PrattParser<Rule> {
     })
 }
 
+/// A pair's span without the whitespace pest skipped at its end.
 fn span(p: &Pair<Rule>) -> Span {
-    p.as_span().start()..p.as_span().end()
+    let start = p.as_span().start();
+    start..start + p.as_str().trim_end().len()
 }
 
 fn ident(p: Pair<Rule>) -> Ident {

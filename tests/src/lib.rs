@@ -1,1 +1,61 @@
+//! Shared helpers for the integration tests: where the repository's files are, and the
+//! golden-file comparison with `UPDATE_EXPECT=1` to rewrite expectations.
 
+use caseflow_dsl::{RuleCatalog, SourceFile};
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repository root").to_path_buf()
+}
+
+/// Every file under `dir` (relative to the root) with the extension, sorted.
+pub fn files(dir: &str, extension: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == extension))
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A file as the checker sees it, named relative to the root (as diagnostics print it).
+pub fn source_file(path: &Path) -> SourceFile {
+    let name = path.strip_prefix(root()).unwrap_or(path).display().to_string();
+    SourceFile { name, text: read(path) }
+}
+
+/// The shipped processes.
+pub fn shipped_processes() -> Vec<SourceFile> {
+    files("processes", "flow").iter().map(|p| source_file(p)).collect()
+}
+
+/// The names the shipped rules define.
+pub fn shipped_catalog() -> RuleCatalog {
+    let mut catalog = RuleCatalog::default();
+    for f in files("rules", "toml") {
+        catalog.add_toml(&f.display().to_string(), &read(&f)).expect("shipped rules parse");
+    }
+    catalog
+}
+
+/// Compares `actual` with the golden file; with `UPDATE_EXPECT=1`, rewrites it instead.
+/// Returns a description of the difference, or `None` when they agree.
+pub fn compare_golden(path: &Path, actual: &str) -> Option<String> {
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(path, actual).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        return None;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_default();
+    (expected != actual).then(|| {
+        format!(
+            "{} differs (run with UPDATE_EXPECT=1 to accept):\n--- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        )
+    })
+}
