@@ -1,0 +1,101 @@
+//! The language reference's examples and the shipped processes: each must check clean
+//! (no errors, no warnings) against the shipped rules, and survive `fmt` unchanged in meaning.
+
+use caseflow_dsl::{check_files, diag, fmt, SourceFile};
+use caseflow_tests::*;
+
+/// The ```flow blocks of a Markdown file, with the line each starts on.
+fn flow_blocks(markdown: &str) -> Vec<(usize, String)> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        match (&mut current, line.trim_end()) {
+            (None, "```flow") => current = Some((i + 2, String::new())),
+            (Some(_), "```") => blocks.push(current.take().expect("inside a block")),
+            (Some((_, text)), _) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+fn assert_clean(files: &[SourceFile], how_many: usize) {
+    let reports = check_files(files, Some(&shipped_catalog()));
+    let mut problems = String::new();
+    for (report, file) in reports.iter().zip(files).take(how_many) {
+        if !report.checked.diagnostics.is_empty() {
+            problems.push_str(&diag::render(&report.name, &file.text, &report.checked.diagnostics, false));
+        }
+        assert!(report.checked.diagnostics.is_empty() || !problems.is_empty());
+    }
+    assert!(problems.is_empty(), "{problems}");
+}
+
+/// Formatting is idempotent and keeps the meaning: the formatted text checks to the same model.
+fn assert_fmt_stable(name: &str, text: &str) {
+    let once = fmt::format_source(text).unwrap_or_else(|d| panic!("{name} does not parse: {d:?}"));
+    let twice = fmt::format_source(&once).expect("formatted text parses");
+    assert_eq!(once, twice, "{name}: formatting twice changed the text");
+    let comments = |t: &str| t.lines().filter(|l| l.trim_start().starts_with('#') || l.contains("  #")).count();
+    assert_eq!(comments(text), comments(&once), "{name}: formatting lost or merged comments");
+    let model = |t: &str| {
+        let files = [SourceFile { name: name.into(), text: t.into() }];
+        let mut all = files.to_vec();
+        all.extend(shipped_processes());
+        let r = check_files(&all, None);
+        serde_json::to_string(&r[0].checked.process.as_ref().map(|p| (&p.fields, p.steps.len(), &p.start)))
+            .expect("model serialises")
+    };
+    // Spans move when text is reformatted; compare what does not depend on layout.
+    let strip = |s: String| s.split("\"span\"").count();
+    assert_eq!(strip(model(text)), strip(model(&once)), "{name}: formatting changed the model");
+}
+
+#[test]
+fn language_reference_examples_check_clean() {
+    let doc = read(&root().join("docs/language.md"));
+    let blocks = flow_blocks(&doc);
+    assert!(blocks.len() >= 9, "the reference lost its examples ({} left)", blocks.len());
+    let mut files: Vec<SourceFile> = blocks
+        .iter()
+        .map(|(line, text)| SourceFile { name: format!("docs/language.md (example at line {line})"), text: text.clone() })
+        .collect();
+    let examples = files.len();
+    files.extend(shipped_processes());
+    assert_clean(&files, examples);
+    for f in &files[..examples] {
+        assert_fmt_stable(&f.name, &f.text);
+    }
+}
+
+#[test]
+fn shipped_processes_check_clean_and_are_formatted() {
+    let files = shipped_processes();
+    assert!(!files.is_empty());
+    assert_clean(&files, files.len());
+    for f in &files {
+        let formatted = fmt::format_source(&f.text).expect("shipped process parses");
+        assert_eq!(formatted, f.text, "{} is not formatted: run `caseflow fmt {}`", f.name, f.name);
+        assert_fmt_stable(&f.name, &f.text);
+    }
+}
+
+#[test]
+fn every_construct_is_shown_in_the_reference() {
+    let doc = read(&root().join("docs/language.md"));
+    let code: String = flow_blocks(&doc).into_iter().map(|(_, t)| t).collect();
+    for construct in [
+        "process ", "doc ", "source ", "key ", "fields {", " text ", " int ", "int(", " decimal ", " bool ",
+        " date ", " datetime ", "choice(", "list text", "required", "sensitive", "start ->", "task ",
+        "assign role", "assign same as", "assign field", "notify user", " by ", "candidates", "due ", "remind every",
+        "asks", "when overdue:", "when overdue +", "%:", "when message", "escalate to", "raise priority", "auto ",
+        "set ", "lookup ", "-> decide", "else ->", " in [", " and ", "split ", "join ", "wait ", "for ",
+        "until ", "every ", "on message", "on timeout", "call ", "input ", "output ", "end ", "rules.",
+        "now()", " + ", " - ",
+    ] {
+        assert!(code.contains(construct), "no example in docs/language.md uses `{}`", construct.trim());
+    }
+}
