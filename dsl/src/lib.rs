@@ -12,6 +12,7 @@ pub mod fmt;
 pub mod graph;
 pub mod model;
 pub mod parse;
+pub mod synth;
 
 pub use catalog::RuleCatalog;
 pub use check::{check, compile, CheckContext, Checked, Signature};

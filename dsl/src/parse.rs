@@ -17,8 +17,9 @@ pub const NESTING_DEPTH_MAX: usize = 64;
 /// Most rule calls pest may make for one file, so that no input can make it backtrack for
 /// long. A 2,000-step process needs about a tenth of this.
 pub const PARSER_CALLS_MAX: usize = 100_000_000;
-/// Most operators in one chain that pest's Pratt parser folds recursively.
-pub const EXPR_OPERATORS_MAX: usize = 256;
+/// Most syntax nodes (operands, operators, brackets) in one expression. Bounds the depth of
+/// the expression tree, which the Pratt parser and the checker walk recursively.
+pub const EXPR_NODES_MAX: usize = 1_000;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "flow.pest"]
@@ -51,7 +52,6 @@ fn check_limits(source: &str) -> Result<(), Vec<Diagnostic>> {
     }
     // Bracket depth outside strings and comments; a cheap scan that bounds pest's recursion.
     let (mut depth, mut in_string, mut in_comment, mut escaped) = (0usize, false, false, false);
-    let mut operators = 0usize;
     for (i, c) in source.char_indices() {
         if in_comment {
             in_comment = c != '\n';
@@ -81,19 +81,6 @@ fn check_limits(source: &str) -> Result<(), Vec<Diagnostic>> {
                 }
             }
             ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            '+' | '*' | '/' | '<' | '>' | '=' | '-' => {
-                operators += 1;
-                // Counted per line: a chain of operators long enough to matter sits on one.
-                if operators > EXPR_OPERATORS_MAX {
-                    return Err(vec![Diagnostic::new(
-                        Code::NestingTooDeep,
-                        i..i + 1,
-                        format!("more than {EXPR_OPERATORS_MAX} operators on one line"),
-                    )
-                    .hint("split the expression over several `set` statements")]);
-                }
-            }
-            '\n' => operators = 0,
             _ => {}
         }
     }
@@ -673,6 +660,20 @@ impl Builder {
 
     fn expr(&mut self, p: Pair<Rule>) -> Expr {
         debug_assert_eq!(p.as_rule(), Rule::expr);
+        // `flatten` walks iteratively, so counting is safe however deep the tree would be.
+        let nodes = p.clone().into_inner().flatten().count();
+        if nodes > EXPR_NODES_MAX {
+            let sp = span(&p);
+            self.errors.push(
+                Diagnostic::new(
+                    Code::NestingTooDeep,
+                    sp.start..sp.start + 1,
+                    format!("this expression has {nodes} parts; the limit is {EXPR_NODES_MAX}"),
+                )
+                .hint("split it over several `set` statements in an `auto` step"),
+            );
+            return Expr { kind: ExprKind::Bool(false), span: sp };
+        }
         self.expr_pairs(p.into_inner())
     }
 

@@ -61,7 +61,10 @@ fn language_reference_examples_check_clean() {
     assert!(blocks.len() >= 9, "the reference lost its examples ({} left)", blocks.len());
     let mut files: Vec<SourceFile> = blocks
         .iter()
-        .map(|(line, text)| SourceFile { name: format!("docs/language.md (example at line {line})"), text: text.clone() })
+        .map(|(line, text)| SourceFile {
+            name: format!("docs/language.md (example at line {line})"),
+            text: text.clone(),
+        })
         .collect();
     let examples = files.len();
     files.extend(shipped_processes());
@@ -88,13 +91,62 @@ fn every_construct_is_shown_in_the_reference() {
     let doc = read(&root().join("docs/language.md"));
     let code: String = flow_blocks(&doc).into_iter().map(|(_, t)| t).collect();
     for construct in [
-        "process ", "doc ", "source ", "key ", "fields {", " text ", " int ", "int(", " decimal ", " bool ",
-        " date ", " datetime ", "choice(", "list text", "required", "sensitive", "start ->", "task ",
-        "assign role", "assign same as", "assign field", "notify user", " by ", "candidates", "due ", "remind every",
-        "asks", "when overdue:", "when overdue +", "%:", "when message", "escalate to", "raise priority", "auto ",
-        "set ", "lookup ", "-> decide", "else ->", " in [", " and ", "split ", "join ", "wait ", "for ",
-        "until ", "every ", "on message", "on timeout", "call ", "input ", "output ", "end ", "rules.",
-        "now()", " + ", " - ",
+        "process ",
+        "doc ",
+        "source ",
+        "key ",
+        "fields {",
+        " text ",
+        " int ",
+        "int(",
+        " decimal ",
+        " bool ",
+        " date ",
+        " datetime ",
+        "choice(",
+        "list text",
+        "required",
+        "sensitive",
+        "start ->",
+        "task ",
+        "assign role",
+        "assign same as",
+        "assign field",
+        "notify user",
+        " by ",
+        "candidates",
+        "due ",
+        "remind every",
+        "asks",
+        "when overdue:",
+        "when overdue +",
+        "%:",
+        "when message",
+        "escalate to",
+        "raise priority",
+        "auto ",
+        "set ",
+        "lookup ",
+        "-> decide",
+        "else ->",
+        " in [",
+        " and ",
+        "split ",
+        "join ",
+        "wait ",
+        "for ",
+        "until ",
+        "every ",
+        "on message",
+        "on timeout",
+        "call ",
+        "input ",
+        "output ",
+        "end ",
+        "rules.",
+        "now()",
+        " + ",
+        " - ",
     ] {
         assert!(code.contains(construct), "no example in docs/language.md uses `{}`", construct.trim());
     }

@@ -1,0 +1,167 @@
+//! Property tests: whatever the input — random bytes, or valid files cut, spliced and
+//! sprinkled with tokens — parsing, checking, formatting and drawing give diagnostics or
+//! results, never a panic. And formatting what parses is idempotent.
+//!
+//! The suite runs a few hundred cases; for a longer hunt:
+//! `PROPTEST_CASES=200000 cargo test --release -p caseflow-tests --test fuzz`.
+
+use caseflow_dsl::{check_files, fmt, graph, SourceFile};
+use caseflow_tests::*;
+use proptest::prelude::*;
+use std::sync::OnceLock;
+
+/// Valid and invalid .flow texts to mutate: shipped processes, golden files, a synthetic one.
+fn corpus() -> &'static [String] {
+    static CORPUS: OnceLock<Vec<String>> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let mut texts: Vec<String> = files("processes", "flow").iter().map(|p| read(p)).collect();
+        texts.extend(files("tests/diagnostics", "flow").iter().map(|p| read(p)));
+        texts.push(caseflow_dsl::synth::process_with_steps(20));
+        texts
+    })
+}
+
+const TOKENS: &[&str] = &[
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "->",
+    ":",
+    ",",
+    "=",
+    "=>",
+    "\"",
+    "#",
+    "\n",
+    " ",
+    "task",
+    "auto",
+    "wait",
+    "split",
+    "join",
+    "call",
+    "end",
+    "start",
+    "when",
+    "else",
+    "decide",
+    "due",
+    "assign",
+    "role",
+    "same as",
+    "field",
+    "asks",
+    "not",
+    "and",
+    "or",
+    "in",
+    "rules.x[",
+    "now()",
+    "1h",
+    "3 workdays",
+    "2026-13-45",
+    "99999999999999999999",
+    "%",
+    "overdue",
+    "-",
+    "+",
+    "*",
+    "/",
+    "==",
+    "<",
+    "接收",
+    "\\",
+    "every",
+    "until",
+    "on message m ->",
+    "process",
+    "of",
+];
+
+fn exercise(text: &str) {
+    let file = SourceFile { name: "fuzz.flow".into(), text: text.to_string() };
+    let reports = check_files(&[file], Some(&shipped_catalog()));
+    let report = &reports[0];
+    // The model exists exactly when no diagnostic is an error.
+    assert_eq!(report.checked.process.is_some(), !report.checked.diagnostics.iter().any(|d| d.is_error()));
+    let _ = caseflow_dsl::diag::render("fuzz.flow", text, &report.checked.diagnostics, false);
+    for d in &report.checked.diagnostics {
+        let _ = d.to_json("fuzz.flow", text);
+    }
+    if let Some(p) = &report.checked.process {
+        let _ = graph::to_dot(p);
+        let _ = graph::to_mermaid(p);
+    }
+    if let Ok(once) = fmt::format_source(text) {
+        let twice = fmt::format_source(&once).expect("formatted output must parse");
+        assert_eq!(once, twice, "fmt is not idempotent");
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Delete { at: usize, len: usize },
+    Insert { at: usize, token: usize },
+    Duplicate { at: usize, len: usize },
+}
+
+fn apply(text: &str, mutations: &[Mutation]) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for m in mutations {
+        let n = bytes.len().max(1);
+        match *m {
+            Mutation::Delete { at, len } => {
+                let at = at % n;
+                let end = (at + len).min(bytes.len());
+                bytes.drain(at.min(end)..end);
+            }
+            Mutation::Insert { at, token } => {
+                let at = (at % n).min(bytes.len());
+                bytes.splice(at..at, TOKENS[token % TOKENS.len()].bytes());
+            }
+            Mutation::Duplicate { at, len } => {
+                let at = (at % n).min(bytes.len());
+                let end = (at + len).min(bytes.len());
+                let piece = bytes[at..end].to_vec();
+                bytes.splice(at..at, piece);
+            }
+        }
+    }
+    // Mutations may split a multi-byte character; the checker only ever sees valid UTF-8.
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 0usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (any::<usize>(), any::<usize>()).prop_map(|(at, token)| Mutation::Insert { at, token }),
+        (any::<usize>(), 0usize..200).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2_000)) {
+        exercise(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn random_token_soup_never_panics(tokens in proptest::collection::vec(any::<usize>(), 0..300)) {
+        let text: String = tokens.iter().map(|t| TOKENS[t % TOKENS.len()]).collect::<Vec<_>>().join(" ");
+        exercise(&text);
+    }
+
+    #[test]
+    fn mutated_files_never_panic(
+        which in any::<usize>(),
+        mutations in proptest::collection::vec(mutation(), 1..8),
+    ) {
+        let corpus = corpus();
+        exercise(&apply(&corpus[which % corpus.len()], &mutations));
+    }
+}

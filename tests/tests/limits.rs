@@ -1,0 +1,64 @@
+//! Named limits: oversized or pathological input gets a diagnostic, never a crash or a hang.
+
+use caseflow_dsl::parse::{EXPR_NODES_MAX, NESTING_DEPTH_MAX, SOURCE_BYTES_MAX};
+use caseflow_dsl::{check::STEPS_MAX, compile, synth, CheckContext, Code};
+
+fn codes(source: &str) -> Vec<Code> {
+    compile(source, &CheckContext::default()).diagnostics.iter().map(|d| d.code).collect()
+}
+
+#[test]
+fn file_over_the_size_limit_is_refused() {
+    let mut source = synth::process_with_steps(10);
+    source.push_str(&"#".repeat(SOURCE_BYTES_MAX));
+    assert_eq!(codes(&source), [Code::FileTooLarge]);
+}
+
+#[test]
+fn too_many_steps_are_refused() {
+    let source = synth::process_with_steps(STEPS_MAX + 1);
+    assert!(source.len() <= SOURCE_BYTES_MAX, "the generated file must hit the step limit, not the size limit");
+    assert_eq!(codes(&source), [Code::TooManySteps]);
+}
+
+#[test]
+fn a_large_valid_process_checks_clean() {
+    let source = synth::process_with_steps(2_000);
+    let checked = compile(&source, &CheckContext::default());
+    assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
+    assert!(checked.process.expect("clean").steps.len() >= 2_000);
+}
+
+fn in_auto_step(expr: &str) -> String {
+    format!("process p {{ source \"t\" fields {{ x: int }} start -> a auto a {{ set x = {expr} -> done }} end done }}")
+}
+
+#[test]
+fn deep_nesting_is_refused_before_the_parser_recurses() {
+    // Far deeper than any stack would survive if pest saw it.
+    let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    assert_eq!(codes(&in_auto_step(&deep)), [Code::NestingTooDeep]);
+    // Unbalanced and in lists too.
+    assert_eq!(codes(&in_auto_step(&"[".repeat(NESTING_DEPTH_MAX + 1))), [Code::NestingTooDeep]);
+    // At the limit it still parses.
+    let ok = format!("{}1{}", "(".repeat(NESTING_DEPTH_MAX - 3), ")".repeat(NESTING_DEPTH_MAX - 3));
+    assert!(codes(&in_auto_step(&ok)).is_empty());
+}
+
+#[test]
+fn long_operator_chains_are_refused() {
+    let long = vec!["1"; EXPR_NODES_MAX].join(" + ");
+    assert_eq!(codes(&in_auto_step(&long)), [Code::NestingTooDeep]);
+    // Spread over lines changes nothing.
+    assert_eq!(codes(&in_auto_step(&long.replace(' ', "\n"))), [Code::NestingTooDeep]);
+    let fine = vec!["1"; EXPR_NODES_MAX / 4].join(" + ");
+    assert!(codes(&in_auto_step(&fine)).is_empty());
+    // Prefix operators recurse too.
+    let nots = format!("{}true", "not ".repeat(100_000));
+    let source = format!(
+        "process p {{ source \"t\" fields {{ b: bool }} start -> a auto a {{ set b = {nots} -> done }} end done }}"
+    );
+    assert_eq!(codes(&source), [Code::NestingTooDeep]);
+    let negs = format!("{}1", "- ".repeat(100_000));
+    assert_eq!(codes(&in_auto_step(&negs)), [Code::NestingTooDeep]);
+}
