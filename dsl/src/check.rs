@@ -332,9 +332,8 @@ impl<'a> Checker<'a> {
                     }
                 }
                 "seq" => {
-                    if !format.is_empty()
-                        && !(format.starts_with('0') && format[1..].parse::<u8>().is_ok_and(|w| w <= 12))
-                    {
+                    let zero_padded = format.starts_with('0') && format[1..].parse::<u8>().is_ok_and(|w| w <= 12);
+                    if !(format.is_empty() || zero_padded) {
                         self.err(
                             Diagnostic::new(
                                 Code::BadKey,
@@ -1168,9 +1167,8 @@ impl<'a> Checker<'a> {
                 let ordered = |t: &Ty| t.is_numeric() || t.is_moment() || matches!(t, Ty::Duration | Ty::Text);
                 self.no_symbol(lhs, &l);
                 self.no_symbol(rhs, &r);
-                if !(ordered(&l) && ordered(&r) && same_kind(&l, &r))
-                    && !matches!((&l, &r), (Ty::Symbol(_), _) | (_, Ty::Symbol(_)))
-                {
+                let symbol = matches!((&l, &r), (Ty::Symbol(_), _) | (_, Ty::Symbol(_)));
+                if !(symbol || ordered(&l) && ordered(&r) && same_kind(&l, &r)) {
                     self.mismatch(e, format!("cannot order {l} against {r} with `{}`", op.symbol()));
                 }
                 Ty::Bool

@@ -26,6 +26,9 @@ fn node_text(p: &Process, n: Node) -> String {
             if let Some(r) = &t.remind_every {
                 text.push_str(&format!("\n🔔 every {}", expr_to_string(r)));
             }
+            for h in &t.handlers {
+                text.push_str(&format!("\n⚠ {}", handler_text(p, h)));
+            }
         }
         StepKind::Wait(w) => match &w.condition {
             Some(WaitCondition::For(e)) => text.push_str(&format!("\n⏱ for {}", expr_to_string(e))),
@@ -37,6 +40,28 @@ fn node_text(p: &Process, n: Node) -> String {
         StepKind::Auto { .. } | StepKind::Split { .. } | StepKind::Join { .. } | StepKind::End => {}
     }
     text
+}
+
+fn handler_text(p: &Process, h: &crate::model::Handler) -> String {
+    use crate::model::{Action, Trigger};
+    let trigger = match &h.trigger {
+        Trigger::Overdue { after: None } => "overdue".to_string(),
+        Trigger::Overdue { after: Some(e) } => format!("overdue + {}", expr_to_string(e)),
+        Trigger::Elapsed { percent } => format!("{percent}%"),
+        Trigger::Message(m) => format!("message {m}"),
+    };
+    let actions: Vec<String> = h
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Escalate(who) => format!("escalate to {}", assignee_text(p, who)),
+            Action::Notify(who) => format!("notify {}", assignee_text(p, who)),
+            Action::RaisePriority => "raise priority".into(),
+            Action::Remind => "remind".into(),
+            Action::Goto(s) => format!("-> {}", p.step(*s).name),
+        })
+        .collect();
+    format!("{trigger}: {}", actions.join(", "))
 }
 
 fn assignee_text(p: &Process, a: &crate::model::Assignee) -> String {

@@ -101,6 +101,11 @@ fn exercise(text: &str) {
     }
 }
 
+/// 256 cases by default; `PROPTEST_CASES` raises it for a longer hunt.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+}
+
 #[derive(Debug, Clone)]
 enum Mutation {
     Delete { at: usize, len: usize },
@@ -143,7 +148,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2_000)) {

@@ -1,0 +1,92 @@
+//! The `caseflow` binary as a process owner uses it: exit codes, outputs, files touched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("api/ sits in the root").to_path_buf()
+}
+
+fn caseflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caseflow")).args(args).current_dir(root()).output().expect("runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_of_shipped_processes_is_clean() {
+    let out = caseflow(&["check", "processes"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("0 errors, 0 warnings"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_reports_errors_with_location_and_exit_1() {
+    let out = caseflow(&["check", "tests/diagnostics/unknown_step.flow"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("error[FLOW011]: there is no step named `recieve`"), "{err}");
+    assert!(err.contains("tests/diagnostics/unknown_step.flow:3:12"), "{err}");
+    assert!(err.contains("did you mean `receive`?"), "{err}");
+}
+
+#[test]
+fn warnings_do_not_fail_a_check() {
+    let out = caseflow(&["check", "tests/diagnostics/warnings.flow"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("0 errors, 3 warnings"));
+}
+
+#[test]
+fn check_json_is_machine_readable() {
+    let out = caseflow(&["check", "--format", "json", "tests/diagnostics/unknown_step.flow"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let first = &v[0];
+    assert_eq!(first["code"], "FLOW011");
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["start"]["line"], 3);
+    assert_eq!(first["start"]["column"], 12);
+}
+
+#[test]
+fn missing_path_is_a_usage_error() {
+    let out = caseflow(&["check", "no/such/dir"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no/such/dir does not exist"));
+}
+
+#[test]
+fn graph_prints_dot_and_mermaid() {
+    let dot = caseflow(&["graph", "processes/complaint.flow"]);
+    assert!(dot.status.success());
+    let dot = text(&dot.stdout);
+    assert!(dot.starts_with("digraph {"), "{dot}");
+    assert!(dot.contains("接收并登记") && dot.contains("label=\"else\""), "{dot}");
+    assert!(dot.contains("⚠ overdue: escalate to role cs_manager, raise priority"), "{dot}");
+    let mermaid = caseflow(&["graph", "--format", "mermaid", "processes/complaint.flow"]);
+    let mermaid = text(&mermaid.stdout);
+    assert!(mermaid.starts_with("flowchart TD"), "{mermaid}");
+    assert!(mermaid.contains("s_phone_resolution -->|\"resolved\"| s_feedback"), "{mermaid}");
+    // A broken file gets diagnostics, not a diagram.
+    let broken = caseflow(&["graph", "tests/diagnostics/unknown_step.flow"]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(broken.stdout.is_empty());
+}
+
+#[test]
+fn fmt_rewrites_in_place_and_check_mode_reports() {
+    let dir = std::env::temp_dir().join(format!("caseflow-fmt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("messy.flow");
+    std::fs::write(&file, "process p{source \"t\" # why\nstart->done end done}").expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    assert_eq!(caseflow(&["fmt", "--check", path]).status.code(), Some(1));
+    assert!(caseflow(&["fmt", path]).status.success());
+    let formatted = std::fs::read_to_string(&file).expect("read");
+    assert_eq!(formatted, "process p {\n  source \"t\"  # why\n\n  start -> done\n\n  end done\n}\n");
+    assert!(caseflow(&["fmt", "--check", path]).status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}
