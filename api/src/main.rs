@@ -4,6 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use caseflow_dsl::{check_files, diag, graph, RuleCatalog, SourceFile};
+use caseflow_engine::value::Value;
+use caseflow_engine::{RuleSet, RulesFile};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,32 @@ enum Command {
         /// Print the result instead of rewriting the file.
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
+    },
+    /// Validate or try out the administrators' rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate a rules folder (every problem with file:line:col and key); exit 1 on errors.
+    /// Also checks the processes in `--processes` against it.
+    Check {
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+        /// Processes that must find every role, value and table they use in these rules.
+        #[arg(long, default_value = "processes")]
+        processes: PathBuf,
+    },
+    /// Evaluate a decision table: `caseflow rules eval risk_level probability=4 impact=5`.
+    Eval {
+        table: String,
+        /// Inputs as name=value; omitted inputs are an error.
+        inputs: Vec<String>,
+        #[arg(long, default_value = "rules")]
+        dir: PathBuf,
     },
 }
 
@@ -100,6 +128,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rules { command: RulesCommand::Check { dir, processes } } => rules_check(&dir, &processes),
+        Command::Rules { command: RulesCommand::Eval { table, inputs, dir } } => rules_eval(&dir, &table, &inputs),
         Command::Fmt { files, check, stdout } => {
             let mut unformatted = false;
             for file in files {
@@ -156,18 +186,110 @@ fn collect(path: &Path, extension: &str, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn load_catalog(dir: &Path) -> Result<RuleCatalog> {
-    let mut files = Vec::new();
-    collect(dir, "toml", &mut files)?;
-    let mut catalog = RuleCatalog::default();
-    for f in files {
-        catalog.add_toml(&f.display().to_string(), &read(&f)?)?;
+/// Reads a rules folder. `Ok(Err(..))` is rules that do not validate.
+fn load_rules(dir: &Path) -> Result<Result<RuleSet, Vec<caseflow_engine::RulesError>>> {
+    let mut paths = Vec::new();
+    collect(dir, "toml", &mut paths)?;
+    let files = paths
+        .iter()
+        .map(|p| Ok(RulesFile { name: p.display().to_string(), text: read(p)? }))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RuleSet::load(&files))
+}
+
+fn print_rules_errors(errors: &[caseflow_engine::RulesError]) {
+    for e in errors {
+        eprintln!("error: {e}");
     }
-    Ok(catalog)
+    eprintln!("rules refused: {} error{}", errors.len(), plural(errors.len()));
+}
+
+fn load_catalog(dir: &Path) -> Result<Option<RuleCatalog>> {
+    match load_rules(dir)? {
+        Ok(rules) => Ok(Some(rules.catalog())),
+        Err(errors) => {
+            print_rules_errors(&errors);
+            Ok(None)
+        }
+    }
+}
+
+fn rules_check(dir: &Path, processes: &Path) -> Result<ExitCode> {
+    let rules = match load_rules(dir)? {
+        Ok(r) => r,
+        Err(errors) => {
+            print_rules_errors(&errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    eprintln!(
+        "rules ok: {} roles, {} users, {} values, {} decision tables, calendar in {}",
+        rules.roles.len(),
+        rules.users.len(),
+        rules.values.len(),
+        rules.tables.len(),
+        rules.calendar.time_zone
+    );
+    if processes.exists() {
+        return check(&[processes.to_path_buf()], Some(dir), OutputFormat::Human);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rules_eval(dir: &Path, table: &str, inputs: &[String]) -> Result<ExitCode> {
+    let rules = match load_rules(dir)? {
+        Ok(r) => r,
+        Err(errors) => {
+            print_rules_errors(&errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let Some(t) = rules.tables.get(table) else {
+        let names: Vec<&str> = rules.tables.keys().map(String::as_str).collect();
+        bail!("no decision table `{table}`; the tables are: {}", names.join(", "));
+    };
+    let mut given = std::collections::BTreeMap::new();
+    for arg in inputs {
+        let Some((k, v)) = arg.split_once('=') else { bail!("`{arg}`: write inputs as name=value") };
+        if !t.inputs.iter().any(|i| i == k) {
+            bail!("table `{table}` has no input `{k}`; its inputs are: {}", t.inputs.join(", "));
+        }
+        given.insert(k.to_string(), Value::parse_loose(v));
+    }
+    let missing: Vec<&str> = t.inputs.iter().filter(|i| !given.contains_key(*i)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        bail!("missing input{}: {}", plural(missing.len()), missing.join(", "));
+    }
+    let values: Vec<Value> = t.inputs.iter().map(|i| given[i].clone()).collect();
+    let hits = t.evaluate(&values)?;
+    let result: Vec<serde_json::Value> = hits
+        .0
+        .iter()
+        .map(|&i| {
+            let outputs: serde_json::Map<String, serde_json::Value> = t
+                .outputs
+                .iter()
+                .zip(&t.rows[i].outputs)
+                .map(|(n, v)| (n.clone(), serde_json::Value::String(v.to_string())))
+                .collect();
+            serde_json::json!({ "row": i, "line": t.rows[i].line, "outputs": outputs })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({ "table": table, "hit_policy": t.hit_policy, "hits": result })
+        )?
+    );
+    Ok(if hits.0.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn check(paths: &[PathBuf], rules: Option<&Path>, format: OutputFormat) -> Result<ExitCode> {
-    let catalog = rules.map(load_catalog).transpose()?;
+    let catalog = match rules.map(load_catalog).transpose()? {
+        Some(None) => return Ok(ExitCode::FAILURE),
+        Some(Some(c)) => Some(c),
+        None => None,
+    };
     let mut files = Vec::new();
     for p in paths {
         collect(p, "flow", &mut files)?;

@@ -185,17 +185,22 @@ pub fn render(file: &str, source: &str, diagnostics: &[Diagnostic], color: bool)
     String::from_utf8_lossy(out.as_slice()).into_owned()
 }
 
-/// The closest candidate by edit distance, for "did you mean" hints.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+/// The closest candidate by edit distance, if close enough to be a likely typo.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = name.chars().count().max(3) / 3 + 1;
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = edit_distance(name, c);
-        let limit = (name.chars().count().max(3)) / 3 + 1;
         if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
         }
     }
-    best.map(|(_, c)| format!("did you mean `{c}`?"))
+    best.map(|(_, c)| c)
+}
+
+/// "did you mean `x`?" for the closest candidate.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    closest(name, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -2,6 +2,7 @@
 //! golden-file comparison with `UPDATE_EXPECT=1` to rewrite expectations.
 
 use caseflow_dsl::{RuleCatalog, SourceFile};
+use caseflow_engine::{RuleSet, RulesFile};
 use std::path::{Path, PathBuf};
 
 /// The repository root.
@@ -35,13 +36,23 @@ pub fn shipped_processes() -> Vec<SourceFile> {
     files("processes", "flow").iter().map(|p| source_file(p)).collect()
 }
 
+/// The shipped rules, which must validate.
+pub fn shipped_rules() -> RuleSet {
+    let files: Vec<RulesFile> = files("rules", "toml")
+        .iter()
+        .map(|p| RulesFile { name: p.strip_prefix(root()).unwrap_or(p).display().to_string(), text: read(p) })
+        .collect();
+    RuleSet::load(&files).unwrap_or_else(|errors| {
+        panic!(
+            "the shipped rules do not validate:\n{}",
+            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+        )
+    })
+}
+
 /// The names the shipped rules define.
 pub fn shipped_catalog() -> RuleCatalog {
-    let mut catalog = RuleCatalog::default();
-    for f in files("rules", "toml") {
-        catalog.add_toml(&f.display().to_string(), &read(&f)).expect("shipped rules parse");
-    }
-    catalog
+    shipped_rules().catalog()
 }
 
 /// Compares `actual` with the golden file; with `UPDATE_EXPECT=1`, rewrites it instead.
