@@ -25,6 +25,12 @@ pub struct Period {
     pub end: NaiveTime,
 }
 
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BusinessCalendar {
     pub time_zone: Tz,

@@ -222,7 +222,8 @@ impl Loader {
             Ok(d) => d,
             Err(e) => {
                 let loc = Loc { file, key: "(syntax)".into(), span: e.span() };
-                self.err(&loc, format!("not valid TOML: {}", e.message()));
+                let message = e.message().trim().replace('\n', "; ");
+                self.err(&loc, format!("not valid TOML: {message}"));
                 return;
             }
         };
@@ -456,7 +457,7 @@ impl Loader {
         out.sort();
         for w in out.windows(2) {
             if w[1].start < w[0].end {
-                self.err(loc, format!("periods {}-{} and {}-{} overlap", w[0].start, w[0].end, w[1].start, w[1].end));
+                self.err(loc, format!("periods {} and {} overlap", w[0], w[1]));
             }
         }
         out
