@@ -77,7 +77,7 @@ impl Condition {
                 let (lo_a, hi_a) = self.bounds();
                 let (lo_b, hi_b) = other.bounds();
                 // Overlap unless one ends before the other starts.
-                let before = |hi: Option<(&Value, bool)>, lo: Option<(&Value, bool)>| match (hi, lo) {
+                let before = |hi: Option<Bound>, lo: Option<Bound>| match (hi, lo) {
                     (Some((h, hi_inc)), Some((l, lo_inc))) => match h.compare(l) {
                         Some(Ordering::Less) => true,
                         Some(Ordering::Equal) => !(hi_inc && lo_inc),
@@ -90,7 +90,8 @@ impl Condition {
         }
     }
 
-    fn bounds(&self) -> (Option<(&Value, bool)>, Option<(&Value, bool)>) {
+    /// Lower and upper bound, each with whether it is inclusive.
+    fn bounds(&self) -> (Option<Bound<'_>>, Option<Bound<'_>>) {
         match self {
             Condition::Range { min, max, min_inclusive, max_inclusive } => {
                 (min.as_ref().map(|m| (m, *min_inclusive)), max.as_ref().map(|m| (m, *max_inclusive)))
@@ -99,6 +100,9 @@ impl Condition {
         }
     }
 }
+
+/// A range bound and whether it is inclusive.
+type Bound<'a> = (&'a Value, bool);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {

@@ -80,7 +80,10 @@ fn calendar_cases() {
         .expect("the calendar has working time");
         let got = show(&cal, got);
         if got != c.expect {
-            let op = c.add.as_ref().map_or_else(|| format!("- {}", c.subtract.as_deref().unwrap_or("")), |a| format!("+ {a}"));
+            let op = c
+                .add
+                .as_ref()
+                .map_or_else(|| format!("- {}", c.subtract.as_deref().unwrap_or("")), |a| format!("+ {a}"));
             failures.push(format!("{}: {} {op} = {got}, expected {}", c.name, c.start, c.expect));
         }
     }

@@ -13,7 +13,8 @@ fn bad_rules_are_refused_with_located_errors() {
     for case in cases.iter().filter(|p| !p.to_string_lossy().ends_with("_b.toml")) {
         let mut sources = vec![case.clone()];
         if case.to_string_lossy().ends_with("_a.toml") {
-            sources.push(case.with_file_name(case.file_name().unwrap().to_string_lossy().replace("_a.toml", "_b.toml")));
+            sources
+                .push(case.with_file_name(case.file_name().unwrap().to_string_lossy().replace("_a.toml", "_b.toml")));
         }
         let files: Vec<RulesFile> = sources
             .iter()
