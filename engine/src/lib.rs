@@ -8,7 +8,9 @@
 //! instants and file contents in.
 
 pub mod calendar;
+pub mod core;
 pub mod duration;
+pub mod eval;
 pub mod rules;
 pub mod table;
 pub mod value;

@@ -1,7 +1,7 @@
 //! Runtime values: what fields hold, what rules define and decision tables compare.
 
 use crate::duration::Span;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::fmt;
@@ -14,7 +14,9 @@ pub enum Value {
     Decimal(f64),
     Bool(bool),
     Date(NaiveDate),
+    DateTime(DateTime<Utc>),
     Duration(Span),
+    List(Vec<Value>),
 }
 
 impl Value {
@@ -25,7 +27,9 @@ impl Value {
             Value::Decimal(_) => "decimal",
             Value::Bool(_) => "bool",
             Value::Date(_) => "date",
+            Value::DateTime(_) => "datetime",
             Value::Duration(_) => "duration",
+            Value::List(_) => "list",
         }
     }
 
@@ -40,6 +44,11 @@ impl Value {
             (Text(a), Text(b)) => Some(a.cmp(b)),
             (Bool(a), Bool(b)) => Some(a.cmp(b)),
             (Date(a), Date(b)) => Some(a.cmp(b)),
+            (DateTime(a), DateTime(b)) => Some(a.cmp(b)),
+            (List(a), List(b)) if a.len() == b.len() => {
+                let all_equal = a.iter().zip(b).all(|(x, y)| x.compare(y) == Some(Ordering::Equal));
+                all_equal.then_some(Ordering::Equal)
+            }
             (Duration(a), Duration(b)) if std::mem::discriminant(a) == std::mem::discriminant(b) => Some(a.cmp(b)),
             _ => None,
         }
@@ -75,7 +84,18 @@ impl fmt::Display for Value {
             Value::Decimal(d) => write!(f, "{d}"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Date(d) => write!(f, "{d}"),
+            Value::DateTime(t) => write!(f, "{}", t.to_rfc3339()),
             Value::Duration(s) => write!(f, "{s}"),
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
         }
     }
 }

@@ -1,0 +1,1317 @@
+//! The deterministic core: a process instance is a plain value; a command and the current
+//! instant go in, the new state and a list of effects come out.
+//!
+//! No I/O, no clock, no randomness: the same model, rules, workload, instance, command and
+//! instant always give the same result. The storage shell persists the instance, its tasks,
+//! timers and history in one atomic write; the timer driver turns due timers back into
+//! `Command::FireTimer`.
+//!
+//! A command either succeeds (state changed, effects returned) or fails with a
+//! `CommandError` and the instance is left exactly as it was: `apply` works on a copy.
+
+use crate::duration::Span;
+use crate::eval::{eval, truth, EvalError, Scope};
+use crate::rules::{RuleSet, Strategy};
+use crate::value::Value;
+use caseflow_dsl::model::{
+    self, Assignee, AutoAction, FieldType, Process, StepId, StepKind, Transition, Trigger, WaitCondition,
+};
+use chrono::{DateTime, Datelike, Duration, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Most steps one command may run through before the engine calls it a runaway. The checker
+/// refuses automatic loops, so only pathological data gets near this.
+pub const STEPS_PER_COMMAND_MAX: usize = 10_000;
+/// Most live tokens (parallel branches) in one instance.
+pub const TOKENS_MAX: usize = 1_000;
+/// Most reminders one task sends before they stop (a 24h reminder for over a year).
+pub const REMINDERS_MAX: u32 = 400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+pub struct InstanceId(pub u64);
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A task, named by its instance and its sequence number within it (`42-3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct TaskId {
+    pub instance: InstanceId,
+    pub seq: u32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.instance, self.seq)
+    }
+}
+
+/// Who issues a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    pub id: String,
+    pub roles: Vec<String>,
+    pub admin: bool,
+}
+
+impl Actor {
+    /// The engine itself (timers, automatic steps).
+    pub fn system() -> &'static Actor {
+        static SYSTEM: std::sync::OnceLock<Actor> = std::sync::OnceLock::new();
+        SYSTEM.get_or_init(|| Actor { id: "system".into(), roles: Vec::new(), admin: true })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Suspended,
+    /// A step failed on real data; `retry` runs it again after a fix.
+    Incident {
+        step: String,
+        reason: String,
+    },
+    Completed {
+        outcome: String,
+    },
+    Cancelled {
+        reason: String,
+    },
+}
+
+impl Status {
+    pub fn is_ended(&self) -> bool {
+        matches!(self, Status::Completed { .. } | Status::Cancelled { .. })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Suspended => "suspended",
+            Status::Incident { .. } => "incident",
+            Status::Completed { .. } => "completed",
+            Status::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// What a token (a position in the graph) is waiting for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Waiting {
+    Task(u32),
+    /// A timer of a wait step, and/or a message.
+    Wait,
+    Child,
+    /// Parked on a step that failed; `retry` enters it again.
+    Incident,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Token {
+    pub step: StepId,
+    pub entered_at: DateTime<Utc>,
+    pub waiting: Waiting,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Task {
+    pub seq: u32,
+    pub token: u32,
+    pub step: StepId,
+    pub name: String,
+    pub assignee: Option<String>,
+    pub candidates: Vec<String>,
+    pub claimed: bool,
+    pub priority: u8,
+    pub opened_at: DateTime<Utc>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub overdue: bool,
+    pub reminders_sent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum TimerKind {
+    /// The task's deadline.
+    Due {
+        task: u32,
+    },
+    /// `when overdue + DELAY` (handler index).
+    Escalation {
+        task: u32,
+        handler: usize,
+    },
+    /// `when N%` (handler index).
+    Threshold {
+        task: u32,
+        handler: usize,
+    },
+    Reminder {
+        task: u32,
+        every: Span,
+    },
+    /// The timer of a `wait` step (`for`, `until`, `every`).
+    Wait {
+        token: u32,
+    },
+    /// `on timeout` of a message wait.
+    Timeout {
+        token: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timer {
+    pub seq: u32,
+    pub due_at: DateTime<Utc>,
+    pub kind: TimerKind,
+}
+
+/// A process instance: one customer case.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub process: String,
+    pub version: u32,
+    pub business_key: String,
+    pub status: Status,
+    pub fields: BTreeMap<String, Value>,
+    pub tokens: BTreeMap<u32, Token>,
+    pub tasks: BTreeMap<u32, Task>,
+    pub timers: BTreeMap<u32, Timer>,
+    /// Branches arrived at each join so far.
+    pub join_arrivals: BTreeMap<StepId, u32>,
+    /// First entry of each `every` wait: cycles are anchored there.
+    pub cycle_anchors: BTreeMap<StepId, DateTime<Utc>>,
+    /// Who completed each task step last (for `assign same as`).
+    pub done_by: BTreeMap<StepId, String>,
+    /// Next sequence number for tokens, tasks and timers.
+    pub next_seq: u32,
+    /// Number of history entries written so far (the next entry's sequence number).
+    pub history_len: u64,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub event: String,
+    pub step: Option<String>,
+    pub detail: String,
+    /// Fields changed: name, old value, new value.
+    pub changes: Vec<(String, Option<Value>, Value)>,
+    /// For timers: how late it fired.
+    pub lateness_ms: Option<i64>,
+}
+
+/// Something the shells must do after the write.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Effect {
+    TaskOpened { task: TaskId, assignee: Option<String> },
+    TaskClosed { task: TaskId, reason: String },
+    TaskReassigned { task: TaskId, from: Option<String>, to: Option<String> },
+    TimerSet { seq: u32, due_at: DateTime<Utc> },
+    TimerCancelled { seq: u32 },
+    Notify { to: Option<String>, role: Option<String>, message: String },
+    Reminder { task: TaskId, to: Option<String> },
+    Escalated { task: TaskId, to: Option<String> },
+    StartChild { token: u32, process: String, fields: BTreeMap<String, Value> },
+    CancelChildren,
+    Ended { status: Status },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Command {
+    Start { fields: BTreeMap<String, Value> },
+    CompleteTask { task: u32, fields: BTreeMap<String, Value> },
+    Claim { task: u32 },
+    Release { task: u32 },
+    Reassign { task: u32, to: String, reason: String },
+    FireTimer { timer: u32 },
+    Message { name: String },
+    UpdateFields { fields: BTreeMap<String, Value> },
+    ChildEnded { token: u32, fields: BTreeMap<String, Value> },
+    Cancel { reason: String },
+    Suspend,
+    Resume,
+    Retry,
+}
+
+/// Why a command was refused. The instance is unchanged.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error("invalid field `{field}`: {problem}")]
+    InvalidField { field: String, problem: String },
+    #[error("task {0} is not open")]
+    TaskNotOpen(u32),
+    #[error("timer {0} is not pending")]
+    TimerNotPending(u32),
+    #[error("timer {timer} is due at {due_at}, not yet")]
+    TimerNotDue { timer: u32, due_at: DateTime<Utc> },
+    #[error("{actor} may not {action}")]
+    Forbidden { actor: String, action: String },
+    #[error("the instance is {0}")]
+    WrongStatus(&'static str),
+    #[error("no step of this instance is waiting for message `{0}`")]
+    NoListener(String),
+    #[error("token {0} is not waiting for a sub-process")]
+    NotWaitingForChild(u32),
+    #[error("the case ran through {STEPS_PER_COMMAND_MAX} steps in one command; is something looping?")]
+    Runaway,
+}
+
+/// What the engine knows about current work, for assignment. A snapshot: the core reads it
+/// and does not change it.
+pub trait Workload {
+    fn open_tasks(&self, user: &str) -> usize;
+    /// Tasks given to the role so far (drives round-robin).
+    fn assignments(&self, role: &str) -> u64;
+}
+
+/// No workload information: every user has no open tasks.
+pub struct NoWorkload;
+
+impl Workload for NoWorkload {
+    fn open_tasks(&self, _: &str) -> usize {
+        0
+    }
+    fn assignments(&self, _: &str) -> u64 {
+        0
+    }
+}
+
+/// Everything a command runs against besides the instance.
+pub struct Context<'a> {
+    pub model: &'a Process,
+    pub rules: &'a RuleSet,
+    pub workload: &'a dyn Workload,
+    pub now: DateTime<Utc>,
+}
+
+/// The outcome of a successful command.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub effects: Vec<Effect>,
+    pub history: Vec<HistoryEntry>,
+}
+
+impl Instance {
+    /// A fresh instance, before `Command::Start`.
+    pub fn new(id: InstanceId, model: &Process, version: u32, business_key: String, now: DateTime<Utc>) -> Instance {
+        Instance {
+            id,
+            process: model.id.clone(),
+            version,
+            business_key,
+            status: Status::Running,
+            fields: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            join_arrivals: BTreeMap::new(),
+            cycle_anchors: BTreeMap::new(),
+            done_by: BTreeMap::new(),
+            next_seq: 1,
+            history_len: 0,
+            started_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn task_id(&self, seq: u32) -> TaskId {
+        TaskId { instance: self.id, seq }
+    }
+}
+
+/// Applies a command. On success `instance` holds the new state; on error it is unchanged.
+pub fn apply(ctx: &Context, instance: &mut Instance, actor: &Actor, command: Command) -> Result<Outcome, CommandError> {
+    let mut run = Run { ctx, inst: instance.clone(), actor, effects: Vec::new(), history: Vec::new(), steps_run: 0 };
+    run.command(command)?;
+    run.inst.updated_at = ctx.now;
+    *instance = run.inst;
+    Ok(Outcome { effects: run.effects, history: run.history })
+}
+
+struct Run<'a> {
+    ctx: &'a Context<'a>,
+    inst: Instance,
+    actor: &'a Actor,
+    effects: Vec<Effect>,
+    history: Vec<HistoryEntry>,
+    steps_run: usize,
+}
+
+impl Run<'_> {
+    fn now(&self) -> DateTime<Utc> {
+        self.ctx.now
+    }
+
+    fn step(&self, id: StepId) -> &model::Step {
+        self.ctx.model.step(id)
+    }
+
+    fn record(&mut self, event: &str, step: Option<StepId>, detail: impl Into<String>) -> &mut HistoryEntry {
+        let entry = HistoryEntry {
+            seq: self.inst.history_len,
+            at: self.now(),
+            actor: self.actor.id.clone(),
+            event: event.to_string(),
+            step: step.map(|s| self.step(s).name.clone()),
+            detail: detail.into(),
+            changes: Vec::new(),
+            lateness_ms: None,
+        };
+        self.inst.history_len += 1;
+        self.history.push(entry);
+        self.history.last_mut().expect("just pushed")
+    }
+
+    fn seq(&mut self) -> u32 {
+        let s = self.inst.next_seq;
+        self.inst.next_seq += 1;
+        s
+    }
+
+    fn require_running(&self) -> Result<(), CommandError> {
+        match self.inst.status {
+            Status::Running => Ok(()),
+            ref s => Err(CommandError::WrongStatus(s.name())),
+        }
+    }
+
+    fn command(&mut self, command: Command) -> Result<(), CommandError> {
+        match command {
+            Command::Start { fields } => self.start(fields),
+            Command::CompleteTask { task, fields } => self.complete(task, fields),
+            Command::Claim { task } => {
+                self.require_running()?;
+                let t = self.open_task(task)?;
+                if !self.may_work_on(&t) {
+                    return Err(self.forbidden("claim this task"));
+                }
+                if t.claimed && t.assignee.as_deref() != Some(&self.actor.id) && !self.actor.admin {
+                    return Err(CommandError::TaskNotOpen(task));
+                }
+                let from = t.assignee.clone();
+                self.set_assignee(task, Some(self.actor.id.clone()), true);
+                self.record("task_claimed", Some(t.step), format!("from {}", from.as_deref().unwrap_or("nobody")));
+                Ok(())
+            }
+            Command::Release { task } => {
+                self.require_running()?;
+                let t = self.open_task(task)?;
+                if t.assignee.as_deref() != Some(&self.actor.id) && !self.actor.admin {
+                    return Err(self.forbidden("release a task assigned to someone else"));
+                }
+                self.set_assignee(task, None, false);
+                self.record("task_released", Some(t.step), "");
+                Ok(())
+            }
+            Command::Reassign { task, to, reason } => {
+                self.require_running()?;
+                let t = self.open_task(task)?;
+                let is_manager = self.actor.roles.iter().any(|r| r == "cs_manager" || r == "cs_director");
+                if !(self.actor.admin || is_manager || t.assignee.as_deref() == Some(&self.actor.id)) {
+                    return Err(self.forbidden("reassign this task"));
+                }
+                if !self.ctx.rules.users.contains_key(&to) {
+                    return Err(CommandError::InvalidField {
+                        field: "to".into(),
+                        problem: format!("no user `{to}` in the rules"),
+                    });
+                }
+                self.set_assignee(task, Some(to.clone()), false);
+                self.record("task_reassigned", Some(t.step), format!("to {to}: {reason}"));
+                Ok(())
+            }
+            Command::FireTimer { timer } => self.fire(timer),
+            Command::Message { name } => self.message(&name),
+            Command::UpdateFields { fields } => {
+                if self.inst.status.is_ended() {
+                    return Err(CommandError::WrongStatus(self.inst.status.name()));
+                }
+                let changes = self.validate_fields(&fields, false)?;
+                self.set_fields(changes, "fields_updated", None);
+                Ok(())
+            }
+            Command::ChildEnded { token, fields } => {
+                let Some(tok) = self.inst.tokens.get(&token).filter(|t| t.waiting == Waiting::Child).cloned() else {
+                    return Err(CommandError::NotWaitingForChild(token));
+                };
+                let StepKind::Call(call) = &self.step(tok.step).kind else {
+                    return Err(CommandError::NotWaitingForChild(token));
+                };
+                let mut changes = BTreeMap::new();
+                for (parent_field, child_field) in &call.outputs {
+                    if let Some(v) = fields.get(child_field) {
+                        changes.insert(parent_field.clone(), v.clone());
+                    }
+                }
+                let next = call.next.clone();
+                let changes = self.validate_fields(&changes, false)?;
+                self.set_fields(changes, "sub_process_returned", Some(tok.step));
+                self.follow(token, tok.step, &next)?;
+                self.settle()
+            }
+            Command::Cancel { reason } => {
+                if self.inst.status.is_ended() {
+                    return Err(CommandError::WrongStatus(self.inst.status.name()));
+                }
+                if !self.actor.admin && !self.actor.roles.iter().any(|r| r == "cs_manager") {
+                    return Err(self.forbidden("cancel a case"));
+                }
+                self.end(Status::Cancelled { reason: reason.clone() });
+                self.record("cancelled", None, reason);
+                Ok(())
+            }
+            Command::Suspend => {
+                self.require_running()?;
+                self.inst.status = Status::Suspended;
+                self.record("suspended", None, "");
+                Ok(())
+            }
+            Command::Resume => {
+                if self.inst.status != Status::Suspended {
+                    return Err(CommandError::WrongStatus(self.inst.status.name()));
+                }
+                self.inst.status = Status::Running;
+                self.record("resumed", None, "");
+                Ok(())
+            }
+            Command::Retry => {
+                let Status::Incident { .. } = self.inst.status else {
+                    return Err(CommandError::WrongStatus(self.inst.status.name()));
+                };
+                self.inst.status = Status::Running;
+                self.record("retried", None, "");
+                let parked: Vec<(u32, StepId)> = self
+                    .inst
+                    .tokens
+                    .iter()
+                    .filter(|(_, t)| t.waiting == Waiting::Incident)
+                    .map(|(id, t)| (*id, t.step))
+                    .collect();
+                for (token, step) in parked {
+                    self.enter(token, step)?;
+                }
+                self.settle()
+            }
+        }
+    }
+
+    fn forbidden(&self, action: &str) -> CommandError {
+        CommandError::Forbidden { actor: self.actor.id.clone(), action: action.into() }
+    }
+
+    fn open_task(&self, seq: u32) -> Result<Task, CommandError> {
+        self.inst.tasks.get(&seq).cloned().ok_or(CommandError::TaskNotOpen(seq))
+    }
+
+    /// The assignee, a member of a candidate role, or an administrator.
+    fn may_work_on(&self, t: &Task) -> bool {
+        self.actor.admin
+            || t.assignee.as_deref() == Some(&self.actor.id)
+            || t.candidates.iter().any(|c| self.actor.roles.contains(c))
+    }
+
+    fn set_assignee(&mut self, seq: u32, to: Option<String>, claimed: bool) {
+        let task_id = self.inst.task_id(seq);
+        if let Some(t) = self.inst.tasks.get_mut(&seq) {
+            let from = std::mem::replace(&mut t.assignee, to.clone());
+            t.claimed = claimed;
+            self.effects.push(Effect::TaskReassigned { task: task_id, from, to });
+        }
+    }
+
+    // ------------------------------------------------------------ fields
+
+    /// Checks values against the process's field types. `starting`: required fields must be
+    /// present and defaults are applied by the caller.
+    fn validate_fields(
+        &self,
+        given: &BTreeMap<String, Value>,
+        starting: bool,
+    ) -> Result<BTreeMap<String, Value>, CommandError> {
+        let mut out = BTreeMap::new();
+        for (name, value) in given {
+            let Some(field) = self.ctx.model.field(name) else {
+                let known: Vec<&str> = self.ctx.model.fields.iter().map(|f| f.name.as_str()).collect();
+                return Err(CommandError::InvalidField {
+                    field: name.clone(),
+                    problem: format!("the process has no such field; its fields are: {}", known.join(", ")),
+                });
+            };
+            out.insert(
+                name.clone(),
+                conform(&field.ty, value)
+                    .map_err(|problem| CommandError::InvalidField { field: name.clone(), problem })?,
+            );
+        }
+        if starting {
+            for f in &self.ctx.model.fields {
+                if f.required && !out.contains_key(&f.name) {
+                    return Err(CommandError::InvalidField { field: f.name.clone(), problem: "required".into() });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_fields(&mut self, changes: BTreeMap<String, Value>, event: &str, step: Option<StepId>) {
+        let mut recorded = Vec::new();
+        for (name, value) in changes {
+            let old = self.inst.fields.insert(name.clone(), value.clone());
+            if old.as_ref() != Some(&value) {
+                recorded.push((name, old, value));
+            }
+        }
+        if !recorded.is_empty() || event != "fields_updated" {
+            let entry = self.record(event, step, "");
+            entry.changes = recorded;
+        }
+    }
+
+    fn scope_eval(&self, e: &caseflow_dsl::ast::Expr) -> Result<Value, EvalError> {
+        let model = self.ctx.model;
+        let declared = |n: &str| model.field(n).is_some();
+        let scope = Scope { fields: &self.inst.fields, declared: &declared, rules: self.ctx.rules, now: self.now() };
+        eval(e, &scope)
+    }
+
+    /// An expression's value as an instant: a duration from now, or a date/datetime.
+    fn instant_of(&self, e: &caseflow_dsl::ast::Expr, from: DateTime<Utc>) -> Result<DateTime<Utc>, EvalError> {
+        match self.scope_eval(e)? {
+            Value::Duration(span) => Ok(self.ctx.rules.calendar.add(from, span)?),
+            Value::DateTime(t) => Ok(t),
+            Value::Date(d) => {
+                let model = self.ctx.model;
+                let declared = |n: &str| model.field(n).is_some();
+                let scope =
+                    Scope { fields: &self.inst.fields, declared: &declared, rules: self.ctx.rules, now: self.now() };
+                Ok(scope.date_start(d))
+            }
+            other => Err(EvalError::Type(format!("expected a duration or a date, found a {}", other.type_name()))),
+        }
+    }
+
+    fn span_of(&self, e: &caseflow_dsl::ast::Expr) -> Result<Span, EvalError> {
+        match self.scope_eval(e)? {
+            Value::Duration(span) => Ok(span),
+            other => Err(EvalError::Type(format!("expected a duration, found a {}", other.type_name()))),
+        }
+    }
+
+    // ------------------------------------------------------------ commands
+
+    fn start(&mut self, fields: BTreeMap<String, Value>) -> Result<(), CommandError> {
+        if self.inst.history_len > 0 {
+            return Err(CommandError::WrongStatus("already started"));
+        }
+        let mut values = self.validate_fields(&fields, true)?;
+        // Defaults, in declaration order, so a default may use an earlier field.
+        for f in &self.ctx.model.fields {
+            if values.contains_key(&f.name) {
+                continue;
+            }
+            if let Some(default) = &f.default {
+                self.inst.fields = values.clone();
+                let v = self.scope_eval(default).map_err(|e| CommandError::InvalidField {
+                    field: f.name.clone(),
+                    problem: format!("default: {e}"),
+                })?;
+                let v = conform(&f.ty, &v)
+                    .map_err(|problem| CommandError::InvalidField { field: f.name.clone(), problem })?;
+                values.insert(f.name.clone(), v);
+            }
+        }
+        self.inst.fields = BTreeMap::new();
+        let key = self.inst.business_key.clone();
+        self.set_fields(values, "started", None);
+        if let Some(e) = self.history.last_mut() {
+            e.detail = format!("business key {key}");
+        }
+        let start = self.ctx.model.start.clone();
+        let token = self.seq();
+        let first = self
+            .choose(&start)
+            .map_err(|e| CommandError::InvalidField { field: "(start)".into(), problem: e.to_string() })?;
+        self.inst.tokens.insert(token, Token { step: first, entered_at: self.now(), waiting: Waiting::Wait });
+        self.enter(token, first)?;
+        self.settle()
+    }
+
+    fn complete(&mut self, seq: u32, fields: BTreeMap<String, Value>) -> Result<(), CommandError> {
+        self.require_running()?;
+        let task = self.open_task(seq)?;
+        if !self.may_work_on(&task) {
+            return Err(self.forbidden("complete this task"));
+        }
+        let StepKind::Task(def) = &self.step(task.step).kind else { return Err(CommandError::TaskNotOpen(seq)) };
+        for name in fields.keys() {
+            if !def.form.iter().any(|f| f.field == *name) {
+                let form: Vec<&str> = def.form.iter().map(|f| f.field.as_str()).collect();
+                return Err(CommandError::InvalidField {
+                    field: name.clone(),
+                    problem: format!(
+                        "this task does not ask for it; it asks for: {}",
+                        if form.is_empty() { "nothing".into() } else { form.join(", ") }
+                    ),
+                });
+            }
+        }
+        for f in def.form.iter().filter(|f| f.required) {
+            if !fields.contains_key(&f.field) {
+                return Err(CommandError::InvalidField {
+                    field: f.field.clone(),
+                    problem: "this task requires it".into(),
+                });
+            }
+        }
+        let next = def.next.clone();
+        let changes = self.validate_fields(&fields, false)?;
+        self.close_task(seq, "completed");
+        self.set_fields(changes, "task_completed", Some(task.step));
+        if let Some(e) = self.history.last_mut() {
+            e.detail = format!("task {}", TaskId { instance: self.inst.id, seq });
+        }
+        self.inst.done_by.insert(task.step, self.actor.id.clone());
+        self.follow(task.token, task.step, &next)?;
+        self.settle()
+    }
+
+    fn fire(&mut self, seq: u32) -> Result<(), CommandError> {
+        let Some(timer) = self.inst.timers.get(&seq).cloned() else { return Err(CommandError::TimerNotPending(seq)) };
+        if self.now() < timer.due_at {
+            return Err(CommandError::TimerNotDue { timer: seq, due_at: timer.due_at });
+        }
+        self.require_running()?;
+        self.inst.timers.remove(&seq);
+        let lateness = (self.now() - timer.due_at).num_milliseconds();
+        // Timers act as the engine, whoever's request delivered them.
+        let caller = std::mem::replace(&mut self.actor, Actor::system());
+        let result = self.fire_kind(&timer, lateness);
+        self.actor = caller;
+        result?;
+        self.settle()
+    }
+
+    fn fire_kind(&mut self, timer: &Timer, lateness: i64) -> Result<(), CommandError> {
+        match &timer.kind {
+            TimerKind::Due { task } => {
+                let Some(t) = self.inst.tasks.get_mut(task) else { return Ok(()) };
+                t.overdue = true;
+                let step = t.step;
+                self.record("task_overdue", Some(step), format!("task {}", self.inst.task_id(*task))).lateness_ms =
+                    Some(lateness);
+                self.run_handlers(*task, |trigger| matches!(trigger, Trigger::Overdue { after: None }))
+            }
+            TimerKind::Escalation { task, handler } | TimerKind::Threshold { task, handler } => {
+                let Some(t) = self.inst.tasks.get(task) else { return Ok(()) };
+                let step = t.step;
+                let label =
+                    if matches!(timer.kind, TimerKind::Threshold { .. }) { "sla_threshold" } else { "escalation_due" };
+                self.record(label, Some(step), format!("task {}", self.inst.task_id(*task))).lateness_ms =
+                    Some(lateness);
+                let index = *handler;
+                let mut i = 0;
+                self.run_handlers(*task, |_| {
+                    let hit = i == index;
+                    i += 1;
+                    hit
+                })
+            }
+            TimerKind::Reminder { task, every } => {
+                let Some(t) = self.inst.tasks.get_mut(task) else { return Ok(()) };
+                t.reminders_sent += 1;
+                let (to, step, sent) = (t.assignee.clone(), t.step, t.reminders_sent);
+                let task_id = self.inst.task_id(*task);
+                self.effects.push(Effect::Reminder { task: task_id, to });
+                self.record("reminder_sent", Some(step), format!("task {task_id}")).lateness_ms = Some(lateness);
+                if sent < REMINDERS_MAX {
+                    // The next reminder counts from when this one was due, so lateness does not drift.
+                    let mut next = self.ctx.rules.calendar.add(timer.due_at, *every);
+                    if matches!(next, Ok(t) if t <= self.now()) {
+                        next = self.ctx.rules.calendar.add(self.now(), *every);
+                    }
+                    match next {
+                        Ok(at) => {
+                            self.set_timer(at, TimerKind::Reminder { task: *task, every: *every });
+                        }
+                        Err(e) => {
+                            self.record("reminders_stopped", Some(step), e.to_string());
+                        }
+                    }
+                }
+                Ok(())
+            }
+            TimerKind::Wait { token } => {
+                let Some(tok) = self.inst.tokens.get(token).cloned() else { return Ok(()) };
+                self.record("timer_fired", Some(tok.step), "").lateness_ms = Some(lateness);
+                let StepKind::Wait(w) = &self.step(tok.step).kind else { return Ok(()) };
+                let next = w.next.clone().expect("the checker requires `->` on timed waits");
+                self.cancel_token_timers(*token);
+                self.follow(*token, tok.step, &next)
+            }
+            TimerKind::Timeout { token } => {
+                let Some(tok) = self.inst.tokens.get(token).cloned() else { return Ok(()) };
+                self.record("wait_timed_out", Some(tok.step), "").lateness_ms = Some(lateness);
+                let StepKind::Wait(w) = &self.step(tok.step).kind else { return Ok(()) };
+                let (_, target) = w.on_timeout.clone().expect("timeout timers come from `on timeout`");
+                self.cancel_token_timers(*token);
+                self.follow(*token, tok.step, &Transition::To(target))
+            }
+        }
+    }
+
+    /// Runs the actions of a task's handlers whose trigger `select` picks.
+    fn run_handlers(&mut self, task: u32, mut select: impl FnMut(&Trigger) -> bool) -> Result<(), CommandError> {
+        let Some(t) = self.inst.tasks.get(&task).cloned() else { return Ok(()) };
+        let StepKind::Task(def) = &self.step(t.step).kind else { return Ok(()) };
+        let actions: Vec<model::Action> =
+            def.handlers.iter().filter(|h| select(&h.trigger)).flat_map(|h| h.actions.iter().cloned()).collect();
+        let task_id = self.inst.task_id(task);
+        for action in actions {
+            if !self.inst.tasks.contains_key(&task) {
+                break; // an earlier action moved the case on
+            }
+            match action {
+                model::Action::Escalate(who) => {
+                    let to = self.assign(&who, t.step);
+                    self.set_assignee(task, to.clone(), false);
+                    self.effects.push(Effect::Escalated { task: task_id, to: to.clone() });
+                    self.record(
+                        "escalated",
+                        Some(t.step),
+                        format!("task {task_id} to {}", to.as_deref().unwrap_or("(nobody available)")),
+                    );
+                }
+                model::Action::Notify(who) => {
+                    let (to, role) = match &who {
+                        Assignee::Role { role, .. } => (None, Some(role.clone())),
+                        other => (self.assign(other, t.step), None),
+                    };
+                    let message =
+                        format!("{} ({}) needs attention", self.step(t.step).display_name(), self.inst.business_key);
+                    self.effects.push(Effect::Notify { to, role, message });
+                }
+                model::Action::RaisePriority => {
+                    if let Some(tt) = self.inst.tasks.get_mut(&task) {
+                        tt.priority = tt.priority.saturating_add(1);
+                        let p = tt.priority;
+                        self.record("priority_raised", Some(t.step), format!("task {task_id} to {p}"));
+                    }
+                }
+                model::Action::Remind => {
+                    let to = self.inst.tasks.get(&task).and_then(|t| t.assignee.clone());
+                    self.effects.push(Effect::Reminder { task: task_id, to });
+                    self.record("reminder_sent", Some(t.step), format!("task {task_id}"));
+                }
+                model::Action::Goto(target) => {
+                    self.close_task(task, "left by a deadline handler");
+                    self.follow(t.token, t.step, &Transition::To(target))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn message(&mut self, name: &str) -> Result<(), CommandError> {
+        self.require_running()?;
+        let mut heard = false;
+        // Waits listening for it.
+        let waiting: Vec<(u32, StepId)> =
+            self.inst.tokens.iter().filter(|(_, t)| t.waiting == Waiting::Wait).map(|(id, t)| (*id, t.step)).collect();
+        for (token, step) in waiting {
+            let StepKind::Wait(w) = &self.step(step).kind else { continue };
+            if let Some((_, target)) = w.on_message.iter().find(|(m, _)| m == name) {
+                let target = *target;
+                heard = true;
+                self.record("message_received", Some(step), name.to_string());
+                self.cancel_token_timers(token);
+                self.follow(token, step, &Transition::To(target))?;
+            }
+        }
+        // Tasks with `when message NAME`.
+        let tasks: Vec<u32> = self.inst.tasks.keys().copied().collect();
+        for task in tasks {
+            let Some(t) = self.inst.tasks.get(&task) else { continue };
+            let StepKind::Task(def) = &self.step(t.step).kind else { continue };
+            if def.handlers.iter().any(|h| h.trigger == Trigger::Message(name.to_string())) {
+                heard = true;
+                let step = t.step;
+                self.record("message_received", Some(step), name.to_string());
+                self.run_handlers(task, |tr| *tr == Trigger::Message(name.to_string()))?;
+            }
+        }
+        if !heard {
+            return Err(CommandError::NoListener(name.to_string()));
+        }
+        self.settle()
+    }
+
+    // ------------------------------------------------------------ moving tokens
+
+    /// Picks the next step of a transition.
+    fn choose(&self, t: &Transition) -> Result<StepId, EvalError> {
+        match t {
+            Transition::To(s) => Ok(*s),
+            Transition::Decide { branches, otherwise } => {
+                for (cond, target) in branches {
+                    if truth(&self.scope_eval(cond)?)? {
+                        return Ok(*target);
+                    }
+                }
+                otherwise.ok_or_else(|| EvalError::Type("no branch of the decision matched".into()))
+            }
+        }
+    }
+
+    /// Leaves `from` along `t` and enters the chosen step.
+    fn follow(&mut self, token: u32, from: StepId, t: &Transition) -> Result<(), CommandError> {
+        match self.choose(t) {
+            Ok(next) => self.enter(token, next),
+            Err(e) => {
+                self.park(token, from, e);
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts a token in the incident state at `step`.
+    fn park(&mut self, token: u32, step: StepId, e: EvalError) {
+        if let Some(t) = self.inst.tokens.get_mut(&token) {
+            t.step = step;
+            t.waiting = Waiting::Incident;
+        }
+        let name = self.step(step).name.clone();
+        self.inst.status = Status::Incident { step: name, reason: e.to_string() };
+        self.record("incident", Some(step), e.to_string());
+    }
+
+    fn enter(&mut self, token: u32, step_id: StepId) -> Result<(), CommandError> {
+        self.steps_run += 1;
+        if self.steps_run > STEPS_PER_COMMAND_MAX {
+            return Err(CommandError::Runaway);
+        }
+        if !matches!(self.inst.status, Status::Running) {
+            // A cancellation or incident earlier in this command stops the walk.
+            return Ok(());
+        }
+        let now = self.now();
+        let entered = Token { step: step_id, entered_at: now, waiting: Waiting::Wait };
+        self.inst.tokens.insert(token, entered);
+        let step = self.step(step_id).clone();
+        match &step.kind {
+            StepKind::Task(def) => {
+                if let Err(e) = self.open_new_task(token, &step, def) {
+                    self.park(token, step_id, e);
+                }
+                Ok(())
+            }
+            StepKind::Auto { actions, next } => {
+                for action in actions {
+                    if let Err(e) = self.auto_action(step_id, action) {
+                        self.park(token, step_id, e);
+                        return Ok(());
+                    }
+                }
+                self.follow(token, step_id, next)
+            }
+            StepKind::Wait(w) => {
+                self.record("waiting", Some(step_id), "");
+                let timer = match &w.condition {
+                    None => None,
+                    Some(WaitCondition::For(e)) => Some(self.instant_of(e, now)),
+                    Some(WaitCondition::Until(e)) => Some(self.instant_of(e, now)),
+                    Some(WaitCondition::Every(e)) => Some(self.next_cycle(step_id, e)),
+                };
+                match timer {
+                    Some(Ok(at)) => {
+                        self.set_timer(at, TimerKind::Wait { token });
+                    }
+                    Some(Err(e)) => {
+                        self.park(token, step_id, e);
+                        return Ok(());
+                    }
+                    None => {}
+                }
+                if let Some((e, _)) = &w.on_timeout {
+                    match self.instant_of(e, now) {
+                        Ok(at) => {
+                            self.set_timer(at, TimerKind::Timeout { token });
+                        }
+                        Err(e) => self.park(token, step_id, e),
+                    }
+                }
+                Ok(())
+            }
+            StepKind::Split { branches, .. } => {
+                self.record("split", Some(step_id), "");
+                self.inst.tokens.remove(&token);
+                if self.inst.tokens.len() + branches.len() > TOKENS_MAX {
+                    self.park(token, step_id, EvalError::Type(format!("more than {TOKENS_MAX} parallel branches")));
+                    return Ok(());
+                }
+                for b in branches {
+                    let t = self.seq();
+                    self.enter(t, *b)?;
+                }
+                Ok(())
+            }
+            StepKind::Join { split, next } => {
+                let StepKind::Split { branches, .. } = &self.step(*split).kind else { unreachable!("checked") };
+                let needed = branches.len() as u32;
+                let arrived = self.inst.join_arrivals.entry(step_id).or_insert(0);
+                *arrived += 1;
+                if *arrived < needed {
+                    self.inst.tokens.remove(&token);
+                    return Ok(());
+                }
+                self.inst.join_arrivals.remove(&step_id);
+                self.record("joined", Some(step_id), "");
+                self.follow(token, step_id, next)
+            }
+            StepKind::Call(call) => {
+                let mut fields = BTreeMap::new();
+                for (child_field, e) in &call.inputs {
+                    match self.scope_eval(e) {
+                        Ok(v) => {
+                            fields.insert(child_field.clone(), v);
+                        }
+                        Err(e) => {
+                            self.park(token, step_id, e);
+                            return Ok(());
+                        }
+                    }
+                }
+                if let Some(t) = self.inst.tokens.get_mut(&token) {
+                    t.waiting = Waiting::Child;
+                }
+                self.record("sub_process_started", Some(step_id), call.process.clone());
+                self.effects.push(Effect::StartChild { token, process: call.process.clone(), fields });
+                Ok(())
+            }
+            StepKind::End => {
+                self.inst.tokens.remove(&token);
+                self.record("reached_end", Some(step_id), step.display_name().to_string());
+                if self.inst.tokens.is_empty() {
+                    self.end(Status::Completed { outcome: step.name.clone() });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// After a command's walk: nothing to do today but keep the invariants checkable.
+    fn settle(&mut self) -> Result<(), CommandError> {
+        debug_assert!(self.inst.tasks.values().all(|t| self
+            .inst
+            .tokens
+            .get(&t.token)
+            .is_some_and(|k| k.waiting == Waiting::Task(t.seq))));
+        Ok(())
+    }
+
+    fn next_cycle(&mut self, step: StepId, period: &caseflow_dsl::ast::Expr) -> Result<DateTime<Utc>, EvalError> {
+        let span = self.span_of(period)?;
+        let anchor = *self.inst.cycle_anchors.entry(step).or_insert(self.ctx.now);
+        let mut t = anchor;
+        // Fixed rate: the first tick after now, counted from the anchor.
+        for _ in 0..100_000 {
+            t = self.ctx.rules.calendar.add(t, span)?;
+            if t > self.ctx.now {
+                return Ok(t);
+            }
+        }
+        Err(EvalError::Type("the cycle period is too short".into()))
+    }
+
+    fn auto_action(&mut self, step: StepId, action: &AutoAction) -> Result<(), EvalError> {
+        match action {
+            AutoAction::Set { field, value } => {
+                let v = self.scope_eval(value)?;
+                let ty = &self.ctx.model.field(field).expect("checked").ty;
+                let v = conform(ty, &v).map_err(|p| EvalError::Type(format!("field `{field}`: {p}")))?;
+                let mut changes = BTreeMap::new();
+                changes.insert(field.clone(), v);
+                self.set_fields(changes, "fields_set", Some(step));
+                Ok(())
+            }
+            AutoAction::Lookup { table, inputs, outputs } => {
+                let t = self
+                    .ctx
+                    .rules
+                    .tables
+                    .get(table)
+                    .ok_or(EvalError::MissingRule { name: table.clone(), key: None })?;
+                let mut args = Vec::with_capacity(t.inputs.len());
+                for input in &t.inputs {
+                    let v = match inputs.iter().find(|(n, _)| n == input) {
+                        Some((_, e)) => self.scope_eval(e)?,
+                        None => return Err(EvalError::Type(format!("table `{table}` needs input `{input}`"))),
+                    };
+                    args.push(v);
+                }
+                let hits = t.evaluate(&args).map_err(|e| EvalError::Type(e.to_string()))?;
+                let Some(&row) = hits.0.first() else {
+                    return Err(EvalError::Type(format!("no row of table `{table}` matched")));
+                };
+                let mut changes = BTreeMap::new();
+                for (field, column) in outputs {
+                    let i = t
+                        .outputs
+                        .iter()
+                        .position(|o| o == column)
+                        .ok_or(EvalError::Type(format!("table `{table}` has no output `{column}`")))?;
+                    let ty = &self.ctx.model.field(field).expect("checked").ty;
+                    let v = conform(ty, &t.rows[row].outputs[i])
+                        .map_err(|p| EvalError::Type(format!("field `{field}`: {p}")))?;
+                    changes.insert(field.clone(), v);
+                }
+                self.set_fields(changes, "decision_table", Some(step));
+                if let Some(e) = self.history.last_mut() {
+                    e.detail = format!("{table} row {row} (line {})", t.rows[row].line);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn open_new_task(&mut self, token: u32, step: &model::Step, def: &model::Task) -> Result<(), EvalError> {
+        let now = self.now();
+        let due_at = def.due.as_ref().map(|e| self.instant_of(e, now)).transpose()?;
+        let assignee = def.assign.as_ref().and_then(|a| self.assign(a, step.id));
+        let mut candidates = def.candidates.clone();
+        if let Some(Assignee::Role { role, .. }) = &def.assign {
+            if !candidates.contains(role) {
+                candidates.push(role.clone());
+            }
+        }
+        let seq = self.seq();
+        let task = Task {
+            seq,
+            token,
+            step: step.id,
+            name: step.display_name().to_string(),
+            assignee: assignee.clone(),
+            candidates,
+            claimed: false,
+            priority: 0,
+            opened_at: now,
+            due_at,
+            overdue: false,
+            reminders_sent: 0,
+        };
+        self.inst.tasks.insert(seq, task);
+        if let Some(t) = self.inst.tokens.get_mut(&token) {
+            t.waiting = Waiting::Task(seq);
+        }
+        let task_id = self.inst.task_id(seq);
+        self.effects.push(Effect::TaskOpened { task: task_id, assignee: assignee.clone() });
+        self.record(
+            "task_opened",
+            Some(step.id),
+            format!("task {task_id} for {}", assignee.as_deref().unwrap_or("(unassigned)")),
+        );
+        if let Some(due) = due_at {
+            self.set_timer(due, TimerKind::Due { task: seq });
+            for (i, h) in def.handlers.iter().enumerate() {
+                match &h.trigger {
+                    Trigger::Overdue { after: Some(delay) } => {
+                        let at = self.instant_of(delay, due)?;
+                        self.set_timer(at, TimerKind::Escalation { task: seq, handler: i });
+                    }
+                    Trigger::Elapsed { percent } => {
+                        let allowed = (due - now).num_milliseconds().max(0);
+                        let at = now + Duration::milliseconds(allowed * i64::from(*percent) / 100);
+                        self.set_timer(at, TimerKind::Threshold { task: seq, handler: i });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(every) = &def.remind_every {
+            let span = self.span_of(every)?;
+            let at = self.ctx.rules.calendar.add(now, span)?;
+            self.set_timer(at, TimerKind::Reminder { task: seq, every: span });
+        }
+        Ok(())
+    }
+
+    fn set_timer(&mut self, due_at: DateTime<Utc>, kind: TimerKind) -> u32 {
+        let seq = self.seq();
+        self.inst.timers.insert(seq, Timer { seq, due_at, kind });
+        self.effects.push(Effect::TimerSet { seq, due_at });
+        seq
+    }
+
+    fn cancel_timers(&mut self, keep: impl Fn(&TimerKind) -> bool) {
+        let gone: Vec<u32> = self.inst.timers.iter().filter(|(_, t)| !keep(&t.kind)).map(|(s, _)| *s).collect();
+        for seq in gone {
+            self.inst.timers.remove(&seq);
+            self.effects.push(Effect::TimerCancelled { seq });
+        }
+    }
+
+    fn cancel_token_timers(&mut self, token: u32) {
+        self.cancel_timers(
+            |k| !matches!(k, TimerKind::Wait { token: t } | TimerKind::Timeout { token: t } if *t == token),
+        );
+    }
+
+    fn close_task(&mut self, seq: u32, reason: &str) {
+        if self.inst.tasks.remove(&seq).is_some() {
+            self.cancel_timers(|k| match k {
+                TimerKind::Due { task }
+                | TimerKind::Escalation { task, .. }
+                | TimerKind::Threshold { task, .. }
+                | TimerKind::Reminder { task, .. } => *task != seq,
+                _ => true,
+            });
+            let task_id = self.inst.task_id(seq);
+            self.effects.push(Effect::TaskClosed { task: task_id, reason: reason.to_string() });
+        }
+    }
+
+    fn end(&mut self, status: Status) {
+        let open: Vec<u32> = self.inst.tasks.keys().copied().collect();
+        let reason = match &status {
+            Status::Cancelled { .. } => "case cancelled",
+            _ => "case ended",
+        };
+        for seq in open {
+            self.close_task(seq, reason);
+        }
+        self.cancel_timers(|_| false);
+        if self.inst.tokens.values().any(|t| t.waiting == Waiting::Child) {
+            self.effects.push(Effect::CancelChildren);
+        }
+        self.inst.tokens.clear();
+        self.inst.join_arrivals.clear();
+        self.inst.status = status.clone();
+        self.effects.push(Effect::Ended { status });
+    }
+
+    // ------------------------------------------------------------ assignment
+
+    /// Chooses a user for an assignee rule; `None` leaves the task to its candidate roles.
+    fn assign(&self, who: &Assignee, _step: StepId) -> Option<String> {
+        match who {
+            Assignee::User(u) => Some(u.clone()),
+            Assignee::Field(f) => match self.inst.fields.get(f) {
+                Some(Value::Text(u)) if !u.is_empty() => Some(u.clone()),
+                _ => None,
+            },
+            Assignee::SameAs(step) => self.inst.done_by.get(step).cloned(),
+            Assignee::Role { role, strategy } => self.pick_member(role, strategy.as_deref()),
+        }
+    }
+
+    fn pick_member(&self, role: &str, strategy: Option<&str>) -> Option<String> {
+        let rules = self.ctx.rules;
+        let today = self.now().with_timezone(&rules.calendar.time_zone);
+        let date = today.date_naive();
+        let time = today.time();
+        let away = |user: &str| rules.away.iter().any(|a| a.user == user && a.from <= date && date <= a.to);
+        let on_shift = |user: &str| {
+            let shifts: Vec<_> = rules.roster.iter().filter(|s| s.user == user).collect();
+            shifts.is_empty()
+                || shifts
+                    .iter()
+                    .any(|s| s.days.contains(&today.weekday()) && s.hours.start <= time && time < s.hours.end)
+        };
+        let available: Vec<&str> =
+            rules.members(role).map(|u| u.id.as_str()).filter(|u| !away(u) && on_shift(u)).collect();
+        let role_def = rules.roles.get(role);
+        let strategy = match strategy {
+            Some("round_robin") => Strategy::RoundRobin,
+            Some("fewest_open") => Strategy::FewestOpen,
+            Some("skill") => Strategy::Skill,
+            _ => role_def.map_or(Strategy::RoundRobin, |r| r.strategy.clone()),
+        };
+        let chosen = match strategy {
+            Strategy::RoundRobin if !available.is_empty() => {
+                let i = (self.ctx.workload.assignments(role) % available.len() as u64) as usize;
+                Some(available[i])
+            }
+            Strategy::FewestOpen => available.iter().copied().min_by_key(|u| (self.ctx.workload.open_tasks(u), *u)),
+            Strategy::Skill => {
+                // Members whose skills name a value of the case (a product line, a language).
+                let wanted: Vec<String> = self
+                    .inst
+                    .fields
+                    .values()
+                    .filter_map(|v| match v {
+                        Value::Text(t) => Some(t.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let skilled: Vec<&str> = available
+                    .iter()
+                    .copied()
+                    .filter(|u| rules.users.get(*u).is_some_and(|x| x.skills.iter().any(|s| wanted.contains(s))))
+                    .collect();
+                let pool = if skilled.is_empty() { &available } else { &skilled };
+                pool.iter().copied().min_by_key(|u| (self.ctx.workload.open_tasks(u), *u))
+            }
+            Strategy::RoundRobin => None,
+        };
+        // Someone away may have a stand-in who is not.
+        let stand_in = || {
+            rules
+                .members(role)
+                .filter(|u| away(&u.id))
+                .find_map(|u| {
+                    rules.away.iter().find(|a| a.user == u.id && a.from <= date && date <= a.to)?.stand_in.clone()
+                })
+                .filter(|s| !away(s))
+        };
+        chosen.map(str::to_string).or_else(stand_in).or_else(|| role_def.and_then(|r| r.fallback.clone()))
+    }
+}
+
+/// A value made to fit a field's type: ints into decimals, text into a choice that lists it,
+/// ranges and choice membership checked. `Err` says what is wrong.
+pub fn conform(ty: &FieldType, v: &Value) -> Result<Value, String> {
+    match (ty, v) {
+        (FieldType::Text, Value::Text(_)) => Ok(v.clone()),
+        (FieldType::Int { min, max }, Value::Int(i)) => {
+            if min.is_some_and(|m| *i < m) || max.is_some_and(|m| *i > m) {
+                Err(format!("{i} is outside {}..{}", min.unwrap_or(i64::MIN), max.unwrap_or(i64::MAX)))
+            } else {
+                Ok(v.clone())
+            }
+        }
+        (FieldType::Decimal, Value::Decimal(_)) => Ok(v.clone()),
+        (FieldType::Decimal, Value::Int(i)) => Ok(Value::Decimal(*i as f64)),
+        (FieldType::Bool, Value::Bool(_)) => Ok(v.clone()),
+        (FieldType::Date, Value::Date(_)) => Ok(v.clone()),
+        (FieldType::Date, Value::Text(t)) => chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .map(Value::Date)
+            .map_err(|_| format!("`{t}` is not a date (YYYY-MM-DD)")),
+        (FieldType::DateTime, Value::DateTime(_)) => Ok(v.clone()),
+        (FieldType::DateTime, Value::Text(t)) => DateTime::parse_from_rfc3339(t)
+            .map(|d| Value::DateTime(d.with_timezone(&Utc)))
+            .map_err(|_| format!("`{t}` is not an RFC 3339 date-time")),
+        (FieldType::Choice(values), Value::Text(t)) => {
+            if values.contains(t) {
+                Ok(v.clone())
+            } else {
+                Err(format!("`{t}` is not one of: {}", values.join(", ")))
+            }
+        }
+        (FieldType::ListOfText, Value::List(items)) if items.iter().all(|i| matches!(i, Value::Text(_))) => {
+            Ok(v.clone())
+        }
+        (ty, v) => Err(format!("expected {ty}, got a {}", v.type_name())),
+    }
+}

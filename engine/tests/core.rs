@@ -1,0 +1,486 @@
+//! The deterministic core driven by command sequences and a manual clock: no sleeping, time
+//! only moves when a test moves it. A perfect timer driver fires each timer exactly at its due
+//! time; the property test at the end fires them late and in random interleavings.
+
+use caseflow_dsl::model::Process;
+use caseflow_dsl::{compile, CheckContext};
+use caseflow_engine::core::*;
+use caseflow_engine::value::Value;
+use caseflow_engine::{RuleSet, RulesFile};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+fn shipped_rules() -> RuleSet {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let mut files: Vec<RulesFile> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p).unwrap() })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    RuleSet::load(&files).expect("shipped rules load")
+}
+
+fn model(source: &str) -> Process {
+    let checked = compile(source, &CheckContext::default());
+    checked.process.unwrap_or_else(|| panic!("{:?}", checked.diagnostics))
+}
+
+fn shipped(name: &str) -> Process {
+    model(&std::fs::read_to_string(format!("{}/../processes/{name}.flow", env!("CARGO_MANIFEST_DIR"))).unwrap())
+}
+
+/// Beijing local time.
+fn bj(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    chrono_tz::Asia::Shanghai.with_ymd_and_hms(y, m, d, h, min, 0).unwrap().with_timezone(&Utc)
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+fn fields(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+struct Case {
+    model: Process,
+    rules: RuleSet,
+    inst: Instance,
+    now: DateTime<Utc>,
+    history: Vec<HistoryEntry>,
+    effects: Vec<Effect>,
+}
+
+impl Case {
+    fn start(model: Process, at: DateTime<Utc>, start_fields: BTreeMap<String, Value>) -> Case {
+        let inst = Instance::new(InstanceId(1), &model, 1, "20261123-001".into(), at);
+        let mut case = Case { model, rules: shipped_rules(), inst, now: at, history: Vec::new(), effects: Vec::new() };
+        case.run(&Actor { id: "crm".into(), roles: vec![], admin: false }, Command::Start { fields: start_fields })
+            .expect("starts");
+        case
+    }
+
+    fn run(&mut self, actor: &Actor, command: Command) -> Result<(), CommandError> {
+        let ctx = Context { model: &self.model, rules: &self.rules, workload: &NoWorkload, now: self.now };
+        let before = self.inst.clone();
+        match apply(&ctx, &mut self.inst, actor, command) {
+            Ok(out) => {
+                self.history.extend(out.history);
+                self.effects.extend(out.effects);
+                Ok(())
+            }
+            Err(e) => {
+                assert_eq!(self.inst, before, "a refused command changed the instance");
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves the clock to `t`, firing every timer due on the way at its due time.
+    fn advance_to(&mut self, t: DateTime<Utc>) {
+        while let Some(timer) =
+            self.inst.timers.values().filter(|x| x.due_at <= t).min_by_key(|x| (x.due_at, x.seq)).cloned()
+        {
+            self.now = timer.due_at.max(self.now);
+            self.run(Actor::system(), Command::FireTimer { timer: timer.seq }).expect("due timers fire");
+        }
+        self.now = t;
+    }
+
+    fn task(&self, step: &str) -> Task {
+        let id = self.model.step_named(step).unwrap().id;
+        self.inst
+            .tasks
+            .values()
+            .find(|t| t.step == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no open task at `{step}`: {:?}", self.open()))
+    }
+
+    fn open(&self) -> Vec<(String, Option<String>)> {
+        self.inst.tasks.values().map(|t| (self.model.step(t.step).name.clone(), t.assignee.clone())).collect()
+    }
+
+    fn complete(&mut self, step: &str, fields: BTreeMap<String, Value>) {
+        let t = self.task(step);
+        let actor = Actor {
+            id: t.assignee.clone().unwrap_or_else(|| "admin".into()),
+            roles: vec![],
+            admin: t.assignee.is_none(),
+        };
+        self.run(&actor, Command::CompleteTask { task: t.seq, fields })
+            .unwrap_or_else(|e| panic!("completing `{step}`: {e}"));
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.history
+            .iter()
+            .map(|h| format!("{}{}", h.event, h.step.as_ref().map(|s| format!("@{s}")).unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn complaint_fields(urgency: &str) -> BTreeMap<String, Value> {
+    fields(&[
+        ("customer", text("第一中学")),
+        ("contact", text("138-0000-0000")),
+        ("content", text("投影仪无法开机")),
+        ("urgency", text(urgency)),
+    ])
+}
+
+#[test]
+fn complaint_happy_path_resolved_on_the_phone() {
+    let mut c = Case::start(shipped("complaint"), bj(2026, 11, 23, 10, 0), complaint_fields("medium"));
+    assert_eq!(c.open(), [("receive".to_string(), Some("liu_yang".to_string()))]);
+    // Due in 4 working hours: 10:00 + 2h to lunch, then 13:30 + 2h.
+    assert_eq!(c.task("receive").due_at, Some(bj(2026, 11, 23, 15, 30)));
+    c.complete("receive", fields(&[("cause", text("quality"))]));
+    // The routing table sends quality problems to R&D.
+    assert_eq!(c.inst.fields["department"], text("rnd"));
+    c.complete("verify", fields(&[]));
+    assert_eq!(c.task("phone_resolution").assignee.as_deref(), Some("liu_yang"), "same as receive");
+    c.complete("phone_resolution", fields(&[("resolved", Value::Bool(true))]));
+    c.complete("feedback", fields(&[("satisfaction", Value::Int(5))]));
+    c.complete("file", fields(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "closed".into() });
+    assert!(c.inst.tasks.is_empty() && c.inst.timers.is_empty() && c.inst.tokens.is_empty());
+    let seqs: Vec<u64> = c.history.iter().map(|h| h.seq).collect();
+    assert_eq!(seqs, (0..c.history.len() as u64).collect::<Vec<_>>(), "history is gapless");
+}
+
+#[test]
+fn high_urgency_escalates_to_the_manager_after_ten_minutes() {
+    let mut c = Case::start(shipped("complaint"), bj(2026, 11, 23, 10, 0), complaint_fields("high"));
+    let receive = c.task("receive");
+    assert_eq!(receive.due_at, Some(bj(2026, 11, 23, 10, 10)));
+    c.advance_to(bj(2026, 11, 23, 10, 9));
+    assert!(!c.task("receive").overdue, "a timer never fires early");
+    c.advance_to(bj(2026, 11, 23, 10, 10));
+    let t = c.task("receive");
+    assert!(t.overdue);
+    assert_eq!(t.assignee.as_deref(), Some("li_na"), "escalated to the manager");
+    assert_eq!(t.priority, 1);
+    assert!(c.events().contains(&"escalated@receive".to_string()));
+}
+
+#[test]
+fn unresolved_goes_to_the_engineer_then_remote_assistance_with_reminders() {
+    let mut c = Case::start(shipped("complaint"), bj(2026, 11, 23, 10, 0), complaint_fields("low"));
+    c.complete("receive", fields(&[("cause", text("communication"))]));
+    c.complete("verify", fields(&[("evidence", Value::List(vec![text("call-0012.mp3")]))]));
+    c.complete("phone_resolution", fields(&[("resolved", Value::Bool(false))]));
+    let eng = c.task("engineer_callback");
+    assert!(eng.assignee.is_some());
+    // Reminders every 4 working hours: the first at 14:00 + ... counted on the calendar.
+    c.advance_to(bj(2026, 11, 24, 9, 0));
+    assert!(c.effects.iter().any(|e| matches!(e, Effect::Reminder { .. })));
+    c.complete("engineer_callback", fields(&[("resolved", Value::Bool(false))]));
+    assert_eq!(c.task("remote_assistance").assignee, eng.assignee, "same engineer");
+    // Reminder timers of the finished task are gone.
+    assert!(c.inst.timers.values().all(|t| !matches!(t.kind, TimerKind::Reminder { task, .. } if task == eng.seq)));
+}
+
+#[test]
+fn a_wrong_person_cannot_complete_and_nothing_changes() {
+    let mut c = Case::start(shipped("complaint"), bj(2026, 11, 23, 10, 0), complaint_fields("medium"));
+    let t = c.task("receive");
+    let stranger = Actor { id: "chen_jie".into(), roles: vec!["engineer".into()], admin: false };
+    let err = c.run(&stranger, Command::CompleteTask { task: t.seq, fields: fields(&[("cause", text("quality"))]) });
+    assert!(matches!(err, Err(CommandError::Forbidden { .. })), "{err:?}");
+    // A member of the candidate role may.
+    let rep = Actor { id: "zhang_wei".into(), roles: vec!["cs_rep".into()], admin: false };
+    c.run(&rep, Command::CompleteTask { task: t.seq, fields: fields(&[("cause", text("quality"))]) }).unwrap();
+    // A second completion of the same task is refused: the race's loser gets an error.
+    let again = c.run(&rep, Command::CompleteTask { task: t.seq, fields: fields(&[("cause", text("quality"))]) });
+    assert_eq!(again, Err(CommandError::TaskNotOpen(t.seq)));
+}
+
+#[test]
+fn bad_fields_are_refused_with_the_field_named() {
+    let model = shipped("complaint");
+    let inst = Instance::new(InstanceId(9), &model, 1, "k".into(), bj(2026, 11, 23, 10, 0));
+    let rules = shipped_rules();
+    let ctx = Context { model: &model, rules: &rules, workload: &NoWorkload, now: bj(2026, 11, 23, 10, 0) };
+    let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
+    let mut f = complaint_fields("urgent");
+    let err = apply(&ctx, &mut inst.clone(), &crm, Command::Start { fields: f.clone() }).unwrap_err();
+    assert!(
+        matches!(&err, CommandError::InvalidField { field, problem } if field == "urgency" && problem.contains("high, medium, low")),
+        "{err}"
+    );
+    f.remove("urgency");
+    f.remove("customer");
+    let err = apply(&ctx, &mut inst.clone(), &crm, Command::Start { fields: f.clone() }).unwrap_err();
+    assert_eq!(err, CommandError::InvalidField { field: "customer".into(), problem: "required".into() });
+    f.insert("customer".into(), Value::Int(3));
+    assert!(matches!(
+        apply(&ctx, &mut inst.clone(), &crm, Command::Start { fields: f }),
+        Err(CommandError::InvalidField { .. })
+    ));
+}
+
+#[test]
+fn cancel_closes_everything() {
+    let mut c = Case::start(shipped("complaint"), bj(2026, 11, 23, 10, 0), complaint_fields("high"));
+    let manager = Actor { id: "li_na".into(), roles: vec!["cs_manager".into()], admin: false };
+    c.run(&manager, Command::Cancel { reason: "duplicate of 20261123-002".into() }).unwrap();
+    assert!(matches!(c.inst.status, Status::Cancelled { .. }));
+    assert!(c.inst.tasks.is_empty() && c.inst.timers.is_empty());
+    let rep = Actor { id: "zhang_wei".into(), roles: vec!["cs_rep".into()], admin: false };
+    assert!(matches!(c.run(&rep, Command::Message { name: "x".into() }), Err(CommandError::WrongStatus("cancelled"))));
+}
+
+const PARALLEL: &str = r#"
+process install "安装" {
+  source "002 §三(三)"
+  fields {
+    install_date: date required
+    school: text required
+    chased: bool = false
+  }
+  start -> prepare
+  split prepare -> ship, schedule
+  task ship { assign role logistics due 2 workdays -> ready }
+  task schedule { assign role operations due 1 workday -> ready }
+  join ready of prepare -> before
+  wait before {
+    until install_date - 1 workday
+    -> call_school
+  }
+  task call_school { assign role cs_rep due 2 workhours -> contact }
+  wait contact {
+    on message installed -> done
+    on message chased -> chase
+    on timeout 3 workdays -> chase
+  }
+  task chase { assign role cs_rep due 4 workhours asks chased -> contact }
+  end done
+}
+"#;
+
+#[test]
+fn split_join_until_and_message_waits() {
+    let start = bj(2026, 9, 28, 10, 0);
+    let f = fields(&[
+        ("install_date", Value::Date(chrono::NaiveDate::from_ymd_opt(2026, 10, 9).unwrap())),
+        ("school", text("第一中学")),
+    ]);
+    let mut c = Case::start(model(PARALLEL), start, f);
+    let mut open: Vec<String> = c.open().into_iter().map(|(s, _)| s).collect();
+    open.sort();
+    assert_eq!(open, ["schedule", "ship"]);
+    c.complete("ship", fields(&[]));
+    assert_eq!(c.inst.tokens.len(), 1, "the join holds until both branches arrive");
+    c.complete("schedule", fields(&[]));
+    // Wait until one working day before 9 October: 8 October opens at 09:00 (after National Day).
+    let wait = c.inst.timers.values().find(|t| matches!(t.kind, TimerKind::Wait { .. })).unwrap().due_at;
+    assert_eq!(wait, bj(2026, 10, 8, 9, 0));
+    c.advance_to(bj(2026, 10, 8, 9, 0));
+    c.complete("call_school", fields(&[]));
+    // The school calls: the message moves the case at once.
+    c.run(Actor::system(), Command::Message { name: "chased".into() }).unwrap();
+    c.complete("chase", fields(&[("chased", Value::Bool(true))]));
+    // No message for 3 working days: timeout.
+    c.advance_to(bj(2026, 10, 20, 18, 0));
+    assert!(c.events().contains(&"wait_timed_out@contact".to_string()));
+    c.complete("chase", fields(&[]));
+    c.run(Actor::system(), Command::Message { name: "installed".into() }).unwrap();
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+    assert_eq!(
+        c.run(Actor::system(), Command::Message { name: "installed".into() }),
+        Err(CommandError::WrongStatus("completed"))
+    );
+}
+
+#[test]
+fn a_failing_expression_is_an_incident_that_retry_resumes() {
+    let src = r#"
+process p {
+  source "t"
+  fields {
+    a: int required
+    b: int required
+    r: int
+  }
+  start -> calc
+  auto calc {
+    set r = a / b
+    -> look
+  }
+  task look { assign role cs_rep due 1h asks r -> done }
+  end done
+}
+"#;
+    let mut c = Case::start(model(src), bj(2026, 11, 23, 10, 0), fields(&[("a", Value::Int(1)), ("b", Value::Int(0))]));
+    assert!(
+        matches!(&c.inst.status, Status::Incident { step, reason } if step == "calc" && reason.contains("division by zero"))
+    );
+    c.run(
+        &Actor { id: "admin".into(), roles: vec![], admin: true },
+        Command::UpdateFields { fields: fields(&[("b", Value::Int(2))]) },
+    )
+    .unwrap();
+    c.run(&Actor { id: "admin".into(), roles: vec![], admin: true }, Command::Retry).unwrap();
+    assert_eq!(c.inst.status, Status::Running);
+    assert_eq!(c.inst.fields["r"], Value::Int(0));
+    assert_eq!(c.open().len(), 1);
+}
+
+#[test]
+fn timers_refuse_to_fire_early() {
+    let mut c = Case::start(shipped("complaint"), bj(2026, 11, 23, 10, 0), complaint_fields("high"));
+    let due = c.inst.timers.values().next().unwrap().clone();
+    c.now = due.due_at - Duration::milliseconds(1);
+    assert_eq!(
+        c.run(Actor::system(), Command::FireTimer { timer: due.seq }),
+        Err(CommandError::TimerNotDue { timer: due.seq, due_at: due.due_at })
+    );
+    // Late is fine, and the lateness is recorded.
+    c.now = due.due_at + Duration::seconds(3);
+    c.run(Actor::system(), Command::FireTimer { timer: due.seq }).unwrap();
+    assert!(c.history.iter().any(|h| h.lateness_ms == Some(3_000)));
+    // Firing twice is refused, harmlessly (at-least-once delivery).
+    assert_eq!(
+        c.run(Actor::system(), Command::FireTimer { timer: due.seq }),
+        Err(CommandError::TimerNotPending(due.seq))
+    );
+}
+
+/// Checks the instance's invariants; returns a description of the first one broken.
+fn invariants(inst: &Instance, history: &[HistoryEntry]) -> Result<(), String> {
+    for t in inst.tasks.values() {
+        match inst.tokens.get(&t.token) {
+            Some(tok) if tok.waiting == Waiting::Task(t.seq) && tok.step == t.step => {}
+            other => return Err(format!("open task {} belongs to no live step: {other:?}", t.seq)),
+        }
+    }
+    for (id, tok) in &inst.tokens {
+        if let Waiting::Task(seq) = tok.waiting {
+            if !inst.tasks.contains_key(&seq) {
+                return Err(format!("token {id} waits on closed task {seq}"));
+            }
+        }
+    }
+    for h in history.iter().filter(|h| h.event == "task_completed") {
+        let seq: u32 = h.detail.rsplit('-').next().unwrap().parse().unwrap();
+        if inst.tasks.contains_key(&seq) {
+            return Err(format!("task {seq} is both completed and open"));
+        }
+    }
+    if history.iter().enumerate().any(|(i, h)| h.seq != i as u64) || inst.history_len != history.len() as u64 {
+        return Err("history sequence numbers have a gap".into());
+    }
+    if inst.status.is_ended() && !(inst.tasks.is_empty() && inst.timers.is_empty() && inst.tokens.is_empty()) {
+        return Err("an ended case still has work".into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    CompleteAny(usize, bool),
+    Advance(u32),
+    FireAny(usize),
+    Message(usize),
+    Suspend,
+    Resume,
+    Cancel,
+    Claim(usize),
+    Release(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (any::<usize>(), any::<bool>()).prop_map(|(i, b)| Step::CompleteAny(i, b)),
+        3 => (1u32..72 * 60).prop_map(Step::Advance),
+        2 => any::<usize>().prop_map(Step::FireAny),
+        1 => any::<usize>().prop_map(Step::Message),
+        1 => Just(Step::Suspend),
+        1 => Just(Step::Resume),
+        1 => Just(Step::Cancel),
+        1 => any::<usize>().prop_map(Step::Claim),
+        1 => any::<usize>().prop_map(Step::Release),
+    ]
+}
+
+/// A plausible value for each form field, possibly wrong on purpose.
+fn form_values(model: &Process, task: &Task, valid: bool) -> BTreeMap<String, Value> {
+    let caseflow_dsl::model::StepKind::Task(def) = &model.step(task.step).kind else { return BTreeMap::new() };
+    let mut out = BTreeMap::new();
+    for f in &def.form {
+        let ty = &model.field(&f.field).unwrap().ty;
+        let v = match ty {
+            _ if !valid => Value::Text("???".into()),
+            caseflow_dsl::model::FieldType::Bool => Value::Bool(task.seq.is_multiple_of(2)),
+            caseflow_dsl::model::FieldType::Int { min, .. } => Value::Int(min.unwrap_or(0)),
+            caseflow_dsl::model::FieldType::Choice(v) => Value::Text(v[task.seq as usize % v.len()].clone()),
+            caseflow_dsl::model::FieldType::ListOfText => Value::List(vec![text("x")]),
+            caseflow_dsl::model::FieldType::Date => Value::Date(chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()),
+            _ => text("x"),
+        };
+        out.insert(f.field.clone(), v);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn random_command_sequences_keep_the_invariants(which in 0usize..2, steps in proptest::collection::vec(step(), 1..60)) {
+        let mut c = if which == 0 {
+            Case::start(shipped("complaint"), bj(2026, 11, 27, 17, 30), complaint_fields("high"))
+        } else {
+            let f = fields(&[("install_date", Value::Date(chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap())), ("school", text("s"))]);
+            Case::start(model(PARALLEL), bj(2026, 11, 27, 17, 30), f)
+        };
+        let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+        for s in steps {
+            match s {
+                Step::CompleteAny(i, valid) => {
+                    let tasks: Vec<Task> = c.inst.tasks.values().cloned().collect();
+                    if let Some(t) = tasks.get(i % tasks.len().max(1)) {
+                        let f = form_values(&c.model, t, valid);
+                        let _ = c.run(&admin, Command::CompleteTask { task: t.seq, fields: f });
+                    }
+                }
+                Step::Advance(minutes) => {
+                    let t = c.now + Duration::minutes(minutes.into());
+                    // Suspended cases hold their timers: only move the clock.
+                    if c.inst.status == Status::Running { c.advance_to(t) } else { c.now = t }
+                }
+                Step::FireAny(i) => {
+                    let timers: Vec<Timer> = c.inst.timers.values().cloned().collect();
+                    if let Some(t) = timers.get(i % timers.len().max(1)) {
+                        let r = c.run(Actor::system(), Command::FireTimer { timer: t.seq });
+                        if c.now < t.due_at {
+                            prop_assert!(matches!(r, Err(CommandError::TimerNotDue { .. })), "a timer fired early");
+                        }
+                    }
+                }
+                Step::Message(i) => {
+                    let names = ["installed", "chased", "nobody_listens"];
+                    let _ = c.run(Actor::system(), Command::Message { name: names[i % 3].into() });
+                }
+                Step::Suspend => { let _ = c.run(&admin, Command::Suspend); }
+                Step::Resume => { let _ = c.run(&admin, Command::Resume); }
+                Step::Cancel => { let _ = c.run(&admin, Command::Cancel { reason: "test".into() }); }
+                Step::Claim(i) | Step::Release(i) => {
+                    let tasks: Vec<u32> = c.inst.tasks.keys().copied().collect();
+                    if let Some(t) = tasks.get(i % tasks.len().max(1)) {
+                        let rep = Actor { id: "zhang_wei".into(), roles: vec!["cs_rep".into()], admin: false };
+                        let cmd = if matches!(s, Step::Claim(_)) { Command::Claim { task: *t } } else { Command::Release { task: *t } };
+                        let _ = c.run(&rep, cmd);
+                    }
+                }
+            }
+            if let Err(broken) = invariants(&c.inst, &c.history) {
+                prop_assert!(false, "{broken}\nevents: {:?}", c.events());
+            }
+        }
+    }
+}
