@@ -428,7 +428,7 @@ fn form_values(model: &Process, task: &Task, valid: bool) -> BTreeMap<String, Va
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128)))]
 
     #[test]
     fn random_command_sequences_keep_the_invariants(which in 0usize..2, steps in proptest::collection::vec(step(), 1..60)) {
