@@ -17,7 +17,7 @@ use caseflow_dsl::model::{
     self, Assignee, AutoAction, FieldType, Process, StepId, StepKind, Transition, Trigger, WaitCondition,
 };
 use chrono::{DateTime, Datelike, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -39,7 +39,7 @@ impl fmt::Display for InstanceId {
 }
 
 /// A task, named by its instance and its sequence number within it (`42-3`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TaskId {
     pub instance: InstanceId,
     pub seq: u32,
@@ -52,7 +52,7 @@ impl fmt::Display for TaskId {
 }
 
 /// Who issues a command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub id: String,
     pub roles: Vec<String>,
@@ -67,7 +67,7 @@ impl Actor {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Status {
     Running,
@@ -102,7 +102,7 @@ impl Status {
 }
 
 /// What a token (a position in the graph) is waiting for.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Waiting {
     Task(u32),
     /// A timer of a wait step, and/or a message.
@@ -112,14 +112,14 @@ pub enum Waiting {
     Incident,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Token {
     pub step: StepId,
     pub entered_at: DateTime<Utc>,
     pub waiting: Waiting,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub seq: u32,
     pub token: u32,
@@ -135,7 +135,7 @@ pub struct Task {
     pub reminders_sent: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TimerKind {
     /// The task's deadline.
     Due {
@@ -165,7 +165,7 @@ pub enum TimerKind {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timer {
     pub seq: u32,
     pub due_at: DateTime<Utc>,
@@ -173,7 +173,7 @@ pub struct Timer {
 }
 
 /// A process instance: one customer case.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     pub id: InstanceId,
     pub process: String,
@@ -196,10 +196,16 @@ pub struct Instance {
     pub history_len: u64,
     pub started_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The parent's instance and token, when this case runs as a sub-process.
+    #[serde(default)]
+    pub parent: Option<(InstanceId, u32)>,
+    /// The rules version in force when the case started.
+    #[serde(default)]
+    pub rules_version: u64,
 }
 
 /// One line of the audit trail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub seq: u64,
     pub at: DateTime<Utc>,
@@ -214,7 +220,7 @@ pub struct HistoryEntry {
 }
 
 /// Something the shells must do after the write.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Effect {
     TaskOpened { task: TaskId, assignee: Option<String> },
     TaskClosed { task: TaskId, reason: String },
@@ -229,7 +235,7 @@ pub enum Effect {
     Ended { status: Status },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     Start { fields: BTreeMap<String, Value> },
     CompleteTask { task: u32, fields: BTreeMap<String, Value> },
@@ -298,7 +304,7 @@ pub struct Context<'a> {
 }
 
 /// The outcome of a successful command.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub effects: Vec<Effect>,
     pub history: Vec<HistoryEntry>,
@@ -324,6 +330,8 @@ impl Instance {
             history_len: 0,
             started_at: now,
             updated_at: now,
+            parent: None,
+            rules_version: 0,
         }
     }
 

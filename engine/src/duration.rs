@@ -1,10 +1,10 @@
 //! Durations as the rules and processes write them: calendar time (`10min`, `24h`), business
 //! time measured on the calendar (`3 workdays`, `4 workhours`) and calendar months.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Span {
     /// Wall-clock milliseconds.
     Millis(u64),

@@ -12,8 +12,12 @@ pub mod core;
 pub mod duration;
 pub mod eval;
 pub mod rules;
+pub mod service;
+pub mod store;
 pub mod table;
 pub mod value;
 
 pub use calendar::BusinessCalendar;
 pub use rules::{RuleSet, RulesError, RulesFile};
+pub use service::{Engine, EngineError};
+pub use store::{Durability, Store, StoreOptions};

@@ -2,12 +2,12 @@
 
 use crate::duration::Span;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
+/// Stored tagged (`{"Text": "..."}`) so that a text that looks like a date stays text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     Text(String),
     Int(i64),

@@ -1,0 +1,548 @@
+//! The engine as a service: deployed definitions, instances in the store, commands applied
+//! through the core and written atomically, timers fired when due.
+//!
+//! Concurrency: commands on one instance are serialised by a striped lock; commands on
+//! different instances run in parallel and share flushes (group commit). A command is
+//! acknowledged (the call returns `Ok`) only after its batch is durable.
+
+use crate::core::{self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status, Workload};
+use crate::rules::RuleSet;
+use crate::store::{self, Store, StoreError};
+use crate::value::Value;
+use caseflow_dsl::model::Process;
+use caseflow_dsl::{check_files, Diagnostic, SourceFile};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Lock stripes for per-instance serialisation.
+const STRIPES: usize = 256;
+/// Deepest chain of sub-processes a case may start.
+pub const CALL_DEPTH_MAX: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("no process `{0}` is deployed")]
+    UnknownProcess(String),
+    #[error("no instance {0}")]
+    UnknownInstance(String),
+    #[error("the definition has {} error(s)", .0.iter().filter(|d| d.is_error()).count())]
+    Rejected(Vec<Diagnostic>),
+    #[error("sub-processes nested deeper than {CALL_DEPTH_MAX}")]
+    TooDeep,
+}
+
+/// A deployed version of a process.
+pub struct Deployed {
+    pub process: String,
+    pub version: u32,
+    pub source: String,
+    pub model: Process,
+    pub deployed_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredDefinition {
+    source: String,
+    deployed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeployOutcome {
+    pub process: String,
+    pub version: u32,
+    /// False when the source equals the latest version's: nothing was deployed.
+    pub changed: bool,
+    pub warnings: Vec<String>,
+}
+
+/// A task as the inbox shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskView {
+    pub instance: InstanceId,
+    pub business_key: String,
+    pub process: String,
+    pub task: core::Task,
+}
+
+pub struct Engine {
+    store: Store,
+    rules: RwLock<Arc<RuleSet>>,
+    definitions: RwLock<BTreeMap<String, BTreeMap<u32, Arc<Deployed>>>>,
+    stripes: Vec<Mutex<()>>,
+    /// Serialises id, business-key and idempotency allocation.
+    allocation: Mutex<()>,
+    round_robin: Mutex<BTreeMap<String, u64>>,
+    commands: AtomicU64,
+}
+
+struct EngineWorkload<'a>(&'a Engine);
+
+impl Workload for EngineWorkload<'_> {
+    fn open_tasks(&self, user: &str) -> usize {
+        let prefix = store::key("u/", &[user.as_bytes(), b"\0"]);
+        self.0.store.scan_prefix(&prefix).count()
+    }
+
+    fn assignments(&self, role: &str) -> u64 {
+        let mut rr = self.0.round_robin.lock().unwrap_or_else(|p| p.into_inner());
+        let n = rr.entry(role.to_string()).or_insert(0);
+        *n += 1;
+        *n - 1
+    }
+}
+
+impl Engine {
+    /// Opens the engine on a store: loads every deployed definition (not the instances: they
+    /// stay on disk until a command or query needs them).
+    pub fn open(store: Store, rules: RuleSet) -> Result<Engine, EngineError> {
+        let engine = Engine {
+            store,
+            rules: RwLock::new(Arc::new(rules)),
+            definitions: RwLock::new(BTreeMap::new()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            allocation: Mutex::new(()),
+            round_robin: Mutex::new(BTreeMap::new()),
+            commands: AtomicU64::new(0),
+        };
+        let mut defs: BTreeMap<String, BTreeMap<u32, Arc<Deployed>>> = BTreeMap::new();
+        for item in engine.store.scan_prefix(b"d/") {
+            let (k, v) = item?;
+            let (name, version) = parse_definition_key(&k).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into(),
+                problem: "bad definition key".into(),
+            })?;
+            let stored: StoredDefinition = store::decode(&k, &v)?;
+            // Stored versions compiled once; they compile again (the language only grows).
+            let model = compile_one(&name, &stored.source, None)?;
+            let d = Deployed {
+                process: name.clone(),
+                version,
+                source: stored.source,
+                model,
+                deployed_at: stored.deployed_at,
+            };
+            defs.entry(name).or_default().insert(version, Arc::new(d));
+        }
+        *engine.definitions.write().unwrap_or_else(|p| p.into_inner()) = defs;
+        Ok(engine)
+    }
+
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the rules in force (already validated: a `RuleSet` only exists whole).
+    pub fn set_rules(&self, rules: RuleSet) {
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn commands_applied(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+
+    // ------------------------------------------------------------ definitions
+
+    /// Checks a source and deploys it as a new version if it differs from the latest.
+    pub fn deploy(&self, source: &str, now: DateTime<Utc>) -> Result<DeployOutcome, EngineError> {
+        let rules = self.rules();
+        let catalog = rules.catalog();
+        let mut files = vec![SourceFile { name: "deploy.flow".into(), text: source.to_string() }];
+        {
+            let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
+            for versions in defs.values() {
+                if let Some(latest) = versions.values().next_back() {
+                    files.push(SourceFile { name: format!("{}.flow", latest.process), text: latest.source.clone() });
+                }
+            }
+        }
+        // The new source replaces its own latest version among the signatures.
+        let new_id = caseflow_dsl::parse::parse(source).ok().map(|a| a.id.name);
+        files.retain(|f| f.name == "deploy.flow" || Some(f.name.trim_end_matches(".flow")) != new_id.as_deref());
+        let report = check_files(&files, Some(&catalog)).remove(0);
+        let Some(model) = report.checked.process else { return Err(EngineError::Rejected(report.checked.diagnostics)) };
+        let warnings =
+            report.checked.diagnostics.iter().map(|d| format!("{}: {}", d.code.as_str(), d.message)).collect();
+        let mut defs = self.definitions.write().unwrap_or_else(|p| p.into_inner());
+        let versions = defs.entry(model.id.clone()).or_default();
+        if let Some(latest) = versions.values().next_back() {
+            if latest.source == source {
+                return Ok(DeployOutcome {
+                    process: model.id.clone(),
+                    version: latest.version,
+                    changed: false,
+                    warnings,
+                });
+            }
+        }
+        let version = versions.keys().next_back().map_or(1, |v| v + 1);
+        let stored = StoredDefinition { source: source.to_string(), deployed_at: now };
+        let mut batch = sled::Batch::default();
+        batch.insert(definition_key(&model.id, version), store::encode(&stored));
+        let ticket = self.store.write(batch)?;
+        self.store.wait_durable(ticket)?;
+        let process = model.id.clone();
+        versions.insert(
+            version,
+            Arc::new(Deployed {
+                process: process.clone(),
+                version,
+                source: source.to_string(),
+                model,
+                deployed_at: now,
+            }),
+        );
+        Ok(DeployOutcome { process, version, changed: true, warnings })
+    }
+
+    pub fn definition(&self, process: &str, version: Option<u32>) -> Option<Arc<Deployed>> {
+        let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
+        let versions = defs.get(process)?;
+        match version {
+            Some(v) => versions.get(&v).cloned(),
+            None => versions.values().next_back().cloned(),
+        }
+    }
+
+    /// Every process with its versions, latest last.
+    pub fn definitions(&self) -> Vec<(String, Vec<u32>)> {
+        let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
+        defs.iter().map(|(n, v)| (n.clone(), v.keys().copied().collect())).collect()
+    }
+
+    // ------------------------------------------------------------ instances
+
+    /// Starts a case of the latest version. With an idempotency key, a repeated start returns
+    /// the instance the first one created, and changes nothing.
+    pub fn start(
+        &self,
+        process: &str,
+        fields: BTreeMap<String, Value>,
+        actor: &Actor,
+        idempotency_key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Instance, EngineError> {
+        self.start_inner(process, fields, actor, idempotency_key, None, now, 0)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_inner(
+        &self,
+        process: &str,
+        fields: BTreeMap<String, Value>,
+        actor: &Actor,
+        idempotency_key: Option<&str>,
+        parent: Option<(InstanceId, u32)>,
+        now: DateTime<Utc>,
+        depth: usize,
+    ) -> Result<Instance, EngineError> {
+        if depth > CALL_DEPTH_MAX {
+            return Err(EngineError::TooDeep);
+        }
+        let def = self.definition(process, None).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        let rules = self.rules();
+        let alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = idempotency_key {
+            if let Some(id) = self.store.get(&store::key("x/", &[k.as_bytes()]))? {
+                drop(alloc);
+                let id = InstanceId(u64::from_be_bytes(id.as_ref().try_into().map_err(|_| corrupt("x/", "bad id"))?));
+                return self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()));
+            }
+        }
+        let id = InstanceId(match self.store.get(b"m/next_instance")? {
+            Some(v) => {
+                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("m/next_instance", "bad counter"))?)
+            }
+            None => 1,
+        });
+        let (business_key, seq_key, seq) = self.business_key(&def.model, &rules, &fields, id, now)?;
+        let mut inst = Instance::new(id, &def.model, def.version, business_key.clone(), now);
+        inst.parent = parent;
+        let workload = EngineWorkload(self);
+        let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
+        let outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
+        let mut batch = sled::Batch::default();
+        batch.insert(b"m/next_instance".to_vec(), (id.0 + 1).to_be_bytes().to_vec());
+        if let Some(q) = seq_key {
+            batch.insert(q, seq.to_be_bytes().to_vec());
+        }
+        batch.insert(store::key("k/", &[business_key.as_bytes()]), id.0.to_be_bytes().to_vec());
+        if let Some(k) = idempotency_key {
+            batch.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes().to_vec());
+        }
+        self.put_instance(&mut batch, None, &inst, &outcome);
+        let ticket = self.store.write(batch)?;
+        drop(alloc);
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        self.after(&inst, &outcome, now, depth)?;
+        self.store.wait_durable(ticket)?;
+        self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))
+    }
+
+    /// Renders the key template: `{date:%Y%m%d}-{seq:03}` → `20261123-007`. The sequence
+    /// counts per rendered prefix, so it restarts each day.
+    #[allow(clippy::type_complexity)]
+    fn business_key(
+        &self,
+        model: &Process,
+        rules: &RuleSet,
+        fields: &BTreeMap<String, Value>,
+        id: InstanceId,
+        now: DateTime<Utc>,
+    ) -> Result<(String, Option<Vec<u8>>, u64), EngineError> {
+        let Some(template) = &model.key else { return Ok((format!("{}-{}", model.id, id), None, 0)) };
+        let local = now.with_timezone(&rules.calendar.time_zone);
+        let mut out = String::new();
+        let mut seq_width = None;
+        let mut rest = template.as_str();
+        let mut prefix_at_seq = None;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
+            let inner = &rest[open + 1..close];
+            let (name, format) = inner.split_once(':').unwrap_or((inner, ""));
+            match name {
+                "date" => out.push_str(&local.format(format).to_string()),
+                "seq" => {
+                    prefix_at_seq = Some(out.len());
+                    seq_width = Some(format.trim_start_matches('0').parse::<usize>().unwrap_or(1));
+                    out.push('\u{0}'); // placeholder, replaced below
+                }
+                field => out.push_str(&fields.get(field).map(|v| v.to_string()).unwrap_or_default()),
+            }
+            rest = rest.get(close + 1..).unwrap_or("");
+        }
+        out.push_str(rest);
+        let (Some(at), Some(width)) = (prefix_at_seq, seq_width) else { return Ok((out, None, 0)) };
+        let seq_key = store::key("q/", &[model.id.as_bytes(), b"\0", out[..at].as_bytes()]);
+        let last = match self.store.get(&seq_key)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("q/", "bad sequence"))?),
+            None => 0,
+        };
+        let seq = last + 1;
+        let key = out.replacen('\u{0}', &format!("{seq:0width$}"), 1);
+        Ok((key, Some(seq_key), seq))
+    }
+
+    fn put_instance(&self, batch: &mut sled::Batch, before: Option<&Instance>, after: &Instance, outcome: &Outcome) {
+        let old: BTreeSet<Vec<u8>> = before.map(store::index_keys).unwrap_or_default().into_iter().collect();
+        let new: BTreeSet<Vec<u8>> = store::index_keys(after).into_iter().collect();
+        for k in old.difference(&new) {
+            batch.remove(k.clone());
+        }
+        for k in new.difference(&old) {
+            batch.insert(k.clone(), Vec::new());
+        }
+        batch.insert(store::instance_key(after.id), store::encode(after));
+        for h in &outcome.history {
+            batch.insert(store::history_key(after.id, h.seq), store::encode(h));
+        }
+    }
+
+    /// Applies a command to an instance, durably.
+    pub fn command(
+        &self,
+        id: InstanceId,
+        actor: &Actor,
+        command: Command,
+        now: DateTime<Utc>,
+    ) -> Result<Instance, EngineError> {
+        self.command_inner(id, actor, command, now, 0)
+    }
+
+    fn command_inner(
+        &self,
+        id: InstanceId,
+        actor: &Actor,
+        command: Command,
+        now: DateTime<Utc>,
+        depth: usize,
+    ) -> Result<Instance, EngineError> {
+        let stripe = &self.stripes[(id.0 as usize) % STRIPES];
+        let guard = stripe.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
+        let def = self
+            .definition(&before.process, Some(before.version))
+            .ok_or_else(|| EngineError::UnknownProcess(format!("{} version {}", before.process, before.version)))?;
+        let rules = self.rules();
+        let workload = EngineWorkload(self);
+        let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
+        let mut after = before.clone();
+        let outcome = core::apply(&ctx, &mut after, actor, command)?;
+        let mut batch = sled::Batch::default();
+        self.put_instance(&mut batch, Some(&before), &after, &outcome);
+        let ticket = self.store.write(batch)?;
+        drop(guard);
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        self.after(&after, &outcome, now, depth)?;
+        self.store.wait_durable(ticket)?;
+        Ok(after)
+    }
+
+    /// Follow-up work of a command: sub-processes started, parents told their child ended.
+    fn after(&self, inst: &Instance, outcome: &Outcome, now: DateTime<Utc>, depth: usize) -> Result<(), EngineError> {
+        for e in &outcome.effects {
+            match e {
+                Effect::StartChild { token, process, fields } => {
+                    self.start_inner(
+                        process,
+                        fields.clone(),
+                        Actor::system(),
+                        None,
+                        Some((inst.id, *token)),
+                        now,
+                        depth + 1,
+                    )?;
+                }
+                Effect::Ended { status: Status::Completed { .. } } => {
+                    if let Some((parent, token)) = inst.parent {
+                        let cmd = Command::ChildEnded { token, fields: inst.fields.clone() };
+                        match self.command_inner(parent, Actor::system(), cmd, now, depth + 1) {
+                            // The parent moved on (cancelled): nothing waits for this child.
+                            Err(EngineError::Command(_)) => {}
+                            other => {
+                                other?;
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>, EngineError> {
+        let k = store::instance_key(id);
+        Ok(self.store.get(&k)?.map(|v| store::decode(&k, &v)).transpose()?)
+    }
+
+    pub fn instance_by_key(&self, business_key: &str) -> Result<Option<Instance>, EngineError> {
+        match self.store.get(&store::key("k/", &[business_key.as_bytes()]))? {
+            Some(v) => self
+                .instance(InstanceId(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("k/", "bad id"))?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The audit trail, in order.
+    pub fn history(&self, id: InstanceId) -> Result<Vec<core::HistoryEntry>, EngineError> {
+        let prefix = store::key("h/", &[&id.0.to_be_bytes()]);
+        self.store
+            .scan_prefix(&prefix)
+            .map(|r| r.and_then(|(k, v)| store::history_entry(&k, &v)).map_err(EngineError::from))
+            .collect()
+    }
+
+    /// Open tasks of a user (by assignee) or of a role (by candidate role), up to `limit`.
+    pub fn tasks(&self, user: Option<&str>, role: Option<&str>, limit: usize) -> Result<Vec<TaskView>, EngineError> {
+        let prefix = match (user, role) {
+            (Some(u), _) => store::key("u/", &[u.as_bytes(), b"\0"]),
+            (None, Some(r)) => store::key("r/", &[r.as_bytes(), b"\0"]),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let mut out = Vec::new();
+        for item in self.store.scan_prefix(&prefix).take(limit) {
+            let (k, _) = item?;
+            let Some((id, seq)) = store::task_from_index(&k) else { continue };
+            if let Some(inst) = self.instance(id)? {
+                if let Some(task) = inst.tasks.get(&seq) {
+                    out.push(TaskView {
+                        instance: id,
+                        business_key: inst.business_key.clone(),
+                        process: inst.process.clone(),
+                        task: task.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of a process's instances in a status.
+    pub fn instances(&self, process: &str, status: &str, limit: usize) -> Result<Vec<InstanceId>, EngineError> {
+        let prefix = store::key("s/", &[process.as_bytes(), b"\0", status.as_bytes(), b"\0"]);
+        self.store
+            .scan_prefix(&prefix)
+            .take(limit)
+            .map(|r| {
+                let (k, _) = r?;
+                let raw: [u8; 8] = k[k.len() - 8..].try_into().map_err(|_| corrupt("s/", "bad id"))?;
+                Ok(InstanceId(u64::from_be_bytes(raw)))
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------ timers
+
+    /// The earliest pending timer's due time.
+    pub fn next_due(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
+        match self.store.scan_prefix(b"t/").next() {
+            Some(r) => Ok(store::due_from_bytes(&r?.0[2..])),
+            None => Ok(None),
+        }
+    }
+
+    /// Fires every timer due at `now` (up to `limit`), each as its own command. Returns how
+    /// many fired. Timers of suspended cases wait for `resume`.
+    pub fn fire_due(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, EngineError> {
+        let mut end = b"t/".to_vec();
+        let next_ms = now + chrono::Duration::milliseconds(1);
+        end.extend_from_slice(&store::due_bytes(next_ms));
+        let due: Vec<(InstanceId, u32)> = self
+            .store
+            .range(b"t/", &end)
+            .take(limit)
+            .filter_map(|r| {
+                let (k, _) = r.ok()?;
+                let id = u64::from_be_bytes(k.get(10..18)?.try_into().ok()?);
+                let seq = u32::from_be_bytes(k.get(18..22)?.try_into().ok()?);
+                Some((InstanceId(id), seq))
+            })
+            .collect();
+        let mut fired = 0;
+        for (id, timer) in due {
+            match self.command(id, Actor::system(), Command::FireTimer { timer }, now) {
+                Ok(_) => fired += 1,
+                // Stale index entry or a suspended case: nothing to do now.
+                Err(EngineError::Command(CommandError::TimerNotPending(_) | CommandError::WrongStatus(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(fired)
+    }
+}
+
+fn corrupt(key: &str, problem: &str) -> EngineError {
+    EngineError::Store(StoreError::Corrupt { key: key.into(), problem: problem.into() })
+}
+
+fn definition_key(process: &str, version: u32) -> Vec<u8> {
+    store::key("d/", &[process.as_bytes(), b"\0", &version.to_be_bytes()])
+}
+
+fn parse_definition_key(k: &[u8]) -> Option<(String, u32)> {
+    let body = k.strip_prefix(b"d/")?;
+    let nul = body.iter().position(|b| *b == 0)?;
+    let name = String::from_utf8(body[..nul].to_vec()).ok()?;
+    let version = u32::from_be_bytes(body.get(nul + 1..nul + 5)?.try_into().ok()?);
+    Some((name, version))
+}
+
+fn compile_one(name: &str, source: &str, rules: Option<&RuleSet>) -> Result<Process, EngineError> {
+    let catalog = rules.map(RuleSet::catalog);
+    let report =
+        check_files(&[SourceFile { name: format!("{name}.flow"), text: source.to_string() }], catalog.as_ref())
+            .remove(0);
+    report.checked.process.ok_or(EngineError::Rejected(report.checked.diagnostics))
+}

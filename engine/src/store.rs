@@ -1,0 +1,282 @@
+//! The storage shell: sled behind a small interface, one atomic batch per command, group
+//! commit for durability.
+//!
+//! Key layout (one sled tree, so that one `Batch` is atomic across every index):
+//!
+//! | prefix | key | value |
+//! | --- | --- | --- |
+//! | `m/` | `m/next_instance` | next instance id (u64 BE) |
+//! | `d/` | `d/{process}\0{version u32 BE}` | definition (JSON: source, hash, deployed_at) |
+//! | `i/` | `i/{id u64 BE}` | instance (JSON) |
+//! | `h/` | `h/{id u64 BE}{seq u64 BE}` | history entry (JSON) |
+//! | `t/` | `t/{due ms i64 BE+offset}{id u64 BE}{timer u32 BE}` | empty: pending timers by due time |
+//! | `u/` | `u/{user}\0{id u64 BE}{task u32 BE}` | empty: open tasks by assignee |
+//! | `r/` | `r/{role}\0{id u64 BE}{task u32 BE}` | empty: open tasks by candidate role |
+//! | `s/` | `s/{process}\0{status}\0{id u64 BE}` | empty: instances by process and status |
+//! | `k/` | `k/{business key}` | instance id |
+//! | `q/` | `q/{key prefix}` | last sequence number used for that prefix (u64 BE) |
+//! | `x/` | `x/{idempotency key}` | instance id |
+//!
+//! Every question the API asks is a prefix or range scan over one of these.
+
+use crate::core::{HistoryEntry, Instance, InstanceId};
+use chrono::{DateTime, Utc};
+use std::path::Path;
+use std::sync::{Condvar, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("storage: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stored data is corrupt at `{key}`: {problem}")]
+    Corrupt { key: String, problem: String },
+}
+
+/// How far an acknowledged write has gone when the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// sled's `flush()`: the log is written and `sync_file_range` issued. Survives a process
+    /// crash (`kill -9`); not guaranteed to survive power loss.
+    Flush,
+    /// `flush()` and then `fsync` of the database file: survives power loss on hardware that
+    /// honours it. The default.
+    Fsync,
+    /// Nothing waited for: a crash loses the last writes. For tests and bulk loads only.
+    None,
+}
+
+/// Options passed explicitly to sled, never its defaults.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub cache_bytes: u64,
+    /// sled's background flush; acknowledgements do not rely on it.
+    pub background_flush_ms: Option<u64>,
+    pub durability: Durability,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { cache_bytes: 64 * 1024 * 1024, background_flush_ms: Some(500), durability: Durability::Fsync }
+    }
+}
+
+/// The sled database and the group-commit state.
+pub struct Store {
+    pub(crate) db: sled::Db,
+    pub(crate) tree: sled::Tree,
+    /// The database file, for `fsync`.
+    file: Option<std::fs::File>,
+    durability: Durability,
+    commit: Mutex<CommitState>,
+    flushed: Condvar,
+}
+
+#[derive(Default)]
+struct CommitState {
+    /// Batches applied so far.
+    written: u64,
+    /// Batches known durable.
+    durable: u64,
+    /// A flush is running; others wait for it.
+    flushing: bool,
+}
+
+impl Store {
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .use_compression(false)
+            .flush_every_ms(options.background_flush_ms)
+            .open()?;
+        Self::with_db(db, Some(path.join("db")), options.durability)
+    }
+
+    /// A throwaway store in memory-backed temporary files, for tests.
+    pub fn temporary() -> Result<Store, StoreError> {
+        let db = sled::Config::new().temporary(true).flush_every_ms(None).open()?;
+        Self::with_db(db, None, Durability::None)
+    }
+
+    fn with_db(db: sled::Db, file: Option<std::path::PathBuf>, durability: Durability) -> Result<Store, StoreError> {
+        let tree = db.open_tree("caseflow")?;
+        let file = match (durability, file) {
+            (Durability::Fsync, Some(p)) => Some(std::fs::OpenOptions::new().read(true).open(p)?),
+            _ => None,
+        };
+        Ok(Store { db, tree, file, durability, commit: Mutex::new(CommitState::default()), flushed: Condvar::new() })
+    }
+
+    /// Applies a batch atomically and returns its ticket for `wait_durable`.
+    pub fn write(&self, batch: sled::Batch) -> Result<u64, StoreError> {
+        self.tree.apply_batch(batch)?;
+        let mut state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        state.written += 1;
+        Ok(state.written)
+    }
+
+    /// Blocks until the batch with `ticket` is durable. Concurrent callers share flushes: one
+    /// flushes everything written so far while the others wait for it (group commit).
+    pub fn wait_durable(&self, ticket: u64) -> Result<(), StoreError> {
+        if self.durability == Durability::None {
+            return Ok(());
+        }
+        let mut state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if state.durable >= ticket {
+                return Ok(());
+            }
+            if state.flushing {
+                state = self.flushed.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.flushing = true;
+            let target = state.written;
+            drop(state);
+            let result = self.flush_now();
+            state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+            state.flushing = false;
+            if result.is_ok() {
+                state.durable = state.durable.max(target);
+            }
+            self.flushed.notify_all();
+            result?;
+        }
+    }
+
+    fn flush_now(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.tree.flush()?;
+        if let Some(f) = &self.file {
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything (shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.flush_now()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.tree.get(key)?)
+    }
+
+    pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> {
+        self.tree.scan_prefix(prefix).map(|r| r.map_err(StoreError::from))
+    }
+
+    pub fn range(&self, from: &[u8], to: &[u8]) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> {
+        self.tree.range(from.to_vec()..to.to_vec()).map(|r| r.map_err(StoreError::from))
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+// ------------------------------------------------------------ keys
+
+pub(crate) fn key(prefix: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(32);
+    k.extend_from_slice(prefix.as_bytes());
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+pub(crate) fn instance_key(id: InstanceId) -> Vec<u8> {
+    key("i/", &[&id.0.to_be_bytes()])
+}
+
+pub(crate) fn history_key(id: InstanceId, seq: u64) -> Vec<u8> {
+    key("h/", &[&id.0.to_be_bytes(), &seq.to_be_bytes()])
+}
+
+/// Due times sort as unsigned big-endian: shift the signed milliseconds by 2^63.
+pub(crate) fn due_bytes(t: DateTime<Utc>) -> [u8; 8] {
+    ((t.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub(crate) fn due_from_bytes(b: &[u8]) -> Option<DateTime<Utc>> {
+    let raw = u64::from_be_bytes(b.get(..8)?.try_into().ok()?) ^ (1 << 63);
+    DateTime::from_timestamp_millis(raw as i64)
+}
+
+pub(crate) fn timer_key(t: DateTime<Utc>, id: InstanceId, timer: u32) -> Vec<u8> {
+    key("t/", &[&due_bytes(t), &id.0.to_be_bytes(), &timer.to_be_bytes()])
+}
+
+pub(crate) fn task_index_key(prefix: &str, who: &str, id: InstanceId, task: u32) -> Vec<u8> {
+    key(prefix, &[who.as_bytes(), b"\0", &id.0.to_be_bytes(), &task.to_be_bytes()])
+}
+
+pub(crate) fn status_key(process: &str, status: &str, id: InstanceId) -> Vec<u8> {
+    key("s/", &[process.as_bytes(), b"\0", status.as_bytes(), b"\0", &id.0.to_be_bytes()])
+}
+
+/// The instance id and task seq at the end of a task-index key.
+pub(crate) fn task_from_index(k: &[u8]) -> Option<(InstanceId, u32)> {
+    let n = k.len();
+    let id = u64::from_be_bytes(k.get(n.checked_sub(12)?..n - 4)?.try_into().ok()?);
+    let seq = u32::from_be_bytes(k.get(n - 4..)?.try_into().ok()?);
+    Some((InstanceId(id), seq))
+}
+
+/// The index entries an instance implies. Writing a command deletes the old set and inserts
+/// the new one in the same batch.
+pub(crate) fn index_keys(inst: &Instance) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    keys.push(status_key(&inst.process, inst.status.name(), inst.id));
+    for t in inst.timers.values() {
+        keys.push(timer_key(t.due_at, inst.id, t.seq));
+    }
+    for t in inst.tasks.values() {
+        if let Some(a) = &t.assignee {
+            keys.push(task_index_key("u/", a, inst.id, t.seq));
+        }
+        for role in &t.candidates {
+            keys.push(task_index_key("r/", role, inst.id, t.seq));
+        }
+    }
+    keys
+}
+
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("engine values always serialise")
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), problem: e.to_string() })
+}
+
+pub(crate) fn history_entry(key: &[u8], bytes: &[u8]) -> Result<HistoryEntry, StoreError> {
+    decode(key, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_times_sort_by_bytes() {
+        let a = DateTime::from_timestamp_millis(-5).unwrap();
+        let b = DateTime::from_timestamp_millis(0).unwrap();
+        let c = DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+        assert!(due_bytes(a) < due_bytes(b) && due_bytes(b) < due_bytes(c));
+        assert_eq!(due_from_bytes(&due_bytes(c)), Some(c));
+    }
+
+    #[test]
+    fn task_index_round_trip() {
+        let k = task_index_key("u/", "zhang_wei", InstanceId(77), 5);
+        assert_eq!(task_from_index(&k), Some((InstanceId(77), 5)));
+    }
+}

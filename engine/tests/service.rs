@@ -1,0 +1,197 @@
+//! The engine over sled: versions, business keys, idempotency, indexes, timers, sub-processes,
+//! and state that survives reopening the store.
+
+use caseflow_engine::core::{Actor, Command, CommandError, Status};
+use caseflow_engine::value::Value;
+use caseflow_engine::{Durability, Engine, EngineError, RuleSet, RulesFile, Store, StoreOptions};
+use chrono::{DateTime, TimeZone, Utc};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn rules() -> RuleSet {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let mut files: Vec<RulesFile> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p).unwrap() })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    RuleSet::load(&files).unwrap()
+}
+
+fn complaint_source() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/complaint.flow")).unwrap()
+}
+
+fn bj(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    chrono_tz::Asia::Shanghai.with_ymd_and_hms(y, m, d, h, min, 0).unwrap().with_timezone(&Utc)
+}
+
+fn fields(urgency: &str) -> BTreeMap<String, Value> {
+    [("customer", "第一中学"), ("contact", "138"), ("content", "投影仪无法开机"), ("urgency", urgency)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
+        .collect()
+}
+
+fn crm() -> Actor {
+    Actor { id: "crm".into(), roles: vec![], admin: false }
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("caseflow-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn engine_at(dir: &TempDir) -> Engine {
+    let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
+    Engine::open(Store::open(&dir.0, &options).unwrap(), rules()).unwrap()
+}
+
+#[test]
+fn deploying_versions_old_cases_stay_on_theirs() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let now = bj(2026, 11, 23, 9, 0);
+    let v1 = engine.deploy(&complaint_source(), now).unwrap();
+    assert_eq!((v1.version, v1.changed), (1, true));
+    assert!(!engine.deploy(&complaint_source(), now).unwrap().changed, "same content, same version");
+    let old = engine.start("complaint", fields("low"), &crm(), None, now).unwrap();
+    let v2 = engine
+        .deploy(
+            &complaint_source().replace("due 1 workday\n    asks evidence", "due 2 workdays\n    asks evidence"),
+            now,
+        )
+        .unwrap();
+    assert_eq!((v2.version, v2.changed), (2, true));
+    let new = engine.start("complaint", fields("low"), &crm(), None, now).unwrap();
+    assert_eq!((old.version, new.version), (1, 2));
+    assert!(engine.definition("complaint", Some(1)).is_some(), "old versions stay readable");
+    // A broken source is refused with its diagnostics and changes nothing.
+    let err = engine.deploy(&complaint_source().replace("-> route", "-> rout"), now).unwrap_err();
+    assert!(matches!(&err, EngineError::Rejected(d) if d.iter().any(|d| d.code.as_str() == "FLOW011")), "{err}");
+    assert_eq!(engine.definitions(), [("complaint".to_string(), vec![1, 2])]);
+}
+
+#[test]
+fn business_keys_count_per_day_and_idempotency_keys_repeat_nothing() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    let a = engine.start("complaint", fields("low"), &crm(), None, bj(2026, 11, 23, 9, 0)).unwrap();
+    let b = engine.start("complaint", fields("low"), &crm(), Some("crm-4711"), bj(2026, 11, 23, 9, 5)).unwrap();
+    let b_again = engine.start("complaint", fields("high"), &crm(), Some("crm-4711"), bj(2026, 11, 23, 9, 6)).unwrap();
+    let c = engine.start("complaint", fields("low"), &crm(), None, bj(2026, 11, 24, 9, 0)).unwrap();
+    assert_eq!(a.business_key, "20261123-001");
+    assert_eq!(b.business_key, "20261123-002");
+    assert_eq!(b_again.id, b.id, "same idempotency key, same instance");
+    assert_eq!(c.business_key, "20261124-001", "the sequence restarts each day");
+    assert_eq!(engine.instance_by_key("20261123-002").unwrap().unwrap().id, b.id);
+}
+
+#[test]
+fn a_case_runs_through_the_engine_and_survives_reopening() {
+    let dir = TempDir::new("reopen");
+    let id;
+    {
+        let engine = engine_at(&dir);
+        engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+        let inst = engine.start("complaint", fields("high"), &crm(), None, bj(2026, 11, 23, 10, 0)).unwrap();
+        id = inst.id;
+        let inbox = engine.tasks(Some("liu_yang"), None, 100).unwrap();
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(inbox[0].task.name, "接收并登记");
+        assert_eq!(engine.tasks(None, Some("cs_rep"), 100).unwrap().len(), 1);
+        // Nothing is due before 10:10.
+        assert_eq!(engine.fire_due(bj(2026, 11, 23, 10, 9), 100).unwrap(), 0);
+        assert_eq!(engine.next_due().unwrap(), Some(bj(2026, 11, 23, 10, 10)));
+    }
+    // Reopened: the case, its task and its timer are all there.
+    let engine = engine_at(&dir);
+    let inst = engine.instance(id).unwrap().unwrap();
+    assert_eq!(inst.tasks.len(), 1);
+    assert_eq!(engine.fire_due(bj(2026, 11, 23, 10, 11), 100).unwrap(), 1, "overdue after restart: fires at once");
+    let history = engine.history(id).unwrap();
+    let overdue = history.iter().find(|h| h.event == "task_overdue").unwrap();
+    assert_eq!(overdue.lateness_ms, Some(60_000), "lateness recorded");
+    // Escalated to the manager: the indexes moved with it.
+    assert!(engine.tasks(Some("liu_yang"), None, 10).unwrap().is_empty());
+    let task = &engine.tasks(Some("li_na"), None, 10).unwrap()[0];
+    let manager = Actor { id: "li_na".into(), roles: vec!["cs_manager".into()], admin: false };
+    let cmd = Command::CompleteTask {
+        task: task.task.seq,
+        fields: [("cause".to_string(), Value::Text("quality".into()))].into(),
+    };
+    engine.command(id, &manager, cmd.clone(), bj(2026, 11, 23, 10, 20)).unwrap();
+    // The lost race of a second completion is a conflict, not a double completion.
+    let again = engine.command(id, &manager, cmd, bj(2026, 11, 23, 10, 21));
+    assert!(matches!(again, Err(EngineError::Command(CommandError::TaskNotOpen(_)))));
+    assert_eq!(engine.instances("complaint", "running", 10).unwrap(), [id]);
+    let seqs: Vec<u64> = engine.history(id).unwrap().iter().map(|h| h.seq).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn sub_processes_start_and_return() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let now = bj(2026, 11, 23, 10, 0);
+    let child = r#"
+process survey {
+  source "t"
+  fields {
+    school: text required
+    score: int(1..5)
+  }
+  start -> ask
+  task ask { assign role cs_rep due 1 workday asks score required -> done }
+  end done
+}
+"#;
+    let parent = r#"
+process onboarding_part {
+  source "t"
+  fields {
+    school: text required
+    satisfaction: int(1..5)
+  }
+  start -> survey_call
+  call survey_call process survey {
+    input school = school
+    output satisfaction = score
+    -> done
+  }
+  end done
+}
+"#;
+    engine.deploy(child, now).unwrap();
+    engine.deploy(parent, now).unwrap();
+    let p = engine
+        .start("onboarding_part", [("school".to_string(), Value::Text("二中".into()))].into(), &crm(), None, now)
+        .unwrap();
+    let child_id = engine.instances("survey", "running", 10).unwrap()[0];
+    let c = engine.instance(child_id).unwrap().unwrap();
+    assert_eq!(c.fields["school"], Value::Text("二中".into()));
+    let task = *c.tasks.keys().next().unwrap();
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    engine
+        .command(
+            child_id,
+            &admin,
+            Command::CompleteTask { task, fields: [("score".to_string(), Value::Int(4))].into() },
+            now,
+        )
+        .unwrap();
+    let p = engine.instance(p.id).unwrap().unwrap();
+    assert_eq!(p.status, Status::Completed { outcome: "done".into() });
+    assert_eq!(p.fields["satisfaction"], Value::Int(4));
+}
