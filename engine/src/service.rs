@@ -324,7 +324,7 @@ impl Engine {
         }
         out.push_str(rest);
         let (Some(at), Some(width)) = (prefix_at_seq, seq_width) else { return Ok((out, None, 0)) };
-        let seq_key = store::key("q/", &[model.id.as_bytes(), b"\0", out[..at].as_bytes()]);
+        let seq_key = store::key("q/", &[model.id.as_bytes(), b"\0", &out.as_bytes()[..at]]);
         let last = match self.store.get(&seq_key)? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("q/", "bad sequence"))?),
             None => 0,
