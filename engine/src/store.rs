@@ -213,7 +213,7 @@ pub(crate) fn timer_key(t: DateTime<Utc>, id: InstanceId, timer: u32) -> Vec<u8>
     key("t/", &[&due_bytes(t), &id.0.to_be_bytes(), &timer.to_be_bytes()])
 }
 
-pub(crate) fn task_index_key(prefix: &str, who: &str, id: InstanceId, task: u32) -> Vec<u8> {
+pub fn task_index_key(prefix: &str, who: &str, id: InstanceId, task: u32) -> Vec<u8> {
     key(prefix, &[who.as_bytes(), b"\0", &id.0.to_be_bytes(), &task.to_be_bytes()])
 }
 

@@ -1,0 +1,68 @@
+//! A child process for the crash test (`tests/crash.rs`): writes under load and prints one
+//! line per acknowledged write, flushed, so that the parent knows exactly what was
+//! acknowledged when it kills this process with SIGKILL.
+//!
+//! Usage: crash_writer DATA_DIR RULES_DIR PROCESS_FILE ROUND [flush|fsync]
+
+use caseflow_engine::core::{Actor, Command};
+use caseflow_engine::value::Value;
+use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
+use std::io::Write;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, data, rules_dir, process, round, durability] = &args[..] else {
+        eprintln!("usage: crash_writer DATA_DIR RULES_DIR PROCESS_FILE ROUND flush|fsync");
+        std::process::exit(2);
+    };
+    let durability = if durability == "fsync" { Durability::Fsync } else { Durability::Flush };
+    let mut files: Vec<RulesFile> = std::fs::read_dir(rules_dir)
+        .expect("rules dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p).expect("read") })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let rules = RuleSet::load(&files).expect("rules");
+    let store =
+        Store::open(std::path::Path::new(data), &StoreOptions { durability, ..StoreOptions::default() }).expect("open");
+    let engine = std::sync::Arc::new(Engine::open(store, rules).expect("engine"));
+    let now = chrono::Utc::now();
+    engine.deploy(&std::fs::read_to_string(process).expect("process"), now).expect("deploy");
+    let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    println!("ready");
+    std::io::stdout().flush().ok();
+    // Four writers, so that group commit has concurrent commands to group.
+    let threads: Vec<_> = (0..4)
+        .map(|w| {
+            let engine = engine.clone();
+            let out = out.clone();
+            let round = round.clone();
+            std::thread::spawn(move || {
+                let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+                for n in 0.. {
+                    let key = format!("r{round}-w{w}-{n}");
+                    let fields = [("customer", "c"), ("contact", "p"), ("content", "x"), ("urgency", "low")]
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
+                        .collect();
+                    let inst =
+                        engine.start("complaint", fields, &admin, Some(&key), chrono::Utc::now()).expect("start");
+                    writeln!(out.lock().unwrap(), "start {key} {}", inst.id).ok();
+                    let task = *inst.tasks.keys().next().expect("an open task");
+                    let cmd = Command::CompleteTask {
+                        task,
+                        fields: [("cause".to_string(), Value::Text("quality".into()))].into(),
+                    };
+                    engine.command(inst.id, &admin, cmd, chrono::Utc::now()).expect("complete");
+                    let mut o = out.lock().unwrap();
+                    writeln!(o, "complete {} {task}", inst.id).ok();
+                    o.flush().ok();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().ok();
+    }
+}
