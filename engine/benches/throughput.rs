@@ -1,0 +1,106 @@
+//! Engine throughput on the reference workload: start a case of the complaint shape (start, an
+//! automatic step, a decision, one human task, end) and drive it to completion, in-process,
+//! durable group commit on (sled flush + fsync per group). Prints instances per second
+//! (median of 5 runs) and the disk size.
+//!
+//! `cargo bench -p caseflow-engine --bench throughput [-- --instances N --threads T]`
+
+use caseflow_engine::core::{Actor, Command};
+use caseflow_engine::value::Value;
+use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
+use std::sync::Arc;
+use std::time::Instant;
+
+const SHAPE: &str = r#"
+process reference {
+  source "benchmark: the complaint shape"
+  fields {
+    urgency: choice(high, medium, low) required
+    score: int = 0
+    resolved: bool = false
+  }
+  start -> triage
+  auto triage {
+    set score = 1
+    -> decide {
+      when urgency == high -> handle
+      else -> handle
+    }
+  }
+  task handle {
+    assign role cs_rep
+    due 1 workday
+    asks resolved
+    -> closed
+  }
+  end closed
+}
+"#;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn rules() -> RuleSet {
+    let text = r#"
+[roles.cs_rep]
+name = "rep"
+[users.a]
+roles = ["cs_rep"]
+[users.b]
+roles = ["cs_rep"]
+"#;
+    RuleSet::load(&[RulesFile { name: "bench.toml".into(), text: text.into() }]).expect("bench rules")
+}
+
+fn run(instances: usize, threads: usize, durability: Durability) -> (f64, u64) {
+    let dir = std::env::temp_dir().join(format!("caseflow-bench-{}-{threads}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir, &StoreOptions { durability, ..StoreOptions::default() }).expect("store");
+    let engine = Arc::new(Engine::open(store, rules()).expect("engine"));
+    engine.deploy(SHAPE, chrono::Utc::now()).expect("deploy");
+    let t = Instant::now();
+    let per_thread = instances / threads;
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+                let now = chrono::Utc::now();
+                for _ in 0..per_thread {
+                    let fields = [("urgency".to_string(), Value::Text("high".into()))].into();
+                    let inst = engine.start("reference", fields, &admin, None, now).expect("start");
+                    let task = *inst.tasks.keys().next().expect("task");
+                    let cmd = Command::CompleteTask { task, fields: [("resolved".to_string(), Value::Bool(true))].into() };
+                    engine.command(inst.id, &admin, cmd, now).expect("complete");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let rate = (per_thread * threads) as f64 / t.elapsed().as_secs_f64();
+    let size = engine.store().size_on_disk().unwrap_or(0);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    (rate, size)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let instances = arg("--instances", if full { 20_000 } else { 200 });
+    let threads = arg("--threads", 16);
+    for (label, durability) in [("fsync group commit", Durability::Fsync), ("flush group commit", Durability::Flush), ("no durability", Durability::None)] {
+        let mut rates: Vec<(f64, u64)> = (0..if full { 5 } else { 1 }).map(|_| run(instances, threads, durability)).collect();
+        rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (median, size) = rates[rates.len() / 2];
+        println!(
+            "{label:<20} {instances} instances, {threads} threads: median {median:>8.0} instances/s (min {:.0}, max {:.0}), {:.1} MiB on disk",
+            rates[0].0,
+            rates[rates.len() - 1].0,
+            size as f64 / 1048576.0
+        );
+    }
+}
