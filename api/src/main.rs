@@ -11,6 +11,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use caseflow::{config, server};
+
 #[derive(Parser)]
 #[command(name = "caseflow", version, about = "caseflow: workflow and rules engine for customer-service operations")]
 struct Cli {
@@ -20,6 +22,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start the HTTP server: sled in ./data, the processes of ./processes, the rules of ./rules
+    /// (settings in caseflow.toml, each overridable by CASEFLOW_* environment variables).
+    Serve {
+        #[arg(long, default_value = "caseflow.toml")]
+        config: PathBuf,
+    },
+    /// Print the SHA-256 of a token, for the `tokens` list of caseflow.toml.
+    TokenHash { token: String },
     /// Check .flow files (or folders of them); exit 1 if any has an error.
     Check {
         /// Files or folders; folders are searched for *.flow recursively.
@@ -103,6 +113,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::TokenHash { token } => {
+            println!("{}", config::sha256_hex(&token));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { paths, rules, no_rules, format } => {
             let rules_dir = match (rules, no_rules) {
                 (_, true) => None,
@@ -329,4 +344,75 @@ fn plural(n: usize) -> &'static str {
     } else {
         "s"
     }
+}
+
+fn serve(config_path: &Path) -> Result<ExitCode> {
+    use caseflow_engine::clock::{Clock, SystemClock};
+    use caseflow_engine::{Engine, Store, StoreOptions};
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let config = config::Config::load(config_path)?;
+    let rules = match load_rules(&config.rules_dir)? {
+        Ok(r) => r,
+        Err(errors) => {
+            print_rules_errors(&errors);
+            bail!("the rules in {} do not validate; fix them and start again", config.rules_dir.display());
+        }
+    };
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let store =
+        Store::open(&config.data_dir, &StoreOptions { durability: config.durability, ..StoreOptions::default() })
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let engine = std::sync::Arc::new(Engine::open(store, rules)?);
+    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
+    let (deployed, refused) = server::deploy_folder(&engine, &config.processes_dir, clock.now())?;
+    for r in &refused {
+        eprint!("{r}");
+    }
+    let rules = engine.rules();
+    tracing::info!(
+        processes = %deployed.join(", "),
+        refused = refused.len(),
+        roles = rules.roles.len(),
+        tables = rules.tables.len(),
+        "loaded processes and rules"
+    );
+    if config.tokens.is_empty() {
+        tracing::warn!("no tokens configured in {}: every API call will be refused with 401", config_path.display());
+    }
+    let state = std::sync::Arc::new(server::AppState {
+        engine: engine.clone(),
+        clock: clock.clone(),
+        tokens: config.tokens.clone(),
+    });
+    let app = server::router(state, config.body_bytes_max);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(&config.bind).await.with_context(|| format!("binding {}", config.bind))?;
+        let local = listener.local_addr()?;
+        println!(
+            "caseflow listening on http://{local} (data in {}, {} processes)",
+            config.data_dir.display(),
+            deployed.len()
+        );
+        tokio::spawn(server::timer_driver(engine.clone(), clock, std::time::Duration::from_millis(25)));
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let ctrl_c = tokio::signal::ctrl_c();
+                #[cfg(unix)]
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+                #[cfg(unix)]
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+                #[cfg(not(unix))]
+                let _ = ctrl_c.await;
+                tracing::info!("shutting down: finishing requests, flushing storage");
+            })
+            .await?;
+        engine.store().flush()?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@
 //!
 //! `cargo bench -p caseflow-engine --bench throughput [-- --instances N --threads T]`
 
+use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::{Actor, Command};
 use caseflow_engine::value::Value;
 use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
@@ -59,7 +60,7 @@ fn run(instances: usize, threads: usize, durability: Durability) -> (f64, u64) {
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir, &StoreOptions { durability, ..StoreOptions::default() }).expect("store");
     let engine = Arc::new(Engine::open(store, rules()).expect("engine"));
-    engine.deploy(SHAPE, chrono::Utc::now()).expect("deploy");
+    engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
     let t = Instant::now();
     let per_thread = instances / threads;
     let workers: Vec<_> = (0..threads)
@@ -67,12 +68,13 @@ fn run(instances: usize, threads: usize, durability: Durability) -> (f64, u64) {
             let engine = engine.clone();
             std::thread::spawn(move || {
                 let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
-                let now = chrono::Utc::now();
+                let now = SystemClock.now();
                 for _ in 0..per_thread {
                     let fields = [("urgency".to_string(), Value::Text("high".into()))].into();
                     let inst = engine.start("reference", fields, &admin, None, now).expect("start");
                     let task = *inst.tasks.keys().next().expect("task");
-                    let cmd = Command::CompleteTask { task, fields: [("resolved".to_string(), Value::Bool(true))].into() };
+                    let cmd =
+                        Command::CompleteTask { task, fields: [("resolved".to_string(), Value::Bool(true))].into() };
                     engine.command(inst.id, &admin, cmd, now).expect("complete");
                 }
             })
@@ -92,8 +94,13 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let instances = arg("--instances", if full { 20_000 } else { 200 });
     let threads = arg("--threads", 16);
-    for (label, durability) in [("fsync group commit", Durability::Fsync), ("flush group commit", Durability::Flush), ("no durability", Durability::None)] {
-        let mut rates: Vec<(f64, u64)> = (0..if full { 5 } else { 1 }).map(|_| run(instances, threads, durability)).collect();
+    for (label, durability) in [
+        ("fsync group commit", Durability::Fsync),
+        ("flush group commit", Durability::Flush),
+        ("no durability", Durability::None),
+    ] {
+        let mut rates: Vec<(f64, u64)> =
+            (0..if full { 5 } else { 1 }).map(|_| run(instances, threads, durability)).collect();
         rates.sort_by(|a, b| a.0.total_cmp(&b.0));
         let (median, size) = rates[rates.len() / 2];
         println!(

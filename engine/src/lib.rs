@@ -8,6 +8,7 @@
 //! instants and file contents in.
 
 pub mod calendar;
+pub mod clock;
 pub mod core;
 pub mod duration;
 pub mod eval;

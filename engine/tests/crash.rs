@@ -97,7 +97,7 @@ fn acknowledged_writes_survive_sigkill() {
                         Default::default(),
                         caseflow_engine::core::Actor::system(),
                         Some(key),
-                        chrono::Utc::now()
+                        caseflow_engine::clock::Clock::now(&caseflow_engine::clock::SystemClock)
                     )
                     .unwrap()
                     .id

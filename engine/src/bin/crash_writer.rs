@@ -4,6 +4,7 @@
 //!
 //! Usage: crash_writer DATA_DIR RULES_DIR PROCESS_FILE ROUND [flush|fsync]
 
+use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::{Actor, Command};
 use caseflow_engine::value::Value;
 use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
@@ -27,7 +28,7 @@ fn main() {
     let store =
         Store::open(std::path::Path::new(data), &StoreOptions { durability, ..StoreOptions::default() }).expect("open");
     let engine = std::sync::Arc::new(Engine::open(store, rules).expect("engine"));
-    let now = chrono::Utc::now();
+    let now = SystemClock.now();
     engine.deploy(&std::fs::read_to_string(process).expect("process"), now).expect("deploy");
     let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
     println!("ready");
@@ -46,15 +47,14 @@ fn main() {
                         .iter()
                         .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
                         .collect();
-                    let inst =
-                        engine.start("complaint", fields, &admin, Some(&key), chrono::Utc::now()).expect("start");
+                    let inst = engine.start("complaint", fields, &admin, Some(&key), SystemClock.now()).expect("start");
                     writeln!(out.lock().unwrap(), "start {key} {}", inst.id).ok();
                     let task = *inst.tasks.keys().next().expect("an open task");
                     let cmd = Command::CompleteTask {
                         task,
                         fields: [("cause".to_string(), Value::Text("quality".into()))].into(),
                     };
-                    engine.command(inst.id, &admin, cmd, chrono::Utc::now()).expect("complete");
+                    engine.command(inst.id, &admin, cmd, SystemClock.now()).expect("complete");
                     let mut o = out.lock().unwrap();
                     writeln!(o, "complete {} {task}", inst.id).ok();
                     o.flush().ok();

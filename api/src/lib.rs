@@ -1,0 +1,4 @@
+//! The `caseflow` server as a library, so that tests can build the router without a socket.
+
+pub mod config;
+pub mod server;

@@ -1,0 +1,721 @@
+//! The HTTP API: thin handlers over `caseflow_engine::Engine`. Engine calls block (sled,
+//! group commit), so they run on tokio's blocking pool.
+//!
+//! Routing lives in `router`, which reads as the API's table of contents. Every error is an
+//! RFC 9457 `application/problem+json` body (`ApiError`).
+
+use crate::config::{sha256_hex, TokenConfig};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use caseflow_engine::clock::Clock;
+use caseflow_engine::core::{self, Actor, Command, CommandError, Instance, InstanceId};
+use caseflow_engine::value::Value;
+use caseflow_engine::{Engine, EngineError};
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: Vec<TokenConfig>,
+}
+
+pub type Shared = Arc<AppState>;
+
+pub fn router(state: Shared, body_bytes_max: usize) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/processes", get(list_processes).post(deploy))
+        .route("/processes/:id", get(show_process))
+        .route("/instances", post(start))
+        .route("/instances/:id", get(get_instance))
+        .route("/instances/by-key/:key", get(get_instance_by_key))
+        .route("/instances/:id/history", get(history))
+        .route("/instances/:id/messages", post(message))
+        .route("/instances/:id/cancel", post(cancel))
+        .route("/instances/:id/suspend", post(suspend))
+        .route("/instances/:id/resume", post(resume))
+        .route("/instances/:id/retry", post(retry))
+        .route("/instances/:id/fields", post(update_fields))
+        .route("/tasks", get(inbox))
+        .route("/tasks/:id/claim", post(claim))
+        .route("/tasks/:id/release", post(release))
+        .route("/tasks/:id/complete", post(complete))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
+        .with_state(state)
+}
+
+// ------------------------------------------------------------ errors
+
+/// An RFC 9457 problem.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    detail: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError { status, kind, detail: detail.into(), field: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("error");
+        let mut body = json!({
+            "type": format!("https://caseflow.dev/problems/{}", self.kind),
+            "title": title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(f) = self.field {
+            body["field"] = Json::String(f);
+        }
+        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::Command(c) => c.into(),
+            EngineError::UnknownProcess(p) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown-process", format!("no process `{p}` is deployed"))
+            }
+            EngineError::UnknownInstance(i) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("no instance {i}"))
+            }
+            EngineError::Rejected(d) => {
+                let n = d.iter().filter(|d| d.is_error()).count();
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid-definition",
+                    format!("the definition has {n} error(s)"),
+                )
+            }
+            EngineError::TooDeep => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too-deep", e.to_string()),
+            EngineError::Store(s) => {
+                // Never say anything internal in a 5xx body; the log has it.
+                tracing::error!(error = %s, "storage failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    "storage is unavailable; the request was not applied",
+                )
+            }
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> ApiError {
+        let detail = e.to_string();
+        match e {
+            CommandError::InvalidField { field, .. } => {
+                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "invalid-field", detail, field: Some(field) }
+            }
+            CommandError::Forbidden { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail),
+            CommandError::TaskNotOpen(_) => ApiError::new(StatusCode::CONFLICT, "task-not-open", detail),
+            CommandError::WrongStatus(_) => ApiError::new(StatusCode::CONFLICT, "wrong-status", detail),
+            CommandError::NoListener(_) => ApiError::new(StatusCode::CONFLICT, "no-listener", detail),
+            CommandError::TimerNotPending(_)
+            | CommandError::TimerNotDue { .. }
+            | CommandError::NotWaitingForChild(_) => ApiError::new(StatusCode::CONFLICT, "conflict", detail),
+            CommandError::Runaway => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runaway", detail),
+        }
+    }
+}
+
+/// JSON bodies whose rejections are problems too (malformed JSON, wrong types, too large).
+pub struct Body<T>(T);
+
+#[axum::async_trait]
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(rejection) => {
+                let status = match &rejection {
+                    JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    JsonRejection::JsonSyntaxError(_) => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                Err(ApiError::new(status, "bad-request", rejection.body_text()))
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------ auth
+
+/// Who the bearer token says the caller is.
+fn caller(state: &AppState, headers: &HeaderMap) -> Result<(Actor, bool), ApiError> {
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer TOKEN`");
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
+    let token = value.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
+    let hash = sha256_hex(token.trim());
+    let entry = state.tokens.iter().find(|t| t.sha256.eq_ignore_ascii_case(&hash)).ok_or_else(unauthorized)?;
+    Ok((Actor { id: entry.user.clone(), roles: entry.roles.clone(), admin: entry.admin }, entry.service))
+}
+
+fn require_admin(actor: &Actor) -> Result<(), ApiError> {
+    if actor.admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("{} is not an administrator", actor.id)))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request failed"))?
+}
+
+// ------------------------------------------------------------ JSON ↔ values
+
+fn to_json(v: &Value) -> Json {
+    match v {
+        Value::Text(t) => Json::String(t.clone()),
+        Value::Int(i) => json!(i),
+        Value::Decimal(d) => json!(d),
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Date(d) => Json::String(d.to_string()),
+        Value::DateTime(t) => Json::String(t.to_rfc3339()),
+        Value::Duration(s) => Json::String(s.to_string()),
+        Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
+    }
+}
+
+fn from_json(field: &str, v: &Json) -> Result<Value, ApiError> {
+    let bad = |what: &str| ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        kind: "invalid-field",
+        detail: format!("invalid field `{field}`: {what}"),
+        field: Some(field.to_string()),
+    };
+    Ok(match v {
+        Json::String(s) => Value::Text(s.clone()),
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Decimal(n.as_f64().ok_or_else(|| bad("not a finite number"))?),
+        },
+        Json::Array(items) => Value::List(items.iter().map(|i| from_json(field, i)).collect::<Result<_, _>>()?),
+        Json::Null => return Err(bad("null is not a value; leave the field out instead")),
+        Json::Object(_) => return Err(bad("objects are not field values")),
+    })
+}
+
+fn fields_from(map: &Map<String, Json>) -> Result<BTreeMap<String, Value>, ApiError> {
+    map.iter().map(|(k, v)| Ok((k.clone(), from_json(k, v)?))).collect()
+}
+
+/// Sensitive fields are masked for callers who are neither administrators nor staff.
+fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool) -> Json {
+    let def = state.engine.definition(&inst.process, Some(inst.version));
+    let may_see = actor.admin || !actor.roles.is_empty() || !service;
+    let fields: Map<String, Json> = inst
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            let sensitive = def.as_ref().and_then(|d| d.model.field(k)).is_some_and(|f| f.sensitive);
+            (k.clone(), if sensitive && !may_see { Json::String("***".into()) } else { to_json(v) })
+        })
+        .collect();
+    let tasks: Vec<Json> = inst.tasks.values().map(|t| task_json(inst, t)).collect();
+    let timers: Vec<Json> = inst
+        .timers
+        .values()
+        .map(|t| json!({ "seq": t.seq, "due_at": t.due_at.to_rfc3339(), "kind": serde_json::to_value(&t.kind).unwrap_or(Json::Null) }))
+        .collect();
+    let steps: Vec<String> =
+        inst.tokens.values().filter_map(|tok| def.as_ref().map(|d| d.model.step(tok.step).name.clone())).collect();
+    json!({
+        "id": inst.id.0,
+        "business_key": inst.business_key,
+        "process": inst.process,
+        "version": inst.version,
+        "status": serde_json::to_value(&inst.status).unwrap_or(Json::Null),
+        "fields": fields,
+        "current_steps": steps,
+        "tasks": tasks,
+        "timers": timers,
+        "started_at": inst.started_at.to_rfc3339(),
+        "updated_at": inst.updated_at.to_rfc3339(),
+    })
+}
+
+fn task_json(inst: &Instance, t: &core::Task) -> Json {
+    json!({
+        "id": inst.task_id(t.seq).to_string(),
+        "instance": inst.id.0,
+        "business_key": inst.business_key,
+        "name": t.name,
+        "assignee": t.assignee,
+        "candidates": t.candidates,
+        "claimed": t.claimed,
+        "priority": t.priority,
+        "opened_at": t.opened_at.to_rfc3339(),
+        "due_at": t.due_at.map(|d| d.to_rfc3339()),
+        "overdue": t.overdue,
+    })
+}
+
+fn parse_instance_id(s: &str) -> Result<InstanceId, ApiError> {
+    s.parse::<u64>()
+        .map(InstanceId)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("`{s}` is not an instance id")))
+}
+
+fn parse_task_id(s: &str) -> Result<(InstanceId, u32), ApiError> {
+    let not_found =
+        || ApiError::new(StatusCode::NOT_FOUND, "unknown-task", format!("`{s}` is not a task id (INSTANCE-SEQ)"));
+    let (i, t) = s.split_once('-').ok_or_else(not_found)?;
+    Ok((InstanceId(i.parse().map_err(|_| not_found())?), t.parse().map_err(|_| not_found())?))
+}
+
+// ------------------------------------------------------------ handlers
+
+async fn health(State(state): State<Shared>) -> axum::Json<Json> {
+    axum::Json(
+        json!({ "status": "ok", "processes": state.engine.definitions().len(), "commands": state.engine.commands_applied() }),
+    )
+}
+
+async fn list_processes(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
+    caller(&state, &headers)?;
+    let list: Vec<Json> = state
+        .engine
+        .definitions()
+        .into_iter()
+        .map(|(id, versions)| {
+            let d = state.engine.definition(&id, None);
+            json!({ "id": id, "label": d.as_ref().and_then(|d| d.model.label.clone()), "versions": versions })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "processes": list })))
+}
+
+async fn show_process(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    caller(&state, &headers)?;
+    let d = state
+        .engine
+        .definition(&id, None)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown-process", format!("no process `{id}`")))?;
+    let versions = state.engine.definitions().into_iter().find(|(n, _)| *n == id).map(|(_, v)| v).unwrap_or_default();
+    Ok(axum::Json(json!({
+        "id": id,
+        "label": d.model.label,
+        "doc": d.model.doc,
+        "source_sections": d.model.source,
+        "latest_version": d.version,
+        "versions": versions,
+        "steps": d.model.steps.iter().map(|s| json!({ "name": s.name, "label": s.label })).collect::<Vec<_>>(),
+        "outcomes": d.model.outcomes().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        "source": d.source,
+    })))
+}
+
+async fn deploy(State(state): State<Shared>, headers: HeaderMap, body: String) -> Result<Response, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    require_admin(&actor)?;
+    let now = state.clock.now();
+    let engine = state.engine.clone();
+    let text = body.clone();
+    let result = tokio::task::spawn_blocking(move || engine.deploy(&text, now))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request failed"))?;
+    match result {
+        Ok(outcome) => {
+            let status = if outcome.changed { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, axum::Json(serde_json::to_value(&outcome).unwrap_or(Json::Null))).into_response())
+        }
+        Err(EngineError::Rejected(diagnostics)) => {
+            let list: Vec<_> = diagnostics.iter().map(|d| d.to_json("deploy.flow", &body)).collect();
+            let problem = json!({
+                "type": "https://caseflow.dev/problems/invalid-definition",
+                "title": "Unprocessable Entity",
+                "status": 422,
+                "detail": format!("the definition has {} error(s)", diagnostics.iter().filter(|d| d.is_error()).count()),
+                "diagnostics": list,
+            });
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                [(header::CONTENT_TYPE, "application/problem+json")],
+                problem.to_string(),
+            )
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    process: String,
+    #[serde(default)]
+    fields: Map<String, Json>,
+}
+
+async fn start(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Body(req): Body<StartRequest>,
+) -> Result<Response, ApiError> {
+    let (actor, service) = caller(&state, &headers)?;
+    let idem = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if idem.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Idempotency-Key must be 1 to 200 characters",
+        ));
+    }
+    let fields = fields_from(&req.fields)?;
+    let now = state.clock.now();
+    let s = state.clone();
+    let a = actor.clone();
+    let inst = blocking(move || Ok(s.engine.start(&req.process, fields, &a, idem.as_deref(), now)?)).await?;
+    let location = format!("/instances/{}", inst.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(instance_json(&state, &inst, &actor, service)))
+        .into_response())
+}
+
+async fn get_instance(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, service) = caller(&state, &headers)?;
+    let id = parse_instance_id(&id)?;
+    let s = state.clone();
+    let inst = blocking(move || {
+        s.engine
+            .instance(id)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("no instance {id}")))
+    })
+    .await?;
+    Ok(axum::Json(instance_json(&state, &inst, &actor, service)))
+}
+
+async fn get_instance_by_key(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, service) = caller(&state, &headers)?;
+    let s = state.clone();
+    let inst = blocking(move || {
+        s.engine.instance_by_key(&key)?.ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("no instance with business key `{key}`"))
+        })
+    })
+    .await?;
+    Ok(axum::Json(instance_json(&state, &inst, &actor, service)))
+}
+
+async fn history(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    caller(&state, &headers)?;
+    let id = parse_instance_id(&id)?;
+    let s = state.clone();
+    let entries = blocking(move || {
+        if s.engine.instance(id)?.is_none() {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("no instance {id}")));
+        }
+        Ok(s.engine.history(id)?)
+    })
+    .await?;
+    let list: Vec<Json> = entries
+        .iter()
+        .map(|h| {
+            json!({
+                "seq": h.seq, "at": h.at.to_rfc3339(), "actor": h.actor, "event": h.event, "step": h.step, "detail": h.detail,
+                "changes": h.changes.iter().map(|(f, old, new)| json!({ "field": f, "old": old.as_ref().map(to_json), "new": to_json(new) })).collect::<Vec<_>>(),
+                "lateness_ms": h.lateness_ms,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "history": list })))
+}
+
+/// Runs a command on an instance for the caller and returns the instance.
+async fn run(
+    state: Shared,
+    headers: &HeaderMap,
+    id: InstanceId,
+    command: Command,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, service) = caller(&state, headers)?;
+    let now = state.clock.now();
+    let s = state.clone();
+    let a = actor.clone();
+    let inst = blocking(move || Ok(s.engine.command(id, &a, command, now)?)).await?;
+    Ok(axum::Json(instance_json(&state, &inst, &actor, service)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageRequest {
+    name: String,
+}
+
+async fn message(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(req): Body<MessageRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    // Messages may name the case by id or by business key.
+    let id = match parse_instance_id(&id) {
+        Ok(i) => i,
+        Err(_) => {
+            let s = state.clone();
+            let key = id.clone();
+            blocking(move || {
+                s.engine.instance_by_key(&key)?.map(|i| i.id).ok_or_else(|| {
+                    ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("no instance `{key}`"))
+                })
+            })
+            .await?
+        }
+    };
+    run(state, &headers, id, Command::Message { name: req.name }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonRequest {
+    reason: String,
+}
+
+async fn cancel(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(req): Body<ReasonRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    run(state, &headers, parse_instance_id(&id)?, Command::Cancel { reason: req.reason }).await
+}
+
+async fn suspend(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    require_admin(&actor)?;
+    run(state, &headers, parse_instance_id(&id)?, Command::Suspend).await
+}
+
+async fn resume(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    require_admin(&actor)?;
+    run(state, &headers, parse_instance_id(&id)?, Command::Resume).await
+}
+
+async fn retry(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    require_admin(&actor)?;
+    run(state, &headers, parse_instance_id(&id)?, Command::Retry).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldsRequest {
+    fields: Map<String, Json>,
+}
+
+async fn update_fields(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(req): Body<FieldsRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    require_admin(&actor)?;
+    let fields = fields_from(&req.fields)?;
+    run(state, &headers, parse_instance_id(&id)?, Command::UpdateFields { fields }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxQuery {
+    user: Option<String>,
+    role: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn inbox(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<InboxQuery>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    // Staff see their own inbox and their roles'; administrators anyone's.
+    let (user, role) = match (q.user, q.role) {
+        (None, None) => (Some(actor.id.clone()), None),
+        (Some(u), r) => (Some(u), r),
+        (None, Some(r)) => (None, Some(r)),
+    };
+    let foreign =
+        user.as_ref().is_some_and(|u| *u != actor.id) || role.as_ref().is_some_and(|r| !actor.roles.contains(r));
+    if foreign && !actor.admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "you may read your own inbox and your roles' only",
+        ));
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let s = state.clone();
+    let mut tasks = blocking(move || Ok(s.engine.tasks(user.as_deref(), role.as_deref(), 10_000)?)).await?;
+    tasks.sort_by_key(|t| (t.task.due_at.is_none(), t.task.due_at, t.instance, t.task.seq));
+    let list: Vec<Json> = tasks
+        .iter()
+        .take(limit)
+        .map(|t| {
+            json!({
+                "id": format!("{}-{}", t.instance, t.task.seq), "instance": t.instance.0, "business_key": t.business_key, "process": t.process,
+                "name": t.task.name, "assignee": t.task.assignee, "due_at": t.task.due_at.map(|d| d.to_rfc3339()), "overdue": t.task.overdue,
+                "priority": t.task.priority,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "tasks": list })))
+}
+
+async fn claim(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (instance, task) = parse_task_id(&id)?;
+    run(state, &headers, instance, Command::Claim { task }).await
+}
+
+async fn release(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (instance, task) = parse_task_id(&id)?;
+    run(state, &headers, instance, Command::Release { task }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteRequest {
+    #[serde(default)]
+    fields: Map<String, Json>,
+}
+
+async fn complete(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(req): Body<CompleteRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (_, service) = caller(&state, &headers)?;
+    if service {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "service tokens may not work on tasks"));
+    }
+    let (instance, task) = parse_task_id(&id)?;
+    let fields = fields_from(&req.fields)?;
+    run(state, &headers, instance, Command::CompleteTask { task, fields }).await
+}
+
+// ------------------------------------------------------------ timers
+
+/// Fires due timers forever: wakes at the next due time, at most `poll` apart so that timers
+/// created meanwhile are not late by more than that.
+pub async fn timer_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, poll: std::time::Duration) {
+    loop {
+        let e = engine.clone();
+        let now = clock.now();
+        let fired = tokio::task::spawn_blocking(move || e.fire_due(now, 10_000)).await;
+        match fired {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(fired = n, "timers fired"),
+            Ok(Err(err)) => tracing::error!(error = %err, "firing timers failed"),
+            _ => {}
+        }
+        let e = engine.clone();
+        let next = tokio::task::spawn_blocking(move || e.next_due()).await.ok().and_then(Result::ok).flatten();
+        let wait = match next {
+            Some(t) => (t - clock.now()).to_std().unwrap_or_default().min(poll),
+            None => poll,
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Deploys every `.flow` file of a folder, repeating until no more succeed, so that a process
+/// deploys after the processes it calls. Returns (deployed, refused with their diagnostics).
+pub fn deploy_folder(
+    engine: &Engine,
+    dir: &std::path::Path,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut pending: Vec<(std::path::PathBuf, String)> = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "flow"))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let text = std::fs::read_to_string(&p)?;
+        pending.push((p, text));
+    }
+    let mut deployed = Vec::new();
+    loop {
+        let before = pending.len();
+        let mut still = Vec::new();
+        for (p, text) in pending {
+            match engine.deploy(&text, now) {
+                Ok(o) => {
+                    deployed.push(format!("{} v{}{}", o.process, o.version, if o.changed { " (new)" } else { "" }))
+                }
+                Err(EngineError::Rejected(d)) => still.push((p, text, d)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if still.is_empty() || still.len() == before {
+            let refused = still
+                .into_iter()
+                .map(|(p, text, d)| caseflow_dsl::diag::render(&p.display().to_string(), &text, &d, false))
+                .collect();
+            return Ok((deployed, refused));
+        }
+        pending = still.into_iter().map(|(p, t, _)| (p, t)).collect();
+    }
+}

@@ -1,0 +1,220 @@
+//! The HTTP API through the router, no socket: a whole complaint case, each error class, each
+//! authorization rule.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use caseflow::config::{sha256_hex, TokenConfig};
+use caseflow::server::{router, AppState};
+use caseflow_engine::clock::{Clock, ManualClock};
+use caseflow_engine::{Engine, RuleSet, RulesFile, Store};
+use chrono::{Duration, TimeZone, Utc};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn rules() -> RuleSet {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
+    let mut files: Vec<RulesFile> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p).unwrap() })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    RuleSet::load(&files).unwrap()
+}
+
+fn token(user: &str, roles: &[&str], admin: bool, service: bool) -> TokenConfig {
+    TokenConfig {
+        user: user.into(),
+        sha256: sha256_hex(&format!("t-{user}")),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        admin,
+        service,
+    }
+}
+
+struct Api {
+    app: axum::Router,
+    engine: Arc<Engine>,
+    clock: Arc<ManualClock>,
+}
+
+impl Api {
+    fn new() -> Api {
+        let engine = Arc::new(Engine::open(Store::temporary().unwrap(), rules()).unwrap());
+        let clock = Arc::new(ManualClock::new(
+            chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap().with_timezone(&Utc),
+        ));
+        let source =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/complaint.flow")).unwrap();
+        engine.deploy(&source, clock.now()).unwrap();
+        let tokens = vec![
+            token("admin", &[], true, false),
+            token("crm", &[], false, true),
+            token("liu_yang", &["cs_rep"], false, false),
+            token("zhang_wei", &["cs_rep"], false, false),
+            token("chen_jie", &["engineer"], false, false),
+            token("li_na", &["cs_manager"], false, false),
+        ];
+        let state = Arc::new(AppState { engine: engine.clone(), clock: clock.clone(), tokens });
+        Api { app: router(state, 64 * 1024), engine, clock }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        who: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(w) = who {
+            req = req.header("authorization", format!("Bearer t-{w}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            assert_eq!(ctype.as_deref(), Some("application/problem+json"), "{status}: errors are problem+json");
+            assert!(v["type"].is_string() && v["title"].is_string() && v["detail"].is_string(), "{v}");
+        }
+        (status, v)
+    }
+}
+
+const START: &str = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"high"}}"#;
+
+#[tokio::test]
+async fn a_whole_complaint_case_over_http() {
+    let api = Api::new();
+    let (s, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[("idempotency-key", "crm-1")]).await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    assert_eq!(inst["business_key"], "20261123-001");
+    assert_eq!(inst["fields"]["contact"], "***", "sensitive fields are masked for service tokens");
+    let id = inst["id"].as_u64().unwrap();
+    // The same idempotency key returns the same instance.
+    let (_, again) = api.call("POST", "/instances", Some("crm"), Some(START), &[("idempotency-key", "crm-1")]).await;
+    assert_eq!(again["id"], inst["id"]);
+    // The assignee sees it in their inbox.
+    let (_, inbox) = api.call("GET", "/tasks", Some("liu_yang"), None, &[]).await;
+    let task = inbox["tasks"][0]["id"].as_str().unwrap().to_string();
+    let (s, after) = api
+        .call(
+            "POST",
+            &format!("/tasks/{task}/complete"),
+            Some("liu_yang"),
+            Some(r#"{"fields":{"cause":"quality"}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(after["fields"]["department"], "rnd");
+    assert_eq!(after["fields"]["contact"], "138-0000-0000", "staff see sensitive fields");
+    // Walk the rest.
+    for (fields, who) in
+        [("{}", "liu_yang"), (r#"{"resolved":true}"#, "liu_yang"), (r#"{"satisfaction":5}"#, "any"), ("{}", "any")]
+    {
+        let (_, inst) = api.call("GET", &format!("/instances/{id}"), Some("admin"), None, &[]).await;
+        let t = &inst["tasks"][0];
+        let who = if who == "any" { t["assignee"].as_str().unwrap().to_string() } else { who.to_string() };
+        let body = format!(r#"{{"fields":{fields}}}"#);
+        let (s, v) = api
+            .call("POST", &format!("/tasks/{}/complete", t["id"].as_str().unwrap()), Some(&who), Some(&body), &[])
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let (_, done) = api.call("GET", "/instances/by-key/20261123-001", Some("admin"), None, &[]).await;
+    assert_eq!(done["status"], json!({ "status": "completed", "outcome": "closed" }));
+    let (_, history) = api.call("GET", &format!("/instances/{id}/history"), Some("admin"), None, &[]).await;
+    let events: Vec<&str> =
+        history["history"].as_array().unwrap().iter().map(|h| h["event"].as_str().unwrap()).collect();
+    assert_eq!(events.first(), Some(&"started"));
+    assert!(events.contains(&"decision_table") && events.contains(&"reached_end"), "{events:?}");
+}
+
+#[tokio::test]
+async fn every_error_class_is_a_clear_4xx() {
+    let api = Api::new();
+    let (s, _) = api.call("GET", "/instances/1", None, None, &[]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = api.call("GET", "/instances/1", Some("nobody"), None, &[]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = api.call("POST", "/instances", Some("crm"), Some("{not json"), &[]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = api
+        .call("POST", "/instances", Some("crm"), Some(r#"{"process":"complaint","fields":{},"extra":1}"#), &[])
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused: {v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/instances",
+            Some("crm"),
+            Some(r#"{"process":"complaint","fields":{"customer":"x","contact":"y","content":"z","urgency":"urgent"}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("urgency")));
+    let (s, _) = api.call("POST", "/instances", Some("crm"), Some(r#"{"process":"nope"}"#), &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let big = format!(r#"{{"process":"complaint","fields":{{"content":"{}"}}}}"#, "x".repeat(100_000));
+    let (s, _) = api.call("POST", "/instances", Some("crm"), Some(&big), &[]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _) = api.call("GET", "/instances/999", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.call("GET", "/instances/abc", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api.call("GET", "/no/such/route", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Nothing of the refused requests was stored.
+    assert!(api.engine.instance(caseflow_engine::core::InstanceId(1)).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn authorization_rules() {
+    let api = Api::new();
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let task = inst["tasks"][0]["id"].as_str().unwrap().to_string();
+    let complete = format!("/tasks/{task}/complete");
+    let body = Some(r#"{"fields":{"cause":"quality"}}"#);
+    // A service token may start cases, not work on tasks.
+    assert_eq!(api.call("POST", &complete, Some("crm"), body, &[]).await.0, StatusCode::FORBIDDEN);
+    // Staff outside the task's roles may not complete it.
+    assert_eq!(api.call("POST", &complete, Some("chen_jie"), body, &[]).await.0, StatusCode::FORBIDDEN);
+    // Nor read someone else's inbox.
+    assert_eq!(api.call("GET", "/tasks?user=liu_yang", Some("chen_jie"), None, &[]).await.0, StatusCode::FORBIDDEN);
+    // Only administrators deploy.
+    assert_eq!(api.call("POST", "/processes", Some("li_na"), Some("process x {}"), &[]).await.0, StatusCode::FORBIDDEN);
+    // A member of the candidate role may complete; the second completion loses the race: 409.
+    assert_eq!(api.call("POST", &complete, Some("zhang_wei"), body, &[]).await.0, StatusCode::OK);
+    assert_eq!(api.call("POST", &complete, Some("liu_yang"), body, &[]).await.0, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn deploy_returns_diagnostics_and_timers_escalate() {
+    let api = Api::new();
+    let (s, v) =
+        api.call("POST", "/processes", Some("admin"), Some("process broken {\n  start -> nowhere\n}\n"), &[]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let codes: Vec<&str> = v["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    assert!(codes.contains(&"FLOW011"), "{v}");
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    // Ten minutes later the high-urgency deadline passes and the manager gets the task.
+    api.clock.advance(Duration::minutes(10));
+    assert_eq!(api.engine.fire_due(api.clock.now(), 100).unwrap(), 1);
+    let (_, inbox) = api.call("GET", "/tasks", Some("li_na"), None, &[]).await;
+    assert_eq!(inbox["tasks"][0]["instance"], inst["id"]);
+    assert_eq!(inbox["tasks"][0]["overdue"], true);
+}
