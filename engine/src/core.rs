@@ -1139,8 +1139,7 @@ impl Run<'_> {
                         self.set_timer(at, TimerKind::Escalation { task: seq, handler: i });
                     }
                     Trigger::Elapsed { percent } => {
-                        let allowed = (due - now).num_milliseconds().max(0);
-                        let at = now + Duration::milliseconds(allowed * i64::from(*percent) / 100);
+                        let at = self.threshold_at(def, now, due, *percent)?;
                         self.set_timer(at, TimerKind::Threshold { task: seq, handler: i });
                     }
                     _ => {}
@@ -1153,6 +1152,31 @@ impl Run<'_> {
             self.set_timer(at, TimerKind::Reminder { task: seq, every: span });
         }
         Ok(())
+    }
+
+    /// When `percent` of the allowed time has elapsed. A deadline in business time is an SLA
+    /// clock that runs only in working hours, so the threshold is measured in working time;
+    /// a wall-clock deadline (`10min`) is measured in wall-clock time.
+    fn threshold_at(
+        &self,
+        def: &model::Task,
+        now: DateTime<Utc>,
+        due: DateTime<Utc>,
+        percent: u32,
+    ) -> Result<DateTime<Utc>, EvalError> {
+        let business = def.due.as_ref().is_some_and(|e| {
+            matches!(self.scope_eval(e), Ok(Value::Duration(Span::WorkMinutes(_) | Span::WorkDays(_))))
+        });
+        let calendar = &self.ctx.rules.calendar;
+        if business {
+            let allowed = calendar.working_time_between(now, due).num_minutes();
+            if allowed > 0 {
+                let part = u64::try_from(allowed * i64::from(percent) / 100).unwrap_or(0);
+                return Ok(calendar.add(now, Span::WorkMinutes(part))?);
+            }
+        }
+        let allowed = (due - now).num_milliseconds().max(0);
+        Ok(now + Duration::milliseconds(allowed * i64::from(percent) / 100))
     }
 
     fn set_timer(&mut self, due_at: DateTime<Utc>, kind: TimerKind) -> u32 {

@@ -1,0 +1,395 @@
+//! Scenario runner: every `tests/scenarios/PROCESS/*.toml` walks a case of the shipped processes
+//! through time with a manual clock, against the real engine (sled in temporary files) and the
+//! shipped rules. A failing scenario prints each step it ran, what it expected and what it
+//! found. The runner also measures step coverage: every step of every process that has
+//! scenarios must be entered by at least one of them.
+//!
+//! Times are local to the business calendar (Asia/Shanghai): `2026-11-23T10:00`.
+
+use caseflow_engine::clock::{Clock, ManualClock};
+use caseflow_engine::core::{Actor, Command, Instance, InstanceId, Status};
+use caseflow_engine::value::Value;
+use caseflow_engine::{Engine, Store};
+use caseflow_tests::*;
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scenario {
+    description: String,
+    process: String,
+    start_at: String,
+    #[serde(default)]
+    fields: toml::Table,
+    #[serde(default)]
+    step: Vec<Step>,
+}
+
+/// One step: an action and/or expectations, checked after the action.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Step {
+    // actions
+    advance_to: Option<String>,
+    complete: Option<String>,
+    by: Option<String>,
+    #[serde(default)]
+    fields: toml::Table,
+    message: Option<String>,
+    cancel: Option<String>,
+    reassign: Option<String>,
+    to: Option<String>,
+    /// Expect the action to be refused with an error containing this text.
+    refused: Option<String>,
+    // expectations
+    expect_tasks: Option<Vec<ExpectTask>>,
+    #[serde(default)]
+    expect_fields: toml::Table,
+    expect_history: Option<Vec<String>>,
+    expect_status: Option<String>,
+    expect_outcome: Option<String>,
+    expect_reminders: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectTask {
+    step: String,
+    assignee: Option<String>,
+    due: Option<String>,
+    overdue: Option<bool>,
+    priority: Option<u8>,
+}
+
+fn local(s: &str) -> DateTime<Utc> {
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
+        .unwrap_or_else(|e| panic!("time `{s}`: {e} (write YYYY-MM-DDTHH:MM)"));
+    chrono_tz::Asia::Shanghai.from_local_datetime(&naive).earliest().expect("exists").with_timezone(&Utc)
+}
+
+fn show(t: DateTime<Utc>) -> String {
+    t.with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m-%dT%H:%M").to_string()
+}
+
+fn value(v: &toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::Text(s.clone()),
+        toml::Value::Integer(i) => Value::Int(*i),
+        toml::Value::Float(f) => Value::Decimal(*f),
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Array(a) => Value::List(a.iter().map(value).collect()),
+        toml::Value::Datetime(d) => Value::Text(d.to_string()),
+        toml::Value::Table(_) => panic!("tables are not field values"),
+    }
+}
+
+fn fields(t: &toml::Table) -> BTreeMap<String, Value> {
+    t.iter().map(|(k, v)| (k.clone(), value(v))).collect()
+}
+
+/// An open task as scenarios see it: step, assignee, due, overdue, priority.
+type OpenTask = (String, Option<String>, Option<DateTime<Utc>>, bool, u8);
+
+/// Runs one scenario; returns the steps it entered (process, step) and a log, or the log
+/// with the failure.
+struct Run {
+    engine: Arc<Engine>,
+    clock: Arc<ManualClock>,
+    log: String,
+    root: InstanceId,
+    reminders: usize,
+}
+
+impl Run {
+    fn all_instances(&self) -> Vec<Instance> {
+        // The case and any sub-process cases it started, in id order.
+        let mut out = Vec::new();
+        let mut id = 1;
+        while let Some(i) = self.engine.instance(InstanceId(id)).unwrap() {
+            out.push(i);
+            id += 1;
+        }
+        out
+    }
+
+    fn advance(&mut self, to: DateTime<Utc>) -> Result<(), String> {
+        // A perfect timer driver: each timer fires exactly when due, in order.
+        while let Some(next) = self.engine.next_due().unwrap().filter(|n| *n <= to) {
+            self.clock.set(next.max(self.clock.now()));
+            let before = self.engine.history(self.root).unwrap().len();
+            let fired = self.engine.fire_due(self.clock.now(), 1).map_err(|e| e.to_string())?;
+            let history = self.engine.history(self.root).unwrap();
+            self.reminders += history[before..].iter().filter(|h| h.event == "reminder_sent").count();
+            if fired == 0 {
+                break; // a suspended case's timer: it waits for resume
+            }
+        }
+        self.clock.set(to.max(self.clock.now()));
+        Ok(())
+    }
+
+    fn find_task(&self, step: &str) -> Option<(InstanceId, caseflow_engine::core::Task)> {
+        for inst in self.all_instances() {
+            let def = self.engine.definition(&inst.process, Some(inst.version)).unwrap();
+            if let Some(t) = inst.tasks.values().find(|t| def.model.step(t.step).name == step) {
+                return Some((inst.id, t.clone()));
+            }
+        }
+        None
+    }
+
+    fn open_tasks(&self) -> Vec<OpenTask> {
+        let mut out = Vec::new();
+        for inst in self.all_instances() {
+            let def = self.engine.definition(&inst.process, Some(inst.version)).unwrap();
+            for t in inst.tasks.values() {
+                out.push((def.model.step(t.step).name.clone(), t.assignee.clone(), t.due_at, t.overdue, t.priority));
+            }
+        }
+        out
+    }
+
+    fn step(&mut self, i: usize, s: &Step) -> Result<(), String> {
+        let mut result: Result<(), String> = Ok(());
+        if let Some(t) = &s.advance_to {
+            let _ = writeln!(self.log, "  step {i}: advance to {t}");
+            self.advance(local(t))?;
+        }
+        if let Some(step) = &s.complete {
+            let (id, task) = self
+                .find_task(step)
+                .ok_or_else(|| format!("no open task at `{step}`; open: {:?}", self.open_tasks()))?;
+            let by = s.by.clone().or(task.assignee.clone()).unwrap_or_else(|| "admin".into());
+            let rules = self.engine.rules();
+            let roles = rules.users.get(&by).map(|u| u.roles.clone()).unwrap_or_default();
+            let actor = Actor { admin: by == "admin", id: by.clone(), roles };
+            let _ = writeln!(self.log, "  step {i}: {by} completes `{step}` with {:?}", s.fields);
+            result = self
+                .engine
+                .command(
+                    id,
+                    &actor,
+                    Command::CompleteTask { task: task.seq, fields: fields(&s.fields) },
+                    self.clock.now(),
+                )
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        if let Some(m) = &s.message {
+            let _ = writeln!(self.log, "  step {i}: message `{m}`");
+            result = self
+                .engine
+                .command(self.root, Actor::system(), Command::Message { name: m.clone() }, self.clock.now())
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        if let Some(reason) = &s.cancel {
+            let _ = writeln!(self.log, "  step {i}: cancel ({reason})");
+            let manager = Actor { id: "li_na".into(), roles: vec!["cs_manager".into()], admin: false };
+            result = self
+                .engine
+                .command(self.root, &manager, Command::Cancel { reason: reason.clone() }, self.clock.now())
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        if let Some(step) = &s.reassign {
+            let (id, task) = self.find_task(step).ok_or_else(|| format!("no open task at `{step}`"))?;
+            let to = s.to.clone().ok_or("`reassign` needs `to`")?;
+            let _ = writeln!(self.log, "  step {i}: reassign `{step}` to {to}");
+            let manager = Actor { id: "li_na".into(), roles: vec!["cs_manager".into()], admin: false };
+            result = self
+                .engine
+                .command(
+                    id,
+                    &manager,
+                    Command::Reassign { task: task.seq, to, reason: "scenario".into() },
+                    self.clock.now(),
+                )
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        match (&s.refused, result) {
+            (None, Err(e)) => return Err(format!("refused: {e}")),
+            (Some(want), Ok(())) => return Err(format!("expected a refusal containing `{want}`, but it was accepted")),
+            (Some(want), Err(e)) if !e.contains(want.as_str()) => {
+                return Err(format!("refused with `{e}`, expected `{want}`"))
+            }
+            _ => {}
+        }
+        if let Some(expected) = &s.expect_tasks {
+            let open = self.open_tasks();
+            let fmt_open = || {
+                open.iter()
+                    .map(|(s, a, d, o, p)| {
+                        format!(
+                            "{s} for {} due {} overdue={o} priority={p}",
+                            a.as_deref().unwrap_or("-"),
+                            d.map(show).unwrap_or("-".into())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            if open.len() != expected.len() {
+                return Err(format!(
+                    "expected {} open task(s) {:?}, found {:?}",
+                    expected.len(),
+                    expected.iter().map(|e| &e.step).collect::<Vec<_>>(),
+                    fmt_open()
+                ));
+            }
+            for e in expected {
+                let found = open.iter().find(|(s, a, d, o, p)| {
+                    *s == e.step
+                        && e.assignee.as_ref().is_none_or(|x| a.as_ref() == Some(x))
+                        && e.due.as_ref().is_none_or(|x| d.map(show).as_ref() == Some(x))
+                        && e.overdue.is_none_or(|x| x == *o)
+                        && e.priority.is_none_or(|x| x == *p)
+                });
+                if found.is_none() {
+                    return Err(format!(
+                        "expected task `{}` for {} due {} overdue={:?} priority={:?}; found {:?}",
+                        e.step,
+                        e.assignee.as_deref().unwrap_or("anyone"),
+                        e.due.as_deref().unwrap_or("any time"),
+                        e.overdue,
+                        e.priority,
+                        fmt_open()
+                    ));
+                }
+            }
+        }
+        let root = self.engine.instance(self.root).unwrap().unwrap();
+        for (k, v) in &s.expect_fields {
+            let want = value(v);
+            if root.fields.get(k) != Some(&want) {
+                return Err(format!(
+                    "expected field `{k}` = {want}, found {:?}",
+                    root.fields.get(k).map(|v| v.to_string())
+                ));
+            }
+        }
+        if let Some(events) = &s.expect_history {
+            let history: Vec<String> = self
+                .all_instances()
+                .iter()
+                .flat_map(|i| self.engine.history(i.id).unwrap())
+                .map(|h| format!("{}{}", h.event, h.step.map(|s| format!("@{s}")).unwrap_or_default()))
+                .collect();
+            for e in events {
+                if !history.contains(e) {
+                    return Err(format!("expected `{e}` in the history; it has {history:?}"));
+                }
+            }
+        }
+        if let Some(st) = &s.expect_status {
+            if root.status.name() != st {
+                return Err(format!("expected status {st}, found {:?}", root.status));
+            }
+        }
+        if let Some(o) = &s.expect_outcome {
+            if root.status != (Status::Completed { outcome: o.clone() }) {
+                return Err(format!("expected outcome {o}, found {:?}", root.status));
+            }
+        }
+        if let Some(n) = s.expect_reminders {
+            if self.reminders != n {
+                return Err(format!("expected {n} reminder(s) so far, found {}", self.reminders));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run_scenario(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, String> {
+    let scenario: Scenario = toml::from_str(&read(path)).map_err(|e| format!("bad scenario file: {e}"))?;
+    let clock = Arc::new(ManualClock::new(local(&scenario.start_at)));
+    let engine = Arc::new(Engine::open(Store::temporary().unwrap(), shipped_rules()).unwrap());
+    // Deploy callees before callers: repeat until nothing more deploys.
+    let mut pending = shipped_processes();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|f| engine.deploy(&f.text, clock.now()).is_err());
+        assert!(
+            pending.len() < before,
+            "shipped processes do not deploy: {:?}",
+            pending.iter().map(|f| &f.name).collect::<Vec<_>>()
+        );
+    }
+    let actor = Actor { id: "crm".into(), roles: vec![], admin: false };
+    let inst = engine
+        .start(&scenario.process, fields(&scenario.fields), &actor, None, clock.now())
+        .map_err(|e| format!("start refused: {e}"))?;
+    let mut run = Run {
+        engine,
+        clock,
+        log: format!("{}\n  start {} at {}\n", scenario.description, scenario.process, scenario.start_at),
+        root: inst.id,
+        reminders: 0,
+    };
+    for (i, s) in scenario.step.iter().enumerate() {
+        if let Err(e) = run.step(i + 1, s) {
+            return Err(format!("{}  ✗ step {}: {e}", run.log, i + 1));
+        }
+    }
+    let mut entered = BTreeSet::new();
+    for inst in run.all_instances() {
+        for h in run.engine.history(inst.id).unwrap() {
+            if let Some(step) = h.step {
+                entered.insert((inst.process.clone(), step));
+            }
+        }
+    }
+    Ok(entered)
+}
+
+#[test]
+fn scenarios() {
+    let dir = root().join("tests/scenarios");
+    let mut processes: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    processes.sort();
+    assert!(!processes.is_empty(), "no scenario folders");
+    let mut failures = Vec::new();
+    let mut entered: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut count = 0;
+    for p in &processes {
+        let rel = p.strip_prefix(root()).unwrap().display().to_string();
+        for file in files(&rel, "toml") {
+            count += 1;
+            match run_scenario(&file) {
+                Ok(steps) => entered.extend(steps),
+                Err(log) => failures.push(format!("{}:\n{log}", file.strip_prefix(root()).unwrap().display())),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+    // Step coverage of the processes that have scenario folders.
+    let engine = Engine::open(Store::temporary().unwrap(), shipped_rules()).unwrap();
+    let mut report = String::new();
+    let mut missing = Vec::new();
+    for p in &processes {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let source = shipped_processes()
+            .into_iter()
+            .find(|f| f.name.ends_with(&format!("/{name}.flow")))
+            .unwrap_or_else(|| panic!("tests/scenarios/{name} names no shipped process"));
+        let model = caseflow_dsl::compile(&source.text, &Default::default()).process.unwrap();
+        let total = model.steps.len();
+        let hit = model.steps.iter().filter(|s| entered.contains(&(name.clone(), s.name.clone()))).count();
+        let _ = writeln!(report, "{name}: {hit}/{total} steps");
+        missing.extend(
+            model
+                .steps
+                .iter()
+                .filter(|s| !entered.contains(&(name.clone(), s.name.clone())))
+                .map(|s| format!("{name}.{}", s.name)),
+        );
+    }
+    drop(engine);
+    eprintln!("{count} scenarios passed; step coverage:\n{report}");
+    assert!(missing.is_empty(), "steps no scenario reaches (coverage must be 100%): {missing:?}\n{report}");
+}
