@@ -381,11 +381,15 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
     if config.tokens.is_empty() {
         tracing::warn!("no tokens configured in {}: every API call will be refused with 401", config_path.display());
     }
+    let rules_text = server::rules_text(&server::read_rules_dir(&config.rules_dir)?);
     let state = std::sync::Arc::new(server::AppState {
         engine: engine.clone(),
         clock: clock.clone(),
         tokens: config.tokens.clone(),
+        rules_dir: Some(config.rules_dir.clone()),
+        rules_text: std::sync::Mutex::new(rules_text),
     });
+    let watcher_state = state.clone();
     let app = server::router(state, config.body_bytes_max);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -398,6 +402,11 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
             deployed.len()
         );
         tokio::spawn(server::timer_driver(engine.clone(), clock, std::time::Duration::from_millis(25)));
+        tokio::spawn(server::watch_folders(
+            watcher_state,
+            config.processes_dir.clone(),
+            std::time::Duration::from_secs(2),
+        ));
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let ctrl_c = tokio::signal::ctrl_c();

@@ -24,6 +24,10 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub clock: Arc<dyn Clock>,
     pub tokens: Vec<TokenConfig>,
+    /// Where `POST /admin/rules/reload` reads the rules from.
+    pub rules_dir: Option<std::path::PathBuf>,
+    /// The text of the rules in force, for the diff of the next change.
+    pub rules_text: std::sync::Mutex<String>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -47,6 +51,10 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/tasks/:id/claim", post(claim))
         .route("/tasks/:id/release", post(release))
         .route("/tasks/:id/complete", post(complete))
+        .route("/admin/rules", get(rules_in_force))
+        .route("/admin/rules/reload", post(reload_rules))
+        .route("/admin/rules/changes", get(rules_changes))
+        .route("/admin/rules/tables/:name/evaluate", post(evaluate_table))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         .with_state(state)
@@ -717,5 +725,213 @@ pub fn deploy_folder(
             return Ok((deployed, refused));
         }
         pending = still.into_iter().map(|(p, t, _)| (p, t)).collect();
+    }
+}
+
+// ------------------------------------------------------------ rules
+
+/// The rules folder as one text (files in name order, each under a header), for diffs.
+pub fn rules_text(files: &[caseflow_engine::RulesFile]) -> String {
+    files.iter().map(|f| format!("## {}\n{}", f.name, f.text)).collect::<Vec<_>>().join("\n")
+}
+
+/// Reads every `.toml` file of a folder, sorted.
+pub fn read_rules_dir(dir: &std::path::Path) -> std::io::Result<Vec<caseflow_engine::RulesFile>> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| Ok(caseflow_engine::RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p)? }))
+        .collect()
+}
+
+/// Validates the rules folder and, if every file and every deployed process agree, puts it in
+/// force. On any problem the old rules stay and the problems are returned.
+pub fn reload_rules_from_dir(state: &AppState, by: &str) -> Result<caseflow_engine::service::RulesChange, ApiError> {
+    let dir = state
+        .rules_dir
+        .as_ref()
+        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no-rules-dir", "this server has no rules folder"))?;
+    let files = read_rules_dir(dir).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-rules", format!("reading {}: {e}", dir.display()))
+    })?;
+    let rules = caseflow_engine::RuleSet::load(&files).map_err(|errors| {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-rules",
+            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"),
+        );
+        e.field = errors.first().map(|e| e.key.clone());
+        e
+    })?;
+    let text = rules_text(&files);
+    let mut current = state.rules_text.lock().unwrap_or_else(|p| p.into_inner());
+    if *current == text {
+        return Err(ApiError::new(StatusCode::CONFLICT, "unchanged", "the rules files have not changed"));
+    }
+    let diff =
+        similar::TextDiff::from_lines(current.as_str(), text.as_str()).unified_diff().context_radius(2).to_string();
+    let change = state.engine.change_rules(rules, by, diff, state.clock.now()).map_err(|e| match e {
+        EngineError::Rejected(d) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rules-break-processes",
+            format!(
+                "deployed processes would break: {}",
+                d.iter().map(|d| d.message.clone()).collect::<Vec<_>>().join("; ")
+            ),
+        ),
+        other => other.into(),
+    })?;
+    *current = text;
+    Ok(change)
+}
+
+async fn rules_in_force(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
+    caller(&state, &headers)?;
+    let rules = state.engine.rules();
+    Ok(axum::Json(json!({
+        "version": state.engine.rules_version(),
+        "time_zone": rules.calendar.time_zone.to_string(),
+        "roles": rules.roles.keys().collect::<Vec<_>>(),
+        "users": rules.users.keys().collect::<Vec<_>>(),
+        "values": rules.values.keys().collect::<Vec<_>>(),
+        "decision_tables": rules.tables.iter().map(|(n, t)| json!({ "name": n, "hit_policy": t.hit_policy, "inputs": t.inputs, "outputs": t.outputs, "rows": t.rows.len() })).collect::<Vec<_>>(),
+    })))
+}
+
+async fn reload_rules(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    require_admin(&actor)?;
+    let s = state.clone();
+    let change = blocking(move || reload_rules_from_dir(&s, &actor.id)).await?;
+    Ok(axum::Json(
+        json!({ "version": change.version, "at": change.at.to_rfc3339(), "by": change.by, "diff": change.diff }),
+    ))
+}
+
+async fn rules_changes(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    require_admin(&actor)?;
+    let s = state.clone();
+    let changes = blocking(move || Ok(s.engine.rules_changes()?)).await?;
+    Ok(axum::Json(json!({ "changes": changes })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateRequest {
+    inputs: Map<String, Json>,
+}
+
+async fn evaluate_table(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Body(req): Body<EvaluateRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    caller(&state, &headers)?;
+    let rules = state.engine.rules();
+    let table = rules
+        .tables
+        .get(&name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown-table", format!("no decision table `{name}`")))?;
+    let mut values = Vec::new();
+    for input in &table.inputs {
+        let v = req.inputs.get(input).ok_or_else(|| ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            kind: "invalid-field",
+            detail: format!("missing input `{input}`; the inputs are: {}", table.inputs.join(", ")),
+            field: Some(input.clone()),
+        })?;
+        values.push(from_json(input, v)?);
+    }
+    if let Some(extra) = req.inputs.keys().find(|k| !table.inputs.contains(k)) {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            kind: "invalid-field",
+            detail: format!("table `{name}` has no input `{extra}`"),
+            field: Some(extra.clone()),
+        });
+    }
+    let hits = table
+        .evaluate(&values)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "evaluation", e.to_string()))?;
+    let rows: Vec<Json> = hits
+        .0
+        .iter()
+        .map(|&i| {
+            let outputs: Map<String, Json> =
+                table.outputs.iter().zip(&table.rows[i].outputs).map(|(n, v)| (n.clone(), to_json(v))).collect();
+            json!({ "row": i, "line": table.rows[i].line, "outputs": outputs })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "table": name, "rules_version": state.engine.rules_version(), "hits": rows })))
+}
+
+// ------------------------------------------------------------ watching folders
+
+/// A cheap fingerprint of a folder: names, sizes and modification times of its files.
+fn fingerprint(dir: &std::path::Path, ext: &str) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((e.path().display().to_string(), m.len(), m.modified().ok()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Polls `rules/` and `processes/`: a changed rules folder is reloaded (refused changes keep the
+/// old rules and are logged with their errors); changed .flow files are deployed as new
+/// versions (broken ones are refused with their diagnostics in the log).
+pub async fn watch_folders(state: Shared, processes_dir: std::path::PathBuf, every: std::time::Duration) {
+    let rules_dir = state.rules_dir.clone();
+    let mut rules_seen = rules_dir.as_deref().map(|d| fingerprint(d, "toml"));
+    let mut processes_seen = fingerprint(&processes_dir, "flow");
+    loop {
+        tokio::time::sleep(every).await;
+        if let Some(dir) = &rules_dir {
+            let now = fingerprint(dir, "toml");
+            if Some(&now) != rules_seen.as_ref() {
+                rules_seen = Some(now);
+                let s = state.clone();
+                match tokio::task::spawn_blocking(move || reload_rules_from_dir(&s, "file-watcher")).await {
+                    Ok(Ok(change)) => tracing::info!(version = change.version, "rules reloaded"),
+                    Ok(Err(e)) if e.kind == "unchanged" => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(problems = %e.detail, "rules change refused; the previous rules stay in force")
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let now = fingerprint(&processes_dir, "flow");
+        if now != processes_seen {
+            processes_seen = now;
+            let engine = state.engine.clone();
+            let dir = processes_dir.clone();
+            let at = state.clock.now();
+            match tokio::task::spawn_blocking(move || deploy_folder(&engine, &dir, at)).await {
+                Ok(Ok((deployed, refused))) => {
+                    let new: Vec<_> = deployed.into_iter().filter(|d| d.ends_with("(new)")).collect();
+                    if !new.is_empty() {
+                        tracing::info!(processes = %new.join(", "), "deployed");
+                    }
+                    for r in refused {
+                        tracing::error!(diagnostics = %r, "process refused; the previous version stays in force");
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "deploying processes failed"),
+                Err(_) => {}
+            }
+        }
     }
 }

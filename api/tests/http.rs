@@ -58,7 +58,13 @@ impl Api {
             token("chen_jie", &["engineer"], false, false),
             token("li_na", &["cs_manager"], false, false),
         ];
-        let state = Arc::new(AppState { engine: engine.clone(), clock: clock.clone(), tokens });
+        let state = Arc::new(AppState {
+            engine: engine.clone(),
+            clock: clock.clone(),
+            tokens,
+            rules_dir: None,
+            rules_text: Default::default(),
+        });
         Api { app: router(state, 64 * 1024), engine, clock }
     }
 
@@ -217,4 +223,152 @@ async fn deploy_returns_diagnostics_and_timers_escalate() {
     let (_, inbox) = api.call("GET", "/tasks", Some("li_na"), None, &[]).await;
     assert_eq!(inbox["tasks"][0]["instance"], inst["id"]);
     assert_eq!(inbox["tasks"][0]["overdue"], true);
+}
+
+/// A copy of the shipped rules in a temporary folder, for reload tests.
+struct RulesCopy(std::path::PathBuf);
+
+impl RulesCopy {
+    fn new(name: &str) -> RulesCopy {
+        let dir = std::env::temp_dir().join(format!("caseflow-rules-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+        RulesCopy(dir)
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let p = self.0.join(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "{file} lacks `{from}`");
+        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+impl Drop for RulesCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn api_with_rules(dir: &RulesCopy) -> Api {
+    let mut api = Api::new();
+    let files = caseflow::server::read_rules_dir(&dir.0).unwrap();
+    let tokens = vec![
+        token("admin", &[], true, false),
+        token("crm", &[], false, true),
+        token("li_na", &["cs_manager"], false, false),
+    ];
+    let state = Arc::new(AppState {
+        engine: api.engine.clone(),
+        clock: api.clock.clone(),
+        tokens,
+        rules_dir: Some(dir.0.clone()),
+        rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
+    });
+    api.app = router(state, 64 * 1024);
+    api
+}
+
+#[tokio::test]
+async fn rules_reload_accepted_refused_and_recorded() {
+    let dir = RulesCopy::new("reload");
+    let api = api_with_rules(&dir);
+    assert_eq!(
+        api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]).await.0,
+        StatusCode::CONFLICT,
+        "unchanged"
+    );
+    assert_eq!(api.call("POST", "/admin/rules/reload", Some("li_na"), None, &[]).await.0, StatusCode::FORBIDDEN);
+    // Accepted: a new response time applies to timers created after the change.
+    dir.edit("values.toml", "high = \"10min\"", "high = \"5min\"");
+    let (s, change) = api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{change}");
+    assert_eq!(change["version"], 1);
+    assert!(change["diff"].as_str().unwrap().contains("-high = \"10min\"\n+high = \"5min\""), "{change}");
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let opened = chrono::DateTime::parse_from_rfc3339(inst["tasks"][0]["opened_at"].as_str().unwrap()).unwrap();
+    let due = chrono::DateTime::parse_from_rfc3339(inst["tasks"][0]["due_at"].as_str().unwrap()).unwrap();
+    assert_eq!(due - opened, Duration::minutes(5));
+    let id = inst["id"].as_u64().unwrap();
+    assert_eq!(api.engine.instance(caseflow_engine::core::InstanceId(id)).unwrap().unwrap().rules_version, 1);
+    // Refused: a malformed value names its file, line and key; the old rules stay.
+    dir.edit("values.toml", "high = \"5min\"", "high = \"5 minuets\"");
+    let (s, v) = api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(v["detail"].as_str().unwrap().contains("values.toml:") && v["field"] == "values.response_time.high", "{v}");
+    assert_eq!(api.engine.rules_version(), 1);
+    // Refused: removing a role a deployed process uses.
+    dir.edit("values.toml", "high = \"5 minuets\"", "high = \"5min\"");
+    dir.edit("roles.toml", "[roles.engineer]", "[roles.engineer_old]");
+    dir.edit("people.toml", "roles = [\"engineer\"]", "roles = [\"engineer_old\"]");
+    dir.edit("people.toml", "roles = [\"engineer\", \"rnd\"]", "roles = [\"engineer_old\", \"rnd\"]");
+    let (s, v) = api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]).await;
+    assert_eq!(
+        (s, v["type"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("https://caseflow.dev/problems/rules-break-processes")),
+        "{v}"
+    );
+    assert!(api.engine.rules().roles.contains_key("engineer"), "the old rules stay in force");
+    let (_, log) = api.call("GET", "/admin/rules/changes", Some("admin"), None, &[]).await;
+    assert_eq!(log["changes"].as_array().unwrap().len(), 1);
+    // Decision tables can be tried through the API.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/admin/rules/tables/risk_level/evaluate",
+            Some("admin"),
+            Some(r#"{"inputs":{"probability":5,"impact":4}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["hits"][0]["outputs"]["level"], "critical");
+}
+
+#[test]
+fn a_reload_under_load_loses_no_command() {
+    let dir = RulesCopy::new("load");
+    let api = api_with_rules(&dir);
+    let engine = api.engine.clone();
+    let now = api.clock.now();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let crm = caseflow_engine::core::Actor { id: "crm".into(), roles: vec![], admin: false };
+                let mut ids = Vec::new();
+                for n in 0..50 {
+                    let fields = [("customer", "c"), ("contact", "p"), ("content", "x"), ("urgency", "high")]
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), caseflow_engine::value::Value::Text(v.to_string())))
+                        .collect();
+                    let inst = engine
+                        .start("complaint", fields, &crm, Some(&format!("w{w}-{n}")), now)
+                        .expect("every start is accepted");
+                    ids.push(inst.id);
+                }
+                ids
+            })
+        })
+        .collect();
+    // Meanwhile, change the rules back and forth.
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for i in 0..10 {
+        let (a, b) = if i % 2 == 0 { ("10min", "15min") } else { ("15min", "10min") };
+        dir.edit("values.toml", &format!("high = \"{a}\""), &format!("high = \"{b}\""));
+        let (s, v) = rt.block_on(api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]));
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let ids: Vec<_> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert_eq!(ids.len(), 200);
+    for id in ids {
+        let inst = engine.instance(id).unwrap().expect("acknowledged start present");
+        assert!(inst.rules_version <= 10);
+        assert_eq!(inst.tasks.len(), 1);
+    }
+    assert_eq!(engine.rules_version(), 10);
 }

@@ -71,9 +71,20 @@ pub struct TaskView {
     pub task: core::Task,
 }
 
+/// One accepted change of the rules: who, when, what changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulesChange {
+    pub version: u64,
+    pub at: DateTime<Utc>,
+    pub by: String,
+    /// A unified diff of the rules files against the previous version.
+    pub diff: String,
+}
+
 pub struct Engine {
     store: Store,
     rules: RwLock<Arc<RuleSet>>,
+    rules_version: AtomicU64,
     definitions: RwLock<BTreeMap<String, BTreeMap<u32, Arc<Deployed>>>>,
     stripes: Vec<Mutex<()>>,
     /// Serialises id, business-key and idempotency allocation.
@@ -105,6 +116,7 @@ impl Engine {
         let engine = Engine {
             store,
             rules: RwLock::new(Arc::new(rules)),
+            rules_version: AtomicU64::new(0),
             definitions: RwLock::new(BTreeMap::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             allocation: Mutex::new(()),
@@ -131,16 +143,69 @@ impl Engine {
             defs.entry(name).or_default().insert(version, Arc::new(d));
         }
         *engine.definitions.write().unwrap_or_else(|p| p.into_inner()) = defs;
+        if let Some(v) = engine.store.get(b"m/rules_version")? {
+            let v = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("m/rules_version", "bad counter"))?);
+            engine.rules_version.store(v, Ordering::SeqCst);
+        }
         Ok(engine)
+    }
+
+    /// The version of the rules in force (0 until a change is recorded).
+    pub fn rules_version(&self) -> u64 {
+        self.rules_version.load(Ordering::SeqCst)
+    }
+
+    /// Replaces the rules in force after checking that every deployed process still finds the
+    /// roles, values and tables it uses. Records the change (who, when, diff) durably before
+    /// the new rules apply; on any error the old rules stay in force.
+    pub fn change_rules(
+        &self,
+        rules: RuleSet,
+        by: &str,
+        diff: String,
+        now: DateTime<Utc>,
+    ) -> Result<RulesChange, EngineError> {
+        let catalog = rules.catalog();
+        let sources: Vec<SourceFile> = {
+            let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
+            defs.values()
+                .filter_map(|v| v.values().next_back())
+                .map(|d| SourceFile { name: format!("{}.flow", d.process), text: d.source.clone() })
+                .collect()
+        };
+        let mut problems = Vec::new();
+        for report in check_files(&sources, Some(&catalog)) {
+            problems.extend(report.checked.diagnostics.into_iter().filter(Diagnostic::is_error));
+        }
+        if !problems.is_empty() {
+            return Err(EngineError::Rejected(problems));
+        }
+        let mut current = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        let version = self.rules_version.load(Ordering::SeqCst) + 1;
+        let change = RulesChange { version, at: now, by: by.to_string(), diff };
+        let mut batch = sled::Batch::default();
+        batch.insert(b"m/rules_version".to_vec(), version.to_be_bytes().to_vec());
+        batch.insert(store::key("c/", &[&version.to_be_bytes()]), store::encode(&change));
+        let ticket = self.store.write(batch)?;
+        self.store.wait_durable(ticket)?;
+        *current = Arc::new(rules);
+        self.rules_version.store(version, Ordering::SeqCst);
+        Ok(change)
+    }
+
+    /// Every accepted rules change, oldest first.
+    pub fn rules_changes(&self) -> Result<Vec<RulesChange>, EngineError> {
+        self.store
+            .scan_prefix(b"c/")
+            .map(|r| {
+                let (k, v) = r?;
+                Ok(store::decode(&k, &v)?)
+            })
+            .collect()
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Replaces the rules in force (already validated: a `RuleSet` only exists whole).
-    pub fn set_rules(&self, rules: RuleSet) {
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
     }
 
     pub fn store(&self) -> &Store {
@@ -268,6 +333,7 @@ impl Engine {
         let (business_key, seq_key, seq) = self.business_key(&def.model, &rules, &fields, id, now)?;
         let mut inst = Instance::new(id, &def.model, def.version, business_key.clone(), now);
         inst.parent = parent;
+        inst.rules_version = self.rules_version();
         let workload = EngineWorkload(self);
         let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
         let outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
