@@ -54,6 +54,8 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/admin/rules", get(rules_in_force))
         .route("/admin/rules/reload", post(reload_rules))
         .route("/admin/rules/changes", get(rules_changes))
+        .route("/admin/rules/files/:name", axum::routing::put(upload_rules_file))
+        .route("/admin/users/:user/reassign", post(reassign_user))
         .route("/admin/rules/tables/:name/evaluate", post(evaluate_table))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
@@ -463,6 +465,7 @@ async fn history(
                 "seq": h.seq, "at": h.at.to_rfc3339(), "actor": h.actor, "event": h.event, "step": h.step, "detail": h.detail,
                 "changes": h.changes.iter().map(|(f, old, new)| json!({ "field": f, "old": old.as_ref().map(to_json), "new": to_json(new) })).collect::<Vec<_>>(),
                 "lateness_ms": h.lateness_ms,
+                "rules_version": h.rules_version,
             })
         })
         .collect();
@@ -751,13 +754,29 @@ pub fn read_rules_dir(dir: &std::path::Path) -> std::io::Result<Vec<caseflow_eng
 /// Validates the rules folder and, if every file and every deployed process agree, puts it in
 /// force. On any problem the old rules stay and the problems are returned.
 pub fn reload_rules_from_dir(state: &AppState, by: &str) -> Result<caseflow_engine::service::RulesChange, ApiError> {
+    apply_rules_folder(state, by, None)
+}
+
+/// Validates the folder (with `replacement` standing in for one file, if given) and, if every
+/// file and every deployed process agree, puts it in force. On any problem the old rules stay.
+fn apply_rules_folder(
+    state: &AppState,
+    by: &str,
+    replacement: Option<(&str, &str)>,
+) -> Result<caseflow_engine::service::RulesChange, ApiError> {
     let dir = state
         .rules_dir
         .as_ref()
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no-rules-dir", "this server has no rules folder"))?;
-    let files = read_rules_dir(dir).map_err(|e| {
+    let mut files = read_rules_dir(dir).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-rules", format!("reading {}: {e}", dir.display()))
     })?;
+    if let Some((name, text)) = replacement {
+        let path = dir.join(name).display().to_string();
+        files.retain(|f| f.name != path);
+        files.push(caseflow_engine::RulesFile { name: path, text: text.to_string() });
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     let rules = caseflow_engine::RuleSet::load(&files).map_err(|errors| {
         let mut e = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -802,14 +821,103 @@ async fn rules_in_force(State(state): State<Shared>, headers: HeaderMap) -> Resu
     })))
 }
 
-async fn reload_rules(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadQuery {
+    /// Also recompute the deadlines of open tasks under the new rules.
+    #[serde(default)]
+    recompute: bool,
+}
+
+fn change_json(change: &caseflow_engine::service::RulesChange, recomputed: Option<usize>) -> Json {
+    json!({ "version": change.version, "at": change.at.to_rfc3339(), "by": change.by, "diff": change.diff, "cases_recomputed": recomputed })
+}
+
+async fn reload_rules(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<ReloadQuery>,
+) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
     let s = state.clone();
-    let change = blocking(move || reload_rules_from_dir(&s, &actor.id)).await?;
-    Ok(axum::Json(
-        json!({ "version": change.version, "at": change.at.to_rfc3339(), "by": change.by, "diff": change.diff }),
-    ))
+    let (change, recomputed) = blocking(move || {
+        let change = reload_rules_from_dir(&s, &actor.id)?;
+        let recomputed = if q.recompute { Some(s.engine.recompute_deadlines(s.clock.now())?) } else { None };
+        Ok((change, recomputed))
+    })
+    .await?;
+    Ok(axum::Json(change_json(&change, recomputed)))
+}
+
+/// Replaces (or adds) one rules file: validated with the rest of the folder, applied, then
+/// written to the folder (a temporary file renamed into place, so no reader sees half).
+async fn upload_rules_file(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<ReloadQuery>,
+    body: String,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    require_admin(&actor)?;
+    let valid = name.strip_suffix(".toml").is_some_and(|stem| {
+        !stem.is_empty() && stem.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    });
+    if !valid {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "the file name must be snake_case ending in .toml",
+        ));
+    }
+    let s = state.clone();
+    let (change, recomputed) = blocking(move || {
+        let dir = s
+            .rules_dir
+            .clone()
+            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no-rules-dir", "this server has no rules folder"))?;
+        let unwritable = |e: std::io::Error| {
+            tracing::error!(error = %e, "writing an uploaded rules file");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", "the rules folder is not writable")
+        };
+        let tmp = dir.join(format!(".{name}.upload"));
+        std::fs::write(&tmp, &body).map_err(unwritable)?;
+        let result = apply_rules_folder(&s, &actor.id, Some((&name, &body)));
+        match &result {
+            Ok(_) => std::fs::rename(&tmp, dir.join(&name)).map_err(unwritable)?,
+            Err(_) => {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        let change = result?;
+        let recomputed = if q.recompute { Some(s.engine.recompute_deadlines(s.clock.now())?) } else { None };
+        Ok((change, recomputed))
+    })
+    .await?;
+    Ok(axum::Json(change_json(&change, recomputed)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReassignRequest {
+    to: String,
+    reason: String,
+}
+
+/// Gives all open tasks of a user to another: a user removed from a role keeps their tasks
+/// until this is called.
+async fn reassign_user(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    Body(req): Body<ReassignRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, &headers)?;
+    require_admin(&actor)?;
+    let s = state.clone();
+    let n = blocking(move || Ok(s.engine.reassign_all(&user, &req.to, &actor, &req.reason, s.clock.now())?)).await?;
+    Ok(axum::Json(json!({ "reassigned": n })))
 }
 
 async fn rules_changes(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {

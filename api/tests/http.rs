@@ -372,3 +372,49 @@ fn a_reload_under_load_loses_no_command() {
     }
     assert_eq!(engine.rules_version(), 10);
 }
+
+#[tokio::test]
+async fn upload_recompute_and_reassign() {
+    let dir = RulesCopy::new("upload");
+    let api = api_with_rules(&dir);
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let task = inst["tasks"][0]["id"].as_str().unwrap().to_string();
+    let assignee = inst["tasks"][0]["assignee"].as_str().unwrap().to_string();
+    assert_eq!(inst["tasks"][0]["due_at"].as_str().map(|d| d.len() > 0), Some(true));
+    // A refused upload leaves the folder and the rules as they were.
+    let values = std::fs::read_to_string(dir.0.join("values.toml")).unwrap();
+    let bad = values.replace("high = \"10min\"", "high = \"ten minutes\"");
+    let (s, _) = api.call("PUT", "/admin/rules/files/values.toml", Some("admin"), Some(&bad), &[]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(std::fs::read_to_string(dir.0.join("values.toml")).unwrap(), values);
+    let (s, _) = api.call("PUT", "/admin/rules/files/..%2Fescape.toml", Some("admin"), Some(&values), &[]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // An accepted one is written, applied, and with ?recompute=true moves open deadlines.
+    let good = values.replace("high = \"10min\"", "high = \"30min\"");
+    let (s, v) =
+        api.call("PUT", "/admin/rules/files/values.toml?recompute=true", Some("admin"), Some(&good), &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["cases_recomputed"], 1);
+    assert_eq!(std::fs::read_to_string(dir.0.join("values.toml")).unwrap(), good);
+    let (_, after) = api.call("GET", &format!("/instances/{}", inst["id"]), Some("admin"), None, &[]).await;
+    let opened = chrono::DateTime::parse_from_rfc3339(after["tasks"][0]["opened_at"].as_str().unwrap()).unwrap();
+    let due = chrono::DateTime::parse_from_rfc3339(after["tasks"][0]["due_at"].as_str().unwrap()).unwrap();
+    assert_eq!(due - opened, Duration::minutes(30));
+    // The old 10-minute timer is gone: nothing fires at 10 minutes.
+    api.clock.advance(Duration::minutes(11));
+    assert_eq!(api.engine.fire_due(api.clock.now(), 100).unwrap(), 0);
+    // Everything a user holds goes to someone else in one call.
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/admin/users/{assignee}/reassign"),
+            Some("admin"),
+            Some(r#"{"to":"zhang_wei","reason":"left the team"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!((s, v["reassigned"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    let (_, after) = api.call("GET", &format!("/instances/{}", inst["id"]), Some("admin"), None, &[]).await;
+    assert_eq!(after["tasks"][0]["assignee"], "zhang_wei");
+    assert_eq!(after["tasks"][0]["id"], task.as_str());
+}

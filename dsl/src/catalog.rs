@@ -10,9 +10,30 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuleCatalog {
     pub roles: BTreeSet<String>,
-    /// Named values and keyed value tables (`rules.response_time[urgency]`).
-    pub values: BTreeSet<String>,
+    /// Named values and keyed value tables (`rules.response_time[urgency]`), with the kind of
+    /// value they hold, so that `due rules.x` is checked to be a duration.
+    pub values: BTreeMap<String, RuleValueShape>,
     pub tables: BTreeMap<String, TableShape>,
+}
+
+/// What kind of value a named rules value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    Text,
+    Int,
+    Decimal,
+    Bool,
+    Date,
+    Duration,
+    /// Entries of different kinds: not checked.
+    Mixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleValueShape {
+    /// `rules.NAME[key]` (true) or `rules.NAME` (false).
+    pub keyed: bool,
+    pub kind: ValueKind,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

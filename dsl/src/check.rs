@@ -1062,24 +1062,52 @@ impl<'a> Checker<'a> {
                     self.no_symbol(k, &t);
                 }
                 if let Some(catalog) = self.ctx.catalog {
-                    if !catalog.values.contains(&name.name) {
-                        let hint = if catalog.tables.contains_key(&name.name) {
-                            format!(
-                                "`{}` is a decision table: use `lookup {} {{ ... }} => {{ ... }}` in an `auto` step",
-                                name.name, name.name
-                            )
-                        } else {
-                            did_you_mean(&name.name, catalog.values.iter().map(String::as_str))
-                                .unwrap_or_else(|| "define it under `[values.NAME]` in the rules".into())
-                        };
-                        self.err(
-                            Diagnostic::new(
-                                Code::UnknownRule,
-                                name.span.clone(),
-                                format!("the rules define no value `{}`", name.name),
-                            )
-                            .hint(hint),
-                        );
+                    match catalog.values.get(&name.name) {
+                        None => {
+                            let hint = if catalog.tables.contains_key(&name.name) {
+                                format!(
+                                    "`{}` is a decision table: use `lookup {} {{ ... }} => {{ ... }}` in an `auto` step",
+                                    name.name, name.name
+                                )
+                            } else {
+                                did_you_mean(&name.name, catalog.values.keys().map(String::as_str))
+                                    .unwrap_or_else(|| "define it under `[values.NAME]` in the rules".into())
+                            };
+                            self.err(
+                                Diagnostic::new(
+                                    Code::UnknownRule,
+                                    name.span.clone(),
+                                    format!("the rules define no value `{}`", name.name),
+                                )
+                                .hint(hint),
+                            );
+                        }
+                        Some(shape) => {
+                            if shape.keyed != key.is_some() {
+                                let how = if shape.keyed {
+                                    format!(
+                                        "`{}` is a keyed table of values: write `rules.{}[key]`",
+                                        name.name, name.name
+                                    )
+                                } else {
+                                    format!(
+                                        "`{}` is a single value: write `rules.{}` without a key",
+                                        name.name, name.name
+                                    )
+                                };
+                                self.err(Diagnostic::new(Code::UnknownRule, e.span.clone(), how));
+                            }
+                            use crate::catalog::ValueKind;
+                            return match shape.kind {
+                                ValueKind::Text => Ty::Text,
+                                ValueKind::Int => Ty::Int,
+                                ValueKind::Decimal => Ty::Decimal,
+                                ValueKind::Bool => Ty::Bool,
+                                ValueKind::Date => Ty::Date,
+                                ValueKind::Duration => Ty::Duration,
+                                ValueKind::Mixed => Ty::Any,
+                            };
+                        }
                     }
                 }
                 Ty::Any

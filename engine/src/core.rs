@@ -217,6 +217,9 @@ pub struct HistoryEntry {
     pub changes: Vec<(String, Option<Value>, Value)>,
     /// For timers: how late it fired.
     pub lateness_ms: Option<i64>,
+    /// The rules version in force when this happened (stamped by the service).
+    #[serde(default)]
+    pub rules_version: u64,
 }
 
 /// Something the shells must do after the write.
@@ -237,19 +240,45 @@ pub enum Effect {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    Start { fields: BTreeMap<String, Value> },
-    CompleteTask { task: u32, fields: BTreeMap<String, Value> },
-    Claim { task: u32 },
-    Release { task: u32 },
-    Reassign { task: u32, to: String, reason: String },
-    FireTimer { timer: u32 },
-    Message { name: String },
-    UpdateFields { fields: BTreeMap<String, Value> },
-    ChildEnded { token: u32, fields: BTreeMap<String, Value> },
-    Cancel { reason: String },
+    Start {
+        fields: BTreeMap<String, Value>,
+    },
+    CompleteTask {
+        task: u32,
+        fields: BTreeMap<String, Value>,
+    },
+    Claim {
+        task: u32,
+    },
+    Release {
+        task: u32,
+    },
+    Reassign {
+        task: u32,
+        to: String,
+        reason: String,
+    },
+    FireTimer {
+        timer: u32,
+    },
+    Message {
+        name: String,
+    },
+    UpdateFields {
+        fields: BTreeMap<String, Value>,
+    },
+    ChildEnded {
+        token: u32,
+        fields: BTreeMap<String, Value>,
+    },
+    Cancel {
+        reason: String,
+    },
     Suspend,
     Resume,
     Retry,
+    /// Recomputes the deadlines of open tasks under the rules in force (after a rules change).
+    RecomputeDeadlines,
 }
 
 /// Why a command was refused. The instance is unchanged.
@@ -377,6 +406,7 @@ impl Run<'_> {
             detail: detail.into(),
             changes: Vec::new(),
             lateness_ms: None,
+            rules_version: 0,
         };
         self.inst.history_len += 1;
         self.history.push(entry);
@@ -493,6 +523,43 @@ impl Run<'_> {
                 }
                 self.inst.status = Status::Running;
                 self.record("resumed", None, "");
+                Ok(())
+            }
+            Command::RecomputeDeadlines => {
+                if self.inst.status.is_ended() {
+                    return Err(CommandError::WrongStatus(self.inst.status.name()));
+                }
+                let open: Vec<Task> = self.inst.tasks.values().cloned().collect();
+                for t in open {
+                    let StepKind::Task(def) = &self.step(t.step).kind else { continue };
+                    let def = def.clone();
+                    let Some(due_expr) = &def.due else { continue };
+                    let due = match self.instant_of(due_expr, t.opened_at) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            self.record("deadline_not_recomputed", Some(t.step), e.to_string());
+                            continue;
+                        }
+                    };
+                    if Some(due) == t.due_at {
+                        continue;
+                    }
+                    let seq = t.seq;
+                    self.cancel_timers(|k| !matches!(k, TimerKind::Due { task } | TimerKind::Escalation { task, .. } | TimerKind::Threshold { task, .. } if *task == seq));
+                    if let Some(task) = self.inst.tasks.get_mut(&seq) {
+                        task.due_at = Some(due);
+                    }
+                    if let Err(e) = self.schedule_deadline(seq, &def, t.opened_at, due) {
+                        self.record("deadline_not_recomputed", Some(t.step), e.to_string());
+                        continue;
+                    }
+                    let old = t.due_at.map(|d| d.to_rfc3339()).unwrap_or_default();
+                    self.record(
+                        "deadline_recomputed",
+                        Some(t.step),
+                        format!("task {}: {old} → {}", self.inst.task_id(seq), due.to_rfc3339()),
+                    );
+                }
                 Ok(())
             }
             Command::Retry => {
@@ -1131,25 +1198,38 @@ impl Run<'_> {
             format!("task {task_id} for {}", assignee.as_deref().unwrap_or("(unassigned)")),
         );
         if let Some(due) = due_at {
-            self.set_timer(due, TimerKind::Due { task: seq });
-            for (i, h) in def.handlers.iter().enumerate() {
-                match &h.trigger {
-                    Trigger::Overdue { after: Some(delay) } => {
-                        let at = self.instant_of(delay, due)?;
-                        self.set_timer(at, TimerKind::Escalation { task: seq, handler: i });
-                    }
-                    Trigger::Elapsed { percent } => {
-                        let at = self.threshold_at(def, now, due, *percent)?;
-                        self.set_timer(at, TimerKind::Threshold { task: seq, handler: i });
-                    }
-                    _ => {}
-                }
-            }
+            self.schedule_deadline(seq, def, now, due)?;
         }
         if let Some(every) = &def.remind_every {
             let span = self.span_of(every)?;
             let at = self.ctx.rules.calendar.add(now, span)?;
             self.set_timer(at, TimerKind::Reminder { task: seq, every: span });
+        }
+        Ok(())
+    }
+
+    /// The deadline timers of a task: the due time, escalations after it, SLA thresholds.
+    fn schedule_deadline(
+        &mut self,
+        seq: u32,
+        def: &model::Task,
+        opened: DateTime<Utc>,
+        due: DateTime<Utc>,
+    ) -> Result<(), EvalError> {
+        // An overdue deadline fires at once (a recomputed one may already have passed).
+        self.set_timer(due, TimerKind::Due { task: seq });
+        for (i, h) in def.handlers.iter().enumerate() {
+            match &h.trigger {
+                Trigger::Overdue { after: Some(delay) } => {
+                    let at = self.instant_of(delay, due)?;
+                    self.set_timer(at, TimerKind::Escalation { task: seq, handler: i });
+                }
+                Trigger::Elapsed { percent } => {
+                    let at = self.threshold_at(def, opened, due, *percent)?;
+                    self.set_timer(at, TimerKind::Threshold { task: seq, handler: i });
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

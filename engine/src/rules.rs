@@ -133,7 +133,32 @@ impl RuleSet {
     pub fn catalog(&self) -> caseflow_dsl::RuleCatalog {
         caseflow_dsl::RuleCatalog {
             roles: self.roles.keys().cloned().collect(),
-            values: self.values.keys().cloned().collect(),
+            values: self
+                .values
+                .iter()
+                .map(|(n, v)| {
+                    use caseflow_dsl::catalog::{RuleValueShape, ValueKind};
+                    let kind_of = |v: &Value| match v {
+                        Value::Text(_) => ValueKind::Text,
+                        Value::Int(_) => ValueKind::Int,
+                        Value::Decimal(_) => ValueKind::Decimal,
+                        Value::Bool(_) => ValueKind::Bool,
+                        Value::Date(_) | Value::DateTime(_) => ValueKind::Date,
+                        Value::Duration(_) => ValueKind::Duration,
+                        Value::List(_) => ValueKind::Mixed,
+                    };
+                    let shape = match v {
+                        RuleValue::Scalar(x) => RuleValueShape { keyed: false, kind: kind_of(x) },
+                        RuleValue::Keyed(map) => {
+                            let mut kinds = map.values().map(kind_of);
+                            let first = kinds.next().unwrap_or(ValueKind::Mixed);
+                            let kind = if kinds.all(|k| k == first) { first } else { ValueKind::Mixed };
+                            RuleValueShape { keyed: true, kind }
+                        }
+                    };
+                    (n.clone(), shape)
+                })
+                .collect(),
             tables: self
                 .tables
                 .iter()
@@ -584,9 +609,20 @@ impl Loader {
             let value = match v.as_table_like() {
                 Some(keyed) => {
                     let mut map = BTreeMap::new();
+                    let mut first_kind: Option<(&'static str, String)> = None;
                     for (k, kv) in keyed.iter() {
                         let kloc = vloc.child(k, kv.span());
                         if let Some(x) = self.scalar(&kloc, kv) {
+                            // A keyed table is looked up by key in one place of a process: its
+                            // entries must be of one kind, or a lookup would change type by key.
+                            match &first_kind {
+                                None => first_kind = Some((x.type_name(), k.to_string())),
+                                Some((kind, first)) if *kind != x.type_name() => self.err(
+                                    &kloc,
+                                    format!("`{k}` is a {} but `{first}` is a {kind}: entries of one table must be of one kind", x.type_name()),
+                                ),
+                                _ => {}
+                            }
                             map.insert(k.to_string(), x);
                         }
                     }

@@ -155,6 +155,49 @@ impl Engine {
         self.rules_version.load(Ordering::SeqCst)
     }
 
+    /// The rules in force and their version, read together.
+    fn rules_and_version(&self) -> (Arc<RuleSet>, u64) {
+        let guard = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        // The writer changes both under the write lock, so this pair is consistent.
+        (guard.clone(), self.rules_version.load(Ordering::SeqCst))
+    }
+
+    /// Recomputes open tasks' deadlines of every running or suspended case under the rules in
+    /// force. Returns how many cases changed.
+    pub fn recompute_deadlines(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        let processes: Vec<String> = self.definitions().into_iter().map(|(p, _)| p).collect();
+        let mut changed = 0;
+        for p in processes {
+            for status in ["running", "suspended"] {
+                for id in self.instances(&p, status, usize::MAX)? {
+                    let before = self.instance(id)?.map(|i| i.history_len);
+                    let after = self.command(id, Actor::system(), Command::RecomputeDeadlines, now)?;
+                    if before != Some(after.history_len) {
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Gives every open task of `user` to `to` (for a user leaving a role). Returns the count.
+    pub fn reassign_all(
+        &self,
+        user: &str,
+        to: &str,
+        by: &Actor,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        let tasks = self.tasks(Some(user), None, usize::MAX)?;
+        for t in &tasks {
+            let cmd = Command::Reassign { task: t.task.seq, to: to.to_string(), reason: reason.to_string() };
+            self.command(t.instance, by, cmd, now)?;
+        }
+        Ok(tasks.len())
+    }
+
     /// Replaces the rules in force after checking that every deployed process still finds the
     /// roles, values and tables it uses. Records the change (who, when, diff) durably before
     /// the new rules apply; on any error the old rules stay in force.
@@ -315,7 +358,7 @@ impl Engine {
             return Err(EngineError::TooDeep);
         }
         let def = self.definition(process, None).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
-        let rules = self.rules();
+        let (rules, rules_version) = self.rules_and_version();
         let alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = idempotency_key {
             if let Some(id) = self.store.get(&store::key("x/", &[k.as_bytes()]))? {
@@ -333,10 +376,11 @@ impl Engine {
         let (business_key, seq_key, seq) = self.business_key(&def.model, &rules, &fields, id, now)?;
         let mut inst = Instance::new(id, &def.model, def.version, business_key.clone(), now);
         inst.parent = parent;
-        inst.rules_version = self.rules_version();
+        inst.rules_version = rules_version;
         let workload = EngineWorkload(self);
         let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
-        let outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
+        let mut outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
+        outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let mut batch = sled::Batch::default();
         batch.insert(b"m/next_instance".to_vec(), (id.0 + 1).to_be_bytes().to_vec());
         if let Some(q) = seq_key {
@@ -440,11 +484,12 @@ impl Engine {
         let def = self
             .definition(&before.process, Some(before.version))
             .ok_or_else(|| EngineError::UnknownProcess(format!("{} version {}", before.process, before.version)))?;
-        let rules = self.rules();
+        let (rules, rules_version) = self.rules_and_version();
         let workload = EngineWorkload(self);
         let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
         let mut after = before.clone();
-        let outcome = core::apply(&ctx, &mut after, actor, command)?;
+        let mut outcome = core::apply(&ctx, &mut after, actor, command)?;
+        outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let mut batch = sled::Batch::default();
         self.put_instance(&mut batch, Some(&before), &after, &outcome);
         let ticket = self.store.write(batch)?;
