@@ -102,6 +102,8 @@ pub struct RuleSet {
     pub roster: Vec<Shift>,
     pub values: BTreeMap<String, RuleValue>,
     pub tables: BTreeMap<String, DecisionTable>,
+    /// Business-key templates by process id; they take precedence over a process's own `key`.
+    pub key_formats: BTreeMap<String, String>,
 }
 
 impl RuleSet {
@@ -217,13 +219,15 @@ struct Loader {
     roster: Vec<(Shift, String, usize)>,
     values: BTreeMap<String, RuleValue>,
     tables: BTreeMap<String, DecisionTable>,
+    key_formats: BTreeMap<String, String>,
     /// Where each name was defined, to report duplicates and cross-references.
     defined_at: BTreeMap<String, String>,
     /// References to check once every file is read: (what, name, where).
     user_refs: Vec<(String, String, RulesError)>,
 }
 
-const SECTIONS: [&str; 7] = ["calendar", "roles", "users", "away", "roster", "values", "decision_tables"];
+const SECTIONS: [&str; 8] =
+    ["calendar", "roles", "users", "away", "roster", "values", "decision_tables", "key_formats"];
 
 impl Loader {
     fn err(&mut self, loc: &Loc, message: impl Into<String>) {
@@ -262,6 +266,7 @@ impl Loader {
                 "roster" => self.each_array_entry(&loc, item, Self::shift),
                 "values" => self.values_section(&loc, item),
                 "decision_tables" => self.each_table(&loc, item, Self::table),
+                "key_formats" => self.key_formats_section(&loc, item),
                 other => {
                     let hint = closest(other, &SECTIONS).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
                     self.err(
@@ -589,6 +594,32 @@ impl Loader {
         self.roster.push((Shift { user, days, hours }, loc.file.name.clone(), line));
     }
 
+    // ------------------------------------------------------------ key formats
+
+    fn key_formats_section(&mut self, loc: &Loc, item: &Item) {
+        let Some(t) = item.as_table_like() else {
+            self.err(loc, "expected a table: `[key_formats]` with `process = \"{date:%Y%m%d}-{seq:03}\"`");
+            return;
+        };
+        for (process, v) in t.iter() {
+            let span = t.get_key_value(process).and_then(|(k, _)| k.span()).or(v.span());
+            let kloc = loc.child(process, span);
+            if !self.define(&kloc, "key format", process) {
+                continue;
+            }
+            let Some(template) = v.as_str() else {
+                self.err(&kloc, "expected a template string such as \"{date:%Y%m%d}-{seq:03}\"");
+                continue;
+            };
+            match check_key_template(template) {
+                Ok(()) => {
+                    self.key_formats.insert(process.to_string(), template.to_string());
+                }
+                Err(problem) => self.err(&kloc, problem),
+            }
+        }
+    }
+
     // ------------------------------------------------------------ values
 
     fn values_section(&mut self, loc: &Loc, item: &Item) {
@@ -881,7 +912,43 @@ impl Loader {
             roster: self.roster.into_iter().map(|(s, _, _)| s).collect(),
             values: self.values,
             tables: self.tables,
+            key_formats: self.key_formats,
         })
+    }
+}
+
+/// A business-key template: `{date:FORMAT}`, `{seq}` / `{seq:0N}` and `{field}` placeholders,
+/// with a `{seq}` so that keys are unique.
+pub fn check_key_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    let mut has_seq = false;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or("a `{` is never closed")? + open;
+        let inner = &rest[open + 1..close];
+        let (name, format) = inner.split_once(':').unwrap_or((inner, ""));
+        match name {
+            "date" => {
+                use chrono::format::{Item as F, StrftimeItems};
+                if format.is_empty() || StrftimeItems::new(format).any(|i| matches!(i, F::Error)) {
+                    return Err(format!("`{{{inner}}}` needs a valid date format such as %Y%m%d"));
+                }
+            }
+            "seq" => {
+                has_seq = true;
+                let zero_padded = format.strip_prefix('0').and_then(|w| w.parse::<u8>().ok()).is_some_and(|w| w <= 12);
+                if !(format.is_empty() || zero_padded) {
+                    return Err(format!("`{{{inner}}}`: write `{{seq}}` or `{{seq:03}}` (width up to 12)"));
+                }
+            }
+            field if valid_name(field) => {}
+            other => return Err(format!("`{{{other}}}` is not date, seq or a field name")),
+        }
+        rest = &rest[close + 1..];
+    }
+    if has_seq {
+        Ok(())
+    } else {
+        Err("the template has no `{seq}`, so two cases could get the same key".into())
     }
 }
 

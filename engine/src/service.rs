@@ -410,7 +410,10 @@ impl Engine {
         id: InstanceId,
         now: DateTime<Utc>,
     ) -> Result<(String, Option<Vec<u8>>, u64), EngineError> {
-        let Some(template) = &model.key else { return Ok((format!("{}-{}", model.id, id), None, 0)) };
+        // The rules' key format for this process, if any, overrides the .flow file's.
+        let Some(template) = rules.key_formats.get(&model.id).or(model.key.as_ref()) else {
+            return Ok((format!("{}-{}", model.id, id), None, 0));
+        };
         let local = now.with_timezone(&rules.calendar.time_zone);
         let mut out = String::new();
         let mut seq_width = None;

@@ -195,3 +195,13 @@ process onboarding_part {
     assert_eq!(p.status, Status::Completed { outcome: "done".into() });
     assert_eq!(p.fields["satisfaction"], Value::Int(4));
 }
+
+#[test]
+fn the_rules_key_format_overrides_the_process_key() {
+    let mut r = rules();
+    r.key_formats.insert("complaint".into(), "TS-{date:%y}-{seq:05}".into());
+    let engine = Engine::open(Store::temporary().unwrap(), r).unwrap();
+    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    let a = engine.start("complaint", fields("low"), &crm(), None, bj(2026, 11, 23, 9, 0)).unwrap();
+    assert_eq!(a.business_key, "TS-26-00001");
+}
