@@ -997,49 +997,88 @@ fn fingerprint(dir: &std::path::Path, ext: &str) -> Vec<(String, u64, Option<std
     out
 }
 
-/// Polls `rules/` and `processes/`: a changed rules folder is reloaded (refused changes keep the
-/// old rules and are logged with their errors); changed .flow files are deployed as new
-/// versions (broken ones are refused with their diagnostics in the log).
-pub async fn watch_folders(state: Shared, processes_dir: std::path::PathBuf, every: std::time::Duration) {
-    let rules_dir = state.rules_dir.clone();
-    let mut rules_seen = rules_dir.as_deref().map(|d| fingerprint(d, "toml"));
-    let mut processes_seen = fingerprint(&processes_dir, "flow");
-    loop {
-        tokio::time::sleep(every).await;
-        if let Some(dir) = &rules_dir {
+/// What the folder watcher saw last.
+pub struct FolderWatch {
+    processes_dir: std::path::PathBuf,
+    rules_seen: Option<Vec<(String, u64, Option<std::time::SystemTime>)>>,
+    processes_seen: Vec<(String, u64, Option<std::time::SystemTime>)>,
+}
+
+/// What one look at the folders did.
+#[derive(Debug, Default, PartialEq)]
+pub struct WatchReport {
+    pub rules_version: Option<u64>,
+    pub rules_refused: Option<String>,
+    pub deployed: Vec<String>,
+    pub refused: Vec<String>,
+}
+
+impl FolderWatch {
+    pub fn new(state: &AppState, processes_dir: std::path::PathBuf) -> FolderWatch {
+        FolderWatch {
+            rules_seen: state.rules_dir.as_deref().map(|d| fingerprint(d, "toml")),
+            processes_seen: fingerprint(&processes_dir, "flow"),
+            processes_dir,
+        }
+    }
+
+    /// Looks once: a changed rules folder is reloaded (a refused change keeps the old rules);
+    /// changed .flow files are deployed as new versions (broken ones are refused and the
+    /// previous version stays in force).
+    pub fn poll(&mut self, state: &AppState) -> WatchReport {
+        let mut report = WatchReport::default();
+        if let Some(dir) = &state.rules_dir {
             let now = fingerprint(dir, "toml");
-            if Some(&now) != rules_seen.as_ref() {
-                rules_seen = Some(now);
-                let s = state.clone();
-                match tokio::task::spawn_blocking(move || reload_rules_from_dir(&s, "file-watcher")).await {
-                    Ok(Ok(change)) => tracing::info!(version = change.version, "rules reloaded"),
-                    Ok(Err(e)) if e.kind == "unchanged" => {}
-                    Ok(Err(e)) => {
-                        tracing::error!(problems = %e.detail, "rules change refused; the previous rules stay in force")
-                    }
-                    Err(_) => {}
+            if Some(&now) != self.rules_seen.as_ref() {
+                self.rules_seen = Some(now);
+                match reload_rules_from_dir(state, "file-watcher") {
+                    Ok(change) => report.rules_version = Some(change.version),
+                    Err(e) if e.kind == "unchanged" => {}
+                    Err(e) => report.rules_refused = Some(e.detail),
                 }
             }
         }
-        let now = fingerprint(&processes_dir, "flow");
-        if now != processes_seen {
-            processes_seen = now;
-            let engine = state.engine.clone();
-            let dir = processes_dir.clone();
-            let at = state.clock.now();
-            match tokio::task::spawn_blocking(move || deploy_folder(&engine, &dir, at)).await {
-                Ok(Ok((deployed, refused))) => {
-                    let new: Vec<_> = deployed.into_iter().filter(|d| d.ends_with("(new)")).collect();
-                    if !new.is_empty() {
-                        tracing::info!(processes = %new.join(", "), "deployed");
-                    }
-                    for r in refused {
-                        tracing::error!(diagnostics = %r, "process refused; the previous version stays in force");
-                    }
+        let now = fingerprint(&self.processes_dir, "flow");
+        if now != self.processes_seen {
+            self.processes_seen = now;
+            match deploy_folder(&state.engine, &self.processes_dir, state.clock.now()) {
+                Ok((deployed, refused)) => {
+                    report.deployed = deployed.into_iter().filter(|d| d.ends_with("(new)")).collect();
+                    report.refused = refused;
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "deploying processes failed"),
-                Err(_) => {}
+                Err(e) => report.refused.push(e.to_string()),
             }
+        }
+        report
+    }
+}
+
+/// Polls the folders forever, logging what changed.
+pub async fn watch_folders(state: Shared, processes_dir: std::path::PathBuf, every: std::time::Duration) {
+    let mut watch = FolderWatch::new(&state, processes_dir);
+    loop {
+        tokio::time::sleep(every).await;
+        let s = state.clone();
+        let Ok((report, w)) = tokio::task::spawn_blocking(move || {
+            let report = watch.poll(&s);
+            (report, watch)
+        })
+        .await
+        else {
+            return;
+        };
+        watch = w;
+        if let Some(v) = report.rules_version {
+            tracing::info!(version = v, "rules reloaded");
+        }
+        if let Some(problems) = report.rules_refused {
+            tracing::error!(%problems, "rules change refused; the previous rules stay in force");
+        }
+        if !report.deployed.is_empty() {
+            tracing::info!(processes = %report.deployed.join(", "), "deployed");
+        }
+        for r in report.refused {
+            tracing::error!(diagnostics = %r, "process refused; the previous version stays in force");
         }
     }
 }

@@ -418,3 +418,43 @@ async fn upload_recompute_and_reassign() {
     assert_eq!(after["tasks"][0]["assignee"], "zhang_wei");
     assert_eq!(after["tasks"][0]["id"], task.as_str());
 }
+
+#[test]
+fn the_folder_watcher_applies_good_changes_and_refuses_bad_ones() {
+    let rules = RulesCopy::new("watch");
+    let processes = RulesCopy::new("watch-processes");
+    for e in std::fs::read_dir(&processes.0).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let complaint =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/complaint.flow")).unwrap();
+    std::fs::write(processes.0.join("complaint.flow"), &complaint).unwrap();
+    let api = api_with_rules(&rules);
+    let files = caseflow::server::read_rules_dir(&rules.0).unwrap();
+    let state = AppState {
+        engine: api.engine.clone(),
+        clock: api.clock.clone(),
+        tokens: vec![],
+        rules_dir: Some(rules.0.clone()),
+        rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
+    };
+    let mut watch = caseflow::server::FolderWatch::new(&state, processes.0.clone());
+    assert_eq!(watch.poll(&state), Default::default(), "nothing changed");
+    rules.edit("values.toml", "high = \"10min\"", "high = \"12min\"");
+    assert_eq!(watch.poll(&state).rules_version, Some(1));
+    rules.edit("calendar.toml", "time_zone = \"Asia/Shanghai\"", "time_zone = \"Asia/Nowhere\"");
+    let report = watch.poll(&state);
+    assert!(report.rules_refused.unwrap().contains("calendar.toml:"), "refused with the file named");
+    assert_eq!(api.engine.rules_version(), 1, "the previous rules stay in force");
+    // A changed process deploys as a new version; a broken one is refused, the last good stays.
+    std::fs::write(
+        processes.0.join("complaint.flow"),
+        complaint.replace("due 1 workday\n    asks evidence", "due 2 workdays\n    asks evidence"),
+    )
+    .unwrap();
+    assert_eq!(watch.poll(&state).deployed, ["complaint v2 (new)"]);
+    std::fs::write(processes.0.join("complaint.flow"), complaint.replace("-> route", "-> rout")).unwrap();
+    let report = watch.poll(&state);
+    assert!(report.refused[0].contains("FLOW011"), "{:?}", report.refused);
+    assert_eq!(api.engine.definition("complaint", None).unwrap().version, 2);
+}
