@@ -1,6 +1,7 @@
 //! Server settings: `caseflow.toml` (optional), each setting overridable by an environment
 //! variable (`CASEFLOW_BIND`, `CASEFLOW_DATA_DIR`, `CASEFLOW_PROCESSES_DIR`,
-//! `CASEFLOW_RULES_DIR`, `CASEFLOW_DURABILITY`, `CASEFLOW_BODY_BYTES_MAX`).
+//! `CASEFLOW_RULES_DIR`, `CASEFLOW_DURABILITY`, `CASEFLOW_BODY_BYTES_MAX`,
+//! `CASEFLOW_FIELD_KEY_FILE`).
 
 use anyhow::{bail, Context, Result};
 use caseflow_engine::Durability;
@@ -23,6 +24,10 @@ pub struct Config {
     pub durability: Durability,
     #[serde(default = "default_body_bytes_max")]
     pub body_bytes_max: usize,
+    /// The key that encrypts sensitive fields at rest (32 bytes, hex). Created on first start
+    /// if missing; back it up: without it the sensitive data cannot be read.
+    #[serde(default = "default_field_key_file")]
+    pub field_key_file: PathBuf,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
 }
@@ -56,6 +61,9 @@ fn default_rules_dir() -> PathBuf {
 }
 fn default_durability() -> Durability {
     Durability::Fsync
+}
+fn default_field_key_file() -> PathBuf {
+    "data/field.key".into()
 }
 fn default_body_bytes_max() -> usize {
     1024 * 1024
@@ -95,6 +103,9 @@ impl Config {
                 other => bail!("CASEFLOW_DURABILITY=`{other}`: use fsync, flush or none"),
             };
         }
+        if let Some(v) = env("CASEFLOW_FIELD_KEY_FILE") {
+            config.field_key_file = v.into();
+        }
         if let Some(v) = env("CASEFLOW_BODY_BYTES_MAX") {
             config.body_bytes_max =
                 v.parse().with_context(|| format!("CASEFLOW_BODY_BYTES_MAX=`{v}` is not a number"))?;
@@ -106,4 +117,29 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// Reads the field key, creating it (readable by the owner only) if it does not exist.
+pub fn field_key(path: &Path) -> Result<Vec<u8>> {
+    if !path.exists() {
+        let key = caseflow_engine::crypto::FieldCipher::generate_key()?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        use std::io::Write;
+        let mut f = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(hex::encode(key).as_bytes())?;
+        f.sync_all()?;
+        tracing::warn!(file = %path.display(), "created a new key for sensitive fields: back it up");
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let key = hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
+    if key.len() != caseflow_engine::crypto::KEY_BYTES {
+        bail!("{} must hold {} bytes as hex", path.display(), caseflow_engine::crypto::KEY_BYTES);
+    }
+    Ok(key)
 }

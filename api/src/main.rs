@@ -364,7 +364,8 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
     let store =
         Store::open(&config.data_dir, &StoreOptions { durability: config.durability, ..StoreOptions::default() })
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let engine = std::sync::Arc::new(Engine::open(store, rules)?);
+    let key = config::field_key(&config.field_key_file)?;
+    let engine = std::sync::Arc::new(Engine::open(store, rules)?.with_field_key(&key)?);
     let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
     let (deployed, refused) = server::deploy_folder(&engine, &config.processes_dir, clock.now())?;
     for r in &refused {

@@ -448,22 +448,34 @@ async fn history(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    caller(&state, &headers)?;
+    let (actor, service) = caller(&state, &headers)?;
     let id = parse_instance_id(&id)?;
     let s = state.clone();
-    let entries = blocking(move || {
-        if s.engine.instance(id)?.is_none() {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("no instance {id}")));
-        }
-        Ok(s.engine.history(id)?)
+    let (inst, entries) = blocking(move || {
+        let inst = s
+            .engine
+            .instance(id)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("no instance {id}")))?;
+        Ok((inst.clone(), s.engine.history(id)?))
     })
     .await?;
+    // The same masking as the instance view: service tokens do not see sensitive values.
+    let def = state.engine.definition(&inst.process, Some(inst.version));
+    let may_see = actor.admin || !actor.roles.is_empty() || !service;
+    let shown = |field: &str, v: &Value| {
+        let sensitive = def.as_ref().and_then(|d| d.model.field(field)).is_some_and(|f| f.sensitive);
+        if sensitive && !may_see {
+            Json::String("***".into())
+        } else {
+            to_json(v)
+        }
+    };
     let list: Vec<Json> = entries
         .iter()
         .map(|h| {
             json!({
                 "seq": h.seq, "at": h.at.to_rfc3339(), "actor": h.actor, "event": h.event, "step": h.step, "detail": h.detail,
-                "changes": h.changes.iter().map(|(f, old, new)| json!({ "field": f, "old": old.as_ref().map(to_json), "new": to_json(new) })).collect::<Vec<_>>(),
+                "changes": h.changes.iter().map(|(f, old, new)| json!({ "field": f, "old": old.as_ref().map(|o| shown(f, o)), "new": shown(f, new) })).collect::<Vec<_>>(),
                 "lateness_ms": h.lateness_ms,
                 "rules_version": h.rules_version,
             })

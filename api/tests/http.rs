@@ -148,6 +148,11 @@ async fn a_whole_complaint_case_over_http() {
         history["history"].as_array().unwrap().iter().map(|h| h["event"].as_str().unwrap()).collect();
     assert_eq!(events.first(), Some(&"started"));
     assert!(events.contains(&"decision_table") && events.contains(&"reached_end"), "{events:?}");
+    // The integrator's token sees the phone number masked in the history too.
+    let (_, masked) = api.call("GET", &format!("/instances/{id}/history"), Some("crm"), None, &[]).await;
+    let started = &masked["history"][0]["changes"];
+    let contact = started.as_array().unwrap().iter().find(|c| c["field"] == "contact").unwrap();
+    assert_eq!(contact["new"], "***");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 pub mod calendar;
 pub mod clock;
 pub mod core;
+pub mod crypto;
 pub mod duration;
 pub mod eval;
 pub mod rules;

@@ -83,6 +83,8 @@ pub struct RulesChange {
 
 pub struct Engine {
     store: Store,
+    /// Encrypts sensitive fields at rest; `None` stores them in the clear (tests only).
+    cipher: Option<crate::crypto::FieldCipher>,
     rules: RwLock<Arc<RuleSet>>,
     rules_version: AtomicU64,
     definitions: RwLock<BTreeMap<String, BTreeMap<u32, Arc<Deployed>>>>,
@@ -115,6 +117,7 @@ impl Engine {
     pub fn open(store: Store, rules: RuleSet) -> Result<Engine, EngineError> {
         let engine = Engine {
             store,
+            cipher: None,
             rules: RwLock::new(Arc::new(rules)),
             rules_version: AtomicU64::new(0),
             definitions: RwLock::new(BTreeMap::new()),
@@ -148,6 +151,13 @@ impl Engine {
             engine.rules_version.store(v, Ordering::SeqCst);
         }
         Ok(engine)
+    }
+
+    /// Encrypts sensitive fields at rest with this key from now on (values stored in the clear
+    /// before stay readable).
+    pub fn with_field_key(mut self, key: &[u8]) -> Result<Engine, crate::crypto::CryptoError> {
+        self.cipher = Some(crate::crypto::FieldCipher::new(key)?);
+        Ok(self)
     }
 
     /// The version of the rules in force (0 until a change is recorded).
@@ -390,7 +400,7 @@ impl Engine {
         if let Some(k) = idempotency_key {
             batch.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes().to_vec());
         }
-        self.put_instance(&mut batch, None, &inst, &outcome);
+        self.put_instance(&mut batch, None, &inst, &outcome)?;
         let ticket = self.store.write(batch)?;
         drop(alloc);
         self.commands.fetch_add(1, Ordering::Relaxed);
@@ -447,7 +457,59 @@ impl Engine {
         Ok((key, Some(seq_key), seq))
     }
 
-    fn put_instance(&self, batch: &mut sled::Batch, before: Option<&Instance>, after: &Instance, outcome: &Outcome) {
+    /// The names of a case's sensitive fields.
+    fn sensitive_fields(&self, inst: &Instance) -> BTreeSet<String> {
+        self.definition(&inst.process, Some(inst.version))
+            .map(|d| d.model.fields.iter().filter(|f| f.sensitive).map(|f| f.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Encrypts (`seal`) or decrypts the sensitive values of an instance or history entry.
+    fn protect(&self, id: InstanceId, v: &mut Value, seal: bool) -> Result<(), EngineError> {
+        let Some(cipher) = &self.cipher else { return Ok(()) };
+        let context = id.0.to_be_bytes();
+        *v = if seal { cipher.encrypt(v, &context) } else { cipher.decrypt(v, &context) }
+            .map_err(|e| corrupt(&format!("i/{id}"), &e.to_string()))?;
+        Ok(())
+    }
+
+    fn seal_instance(&self, inst: &Instance) -> Result<Instance, EngineError> {
+        let sensitive = self.sensitive_fields(inst);
+        let mut sealed = inst.clone();
+        for (name, v) in sealed.fields.iter_mut() {
+            if sensitive.contains(name) {
+                self.protect(inst.id, v, true)?;
+            }
+        }
+        Ok(sealed)
+    }
+
+    fn seal_history(
+        &self,
+        inst: &Instance,
+        h: &core::HistoryEntry,
+        seal: bool,
+    ) -> Result<core::HistoryEntry, EngineError> {
+        let sensitive = self.sensitive_fields(inst);
+        let mut h = h.clone();
+        for (name, old, new) in h.changes.iter_mut() {
+            if sensitive.contains(name) {
+                if let Some(o) = old {
+                    self.protect(inst.id, o, seal)?;
+                }
+                self.protect(inst.id, new, seal)?;
+            }
+        }
+        Ok(h)
+    }
+
+    fn put_instance(
+        &self,
+        batch: &mut sled::Batch,
+        before: Option<&Instance>,
+        after: &Instance,
+        outcome: &Outcome,
+    ) -> Result<(), EngineError> {
         let old: BTreeSet<Vec<u8>> = before.map(store::index_keys).unwrap_or_default().into_iter().collect();
         let new: BTreeSet<Vec<u8>> = store::index_keys(after).into_iter().collect();
         for k in old.difference(&new) {
@@ -456,10 +518,11 @@ impl Engine {
         for k in new.difference(&old) {
             batch.insert(k.clone(), Vec::new());
         }
-        batch.insert(store::instance_key(after.id), store::encode(after));
+        batch.insert(store::instance_key(after.id), store::encode(&self.seal_instance(after)?));
         for h in &outcome.history {
-            batch.insert(store::history_key(after.id, h.seq), store::encode(h));
+            batch.insert(store::history_key(after.id, h.seq), store::encode(&self.seal_history(after, h, true)?));
         }
+        Ok(())
     }
 
     /// Applies a command to an instance, durably.
@@ -494,7 +557,7 @@ impl Engine {
         let mut outcome = core::apply(&ctx, &mut after, actor, command)?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let mut batch = sled::Batch::default();
-        self.put_instance(&mut batch, Some(&before), &after, &outcome);
+        self.put_instance(&mut batch, Some(&before), &after, &outcome)?;
         let ticket = self.store.write(batch)?;
         drop(guard);
         self.commands.fetch_add(1, Ordering::Relaxed);
@@ -538,7 +601,16 @@ impl Engine {
 
     pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>, EngineError> {
         let k = store::instance_key(id);
-        Ok(self.store.get(&k)?.map(|v| store::decode(&k, &v)).transpose()?)
+        let Some(mut inst) = self.store.get(&k)?.map(|v| store::decode::<Instance>(&k, &v)).transpose()? else {
+            return Ok(None);
+        };
+        let sensitive = self.sensitive_fields(&inst);
+        for (name, v) in inst.fields.iter_mut() {
+            if sensitive.contains(name) {
+                self.protect(id, v, false)?;
+            }
+        }
+        Ok(Some(inst))
     }
 
     pub fn instance_by_key(&self, business_key: &str) -> Result<Option<Instance>, EngineError> {
@@ -551,10 +623,14 @@ impl Engine {
 
     /// The audit trail, in order.
     pub fn history(&self, id: InstanceId) -> Result<Vec<core::HistoryEntry>, EngineError> {
+        let Some(inst) = self.instance(id)? else { return Ok(Vec::new()) };
         let prefix = store::key("h/", &[&id.0.to_be_bytes()]);
         self.store
             .scan_prefix(&prefix)
-            .map(|r| r.and_then(|(k, v)| store::history_entry(&k, &v)).map_err(EngineError::from))
+            .map(|r| {
+                let h = r.and_then(|(k, v)| store::history_entry(&k, &v))?;
+                self.seal_history(&inst, &h, false)
+            })
             .collect()
     }
 

@@ -205,3 +205,40 @@ fn the_rules_key_format_overrides_the_process_key() {
     let a = engine.start("complaint", fields("low"), &crm(), None, bj(2026, 11, 23, 9, 0)).unwrap();
     assert_eq!(a.business_key, "TS-26-00001");
 }
+
+#[test]
+fn sensitive_fields_are_encrypted_at_rest() {
+    let dir = TempDir::new("sensitive");
+    let id;
+    {
+        let engine = engine_at(&dir).with_field_key(&[42u8; 32]).unwrap();
+        engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+        let mut f = fields("low");
+        f.insert("contact".into(), Value::Text("138-1234-5678".into()));
+        let inst = engine.start("complaint", f, &crm(), None, bj(2026, 11, 23, 10, 0)).unwrap();
+        id = inst.id;
+        assert_eq!(inst.fields["contact"], Value::Text("138-1234-5678".into()), "callers see plaintext");
+        assert_eq!(
+            engine.history(id).unwrap()[0].changes.iter().find(|c| c.0 == "contact").unwrap().2,
+            Value::Text("138-1234-5678".into())
+        );
+        engine.store().flush().unwrap();
+    }
+    // On disk: the phone number appears nowhere, the customer's name (not sensitive) does.
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(&dir.0).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            bytes.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    let hay = String::from_utf8_lossy(&bytes);
+    assert!(!hay.contains("138-1234-5678"), "plaintext phone number at rest");
+    assert!(
+        hay.contains("投影仪无法开机") || bytes.windows(3).any(|w| w == "投".as_bytes()),
+        "non-sensitive data is stored as is"
+    );
+    // Another key cannot read it.
+    let wrong = engine_at(&dir).with_field_key(&[7u8; 32]).unwrap();
+    assert!(wrong.instance(id).is_err());
+}
