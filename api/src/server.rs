@@ -246,7 +246,18 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
             (k.clone(), if sensitive && !may_see { Json::String("***".into()) } else { to_json(v) })
         })
         .collect();
-    let tasks: Vec<Json> = inst.tasks.values().map(|t| task_json(inst, t)).collect();
+    let rules = state.engine.rules();
+    let now = state.clock.now();
+    let tasks: Vec<Json> = inst
+        .tasks
+        .values()
+        .map(|t| {
+            let mut j = task_json(inst, t);
+            j["sla"] =
+                serde_json::to_value(caseflow_engine::sla::task_clock(t, &rules.calendar, now)).unwrap_or(Json::Null);
+            j
+        })
+        .collect();
     let timers: Vec<Json> = inst
         .timers
         .values()

@@ -109,6 +109,8 @@ async fn a_whole_complaint_case_over_http() {
     assert_eq!(s, StatusCode::CREATED, "{inst}");
     assert_eq!(inst["business_key"], "20261123-001");
     assert_eq!(inst["fields"]["contact"], "***", "sensitive fields are masked for service tokens");
+    assert_eq!(inst["tasks"][0]["sla"]["allowed_minutes"], 10, "the SLA clock is visible: {inst}");
+    assert_eq!(inst["tasks"][0]["sla"]["running"], true);
     let id = inst["id"].as_u64().unwrap();
     // The same idempotency key returns the same instance.
     let (_, again) = api.call("POST", "/instances", Some("crm"), Some(START), &[("idempotency-key", "crm-1")]).await;

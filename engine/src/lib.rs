@@ -15,6 +15,7 @@ pub mod duration;
 pub mod eval;
 pub mod rules;
 pub mod service;
+pub mod sla;
 pub mod store;
 pub mod table;
 pub mod value;
