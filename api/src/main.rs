@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use caseflow_dsl::{check_files, diag, graph, RuleCatalog, SourceFile};
 use caseflow_engine::value::Value;
-use caseflow_engine::{RuleSet, RulesFile};
+use caseflow_engine::RuleSet;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -203,12 +203,8 @@ fn collect(path: &Path, extension: &str, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Reads a rules folder. `Ok(Err(..))` is rules that do not validate.
 fn load_rules(dir: &Path) -> Result<Result<RuleSet, Vec<caseflow_engine::RulesError>>> {
-    let mut paths = Vec::new();
-    collect(dir, "toml", &mut paths)?;
-    let files = paths
-        .iter()
-        .map(|p| Ok(RulesFile { name: p.display().to_string(), text: read(p)? }))
-        .collect::<Result<Vec<_>>>()?;
+    let files =
+        caseflow_engine::rules::read_dir(dir).with_context(|| format!("reading the rules in {}", dir.display()))?;
     Ok(RuleSet::load(&files))
 }
 

@@ -510,6 +510,18 @@ async fn run(
     Ok(axum::Json(instance_json(&state, &inst, &actor, service)))
 }
 
+/// `run` for commands only administrators may give.
+async fn admin_run(
+    state: Shared,
+    headers: &HeaderMap,
+    id: &str,
+    command: Command,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (actor, _) = caller(&state, headers)?;
+    require_admin(&actor)?;
+    run(state, headers, parse_instance_id(id)?, command).await
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MessageRequest {
@@ -559,9 +571,7 @@ async fn suspend(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
-    require_admin(&actor)?;
-    run(state, &headers, parse_instance_id(&id)?, Command::Suspend).await
+    admin_run(state, &headers, &id, Command::Suspend).await
 }
 
 async fn resume(
@@ -569,9 +579,7 @@ async fn resume(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
-    require_admin(&actor)?;
-    run(state, &headers, parse_instance_id(&id)?, Command::Resume).await
+    admin_run(state, &headers, &id, Command::Resume).await
 }
 
 async fn retry(
@@ -579,9 +587,7 @@ async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
-    require_admin(&actor)?;
-    run(state, &headers, parse_instance_id(&id)?, Command::Retry).await
+    admin_run(state, &headers, &id, Command::Retry).await
 }
 
 #[derive(Deserialize)]
@@ -763,15 +769,7 @@ pub fn rules_text(files: &[caseflow_engine::RulesFile]) -> String {
 
 /// Reads every `.toml` file of a folder, sorted.
 pub fn read_rules_dir(dir: &std::path::Path) -> std::io::Result<Vec<caseflow_engine::RulesFile>> {
-    let mut paths: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| Ok(caseflow_engine::RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p)? }))
-        .collect()
+    caseflow_engine::rules::read_dir(dir)
 }
 
 /// Validates the rules folder and, if every file and every deployed process agree, puts it in

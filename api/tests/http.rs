@@ -6,7 +6,7 @@ use axum::http::{Request, StatusCode};
 use caseflow::config::{sha256_hex, TokenConfig};
 use caseflow::server::{router, AppState};
 use caseflow_engine::clock::{Clock, ManualClock};
-use caseflow_engine::{Engine, RuleSet, RulesFile, Store};
+use caseflow_engine::{Engine, RuleSet, Store};
 use chrono::{Duration, TimeZone, Utc};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -14,15 +14,8 @@ use std::sync::Arc;
 use tower::ServiceExt;
 
 fn rules() -> RuleSet {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
-    let mut files: Vec<RulesFile> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .map(|p| RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p).unwrap() })
-        .collect();
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    RuleSet::load(&files).unwrap()
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
+    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).unwrap()
 }
 
 fn token(user: &str, roles: &[&str], admin: bool, service: bool) -> TokenConfig {

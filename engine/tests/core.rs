@@ -6,21 +6,14 @@ use caseflow_dsl::model::Process;
 use caseflow_dsl::{compile, CheckContext};
 use caseflow_engine::core::*;
 use caseflow_engine::value::Value;
-use caseflow_engine::{RuleSet, RulesFile};
+use caseflow_engine::RuleSet;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 fn shipped_rules() -> RuleSet {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
-    let mut files: Vec<RulesFile> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .map(|p| RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p).unwrap() })
-        .collect();
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    RuleSet::load(&files).expect("shipped rules load")
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
+    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).expect("shipped rules load")
 }
 
 fn model(source: &str) -> Process {

@@ -3,7 +3,7 @@
 //! acknowledged is there, and the invariants hold.
 
 use caseflow_engine::core::{InstanceId, Waiting};
-use caseflow_engine::{Engine, RuleSet, RulesFile, Store, StoreOptions};
+use caseflow_engine::{Engine, RuleSet, Store, StoreOptions};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,15 +11,8 @@ use std::time::{Duration, Instant};
 const ROUNDS: usize = 5;
 
 fn rules() -> RuleSet {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
-    let mut files: Vec<RulesFile> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .map(|p| RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p).unwrap() })
-        .collect();
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    RuleSet::load(&files).unwrap()
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
+    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).unwrap()
 }
 
 #[test]

@@ -3,21 +3,14 @@
 
 use caseflow_engine::core::{Actor, Command, CommandError, Status};
 use caseflow_engine::value::Value;
-use caseflow_engine::{Durability, Engine, EngineError, RuleSet, RulesFile, Store, StoreOptions};
+use caseflow_engine::{Durability, Engine, EngineError, RuleSet, Store, StoreOptions};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn rules() -> RuleSet {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules");
-    let mut files: Vec<RulesFile> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .map(|p| RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p).unwrap() })
-        .collect();
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    RuleSet::load(&files).unwrap()
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
+    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).unwrap()
 }
 
 fn complaint_source() -> String {

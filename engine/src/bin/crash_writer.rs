@@ -7,7 +7,7 @@
 use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::{Actor, Command};
 use caseflow_engine::value::Value;
-use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
+use caseflow_engine::{Durability, Engine, RuleSet, Store, StoreOptions};
 use std::io::Write;
 
 fn main() {
@@ -17,13 +17,7 @@ fn main() {
         std::process::exit(2);
     };
     let durability = if durability == "fsync" { Durability::Fsync } else { Durability::Flush };
-    let mut files: Vec<RulesFile> = std::fs::read_dir(rules_dir)
-        .expect("rules dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .map(|p| RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p).expect("read") })
-        .collect();
-    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let files = caseflow_engine::rules::read_dir(std::path::Path::new(rules_dir)).expect("rules dir");
     let rules = RuleSet::load(&files).expect("rules");
     let store =
         Store::open(std::path::Path::new(data), &StoreOptions { durability, ..StoreOptions::default() }).expect("open");
