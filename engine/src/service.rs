@@ -406,7 +406,11 @@ impl Engine {
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.after(&inst, &outcome, now, depth)?;
         self.store.wait_durable(ticket)?;
-        self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))
+        if outcome.effects.iter().any(|e| matches!(e, Effect::StartChild { .. })) {
+            // A sub-process that ended at once has moved this case on: read it again.
+            return self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()));
+        }
+        Ok(inst)
     }
 
     /// Renders the key template: `{date:%Y%m%d}-{seq:03}` → `20261123-007`. The sequence
