@@ -98,10 +98,10 @@ fn syntax_diagnostic(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     let literals = literal_attempts(source);
     let mut tokens: Vec<String> = Vec::new();
     if let Some((at, found)) = literals {
-        if at >= pos {
-            if at > pos {
-                pos = at;
-            }
+        // Only when it found punctuation there: the furthest position may lie inside a
+        // lookahead (the keyword check of a name), which says nothing useful.
+        if at >= pos && !found.is_empty() {
+            pos = at;
             tokens = found;
         }
     }
@@ -109,6 +109,7 @@ fn syntax_diagnostic(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     let end = source[pos..].chars().next().map_or(pos, |c| pos + c.len_utf8());
     let found = match source[pos..].chars().next() {
         None => "the end of the file".to_string(),
+        Some('\n' | '\r') => "the end of the line".to_string(),
         Some(_) => {
             let word: String = source[pos..].chars().take_while(|c| !c.is_whitespace()).take(20).collect();
             format!("`{word}`")
@@ -154,8 +155,18 @@ fn literal_attempts(source: &str) -> Option<(usize, Vec<String>)> {
     Some((attempts.max_position, tokens))
 }
 
+/// Words the grammar reserves; they cannot name a step, field or process.
+const KEYWORDS: &[&str] = &[
+    "process", "task", "auto", "wait", "split", "join", "call", "end", "start", "when", "else", "decide", "and", "or",
+    "not", "in", "true", "false", "rules",
+];
+
 fn hint_for(source: &str, pos: usize, expected: &[&str]) -> Option<String> {
     let rest = &source[pos..];
+    let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    if KEYWORDS.contains(&word.as_str()) && expected.iter().any(|e| e.contains("name")) {
+        return Some(format!("`{word}` is a keyword and cannot be a name: choose another, e.g. `{word}_step`"));
+    }
     let first = rest.chars().next()?;
     if first.is_ascii_uppercase() && expected.iter().any(|e| e.contains("name")) {
         return Some("names are snake_case: lower-case ASCII letters, digits and `_`, starting with a letter".into());

@@ -876,7 +876,9 @@ impl Run<'_> {
                     };
                     let message =
                         format!("{} ({}) needs attention", self.step(t.step).display_name(), self.inst.business_key);
+                    let whom = to.clone().or_else(|| role.as_ref().map(|r| format!("role {r}"))).unwrap_or_default();
                     self.effects.push(Effect::Notify { to, role, message });
+                    self.record("notified", Some(t.step), format!("task {task_id}: {whom}"));
                 }
                 model::Action::RaisePriority => {
                     if let Some(tt) = self.inst.tasks.get_mut(&task) {
