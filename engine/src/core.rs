@@ -939,23 +939,39 @@ impl Run<'_> {
 
     /// Picks the next step of a transition.
     fn choose(&self, t: &Transition) -> Result<StepId, EvalError> {
+        self.choose_branch(t).map(|(target, _)| target)
+    }
+
+    /// The chosen step and, for a decision, which arm chose it (1-based; 0 for `else`).
+    fn choose_branch(&self, t: &Transition) -> Result<(StepId, Option<usize>), EvalError> {
         match t {
-            Transition::To(s) => Ok(*s),
+            Transition::To(s) => Ok((*s, None)),
             Transition::Decide { branches, otherwise } => {
-                for (cond, target) in branches {
+                for (i, (cond, target)) in branches.iter().enumerate() {
                     if truth(&self.scope_eval(cond)?)? {
-                        return Ok(*target);
+                        return Ok((*target, Some(i + 1)));
                     }
                 }
-                otherwise.ok_or_else(|| EvalError::Type("no branch of the decision matched".into()))
+                otherwise
+                    .map(|o| (o, Some(0)))
+                    .ok_or_else(|| EvalError::Type("no branch of the decision matched".into()))
             }
         }
     }
 
-    /// Leaves `from` along `t` and enters the chosen step.
+    /// Leaves `from` along `t` and enters the chosen step. Decisions are recorded with the arm
+    /// taken, so the history explains why a case went where it went.
     fn follow(&mut self, token: u32, from: StepId, t: &Transition) -> Result<(), CommandError> {
-        match self.choose(t) {
-            Ok(next) => self.enter(token, next),
+        match self.choose_branch(t) {
+            Ok((next, arm)) => {
+                if let Some(arm) = arm {
+                    let target = self.step(next).name.clone();
+                    let detail =
+                        if arm == 0 { format!("else -> {target}") } else { format!("branch {arm} -> {target}") };
+                    self.record("decided", Some(from), detail);
+                }
+                self.enter(token, next)
+            }
             Err(e) => {
                 self.park(token, from, e);
                 Ok(())

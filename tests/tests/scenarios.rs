@@ -306,6 +306,8 @@ impl Run {
     }
 }
 
+/// What a scenario touched, for coverage: `(process, fact)` where a fact is `step:NAME`,
+/// `arm:STEP:DETAIL` (a decision arm taken), `reminder:STEP` or `cancelled`.
 fn run_scenario(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, String> {
     let scenario: Scenario = toml::from_str(&read(path)).map_err(|e| format!("bad scenario file: {e}"))?;
     let clock = Arc::new(ManualClock::new(local(&scenario.start_at)));
@@ -337,15 +339,27 @@ fn run_scenario(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, St
             return Err(format!("{}  ✗ step {}: {e}", run.log, i + 1));
         }
     }
-    let mut entered = BTreeSet::new();
+    let mut facts = BTreeSet::new();
     for inst in run.all_instances() {
+        if matches!(inst.status, Status::Cancelled { .. }) {
+            facts.insert((inst.process.clone(), "cancelled".to_string()));
+        }
         for h in run.engine.history(inst.id).unwrap() {
-            if let Some(step) = h.step {
-                entered.insert((inst.process.clone(), step));
+            let Some(step) = h.step else { continue };
+            match h.event.as_str() {
+                "decided" => {
+                    let arm = h.detail.split(" -> ").next().unwrap_or_default().to_string();
+                    facts.insert((inst.process.clone(), format!("arm:{step}:{arm}")));
+                }
+                "reminder_sent" => {
+                    facts.insert((inst.process.clone(), format!("reminder:{step}")));
+                }
+                _ => {}
             }
+            facts.insert((inst.process.clone(), format!("step:{step}")));
         }
     }
-    Ok(entered)
+    Ok(facts)
 }
 
 #[test]
@@ -369,8 +383,8 @@ fn scenarios() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
-    // Step coverage of the processes that have scenario folders.
-    let engine = Engine::open(Store::temporary().unwrap(), shipped_rules()).unwrap();
+    // Coverage of the processes that have scenario folders: every step entered, every decision
+    // arm taken, every reminder sent, and a cancellation.
     let mut report = String::new();
     let mut missing = Vec::new();
     for p in &processes {
@@ -380,18 +394,39 @@ fn scenarios() {
             .find(|f| f.name.ends_with(&format!("/{name}.flow")))
             .unwrap_or_else(|| panic!("tests/scenarios/{name} names no shipped process"));
         let model = caseflow_dsl::compile(&source.text, &Default::default()).process.unwrap();
-        let total = model.steps.len();
-        let hit = model.steps.iter().filter(|s| entered.contains(&(name.clone(), s.name.clone()))).count();
-        let _ = writeln!(report, "{name}: {hit}/{total} steps");
+        let mut required: Vec<String> = model.steps.iter().map(|s| format!("step:{}", s.name)).collect();
+        for s in &model.steps {
+            use caseflow_dsl::model::{StepKind, Transition};
+            let next = match &s.kind {
+                StepKind::Task(t) => {
+                    if t.remind_every.is_some() {
+                        required.push(format!("reminder:{}", s.name));
+                    }
+                    Some(&t.next)
+                }
+                StepKind::Auto { next, .. } | StepKind::Join { next, .. } => Some(next),
+                StepKind::Wait(w) => w.next.as_ref(),
+                StepKind::Call(c) => Some(&c.next),
+                StepKind::Split { .. } | StepKind::End => None,
+            };
+            if let Some(Transition::Decide { branches, otherwise }) = next {
+                required.extend((1..=branches.len()).map(|i| format!("arm:{}:branch {i}", s.name)));
+                if otherwise.is_some() {
+                    required.push(format!("arm:{}:else", s.name));
+                }
+            }
+        }
+        required.push("cancelled".into());
+        let hit = required.iter().filter(|r| entered.contains(&(name.clone(), (*r).clone()))).count();
+        let _ = writeln!(report, "{name}: {hit}/{} (steps, decision arms, reminders, a cancellation)", required.len());
         missing.extend(
-            model
-                .steps
-                .iter()
-                .filter(|s| !entered.contains(&(name.clone(), s.name.clone())))
-                .map(|s| format!("{name}.{}", s.name)),
+            required.iter().filter(|r| !entered.contains(&(name.clone(), (*r).clone()))).map(|r| format!("{name} {r}")),
         );
     }
-    drop(engine);
-    eprintln!("{count} scenarios passed; step coverage:\n{report}");
-    assert!(missing.is_empty(), "steps no scenario reaches (coverage must be 100%): {missing:?}\n{report}");
+    eprintln!("{count} scenarios passed; coverage:\n{report}");
+    assert!(
+        missing.is_empty(),
+        "not covered by any scenario (coverage must be 100%):\n{}\n{report}",
+        missing.join("\n")
+    );
 }
