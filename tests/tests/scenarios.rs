@@ -354,6 +354,9 @@ fn run_scenario(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, St
                 "reminder_sent" => {
                     facts.insert((inst.process.clone(), format!("reminder:{step}")));
                 }
+                "task_overdue" => {
+                    facts.insert((inst.process.clone(), format!("overdue:{step}")));
+                }
                 _ => {}
             }
             facts.insert((inst.process.clone(), format!("step:{step}")));
@@ -402,6 +405,9 @@ fn scenarios() {
                     if t.remind_every.is_some() {
                         required.push(format!("reminder:{}", s.name));
                     }
+                    if t.due.is_some() {
+                        required.push(format!("overdue:{}", s.name));
+                    }
                     Some(&t.next)
                 }
                 StepKind::Auto { next, .. } | StepKind::Join { next, .. } => Some(next),
@@ -418,7 +424,11 @@ fn scenarios() {
         }
         required.push("cancelled".into());
         let hit = required.iter().filter(|r| entered.contains(&(name.clone(), (*r).clone()))).count();
-        let _ = writeln!(report, "{name}: {hit}/{} (steps, decision arms, reminders, a cancellation)", required.len());
+        let _ = writeln!(
+            report,
+            "{name}: {hit}/{} (steps, decision arms, reminders, missed deadlines, a cancellation)",
+            required.len()
+        );
         missing.extend(
             required.iter().filter(|r| !entered.contains(&(name.clone(), (*r).clone()))).map(|r| format!("{name} {r}")),
         );
