@@ -86,6 +86,14 @@ fn processes_doc_is_in_sync() {
     );
     for r in &reports {
         let p = r.checked.process.as_ref().unwrap_or_else(|| panic!("{} does not check", r.name));
+        // `caseflow graph` renders every process, in both formats, with every step.
+        let dot = graph::to_dot(p);
+        assert!(dot.starts_with("digraph {"), "{}", r.name);
+        assert!(
+            p.steps.iter().all(|s| dot.contains(&format!("({})", s.name))),
+            "{}: a step is missing from the DOT",
+            r.name
+        );
         doc.push_str(&section(p));
     }
     if let Some(diff) = compare_golden(&root().join("docs/processes.md"), &doc) {
