@@ -37,7 +37,7 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/health", get(health))
         .route("/processes", get(list_processes).post(deploy))
         .route("/processes/:id", get(show_process))
-        .route("/instances", post(start))
+        .route("/instances", post(start).get(list_instances))
         .route("/instances/:id", get(get_instance))
         .route("/instances/by-key/:key", get(get_instance_by_key))
         .route("/instances/:id/history", get(history))
@@ -57,9 +57,27 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/admin/rules/files/:name", axum::routing::put(upload_rules_file))
         .route("/admin/users/:user/reassign", post(reassign_user))
         .route("/admin/rules/tables/:name/evaluate", post(evaluate_table))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
+        // Every response carries an `x-request-id` (the caller's, or a new one) for support.
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(RequestIds::default()))
         .with_state(state)
+}
+
+/// Request ids: a per-process counter, prefixed with the start time so ids stay unique
+/// across restarts.
+#[derive(Clone, Default)]
+struct RequestIds(Arc<std::sync::atomic::AtomicU64>);
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+        static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let epoch = EPOCH.get_or_init(|| std::process::id() as u64);
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        axum::http::HeaderValue::from_str(&format!("{epoch:x}-{n:x}")).ok().map(tower_http::request_id::RequestId::new)
+    }
 }
 
 // ------------------------------------------------------------ errors
@@ -1102,4 +1120,91 @@ pub async fn watch_folders(state: Shared, processes_dir: std::path::PathBuf, eve
             tracing::error!(diagnostics = %r, "process refused; the previous version stays in force");
         }
     }
+}
+
+// ------------------------------------------------------------ listing and metrics
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    process: String,
+    #[serde(default = "default_status")]
+    status: String,
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<u64>,
+}
+
+fn default_status() -> String {
+    "running".into()
+}
+
+/// Instances of a process in a status, oldest first, a page at a time (cursor pagination:
+/// stable while instances are added).
+async fn list_instances(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Json>, ApiError> {
+    caller(&state, &headers)?;
+    const STATUSES: [&str; 5] = ["running", "suspended", "incident", "completed", "cancelled"];
+    if !STATUSES.contains(&q.status.as_str()) {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad-request",
+            detail: format!("status must be one of {}", STATUSES.join(", ")),
+            field: Some("status".into()),
+        });
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let s = state.clone();
+    let (ids, more) = blocking(move || {
+        let ids = s.engine.instances_after(&q.process, &q.status, q.cursor.map(InstanceId), limit + 1)?;
+        let more = ids.len() > limit;
+        Ok((ids.into_iter().take(limit).collect::<Vec<_>>(), more))
+    })
+    .await?;
+    let s = state.clone();
+    let ids2 = ids.clone();
+    let items = blocking(move || {
+        ids2.iter()
+            .filter_map(|id| s.engine.instance(*id).transpose())
+            .map(|r| r.map_err(ApiError::from))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    let list: Vec<Json> = items
+        .iter()
+        .map(|i| json!({ "id": i.id.0, "business_key": i.business_key, "process": i.process, "version": i.version, "status": i.status.name(), "started_at": i.started_at.to_rfc3339(), "updated_at": i.updated_at.to_rfc3339() }))
+        .collect();
+    let next = if more { ids.last().map(|i| i.0) } else { None };
+    Ok(axum::Json(json!({ "instances": list, "next_cursor": next })))
+}
+
+/// Prometheus text format.
+async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
+    let s = state.clone();
+    let body = blocking(move || {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP caseflow_commands_total Commands applied since start.\n# TYPE caseflow_commands_total counter\n",
+        );
+        out.push_str(&format!("caseflow_commands_total {}\n", s.engine.commands_applied()));
+        out.push_str(
+            "# HELP caseflow_rules_version The version of the rules in force.\n# TYPE caseflow_rules_version gauge\n",
+        );
+        out.push_str(&format!("caseflow_rules_version {}\n", s.engine.rules_version()));
+        out.push_str("# HELP caseflow_instances Instances by process and status.\n# TYPE caseflow_instances gauge\n");
+        for (process, _) in s.engine.definitions() {
+            for status in ["running", "suspended", "incident", "completed", "cancelled"] {
+                let n = s.engine.count_instances(&process, status)?;
+                out.push_str(&format!("caseflow_instances{{process=\"{process}\",status=\"{status}\"}} {n}\n"));
+            }
+        }
+        out.push_str("# HELP caseflow_timers_pending Timers waiting to fire.\n# TYPE caseflow_timers_pending gauge\n");
+        out.push_str(&format!("caseflow_timers_pending {}\n", s.engine.count_pending_timers()?));
+        Ok(out)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

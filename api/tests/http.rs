@@ -458,3 +458,48 @@ fn the_folder_watcher_applies_good_changes_and_refuses_bad_ones() {
     assert!(report.refused[0].contains("FLOW011"), "{:?}", report.refused);
     assert_eq!(api.engine.definition("complaint", None).unwrap().version, 2);
 }
+
+#[tokio::test]
+async fn listing_with_cursor_pagination_metrics_and_request_ids() {
+    let api = Api::new();
+    for _ in 0..5 {
+        assert_eq!(api.call("POST", "/instances", Some("crm"), Some(START), &[]).await.0, StatusCode::CREATED);
+    }
+    let (s, page1) = api.call("GET", "/instances?process=complaint&limit=2", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{page1}");
+    let ids =
+        |v: &Value| v["instances"].as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(ids(&page1), [1, 2]);
+    let cursor = page1["next_cursor"].as_u64().unwrap();
+    let (_, page2) = api
+        .call("GET", &format!("/instances?process=complaint&limit=2&cursor={cursor}"), Some("admin"), None, &[])
+        .await;
+    assert_eq!(ids(&page2), [3, 4]);
+    let (_, page3) = api
+        .call(
+            "GET",
+            &format!("/instances?process=complaint&limit=2&cursor={}", page2["next_cursor"]),
+            Some("admin"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(ids(&page3), [5]);
+    assert!(page3["next_cursor"].is_null());
+    let (s, _) = api.call("GET", "/instances?process=complaint&status=bogus", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Metrics in Prometheus text.
+    let req = axum::http::Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains("caseflow_instances{process=\"complaint\",status=\"running\"} 5"), "{text}");
+    assert!(text.contains("caseflow_timers_pending 5"), "{text}");
+    // A request id on every response; the caller's is kept.
+    let req =
+        axum::http::Request::builder().uri("/health").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let req = axum::http::Request::builder().uri("/nope").body(Body::empty()).unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert!(resp.headers().contains_key("x-request-id"), "errors carry one too");
+}

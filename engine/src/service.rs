@@ -677,6 +677,42 @@ impl Engine {
             .collect()
     }
 
+    /// Ids of a process's instances in a status after `after` (exclusive), in id order.
+    pub fn instances_after(
+        &self,
+        process: &str,
+        status: &str,
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceId>, EngineError> {
+        let prefix = store::key("s/", &[process.as_bytes(), b"\0", status.as_bytes(), b"\0"]);
+        let mut from = prefix.clone();
+        if let Some(a) = after {
+            from.extend_from_slice(&(a.0 + 1).to_be_bytes());
+        }
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 9]);
+        self.store
+            .range(&from, &end)
+            .take(limit)
+            .map(|r| {
+                let (k, _) = r?;
+                let raw: [u8; 8] = k[k.len() - 8..].try_into().map_err(|_| corrupt("s/", "bad id"))?;
+                Ok(InstanceId(u64::from_be_bytes(raw)))
+            })
+            .collect()
+    }
+
+    /// How many instances of a process are in a status (an index scan, no instance read).
+    pub fn count_instances(&self, process: &str, status: &str) -> Result<usize, EngineError> {
+        let prefix = store::key("s/", &[process.as_bytes(), b"\0", status.as_bytes(), b"\0"]);
+        Ok(self.store.scan_prefix(&prefix).count())
+    }
+
+    pub fn count_pending_timers(&self) -> Result<usize, EngineError> {
+        Ok(self.store.scan_prefix(b"t/").count())
+    }
+
     // ------------------------------------------------------------ timers
 
     /// The earliest pending timer's due time.
