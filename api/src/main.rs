@@ -345,8 +345,11 @@ fn plural(n: usize) -> &'static str {
 fn serve(config_path: &Path) -> Result<ExitCode> {
     use caseflow_engine::clock::{Clock, SystemClock};
     use caseflow_engine::{Engine, Store, StoreOptions};
+    // Logs go to stderr; stdout carries only the "listening on" line, for scripts.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = config::Config::load(config_path)?;
     let rules = match load_rules(&config.rules_dir)? {

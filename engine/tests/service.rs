@@ -235,3 +235,19 @@ fn sensitive_fields_are_encrypted_at_rest() {
     let wrong = engine_at(&dir).with_field_key(&[7u8; 32]).unwrap();
     assert!(wrong.instance(id).is_err());
 }
+
+#[test]
+fn processes_that_call_others_load_again_after_a_restart() {
+    let dir = TempDir::new("reopen-calls");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../processes");
+    {
+        let engine = engine_at(&dir);
+        for name in ["callback", "installation", "repair", "onboarding"] {
+            engine
+                .deploy(&std::fs::read_to_string(format!("{root}/{name}.flow")).unwrap(), bj(2026, 11, 23, 9, 0))
+                .unwrap();
+        }
+    }
+    let engine = engine_at(&dir);
+    assert_eq!(engine.definitions().len(), 4, "every stored definition loads, callers included");
+}
