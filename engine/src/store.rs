@@ -149,8 +149,8 @@ impl Store {
     }
 
     fn flush_now(&self) -> Result<(), StoreError> {
+        // One flush covers every tree: they share sled's log.
         self.db.flush()?;
-        self.tree.flush()?;
         if let Some(f) = &self.file {
             f.sync_all()?;
         }
