@@ -388,6 +388,7 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
         tokens: config.tokens.clone(),
         rules_dir: Some(config.rules_dir.clone()),
         rules_text: std::sync::Mutex::new(rules_text),
+        events: server::event_channel(&engine),
     });
     let watcher_state = state.clone();
     let app = server::router(state, config.body_bytes_max);

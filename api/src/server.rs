@@ -28,6 +28,19 @@ pub struct AppState {
     pub rules_dir: Option<std::path::PathBuf>,
     /// The text of the rules in force, for the diff of the next change.
     pub rules_text: std::sync::Mutex<String>,
+    /// Engine events, fanned out to `GET /events` subscribers.
+    pub events: tokio::sync::broadcast::Sender<Arc<caseflow_engine::service::EngineEvent>>,
+}
+
+/// A broadcast channel fed by the engine's durable changes.
+pub fn event_channel(engine: &Engine) -> tokio::sync::broadcast::Sender<Arc<caseflow_engine::service::EngineEvent>> {
+    let (tx, _) = tokio::sync::broadcast::channel(4096);
+    let sender = tx.clone();
+    engine.observe(move |e| {
+        // No subscriber is fine; a slow one skips ahead (see `events`).
+        let _ = sender.send(Arc::new(e.clone()));
+    });
+    tx
 }
 
 pub type Shared = Arc<AppState>;
@@ -58,6 +71,7 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/admin/users/:user/reassign", post(reassign_user))
         .route("/admin/rules/tables/:name/evaluate", post(evaluate_table))
         .route("/metrics", get(metrics))
+        .route("/events", get(events))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         // Every response carries an `x-request-id` (the caller's, or a new one) for support.
@@ -1207,4 +1221,56 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+// ------------------------------------------------------------ events
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    process: Option<String>,
+    instance: Option<u64>,
+    /// Comma-separated event names, e.g. `task_opened,task_overdue,escalated`.
+    types: Option<String>,
+}
+
+/// Server-Sent Events: the engine's changes as they become durable, filtered. A live feed: a
+/// client that falls too far behind gets a `lagged` event saying how many it missed, and the
+/// history endpoint has the complete record.
+async fn events(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_core::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    caller(&state, &headers)?;
+    let types: Option<Vec<String>> =
+        q.types.map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+    let mut rx = state.events.subscribe();
+    let stream = async_stream::stream! {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if q.process.as_ref().is_some_and(|p| *p != e.process)
+                        || q.instance.is_some_and(|i| i != e.instance.0)
+                        || types.as_ref().is_some_and(|t| !t.contains(&e.event))
+                    {
+                        continue;
+                    }
+                    let data = serde_json::to_string(&*e).unwrap_or_default();
+                    yield Ok(Event::default().event(e.event.clone()).id(format!("{}-{}", e.instance, e.seq)).data(data));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    yield Ok(Event::default().event("lagged").data(format!("{{\"missed\":{n}}}")));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -57,6 +57,7 @@ impl Api {
             tokens,
             rules_dir: None,
             rules_text: Default::default(),
+            events: caseflow::server::event_channel(&engine),
         });
         Api { app: router(state, 64 * 1024), engine, clock }
     }
@@ -268,6 +269,7 @@ fn api_with_rules(dir: &RulesCopy) -> Api {
         tokens,
         rules_dir: Some(dir.0.clone()),
         rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
+        events: caseflow::server::event_channel(&api.engine),
     });
     api.app = router(state, 64 * 1024);
     api
@@ -437,6 +439,7 @@ fn the_folder_watcher_applies_good_changes_and_refuses_bad_ones() {
         tokens: vec![],
         rules_dir: Some(rules.0.clone()),
         rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
+        events: caseflow::server::event_channel(&api.engine),
     };
     let mut watch = caseflow::server::FolderWatch::new(&state, processes.0.clone());
     assert_eq!(watch.poll(&state), Default::default(), "nothing changed");
@@ -502,4 +505,38 @@ async fn listing_with_cursor_pagination_metrics_and_request_ids() {
     let req = axum::http::Request::builder().uri("/nope").body(Body::empty()).unwrap();
     let resp = api.app.clone().oneshot(req).await.unwrap();
     assert!(resp.headers().contains_key("x-request-id"), "errors carry one too");
+}
+
+#[tokio::test]
+async fn server_sent_events_stream_durable_changes_filtered() {
+    let api = Api::new();
+    let req = Request::builder()
+        .uri("/events?process=complaint&types=task_opened,escalated")
+        .header("authorization", "Bearer t-admin")
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    api.clock.advance(Duration::minutes(10));
+    api.engine.fire_due(api.clock.now(), 10).unwrap();
+    let mut text = String::new();
+    while !text.contains("event: escalated") {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .expect("an event arrives")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(text.contains("event: task_opened"), "{text}");
+    assert!(!text.contains("event: started"), "filtered by type: {text}");
+    assert!(text.contains("\"business_key\":\"20261123-001\""), "{text}");
+    // Without a token: 401.
+    let req = Request::builder().uri("/events").body(Body::empty()).unwrap();
+    assert_eq!(api.app.clone().oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }

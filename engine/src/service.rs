@@ -81,8 +81,26 @@ pub struct RulesChange {
     pub diff: String,
 }
 
+/// A durable change, as published to observers (the API's event stream).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineEvent {
+    pub instance: InstanceId,
+    pub business_key: String,
+    pub process: String,
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub event: String,
+    pub step: Option<String>,
+    pub detail: String,
+    pub status: String,
+}
+
+type Observer = Box<dyn Fn(&EngineEvent) + Send + Sync>;
+
 pub struct Engine {
     store: Store,
+    /// Told of each history entry once it is durable.
+    observers: RwLock<Vec<Observer>>,
     /// Encrypts sensitive fields at rest; `None` stores them in the clear (tests only).
     cipher: Option<crate::crypto::FieldCipher>,
     rules: RwLock<Arc<RuleSet>>,
@@ -117,6 +135,7 @@ impl Engine {
     pub fn open(store: Store, rules: RuleSet) -> Result<Engine, EngineError> {
         let engine = Engine {
             store,
+            observers: RwLock::new(Vec::new()),
             cipher: None,
             rules: RwLock::new(Arc::new(rules)),
             rules_version: AtomicU64::new(0),
@@ -158,6 +177,35 @@ impl Engine {
     pub fn with_field_key(mut self, key: &[u8]) -> Result<Engine, crate::crypto::CryptoError> {
         self.cipher = Some(crate::crypto::FieldCipher::new(key)?);
         Ok(self)
+    }
+
+    /// Registers an observer of durable changes. Called on the thread that made the change,
+    /// after it is durable: keep it quick (the API forwards into a channel).
+    pub fn observe(&self, f: impl Fn(&EngineEvent) + Send + Sync + 'static) {
+        self.observers.write().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
+    }
+
+    fn publish(&self, inst: &Instance, outcome: &Outcome) {
+        let observers = self.observers.read().unwrap_or_else(|p| p.into_inner());
+        if observers.is_empty() {
+            return;
+        }
+        for h in &outcome.history {
+            let e = EngineEvent {
+                instance: inst.id,
+                business_key: inst.business_key.clone(),
+                process: inst.process.clone(),
+                seq: h.seq,
+                at: h.at,
+                event: h.event.clone(),
+                step: h.step.clone(),
+                detail: h.detail.clone(),
+                status: inst.status.name().to_string(),
+            };
+            for o in observers.iter() {
+                o(&e);
+            }
+        }
     }
 
     /// The version of the rules in force (0 until a change is recorded).
@@ -406,6 +454,7 @@ impl Engine {
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.after(&inst, &outcome, now, depth)?;
         self.store.wait_durable(ticket)?;
+        self.publish(&inst, &outcome);
         if outcome.effects.iter().any(|e| matches!(e, Effect::StartChild { .. })) {
             // A sub-process that ended at once has moved this case on: read it again.
             return self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()));
@@ -567,6 +616,7 @@ impl Engine {
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.after(&after, &outcome, now, depth)?;
         self.store.wait_durable(ticket)?;
+        self.publish(&after, &outcome);
         Ok(after)
     }
 
