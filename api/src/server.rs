@@ -72,6 +72,7 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/admin/rules/tables/:name/evaluate", post(evaluate_table))
         .route("/metrics", get(metrics))
         .route("/events", get(events))
+        .route("/openapi.json", get(openapi_json))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         // Every response carries an `x-request-id` (the caller's, or a new one) for support.
@@ -343,12 +344,14 @@ fn parse_task_id(s: &str) -> Result<(InstanceId, u32), ApiError> {
 
 // ------------------------------------------------------------ handlers
 
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "Liveness and readiness")))]
 async fn health(State(state): State<Shared>) -> axum::Json<Json> {
     axum::Json(
         json!({ "status": "ok", "processes": state.engine.definitions().len(), "commands": state.engine.commands_applied() }),
     )
 }
 
+#[utoipa::path(get, path = "/processes", responses((status = 200, description = "Deployed processes and their versions"), (status = 401, description = "No or unknown token")), security(("bearer" = [])))]
 async fn list_processes(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
     caller(&state, &headers)?;
     let list: Vec<Json> = state
@@ -363,6 +366,7 @@ async fn list_processes(State(state): State<Shared>, headers: HeaderMap) -> Resu
     Ok(axum::Json(json!({ "processes": list })))
 }
 
+#[utoipa::path(get, path = "/processes/{id}", params(("id" = String, Path, description = "Process id")), responses((status = 200, description = "The latest version, its steps, outcomes and source"), (status = 404, description = "No such process")), security(("bearer" = [])))]
 async fn show_process(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -387,6 +391,7 @@ async fn show_process(
     })))
 }
 
+#[utoipa::path(post, path = "/processes", request_body(content = String, content_type = "text/plain", description = "A .flow source"), responses((status = 201, description = "Deployed as a new version"), (status = 200, description = "Unchanged: same as the latest version"), (status = 403, description = "Administrators only"), (status = 422, description = "Refused, with the diagnostics of caseflow check")), security(("bearer" = [])))]
 async fn deploy(State(state): State<Shared>, headers: HeaderMap, body: String) -> Result<Response, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
@@ -421,14 +426,16 @@ async fn deploy(State(state): State<Shared>, headers: HeaderMap, body: String) -
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartRequest {
     process: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     fields: Map<String, Json>,
 }
 
+#[utoipa::path(post, path = "/instances", params(("Idempotency-Key" = Option<String>, Header, description = "The same key returns the same instance")), request_body = StartRequest, responses((status = 201, description = "Started"), (status = 404, description = "No such process"), (status = 422, description = "A field is invalid; `field` names it")), security(("bearer" = [])))]
 async fn start(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -453,6 +460,7 @@ async fn start(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/instances/{id}", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Fields, current steps, open tasks with SLA clocks, timers"), (status = 404, description = "No such instance")), security(("bearer" = [])))]
 async fn get_instance(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -470,6 +478,7 @@ async fn get_instance(
     Ok(axum::Json(instance_json(&state, &inst, &actor, service)))
 }
 
+#[utoipa::path(get, path = "/instances/by-key/{key}", params(("key" = String, Path, description = "Business key, e.g. 20261123-007")), responses((status = 200, description = "The instance"), (status = 404, description = "No such instance")), security(("bearer" = [])))]
 async fn get_instance_by_key(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -486,6 +495,7 @@ async fn get_instance_by_key(
     Ok(axum::Json(instance_json(&state, &inst, &actor, service)))
 }
 
+#[utoipa::path(get, path = "/instances/{id}/history", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The audit trail in order"), (status = 404, description = "No such instance")), security(("bearer" = [])))]
 async fn history(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -554,12 +564,13 @@ async fn admin_run(
     run(state, headers, parse_instance_id(id)?, command).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MessageRequest {
     name: String,
 }
 
+#[utoipa::path(post, path = "/instances/{id}/messages", params(("id" = String, Path, description = "Instance id or business key")), request_body = MessageRequest, responses((status = 200, description = "Delivered"), (status = 409, description = "Nothing in the case waits for this message")), security(("bearer" = [])))]
 async fn message(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -583,12 +594,13 @@ async fn message(
     run(state, &headers, id, Command::Message { name: req.name }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonRequest {
     reason: String,
 }
 
+#[utoipa::path(post, path = "/instances/{id}/cancel", params(("id" = u64, Path, description = "Instance id")), request_body = ReasonRequest, responses((status = 200, description = "Cancelled"), (status = 403, description = "Managers and administrators only"), (status = 409, description = "Already ended")), security(("bearer" = [])))]
 async fn cancel(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -598,6 +610,7 @@ async fn cancel(
     run(state, &headers, parse_instance_id(&id)?, Command::Cancel { reason: req.reason }).await
 }
 
+#[utoipa::path(post, path = "/instances/{id}/suspend", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Suspended"), (status = 403, description = "Administrators only"), (status = 409, description = "Not running")), security(("bearer" = [])))]
 async fn suspend(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -606,6 +619,7 @@ async fn suspend(
     admin_run(state, &headers, &id, Command::Suspend).await
 }
 
+#[utoipa::path(post, path = "/instances/{id}/resume", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Resumed"), (status = 403, description = "Administrators only"), (status = 409, description = "Not suspended")), security(("bearer" = [])))]
 async fn resume(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -614,6 +628,7 @@ async fn resume(
     admin_run(state, &headers, &id, Command::Resume).await
 }
 
+#[utoipa::path(post, path = "/instances/{id}/retry", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The failed step ran again"), (status = 409, description = "No incident")), security(("bearer" = [])))]
 async fn retry(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -622,12 +637,14 @@ async fn retry(
     admin_run(state, &headers, &id, Command::Retry).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FieldsRequest {
+    #[schema(value_type = Object)]
     fields: Map<String, Json>,
 }
 
+#[utoipa::path(post, path = "/instances/{id}/fields", params(("id" = u64, Path, description = "Instance id")), request_body = FieldsRequest, responses((status = 200, description = "Updated"), (status = 422, description = "A field is invalid")), security(("bearer" = [])))]
 async fn update_fields(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -640,7 +657,7 @@ async fn update_fields(
     run(state, &headers, parse_instance_id(&id)?, Command::UpdateFields { fields }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct InboxQuery {
     user: Option<String>,
@@ -648,6 +665,7 @@ struct InboxQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/tasks", params(InboxQuery), responses((status = 200, description = "Open tasks, soonest due first"), (status = 403, description = "Not your inbox or role")), security(("bearer" = [])))]
 async fn inbox(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -687,6 +705,7 @@ async fn inbox(
     Ok(axum::Json(json!({ "tasks": list })))
 }
 
+#[utoipa::path(post, path = "/tasks/{id}/claim", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Claimed"), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open")), security(("bearer" = [])))]
 async fn claim(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -696,6 +715,7 @@ async fn claim(
     run(state, &headers, instance, Command::Claim { task }).await
 }
 
+#[utoipa::path(post, path = "/tasks/{id}/release", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Released"), (status = 403, description = "Not yours"), (status = 409, description = "Not open")), security(("bearer" = [])))]
 async fn release(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -705,13 +725,15 @@ async fn release(
     run(state, &headers, instance, Command::Release { task }).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompleteRequest {
     #[serde(default)]
+    #[schema(value_type = Object)]
     fields: Map<String, Json>,
 }
 
+#[utoipa::path(post, path = "/tasks/{id}/complete", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = CompleteRequest, responses((status = 200, description = "Completed; the case moved on"), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open: someone completed it first"), (status = 422, description = "The form is invalid")), security(("bearer" = [])))]
 async fn complete(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -861,6 +883,7 @@ fn apply_rules_folder(
     Ok(change)
 }
 
+#[utoipa::path(get, path = "/admin/rules", responses((status = 200, description = "The rules version and the names in force")), security(("bearer" = [])))]
 async fn rules_in_force(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
     caller(&state, &headers)?;
     let rules = state.engine.rules();
@@ -874,7 +897,7 @@ async fn rules_in_force(State(state): State<Shared>, headers: HeaderMap) -> Resu
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ReloadQuery {
     /// Also recompute the deadlines of open tasks under the new rules.
@@ -886,6 +909,7 @@ fn change_json(change: &caseflow_engine::service::RulesChange, recomputed: Optio
     json!({ "version": change.version, "at": change.at.to_rfc3339(), "by": change.by, "diff": change.diff, "cases_recomputed": recomputed })
 }
 
+#[utoipa::path(post, path = "/admin/rules/reload", params(ReloadQuery), responses((status = 200, description = "Applied: version, who, when, diff"), (status = 409, description = "Unchanged"), (status = 422, description = "Refused with every error; the old rules stay")), security(("bearer" = [])))]
 async fn reload_rules(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -905,6 +929,7 @@ async fn reload_rules(
 
 /// Replaces (or adds) one rules file: validated with the rest of the folder, applied, then
 /// written to the folder (a temporary file renamed into place, so no reader sees half).
+#[utoipa::path(put, path = "/admin/rules/files/{name}", params(("name" = String, Path, description = "File name, snake_case.toml"), ReloadQuery), request_body(content = String, content_type = "text/plain"), responses((status = 200, description = "Applied and written"), (status = 422, description = "Refused; nothing written")), security(("bearer" = [])))]
 async fn upload_rules_file(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -951,7 +976,7 @@ async fn upload_rules_file(
     Ok(axum::Json(change_json(&change, recomputed)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReassignRequest {
     to: String,
@@ -960,6 +985,7 @@ struct ReassignRequest {
 
 /// Gives all open tasks of a user to another: a user removed from a role keeps their tasks
 /// until this is called.
+#[utoipa::path(post, path = "/admin/users/{user}/reassign", params(("user" = String, Path, description = "User id")), request_body = ReassignRequest, responses((status = 200, description = "How many tasks moved")), security(("bearer" = [])))]
 async fn reassign_user(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -973,6 +999,7 @@ async fn reassign_user(
     Ok(axum::Json(json!({ "reassigned": n })))
 }
 
+#[utoipa::path(get, path = "/admin/rules/changes", responses((status = 200, description = "Every accepted change")), security(("bearer" = [])))]
 async fn rules_changes(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
@@ -981,12 +1008,14 @@ async fn rules_changes(State(state): State<Shared>, headers: HeaderMap) -> Resul
     Ok(axum::Json(json!({ "changes": changes })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EvaluateRequest {
+    #[schema(value_type = Object)]
     inputs: Map<String, Json>,
 }
 
+#[utoipa::path(post, path = "/admin/rules/tables/{name}/evaluate", params(("name" = String, Path, description = "Decision table")), request_body = EvaluateRequest, responses((status = 200, description = "Rows hit and their outputs"), (status = 404, description = "No such table")), security(("bearer" = [])))]
 async fn evaluate_table(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1138,7 +1167,7 @@ pub async fn watch_folders(state: Shared, processes_dir: std::path::PathBuf, eve
 
 // ------------------------------------------------------------ listing and metrics
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     process: String,
@@ -1155,6 +1184,7 @@ fn default_status() -> String {
 
 /// Instances of a process in a status, oldest first, a page at a time (cursor pagination:
 /// stable while instances are added).
+#[utoipa::path(get, path = "/instances", params(ListQuery), responses((status = 200, description = "A page of instances and the next cursor")), security(("bearer" = [])))]
 async fn list_instances(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1196,6 +1226,7 @@ async fn list_instances(
 }
 
 /// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
 async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
     let s = state.clone();
     let body = blocking(move || {
@@ -1225,7 +1256,7 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
 
 // ------------------------------------------------------------ events
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     process: Option<String>,
@@ -1237,6 +1268,7 @@ struct EventsQuery {
 /// Server-Sent Events: the engine's changes as they become durable, filtered. A live feed: a
 /// client that falls too far behind gets a `lagged` event saying how many it missed, and the
 /// history endpoint has the complete record.
+#[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes")), security(("bearer" = [])))]
 async fn events(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1273,4 +1305,39 @@ async fn events(
         }
     };
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+// ------------------------------------------------------------ OpenAPI
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API description, generated from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
+    paths(
+        health, list_processes, show_process, deploy, start, list_instances, get_instance, get_instance_by_key, history,
+        message, cancel, suspend, resume, retry, update_fields, inbox, claim, release, complete, rules_in_force,
+        reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json
+    ),
+    components(schemas(StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document")))]
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi as _;
+    axum::Json(ApiDoc::openapi())
 }

@@ -540,3 +540,34 @@ async fn server_sent_events_stream_durable_changes_filtered() {
     let req = Request::builder().uri("/events").body(Body::empty()).unwrap();
     assert_eq!(api.app.clone().oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let api = Api::new();
+    let (s, spec) = api.call("GET", "/openapi.json", None, None, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(spec["openapi"], "3.1.0");
+    // Every `.route(...)` of the router, with each of its methods, is in the document.
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/server.rs")).unwrap();
+    let router = &source[source.find("pub fn router(").unwrap()..];
+    let router = &router[..router.find(".fallback(").unwrap()];
+    let mut checked = 0;
+    for line in router.lines().filter(|l| l.trim_start().starts_with(".route(\"")) {
+        let path = line.split('"').nth(1).unwrap();
+        let openapi_path: String = path
+            .split('/')
+            .map(|seg| seg.strip_prefix(':').map_or(seg.to_string(), |p| format!("{{{p}}}")))
+            .collect::<Vec<_>>()
+            .join("/");
+        let entry = &spec["paths"][&openapi_path];
+        assert!(entry.is_object(), "{openapi_path} is not in /openapi.json");
+        for method in ["get", "post", "put"] {
+            let routed = line.contains(&format!("{method}(")) || line.contains(&format!("routing::{method}("));
+            if routed {
+                assert!(entry[method].is_object(), "{method} {openapi_path} is not in /openapi.json");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 28, "only {checked} routes found in the router");
+}
