@@ -73,6 +73,7 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/metrics", get(metrics))
         .route("/events", get(events))
         .route("/openapi.json", get(openapi_json))
+        .route("/reports", get(report))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         // Every response carries an `x-request-id` (the caller's, or a new one) for support.
@@ -176,6 +177,21 @@ impl From<CommandError> for ApiError {
             | CommandError::NotWaitingForChild(_) => ApiError::new(StatusCode::CONFLICT, "conflict", detail),
             CommandError::Runaway => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runaway", detail),
         }
+    }
+}
+
+/// Query strings whose rejections are problems too (a bad date, an unknown parameter).
+pub struct Q<T>(T);
+
+#[axum::async_trait]
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", r.body_text()))
     }
 }
 
@@ -669,7 +685,7 @@ struct InboxQuery {
 async fn inbox(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(q): Query<InboxQuery>,
+    Q(q): Q<InboxQuery>,
 ) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     // Staff see their own inbox and their roles'; administrators anyone's.
@@ -913,7 +929,7 @@ fn change_json(change: &caseflow_engine::service::RulesChange, recomputed: Optio
 async fn reload_rules(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(q): Query<ReloadQuery>,
+    Q(q): Q<ReloadQuery>,
 ) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
@@ -934,7 +950,7 @@ async fn upload_rules_file(
     State(state): State<Shared>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Query(q): Query<ReloadQuery>,
+    Q(q): Q<ReloadQuery>,
     body: String,
 ) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
@@ -1188,7 +1204,7 @@ fn default_status() -> String {
 async fn list_instances(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    Q(q): Q<ListQuery>,
 ) -> Result<axum::Json<Json>, ApiError> {
     caller(&state, &headers)?;
     const STATUSES: [&str; 5] = ["running", "suspended", "incident", "completed", "cancelled"];
@@ -1272,7 +1288,7 @@ struct EventsQuery {
 async fn events(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    Q(q): Q<EventsQuery>,
 ) -> Result<
     axum::response::sse::Sse<
         impl futures_core::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
@@ -1329,7 +1345,8 @@ impl utoipa::Modify for BearerAuth {
     paths(
         health, list_processes, show_process, deploy, start, list_instances, get_instance, get_instance_by_key, history,
         message, cancel, suspend, resume, retry, update_fields, inbox, claim, release, complete, rules_in_force,
-        reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json
+        reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json,
+        report
     ),
     components(schemas(StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
     modifiers(&BearerAuth)
@@ -1340,4 +1357,31 @@ pub struct ApiDoc;
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi as _;
     axum::Json(ApiDoc::openapi())
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    process: String,
+    /// Cases started at or after (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Cases started before (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// KPIs of one process over a period: cases by status, outcome and choice field; per step
+/// handling time (median, p90) and deadlines met; first-contact resolution; satisfaction and
+/// the weighted five-dimension service-quality score.
+#[utoipa::path(get, path = "/reports", params(ReportQuery), responses((status = 200, description = "The report"), (status = 404, description = "No such process")), security(("bearer" = [])))]
+async fn report(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Q(q): Q<ReportQuery>,
+) -> Result<axum::Json<Json>, ApiError> {
+    caller(&state, &headers)?;
+    let s = state.clone();
+    let r = blocking(move || Ok(s.engine.report(&q.process, q.from, q.to)?)).await?;
+    Ok(axum::Json(serde_json::to_value(&r).unwrap_or(Json::Null)))
 }

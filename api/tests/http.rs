@@ -571,3 +571,19 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert!(checked >= 28, "only {checked} routes found in the router");
 }
+
+#[tokio::test]
+async fn reports_over_http() {
+    let api = Api::new();
+    api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let (s, r) =
+        api.call("GET", "/reports?process=complaint&from=2026-11-01T00:00:00Z", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["cases"], 1);
+    assert_eq!(r["by_field"]["urgency"]["high"], 1);
+    assert_eq!(api.call("GET", "/reports?process=nope", Some("admin"), None, &[]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.call("GET", "/reports?process=complaint&from=yesterday", Some("admin"), None, &[]).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -763,6 +763,35 @@ impl Engine {
         Ok(self.store.scan_prefix(b"t/").count())
     }
 
+    /// The KPI report of a process over cases started in `[from, to)` (see `report`).
+    pub fn report(
+        &self,
+        process: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<crate::report::Report, EngineError> {
+        let def = self.definition(process, None).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        let choice_fields: Vec<String> = def
+            .model
+            .fields
+            .iter()
+            .filter(|f| matches!(f.ty, caseflow_dsl::model::FieldType::Choice(_)))
+            .map(|f| f.name.clone())
+            .collect();
+        let mut cases = Vec::new();
+        for status in ["running", "suspended", "incident", "completed", "cancelled"] {
+            for id in self.instances(process, status, usize::MAX)? {
+                let Some(inst) = self.instance(id)? else { continue };
+                if from.is_some_and(|f| inst.started_at < f) || to.is_some_and(|t| inst.started_at >= t) {
+                    continue;
+                }
+                let history = self.history(id)?;
+                cases.push((inst, history));
+            }
+        }
+        Ok(crate::report::build(process, from, to, &choice_fields, &cases))
+    }
+
     // ------------------------------------------------------------ timers
 
     /// The earliest pending timer's due time.

@@ -251,3 +251,56 @@ fn processes_that_call_others_load_again_after_a_restart() {
     let engine = engine_at(&dir);
     assert_eq!(engine.definitions().len(), 4, "every stored definition loads, callers included");
 }
+
+#[test]
+fn the_kpi_report_counts_cases_times_deadlines_and_satisfaction() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    let run = |urgency: &str, resolved: bool, late: bool, satisfaction: i64| {
+        let t0 = bj(2026, 11, 23, 10, 0);
+        let inst = engine.start("complaint", fields(urgency), &crm(), None, t0).unwrap();
+        let mut now = t0 + chrono::Duration::minutes(if late { 20 } else { 5 });
+        if late {
+            engine.fire_due(now, 10).unwrap();
+        }
+        let steps: Vec<(&str, Vec<(&str, Value)>)> = vec![
+            ("receive", vec![("cause", Value::Text("quality".into()))]),
+            ("verify", vec![]),
+            ("phone_resolution", vec![("resolved", Value::Bool(resolved))]),
+        ];
+        for (_, f) in steps {
+            let i = engine.instance(inst.id).unwrap().unwrap();
+            let task = *i.tasks.keys().next().unwrap();
+            let fields = f.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            engine.command(inst.id, &admin, Command::CompleteTask { task, fields }, now).unwrap();
+            now += chrono::Duration::minutes(30);
+        }
+        if !resolved {
+            return;
+        }
+        for f in [vec![("satisfaction", Value::Int(satisfaction))], vec![]] {
+            let i = engine.instance(inst.id).unwrap().unwrap();
+            let task = *i.tasks.keys().next().unwrap();
+            let fields = f.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            engine.command(inst.id, &admin, Command::CompleteTask { task, fields }, now).unwrap();
+        }
+    };
+    run("high", true, false, 5);
+    run("high", true, true, 3);
+    run("low", false, false, 0);
+    let r = engine.report("complaint", None, None).unwrap();
+    assert_eq!(r.cases, 3);
+    assert_eq!(r.by_status["completed"], 2);
+    assert_eq!(r.by_status["running"], 1);
+    assert_eq!(r.by_field["urgency"]["high"], 2);
+    assert_eq!(r.by_field["cause"]["quality"], 3);
+    let receive = &r.steps["receive"];
+    assert_eq!(receive.completed, 3);
+    assert_eq!(receive.handling_minutes_median, Some(5.0));
+    assert_eq!(receive.deadlines_met_share, Some(2.0 / 3.0), "one of three was late");
+    assert_eq!(r.first_contact_resolution_share, Some(1.0), "both completed cases were resolved on the phone");
+    assert_eq!(r.satisfaction_average, Some(4.0));
+    let future = engine.report("complaint", Some(bj(2026, 11, 24, 0, 0)), None).unwrap();
+    assert_eq!(future.cases, 0, "the period filters by start time");
+}
