@@ -1,0 +1,110 @@
+//! Scale: N instances waiting at a human task (on disk, not in RAM), then
+//! - the process's resident memory (VmRSS) after loading them,
+//! - the time to reopen the store and be ready to serve,
+//! - p50/p99 of looking up one user's open tasks (a page of 50) among 1,000 users.
+//!
+//! `cargo bench -p caseflow-engine --bench scale -- --instances 1000000`
+
+use caseflow_engine::clock::{Clock, SystemClock};
+use caseflow_engine::core::Actor;
+use caseflow_engine::value::Value;
+use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
+use std::sync::Arc;
+use std::time::Instant;
+
+const SHAPE: &str = r#"
+process waiting {
+  source "benchmark"
+  fields { urgency: choice(high, low) required }
+  start -> handle
+  task handle { assign role cs_rep by round_robin due 1 workday -> closed }
+  end closed
+}
+"#;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn rules(users: usize) -> RuleSet {
+    let mut text = String::from("[roles.cs_rep]\nname = \"rep\"\n");
+    for u in 0..users {
+        text.push_str(&format!("[users.u{u}]\nroles = [\"cs_rep\"]\n"));
+    }
+    RuleSet::load(&[RulesFile { name: "scale.toml".into(), text }]).expect("rules")
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let n = arg("--instances", if full { 100_000 } else { 1_000 });
+    let users = 1_000;
+    let dir = std::env::temp_dir().join(format!("caseflow-scale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let options =
+        StoreOptions { durability: Durability::None, cache_bytes: 64 * 1024 * 1024, ..StoreOptions::default() };
+    {
+        let engine = Arc::new(Engine::open(Store::open(&dir, &options).expect("store"), rules(users)).expect("engine"));
+        engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
+        let t = Instant::now();
+        let threads = 8;
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let engine = engine.clone();
+                std::thread::spawn(move || {
+                    let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
+                    for _ in 0..n / threads {
+                        let fields = [("urgency".to_string(), Value::Text("low".into()))].into();
+                        engine.start("waiting", fields, &crm, None, SystemClock.now()).expect("start");
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("worker");
+        }
+        engine.store().flush().expect("flush");
+        println!(
+            "loaded {n} waiting instances in {:.1} s ({:.0}/s)",
+            t.elapsed().as_secs_f64(),
+            n as f64 / t.elapsed().as_secs_f64()
+        );
+        println!("resident memory with {n} waiting instances: {:.0} MiB (sled cache capped at 64 MiB)", rss_mib());
+        println!("disk: {:.0} MiB", engine.store().size_on_disk().unwrap_or(0) as f64 / 1048576.0);
+    }
+    // Reopen: ready to serve means the engine is open and answers a query.
+    let t = Instant::now();
+    let engine = Engine::open(Store::open(&dir, &options).expect("reopen"), rules(users)).expect("engine");
+    let first = engine.tasks(Some("u1"), None, 50).expect("query").len();
+    println!(
+        "restart with {n} instances stored: ready in {:.0} ms (first inbox page: {first} tasks)",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let mut times: Vec<f64> = (0..2_000)
+        .map(|i| {
+            let user = format!("u{}", (i * 7919) % users);
+            let t = Instant::now();
+            let page = engine.tasks(Some(&user), None, 50).expect("query");
+            std::hint::black_box(page);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "one user's open tasks (page of 50, {users} users, {n} instances): p50 {:.3} ms, p99 {:.3} ms",
+        times[times.len() / 2],
+        times[times.len() * 99 / 100]
+    );
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}
