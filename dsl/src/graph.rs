@@ -42,7 +42,8 @@ fn node_text(p: &Process, n: Node) -> String {
     text
 }
 
-fn handler_text(p: &Process, h: &crate::model::Handler) -> String {
+/// A deadline handler in words: `overdue: escalate to role cs_manager, raise priority`.
+pub fn handler_text(p: &Process, h: &crate::model::Handler) -> String {
     use crate::model::{Action, Trigger};
     let trigger = match &h.trigger {
         Trigger::Overdue { after: None } => "overdue".to_string(),
@@ -64,7 +65,8 @@ fn handler_text(p: &Process, h: &crate::model::Handler) -> String {
     format!("{trigger}: {}", actions.join(", "))
 }
 
-fn assignee_text(p: &Process, a: &crate::model::Assignee) -> String {
+/// An assignee rule in words: `role cs_rep`, `same as receive`.
+pub fn assignee_text(p: &Process, a: &crate::model::Assignee) -> String {
     use crate::model::Assignee::*;
     match a {
         Role { role, .. } => format!("role {role}"),

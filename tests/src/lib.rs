@@ -70,3 +70,22 @@ pub fn compare_golden(path: &Path, actual: &str) -> Option<String> {
         )
     })
 }
+
+/// The fenced code blocks of one language in a Markdown text, each with the line it starts on.
+pub fn code_blocks(markdown: &str, language: &str) -> Vec<(usize, String)> {
+    let fence = format!("```{language}");
+    let mut blocks = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        match (&mut current, line.trim_end()) {
+            (None, l) if l == fence => current = Some((i + 2, String::new())),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some((_, text)), _) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}

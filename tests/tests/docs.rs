@@ -4,24 +4,6 @@
 use caseflow_dsl::{check_files, diag, fmt, SourceFile};
 use caseflow_tests::*;
 
-/// The ```flow blocks of a Markdown file, with the line each starts on.
-fn flow_blocks(markdown: &str) -> Vec<(usize, String)> {
-    let mut blocks = Vec::new();
-    let mut current: Option<(usize, String)> = None;
-    for (i, line) in markdown.lines().enumerate() {
-        match (&mut current, line.trim_end()) {
-            (None, "```flow") => current = Some((i + 2, String::new())),
-            (Some(_), "```") => blocks.push(current.take().expect("inside a block")),
-            (Some((_, text)), _) => {
-                text.push_str(line);
-                text.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
-}
-
 fn assert_clean(files: &[SourceFile], how_many: usize) {
     let reports = check_files(files, Some(&shipped_catalog()));
     let mut problems = String::new();
@@ -57,7 +39,7 @@ fn assert_fmt_stable(name: &str, text: &str) {
 #[test]
 fn language_reference_examples_check_clean() {
     let doc = read(&root().join("docs/language.md"));
-    let blocks = flow_blocks(&doc);
+    let blocks = code_blocks(&doc, "flow");
     assert!(blocks.len() >= 9, "the reference lost its examples ({} left)", blocks.len());
     let mut files: Vec<SourceFile> = blocks
         .iter()
@@ -89,7 +71,7 @@ fn shipped_processes_check_clean_and_are_formatted() {
 #[test]
 fn every_construct_is_shown_in_the_reference() {
     let doc = read(&root().join("docs/language.md"));
-    let code: String = flow_blocks(&doc).into_iter().map(|(_, t)| t).collect();
+    let code: String = code_blocks(&doc, "flow").into_iter().map(|(_, t)| t).collect();
     for construct in [
         "process ",
         "doc ",

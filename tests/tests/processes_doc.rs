@@ -2,20 +2,11 @@
 //! sources) and must match them: `UPDATE_EXPECT=1 cargo test -p caseflow-tests --test processes_doc`
 //! rewrites it after a process changes.
 
-use caseflow_dsl::model::{Action, Assignee, Process, StepKind, Trigger};
+use caseflow_dsl::model::{Assignee, Process, StepKind};
 use caseflow_dsl::{check_files, fmt::expr_to_string, graph};
 use caseflow_tests::*;
 use std::collections::BTreeSet;
 use std::fmt::Write;
-
-fn assignee(p: &Process, a: &Assignee) -> String {
-    match a {
-        Assignee::Role { role, .. } => format!("role `{role}`"),
-        Assignee::User(u) => format!("user `{u}`"),
-        Assignee::Field(f) => format!("the user in field `{f}`"),
-        Assignee::SameAs(s) => format!("whoever did `{}`", p.step(*s).name),
-    }
-}
 
 fn section(p: &Process) -> String {
     let mut s = String::new();
@@ -29,7 +20,7 @@ fn section(p: &Process) -> String {
     let _ = writeln!(s, "| step | who | deadline | on the clock |\n| --- | --- | --- | --- |");
     for step in &p.steps {
         let StepKind::Task(t) = &step.kind else { continue };
-        let who = t.assign.as_ref().map(|a| assignee(p, a)).unwrap_or_else(|| "candidates".into());
+        let who = t.assign.as_ref().map(|a| graph::assignee_text(p, a)).unwrap_or_else(|| "candidates".into());
         for r in t.candidates.iter().chain(t.assign.iter().filter_map(|a| match a {
             Assignee::Role { role, .. } => Some(role),
             _ => None,
@@ -42,24 +33,7 @@ fn section(p: &Process) -> String {
             clock.push(format!("reminder every {}", expr_to_string(r)));
         }
         for h in &t.handlers {
-            let trigger = match &h.trigger {
-                Trigger::Overdue { after: None } => "overdue".to_string(),
-                Trigger::Overdue { after: Some(e) } => format!("overdue + {}", expr_to_string(e)),
-                Trigger::Elapsed { percent } => format!("{percent}%"),
-                Trigger::Message(m) => format!("message `{m}`"),
-            };
-            let actions: Vec<String> = h
-                .actions
-                .iter()
-                .map(|a| match a {
-                    Action::Escalate(w) => format!("escalate to {}", assignee(p, w)),
-                    Action::Notify(w) => format!("notify {}", assignee(p, w)),
-                    Action::RaisePriority => "raise priority".into(),
-                    Action::Remind => "remind".into(),
-                    Action::Goto(st) => format!("go to `{}`", p.step(*st).name),
-                })
-                .collect();
-            clock.push(format!("{trigger}: {}", actions.join(", ")));
+            clock.push(graph::handler_text(p, h));
         }
         let label = step.label.as_deref().unwrap_or(&step.name);
         let _ = writeln!(
