@@ -34,6 +34,9 @@ pub enum StoreError {
     Corrupt { key: String, problem: String },
 }
 
+/// Attempts (20 ms apart) to take over the file lock of a store that is still closing.
+const LOCK_RETRIES: u32 = 250;
+
 /// How far an acknowledged write has gone when the call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,13 +89,26 @@ struct CommitState {
 
 impl Store {
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
             .mode(sled::Mode::LowSpace)
             .use_compression(false)
-            .flush_every_ms(options.background_flush_ms)
-            .open()?;
+            .flush_every_ms(options.background_flush_ms);
+        // A store closed a moment ago (a restart in the same process) may still hold sled's file
+        // lock while its background threads wind down: wait for it, briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if attempts < LOCK_RETRIES && e.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         Self::with_db(db, Some(path.join("db")), options.durability)
     }
 
