@@ -105,11 +105,13 @@ pub struct ApiError {
     kind: &'static str,
     detail: String,
     field: Option<String>,
+    /// Every bad field with what is wrong with it, when there are several.
+    errors: Vec<(String, String)>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError { status, kind, detail: detail.into(), field: None }
+        ApiError { status, kind, detail: detail.into(), field: None, errors: Vec::new() }
     }
 }
 
@@ -124,6 +126,9 @@ impl IntoResponse for ApiError {
         });
         if let Some(f) = self.field {
             body["field"] = Json::String(f);
+        }
+        if !self.errors.is_empty() {
+            body["errors"] = self.errors.iter().map(|(f, d)| json!({ "field": f, "detail": d })).collect();
         }
         (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
     }
@@ -165,9 +170,21 @@ impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> ApiError {
         let detail = e.to_string();
         match e {
-            CommandError::InvalidField { field, .. } => {
-                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "invalid-field", detail, field: Some(field) }
-            }
+            CommandError::InvalidField { field, .. } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                kind: "invalid-field",
+                detail,
+                field: Some(field),
+                errors: Vec::new(),
+            },
+            // Several bad fields: `detail` names each; `field` is the first.
+            CommandError::InvalidFields(problems) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                kind: "invalid-field",
+                detail,
+                field: problems.first().map(|(f, _)| f.clone()),
+                errors: problems,
+            },
             CommandError::Forbidden { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail),
             CommandError::TaskNotOpen(_) => ApiError::new(StatusCode::CONFLICT, "task-not-open", detail),
             CommandError::WrongStatus(_) => ApiError::new(StatusCode::CONFLICT, "wrong-status", detail),
@@ -265,6 +282,7 @@ fn from_json(field: &str, v: &Json) -> Result<Value, ApiError> {
         kind: "invalid-field",
         detail: format!("invalid field `{field}`: {what}"),
         field: Some(field.to_string()),
+        errors: Vec::new(),
     };
     Ok(match v {
         Json::String(s) => Value::Text(s.clone()),
@@ -1051,6 +1069,7 @@ async fn evaluate_table(
             kind: "invalid-field",
             detail: format!("missing input `{input}`; the inputs are: {}", table.inputs.join(", ")),
             field: Some(input.clone()),
+            errors: Vec::new(),
         })?;
         values.push(from_json(input, v)?);
     }
@@ -1060,6 +1079,7 @@ async fn evaluate_table(
             kind: "invalid-field",
             detail: format!("table `{name}` has no input `{extra}`"),
             field: Some(extra.clone()),
+            errors: Vec::new(),
         });
     }
     let hits = table
@@ -1214,6 +1234,7 @@ async fn list_instances(
             kind: "bad-request",
             detail: format!("status must be one of {}", STATUSES.join(", ")),
             field: Some("status".into()),
+            errors: Vec::new(),
         });
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 500);

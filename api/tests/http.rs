@@ -587,3 +587,17 @@ async fn reports_over_http() {
         StatusCode::BAD_REQUEST
     );
 }
+
+#[tokio::test]
+async fn every_bad_field_is_reported_at_once() {
+    let api = Api::new();
+    let body = r#"{"process":"complaint","fields":{"urgency":"urgent","contact":5,"colour":"red"}}"#;
+    let (s, v) = api.call("POST", "/instances", Some("crm"), Some(body), &[]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> =
+        v["errors"].as_array().expect("an errors list").iter().map(|e| e["field"].as_str().unwrap()).collect();
+    // Wrong choice, wrong type, unknown field, and the two required fields left out.
+    for f in ["urgency", "contact", "colour", "customer", "content"] {
+        assert!(fields.contains(&f), "{f} missing from {v}");
+    }
+}

@@ -286,6 +286,8 @@ pub enum Command {
 pub enum CommandError {
     #[error("invalid field `{field}`: {problem}")]
     InvalidField { field: String, problem: String },
+    #[error("invalid fields: {}", .0.iter().map(|(f, p)| format!("`{f}`: {p}")).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<(String, String)>),
     #[error("task {0} is not open")]
     TaskNotOpen(u32),
     #[error("timer {0} is not pending")]
@@ -611,34 +613,46 @@ impl Run<'_> {
 
     /// Checks values against the process's field types. `starting`: required fields must be
     /// present and defaults are applied by the caller.
+    /// Checks values against the process's field types and reports every bad field at once.
+    /// `starting`: required fields must be present (defaults are applied by the caller).
     fn validate_fields(
         &self,
         given: &BTreeMap<String, Value>,
         starting: bool,
     ) -> Result<BTreeMap<String, Value>, CommandError> {
         let mut out = BTreeMap::new();
+        let mut problems = Vec::new();
         for (name, value) in given {
             let Some(field) = self.ctx.model.field(name) else {
                 let known: Vec<&str> = self.ctx.model.fields.iter().map(|f| f.name.as_str()).collect();
-                return Err(CommandError::InvalidField {
-                    field: name.clone(),
-                    problem: format!("the process has no such field; its fields are: {}", known.join(", ")),
-                });
+                problems.push((
+                    name.clone(),
+                    format!("the process has no such field; its fields are: {}", known.join(", ")),
+                ));
+                continue;
             };
-            out.insert(
-                name.clone(),
-                conform(&field.ty, value)
-                    .map_err(|problem| CommandError::InvalidField { field: name.clone(), problem })?,
-            );
+            match conform(&field.ty, value) {
+                Ok(v) => {
+                    out.insert(name.clone(), v);
+                }
+                Err(problem) => problems.push((name.clone(), problem)),
+            }
         }
         if starting {
             for f in &self.ctx.model.fields {
-                if f.required && !out.contains_key(&f.name) {
-                    return Err(CommandError::InvalidField { field: f.name.clone(), problem: "required".into() });
+                if f.required && !given.contains_key(&f.name) {
+                    problems.push((f.name.clone(), "required".into()));
                 }
             }
         }
-        Ok(out)
+        match problems.len() {
+            0 => Ok(out),
+            1 => {
+                let (field, problem) = problems.remove(0);
+                Err(CommandError::InvalidField { field, problem })
+            }
+            _ => Err(CommandError::InvalidFields(problems)),
+        }
     }
 
     fn set_fields(&mut self, changes: BTreeMap<String, Value>, event: &str, step: Option<StepId>) {
