@@ -459,8 +459,7 @@ impl Run<'_> {
             Command::Reassign { task, to, reason } => {
                 self.require_running()?;
                 let t = self.open_task(task)?;
-                let is_manager = self.actor.roles.iter().any(|r| r == "cs_manager" || r == "cs_director");
-                if !(self.actor.admin || is_manager || t.assignee.as_deref() == Some(&self.actor.id)) {
+                if !(self.may("reassign") || t.assignee.as_deref() == Some(&self.actor.id)) {
                     return Err(self.forbidden("reassign this task"));
                 }
                 if !self.ctx.rules.users.contains_key(&to) {
@@ -506,7 +505,7 @@ impl Run<'_> {
                 if self.inst.status.is_ended() {
                     return Err(CommandError::WrongStatus(self.inst.status.name()));
                 }
-                if !self.actor.admin && !self.actor.roles.iter().any(|r| r == "cs_manager") {
+                if !self.may("cancel") {
                     return Err(self.forbidden("cancel a case"));
                 }
                 self.end(Status::Cancelled { reason: reason.clone() });
@@ -583,6 +582,17 @@ impl Run<'_> {
                 self.settle()
             }
         }
+    }
+
+    /// Administrators, or holders of a role the rules' `[permissions]` grant the action to.
+    fn may(&self, action: &str) -> bool {
+        self.actor.admin
+            || self
+                .ctx
+                .rules
+                .permissions
+                .get(action)
+                .is_some_and(|roles| roles.iter().any(|r| self.actor.roles.contains(r)))
     }
 
     fn forbidden(&self, action: &str) -> CommandError {

@@ -104,7 +104,13 @@ pub struct RuleSet {
     pub tables: BTreeMap<String, DecisionTable>,
     /// Business-key templates by process id; they take precedence over a process's own `key`.
     pub key_formats: BTreeMap<String, String>,
+    /// Actions beyond working one's own tasks (`reassign`, `cancel`) and the roles allowed them;
+    /// administrators may always.
+    pub permissions: BTreeMap<String, Vec<String>>,
 }
+
+/// The actions `[permissions]` may grant.
+pub const PERMISSIONS: [&str; 2] = ["reassign", "cancel"];
 
 impl RuleSet {
     /// Loads and validates a set of files as one rule set. Every file may hold any section;
@@ -236,6 +242,8 @@ struct Loader {
     values: BTreeMap<String, RuleValue>,
     tables: BTreeMap<String, DecisionTable>,
     key_formats: BTreeMap<String, String>,
+    permissions: BTreeMap<String, Vec<String>>,
+    permission_refs: Vec<(String, RulesError)>,
     /// Where each name was defined, to report duplicates and cross-references.
     defined_at: BTreeMap<String, String>,
     /// References to check once every file is read: (what, name, where).
@@ -283,6 +291,7 @@ impl Loader {
                 "values" => self.values_section(&loc, item),
                 "decision_tables" => self.each_table(&loc, item, Self::table),
                 "key_formats" => self.key_formats_section(&loc, item),
+                "permissions" => self.permissions_section(&loc, item),
                 other => {
                     let hint = closest(other, &SECTIONS).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
                     self.err(
@@ -610,6 +619,39 @@ impl Loader {
         self.roster.push((Shift { user, days, hours }, loc.file.name.clone(), line));
     }
 
+    // ------------------------------------------------------------ permissions
+
+    fn permissions_section(&mut self, loc: &Loc, item: &Item) {
+        let Some(t) = item.as_table_like() else {
+            self.err(loc, "expected a table: `[permissions]` with `reassign = [\"cs_manager\"]`");
+            return;
+        };
+        self.known_keys(loc, t, &PERMISSIONS);
+        for action in PERMISSIONS {
+            if t.get(action).is_none() {
+                continue;
+            }
+            let span = t.get(action).and_then(Item::span);
+            let aloc = loc.child(action, span);
+            if !self.define(&aloc, "permission", action) {
+                continue;
+            }
+            let roles = self.str_list(loc, t, action);
+            for r in &roles {
+                let (line, column) = line_col(&aloc.file.text, aloc.span.as_ref().map_or(0, |s| s.start));
+                let e = RulesError {
+                    file: aloc.file.name.clone(),
+                    line,
+                    column,
+                    key: aloc.key.clone(),
+                    message: String::new(),
+                };
+                self.permission_refs.push((r.clone(), e));
+            }
+            self.permissions.insert(action.to_string(), roles);
+        }
+    }
+
     // ------------------------------------------------------------ key formats
 
     fn key_formats_section(&mut self, loc: &Loc, item: &Item) {
@@ -910,6 +952,12 @@ impl Loader {
                 }
             }
         }
+        for (role, mut e) in std::mem::take(&mut self.permission_refs) {
+            if !self.roles.contains_key(&role) {
+                e.message = format!("role `{role}` is not defined under [roles]");
+                self.errors.push(e);
+            }
+        }
         for (what, user, mut e) in std::mem::take(&mut self.user_refs) {
             if !self.users.contains_key(&user) {
                 e.message = format!("{what} `{user}` is not defined under [users]");
@@ -929,6 +977,7 @@ impl Loader {
             values: self.values,
             tables: self.tables,
             key_formats: self.key_formats,
+            permissions: self.permissions,
         })
     }
 }
