@@ -30,6 +30,21 @@ pub struct Config {
     pub field_key_file: PathBuf,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Outgoing webhooks, fed from the durable outbox.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// A URL that receives engine events as signed JSON POSTs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// The HMAC-SHA256 key for the `x-caseflow-signature` header.
+    pub secret: String,
+    /// Event names to send (`task_opened`, `escalated`, ...); empty sends all.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 /// A bearer token, stored as its SHA-256 (hex); the token itself is never written down here.

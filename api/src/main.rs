@@ -365,6 +365,9 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let key = config::field_key(&config.field_key_file)?;
     let engine = std::sync::Arc::new(Engine::open(store, rules)?.with_field_key(&key)?);
+    if !config.webhooks.is_empty() {
+        engine.enable_outbox();
+    }
     let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
     let (deployed, refused) = server::deploy_folder(&engine, &config.processes_dir, clock.now())?;
     for r in &refused {
@@ -403,6 +406,13 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
             deployed.len()
         );
         tokio::spawn(server::timer_driver(engine.clone(), clock, std::time::Duration::from_millis(25)));
+        if !config.webhooks.is_empty() {
+            tokio::spawn(caseflow::webhooks::deliver(
+                engine.clone(),
+                config.webhooks.clone(),
+                std::time::Duration::from_millis(100),
+            ));
+        }
         tokio::spawn(server::watch_folders(
             watcher_state,
             config.processes_dir.clone(),

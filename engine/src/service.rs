@@ -82,7 +82,7 @@ pub struct RulesChange {
 }
 
 /// A durable change, as published to observers (the API's event stream).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineEvent {
     pub instance: InstanceId,
     pub business_key: String,
@@ -99,6 +99,9 @@ type Observer = Box<dyn Fn(&EngineEvent) + Send + Sync>;
 
 pub struct Engine {
     store: Store,
+    /// Write every history entry to the outbox (`o/`) in the command's own batch, for
+    /// at-least-once delivery to webhooks.
+    outbox: std::sync::atomic::AtomicBool,
     /// Told of each history entry once it is durable.
     observers: RwLock<Vec<Observer>>,
     /// Encrypts sensitive fields at rest; `None` stores them in the clear (tests only).
@@ -135,6 +138,7 @@ impl Engine {
     pub fn open(store: Store, rules: RuleSet) -> Result<Engine, EngineError> {
         let engine = Engine {
             store,
+            outbox: std::sync::atomic::AtomicBool::new(false),
             observers: RwLock::new(Vec::new()),
             cipher: None,
             rules: RwLock::new(Arc::new(rules)),
@@ -185,23 +189,39 @@ impl Engine {
         self.observers.write().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
     }
 
+    /// Turns the durable outbox on: from now on every history entry is also written to `o/`.
+    pub fn enable_outbox(&self) {
+        self.outbox.store(true, Ordering::Relaxed);
+    }
+
+    /// The oldest undelivered outbox events, in order.
+    pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(Vec<u8>, EngineEvent)>, EngineError> {
+        self.store
+            .scan_prefix(b"o/")
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.to_vec(), store::decode(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Marks an outbox event delivered (durably).
+    pub fn outbox_ack(&self, key: &[u8]) -> Result<(), EngineError> {
+        let mut batch = sled::Batch::default();
+        batch.remove(key.to_vec());
+        let ticket = self.store.write(batch)?;
+        self.store.wait_durable(ticket)?;
+        Ok(())
+    }
+
     fn publish(&self, inst: &Instance, outcome: &Outcome) {
         let observers = self.observers.read().unwrap_or_else(|p| p.into_inner());
         if observers.is_empty() {
             return;
         }
         for h in &outcome.history {
-            let e = EngineEvent {
-                instance: inst.id,
-                business_key: inst.business_key.clone(),
-                process: inst.process.clone(),
-                seq: h.seq,
-                at: h.at,
-                event: h.event.clone(),
-                step: h.step.clone(),
-                detail: h.detail.clone(),
-                status: inst.status.name().to_string(),
-            };
+            let e = event_of(inst, h);
             for o in observers.iter() {
                 o(&e);
             }
@@ -572,6 +592,13 @@ impl Engine {
             batch.insert(k.clone(), Vec::new());
         }
         batch.insert(store::instance_key(after.id), store::encode(&self.seal_instance(after)?));
+        if self.outbox.load(Ordering::Relaxed) {
+            for h in &outcome.history {
+                // sled's ids are monotonic and survive restarts: the outbox keeps command order.
+                let n = self.store.db.generate_id().map_err(StoreError::from)?;
+                batch.insert(store::key("o/", &[&n.to_be_bytes()]), store::encode(&event_of(after, h)));
+            }
+        }
         for h in &outcome.history {
             batch.insert(store::history_key(after.id, h.seq), store::encode(&self.seal_history(after, h, true)?));
         }
@@ -829,6 +856,20 @@ impl Engine {
             }
         }
         Ok(fired)
+    }
+}
+
+fn event_of(inst: &Instance, h: &core::HistoryEntry) -> EngineEvent {
+    EngineEvent {
+        instance: inst.id,
+        business_key: inst.business_key.clone(),
+        process: inst.process.clone(),
+        seq: h.seq,
+        at: h.at,
+        event: h.event.clone(),
+        step: h.step.clone(),
+        detail: h.detail.clone(),
+        status: inst.status.name().to_string(),
     }
 }
 
