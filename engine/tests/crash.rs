@@ -103,6 +103,15 @@ fn acknowledged_writes_survive_sigkill() {
             let history = engine.history(InstanceId(*id)).unwrap();
             assert!(history.iter().any(|h| h.event == "task_completed"), "history of {id} lacks the completion");
         }
+        // The outbox holds the events of every acknowledged write (nothing delivers them here).
+        let outbox: std::collections::BTreeSet<(u64, String)> =
+            engine.outbox_peek(usize::MAX).unwrap().into_iter().map(|(_, e)| (e.instance.0, e.event)).collect();
+        for (key, id) in &starts {
+            assert!(outbox.contains(&(*id, "started".to_string())), "outbox lost the start of {key}");
+        }
+        for (id, _) in &completes {
+            assert!(outbox.contains(&(*id, "task_completed".to_string())), "outbox lost a completion of {id}");
+        }
         // Invariants on everything stored: each open task has its live step and index entries,
         // history is gapless.
         for (key, id) in &starts {

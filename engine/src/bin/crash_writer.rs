@@ -22,6 +22,8 @@ fn main() {
     let store =
         Store::open(std::path::Path::new(data), &StoreOptions { durability, ..StoreOptions::default() }).expect("open");
     let engine = std::sync::Arc::new(Engine::open(store, rules).expect("engine"));
+    // The outbox is written in each command's batch: the crash test checks it too.
+    engine.enable_outbox();
     let now = SystemClock.now();
     engine.deploy(&std::fs::read_to_string(process).expect("process"), now).expect("deploy");
     let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
