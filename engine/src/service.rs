@@ -742,16 +742,7 @@ impl Engine {
 
     /// Ids of a process's instances in a status.
     pub fn instances(&self, process: &str, status: &str, limit: usize) -> Result<Vec<InstanceId>, EngineError> {
-        let prefix = store::key("s/", &[process.as_bytes(), b"\0", status.as_bytes(), b"\0"]);
-        self.store
-            .scan_prefix(&prefix)
-            .take(limit)
-            .map(|r| {
-                let (k, _) = r?;
-                let raw: [u8; 8] = k[k.len() - 8..].try_into().map_err(|_| corrupt("s/", "bad id"))?;
-                Ok(InstanceId(u64::from_be_bytes(raw)))
-            })
-            .collect()
+        self.instances_after(process, status, None, limit)
     }
 
     /// Ids of a process's instances in a status after `after` (exclusive), in id order.
@@ -762,7 +753,7 @@ impl Engine {
         after: Option<InstanceId>,
         limit: usize,
     ) -> Result<Vec<InstanceId>, EngineError> {
-        let prefix = store::key("s/", &[process.as_bytes(), b"\0", status.as_bytes(), b"\0"]);
+        let prefix = store::status_prefix(process, status);
         let mut from = prefix.clone();
         if let Some(a) = after {
             from.extend_from_slice(&(a.0 + 1).to_be_bytes());
@@ -782,8 +773,7 @@ impl Engine {
 
     /// How many instances of a process are in a status (an index scan, no instance read).
     pub fn count_instances(&self, process: &str, status: &str) -> Result<usize, EngineError> {
-        let prefix = store::key("s/", &[process.as_bytes(), b"\0", status.as_bytes(), b"\0"]);
-        Ok(self.store.scan_prefix(&prefix).count())
+        Ok(self.store.scan_prefix(&store::status_prefix(process, status)).count())
     }
 
     pub fn count_pending_timers(&self) -> Result<usize, EngineError> {

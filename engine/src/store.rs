@@ -233,8 +233,15 @@ pub fn task_index_key(prefix: &str, who: &str, id: InstanceId, task: u32) -> Vec
     key(prefix, &[who.as_bytes(), b"\0", &id.0.to_be_bytes(), &task.to_be_bytes()])
 }
 
+/// The prefix of a process's instances in one status; `status_key` appends the id.
+pub(crate) fn status_prefix(process: &str, status: &str) -> Vec<u8> {
+    key("s/", &[process.as_bytes(), b"\0", status.as_bytes(), b"\0"])
+}
+
 pub(crate) fn status_key(process: &str, status: &str, id: InstanceId) -> Vec<u8> {
-    key("s/", &[process.as_bytes(), b"\0", status.as_bytes(), b"\0", &id.0.to_be_bytes()])
+    let mut k = status_prefix(process, status);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
 }
 
 /// The instance id and task seq at the end of a task-index key.
