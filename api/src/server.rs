@@ -1359,6 +1359,79 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The error body every 4xx and 5xx carries, as `application/problem+json` (RFC 9457).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the JSON `ApiError` writes
+struct Problem {
+    /// A URI naming the kind of problem, e.g. `https://caseflow.dev/problems/bad-field`.
+    r#type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// The bad field, when one field is at fault.
+    field: Option<String>,
+    /// Every bad field with what is wrong with it.
+    errors: Option<Vec<ProblemField>>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ProblemField {
+    field: String,
+    detail: String,
+}
+
+/// Documents the errors the shared layers give every operation, so that the document lists
+/// every status a client can receive: 401 and 403 where a token is needed, 404 where the path
+/// names something, 400/413/415/422 where a body or query is parsed; each as problem+json.
+struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
+        let problem = || Content::new(Some(Ref::from_schema_name("Problem")));
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let path_names_something = path.contains('{');
+            let ops = [(false, &mut item.get), (true, &mut item.post), (false, &mut item.put)];
+            for (is_post, op) in ops.into_iter().filter_map(|(p, op)| op.as_mut().map(|op| (p, op))) {
+                let mut statuses: Vec<(&str, &str)> = Vec::new();
+                if op.security.is_some() {
+                    statuses.push(("401", "No token, or an unknown one"));
+                    statuses.push(("403", "The token's user may not do this"));
+                }
+                if path_names_something {
+                    statuses.push(("404", "Nothing with that id"));
+                }
+                if path_names_something && is_post {
+                    statuses.push(("409", "The case or task is not in a state that allows this"));
+                }
+                let parses_input = op.request_body.is_some() || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                if parses_input {
+                    statuses.push(("400", "Malformed request: bad JSON, query or path"));
+                }
+                if op.request_body.is_some() {
+                    statuses.push(("413", "Body larger than the configured limit"));
+                    statuses.push(("415", "Wrong Content-Type"));
+                    statuses.push(("422", "Well-formed but invalid: every bad field is listed"));
+                }
+                for (status, description) in statuses {
+                    op.responses.responses.entry(status.to_string()).or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content("application/problem+json", problem())
+                            .into()
+                    });
+                }
+                for (status, response) in op.responses.responses.iter_mut() {
+                    if let (true, utoipa::openapi::RefOr::T(r)) = (status.as_str() >= "400", response) {
+                        r.content.entry("application/problem+json".to_string()).or_insert_with(problem);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The API description, generated from the handlers' annotations.
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -1369,8 +1442,8 @@ impl utoipa::Modify for BearerAuth {
         reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json,
         report
     ),
-    components(schemas(StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
-    modifiers(&BearerAuth)
+    components(schemas(Problem, ProblemField, StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
+    modifiers(&BearerAuth, &ErrorResponses)
 )]
 pub struct ApiDoc;
 

@@ -564,7 +564,17 @@ async fn the_openapi_document_describes_every_route() {
         for method in ["get", "post", "put"] {
             let routed = line.contains(&format!("{method}(")) || line.contains(&format!("routing::{method}("));
             if routed {
-                assert!(entry[method].is_object(), "{method} {openapi_path} is not in /openapi.json");
+                let op = &entry[method];
+                assert!(op.is_object(), "{method} {openapi_path} is not in /openapi.json");
+                // The errors the shared layers give are documented too, as problem+json.
+                let responses = op["responses"].as_object().unwrap();
+                let secured = op["security"].is_array();
+                for (status, needed) in [("401", secured), ("403", secured), ("404", openapi_path.contains('{'))] {
+                    if needed {
+                        let schema = &responses[status]["content"]["application/problem+json"]["schema"]["$ref"];
+                        assert_eq!(schema, "#/components/schemas/Problem", "{method} {openapi_path} {status}");
+                    }
+                }
                 checked += 1;
             }
         }
