@@ -3,7 +3,7 @@
 //! durable group commit on (sled flush + fsync per group). Prints instances per second
 //! (median of 5 runs) and the disk size.
 //!
-//! `cargo bench -p caseflow-engine --bench throughput [-- --instances N --threads T]`
+//! `cargo bench -p caseflow-engine --bench throughput [-- --instances N --threads T --durability fsync|flush|no]`
 
 use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::{Actor, Command};
@@ -99,6 +99,10 @@ fn main() {
         ("flush group commit", Durability::Flush),
         ("no durability", Durability::None),
     ] {
+        let only = std::env::args().skip_while(|a| a != "--durability").nth(1);
+        if only.is_some_and(|d| !label.starts_with(d.as_str())) {
+            continue;
+        }
         let mut rates: Vec<(f64, u64)> =
             (0..if full { 5 } else { 1 }).map(|_| run(instances, threads, durability)).collect();
         rates.sort_by(|a, b| a.0.total_cmp(&b.0));

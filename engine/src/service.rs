@@ -95,6 +95,13 @@ pub struct EngineEvent {
     pub status: String,
 }
 
+/// A command applied and written, not yet known durable.
+struct Applied {
+    instance: Instance,
+    outcome: Outcome,
+    ticket: u64,
+}
+
 type Observer = Box<dyn Fn(&EngineEvent) + Send + Sync>;
 
 pub struct Engine {
@@ -624,6 +631,22 @@ impl Engine {
         now: DateTime<Utc>,
         depth: usize,
     ) -> Result<Instance, EngineError> {
+        let applied = self.apply_and_write(id, actor, command, now, depth)?;
+        self.store.wait_durable(applied.ticket)?;
+        self.publish(&applied.instance, &applied.outcome);
+        Ok(applied.instance)
+    }
+
+    /// Applies a command and writes its batch, without waiting for durability: the caller
+    /// waits on `ticket` (once, for a whole group) and then publishes.
+    fn apply_and_write(
+        &self,
+        id: InstanceId,
+        actor: &Actor,
+        command: Command,
+        now: DateTime<Utc>,
+        depth: usize,
+    ) -> Result<Applied, EngineError> {
         let stripe = &self.stripes[(id.0 as usize) % STRIPES];
         let guard = stripe.lock().unwrap_or_else(|p| p.into_inner());
         let before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
@@ -642,9 +665,7 @@ impl Engine {
         drop(guard);
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.after(&after, &outcome, now, depth)?;
-        self.store.wait_durable(ticket)?;
-        self.publish(&after, &outcome);
-        Ok(after)
+        Ok(Applied { instance: after, outcome, ticket })
     }
 
     /// Follow-up work of a command: sub-processes started, parents told their child ended.
@@ -819,11 +840,13 @@ impl Engine {
         }
     }
 
-    /// Fires every timer due at `now` (up to `limit`), each as its own command. Returns how
-    /// many fired. Timers of suspended cases wait for `resume`.
+    /// Fires every timer due at `now` (up to `limit`), each as its own command, and waits once
+    /// for all of them to be durable (group commit). Returns how many fired. Timers of
+    /// suspended cases wait for `resume`.
     pub fn fire_due(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, EngineError> {
+        // Keys at or before `now`'s millisecond: due by then (they are rounded up).
         let mut end = b"t/".to_vec();
-        let next_ms = now + chrono::Duration::milliseconds(1);
+        let next_ms = DateTime::from_timestamp_millis(now.timestamp_micros().div_euclid(1000) + 1).unwrap_or(now);
         end.extend_from_slice(&store::due_bytes(next_ms));
         let due: Vec<(InstanceId, u32)> = self
             .store
@@ -836,16 +859,33 @@ impl Engine {
                 Some((InstanceId(id), seq))
             })
             .collect();
-        let mut fired = 0;
+        let mut applied = Vec::with_capacity(due.len());
+        let mut failure = None;
         for (id, timer) in due {
-            match self.command(id, Actor::system(), Command::FireTimer { timer }, now) {
-                Ok(_) => fired += 1,
-                // Stale index entry or a suspended case: nothing to do now.
-                Err(EngineError::Command(CommandError::TimerNotPending(_) | CommandError::WrongStatus(_))) => {}
-                Err(e) => return Err(e),
+            match self.apply_and_write(id, Actor::system(), Command::FireTimer { timer }, now, 0) {
+                Ok(a) => applied.push(a),
+                // A stale index entry, a suspended case, or a timer due later within this
+                // millisecond (the index keeps milliseconds): nothing to do now.
+                Err(EngineError::Command(
+                    CommandError::TimerNotPending(_) | CommandError::WrongStatus(_) | CommandError::TimerNotDue { .. },
+                )) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
             }
         }
-        Ok(fired)
+        // What was written is acknowledged and published even if a later timer failed.
+        if let Some(last) = applied.iter().map(|a| a.ticket).max() {
+            self.store.wait_durable(last)?;
+        }
+        for a in &applied {
+            self.publish(&a.instance, &a.outcome);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(applied.len()),
+        }
     }
 }
 

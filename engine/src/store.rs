@@ -225,8 +225,11 @@ pub(crate) fn due_from_bytes(b: &[u8]) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(raw as i64)
 }
 
+/// A timer is indexed at its due time rounded *up* to the millisecond, so that every timer the
+/// driver finds at or before `now`'s millisecond is really due: none is tried early.
 pub(crate) fn timer_key(t: DateTime<Utc>, id: InstanceId, timer: u32) -> Vec<u8> {
-    key("t/", &[&due_bytes(t), &id.0.to_be_bytes(), &timer.to_be_bytes()])
+    let ceil = DateTime::from_timestamp_millis((t.timestamp_micros() + 999).div_euclid(1000)).unwrap_or(t);
+    key("t/", &[&due_bytes(ceil), &id.0.to_be_bytes(), &timer.to_be_bytes()])
 }
 
 pub fn task_index_key(prefix: &str, who: &str, id: InstanceId, task: u32) -> Vec<u8> {
@@ -295,6 +298,15 @@ mod tests {
         let c = DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
         assert!(due_bytes(a) < due_bytes(b) && due_bytes(b) < due_bytes(c));
         assert_eq!(due_from_bytes(&due_bytes(c)), Some(c));
+    }
+
+    #[test]
+    fn timers_are_indexed_no_earlier_than_due() {
+        let due = DateTime::from_timestamp_micros(1_800_000_000_000_400).unwrap();
+        let k = timer_key(due, InstanceId(1), 1);
+        assert_eq!(due_from_bytes(&k[2..]), DateTime::from_timestamp_millis(1_800_000_000_001));
+        let whole = DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+        assert_eq!(due_from_bytes(&timer_key(whole, InstanceId(1), 1)[2..]), Some(whole));
     }
 
     #[test]
