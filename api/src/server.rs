@@ -153,6 +153,7 @@ impl From<EngineError> for ApiError {
                 )
             }
             EngineError::TooDeep => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too-deep", e.to_string()),
+            EngineError::BadCursor(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-cursor", e.to_string()),
             EngineError::Store(s) => {
                 // Never say anything internal in a 5xx body; the log has it.
                 tracing::error!(error = %s, "storage failure");
@@ -696,10 +697,13 @@ async fn update_fields(
 struct InboxQuery {
     user: Option<String>,
     role: Option<String>,
+    /// Page size, 1 to 500 (default 50).
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/tasks", params(InboxQuery), responses((status = 200, description = "Open tasks, soonest due first"), (status = 403, description = "Not your inbox or role")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/tasks", params(InboxQuery), responses((status = 200, description = "A page of open tasks, soonest due first (no deadline last), and `next_cursor`"), (status = 403, description = "Not your inbox or role")), security(("bearer" = [])))]
 async fn inbox(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -723,11 +727,12 @@ async fn inbox(
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let s = state.clone();
-    let mut tasks = blocking(move || Ok(s.engine.tasks(user.as_deref(), role.as_deref(), 10_000)?)).await?;
-    tasks.sort_by_key(|t| (t.task.due_at.is_none(), t.task.due_at, t.instance, t.task.seq));
-    let list: Vec<Json> = tasks
+    let cursor = q.cursor;
+    let page =
+        blocking(move || Ok(s.engine.tasks_page(user.as_deref(), role.as_deref(), cursor.as_deref(), limit)?)).await?;
+    let list: Vec<Json> = page
+        .tasks
         .iter()
-        .take(limit)
         .map(|t| {
             json!({
                 "id": format!("{}-{}", t.instance, t.task.seq), "instance": t.instance.0, "business_key": t.business_key, "process": t.process,
@@ -736,7 +741,7 @@ async fn inbox(
             })
         })
         .collect();
-    Ok(axum::Json(json!({ "tasks": list })))
+    Ok(axum::Json(json!({ "tasks": list, "next_cursor": page.next_cursor })))
 }
 
 #[utoipa::path(post, path = "/tasks/{id}/claim", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Claimed"), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open")), security(("bearer" = [])))]

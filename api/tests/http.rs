@@ -491,6 +491,22 @@ async fn listing_with_cursor_pagination_metrics_and_request_ids() {
     assert!(page3["next_cursor"].is_null());
     let (s, _) = api.call("GET", "/instances?process=complaint&status=bogus", Some("admin"), None, &[]).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // The role's inbox, two at a time, by deadline.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (s, page) = api.call("GET", &format!("/tasks?role=cs_rep&limit=2{cursor}"), Some("admin"), None, &[]).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        seen.extend(page["tasks"].as_array().unwrap().iter().map(|t| t["due_at"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    let (s, e) = api.call("GET", "/tasks?role=cs_rep&cursor=nonsense", Some("admin"), None, &[]).await;
+    assert_eq!((s, e["type"].as_str()), (StatusCode::BAD_REQUEST, Some("https://caseflow.dev/problems/bad-cursor")));
     // Metrics in Prometheus text.
     let req = axum::http::Request::builder().uri("/metrics").body(Body::empty()).unwrap();
     let resp = api.app.clone().oneshot(req).await.unwrap();

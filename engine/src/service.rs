@@ -36,6 +36,16 @@ pub enum EngineError {
     Rejected(Vec<Diagnostic>),
     #[error("sub-processes nested deeper than {CALL_DEPTH_MAX}")]
     TooDeep,
+    #[error("`{0}` is not a cursor this engine gave out")]
+    BadCursor(String),
+}
+
+/// A page of an inbox, soonest due first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskView>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// A deployed version of a process.
@@ -63,7 +73,7 @@ pub struct DeployOutcome {
 }
 
 /// A task as the inbox shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskView {
     pub instance: InstanceId,
     pub business_key: String,
@@ -176,11 +186,58 @@ impl Engine {
             defs.entry(name).or_default().insert(version, Arc::new(d));
         }
         *engine.definitions.write().unwrap_or_else(|p| p.into_inner()) = defs;
+        engine.upgrade_format()?;
         if let Some(v) = engine.store.get(b"m/rules_version")? {
             let v = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("m/rules_version", "bad counter"))?);
             engine.rules_version.store(v, Ordering::SeqCst);
         }
         Ok(engine)
+    }
+
+    /// Brings a store written by an older caseflow to the current key layout: the indexes are
+    /// derived data, so they are dropped and rebuilt from the instances (in batches), then the
+    /// new format is recorded. A new store just records it.
+    fn upgrade_format(&self) -> Result<(), EngineError> {
+        let format = match self.store.get(b"m/format")? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("m/format", "bad counter"))?),
+            None => 0,
+        };
+        if format >= store::FORMAT {
+            return Ok(());
+        }
+        const BATCH: usize = 1_000;
+        for prefix in [&b"s/"[..], b"t/", b"u/", b"r/"] {
+            let mut keys = Vec::new();
+            for item in self.store.scan_prefix(prefix) {
+                keys.push(item?.0);
+                if keys.len() == BATCH {
+                    self.store.write_now(keys.drain(..).fold(sled::Batch::default(), |mut b, k| {
+                        b.remove(k);
+                        b
+                    }))?;
+                }
+            }
+            self.store.write_now(keys.into_iter().fold(sled::Batch::default(), |mut b, k| {
+                b.remove(k);
+                b
+            }))?;
+        }
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in self.store.scan_prefix(b"i/") {
+            let (k, v) = item?;
+            let inst: Instance = store::decode(&k, &v)?;
+            for (k, v) in store::index_entries(&inst) {
+                batch.insert(k, v);
+            }
+            n += 1;
+            if n % BATCH == 0 {
+                self.store.write_now(std::mem::take(&mut batch))?;
+            }
+        }
+        batch.insert(b"m/format".to_vec(), store::FORMAT.to_be_bytes().to_vec());
+        self.store.write_now(batch)?;
+        Ok(())
     }
 
     /// Encrypts sensitive fields at rest with this key from now on (values stored in the clear
@@ -590,13 +647,13 @@ impl Engine {
         after: &Instance,
         outcome: &Outcome,
     ) -> Result<(), EngineError> {
-        let old: BTreeSet<Vec<u8>> = before.map(store::index_keys).unwrap_or_default().into_iter().collect();
-        let new: BTreeSet<Vec<u8>> = store::index_keys(after).into_iter().collect();
-        for k in old.difference(&new) {
+        let old = before.map(store::index_entries).unwrap_or_default();
+        let new = store::index_entries(after);
+        for k in old.keys().filter(|k| !new.contains_key(*k)) {
             batch.remove(k.clone());
         }
-        for k in new.difference(&old) {
-            batch.insert(k.clone(), Vec::new());
+        for (k, v) in new.into_iter().filter(|(k, v)| old.get(k) != Some(v)) {
+            batch.insert(k, v);
         }
         batch.insert(store::instance_key(after.id), store::encode(&self.seal_instance(after)?));
         if self.outbox.load(Ordering::Relaxed) {
@@ -736,29 +793,53 @@ impl Engine {
             .collect()
     }
 
-    /// Open tasks of a user (by assignee) or of a role (by candidate role), up to `limit`.
+    /// Open tasks of a user (by assignee) or of a role (by candidate role), soonest due first,
+    /// up to `limit`.
     pub fn tasks(&self, user: Option<&str>, role: Option<&str>, limit: usize) -> Result<Vec<TaskView>, EngineError> {
+        Ok(self.tasks_page(user, role, None, limit)?.tasks)
+    }
+
+    /// A page of an inbox, soonest due first (tasks without a deadline last), starting after
+    /// `cursor`. One range scan of the task index: no instance is read.
+    pub fn tasks_page(
+        &self,
+        user: Option<&str>,
+        role: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<TaskPage, EngineError> {
         let prefix = match (user, role) {
             (Some(u), _) => store::key("u/", &[u.as_bytes(), b"\0"]),
             (None, Some(r)) => store::key("r/", &[r.as_bytes(), b"\0"]),
-            (None, None) => return Ok(Vec::new()),
+            (None, None) => return Ok(TaskPage { tasks: Vec::new(), next_cursor: None }),
         };
-        let mut out = Vec::new();
-        for item in self.store.scan_prefix(&prefix).take(limit) {
-            let (k, _) = item?;
-            let Some((id, seq)) = store::task_from_index(&k) else { continue };
-            if let Some(inst) = self.instance(id)? {
-                if let Some(task) = inst.tasks.get(&seq) {
-                    out.push(TaskView {
-                        instance: id,
-                        business_key: inst.business_key.clone(),
-                        process: inst.process.clone(),
-                        task: task.clone(),
-                    });
-                }
-            }
+        let mut from = prefix.clone();
+        if let Some(c) = cursor {
+            // The cursor is the hex of the last key's (due, instance, task) suffix.
+            let bytes = (0..c.len())
+                .step_by(2)
+                .map(|i| c.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .filter(|b| b.len() == 20)
+                .ok_or_else(|| EngineError::BadCursor(c.to_string()))?;
+            from.extend_from_slice(&bytes);
+            from.push(0); // just after it
         }
-        Ok(out)
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 21]);
+        let mut tasks = Vec::new();
+        let mut last = None;
+        for item in self.store.range(&from, &end).take(limit.saturating_add(1)) {
+            let (k, v) = item?;
+            if tasks.len() == limit {
+                let suffix = &last.as_ref().map_or(&k[..], |l: &sled::IVec| &l[..])[prefix.len()..];
+                let next = suffix.iter().map(|b| format!("{b:02x}")).collect();
+                return Ok(TaskPage { tasks, next_cursor: Some(next) });
+            }
+            tasks.push(store::decode::<TaskView>(&k, &v)?);
+            last = Some(k);
+        }
+        Ok(TaskPage { tasks, next_cursor: None })
     }
 
     /// Ids of a process's instances in a status.

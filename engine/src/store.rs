@@ -10,12 +10,16 @@
 //! | `i/` | `i/{id u64 BE}` | instance (JSON) |
 //! | `h/` | `h/{id u64 BE}{seq u64 BE}` | history entry (JSON) |
 //! | `t/` | `t/{due ms i64 BE+offset}{id u64 BE}{timer u32 BE}` | empty: pending timers by due time |
-//! | `u/` | `u/{user}\0{id u64 BE}{task u32 BE}` | empty: open tasks by assignee |
-//! | `r/` | `r/{role}\0{id u64 BE}{task u32 BE}` | empty: open tasks by candidate role |
+//! | `u/` | `u/{user}\0{due}{id u64 BE}{task u32 BE}` | task view (JSON): open tasks by assignee, soonest due first |
+//! | `r/` | `r/{role}\0{due}{id u64 BE}{task u32 BE}` | task view (JSON): open tasks by candidate role, soonest due first |
 //! | `s/` | `s/{process}\0{status}\0{id u64 BE}` | empty: instances by process and status |
 //! | `k/` | `k/{business key}` | instance id |
 //! | `q/` | `q/{key prefix}` | last sequence number used for that prefix (u64 BE) |
 //! | `x/` | `x/{idempotency key}` | instance id |
+//!
+//! `{due}` is the task's deadline as 8 bytes (`due_bytes`), all ones when it has none, so an
+//! inbox page is one range scan in deadline order that reads no instance.
+//! `m/format` holds the layout version (`FORMAT`); an older store has its indexes rebuilt on open.
 //!
 //! Every question the API asks is a prefix or range scan over one of these.
 
@@ -135,6 +139,12 @@ impl Store {
         Ok(state.written)
     }
 
+    /// Applies a batch and waits until it is durable.
+    pub fn write_now(&self, batch: sled::Batch) -> Result<(), StoreError> {
+        let ticket = self.write(batch)?;
+        self.wait_durable(ticket)
+    }
+
     /// Blocks until the batch with `ticket` is durable. Concurrent callers share flushes: one
     /// flushes everything written so far while the others wait for it (group commit).
     pub fn wait_durable(&self, ticket: u64) -> Result<(), StoreError> {
@@ -232,8 +242,16 @@ pub(crate) fn timer_key(t: DateTime<Utc>, id: InstanceId, timer: u32) -> Vec<u8>
     key("t/", &[&due_bytes(ceil), &id.0.to_be_bytes(), &timer.to_be_bytes()])
 }
 
-pub fn task_index_key(prefix: &str, who: &str, id: InstanceId, task: u32) -> Vec<u8> {
-    key(prefix, &[who.as_bytes(), b"\0", &id.0.to_be_bytes(), &task.to_be_bytes()])
+/// The version of the key layout above; see `Engine::open` for the upgrade.
+pub(crate) const FORMAT: u64 = 2;
+
+/// Where a task sits in an inbox: by deadline, tasks without one last.
+pub(crate) fn inbox_order(due: Option<DateTime<Utc>>) -> [u8; 8] {
+    due.map_or([0xff; 8], due_bytes)
+}
+
+pub fn task_index_key(prefix: &str, who: &str, due: Option<DateTime<Utc>>, id: InstanceId, task: u32) -> Vec<u8> {
+    key(prefix, &[who.as_bytes(), b"\0", &inbox_order(due), &id.0.to_be_bytes(), &task.to_be_bytes()])
 }
 
 /// The prefix of a process's instances in one status; `status_key` appends the id.
@@ -247,31 +265,29 @@ pub(crate) fn status_key(process: &str, status: &str, id: InstanceId) -> Vec<u8>
     k
 }
 
-/// The instance id and task seq at the end of a task-index key.
-pub(crate) fn task_from_index(k: &[u8]) -> Option<(InstanceId, u32)> {
-    let n = k.len();
-    let id = u64::from_be_bytes(k.get(n.checked_sub(12)?..n - 4)?.try_into().ok()?);
-    let seq = u32::from_be_bytes(k.get(n - 4..)?.try_into().ok()?);
-    Some((InstanceId(id), seq))
-}
-
-/// The index entries an instance implies. Writing a command deletes the old set and inserts
-/// the new one in the same batch.
-pub(crate) fn index_keys(inst: &Instance) -> Vec<Vec<u8>> {
-    let mut keys = Vec::new();
-    keys.push(status_key(&inst.process, inst.status.name(), inst.id));
+/// The index entries an instance implies, key to value. Writing a command removes the entries
+/// that went and writes the ones that are new or changed, in the same batch.
+pub(crate) fn index_entries(inst: &Instance) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut entries = std::collections::BTreeMap::new();
+    entries.insert(status_key(&inst.process, inst.status.name(), inst.id), Vec::new());
     for t in inst.timers.values() {
-        keys.push(timer_key(t.due_at, inst.id, t.seq));
+        entries.insert(timer_key(t.due_at, inst.id, t.seq), Vec::new());
     }
     for t in inst.tasks.values() {
+        let view = encode(&crate::service::TaskView {
+            instance: inst.id,
+            business_key: inst.business_key.clone(),
+            process: inst.process.clone(),
+            task: t.clone(),
+        });
         if let Some(a) = &t.assignee {
-            keys.push(task_index_key("u/", a, inst.id, t.seq));
+            entries.insert(task_index_key("u/", a, t.due_at, inst.id, t.seq), view.clone());
         }
         for role in &t.candidates {
-            keys.push(task_index_key("r/", role, inst.id, t.seq));
+            entries.insert(task_index_key("r/", role, t.due_at, inst.id, t.seq), view.clone());
         }
     }
-    keys
+    entries
 }
 
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -310,8 +326,10 @@ mod tests {
     }
 
     #[test]
-    fn task_index_round_trip() {
-        let k = task_index_key("u/", "zhang_wei", InstanceId(77), 5);
-        assert_eq!(task_from_index(&k), Some((InstanceId(77), 5)));
+    fn inboxes_sort_by_deadline_then_case() {
+        let soon = DateTime::from_timestamp_millis(1_800_000_000_000);
+        let later = DateTime::from_timestamp_millis(1_800_000_000_001);
+        assert!(task_index_key("u/", "a", soon, InstanceId(9), 1) < task_index_key("u/", "a", later, InstanceId(1), 1));
+        assert!(task_index_key("u/", "a", later, InstanceId(9), 1) < task_index_key("u/", "a", None, InstanceId(1), 1));
     }
 }

@@ -119,7 +119,7 @@ fn acknowledged_writes_survive_sigkill() {
             for t in inst.tasks.values() {
                 assert_eq!(inst.tokens.get(&t.token).map(|k| &k.waiting), Some(&Waiting::Task(t.seq)), "{key}");
                 if let Some(user) = &t.assignee {
-                    let k = caseflow_engine::store::task_index_key("u/", user, inst.id, t.seq);
+                    let k = caseflow_engine::store::task_index_key("u/", user, t.due_at, inst.id, t.seq);
                     assert!(engine.store().get(&k).unwrap().is_some(), "{key}: task index lost");
                 }
             }

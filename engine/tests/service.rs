@@ -304,3 +304,57 @@ fn the_kpi_report_counts_cases_times_deadlines_and_satisfaction() {
     let future = engine.report("complaint", Some(bj(2026, 11, 24, 0, 0)), None).unwrap();
     assert_eq!(future.cases, 0, "the period filters by start time");
 }
+
+#[test]
+fn inbox_pages_follow_deadlines_and_cursors() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    // Three high-urgency cases opened an hour apart: deadlines in that order.
+    for h in [11, 9, 10] {
+        engine.start("complaint", fields("high"), &crm(), None, bj(2026, 11, 23, h, 0)).unwrap();
+    }
+    let role = Some("cs_rep");
+    let all = engine.tasks(None, role, 100).unwrap();
+    assert_eq!(all.len(), 3);
+    let dues: Vec<_> = all.iter().map(|t| t.task.due_at.unwrap()).collect();
+    assert!(dues.windows(2).all(|w| w[0] <= w[1]), "soonest due first: {dues:?}");
+    let first = engine.tasks_page(None, role, None, 2).unwrap();
+    assert_eq!(first.tasks, all[..2]);
+    let second = engine.tasks_page(None, role, first.next_cursor.as_deref(), 2).unwrap();
+    assert_eq!(second.tasks, all[2..]);
+    assert_eq!(second.next_cursor, None);
+    assert!(matches!(engine.tasks_page(None, role, Some("zz"), 2), Err(EngineError::BadCursor(_))));
+}
+
+#[test]
+fn a_store_from_before_the_deadline_ordered_inbox_has_its_indexes_rebuilt() {
+    let dir = TempDir::new("upgrade");
+    let now = bj(2026, 11, 23, 9, 0);
+    let (id, assignee) = {
+        let engine = engine_at(&dir);
+        engine.deploy(&complaint_source(), now).unwrap();
+        let inst = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
+        let task = inst.tasks.values().next().unwrap().clone();
+        // Turn the store back into format 1: no format key, task index keys without the
+        // deadline, empty values.
+        let mut batch = sled::Batch::default();
+        batch.remove(&b"m/format"[..]);
+        for r in engine.store().scan_prefix(b"u/").chain(engine.store().scan_prefix(b"r/")) {
+            batch.remove(r.unwrap().0);
+        }
+        let who = task.assignee.clone().unwrap();
+        let mut old = format!("u/{who}\0").into_bytes();
+        old.extend_from_slice(&inst.id.0.to_be_bytes());
+        old.extend_from_slice(&task.seq.to_be_bytes());
+        batch.insert(old, Vec::new());
+        engine.store().write_now(batch).unwrap();
+        (inst.id, who)
+    };
+    let engine = engine_at(&dir);
+    let inbox = engine.tasks(Some(&assignee), None, 10).unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].instance, id);
+    assert_eq!(engine.store().scan_prefix(b"u/").count(), 1, "the old entry is gone");
+    assert_eq!(engine.tasks(None, Some("cs_rep"), 10).unwrap().len(), 1);
+    assert!(engine.store().get(b"m/format").unwrap().is_some());
+}
