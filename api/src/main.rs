@@ -99,6 +99,7 @@ enum OutputFormat {
 enum GraphFormat {
     Dot,
     Mermaid,
+    Svg,
 }
 
 fn main() -> ExitCode {
@@ -134,13 +135,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprint!("{}", diag::render(&report.name, &text, &report.checked.diagnostics, color()));
                 return Ok(ExitCode::FAILURE);
             };
-            print!(
-                "{}",
-                match format {
-                    GraphFormat::Dot => graph::to_dot(process),
-                    GraphFormat::Mermaid => graph::to_mermaid(process),
-                }
-            );
+            let text = match format {
+                GraphFormat::Dot => graph::to_dot(process),
+                GraphFormat::Mermaid => graph::to_mermaid(process),
+                GraphFormat::Svg => graph::to_svg(process).map_err(anyhow::Error::msg)?,
+            };
+            print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Rules { command: RulesCommand::Check { dir, processes } } => rules_check(&dir, &processes),

@@ -50,6 +50,7 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/health", get(health))
         .route("/processes", get(list_processes).post(deploy))
         .route("/processes/:id", get(show_process))
+        .route("/processes/:id/diagram", get(diagram))
         .route("/instances", post(start).get(list_instances))
         .route("/instances/:id", get(get_instance))
         .route("/instances/by-key/:key", get(get_instance_by_key))
@@ -424,6 +425,47 @@ async fn show_process(
         "outcomes": d.model.outcomes().map(|s| s.name.clone()).collect::<Vec<_>>(),
         "source": d.source,
     })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct DiagramQuery {
+    /// `svg` (default), `dot` or `mermaid`.
+    format: Option<String>,
+    /// A deployed version; the latest by default.
+    version: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/processes/{id}/diagram", params(("id" = String, Path, description = "Process id"), DiagramQuery), responses((status = 200, description = "The process graph as SVG (image/svg+xml, drawn in Rust), DOT (text/vnd.graphviz) or Mermaid (text/plain)")), security(("bearer" = [])))]
+async fn diagram(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Q(q): Q<DiagramQuery>,
+) -> Result<Response, ApiError> {
+    caller(&state, &headers)?;
+    let d = state.engine.definition(&id, q.version).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown-process", format!("no process `{id}` in that version"))
+    })?;
+    let (content_type, body) = match q.format.as_deref().unwrap_or("svg") {
+        "svg" => {
+            let svg = caseflow_dsl::graph::to_svg(&d.model).map_err(|e| {
+                tracing::error!(process = %id, error = %e, "drawing the diagram failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the diagram could not be drawn")
+            })?;
+            ("image/svg+xml", svg)
+        }
+        "dot" => ("text/vnd.graphviz", caseflow_dsl::graph::to_dot(&d.model)),
+        "mermaid" => ("text/plain; charset=utf-8", caseflow_dsl::graph::to_mermaid(&d.model)),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("format `{other}`: use svg, dot or mermaid"),
+            ))
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 #[utoipa::path(post, path = "/processes", request_body(content = String, content_type = "text/plain", description = "A .flow source"), responses((status = 201, description = "Deployed as a new version"), (status = 200, description = "Unchanged: same as the latest version"), (status = 403, description = "Administrators only"), (status = 422, description = "Refused, with the diagnostics of caseflow check")), security(("bearer" = [])))]
@@ -1442,7 +1484,7 @@ impl utoipa::Modify for ErrorResponses {
 #[openapi(
     info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
     paths(
-        health, list_processes, show_process, deploy, start, list_instances, get_instance, get_instance_by_key, history,
+        health, list_processes, show_process, diagram, deploy, start, list_instances, get_instance, get_instance_by_key, history,
         message, cancel, suspend, resume, retry, update_fields, inbox, claim, release, complete, rules_in_force,
         reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json,
         report

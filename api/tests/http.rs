@@ -599,6 +599,33 @@ async fn the_openapi_document_describes_every_route() {
 }
 
 #[tokio::test]
+async fn diagrams_as_svg_dot_and_mermaid() {
+    let api = Api::new();
+    for (format, content_type, needle) in [
+        ("", "image/svg+xml", "<svg"),
+        ("?format=dot", "text/vnd.graphviz", "digraph"),
+        ("?format=mermaid", "text/plain; charset=utf-8", "flowchart TD"),
+    ] {
+        let req = axum::http::Request::builder()
+            .uri(format!("/processes/complaint/diagram{format}"))
+            .header("authorization", "Bearer t-crm")
+            .body(Body::empty())
+            .unwrap();
+        let resp = api.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{format}");
+        assert_eq!(resp.headers()["content-type"], content_type);
+        let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(text.contains(needle), "{format}: {text:.200}");
+        // Every step is drawn, under its label.
+        assert!(text.contains("接收并登记"), "{format}");
+    }
+    let (s, _) = api.call("GET", "/processes/complaint/diagram?format=png", Some("crm"), None, &[]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = api.call("GET", "/processes/nope/diagram", Some("crm"), None, &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn reports_over_http() {
     let api = Api::new();
     api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;

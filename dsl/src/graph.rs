@@ -119,6 +119,24 @@ pub fn to_dot(p: &Process) -> String {
     format!("{dot:?}")
 }
 
+/// SVG, laid out and drawn in Rust by layout-rs from the DOT above: no Graphviz needed.
+pub fn to_svg(p: &Process) -> Result<String, String> {
+    use layout::backends::svg::SVGWriter;
+    use layout::gv::{DotParser, GraphBuilder};
+    let dot = to_dot(p);
+    // layout-rs is young: a panic in it must not take the caller down with it.
+    std::panic::catch_unwind(move || {
+        let graph = DotParser::new(&dot).process()?;
+        let mut builder = GraphBuilder::new();
+        builder.visit_graph(&graph);
+        let mut visual = builder.get();
+        let mut svg = SVGWriter::new();
+        visual.do_it(false, false, false, &mut svg);
+        Ok(svg.finalize())
+    })
+    .map_err(|_| "the layout engine failed on this graph".to_string())?
+}
+
 fn mermaid_escape(s: &str) -> String {
     s.replace('"', "#quot;").replace('\n', "<br/>")
 }

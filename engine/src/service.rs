@@ -940,21 +940,39 @@ impl Engine {
                 Some((InstanceId(id), seq))
             })
             .collect();
-        let mut applied = Vec::with_capacity(due.len());
-        let mut failure = None;
-        for (id, timer) in due {
-            match self.apply_and_write(id, Actor::system(), Command::FireTimer { timer }, now, 0) {
-                Ok(a) => applied.push(a),
-                // A stale index entry, a suspended case, or a timer due later within this
-                // millisecond (the index keeps milliseconds): nothing to do now.
-                Err(EngineError::Command(
-                    CommandError::TimerNotPending(_) | CommandError::WrongStatus(_) | CommandError::TimerNotDue { .. },
-                )) => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
+        // Cases are independent: fire them on every core (a case's timers stay on one thread,
+        // in due order), then wait once for the lot.
+        let lanes = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let fire_lane = |lane: usize| {
+            let mut applied = Vec::new();
+            for &(id, timer) in due.iter().filter(|(id, _)| id.0 as usize % lanes == lane) {
+                match self.apply_and_write(id, Actor::system(), Command::FireTimer { timer }, now, 0) {
+                    Ok(a) => applied.push(a),
+                    // A stale index entry, a suspended case, or a timer due later within this
+                    // millisecond: nothing to do now.
+                    Err(EngineError::Command(
+                        CommandError::TimerNotPending(_)
+                        | CommandError::WrongStatus(_)
+                        | CommandError::TimerNotDue { .. },
+                    )) => {}
+                    Err(e) => return (applied, Some(e)),
                 }
             }
+            (applied, None)
+        };
+        let results: Vec<(Vec<Applied>, Option<EngineError>)> = if due.len() < 2 * lanes {
+            vec![fire_lane(0)].into_iter().chain((1..lanes).map(fire_lane)).collect()
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..lanes).map(|lane| s.spawn(move || fire_lane(lane))).collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+            })
+        };
+        let mut applied = Vec::with_capacity(due.len());
+        let mut failure = None;
+        for (a, e) in results {
+            applied.extend(a);
+            failure = failure.or(e);
         }
         // What was written is acknowledged and published even if a later timer failed.
         if let Some(last) = applied.iter().map(|a| a.ticket).max() {
