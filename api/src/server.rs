@@ -155,6 +155,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::TooDeep => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too-deep", e.to_string()),
             EngineError::BadCursor(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-cursor", e.to_string()),
+            EngineError::StartInProgress(_) => ApiError::new(StatusCode::CONFLICT, "start-in-progress", e.to_string()),
             EngineError::Store(s) => {
                 // Never say anything internal in a 5xx body; the log has it.
                 tracing::error!(error = %s, "storage failure");

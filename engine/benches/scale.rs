@@ -6,10 +6,12 @@
 //!
 //! `cargo bench -p caseflow-engine --bench scale -- --instances 1000000`
 
+mod common;
+
 use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::Actor;
 use caseflow_engine::value::Value;
-use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
+use caseflow_engine::{Durability, Engine, Store, StoreOptions};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,39 +25,17 @@ process waiting {
 }
 "#;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn rules(users: usize) -> RuleSet {
-    let mut text = String::from("[roles.cs_rep]\nname = \"rep\"\n");
-    for u in 0..users {
-        text.push_str(&format!("[users.u{u}]\nroles = [\"cs_rep\"]\n"));
-    }
-    RuleSet::load(&[RulesFile { name: "scale.toml".into(), text }]).expect("rules")
-}
-
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let n = arg("--instances", if full { 100_000 } else { 1_000 });
+    let full = common::full();
+    let n = common::arg("--instances", if full { 100_000 } else { 1_000 });
     let users = 1_000;
     let dir = std::env::temp_dir().join(format!("caseflow-scale-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let options =
         StoreOptions { durability: Durability::None, cache_bytes: 64 * 1024 * 1024, ..StoreOptions::default() };
     {
-        let engine = Arc::new(Engine::open(Store::open(&dir, &options).expect("store"), rules(users)).expect("engine"));
+        let engine =
+            Arc::new(Engine::open(Store::open(&dir, &options).expect("store"), common::reps(users)).expect("engine"));
         engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
         let t = Instant::now();
         let threads = 8;
@@ -80,12 +60,15 @@ fn main() {
             t.elapsed().as_secs_f64(),
             n as f64 / t.elapsed().as_secs_f64()
         );
-        println!("resident memory with {n} waiting instances: {:.0} MiB (sled cache capped at 64 MiB)", rss_mib());
+        println!(
+            "resident memory with {n} waiting instances: {:.0} MiB (sled cache capped at 64 MiB)",
+            common::rss_mib()
+        );
         println!("disk: {:.0} MiB", engine.store().size_on_disk().unwrap_or(0) as f64 / 1048576.0);
     }
     // Reopen: ready to serve means the engine is open and answers a query.
     let t = Instant::now();
-    let engine = Engine::open(Store::open(&dir, &options).expect("reopen"), rules(users)).expect("engine");
+    let engine = Engine::open(Store::open(&dir, &options).expect("reopen"), common::reps(users)).expect("engine");
     let first = engine.tasks(Some("u1"), None, 50).expect("query").len();
     println!(
         "restart with {n} instances stored: ready in {:.0} ms (first inbox page: {first} tasks)",
@@ -106,11 +89,11 @@ fn main() {
         times[times.len() / 2],
         times[times.len() * 99 / 100]
     );
-    println!("resident memory after the restart and 2,000 inbox pages: {:.0} MiB", rss_mib());
+    println!("resident memory after the restart and 2,000 inbox pages: {:.0} MiB", common::rss_mib());
     // sled snapshots its page table only while opening: a second open has nothing to replay.
     drop(engine);
     let t = Instant::now();
-    let engine = Engine::open(Store::open(&dir, &options).expect("reopen"), rules(users)).expect("engine");
+    let engine = Engine::open(Store::open(&dir, &options).expect("reopen"), common::reps(users)).expect("engine");
     let first = engine.tasks(Some("u1"), None, 50).expect("query").len();
     println!(
         "second restart (log replayed at the first): ready in {:.0} ms (first inbox page: {first} tasks)",

@@ -7,10 +7,12 @@
 //!
 //! `cargo bench -p caseflow-engine --bench soak -- --minutes 10 --open 10000`
 
+mod common;
+
 use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::{Actor, Command, InstanceId};
 use caseflow_engine::value::Value;
-use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
+use caseflow_engine::{Durability, Engine, Store, StoreOptions};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,32 +41,19 @@ process churn {
 }
 "#;
 
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn rules() -> RuleSet {
-    let mut text = String::from("[roles.cs_rep]\nname = \"rep\"\n");
-    for u in 0..50 {
-        text.push_str(&format!("[users.u{u}]\nroles = [\"cs_rep\"]\n"));
-    }
-    RuleSet::load(&[RulesFile { name: "soak.toml".into(), text }]).expect("rules")
-}
-
 fn live_bytes(engine: &Engine) -> u64 {
     engine.store().scan_prefix(b"").map(|r| r.map(|(k, v)| (k.len() + v.len()) as u64).unwrap_or(0)).sum()
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let minutes = arg("--minutes", if full { 5.0 } else { 0.05 });
-    let open = arg("--open", 10_000.0) as usize;
+    let full = common::full();
+    let minutes = common::arg("--minutes", if full { 5.0 } else { 0.05 });
+    let open = common::arg("--open", 10_000usize);
     let threads = 4;
     let dir = std::env::temp_dir().join(format!("caseflow-soak-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
-    let engine = Arc::new(Engine::open(Store::open(&dir, &options).expect("store"), rules()).expect("engine"));
+    let engine = Arc::new(Engine::open(Store::open(&dir, &options).expect("store"), common::reps(50)).expect("engine"));
     engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
     let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
     let start = |engine: &Engine| {

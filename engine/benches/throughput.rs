@@ -5,10 +5,12 @@
 //!
 //! `cargo bench -p caseflow-engine --bench throughput [-- --instances N --threads T --durability fsync|flush|no]`
 
+mod common;
+
 use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::{Actor, Command};
 use caseflow_engine::value::Value;
-use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
+use caseflow_engine::{Durability, Engine, Store, StoreOptions};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,28 +40,11 @@ process reference {
 }
 "#;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn rules() -> RuleSet {
-    let text = r#"
-[roles.cs_rep]
-name = "rep"
-[users.a]
-roles = ["cs_rep"]
-[users.b]
-roles = ["cs_rep"]
-"#;
-    RuleSet::load(&[RulesFile { name: "bench.toml".into(), text: text.into() }]).expect("bench rules")
-}
-
 fn run(instances: usize, threads: usize, durability: Durability) -> (f64, u64) {
     let dir = std::env::temp_dir().join(format!("caseflow-bench-{}-{threads}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir, &StoreOptions { durability, ..StoreOptions::default() }).expect("store");
-    let engine = Arc::new(Engine::open(store, rules()).expect("engine"));
+    let engine = Arc::new(Engine::open(store, common::reps(2)).expect("engine"));
     engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
     let t = Instant::now();
     let per_thread = instances / threads;
@@ -91,9 +76,9 @@ fn run(instances: usize, threads: usize, durability: Durability) -> (f64, u64) {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let instances = arg("--instances", if full { 20_000 } else { 200 });
-    let threads = arg("--threads", 16);
+    let full = common::full();
+    let instances = common::arg("--instances", if full { 20_000 } else { 200 });
+    let threads = common::arg("--threads", 16);
     for (label, durability) in [
         ("fsync group commit", Durability::Fsync),
         ("flush group commit", Durability::Flush),

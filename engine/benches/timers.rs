@@ -6,10 +6,12 @@
 //!
 //! `cargo bench -p caseflow-engine --bench timers -- --timers 1000000 --window 600`
 
+mod common;
+
 use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::Actor;
 use caseflow_engine::value::Value;
-use caseflow_engine::{Durability, Engine, RuleSet, RulesFile, Store, StoreOptions};
+use caseflow_engine::{Durability, Engine, Store, StoreOptions};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,23 +27,14 @@ process timed {
 }
 "#;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn rules() -> RuleSet {
-    RuleSet::load(&[RulesFile { name: "timers.toml".into(), text: String::new() }]).expect("rules")
-}
-
 fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros() / 1000
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let n = arg("--timers", if full { 100_000 } else { 2_000 });
-    let window_ms = arg("--window", if full { 60 } else { 5 }) as i64 * 1000;
+    let full = common::full();
+    let n = common::arg("--timers", if full { 100_000 } else { 2_000 });
+    let window_ms = common::arg("--window", if full { 60 } else { 5 }) as i64 * 1000;
     let dir = std::env::temp_dir().join(format!("caseflow-timers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let load = StoreOptions { durability: Durability::None, ..StoreOptions::default() };
@@ -51,7 +44,7 @@ fn main() {
     // Due time (ms) per instance id.
     let due: Arc<Vec<AtomicI64>> = Arc::new((0..=n + 1).map(|_| AtomicI64::new(0)).collect());
     {
-        let engine = Arc::new(Engine::open(Store::open(&dir, &load).expect("store"), rules()).expect("engine"));
+        let engine = Arc::new(Engine::open(Store::open(&dir, &load).expect("store"), common::reps(0)).expect("engine"));
         engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
         let t = Instant::now();
         let threads = 8;
@@ -84,7 +77,7 @@ fn main() {
     }
     let t = Instant::now();
     let durable = StoreOptions { durability: Durability::Fsync, ..StoreOptions::default() };
-    let engine = Engine::open(Store::open(&dir, &durable).expect("reopen"), rules()).expect("engine");
+    let engine = Engine::open(Store::open(&dir, &durable).expect("reopen"), common::reps(0)).expect("engine");
     println!(
         "restart with {n} pending timers: ready in {:.0} ms ({} pending)",
         t.elapsed().as_secs_f64() * 1e3,

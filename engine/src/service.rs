@@ -38,6 +38,8 @@ pub enum EngineError {
     TooDeep,
     #[error("`{0}` is not a cursor this engine gave out")]
     BadCursor(String),
+    #[error("a start with idempotency key `{0}` is still in progress: retry shortly")]
+    StartInProgress(String),
 }
 
 /// A page of an inbox, soonest due first.
@@ -129,6 +131,8 @@ pub struct Engine {
     stripes: Vec<Mutex<()>>,
     /// Serialises id, business-key and idempotency allocation.
     allocation: Mutex<()>,
+    /// Idempotency keys of starts between allocation and the write of their case.
+    starting: Mutex<BTreeSet<String>>,
     round_robin: Mutex<BTreeMap<String, u64>>,
     commands: AtomicU64,
 }
@@ -163,6 +167,7 @@ impl Engine {
             definitions: RwLock::new(BTreeMap::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             allocation: Mutex::new(()),
+            starting: Mutex::new(BTreeSet::new()),
             round_robin: Mutex::new(BTreeMap::new()),
             commands: AtomicU64::new(0),
         };
@@ -501,12 +506,23 @@ impl Engine {
         }
         let def = self.definition(process, None).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         let (rules, rules_version) = self.rules_and_version();
+        // Allocation: the id, the business key's sequence and the idempotency key are taken and
+        // written under the lock, in a small batch of their own, so that the counters in the
+        // store only ever grow; the case itself (the large batch) is written after the lock is
+        // released. A crash in between leaves an unused number, never a reused one.
         let alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = idempotency_key {
             if let Some(id) = self.store.get(&store::key("x/", &[k.as_bytes()]))? {
-                drop(alloc);
                 let id = InstanceId(u64::from_be_bytes(id.as_ref().try_into().map_err(|_| corrupt("x/", "bad id"))?));
-                return self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()));
+                drop(alloc);
+                if let Some(existing) = self.instance(id)? {
+                    return Ok(existing);
+                }
+                if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(k) {
+                    return Err(EngineError::StartInProgress(k.to_string()));
+                }
+                // Taken by a start that crashed before writing its case: take it again.
+                return self.start_after_crashed_reservation(process, fields, actor, k, parent, now, depth);
             }
         }
         let id = InstanceId(match self.store.get(b"m/next_instance")? {
@@ -521,20 +537,30 @@ impl Engine {
         inst.rules_version = rules_version;
         let workload = EngineWorkload(self);
         let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
+        // Bad fields are refused here, before any number is taken: the register has no gaps.
         let mut outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
-        let mut batch = sled::Batch::default();
-        batch.insert(b"m/next_instance".to_vec(), (id.0 + 1).to_be_bytes().to_vec());
+        let mut counters = sled::Batch::default();
+        counters.insert(b"m/next_instance".to_vec(), (id.0 + 1).to_be_bytes().to_vec());
         if let Some(q) = seq_key {
-            batch.insert(q, seq.to_be_bytes().to_vec());
+            counters.insert(q, seq.to_be_bytes().to_vec());
         }
-        batch.insert(store::key("k/", &[business_key.as_bytes()]), id.0.to_be_bytes().to_vec());
         if let Some(k) = idempotency_key {
-            batch.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes().to_vec());
+            counters.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes().to_vec());
+            self.starting.lock().unwrap_or_else(|p| p.into_inner()).insert(k.to_string());
         }
-        self.put_instance(&mut batch, None, &inst, &outcome)?;
-        let ticket = self.store.write(batch)?;
+        let counted = self.store.write(counters);
         drop(alloc);
+        let written = counted.map_err(EngineError::from).and_then(|_| {
+            let mut batch = sled::Batch::default();
+            batch.insert(store::key("k/", &[business_key.as_bytes()]), id.0.to_be_bytes().to_vec());
+            self.put_instance(&mut batch, None, &inst, &outcome)?;
+            Ok(self.store.write(batch)?)
+        });
+        if let Some(k) = idempotency_key {
+            self.starting.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+        }
+        let ticket = written?;
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.after(&inst, &outcome, now, depth)?;
         self.store.wait_durable(ticket)?;
@@ -544,6 +570,38 @@ impl Engine {
             return self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()));
         }
         Ok(inst)
+    }
+
+    /// A start whose idempotency key was reserved by a start that crashed before writing its
+    /// case: the stale reservation is dropped and the start runs again.
+    #[allow(clippy::too_many_arguments)]
+    fn start_after_crashed_reservation(
+        &self,
+        process: &str,
+        fields: BTreeMap<String, Value>,
+        actor: &Actor,
+        key: &str,
+        parent: Option<(InstanceId, u32)>,
+        now: DateTime<Utc>,
+        depth: usize,
+    ) -> Result<Instance, EngineError> {
+        {
+            let _alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+            // Still stale under the lock (no start of this key began meanwhile)?
+            if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(key) {
+                return Err(EngineError::StartInProgress(key.to_string()));
+            }
+            let x = store::key("x/", &[key.as_bytes()]);
+            if let Some(id) = self.store.get(&x)? {
+                let id = InstanceId(u64::from_be_bytes(id.as_ref().try_into().map_err(|_| corrupt("x/", "bad id"))?));
+                if self.store.get(&store::instance_key(id))?.is_none() {
+                    let mut batch = sled::Batch::default();
+                    batch.remove(x);
+                    self.store.write(batch)?;
+                }
+            }
+        }
+        self.start_inner(process, fields, actor, Some(key), parent, now, depth)
     }
 
     /// Renders the key template: `{date:%Y%m%d}-{seq:03}` → `20261123-007`. The sequence

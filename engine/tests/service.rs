@@ -358,3 +358,27 @@ fn a_store_from_before_the_deadline_ordered_inbox_has_its_indexes_rebuilt() {
     assert_eq!(engine.tasks(None, Some("cs_rep"), 10).unwrap().len(), 1);
     assert!(engine.store().get(b"m/format").unwrap().is_some());
 }
+
+#[test]
+fn an_idempotency_key_left_by_a_crashed_start_is_taken_again() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let now = bj(2026, 11, 23, 9, 0);
+    engine.deploy(&complaint_source(), now).unwrap();
+    // A start that took its numbers and died before writing its case leaves this behind.
+    let mut batch = sled::Batch::default();
+    batch.insert(&b"x/crm-1"[..], &7u64.to_be_bytes()[..]);
+    batch.insert(&b"m/next_instance"[..], &8u64.to_be_bytes()[..]);
+    engine.store().write_now(batch).unwrap();
+    let first = engine.start("complaint", fields("high"), &crm(), Some("crm-1"), now).unwrap();
+    assert_eq!(first.id.0, 8, "numbers only grow: 7 stays unused");
+    let again = engine.start("complaint", fields("high"), &crm(), Some("crm-1"), now).unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(engine.count_instances("complaint", "running").unwrap(), 1);
+    // Refused input takes no number: the register has no gap.
+    let mut bad = fields("high");
+    bad.insert("urgency".into(), Value::Text("urgent".into()));
+    assert!(engine.start("complaint", bad, &crm(), None, now).is_err());
+    let next = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
+    assert_eq!(next.id.0, 9);
+    assert_eq!(next.business_key, "20261123-002");
+}

@@ -1,0 +1,35 @@
+//! Helpers shared by the engine's benches (`mod common;` in each).
+#![allow(dead_code)] // each bench uses some of them
+
+use caseflow_engine::{RuleSet, RulesFile};
+
+/// The value after `name` on the command line, or `default`.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// `cargo bench` passes `--bench`: run the full-size measurement, not the quick smoke run.
+pub fn full() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// This process's resident memory (VmRSS), in MiB.
+pub fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Rules with one role, `cs_rep`, and `users` members `u0`, `u1`, ….
+pub fn reps(users: usize) -> RuleSet {
+    let mut text = String::from("[roles.cs_rep]\nname = \"rep\"\n");
+    for u in 0..users {
+        text.push_str(&format!("[users.u{u}]\nroles = [\"cs_rep\"]\n"));
+    }
+    RuleSet::load(&[RulesFile { name: "bench.toml".into(), text }]).expect("bench rules")
+}
