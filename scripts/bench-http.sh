@@ -10,7 +10,7 @@ shift || true
 LEVELS=${*:-16 32 64}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 source "$(dirname "$0")/serve-temp.sh"
-echo "caseflow $(git rev-parse --short HEAD), durability $(grep -E '^durability' caseflow.toml | cut -d'"' -f2), $(nproc) cores"
+echo "caseflow $(git rev-parse --short HEAD), durability ${CASEFLOW_DURABILITY:-$(grep -E "^durability" caseflow.toml | cut -d\" -f2)}, $(nproc) cores"
 for c in $LEVELS; do
   echo "== $c connections, ${SECONDS_PER_RUN}s"
   wrk -t2 -c"$c" -d"${SECONDS_PER_RUN}s" --latency -s scripts/wrk-start.lua "$CASEFLOW_URL" | \

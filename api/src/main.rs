@@ -11,6 +11,11 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// mimalloc, not glibc's malloc: with glibc's per-thread arenas, freed memory stayed resident
+/// (892 MiB RSS with a million waiting cases against 259 MiB with mimalloc; `scale` bench).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use caseflow::{config, server};
 
 #[derive(Parser)]

@@ -29,10 +29,11 @@ fn main() {
     let full = common::full();
     let n = common::arg("--instances", if full { 100_000 } else { 1_000 });
     let users = 1_000;
+    let cache_mib: u64 = common::arg("--cache-mib", StoreOptions::default().cache_bytes >> 20);
     let dir = std::env::temp_dir().join(format!("caseflow-scale-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let options =
-        StoreOptions { durability: Durability::None, cache_bytes: 64 * 1024 * 1024, ..StoreOptions::default() };
+        StoreOptions { durability: Durability::None, cache_bytes: cache_mib << 20, ..StoreOptions::default() };
     {
         let engine =
             Arc::new(Engine::open(Store::open(&dir, &options).expect("store"), common::reps(users)).expect("engine"));
@@ -61,7 +62,7 @@ fn main() {
             n as f64 / t.elapsed().as_secs_f64()
         );
         println!(
-            "resident memory with {n} waiting instances: {:.0} MiB (sled cache capped at 64 MiB)",
+            "resident memory with {n} waiting instances: {:.0} MiB (sled cache capped at {cache_mib} MiB)",
             common::rss_mib()
         );
         println!("disk: {:.0} MiB", engine.store().size_on_disk().unwrap_or(0) as f64 / 1048576.0);

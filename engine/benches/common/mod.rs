@@ -3,6 +3,10 @@
 
 use caseflow_engine::{RuleSet, RulesFile};
 
+// The allocator the `caseflow` binary uses, so that memory figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The value after `name` on the command line, or `default`.
 pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
