@@ -289,7 +289,7 @@ pub enum CommandError {
     #[error("invalid fields: {}", .0.iter().map(|(f, p)| format!("`{f}`: {p}")).collect::<Vec<_>>().join("; "))]
     InvalidFields(Vec<(String, String)>),
     #[error("task {0} is not open")]
-    TaskNotOpen(u32),
+    TaskNotOpen(TaskId),
     #[error("timer {0} is not pending")]
     TimerNotPending(u32),
     #[error("timer {timer} is due at {due_at}, not yet")]
@@ -439,7 +439,7 @@ impl Run<'_> {
                     return Err(self.forbidden("claim this task"));
                 }
                 if t.claimed && t.assignee.as_deref() != Some(&self.actor.id) && !self.actor.admin {
-                    return Err(CommandError::TaskNotOpen(task));
+                    return Err(CommandError::TaskNotOpen(self.inst.task_id(task)));
                 }
                 let from = t.assignee.clone();
                 self.set_assignee(task, Some(self.actor.id.clone()), true);
@@ -600,7 +600,7 @@ impl Run<'_> {
     }
 
     fn open_task(&self, seq: u32) -> Result<Task, CommandError> {
-        self.inst.tasks.get(&seq).cloned().ok_or(CommandError::TaskNotOpen(seq))
+        self.inst.tasks.get(&seq).cloned().ok_or(CommandError::TaskNotOpen(self.inst.task_id(seq)))
     }
 
     /// The assignee, a member of a candidate role, or an administrator.
@@ -754,7 +754,9 @@ impl Run<'_> {
         if !self.may_work_on(&task) {
             return Err(self.forbidden("complete this task"));
         }
-        let StepKind::Task(def) = &self.step(task.step).kind else { return Err(CommandError::TaskNotOpen(seq)) };
+        let StepKind::Task(def) = &self.step(task.step).kind else {
+            return Err(CommandError::TaskNotOpen(self.inst.task_id(seq)));
+        };
         for name in fields.keys() {
             if !def.form.iter().any(|f| f.field == *name) {
                 let form: Vec<&str> = def.form.iter().map(|f| f.field.as_str()).collect();
