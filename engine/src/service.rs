@@ -192,8 +192,7 @@ impl Engine {
         }
         *engine.definitions.write().unwrap_or_else(|p| p.into_inner()) = defs;
         engine.upgrade_format()?;
-        if let Some(v) = engine.store.get(b"m/rules_version")? {
-            let v = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("m/rules_version", "bad counter"))?);
+        if let Some(v) = engine.store.get_u64(b"m/rules_version")? {
             engine.rules_version.store(v, Ordering::SeqCst);
         }
         Ok(engine)
@@ -203,32 +202,22 @@ impl Engine {
     /// derived data, so they are dropped and rebuilt from the instances (in batches), then the
     /// new format is recorded. A new store just records it.
     fn upgrade_format(&self) -> Result<(), EngineError> {
-        let format = match self.store.get(b"m/format")? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("m/format", "bad counter"))?),
-            None => 0,
-        };
-        if format >= store::FORMAT {
+        if self.store.get_u64(b"m/format")?.unwrap_or(0) >= store::FORMAT {
             return Ok(());
         }
         const BATCH: usize = 1_000;
-        for prefix in [&b"s/"[..], b"t/", b"u/", b"r/"] {
-            let mut keys = Vec::new();
-            for item in self.store.scan_prefix(prefix) {
-                keys.push(item?.0);
-                if keys.len() == BATCH {
-                    self.store.write_now(keys.drain(..).fold(sled::Batch::default(), |mut b, k| {
-                        b.remove(k);
-                        b
-                    }))?;
-                }
-            }
-            self.store.write_now(keys.into_iter().fold(sled::Batch::default(), |mut b, k| {
-                b.remove(k);
-                b
-            }))?;
-        }
         let mut batch = sled::Batch::default();
         let mut n = 0;
+        for prefix in [&b"s/"[..], b"t/", b"u/", b"r/"] {
+            for item in self.store.scan_prefix(prefix) {
+                batch.remove(item?.0);
+                n += 1;
+                if n % BATCH == 0 {
+                    self.store.write_now(std::mem::take(&mut batch))?;
+                }
+            }
+        }
+        self.store.write_now(std::mem::take(&mut batch))?;
         for item in self.store.scan_prefix(b"i/") {
             let (k, v) = item?;
             let inst: Instance = store::decode(&k, &v)?;
@@ -512,8 +501,8 @@ impl Engine {
         // released. A crash in between leaves an unused number, never a reused one.
         let alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = idempotency_key {
-            if let Some(id) = self.store.get(&store::key("x/", &[k.as_bytes()]))? {
-                let id = InstanceId(u64::from_be_bytes(id.as_ref().try_into().map_err(|_| corrupt("x/", "bad id"))?));
+            if let Some(id) = self.store.get_u64(&store::key("x/", &[k.as_bytes()]))? {
+                let id = InstanceId(id);
                 drop(alloc);
                 if let Some(existing) = self.instance(id)? {
                     return Ok(existing);
@@ -525,12 +514,7 @@ impl Engine {
                 return self.start_after_crashed_reservation(process, fields, actor, k, parent, now, depth);
             }
         }
-        let id = InstanceId(match self.store.get(b"m/next_instance")? {
-            Some(v) => {
-                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("m/next_instance", "bad counter"))?)
-            }
-            None => 1,
-        });
+        let id = InstanceId(self.store.get_u64(b"m/next_instance")?.unwrap_or(1));
         let (business_key, seq_key, seq) = self.business_key(&def.model, &rules, &fields, id, now)?;
         let mut inst = Instance::new(id, &def.model, def.version, business_key.clone(), now);
         inst.parent = parent;
@@ -592,9 +576,8 @@ impl Engine {
                 return Err(EngineError::StartInProgress(key.to_string()));
             }
             let x = store::key("x/", &[key.as_bytes()]);
-            if let Some(id) = self.store.get(&x)? {
-                let id = InstanceId(u64::from_be_bytes(id.as_ref().try_into().map_err(|_| corrupt("x/", "bad id"))?));
-                if self.store.get(&store::instance_key(id))?.is_none() {
+            if let Some(id) = self.store.get_u64(&x)? {
+                if self.store.get(&store::instance_key(InstanceId(id)))?.is_none() {
                     let mut batch = sled::Batch::default();
                     batch.remove(x);
                     self.store.write(batch)?;
@@ -643,11 +626,7 @@ impl Engine {
         out.push_str(rest);
         let (Some(at), Some(width)) = (prefix_at_seq, seq_width) else { return Ok((out, None, 0)) };
         let seq_key = store::key("q/", &[model.id.as_bytes(), b"\0", &out.as_bytes()[..at]]);
-        let last = match self.store.get(&seq_key)? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("q/", "bad sequence"))?),
-            None => 0,
-        };
-        let seq = last + 1;
+        let seq = self.store.get_u64(&seq_key)?.unwrap_or(0) + 1;
         let key = out.replacen('\u{0}', &format!("{seq:0width$}"), 1);
         Ok((key, Some(seq_key), seq))
     }
@@ -831,9 +810,8 @@ impl Engine {
     }
 
     pub fn instance_by_key(&self, business_key: &str) -> Result<Option<Instance>, EngineError> {
-        match self.store.get(&store::key("k/", &[business_key.as_bytes()]))? {
-            Some(v) => self
-                .instance(InstanceId(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| corrupt("k/", "bad id"))?))),
+        match self.store.get_u64(&store::key("k/", &[business_key.as_bytes()]))? {
+            Some(id) => self.instance(InstanceId(id)),
             None => Ok(None),
         }
     }
@@ -1019,7 +997,7 @@ impl Engine {
             (applied, None)
         };
         let results: Vec<(Vec<Applied>, Option<EngineError>)> = if due.len() < 2 * lanes {
-            vec![fire_lane(0)].into_iter().chain((1..lanes).map(fire_lane)).collect()
+            (0..lanes).map(fire_lane).collect()
         } else {
             std::thread::scope(|s| {
                 let handles: Vec<_> = (0..lanes).map(|lane| s.spawn(move || fire_lane(lane))).collect();

@@ -192,6 +192,19 @@ impl Store {
         Ok(self.tree.get(key)?)
     }
 
+    /// A counter or id stored as a big-endian u64 (`m/…`, `q/…`, `k/…`, `x/…`).
+    pub fn get_u64(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        self.tree
+            .get(key)?
+            .map(|v| {
+                v.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    problem: format!("expected 8 bytes, found {}", v.len()),
+                })
+            })
+            .transpose()
+    }
+
     pub fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> {
         self.tree.scan_prefix(prefix).map(|r| r.map_err(StoreError::from))
     }
