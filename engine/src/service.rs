@@ -129,12 +129,50 @@ pub struct Engine {
     rules_version: AtomicU64,
     definitions: RwLock<BTreeMap<String, BTreeMap<u32, Arc<Deployed>>>>,
     stripes: Vec<Mutex<()>>,
-    /// Serialises id, business-key and idempotency allocation.
-    allocation: Mutex<()>,
+    /// Serialises id, business-key and idempotency allocation; holds the reserved ids.
+    allocation: Mutex<IdBlock>,
     /// Idempotency keys of starts between allocation and the write of their case.
     starting: Mutex<BTreeSet<String>>,
     round_robin: Mutex<BTreeMap<String, u64>>,
     commands: AtomicU64,
+}
+
+/// Instance ids are reserved `ID_BLOCK` at a time: `m/next_instance` is written once per block,
+/// not once per start. A restart continues after the block, so ids only grow (and may skip).
+const ID_BLOCK: u64 = 1000;
+
+#[derive(Default)]
+struct IdBlock {
+    /// The next id to hand out; 0 until read from the store.
+    next: u64,
+    /// The first id not reserved (the stored `m/next_instance`).
+    end: u64,
+}
+
+impl IdBlock {
+    /// Takes an id; returns the new stored bound when a block had to be reserved.
+    fn take(&mut self, store: &Store) -> Result<(InstanceId, Option<u64>), StoreError> {
+        if self.next == 0 {
+            let stored = store.get_u64(b"m/next_instance")?.unwrap_or(1);
+            (self.next, self.end) = (stored, stored);
+        }
+        let reserve = (self.next == self.end).then(|| self.next + ID_BLOCK);
+        if let Some(end) = reserve {
+            self.end = end;
+        }
+        self.next += 1;
+        Ok((InstanceId(self.next - 1), reserve))
+    }
+
+    /// Gives back the id just taken (the start was refused), with the block it reserved, which
+    /// was never stored.
+    fn give_back(&mut self, id: InstanceId, reserved: Option<u64>) {
+        if reserved.is_some() {
+            *self = IdBlock::default();
+        } else if self.next == id.0 + 1 {
+            self.next = id.0;
+        }
+    }
 }
 
 struct EngineWorkload<'a>(&'a Engine);
@@ -166,7 +204,7 @@ impl Engine {
             rules_version: AtomicU64::new(0),
             definitions: RwLock::new(BTreeMap::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            allocation: Mutex::new(()),
+            allocation: Mutex::new(IdBlock::default()),
             starting: Mutex::new(BTreeSet::new()),
             round_robin: Mutex::new(BTreeMap::new()),
             commands: AtomicU64::new(0),
@@ -499,7 +537,7 @@ impl Engine {
         // written under the lock, in a small batch of their own, so that the counters in the
         // store only ever grow; the case itself (the large batch) is written after the lock is
         // released. A crash in between leaves an unused number, never a reused one.
-        let alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+        let mut alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = idempotency_key {
             if let Some(id) = self.store.get_u64(&store::key("x/", &[k.as_bytes()]))? {
                 let id = InstanceId(id);
@@ -514,26 +552,41 @@ impl Engine {
                 return self.start_after_crashed_reservation(process, fields, actor, k, parent, now, depth);
             }
         }
-        let id = InstanceId(self.store.get_u64(b"m/next_instance")?.unwrap_or(1));
-        let (business_key, seq_key, seq) = self.business_key(&def.model, &rules, &fields, id, now)?;
-        let mut inst = Instance::new(id, &def.model, def.version, business_key.clone(), now);
-        inst.parent = parent;
-        inst.rules_version = rules_version;
-        let workload = EngineWorkload(self);
-        let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
-        // Bad fields are refused here, before any number is taken: the register has no gaps.
-        let mut outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
+        let (id, reserved) = alloc.take(&self.store)?;
+        let prepared = (|| {
+            let (business_key, seq_key, seq) = self.business_key(&def.model, &rules, &fields, id, now)?;
+            let mut inst = Instance::new(id, &def.model, def.version, business_key.clone(), now);
+            inst.parent = parent;
+            inst.rules_version = rules_version;
+            let workload = EngineWorkload(self);
+            let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
+            let outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
+            Ok::<_, EngineError>((business_key, seq_key, seq, inst, outcome))
+        })();
+        // Bad fields are refused before any number is kept: the register has no gaps.
+        let (business_key, seq_key, seq, inst, mut outcome) =
+            prepared.inspect_err(|_| alloc.give_back(id, reserved))?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let mut counters = sled::Batch::default();
-        counters.insert(b"m/next_instance".to_vec(), (id.0 + 1).to_be_bytes().to_vec());
+        let mut counting = false;
+        if let Some(end) = reserved {
+            counters.insert(b"m/next_instance".to_vec(), end.to_be_bytes().to_vec());
+            counting = true;
+        }
         if let Some(q) = seq_key {
             counters.insert(q, seq.to_be_bytes().to_vec());
+            counting = true;
         }
         if let Some(k) = idempotency_key {
             counters.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes().to_vec());
             self.starting.lock().unwrap_or_else(|p| p.into_inner()).insert(k.to_string());
+            counting = true;
         }
-        let counted = self.store.write(counters);
+        let counted = if counting { self.store.write(counters).map(Some) } else { Ok(None) };
+        if counted.is_err() {
+            // The reservation may not be stored: read the bound again before the next start.
+            *alloc = IdBlock::default();
+        }
         drop(alloc);
         let written = counted.map_err(EngineError::from).and_then(|_| {
             let mut batch = sled::Batch::default();
@@ -700,8 +753,12 @@ impl Engine {
                 batch.insert(store::key("o/", &[&n.to_be_bytes()]), store::encode(&event_of(after, h)));
             }
         }
-        for h in &outcome.history {
-            batch.insert(store::history_key(after.id, h.seq), store::encode(&self.seal_history(after, h, true)?));
+        // A command's history entries are one value under its first sequence number: one key
+        // per command, not per entry, keeps sled's nodes (16 keys a leaf) and its log small.
+        if let Some(first) = outcome.history.first() {
+            let sealed =
+                outcome.history.iter().map(|h| self.seal_history(after, h, true)).collect::<Result<Vec<_>, _>>()?;
+            batch.insert(store::history_key(after.id, first.seq), store::encode(&sealed));
         }
         Ok(())
     }
@@ -820,13 +877,14 @@ impl Engine {
     pub fn history(&self, id: InstanceId) -> Result<Vec<core::HistoryEntry>, EngineError> {
         let Some(inst) = self.instance(id)? else { return Ok(Vec::new()) };
         let prefix = store::key("h/", &[&id.0.to_be_bytes()]);
-        self.store
-            .scan_prefix(&prefix)
-            .map(|r| {
-                let h = r.and_then(|(k, v)| store::history_entry(&k, &v))?;
-                self.seal_history(&inst, &h, false)
-            })
-            .collect()
+        let mut history = Vec::with_capacity(inst.history_len.min(1024) as usize);
+        for item in self.store.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            for h in store::history_entries(&k, &v)? {
+                history.push(self.seal_history(&inst, &h, false)?);
+            }
+        }
+        Ok(history)
     }
 
     /// Open tasks of a user (by assignee) or of a role (by candidate role), soonest due first,

@@ -8,7 +8,7 @@
 //! | `m/` | `m/next_instance` | next instance id (u64 BE) |
 //! | `d/` | `d/{process}\0{version u32 BE}` | definition (JSON: source, hash, deployed_at) |
 //! | `i/` | `i/{id u64 BE}` | instance (JSON) |
-//! | `h/` | `h/{id u64 BE}{seq u64 BE}` | history entry (JSON) |
+//! | `h/` | `h/{id u64 BE}{first seq u64 BE}` | the history entries of one command (JSON array) |
 //! | `t/` | `t/{due ms i64 BE+offset}{id u64 BE}{timer u32 BE}` | empty: pending timers by due time |
 //! | `u/` | `u/{user}\0{due}{id u64 BE}{task u32 BE}` | task view (JSON): open tasks by assignee, soonest due first |
 //! | `r/` | `r/{role}\0{due}{id u64 BE}{task u32 BE}` | task view (JSON): open tasks by candidate role, soonest due first |
@@ -48,8 +48,8 @@ pub enum Durability {
     /// sled's `flush()`: the log is written and `sync_file_range` issued. Survives a process
     /// crash (`kill -9`); not guaranteed to survive power loss.
     Flush,
-    /// `flush()` and then `fsync` of the database file: survives power loss on hardware that
-    /// honours it. The default.
+    /// `flush()` and then `fdatasync` of the database file: survives power loss on hardware
+    /// that honours it. The default.
     Fsync,
     /// Nothing waited for: a crash loses the last writes. For tests and bulk loads only.
     None,
@@ -178,7 +178,9 @@ impl Store {
         // One flush covers every tree: they share sled's log.
         self.db.flush()?;
         if let Some(f) = &self.file {
-            f.sync_all()?;
+            // fdatasync: the data and the metadata needed to read it back (the file's size),
+            // without a journal commit for timestamps.
+            f.sync_data()?;
         }
         Ok(())
     }
@@ -312,8 +314,14 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -
         .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), problem: e.to_string() })
 }
 
-pub(crate) fn history_entry(key: &[u8], bytes: &[u8]) -> Result<HistoryEntry, StoreError> {
-    decode(key, bytes)
+/// The entries stored under one `h/` key: a command's entries as a JSON array, or a single
+/// entry as older stores wrote them.
+pub(crate) fn history_entries(key: &[u8], bytes: &[u8]) -> Result<Vec<HistoryEntry>, StoreError> {
+    if bytes.first() == Some(&b'[') {
+        decode(key, bytes)
+    } else {
+        Ok(vec![decode(key, bytes)?])
+    }
 }
 
 #[cfg(test)]

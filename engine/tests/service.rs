@@ -330,7 +330,7 @@ fn inbox_pages_follow_deadlines_and_cursors() {
 fn a_store_from_before_the_deadline_ordered_inbox_has_its_indexes_rebuilt() {
     let dir = TempDir::new("upgrade");
     let now = bj(2026, 11, 23, 9, 0);
-    let (id, assignee) = {
+    let (id, assignee, history) = {
         let engine = engine_at(&dir);
         engine.deploy(&complaint_source(), now).unwrap();
         let inst = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
@@ -347,8 +347,20 @@ fn a_store_from_before_the_deadline_ordered_inbox_has_its_indexes_rebuilt() {
         old.extend_from_slice(&inst.id.0.to_be_bytes());
         old.extend_from_slice(&task.seq.to_be_bytes());
         batch.insert(old, Vec::new());
+        // Older stores hold one history entry per key.
+        let history = engine.history(inst.id).unwrap();
+        assert!(history.len() > 1);
+        for r in engine.store().scan_prefix(b"h/") {
+            batch.remove(r.unwrap().0);
+        }
+        for h in &history {
+            let mut k = b"h/".to_vec();
+            k.extend_from_slice(&inst.id.0.to_be_bytes());
+            k.extend_from_slice(&h.seq.to_be_bytes());
+            batch.insert(k, serde_json::to_vec(h).unwrap());
+        }
         engine.store().write_now(batch).unwrap();
-        (inst.id, who)
+        (inst.id, who, history)
     };
     let engine = engine_at(&dir);
     let inbox = engine.tasks(Some(&assignee), None, 10).unwrap();
@@ -357,18 +369,51 @@ fn a_store_from_before_the_deadline_ordered_inbox_has_its_indexes_rebuilt() {
     assert_eq!(engine.store().scan_prefix(b"u/").count(), 1, "the old entry is gone");
     assert_eq!(engine.tasks(None, Some("cs_rep"), 10).unwrap().len(), 1);
     assert!(engine.store().get(b"m/format").unwrap().is_some());
+    assert_eq!(engine.history(id).unwrap(), history, "entries stored one per key read as before");
+    // A new command's entries go under one key, after the old ones.
+    engine.command(id, Actor::system(), Command::Cancel { reason: "test".into() }, now).unwrap();
+    let after = engine.history(id).unwrap();
+    assert!(after.len() > history.len());
+    assert!(after.iter().enumerate().all(|(i, h)| h.seq == i as u64));
+}
+
+#[test]
+fn instance_ids_are_reserved_in_blocks_and_never_reused_after_a_restart() {
+    let dir = TempDir::new("ids");
+    let now = bj(2026, 11, 23, 9, 0);
+    let next_stored =
+        |e: &Engine| u64::from_be_bytes(e.store().get(b"m/next_instance").unwrap().unwrap()[..].try_into().unwrap());
+    let last = {
+        let engine = engine_at(&dir);
+        engine.deploy(&complaint_source(), now).unwrap();
+        // A refused start keeps no number and no reservation.
+        let mut bad = fields("high");
+        bad.insert("urgency".into(), Value::Text("urgent".into()));
+        assert!(engine.start("complaint", bad, &crm(), None, now).is_err());
+        assert!(engine.store().get(b"m/next_instance").unwrap().is_none());
+        let ids: Vec<u64> =
+            (0..3).map(|_| engine.start("complaint", fields("high"), &crm(), None, now).unwrap().id.0).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert!(next_stored(&engine) > 3, "the block is stored before any id of it is used");
+        next_stored(&engine)
+    };
+    let engine = engine_at(&dir);
+    let after_restart = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
+    assert_eq!(after_restart.id.0, last, "a restart continues after the reserved block");
+    assert!(engine.instance(caseflow_engine::core::InstanceId(3)).unwrap().is_some());
 }
 
 #[test]
 fn an_idempotency_key_left_by_a_crashed_start_is_taken_again() {
-    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
-    let now = bj(2026, 11, 23, 9, 0);
-    engine.deploy(&complaint_source(), now).unwrap();
     // A start that took its numbers and died before writing its case leaves this behind.
+    let store = Store::temporary().unwrap();
     let mut batch = sled::Batch::default();
     batch.insert(&b"x/crm-1"[..], &7u64.to_be_bytes()[..]);
     batch.insert(&b"m/next_instance"[..], &8u64.to_be_bytes()[..]);
-    engine.store().write_now(batch).unwrap();
+    store.write_now(batch).unwrap();
+    let engine = Engine::open(store, rules()).unwrap();
+    let now = bj(2026, 11, 23, 9, 0);
+    engine.deploy(&complaint_source(), now).unwrap();
     let first = engine.start("complaint", fields("high"), &crm(), Some("crm-1"), now).unwrap();
     assert_eq!(first.id.0, 8, "numbers only grow: 7 stays unused");
     let again = engine.start("complaint", fields("high"), &crm(), Some("crm-1"), now).unwrap();
