@@ -244,11 +244,11 @@ impl Engine {
             return Ok(());
         }
         const BATCH: usize = 1_000;
-        let mut batch = sled::Batch::default();
+        let mut batch = store::Batch::default();
         let mut n = 0;
         for prefix in [&b"s/"[..], b"t/", b"u/", b"r/"] {
             for item in self.store.scan_prefix(prefix) {
-                batch.remove(item?.0);
+                batch.remove(item?.0.to_vec());
                 n += 1;
                 if n % BATCH == 0 {
                     self.store.write_now(std::mem::take(&mut batch))?;
@@ -304,7 +304,7 @@ impl Engine {
 
     /// Marks an outbox event delivered (durably).
     pub fn outbox_ack(&self, key: &[u8]) -> Result<(), EngineError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = store::Batch::default();
         batch.remove(key.to_vec());
         let ticket = self.store.write(batch)?;
         self.store.wait_durable(ticket)?;
@@ -400,7 +400,7 @@ impl Engine {
         let mut current = self.rules.write().unwrap_or_else(|p| p.into_inner());
         let version = self.rules_version.load(Ordering::SeqCst) + 1;
         let change = RulesChange { version, at: now, by: by.to_string(), diff };
-        let mut batch = sled::Batch::default();
+        let mut batch = store::Batch::default();
         batch.insert(b"m/rules_version".to_vec(), version.to_be_bytes().to_vec());
         batch.insert(store::key("c/", &[&version.to_be_bytes()]), store::encode(&change));
         let ticket = self.store.write(batch)?;
@@ -469,7 +469,7 @@ impl Engine {
         }
         let version = versions.keys().next_back().map_or(1, |v| v + 1);
         let stored = StoredDefinition { source: source.to_string(), deployed_at: now };
-        let mut batch = sled::Batch::default();
+        let mut batch = store::Batch::default();
         batch.insert(definition_key(&model.id, version), store::encode(&stored));
         let ticket = self.store.write(batch)?;
         self.store.wait_durable(ticket)?;
@@ -567,7 +567,7 @@ impl Engine {
         let (business_key, seq_key, seq, inst, mut outcome) =
             prepared.inspect_err(|_| alloc.give_back(id, reserved))?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
-        let mut counters = sled::Batch::default();
+        let mut counters = store::Batch::default();
         let mut counting = false;
         if let Some(end) = reserved {
             counters.insert(b"m/next_instance".to_vec(), end.to_be_bytes().to_vec());
@@ -589,7 +589,7 @@ impl Engine {
         }
         drop(alloc);
         let written = counted.map_err(EngineError::from).and_then(|_| {
-            let mut batch = sled::Batch::default();
+            let mut batch = store::Batch::default();
             batch.insert(store::key("k/", &[business_key.as_bytes()]), id.0.to_be_bytes().to_vec());
             self.put_instance(&mut batch, None, &inst, &outcome)?;
             Ok(self.store.write(batch)?)
@@ -631,7 +631,7 @@ impl Engine {
             let x = store::key("x/", &[key.as_bytes()]);
             if let Some(id) = self.store.get_u64(&x)? {
                 if self.store.get(&store::instance_key(InstanceId(id)))?.is_none() {
-                    let mut batch = sled::Batch::default();
+                    let mut batch = store::Batch::default();
                     batch.remove(x);
                     self.store.write(batch)?;
                 }
@@ -732,7 +732,7 @@ impl Engine {
 
     fn put_instance(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut store::Batch,
         before: Option<&Instance>,
         after: &Instance,
         outcome: &Outcome,
@@ -810,7 +810,7 @@ impl Engine {
         let mut after = before.clone();
         let mut outcome = core::apply(&ctx, &mut after, actor, command)?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
-        let mut batch = sled::Batch::default();
+        let mut batch = store::Batch::default();
         self.put_instance(&mut batch, Some(&before), &after, &outcome)?;
         let ticket = self.store.write(batch)?;
         drop(guard);

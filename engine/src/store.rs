@@ -1,7 +1,7 @@
 //! The storage shell: sled behind a small interface, one atomic batch per command, group
 //! commit for durability.
 //!
-//! Key layout (one sled tree, so that one `Batch` is atomic across every index):
+//! Key layout of the tree `caseflow` (a `Batch` spans any of its keys; see `Store::write`):
 //!
 //! | prefix | key | value |
 //! | --- | --- | --- |
@@ -16,6 +16,8 @@
 //! | `k/` | `k/{business key}` | instance id |
 //! | `q/` | `q/{key prefix}` | last sequence number used for that prefix (u64 BE) |
 //! | `x/` | `x/{idempotency key}` | instance id |
+//!
+//! A second tree, `redo`, holds the batches being applied (see `Store::write`).
 //!
 //! `{due}` is the task's deadline as 8 bytes (`due_bytes`), all ones when it has none, so an
 //! inbox page is one range scan in deadline order that reads no instance.
@@ -70,10 +72,82 @@ impl Default for StoreOptions {
     }
 }
 
+/// The writes of one command, applied as a unit by `Store::write`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), Some(value.into())));
+    }
+
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), None));
+    }
+
+    /// `[kind u8][key len u32][key]([value len u32][value])` per operation.
+    fn encode(&self) -> Vec<u8> {
+        let size: usize = self.ops.iter().map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, Vec::len)).sum();
+        let mut out = Vec::with_capacity(size);
+        for (k, v) in &self.ops {
+            out.push(u8::from(v.is_some()));
+            out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            out.extend_from_slice(k);
+            if let Some(v) = v {
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+        out
+    }
+
+    fn decode(mut bytes: &[u8]) -> Option<Batch> {
+        fn take<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+            let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+            let out = bytes.get(4..4 + len)?;
+            *bytes = &bytes[4 + len..];
+            Some(out)
+        }
+        let mut batch = Batch::default();
+        while let Some((&kind, rest)) = bytes.split_first() {
+            bytes = rest;
+            let key = take(&mut bytes)?.to_vec();
+            let value = match kind {
+                0 => None,
+                1 => Some(take(&mut bytes)?.to_vec()),
+                _ => return None,
+            };
+            batch.ops.push((key, value));
+        }
+        Some(batch)
+    }
+
+    fn apply_to(&self, tree: &sled::Tree) -> Result<(), StoreError> {
+        for (k, v) in &self.ops {
+            match v {
+                Some(v) => tree.insert(k.as_slice(), v.as_slice())?,
+                None => tree.remove(k.as_slice())?,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Without durable waits (`Durability::None`), applied redo records are still dropped after
+/// this many writes, with a flush first.
+const REDO_CHECKPOINT_WRITES: usize = 4096;
+
 /// The sled database and the group-commit state.
 pub struct Store {
     pub(crate) db: sled::Db,
     pub(crate) tree: sled::Tree,
+    /// Redo records: each batch, whole, under a growing sequence number (see `write`).
+    redo: sled::Tree,
+    next_redo: std::sync::atomic::AtomicU64,
+    /// Redo records `recover` replayed when the store opened.
+    replayed: usize,
     /// The database file, for `fsync`.
     file: Option<std::fs::File>,
     durability: Durability,
@@ -89,6 +163,8 @@ struct CommitState {
     durable: u64,
     /// A flush is running; others wait for it.
     flushing: bool,
+    /// Redo records of applied batches, in ticket order: (ticket, redo sequence number).
+    applied: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl Store {
@@ -124,23 +200,89 @@ impl Store {
 
     fn with_db(db: sled::Db, file: Option<std::path::PathBuf>, durability: Durability) -> Result<Store, StoreError> {
         let tree = db.open_tree("caseflow")?;
+        let redo = db.open_tree("redo")?;
         let file = match (durability, file) {
             (Durability::Fsync, Some(p)) => Some(std::fs::OpenOptions::new().read(true).open(p)?),
             _ => None,
         };
-        Ok(Store { db, tree, file, durability, commit: Mutex::new(CommitState::default()), flushed: Condvar::new() })
+        let mut store = Store {
+            db,
+            tree,
+            redo,
+            next_redo: std::sync::atomic::AtomicU64::new(0),
+            replayed: 0,
+            file,
+            durability,
+            commit: Mutex::new(CommitState::default()),
+            flushed: Condvar::new(),
+        };
+        store.replayed = store.recover()?;
+        Ok(store)
     }
 
-    /// Applies a batch atomically and returns its ticket for `wait_durable`.
-    pub fn write(&self, batch: sled::Batch) -> Result<u64, StoreError> {
-        self.tree.apply_batch(batch)?;
+    /// Applies the redo records a crash left behind, in order, makes the result durable and
+    /// drops them. Replaying a record that was already applied is harmless: it writes the same
+    /// values, and a later record that changed the same keys is replayed after it.
+    fn recover(&self) -> Result<usize, StoreError> {
+        let mut last = 0;
+        let mut replayed = Vec::new();
+        for item in self.redo.iter() {
+            let (k, v) = item?;
+            let corrupt = || StoreError::Corrupt {
+                key: format!("redo/{}", String::from_utf8_lossy(&k)),
+                problem: "not a redo record".into(),
+            };
+            let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| corrupt())?);
+            Batch::decode(&v).ok_or_else(corrupt)?.apply_to(&self.tree)?;
+            last = seq;
+            replayed.push(k);
+        }
+        let count = replayed.len();
+        if count > 0 {
+            self.flush_now()?;
+            for k in replayed {
+                self.redo.remove(k)?;
+            }
+            self.flush_now()?;
+        }
+        self.next_redo.store(last + 1, std::sync::atomic::Ordering::SeqCst);
+        Ok(count)
+    }
+
+    /// How many redo records a crash had left, replayed when this store opened.
+    pub fn replayed_on_open(&self) -> usize {
+        self.replayed
+    }
+
+    /// Applies a batch as a unit and returns its ticket for `wait_durable`.
+    ///
+    /// sled's own `apply_batch` seals and writes its IO buffer twice per batch (two synchronous
+    /// writes on its IO threads) and takes a global write lock. Instead the whole batch is first
+    /// inserted as one redo record (a single-key insert is atomic), then its keys are written
+    /// one by one. sled recovers a prefix of its log, so after a crash either the record is
+    /// absent (and so are the keys: nothing was acknowledged) or it is present and `recover`
+    /// writes its keys again. Records are dropped once a flush has made their keys durable.
+    ///
+    /// Callers write batches that touch the same keys under one lock (an instance's stripe, the
+    /// allocation lock), so redo order is write order for every key.
+    pub fn write(&self, batch: Batch) -> Result<u64, StoreError> {
+        let seq = self.next_redo.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.redo.insert(seq.to_be_bytes(), batch.encode())?;
+        batch.apply_to(&self.tree)?;
         let mut state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
         state.written += 1;
-        Ok(state.written)
+        let ticket = state.written;
+        state.applied.push_back((ticket, seq));
+        let checkpoint = self.durability == Durability::None && state.applied.len() >= REDO_CHECKPOINT_WRITES;
+        drop(state);
+        if checkpoint {
+            self.sync(ticket)?;
+        }
+        Ok(ticket)
     }
 
     /// Applies a batch and waits until it is durable.
-    pub fn write_now(&self, batch: sled::Batch) -> Result<(), StoreError> {
+    pub fn write_now(&self, batch: Batch) -> Result<(), StoreError> {
         let ticket = self.write(batch)?;
         self.wait_durable(ticket)
     }
@@ -151,6 +293,10 @@ impl Store {
         if self.durability == Durability::None {
             return Ok(());
         }
+        self.sync(ticket)
+    }
+
+    fn sync(&self, ticket: u64) -> Result<(), StoreError> {
         let mut state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if state.durable >= ticket {
@@ -165,12 +311,26 @@ impl Store {
             drop(state);
             let result = self.flush_now();
             state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
-            state.flushing = false;
+            let mut done = Vec::new();
             if result.is_ok() {
                 state.durable = state.durable.max(target);
+                while state.applied.front().is_some_and(|(t, _)| *t <= target) {
+                    done.extend(state.applied.pop_front().map(|(_, seq)| seq));
+                }
             }
+            // Waiters up to `target` go on; the next flush waits until the records are dropped.
+            self.flushed.notify_all();
+            drop(state);
+            // Their keys are durable: drop the records, oldest first and before any later
+            // flush's, so that a crash keeps a suffix of them (sled recovers a prefix of its
+            // log) and a replay never writes an old value over a newer one.
+            done.sort_unstable();
+            let dropped = done.iter().try_for_each(|seq| self.redo.remove(seq.to_be_bytes()).map(drop));
+            state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+            state.flushing = false;
             self.flushed.notify_all();
             result?;
+            dropped?;
         }
     }
 
@@ -344,6 +504,91 @@ mod tests {
         assert_eq!(due_from_bytes(&k[2..]), DateTime::from_timestamp_millis(1_800_000_000_001));
         let whole = DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
         assert_eq!(due_from_bytes(&timer_key(whole, InstanceId(1), 1)[2..]), Some(whole));
+    }
+
+    #[test]
+    fn batches_encode_and_decode_and_garbage_is_refused() {
+        let mut b = Batch::default();
+        b.insert(b"i/1", b"{}");
+        b.remove(b"u/x");
+        b.insert(b"", b"");
+        assert_eq!(Batch::decode(&b.encode()), Some(b.clone()));
+        let bytes = b.encode();
+        assert_eq!(Batch::decode(&bytes[..bytes.len() - 1]), None, "truncated");
+        assert_eq!(Batch::decode(&[7, 0, 0, 0, 0]), None, "unknown kind");
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("caseflow-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn flushing() -> StoreOptions {
+        StoreOptions { durability: Durability::Flush, ..StoreOptions::default() }
+    }
+
+    #[test]
+    fn redo_records_left_by_a_crash_are_replayed_in_order_on_open() {
+        let dir = scratch("redo");
+        {
+            let store = Store::open(&dir, &flushing()).unwrap();
+            let mut old = Batch::default();
+            old.insert(b"gone", b"x");
+            store.write_now(old).unwrap();
+            // A crash after the records were logged, before (all) their keys were: two records
+            // that write the same key, the later one partly applied already.
+            let mut first = Batch::default();
+            first.insert(b"a", b"1");
+            first.remove(b"gone");
+            let mut second = Batch::default();
+            second.insert(b"a", b"2");
+            second.insert(b"b", b"2");
+            store.redo.insert(100u64.to_be_bytes(), first.encode()).unwrap();
+            store.redo.insert(101u64.to_be_bytes(), second.encode()).unwrap();
+            store.tree.insert(b"b", b"2").unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(&dir, &flushing()).unwrap();
+        assert_eq!(store.get(b"a").unwrap().as_deref(), Some(&b"2"[..]), "the later record wins");
+        assert_eq!(store.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(store.get(b"gone").unwrap(), None);
+        assert_eq!(store.redo.len(), 0, "replayed records are dropped");
+        // New records continue after the replayed ones.
+        assert_eq!(store.next_redo.load(std::sync::atomic::Ordering::SeqCst), 102);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn redo_records_are_dropped_once_their_keys_are_durable() {
+        let dir = scratch("dropped");
+        let store = Store::open(&dir, &flushing()).unwrap();
+        let tickets: Vec<u64> = (0..3u8)
+            .map(|i| {
+                let mut b = Batch::default();
+                b.insert([i], [i]);
+                store.write(b).unwrap()
+            })
+            .collect();
+        assert_eq!(store.redo.len(), 3, "not durable yet: the records stay");
+        store.wait_durable(tickets[2]).unwrap();
+        assert_eq!(store.redo.len(), 0);
+        assert_eq!(store.get(&[1]).unwrap().as_deref(), Some(&[1u8][..]));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_redo_record_refuses_to_open() {
+        let dir = scratch("corrupt");
+        {
+            let store = Store::open(&dir, &flushing()).unwrap();
+            store.redo.insert(1u64.to_be_bytes(), &[9u8][..]).unwrap();
+            store.flush().unwrap();
+        }
+        assert!(matches!(Store::open(&dir, &flushing()), Err(StoreError::Corrupt { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -337,10 +337,10 @@ fn a_store_from_before_the_deadline_ordered_inbox_has_its_indexes_rebuilt() {
         let task = inst.tasks.values().next().unwrap().clone();
         // Turn the store back into format 1: no format key, task index keys without the
         // deadline, empty values.
-        let mut batch = sled::Batch::default();
+        let mut batch = caseflow_engine::store::Batch::default();
         batch.remove(&b"m/format"[..]);
         for r in engine.store().scan_prefix(b"u/").chain(engine.store().scan_prefix(b"r/")) {
-            batch.remove(r.unwrap().0);
+            batch.remove(r.unwrap().0.to_vec());
         }
         let who = task.assignee.clone().unwrap();
         let mut old = format!("u/{who}\0").into_bytes();
@@ -351,7 +351,7 @@ fn a_store_from_before_the_deadline_ordered_inbox_has_its_indexes_rebuilt() {
         let history = engine.history(inst.id).unwrap();
         assert!(history.len() > 1);
         for r in engine.store().scan_prefix(b"h/") {
-            batch.remove(r.unwrap().0);
+            batch.remove(r.unwrap().0.to_vec());
         }
         for h in &history {
             let mut k = b"h/".to_vec();
@@ -407,7 +407,7 @@ fn instance_ids_are_reserved_in_blocks_and_never_reused_after_a_restart() {
 fn an_idempotency_key_left_by_a_crashed_start_is_taken_again() {
     // A start that took its numbers and died before writing its case leaves this behind.
     let store = Store::temporary().unwrap();
-    let mut batch = sled::Batch::default();
+    let mut batch = caseflow_engine::store::Batch::default();
     batch.insert(&b"x/crm-1"[..], &7u64.to_be_bytes()[..]);
     batch.insert(&b"m/next_instance"[..], &8u64.to_be_bytes()[..]);
     store.write_now(batch).unwrap();
