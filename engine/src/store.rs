@@ -36,6 +36,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
+    #[error("a write of {0} bytes is more than the store takes at once ({REDO_RECORD_MAX})")]
+    TooLarge(usize),
     #[error("stored data is corrupt at `{key}`: {problem}")]
     Corrupt { key: String, problem: String },
 }
@@ -87,8 +89,23 @@ impl Batch {
         self.ops.push((key.into(), None));
     }
 
+    /// A redo record: the operations, LZ4-compressed (JSON values shrink about 3×, for a few
+    /// microseconds; the record is written once more than the keys, so its size is log volume
+    /// and restart time).
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let raw = self.encode_raw();
+        if raw.len() > REDO_RECORD_MAX {
+            return Err(StoreError::TooLarge(raw.len()));
+        }
+        Ok(lz4_flex::compress_prepend_size(&raw))
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Batch> {
+        Batch::decode_raw(&decompress(bytes)?)
+    }
+
     /// `[kind u8][key len u32][key]([value len u32][value])` per operation.
-    fn encode(&self) -> Vec<u8> {
+    fn encode_raw(&self) -> Vec<u8> {
         let size: usize = self.ops.iter().map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, Vec::len)).sum();
         let mut out = Vec::with_capacity(size);
         for (k, v) in &self.ops {
@@ -103,7 +120,7 @@ impl Batch {
         out
     }
 
-    fn decode(mut bytes: &[u8]) -> Option<Batch> {
+    fn decode_raw(mut bytes: &[u8]) -> Option<Batch> {
         fn take<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
             let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
             let out = bytes.get(4..4 + len)?;
@@ -134,6 +151,9 @@ impl Batch {
         Ok(())
     }
 }
+
+/// No batch comes near this (the largest are index rebuilds, written in chunks).
+const REDO_RECORD_MAX: usize = 256 << 20;
 
 /// Without durable waits (`Durability::None`), applied redo records are still dropped after
 /// this many writes, with a flush first.
@@ -266,8 +286,9 @@ impl Store {
     /// Callers write batches that touch the same keys under one lock (an instance's stripe, the
     /// allocation lock), so redo order is write order for every key.
     pub fn write(&self, batch: Batch) -> Result<u64, StoreError> {
+        let record = batch.encode()?;
         let seq = self.next_redo.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.redo.insert(seq.to_be_bytes(), batch.encode())?;
+        self.redo.insert(seq.to_be_bytes(), record)?;
         batch.apply_to(&self.tree)?;
         let mut state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
         state.written += 1;
@@ -345,8 +366,10 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes everything (shutdown).
+    /// Flushes everything and drops the redo records it made unnecessary (shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
+        let written = self.commit.lock().unwrap_or_else(|p| p.into_inner()).written;
+        self.sync(written)?;
         self.flush_now()
     }
 
@@ -465,28 +488,78 @@ pub(crate) fn index_entries(inst: &Instance) -> std::collections::BTreeMap<Vec<u
     entries
 }
 
+/// LZ4 with the size prepended, the size checked before anything is allocated.
+fn decompress(bytes: &[u8]) -> Option<Vec<u8>> {
+    let size = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    if size > REDO_RECORD_MAX {
+        return None;
+    }
+    let raw = lz4_flex::decompress(&bytes[4..], size).ok()?;
+    (raw.len() == size).then_some(raw)
+}
+
+/// Marks a compressed value; JSON never starts with this byte.
+const COMPRESSED: u8 = 0x04;
+/// Values shorter than this stay plain JSON: compression would not pay.
+const COMPRESS_FROM: usize = 128;
+
+/// A stored value: JSON, LZ4-compressed when it is long (instances, history, inbox rows shrink
+/// to about half, and with them sled's log, its restart replay and its cache footprint).
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("engine values always serialise")
+    let json = serde_json::to_vec(v).expect("engine values always serialise");
+    if json.len() < COMPRESS_FROM {
+        return json;
+    }
+    let mut out = Vec::with_capacity(json.len() / 2);
+    out.push(COMPRESSED);
+    out.extend_from_slice(&lz4_flex::compress_prepend_size(&json));
+    out
+}
+
+/// The JSON of a stored value, plain as older stores and short values have it, or decompressed.
+fn json_of<'a>(key: &[u8], bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+    match bytes.split_first() {
+        Some((&COMPRESSED, packed)) => {
+            decompress(packed).map(std::borrow::Cow::Owned).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                problem: "bad compressed value".into(),
+            })
+        }
+        _ => Ok(std::borrow::Cow::Borrowed(bytes)),
+    }
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
+    serde_json::from_slice(&json_of(key, bytes)?)
         .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), problem: e.to_string() })
 }
 
 /// The entries stored under one `h/` key: a command's entries as a JSON array, or a single
 /// entry as older stores wrote them.
 pub(crate) fn history_entries(key: &[u8], bytes: &[u8]) -> Result<Vec<HistoryEntry>, StoreError> {
-    if bytes.first() == Some(&b'[') {
-        decode(key, bytes)
+    let json = json_of(key, bytes)?;
+    if json.first() == Some(&b'[') {
+        decode(key, &json)
     } else {
-        Ok(vec![decode(key, bytes)?])
+        Ok(vec![decode(key, &json)?])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_values_are_stored_compressed_and_plain_ones_still_read() {
+        let long: Vec<String> = (0..40).map(|i| format!("entry {i}")).collect();
+        let packed = encode(&long);
+        assert_eq!(packed[0], COMPRESSED);
+        assert!(packed.len() < serde_json::to_vec(&long).unwrap().len());
+        assert_eq!(decode::<Vec<String>>(b"k", &packed).unwrap(), long);
+        assert_eq!(decode::<Vec<String>>(b"k", &serde_json::to_vec(&long).unwrap()).unwrap(), long);
+        assert_eq!(encode(&"short"), b"\"short\"");
+        assert!(matches!(decode::<Vec<String>>(b"k", &[COMPRESSED, 9, 9]), Err(StoreError::Corrupt { .. })));
+    }
 
     #[test]
     fn due_times_sort_by_bytes() {
@@ -512,10 +585,11 @@ mod tests {
         b.insert(b"i/1", b"{}");
         b.remove(b"u/x");
         b.insert(b"", b"");
-        assert_eq!(Batch::decode(&b.encode()), Some(b.clone()));
-        let bytes = b.encode();
+        assert_eq!(Batch::decode(&b.encode().unwrap()), Some(b.clone()));
+        let bytes = b.encode().unwrap();
         assert_eq!(Batch::decode(&bytes[..bytes.len() - 1]), None, "truncated");
-        assert_eq!(Batch::decode(&[7, 0, 0, 0, 0]), None, "unknown kind");
+        assert_eq!(Batch::decode_raw(&[7, 0, 0, 0, 0]), None, "unknown kind");
+        assert_eq!(Batch::decode(&[255, 255, 255, 255, 1]), None, "a size no record has");
     }
 
     fn scratch(name: &str) -> std::path::PathBuf {
@@ -544,8 +618,8 @@ mod tests {
             let mut second = Batch::default();
             second.insert(b"a", b"2");
             second.insert(b"b", b"2");
-            store.redo.insert(100u64.to_be_bytes(), first.encode()).unwrap();
-            store.redo.insert(101u64.to_be_bytes(), second.encode()).unwrap();
+            store.redo.insert(100u64.to_be_bytes(), first.encode().unwrap()).unwrap();
+            store.redo.insert(101u64.to_be_bytes(), second.encode().unwrap()).unwrap();
             store.tree.insert(b"b", b"2").unwrap();
             store.flush().unwrap();
         }
