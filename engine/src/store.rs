@@ -284,7 +284,9 @@ impl Store {
     /// writes its keys again. Records are dropped once a flush has made their keys durable.
     ///
     /// Callers write batches that touch the same keys under one lock (an instance's stripe, the
-    /// allocation lock), so redo order is write order for every key.
+    /// allocation lock), so redo order is write order for every key. A write that fails with a
+    /// storage error after its record was logged has an unknown outcome, as a failed commit has
+    /// in any database: the next open may complete it. It was never acknowledged.
     pub fn write(&self, batch: Batch) -> Result<u64, StoreError> {
         let record = batch.encode()?;
         let seq = self.next_redo.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
