@@ -568,21 +568,17 @@ impl Engine {
             prepared.inspect_err(|_| alloc.give_back(id, reserved))?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let mut counters = store::Batch::default();
-        let mut counting = false;
         if let Some(end) = reserved {
-            counters.insert(b"m/next_instance".to_vec(), end.to_be_bytes().to_vec());
-            counting = true;
+            counters.insert(b"m/next_instance", end.to_be_bytes());
         }
         if let Some(q) = seq_key {
-            counters.insert(q, seq.to_be_bytes().to_vec());
-            counting = true;
+            counters.insert(q, seq.to_be_bytes());
         }
         if let Some(k) = idempotency_key {
-            counters.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes().to_vec());
+            counters.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes());
             self.starting.lock().unwrap_or_else(|p| p.into_inner()).insert(k.to_string());
-            counting = true;
         }
-        let counted = if counting { self.store.write(counters).map(Some) } else { Ok(None) };
+        let counted = if counters.is_empty() { Ok(None) } else { self.store.write(counters).map(Some) };
         if counted.is_err() {
             // The reservation may not be stored: read the bound again before the next start.
             *alloc = IdBlock::default();
@@ -711,15 +707,15 @@ impl Engine {
         Ok(sealed)
     }
 
+    /// Encrypts (`seal`) or decrypts the sensitive values of history entries of one case.
     fn seal_history(
         &self,
         inst: &Instance,
-        h: &core::HistoryEntry,
+        mut entries: Vec<core::HistoryEntry>,
         seal: bool,
-    ) -> Result<core::HistoryEntry, EngineError> {
+    ) -> Result<Vec<core::HistoryEntry>, EngineError> {
         let sensitive = self.sensitive_fields(inst);
-        let mut h = h.clone();
-        for (name, old, new) in h.changes.iter_mut() {
+        for (name, old, new) in entries.iter_mut().flat_map(|h| h.changes.iter_mut()) {
             if sensitive.contains(name) {
                 if let Some(o) = old {
                     self.protect(inst.id, o, seal)?;
@@ -727,7 +723,7 @@ impl Engine {
                 self.protect(inst.id, new, seal)?;
             }
         }
-        Ok(h)
+        Ok(entries)
     }
 
     fn put_instance(
@@ -756,8 +752,7 @@ impl Engine {
         // A command's history entries are one value under its first sequence number: one key
         // per command, not per entry, keeps sled's nodes (16 keys a leaf) and its log small.
         if let Some(first) = outcome.history.first() {
-            let sealed =
-                outcome.history.iter().map(|h| self.seal_history(after, h, true)).collect::<Result<Vec<_>, _>>()?;
+            let sealed = self.seal_history(after, outcome.history.clone(), true)?;
             batch.insert(store::history_key(after.id, first.seq), store::encode(&sealed));
         }
         Ok(())
@@ -880,11 +875,9 @@ impl Engine {
         let mut history = Vec::with_capacity(inst.history_len.min(1024) as usize);
         for item in self.store.scan_prefix(&prefix) {
             let (k, v) = item?;
-            for h in store::history_entries(&k, &v)? {
-                history.push(self.seal_history(&inst, &h, false)?);
-            }
+            history.extend(store::history_entries(&k, &v)?);
         }
-        Ok(history)
+        self.seal_history(&inst, history, false)
     }
 
     /// Open tasks of a user (by assignee) or of a role (by candidate role), soonest due first,

@@ -89,6 +89,10 @@ impl Batch {
         self.ops.push((key.into(), None));
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
     /// A redo record: the operations, LZ4-compressed (JSON values shrink about 3×, for a few
     /// microseconds; the record is written once more than the keys, so its size is log volume
     /// and restart time).
