@@ -5,6 +5,10 @@
 //! - p50/p99 of looking up one user's open tasks (a page of 50) among 1,000 users.
 //!
 //! `cargo bench -p caseflow-engine --bench scale -- --instances 1000000`
+//!
+//! `--data DIR` keeps the store in DIR; when DIR already holds one, the load is skipped and the
+//! restart figures are those of that store (copy it first: a restart changes it). `--load-only`
+//! stops after loading.
 
 mod common;
 
@@ -30,11 +34,17 @@ fn main() {
     let n = common::arg("--instances", if full { 100_000 } else { 1_000 });
     let users = 1_000;
     let cache_mib: u64 = common::arg("--cache-mib", StoreOptions::default().cache_bytes >> 20);
-    let dir = std::env::temp_dir().join(format!("caseflow-scale-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let kept: Option<std::path::PathBuf> =
+        common::arg("--data", String::new()).parse().ok().filter(|p: &std::path::PathBuf| !p.as_os_str().is_empty());
+    let dir =
+        kept.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("caseflow-scale-{}", std::process::id())));
+    let load = !dir.exists();
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let options =
         StoreOptions { durability: Durability::None, cache_bytes: cache_mib << 20, ..StoreOptions::default() };
-    {
+    if load {
         let engine =
             Arc::new(Engine::open(Store::open(&dir, &options).expect("store"), common::reps(users)).expect("engine"));
         engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
@@ -67,10 +77,21 @@ fn main() {
         );
         println!("disk: {:.0} MiB", engine.store().size_on_disk().unwrap_or(0) as f64 / 1048576.0);
     }
+    if std::env::args().any(|a| a == "--load-only") {
+        return;
+    }
     // Reopen: ready to serve means the engine is open and answers a query.
     let t = Instant::now();
-    let engine = Engine::open(Store::open(&dir, &options).expect("reopen"), common::reps(users)).expect("engine");
+    let store = Store::open(&dir, &options).expect("reopen");
+    let opened = t.elapsed();
+    let rss_store = common::rss_mib();
+    let engine = Engine::open(store, common::reps(users)).expect("engine");
     let first = engine.tasks(Some("u1"), None, 50).expect("query").len();
+    println!(
+        "  store open {:.0} ms, resident memory {rss_store:.0} MiB; engine open and first page: {:.0} MiB",
+        opened.as_secs_f64() * 1e3,
+        common::rss_mib()
+    );
     println!(
         "restart with {n} instances stored: ready in {:.0} ms (first inbox page: {first} tasks)",
         t.elapsed().as_secs_f64() * 1e3
@@ -101,5 +122,7 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e3
     );
     drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
