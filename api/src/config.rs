@@ -1,7 +1,7 @@
 //! Server settings: `caseflow.toml` (optional), each setting overridable by an environment
 //! variable (`CASEFLOW_BIND`, `CASEFLOW_DATA_DIR`, `CASEFLOW_PROCESSES_DIR`,
 //! `CASEFLOW_RULES_DIR`, `CASEFLOW_DURABILITY`, `CASEFLOW_BODY_BYTES_MAX`,
-//! `CASEFLOW_FIELD_KEY_FILE`).
+//! `CASEFLOW_FIELD_KEY_FILE`, `CASEFLOW_CACHE_MIB`, `CASEFLOW_CHECKPOINT_MIB`).
 
 use anyhow::{bail, Context, Result};
 use caseflow_engine::Durability;
@@ -24,6 +24,13 @@ pub struct Config {
     pub durability: Durability,
     #[serde(default = "default_body_bytes_max")]
     pub body_bytes_max: usize,
+    /// sled's page cache, in MiB (its own accounting: the memory it takes is about twice that).
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
+    /// Close and reopen the database after this many MiB written, so that a restart replays at
+    /// most about that much of sled's log (ARCHITECTURE.md, "Checkpoints"); 0: never.
+    #[serde(default = "default_checkpoint_mib")]
+    pub checkpoint_mib: u64,
     /// The key that encrypts sensitive fields at rest (32 bytes, hex). Created on first start
     /// if missing; back it up: without it the sensitive data cannot be read.
     #[serde(default = "default_field_key_file")]
@@ -77,6 +84,12 @@ fn default_rules_dir() -> PathBuf {
 fn default_durability() -> Durability {
     Durability::Fsync
 }
+fn default_cache_mib() -> u64 {
+    caseflow_engine::StoreOptions::default().cache_bytes >> 20
+}
+fn default_checkpoint_mib() -> u64 {
+    caseflow_engine::StoreOptions::default().checkpoint_bytes.unwrap_or(0) >> 20
+}
 fn default_field_key_file() -> PathBuf {
     "data/field.key".into()
 }
@@ -89,6 +102,16 @@ pub fn sha256_hex(token: &str) -> String {
 }
 
 impl Config {
+    /// How the store is opened.
+    pub fn store_options(&self) -> caseflow_engine::StoreOptions {
+        caseflow_engine::StoreOptions {
+            durability: self.durability,
+            cache_bytes: self.cache_mib << 20,
+            checkpoint_bytes: (self.checkpoint_mib > 0).then(|| self.checkpoint_mib << 20),
+            ..caseflow_engine::StoreOptions::default()
+        }
+    }
+
     /// Reads `path` if it exists (defaults otherwise), then applies environment overrides.
     pub fn load(path: &Path) -> Result<Config> {
         let mut config: Config = if path.exists() {
@@ -124,6 +147,16 @@ impl Config {
         if let Some(v) = env("CASEFLOW_BODY_BYTES_MAX") {
             config.body_bytes_max =
                 v.parse().with_context(|| format!("CASEFLOW_BODY_BYTES_MAX=`{v}` is not a number"))?;
+        }
+        if let Some(v) = env("CASEFLOW_CACHE_MIB") {
+            config.cache_mib = v.parse().with_context(|| format!("CASEFLOW_CACHE_MIB=`{v}` is not a number"))?;
+        }
+        if let Some(v) = env("CASEFLOW_CHECKPOINT_MIB") {
+            config.checkpoint_mib =
+                v.parse().with_context(|| format!("CASEFLOW_CHECKPOINT_MIB=`{v}` is not a number"))?;
+        }
+        if config.cache_mib == 0 {
+            bail!("cache_mib must be at least 1");
         }
         for t in &config.tokens {
             if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {

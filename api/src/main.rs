@@ -349,7 +349,7 @@ fn plural(n: usize) -> &'static str {
 
 fn serve(config_path: &Path) -> Result<ExitCode> {
     use caseflow_engine::clock::{Clock, SystemClock};
-    use caseflow_engine::{Engine, Store, StoreOptions};
+    use caseflow_engine::{Engine, Store};
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -365,9 +365,8 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
         }
     };
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let store =
-        Store::open(&config.data_dir, &StoreOptions { durability: config.durability, ..StoreOptions::default() })
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir, &config.store_options())
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let key = config::field_key(&config.field_key_file)?;
     let engine = std::sync::Arc::new(Engine::open(store, rules)?.with_field_key(&key)?);
     if !config.webhooks.is_empty() {

@@ -745,7 +745,7 @@ impl Engine {
         if self.outbox.load(Ordering::Relaxed) {
             for h in &outcome.history {
                 // sled's ids are monotonic and survive restarts: the outbox keeps command order.
-                let n = self.store.db.generate_id().map_err(StoreError::from)?;
+                let n = self.store.generate_id()?;
                 batch.insert(store::key("o/", &[&n.to_be_bytes()]), store::encode(&event_of(after, h)));
             }
         }

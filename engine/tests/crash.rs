@@ -24,6 +24,7 @@ fn acknowledged_writes_survive_sigkill() {
     let mut starts: Vec<(String, u64)> = Vec::new();
     let mut completes: Vec<(u64, u32)> = Vec::new();
     let mut replayed = 0;
+    let mut checkpoints = 0u64;
     for round in 0..ROUNDS {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
             .args([
@@ -32,6 +33,8 @@ fn acknowledged_writes_survive_sigkill() {
                 process,
                 &round.to_string(),
                 if round % 2 == 0 { "flush" } else { "fsync" },
+                // Every other round, a checkpoint (close and reopen of sled) every 256 KiB.
+                if round % 2 == 1 { "262144" } else { "0" },
             ])
             .stdout(Stdio::piped())
             .spawn()
@@ -71,6 +74,7 @@ fn acknowledged_writes_survive_sigkill() {
             match parts.as_slice() {
                 ["start", key, id] => starts.push((key.to_string(), id.parse().unwrap())),
                 ["complete", id, task] => completes.push((id.parse().unwrap(), task.parse().unwrap())),
+                ["checkpoints", n] => checkpoints = checkpoints.max(n.parse().unwrap()),
                 _ => {}
             }
         }
@@ -147,11 +151,12 @@ fn acknowledged_writes_survive_sigkill() {
         drop(engine);
     }
     eprintln!(
-        "crash test: {} acknowledged starts and {} completions survived {ROUNDS} SIGKILLs; {replayed} redo records replayed",
+        "crash test: {} acknowledged starts and {} completions survived {ROUNDS} SIGKILLs; {replayed} redo records replayed; up to {checkpoints} checkpoints in one run",
         starts.len(),
         completes.len()
     );
     // Every kill lands mid-write under this load: the replay path is exercised, not assumed.
     assert!(replayed > 0, "no kill left a redo record to replay");
+    assert!(checkpoints > 0, "the writer ran no checkpoint: the reopen path went untested");
     let _ = std::fs::remove_dir_all(&dir);
 }

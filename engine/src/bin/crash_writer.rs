@@ -2,7 +2,10 @@
 //! line per acknowledged write, flushed, so that the parent knows exactly what was
 //! acknowledged when it kills this process with SIGKILL.
 //!
-//! Usage: crash_writer DATA_DIR RULES_DIR PROCESS_FILE ROUND [flush|fsync]
+//! Usage: crash_writer DATA_DIR RULES_DIR PROCESS_FILE ROUND flush|fsync CHECKPOINT_BYTES
+//!
+//! CHECKPOINT_BYTES 0 leaves the default; a small value makes checkpoints (a close and reopen of
+//! sled) frequent, so that kills land during them too. Each new checkpoint count is printed.
 
 use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::{Actor, Command};
@@ -12,15 +15,26 @@ use std::io::Write;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, data, rules_dir, process, round, durability] = &args[..] else {
-        eprintln!("usage: crash_writer DATA_DIR RULES_DIR PROCESS_FILE ROUND flush|fsync");
+    let [_, data, rules_dir, process, round, durability, checkpoint] = &args[..] else {
+        eprintln!("usage: crash_writer DATA_DIR RULES_DIR PROCESS_FILE ROUND flush|fsync CHECKPOINT_BYTES");
         std::process::exit(2);
+    };
+    let checkpoint_bytes = match checkpoint.parse::<u64>() {
+        Ok(0) => StoreOptions::default().checkpoint_bytes,
+        Ok(n) => Some(n),
+        Err(_) => {
+            eprintln!("CHECKPOINT_BYTES: not a number: {checkpoint}");
+            std::process::exit(2);
+        }
     };
     let durability = if durability == "fsync" { Durability::Fsync } else { Durability::Flush };
     let files = caseflow_engine::rules::read_dir(std::path::Path::new(rules_dir)).expect("rules dir");
     let rules = RuleSet::load(&files).expect("rules");
-    let store =
-        Store::open(std::path::Path::new(data), &StoreOptions { durability, ..StoreOptions::default() }).expect("open");
+    let store = Store::open(
+        std::path::Path::new(data),
+        &StoreOptions { durability, checkpoint_bytes, ..StoreOptions::default() },
+    )
+    .expect("open");
     let engine = std::sync::Arc::new(Engine::open(store, rules).expect("engine"));
     // The outbox is written in each command's batch: the crash test checks it too.
     engine.enable_outbox();
@@ -53,6 +67,7 @@ fn main() {
                     engine.command(inst.id, &admin, cmd, SystemClock.now()).expect("complete");
                     let mut o = out.lock().unwrap();
                     writeln!(o, "complete {} {task}", inst.id).ok();
+                    writeln!(o, "checkpoints {}", engine.store().checkpoints().0).ok();
                     o.flush().ok();
                 }
             })
