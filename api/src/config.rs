@@ -107,7 +107,7 @@ impl Config {
         caseflow_engine::StoreOptions {
             durability: self.durability,
             cache_bytes: self.cache_mib << 20,
-            checkpoint_bytes: (self.checkpoint_mib > 0).then(|| self.checkpoint_mib << 20),
+            checkpoint_bytes: (self.checkpoint_mib > 0).then_some(self.checkpoint_mib << 20),
             ..caseflow_engine::StoreOptions::default()
         }
     }
@@ -190,4 +190,37 @@ pub fn field_key(path: &Path) -> Result<Vec<u8>> {
         bail!("{} must hold {} bytes as hex", path.display(), caseflow_engine::crypto::KEY_BYTES);
     }
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config> {
+        let path = std::env::temp_dir().join(format!("caseflow-config-{}-{}.toml", std::process::id(), text.len()));
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path);
+        let _ = std::fs::remove_file(&path);
+        config
+    }
+
+    #[test]
+    fn the_shipped_configuration_loads_and_maps_to_store_options() {
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../caseflow.toml");
+        let config = Config::load(Path::new(shipped)).unwrap();
+        let options = config.store_options();
+        assert_eq!(options.cache_bytes, config.cache_mib << 20);
+        assert_eq!(options.checkpoint_bytes, Some(config.checkpoint_mib << 20));
+        assert_eq!(options.durability, config.durability);
+    }
+
+    #[test]
+    fn checkpoints_can_be_turned_off_and_an_empty_cache_is_refused() {
+        let off = load("checkpoint_mib = 0\ncache_mib = 16\n").unwrap();
+        assert_eq!(off.store_options().checkpoint_bytes, None);
+        assert_eq!(off.store_options().cache_bytes, 16 << 20);
+        let err = load("cache_mib = 0\n").unwrap_err();
+        assert!(err.to_string().contains("cache_mib"), "{err}");
+        assert!(load("checkpoint_mib = \"often\"\n").is_err());
+    }
 }

@@ -1333,11 +1333,11 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         }
         out.push_str("# HELP caseflow_timers_pending Timers waiting to fire.\n# TYPE caseflow_timers_pending gauge\n");
         out.push_str(&format!("caseflow_timers_pending {}\n", s.engine.count_pending_timers()?));
-        let (checkpoints, last) = s.engine.store().checkpoints();
+        let checkpoints = s.engine.store().checkpoints();
         out.push_str("# HELP caseflow_store_checkpoints_total Reopens of the database that bound restart time.\n# TYPE caseflow_store_checkpoints_total counter\n");
-        out.push_str(&format!("caseflow_store_checkpoints_total {checkpoints}\n"));
+        out.push_str(&format!("caseflow_store_checkpoints_total {}\n", checkpoints.count));
         out.push_str("# HELP caseflow_store_last_checkpoint_seconds How long the last checkpoint held the store.\n# TYPE caseflow_store_last_checkpoint_seconds gauge\n");
-        out.push_str(&format!("caseflow_store_last_checkpoint_seconds {:.3}\n", last.as_secs_f64()));
+        out.push_str(&format!("caseflow_store_last_checkpoint_seconds {:.3}\n", checkpoints.last.as_secs_f64()));
         Ok(out)
     })
     .await?;

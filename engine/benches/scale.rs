@@ -76,6 +76,13 @@ fn main() {
             common::rss_mib()
         );
         println!("disk: {:.0} MiB", engine.store().size_on_disk().unwrap_or(0) as f64 / 1048576.0);
+        let c = engine.store().checkpoints();
+        println!(
+            "checkpoints while loading: {}, the longest held the store {:.0} ms, the last {:.0} ms",
+            c.count,
+            c.longest.as_secs_f64() * 1e3,
+            c.last.as_secs_f64() * 1e3
+        );
     }
     if std::env::args().any(|a| a == "--load-only") {
         return;

@@ -24,4 +24,4 @@ pub mod value;
 pub use calendar::BusinessCalendar;
 pub use rules::{RuleSet, RulesError, RulesFile};
 pub use service::{Engine, EngineError};
-pub use store::{Durability, Store, StoreOptions};
+pub use store::{CheckpointStats, Durability, Store, StoreOptions};

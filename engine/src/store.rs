@@ -219,8 +219,17 @@ struct CheckpointState {
     after_bytes: Option<u64>,
     running: std::sync::atomic::AtomicBool,
     count: std::sync::atomic::AtomicU64,
-    /// Microseconds the last checkpoint held the store.
+    /// Microseconds the last checkpoint held the store, and the longest.
     last_micros: std::sync::atomic::AtomicU64,
+    longest_micros: std::sync::atomic::AtomicU64,
+}
+
+/// What the checkpoints so far cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointStats {
+    pub count: u64,
+    pub last: std::time::Duration,
+    pub longest: std::time::Duration,
 }
 
 #[derive(Default)]
@@ -422,7 +431,9 @@ impl Store {
         *handles = Some(self.reopen()?);
         self.checkpoint.written.store(0, SeqCst);
         self.checkpoint.count.fetch_add(1, SeqCst);
-        self.checkpoint.last_micros.store(t.elapsed().as_micros() as u64, SeqCst);
+        let micros = t.elapsed().as_micros() as u64;
+        self.checkpoint.last_micros.store(micros, SeqCst);
+        self.checkpoint.longest_micros.fetch_max(micros, SeqCst);
         Ok(())
     }
 
@@ -440,10 +451,14 @@ impl Store {
         Ok(h)
     }
 
-    /// Checkpoints run so far, and how long the last one held the store.
-    pub fn checkpoints(&self) -> (u64, std::time::Duration) {
+    /// Checkpoints run so far, and how long they held the store.
+    pub fn checkpoints(&self) -> CheckpointStats {
         use std::sync::atomic::Ordering::SeqCst;
-        (self.checkpoint.count.load(SeqCst), std::time::Duration::from_micros(self.checkpoint.last_micros.load(SeqCst)))
+        CheckpointStats {
+            count: self.checkpoint.count.load(SeqCst),
+            last: std::time::Duration::from_micros(self.checkpoint.last_micros.load(SeqCst)),
+            longest: std::time::Duration::from_micros(self.checkpoint.longest_micros.load(SeqCst)),
+        }
     }
 
     /// Applies a batch and waits until it is durable.
@@ -912,7 +927,7 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, 3000);
-        assert_eq!(store.checkpoints().0, 1);
+        assert_eq!(store.checkpoints().count, 1);
         assert_eq!(store.range(b"p/00010", b"p/00020").count(), 10, "the end is exclusive");
         assert_eq!(store.range(b"p/00020", b"p/00010").count(), 0);
         assert_eq!(store.scan_prefix(b"q/").count(), 2);
@@ -944,7 +959,7 @@ mod tests {
         for w in writers {
             w.join().unwrap();
         }
-        let (count, _) = store.checkpoints();
+        let count = store.checkpoints().count;
         assert!(count >= 10, "{count} checkpoints for ~4 × 300 × 500 bytes over 16 KiB");
         assert_eq!(redo_len(&store), 0, "every record was dropped or replayed");
         let next = store.next_redo.load(std::sync::atomic::Ordering::SeqCst);

@@ -67,7 +67,7 @@ fn main() {
                     engine.command(inst.id, &admin, cmd, SystemClock.now()).expect("complete");
                     let mut o = out.lock().unwrap();
                     writeln!(o, "complete {} {task}", inst.id).ok();
-                    writeln!(o, "checkpoints {}", engine.store().checkpoints().0).ok();
+                    writeln!(o, "checkpoints {}", engine.store().checkpoints().count).ok();
                     o.flush().ok();
                 }
             })
