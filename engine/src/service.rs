@@ -923,7 +923,15 @@ impl Engine {
                 let next = suffix.iter().map(|b| format!("{b:02x}")).collect();
                 return Ok(TaskPage { tasks, next_cursor: Some(next) });
             }
-            tasks.push(store::decode::<TaskView>(&k, &v)?);
+            match store::assignee_key(prefix.len(), &k, &v) {
+                // A role entry of an assigned task: the view is in the assignee's inbox. Gone
+                // means the task changed between the two reads (a scan is not a snapshot).
+                Some(uk) => match self.store.get(&uk)? {
+                    Some(view) => tasks.push(store::decode::<TaskView>(&uk, &view)?),
+                    None => continue,
+                },
+                None => tasks.push(store::decode::<TaskView>(&k, &v)?),
+            }
             last = Some(k);
         }
         Ok(TaskPage { tasks, next_cursor: None })

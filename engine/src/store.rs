@@ -11,7 +11,7 @@
 //! | `h/` | `h/{id u64 BE}{first seq u64 BE}` | the history entries of one command (JSON array) |
 //! | `t/` | `t/{due ms i64 BE+offset}{id u64 BE}{timer u32 BE}` | empty: pending timers by due time |
 //! | `u/` | `u/{user}\0{due}{id u64 BE}{task u32 BE}` | task view (JSON): open tasks by assignee, soonest due first |
-//! | `r/` | `r/{role}\0{due}{id u64 BE}{task u32 BE}` | task view (JSON): open tasks by candidate role, soonest due first |
+//! | `r/` | `r/{role}\0{due}{id u64 BE}{task u32 BE}` | task view (JSON), or `0x05` and the assignee when assigned (the view is in `u/`): open tasks by candidate role, soonest due first |
 //! | `s/` | `s/{process}\0{status}\0{id u64 BE}` | empty: instances by process and status |
 //! | `k/` | `k/{business key}` | instance id |
 //! | `q/` | `q/{key prefix}` | last sequence number used for that prefix (u64 BE) |
@@ -709,11 +709,17 @@ pub(crate) fn index_entries(inst: &Instance) -> std::collections::BTreeMap<Vec<u
             process: inst.process.clone(),
             task: t.clone(),
         });
-        if let Some(a) = &t.assignee {
-            entries.insert(task_index_key("u/", a, t.due_at, inst.id, t.seq), view.clone());
-        }
+        // An assigned task's view is stored once, under its assignee; the role entries point
+        // there (`ASSIGNED_TO` and the user), which halves what the common case writes.
+        let in_role = match &t.assignee {
+            Some(a) => [&[ASSIGNED_TO][..], a.as_bytes()].concat(),
+            None => view.clone(),
+        };
         for role in &t.candidates {
-            entries.insert(task_index_key("r/", role, t.due_at, inst.id, t.seq), view.clone());
+            entries.insert(task_index_key("r/", role, t.due_at, inst.id, t.seq), in_role.clone());
+        }
+        if let Some(a) = &t.assignee {
+            entries.insert(task_index_key("u/", a, t.due_at, inst.id, t.seq), view);
         }
     }
     entries
@@ -731,6 +737,20 @@ fn decompress(bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// Marks a compressed value; JSON never starts with this byte.
 const COMPRESSED: u8 = 0x04;
+
+/// Marks a role-inbox value that names the task's assignee instead of holding its view (the
+/// view is under `u/{assignee}\0` with the same suffix). JSON never starts with this byte.
+pub(crate) const ASSIGNED_TO: u8 = 0x05;
+
+/// The `u/` key a pointing `r/` entry refers to: the same (due, instance, task) suffix under the
+/// assignee. `None` when `value` holds the view itself.
+pub(crate) fn assignee_key(role_prefix_len: usize, key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+    let (&marker, user) = value.split_first()?;
+    if marker != ASSIGNED_TO {
+        return None;
+    }
+    Some(self::key("u/", &[user, b"\0", key.get(role_prefix_len..)?]))
+}
 /// Values shorter than this stay plain JSON: compression would not pay.
 const COMPRESS_FROM: usize = 128;
 

@@ -327,6 +327,34 @@ fn inbox_pages_follow_deadlines_and_cursors() {
 }
 
 #[test]
+fn a_role_inbox_reads_assigned_tasks_from_the_assignees_inbox() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let now = bj(2026, 11, 23, 9, 0);
+    engine.deploy(&complaint_source(), now).unwrap();
+    let inst = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
+    let task = inst.tasks.values().next().unwrap().clone();
+    let who = task.assignee.clone().expect("assigned by the rule");
+    let mine = engine.tasks(Some(&who), None, 10).unwrap();
+    assert_eq!(engine.tasks(None, Some("cs_rep"), 10).unwrap(), mine, "the same view through the role");
+    // The role entry holds a pointer, not a second copy of the view.
+    let (_, pointer) = engine.store().scan_prefix(b"r/cs_rep\0").next().unwrap().unwrap();
+    assert_eq!(pointer.as_ref(), [&[5u8][..], who.as_bytes()].concat());
+    // Released, the task has no assignee: the role entry holds the view.
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    engine.command(inst.id, &admin, Command::Release { task: task.seq }, now).unwrap();
+    let pool = engine.tasks(None, Some("cs_rep"), 10).unwrap();
+    assert_eq!(pool.len(), 1);
+    assert_eq!(pool[0].task.assignee, None);
+    assert!(engine.tasks(Some(&who), None, 10).unwrap().is_empty());
+    // Role entries written before the pointer form (a copy of the view) still read.
+    let (k, _) = engine.store().scan_prefix(b"r/cs_rep\0").next().unwrap().unwrap();
+    let mut batch = caseflow_engine::store::Batch::default();
+    batch.insert(k.to_vec(), serde_json::to_vec(&mine[0]).unwrap());
+    engine.store().write_now(batch).unwrap();
+    assert_eq!(engine.tasks(None, Some("cs_rep"), 10).unwrap(), mine);
+}
+
+#[test]
 fn a_store_from_before_the_deadline_ordered_inbox_has_its_indexes_rebuilt() {
     let dir = TempDir::new("upgrade");
     let now = bj(2026, 11, 23, 9, 0);
