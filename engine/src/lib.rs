@@ -1,11 +1,11 @@
-//! caseflow's execution layer.
+//! caseflow's execution layer: the deterministic core (`core`: state + event + time -> new
+//! state + effects), the administrators' rules (`rules`), decision tables (`table`), the
+//! business calendar (`calendar`) and SLA clocks (`sla`), and the shells around the core: the
+//! storage on sled (`store`) and the engine service that applies commands and fires timers
+//! (`service`).
 //!
-//! Today: the administrators' rules (`rules`), decision tables (`table`), the business
-//! calendar (`calendar`), durations and runtime values. The deterministic core, the storage
-//! shell and the timer driver arrive with the engine issue.
-//!
-//! Architecture invariant: nothing here reads the clock or the file system; callers pass
-//! instants and file contents in.
+//! Architecture invariant: `core` and the rules and calendar code read neither the clock nor
+//! the file system; callers pass instants and file contents in. Only `store` touches disk.
 
 pub mod calendar;
 pub mod clock;
