@@ -40,7 +40,7 @@ process reference {
 }
 "#;
 
-fn run(instances: usize, threads: usize, durability: Durability) -> (f64, u64) {
+fn run(instances: usize, threads: usize, durability: Durability) -> (f64, u64, f64, f64) {
     let dir = std::env::temp_dir().join(format!("caseflow-bench-{}-{threads}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir, &StoreOptions { durability, ..StoreOptions::default() }).expect("store");
@@ -70,9 +70,11 @@ fn run(instances: usize, threads: usize, durability: Durability) -> (f64, u64) {
     }
     let rate = (per_thread * threads) as f64 / t.elapsed().as_secs_f64();
     let size = engine.store().size_on_disk().unwrap_or(0);
+    let log = engine.store().log_stats();
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
-    (rate, size)
+    let groups = log.groups.max(1) as f64;
+    (rate, size, log.records as f64 / groups, log.write_micros as f64 / groups / 1000.0)
 }
 
 fn main() {
@@ -88,12 +90,12 @@ fn main() {
         if only.is_some_and(|d| !label.starts_with(d.as_str())) {
             continue;
         }
-        let mut rates: Vec<(f64, u64)> =
+        let mut rates: Vec<(f64, u64, f64, f64)> =
             (0..if full { 5 } else { 1 }).map(|_| run(instances, threads, durability)).collect();
         rates.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (median, size) = rates[rates.len() / 2];
+        let (median, size, per_group, group_ms) = rates[rates.len() / 2];
         println!(
-            "{label:<20} {instances} instances, {threads} threads: median {median:>8.0} instances/s (min {:.0}, max {:.0}), {:.1} MiB on disk",
+            "{label:<20} {instances} instances, {threads} threads: median {median:>8.0} instances/s (min {:.0}, max {:.0}), {:.1} MiB on disk, {per_group:.1} records per log write of {group_ms:.2} ms",
             rates[0].0,
             rates[rates.len() - 1].0,
             size as f64 / 1048576.0

@@ -20,6 +20,7 @@ pub mod sla;
 pub mod store;
 pub mod table;
 pub mod value;
+pub mod wal;
 
 pub use calendar::BusinessCalendar;
 pub use rules::{RuleSet, RulesError, RulesFile};

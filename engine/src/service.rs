@@ -744,9 +744,9 @@ impl Engine {
         batch.insert(store::instance_key(after.id), store::encode(&self.seal_instance(after)?));
         if self.outbox.load(Ordering::Relaxed) {
             for h in &outcome.history {
-                // sled's ids are monotonic and survive restarts: the outbox keeps command order.
-                let n = self.store.generate_id()?;
-                batch.insert(store::key("o/", &[&n.to_be_bytes()]), store::encode(&event_of(after, h)));
+                // Keyed by the batch's place in the write-ahead log: the outbox keeps command
+                // order, across restarts.
+                batch.insert_sequenced(&b"o/"[..], store::encode(&event_of(after, h)));
             }
         }
         // A command's history entries are one value under its first sequence number: one key

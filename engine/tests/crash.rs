@@ -151,12 +151,12 @@ fn acknowledged_writes_survive_sigkill() {
         drop(engine);
     }
     eprintln!(
-        "crash test: {} acknowledged starts and {} completions survived {ROUNDS} SIGKILLs; {replayed} redo records replayed; up to {checkpoints} checkpoints in one run",
+        "crash test: {} acknowledged starts and {} completions survived {ROUNDS} SIGKILLs; {replayed} log records replayed; up to {checkpoints} checkpoints in one run",
         starts.len(),
         completes.len()
     );
     // Every kill lands mid-write under this load: the replay path is exercised, not assumed.
-    assert!(replayed > 0, "no kill left a redo record to replay");
+    assert!(replayed > 0, "no kill left a log record to replay");
     assert!(checkpoints > 0, "the writer ran no checkpoint: the reopen path went untested");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,6 +4,7 @@ use std::{
     fs::File,
     io,
     io::{BufRead, BufReader, ErrorKind, Read, Seek, Write},
+    fmt,
     ops::Deref,
     path::{Path, PathBuf},
     sync::atomic::AtomicUsize,
@@ -213,6 +214,9 @@ pub struct Inner {
     pub version: (usize, usize),
     tmp_path: PathBuf,
     pub(crate) global_error: Arc<Atomic<Error>>,
+    // caseflow patch: see `Config::before_log_write`.
+    #[doc(hidden)]
+    pub before_log_write: Option<BeforeLogWrite>,
     #[cfg(feature = "event_log")]
     /// an event log for concurrent debugging
     pub event_log: Arc<event_log::EventLog>,
@@ -238,6 +242,7 @@ impl Default for Inner {
             flush_every_ms: Some(500),
             idgen_persist_interval: 1_000_000,
             global_error: Arc::new(Atomic::default()),
+            before_log_write: None,
             #[cfg(feature = "event_log")]
             event_log: Arc::new(crate::event_log::EventLog::default()),
         }
@@ -308,7 +313,30 @@ macro_rules! builder {
     }
 }
 
+/// caseflow patch: a function called before any IO buffer is written to the log file.
+#[derive(Clone)]
+pub struct BeforeLogWrite(pub std::sync::Arc<dyn Fn() -> io::Result<()> + Send + Sync>);
+
+impl fmt::Debug for BeforeLogWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BeforeLogWrite")
+    }
+}
+
 impl Config {
+    /// caseflow patch: `f` runs before every write of an IO buffer to the log file, on the
+    /// thread that writes it, and an error from it fails that write. An application that
+    /// keeps its own write-ahead log uses it to make that log durable before any data it
+    /// covers can reach sled's file.
+    pub fn before_log_write(
+        mut self,
+        f: impl Fn() -> io::Result<()> + Send + Sync + 'static,
+    ) -> Config {
+        let m = Arc::make_mut(&mut self.0);
+        m.before_log_write = Some(BeforeLogWrite(std::sync::Arc::new(f)));
+        self
+    }
+
     /// Returns a default `Config`
     pub fn new() -> Config {
         Config::default()

@@ -568,6 +568,10 @@ impl IoBufs {
     // next IO buffer for writing.
     pub(crate) fn write_to_log(&self, iobuf: &IoBuf) -> Result<()> {
         let _measure = Measure::new(&M.write_to_log);
+        // caseflow patch: the application's own log first (`Config::before_log_write`).
+        if let Some(before) = &self.config.before_log_write {
+            (before.0)()?;
+        }
         let header = iobuf.get_header();
         let log_offset = iobuf.offset;
         let base_lsn = iobuf.lsn;

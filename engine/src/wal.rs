@@ -1,0 +1,594 @@
+//! The write-ahead log in front of sled: every batch is appended here before its keys are
+//! written to sled, and a write is acknowledged once the log holds it durably. Concurrent
+//! writers share one `write` (and one `fdatasync`) per group: group commit on a small
+//! sequential file instead of a flush of sled's whole IO buffer.
+//!
+//! The log is a folder of segment files named by the sequence number of their first record.
+//! A record is `[payload length u32 LE][crc32 u32 LE][sequence u64 LE][payload]`, the CRC over
+//! the sequence and the payload. Segments are filled with zeros when created and then
+//! overwritten, so that syncing a group writes data only, not the file's new size (measured:
+//! `fdatasync` of 24 KB took 0.15 ms overwriting, 0.22 ms appending). The store deletes old segments once sled has made their
+//! records' keys durable (`Store::truncate_log`); `read` returns what is left, in order.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// A segment is closed and a new one started beyond this size; the store then makes sled
+/// durable and deletes the older segments. This bounds what a restart replays: about two
+/// segments, ~10,000 commands.
+pub const SEGMENT_BYTES: u64 = 8 << 20;
+
+/// Appended records are written out once this many bytes wait, even if nobody waits for them.
+const BUFFER_BYTES: usize = 1 << 20;
+
+const HEADER: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("write-ahead log: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("write-ahead log `{}` is corrupt at byte {offset}, and newer segments follow it", path.display())]
+    Corrupt { path: PathBuf, offset: u64 },
+    #[error("write-ahead log: an earlier write failed ({0}); restart to recover")]
+    Failed(String),
+}
+
+/// The log of one store. A dedicated thread writes it: while writers are busy it writes one
+/// group after another without waiting to be woken, and each group's writers are woken
+/// alone (the next group's sleep on the other condition variable).
+pub struct Wal {
+    shared: Arc<Shared>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    /// `fdatasync` each group (`Durability::Fsync`), or only `write` it to the OS.
+    sync_data: bool,
+    state: Mutex<State>,
+    /// The writer thread waits here for work.
+    work: Condvar,
+    /// Writers of group n wait on `done[n % 2]`.
+    done: [Condvar; 2],
+    /// `rotate` waits here.
+    rotations_cv: Condvar,
+    /// The segment being written; only the writer thread touches it.
+    segment: Mutex<Segment>,
+    /// A zero-filled file ready to become the next segment (`prepare_spare`), so that a
+    /// rotation does not hold up the groups behind it while it writes 8 MiB of zeros.
+    spare: Mutex<bool>,
+    /// A segment was closed: older ones can go once sled is durable.
+    rotated: AtomicBool,
+    /// Groups written and records in them, since this log was opened.
+    groups: AtomicU64,
+    records: AtomicU64,
+    /// Time spent writing (and syncing) groups, in microseconds.
+    write_micros: AtomicU64,
+}
+
+/// How well group commit is grouping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    pub groups: u64,
+    pub records: u64,
+    pub write_micros: u64,
+}
+
+struct State {
+    /// Records appended and not yet taken by the writer.
+    buffer: Vec<u8>,
+    next_seq: u64,
+    /// Records below this are durable (written, and synced when `sync_data`).
+    durable: u64,
+    /// Groups taken by the writer so far; the group being filled is number `groups_taken`.
+    groups_taken: u64,
+    /// Records below this have been taken by the writer.
+    taken: u64,
+    /// The writer thread is waiting for work.
+    writer_idle: bool,
+    /// `rotate` asked for a new segment after the next group; rotations done so far.
+    rotate_wanted: bool,
+    rotations: u64,
+    /// Records appended whose keys are not yet all in sled.
+    unapplied: BTreeSet<u64>,
+    /// After an I/O error nothing more is accepted: what reached the file is unknown.
+    failed: Option<String>,
+    stop: bool,
+}
+
+struct Segment {
+    file: File,
+    bytes: u64,
+}
+
+/// What `Wal::read` found.
+pub struct Recovered {
+    /// Records in sequence order.
+    pub records: Vec<(u64, Vec<u8>)>,
+    /// The sequence number after the last record (or after the newest segment's start).
+    pub next_seq: u64,
+}
+
+impl Wal {
+    /// Starts a new segment at `next_seq` in `dir`. Older segments stay until `drop_before`.
+    pub fn create(dir: &Path, next_seq: u64, sync_data: bool) -> Result<Wal, WalError> {
+        std::fs::create_dir_all(dir)?;
+        let file = new_segment(dir, next_seq)?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            sync_data,
+            state: Mutex::new(State {
+                buffer: Vec::new(),
+                next_seq,
+                durable: next_seq,
+                groups_taken: 0,
+                taken: next_seq,
+                writer_idle: false,
+                rotate_wanted: false,
+                rotations: 0,
+                unapplied: BTreeSet::new(),
+                failed: None,
+                stop: false,
+            }),
+            work: Condvar::new(),
+            done: [Condvar::new(), Condvar::new()],
+            rotations_cv: Condvar::new(),
+            segment: Mutex::new(Segment { file, bytes: 0 }),
+            spare: Mutex::new(false),
+            rotated: AtomicBool::new(false),
+            groups: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            write_micros: AtomicU64::new(0),
+        });
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new().name("caseflow-wal".into()).spawn(move || shared.run_writer())?
+        };
+        Ok(Wal { shared, writer: Some(writer) })
+    }
+
+    /// Reads every record of the segments in `dir`, in order. Segments before a gap in the
+    /// sequence were deleted (oldest first) and are skipped; a torn record at the end of the
+    /// newest segment (a crash while writing it) ends the log, and the file is cut there so
+    /// that later segments follow whole records. Bytes that are not a record anywhere else are
+    /// corruption: a segment is synced whole before the next one is created.
+    pub fn read(dir: &Path) -> Result<Recovered, WalError> {
+        let mut segments = segments(dir)?;
+        segments.sort();
+        let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut next_seq = 0;
+        let last = segments.len().saturating_sub(1);
+        for (i, (first, path)) in segments.iter().enumerate() {
+            // A segment holds the records from its first up to the next segment's first. If
+            // the previous one did not end there, the segments between were deleted.
+            if i == 0 || next_seq != *first {
+                records.clear();
+            }
+            let mut bytes = Vec::new();
+            File::open(path)?.read_to_end(&mut bytes)?;
+            let mut offset = 0;
+            let mut expected = *first;
+            while let Some((seq, payload, len)) = decode(&bytes[offset..]) {
+                if seq != expected {
+                    break;
+                }
+                records.push((seq, payload.to_vec()));
+                expected += 1;
+                offset += len;
+            }
+            // Zeros are the unused rest of the segment.
+            if bytes[offset..].iter().any(|b| *b != 0) {
+                if i != last {
+                    return Err(WalError::Corrupt { path: path.clone(), offset: offset as u64 });
+                }
+                let file = OpenOptions::new().write(true).open(path)?;
+                file.set_len(offset as u64)?;
+                file.sync_all()?;
+            }
+            next_seq = expected;
+        }
+        Ok(Recovered { records, next_seq })
+    }
+
+    /// Appends a record and returns its sequence number: `encode` writes the payload, given
+    /// the number (so that keys can hold it). The caller writes its keys to sled next and
+    /// then calls `applied`.
+    pub fn append(&self, encode: impl FnOnce(u64, &mut Vec<u8>)) -> Result<u64, WalError> {
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        if let Some(e) = &st.failed {
+            return Err(WalError::Failed(e.clone()));
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let start = st.buffer.len();
+        st.buffer.extend_from_slice(&[0; HEADER]);
+        encode(seq, &mut st.buffer);
+        let payload = &st.buffer[start + HEADER..];
+        let (len, sum) = (payload.len() as u32, crc(seq, payload));
+        st.buffer[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        st.buffer[start + 4..start + 8].copy_from_slice(&sum.to_le_bytes());
+        st.buffer[start + 8..start + HEADER].copy_from_slice(&seq.to_le_bytes());
+        st.unapplied.insert(seq);
+        if st.buffer.len() >= BUFFER_BYTES && st.writer_idle {
+            sh.work.notify_one();
+        }
+        Ok(seq)
+    }
+
+    /// The keys of record `seq` are all in sled.
+    pub fn applied(&self, seq: u64) {
+        self.shared.lock().unapplied.remove(&seq);
+    }
+
+    /// Blocks until record `seq` is durable.
+    pub fn sync(&self, seq: u64) -> Result<(), WalError> {
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        loop {
+            if let Some(e) = &st.failed {
+                return Err(WalError::Failed(e.clone()));
+            }
+            if st.durable > seq {
+                return Ok(());
+            }
+            // The group being written, or the one being filled.
+            let group = if seq < st.taken { st.groups_taken - 1 } else { st.groups_taken };
+            if st.writer_idle {
+                sh.work.notify_one();
+            }
+            st = sh.done[(group % 2) as usize].wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Makes everything appended so far durable (before sled writes its log: see `Store`).
+    pub fn sync_all(&self) -> Result<(), WalError> {
+        let last = self.shared.lock().next_seq.checked_sub(1);
+        match last {
+            Some(seq) => self.sync(seq),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes and syncs everything appended so far and starts a new segment, so that every
+    /// older segment can be deleted once sled holds their keys (a checkpoint, shutdown).
+    pub fn rotate(&self) -> Result<(), WalError> {
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        let target = st.rotations + 1;
+        st.rotate_wanted = true;
+        sh.work.notify_one();
+        while st.rotations < target {
+            if let Some(e) = &st.failed {
+                return Err(WalError::Failed(e.clone()));
+            }
+            st = sh.rotations_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
+    }
+
+    /// Zero-fills the file the next rotation will use, unless one is ready. The store calls
+    /// it after each truncation, outside the writer thread.
+    pub fn prepare_spare(&self) -> Result<(), WalError> {
+        let mut ready = self.shared.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if !*ready {
+            zero_filled(&self.shared.dir.join(SPARE))?;
+            *ready = true;
+        }
+        Ok(())
+    }
+
+    /// Whether `dir` holds no segment (a new log).
+    pub fn is_empty(dir: &Path) -> Result<bool, WalError> {
+        Ok(segments(dir)?.is_empty())
+    }
+
+    /// Whether a segment was closed since the last call.
+    pub fn take_rotated(&self) -> bool {
+        self.shared.rotated.swap(false, Ordering::SeqCst)
+    }
+
+    /// Every record below this has its keys in sled.
+    pub fn applied_below(&self) -> u64 {
+        let st = self.shared.lock();
+        st.unapplied.first().copied().unwrap_or(st.next_seq)
+    }
+
+    /// Deletes the segments that hold only records below `seq`, oldest first (sled has made
+    /// their keys durable). The segment being written is kept.
+    pub fn drop_before(&self, seq: u64) -> Result<usize, WalError> {
+        let mut segments = segments(&self.shared.dir)?;
+        segments.sort();
+        let mut dropped = 0;
+        for pair in segments.windows(2) {
+            let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
+            if *next_first > seq {
+                break;
+            }
+            std::fs::remove_file(path)?;
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    pub fn stats(&self) -> WalStats {
+        let sh = &*self.shared;
+        WalStats {
+            groups: sh.groups.load(Ordering::Relaxed),
+            records: sh.records.load(Ordering::Relaxed),
+            write_micros: sh.write_micros.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How many segment files the log has.
+    pub fn segment_count(&self) -> Result<usize, WalError> {
+        Ok(segments(&self.shared.dir)?.len())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.work.notify_one();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer thread: takes whatever was appended, writes (and syncs) it as one group,
+    /// wakes that group's writers, and goes on at once if more was appended meanwhile.
+    fn run_writer(&self) {
+        let mut st = self.lock();
+        loop {
+            if st.buffer.is_empty() && !st.rotate_wanted {
+                if st.stop || st.failed.is_some() {
+                    return;
+                }
+                st.writer_idle = true;
+                st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.writer_idle = false;
+                continue;
+            }
+            let mut group = std::mem::take(&mut st.buffer);
+            let upto = st.next_seq;
+            let count = upto - st.taken;
+            let number = st.groups_taken;
+            let rotate = std::mem::take(&mut st.rotate_wanted);
+            st.groups_taken += 1;
+            st.taken = upto;
+            drop(st);
+            let started = std::time::Instant::now();
+            let result = self.write_group(&group, upto, rotate);
+            self.write_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            self.groups.fetch_add(1, Ordering::Relaxed);
+            self.records.fetch_add(count, Ordering::Relaxed);
+            st = self.lock();
+            match result {
+                Ok(()) => st.durable = upto,
+                Err(e) => st.failed = Some(e.to_string()),
+            }
+            if rotate {
+                st.rotations += 1;
+                self.rotations_cv.notify_all();
+            }
+            if st.buffer.is_empty() {
+                // Keep the allocation for the next group.
+                group.clear();
+                st.buffer = group;
+            }
+            if st.failed.is_some() {
+                // Everyone waiting, in either group, hears of it.
+                self.done.iter().for_each(Condvar::notify_all);
+                self.rotations_cv.notify_all();
+            } else {
+                self.done[(number % 2) as usize].notify_all();
+            }
+        }
+    }
+
+    fn write_group(&self, group: &[u8], upto: u64, rotate: bool) -> Result<(), WalError> {
+        let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
+        segment.file.write_all(group)?;
+        segment.bytes += group.len() as u64;
+        if self.sync_data {
+            segment.file.sync_data()?;
+        }
+        if segment.bytes >= SEGMENT_BYTES || (rotate && segment.bytes > 0) {
+            // The closed segment is whole on disk before the next one exists.
+            segment.file.sync_data()?;
+            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            let file = if std::mem::take(&mut *spare) {
+                let path = self.dir.join(segment_name(upto));
+                std::fs::rename(self.dir.join(SPARE), &path)?;
+                File::open(&self.dir)?.sync_all()?;
+                OpenOptions::new().write(true).open(&path)?
+            } else {
+                new_segment(&self.dir, upto)?
+            };
+            *segment = Segment { file, bytes: 0 };
+            self.rotated.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+fn crc(seq: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// One record from the front of `bytes`: (sequence, payload, bytes taken), or `None` if it is
+/// torn or does not check.
+fn decode(bytes: &[u8]) -> Option<(u64, &[u8], usize)> {
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let sum = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
+    let seq = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+    let payload = bytes.get(HEADER..HEADER.checked_add(len)?)?;
+    (crc(seq, payload) == sum).then_some((seq, payload, HEADER + len))
+}
+
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.wal")
+}
+
+/// The file `prepare_spare` fills; not a segment name, so `read` ignores a leftover one.
+const SPARE: &str = "spare.tmp";
+
+fn new_segment(dir: &Path, first: u64) -> Result<File, WalError> {
+    let path = dir.join(segment_name(first));
+    zero_filled(&path)?;
+    // The new file's name must survive a crash too.
+    File::open(dir)?.sync_all()?;
+    // Groups are written from the start, over the zeros.
+    Ok(OpenOptions::new().write(true).open(&path)?)
+}
+
+fn zero_filled(path: &Path) -> Result<(), WalError> {
+    let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..SEGMENT_BYTES / zeros.len() as u64 {
+        file.write_all(&zeros)?;
+    }
+    file.sync_all()?;
+    Ok(())
+}
+
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            out.push((first, path));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(payload: &[u8]) -> impl FnOnce(u64, &mut Vec<u8>) + '_ {
+        move |_, out| out.extend_from_slice(payload)
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("caseflow-wal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn records_come_back_in_order_and_a_torn_tail_is_cut() {
+        let dir = scratch("torn");
+        let wal = Wal::create(&dir, 7, true).unwrap();
+        for i in 0..3u8 {
+            let seq = wal.append(bytes(&[i; 5])).unwrap();
+            wal.sync(seq).unwrap();
+        }
+        drop(wal);
+        let path = dir.join(segment_name(7));
+        let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(3 * (HEADER as u64 + 5))).unwrap();
+        f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap(); // half a header
+        drop(f);
+        let r = Wal::read(&dir).unwrap();
+        assert_eq!(r.records, vec![(7, vec![0; 5]), (8, vec![1; 5]), (9, vec![2; 5])]);
+        assert_eq!(r.next_seq, 10);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 * (HEADER as u64 + 5), "the torn bytes are cut");
+        assert_eq!(Wal::read(&dir).unwrap().records.len(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unsynced_records_are_not_in_the_file_and_synced_ones_are() {
+        let dir = scratch("group");
+        let wal = Wal::create(&dir, 0, false).unwrap();
+        let a = wal.append(bytes(b"a")).unwrap();
+        let b = wal.append(bytes(b"b")).unwrap();
+        assert!(Wal::read(&dir).unwrap().records.is_empty());
+        wal.sync(a).unwrap();
+        // One group wrote both.
+        assert_eq!(Wal::read(&dir).unwrap().records, vec![(a, b"a".to_vec()), (b, b"b".to_vec())]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn segments_rotate_and_older_ones_are_dropped_once_applied() {
+        let dir = scratch("rotate");
+        let wal = Wal::create(&dir, 0, false).unwrap();
+        let big = vec![1u8; (SEGMENT_BYTES / 3) as usize];
+        let mut seqs = Vec::new();
+        for _ in 0..7 {
+            let seq = wal.append(bytes(&big)).unwrap();
+            wal.sync(seq).unwrap();
+            seqs.push(seq);
+        }
+        assert!(wal.take_rotated());
+        assert!(!wal.take_rotated());
+        wal.prepare_spare().unwrap();
+        for _ in 0..3 {
+            let seq = wal.append(bytes(&big)).unwrap();
+            wal.sync(seq).unwrap();
+            seqs.push(seq);
+        }
+        assert!(wal.take_rotated(), "rotated into the spare");
+        assert!(!dir.join(SPARE).exists());
+        assert_eq!(wal.segment_count().unwrap(), 4);
+        // Nothing applied yet: nothing may go.
+        assert_eq!(wal.drop_before(wal.applied_below()).unwrap(), 0);
+        for s in &seqs[..4] {
+            wal.applied(*s);
+        }
+        assert_eq!(wal.applied_below(), 4);
+        assert_eq!(wal.drop_before(wal.applied_below()).unwrap(), 1);
+        let r = Wal::read(&dir).unwrap();
+        assert_eq!(r.records.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (3..10).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_gap_means_older_segments_were_dropped_and_a_bad_record_before_newer_ones_is_corruption() {
+        let dir = scratch("gap");
+        std::fs::create_dir_all(&dir).unwrap();
+        let wal = Wal::create(&dir, 0, false).unwrap();
+        let seq = wal.append(bytes(b"old")).unwrap();
+        wal.sync(seq).unwrap();
+        drop(wal);
+        let wal = Wal::create(&dir, 5, false).unwrap();
+        let seq = wal.append(bytes(b"new")).unwrap();
+        wal.sync(seq).unwrap();
+        drop(wal);
+        assert_eq!(Wal::read(&dir).unwrap().records, vec![(5, b"new".to_vec())]);
+
+        let mut f = OpenOptions::new().write(true).open(dir.join(segment_name(5))).unwrap();
+        f.write_all(&[0xff; 4]).unwrap(); // the length of its only record
+        drop(f);
+        Wal::create(&dir, 9, false).unwrap();
+        assert!(matches!(Wal::read(&dir), Err(WalError::Corrupt { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
