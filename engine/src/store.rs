@@ -276,14 +276,10 @@ impl Store {
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let log_dir = path.join("wal");
         let recovered = Wal::read(&log_dir)?;
-        let next_seq = match recovered.records.is_empty() && Wal::is_empty(&log_dir)? {
-            // A new log (a new store, or one written before the log existed): its sequence
-            // numbers start after every sequenced key already stored.
-            true => Self::sequenced_floor(path)?,
-            false => recovered.next_seq,
-        };
-        let wal = Arc::new(Wal::create(&log_dir, next_seq, options.durability == Durability::Fsync)?);
-        let before_sled_writes = wal.clone();
+        // The log is created once sled is open; until then nothing is logged, so sled's writes
+        // have nothing to wait for.
+        let log_for_sled: Arc<std::sync::OnceLock<Arc<Wal>>> = Arc::default();
+        let before_sled_writes = log_for_sled.clone();
         let config = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
@@ -291,8 +287,19 @@ impl Store {
             .use_compression(false)
             .flush_every_ms(options.background_flush_ms)
             // No key reaches sled's file before the log record it came from (see `write`).
-            .before_log_write(move || before_sled_writes.sync_all().map_err(std::io::Error::other));
+            .before_log_write(move || match before_sled_writes.get() {
+                Some(wal) => wal.sync_all().map_err(std::io::Error::other),
+                None => Ok(()),
+            });
         let db = Self::open_db(&config)?;
+        let next_seq = match recovered.records.is_empty() && Wal::is_empty(&log_dir)? {
+            // A new log (a new store, or one written before the log existed): its sequence
+            // numbers start after every sequenced key already stored.
+            true => Self::sequenced_floor(&db)?,
+            false => recovered.next_seq,
+        };
+        let wal = Arc::new(Wal::create(&log_dir, next_seq, options.durability == Durability::Fsync)?);
+        let _ = log_for_sled.set(wal.clone());
         let file = match options.durability {
             Durability::Fsync => Some(std::fs::OpenOptions::new().read(true).open(path.join("db"))?),
             _ => None,
@@ -305,11 +312,8 @@ impl Store {
             options.durability,
             options.checkpoint_bytes,
         )?;
-        // A new database is made durable before anything else: sled's own state (its metadata,
-        // and the id generator `generate_id` reads, which after a recovery continues well past
-        // any id it handed out) is not in the log. Left in memory, a crash would bring back
-        // the keys through the log but restart the ids at 0, and new outbox events would
-        // overwrite logged ones (the crash test caught that).
+        // A new database is made durable before anything is logged: sled's own state (its
+        // metadata, its trees) is not in the log.
         if !store.with(|h| Ok(h.db.was_recovered()))? {
             store.flush_now()?;
         }
@@ -335,11 +339,7 @@ impl Store {
 
     /// One more than the largest sequence number in a sequenced key (the outbox, `o/`; older
     /// versions numbered it with sled's id generator).
-    fn sequenced_floor(path: &Path) -> Result<u64, StoreError> {
-        if !path.join("db").exists() {
-            return Ok(0);
-        }
-        let db = Self::open_db(&sled::Config::new().path(path).flush_every_ms(None))?;
+    fn sequenced_floor(db: &sled::Db) -> Result<u64, StoreError> {
         let last = db.open_tree("caseflow")?.scan_prefix(b"o/").next_back().transpose()?;
         Ok(last.and_then(|(k, _)| k.get(2..10)?.try_into().ok()).map_or(0, |n| u64::from_be_bytes(n) + 1))
     }
