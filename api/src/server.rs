@@ -1338,6 +1338,13 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         out.push_str(&format!("caseflow_store_checkpoints_total {}\n", checkpoints.count));
         out.push_str("# HELP caseflow_store_last_checkpoint_seconds How long the last checkpoint held the store.\n# TYPE caseflow_store_last_checkpoint_seconds gauge\n");
         out.push_str(&format!("caseflow_store_last_checkpoint_seconds {:.3}\n", checkpoints.last.as_secs_f64()));
+        let log = s.engine.store().log_stats();
+        out.push_str("# HELP caseflow_log_groups_total Group commits of the write-ahead log (one write, and one fdatasync under fsync, each).\n# TYPE caseflow_log_groups_total counter\n");
+        out.push_str(&format!("caseflow_log_groups_total {}\n", log.groups));
+        out.push_str("# HELP caseflow_log_records_total Batches committed through the write-ahead log.\n# TYPE caseflow_log_records_total counter\n");
+        out.push_str(&format!("caseflow_log_records_total {}\n", log.records));
+        out.push_str("# HELP caseflow_log_write_seconds_total Time spent writing and syncing log groups.\n# TYPE caseflow_log_write_seconds_total counter\n");
+        out.push_str(&format!("caseflow_log_write_seconds_total {:.6}\n", log.write_micros as f64 / 1e6));
         Ok(out)
     })
     .await?;

@@ -513,6 +513,8 @@ async fn listing_with_cursor_pagination_metrics_and_request_ids() {
     let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(text.contains("caseflow_instances{process=\"complaint\",status=\"running\"} 5"), "{text}");
     assert!(text.contains("caseflow_timers_pending 5"), "{text}");
+    // This server's store is temporary, without a write-ahead log.
+    assert!(text.contains("caseflow_log_records_total 0\n"), "{text}");
     // A request id on every response; the caller's is kept.
     let req =
         axum::http::Request::builder().uri("/health").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
