@@ -164,13 +164,40 @@ impl IdBlock {
         Ok((InstanceId(self.next - 1), reserve))
     }
 
-    /// Gives back the id just taken (the start was refused), with the block it reserved, which
-    /// was never stored.
-    fn give_back(&mut self, id: InstanceId, reserved: Option<u64>) {
-        if reserved.is_some() {
-            *self = IdBlock::default();
-        } else if self.next == id.0 + 1 {
+    /// Gives back the id just taken (the start was refused), if no other was taken since; its
+    /// block, if it reserved one, is stored already and stays.
+    fn give_back(&mut self, id: InstanceId) {
+        if self.next == id.0 + 1 {
             self.next = id.0;
+        }
+    }
+}
+
+/// A business key rendered before its case starts: `{seq}` is left as `SEQUENCE_PLACEHOLDER`
+/// until the start has succeeded and takes the next number of `sequence` (the counter's key
+/// and the number's width).
+struct BusinessKey {
+    text: String,
+    sequence: Option<(Vec<u8>, usize)>,
+}
+
+/// Stands for the sequence number in a business key until it is taken; no key, field value or
+/// message contains it otherwise (a NUL).
+const SEQUENCE_PLACEHOLDER: char = '\u{0}';
+
+/// Puts the sequence number taken for a started case wherever its key was written: the case,
+/// and the texts of its history and notifications.
+fn fill_sequence(inst: &mut Instance, outcome: &mut Outcome, seq: &str) {
+    let fill = |text: &mut String| {
+        if text.contains(SEQUENCE_PLACEHOLDER) {
+            *text = text.replacen(SEQUENCE_PLACEHOLDER, seq, 1);
+        }
+    };
+    fill(&mut inst.business_key);
+    outcome.history.iter_mut().for_each(|h| fill(&mut h.detail));
+    for e in &mut outcome.effects {
+        if let Effect::Notify { message, .. } = e {
+            fill(message);
         }
     }
 }
@@ -533,10 +560,13 @@ impl Engine {
         }
         let def = self.definition(process, None).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         let (rules, rules_version) = self.rules_and_version();
-        // Allocation: the id, the business key's sequence and the idempotency key are taken and
-        // written under the lock, in a small batch of their own, so that the counters in the
-        // store only ever grow; the case itself (the large batch) is written after the lock is
-        // released. A crash in between leaves an unused number, never a reused one.
+        // Allocation happens under a lock, briefly, in two steps around the start itself, so
+        // that starts run their steps in parallel. First the id (and the idempotency key's
+        // claim); then, once the start has succeeded, the business key's sequence number, so
+        // that a refused start never takes one: the register has no gaps (ids may have some).
+        // Counters are written under the lock in small batches of their own, before the case
+        // itself, so that in the store they only ever grow: a crash in between leaves an
+        // unused number, never a reused one.
         let mut alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = idempotency_key {
             if let Some(id) = self.store.get_u64(&store::key("x/", &[k.as_bytes()]))? {
@@ -551,48 +581,78 @@ impl Engine {
                 // Taken by a start that crashed before writing its case: take it again.
                 return self.start_after_crashed_reservation(process, fields, actor, k, parent, now, depth);
             }
+            if !self.starting.lock().unwrap_or_else(|p| p.into_inner()).insert(k.to_string()) {
+                return Err(EngineError::StartInProgress(k.to_string()));
+            }
         }
-        let (id, reserved) = alloc.take(&self.store)?;
+        let release_key = || {
+            if let Some(k) = idempotency_key {
+                self.starting.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+            }
+        };
+        let (id, reserved) = match alloc.take(&self.store) {
+            Ok(taken) => taken,
+            Err(e) => {
+                release_key();
+                return Err(e.into());
+            }
+        };
+        if let Some(end) = reserved {
+            let mut block = store::Batch::default();
+            block.insert(b"m/next_instance", end.to_be_bytes());
+            if let Err(e) = self.store.write(block) {
+                // The reservation may not be stored: read the bound again before the next start.
+                *alloc = IdBlock::default();
+                release_key();
+                return Err(e.into());
+            }
+        }
+        drop(alloc);
         let prepared = (|| {
-            let (business_key, seq_key, seq) = self.business_key(&def.model, &rules, &fields, id, now)?;
-            let mut inst = Instance::new(id, &def.model, def.version, business_key.clone(), now);
+            let key = self.business_key(&def.model, &rules, &fields, id, now);
+            let mut inst = Instance::new(id, &def.model, def.version, key.text.clone(), now);
             inst.parent = parent;
             inst.rules_version = rules_version;
             let workload = EngineWorkload(self);
             let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
             let outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
-            Ok::<_, EngineError>((business_key, seq_key, seq, inst, outcome))
+            Ok::<_, EngineError>((key, inst, outcome))
         })();
-        // Bad fields are refused before any number is kept: the register has no gaps.
-        let (business_key, seq_key, seq, inst, mut outcome) =
-            prepared.inspect_err(|_| alloc.give_back(id, reserved))?;
+        let (key, mut inst, mut outcome) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.allocation.lock().unwrap_or_else(|p| p.into_inner()).give_back(id);
+                release_key();
+                return Err(e);
+            }
+        };
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let mut counters = store::Batch::default();
-        if let Some(end) = reserved {
-            counters.insert(b"m/next_instance", end.to_be_bytes());
-        }
-        if let Some(q) = seq_key {
-            counters.insert(q, seq.to_be_bytes());
-        }
+        let alloc = key.sequence.as_ref().map(|_| self.allocation.lock().unwrap_or_else(|p| p.into_inner()));
+        let numbered = match &key.sequence {
+            Some((seq_key, width)) => self.store.get_u64(seq_key).map(|last| {
+                let seq = last.unwrap_or(0) + 1;
+                counters.insert(seq_key.clone(), seq.to_be_bytes());
+                fill_sequence(&mut inst, &mut outcome, &format!("{seq:0width$}"));
+            }),
+            None => Ok(()),
+        };
         if let Some(k) = idempotency_key {
             counters.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes());
-            self.starting.lock().unwrap_or_else(|p| p.into_inner()).insert(k.to_string());
         }
-        let counted = if counters.is_empty() { Ok(None) } else { self.store.write(counters).map(Some) };
-        if counted.is_err() {
-            // The reservation may not be stored: read the bound again before the next start.
-            *alloc = IdBlock::default();
-        }
+        let counted = numbered.and_then(|()| match counters.is_empty() {
+            true => Ok(()),
+            false => self.store.write(counters).map(drop),
+        });
         drop(alloc);
+        let business_key = inst.business_key.clone();
         let written = counted.map_err(EngineError::from).and_then(|_| {
             let mut batch = store::Batch::default();
             batch.insert(store::key("k/", &[business_key.as_bytes()]), id.0.to_be_bytes().to_vec());
             self.put_instance(&mut batch, None, &inst, &outcome)?;
             Ok(self.store.write(batch)?)
         });
-        if let Some(k) = idempotency_key {
-            self.starting.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
-        }
+        release_key();
         let ticket = written?;
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.after(&inst, &outcome, now, depth)?;
@@ -646,10 +706,10 @@ impl Engine {
         fields: &BTreeMap<String, Value>,
         id: InstanceId,
         now: DateTime<Utc>,
-    ) -> Result<(String, Option<Vec<u8>>, u64), EngineError> {
+    ) -> BusinessKey {
         // The rules' key format for this process, if any, overrides the .flow file's.
         let Some(template) = rules.key_formats.get(&model.id).or(model.key.as_ref()) else {
-            return Ok((format!("{}-{}", model.id, id), None, 0));
+            return BusinessKey { text: format!("{}-{}", model.id, id), sequence: None };
         };
         let local = now.with_timezone(&rules.calendar.time_zone);
         let mut out = String::new();
@@ -663,21 +723,22 @@ impl Engine {
             let (name, format) = inner.split_once(':').unwrap_or((inner, ""));
             match name {
                 "date" => out.push_str(&local.format(format).to_string()),
-                "seq" => {
+                "seq" if prefix_at_seq.is_none() => {
                     prefix_at_seq = Some(out.len());
                     seq_width = Some(format.trim_start_matches('0').parse::<usize>().unwrap_or(1));
-                    out.push('\u{0}'); // placeholder, replaced below
+                    out.push(SEQUENCE_PLACEHOLDER);
                 }
+                "seq" => {}
                 field => out.push_str(&fields.get(field).map(|v| v.to_string()).unwrap_or_default()),
             }
             rest = rest.get(close + 1..).unwrap_or("");
         }
         out.push_str(rest);
-        let (Some(at), Some(width)) = (prefix_at_seq, seq_width) else { return Ok((out, None, 0)) };
+        let (Some(at), Some(width)) = (prefix_at_seq, seq_width) else {
+            return BusinessKey { text: out, sequence: None };
+        };
         let seq_key = store::key("q/", &[model.id.as_bytes(), b"\0", &out.as_bytes()[..at]]);
-        let seq = self.store.get_u64(&seq_key)?.unwrap_or(0) + 1;
-        let key = out.replacen('\u{0}', &format!("{seq:0width$}"), 1);
-        Ok((key, Some(seq_key), seq))
+        BusinessKey { text: out, sequence: Some((seq_key, width)) }
     }
 
     /// The names of a case's sensitive fields.

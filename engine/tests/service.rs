@@ -414,11 +414,10 @@ fn instance_ids_are_reserved_in_blocks_and_never_reused_after_a_restart() {
     let last = {
         let engine = engine_at(&dir);
         engine.deploy(&complaint_source(), now).unwrap();
-        // A refused start keeps no number and no reservation.
+        // A refused start gives its id back (the block it reserved is stored and stays).
         let mut bad = fields("high");
         bad.insert("urgency".into(), Value::Text("urgent".into()));
         assert!(engine.start("complaint", bad, &crm(), None, now).is_err());
-        assert!(engine.store().get(b"m/next_instance").unwrap().is_none());
         let ids: Vec<u64> =
             (0..3).map(|_| engine.start("complaint", fields("high"), &crm(), None, now).unwrap().id.0).collect();
         assert_eq!(ids, [1, 2, 3]);
@@ -454,4 +453,52 @@ fn an_idempotency_key_left_by_a_crashed_start_is_taken_again() {
     let next = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
     assert_eq!(next.id.0, 9);
     assert_eq!(next.business_key, "20261123-002");
+}
+
+#[test]
+fn concurrent_starts_number_the_register_without_gaps_and_an_idempotency_key_starts_once() {
+    let engine = std::sync::Arc::new(Engine::open(Store::temporary().unwrap(), rules()).unwrap());
+    let now = bj(2026, 11, 23, 9, 0);
+    engine.deploy(&complaint_source(), now).unwrap();
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let mut keys = Vec::new();
+                for i in 0..25 {
+                    // Every third start is refused: it must take no number.
+                    let urgency = if (w + i) % 3 == 0 { "urgent" } else { "high" };
+                    if let Ok(inst) = engine.start("complaint", fields(urgency), &crm(), None, now) {
+                        let history = engine.history(inst.id).unwrap();
+                        assert_eq!(history[0].detail, format!("business key {}", inst.business_key));
+                        keys.push(inst.business_key);
+                    }
+                }
+                // All eight start the same idempotent request at once.
+                let same = engine.start("complaint", fields("high"), &crm(), Some("crm-42"), now);
+                (keys, same.map(|i| (i.id, i.business_key)))
+            })
+        })
+        .collect();
+    let mut keys = Vec::new();
+    let mut same = Vec::new();
+    for w in workers {
+        let (k, s) = w.join().unwrap();
+        keys.extend(k);
+        same.push(s);
+    }
+    let ids: std::collections::BTreeSet<_> = same.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(ids.len(), 1, "one case for one idempotency key: {same:?}");
+    keys.extend(ids.iter().map(|(_, key)| key.clone()));
+    let started = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), started, "no number given twice");
+    let expected: Vec<String> = (1..=started).map(|n| format!("20261123-{n:03}")).collect();
+    assert_eq!(keys, expected, "the register has no gaps");
+    assert!(
+        same.iter().all(|r| matches!(r, Ok(_) | Err(caseflow_engine::EngineError::StartInProgress(_)))),
+        "{same:?}"
+    );
+    assert_eq!(engine.count_instances("complaint", "running").unwrap(), started);
 }
