@@ -528,6 +528,9 @@ impl Store {
         if self.config.is_none() {
             return Ok(());
         }
+        // Most of what sled holds in memory is written while others go on working; the flush
+        // under the lock then has little left to do.
+        self.flush_now()?;
         let t = std::time::Instant::now();
         let mut handles = self.handles.write().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = handles.as_ref() {
