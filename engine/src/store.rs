@@ -92,12 +92,12 @@ impl Default for StoreOptions {
     }
 }
 
-/// Bytes written through the store between checkpoints. sled writes about three times as much
-/// to its log (node rewrites), and an open replays it at roughly 1.5 GB/s from the page cache:
-/// a restart replays at most ~1 s of it. Each checkpoint pauses the store (0.1 s on a small
-/// store, 0.8–1.3 s with a million cases); under sustained HTTP load (5,000 starts/s) one comes
-/// every ~20 s and sets the p99 of the window it falls in. 1 GiB made them rarer but each pause
-/// (and so the worst restart) ~2.8 s with a million cases.
+/// Keys and values written through the store between checkpoints. sled writes a few times as
+/// much to its log (node rewrites), and an open replays it at roughly 1.5 GB/s from the page
+/// cache: a restart replays at most ~1 s of it. Each checkpoint pauses the store (0.05–0.2 s on
+/// a small store, up to 0.9 s with a million cases); under sustained HTTP load (6,000
+/// starts/s) one comes every ~30 s and sets the p99 of the window it falls in. 1 GiB made them
+/// rarer but each pause (and so the worst restart) ~2.8 s with a million cases.
 pub const DEFAULT_CHECKPOINT_BYTES: u64 = 256 << 20;
 
 /// The writes of one command, applied as a unit by `Store::write`.
