@@ -404,6 +404,10 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
         let listener =
             tokio::net::TcpListener::bind(&config.bind).await.with_context(|| format!("binding {}", config.bind))?;
         let local = listener.local_addr()?;
+        // Signal handlers are installed before anyone is told where we listen: a SIGTERM that
+        // arrives right after must stop the server gracefully, not kill it.
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         println!(
             "caseflow listening on http://{local} (data in {}, {} processes)",
             config.data_dir.display(),
@@ -423,11 +427,8 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
             std::time::Duration::from_secs(2),
         ));
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
+            .with_graceful_shutdown(async move {
                 let ctrl_c = tokio::signal::ctrl_c();
-                #[cfg(unix)]
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
                 #[cfg(unix)]
                 tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
                 #[cfg(not(unix))]

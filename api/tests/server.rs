@@ -22,7 +22,10 @@ impl Server {
             .env("CASEFLOW_DURABILITY", "flush")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Appended to a log in the data folder, shown if a stop fails.
+            .stderr(
+                std::fs::OpenOptions::new().create(true).append(true).open(data.with_extension("log")).expect("log"),
+            )
             .spawn()
             .expect("the server starts");
         let mut line = String::new();
@@ -84,12 +87,20 @@ fn a_complaint_case_over_a_real_socket_survives_a_restart() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["fields"]["department"], "rnd");
-    assert!(server.stop().success(), "graceful shutdown exits 0");
+    let log = data.with_extension("log");
+    let stopped = server.stop();
+    assert!(
+        stopped.success(),
+        "graceful shutdown exits 0, not {stopped}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     // Restarted on the same data: the case is where it was.
     let server = Server::start(&data);
     let (status, body) = server.call("GET", &format!("/instances/{}", inst["id"]), "dev-admin", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["current_steps"][0], "verify");
-    assert!(server.stop().success());
+    let stopped = server.stop();
+    assert!(stopped.success(), "{stopped}: {}", std::fs::read_to_string(&log).unwrap_or_default());
     let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(&log);
 }

@@ -24,5 +24,5 @@ pub mod wal;
 
 pub use calendar::BusinessCalendar;
 pub use rules::{RuleSet, RulesError, RulesFile};
-pub use service::{Engine, EngineError};
+pub use service::{Engine, EngineError, Pending};
 pub use store::{CheckpointStats, Durability, Store, StoreOptions};

@@ -114,6 +114,28 @@ struct Applied {
     ticket: u64,
 }
 
+/// A start or command applied and written but not yet acknowledged: `Engine::confirm` waits
+/// until it is durable, publishes its events and returns the case. Meanwhile the caller may go
+/// on (start more cases, or work on this one): the log is written in order, so waiting for a
+/// later write covers every earlier one. Nothing may be reported as done before `confirm`.
+#[must_use = "a pending write is acknowledged only by Engine::confirm"]
+pub struct Pending {
+    instance: Instance,
+    /// `None`: nothing to publish (an idempotent repeat of a start).
+    outcome: Option<Outcome>,
+    /// `None`: nothing of this call to wait for.
+    ticket: Option<u64>,
+    /// A sub-process may have moved the case on meanwhile: read it again when confirmed.
+    read_again: bool,
+}
+
+impl Pending {
+    /// The case as this call left it (not yet durable).
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+}
+
 type Observer = Box<dyn Fn(&EngineEvent) + Send + Sync>;
 
 pub struct Engine {
@@ -541,7 +563,35 @@ impl Engine {
         idempotency_key: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Instance, EngineError> {
+        self.confirm(self.start_inner(process, fields, actor, idempotency_key, None, now, 0)?)
+    }
+
+    /// `start` without waiting for durability: see `Pending`.
+    pub fn start_pending(
+        &self,
+        process: &str,
+        fields: BTreeMap<String, Value>,
+        actor: &Actor,
+        idempotency_key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Pending, EngineError> {
         self.start_inner(process, fields, actor, idempotency_key, None, now, 0)
+    }
+
+    /// Waits until a pending start or command is durable, publishes its events and returns
+    /// the case: the acknowledgement.
+    pub fn confirm(&self, pending: Pending) -> Result<Instance, EngineError> {
+        if let Some(ticket) = pending.ticket {
+            self.store.wait_durable(ticket)?;
+        }
+        if let Some(outcome) = &pending.outcome {
+            self.publish(&pending.instance, outcome);
+        }
+        if pending.read_again {
+            let id = pending.instance.id;
+            return self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()));
+        }
+        Ok(pending.instance)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -554,7 +604,7 @@ impl Engine {
         parent: Option<(InstanceId, u32)>,
         now: DateTime<Utc>,
         depth: usize,
-    ) -> Result<Instance, EngineError> {
+    ) -> Result<Pending, EngineError> {
         if depth > CALL_DEPTH_MAX {
             return Err(EngineError::TooDeep);
         }
@@ -573,7 +623,7 @@ impl Engine {
                 let id = InstanceId(id);
                 drop(alloc);
                 if let Some(existing) = self.instance(id)? {
-                    return Ok(existing);
+                    return Ok(Pending { instance: existing, outcome: None, ticket: None, read_again: false });
                 }
                 if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(k) {
                     return Err(EngineError::StartInProgress(k.to_string()));
@@ -656,13 +706,9 @@ impl Engine {
         let ticket = written?;
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.after(&inst, &outcome, now, depth)?;
-        self.store.wait_durable(ticket)?;
-        self.publish(&inst, &outcome);
-        if outcome.effects.iter().any(|e| matches!(e, Effect::StartChild { .. })) {
-            // A sub-process that ended at once has moved this case on: read it again.
-            return self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()));
-        }
-        Ok(inst)
+        // A sub-process that ended at once has moved this case on: read it again.
+        let read_again = outcome.effects.iter().any(|e| matches!(e, Effect::StartChild { .. }));
+        Ok(Pending { instance: inst, outcome: Some(outcome), ticket: Some(ticket), read_again })
     }
 
     /// A start whose idempotency key was reserved by a start that crashed before writing its
@@ -677,7 +723,7 @@ impl Engine {
         parent: Option<(InstanceId, u32)>,
         now: DateTime<Utc>,
         depth: usize,
-    ) -> Result<Instance, EngineError> {
+    ) -> Result<Pending, EngineError> {
         {
             let _alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
             // Still stale under the lock (no start of this key began meanwhile)?
@@ -830,6 +876,23 @@ impl Engine {
         self.command_inner(id, actor, command, now, 0)
     }
 
+    /// `command` without waiting for durability: see `Pending`.
+    pub fn command_pending(
+        &self,
+        id: InstanceId,
+        actor: &Actor,
+        command: Command,
+        now: DateTime<Utc>,
+    ) -> Result<Pending, EngineError> {
+        let applied = self.apply_and_write(id, actor, command, now, 0)?;
+        Ok(Pending {
+            instance: applied.instance,
+            outcome: Some(applied.outcome),
+            ticket: Some(applied.ticket),
+            read_again: false,
+        })
+    }
+
     fn command_inner(
         &self,
         id: InstanceId,
@@ -880,7 +943,7 @@ impl Engine {
         for e in &outcome.effects {
             match e {
                 Effect::StartChild { token, process, fields } => {
-                    self.start_inner(
+                    let child = self.start_inner(
                         process,
                         fields.clone(),
                         Actor::system(),
@@ -889,6 +952,7 @@ impl Engine {
                         now,
                         depth + 1,
                     )?;
+                    self.confirm(child)?;
                 }
                 Effect::Ended { status: Status::Completed { .. } } => {
                     if let Some((parent, token)) = inst.parent {

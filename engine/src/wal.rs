@@ -88,6 +88,10 @@ struct State {
     groups_taken: u64,
     /// Records below this have been taken by the writer.
     taken: u64,
+    /// Someone waits for the records below this: the writer takes a group only then (or when
+    /// the buffer is large), so that callers who append several records before they wait get
+    /// them written and synced together.
+    wanted: u64,
     /// The writer thread is waiting for work.
     writer_idle: bool,
     /// `rotate` asked for a new segment after the next group; rotations done so far.
@@ -127,6 +131,7 @@ impl Wal {
                 durable: next_seq,
                 groups_taken: 0,
                 taken: next_seq,
+                wanted: next_seq,
                 writer_idle: false,
                 rotate_wanted: false,
                 rotations: 0,
@@ -238,6 +243,7 @@ impl Wal {
             }
             // The group being written, or the one being filled.
             let group = if seq < st.taken { st.groups_taken - 1 } else { st.groups_taken };
+            st.wanted = st.wanted.max(seq + 1);
             if st.writer_idle {
                 sh.work.notify_one();
             }
@@ -309,7 +315,11 @@ impl Wal {
             if *next_first > seq {
                 break;
             }
-            std::fs::remove_file(path)?;
+            match std::fs::remove_file(path) {
+                // Another truncation (or shutdown's) got there first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
             dropped += 1;
         }
         Ok(dropped)
@@ -350,7 +360,8 @@ impl Shared {
     fn run_writer(&self) {
         let mut st = self.lock();
         loop {
-            if st.buffer.is_empty() && !st.rotate_wanted {
+            let due = st.wanted > st.taken || st.buffer.len() >= BUFFER_BYTES || st.stop;
+            if (st.buffer.is_empty() || !due) && !st.rotate_wanted {
                 if st.stop || st.failed.is_some() {
                     return;
                 }

@@ -502,3 +502,31 @@ fn concurrent_starts_number_the_register_without_gaps_and_an_idempotency_key_sta
     );
     assert_eq!(engine.count_instances("complaint", "running").unwrap(), started);
 }
+
+#[test]
+fn pending_writes_are_published_only_when_confirmed_and_survive_a_restart() {
+    let dir = TempDir::new("pending");
+    let now = bj(2026, 11, 23, 9, 0);
+    let (id, task) = {
+        let engine = engine_at(&dir);
+        engine.deploy(&complaint_source(), now).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        engine.observe(move |e| log.lock().unwrap().push(e.event.clone()));
+        let started = engine.start_pending("complaint", fields("high"), &crm(), None, now).unwrap();
+        let id = started.instance().id;
+        let task = *started.instance().tasks.keys().next().unwrap();
+        // The case can be worked on before its start is acknowledged: the log keeps the order.
+        let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+        let claimed = engine.command_pending(id, &admin, caseflow_engine::core::Command::Claim { task }, now).unwrap();
+        assert!(seen.lock().unwrap().is_empty(), "nothing is published before it is durable");
+        assert_eq!(engine.confirm(started).unwrap().id, id);
+        assert_eq!(seen.lock().unwrap().first().map(String::as_str), Some("started"));
+        let after = engine.confirm(claimed).unwrap();
+        assert!(after.tasks[&task].claimed);
+        assert!(seen.lock().unwrap().iter().any(|e| e == "task_claimed"), "{:?}", seen.lock().unwrap());
+        (id, task)
+    };
+    let engine = engine_at(&dir);
+    assert!(engine.instance(id).unwrap().unwrap().tasks[&task].claimed);
+}
