@@ -156,7 +156,99 @@ pub struct Engine {
     /// Idempotency keys of starts between allocation and the write of their case.
     starting: Mutex<BTreeSet<String>>,
     round_robin: Mutex<BTreeMap<String, u64>>,
+    open_counts: OpenCounts,
     commands: AtomicU64,
+}
+
+/// Open tasks per assignee, for `by fewest_open`. A user's count is read from their inbox index
+/// (`u/`) the first time it is asked for, and from then on kept by every write that adds or
+/// removes one of their inbox entries, so an assignment reads a number instead of scanning
+/// every member's inbox (a million waiting complaints made that a scan of the whole role).
+///
+/// Exact under concurrency: a write holds the read lock of each changed user's stripe from
+/// before its keys go into sled until its counts are adjusted; loading a count holds the
+/// stripe's write lock, so no write is half-counted during the scan.
+struct OpenCounts {
+    stripes: Vec<RwLock<()>>,
+    counts: Mutex<std::collections::HashMap<String, usize>>,
+}
+
+const COUNT_STRIPES: usize = 64;
+
+impl OpenCounts {
+    fn new() -> OpenCounts {
+        OpenCounts { stripes: (0..COUNT_STRIPES).map(|_| RwLock::new(())).collect(), counts: Mutex::default() }
+    }
+
+    fn stripe(user: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.hash(&mut h);
+        (h.finish() as usize) % COUNT_STRIPES
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The user's open tasks; `scan` counts them in the store the first time.
+    fn get(&self, user: &str, scan: impl FnOnce() -> usize) -> usize {
+        if let Some(n) = self.counts().get(user) {
+            return *n;
+        }
+        let _exclusive = self.stripes[Self::stripe(user)].write().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = self.counts().get(user) {
+            return *n;
+        }
+        let n = scan();
+        self.counts().insert(user.to_string(), n);
+        n
+    }
+
+    /// Runs `write` (which changes the inbox entries counted in `deltas`) and adjusts the
+    /// counts. After a failed write its outcome is unknown: those counts are read again.
+    fn around<R, E>(&self, deltas: &BTreeMap<String, i64>, write: impl FnOnce() -> Result<R, E>) -> Result<R, E> {
+        if deltas.is_empty() {
+            return write();
+        }
+        let mut stripes: Vec<usize> = deltas.keys().map(|u| Self::stripe(u)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _shared: Vec<_> =
+            stripes.iter().map(|&i| self.stripes[i].read().unwrap_or_else(|p| p.into_inner())).collect();
+        let result = write();
+        let mut counts = self.counts();
+        for (user, delta) in deltas {
+            match (&result, counts.get_mut(user)) {
+                (Ok(_), Some(n)) => *n = (*n as i64 + delta).max(0) as usize,
+                (Err(_), Some(_)) => {
+                    counts.remove(user);
+                }
+                (_, None) => {}
+            }
+        }
+        result
+    }
+}
+
+/// How a change of index entries changes each assignee's open tasks (`u/{user}\0…` keys).
+fn inbox_deltas<'a>(
+    removed: impl Iterator<Item = &'a Vec<u8>>,
+    added: impl Iterator<Item = &'a Vec<u8>>,
+) -> BTreeMap<String, i64> {
+    let user = |k: &[u8]| {
+        let rest = k.strip_prefix(b"u/")?;
+        let end = rest.iter().position(|b| *b == 0)?;
+        Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+    };
+    let mut deltas = BTreeMap::new();
+    for (keys, sign) in [(removed.collect::<Vec<_>>(), -1), (added.collect::<Vec<_>>(), 1)] {
+        for u in keys.into_iter().filter_map(|k| user(k)) {
+            *deltas.entry(u).or_insert(0) += sign;
+        }
+    }
+    deltas.retain(|_, d| *d != 0);
+    deltas
 }
 
 /// Instance ids are reserved `ID_BLOCK` at a time: `m/next_instance` is written once per block,
@@ -228,8 +320,10 @@ struct EngineWorkload<'a>(&'a Engine);
 
 impl Workload for EngineWorkload<'_> {
     fn open_tasks(&self, user: &str) -> usize {
-        let prefix = store::key("u/", &[user.as_bytes(), b"\0"]);
-        self.0.store.scan_prefix(&prefix).count()
+        self.0.open_counts.get(user, || {
+            let prefix = store::key("u/", &[user.as_bytes(), b"\0"]);
+            self.0.store.scan_prefix(&prefix).count()
+        })
     }
 
     fn assignments(&self, role: &str) -> u64 {
@@ -256,6 +350,7 @@ impl Engine {
             allocation: Mutex::new(IdBlock::default()),
             starting: Mutex::new(BTreeSet::new()),
             round_robin: Mutex::new(BTreeMap::new()),
+            open_counts: OpenCounts::new(),
             commands: AtomicU64::new(0),
         };
         let mut defs: BTreeMap<String, BTreeMap<u32, Arc<Deployed>>> = BTreeMap::new();
@@ -699,8 +794,8 @@ impl Engine {
         let written = counted.map_err(EngineError::from).and_then(|_| {
             let mut batch = store::Batch::default();
             batch.insert(store::key("k/", &[business_key.as_bytes()]), id.0.to_be_bytes().to_vec());
-            self.put_instance(&mut batch, None, &inst, &outcome)?;
-            Ok(self.store.write(batch)?)
+            let deltas = self.put_instance(&mut batch, None, &inst, &outcome)?;
+            Ok(self.open_counts.around(&deltas, || self.store.write(batch))?)
         });
         release_key();
         let ticket = written?;
@@ -839,9 +934,11 @@ impl Engine {
         before: Option<&Instance>,
         after: &Instance,
         outcome: &Outcome,
-    ) -> Result<(), EngineError> {
+    ) -> Result<BTreeMap<String, i64>, EngineError> {
         let old = before.map(store::index_entries).unwrap_or_default();
         let new = store::index_entries(after);
+        let deltas =
+            inbox_deltas(old.keys().filter(|k| !new.contains_key(*k)), new.keys().filter(|k| !old.contains_key(*k)));
         for k in old.keys().filter(|k| !new.contains_key(*k)) {
             batch.remove(k.clone());
         }
@@ -862,7 +959,7 @@ impl Engine {
             let sealed = self.seal_history(after, outcome.history.clone(), true)?;
             batch.insert(store::history_key(after.id, first.seq), store::encode(&sealed));
         }
-        Ok(())
+        Ok(deltas)
     }
 
     /// Applies a command to an instance, durably.
@@ -930,8 +1027,8 @@ impl Engine {
         let mut outcome = core::apply(&ctx, &mut after, actor, command)?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let mut batch = store::Batch::default();
-        self.put_instance(&mut batch, Some(&before), &after, &outcome)?;
-        let ticket = self.store.write(batch)?;
+        let deltas = self.put_instance(&mut batch, Some(&before), &after, &outcome)?;
+        let ticket = self.open_counts.around(&deltas, || self.store.write(batch))?;
         drop(guard);
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.after(&after, &outcome, now, depth)?;

@@ -530,3 +530,47 @@ fn pending_writes_are_published_only_when_confirmed_and_survive_a_restart() {
     let engine = engine_at(&dir);
     assert!(engine.instance(id).unwrap().unwrap().tasks[&task].claimed);
 }
+
+#[test]
+fn fewest_open_assignment_keeps_exact_counts_under_concurrent_starts_and_completions() {
+    let engine = std::sync::Arc::new(Engine::open(Store::temporary().unwrap(), rules()).unwrap());
+    let now = bj(2026, 11, 23, 9, 0);
+    engine.deploy(&complaint_source(), now).unwrap();
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let (engine, admin) = (engine.clone(), admin.clone());
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    let inst = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
+                    // Half the cases get their first task done, which opens the next one.
+                    if (w + i) % 2 == 0 {
+                        let task = *inst.tasks.keys().next().unwrap();
+                        let cmd = caseflow_engine::core::Command::CompleteTask {
+                            task,
+                            fields: [("cause".to_string(), Value::Text("quality".into()))].into(),
+                        };
+                        engine.command(inst.id, &admin, cmd, now).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    // The next complaint goes to the cs_rep with the fewest open tasks by a full count of the
+    // inboxes: the kept counts did not drift.
+    let open = |u: &str| engine.tasks(Some(u), None, usize::MAX).unwrap().len();
+    // The cs_reps on duty (wang_fang is away that week, rules/people.toml).
+    let reps = ["liu_yang", "zhang_wei"];
+    for _ in 0..6 {
+        let before: Vec<usize> = reps.iter().map(|u| open(u)).collect();
+        let fewest = before.iter().min().unwrap();
+        let inst = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
+        let to = inst.tasks.values().next().unwrap().assignee.clone().unwrap();
+        let expected: Vec<&str> = reps.iter().zip(&before).filter(|(_, n)| *n == fewest).map(|(u, _)| *u).collect();
+        assert!(expected.contains(&to.as_str()), "went to {to}; open tasks {before:?} of {reps:?}");
+        assert!(before.iter().sum::<usize>() > 0);
+    }
+}
