@@ -658,7 +658,7 @@ impl Engine {
         idempotency_key: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Instance, EngineError> {
-        self.confirm(self.start_inner(process, fields, actor, idempotency_key, None, now, 0)?)
+        self.confirm(self.start_pending(process, fields, actor, idempotency_key, now)?)
     }
 
     /// `start` without waiting for durability: see `Pending`.
