@@ -208,6 +208,29 @@ impl Batch {
 /// No batch comes near this (the largest are index rebuilds, written in chunks).
 const REDO_RECORD_MAX: usize = 256 << 20;
 
+/// What an `fsync` store syncs after sled's flush: its log file, and its folder of large pages.
+struct SyncedFiles {
+    db: std::fs::File,
+    blobs: std::path::PathBuf,
+}
+
+/// `fsync`s every file in `dir` and `dir` itself; a missing folder or a file removed meanwhile
+/// (sled deletes blobs it no longer needs) is not an error.
+fn sync_folder(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        match std::fs::File::open(entry?.path()).and_then(|f| f.sync_all()) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The open sled database: the tree `caseflow` and the older tree `redo`.
 struct Handles {
     db: sled::Db,
@@ -234,7 +257,7 @@ pub struct Store {
     /// Log records (and older redo records) replayed when the store opened.
     replayed: usize,
     /// The database file, for `fsync`.
-    file: Option<std::fs::File>,
+    file: Option<SyncedFiles>,
     durability: Durability,
     /// A `truncate_log` is running.
     truncating: std::sync::atomic::AtomicBool,
@@ -301,7 +324,10 @@ impl Store {
         let wal = Arc::new(Wal::create(&log_dir, next_seq, options.durability == Durability::Fsync)?);
         let _ = log_for_sled.set(wal.clone());
         let file = match options.durability {
-            Durability::Fsync => Some(std::fs::OpenOptions::new().read(true).open(path.join("db"))?),
+            Durability::Fsync => Some(SyncedFiles {
+                db: std::fs::OpenOptions::new().read(true).open(path.join("db"))?,
+                blobs: path.join("blobs"),
+            }),
             _ => None,
         };
         let mut store = Self::with_db(
@@ -371,7 +397,7 @@ impl Store {
         db: sled::Db,
         config: Option<(std::path::PathBuf, sled::Config)>,
         wal: Option<Arc<Wal>>,
-        file: Option<std::fs::File>,
+        file: Option<SyncedFiles>,
         durability: Durability,
         checkpoint_bytes: Option<u64>,
     ) -> Result<Store, StoreError> {
@@ -412,7 +438,7 @@ impl Store {
     /// Applies the records an older version left in the `redo` tree, in order, makes the
     /// result durable and drops them (that version logged each batch there before its keys).
     /// Returns how many were replayed.
-    fn recover(h: &Handles, file: Option<&std::fs::File>) -> Result<usize, StoreError> {
+    fn recover(h: &Handles, file: Option<&SyncedFiles>) -> Result<usize, StoreError> {
         let mut replayed = Vec::new();
         for item in h.redo.iter() {
             let (k, v) = item?;
@@ -595,14 +621,16 @@ impl Store {
         self.with(|h| Self::flush_handles(h, self.file.as_ref()))
     }
 
-    fn flush_handles(h: &Handles, file: Option<&std::fs::File>) -> Result<(), StoreError> {
+    fn flush_handles(h: &Handles, file: Option<&SyncedFiles>) -> Result<(), StoreError> {
         // One flush covers every tree: they share sled's log. sled makes the write-ahead log
         // durable before it writes (`before_log_write`).
         h.db.flush()?;
         if let Some(f) = file {
             // fdatasync: the data and the metadata needed to read it back (the file's size),
             // without a journal commit for timestamps.
-            f.sync_data()?;
+            f.db.sync_data()?;
+            // sled writes a page larger than 128 KiB to a file of its own and never syncs it.
+            sync_folder(&f.blobs)?;
         }
         Ok(())
     }
@@ -1064,6 +1092,26 @@ mod tests {
         assert_eq!(numbers[0], (2_000_124, 0));
         assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
         drop(keys);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pages_sled_writes_to_files_of_their_own_are_synced_and_read_back() {
+        let dir = scratch("blobs");
+        let fsync = StoreOptions { durability: Durability::Fsync, ..StoreOptions::default() };
+        {
+            let store = Store::open(&dir, &fsync).unwrap();
+            let mut b = Batch::default();
+            b.insert(b"big".to_vec(), vec![7u8; 300 << 10]);
+            store.write_now(b).unwrap();
+            store.flush().unwrap();
+            let blobs = std::fs::read_dir(dir.join("blobs")).map_or(0, |d| d.count());
+            assert!(blobs > 0, "a 300 KiB page is a blob in sled 0.34");
+        }
+        let store = Store::open(&dir, &fsync).unwrap();
+        assert_eq!(store.get(b"big").unwrap().map(|v| v.len()), Some(300 << 10));
+        assert_eq!(store.replayed_on_open(), 0);
+        drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
