@@ -673,6 +673,15 @@ impl Engine {
         self.start_inner(process, fields, actor, idempotency_key, None, now, 0)
     }
 
+    /// Calls `done` once a pending write is durable, without blocking a thread (on the log's
+    /// writer thread; `done` must be quick). `confirm` then returns at once.
+    pub fn when_durable(&self, pending: &Pending, done: impl FnOnce(Result<(), EngineError>) + Send + 'static) {
+        match pending.ticket {
+            Some(ticket) => self.store.when_durable(ticket, move |r| done(r.map_err(EngineError::from))),
+            None => done(Ok(())),
+        }
+    }
+
     /// Waits until a pending start or command is durable, publishes its events and returns
     /// the case: the acknowledgement.
     pub fn confirm(&self, pending: Pending) -> Result<Instance, EngineError> {

@@ -617,6 +617,16 @@ impl Store {
         }
     }
 
+    /// Calls `done` once the batch with `ticket` is durable (see `Wal::when_durable`).
+    pub fn when_durable(&self, ticket: u64, done: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
+        match &self.wal {
+            Some(wal) if self.durability != Durability::None => {
+                wal.when_durable(ticket, Box::new(move |r| done(r.map_err(StoreError::from))))
+            }
+            _ => done(Ok(())),
+        }
+    }
+
     fn flush_now(&self) -> Result<(), StoreError> {
         self.with(|h| Self::flush_handles(h, self.file.as_ref()))
     }

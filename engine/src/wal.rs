@@ -102,7 +102,12 @@ struct State {
     /// After an I/O error nothing more is accepted: what reached the file is unknown.
     failed: Option<String>,
     stop: bool,
+    /// Called (by the writer thread) once the record is durable: `when_durable`.
+    callbacks: Vec<(u64, Callback)>,
 }
+
+/// Told whether a record became durable.
+pub type Callback = Box<dyn FnOnce(Result<(), WalError>) + Send>;
 
 struct Segment {
     file: File,
@@ -138,6 +143,7 @@ impl Wal {
                 unapplied: BTreeSet::new(),
                 failed: None,
                 stop: false,
+                callbacks: Vec::new(),
             }),
             work: Condvar::new(),
             done: [Condvar::new(), Condvar::new()],
@@ -248,6 +254,28 @@ impl Wal {
                 sh.work.notify_one();
             }
             st = sh.done[(group % 2) as usize].wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Calls `done` once record `seq` is durable (at once if it is), on the writer thread: for
+    /// callers that wait without blocking a thread (the HTTP server's async handlers). `done`
+    /// must be quick.
+    pub fn when_durable(&self, seq: u64, done: Callback) {
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        if let Some(e) = &st.failed {
+            let e = WalError::Failed(e.clone());
+            drop(st);
+            return done(Err(e));
+        }
+        if st.durable > seq {
+            drop(st);
+            return done(Ok(()));
+        }
+        st.callbacks.push((seq, done));
+        st.wanted = st.wanted.max(seq + 1);
+        if st.writer_idle {
+            sh.work.notify_one();
         }
     }
 
@@ -397,12 +425,25 @@ impl Shared {
                 group.clear();
                 st.buffer = group;
             }
-            if st.failed.is_some() {
+            let durable = st.durable;
+            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut st.callbacks)
+                .into_iter()
+                .partition(|(seq, _)| *seq < durable || st.failed.is_some());
+            st.callbacks = waiting;
+            let failed = st.failed.clone();
+            if failed.is_some() {
                 // Everyone waiting, in either group, hears of it.
                 self.done.iter().for_each(Condvar::notify_all);
                 self.rotations_cv.notify_all();
             } else {
                 self.done[(number % 2) as usize].notify_all();
+            }
+            if !ready.is_empty() {
+                drop(st);
+                for (_, done) in ready {
+                    done(failed.clone().map_or(Ok(()), |e| Err(WalError::Failed(e))));
+                }
+                st = self.lock();
             }
         }
     }
@@ -544,6 +585,23 @@ mod tests {
         wal.sync(a).unwrap();
         // One group wrote both.
         assert_eq!(Wal::read(&dir).unwrap().records, vec![(a, b"a".to_vec()), (b, b"b".to_vec())]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn callbacks_are_told_once_their_record_is_durable() {
+        let dir = scratch("callbacks");
+        let wal = Wal::create(&dir, 0, true).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let a = wal.append(bytes(b"a")).unwrap();
+        let t = tx.clone();
+        wal.when_durable(a, Box::new(move |r| t.send(("a", r.is_ok())).unwrap()));
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap(), ("a", true));
+        assert_eq!(Wal::read(&dir).unwrap().records.len(), 1, "durable when told");
+        // Already durable: told at once, on the caller's thread.
+        wal.when_durable(a, Box::new(move |r| tx.send(("again", r.is_ok())).unwrap()));
+        assert_eq!(rx.try_recv().unwrap(), ("again", true));
+        drop(wal);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
