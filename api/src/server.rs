@@ -271,16 +271,22 @@ async fn durably(
     engine: Arc<Engine>,
     write: impl FnOnce(&Engine) -> Result<caseflow_engine::Pending, EngineError> + Send + 'static,
 ) -> Result<Instance, ApiError> {
+    let internal = || ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request failed");
     let e = engine.clone();
     let pending = blocking(move || Ok(write(&e)?)).await?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    engine.when_durable(&pending, move |r| {
-        let _ = tx.send(r);
-    });
-    rx.await.map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request failed"))??;
-    // Durable already: this only publishes the events (a sub-process start also reads the case
-    // again, one sled read), so it runs here rather than on the blocking pool.
-    Ok(engine.confirm(pending)?)
+    // A task of its own, so that the events are published even if the client goes away.
+    tokio::spawn(async move {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        engine.when_durable(&pending, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await.map_err(|_| internal())??;
+        // Durable already: this only publishes the events (a sub-process start also reads the
+        // case again, one sled read), so it runs here rather than on the blocking pool.
+        Ok(engine.confirm(pending)?)
+    })
+    .await
+    .map_err(|_| internal())?
 }
 
 // ------------------------------------------------------------ JSON ↔ values
