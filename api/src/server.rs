@@ -1,5 +1,6 @@
 //! The HTTP API: thin handlers over `caseflow_engine::Engine`. Engine calls block (sled,
-//! group commit), so they run on tokio's blocking pool.
+//! group commit), so they run on tokio's blocking pool; starts and commands await their group
+//! commit without a thread (`durably`).
 //!
 //! Routing lives in `router`, which reads as the API's table of contents. Every error is an
 //! RFC 9457 `application/problem+json` body (`ApiError`).
