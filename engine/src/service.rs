@@ -129,6 +129,12 @@ pub struct Pending {
     read_again: bool,
 }
 
+impl From<Applied> for Pending {
+    fn from(a: Applied) -> Pending {
+        Pending { instance: a.instance, outcome: Some(a.outcome), ticket: Some(a.ticket), read_again: false }
+    }
+}
+
 impl Pending {
     /// The case as this call left it (not yet durable).
     pub fn instance(&self) -> &Instance {
@@ -232,18 +238,15 @@ impl OpenCounts {
 }
 
 /// How a change of index entries changes each assignee's open tasks (`u/{user}\0…` keys).
-fn inbox_deltas<'a>(
-    removed: impl Iterator<Item = &'a Vec<u8>>,
-    added: impl Iterator<Item = &'a Vec<u8>>,
-) -> BTreeMap<String, i64> {
+fn inbox_deltas(removed: &[&Vec<u8>], added: &[&Vec<u8>]) -> BTreeMap<String, i64> {
     let user = |k: &[u8]| {
         let rest = k.strip_prefix(b"u/")?;
         let end = rest.iter().position(|b| *b == 0)?;
         Some(String::from_utf8_lossy(&rest[..end]).into_owned())
     };
     let mut deltas = BTreeMap::new();
-    for (keys, sign) in [(removed.collect::<Vec<_>>(), -1), (added.collect::<Vec<_>>(), 1)] {
-        for u in keys.into_iter().filter_map(|k| user(k)) {
+    for (keys, sign) in [(removed, -1), (added, 1)] {
+        for u in keys.iter().filter_map(|k| user(k)) {
             *deltas.entry(u).or_insert(0) += sign;
         }
     }
@@ -946,9 +949,9 @@ impl Engine {
     ) -> Result<BTreeMap<String, i64>, EngineError> {
         let old = before.map(store::index_entries).unwrap_or_default();
         let new = store::index_entries(after);
-        let deltas =
-            inbox_deltas(old.keys().filter(|k| !new.contains_key(*k)), new.keys().filter(|k| !old.contains_key(*k)));
-        for k in old.keys().filter(|k| !new.contains_key(*k)) {
+        let removed: Vec<&Vec<u8>> = old.keys().filter(|k| !new.contains_key(*k)).collect();
+        let deltas = inbox_deltas(&removed, &new.keys().filter(|k| !old.contains_key(*k)).collect::<Vec<_>>());
+        for k in removed {
             batch.remove(k.clone());
         }
         for (k, v) in new.into_iter().filter(|(k, v)| old.get(k) != Some(v)) {
@@ -990,13 +993,7 @@ impl Engine {
         command: Command,
         now: DateTime<Utc>,
     ) -> Result<Pending, EngineError> {
-        let applied = self.apply_and_write(id, actor, command, now, 0)?;
-        Ok(Pending {
-            instance: applied.instance,
-            outcome: Some(applied.outcome),
-            ticket: Some(applied.ticket),
-            read_again: false,
-        })
+        Ok(self.apply_and_write(id, actor, command, now, 0)?.into())
     }
 
     fn command_inner(
@@ -1007,10 +1004,7 @@ impl Engine {
         now: DateTime<Utc>,
         depth: usize,
     ) -> Result<Instance, EngineError> {
-        let applied = self.apply_and_write(id, actor, command, now, depth)?;
-        self.store.wait_durable(applied.ticket)?;
-        self.publish(&applied.instance, &applied.outcome);
-        Ok(applied.instance)
+        self.confirm(self.apply_and_write(id, actor, command, now, depth)?.into())
     }
 
     /// Applies a command and writes its batch, without waiting for durability: the caller

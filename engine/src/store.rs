@@ -315,7 +315,7 @@ impl Store {
                 None => Ok(()),
             });
         let db = Self::open_db(&config)?;
-        let next_seq = match recovered.records.is_empty() && Wal::is_empty(&log_dir)? {
+        let next_seq = match recovered.new {
             // A new log (a new store, or one written before the log existed): its sequence
             // numbers start after every sequenced key already stored.
             true => Self::sequenced_floor(&db)?,

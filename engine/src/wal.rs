@@ -120,6 +120,8 @@ pub struct Recovered {
     pub records: Vec<(u64, Vec<u8>)>,
     /// The sequence number after the last record (or after the newest segment's start).
     pub next_seq: u64,
+    /// No segment was found: a new log.
+    pub new: bool,
 }
 
 impl Wal {
@@ -202,7 +204,7 @@ impl Wal {
             }
             next_seq = expected;
         }
-        Ok(Recovered { records, next_seq })
+        Ok(Recovered { records, next_seq, new: segments.is_empty() })
     }
 
     /// Appends a record and returns its sequence number: `encode` writes the payload, given
@@ -314,11 +316,6 @@ impl Wal {
             *ready = true;
         }
         Ok(())
-    }
-
-    /// Whether `dir` holds no segment (a new log).
-    pub fn is_empty(dir: &Path) -> Result<bool, WalError> {
-        Ok(segments(dir)?.is_empty())
     }
 
     /// Whether a segment was closed since the last call.
