@@ -1359,9 +1359,11 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         out.push_str("# HELP caseflow_timers_pending Timers waiting to fire.\n# TYPE caseflow_timers_pending gauge\n");
         out.push_str(&format!("caseflow_timers_pending {}\n", s.engine.count_pending_timers()?));
         let checkpoints = s.engine.store().checkpoints();
-        out.push_str("# HELP caseflow_store_checkpoints_total Reopens of the database that bound restart time.\n# TYPE caseflow_store_checkpoints_total counter\n");
+        out.push_str("# HELP caseflow_store_checkpoints_total Snapshots of the database's page table that bound restart time (written beside the writers).\n# TYPE caseflow_store_checkpoints_total counter\n");
         out.push_str(&format!("caseflow_store_checkpoints_total {}\n", checkpoints.count));
-        out.push_str("# HELP caseflow_store_last_checkpoint_seconds How long the last checkpoint held the store.\n# TYPE caseflow_store_last_checkpoint_seconds gauge\n");
+        out.push_str("# HELP caseflow_store_checkpoint_failures_total Checkpoints that failed; the next one tries again.\n# TYPE caseflow_store_checkpoint_failures_total counter\n");
+        out.push_str(&format!("caseflow_store_checkpoint_failures_total {}\n", checkpoints.failures));
+        out.push_str("# HELP caseflow_store_last_checkpoint_seconds How long the last checkpoint took (it stops nothing).\n# TYPE caseflow_store_last_checkpoint_seconds gauge\n");
         out.push_str(&format!("caseflow_store_last_checkpoint_seconds {:.3}\n", checkpoints.last.as_secs_f64()));
         let log = s.engine.store().log_stats();
         out.push_str("# HELP caseflow_log_groups_total Group commits of the write-ahead log (one write, and one fdatasync under fsync, each).\n# TYPE caseflow_log_groups_total counter\n");

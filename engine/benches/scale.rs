@@ -78,7 +78,7 @@ fn main() {
         println!("disk: {:.0} MiB", engine.store().size_on_disk().unwrap_or(0) as f64 / 1048576.0);
         let c = engine.store().checkpoints();
         println!(
-            "checkpoints while loading: {}, the longest held the store {:.0} ms, the last {:.0} ms",
+            "checkpoints while loading: {}, the longest took {:.0} ms, the last {:.0} ms (beside the writers)",
             c.count,
             c.longest.as_secs_f64() * 1e3,
             c.last.as_secs_f64() * 1e3

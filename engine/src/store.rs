@@ -76,8 +76,8 @@ pub struct StoreOptions {
     /// sled's background flush; acknowledgements do not rely on it.
     pub background_flush_ms: Option<u64>,
     pub durability: Durability,
-    /// Close and reopen sled after this many bytes written, so that a restart replays at most
-    /// about that much log (see `Store::checkpoint`); `None`: never.
+    /// Snapshot sled's page table after this many bytes written, so that a restart replays at
+    /// most about that much of sled's log (see `Store::checkpoint`); `None`: never.
     pub checkpoint_bytes: Option<u64>,
 }
 
@@ -94,10 +94,8 @@ impl Default for StoreOptions {
 
 /// Keys and values written through the store between checkpoints. sled writes a few times as
 /// much to its log (node rewrites), and an open replays it at roughly 1.5 GB/s from the page
-/// cache: a restart replays at most ~1 s of it. Each checkpoint pauses the store (0.05–0.2 s on
-/// a small store, up to 0.9 s with a million cases); under sustained HTTP load (6,000
-/// starts/s) one comes every ~30 s and sets the p99 of the window it falls in. 1 GiB made them
-/// rarer but each pause (and so the worst restart) ~2.8 s with a million cases.
+/// cache: a restart replays at most ~1 s of it. A checkpoint runs beside the writers (it
+/// stops nothing); it walks the page table and writes a snapshot of it, ~25 bytes per page.
 pub const DEFAULT_CHECKPOINT_BYTES: u64 = 256 << 20;
 
 /// The writes of one command, applied as a unit by `Store::write`.
@@ -246,12 +244,9 @@ impl Handles {
 
 /// The sled database and the group-commit state.
 pub struct Store {
-    /// `None` only while a checkpoint reopens the database, or after a reopen failed (then the
-    /// next operation tries again). Operations hold the read lock for the length of one sled
-    /// call or a short batch of them, never while waiting on anything else.
-    handles: std::sync::RwLock<Option<Handles>>,
-    /// Where the database lives and how it is configured; `None` for a temporary store.
-    config: Option<(std::path::PathBuf, sled::Config)>,
+    handles: Handles,
+    /// Where the database lives; `None` for a temporary store.
+    path: Option<std::path::PathBuf>,
     /// The write-ahead log; `None` for a temporary store.
     wal: Option<Arc<Wal>>,
     /// Log records (and older redo records) replayed when the store opened.
@@ -263,29 +258,36 @@ pub struct Store {
     truncating: std::sync::atomic::AtomicBool,
     /// Sequence numbers of a store without a log (temporary).
     unlogged_seq: std::sync::atomic::AtomicU64,
-    checkpoint: CheckpointState,
+    checkpoint: Arc<CheckpointState>,
+    /// The background checkpoint, if one was started; joined before the store closes.
+    checkpoint_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-/// sled 0.34 writes the snapshot of its page table only while it opens, and an open replays
-/// every log segment written since the last snapshot. Left alone, a restart after months of
-/// work would read the whole log. A checkpoint closes and reopens the database once this many
-/// bytes have been written through the store, so a restart replays at most that much.
+/// An open of sled 0.34 replays every log segment written since the last snapshot of its page
+/// table, and upstream writes one only while opening: left alone, a restart after months of
+/// work would read the whole log. Once this many bytes have been written through the store, a
+/// checkpoint writes a snapshot while the store goes on working (`sled::Db::write_snapshot`,
+/// our patch #4), so a restart replays at most about that much.
 #[derive(Default)]
 struct CheckpointState {
-    /// Bytes written since the database was last opened (records, keys and values).
+    /// Bytes written since the last checkpoint started (records, keys and values).
     written: std::sync::atomic::AtomicU64,
     after_bytes: Option<u64>,
     running: std::sync::atomic::AtomicBool,
     count: std::sync::atomic::AtomicU64,
-    /// Microseconds the last checkpoint held the store, and the longest.
+    failures: std::sync::atomic::AtomicU64,
+    /// Microseconds the last checkpoint took (in the background), and the longest.
     last_micros: std::sync::atomic::AtomicU64,
     longest_micros: std::sync::atomic::AtomicU64,
 }
 
-/// What the checkpoints so far cost.
+/// What the checkpoints so far cost. They run beside the writers: `last` and `longest` are
+/// how long they took, not pauses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointStats {
     pub count: u64,
+    /// Checkpoints that failed (the next one tries again; a restart replays more meanwhile).
+    pub failures: u64,
     pub last: std::time::Duration,
     pub longest: std::time::Duration,
 }
@@ -332,7 +334,7 @@ impl Store {
         };
         let mut store = Self::with_db(
             db,
-            Some((path.to_path_buf(), config)),
+            Some(path.to_path_buf()),
             Some(wal.clone()),
             file,
             options.durability,
@@ -371,8 +373,8 @@ impl Store {
     }
 
     fn open_db(config: &sled::Config) -> Result<sled::Db, StoreError> {
-        // A store closed a moment ago (a restart or a checkpoint in the same process) may still
-        // hold sled's file lock while its IO threads wind down: wait for it, briefly.
+        // A store closed a moment ago (a restart in the same process) may still hold sled's
+        // file lock while its IO threads wind down: wait for it, briefly.
         let mut attempts = 0;
         loop {
             match config.open() {
@@ -395,7 +397,7 @@ impl Store {
 
     fn with_db(
         db: sled::Db,
-        config: Option<(std::path::PathBuf, sled::Config)>,
+        path: Option<std::path::PathBuf>,
         wal: Option<Arc<Wal>>,
         file: Option<SyncedFiles>,
         durability: Durability,
@@ -404,13 +406,14 @@ impl Store {
         let handles = Handles::open(db)?;
         let replayed = Self::recover(&handles, file.as_ref())?;
         Ok(Store {
-            handles: std::sync::RwLock::new(Some(handles)),
+            handles,
             // A temporary store's files go when it closes: it is never reopened.
-            checkpoint: CheckpointState {
-                after_bytes: checkpoint_bytes.filter(|_| config.is_some()),
+            checkpoint: Arc::new(CheckpointState {
+                after_bytes: checkpoint_bytes.filter(|_| path.is_some()),
                 ..CheckpointState::default()
-            },
-            config,
+            }),
+            checkpoint_thread: Default::default(),
+            path,
             wal,
             replayed,
             file,
@@ -420,19 +423,9 @@ impl Store {
         })
     }
 
-    /// Runs `f` on the open database. After a failed reopen, tries to open it again first.
+    /// Runs `f` on the open database.
     fn with<R>(&self, f: impl FnOnce(&Handles) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        {
-            let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(h) = handles.as_ref() {
-                return f(h);
-            }
-        }
-        let mut handles = self.handles.write().unwrap_or_else(|p| p.into_inner());
-        if handles.is_none() {
-            *handles = Some(self.reopen()?);
-        }
-        f(handles.as_ref().expect("just opened"))
+        f(&self.handles)
     }
 
     /// Applies the records an older version left in the `redo` tree, in order, makes the
@@ -531,59 +524,70 @@ impl Store {
         result.map(drop)
     }
 
-    /// Counts `bytes` written and runs a checkpoint when they pass the threshold. The writer
-    /// that crosses it pays for the checkpoint; every other operation waits for it.
+    /// Counts `bytes` written and starts a checkpoint in the background when they pass the
+    /// threshold and none is running.
     fn maybe_checkpoint(&self, bytes: u64) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
-        let Some(limit) = self.checkpoint.after_bytes else { return Ok(()) };
+        let (Some(limit), Some(path)) = (self.checkpoint.after_bytes, &self.path) else { return Ok(()) };
         if self.checkpoint.written.fetch_add(bytes, SeqCst) + bytes < limit
             || self.checkpoint.running.swap(true, SeqCst)
         {
             return Ok(());
         }
-        let result = self.checkpoint();
+        self.checkpoint.written.store(0, SeqCst);
+        let (db, path, state) = (self.handles.db.clone(), path.clone(), self.checkpoint.clone());
+        let spawned = std::thread::Builder::new().name("caseflow-checkpoint".into()).spawn(move || {
+            // A failure is counted and shown in the metrics; the next checkpoint tries again.
+            let _ = Self::snapshot(&db, &path, &state);
+            state.running.store(false, SeqCst);
+        });
+        let mut thread = self.checkpoint_thread.lock().unwrap_or_else(|p| p.into_inner());
+        match spawned {
+            Ok(handle) => {
+                // The previous checkpoint has finished (only one runs at a time).
+                if let Some(previous) = thread.replace(handle) {
+                    let _ = previous.join();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.checkpoint.running.store(false, SeqCst);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Writes a snapshot of sled's page table now, so that a later open replays only what was
+    /// written after it. Writers go on meanwhile. Does nothing on a temporary store.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let Some(path) = &self.path else { return Ok(()) };
+        while self.checkpoint.running.swap(true, SeqCst) {
+            std::thread::yield_now();
+        }
+        let result = Self::snapshot(&self.handles.db, path, &self.checkpoint);
         self.checkpoint.running.store(false, SeqCst);
         result
     }
 
-    /// Closes and reopens the database, so that sled writes a snapshot of its page table and a
-    /// later open replays only what was written after it. Everything applied so far is made
-    /// durable first; operations wait until the database is open again.
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
+    fn snapshot(db: &sled::Db, path: &Path, state: &CheckpointState) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
-        if self.config.is_none() {
-            return Ok(());
-        }
-        // Most of what sled holds in memory is written while others go on working; the flush
-        // under the lock then has little left to do.
-        self.flush_now()?;
         let t = std::time::Instant::now();
-        let mut handles = self.handles.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = handles.as_ref() {
-            Self::flush_handles(h, self.file.as_ref())?;
+        // Whatever the durability setting, the snapshot never names data a power loss could
+        // take: that would leave a store that does not open.
+        let written = db.write_snapshot(|| {
+            std::fs::File::open(path.join("db"))?.sync_data()?;
+            sync_folder(&path.join("blobs"))
+        });
+        if written.is_err() {
+            state.failures.fetch_add(1, SeqCst);
         }
-        // sled closes when its last handle goes; the old handles are dropped before the open.
-        *handles = None;
-        *handles = Some(self.reopen()?);
-        self.checkpoint.written.store(0, SeqCst);
-        self.checkpoint.count.fetch_add(1, SeqCst);
+        written?;
+        state.count.fetch_add(1, SeqCst);
         let micros = t.elapsed().as_micros() as u64;
-        self.checkpoint.last_micros.store(micros, SeqCst);
-        self.checkpoint.longest_micros.fetch_max(micros, SeqCst);
+        state.last_micros.store(micros, SeqCst);
+        state.longest_micros.fetch_max(micros, SeqCst);
         Ok(())
-    }
-
-    /// Opens the database again (the caller holds the write lock and has dropped the old
-    /// handles). The log needs no replay: every batch applied so far was flushed first, and
-    /// batches logged meanwhile are applied to the new handles by their writers.
-    fn reopen(&self) -> Result<Handles, StoreError> {
-        let (_, config) = self.config.as_ref().ok_or_else(|| StoreError::Corrupt {
-            key: String::new(),
-            problem: "a temporary store cannot be reopened".into(),
-        })?;
-        let h = Handles::open(Self::open_db(config)?)?;
-        Self::recover(&h, self.file.as_ref())?;
-        Ok(h)
     }
 
     /// Groups the write-ahead log wrote so far, and the records in them.
@@ -596,6 +600,7 @@ impl Store {
         use std::sync::atomic::Ordering::SeqCst;
         CheckpointStats {
             count: self.checkpoint.count.load(SeqCst),
+            failures: self.checkpoint.failures.load(SeqCst),
             last: std::time::Duration::from_micros(self.checkpoint.last_micros.load(SeqCst)),
             longest: std::time::Duration::from_micros(self.checkpoint.longest_micros.load(SeqCst)),
         }
@@ -686,11 +691,10 @@ impl Store {
         Scan::new(self, from.to_vec(), Some(to.to_vec()), Vec::new())
     }
 
-    /// A number unique in this database, growing (sled's id generator).
     /// Bytes the database and its log occupy on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        let log = match (&self.config, &self.wal) {
-            (Some((path, _)), Some(_)) => {
+        let log = match (&self.path, &self.wal) {
+            (Some(path), Some(_)) => {
                 std::fs::read_dir(path.join("wal"))?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()
             }
             _ => 0,
@@ -701,15 +705,18 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        // The checkpoint holds a handle to sled: it must end before sled can close.
+        if let Some(thread) = self.checkpoint_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
         // A clean close leaves nothing to replay. A failure here leaves the log in place, and
         // the next open replays it.
         let _ = self.flush();
     }
 }
 
-/// A scan that reads sled in chunks, each under the store's read lock and none held between
-/// them: a caller may write while it scans, and a checkpoint may run between two chunks (the
-/// scan goes on after the last key it returned). Like sled's own iterators it is not a
+/// A scan that reads sled in chunks, holding no sled iterator between them: a caller may write
+/// while it scans (the scan goes on after the last key it returned). Like sled's own iterators it is not a
 /// snapshot: writes made meanwhile may or may not be seen.
 pub struct Scan<'a> {
     store: &'a Store,
@@ -1195,11 +1202,26 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The log positions of sled's snapshot files in `dir`.
+    fn snapshot_positions(dir: &Path) -> Vec<u64> {
+        let mut found: Vec<u64> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                u64::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
     #[test]
-    fn checkpoints_reopen_the_database_under_load_and_keep_every_write() {
+    fn checkpoints_run_beside_the_writers_move_the_snapshot_forward_and_keep_every_write() {
         let dir = scratch("checkpoint");
         let options = StoreOptions { checkpoint_bytes: Some(16 << 10), ..flushing() };
         let store = std::sync::Arc::new(Store::open(&dir, &options).unwrap());
+        // A new database has no snapshot yet.
+        let opened_at = snapshot_positions(&dir).first().copied().unwrap_or(0);
         let writers: Vec<_> = (0..4u32)
             .map(|w| {
                 let store = store.clone();
@@ -1209,7 +1231,7 @@ mod tests {
                         b.insert(format!("k/{w}/{i:04}"), vec![7u8; 200]);
                         b.remove(format!("k/{w}/{:04}", i.wrapping_sub(1)));
                         store.write_now(b).unwrap();
-                        // Reads go on while others checkpoint.
+                        // Reads go on while a checkpoint runs.
                         assert!(store.get(format!("k/{w}/{i:04}").as_bytes()).unwrap().is_some());
                         assert_eq!(store.scan_prefix(format!("k/{w}/").as_bytes()).count(), 1);
                     }
@@ -1219,8 +1241,13 @@ mod tests {
         for w in writers {
             w.join().unwrap();
         }
-        let count = store.checkpoints().count;
-        assert!(count >= 5, "{count} checkpoints for ~4 × 300 × 240 bytes over 16 KiB");
+        store.checkpoint().unwrap();
+        let stats = store.checkpoints();
+        assert!(stats.count >= 2, "{stats:?}: ~4 × 300 × 240 bytes over 16 KiB, then one more");
+        assert_eq!(stats.failures, 0);
+        let after = snapshot_positions(&dir);
+        assert_eq!(after.len(), 1, "older snapshots are removed: {after:?}");
+        assert!(after[0] > opened_at + 200_000, "the snapshot moved past what was written: {opened_at} → {after:?}");
         drop(store);
         let store = Store::open(&dir, &options).unwrap();
         assert_eq!(store.replayed_on_open(), 0);

@@ -33,7 +33,8 @@ fn acknowledged_writes_survive_sigkill() {
                 process,
                 &round.to_string(),
                 if round % 2 == 0 { "flush" } else { "fsync" },
-                // Every other round, a checkpoint (close and reopen of sled) every 256 KiB.
+                // Every other round, a checkpoint (a snapshot of sled written beside the writers)
+                // every 256 KiB.
                 if round % 2 == 1 { "262144" } else { "0" },
             ])
             .stdout(Stdio::piped())
@@ -157,6 +158,9 @@ fn acknowledged_writes_survive_sigkill() {
     );
     // Every kill lands mid-write under this load: the replay path is exercised, not assumed.
     assert!(replayed > 0, "no kill left a log record to replay");
-    assert!(checkpoints > 0, "the writer ran no checkpoint: the reopen path went untested");
+    assert!(
+        checkpoints > 0,
+        "the writer ran no checkpoint: recovery from a snapshot written beside the writers went untested"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,8 +4,8 @@
 //!
 //! Usage: crash_writer DATA_DIR RULES_DIR PROCESS_FILE ROUND flush|fsync CHECKPOINT_BYTES
 //!
-//! CHECKPOINT_BYTES 0 leaves the default; a small value makes checkpoints (a close and reopen of
-//! sled) frequent, so that kills land during them too. Each new checkpoint count is printed.
+//! CHECKPOINT_BYTES 0 leaves the default; a small value makes checkpoints (a snapshot of sled's
+//! page table) frequent, so that kills land during them too. Each new checkpoint count is printed.
 
 use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::core::{Actor, Command};

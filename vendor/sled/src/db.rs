@@ -237,6 +237,20 @@ impl Db {
         self.context.was_recovered()
     }
 
+    /// caseflow patch: writes a snapshot of the page table while the
+    /// database stays open and in use, so that the next open replays only the
+    /// log written after it (upstream snapshots only while opening, so the
+    /// log an open reads grows until then). `make_durable` runs after sled's
+    /// log is flushed and before the snapshot is written; it must make the
+    /// data file durable (for example `fdatasync` it). Returns the snapshot's
+    /// log position, or `None` if nothing was written since the newest one.
+    pub fn write_snapshot(
+        &self,
+        mut make_durable: impl FnMut() -> std::io::Result<()>,
+    ) -> Result<Option<i64>> {
+        self.context.pagecache.write_snapshot_online(&mut make_durable)
+    }
+
     /// Generate a monotonic ID. Not guaranteed to be
     /// contiguous. Written to disk every `idgen_persist_interval`
     /// operations, followed by a blocking flush. During recovery, we

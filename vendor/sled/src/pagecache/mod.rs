@@ -53,7 +53,9 @@ pub(crate) use self::{
         SegmentNumber,
     },
     reservation::Reservation,
-    snapshot::{read_snapshot_or_default, PageState, Snapshot},
+    snapshot::{
+        read_snapshot_or_default, write_snapshot_bytes, PageState, Snapshot,
+    },
 };
 
 pub use self::{
@@ -2138,6 +2140,81 @@ impl PageCache {
         }
 
         Ok(())
+    }
+
+    /// caseflow patch: writes a snapshot of the page table while the
+    /// database stays open, so that the next open replays only the log
+    /// written after it. Upstream writes snapshots only while opening.
+    ///
+    /// `stable` is read first: every log message before it is on disk and
+    /// installed in the page table (a message is written only once every
+    /// reservation in its buffer completed, and a reservation completes after
+    /// its page-table CAS). The page table is then walked while writers go
+    /// on, so the snapshot may also hold pages' later states ("fuzzy"). An
+    /// open replays every message from `stable` on, and replaying one the
+    /// snapshot already holds changes nothing: a `Replace` or `Free` sets the
+    /// page's state, and a `Link` is only appended above the page's newest
+    /// lsn (`PageState::push`). Before the snapshot is written, the log is
+    /// flushed past every message the walk saw and `make_durable` runs (for
+    /// example an fsync of the file), so the snapshot never names data a crash
+    /// could lose. Returns the snapshot's lsn, or `None` when the log has not
+    /// moved since the newest snapshot.
+    pub(crate) fn write_snapshot_online(
+        &self,
+        make_durable: &mut dyn FnMut() -> std::io::Result<()>,
+    ) -> Result<Option<Lsn>> {
+        let stable = self.log.stable_offset();
+        let newest = self
+            .config
+            .get_snapshot_files()?
+            .iter()
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?;
+                Lsn::from_str_radix(name.strip_prefix("snap.")?, 16).ok()
+            })
+            .max();
+        if stable <= 0 || newest.map_or(false, |n| n >= stable) {
+            return Ok(None);
+        }
+
+        let pid_bound = *self.next_pid_to_allocate.lock();
+        let mut bytes = Some(stable).serialize();
+        bytes.extend(None::<LogOffset>.serialize());
+        let mut guard = pin();
+        for pid in 0..pid_bound {
+            if pid % 4096 == 0 {
+                // let epoch-based reclamation go on during a long walk
+                guard = pin();
+            }
+            let mut waits = 0_u32;
+            loop {
+                match self.inner.get(pid, &guard) {
+                    Some(page) if !page.cache_infos.is_empty() => {
+                        bytes.extend(page.to_page_state().serialize());
+                        break;
+                    }
+                    // a page being allocated right now: its thread is
+                    // about to install it (see `take_fuzzy_snapshot`)
+                    _ if waits < 1_000_000 => {
+                        waits += 1;
+                        std::thread::yield_now();
+                    }
+                    _ => {
+                        return Err(Error::ReportableBug(format!(
+                            "page {} stayed uninstalled during a snapshot",
+                            pid
+                        )));
+                    }
+                }
+            }
+        }
+        drop(guard);
+
+        // every message the walk saw was reserved before this flush
+        self.log.flush()?;
+        make_durable()?;
+        write_snapshot_bytes(&self.config, stable, bytes)?;
+        Ok(Some(stable))
     }
 
     /// A snapshot is to recover the pageTable at a point in time.
