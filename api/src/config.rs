@@ -27,8 +27,9 @@ pub struct Config {
     /// sled's page cache, in MiB (its own accounting: the memory it takes is about twice that).
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
-    /// Close and reopen the database after this many MiB written, so that a restart replays at
-    /// most about that much of sled's log (ARCHITECTURE.md, "Checkpoints"); 0: never.
+    /// Snapshot the database's page table (beside the writers) after this many MiB written, so
+    /// that a restart replays at most about that much of sled's log (ARCHITECTURE.md, "Restart
+    /// and checkpoints"); 0: never.
     #[serde(default = "default_checkpoint_mib")]
     pub checkpoint_mib: u64,
     /// The key that encrypts sensitive fields at rest (32 bytes, hex). Created on first start
