@@ -13,6 +13,7 @@ pub mod core;
 pub mod crypto;
 pub mod duration;
 pub mod eval;
+mod memtable;
 pub mod report;
 pub mod rules;
 pub mod service;

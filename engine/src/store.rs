@@ -28,8 +28,10 @@
 //! Every question the API asks is a prefix or range scan over one of these.
 
 use crate::core::{HistoryEntry, Instance, InstanceId};
+use crate::memtable::{Memtable, Pressure};
 use crate::wal::{Wal, WalError};
 use chrono::{DateTime, Utc};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -258,6 +260,11 @@ pub struct Store {
     truncating: std::sync::atomic::AtomicBool,
     /// Sequence numbers of a store without a log (temporary).
     unlogged_seq: std::sync::atomic::AtomicU64,
+    /// Batches logged but not yet in sled: every read looks here first.
+    memtable: Memtable,
+    /// Applies of the memtable to sled that failed (their keys stay in the memtable and the
+    /// log; the next apply tries again).
+    apply_failures: std::sync::atomic::AtomicU64,
     checkpoint: Arc<CheckpointState>,
     /// The background checkpoint, if one was started; joined before the store closes.
     checkpoint_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -420,6 +427,8 @@ impl Store {
             durability,
             truncating: Default::default(),
             unlogged_seq: Default::default(),
+            memtable: Memtable::default(),
+            apply_failures: Default::default(),
         })
     }
 
@@ -463,15 +472,15 @@ impl Store {
 
     /// Applies a batch as a unit and returns its ticket for `wait_durable`.
     ///
-    /// The batch is appended whole to the write-ahead log, then its keys are written to sled
-    /// one by one (sled's own `apply_batch` seals and writes its IO buffer twice per batch and
-    /// takes a global write lock). `wait_durable` waits for the log, not for sled: concurrent
-    /// writers share one `write` + `fdatasync` of the log's small sequential file per group.
-    /// sled's data reaches its file later, and never before the log records it came from: its
-    /// `before_log_write` hook makes the log durable first. So after a crash every key in sled
-    /// has its record in the log or is older than the log's start, and `open` replays the log
-    /// in order. Every few megabytes of log, sled is flushed and older segments are deleted
-    /// (`truncate_log`).
+    /// The batch is appended whole to the write-ahead log, then its keys go into the memtable,
+    /// where every read sees them; the memtable is applied to sled in bulk (`apply_memtable`),
+    /// one sled operation per key however often it was written. `wait_durable` waits for the
+    /// log, not for sled: concurrent writers share one `write` + `fdatasync` of the log's small
+    /// sequential file per group. sled's data reaches its file later, and never before the log
+    /// records it came from: its `before_log_write` hook makes the log durable first. So after
+    /// a crash every key in sled has its record in the log or is older than the log's start,
+    /// and `open` replays the log in order. Every few megabytes of log, the memtable is
+    /// applied, sled is flushed and older segments are deleted (`truncate_log`).
     ///
     /// Callers write batches that touch the same keys under one lock (an instance's stripe, the
     /// allocation lock), so log order is write order for every key. A write that fails with a
@@ -490,9 +499,9 @@ impl Store {
                     batch.number(seq);
                     batch.encode_into(out);
                 })?;
-                self.with(|h| batch.apply_to(&h.tree))?;
-                // A record whose keys failed stays in the log: the next open replays it.
-                wal.applied(seq);
+                // Until its keys are in sled the record stays in the log (`Wal::applied`).
+                let pressure = self.memtable.insert(seq, batch.ops);
+                self.relieve(pressure)?;
                 if wal.take_rotated() {
                     self.truncate_log(wal)?;
                 }
@@ -501,7 +510,8 @@ impl Store {
             None => {
                 let seq = self.unlogged_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 batch.number(seq);
-                self.with(|h| batch.apply_to(&h.tree))?;
+                let pressure = self.memtable.insert(seq, batch.ops);
+                self.relieve(pressure)?;
                 seq
             }
         };
@@ -509,14 +519,68 @@ impl Store {
         Ok(ticket)
     }
 
-    /// Makes sled durable and deletes the log segments whose records it now holds.
+    /// Applies the memtable when it has grown past its threshold. The batch just added is
+    /// logged and visible either way: a failed apply is counted and tried again later, unless
+    /// the memtable is so far over that the writer must wait, when the error is returned.
+    fn relieve(&self, pressure: Pressure) -> Result<(), StoreError> {
+        let lock = match pressure {
+            Pressure::None => return Ok(()),
+            Pressure::Apply => match self.memtable.apply_lock(false) {
+                Some(lock) => lock,
+                None => return Ok(()),
+            },
+            Pressure::Wait => self.memtable.apply_lock(true).expect("waits"),
+        };
+        match self.apply_memtable(&lock) {
+            Err(_) if pressure == Pressure::Apply => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Applies one frozen memtable to sled: one left by a failed apply, or else the active
+    /// one. The caller holds the apply lock.
+    fn apply_memtable(&self, _lock: &std::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
+        let Some(frozen) = self.memtable.freeze() else { return Ok(()) };
+        let applied = self.with(|h| {
+            for (k, v) in &frozen.entries {
+                match v {
+                    Some(v) => h.tree.insert(k.as_slice(), v.clone())?,
+                    None => h.tree.remove(k.as_slice())?,
+                };
+            }
+            Ok(())
+        });
+        if let Err(e) = applied {
+            self.apply_failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(e);
+        }
+        self.memtable.applied();
+        if let Some(wal) = &self.wal {
+            wal.applied_all(&frozen.seqs);
+        }
+        Ok(())
+    }
+
+    /// Applies everything the memtable holds (a stale frozen table, then the active one).
+    fn drain_memtable(&self) -> Result<(), StoreError> {
+        let lock = self.memtable.apply_lock(true).expect("waits");
+        self.apply_memtable(&lock)?;
+        self.apply_memtable(&lock)
+    }
+
+    /// Applies the memtable, makes sled durable and deletes the log segments whose records it
+    /// now holds.
     fn truncate_log(&self, wal: &Wal) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         if self.truncating.swap(true, SeqCst) {
             return Ok(());
         }
-        let below = wal.applied_below();
-        let result = self.flush_now().and_then(|()| {
+        let result = self.drain_memtable().and_then(|()| {
+            let below = wal.applied_below();
+            self.flush_now()?;
+            Ok(below)
+        });
+        let result = result.and_then(|below| {
             wal.drop_before(below)?;
             Ok(wal.prepare_spare()?)
         });
@@ -653,6 +717,7 @@ impl Store {
     /// Makes everything durable in sled and deletes the log segments it made unnecessary
     /// (shutdown; dropping the store does it too).
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.drain_memtable()?;
         match &self.wal {
             Some(wal) => {
                 wal.rotate()?;
@@ -666,7 +731,16 @@ impl Store {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
-        self.with(|h| Ok(h.tree.get(key)?))
+        // The memtable first: a key leaves it only once sled holds its value.
+        match self.memtable.get(key) {
+            Some(held) => Ok(held),
+            None => self.with(|h| Ok(h.tree.get(key)?)),
+        }
+    }
+
+    /// Entries the memtable holds, and how many of its applies to sled failed.
+    pub fn memtable_stats(&self) -> (usize, u64) {
+        (self.memtable.len(), self.apply_failures.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// A counter or id stored as a big-endian u64 (`m/…`, `q/…`, `k/…`, `x/…`).
@@ -683,12 +757,12 @@ impl Store {
 
     /// The entries whose keys start with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Scan<'_> {
-        Scan::new(self, prefix.to_vec(), None, prefix.to_vec())
+        Scan::new(self, prefix.to_vec(), prefix_end(prefix))
     }
 
     /// The entries with `from <= key < to`, in key order.
     pub fn range(&self, from: &[u8], to: &[u8]) -> Scan<'_> {
-        Scan::new(self, from.to_vec(), Some(to.to_vec()), Vec::new())
+        Scan::new(self, from.to_vec(), Some(to.to_vec()))
     }
 
     /// Bytes the database and its log occupy on disk.
@@ -715,47 +789,84 @@ impl Drop for Store {
     }
 }
 
-/// A scan that reads sled in chunks, holding no sled iterator between them: a caller may write
-/// while it scans (the scan goes on after the last key it returned). Like sled's own iterators it is not a
-/// snapshot: writes made meanwhile may or may not be seen.
+/// A scan that reads the memtable and sled in chunks, holding no sled iterator between them: a
+/// caller may write while it scans (the scan goes on after the last key it returned). Like
+/// sled's own iterators it is not a snapshot: writes made meanwhile may or may not be seen.
 pub struct Scan<'a> {
     store: &'a Store,
     /// The next chunk starts at this key (inclusive).
     from: Vec<u8>,
+    /// The end (exclusive); `None`: the end of the keyspace.
     to: Option<Vec<u8>>,
-    prefix: Vec<u8>,
     chunk: usize,
     buffered: std::collections::VecDeque<(sled::IVec, sled::IVec)>,
     done: bool,
 }
 
+/// The smallest key above every key that starts with `prefix` (`None`: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 impl<'a> Scan<'a> {
-    fn new(store: &'a Store, from: Vec<u8>, to: Option<Vec<u8>>, prefix: Vec<u8>) -> Scan<'a> {
-        Scan { store, from, to, prefix, chunk: SCAN_FIRST_CHUNK, buffered: Default::default(), done: false }
+    fn new(store: &'a Store, from: Vec<u8>, to: Option<Vec<u8>>) -> Scan<'a> {
+        Scan { store, from, to, chunk: SCAN_FIRST_CHUNK, buffered: Default::default(), done: false }
     }
 
+    /// Reads the next chunk: the memtable's writes in it over sled's entries. Either side may
+    /// come back cut at `chunk` entries; the chunk then ends at the smaller cut, and the next
+    /// starts after it.
     fn refill(&mut self) -> Result<(), StoreError> {
-        let (from, to, prefix, chunk) = (&self.from, &self.to, &self.prefix, self.chunk);
-        let read = self.store.with(|h| {
-            let range = match to {
-                Some(to) if to.as_slice() <= from.as_slice() => return Ok(Vec::new()),
-                Some(to) => h.tree.range(from.clone()..to.clone()),
-                None => h.tree.range(from.clone()..),
+        while self.buffered.is_empty() && !self.done {
+            let (from, to, chunk) = (&self.from, self.to.as_deref(), self.chunk);
+            if to.is_some_and(|to| to <= from.as_slice()) {
+                self.done = true;
+                break;
+            }
+            // The memtable before sled: a key leaves it only once sled holds its value.
+            let (held, held_cut) = self.store.memtable.range(from, to, chunk);
+            let stored = self.store.with(|h| {
+                let upper = match (&held_cut, to) {
+                    (Some(cut), Some(to)) if cut.as_slice() >= to => Bound::Excluded(to),
+                    (Some(cut), _) => Bound::Included(cut.as_slice()),
+                    (None, Some(to)) => Bound::Excluded(to),
+                    (None, None) => Bound::Unbounded,
+                };
+                h.tree
+                    .range::<&[u8], _>((Bound::Included(from.as_slice()), upper))
+                    .take(chunk)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StoreError::from)
+            })?;
+            let stored_cut = (stored.len() == chunk).then(|| stored.last().map(|(k, _)| k.to_vec())).flatten();
+            let cut = match (held_cut, stored_cut) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
-            range
-                .take_while(|r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
-                .take(chunk)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::from)
-        })?;
-        self.done = read.len() < chunk;
-        if let Some((last, _)) = read.last() {
-            // The smallest key after `last`.
-            self.from = last.to_vec();
-            self.from.push(0);
+            let mut merged: std::collections::BTreeMap<Vec<u8>, Option<sled::IVec>> =
+                stored.into_iter().map(|(k, v)| (k.to_vec(), Some(v))).collect();
+            merged.extend(held);
+            let within = |k: &Vec<u8>| cut.as_ref().is_none_or(|c| k <= c);
+            self.buffered.extend(
+                merged.into_iter().filter(|(k, _)| within(k)).filter_map(|(k, v)| Some((sled::IVec::from(k), v?))),
+            );
+            match cut {
+                Some(mut after) => {
+                    // The smallest key after the cut.
+                    after.push(0);
+                    self.from = after;
+                }
+                None => self.done = true,
+            }
+            self.chunk = (chunk * 4).min(SCAN_MAX_CHUNK);
         }
-        self.buffered.extend(read);
-        self.chunk = (chunk * 4).min(SCAN_MAX_CHUNK);
         Ok(())
     }
 }
@@ -1048,7 +1159,8 @@ mod tests {
         let mut b = Batch::default();
         b.insert(b"k", b"v");
         store.write(b).unwrap();
-        // Nobody waited: the record is still in memory, and so is the key in sled.
+        // Nobody waited: the record is still in memory; the key goes to sled's memory.
+        store.drain_memtable().unwrap();
         assert!(Wal::read(&dir.join("wal")).unwrap().records.is_empty());
         store.with(|h| Ok(h.db.flush()?)).unwrap();
         let logged = Wal::read(&dir.join("wal")).unwrap().records;
@@ -1229,11 +1341,10 @@ mod tests {
                     for i in 0..300u32 {
                         let mut b = Batch::default();
                         b.insert(format!("k/{w}/{i:04}"), vec![7u8; 200]);
-                        b.remove(format!("k/{w}/{:04}", i.wrapping_sub(1)));
                         store.write_now(b).unwrap();
                         // Reads go on while a checkpoint runs.
                         assert!(store.get(format!("k/{w}/{i:04}").as_bytes()).unwrap().is_some());
-                        assert_eq!(store.scan_prefix(format!("k/{w}/").as_bytes()).count(), 1);
+                        assert_eq!(store.scan_prefix(format!("k/{w}/").as_bytes()).count(), i as usize + 1);
                     }
                 })
             })
@@ -1241,6 +1352,7 @@ mod tests {
         for w in writers {
             w.join().unwrap();
         }
+        store.drain_memtable().unwrap();
         store.checkpoint().unwrap();
         let stats = store.checkpoints();
         assert!(stats.count >= 2, "{stats:?}: ~4 × 300 × 240 bytes over 16 KiB, then one more");
@@ -1252,9 +1364,99 @@ mod tests {
         let store = Store::open(&dir, &options).unwrap();
         assert_eq!(store.replayed_on_open(), 0);
         let keys: Vec<_> = store.scan_prefix(b"k/").map(|r| r.unwrap().0.to_vec()).collect();
-        assert_eq!(keys, (0..4).map(|w| format!("k/{w}/0299").into_bytes()).collect::<Vec<_>>());
+        let written: Vec<_> =
+            (0..4).flat_map(|w| (0..300).map(move |i| format!("k/{w}/{i:04}").into_bytes())).collect();
+        assert_eq!(keys, written);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// One step of the memtable model test.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Write(Vec<(u8, Option<u8>)>),
+        /// Apply the memtable to sled.
+        Apply,
+        /// Freeze the memtable without applying it: reads see the frozen and the active table.
+        Freeze,
+        Scan(u8),
+        Range(u8, u8),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        let key = 0u8..120;
+        prop_oneof![
+            6 => proptest::collection::vec((key.clone(), proptest::option::of(any::<u8>())), 1..40).prop_map(Step::Write),
+            1 => Just(Step::Apply),
+            1 => Just(Step::Freeze),
+            2 => (0u8..4).prop_map(Step::Scan),
+            2 => (key.clone(), key).prop_map(|(a, b)| Step::Range(a, b)),
+        ]
+    }
+
+    /// Keys under four prefixes, with a few past `p/` to check that prefix scans stop.
+    fn model_key(k: u8) -> Vec<u8> {
+        format!("{}/{:03}", ["a", "p", "p\u{ff}", "q"][(k % 4) as usize], k).into_bytes()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Reads through the memtable (active, frozen, applied to sled, in any mix) answer as
+        /// a plain ordered map of every write would.
+        #[test]
+        fn reads_through_the_memtable_match_a_plain_map(steps in proptest::collection::vec(step(), 1..60)) {
+            let store = Store::temporary().unwrap();
+            let mut model = std::collections::BTreeMap::<Vec<u8>, Vec<u8>>::new();
+            let mut freeze_lock = None;
+            for step in steps {
+                match step {
+                    Step::Write(ops) => {
+                        let mut b = Batch::default();
+                        for (k, v) in ops {
+                            match v {
+                                Some(v) => {
+                                    b.insert(model_key(k), vec![v]);
+                                    model.insert(model_key(k), vec![v]);
+                                }
+                                None => {
+                                    b.remove(model_key(k));
+                                    model.remove(&model_key(k));
+                                }
+                            }
+                        }
+                        store.write(b).unwrap();
+                    }
+                    Step::Apply => {
+                        freeze_lock = None;
+                        store.drain_memtable().unwrap();
+                    }
+                    Step::Freeze => {
+                        if freeze_lock.is_none() {
+                            freeze_lock = store.memtable.apply_lock(false);
+                            store.memtable.freeze();
+                        }
+                    }
+                    Step::Scan(p) => {
+                        let prefix = ["a/", "p", "p\u{ff}", "q/"][p as usize].as_bytes();
+                        let got: Vec<_> = store.scan_prefix(prefix).map(|r| { let (k, v) = r.unwrap(); (k.to_vec(), v.to_vec()) }).collect();
+                        let want: Vec<_> = model.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                    Step::Range(a, b) => {
+                        let (from, to) = (model_key(a), model_key(b));
+                        let got: Vec<_> = store.range(&from, &to).map(|r| r.unwrap().0.to_vec()).collect();
+                        let want: Vec<_> = if from < to { model.range(from..to).map(|(k, _)| k.clone()).collect() } else { vec![] };
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                }
+                for k in 0..120u8 {
+                    let got = store.get(&model_key(k)).unwrap().map(|v| v.to_vec());
+                    proptest::prop_assert_eq!(got.as_ref(), model.get(&model_key(k)));
+                }
+            }
+        }
     }
 
     #[test]

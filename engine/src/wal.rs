@@ -238,6 +238,14 @@ impl Wal {
         self.shared.lock().unapplied.remove(&seq);
     }
 
+    /// `applied` for many records at once.
+    pub fn applied_all(&self, seqs: &[u64]) {
+        let mut st = self.shared.lock();
+        for seq in seqs {
+            st.unapplied.remove(seq);
+        }
+    }
+
     /// Blocks until record `seq` is durable.
     pub fn sync(&self, seq: u64) -> Result<(), WalError> {
         let sh = &*self.shared;
