@@ -24,8 +24,8 @@ pub(crate) type Write = Option<IVec>;
 pub(crate) type Chunk = (Vec<(Vec<u8>, Write)>, Option<Vec<u8>>);
 
 /// Entries and bytes past which a writer applies the table to sled.
-const APPLY_AT_ENTRIES: usize = 16_384;
-const APPLY_AT_BYTES: usize = 8 << 20;
+const APPLY_AT_ENTRIES: usize = 8_192;
+const APPLY_AT_BYTES: usize = 4 << 20;
 /// Past this many times the threshold (an apply is slower than the writers), writers wait for
 /// the running apply instead of growing the table further.
 const BACKPRESSURE_FACTOR: usize = 4;
