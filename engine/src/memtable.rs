@@ -33,8 +33,13 @@ const BACKPRESSURE_FACTOR: usize = 4;
 #[derive(Default)]
 pub(crate) struct Memtable {
     tables: RwLock<Tables>,
-    /// Held by the one writer applying the frozen table.
+    /// Held by whoever applies the frozen table: the applier thread, or a writer that found
+    /// the table far over its threshold.
     applying: Mutex<()>,
+    /// An apply was asked for and the applier has not started it yet.
+    requested: Mutex<bool>,
+    wake: std::sync::Condvar,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -57,10 +62,33 @@ pub(crate) struct Frozen {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Pressure {
     None,
-    /// Apply the table if no one else is.
+    /// Ask the applier thread to apply the table.
     Apply,
-    /// Wait for the running apply, then apply.
+    /// Wait for the running apply, then apply the table itself.
     Wait,
+}
+
+/// Applies one frozen table to `tree`: one an earlier apply left (it failed), or else the
+/// active table. The caller holds `apply_lock`. On success the table's log records are marked
+/// applied; on failure it stays frozen and visible, to be tried again.
+pub(crate) fn apply(
+    memtable: &Memtable,
+    tree: &sled::Tree,
+    wal: Option<&crate::wal::Wal>,
+    _lock: &MutexGuard<'_, ()>,
+) -> Result<(), sled::Error> {
+    let Some(frozen) = memtable.freeze() else { return Ok(()) };
+    for (k, v) in &frozen.entries {
+        match v {
+            Some(v) => tree.insert(k.as_slice(), v.clone())?,
+            None => tree.remove(k.as_slice())?,
+        };
+    }
+    memtable.applied();
+    if let Some(wal) = wal {
+        wal.applied_all(&frozen.seqs);
+    }
+    Ok(())
 }
 
 impl Memtable {
@@ -143,6 +171,33 @@ impl Memtable {
         t.active_bytes = 0;
         t.frozen = Some(frozen.clone());
         Some(frozen)
+    }
+
+    /// Asks the applier thread to apply the table.
+    pub fn request_apply(&self) {
+        let mut requested = self.requested.lock().unwrap_or_else(|p| p.into_inner());
+        if !*requested {
+            *requested = true;
+            self.wake.notify_one();
+        }
+    }
+
+    /// The applier thread's wait for the next request: `false` once the store closes.
+    pub fn next_request(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut requested = self.requested.lock().unwrap_or_else(|p| p.into_inner());
+        while !*requested && !self.stopping.load(SeqCst) {
+            requested = self.wake.wait(requested).unwrap_or_else(|p| p.into_inner());
+        }
+        *requested = false;
+        !self.stopping.load(SeqCst)
+    }
+
+    /// Ends the applier thread's loop.
+    pub fn stop(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _requested = self.requested.lock().unwrap_or_else(|p| p.into_inner());
+        self.wake.notify_all();
     }
 
     /// Forgets the frozen table: sled holds all of it now.

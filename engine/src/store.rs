@@ -261,10 +261,12 @@ pub struct Store {
     /// Sequence numbers of a store without a log (temporary).
     unlogged_seq: std::sync::atomic::AtomicU64,
     /// Batches logged but not yet in sled: every read looks here first.
-    memtable: Memtable,
+    memtable: Arc<Memtable>,
     /// Applies of the memtable to sled that failed (their keys stay in the memtable and the
     /// log; the next apply tries again).
-    apply_failures: std::sync::atomic::AtomicU64,
+    apply_failures: Arc<std::sync::atomic::AtomicU64>,
+    /// The thread that applies the memtable to sled (`caseflow-apply`); joined on close.
+    applier: Option<std::thread::JoinHandle<()>>,
     checkpoint: Arc<CheckpointState>,
     /// The background checkpoint, if one was started; joined before the store closes.
     checkpoint_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -412,6 +414,20 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let handles = Handles::open(db)?;
         let replayed = Self::recover(&handles, file.as_ref())?;
+        let memtable = Arc::new(Memtable::default());
+        let apply_failures: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let applier = {
+            let (memtable, tree, wal, failures) =
+                (memtable.clone(), handles.tree.clone(), wal.clone(), apply_failures.clone());
+            std::thread::Builder::new().name("caseflow-apply".into()).spawn(move || {
+                while memtable.next_request() {
+                    let lock = memtable.apply_lock(true).expect("waits");
+                    if crate::memtable::apply(&memtable, &tree, wal.as_deref(), &lock).is_err() {
+                        failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            })?
+        };
         Ok(Store {
             handles,
             // A temporary store's files go when it closes: it is never reopened.
@@ -427,8 +443,9 @@ impl Store {
             durability,
             truncating: Default::default(),
             unlogged_seq: Default::default(),
-            memtable: Memtable::default(),
-            apply_failures: Default::default(),
+            memtable,
+            apply_failures,
+            applier: Some(applier),
         })
     }
 
@@ -519,46 +536,31 @@ impl Store {
         Ok(ticket)
     }
 
-    /// Applies the memtable when it has grown past its threshold. The batch just added is
-    /// logged and visible either way: a failed apply is counted and tried again later, unless
-    /// the memtable is so far over that the writer must wait, when the error is returned.
+    /// Has the memtable applied when it has grown past its threshold: by the applier thread,
+    /// or by this writer when it is so far over that writers must wait for sled. The batch
+    /// just added is logged and visible either way; the error of a failed apply is returned
+    /// only to a writer that waited for it.
     fn relieve(&self, pressure: Pressure) -> Result<(), StoreError> {
-        let lock = match pressure {
-            Pressure::None => return Ok(()),
-            Pressure::Apply => match self.memtable.apply_lock(false) {
-                Some(lock) => lock,
-                None => return Ok(()),
-            },
-            Pressure::Wait => self.memtable.apply_lock(true).expect("waits"),
-        };
-        match self.apply_memtable(&lock) {
-            Err(_) if pressure == Pressure::Apply => Ok(()),
-            other => other,
+        match pressure {
+            Pressure::None => Ok(()),
+            Pressure::Apply => {
+                self.memtable.request_apply();
+                Ok(())
+            }
+            Pressure::Wait => {
+                let lock = self.memtable.apply_lock(true).expect("waits");
+                self.apply_memtable(&lock)
+            }
         }
     }
 
-    /// Applies one frozen memtable to sled: one left by a failed apply, or else the active
-    /// one. The caller holds the apply lock.
-    fn apply_memtable(&self, _lock: &std::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
-        let Some(frozen) = self.memtable.freeze() else { return Ok(()) };
-        let applied = self.with(|h| {
-            for (k, v) in &frozen.entries {
-                match v {
-                    Some(v) => h.tree.insert(k.as_slice(), v.clone())?,
-                    None => h.tree.remove(k.as_slice())?,
-                };
-            }
-            Ok(())
-        });
-        if let Err(e) = applied {
+    /// Applies one frozen memtable to sled (see `memtable::apply`). The caller holds the
+    /// apply lock.
+    fn apply_memtable(&self, lock: &std::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
+        crate::memtable::apply(&self.memtable, &self.handles.tree, self.wal.as_deref(), lock).map_err(|e| {
             self.apply_failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            return Err(e);
-        }
-        self.memtable.applied();
-        if let Some(wal) = &self.wal {
-            wal.applied_all(&frozen.seqs);
-        }
-        Ok(())
+            StoreError::from(e)
+        })
     }
 
     /// Applies everything the memtable holds (a stale frozen table, then the active one).
@@ -786,6 +788,11 @@ impl Drop for Store {
         // A clean close leaves nothing to replay. A failure here leaves the log in place, and
         // the next open replays it.
         let _ = self.flush();
+        // The applier holds a handle to sled too.
+        self.memtable.stop();
+        if let Some(thread) = self.applier.take() {
+            let _ = thread.join();
+        }
     }
 }
 
