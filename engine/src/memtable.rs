@@ -28,7 +28,7 @@ const APPLY_AT_ENTRIES: usize = 8_192;
 const APPLY_AT_BYTES: usize = 4 << 20;
 /// Past this many times the threshold (an apply is slower than the writers), writers wait for
 /// the running apply instead of growing the table further.
-const BACKPRESSURE_FACTOR: usize = 4;
+const BACKPRESSURE_FACTOR: usize = 2;
 
 #[derive(Default)]
 pub(crate) struct Memtable {
