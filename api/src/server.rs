@@ -1365,6 +1365,11 @@ async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
         out.push_str(&format!("caseflow_store_checkpoint_failures_total {}\n", checkpoints.failures));
         out.push_str("# HELP caseflow_store_last_checkpoint_seconds How long the last checkpoint took (it stops nothing).\n# TYPE caseflow_store_last_checkpoint_seconds gauge\n");
         out.push_str(&format!("caseflow_store_last_checkpoint_seconds {:.3}\n", checkpoints.last.as_secs_f64()));
+        let (memtable_entries, apply_failures) = s.engine.store().memtable_stats();
+        out.push_str("# HELP caseflow_memtable_entries Keys written and not yet applied to the database (held in memory and in the log).\n# TYPE caseflow_memtable_entries gauge\n");
+        out.push_str(&format!("caseflow_memtable_entries {memtable_entries}\n"));
+        out.push_str("# HELP caseflow_memtable_apply_failures_total Applies of the memtable to the database that failed; the next one tries again.\n# TYPE caseflow_memtable_apply_failures_total counter\n");
+        out.push_str(&format!("caseflow_memtable_apply_failures_total {apply_failures}\n"));
         let log = s.engine.store().log_stats();
         out.push_str("# HELP caseflow_log_groups_total Group commits of the write-ahead log (one write, and one fdatasync under fsync, each).\n# TYPE caseflow_log_groups_total counter\n");
         out.push_str(&format!("caseflow_log_groups_total {}\n", log.groups));

@@ -107,6 +107,68 @@ pub struct EngineEvent {
     pub status: String,
 }
 
+/// Where the timer driver's scans of the timer index (`t/`) start.
+///
+/// A fired timer's entry is removed through the memtable, and sled keeps it until the next
+/// apply: a scan from the start of `t/` would walk over every entry fired since (thousands,
+/// with a million timers due over ten minutes, on every driver round). So a scan starts at the
+/// first entry the previous scan found. Entries added below that are not lost: a write that
+/// adds one lowers the start once the entry is visible, and what was added during a scan is
+/// kept as the start's floor when the scan moves it.
+struct TimerCursor {
+    state: Mutex<CursorState>,
+    /// One driver scan at a time, from `begin` to `end`.
+    scanning: Mutex<()>,
+}
+
+struct CursorState {
+    from: Vec<u8>,
+    /// The lowest entry added since the running scan began.
+    added_during_scan: Option<Vec<u8>>,
+}
+
+impl Default for TimerCursor {
+    fn default() -> Self {
+        TimerCursor {
+            state: Mutex::new(CursorState { from: b"t/".to_vec(), added_during_scan: None }),
+            scanning: Mutex::new(()),
+        }
+    }
+}
+
+impl TimerCursor {
+    /// A timer entry `key` was written and is visible.
+    fn added(&self, key: &[u8]) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if key < st.from.as_slice() {
+            st.from = key.to_vec();
+        }
+        if st.added_during_scan.as_deref().is_none_or(|a| key < a) {
+            st.added_during_scan = Some(key.to_vec());
+        }
+    }
+
+    /// Runs a scan from the current start; `scan` returns where the next one may start (the
+    /// first entry it found, or the end of what it read when it found none).
+    fn scan<R>(&self, scan: impl FnOnce(&[u8]) -> Result<(R, Option<Vec<u8>>), EngineError>) -> Result<R, EngineError> {
+        let _one = self.scanning.lock().unwrap_or_else(|p| p.into_inner());
+        let from = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.added_during_scan = None;
+            st.from.clone()
+        };
+        let (result, next) = scan(&from)?;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(next) = next {
+            st.from = match st.added_during_scan.take() {
+                Some(added) => added.min(next),
+                None => next,
+            };
+        }
+        Ok(result)
+    }
+}
+
 /// A command applied and written, not yet known durable.
 struct Applied {
     instance: Instance,
@@ -146,6 +208,8 @@ type Observer = Box<dyn Fn(&EngineEvent) + Send + Sync>;
 
 pub struct Engine {
     store: Store,
+    /// Where the timer driver's scans start.
+    timer_cursor: TimerCursor,
     /// Write every history entry to the outbox (`o/`) in the command's own batch, for
     /// at-least-once delivery to webhooks.
     outbox: std::sync::atomic::AtomicBool,
@@ -355,6 +419,7 @@ impl Engine {
             round_robin: Mutex::new(BTreeMap::new()),
             open_counts: OpenCounts::new(),
             commands: AtomicU64::new(0),
+            timer_cursor: TimerCursor::default(),
         };
         let mut defs: BTreeMap<String, BTreeMap<u32, Arc<Deployed>>> = BTreeMap::new();
         for item in engine.store.scan_prefix(b"d/") {
@@ -806,8 +871,12 @@ impl Engine {
         let written = counted.map_err(EngineError::from).and_then(|_| {
             let mut batch = store::Batch::default();
             batch.insert(store::key("k/", &[business_key.as_bytes()]), id.0.to_be_bytes().to_vec());
-            let deltas = self.put_instance(&mut batch, None, &inst, &outcome)?;
-            Ok(self.open_counts.around(&deltas, || self.store.write(batch))?)
+            let (deltas, timer) = self.put_instance(&mut batch, None, &inst, &outcome)?;
+            let ticket = self.open_counts.around(&deltas, || self.store.write(batch))?;
+            if let Some(k) = timer {
+                self.timer_cursor.added(&k);
+            }
+            Ok(ticket)
         });
         release_key();
         let ticket = written?;
@@ -946,9 +1015,10 @@ impl Engine {
         before: Option<&Instance>,
         after: &Instance,
         outcome: &Outcome,
-    ) -> Result<BTreeMap<String, i64>, EngineError> {
+    ) -> Result<(BTreeMap<String, i64>, Option<Vec<u8>>), EngineError> {
         let old = before.map(store::index_entries).unwrap_or_default();
         let new = store::index_entries(after);
+        let earliest_timer = new.keys().filter(|k| k.starts_with(b"t/") && !old.contains_key(*k)).min().cloned();
         let removed: Vec<&Vec<u8>> = old.keys().filter(|k| !new.contains_key(*k)).collect();
         let deltas = inbox_deltas(&removed, &new.keys().filter(|k| !old.contains_key(*k)).collect::<Vec<_>>());
         for k in removed {
@@ -971,7 +1041,7 @@ impl Engine {
             let sealed = self.seal_history(after, outcome.history.clone(), true)?;
             batch.insert(store::history_key(after.id, first.seq), store::encode(&sealed));
         }
-        Ok(deltas)
+        Ok((deltas, earliest_timer))
     }
 
     /// Applies a command to an instance, durably.
@@ -1030,8 +1100,12 @@ impl Engine {
         let mut outcome = core::apply(&ctx, &mut after, actor, command)?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let mut batch = store::Batch::default();
-        let deltas = self.put_instance(&mut batch, Some(&before), &after, &outcome)?;
+        let (deltas, timer) = self.put_instance(&mut batch, Some(&before), &after, &outcome)?;
         let ticket = self.open_counts.around(&deltas, || self.store.write(batch))?;
+        // Once the entry is visible (see `TimerCursor`).
+        if let Some(k) = timer {
+            self.timer_cursor.added(&k);
+        }
         drop(guard);
         self.commands.fetch_add(1, Ordering::Relaxed);
         self.after(&after, &outcome, now, depth)?;
@@ -1235,10 +1309,16 @@ impl Engine {
 
     /// The earliest pending timer's due time.
     pub fn next_due(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
-        match self.store.scan_prefix(b"t/").next() {
-            Some(r) => Ok(store::due_from_bytes(&r?.0[2..])),
-            None => Ok(None),
-        }
+        self.timer_cursor.scan(|from| {
+            let end = store::prefix_end(b"t/").unwrap_or_default();
+            match self.store.range(from, &end).next() {
+                Some(r) => {
+                    let (k, _) = r?;
+                    Ok((store::due_from_bytes(&k[2..]), Some(k.to_vec())))
+                }
+                None => Ok((None, None)),
+            }
+        })
     }
 
     /// Fires every timer due at `now` (up to `limit`), each as its own command, and waits once
@@ -1249,17 +1329,22 @@ impl Engine {
         let mut end = b"t/".to_vec();
         let next_ms = DateTime::from_timestamp_millis(now.timestamp_micros().div_euclid(1000) + 1).unwrap_or(now);
         end.extend_from_slice(&store::due_bytes(next_ms));
-        let due: Vec<(InstanceId, u32)> = self
-            .store
-            .range(b"t/", &end)
-            .take(limit)
-            .filter_map(|r| {
-                let (k, _) = r.ok()?;
-                let id = u64::from_be_bytes(k.get(10..18)?.try_into().ok()?);
-                let seq = u32::from_be_bytes(k.get(18..22)?.try_into().ok()?);
-                Some((InstanceId(id), seq))
-            })
-            .collect();
+        let due: Vec<(InstanceId, u32)> = self.timer_cursor.scan(|from| {
+            let entries: Vec<sled::IVec> =
+                self.store.range(from, &end).take(limit).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+            // The first entry found stays the start until it is gone; none found: every entry
+            // before `end` was looked at.
+            let next = entries.first().map_or_else(|| end.clone(), |k| k.to_vec());
+            let due = entries
+                .iter()
+                .filter_map(|k| {
+                    let id = u64::from_be_bytes(k.get(10..18)?.try_into().ok()?);
+                    let seq = u32::from_be_bytes(k.get(18..22)?.try_into().ok()?);
+                    Some((InstanceId(id), seq))
+                })
+                .collect();
+            Ok((due, Some(next)))
+        })?;
         // Cases are independent: fire them on every core (a case's timers stay on one thread,
         // in due order), then wait once for the lot.
         let lanes = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);

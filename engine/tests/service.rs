@@ -574,3 +574,39 @@ fn fewest_open_assignment_keeps_exact_counts_under_concurrent_starts_and_complet
         assert!(before.iter().sum::<usize>() > 0);
     }
 }
+
+#[test]
+fn timers_added_below_where_the_driver_last_looked_still_fire() {
+    // The driver starts each scan where the previous one found its first entry; entries
+    // added below that (sooner, or already overdue) must lower the start.
+    const WAIT: &str = r#"
+process waits {
+  source "test"
+  fields { at: datetime required }
+  start -> pause
+  wait pause { until at -> closed }
+  end closed
+}
+"#;
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let t = bj(2026, 11, 23, 10, 0);
+    engine.deploy(WAIT, t).unwrap();
+    let start = |at: DateTime<Utc>| {
+        let fields = [("at".to_string(), Value::DateTime(at))].into();
+        engine.start("waits", fields, &crm(), None, t).unwrap().id
+    };
+    let later = start(bj(2026, 11, 23, 10, 10));
+    assert_eq!(engine.next_due().unwrap(), Some(bj(2026, 11, 23, 10, 10)));
+    assert_eq!(engine.fire_due(bj(2026, 11, 23, 10, 5), 100).unwrap(), 0);
+    let sooner = start(bj(2026, 11, 23, 10, 1));
+    assert_eq!(engine.next_due().unwrap(), Some(bj(2026, 11, 23, 10, 1)), "a sooner timer is seen");
+    let overdue = start(bj(2026, 11, 23, 9, 0));
+    assert_eq!(engine.fire_due(bj(2026, 11, 23, 10, 6), 100).unwrap(), 2, "the sooner and the overdue one");
+    assert_eq!(engine.next_due().unwrap(), Some(bj(2026, 11, 23, 10, 10)));
+    assert_eq!(engine.fire_due(bj(2026, 11, 23, 10, 10), 100).unwrap(), 1);
+    for id in [later, sooner, overdue] {
+        let status = engine.instance(id).unwrap().unwrap().status;
+        assert!(matches!(status, Status::Completed { .. }), "{status:?}");
+    }
+    assert_eq!(engine.next_due().unwrap(), None);
+}
