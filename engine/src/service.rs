@@ -169,6 +169,10 @@ impl TimerCursor {
     }
 }
 
+/// What a write does to the indexes: the open-task counts it changes per user, and the
+/// earliest timer entry it adds (for `TimerCursor::added`).
+type IndexChange = (BTreeMap<String, i64>, Option<Vec<u8>>);
+
 /// A command applied and written, not yet known durable.
 struct Applied {
     instance: Instance,
@@ -1015,7 +1019,7 @@ impl Engine {
         before: Option<&Instance>,
         after: &Instance,
         outcome: &Outcome,
-    ) -> Result<(BTreeMap<String, i64>, Option<Vec<u8>>), EngineError> {
+    ) -> Result<IndexChange, EngineError> {
         let old = before.map(store::index_entries).unwrap_or_default();
         let new = store::index_entries(after);
         let earliest_timer = new.keys().filter(|k| k.starts_with(b"t/") && !old.contains_key(*k)).min().cloned();
