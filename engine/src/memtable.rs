@@ -26,6 +26,8 @@ pub(crate) type Chunk = (Vec<(Vec<u8>, Write)>, Option<Vec<u8>>);
 /// Entries and bytes past which a writer applies the table to sled.
 const APPLY_AT_ENTRIES: usize = 8_192;
 const APPLY_AT_BYTES: usize = 4 << 20;
+/// Tables at least this large are applied by several threads.
+const PARALLEL_APPLY_AT: usize = 1_024;
 /// Past this many times the threshold (an apply is slower than the writers), writers wait for
 /// the running apply instead of growing the table further.
 const BACKPRESSURE_FACTOR: usize = 2;
@@ -78,11 +80,29 @@ pub(crate) fn apply(
     _lock: &MutexGuard<'_, ()>,
 ) -> Result<(), sled::Error> {
     let Some(frozen) = memtable.freeze() else { return Ok(()) };
-    for (k, v) in &frozen.entries {
-        match v {
-            Some(v) => tree.insert(k.as_slice(), v.clone())?,
-            None => tree.remove(k.as_slice())?,
-        };
+    let entries: Vec<(&Vec<u8>, &Write)> = frozen.entries.iter().collect();
+    let write_part = |part: &[(&Vec<u8>, &Write)]| -> Result<(), sled::Error> {
+        for (k, v) in part {
+            match v {
+                Some(v) => tree.insert(k.as_slice(), v.clone())?,
+                None => tree.remove(k.as_slice())?,
+            };
+        }
+        Ok(())
+    };
+    // Keys spread over a large tree mostly miss sled's cache: each is a page read and a node
+    // rebuilt. Writers did that on every core before the memtable; one thread alone fell
+    // behind a million timers firing (and so made the driver wait). Each thread takes a range
+    // of keys, so they rarely meet on a page.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+    if threads == 1 || entries.len() < PARALLEL_APPLY_AT {
+        write_part(&entries)?;
+    } else {
+        let part = entries.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let running: Vec<_> = entries.chunks(part).map(|c| s.spawn(move || write_part(c))).collect();
+            running.into_iter().try_for_each(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })?;
     }
     memtable.applied();
     if let Some(wal) = wal {
