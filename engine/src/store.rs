@@ -28,7 +28,7 @@
 //! Every question the API asks is a prefix or range scan over one of these.
 
 use crate::core::{HistoryEntry, Instance, InstanceId};
-use crate::memtable::{Memtable, Pressure};
+use crate::memtable::{ApplyHelpers, Memtable, Pressure};
 use crate::wal::{Wal, WalError};
 use chrono::{DateTime, Utc};
 use std::ops::Bound;
@@ -267,6 +267,8 @@ pub struct Store {
     apply_failures: Arc<std::sync::atomic::AtomicU64>,
     /// The thread that applies the memtable to sled (`caseflow-apply`); joined on close.
     applier: Option<std::thread::JoinHandle<()>>,
+    /// Threads that apply parts of a large memtable; stopped on close.
+    apply_helpers: Option<Arc<ApplyHelpers>>,
     checkpoint: Arc<CheckpointState>,
     /// The background checkpoint, if one was started; joined before the store closes.
     checkpoint_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -416,13 +418,14 @@ impl Store {
         let replayed = Self::recover(&handles, file.as_ref())?;
         let memtable = Arc::new(Memtable::default());
         let apply_failures: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let apply_helpers = Arc::new(ApplyHelpers::start(&handles.tree)?);
         let applier = {
-            let (memtable, tree, wal, failures) =
-                (memtable.clone(), handles.tree.clone(), wal.clone(), apply_failures.clone());
+            let (memtable, tree, wal, failures, helpers) =
+                (memtable.clone(), handles.tree.clone(), wal.clone(), apply_failures.clone(), apply_helpers.clone());
             std::thread::Builder::new().name("caseflow-apply".into()).spawn(move || {
                 while memtable.next_request() {
                     let lock = memtable.apply_lock(true).expect("waits");
-                    if crate::memtable::apply(&memtable, &tree, wal.as_deref(), &lock).is_err() {
+                    if crate::memtable::apply(&memtable, &tree, &helpers, wal.as_deref(), &lock).is_err() {
                         failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
@@ -446,6 +449,7 @@ impl Store {
             memtable,
             apply_failures,
             applier: Some(applier),
+            apply_helpers: Some(apply_helpers),
         })
     }
 
@@ -557,7 +561,8 @@ impl Store {
     /// Applies one frozen memtable to sled (see `memtable::apply`). The caller holds the
     /// apply lock.
     fn apply_memtable(&self, lock: &std::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
-        crate::memtable::apply(&self.memtable, &self.handles.tree, self.wal.as_deref(), lock).map_err(|e| {
+        let helpers = self.apply_helpers.as_deref().expect("open until dropped");
+        crate::memtable::apply(&self.memtable, &self.handles.tree, helpers, self.wal.as_deref(), lock).map_err(|e| {
             self.apply_failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             StoreError::from(e)
         })
@@ -793,6 +798,8 @@ impl Drop for Store {
         if let Some(thread) = self.applier.take() {
             let _ = thread.join();
         }
+        // The last handle to the helpers: dropping it stops them.
+        drop(self.apply_helpers.take());
     }
 }
 
