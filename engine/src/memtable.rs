@@ -1,8 +1,8 @@
 //! Recent writes, held in memory until they are applied to sled in bulk.
 //!
 //! Every batch is durable in the write-ahead log before it is acknowledged; its keys then go
-//! here instead of into sled one by one. Once the table holds enough, a writer freezes it and
-//! applies its final state to sled: a key written several times costs sled one operation, and
+//! here instead of into sled one by one. Once the table holds enough, the store's applier
+//! thread freezes it (a new table takes the writes) and applies its final state to sled: a key written several times costs sled one operation, and
 //! one inserted and removed within the window (a task's inbox and timer entries, when the task
 //! is done soon after it opened) costs none. Readers look here first (the active table, then
 //! the frozen one being applied) and in sled after; a key leaves the frozen table only once
@@ -23,7 +23,9 @@ pub(crate) type Write = Option<IVec>;
 /// Writes in key order, and the last key they are complete up to when cut short.
 pub(crate) type Chunk = (Vec<(Vec<u8>, Write)>, Option<Vec<u8>>);
 
-/// Entries and bytes past which a writer applies the table to sled.
+/// Entries and bytes past which the table is applied to sled. 8,192 / 4 MiB: 20,526
+/// reference cases/s at 289 MiB resident with a million waiting (16,384 / 8 MiB: 20,992/s
+/// but 322 MiB; 4,096 / 2 MiB: 19,461/s, 288 MiB; measured with the writer applying).
 const APPLY_AT_ENTRIES: usize = 8_192;
 const APPLY_AT_BYTES: usize = 4 << 20;
 /// Tables at least this large are applied by several threads.
