@@ -353,22 +353,18 @@ impl Store {
         )?;
         // A new database is made durable before anything is logged: sled's own state (its
         // metadata, its trees) is not in the log.
-        if !store.with(|h| Ok(h.db.was_recovered()))? {
+        if !store.handles.db.was_recovered() {
             store.flush_now()?;
         }
         // Replay every record the log kept, in order: those whose keys sled already had write
         // the same values again, and for each key the last record that wrote it comes last.
         if !recovered.records.is_empty() {
-            store.with(|h| {
-                for (seq, payload) in &recovered.records {
-                    let batch = Batch::decode_raw(payload).ok_or_else(|| StoreError::Corrupt {
-                        key: format!("wal/{seq}"),
-                        problem: "not a batch".into(),
-                    })?;
-                    batch.apply_to(&h.tree)?;
-                }
-                Self::flush_handles(h, store.file.as_ref())
-            })?;
+            for (seq, payload) in &recovered.records {
+                let batch = Batch::decode_raw(payload)
+                    .ok_or_else(|| StoreError::Corrupt { key: format!("wal/{seq}"), problem: "not a batch".into() })?;
+                batch.apply_to(&store.handles.tree)?;
+            }
+            store.flush_now()?;
             store.replayed += recovered.records.len();
         }
         wal.drop_before(recovered.next_seq)?;
@@ -453,11 +449,6 @@ impl Store {
         })
     }
 
-    /// Runs `f` on the open database.
-    fn with<R>(&self, f: impl FnOnce(&Handles) -> Result<R, StoreError>) -> Result<R, StoreError> {
-        f(&self.handles)
-    }
-
     /// Applies the records an older version left in the `redo` tree, in order, makes the
     /// result durable and drops them (that version logged each batch there before its keys).
     /// Returns how many were replayed.
@@ -515,27 +506,22 @@ impl Store {
         // What sled's log will hold: the keys and values (the record is about their size).
         let bytes = size as u64;
         let ticket = match &self.wal {
-            Some(wal) => {
-                let seq = wal.append(|seq, out| {
-                    batch.number(seq);
-                    batch.encode_into(out);
-                })?;
-                // Until its keys are in sled the record stays in the log (`Wal::applied`).
-                let pressure = self.memtable.insert(seq, batch.ops);
-                self.relieve(pressure)?;
-                if wal.take_rotated() {
-                    self.truncate_log(wal)?;
-                }
-                seq
-            }
+            Some(wal) => wal.append(|seq, out| {
+                batch.number(seq);
+                batch.encode_into(out);
+            })?,
             None => {
                 let seq = self.unlogged_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 batch.number(seq);
-                let pressure = self.memtable.insert(seq, batch.ops);
-                self.relieve(pressure)?;
                 seq
             }
         };
+        // Until its keys are in sled, the record stays in the log (`Wal::applied_all`).
+        let pressure = self.memtable.insert(ticket, batch.ops);
+        self.relieve(pressure)?;
+        if let Some(wal) = self.wal.as_deref().filter(|w| w.take_rotated()) {
+            self.truncate_log(wal)?;
+        }
         self.maybe_checkpoint(bytes)?;
         Ok(ticket)
     }
@@ -704,7 +690,7 @@ impl Store {
     }
 
     fn flush_now(&self) -> Result<(), StoreError> {
-        self.with(|h| Self::flush_handles(h, self.file.as_ref()))
+        Self::flush_handles(&self.handles, self.file.as_ref())
     }
 
     fn flush_handles(h: &Handles, file: Option<&SyncedFiles>) -> Result<(), StoreError> {
@@ -741,7 +727,7 @@ impl Store {
         // The memtable first: a key leaves it only once sled holds its value.
         match self.memtable.get(key) {
             Some(held) => Ok(held),
-            None => self.with(|h| Ok(h.tree.get(key)?)),
+            None => Ok(self.handles.tree.get(key)?),
         }
     }
 
@@ -780,7 +766,7 @@ impl Store {
             }
             _ => 0,
         };
-        Ok(self.with(|h| Ok(h.db.size_on_disk()?))? + log)
+        Ok(self.handles.db.size_on_disk()? + log)
     }
 }
 
@@ -846,19 +832,19 @@ impl<'a> Scan<'a> {
             }
             // The memtable before sled: a key leaves it only once sled holds its value.
             let (held, held_cut) = self.store.memtable.range(from, to, chunk);
-            let stored = self.store.with(|h| {
-                let upper = match (&held_cut, to) {
-                    (Some(cut), Some(to)) if cut.as_slice() >= to => Bound::Excluded(to),
-                    (Some(cut), _) => Bound::Included(cut.as_slice()),
-                    (None, Some(to)) => Bound::Excluded(to),
-                    (None, None) => Bound::Unbounded,
-                };
-                h.tree
-                    .range::<&[u8], _>((Bound::Included(from.as_slice()), upper))
-                    .take(chunk)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(StoreError::from)
-            })?;
+            let upper = match (&held_cut, to) {
+                (Some(cut), Some(to)) if cut.as_slice() >= to => Bound::Excluded(to),
+                (Some(cut), _) => Bound::Included(cut.as_slice()),
+                (None, Some(to)) => Bound::Excluded(to),
+                (None, None) => Bound::Unbounded,
+            };
+            let stored = self
+                .store
+                .handles
+                .tree
+                .range::<&[u8], _>((Bound::Included(from.as_slice()), upper))
+                .take(chunk)
+                .collect::<Result<Vec<_>, _>>()?;
             let stored_cut = (stored.len() == chunk).then(|| stored.last().map(|(k, _)| k.to_vec())).flatten();
             let cut = match (held_cut, stored_cut) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -1115,7 +1101,7 @@ mod tests {
     }
 
     fn redo_len(store: &Store) -> usize {
-        store.with(|h| Ok(h.redo.len())).unwrap()
+        store.handles.redo.len()
     }
 
     fn flushing() -> StoreOptions {
@@ -1148,8 +1134,8 @@ mod tests {
             wal.append(|_, out| first.encode_into(out)).unwrap();
             let last = wal.append(|_, out| second.encode_into(out)).unwrap();
             wal.sync(last).unwrap();
-            store.with(|h| Ok(h.tree.insert(b"b", b"2")?)).unwrap();
-            store.with(|h| Ok(h.db.flush()?)).unwrap();
+            store.handles.tree.insert(b"b", b"2").unwrap();
+            store.handles.db.flush().unwrap();
             // Dropped without `flush`, like a crash: the log keeps both records.
         }
         let store = Store::open(&dir, &flushing()).unwrap();
@@ -1176,7 +1162,7 @@ mod tests {
         // Nobody waited: the record is still in memory; the key goes to sled's memory.
         store.drain_memtable().unwrap();
         assert!(Wal::read(&dir.join("wal")).unwrap().records.is_empty());
-        store.with(|h| Ok(h.db.flush()?)).unwrap();
+        store.handles.db.flush().unwrap();
         let logged = Wal::read(&dir.join("wal")).unwrap().records;
         assert_eq!(logged.len(), 1, "sled's flush wrote the log first");
         drop(store);
@@ -1268,8 +1254,8 @@ mod tests {
             let mut second = Batch::default();
             second.insert(b"a", b"2");
             second.insert(b"b", b"2");
-            store.with(|h| Ok(h.redo.insert(100u64.to_be_bytes(), first.encode_redo())?)).unwrap();
-            store.with(|h| Ok(h.redo.insert(101u64.to_be_bytes(), second.encode_redo())?)).unwrap();
+            store.handles.redo.insert(100u64.to_be_bytes(), first.encode_redo()).unwrap();
+            store.handles.redo.insert(101u64.to_be_bytes(), second.encode_redo()).unwrap();
             store.flush().unwrap();
         }
         let store = Store::open(&dir, &flushing()).unwrap();
@@ -1286,7 +1272,7 @@ mod tests {
         let dir = scratch("corrupt");
         {
             let store = Store::open(&dir, &flushing()).unwrap();
-            store.with(|h| Ok(h.redo.insert(1u64.to_be_bytes(), &[9u8][..])?)).unwrap();
+            store.handles.redo.insert(1u64.to_be_bytes(), &[9u8][..]).unwrap();
             store.flush().unwrap();
         }
         assert!(matches!(Store::open(&dir, &flushing()), Err(StoreError::Corrupt { .. })));
