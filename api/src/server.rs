@@ -197,6 +197,14 @@ impl From<CommandError> for ApiError {
             | CommandError::TimerNotDue { .. }
             | CommandError::NotWaitingForChild(_) => ApiError::new(StatusCode::CONFLICT, "conflict", detail),
             CommandError::Runaway => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "runaway", detail),
+            CommandError::Invariant(_) => {
+                tracing::error!(error = %detail, "command refused: it would break an invariant");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the engine refused a command that would have corrupted the case; the request was not applied",
+                )
+            }
         }
     }
 }

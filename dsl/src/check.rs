@@ -1501,7 +1501,163 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        // Each split's branches stay in their region until its join: no arrival at the join
+        // comes from outside, and no token leaves the region without passing the join. Joins
+        // count arrivals, so this is what makes "every branch arrived" mean what it says.
+        for s in steps {
+            if let (model::StepKind::Split { .. }, Some(join)) = (&s.kind, join_of.get(&s.id)) {
+                problems.extend(self.region_problems(graph, steps, s.id, *join));
+            }
+        }
         self.diags.extend(problems);
+    }
+
+    /// What breaks the region of split `split` (the steps its branches reach before its join):
+    /// a way back to the split, a step that the branches share with the rest of the graph
+    /// (reached from outside, or after the join), the join reached without the split, and
+    /// another split's join reached from inside without its split.
+    fn region_problems(
+        &self,
+        graph: &DiGraph<Node, EdgeKind>,
+        steps: &[model::Step],
+        split: StepId,
+        join: StepId,
+    ) -> Vec<Diagnostic> {
+        let node = |id: StepId| NodeIndex::new(id.index() + 1);
+        let name = |n: NodeIndex| match graph[n] {
+            Node::Start => "start".to_string(),
+            Node::Step(id) => steps[id.index()].name.clone(),
+        };
+        let span = |n: NodeIndex| match graph[n] {
+            Node::Start => self.ast.id.span.clone(),
+            Node::Step(id) => self.ast.steps[id.index()].id.span.clone(),
+        };
+        let (split_n, join_n) = (node(split), node(join));
+        // Everything reachable from `from` without entering `stop`.
+        let closure = |from: Vec<NodeIndex>, stop: &[NodeIndex]| {
+            let mut seen = vec![false; graph.node_count()];
+            let mut todo: Vec<NodeIndex> = from.into_iter().filter(|n| !stop.contains(n)).collect();
+            while let Some(n) = todo.pop() {
+                if !std::mem::replace(&mut seen[n.index()], true) {
+                    todo.extend(graph.neighbors(n).filter(|m| !stop.contains(m) && !seen[m.index()]));
+                }
+            }
+            seen
+        };
+        let inside = closure(graph.neighbors(split_n).collect(), &[join_n]);
+        let from_start = closure(vec![NodeIndex::new(0)], &[split_n]);
+        let after_join = closure(graph.neighbors(join_n).collect(), &[split_n]);
+        let outside = |n: NodeIndex| from_start[n.index()] || after_join[n.index()];
+        let (split_name, join_name) = (&steps[split.index()].name, &steps[join.index()].name);
+        // The inside step (or the split) a way out of the region starts from.
+        let entered_from = |n: NodeIndex| {
+            graph
+                .neighbors_directed(n, petgraph::Direction::Incoming)
+                .find(|p| *p == split_n || (inside[p.index()] && !outside(*p)))
+        };
+        let mut problems = Vec::new();
+        // (A way back through a step outside is reported below, at that step.)
+        if let Some(via) = entered_from(split_n).filter(|_| inside[split_n.index()]).map(name) {
+            problems.push(
+                Diagnostic::new(
+                    Code::BranchLeavesSplit,
+                    span(split_n),
+                    format!("a branch of split `{split_name}` leads back to it (from `{via}`) before reaching join `{join_name}`"),
+                )
+                .hint("the join counts one arrival per branch: lead each branch to the join, and go round from after it"),
+            );
+        }
+        // The join counts arrivals from its branches only.
+        for p in graph.neighbors_directed(join_n, petgraph::Direction::Incoming) {
+            if p != split_n && !inside[p.index()] {
+                let whence = if p == join_n || after_join[p.index()] { "after the join" } else { "from outside them" };
+                problems.push(
+                    Diagnostic::new(
+                        Code::BranchLeavesSplit,
+                        span(p),
+                        format!(
+                            "step `{}` leads to join `{join_name}` {whence}, not from a branch of split `{split_name}`",
+                            name(p)
+                        ),
+                    )
+                    .note(span(join_n), "the join")
+                    .hint("the join would count it as a branch: to wait again, go back to the split"),
+                );
+            }
+        }
+        // An `end` may be shared: reaching it from a branch ends the case (no arrival to count).
+        let is_end =
+            |n: NodeIndex| matches!(graph[n], Node::Step(id) if matches!(steps[id.index()].kind, model::StepKind::End));
+        for n in graph.node_indices().filter(|n| *n != split_n && inside[n.index()] && outside(*n) && !is_end(*n)) {
+            let Some(via) = entered_from(n) else { continue };
+            let elsewhere = if from_start[n.index()] {
+                "from `start` without passing the split".to_string()
+            } else {
+                format!("after join `{join_name}`")
+            };
+            problems.push(
+                Diagnostic::new(
+                    Code::BranchLeavesSplit,
+                    span(via),
+                    format!(
+                        "step `{}` leads from the branches of split `{split_name}` to `{}`, which is also reached {elsewhere}",
+                        name(via),
+                        name(n)
+                    ),
+                )
+                .note(span(n), "reached from inside and outside the branches")
+                .hint(format!("the join counts one arrival per branch: lead this branch to `{join_name}` and go on from there")),
+            );
+        }
+        // A split inside reached from two branches could run twice at once, and its join
+        // could not tell the two runs' arrivals apart.
+        let branches = match &steps[split.index()].kind {
+            model::StepKind::Split { branches, .. } => branches.clone(),
+            _ => Vec::new(),
+        };
+        let branch_reach: Vec<(NodeIndex, Vec<bool>)> =
+            branches.iter().map(|b| (node(*b), closure(vec![node(*b)], &[join_n]))).collect();
+        for n in graph.node_indices().filter(|n| *n != split_n && inside[n.index()]) {
+            let Node::Step(id) = graph[n] else { continue };
+            if !matches!(steps[id.index()].kind, model::StepKind::Split { .. }) {
+                continue;
+            }
+            let from: Vec<String> = branch_reach.iter().filter(|(_, r)| r[n.index()]).map(|(b, _)| name(*b)).collect();
+            if from.len() > 1 {
+                problems.push(
+                    Diagnostic::new(
+                        Code::BranchLeavesSplit,
+                        span(n),
+                        format!(
+                            "split `{}` can be reached from {} branches of split `{split_name}` ({}), so it could run twice at once",
+                            name(n),
+                            from.len(),
+                            from.join(", ")
+                        ),
+                    )
+                    .note(span(split_n), "the outer split")
+                    .hint("its join could not tell the two runs apart: reach the inner split from one branch only"),
+                );
+            }
+        }
+        // Another split's join reached from inside without its split (and not already above).
+        for n in graph.node_indices().filter(|n| inside[n.index()] && !outside(*n)) {
+            let Node::Step(id) = graph[n] else { continue };
+            if let model::StepKind::Join { split: other, .. } = &steps[id.index()].kind {
+                if *other != split && !inside[node(*other).index()] {
+                    problems.push(Diagnostic::new(
+                        Code::BranchLeavesSplit,
+                        span(n),
+                        format!(
+                            "join `{}` of split `{}` is reached from the branches of split `{split_name}` without passing join `{join_name}`",
+                            name(n),
+                            steps[other.index()].name
+                        ),
+                    ).hint(format!("lead the inner branches to `{join_name}` first")));
+                }
+            }
+        }
+        problems
     }
 
     fn warn_unused_fields(&mut self) {

@@ -69,6 +69,7 @@ codes! {
     BadAssignee = "FLOW033", Error, "invalid assignee";
     BadWait = "FLOW034", Error, "invalid wait";
     BadBranch = "FLOW035", Error, "invalid split or join branch";
+    BranchLeavesSplit = "FLOW036", Error, "branch leaves its split other than through the join";
     UnusedField = "FLOW100", Warning, "unused field";
     TaskWithoutDue = "FLOW101", Warning, "task without a due time";
     MissingSource = "FLOW102", Warning, "process does not cite its source";

@@ -202,6 +202,16 @@ pub struct Instance {
     /// The rules version in force when the case started.
     #[serde(default)]
     pub rules_version: u64,
+    /// The case at the top of this case's chain of sub-processes (`None`: this case). A
+    /// family is locked as one, so a sub-process and its parent change in one write.
+    #[serde(default)]
+    pub family: Option<InstanceId>,
+    /// How many `call`s down from the top of its family this case runs.
+    #[serde(default)]
+    pub depth: u32,
+    /// The sub-process case each waiting `call` token waits for.
+    #[serde(default)]
+    pub children: BTreeMap<u32, InstanceId>,
 }
 
 /// One line of the audit trail.
@@ -225,17 +235,51 @@ pub struct HistoryEntry {
 /// Something the shells must do after the write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Effect {
-    TaskOpened { task: TaskId, assignee: Option<String> },
-    TaskClosed { task: TaskId, reason: String },
-    TaskReassigned { task: TaskId, from: Option<String>, to: Option<String> },
-    TimerSet { seq: u32, due_at: DateTime<Utc> },
-    TimerCancelled { seq: u32 },
-    Notify { to: Option<String>, role: Option<String>, message: String },
-    Reminder { task: TaskId, to: Option<String> },
-    Escalated { task: TaskId, to: Option<String> },
-    StartChild { token: u32, process: String, fields: BTreeMap<String, Value> },
-    CancelChildren,
-    Ended { status: Status },
+    TaskOpened {
+        task: TaskId,
+        assignee: Option<String>,
+    },
+    TaskClosed {
+        task: TaskId,
+        reason: String,
+    },
+    TaskReassigned {
+        task: TaskId,
+        from: Option<String>,
+        to: Option<String>,
+    },
+    TimerSet {
+        seq: u32,
+        due_at: DateTime<Utc>,
+    },
+    TimerCancelled {
+        seq: u32,
+    },
+    Notify {
+        to: Option<String>,
+        role: Option<String>,
+        message: String,
+    },
+    Reminder {
+        task: TaskId,
+        to: Option<String>,
+    },
+    Escalated {
+        task: TaskId,
+        to: Option<String>,
+    },
+    StartChild {
+        token: u32,
+        process: String,
+        fields: BTreeMap<String, Value>,
+    },
+    /// The case ended while these sub-process cases ran: they are cancelled with it.
+    CancelChildren {
+        children: Vec<InstanceId>,
+    },
+    Ended {
+        status: Status,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,9 +311,20 @@ pub enum Command {
     UpdateFields {
         fields: BTreeMap<String, Value>,
     },
+    /// The shell started the sub-process case a `call` token asked for.
+    ChildStarted {
+        token: u32,
+        child: InstanceId,
+    },
     ChildEnded {
         token: u32,
         fields: BTreeMap<String, Value>,
+    },
+    /// The sub-process case was cancelled: the `call` step becomes an incident (`retry`
+    /// starts a new one).
+    ChildCancelled {
+        token: u32,
+        reason: String,
     },
     Cancel {
         reason: String,
@@ -304,6 +359,9 @@ pub enum CommandError {
     NotWaitingForChild(u32),
     #[error("the case ran through {STEPS_PER_COMMAND_MAX} steps in one command; is something looping?")]
     Runaway,
+    /// The command would leave the instance in a state the engine must never reach (a bug).
+    #[error("internal error: the command would break an invariant of the case: {0}")]
+    Invariant(String),
 }
 
 /// What the engine knows about current work, for assignment. A snapshot: the core reads it
@@ -363,6 +421,9 @@ impl Instance {
             updated_at: now,
             parent: None,
             rules_version: 0,
+            family: None,
+            depth: 0,
+            children: BTreeMap::new(),
         }
     }
 
@@ -375,9 +436,70 @@ impl Instance {
 pub fn apply(ctx: &Context, instance: &mut Instance, actor: &Actor, command: Command) -> Result<Outcome, CommandError> {
     let mut run = Run { ctx, inst: instance.clone(), actor, effects: Vec::new(), history: Vec::new(), steps_run: 0 };
     run.command(command)?;
+    if let Err(broken) = invariants(ctx.model, &run.inst) {
+        // A bug, not bad input: refuse the command and leave the case as it was. (Not a
+        // panic: one broken case must not take the server's worker down.)
+        return Err(CommandError::Invariant(broken));
+    }
     run.inst.updated_at = ctx.now;
     *instance = run.inst;
     Ok(Outcome { effects: run.effects, history: run.history })
+}
+
+/// What must hold of an instance after every command. A live case always has work in it:
+/// every token waits for a task, a timer, a message, a sub-process or a retry, so a case can
+/// never be running with nothing that could move it on.
+pub fn invariants(model: &Process, inst: &Instance) -> Result<(), String> {
+    if inst.status.is_ended() {
+        if !(inst.tokens.is_empty() && inst.tasks.is_empty() && inst.timers.is_empty() && inst.children.is_empty()) {
+            return Err(format!("{} but still holds tokens, tasks or timers", inst.status.name()));
+        }
+        return Ok(());
+    }
+    if inst.tokens.is_empty() {
+        return Err(format!("{} with no token: nothing could ever move it on", inst.status.name()));
+    }
+    for (id, t) in &inst.tokens {
+        let step = model.steps.get(t.step.index()).ok_or_else(|| format!("token {id} is on no step"))?;
+        match (&t.waiting, &step.kind) {
+            (Waiting::Task(seq), StepKind::Task(_)) => {
+                if !inst.tasks.get(seq).is_some_and(|task| task.token == *id && task.step == t.step) {
+                    return Err(format!("token {id} waits for task {seq}, which is not open at `{}`", step.name));
+                }
+            }
+            (Waiting::Wait, StepKind::Wait(w)) => {
+                let timed = inst.timers.values().any(
+                    |x| matches!(x.kind, TimerKind::Wait { token } | TimerKind::Timeout { token } if token == *id),
+                );
+                if !timed && w.on_message.is_empty() {
+                    return Err(format!("token {id} waits at `{}` for no timer and no message", step.name));
+                }
+            }
+            (Waiting::Child, StepKind::Call(_)) => {}
+            (Waiting::Incident, _) if matches!(inst.status, Status::Incident { .. }) => {}
+            (w, _) => return Err(format!("token {id} is {w:?} at step `{}`", step.name)),
+        }
+    }
+    for token in inst.children.keys() {
+        if !inst.tokens.get(token).is_some_and(|t| t.waiting == Waiting::Child) {
+            return Err(format!("token {token} has a sub-process case but does not wait for one"));
+        }
+    }
+    for task in inst.tasks.values() {
+        if !inst.tokens.get(&task.token).is_some_and(|k| k.waiting == Waiting::Task(task.seq)) {
+            return Err(format!("task {} has no token waiting for it", task.seq));
+        }
+    }
+    for (join, arrived) in &inst.join_arrivals {
+        if let Some(model::Step { kind: StepKind::Join { split, .. }, .. }) = model.steps.get(join.index()) {
+            if let Some(StepKind::Split { branches, .. }) = model.steps.get(split.index()).map(|s| &s.kind) {
+                if *arrived as usize >= branches.len() {
+                    return Err(format!("join {} holds {arrived} arrivals and has not fired", join.index()));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Run<'a> {
@@ -482,10 +604,33 @@ impl Run<'_> {
                 self.set_fields(changes, "fields_updated", None);
                 Ok(())
             }
+            Command::ChildStarted { token, child } => {
+                if !self.inst.tokens.get(&token).is_some_and(|t| t.waiting == Waiting::Child) {
+                    return Err(CommandError::NotWaitingForChild(token));
+                }
+                self.inst.children.insert(token, child);
+                Ok(())
+            }
+            Command::ChildCancelled { token, reason } => {
+                if self.inst.status.is_ended() {
+                    return Err(CommandError::WrongStatus(self.inst.status.name()));
+                }
+                let Some(tok) = self.inst.tokens.get(&token).filter(|t| t.waiting == Waiting::Child).cloned() else {
+                    return Err(CommandError::NotWaitingForChild(token));
+                };
+                let child = self.inst.children.remove(&token).map_or_else(String::new, |c| format!(" {c}"));
+                self.park(
+                    token,
+                    tok.step,
+                    EvalError::Type(format!("the sub-process case{child} was cancelled: {reason}")),
+                );
+                Ok(())
+            }
             Command::ChildEnded { token, fields } => {
                 let Some(tok) = self.inst.tokens.get(&token).filter(|t| t.waiting == Waiting::Child).cloned() else {
                     return Err(CommandError::NotWaitingForChild(token));
                 };
+                self.inst.children.remove(&token);
                 let StepKind::Call(call) = &self.step(tok.step).kind else {
                     return Err(CommandError::NotWaitingForChild(token));
                 };
@@ -1120,11 +1265,15 @@ impl Run<'_> {
                 Ok(())
             }
             StepKind::End => {
+                // An `end` ends the case, also from inside parallel branches: the other
+                // branches' work is cancelled (a join waiting for them would wait forever).
                 self.inst.tokens.remove(&token);
                 self.record("reached_end", Some(step_id), step.display_name().to_string());
-                if self.inst.tokens.is_empty() {
-                    self.end(Status::Completed { outcome: step.name.clone() });
+                let others: Vec<String> = self.inst.tokens.values().map(|t| self.step(t.step).name.clone()).collect();
+                if !others.is_empty() {
+                    self.record("branches_cancelled", Some(step_id), others.join(", "));
                 }
+                self.end(Status::Completed { outcome: step.name.clone() });
                 Ok(())
             }
         }
@@ -1348,8 +1497,9 @@ impl Run<'_> {
             self.close_task(seq, reason);
         }
         self.cancel_timers(|_| false);
-        if self.inst.tokens.values().any(|t| t.waiting == Waiting::Child) {
-            self.effects.push(Effect::CancelChildren);
+        let children: Vec<InstanceId> = std::mem::take(&mut self.inst.children).into_values().collect();
+        if !children.is_empty() {
+            self.effects.push(Effect::CancelChildren { children });
         }
         self.inst.tokens.clear();
         self.inst.join_arrivals.clear();

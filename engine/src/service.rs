@@ -178,6 +178,8 @@ struct Applied {
     instance: Instance,
     outcome: Outcome,
     ticket: u64,
+    /// Other cases of the family the same write changed (sub-processes), to publish.
+    others: Vec<(Instance, Outcome)>,
 }
 
 /// A start or command applied and written but not yet acknowledged: `Engine::confirm` waits
@@ -191,13 +193,46 @@ pub struct Pending {
     outcome: Option<Outcome>,
     /// `None`: nothing of this call to wait for.
     ticket: Option<u64>,
-    /// A sub-process may have moved the case on meanwhile: read it again when confirmed.
-    read_again: bool,
+    /// Other cases the same write changed (sub-processes started, a parent moved on).
+    others: Vec<(Instance, Outcome)>,
 }
 
 impl From<Applied> for Pending {
     fn from(a: Applied) -> Pending {
-        Pending { instance: a.instance, outcome: Some(a.outcome), ticket: Some(a.ticket), read_again: false }
+        Pending { instance: a.instance, outcome: Some(a.outcome), ticket: Some(a.ticket), others: a.others }
+    }
+}
+
+/// The cases one start or command changes, all written in one batch: the case itself and,
+/// through sub-processes, others of its family (children started, a parent told its child
+/// ended, children cancelled with their parent). Either all of it is written or none.
+#[derive(Default)]
+struct Unit {
+    cases: BTreeMap<InstanceId, Staged>,
+    /// In the order first touched: the order their events are published in.
+    order: Vec<InstanceId>,
+    /// Cases this unit starts, with their business keys (numbered at commit).
+    started: Vec<(InstanceId, BusinessKey)>,
+}
+
+struct Staged {
+    before: Option<Instance>,
+    after: Instance,
+    outcome: Outcome,
+}
+
+impl Unit {
+    fn add(&mut self, before: Option<Instance>, after: Instance, outcome: Outcome) {
+        self.order.push(after.id);
+        self.cases.insert(after.id, Staged { before, after, outcome });
+    }
+
+    /// The first case, and every other one with what it did.
+    fn split_first(mut self) -> (Instance, Outcome, Vec<(Instance, Outcome)>) {
+        let mut staged = self.order.iter().filter_map(|id| self.cases.remove(id));
+        let first = staged.next().expect("a unit has its own case");
+        let others = staged.map(|s| (s.after, s.outcome)).collect();
+        (first.after, first.outcome, others)
     }
 }
 
@@ -742,7 +777,7 @@ impl Engine {
         idempotency_key: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Pending, EngineError> {
-        self.start_inner(process, fields, actor, idempotency_key, None, now, 0)
+        self.start_inner(process, fields, actor, idempotency_key, now)
     }
 
     /// Calls `done` once a pending write is durable, without blocking a thread (on the log's
@@ -763,27 +798,20 @@ impl Engine {
         if let Some(outcome) = &pending.outcome {
             self.publish(&pending.instance, outcome);
         }
-        if pending.read_again {
-            let id = pending.instance.id;
-            return self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()));
+        for (inst, outcome) in &pending.others {
+            self.publish(inst, outcome);
         }
         Ok(pending.instance)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn start_inner(
         &self,
         process: &str,
         fields: BTreeMap<String, Value>,
         actor: &Actor,
         idempotency_key: Option<&str>,
-        parent: Option<(InstanceId, u32)>,
         now: DateTime<Utc>,
-        depth: usize,
     ) -> Result<Pending, EngineError> {
-        if depth > CALL_DEPTH_MAX {
-            return Err(EngineError::TooDeep);
-        }
         let def = self.definition(process, None).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         let (rules, rules_version) = self.rules_and_version();
         // Allocation happens under a lock, briefly, in two steps around the start itself, so
@@ -793,116 +821,265 @@ impl Engine {
         // Counters are written under the lock in small batches of their own, before the case
         // itself, so that in the store they only ever grow: a crash in between leaves an
         // unused number, never a reused one.
-        let mut alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+        let alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = idempotency_key {
             if let Some(id) = self.store.get_u64(&store::key("x/", &[k.as_bytes()]))? {
                 let id = InstanceId(id);
                 drop(alloc);
                 if let Some(existing) = self.instance(id)? {
-                    return Ok(Pending { instance: existing, outcome: None, ticket: None, read_again: false });
+                    return Ok(Pending { instance: existing, outcome: None, ticket: None, others: Vec::new() });
                 }
                 if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(k) {
                     return Err(EngineError::StartInProgress(k.to_string()));
                 }
                 // Taken by a start that crashed before writing its case: take it again.
-                return self.start_after_crashed_reservation(process, fields, actor, k, parent, now, depth);
+                return self.start_after_crashed_reservation(process, fields, actor, k, now);
             }
             if !self.starting.lock().unwrap_or_else(|p| p.into_inner()).insert(k.to_string()) {
                 return Err(EngineError::StartInProgress(k.to_string()));
             }
         }
+        drop(alloc);
         let release_key = || {
             if let Some(k) = idempotency_key {
                 self.starting.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
             }
         };
-        let (id, reserved) = match alloc.take(&self.store) {
-            Ok(taken) => taken,
+        let mut unit = Unit::default();
+        // A new case is its own family: no one else can reach it before it is written.
+        let started = self.take_id().and_then(|id| {
+            unit.started.push((id, self.business_key(&def.model, &rules, &fields, id, now)));
+            let key_text = unit.started[0].1.text.clone();
+            let mut inst = Instance::new(id, &def.model, def.version, key_text, now);
+            inst.rules_version = rules_version;
+            let workload = EngineWorkload(self);
+            let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
+            let outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
+            let effects = outcome.effects.clone();
+            unit.add(None, inst, outcome);
+            self.cascade(&mut unit, id, effects, now)?;
+            Ok(id)
+        });
+        let written = started.and_then(|_| self.commit(&mut unit, idempotency_key));
+        release_key();
+        let ticket = match written {
+            Ok(ticket) => ticket,
             Err(e) => {
-                release_key();
-                return Err(e.into());
+                self.give_back(&unit);
+                return Err(e);
             }
         };
+        let (instance, outcome, others) = unit.split_first();
+        Ok(Pending { instance, outcome: Some(outcome), ticket: Some(ticket), others })
+    }
+
+    /// Takes a new instance id (reserving a block in the store when one is used up).
+    fn take_id(&self) -> Result<InstanceId, EngineError> {
+        let mut alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+        let (id, reserved) = alloc.take(&self.store)?;
         if let Some(end) = reserved {
             let mut block = store::Batch::default();
             block.insert(b"m/next_instance", end.to_be_bytes());
             if let Err(e) = self.store.write(block) {
                 // The reservation may not be stored: read the bound again before the next start.
                 *alloc = IdBlock::default();
-                release_key();
                 return Err(e.into());
             }
         }
-        drop(alloc);
-        let prepared = (|| {
-            let key = self.business_key(&def.model, &rules, &fields, id, now);
-            let mut inst = Instance::new(id, &def.model, def.version, key.text.clone(), now);
-            inst.parent = parent;
-            inst.rules_version = rules_version;
-            let workload = EngineWorkload(self);
-            let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
-            let outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
-            Ok::<_, EngineError>((key, inst, outcome))
-        })();
-        let (key, mut inst, mut outcome) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                self.allocation.lock().unwrap_or_else(|p| p.into_inner()).give_back(id);
-                release_key();
-                return Err(e);
-            }
-        };
+        Ok(id)
+    }
+
+    /// The ids a refused unit took, back (newest first, so each is the last one taken).
+    fn give_back(&self, unit: &Unit) {
+        let mut alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, _) in unit.started.iter().rev() {
+            alloc.give_back(*id);
+        }
+    }
+
+    /// Loads a case into the unit, unless it is there already.
+    fn stage(&self, unit: &mut Unit, id: InstanceId) -> Result<(), EngineError> {
+        if !unit.cases.contains_key(&id) {
+            let inst = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
+            unit.add(Some(inst.clone()), inst, Outcome { effects: Vec::new(), history: Vec::new() });
+        }
+        Ok(())
+    }
+
+    /// Applies a command to a staged case; returns the effects it had.
+    fn apply_staged(
+        &self,
+        unit: &mut Unit,
+        id: InstanceId,
+        actor: &Actor,
+        command: Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Effect>, EngineError> {
+        self.stage(unit, id)?;
+        let staged = unit.cases.get_mut(&id).expect("staged above");
+        let def = self.definition(&staged.after.process, Some(staged.after.version)).ok_or_else(|| {
+            EngineError::UnknownProcess(format!("{} version {}", staged.after.process, staged.after.version))
+        })?;
+        let (rules, rules_version) = self.rules_and_version();
+        let workload = EngineWorkload(self);
+        let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
+        let mut outcome = core::apply(&ctx, &mut staged.after, actor, command)?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
+        let effects = outcome.effects.clone();
+        staged.outcome.history.append(&mut outcome.history);
+        staged.outcome.effects.append(&mut outcome.effects);
+        Ok(effects)
+    }
+
+    /// Carries a command's effects through the family, in the same unit: sub-processes
+    /// started (and run as far as they go), parents told their child ended or was
+    /// cancelled, children cancelled with their parent. Any refusal refuses the whole unit.
+    fn cascade(
+        &self,
+        unit: &mut Unit,
+        from: InstanceId,
+        effects: Vec<Effect>,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let mut work: std::collections::VecDeque<(InstanceId, Effect)> =
+            effects.into_iter().map(|e| (from, e)).collect();
+        while let Some((id, effect)) = work.pop_front() {
+            let inst = &unit.cases[&id].after;
+            let (parent, family, depth) = (inst.parent, inst.family.unwrap_or(id), inst.depth);
+            let more = match effect {
+                Effect::StartChild { token, process, fields } => {
+                    if depth as usize >= CALL_DEPTH_MAX {
+                        return Err(EngineError::TooDeep);
+                    }
+                    let def = self
+                        .definition(&process, None)
+                        .ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+                    let (rules, rules_version) = self.rules_and_version();
+                    let child = self.take_id()?;
+                    let key = self.business_key(&def.model, &rules, &fields, child, now);
+                    let mut inst = Instance::new(child, &def.model, def.version, key.text.clone(), now);
+                    unit.started.push((child, key));
+                    (inst.parent, inst.family, inst.depth, inst.rules_version) =
+                        (Some((id, token)), Some(family), depth + 1, rules_version);
+                    let workload = EngineWorkload(self);
+                    let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
+                    let mut outcome = core::apply(&ctx, &mut inst, Actor::system(), Command::Start { fields })?;
+                    outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
+                    let effects = outcome.effects.clone();
+                    unit.add(None, inst, outcome);
+                    self.apply_staged(unit, id, Actor::system(), Command::ChildStarted { token, child }, now)?;
+                    effects.into_iter().map(|e| (child, e)).collect()
+                }
+                Effect::Ended { status } => match (parent, status) {
+                    (Some((parent, token)), Status::Completed { .. }) => {
+                        let fields = unit.cases[&id].after.fields.clone();
+                        let cmd = Command::ChildEnded { token, fields };
+                        self.tell_parent(unit, parent, cmd, now)?.into_iter().map(|e| (parent, e)).collect()
+                    }
+                    (Some((parent, token)), Status::Cancelled { reason }) => {
+                        let cmd = Command::ChildCancelled { token, reason };
+                        self.tell_parent(unit, parent, cmd, now)?.into_iter().map(|e| (parent, e)).collect()
+                    }
+                    _ => Vec::new(),
+                },
+                Effect::CancelChildren { children } => {
+                    let mut more = Vec::new();
+                    for child in children {
+                        let cmd = Command::Cancel { reason: format!("the parent case {id} ended") };
+                        match self.apply_staged(unit, child, Actor::system(), cmd, now) {
+                            Ok(effects) => more.extend(effects.into_iter().map(|e| (child, e))),
+                            // Ended meanwhile (it is being told to its parent in this unit).
+                            Err(EngineError::Command(CommandError::WrongStatus(_))) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    more
+                }
+                _ => Vec::new(),
+            };
+            work.extend(more);
+        }
+        Ok(())
+    }
+
+    /// A parent told of its child's end; a parent that moved on (ended, or its token no
+    /// longer waits) has nothing to do with it.
+    fn tell_parent(
+        &self,
+        unit: &mut Unit,
+        parent: InstanceId,
+        command: Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Effect>, EngineError> {
+        match self.apply_staged(unit, parent, Actor::system(), command, now) {
+            Err(EngineError::Command(CommandError::NotWaitingForChild(_) | CommandError::WrongStatus(_))) => {
+                Ok(Vec::new())
+            }
+            other => other,
+        }
+    }
+
+    /// Writes a unit: numbers the business keys of the cases it started (and records the
+    /// idempotency key) in a small batch of counters, then every case in one batch.
+    fn commit(&self, unit: &mut Unit, idempotency_key: Option<&str>) -> Result<u64, EngineError> {
         let mut counters = store::Batch::default();
-        let alloc = key.sequence.as_ref().map(|_| self.allocation.lock().unwrap_or_else(|p| p.into_inner()));
-        let numbered = match &key.sequence {
-            Some((seq_key, width)) => self.store.get_u64(seq_key).map(|last| {
-                let seq = last.unwrap_or(0) + 1;
-                counters.insert(seq_key.clone(), seq.to_be_bytes());
-                fill_sequence(&mut inst, &mut outcome, &format!("{seq:0width$}"));
-            }),
-            None => Ok(()),
-        };
-        if let Some(k) = idempotency_key {
+        let numbered = unit.started.iter().any(|(_, k)| k.sequence.is_some());
+        let alloc = numbered.then(|| self.allocation.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut last: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for (id, key) in &unit.started {
+            let Some((seq_key, width)) = &key.sequence else { continue };
+            let seq = match last.get(seq_key) {
+                Some(n) => n + 1,
+                None => self.store.get_u64(seq_key)?.unwrap_or(0) + 1,
+            };
+            last.insert(seq_key.clone(), seq);
+            counters.insert(seq_key.clone(), seq.to_be_bytes());
+            let staged = unit.cases.get_mut(id).expect("a started case is staged");
+            fill_sequence(&mut staged.after, &mut staged.outcome, &format!("{seq:0width$}"));
+        }
+        if let (Some(k), Some((id, _))) = (idempotency_key, unit.started.first()) {
             counters.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes());
         }
-        let counted = numbered.and_then(|()| match counters.is_empty() {
-            true => Ok(()),
-            false => self.store.write(counters).map(drop),
-        });
+        if !counters.is_empty() {
+            self.store.write(counters)?;
+        }
         drop(alloc);
-        let business_key = inst.business_key.clone();
-        let written = counted.map_err(EngineError::from).and_then(|_| {
-            let mut batch = store::Batch::default();
-            batch.insert(store::key("k/", &[business_key.as_bytes()]), id.0.to_be_bytes().to_vec());
-            let (deltas, timer) = self.put_instance(&mut batch, None, &inst, &outcome)?;
-            let ticket = self.open_counts.around(&deltas, || self.store.write(batch))?;
-            if let Some(k) = timer {
-                self.timer_cursor.added(&k);
+        let mut batch = store::Batch::default();
+        let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+        let mut timers = Vec::new();
+        for (id, _) in &unit.started {
+            let key = &unit.cases[id].after.business_key;
+            batch.insert(store::key("k/", &[key.as_bytes()]), id.0.to_be_bytes().to_vec());
+        }
+        for id in &unit.order {
+            let staged = &unit.cases[id];
+            if staged.before.as_ref() == Some(&staged.after) {
+                continue;
             }
-            Ok(ticket)
-        });
-        release_key();
-        let ticket = written?;
-        self.commands.fetch_add(1, Ordering::Relaxed);
-        self.after(&inst, &outcome, now, depth)?;
-        // A sub-process that ended at once has moved this case on: read it again.
-        let read_again = outcome.effects.iter().any(|e| matches!(e, Effect::StartChild { .. }));
-        Ok(Pending { instance: inst, outcome: Some(outcome), ticket: Some(ticket), read_again })
+            let (d, timer) = self.put_instance(&mut batch, staged.before.as_ref(), &staged.after, &staged.outcome)?;
+            for (user, n) in d {
+                *deltas.entry(user).or_insert(0) += n;
+            }
+            timers.extend(timer);
+        }
+        let ticket = self.open_counts.around(&deltas, || self.store.write(batch))?;
+        // Once the entries are visible (see `TimerCursor`).
+        for k in timers {
+            self.timer_cursor.added(&k);
+        }
+        self.commands.fetch_add(unit.cases.len() as u64, Ordering::Relaxed);
+        Ok(ticket)
     }
 
     /// A start whose idempotency key was reserved by a start that crashed before writing its
     /// case: the stale reservation is dropped and the start runs again.
-    #[allow(clippy::too_many_arguments)]
     fn start_after_crashed_reservation(
         &self,
         process: &str,
         fields: BTreeMap<String, Value>,
         actor: &Actor,
         key: &str,
-        parent: Option<(InstanceId, u32)>,
         now: DateTime<Utc>,
-        depth: usize,
     ) -> Result<Pending, EngineError> {
         {
             let _alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
@@ -919,7 +1096,7 @@ impl Engine {
                 }
             }
         }
-        self.start_inner(process, fields, actor, Some(key), parent, now, depth)
+        self.start_inner(process, fields, actor, Some(key), now)
     }
 
     /// Renders the key template: `{date:%Y%m%d}-{seq:03}` → `20261123-007`. The sequence
@@ -1056,7 +1233,7 @@ impl Engine {
         command: Command,
         now: DateTime<Utc>,
     ) -> Result<Instance, EngineError> {
-        self.command_inner(id, actor, command, now, 0)
+        self.confirm(self.apply_and_write(id, actor, command, now)?.into())
     }
 
     /// `command` without waiting for durability: see `Pending`.
@@ -1067,87 +1244,48 @@ impl Engine {
         command: Command,
         now: DateTime<Utc>,
     ) -> Result<Pending, EngineError> {
-        Ok(self.apply_and_write(id, actor, command, now, 0)?.into())
-    }
-
-    fn command_inner(
-        &self,
-        id: InstanceId,
-        actor: &Actor,
-        command: Command,
-        now: DateTime<Utc>,
-        depth: usize,
-    ) -> Result<Instance, EngineError> {
-        self.confirm(self.apply_and_write(id, actor, command, now, depth)?.into())
+        Ok(self.apply_and_write(id, actor, command, now)?.into())
     }
 
     /// Applies a command and writes its batch, without waiting for durability: the caller
     /// waits on `ticket` (once, for a whole group) and then publishes.
+    ///
+    /// Commands are serialised per family (a case and its sub-processes share the stripe of
+    /// the case at the top), so a command and what it does to the family's other cases are
+    /// one write.
     fn apply_and_write(
         &self,
         id: InstanceId,
         actor: &Actor,
         command: Command,
         now: DateTime<Utc>,
-        depth: usize,
     ) -> Result<Applied, EngineError> {
-        let stripe = &self.stripes[(id.0 as usize) % STRIPES];
-        let guard = stripe.lock().unwrap_or_else(|p| p.into_inner());
-        let before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
-        let def = self
-            .definition(&before.process, Some(before.version))
-            .ok_or_else(|| EngineError::UnknownProcess(format!("{} version {}", before.process, before.version)))?;
-        let (rules, rules_version) = self.rules_and_version();
-        let workload = EngineWorkload(self);
-        let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
-        let mut after = before.clone();
-        let mut outcome = core::apply(&ctx, &mut after, actor, command)?;
-        outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
-        let mut batch = store::Batch::default();
-        let (deltas, timer) = self.put_instance(&mut batch, Some(&before), &after, &outcome)?;
-        let ticket = self.open_counts.around(&deltas, || self.store.write(batch))?;
-        // Once the entry is visible (see `TimerCursor`).
-        if let Some(k) = timer {
-            self.timer_cursor.added(&k);
+        let stripe = |family: InstanceId| (family.0 as usize) % STRIPES;
+        let lock = |i: usize| self.stripes[i].lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(stripe(id));
+        let mut before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
+        if let Some(family) = before.family.filter(|f| stripe(*f) != stripe(id)) {
+            // A sub-process: its family's stripe is the one that counts (a family never changes).
+            drop(guard);
+            guard = lock(stripe(family));
+            before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
         }
+        let mut unit = Unit::default();
+        unit.add(Some(before.clone()), before, Outcome { effects: Vec::new(), history: Vec::new() });
+        let written = self
+            .apply_staged(&mut unit, id, actor, command, now)
+            .and_then(|effects| self.cascade(&mut unit, id, effects, now))
+            .and_then(|()| self.commit(&mut unit, None));
         drop(guard);
-        self.commands.fetch_add(1, Ordering::Relaxed);
-        self.after(&after, &outcome, now, depth)?;
-        Ok(Applied { instance: after, outcome, ticket })
-    }
-
-    /// Follow-up work of a command: sub-processes started, parents told their child ended.
-    fn after(&self, inst: &Instance, outcome: &Outcome, now: DateTime<Utc>, depth: usize) -> Result<(), EngineError> {
-        for e in &outcome.effects {
-            match e {
-                Effect::StartChild { token, process, fields } => {
-                    let child = self.start_inner(
-                        process,
-                        fields.clone(),
-                        Actor::system(),
-                        None,
-                        Some((inst.id, *token)),
-                        now,
-                        depth + 1,
-                    )?;
-                    self.confirm(child)?;
-                }
-                Effect::Ended { status: Status::Completed { .. } } => {
-                    if let Some((parent, token)) = inst.parent {
-                        let cmd = Command::ChildEnded { token, fields: inst.fields.clone() };
-                        match self.command_inner(parent, Actor::system(), cmd, now, depth + 1) {
-                            // The parent moved on (cancelled): nothing waits for this child.
-                            Err(EngineError::Command(_)) => {}
-                            other => {
-                                other?;
-                            }
-                        }
-                    }
-                }
-                _ => {}
+        let ticket = match written {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                self.give_back(&unit);
+                return Err(e);
             }
-        }
-        Ok(())
+        };
+        let (instance, outcome, others) = unit.split_first();
+        Ok(Applied { instance, outcome, ticket, others })
     }
 
     pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>, EngineError> {
@@ -1355,7 +1493,7 @@ impl Engine {
         let fire_lane = |lane: usize| {
             let mut applied = Vec::new();
             for &(id, timer) in due.iter().filter(|(id, _)| id.0 as usize % lanes == lane) {
-                match self.apply_and_write(id, Actor::system(), Command::FireTimer { timer }, now, 0) {
+                match self.apply_and_write(id, Actor::system(), Command::FireTimer { timer }, now) {
                     Ok(a) => applied.push(a),
                     // A stale index entry, a suspended case, or a timer due later within this
                     // millisecond: nothing to do now.

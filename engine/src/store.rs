@@ -922,7 +922,7 @@ pub(crate) fn timer_key(t: DateTime<Utc>, id: InstanceId, timer: u32) -> Vec<u8>
 }
 
 /// The version of the key layout above; see `Engine::open` for the upgrade.
-pub(crate) const FORMAT: u64 = 2;
+pub(crate) const FORMAT: u64 = 3;
 
 /// Where a task sits in an inbox: by deadline, tasks without one last.
 pub(crate) fn inbox_order(due: Option<DateTime<Utc>>) -> [u8; 8] {
@@ -949,8 +949,13 @@ pub(crate) fn status_key(process: &str, status: &str, id: InstanceId) -> Vec<u8>
 pub(crate) fn index_entries(inst: &Instance) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
     let mut entries = std::collections::BTreeMap::new();
     entries.insert(status_key(&inst.process, inst.status.name(), inst.id), Vec::new());
-    for t in inst.timers.values() {
-        entries.insert(timer_key(t.due_at, inst.id, t.seq), Vec::new());
+    // Only a running case's timers can fire: a suspended case's (or one in incident) would sit
+    // at the front of the due scan and, once there are more than a scan's batch, starve every
+    // other case's timers. Resuming puts them back (the diff of the index entries).
+    if inst.status == crate::core::Status::Running {
+        for t in inst.timers.values() {
+            entries.insert(timer_key(t.due_at, inst.id, t.seq), Vec::new());
+        }
     }
     for t in inst.tasks.values() {
         let view = encode(&crate::service::TaskView {

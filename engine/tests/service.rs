@@ -610,3 +610,151 @@ process waits {
     }
     assert_eq!(engine.next_due().unwrap(), None);
 }
+
+fn admin() -> Actor {
+    Actor { id: "admin".into(), roles: vec![], admin: true }
+}
+
+const SURVEY: &str = r#"
+process survey {
+  source "t"
+  fields {
+    school: text required
+    score: int(1..5)
+  }
+  start -> ask
+  task ask { assign role cs_rep due 1 workday asks score required -> done }
+  end done
+}
+"#;
+
+const CALLS_SURVEY: &str = r#"
+process visit {
+  source "t"
+  fields {
+    school: text required
+    satisfaction: int(1..5)
+  }
+  start -> survey_call
+  call survey_call process survey {
+    input school = school
+    output satisfaction = score
+    -> done
+  }
+  end done
+}
+"#;
+
+fn school() -> BTreeMap<String, Value> {
+    [("school".to_string(), Value::Text("二中".into()))].into()
+}
+
+#[test]
+fn a_start_refused_in_a_sub_process_leaves_no_case_behind() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let now = bj(2026, 11, 23, 10, 0);
+    // `ping` and `pong` call each other with no human step: every start nests without end.
+    let stub = "process pong {\n  source \"t\"\n  start -> done\n  end done\n}\n";
+    let ping = "process ping {\n  source \"t\"\n  start -> c\n  call c process pong { -> done }\n  end done\n}\n";
+    let pong = "process pong {\n  source \"t\"\n  start -> c\n  call c process ping { -> done }\n  end done\n}\n";
+    engine.deploy(stub, now).unwrap();
+    engine.deploy(ping, now).unwrap();
+    engine.deploy(pong, now).unwrap();
+    for _ in 0..3 {
+        let refused = engine.start("ping", BTreeMap::new(), &crm(), None, now);
+        assert!(matches!(refused, Err(EngineError::TooDeep)), "{refused:?}");
+    }
+    for process in ["ping", "pong"] {
+        for status in ["running", "completed", "incident", "cancelled"] {
+            assert_eq!(engine.count_instances(process, status).unwrap(), 0, "{process} {status}");
+        }
+    }
+    // A child refused for its fields refuses the parent's start too.
+    engine.deploy(SURVEY, now).unwrap();
+    let bad = "process bad_call {\n  source \"t\"\n  start -> c\n  call c process survey { -> done }\n  end done\n}\n";
+    // (The checker does not yet see that `school` is missing: the start finds out.)
+    engine.deploy(bad, now).unwrap();
+    let refused = engine.start("bad_call", BTreeMap::new(), &crm(), None, now);
+    assert!(matches!(refused, Err(EngineError::Command(CommandError::InvalidField { .. }))), "{refused:?}");
+    assert_eq!(engine.count_instances("bad_call", "running").unwrap(), 0);
+    assert_eq!(engine.count_instances("survey", "running").unwrap(), 0);
+    // Ids given back: the next case gets the next id, as if nothing had been tried.
+    engine.deploy(CALLS_SURVEY, now).unwrap();
+    let first = engine.start("visit", school(), &crm(), None, now).unwrap();
+    let child = engine.instances("survey", "running", 10).unwrap()[0];
+    assert_eq!(child.0, first.id.0 + 1, "the parent and its child took consecutive ids");
+    assert_eq!(first.children.values().copied().collect::<Vec<_>>(), [child]);
+    assert_eq!(
+        engine.instance(child).unwrap().unwrap().parent,
+        Some((first.id, *first.children.keys().next().unwrap()))
+    );
+}
+
+#[test]
+fn cancelling_a_parent_cancels_its_sub_process_and_a_cancelled_child_is_an_incident() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let now = bj(2026, 11, 23, 10, 0);
+    engine.deploy(SURVEY, now).unwrap();
+    engine.deploy(CALLS_SURVEY, now).unwrap();
+    let parent = engine.start("visit", school(), &crm(), None, now).unwrap();
+    let child = *parent.children.values().next().unwrap();
+    let cancelled = engine.command(parent.id, &admin(), Command::Cancel { reason: "withdrawn".into() }, now).unwrap();
+    assert!(cancelled.children.is_empty());
+    let c = engine.instance(child).unwrap().unwrap();
+    assert!(matches!(c.status, Status::Cancelled { .. }), "{:?}", c.status);
+    assert!(c.tasks.is_empty());
+    assert!(engine.tasks(None, Some("cs_rep"), 10).unwrap().is_empty(), "the child's task left the inbox");
+
+    // The child cancelled on its own: the parent's call step is an incident; retry starts a new one.
+    let parent = engine.start("visit", school(), &crm(), None, now).unwrap();
+    let child = *parent.children.values().next().unwrap();
+    engine.command(child, &admin(), Command::Cancel { reason: "duplicate".into() }, now).unwrap();
+    let p = engine.instance(parent.id).unwrap().unwrap();
+    assert!(matches!(&p.status, Status::Incident { reason, .. } if reason.contains("cancelled")), "{:?}", p.status);
+    let p = engine.command(parent.id, &admin(), Command::Retry, now).unwrap();
+    assert_eq!(p.status, Status::Running);
+    let again = *p.children.values().next().unwrap();
+    assert_ne!(again, child);
+    let task = *engine.instance(again).unwrap().unwrap().tasks.keys().next().unwrap();
+    let score = [("score".to_string(), Value::Int(5))].into();
+    engine.command(again, &admin(), Command::CompleteTask { task, fields: score }, now).unwrap();
+    let p = engine.instance(parent.id).unwrap().unwrap();
+    assert_eq!(p.status, Status::Completed { outcome: "done".into() });
+    assert_eq!(p.fields["satisfaction"], Value::Int(5));
+}
+
+#[test]
+fn suspended_cases_timers_do_not_hold_up_the_timer_driver() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let start = bj(2026, 11, 23, 10, 0);
+    engine.deploy(&complaint_source(), start).unwrap();
+    // More suspended cases with due timers than one scan of the driver takes.
+    const BATCH: usize = 16;
+    let mut suspended = Vec::new();
+    for _ in 0..BATCH * 3 {
+        let c = engine.start("complaint", fields("high"), &crm(), None, start).unwrap();
+        engine.command(c.id, &admin(), Command::Suspend, start).unwrap();
+        suspended.push(c.id);
+    }
+    // A later case, still running, whose deadline falls after theirs.
+    let later = start + chrono::Duration::minutes(1);
+    let running = engine.start("complaint", fields("high"), &crm(), None, later).unwrap();
+    let pending_before = running.timers.len();
+    let when = later + chrono::Duration::hours(2);
+    for _ in 0..3 {
+        engine.fire_due(when, BATCH).unwrap();
+    }
+    let after = engine.instance(running.id).unwrap().unwrap();
+    assert!(
+        after.timers.len() < pending_before || after.tasks.values().any(|t| t.overdue),
+        "the running case's timers fired"
+    );
+    // Resuming brings the suspended cases' timers back, and they fire.
+    let id = suspended[0];
+    let before = engine.instance(id).unwrap().unwrap();
+    engine.command(id, &admin(), Command::Resume, when).unwrap();
+    engine.fire_due(when, BATCH).unwrap();
+    let resumed = engine.instance(id).unwrap().unwrap();
+    assert!(resumed.history_len > before.history_len + 1, "its due timers fired after resume");
+    assert!(resumed.tasks.values().any(|t| t.overdue));
+}
