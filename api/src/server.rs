@@ -66,6 +66,7 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/tasks/:id/claim", post(claim))
         .route("/tasks/:id/release", post(release))
         .route("/tasks/:id/complete", post(complete))
+        .route("/tasks/:id/reassign", post(reassign_task))
         .route("/admin/rules", get(rules_in_force))
         .route("/admin/rules/reload", post(reload_rules))
         .route("/admin/rules/changes", get(rules_changes))
@@ -341,7 +342,8 @@ fn fields_from(map: &Map<String, Json>) -> Result<BTreeMap<String, Value>, ApiEr
 /// Sensitive fields are masked for callers who are neither administrators nor staff.
 fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool) -> Json {
     let def = state.engine.definition(&inst.process, Some(inst.version));
-    let may_see = actor.admin || !actor.roles.is_empty() || !service;
+    // Service tokens (integrated systems) see sensitive values masked, whatever roles they act in.
+    let may_see = actor.admin || !service;
     let fields: Map<String, Json> = inst
         .fields
         .iter()
@@ -381,6 +383,9 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
         "timers": timers,
         "started_at": inst.started_at.to_rfc3339(),
         "updated_at": inst.updated_at.to_rfc3339(),
+        // Linked cases: the case this one runs for, and the ones it waits for.
+        "parent": inst.parent.map(|(p, _)| p.0),
+        "sub_processes": inst.children.values().map(|c| c.0).collect::<Vec<_>>(),
     })
 }
 
@@ -626,7 +631,8 @@ async fn history(
     .await?;
     // The same masking as the instance view: service tokens do not see sensitive values.
     let def = state.engine.definition(&inst.process, Some(inst.version));
-    let may_see = actor.admin || !actor.roles.is_empty() || !service;
+    // Service tokens (integrated systems) see sensitive values masked, whatever roles they act in.
+    let may_see = actor.admin || !service;
     let shown = |field: &str, v: &Value| {
         let sensitive = def.as_ref().and_then(|d| d.model.field(field)).is_some_and(|f| f.sensitive);
         if sensitive && !may_see {
@@ -762,8 +768,7 @@ async fn update_fields(
     Path(id): Path<String>,
     Body(req): Body<FieldsRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
-    require_admin(&actor)?;
+    // Who may: the `update_fields` permission of the rules (checked by the engine).
     let fields = fields_from(&req.fields)?;
     run(state, &headers, parse_instance_id(&id)?, Command::UpdateFields { fields }).await
 }
@@ -840,6 +845,19 @@ async fn release(
     run(state, &headers, instance, Command::Release { task }).await
 }
 
+/// Gives one open task to another user: its assignee may pass it on, and holders of the
+/// `reassign` permission may move anyone's. Recorded in the case's history.
+#[utoipa::path(post, path = "/tasks/{id}/reassign", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Reassigned"), (status = 403, description = "Neither your task nor a `reassign` permission"), (status = 409, description = "Not open"), (status = 422, description = "No such user")), security(("bearer" = [])))]
+async fn reassign_task(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(req): Body<ReassignRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (instance, task) = parse_task_id(&id)?;
+    run(state, &headers, instance, Command::Reassign { task, to: req.to, reason: req.reason }).await
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompleteRequest {
@@ -888,45 +906,35 @@ pub async fn timer_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, poll: std:
     }
 }
 
-/// Deploys every `.flow` file of a folder, repeating until no more succeed, so that a process
-/// deploys after the processes it calls. Returns (deployed, refused with their diagnostics).
+/// Deploys every `.flow` file of a folder, checked together as `caseflow check` checks a
+/// folder (so processes that call each other deploy together). A broken file is refused on
+/// its own; the others deploy. Returns (deployed, refused with their diagnostics).
 pub fn deploy_folder(
     engine: &Engine,
     dir: &std::path::Path,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let mut pending: Vec<(std::path::PathBuf, String)> = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "flow"))
         .collect();
     entries.sort();
+    let mut files = Vec::new();
     for p in entries {
         let text = std::fs::read_to_string(&p)?;
-        pending.push((p, text));
+        files.push(caseflow_dsl::SourceFile { name: p.display().to_string(), text });
     }
-    let mut deployed = Vec::new();
-    loop {
-        let before = pending.len();
-        let mut still = Vec::new();
-        for (p, text) in pending {
-            match engine.deploy(&text, now) {
-                Ok(o) => {
-                    deployed.push(format!("{} v{}{}", o.process, o.version, if o.changed { " (new)" } else { "" }))
-                }
-                Err(EngineError::Rejected(d)) => still.push((p, text, d)),
-                Err(e) => return Err(e.into()),
+    let (mut deployed, mut refused) = (Vec::new(), Vec::new());
+    for (result, file) in engine.deploy_together(&files, now)?.into_iter().zip(&files) {
+        match result {
+            Ok(o) => deployed.push(format!("{} v{}{}", o.process, o.version, if o.changed { " (new)" } else { "" })),
+            Err(EngineError::Rejected(d)) => {
+                refused.push(caseflow_dsl::diag::render(&file.name, &file.text, &d, false))
             }
+            Err(e) => return Err(e.into()),
         }
-        if still.is_empty() || still.len() == before {
-            let refused = still
-                .into_iter()
-                .map(|(p, text, d)| caseflow_dsl::diag::render(&p.display().to_string(), &text, &d, false))
-                .collect();
-            return Ok((deployed, refused));
-        }
-        pending = still.into_iter().map(|(p, t, _)| (p, t)).collect();
     }
+    Ok((deployed, refused))
 }
 
 // ------------------------------------------------------------ rules
@@ -1108,7 +1116,15 @@ async fn reassign_user(
     Body(req): Body<ReassignRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
-    require_admin(&actor)?;
+    let granted =
+        state.engine.rules().permissions.get("reassign").is_some_and(|r| r.iter().any(|r| actor.roles.contains(r)));
+    if !(actor.admin || granted) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "moving a user's tasks needs the `reassign` permission",
+        ));
+    }
     let s = state.clone();
     let n = blocking(move || Ok(s.engine.reassign_all(&user, &req.to, &actor, &req.reason, s.clock.now())?)).await?;
     Ok(axum::Json(json!({ "reassigned": n })))
@@ -1538,7 +1554,7 @@ impl utoipa::Modify for ErrorResponses {
     info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
     paths(
         health, list_processes, show_process, diagram, deploy, start, list_instances, get_instance, get_instance_by_key, history,
-        message, cancel, suspend, resume, retry, update_fields, inbox, claim, release, complete, rules_in_force,
+        message, cancel, suspend, resume, retry, update_fields, inbox, claim, release, complete, reassign_task, rules_in_force,
         reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json,
         report
     ),

@@ -45,7 +45,7 @@ impl Api {
         engine.deploy(&source, clock.now()).unwrap();
         let tokens = vec![
             token("admin", &[], true, false),
-            token("crm", &[], false, true),
+            token("crm", &["integration"], false, true),
             token("liu_yang", &["cs_rep"], false, false),
             token("zhang_wei", &["cs_rep"], false, false),
             token("chen_jie", &["engineer"], false, false),
@@ -655,4 +655,95 @@ async fn every_bad_field_is_reported_at_once() {
     for f in ["urgency", "contact", "colour", "customer", "content"] {
         assert!(fields.contains(&f), "{f} missing from {v}");
     }
+}
+
+#[test]
+fn processes_that_call_each_other_deploy_together_as_the_checker_checks_them() {
+    let dir = std::env::temp_dir().join(format!("caseflow-mutual-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let guarded = |id: &str, other: &str| {
+        format!(
+            "process {id} {{\n  source \"t\"\n  start -> ask\n  task ask {{\n    assign role cs_rep\n    due 1h\n    \
+             -> decide {{\n      when true -> done\n      else -> c\n    }}\n  }}\n  call c process {other} {{ -> done }}\n  end done\n}}\n"
+        )
+    };
+    std::fs::write(dir.join("ping.flow"), guarded("ping", "pong")).unwrap();
+    std::fs::write(dir.join("pong.flow"), guarded("pong", "ping")).unwrap();
+    // Two more that call each other at once: refused, by both.
+    std::fs::write(
+        dir.join("tick.flow"),
+        "process tick {\n  source \"t\"\n  start -> c\n  call c process tock { -> done }\n  end done\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tock.flow"),
+        "process tock {\n  source \"t\"\n  start -> c\n  call c process tick { -> done }\n  end done\n}\n",
+    )
+    .unwrap();
+    let files: Vec<caseflow_dsl::SourceFile> = ["ping", "pong", "tick", "tock"]
+        .iter()
+        .map(|n| {
+            let path = dir.join(format!("{n}.flow"));
+            caseflow_dsl::SourceFile { name: path.display().to_string(), text: std::fs::read_to_string(&path).unwrap() }
+        })
+        .collect();
+    let checked: Vec<bool> = caseflow_dsl::check_files(&files, Some(&rules().catalog()))
+        .iter()
+        .map(|r| r.checked.process.is_some())
+        .collect();
+    assert_eq!(checked, [true, true, false, false]);
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap();
+    let (deployed, refused) = caseflow::server::deploy_folder(&engine, &dir, now).unwrap();
+    assert_eq!(deployed, ["ping v1 (new)", "pong v1 (new)"]);
+    assert_eq!(refused.len(), 2);
+    assert!(refused.iter().all(|r| r.contains("FLOW037")), "{refused:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn permissions_of_the_rules_are_what_the_routes_allow() {
+    let api = Api::new();
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let id = inst["id"].as_u64().unwrap();
+    let task = inst["tasks"][0]["id"].as_str().unwrap().to_string();
+    let holder = inst["tasks"][0]["assignee"].as_str().unwrap().to_string();
+    let colleague = if holder == "liu_yang" { "zhang_wei" } else { "liu_yang" };
+    // A colleague may not take over an assigned task by claiming it; a manager may (recorded).
+    let claim = format!("/tasks/{task}/claim");
+    assert_eq!(api.call("POST", &claim, Some(colleague), None, &[]).await.0, StatusCode::FORBIDDEN);
+    let (s, v) = api.call("POST", &claim, Some(&holder), None, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // A claim holds: another candidate may not complete it.
+    let complete = format!("/tasks/{task}/complete");
+    let body = Some(r#"{"fields":{"cause":"quality"}}"#);
+    assert_eq!(api.call("POST", &complete, Some(colleague), body, &[]).await.0, StatusCode::FORBIDDEN);
+    // Reassigning one task: the `reassign` permission (managers), or the assignee passing it on.
+    let reassign = format!("/tasks/{task}/reassign");
+    let to = |u: &str| format!(r#"{{"to":"{u}","reason":"on leave"}}"#);
+    assert_eq!(api.call("POST", &reassign, Some(colleague), Some(&to(colleague)), &[]).await.0, StatusCode::FORBIDDEN);
+    let (s, v) = api.call("POST", &reassign, Some("li_na"), Some(&to(colleague)), &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["tasks"][0]["assignee"], colleague);
+    assert_eq!(
+        api.call("POST", &reassign, Some("li_na"), Some(&to("nobody")), &[]).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // Moving all of a user's tasks: managers too, not representatives.
+    let all = format!("/admin/users/{colleague}/reassign");
+    assert_eq!(api.call("POST", &all, Some(&holder), Some(&to(&holder)), &[]).await.0, StatusCode::FORBIDDEN);
+    let (s, v) = api.call("POST", &all, Some("li_na"), Some(&to(&holder)), &[]).await;
+    assert_eq!((s, v["reassigned"].as_u64()), (StatusCode::OK, Some(1)));
+    // Fields: the CRM's token acts in the `integration` role, which may update them; a
+    // representative may not.
+    let fields = format!("/instances/{id}/fields");
+    let change = Some(r#"{"fields":{"content":"投影仪无法开机, 电源灯不亮"}}"#);
+    assert_eq!(api.call("POST", &fields, Some(&holder), change, &[]).await.0, StatusCode::FORBIDDEN);
+    let (s, v) = api.call("POST", &fields, Some("crm"), change, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["fields"]["contact"], "***", "a service token still sees sensitive fields masked");
+    let (_, history) = api.call("GET", &format!("/instances/{id}/history"), Some("admin"), None, &[]).await;
+    let events: Vec<&str> = history["history"].as_array().unwrap().iter().filter_map(|h| h["event"].as_str()).collect();
+    assert!(events.contains(&"task_reassigned") && events.contains(&"fields_updated"), "{events:?}");
 }

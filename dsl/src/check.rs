@@ -830,13 +830,6 @@ impl<'a> Checker<'a> {
             );
         }
         let callee = callee.flatten();
-        if callee.is_some_and(|_| c.process.name == self.ast.id.name) {
-            self.err(Diagnostic::new(
-                Code::AutomaticLoop,
-                c.process.span.clone(),
-                "a process calls itself; each call would start another without end",
-            ));
-        }
         for (child_field, value) in &c.inputs {
             let got = self.ty(value);
             if let Some(sig) = callee {

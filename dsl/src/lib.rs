@@ -60,13 +60,13 @@ pub fn check_files(files: &[SourceFile], catalog: Option<&RuleCatalog>) -> Vec<F
         }
     }
     let ctx = CheckContext { catalog, processes: Some(&signatures) };
-    parsed
-        .into_iter()
+    let mut reports = parsed
+        .iter()
         .enumerate()
         .map(|(i, ast)| {
             let mut checked = match ast {
-                Ok(ast) => check(&ast, &ctx),
-                Err(diagnostics) => Checked { process: None, diagnostics },
+                Ok(ast) => check(ast, &ctx),
+                Err(diagnostics) => Checked { process: None, diagnostics: diagnostics.clone() },
             };
             if let Some(d) = duplicates.remove(&i) {
                 checked.process = None;
@@ -74,5 +74,61 @@ pub fn check_files(files: &[SourceFile], catalog: Option<&RuleCatalog>) -> Vec<F
             }
             FileReport { name: files[i].name.clone(), checked }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    refuse_endless_calls(&mut reports, &parsed);
+    reports
+}
+
+/// Processes that call each other (or themselves) with no task or wait on the way would nest
+/// cases without end: every such call is an error (FLOW037). Recursion that passes a task or a
+/// wait is allowed; the engine bounds it at run time (`CALL_DEPTH_MAX` nested calls).
+fn refuse_endless_calls(reports: &mut [FileReport], parsed: &[Result<ast::Process, Vec<Diagnostic>>]) {
+    use petgraph::graph::{DiGraph, NodeIndex};
+    let mut graph: DiGraph<usize, (usize, model::StepId)> = DiGraph::new();
+    let nodes: BTreeMap<String, NodeIndex> = reports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((r.checked.process.as_ref()?.id.clone(), graph.add_node(i))))
+        .collect();
+    for (i, r) in reports.iter().enumerate() {
+        let Some(p) = &r.checked.process else { continue };
+        for step in p.calls_without_waiting() {
+            let model::StepKind::Call(c) = &p.step(step).kind else { continue };
+            if let Some(&to) = nodes.get(&c.process) {
+                graph.add_edge(nodes[&p.id], to, (i, step));
+            }
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&graph) {
+        let cyclic = scc.len() > 1 || graph.contains_edge(scc[0], scc[0]);
+        if !cyclic {
+            continue;
+        }
+        let mut names: Vec<String> =
+            scc.iter().filter_map(|n| reports[graph[*n]].checked.process.as_ref().map(|p| p.id.clone())).collect();
+        names.sort();
+        let cycle = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let edges: Vec<(usize, model::StepId)> = graph
+            .edge_indices()
+            .filter(|e| graph.edge_endpoints(*e).is_some_and(|(a, b)| scc.contains(&a) && scc.contains(&b)))
+            .map(|e| graph[e])
+            .collect();
+        for (file, step) in edges {
+            let Ok(ast) = &parsed[file] else { continue };
+            let Some(ast::StepKind::Call(call)) = ast.steps.get(step.index()).map(|s| &s.kind) else { continue };
+            let report = &mut reports[file];
+            report.checked.process = None;
+            report.checked.diagnostics.push(
+                Diagnostic::new(
+                    Code::EndlessCalls,
+                    call.process.span.clone(),
+                    format!(
+                        "{cycle} {} with no task or wait on the way: every case would start another without end",
+                        if names.len() == 1 { "calls itself" } else { "call each other" }
+                    ),
+                )
+                .hint("let a person or time come between the levels (a `task` or `wait` before the call), and bound the depth with a field"),
+            );
+        }
+    }
 }

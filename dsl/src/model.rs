@@ -253,6 +253,30 @@ impl Process {
         NodeIndex::new(id.index() + 1)
     }
 
+    /// The `call` steps a case can reach from its start with no task or wait on the way
+    /// (through decisions either way, and past calls whose case might end at once). A cycle
+    /// of such calls between processes would nest cases without end.
+    pub fn calls_without_waiting(&self) -> Vec<StepId> {
+        let mut seen = vec![false; self.graph.node_count()];
+        let mut todo = vec![NodeIndex::new(0)];
+        let mut calls = Vec::new();
+        while let Some(n) = todo.pop() {
+            if std::mem::replace(&mut seen[n.index()], true) {
+                continue;
+            }
+            if let Node::Step(id) = self.graph[n] {
+                match &self.step(id).kind {
+                    StepKind::Task(_) | StepKind::Wait(_) | StepKind::End => continue,
+                    StepKind::Call(_) => calls.push(id),
+                    _ => {}
+                }
+            }
+            todo.extend(self.graph.neighbors(n).filter(|m| !seen[m.index()]));
+        }
+        calls.sort();
+        calls
+    }
+
     /// Named outcomes, in source order.
     pub fn outcomes(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(|s| matches!(s.kind, StepKind::End))

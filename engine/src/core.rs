@@ -204,14 +204,18 @@ pub struct Instance {
     pub rules_version: u64,
     /// The case at the top of this case's chain of sub-processes (`None`: this case). A
     /// family is locked as one, so a sub-process and its parent change in one write.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<InstanceId>,
     /// How many `call`s down from the top of its family this case runs.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub depth: u32,
     /// The sub-process case each waiting `call` token waits for.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub children: BTreeMap<u32, InstanceId>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One line of the audit trail.
@@ -560,8 +564,13 @@ impl Run<'_> {
                 if !self.may_work_on(&t) {
                     return Err(self.forbidden("claim this task"));
                 }
-                if t.claimed && t.assignee.as_deref() != Some(&self.actor.id) && !self.actor.admin {
-                    return Err(CommandError::TaskNotOpen(self.inst.task_id(task)));
+                // A task given to someone else is theirs: taking it over is a reassignment.
+                if let Some(holder) = t.assignee.as_deref().filter(|a| *a != self.actor.id) {
+                    if !self.may("reassign") {
+                        return Err(self.forbidden(&format!(
+                            "claim a task assigned to {holder} (they may release it, or a holder of `reassign` take it over)"
+                        )));
+                    }
                 }
                 let from = t.assignee.clone();
                 self.set_assignee(task, Some(self.actor.id.clone()), true);
@@ -599,6 +608,9 @@ impl Run<'_> {
             Command::UpdateFields { fields } => {
                 if self.inst.status.is_ended() {
                     return Err(CommandError::WrongStatus(self.inst.status.name()));
+                }
+                if !self.may("update_fields") {
+                    return Err(self.forbidden("update a case's fields"));
                 }
                 let changes = self.validate_fields(&fields, false)?;
                 self.set_fields(changes, "fields_updated", None);
@@ -898,6 +910,13 @@ impl Run<'_> {
         let task = self.open_task(seq)?;
         if !self.may_work_on(&task) {
             return Err(self.forbidden("complete this task"));
+        }
+        // A claim holds: only its holder completes the task, unless someone may reassign it.
+        if let Some(holder) = task.assignee.as_deref().filter(|a| task.claimed && *a != self.actor.id) {
+            if !self.may("reassign") {
+                return Err(self.forbidden(&format!("complete a task claimed by {holder}")));
+            }
+            self.record("claim_overridden", Some(task.step), format!("claimed by {holder}"));
         }
         let StepKind::Task(def) = &self.step(task.step).kind else {
             return Err(CommandError::TaskNotOpen(self.inst.task_id(seq)));

@@ -110,7 +110,7 @@ pub struct RuleSet {
 }
 
 /// The actions `[permissions]` may grant.
-pub const PERMISSIONS: [&str; 2] = ["reassign", "cancel"];
+pub const PERMISSIONS: [&str; 3] = ["reassign", "cancel", "update_fields"];
 
 impl RuleSet {
     /// Loads and validates a set of files as one rule set. Every file may hold any section;

@@ -173,6 +173,9 @@ impl TimerCursor {
 /// earliest timer entry it adds (for `TimerCursor::added`).
 type IndexChange = (BTreeMap<String, i64>, Option<Vec<u8>>);
 
+/// What the check of a source to deploy said: its model and warnings, or its diagnostics.
+type Verdict = Result<(Process, Vec<String>), Vec<Diagnostic>>;
+
 /// A command applied and written, not yet known durable.
 struct Applied {
     instance: Instance,
@@ -688,24 +691,84 @@ impl Engine {
 
     /// Checks a source and deploys it as a new version if it differs from the latest.
     pub fn deploy(&self, source: &str, now: DateTime<Utc>) -> Result<DeployOutcome, EngineError> {
+        let mut results =
+            self.deploy_together(&[SourceFile { name: "deploy.flow".into(), text: source.into() }], now)?;
+        results.remove(0)
+    }
+
+    /// Checks several sources together with the latest deployed version of every other
+    /// process (so processes that call each other check as `caseflow check` checks a
+    /// folder), and deploys each one that passes. One result per source, in order.
+    pub fn deploy_together(
+        &self,
+        sources: &[SourceFile],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<DeployOutcome, EngineError>>, EngineError> {
         let rules = self.rules();
         let catalog = rules.catalog();
-        let mut files = vec![SourceFile { name: "deploy.flow".into(), text: source.to_string() }];
-        {
-            let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
-            for versions in defs.values() {
-                if let Some(latest) = versions.values().next_back() {
-                    files.push(SourceFile { name: format!("{}.flow", latest.process), text: latest.source.clone() });
+        // Refused sources drop out and the check runs again, so nothing deploys against a
+        // process that is not deployed in the end.
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; sources.len()];
+        loop {
+            let candidates: Vec<usize> = (0..sources.len()).filter(|i| verdicts[*i].is_none()).collect();
+            let mut files: Vec<SourceFile> = candidates.iter().map(|i| sources[*i].clone()).collect();
+            let new_ids: BTreeSet<String> =
+                files.iter().filter_map(|f| caseflow_dsl::parse::parse(&f.text).ok().map(|a| a.id.name)).collect();
+            {
+                let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
+                // A new source replaces its own latest version among the signatures.
+                for versions in defs.values() {
+                    if let Some(latest) = versions.values().next_back().filter(|l| !new_ids.contains(&l.process)) {
+                        files
+                            .push(SourceFile { name: format!("{}.flow", latest.process), text: latest.source.clone() });
+                    }
                 }
             }
+            let reports = check_files(&files, Some(&catalog));
+            let mut refused_now = false;
+            let mut passed = Vec::new();
+            for (report, i) in reports.into_iter().zip(candidates) {
+                match report.checked.process {
+                    Some(model) => {
+                        let warnings = report
+                            .checked
+                            .diagnostics
+                            .iter()
+                            .map(|d| format!("{}: {}", d.code.as_str(), d.message))
+                            .collect();
+                        passed.push((i, model, warnings));
+                    }
+                    None => {
+                        refused_now = true;
+                        verdicts[i] = Some(Err(report.checked.diagnostics));
+                    }
+                }
+            }
+            if !refused_now {
+                for (i, model, warnings) in passed {
+                    verdicts[i] = Some(Ok((model, warnings)));
+                }
+                break;
+            }
         }
-        // The new source replaces its own latest version among the signatures.
-        let new_id = caseflow_dsl::parse::parse(source).ok().map(|a| a.id.name);
-        files.retain(|f| f.name == "deploy.flow" || Some(f.name.trim_end_matches(".flow")) != new_id.as_deref());
-        let report = check_files(&files, Some(&catalog)).remove(0);
-        let Some(model) = report.checked.process else { return Err(EngineError::Rejected(report.checked.diagnostics)) };
-        let warnings =
-            report.checked.diagnostics.iter().map(|d| format!("{}: {}", d.code.as_str(), d.message)).collect();
+        let mut results = Vec::with_capacity(sources.len());
+        for (verdict, file) in verdicts.into_iter().zip(sources) {
+            results.push(match verdict.expect("every source has a verdict") {
+                Ok((model, warnings)) => self.deploy_checked(model, &file.text, warnings, now),
+                Err(diagnostics) => Err(EngineError::Rejected(diagnostics)),
+            });
+        }
+        Ok(results)
+    }
+
+    /// Stores a checked model as a new version, unless its source equals the latest.
+    fn deploy_checked(
+        &self,
+        model: Process,
+        source: &str,
+        warnings: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<DeployOutcome, EngineError> {
         let mut defs = self.definitions.write().unwrap_or_else(|p| p.into_inner());
         let versions = defs.entry(model.id.clone()).or_default();
         if let Some(latest) = versions.values().next_back() {
@@ -948,7 +1011,7 @@ impl Engine {
             let (parent, family, depth) = (inst.parent, inst.family.unwrap_or(id), inst.depth);
             let more = match effect {
                 Effect::StartChild { token, process, fields } => {
-                    if depth as usize >= CALL_DEPTH_MAX {
+                    if depth as usize + 1 > CALL_DEPTH_MAX {
                         return Err(EngineError::TooDeep);
                     }
                     let def = self

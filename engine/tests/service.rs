@@ -653,22 +653,45 @@ fn school() -> BTreeMap<String, Value> {
 fn a_start_refused_in_a_sub_process_leaves_no_case_behind() {
     let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
     let now = bj(2026, 11, 23, 10, 0);
-    // `ping` and `pong` call each other with no human step: every start nests without end.
-    let stub = "process pong {\n  source \"t\"\n  start -> done\n  end done\n}\n";
-    let ping = "process ping {\n  source \"t\"\n  start -> c\n  call c process pong { -> done }\n  end done\n}\n";
-    let pong = "process pong {\n  source \"t\"\n  start -> c\n  call c process ping { -> done }\n  end done\n}\n";
-    engine.deploy(stub, now).unwrap();
-    engine.deploy(ping, now).unwrap();
-    engine.deploy(pong, now).unwrap();
-    for _ in 0..3 {
-        let refused = engine.start("ping", BTreeMap::new(), &crm(), None, now);
-        assert!(matches!(refused, Err(EngineError::TooDeep)), "{refused:?}");
+    // A chain of escalations: each level is a case of the same process, started when the
+    // level below is handled without a solution. 16 levels nest; the 17th is refused whole.
+    let chain = r#"
+process chain {
+  source "t"
+  fields {
+    level: int = 0
+  }
+  start -> handle
+  task handle {
+    assign role cs_rep
+    due 1h
+    -> decide {
+      when level < 100 -> up
+      else -> done
     }
-    for process in ["ping", "pong"] {
-        for status in ["running", "completed", "incident", "cancelled"] {
-            assert_eq!(engine.count_instances(process, status).unwrap(), 0, "{process} {status}");
+  }
+  call up process chain {
+    input level = level + 1
+    -> done
+  }
+  end done
+}
+"#;
+    engine.deploy(chain, now).unwrap();
+    let mut case = engine.start("chain", BTreeMap::new(), &crm(), None, now).unwrap();
+    for level in 0..=caseflow_engine::service::CALL_DEPTH_MAX {
+        let task = *case.tasks.keys().next().unwrap();
+        let done = engine.command(case.id, &admin(), Command::CompleteTask { task, fields: BTreeMap::new() }, now);
+        if level == caseflow_engine::service::CALL_DEPTH_MAX {
+            assert!(matches!(done, Err(EngineError::TooDeep)), "{done:?}");
+            assert_eq!(engine.instance(case.id).unwrap().unwrap(), case, "the refused command changed nothing");
+        } else {
+            let parent = done.unwrap();
+            case = engine.instance(parent.children.values().copied().next().unwrap()).unwrap().unwrap();
+            assert_eq!(case.fields["level"], Value::Int(level as i64 + 1));
         }
     }
+    assert_eq!(engine.count_instances("chain", "running").unwrap(), caseflow_engine::service::CALL_DEPTH_MAX + 1);
     // A child refused for its fields refuses the parent's start too.
     engine.deploy(SURVEY, now).unwrap();
     let bad = "process bad_call {\n  source \"t\"\n  start -> c\n  call c process survey { -> done }\n  end done\n}\n";
