@@ -65,8 +65,18 @@ pub enum StepKind {
     Task(TaskStep),
     Auto(AutoStep),
     Wait(WaitStep),
-    Split { branches: Vec<Ident> },
-    Join { split: Ident, next: Next },
+    /// `split s -> a, b when cond`: a branch with a condition starts only when it holds.
+    Split {
+        branches: Vec<Ident>,
+        guards: Vec<Option<Expr>>,
+    },
+    /// `join j of s on first` / `on N`: fires at the first / N-th arrival and withdraws the
+    /// branches still running (`quorum`); without it, waits for every branch started.
+    Join {
+        split: Ident,
+        quorum: Option<(u32, Span)>,
+        next: Next,
+    },
     Call(CallStep),
     End,
 }

@@ -442,7 +442,17 @@ impl<'a> Checker<'a> {
                 model::StepKind::Auto { actions, next: self.need_next(s, &a.next) }
             }
             ast::StepKind::Wait(w) => model::StepKind::Wait(self.wait(s, w)),
-            ast::StepKind::Split { branches } => {
+            ast::StepKind::Split { branches, guards } => {
+                let guards = guards
+                    .iter()
+                    .map(|g| {
+                        g.as_ref().map(|e| {
+                            let t = self.ty(e);
+                            self.expect_bool(e, &t, "a branch condition");
+                            e.clone()
+                        })
+                    })
+                    .collect();
                 let mut ids = Vec::new();
                 let mut seen = BTreeSet::new();
                 for b in branches {
@@ -456,10 +466,29 @@ impl<'a> Checker<'a> {
                     ids.push(self.resolve(b));
                 }
                 // The join is found in the graph pass; placeholder until then.
-                model::StepKind::Split { branches: ids, join: StepId(u32::MAX) }
+                model::StepKind::Split { branches: ids, join: StepId(u32::MAX), guards, region: Vec::new() }
             }
-            ast::StepKind::Join { split, next } => {
+            ast::StepKind::Join { split, quorum, next } => {
                 let split_id = self.resolve(split);
+                let branches = match self.ast.steps.get(split_id.index()).map(|s| &s.kind) {
+                    Some(ast::StepKind::Split { branches, .. }) => branches.len(),
+                    _ => usize::MAX,
+                };
+                if let Some((n, span)) = quorum {
+                    if *n == 0 || *n as usize >= branches {
+                        self.err(
+                            Diagnostic::new(
+                                Code::BadBranch,
+                                span.clone(),
+                                format!("`on {n}`: the split has {branches} branches"),
+                            )
+                            .hint(format!(
+                                "`on N` fires at the N-th arrival, from 1 (`on first`) to {}; to wait for every branch, leave it out",
+                                branches.saturating_sub(1)
+                            )),
+                        );
+                    }
+                }
                 if split_id.0 != u32::MAX
                     && !matches!(self.ast.steps[split_id.index()].kind, ast::StepKind::Split { .. })
                 {
@@ -473,7 +502,11 @@ impl<'a> Checker<'a> {
                         .hint("a join waits for the branches of one `split`: name that split after `of`"),
                     );
                 }
-                model::StepKind::Join { split: split_id, next: self.transition(next, &s.id.name) }
+                model::StepKind::Join {
+                    split: split_id,
+                    quorum: quorum.as_ref().map(|q| q.0),
+                    next: self.transition(next, &s.id.name),
+                }
             }
             ast::StepKind::Call(c) => model::StepKind::Call(self.call(s, c)),
             ast::StepKind::End => model::StepKind::End,
@@ -1734,9 +1767,12 @@ fn build_graph(start: &Transition, steps: &[model::Step]) -> DiGraph<Node, EdgeK
                     g.add_edge(from, node(*to), EdgeKind::Timeout);
                 }
             }
-            model::StepKind::Split { branches, .. } => {
-                for b in branches.iter().filter(|b| valid(**b)) {
-                    g.add_edge(from, node(*b), EdgeKind::Parallel);
+            model::StepKind::Split { branches, guards, .. } => {
+                for (b, guard) in branches.iter().zip(guards).filter(|(b, _)| valid(**b)) {
+                    // A branch's condition labels its edge in diagrams.
+                    let kind =
+                        guard.as_ref().map_or(EdgeKind::Parallel, |g| EdgeKind::Branch(crate::fmt::expr_to_string(g)));
+                    g.add_edge(from, node(*b), kind);
                 }
             }
             model::StepKind::Join { next, .. } => add_transition(&mut g, from, next),
@@ -1758,8 +1794,21 @@ fn link_joins(process: &mut model::Process) {
         })
         .collect();
     for (split, join) in joins {
-        if let model::StepKind::Split { join: j, .. } = &mut process.steps[split.index()].kind {
+        let mut inside = BTreeSet::new();
+        if let model::StepKind::Split { branches, .. } = &process.steps[split.index()].kind {
+            let mut todo = branches.clone();
+            while let Some(s) = todo.pop() {
+                if s != join && inside.insert(s) {
+                    todo.extend(process.graph.neighbors(process.node(s)).filter_map(|n| match process.graph[n] {
+                        Node::Step(id) => Some(id),
+                        Node::Start => None,
+                    }));
+                }
+            }
+        }
+        if let model::StepKind::Split { join: j, region, .. } = &mut process.steps[split.index()].kind {
             *j = join;
+            *region = inside.into_iter().collect();
         }
     }
 }

@@ -164,12 +164,24 @@ impl Writer {
         let end = s.span.end.saturating_sub(1);
         match &s.kind {
             StepKind::End => self.line(s.span.start, &head),
-            StepKind::Split { branches } => {
-                let names: Vec<&str> = branches.iter().map(|b| b.name.as_str()).collect();
+            StepKind::Split { branches, guards } => {
+                let names: Vec<String> = branches
+                    .iter()
+                    .zip(guards)
+                    .map(|(b, g)| match g {
+                        Some(g) => format!("{} when {}", b.name, expr_to_string(g)),
+                        None => b.name.clone(),
+                    })
+                    .collect();
                 self.line(s.span.start, &format!("{head} -> {}", names.join(", ")));
             }
-            StepKind::Join { split, next } => {
-                self.next_line(s.span.start, &format!("{head} of {}", split.name), next);
+            StepKind::Join { split, quorum, next } => {
+                let on = match quorum {
+                    Some((1, _)) => " on first".to_string(),
+                    Some((n, _)) => format!(" on {n}"),
+                    None => String::new(),
+                };
+                self.next_line(s.span.start, &format!("{head} of {}{on}", split.name), next);
             }
             StepKind::Task(t) => {
                 self.line(s.span.start, &format!("{head} {{"));

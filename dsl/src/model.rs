@@ -151,9 +151,17 @@ pub enum StepKind {
     Split {
         branches: Vec<StepId>,
         join: StepId,
+        /// Per branch: the condition that starts it (`None`: always started).
+        guards: Vec<Option<Expr>>,
+        /// The steps between the split and its join, sorted: what a join that fires early
+        /// withdraws.
+        region: Vec<StepId>,
     },
     Join {
         split: StepId,
+        /// Fire at this many arrivals and withdraw the rest (`on first` is 1); `None`: every
+        /// branch started.
+        quorum: Option<u32>,
         next: Transition,
     },
     Call(Call),

@@ -536,11 +536,29 @@ impl Builder {
                 }
                 StepKind::Wait(wait)
             }
-            Rule::split_step => StepKind::Split { branches: inner.map(ident).collect() },
+            Rule::split_step => {
+                let (mut branches, mut guards) = (Vec::new(), Vec::new());
+                for b in inner {
+                    let mut parts = b.into_inner();
+                    branches.push(ident(parts.next().expect("split branch")));
+                    guards.push(parts.next().map(|e| self.expr(e)));
+                }
+                StepKind::Split { branches, guards }
+            }
             Rule::join_step => {
                 let split = ident(inner.next().expect("join of"));
-                let next = self.next(inner.next().expect("join next"));
-                StepKind::Join { split, next }
+                let mut item = inner.next().expect("join next");
+                let mut quorum = None;
+                if item.as_rule() == Rule::join_quorum {
+                    let q = item.into_inner().next().expect("quorum");
+                    let span = span(&q);
+                    // `first` is 1; a number too large for u32 is refused by the checker as 0.
+                    let n = if q.as_rule() == Rule::kw_first { 1 } else { q.as_str().parse().unwrap_or(0) };
+                    quorum = Some((n, span));
+                    item = inner.next().expect("join next");
+                }
+                let next = self.next(item);
+                StepKind::Join { split, quorum, next }
             }
             Rule::call_step => {
                 let process = ident(inner.next().expect("called process"));

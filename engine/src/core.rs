@@ -186,6 +186,10 @@ pub struct Instance {
     pub timers: BTreeMap<u32, Timer>,
     /// Branches arrived at each join so far.
     pub join_arrivals: BTreeMap<StepId, u32>,
+    /// Branches each active join waits for: those its split started (conditions may leave
+    /// some out). Absent: every branch.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub join_expected: BTreeMap<StepId, u32>,
     /// First entry of each `every` wait: cycles are anchored there.
     pub cycle_anchors: BTreeMap<StepId, DateTime<Utc>>,
     /// Who completed each task step last (for `assign same as`).
@@ -417,6 +421,7 @@ impl Instance {
             tasks: BTreeMap::new(),
             timers: BTreeMap::new(),
             join_arrivals: BTreeMap::new(),
+            join_expected: BTreeMap::new(),
             cycle_anchors: BTreeMap::new(),
             done_by: BTreeMap::new(),
             next_seq: 1,
@@ -495,15 +500,22 @@ pub fn invariants(model: &Process, inst: &Instance) -> Result<(), String> {
         }
     }
     for (join, arrived) in &inst.join_arrivals {
-        if let Some(model::Step { kind: StepKind::Join { split, .. }, .. }) = model.steps.get(join.index()) {
-            if let Some(StepKind::Split { branches, .. }) = model.steps.get(split.index()).map(|s| &s.kind) {
-                if *arrived as usize >= branches.len() {
-                    return Err(format!("join {} holds {arrived} arrivals and has not fired", join.index()));
-                }
+        if let Some(needed) = join_needs(model, inst, *join) {
+            if *arrived >= needed {
+                return Err(format!("join {} holds {arrived} arrivals of {needed} and has not fired", join.index()));
             }
         }
     }
     Ok(())
+}
+
+/// How many arrivals make a join fire in this case: its quorum, or every branch its split
+/// started.
+fn join_needs(model: &Process, inst: &Instance, join: StepId) -> Option<u32> {
+    let StepKind::Join { split, quorum, .. } = &model.steps.get(join.index())?.kind else { return None };
+    let StepKind::Split { branches, .. } = &model.steps.get(split.index())?.kind else { return None };
+    let started = inst.join_expected.get(&join).copied().unwrap_or(branches.len() as u32);
+    Some(quorum.map_or(started, |q| q.min(started)))
 }
 
 struct Run<'a> {
@@ -1098,6 +1110,10 @@ impl Run<'_> {
         let waiting: Vec<(u32, StepId)> =
             self.inst.tokens.iter().filter(|(_, t)| t.waiting == Waiting::Wait).map(|(id, t)| (*id, t.step)).collect();
         for (token, step) in waiting {
+            // An earlier delivery may have moved this token on, or withdrawn or ended it.
+            if !self.inst.tokens.get(&token).is_some_and(|t| t.step == step && t.waiting == Waiting::Wait) {
+                continue;
+            }
             let StepKind::Wait(w) = &self.step(step).kind else { continue };
             if let Some((_, target)) = w.on_message.iter().find(|(m, _)| m == name) {
                 let target = *target;
@@ -1237,30 +1253,69 @@ impl Run<'_> {
                 }
                 Ok(())
             }
-            StepKind::Split { branches, .. } => {
-                self.record("split", Some(step_id), "");
+            StepKind::Split { branches, join, guards, .. } => {
+                // A branch with a condition starts only if it holds (multi-choice); the join
+                // then waits for the branches started.
+                let mut started = Vec::with_capacity(branches.len());
+                for (b, guard) in branches.iter().zip(guards) {
+                    let go = match guard {
+                        None => Ok(true),
+                        Some(g) => self.scope_eval(g).and_then(|v| truth(&v)),
+                    };
+                    match go {
+                        Ok(true) => started.push(*b),
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.park(token, step_id, e);
+                            return Ok(());
+                        }
+                    }
+                }
+                let names: Vec<&str> = started.iter().map(|b| self.step(*b).name.as_str()).collect();
+                let detail = if guards.iter().any(Option::is_some) { names.join(", ") } else { String::new() };
+                self.record("split", Some(step_id), detail);
+                if started.is_empty() {
+                    // No condition held: nothing to wait for, go on past the join.
+                    let StepKind::Join { next, .. } = &self.step(*join).kind else { unreachable!("checked") };
+                    let next = next.clone();
+                    self.record("joined", Some(*join), "no branch started");
+                    return self.follow(token, *join, &next);
+                }
                 self.inst.tokens.remove(&token);
-                if self.inst.tokens.len() + branches.len() > TOKENS_MAX {
+                if self.inst.tokens.len() + started.len() > TOKENS_MAX {
                     self.park(token, step_id, EvalError::Type(format!("more than {TOKENS_MAX} parallel branches")));
                     return Ok(());
                 }
-                for b in branches {
+                if started.len() < branches.len() {
+                    self.inst.join_expected.insert(*join, started.len() as u32);
+                }
+                for b in started {
                     let t = self.seq();
-                    self.enter(t, *b)?;
+                    self.enter(t, b)?;
                 }
                 Ok(())
             }
-            StepKind::Join { split, next } => {
-                let StepKind::Split { branches, .. } = &self.step(*split).kind else { unreachable!("checked") };
-                let needed = branches.len() as u32;
+            StepKind::Join { split, next, quorum } => {
+                let needed = join_needs(self.ctx.model, &self.inst, step_id).unwrap_or(1);
                 let arrived = self.inst.join_arrivals.entry(step_id).or_insert(0);
                 *arrived += 1;
-                if *arrived < needed {
+                let arrived = *arrived;
+                if arrived < needed {
                     self.inst.tokens.remove(&token);
                     return Ok(());
                 }
                 self.inst.join_arrivals.remove(&step_id);
-                self.record("joined", Some(step_id), "");
+                self.inst.join_expected.remove(&step_id);
+                let mut detail = String::new();
+                if quorum.is_some() {
+                    let StepKind::Split { region, .. } = &self.step(*split).kind else { unreachable!("checked") };
+                    let withdrawn = self.withdraw(token, &region.clone());
+                    detail = format!("{arrived} arrived");
+                    if !withdrawn.is_empty() {
+                        detail.push_str(&format!("; withdrew {}", withdrawn.join(", ")));
+                    }
+                }
+                self.record("joined", Some(step_id), detail);
                 self.follow(token, step_id, next)
             }
             StepKind::Call(call) => {
@@ -1506,6 +1561,37 @@ impl Run<'_> {
         }
     }
 
+    /// Withdraws every token (but `keep`) on a step of `region`: their tasks closed, timers
+    /// cancelled, sub-process cases cancelled, joins inside reset. Returns the steps they were at.
+    fn withdraw(&mut self, keep: u32, region: &[StepId]) -> Vec<String> {
+        let gone: Vec<(u32, Token)> = self
+            .inst
+            .tokens
+            .iter()
+            .filter(|(id, t)| **id != keep && region.binary_search(&t.step).is_ok())
+            .map(|(id, t)| (*id, t.clone()))
+            .collect();
+        let mut steps = Vec::new();
+        let mut children = Vec::new();
+        for (id, t) in gone {
+            if let Waiting::Task(seq) = t.waiting {
+                self.close_task(seq, "branch withdrawn");
+            }
+            self.cancel_token_timers(id);
+            children.extend(self.inst.children.remove(&id));
+            self.inst.tokens.remove(&id);
+            steps.push(self.step(t.step).name.clone());
+        }
+        for s in region {
+            self.inst.join_arrivals.remove(s);
+            self.inst.join_expected.remove(s);
+        }
+        if !children.is_empty() {
+            self.effects.push(Effect::CancelChildren { children });
+        }
+        steps
+    }
+
     fn end(&mut self, status: Status) {
         let open: Vec<u32> = self.inst.tasks.keys().copied().collect();
         let reason = match &status {
@@ -1522,6 +1608,7 @@ impl Run<'_> {
         }
         self.inst.tokens.clear();
         self.inst.join_arrivals.clear();
+        self.inst.join_expected.clear();
         self.inst.status = status.clone();
         self.effects.push(Effect::Ended { status });
     }

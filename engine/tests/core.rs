@@ -609,9 +609,22 @@ impl FlowGen {
             5 => {
                 let split = self.name("s");
                 let join = self.name("j");
-                self.steps.push(format!("join {join} of {split} -> {next}"));
                 let k = 2 + self.pick(2);
-                let branches: Vec<String> = (0..k).map(|_| self.block(&join, depth + 1)).collect();
+                // Sometimes the join fires at the first arrival and withdraws the rest.
+                let on = if self.pick(4) == 0 { " on first" } else { "" };
+                self.steps.push(format!("join {join} of {split}{on} -> {next}"));
+                let guarded = self.pick(3) == 0;
+                let branches: Vec<String> = (0..k)
+                    .map(|_| {
+                        let b = self.block(&join, depth + 1);
+                        // Multi-choice: a branch that starts only when its condition holds.
+                        match (guarded, self.pick(3)) {
+                            (true, 0) => format!("{b} when x"),
+                            (true, 1) => format!("{b} when not x"),
+                            _ => b,
+                        }
+                    })
+                    .collect();
                 self.steps.push(format!("split {split} -> {}", branches.join(", ")));
                 split
             }
@@ -650,7 +663,7 @@ fn regions(model: &Process) -> Vec<(StepId, StepId, usize, Vec<bool>)> {
     use caseflow_dsl::model::StepKind;
     let mut out = Vec::new();
     for s in &model.steps {
-        let StepKind::Split { branches, join } = &s.kind else { continue };
+        let StepKind::Split { branches, join, .. } = &s.kind else { continue };
         let mut inside = vec![false; model.steps.len()];
         let mut todo: Vec<StepId> = branches.clone();
         while let Some(id) = todo.pop() {
@@ -685,6 +698,7 @@ fn branches_conserved(model: &Process, inst: &Instance) -> Result<(), String> {
         inst.join_arrivals.get(&join).copied().unwrap_or(0) > 0 || inst.tokens.values().any(|t| inside[t.step.index()])
     };
     for (split, join, branches, _) in &regions {
+        let branches = &(inst.join_expected.get(join).map_or(*branches, |n| *n as usize));
         let arrived = inst.join_arrivals.get(join).copied().unwrap_or(0) as usize;
         let tokens = inst.tokens.values().filter(|t| innermost(t.step) == Some(*split)).count();
         let nested =
@@ -704,7 +718,7 @@ fn branches_conserved(model: &Process, inst: &Instance) -> Result<(), String> {
 #[test]
 fn every_accepted_graph_runs_soundly_under_random_commands() {
     let graphs: u64 = std::env::var("GRAPH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let (mut accepted, mut joined, mut ended_in_branch) = (0, 0, 0);
+    let (mut accepted, mut joined, mut ended_in_branch, mut withdrew, mut chose) = (0, 0, 0, 0, 0);
     for seed in 0..graphs {
         let source = FlowGen::source(seed);
         let checked = compile(&source, &CheckContext::default());
@@ -766,15 +780,90 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
             }
             joined += c.history[before..].iter().filter(|h| h.event == "joined").count();
             ended_in_branch += c.history[before..].iter().filter(|h| h.event == "branches_cancelled").count();
+            withdrew +=
+                c.history[before..].iter().filter(|h| h.event == "joined" && h.detail.contains("withdrew")).count();
+            chose += c.history[before..]
+                .iter()
+                .filter(|h| (h.event == "split" && !h.detail.is_empty()) || h.detail == "no branch started")
+                .count();
             if c.inst.status.is_ended() {
                 break;
             }
         }
     }
     eprintln!(
-        "{accepted} of {graphs} graphs accepted; joins fired {joined} times, ends inside splits {ended_in_branch}"
+        "{accepted} of {graphs} graphs accepted; joins fired {joined} times ({withdrew} withdrawing branches), \
+         ends inside splits {ended_in_branch}, multi-choice splits {chose}"
     );
     // The generator must keep producing graphs that exercise what this test is about.
     assert!(accepted * 4 >= graphs as usize, "only {accepted} of {graphs} generated graphs were accepted");
     assert!(joined > 50 && ended_in_branch >= 5, "joins fired {joined} times, ends inside splits {ended_in_branch}");
+    assert!(withdrew >= 5 && chose >= 5, "withdrawing joins {withdrew}, multi-choice splits {chose}");
+}
+
+const MULTI_CHOICE: &str = r#"
+process notify_customer {
+  source "t"
+  fields {
+    by_phone: bool "电话" = false
+    by_mail: bool "邮件" = false
+  }
+  start -> notify
+  split notify -> phone_call when by_phone, write when by_mail
+  task phone_call { assign role cs_rep due 1h -> notified }
+  task write { assign role cs_rep due 1 workday -> notified }
+  join notified of notify -> done
+  end done
+}
+"#;
+
+#[test]
+fn a_multi_choice_split_starts_the_branches_whose_condition_holds_and_its_join_waits_for_those() {
+    let at = bj(2026, 11, 23, 10, 0);
+    let phone_only = fields(&[("by_phone", Value::Bool(true))]);
+    let mut c = Case::start(model(MULTI_CHOICE), at, phone_only);
+    assert_eq!(c.open().len(), 1);
+    c.complete("phone_call", fields(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+
+    let both = fields(&[("by_phone", Value::Bool(true)), ("by_mail", Value::Bool(true))]);
+    let mut c = Case::start(model(MULTI_CHOICE), at, both);
+    assert_eq!(c.open().len(), 2);
+    c.complete("write", fields(&[]));
+    assert_eq!(c.inst.status, Status::Running, "the join waits for the call too");
+    c.complete("phone_call", fields(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+
+    // No condition holds: nothing to wait for.
+    let c = Case::start(model(MULTI_CHOICE), at, fields(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+    assert!(c.history.iter().any(|h| h.event == "joined" && h.detail == "no branch started"));
+}
+
+const FIRST_WINS: &str = r#"
+process fix_fast {
+  source "t"
+  start -> race
+  split race -> remote_fix, visit
+  task remote_fix { assign role cs_rep due 1h -> fixed }
+  task visit { assign role engineer due 1 workday remind every 2h -> fixed }
+  join fixed of race on first -> confirm
+  task confirm { assign role cs_rep due 1h -> done }
+  end done
+}
+"#;
+
+#[test]
+fn a_join_on_first_goes_on_at_the_first_arrival_and_withdraws_the_other_branches() {
+    let mut c = Case::start(model(FIRST_WINS), bj(2026, 11, 23, 10, 0), fields(&[]));
+    assert_eq!(c.open().len(), 2);
+    c.complete("remote_fix", fields(&[]));
+    let open: Vec<String> = c.open().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(open, ["confirm"], "the visit was withdrawn");
+    assert!(c.inst.timers.values().all(|t| !matches!(t.kind, TimerKind::Reminder { .. })), "its reminder too");
+    let joined = c.history.iter().find(|h| h.event == "joined").unwrap();
+    assert_eq!(joined.detail, "1 arrived; withdrew visit");
+    assert!(c.effects.iter().any(|e| matches!(e, Effect::TaskClosed { reason, .. } if reason == "branch withdrawn")));
+    c.complete("confirm", fields(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
 }
