@@ -25,6 +25,8 @@ pub struct Process {
     pub fields: Vec<FieldDecl>,
     pub start: Option<Next>,
     pub start_span: Span,
+    /// `on message NAME -> step` at process level, with its span.
+    pub interrupts: Vec<(Ident, Ident, Span)>,
     pub steps: Vec<Step>,
     pub span: Span,
 }
@@ -98,6 +100,8 @@ impl StepKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskStep {
     pub assign: Option<(Assignee, Span)>,
+    /// `not same as a, b`: whoever did those steps may not do this one (four eyes).
+    pub not_same_as: Vec<Ident>,
     pub candidates: Vec<Ident>,
     pub due: Option<Expr>,
     pub remind_every: Option<Expr>,

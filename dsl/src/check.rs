@@ -199,9 +199,11 @@ impl<'a> Checker<'a> {
                 None
             }
         };
+        let interrupts = self.interrupts();
         let steps: Vec<model::Step> = ast.steps.iter().enumerate().map(|(i, s)| self.step(i, s)).collect();
+        self.no_local_listener(&interrupts, &steps);
         let references_ok = !self.diags.iter().any(|d| d.is_error());
-        let graph = start.as_ref().map(|start| build_graph(start, &steps));
+        let graph = start.as_ref().map(|start| build_graph(start, &interrupts, &steps));
         if let (Some(graph), true) = (&graph, references_ok) {
             // Only with every reference resolved: a dangling `->` would make reachability noisy.
             self.check_graph(graph, &steps);
@@ -233,11 +235,57 @@ impl<'a> Checker<'a> {
             step_by_name: steps.iter().map(|s| (s.name.clone(), s.id)).collect(),
             fields,
             start,
+            interrupts,
             steps,
             graph,
         };
         link_joins(&mut process);
         Some(process)
+    }
+
+    // ------------------------------------------------------------ interrupts
+
+    fn interrupts(&mut self) -> Vec<(String, StepId)> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (message, target, _) in &self.ast.interrupts {
+            if !seen.insert(message.name.clone()) {
+                self.err(Diagnostic::new(
+                    Code::BadHandler,
+                    message.span.clone(),
+                    format!("message `{}` already interrupts the case", message.name),
+                ));
+            }
+            out.push((message.name.clone(), self.resolve(target)));
+        }
+        out
+    }
+
+    /// A message that interrupts the whole case is not also heard by one step.
+    fn no_local_listener(&mut self, interrupts: &[(String, StepId)], steps: &[model::Step]) {
+        let messages: BTreeSet<&String> = interrupts.iter().map(|(m, _)| m).collect();
+        for message in messages {
+            for s in steps {
+                let listens = match &s.kind {
+                    model::StepKind::Task(t) => {
+                        t.handlers.iter().any(|h| h.trigger == model::Trigger::Message(message.clone()))
+                    }
+                    model::StepKind::Wait(w) => w.on_message.iter().any(|(m, _)| m == message),
+                    _ => false,
+                };
+                if listens {
+                    let span = self.ast.steps[s.id.index()].id.span.clone();
+                    self.err(
+                        Diagnostic::new(
+                            Code::BadHandler,
+                            span,
+                            format!("step `{}` listens to message `{message}`, which interrupts the whole case", s.name),
+                        )
+                        .hint("the process-level `on message` always takes it: listen to another message here, or drop one of the two"),
+                    );
+                }
+            }
+        }
     }
 
     // ------------------------------------------------------------ declarations
@@ -624,8 +672,27 @@ impl<'a> Checker<'a> {
             handlers.push(model::Handler { trigger, actions });
         }
         let next = self.need_next(s, &t.next);
+        let not_same_as = t
+            .not_same_as
+            .iter()
+            .map(|step| {
+                let id = self.resolve(step);
+                if id.0 != u32::MAX && !matches!(self.ast.steps[id.index()].kind, ast::StepKind::Task(_)) {
+                    self.err(
+                        Diagnostic::new(
+                            Code::BadAssignee,
+                            step.span.clone(),
+                            format!("`{}` is not a task, so nobody \"did\" it", step.name),
+                        )
+                        .hint("`not same as` names human tasks whose assignees may not do this one"),
+                    );
+                }
+                id
+            })
+            .collect();
         model::Task {
             assign,
+            not_same_as,
             candidates: t.candidates.iter().map(|r| r.name.clone()).collect(),
             due: t.due.clone(),
             remind_every: t.remind_every.clone(),
@@ -1713,7 +1780,7 @@ fn reaches_avoiding(graph: &DiGraph<Node, EdgeKind>, from: NodeIndex, to: NodeIn
     false
 }
 
-fn build_graph(start: &Transition, steps: &[model::Step]) -> DiGraph<Node, EdgeKind> {
+fn build_graph(start: &Transition, interrupts: &[(String, StepId)], steps: &[model::Step]) -> DiGraph<Node, EdgeKind> {
     let mut g = DiGraph::with_capacity(steps.len() + 1, steps.len() * 2);
     g.add_node(Node::Start);
     for s in steps {
@@ -1736,6 +1803,10 @@ fn build_graph(start: &Transition, steps: &[model::Step]) -> DiGraph<Node, EdgeK
         }
     };
     add_transition(&mut g, NodeIndex::new(0), start);
+    // An interrupt can happen at any time: it is drawn, and reached, from the start.
+    for (message, to) in interrupts.iter().filter(|(_, to)| valid(*to)) {
+        g.add_edge(NodeIndex::new(0), node(*to), EdgeKind::Message(message.clone()));
+    }
     for s in steps {
         let from = node(s.id);
         match &s.kind {

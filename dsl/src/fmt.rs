@@ -143,6 +143,9 @@ impl Writer {
             self.blank();
             self.next_line(p.start_span.start, "start", start);
         }
+        for (message, target, span) in &p.interrupts {
+            self.line(span.start, &format!("on message {} -> {}", message.name, target.name));
+        }
         for s in &p.steps {
             self.blank();
             self.step(s);
@@ -188,6 +191,10 @@ impl Writer {
                 self.indent += 1;
                 if let Some((a, span)) = &t.assign {
                     self.line(span.start, &format!("assign {}", assignee(a)));
+                }
+                if let Some(first) = t.not_same_as.first() {
+                    let names: Vec<&str> = t.not_same_as.iter().map(|c| c.name.as_str()).collect();
+                    self.line(first.span.start, &format!("not same as {}", names.join(", ")));
                 }
                 if let Some(first) = t.candidates.first() {
                     let names: Vec<&str> = t.candidates.iter().map(|c| c.name.as_str()).collect();

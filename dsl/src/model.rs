@@ -97,6 +97,8 @@ pub struct FormField {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Task {
     pub assign: Option<Assignee>,
+    /// Whoever completed these task steps may not do this one (separation of duties).
+    pub not_same_as: Vec<StepId>,
     pub candidates: Vec<String>,
     pub due: Option<Expr>,
     pub remind_every: Option<Expr>,
@@ -234,6 +236,9 @@ pub struct Process {
     pub key: Option<String>,
     pub fields: Vec<Field>,
     pub start: Transition,
+    /// `on message NAME -> step` at process level: the message withdraws all the case's work
+    /// and the case goes on at the step.
+    pub interrupts: Vec<(String, StepId)>,
     pub steps: Vec<Step>,
     #[serde(skip)]
     pub graph: DiGraph<Node, EdgeKind>,

@@ -200,6 +200,7 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         | Rule::key_stmt
         | Rule::fields_block
         | Rule::start_stmt
+        | Rule::interrupt_stmt
         | Rule::task_step
         | Rule::auto_step
         | Rule::wait_step
@@ -230,7 +231,8 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         | Rule::due_stmt
         | Rule::remind_stmt
         | Rule::asks_stmt
-        | Rule::handler => "a task statement (`assign`, `candidates`, `due`, `remind`, `asks`, `when`)",
+        | Rule::not_same_stmt
+        | Rule::handler => "a task statement (`assign`, `not same as`, `candidates`, `due`, `remind`, `asks`, `when`)",
         Rule::assignee | Rule::assignee_role | Rule::assignee_user | Rule::assignee_field | Rule::assignee_same => {
             "an assignee (`role r`, `user \"u\"`, `field f`, `same as step`)"
         }
@@ -246,6 +248,8 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         Rule::auto_item | Rule::set_stmt | Rule::lookup_stmt => "`set` or `lookup`",
         Rule::wait_cond | Rule::wait_for | Rule::wait_until | Rule::wait_every => "`for`, `until` or `every`",
         Rule::wait_event | Rule::on_message | Rule::on_timeout => "`on message` or `on timeout`",
+        Rule::split_branch => "a branch (`step` or `step when condition`)",
+        Rule::join_quorum | Rule::kw_first => "`on first` or `on N`",
         Rule::call_item | Rule::call_in | Rule::call_out => "`input` or `output`",
         Rule::next => "`->` and the next step",
         Rule::decide => "`decide`",
@@ -357,6 +361,7 @@ impl Builder {
             fields: Vec::new(),
             start: None,
             start_span: whole.start..whole.start,
+            interrupts: Vec::new(),
             steps: Vec::new(),
             span: whole,
         };
@@ -374,6 +379,13 @@ impl Builder {
                         let decl = self.field(f);
                         process.fields.push(decl);
                     }
+                }
+                Rule::interrupt_stmt => {
+                    let sp = span(&item);
+                    let mut it = item.into_inner();
+                    let message = ident(it.next().expect("message"));
+                    let target = ident(it.next().expect("target"));
+                    process.interrupts.push((message, target, sp));
                 }
                 Rule::start_stmt => {
                     if process.start.is_some() {
@@ -590,6 +602,7 @@ impl Builder {
     fn task<'i>(&mut self, items: impl Iterator<Item = Pair<'i, Rule>>) -> TaskStep {
         let mut task = TaskStep {
             assign: None,
+            not_same_as: Vec::new(),
             candidates: Vec::new(),
             due: None,
             remind_every: None,
@@ -604,6 +617,7 @@ impl Builder {
                     task.assign = Some((self.assignee(first(item)), sp));
                 }
                 Rule::candidates_stmt => task.candidates.extend(item.into_inner().map(ident)),
+                Rule::not_same_stmt => task.not_same_as.extend(item.into_inner().map(ident)),
                 Rule::due_stmt => task.due = Some(self.expr(first(item))),
                 Rule::remind_stmt => task.remind_every = Some(self.expr(first(item))),
                 Rule::asks_stmt => {

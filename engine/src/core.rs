@@ -576,6 +576,7 @@ impl Run<'_> {
                 if !self.may_work_on(&t) {
                     return Err(self.forbidden("claim this task"));
                 }
+                self.four_eyes(&t, "claim this task")?;
                 // A task given to someone else is theirs: taking it over is a reassignment.
                 if let Some(holder) = t.assignee.as_deref().filter(|a| *a != self.actor.id) {
                     if !self.may("reassign") {
@@ -609,6 +610,12 @@ impl Run<'_> {
                     return Err(CommandError::InvalidField {
                         field: "to".into(),
                         problem: format!("no user `{to}` in the rules"),
+                    });
+                }
+                if self.excluded(t.step).contains(&to) {
+                    return Err(CommandError::InvalidField {
+                        field: "to".into(),
+                        problem: format!("`{to}` did an earlier step that this one must be done by someone else than"),
                     });
                 }
                 self.set_assignee(task, Some(to.clone()), false);
@@ -923,6 +930,7 @@ impl Run<'_> {
         if !self.may_work_on(&task) {
             return Err(self.forbidden("complete this task"));
         }
+        self.four_eyes(&task, "complete this task")?;
         // A claim holds: only its holder completes the task, unless someone may reassign it.
         if let Some(holder) = task.assignee.as_deref().filter(|a| task.claimed && *a != self.actor.id) {
             if !self.may("reassign") {
@@ -1105,6 +1113,22 @@ impl Run<'_> {
 
     fn message(&mut self, name: &str) -> Result<(), CommandError> {
         self.require_running()?;
+        if let Some((_, target)) = self.ctx.model.interrupts.iter().find(|(m, _)| m == name) {
+            // Everything the case was doing stops; it goes on at the target.
+            let target = *target;
+            let gone: Vec<(u32, Token)> = self.inst.tokens.iter().map(|(id, t)| (*id, t.clone())).collect();
+            let all: Vec<StepId> = (0..self.ctx.model.steps.len() as u32).map(StepId).collect();
+            let withdrawn = self.withdraw_tokens(gone, &all);
+            let detail = if withdrawn.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name}; withdrew {}", withdrawn.join(", "))
+            };
+            self.record("interrupted", Some(target), detail);
+            let token = self.seq();
+            self.enter(token, target)?;
+            return self.settle();
+        }
         let mut heard = false;
         // Waits listening for it.
         let waiting: Vec<(u32, StepId)> =
@@ -1571,6 +1595,10 @@ impl Run<'_> {
             .filter(|(id, t)| **id != keep && region.binary_search(&t.step).is_ok())
             .map(|(id, t)| (*id, t.clone()))
             .collect();
+        self.withdraw_tokens(gone, region)
+    }
+
+    fn withdraw_tokens(&mut self, gone: Vec<(u32, Token)>, region: &[StepId]) -> Vec<String> {
         let mut steps = Vec::new();
         let mut children = Vec::new();
         for (id, t) in gone {
@@ -1616,19 +1644,40 @@ impl Run<'_> {
     // ------------------------------------------------------------ assignment
 
     /// Chooses a user for an assignee rule; `None` leaves the task to its candidate roles.
-    fn assign(&self, who: &Assignee, _step: StepId) -> Option<String> {
-        match who {
+    /// `step`'s assignee rule applied; a person its `not same as` excludes is never chosen
+    /// (the task then waits for a candidate).
+    fn assign(&self, who: &Assignee, step: StepId) -> Option<String> {
+        let excluded = self.excluded(step);
+        let chosen = match who {
             Assignee::User(u) => Some(u.clone()),
             Assignee::Field(f) => match self.inst.fields.get(f) {
                 Some(Value::Text(u)) if !u.is_empty() => Some(u.clone()),
                 _ => None,
             },
             Assignee::SameAs(step) => self.inst.done_by.get(step).cloned(),
-            Assignee::Role { role, strategy } => self.pick_member(role, strategy.as_deref()),
+            Assignee::Role { role, strategy } => self.pick_member(role, strategy.as_deref(), &excluded),
+        };
+        chosen.filter(|u| !excluded.contains(u))
+    }
+
+    /// Who may not work on a task of `step`: those who did the steps it names in `not same as`.
+    fn excluded(&self, step: StepId) -> Vec<String> {
+        match &self.step(step).kind {
+            StepKind::Task(def) => def.not_same_as.iter().filter_map(|s| self.inst.done_by.get(s).cloned()).collect(),
+            _ => Vec::new(),
         }
     }
 
-    fn pick_member(&self, role: &str, strategy: Option<&str>) -> Option<String> {
+    /// Refuses a person whom the task's separation of duties excludes.
+    fn four_eyes(&self, t: &Task, action: &str) -> Result<(), CommandError> {
+        if self.excluded(t.step).contains(&self.actor.id) {
+            return Err(self
+                .forbidden(&format!("{action}: they did an earlier step this one must be done by someone else than")));
+        }
+        Ok(())
+    }
+
+    fn pick_member(&self, role: &str, strategy: Option<&str>, excluded: &[String]) -> Option<String> {
         let rules = self.ctx.rules;
         let today = self.now().with_timezone(&rules.calendar.time_zone);
         let date = today.date_naive();
@@ -1641,8 +1690,11 @@ impl Run<'_> {
                     .iter()
                     .any(|s| s.days.contains(&today.weekday()) && s.hours.start <= time && time < s.hours.end)
         };
-        let available: Vec<&str> =
-            rules.members(role).map(|u| u.id.as_str()).filter(|u| !away(u) && on_shift(u)).collect();
+        let available: Vec<&str> = rules
+            .members(role)
+            .map(|u| u.id.as_str())
+            .filter(|u| !away(u) && on_shift(u) && !excluded.iter().any(|x| x == u))
+            .collect();
         let role_def = rules.roles.get(role);
         let strategy = match strategy {
             Some("round_robin") => Strategy::RoundRobin,
@@ -1685,9 +1737,12 @@ impl Run<'_> {
                 .find_map(|u| {
                     rules.away.iter().find(|a| a.user == u.id && a.from <= date && date <= a.to)?.stand_in.clone()
                 })
-                .filter(|s| !away(s))
+                .filter(|s| !away(s) && !excluded.contains(s))
         };
-        chosen.map(str::to_string).or_else(stand_in).or_else(|| role_def.and_then(|r| r.fallback.clone()))
+        chosen
+            .map(str::to_string)
+            .or_else(stand_in)
+            .or_else(|| role_def.and_then(|r| r.fallback.clone()).filter(|f| !excluded.contains(f)))
     }
 }
 

@@ -641,6 +641,12 @@ impl FlowGen {
         let mut text = format!(
             "process g {{\n  source \"generated\"\n  fields {{\n    x: bool \"x\" = false\n  }}\n  start -> {entry}\n"
         );
+        // Sometimes a process-level interrupt, to the end or anywhere.
+        match g.pick(4) {
+            0 => text.push_str("  on message stop -> done\n"),
+            1 => text.push_str(&format!("  on message stop -> {} \n", g.jump())),
+            _ => {}
+        }
         for s in g.steps.iter().rev() {
             text.push_str("  ");
             text.push_str(s);
@@ -718,7 +724,7 @@ fn branches_conserved(model: &Process, inst: &Instance) -> Result<(), String> {
 #[test]
 fn every_accepted_graph_runs_soundly_under_random_commands() {
     let graphs: u64 = std::env::var("GRAPH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let (mut accepted, mut joined, mut ended_in_branch, mut withdrew, mut chose) = (0, 0, 0, 0, 0);
+    let (mut accepted, mut joined, mut ended_in_branch, mut withdrew, mut chose, mut interrupted) = (0, 0, 0, 0, 0, 0);
     for seed in 0..graphs {
         let source = FlowGen::source(seed);
         let checked = compile(&source, &CheckContext::default());
@@ -760,7 +766,8 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
                     }
                 }
                 6 => {
-                    let _ = c.run(Actor::system(), Command::Message { name: "ping".into() });
+                    let name = if rng.pick(4) == 0 { "stop" } else { "ping" };
+                    let _ = c.run(Actor::system(), Command::Message { name: name.into() });
                 }
                 _ => {
                     let cmd = [Command::Suspend, Command::Resume][rng.pick(2)].clone();
@@ -780,6 +787,7 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
             }
             joined += c.history[before..].iter().filter(|h| h.event == "joined").count();
             ended_in_branch += c.history[before..].iter().filter(|h| h.event == "branches_cancelled").count();
+            interrupted += c.history[before..].iter().filter(|h| h.event == "interrupted").count();
             withdrew +=
                 c.history[before..].iter().filter(|h| h.event == "joined" && h.detail.contains("withdrew")).count();
             chose += c.history[before..]
@@ -793,12 +801,13 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
     }
     eprintln!(
         "{accepted} of {graphs} graphs accepted; joins fired {joined} times ({withdrew} withdrawing branches), \
-         ends inside splits {ended_in_branch}, multi-choice splits {chose}"
+         ends inside splits {ended_in_branch}, multi-choice splits {chose}, interrupts {interrupted}"
     );
     // The generator must keep producing graphs that exercise what this test is about.
     assert!(accepted * 4 >= graphs as usize, "only {accepted} of {graphs} generated graphs were accepted");
     assert!(joined > 50 && ended_in_branch >= 5, "joins fired {joined} times, ends inside splits {ended_in_branch}");
     assert!(withdrew >= 5 && chose >= 5, "withdrawing joins {withdrew}, multi-choice splits {chose}");
+    assert!(interrupted >= 20, "interrupts {interrupted}");
 }
 
 const MULTI_CHOICE: &str = r#"
@@ -866,4 +875,54 @@ fn a_join_on_first_goes_on_at_the_first_arrival_and_withdraws_the_other_branches
     assert!(c.effects.iter().any(|e| matches!(e, Effect::TaskClosed { reason, .. } if reason == "branch withdrawn")));
     c.complete("confirm", fields(&[]));
     assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+}
+
+const FOUR_EYES: &str = r#"
+process refund {
+  source "t"
+  fields {
+    amount: decimal "金额" required
+  }
+  start -> prepare
+  on message customer_withdrew -> withdrawn
+  task prepare { assign role cs_manager due 1 workday -> approve }
+  task approve {
+    assign role cs_manager
+    not same as prepare
+    due 1 workday
+    -> done
+  }
+  end done
+  end withdrawn
+}
+"#;
+
+#[test]
+fn four_eyes_a_step_done_by_one_person_is_approved_by_another() {
+    let f = fields(&[("amount", Value::Decimal("500".parse().unwrap()))]);
+    let mut c = Case::start(model(FOUR_EYES), bj(2026, 11, 23, 10, 0), f);
+    let preparer = c.task("prepare").assignee.expect("a manager prepares");
+    c.complete("prepare", fields(&[]));
+    let approve = c.task("approve");
+    assert!(approve.assignee.as_ref().is_some_and(|a| *a != preparer), "{:?} after {preparer}", approve.assignee);
+    // The preparer may neither complete nor claim the approval, nor be given it.
+    let them = Actor { id: preparer.clone(), roles: vec!["cs_manager".into()], admin: false };
+    let refused = c.run(&them, Command::CompleteTask { task: approve.seq, fields: fields(&[]) });
+    assert!(matches!(refused, Err(CommandError::Forbidden { .. })), "{refused:?}");
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    let refused = c.run(&admin, Command::Reassign { task: approve.seq, to: preparer, reason: "x".into() });
+    assert!(matches!(refused, Err(CommandError::InvalidField { .. })), "{refused:?}");
+    c.complete("approve", fields(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+}
+
+#[test]
+fn a_process_level_message_interrupts_whatever_the_case_is_doing() {
+    let f = fields(&[("amount", Value::Decimal("500".parse().unwrap()))]);
+    let mut c = Case::start(model(FOUR_EYES), bj(2026, 11, 23, 10, 0), f);
+    c.run(Actor::system(), Command::Message { name: "customer_withdrew".into() }).unwrap();
+    assert_eq!(c.inst.status, Status::Completed { outcome: "withdrawn".into() });
+    let interrupted = c.history.iter().find(|h| h.event == "interrupted").unwrap();
+    assert_eq!(interrupted.detail, "customer_withdrew; withdrew prepare");
+    assert!(c.effects.iter().any(|e| matches!(e, Effect::TaskClosed { reason, .. } if reason == "branch withdrawn")));
 }
