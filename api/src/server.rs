@@ -395,6 +395,7 @@ fn task_json(inst: &Instance, t: &core::Task) -> Json {
         "instance": inst.id.0,
         "business_key": inst.business_key,
         "name": t.name,
+        "item": t.item,
         "assignee": t.assignee,
         "candidates": t.candidates,
         "claimed": t.claimed,
@@ -817,7 +818,7 @@ async fn inbox(
         .map(|t| {
             json!({
                 "id": format!("{}-{}", t.instance, t.task.seq), "instance": t.instance.0, "business_key": t.business_key, "process": t.process,
-                "name": t.task.name, "assignee": t.task.assignee, "due_at": t.task.due_at.map(|d| d.to_rfc3339()), "overdue": t.task.overdue,
+                "name": t.task.name, "item": t.task.item, "assignee": t.task.assignee, "due_at": t.task.due_at.map(|d| d.to_rfc3339()), "overdue": t.task.overdue,
                 "priority": t.task.priority,
             })
         })

@@ -99,6 +99,10 @@ impl StepKind {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskStep {
+    /// `for each ITEM in LIST`: one task per item.
+    pub each: Option<Box<Each>>,
+    /// `collect FIELD into LIST_FIELD`.
+    pub collect: Vec<(Ident, Ident)>,
     pub assign: Option<(Assignee, Span)>,
     /// `not same as a, b`: whoever did those steps may not do this one (four eyes).
     pub not_same_as: Vec<Ident>,
@@ -108,6 +112,17 @@ pub struct TaskStep {
     pub asks: Vec<AskedField>,
     pub handlers: Vec<Handler>,
     pub next: Option<Next>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Each {
+    pub item: Ident,
+    pub list: Expr,
+    /// `one at a time`: in list order, each after the one before.
+    pub in_turn: bool,
+    /// `until N done`: the rest are withdrawn once N are done.
+    pub enough: Option<(u32, Span)>,
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

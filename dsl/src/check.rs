@@ -243,6 +243,40 @@ impl<'a> Checker<'a> {
         Some(process)
     }
 
+    /// `for each ITEM in LIST`: a list, a count that fits, and no handler that would take one
+    /// instance out of the step on its own.
+    fn each(&mut self, e: &ast::Each, handlers: &[ast::Handler]) -> model::Each {
+        let t = self.ty(&e.list);
+        if !matches!(t, Ty::List(_) | Ty::Any) {
+            self.err(Diagnostic::new(
+                Code::TypeMismatch,
+                e.list.span.clone(),
+                format!("`for each` needs a list, found {t}"),
+            ));
+        }
+        if let Some((0, span)) = &e.enough {
+            self.err(Diagnostic::new(Code::BadHandler, span.clone(), "`until 0 done` would never open a task"));
+        }
+        for h in handlers {
+            if h.actions.iter().any(|a| matches!(a, ast::Action::Goto(_))) {
+                self.err(
+                    Diagnostic::new(
+                        Code::BadHandler,
+                        h.span.clone(),
+                        "a task `for each` item cannot leave by a handler's `->`: its instances go on together",
+                    )
+                    .hint("escalate, notify or remind here; leave the step after it, by a decision"),
+                );
+            }
+        }
+        model::Each {
+            item: e.item.name.clone(),
+            list: e.list.clone(),
+            in_turn: e.in_turn,
+            enough: e.enough.as_ref().map(|(n, _)| *n),
+        }
+    }
+
     // ------------------------------------------------------------ interrupts
 
     fn interrupts(&mut self) -> Vec<(String, StepId)> {
@@ -672,6 +706,40 @@ impl<'a> Checker<'a> {
             handlers.push(model::Handler { trigger, actions });
         }
         let next = self.need_next(s, &t.next);
+        let each = t.each.as_ref().map(|e| Box::new(self.each(e, &t.handlers)));
+        let collect = t
+            .collect
+            .iter()
+            .map(|(field, list)| {
+                if self.field_ref(field).is_some() && !t.asks.iter().any(|a| a.field.name == field.name) {
+                    self.err(
+                        Diagnostic::new(
+                            Code::UnknownField,
+                            field.span.clone(),
+                            format!("`collect {}`: the task does not ask for it", field.name),
+                        )
+                        .hint(format!("add `asks {}`", field.name)),
+                    );
+                }
+                if let Some(decl) = self.field_ref(list) {
+                    if field_type(&decl.ty) != FieldType::ListOfText {
+                        self.err(Diagnostic::new(
+                            Code::TypeMismatch,
+                            list.span.clone(),
+                            format!("`collect ... into {}`: it must be a `list text` field", list.name),
+                        ));
+                    }
+                }
+                if t.each.is_none() {
+                    self.err(Diagnostic::new(
+                        Code::BadHandler,
+                        field.span.clone(),
+                        "`collect` gathers the answers of a task `for each` item: this task has no `for each`",
+                    ));
+                }
+                (field.name.clone(), list.name.clone())
+            })
+            .collect();
         let not_same_as = t
             .not_same_as
             .iter()
@@ -691,6 +759,8 @@ impl<'a> Checker<'a> {
             })
             .collect();
         model::Task {
+            each,
+            collect,
             assign,
             not_same_as,
             candidates: t.candidates.iter().map(|r| r.name.clone()).collect(),

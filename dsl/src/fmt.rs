@@ -189,6 +189,16 @@ impl Writer {
             StepKind::Task(t) => {
                 self.line(s.span.start, &format!("{head} {{"));
                 self.indent += 1;
+                if let Some(e) = &t.each {
+                    let mut line = format!("for each {} in {}", e.item.name, expr_to_string(&e.list));
+                    if e.in_turn {
+                        line.push_str(" one at a time");
+                    }
+                    if let Some((n, _)) = e.enough {
+                        line.push_str(&format!(" until {n} done"));
+                    }
+                    self.line(e.span.start, &line);
+                }
                 if let Some((a, span)) = &t.assign {
                     self.line(span.start, &format!("assign {}", assignee(a)));
                 }
@@ -213,6 +223,9 @@ impl Writer {
                         .map(|a| if a.required { format!("{} required", a.field.name) } else { a.field.name.clone() })
                         .collect();
                     self.line(first.field.span.start, &format!("asks {}", asks.join(", ")));
+                }
+                for (field, list) in &t.collect {
+                    self.line(field.span.start, &format!("collect {} into {}", field.name, list.name));
                 }
                 for h in &t.handlers {
                     self.line(h.span.start, &handler(h));

@@ -96,6 +96,10 @@ pub struct FormField {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Task {
+    /// One task per item of a list (multiple instances).
+    pub each: Option<Box<Each>>,
+    /// After each instance: append `item: value` of the asked field to the list field.
+    pub collect: Vec<(String, String)>,
     pub assign: Option<Assignee>,
     /// Whoever completed these task steps may not do this one (separation of duties).
     pub not_same_as: Vec<StepId>,
@@ -105,6 +109,15 @@ pub struct Task {
     pub form: Vec<FormField>,
     pub handlers: Vec<Handler>,
     pub next: Transition,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Each {
+    /// What an item is called (shown with each task).
+    pub item: String,
+    pub list: Expr,
+    pub in_turn: bool,
+    pub enough: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -232,7 +232,12 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         | Rule::remind_stmt
         | Rule::asks_stmt
         | Rule::not_same_stmt
-        | Rule::handler => "a task statement (`assign`, `not same as`, `candidates`, `due`, `remind`, `asks`, `when`)",
+        | Rule::each_stmt
+        | Rule::collect_stmt
+        | Rule::handler => {
+            "a task statement (`for each`, `assign`, `not same as`, `candidates`, `due`, `remind`, `asks`, `collect`, `when`)"
+        }
+        Rule::each_in_turn | Rule::each_enough => "`one at a time` or `until N done`",
         Rule::assignee | Rule::assignee_role | Rule::assignee_user | Rule::assignee_field | Rule::assignee_same => {
             "an assignee (`role r`, `user \"u\"`, `field f`, `same as step`)"
         }
@@ -601,6 +606,8 @@ impl Builder {
 
     fn task<'i>(&mut self, items: impl Iterator<Item = Pair<'i, Rule>>) -> TaskStep {
         let mut task = TaskStep {
+            each: None,
+            collect: Vec::new(),
             assign: None,
             not_same_as: Vec::new(),
             candidates: Vec::new(),
@@ -618,6 +625,29 @@ impl Builder {
                 }
                 Rule::candidates_stmt => task.candidates.extend(item.into_inner().map(ident)),
                 Rule::not_same_stmt => task.not_same_as.extend(item.into_inner().map(ident)),
+                Rule::each_stmt => {
+                    let sp = span(&item);
+                    let mut it = item.into_inner();
+                    let name = ident(it.next().expect("item name"));
+                    let list = self.expr(it.next().expect("list"));
+                    let (mut in_turn, mut enough) = (false, None);
+                    for opt in it {
+                        match opt.as_rule() {
+                            Rule::each_in_turn => in_turn = true,
+                            _ => {
+                                let n = first(opt);
+                                let nsp = span(&n);
+                                enough = Some((n.as_str().parse().unwrap_or(0), nsp));
+                            }
+                        }
+                    }
+                    task.each = Some(Box::new(Each { item: name, list, in_turn, enough, span: sp }));
+                }
+                Rule::collect_stmt => {
+                    let mut it = item.into_inner();
+                    let field = ident(it.next().expect("collected field"));
+                    task.collect.push((field, ident(it.next().expect("list field"))));
+                }
                 Rule::due_stmt => task.due = Some(self.expr(first(item))),
                 Rule::remind_stmt => task.remind_every = Some(self.expr(first(item))),
                 Rule::asks_stmt => {

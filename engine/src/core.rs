@@ -117,6 +117,11 @@ pub struct Token {
     pub step: StepId,
     pub entered_at: DateTime<Utc>,
     pub waiting: Waiting,
+    /// For a task `for each` item: its group and item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +138,9 @@ pub struct Task {
     pub due_at: Option<DateTime<Utc>>,
     pub overdue: bool,
     pub reminders_sent: u32,
+    /// The item this task is for (a task `for each` item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +198,9 @@ pub struct Instance {
     /// some out). Absent: every branch.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub join_expected: BTreeMap<StepId, u32>,
+    /// The tasks `for each` item under way, by group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub each_groups: BTreeMap<u32, EachGroup>,
     /// First entry of each `every` wait: cycles are anchored there.
     pub cycle_anchors: BTreeMap<StepId, DateTime<Utc>>,
     /// Who completed each task step last (for `assign same as`).
@@ -220,6 +231,18 @@ pub struct Instance {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// The instances of one task `for each` item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EachGroup {
+    pub step: StepId,
+    pub items: Vec<String>,
+    /// The next item to open a task for (one at a time).
+    pub next: usize,
+    pub done: u32,
+    /// Done at this many: all items, or `until N done`.
+    pub needed: u32,
 }
 
 /// One line of the audit trail.
@@ -422,6 +445,7 @@ impl Instance {
             timers: BTreeMap::new(),
             join_arrivals: BTreeMap::new(),
             join_expected: BTreeMap::new(),
+            each_groups: BTreeMap::new(),
             cycle_anchors: BTreeMap::new(),
             done_by: BTreeMap::new(),
             next_seq: 1,
@@ -487,6 +511,18 @@ pub fn invariants(model: &Process, inst: &Instance) -> Result<(), String> {
             (Waiting::Child, StepKind::Call(_)) => {}
             (Waiting::Incident, _) if matches!(inst.status, Status::Incident { .. }) => {}
             (w, _) => return Err(format!("token {id} is {w:?} at step `{}`", step.name)),
+        }
+    }
+    for (id, t) in &inst.tokens {
+        if let Some(g) = t.group {
+            if inst.each_groups.get(&g).is_none_or(|g| g.step != t.step) {
+                return Err(format!("token {id} belongs to no group of instances at its step"));
+            }
+        }
+    }
+    for (g, group) in &inst.each_groups {
+        if !inst.tokens.values().any(|t| t.group == Some(*g)) {
+            return Err(format!("the instances of group {g} at step {} have no token", group.step.index()));
         }
     }
     for token in inst.children.keys() {
@@ -919,7 +955,10 @@ impl Run<'_> {
         let first = self
             .choose(&start)
             .map_err(|e| CommandError::InvalidField { field: "(start)".into(), problem: e.to_string() })?;
-        self.inst.tokens.insert(token, Token { step: first, entered_at: self.now(), waiting: Waiting::Wait });
+        self.inst.tokens.insert(
+            token,
+            Token { step: first, entered_at: self.now(), waiting: Waiting::Wait, group: None, item: None },
+        );
         self.enter(token, first)?;
         self.settle()
     }
@@ -969,8 +1008,129 @@ impl Run<'_> {
             e.detail = format!("task {}", TaskId { instance: self.inst.id, seq });
         }
         self.inst.done_by.insert(task.step, self.actor.id.clone());
-        self.follow(task.token, task.step, &next)?;
+        if let Some(group) = self.inst.tokens.get(&task.token).and_then(|t| t.group) {
+            self.each_done(task.token, group, &fields)?;
+        } else {
+            self.follow(task.token, task.step, &next)?;
+        }
         self.settle()
+    }
+
+    /// Enters a task `for each` item: one instance (token and task) per item, or the first
+    /// one only when one at a time. No item: the step is done at once.
+    fn open_each(&mut self, token: u32, step: &model::Step, def: &model::Task) -> Result<(), CommandError> {
+        let each = def.each.as_ref().expect("open_each is for tasks for each item");
+        let items = match self.scope_eval(&each.list) {
+            Ok(Value::List(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Text(t) => t,
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>(),
+            Ok(other) => {
+                self.park(
+                    token,
+                    step.id,
+                    EvalError::Type(format!("`for each` needs a list, found {}", other.type_name())),
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                self.park(token, step.id, e);
+                return Ok(());
+            }
+        };
+        if items.is_empty() {
+            self.record("instances_opened", Some(step.id), "no item");
+            return self.follow(token, step.id, &def.next.clone());
+        }
+        if self.inst.tokens.len() + items.len() > TOKENS_MAX {
+            self.park(token, step.id, EvalError::Type(format!("more than {TOKENS_MAX} tasks at once")));
+            return Ok(());
+        }
+        let needed = each.enough.map_or(items.len() as u32, |n| n.min(items.len() as u32));
+        let opened = if each.in_turn { 1 } else { items.len() };
+        self.inst.tokens.remove(&token);
+        let group = self.seq();
+        self.inst
+            .each_groups
+            .insert(group, EachGroup { step: step.id, items: items.clone(), next: opened, done: 0, needed });
+        self.record("instances_opened", Some(step.id), format!("{} of {}", opened, items.len()));
+        for item in items.into_iter().take(opened) {
+            self.open_instance(group, step, def, item);
+        }
+        Ok(())
+    }
+
+    fn open_instance(&mut self, group: u32, step: &model::Step, def: &model::Task, item: String) {
+        let token = self.seq();
+        let t = Token {
+            step: step.id,
+            entered_at: self.now(),
+            waiting: Waiting::Wait,
+            group: Some(group),
+            item: Some(item),
+        };
+        self.inst.tokens.insert(token, t);
+        if let Err(e) = self.open_new_task(token, step, def) {
+            self.park(token, step.id, e);
+        }
+    }
+
+    /// One instance of a task `for each` item is done: collect its answers, open the next
+    /// item (one at a time), or, once enough are done, withdraw the rest and go on.
+    fn each_done(&mut self, token: u32, group: u32, fields: &BTreeMap<String, Value>) -> Result<(), CommandError> {
+        let Some(tok) = self.inst.tokens.remove(&token) else { return Ok(()) };
+        let step = self.step(tok.step).clone();
+        let StepKind::Task(def) = &step.kind else { return Ok(()) };
+        let item = tok.item.clone().unwrap_or_default();
+        let mut collected = BTreeMap::new();
+        for (field, list) in &def.collect {
+            let Some(v) = fields.get(field) else { continue };
+            let mut all = match self.inst.fields.get(list) {
+                Some(Value::List(l)) => l.clone(),
+                _ => Vec::new(),
+            };
+            all.push(Value::Text(format!("{item}: {}", v.to_string().trim_matches('"'))));
+            collected.insert(list.clone(), Value::List(all));
+        }
+        if !collected.is_empty() {
+            self.set_fields(collected, "collected", Some(step.id));
+        }
+        let Some(g) = self.inst.each_groups.get_mut(&group) else { return Ok(()) };
+        g.done += 1;
+        let (done, needed, next, total) = (g.done, g.needed, g.next, g.items.len());
+        if done >= needed {
+            let rest: Vec<(u32, Token)> = self
+                .inst
+                .tokens
+                .iter()
+                .filter(|(_, t)| t.group == Some(group))
+                .map(|(id, t)| (*id, t.clone()))
+                .collect();
+            let withdrawn = self.withdraw_tokens(rest, &[]);
+            self.inst.each_groups.remove(&group);
+            let mut detail = format!("{done} of {total} done");
+            if !withdrawn.is_empty() {
+                detail.push_str(&format!("; withdrew {}", withdrawn.len()));
+            }
+            self.record("instances_done", Some(step.id), detail);
+            let t = self.seq();
+            self.inst.tokens.insert(
+                t,
+                Token { step: step.id, entered_at: self.now(), waiting: Waiting::Wait, group: None, item: None },
+            );
+            return self.follow(t, step.id, &def.next.clone());
+        }
+        if def.each.as_ref().is_some_and(|e| e.in_turn) && next < total {
+            let item = self.inst.each_groups[&group].items[next].clone();
+            if let Some(g) = self.inst.each_groups.get_mut(&group) {
+                g.next += 1;
+            }
+            self.open_instance(group, &step, def, item);
+        }
+        Ok(())
     }
 
     fn fire(&mut self, seq: u32) -> Result<(), CommandError> {
@@ -1230,10 +1390,17 @@ impl Run<'_> {
             return Ok(());
         }
         let now = self.now();
-        let entered = Token { step: step_id, entered_at: now, waiting: Waiting::Wait };
+        // An instance of a task `for each` item keeps its group and item when entered again
+        // (a retry); any other token enters afresh.
+        let (group, item) = match self.inst.tokens.get(&token) {
+            Some(t) if t.step == step_id && t.group.is_some() => (t.group, t.item.clone()),
+            _ => (None, None),
+        };
+        let entered = Token { step: step_id, entered_at: now, waiting: Waiting::Wait, group, item };
         self.inst.tokens.insert(token, entered);
         let step = self.step(step_id).clone();
         match &step.kind {
+            StepKind::Task(def) if def.each.is_some() && group.is_none() => self.open_each(token, &step, def),
             StepKind::Task(def) => {
                 if let Err(e) = self.open_new_task(token, &step, def) {
                     self.park(token, step_id, e);
@@ -1462,8 +1629,10 @@ impl Run<'_> {
                 candidates.push(role.clone());
             }
         }
+        let item = self.inst.tokens.get(&token).and_then(|t| t.item.clone());
         let seq = self.seq();
         let task = Task {
+            item,
             seq,
             token,
             step: step.id,
@@ -1602,6 +1771,9 @@ impl Run<'_> {
         let mut steps = Vec::new();
         let mut children = Vec::new();
         for (id, t) in gone {
+            if let Some(g) = t.group {
+                self.inst.each_groups.remove(&g);
+            }
             if let Waiting::Task(seq) = t.waiting {
                 self.close_task(seq, "branch withdrawn");
             }
@@ -1637,6 +1809,7 @@ impl Run<'_> {
         self.inst.tokens.clear();
         self.inst.join_arrivals.clear();
         self.inst.join_expected.clear();
+        self.inst.each_groups.clear();
         self.inst.status = status.clone();
         self.effects.push(Effect::Ended { status });
     }

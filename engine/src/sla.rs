@@ -60,6 +60,7 @@ mod tests {
     fn the_clock_pauses_outside_working_hours() {
         let cal = BusinessCalendar::standard_china();
         let task = Task {
+            item: None,
             seq: 1,
             token: 1,
             step: caseflow_dsl::model::StepId(0),

@@ -573,6 +573,16 @@ impl FlowGen {
         };
         let kind = if depth <= 1 && self.pick(2) == 0 { 5 } else { self.pick(if depth > 2 { 3 } else { 7 }) };
         match kind {
+            0 | 1 if self.pick(4) == 0 => {
+                // A task for each item, in parallel or one at a time, maybe until one is done.
+                let name = self.name("m");
+                let turn = if self.pick(2) == 0 { " one at a time" } else { "" };
+                let enough = if self.pick(3) == 0 { " until 1 done" } else { "" };
+                self.steps.push(format!(
+                    "task {name} {{ for each y in ys{turn}{enough} assign role cs_rep due 1h asks x -> {next} }}"
+                ));
+                name
+            }
             0 | 1 => {
                 let name = self.name("t");
                 let h = handler(self);
@@ -639,7 +649,7 @@ impl FlowGen {
         let mut g = FlowGen { rng: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, steps: Vec::new(), names: Vec::new() };
         let entry = g.block("done", 0);
         let mut text = format!(
-            "process g {{\n  source \"generated\"\n  fields {{\n    x: bool \"x\" = false\n  }}\n  start -> {entry}\n"
+            "process g {{\n  source \"generated\"\n  fields {{\n    x: bool \"x\" = false\n    ys: list text \"ys\" = [\"a\", \"b\", \"c\"]\n  }}\n  start -> {entry}\n"
         );
         // Sometimes a process-level interrupt, to the end or anywhere.
         match g.pick(4) {
@@ -706,7 +716,10 @@ fn branches_conserved(model: &Process, inst: &Instance) -> Result<(), String> {
     for (split, join, branches, _) in &regions {
         let branches = &(inst.join_expected.get(join).map_or(*branches, |n| *n as usize));
         let arrived = inst.join_arrivals.get(join).copied().unwrap_or(0) as usize;
-        let tokens = inst.tokens.values().filter(|t| innermost(t.step) == Some(*split)).count();
+        // The instances of a task for each item stand for the one branch that entered it.
+        let groups: std::collections::BTreeSet<u32> = inst.tokens.values().filter_map(|t| t.group).collect();
+        let tokens = inst.tokens.values().filter(|t| t.group.is_none() && innermost(t.step) == Some(*split)).count()
+            + groups.iter().filter(|g| innermost(inst.each_groups[g].step) == Some(*split)).count();
         let nested =
             regions.iter().filter(|(s2, j2, _, in2)| innermost(*s2) == Some(*split) && active(*j2, in2)).count();
         let on_the_way = tokens + nested;
@@ -724,7 +737,8 @@ fn branches_conserved(model: &Process, inst: &Instance) -> Result<(), String> {
 #[test]
 fn every_accepted_graph_runs_soundly_under_random_commands() {
     let graphs: u64 = std::env::var("GRAPH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let (mut accepted, mut joined, mut ended_in_branch, mut withdrew, mut chose, mut interrupted) = (0, 0, 0, 0, 0, 0);
+    let (mut accepted, mut joined, mut ended_in_branch, mut withdrew, mut chose, mut interrupted, mut each_done) =
+        (0, 0, 0, 0, 0, 0, 0);
     for seed in 0..graphs {
         let source = FlowGen::source(seed);
         let checked = compile(&source, &CheckContext::default());
@@ -788,6 +802,7 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
             joined += c.history[before..].iter().filter(|h| h.event == "joined").count();
             ended_in_branch += c.history[before..].iter().filter(|h| h.event == "branches_cancelled").count();
             interrupted += c.history[before..].iter().filter(|h| h.event == "interrupted").count();
+            each_done += c.history[before..].iter().filter(|h| h.event == "instances_done").count();
             withdrew +=
                 c.history[before..].iter().filter(|h| h.event == "joined" && h.detail.contains("withdrew")).count();
             chose += c.history[before..]
@@ -801,13 +816,13 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
     }
     eprintln!(
         "{accepted} of {graphs} graphs accepted; joins fired {joined} times ({withdrew} withdrawing branches), \
-         ends inside splits {ended_in_branch}, multi-choice splits {chose}, interrupts {interrupted}"
+         ends inside splits {ended_in_branch}, multi-choice splits {chose}, interrupts {interrupted}, tasks for each item done {each_done}"
     );
     // The generator must keep producing graphs that exercise what this test is about.
     assert!(accepted * 4 >= graphs as usize, "only {accepted} of {graphs} generated graphs were accepted");
     assert!(joined > 50 && ended_in_branch >= 5, "joins fired {joined} times, ends inside splits {ended_in_branch}");
     assert!(withdrew >= 5 && chose >= 5, "withdrawing joins {withdrew}, multi-choice splits {chose}");
-    assert!(interrupted >= 20, "interrupts {interrupted}");
+    assert!(interrupted >= 20 && each_done >= 20, "interrupts {interrupted}, tasks for each item done {each_done}");
 }
 
 const MULTI_CHOICE: &str = r#"
@@ -925,4 +940,72 @@ fn a_process_level_message_interrupts_whatever_the_case_is_doing() {
     let interrupted = c.history.iter().find(|h| h.event == "interrupted").unwrap();
     assert_eq!(interrupted.detail, "customer_withdrew; withdrew prepare");
     assert!(c.effects.iter().any(|e| matches!(e, Effect::TaskClosed { reason, .. } if reason == "branch withdrawn")));
+}
+
+const CALL_EACH_SCHOOL: &str = r#"
+process follow_up_schools {
+  source "t"
+  fields {
+    schools: list text "学校" required
+    answers: list text "回访结果"
+    satisfied: bool "满意" = false
+  }
+  start -> call_back
+  task call_back {
+    for each school in schools
+    assign role cs_rep
+    due 1 workday
+    asks satisfied
+    collect satisfied into answers
+    -> done
+  }
+  end done
+}
+"#;
+
+fn schools(names: &[&str]) -> BTreeMap<String, Value> {
+    fields(&[("schools", Value::List(names.iter().map(|n| text(n)).collect()))])
+}
+
+#[test]
+fn a_task_for_each_item_opens_one_task_per_item_and_goes_on_when_all_are_done() {
+    let mut c = Case::start(model(CALL_EACH_SCHOOL), bj(2026, 11, 23, 10, 0), schools(&["一中", "二中", "三中"]));
+    let mut items: Vec<String> = c.inst.tasks.values().filter_map(|t| t.item.clone()).collect();
+    items.sort();
+    assert_eq!(items, ["一中", "三中", "二中"]);
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    for (i, t) in c.inst.tasks.clone().values().enumerate() {
+        assert_eq!(c.inst.status, Status::Running);
+        let answer = fields(&[("satisfied", Value::Bool(i != 1))]);
+        c.run(&admin, Command::CompleteTask { task: t.seq, fields: answer }).unwrap();
+    }
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+    let Value::List(answers) = &c.inst.fields["answers"] else { panic!() };
+    assert_eq!(answers.len(), 3);
+    assert!(answers.contains(&text("二中: false")), "{answers:?}");
+    // No item: the step is done at once.
+    let c = Case::start(model(CALL_EACH_SCHOOL), bj(2026, 11, 23, 10, 0), schools(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+}
+
+#[test]
+fn one_at_a_time_and_until_n_done() {
+    let in_turn =
+        CALL_EACH_SCHOOL.replace("for each school in schools", "for each school in schools one at a time until 2 done");
+    let mut c = Case::start(model(&in_turn), bj(2026, 11, 23, 10, 0), schools(&["一中", "二中", "三中"]));
+    let open = |c: &Case| c.inst.tasks.values().map(|t| t.item.clone().unwrap()).collect::<Vec<_>>();
+    assert_eq!(open(&c), ["一中"]);
+    c.complete("call_back", fields(&[]));
+    assert_eq!(open(&c), ["二中"], "in list order, one after the other");
+    c.complete("call_back", fields(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() }, "two were enough");
+    // In parallel, until 2 done: the third is withdrawn.
+    let parallel = CALL_EACH_SCHOOL.replace("for each school in schools", "for each school in schools until 2 done");
+    let mut c = Case::start(model(&parallel), bj(2026, 11, 23, 10, 0), schools(&["一中", "二中", "三中"]));
+    assert_eq!(c.inst.tasks.len(), 3);
+    c.complete("call_back", fields(&[]));
+    c.complete("call_back", fields(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+    let done = c.history.iter().find(|h| h.event == "instances_done").unwrap();
+    assert_eq!(done.detail, "2 of 3 done; withdrew 1");
 }
