@@ -885,9 +885,56 @@ impl Run<'_> {
                 recorded.push((name, old, value));
             }
         }
+        let changed: Vec<String> = recorded.iter().map(|(n, _, _)| n.clone()).collect();
         if !recorded.is_empty() || event != "fields_updated" {
             let entry = self.record(event, step, "");
             entry.changes = recorded;
+        }
+        if event != "collected" {
+            self.grow_each_groups(&changed);
+        }
+    }
+
+    /// Items appended to the list a task `for each` item runs over, while its tasks are open,
+    /// get tasks of their own (the number of instances is known only when the last is done).
+    fn grow_each_groups(&mut self, changed: &[String]) {
+        let groups: Vec<(u32, EachGroup)> = self.inst.each_groups.iter().map(|(g, x)| (*g, x.clone())).collect();
+        for (g, group) in groups {
+            let step = self.step(group.step).clone();
+            let StepKind::Task(def) = &step.kind else { continue };
+            let Some(each) = &def.each else { continue };
+            let caseflow_dsl::ast::ExprKind::Name(list) = &each.list.kind else { continue };
+            if !changed.contains(list) {
+                continue;
+            }
+            let Some(Value::List(now)) = self.inst.fields.get(list) else { continue };
+            let now: Vec<String> = now
+                .iter()
+                .map(|v| match v {
+                    Value::Text(t) => t.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            // Only an append is followed: the tasks already opened stay as they are.
+            if now.len() <= group.items.len() || !now.starts_with(&group.items) {
+                continue;
+            }
+            let added: Vec<String> = now[group.items.len()..].to_vec();
+            let Some(x) = self.inst.each_groups.get_mut(&g) else { continue };
+            x.items.extend(added.iter().cloned());
+            if each.enough.is_none() {
+                x.needed = x.items.len() as u32;
+            }
+            self.record("instances_added", Some(step.id), added.join(", "));
+            // One at a time: the task now open opens the next one when done.
+            if !each.in_turn {
+                if let Some(x) = self.inst.each_groups.get_mut(&g) {
+                    x.next = x.items.len();
+                }
+                for item in added {
+                    self.open_instance(g, &step, def, item);
+                }
+            }
         }
     }
 

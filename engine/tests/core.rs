@@ -1009,3 +1009,32 @@ fn one_at_a_time_and_until_n_done() {
     let done = c.history.iter().find(|h| h.event == "instances_done").unwrap();
     assert_eq!(done.detail, "2 of 3 done; withdrew 1");
 }
+
+#[test]
+fn items_added_to_the_list_while_its_tasks_run_get_tasks_of_their_own() {
+    let mut c = Case::start(model(CALL_EACH_SCHOOL), bj(2026, 11, 23, 10, 0), schools(&["一中", "二中"]));
+    c.complete("call_back", fields(&[]));
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    let more = schools(&["一中", "二中", "三中"]);
+    c.run(&admin, Command::UpdateFields { fields: more }).unwrap();
+    let mut open: Vec<String> = c.inst.tasks.values().filter_map(|t| t.item.clone()).collect();
+    open.sort();
+    assert_eq!(open, ["三中", "二中"]);
+    c.complete("call_back", fields(&[]));
+    assert_eq!(c.inst.status, Status::Running, "the added school is still to call");
+    c.complete("call_back", fields(&[]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() });
+    assert!(c.events().contains(&"instances_added@call_back".to_string()));
+}
+
+#[test]
+fn a_message_nobody_listens_for_is_refused_and_not_kept() {
+    let mut c = Case::start(model(PARALLEL), bj(2026, 11, 23, 10, 0), {
+        let d = Value::Date(chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap());
+        fields(&[("install_date", d), ("school", text("s"))])
+    });
+    let before = c.inst.clone();
+    let refused = c.run(Actor::system(), Command::Message { name: "installed".into() });
+    assert_eq!(refused, Err(CommandError::NoListener("installed".into())));
+    assert_eq!(c.inst, before);
+}

@@ -133,3 +133,54 @@ fn every_construct_is_shown_in_the_reference() {
         assert!(code.contains(construct), "no example in docs/language.md uses `{}`", construct.trim());
     }
 }
+
+/// `docs/patterns.md` claims what the language does: every test, file and example it cites
+/// exists, and the count of directly supported WCP-1..20 it states is the table's.
+#[test]
+fn the_patterns_table_cites_what_exists() {
+    let table = read(&root().join("docs/patterns.md"));
+    let language = read(&root().join("docs/language.md"));
+    let tests = |file: &str| read(&root().join(file));
+    let sources = [
+        ("core", tests("engine/tests/core.rs")),
+        ("service", tests("engine/tests/service.rs")),
+        ("http", tests("api/tests/http.rs")),
+    ];
+    let mut direct = 0;
+    let mut problems = Vec::new();
+    for row in table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| #") && !l.starts_with("| ---")) {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let example = cells.get(4).map(|c| c.trim_end_matches(" |").trim_end_matches('|').trim()).unwrap_or("");
+        for quoted in example.split('`').skip(1).step_by(2) {
+            if let Some((suite, name)) = quoted.split_once("::") {
+                let name = name.trim_end_matches('…');
+                let Some((_, text)) = sources.iter().find(|(s, _)| *s == suite) else {
+                    problems.push(format!("{row}: unknown suite `{suite}`"));
+                    continue;
+                };
+                if !text.contains(&format!("fn {name}")) {
+                    problems.push(format!("no test `{suite}::{name}…`"));
+                }
+            } else if quoted.contains('/') && !root().join(quoted).exists() {
+                problems.push(format!("no file `{quoted}`"));
+            } else if !quoted.contains('/')
+                && !quoted.contains(' ')
+                && example.contains("language.md")
+                && !language.contains(&format!("process {quoted} "))
+            {
+                problems.push(format!("language.md has no process `{quoted}`"));
+            }
+        }
+        let number: Option<u32> = cells.first().and_then(|c| c.trim_start_matches("| ").trim().parse().ok());
+        if table[..table.find(row).unwrap_or(0)].contains("## Control flow: basic")
+            && !table[..table.find(row).unwrap_or(0)].contains("## Control flow: WCP-21")
+            && number.is_some_and(|n| (1..=20).contains(&n))
+            && cells.get(2).is_some_and(|c| c.trim() == "+")
+        {
+            direct += 1;
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(table.contains(&format!("Directly supported: {direct} of 20")), "the table has {direct} direct WCP-1..20");
+    assert!(direct >= 16, "issue 17's target: at least BPMN's 16");
+}
