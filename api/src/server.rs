@@ -386,6 +386,8 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
         // Linked cases: the case this one runs for, and the ones it waits for.
         "parent": inst.parent.map(|(p, _)| p.0),
         "sub_processes": inst.children.values().map(|c| c.0).collect::<Vec<_>>(),
+        // Messages that came before a step listened for them (`keep message`).
+        "kept_messages": inst.mailbox.iter().map(|m| json!({ "name": m.name, "kept_at": m.kept_at.to_rfc3339(), "until": m.until.to_rfc3339() })).collect::<Vec<_>>(),
     })
 }
 

@@ -27,6 +27,8 @@ pub struct Process {
     pub start_span: Span,
     /// `on message NAME -> step` at process level, with its span.
     pub interrupts: Vec<(Ident, Ident, Span)>,
+    /// `keep message NAME for DURATION`, with its span.
+    pub kept: Vec<(Ident, Expr, Span)>,
     pub steps: Vec<Step>,
     pub span: Span,
 }

@@ -200,6 +200,7 @@ impl<'a> Checker<'a> {
             }
         };
         let interrupts = self.interrupts();
+        let kept_messages = self.kept_messages();
         let steps: Vec<model::Step> = ast.steps.iter().enumerate().map(|(i, s)| self.step(i, s)).collect();
         self.no_local_listener(&interrupts, &steps);
         let references_ok = !self.diags.iter().any(|d| d.is_error());
@@ -236,6 +237,7 @@ impl<'a> Checker<'a> {
             fields,
             start,
             interrupts,
+            kept_messages,
             steps,
             graph,
         };
@@ -278,6 +280,43 @@ impl<'a> Checker<'a> {
     }
 
     // ------------------------------------------------------------ interrupts
+
+    /// `keep message NAME for DURATION`: once per message, a duration, and some step that
+    /// listens for it (or it could only expire).
+    fn kept_messages(&mut self) -> Vec<(String, Expr)> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (message, ttl, _) in &self.ast.kept {
+            if !seen.insert(message.name.clone()) {
+                self.err(Diagnostic::new(
+                    Code::BadHandler,
+                    message.span.clone(),
+                    format!("message `{}` is already kept", message.name),
+                ));
+            }
+            let t = self.ty(ttl);
+            self.expect_duration(ttl, &t, "how long a message is kept");
+            let listened = self.ast.steps.iter().any(|s| match &s.kind {
+                ast::StepKind::Task(t) => {
+                    t.handlers.iter().any(|h| matches!(&h.trigger, ast::Trigger::Message(m) if m.name == message.name))
+                }
+                ast::StepKind::Wait(w) => w.on_message.iter().any(|(m, _)| m.name == message.name),
+                _ => false,
+            });
+            if !listened {
+                self.err(
+                    Diagnostic::new(
+                        Code::BadHandler,
+                        message.span.clone(),
+                        format!("no step listens for message `{}`, so a kept one could only expire", message.name),
+                    )
+                    .hint("keep a message that a `wait` (`on message`) or a task (`when message`) hears"),
+                );
+            }
+            out.push((message.name.clone(), ttl.clone()));
+        }
+        out
+    }
 
     fn interrupts(&mut self) -> Vec<(String, StepId)> {
         let mut seen = BTreeSet::new();

@@ -146,6 +146,9 @@ impl Writer {
         for (message, target, span) in &p.interrupts {
             self.line(span.start, &format!("on message {} -> {}", message.name, target.name));
         }
+        for (message, ttl, span) in &p.kept {
+            self.line(span.start, &format!("keep message {} for {}", message.name, expr_to_string(ttl)));
+        }
         for s in &p.steps {
             self.blank();
             self.step(s);

@@ -252,6 +252,8 @@ pub struct Process {
     /// `on message NAME -> step` at process level: the message withdraws all the case's work
     /// and the case goes on at the step.
     pub interrupts: Vec<(String, StepId)>,
+    /// `keep message NAME for DURATION`: kept until a step listens, for at most the duration.
+    pub kept_messages: Vec<(String, Expr)>,
     pub steps: Vec<Step>,
     #[serde(skip)]
     pub graph: DiGraph<Node, EdgeKind>,

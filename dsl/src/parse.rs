@@ -201,6 +201,7 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         | Rule::fields_block
         | Rule::start_stmt
         | Rule::interrupt_stmt
+        | Rule::keep_stmt
         | Rule::task_step
         | Rule::auto_step
         | Rule::wait_step
@@ -367,6 +368,7 @@ impl Builder {
             start: None,
             start_span: whole.start..whole.start,
             interrupts: Vec::new(),
+            kept: Vec::new(),
             steps: Vec::new(),
             span: whole,
         };
@@ -384,6 +386,13 @@ impl Builder {
                         let decl = self.field(f);
                         process.fields.push(decl);
                     }
+                }
+                Rule::keep_stmt => {
+                    let sp = span(&item);
+                    let mut it = item.into_inner();
+                    let message = ident(it.next().expect("message"));
+                    let ttl = self.expr(it.next().expect("duration"));
+                    process.kept.push((message, ttl, sp));
                 }
                 Rule::interrupt_stmt => {
                     let sp = span(&item);

@@ -198,6 +198,9 @@ pub struct Instance {
     /// some out). Absent: every branch.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub join_expected: BTreeMap<StepId, u32>,
+    /// Messages kept until a step listens for them (`keep message`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mailbox: Vec<KeptMessage>,
     /// The tasks `for each` item under way, by group.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub each_groups: BTreeMap<u32, EachGroup>,
@@ -231,6 +234,15 @@ pub struct Instance {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// A message that came before any step listened for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptMessage {
+    pub name: String,
+    pub kept_at: DateTime<Utc>,
+    /// Dropped, unheard, from then on.
+    pub until: DateTime<Utc>,
 }
 
 /// The instances of one task `for each` item.
@@ -446,6 +458,7 @@ impl Instance {
             join_arrivals: BTreeMap::new(),
             join_expected: BTreeMap::new(),
             each_groups: BTreeMap::new(),
+            mailbox: Vec::new(),
             cycle_anchors: BTreeMap::new(),
             done_by: BTreeMap::new(),
             next_seq: 1,
@@ -1367,9 +1380,65 @@ impl Run<'_> {
             }
         }
         if !heard {
-            return Err(CommandError::NoListener(name.to_string()));
+            // Kept for a step that will listen (WCP-24), if the process says so.
+            let Some((_, ttl)) = self.ctx.model.kept_messages.iter().find(|(m, _)| m == name) else {
+                return Err(CommandError::NoListener(name.to_string()));
+            };
+            let now = self.now();
+            let until = self.instant_of(ttl, now).map_err(|_| CommandError::NoListener(name.to_string()))?;
+            self.inst.mailbox.push(KeptMessage { name: name.to_string(), kept_at: now, until });
+            self.record("message_kept", None, format!("{name} until {}", until.to_rfc3339()));
         }
         self.settle()
+    }
+
+    /// Takes the oldest kept message that `wanted` accepts, first dropping the expired ones.
+    fn take_kept(&mut self, wanted: impl Fn(&str) -> bool) -> Option<KeptMessage> {
+        if self.inst.mailbox.is_empty() {
+            return None;
+        }
+        let now = self.now();
+        let (expired, live): (Vec<KeptMessage>, Vec<KeptMessage>) =
+            std::mem::take(&mut self.inst.mailbox).into_iter().partition(|m| m.until <= now);
+        self.inst.mailbox = live;
+        for m in expired {
+            self.record("message_expired", None, format!("{} kept since {}", m.name, m.kept_at.to_rfc3339()));
+        }
+        let i = self.inst.mailbox.iter().position(|m| wanted(&m.name))?;
+        Some(self.inst.mailbox.remove(i))
+    }
+
+    /// A step that starts listening hears a message kept for it.
+    fn deliver_kept(&mut self, token: u32, step_id: StepId) -> Result<(), CommandError> {
+        let step = self.step(step_id).clone();
+        match &step.kind {
+            StepKind::Wait(w) => {
+                let Some(m) = self.take_kept(|n| w.on_message.iter().any(|(x, _)| x == n)) else { return Ok(()) };
+                let target = w.on_message.iter().find(|(x, _)| *x == m.name).map(|(_, t)| *t).expect("wanted");
+                self.record(
+                    "message_received",
+                    Some(step_id),
+                    format!("{} (kept since {})", m.name, m.kept_at.to_rfc3339()),
+                );
+                self.cancel_token_timers(token);
+                self.follow(token, step_id, &Transition::To(target))
+            }
+            StepKind::Task(def) => {
+                let Some(Waiting::Task(seq)) = self.inst.tokens.get(&token).map(|t| t.waiting.clone()) else {
+                    return Ok(());
+                };
+                let hears = |n: &str| def.handlers.iter().any(|h| matches!(&h.trigger, Trigger::Message(m) if m == n));
+                let Some(m) = self.take_kept(hears) else { return Ok(()) };
+                self.record(
+                    "message_received",
+                    Some(step_id),
+                    format!("{} (kept since {})", m.name, m.kept_at.to_rfc3339()),
+                );
+                let name = m.name.clone();
+                self.run_handlers(seq, |tr| *tr == Trigger::Message(name.clone()))
+            }
+            _ => Ok(()),
+        }
     }
 
     // ------------------------------------------------------------ moving tokens
@@ -1448,12 +1517,13 @@ impl Run<'_> {
         let step = self.step(step_id).clone();
         match &step.kind {
             StepKind::Task(def) if def.each.is_some() && group.is_none() => self.open_each(token, &step, def),
-            StepKind::Task(def) => {
-                if let Err(e) = self.open_new_task(token, &step, def) {
+            StepKind::Task(def) => match self.open_new_task(token, &step, def) {
+                Ok(()) => self.deliver_kept(token, step_id),
+                Err(e) => {
                     self.park(token, step_id, e);
+                    Ok(())
                 }
-                Ok(())
-            }
+            },
             StepKind::Auto { actions, next } => {
                 for action in actions {
                     if let Err(e) = self.auto_action(step_id, action) {
@@ -1486,10 +1556,13 @@ impl Run<'_> {
                         Ok(at) => {
                             self.set_timer(at, TimerKind::Timeout { token });
                         }
-                        Err(e) => self.park(token, step_id, e),
+                        Err(e) => {
+                            self.park(token, step_id, e);
+                            return Ok(());
+                        }
                     }
                 }
-                Ok(())
+                self.deliver_kept(token, step_id)
             }
             StepKind::Split { branches, join, guards, .. } => {
                 // A branch with a condition starts only if it holds (multi-choice); the join
@@ -1857,6 +1930,7 @@ impl Run<'_> {
         self.inst.join_arrivals.clear();
         self.inst.join_expected.clear();
         self.inst.each_groups.clear();
+        self.inst.mailbox.clear();
         self.inst.status = status.clone();
         self.effects.push(Effect::Ended { status });
     }

@@ -651,6 +651,10 @@ impl FlowGen {
         let mut text = format!(
             "process g {{\n  source \"generated\"\n  fields {{\n    x: bool \"x\" = false\n    ys: list text \"ys\" = [\"a\", \"b\", \"c\"]\n  }}\n  start -> {entry}\n"
         );
+        // Sometimes `ping` is kept for a step that will listen.
+        if g.pick(3) == 0 && g.steps.iter().any(|s| s.contains("message ping")) {
+            text.push_str("  keep message ping for 1h\n");
+        }
         // Sometimes a process-level interrupt, to the end or anywhere.
         match g.pick(4) {
             0 => text.push_str("  on message stop -> done\n"),
@@ -739,6 +743,7 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
     let graphs: u64 = std::env::var("GRAPH_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let (mut accepted, mut joined, mut ended_in_branch, mut withdrew, mut chose, mut interrupted, mut each_done) =
         (0, 0, 0, 0, 0, 0, 0);
+    let mut kept_heard = 0;
     for seed in 0..graphs {
         let source = FlowGen::source(seed);
         let checked = compile(&source, &CheckContext::default());
@@ -803,6 +808,7 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
             ended_in_branch += c.history[before..].iter().filter(|h| h.event == "branches_cancelled").count();
             interrupted += c.history[before..].iter().filter(|h| h.event == "interrupted").count();
             each_done += c.history[before..].iter().filter(|h| h.event == "instances_done").count();
+            kept_heard += c.history[before..].iter().filter(|h| h.detail.contains("kept since")).count();
             withdrew +=
                 c.history[before..].iter().filter(|h| h.event == "joined" && h.detail.contains("withdrew")).count();
             chose += c.history[before..]
@@ -816,13 +822,14 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
     }
     eprintln!(
         "{accepted} of {graphs} graphs accepted; joins fired {joined} times ({withdrew} withdrawing branches), \
-         ends inside splits {ended_in_branch}, multi-choice splits {chose}, interrupts {interrupted}, tasks for each item done {each_done}"
+         ends inside splits {ended_in_branch}, multi-choice splits {chose}, interrupts {interrupted}, tasks for each item done {each_done}, kept messages heard {kept_heard}"
     );
     // The generator must keep producing graphs that exercise what this test is about.
     assert!(accepted * 4 >= graphs as usize, "only {accepted} of {graphs} generated graphs were accepted");
     assert!(joined > 50 && ended_in_branch >= 5, "joins fired {joined} times, ends inside splits {ended_in_branch}");
     assert!(withdrew >= 5 && chose >= 5, "withdrawing joins {withdrew}, multi-choice splits {chose}");
     assert!(interrupted >= 20 && each_done >= 20, "interrupts {interrupted}, tasks for each item done {each_done}");
+    assert!(kept_heard >= 5, "kept messages heard {kept_heard}");
 }
 
 const MULTI_CHOICE: &str = r#"
@@ -1037,4 +1044,46 @@ fn a_message_nobody_listens_for_is_refused_and_not_kept() {
     let refused = c.run(Actor::system(), Command::Message { name: "installed".into() });
     assert_eq!(refused, Err(CommandError::NoListener("installed".into())));
     assert_eq!(c.inst, before);
+}
+
+const KEPT: &str = r#"
+process install_after_documents {
+  source "t"
+  start -> prepare
+  keep message documents_received for 3d
+  task prepare { assign role cs_rep due 1 workday -> wait_documents }
+  wait wait_documents {
+    on message documents_received -> install
+    on timeout 5 workdays -> chase
+  }
+  task chase { assign role cs_rep due 1 workday -> wait_documents }
+  task install { assign role engineer due 2 workdays -> done }
+  end done
+}
+"#;
+
+#[test]
+fn a_kept_message_waits_for_the_step_that_listens_and_expires_unheard() {
+    let mut c = Case::start(model(KEPT), bj(2026, 11, 23, 10, 0), fields(&[]));
+    // The documents arrive while the case is still preparing: kept, not refused.
+    c.run(Actor::system(), Command::Message { name: "documents_received".into() }).unwrap();
+    assert_eq!(c.inst.mailbox.len(), 1);
+    c.complete("prepare", fields(&[]));
+    assert!(c.inst.mailbox.is_empty(), "consumed when the wait began");
+    assert_eq!(c.open().into_iter().map(|(s, _)| s).collect::<Vec<_>>(), ["install"]);
+    assert!(c.history.iter().any(|h| h.event == "message_received" && h.detail.contains("kept since")));
+    // Kept too long: dropped, and the wait waits.
+    let mut c = Case::start(model(KEPT), bj(2026, 11, 23, 10, 0), fields(&[]));
+    c.run(Actor::system(), Command::Message { name: "documents_received".into() }).unwrap();
+    c.advance_to(bj(2026, 11, 27, 10, 0));
+    c.complete("prepare", fields(&[]));
+    assert!(c.inst.mailbox.is_empty());
+    assert!(c.history.iter().any(|h| h.event == "message_expired"));
+    assert_eq!(
+        c.inst.tokens.values().next().map(|t| c.model.step(t.step).name.clone()).as_deref(),
+        Some("wait_documents")
+    );
+    // A message the process does not keep is still refused.
+    let refused = c.run(Actor::system(), Command::Message { name: "unknown".into() });
+    assert_eq!(refused, Err(CommandError::NoListener("unknown".into())));
 }
