@@ -67,6 +67,7 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/tasks/:id/release", post(release))
         .route("/tasks/:id/complete", post(complete))
         .route("/tasks/:id/reassign", post(reassign_task))
+        .route("/tasks/:id/delegate", post(delegate_task))
         .route("/admin/rules", get(rules_in_force))
         .route("/admin/rules/reload", post(reload_rules))
         .route("/admin/rules/changes", get(rules_changes))
@@ -399,6 +400,7 @@ fn task_json(inst: &Instance, t: &core::Task) -> Json {
         "name": t.name,
         "item": t.item,
         "assignee": t.assignee,
+        "delegated_by": t.delegated_by,
         "candidates": t.candidates,
         "claimed": t.claimed,
         "priority": t.priority,
@@ -848,9 +850,9 @@ async fn release(
     run(state, &headers, instance, Command::Release { task }).await
 }
 
-/// Gives one open task to another user: its assignee may pass it on, and holders of the
-/// `reassign` permission may move anyone's. Recorded in the case's history.
-#[utoipa::path(post, path = "/tasks/{id}/reassign", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Reassigned"), (status = 403, description = "Neither your task nor a `reassign` permission"), (status = 409, description = "Not open"), (status = 422, description = "No such user")), security(("bearer" = [])))]
+/// Gives one open task to another user: the `reassign` permission (managers). Recorded in
+/// the case's history.
+#[utoipa::path(post, path = "/tasks/{id}/reassign", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Reassigned"), (status = 403, description = "No `reassign` permission"), (status = 409, description = "Not open"), (status = 422, description = "No such user")), security(("bearer" = [])))]
 async fn reassign_task(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -859,6 +861,19 @@ async fn reassign_task(
 ) -> Result<axum::Json<Json>, ApiError> {
     let (instance, task) = parse_task_id(&id)?;
     run(state, &headers, instance, Command::Reassign { task, to: req.to, reason: req.reason }).await
+}
+
+/// The assignee passes their task to a colleague who holds one of its roles: the `delegate`
+/// permission. Recorded in the history; the task shows `delegated_by`.
+#[utoipa::path(post, path = "/tasks/{id}/delegate", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Delegated"), (status = 403, description = "Not your task, or no `delegate` permission"), (status = 409, description = "Not open"), (status = 422, description = "The colleague may not work on it")), security(("bearer" = [])))]
+async fn delegate_task(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(req): Body<ReassignRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let (instance, task) = parse_task_id(&id)?;
+    run(state, &headers, instance, Command::Delegate { task, to: req.to, reason: req.reason }).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -1557,7 +1572,7 @@ impl utoipa::Modify for ErrorResponses {
     info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
     paths(
         health, list_processes, show_process, diagram, deploy, start, list_instances, get_instance, get_instance_by_key, history,
-        message, cancel, suspend, resume, retry, update_fields, inbox, claim, release, complete, reassign_task, rules_in_force,
+        message, cancel, suspend, resume, retry, update_fields, inbox, claim, release, complete, reassign_task, delegate_task, rules_in_force,
         reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json,
         report
     ),

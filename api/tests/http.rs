@@ -306,6 +306,7 @@ async fn rules_reload_accepted_refused_and_recorded() {
     // Refused: removing a role a deployed process uses.
     dir.edit("values.toml", "high = \"5 minuets\"", "high = \"5min\"");
     dir.edit("roles.toml", "[roles.engineer]", "[roles.engineer_old]");
+    dir.edit("roles.toml", "\"cs_director\", \"engineer\"]", "\"cs_director\", \"engineer_old\"]");
     dir.edit("people.toml", "roles = [\"engineer\"]", "roles = [\"engineer_old\"]");
     dir.edit("people.toml", "roles = [\"engineer\", \"rnd\"]", "roles = [\"engineer_old\", \"rnd\"]");
     let (s, v) = api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]).await;
@@ -719,10 +720,24 @@ async fn permissions_of_the_rules_are_what_the_routes_allow() {
     let complete = format!("/tasks/{task}/complete");
     let body = Some(r#"{"fields":{"cause":"quality"}}"#);
     assert_eq!(api.call("POST", &complete, Some(colleague), body, &[]).await.0, StatusCode::FORBIDDEN);
-    // Reassigning one task: the `reassign` permission (managers), or the assignee passing it on.
-    let reassign = format!("/tasks/{task}/reassign");
+    // Delegation: the assignee passes the task to a colleague who holds one of its roles.
+    let delegate = format!("/tasks/{task}/delegate");
     let to = |u: &str| format!(r#"{{"to":"{u}","reason":"on leave"}}"#);
-    assert_eq!(api.call("POST", &reassign, Some(colleague), Some(&to(colleague)), &[]).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(api.call("POST", &delegate, Some(colleague), Some(&to(colleague)), &[]).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.call("POST", &delegate, Some(&holder), Some(&to("chen_jie")), &[]).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an engineer holds none of the task's roles"
+    );
+    let (s, v) = api.call("POST", &delegate, Some(&holder), Some(&to(colleague)), &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["tasks"][0]["assignee"].as_str(), v["tasks"][0]["delegated_by"].as_str()),
+        (Some(colleague), Some(holder.as_str()))
+    );
+    // Reassigning one task: the `reassign` permission (managers) only.
+    let reassign = format!("/tasks/{task}/reassign");
+    assert_eq!(api.call("POST", &reassign, Some(colleague), Some(&to(&holder)), &[]).await.0, StatusCode::FORBIDDEN);
     let (s, v) = api.call("POST", &reassign, Some("li_na"), Some(&to(colleague)), &[]).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["tasks"][0]["assignee"], colleague);
@@ -745,5 +760,8 @@ async fn permissions_of_the_rules_are_what_the_routes_allow() {
     assert_eq!(v["fields"]["contact"], "***", "a service token still sees sensitive fields masked");
     let (_, history) = api.call("GET", &format!("/instances/{id}/history"), Some("admin"), None, &[]).await;
     let events: Vec<&str> = history["history"].as_array().unwrap().iter().filter_map(|h| h["event"].as_str()).collect();
-    assert!(events.contains(&"task_reassigned") && events.contains(&"fields_updated"), "{events:?}");
+    assert!(
+        events.contains(&"task_delegated") && events.contains(&"task_reassigned") && events.contains(&"fields_updated"),
+        "{events:?}"
+    );
 }

@@ -145,6 +145,8 @@ pub enum Assignee {
     Field(Ident),
     /// Whoever completed an earlier task.
     SameAs(Ident),
+    /// The current assignee's manager (`reports_to` in the people rules); for escalations.
+    ManagerOfAssignee,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -643,6 +643,16 @@ impl<'a> Checker<'a> {
 
     fn task(&mut self, s: &ast::Step, t: &ast::TaskStep) -> model::Task {
         let assign = t.assign.as_ref().map(|(a, _)| self.assignee(a));
+        if let Some((ast::Assignee::ManagerOfAssignee, span)) = &t.assign {
+            self.err(
+                Diagnostic::new(
+                    Code::BadAssignee,
+                    span.clone(),
+                    "a new task has no assignee yet, so no manager of one",
+                )
+                .hint("`manager of assignee` is for `escalate to` and `notify`; assign the task to a role or user"),
+            );
+        }
         if t.assign.is_none() && t.candidates.is_empty() {
             self.err(
                 Diagnostic::new(
@@ -879,6 +889,7 @@ impl<'a> Checker<'a> {
                 }
                 model::Assignee::SameAs(id)
             }
+            ast::Assignee::ManagerOfAssignee => model::Assignee::ManagerOfAssignee,
         }
     }
 

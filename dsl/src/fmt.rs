@@ -399,6 +399,7 @@ fn assignee(a: &Assignee) -> String {
         Assignee::User(u) => format!("user {}", quote(u)),
         Assignee::Field(f) => format!("field {}", f.name),
         Assignee::SameAs(s) => format!("same as {}", s.name),
+        Assignee::ManagerOfAssignee => "manager of assignee".to_string(),
     }
 }
 

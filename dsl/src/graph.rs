@@ -73,6 +73,7 @@ pub fn assignee_text(p: &Process, a: &crate::model::Assignee) -> String {
         User(u) => format!("user {u}"),
         Field(f) => format!("field {f}"),
         SameAs(s) => format!("same as {}", p.step(*s).name),
+        ManagerOfAssignee => "manager of assignee".into(),
     }
 }
 

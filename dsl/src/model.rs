@@ -60,10 +60,15 @@ pub struct Field {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Assignee {
-    Role { role: String, strategy: Option<String> },
+    Role {
+        role: String,
+        strategy: Option<String>,
+    },
     User(String),
     Field(String),
     SameAs(StepId),
+    /// The task's current assignee's `reports_to`: each escalation goes one level up.
+    ManagerOfAssignee,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

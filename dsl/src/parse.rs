@@ -239,9 +239,12 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
             "a task statement (`for each`, `assign`, `not same as`, `candidates`, `due`, `remind`, `asks`, `collect`, `when`)"
         }
         Rule::each_in_turn | Rule::each_enough => "`one at a time` or `until N done`",
-        Rule::assignee | Rule::assignee_role | Rule::assignee_user | Rule::assignee_field | Rule::assignee_same => {
-            "an assignee (`role r`, `user \"u\"`, `field f`, `same as step`)"
-        }
+        Rule::assignee
+        | Rule::assignee_role
+        | Rule::assignee_user
+        | Rule::assignee_field
+        | Rule::assignee_same
+        | Rule::assignee_manager => "an assignee (`role r`, `user \"u\"`, `field f`, `same as step`, `manager of assignee`)",
         Rule::trigger | Rule::trig_overdue | Rule::trig_elapsed | Rule::trig_message => {
             "a trigger (`overdue`, `50%`, `message m`)"
         }
@@ -702,6 +705,7 @@ impl Builder {
             }
             Rule::assignee_user => Assignee::User(string(first(a))),
             Rule::assignee_field => Assignee::Field(ident(first(a))),
+            Rule::assignee_manager => Assignee::ManagerOfAssignee,
             _ => Assignee::SameAs(ident(first(a))),
         }
     }

@@ -141,6 +141,9 @@ pub struct Task {
     /// The item this task is for (a task `for each` item).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<String>,
+    /// Who passed this task on to its assignee (delegation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,6 +344,12 @@ pub enum Command {
         task: u32,
     },
     Reassign {
+        task: u32,
+        to: String,
+        reason: String,
+    },
+    /// The assignee passes the task to a colleague who may work on it.
+    Delegate {
         task: u32,
         to: String,
         reason: String,
@@ -652,8 +661,8 @@ impl Run<'_> {
             Command::Reassign { task, to, reason } => {
                 self.require_running()?;
                 let t = self.open_task(task)?;
-                if !(self.may("reassign") || t.assignee.as_deref() == Some(&self.actor.id)) {
-                    return Err(self.forbidden("reassign this task"));
+                if !self.may("reassign") {
+                    return Err(self.forbidden("reassign tasks (the `reassign` permission; an assignee may delegate)"));
                 }
                 if !self.ctx.rules.users.contains_key(&to) {
                     return Err(CommandError::InvalidField {
@@ -669,6 +678,36 @@ impl Run<'_> {
                 }
                 self.set_assignee(task, Some(to.clone()), false);
                 self.record("task_reassigned", Some(t.step), format!("to {to}: {reason}"));
+                Ok(())
+            }
+            Command::Delegate { task, to, reason } => {
+                self.require_running()?;
+                let t = self.open_task(task)?;
+                if t.assignee.as_deref() != Some(&self.actor.id) {
+                    return Err(self.forbidden("delegate a task that is not assigned to them"));
+                }
+                if !self.may("delegate") {
+                    return Err(self.forbidden("delegate tasks (the `delegate` permission)"));
+                }
+                let problem = match self.ctx.rules.users.get(&to) {
+                    None => Some(format!("no user `{to}` in the rules")),
+                    Some(_) if to == self.actor.id => Some("the task is already theirs".to_string()),
+                    Some(u) if !u.roles.iter().any(|r| t.candidates.contains(r)) => {
+                        Some(format!("`{to}` holds none of the task's roles ({})", t.candidates.join(", ")))
+                    }
+                    Some(_) if self.excluded(t.step).contains(&to) => {
+                        Some(format!("`{to}` did an earlier step that this one must be done by someone else than"))
+                    }
+                    Some(_) => None,
+                };
+                if let Some(problem) = problem {
+                    return Err(CommandError::InvalidField { field: "to".into(), problem });
+                }
+                self.set_assignee(task, Some(to.clone()), false);
+                if let Some(x) = self.inst.tasks.get_mut(&task) {
+                    x.delegated_by = Some(self.actor.id.clone());
+                }
+                self.record("task_delegated", Some(t.step), format!("to {to}: {reason}"));
                 Ok(())
             }
             Command::FireTimer { timer } => self.fire(timer),
@@ -1290,7 +1329,7 @@ impl Run<'_> {
             }
             match action {
                 model::Action::Escalate(who) => {
-                    let to = self.assign(&who, t.step);
+                    let to = self.assign(&who, t.step, t.assignee.as_deref());
                     self.set_assignee(task, to.clone(), false);
                     self.effects.push(Effect::Escalated { task: task_id, to: to.clone() });
                     self.record(
@@ -1302,7 +1341,7 @@ impl Run<'_> {
                 model::Action::Notify(who) => {
                     let (to, role) = match &who {
                         Assignee::Role { role, .. } => (None, Some(role.clone())),
-                        other => (self.assign(other, t.step), None),
+                        other => (self.assign(other, t.step, t.assignee.as_deref()), None),
                     };
                     let message =
                         format!("{} ({}) needs attention", self.step(t.step).display_name(), self.inst.business_key);
@@ -1742,7 +1781,7 @@ impl Run<'_> {
     fn open_new_task(&mut self, token: u32, step: &model::Step, def: &model::Task) -> Result<(), EvalError> {
         let now = self.now();
         let due_at = def.due.as_ref().map(|e| self.instant_of(e, now)).transpose()?;
-        let assignee = def.assign.as_ref().and_then(|a| self.assign(a, step.id));
+        let assignee = def.assign.as_ref().and_then(|a| self.assign(a, step.id, None));
         let mut candidates = def.candidates.clone();
         if let Some(Assignee::Role { role, .. }) = &def.assign {
             if !candidates.contains(role) {
@@ -1752,6 +1791,7 @@ impl Run<'_> {
         let item = self.inst.tokens.get(&token).and_then(|t| t.item.clone());
         let seq = self.seq();
         let task = Task {
+            delegated_by: None,
             item,
             seq,
             token,
@@ -1940,7 +1980,7 @@ impl Run<'_> {
     /// Chooses a user for an assignee rule; `None` leaves the task to its candidate roles.
     /// `step`'s assignee rule applied; a person its `not same as` excludes is never chosen
     /// (the task then waits for a candidate).
-    fn assign(&self, who: &Assignee, step: StepId) -> Option<String> {
+    fn assign(&self, who: &Assignee, step: StepId, current: Option<&str>) -> Option<String> {
         let excluded = self.excluded(step);
         let chosen = match who {
             Assignee::User(u) => Some(u.clone()),
@@ -1950,6 +1990,10 @@ impl Run<'_> {
             },
             Assignee::SameAs(step) => self.inst.done_by.get(step).cloned(),
             Assignee::Role { role, strategy } => self.pick_member(role, strategy.as_deref(), &excluded),
+            // One level up the organisation from whoever holds the task now.
+            Assignee::ManagerOfAssignee => {
+                current.and_then(|u| self.ctx.rules.users.get(u)).and_then(|u| u.reports_to.clone())
+            }
         };
         chosen.filter(|u| !excluded.contains(u))
     }

@@ -66,6 +66,8 @@ pub struct User {
     pub name: Option<String>,
     pub roles: Vec<String>,
     pub skills: Vec<String>,
+    /// Their manager: where `escalate to manager of assignee` goes.
+    pub reports_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,7 +112,7 @@ pub struct RuleSet {
 }
 
 /// The actions `[permissions]` may grant.
-pub const PERMISSIONS: [&str; 3] = ["reassign", "cancel", "update_fields"];
+pub const PERMISSIONS: [&str; 4] = ["reassign", "delegate", "cancel", "update_fields"];
 
 impl RuleSet {
     /// Loads and validates a set of files as one rule set. Every file may hold any section;
@@ -248,6 +250,8 @@ struct Loader {
     defined_at: BTreeMap<String, String>,
     /// References to check once every file is read: (what, name, where).
     user_refs: Vec<(String, String, RulesError)>,
+    /// Where each user's `reports_to` was written, for the error of a circle of managers.
+    manager_at: BTreeMap<String, RulesError>,
 }
 
 const SECTIONS: [&str; 8] =
@@ -546,15 +550,27 @@ impl Loader {
     }
 
     fn user(&mut self, loc: &Loc, id: &str, t: &dyn TableLike) {
-        self.known_keys(loc, t, &["name", "roles", "skills"]);
+        self.known_keys(loc, t, &["name", "roles", "skills", "reports_to"]);
         if !self.define(loc, "user", id) {
             return;
+        }
+        let reports_to = self.str_of(loc, t, "reports_to").map(str::to_string);
+        if let Some(m) = &reports_to {
+            if m == id {
+                self.err(loc, "a user cannot report to themselves");
+            }
+            self.refer_user("manager (reports_to)", m, loc);
+            let (line, column) = line_col(&loc.file.text, loc.span.as_ref().map_or(0, |s| s.start));
+            let at =
+                RulesError { file: loc.file.name.clone(), line, column, key: loc.key.clone(), message: String::new() };
+            self.manager_at.insert(id.to_string(), at);
         }
         let user = User {
             id: id.to_string(),
             name: self.str_of(loc, t, "name").map(str::to_string),
             roles: self.str_list(loc, t, "roles"),
             skills: self.str_list(loc, t, "skills"),
+            reports_to,
         };
         self.users.insert(id.to_string(), user);
     }
@@ -962,6 +978,37 @@ impl Loader {
             if !self.users.contains_key(&user) {
                 e.message = format!("{what} `{user}` is not defined under [users]");
                 self.errors.push(e);
+            }
+        }
+        // A chain of managers ends: no one is their own manager's manager.
+        for start in self.users.keys() {
+            // Reporting to oneself is refused where it is read.
+            if self.users.get(start).and_then(|u| u.reports_to.as_deref()) == Some(start.as_str()) {
+                continue;
+            }
+            let mut seen = BTreeSet::new();
+            let mut at = start.as_str();
+            while let Some(next) = self.users.get(at).and_then(|u| u.reports_to.as_deref()) {
+                if !seen.insert(at) {
+                    break;
+                }
+                if next == start {
+                    // Reported once, at the circle's first user by name.
+                    if seen.iter().all(|u| *u >= start.as_str()) {
+                        let chain = seen.iter().copied().collect::<Vec<_>>().join(", ");
+                        let mut e = self.manager_at.get(start).cloned().unwrap_or(RulesError {
+                            file: String::new(),
+                            line: 0,
+                            column: 0,
+                            key: format!("users.{start}"),
+                            message: String::new(),
+                        });
+                        e.message = format!("`reports_to` goes round in a circle through {chain}");
+                        self.errors.push(e);
+                    }
+                    break;
+                }
+                at = next;
             }
         }
         if !self.errors.is_empty() {

@@ -61,6 +61,7 @@ mod tests {
         let cal = BusinessCalendar::standard_china();
         let task = Task {
             item: None,
+            delegated_by: None,
             seq: 1,
             token: 1,
             step: caseflow_dsl::model::StepId(0),

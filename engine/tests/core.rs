@@ -1087,3 +1087,34 @@ fn a_kept_message_waits_for_the_step_that_listens_and_expires_unheard() {
     let refused = c.run(Actor::system(), Command::Message { name: "unknown".into() });
     assert_eq!(refused, Err(CommandError::NoListener("unknown".into())));
 }
+
+const UP_THE_CHAIN: &str = r#"
+process unresolved {
+  source "t"
+  start -> handle
+  task handle {
+    assign user "zhang_wei"
+    due 4 workhours
+    when overdue: escalate to manager of assignee
+    when overdue + 1 workday: escalate to manager of assignee
+    -> done
+  }
+  end done
+}
+"#;
+
+#[test]
+fn escalation_goes_on_up_the_chain_of_managers() {
+    let mut c = Case::start(model(UP_THE_CHAIN), bj(2026, 11, 23, 10, 0), fields(&[]));
+    assert_eq!(c.task("handle").assignee.as_deref(), Some("zhang_wei"));
+    let due = c.task("handle").due_at.unwrap();
+    c.advance_to(due);
+    assert_eq!(c.task("handle").assignee.as_deref(), Some("li_na"), "the representative's manager");
+    let next = c.inst.timers.values().find(|t| matches!(t.kind, TimerKind::Escalation { .. })).map(|t| t.due_at);
+    assert!(next.is_some_and(|n| n > due), "a second escalation is pending: {:?}", c.inst.timers);
+    c.advance_to(next.unwrap());
+    assert_eq!(c.task("handle").assignee.as_deref(), Some("zhao_min"), "and then hers");
+    let escalations: Vec<&str> =
+        c.history.iter().filter(|h| h.event == "escalated").map(|h| h.detail.as_str()).collect();
+    assert_eq!(escalations.len(), 2, "{escalations:?}");
+}
