@@ -68,6 +68,22 @@ fn shipped_processes_check_clean_and_are_formatted() {
     }
 }
 
+/// The pattern examples of `tests/patterns/` (walked by their scenarios) are as clean as the
+/// shipped processes.
+#[test]
+fn pattern_examples_check_clean_and_are_formatted() {
+    let files: Vec<SourceFile> = files("tests/patterns", "flow").iter().map(|p| source_file(p)).collect();
+    assert!(files.len() >= 8, "the pattern examples went missing");
+    let mut all = files.clone();
+    all.extend(shipped_processes());
+    assert_clean(&all, files.len());
+    for f in &files {
+        let formatted = fmt::format_source(&f.text).expect("a pattern example parses");
+        assert_eq!(formatted, f.text, "{} is not formatted: run `caseflow fmt {}`", f.name, f.name);
+        assert_fmt_stable(&f.name, &f.text);
+    }
+}
+
 #[test]
 fn every_construct_is_shown_in_the_reference() {
     let doc = read(&root().join("docs/language.md"));
@@ -129,6 +145,14 @@ fn every_construct_is_shown_in_the_reference() {
         "now()",
         " + ",
         " - ",
+        " when ",
+        " on first",
+        "for each ",
+        " one at a time",
+        "collect ",
+        "not same as",
+        "keep message",
+        "manager of assignee",
     ] {
         assert!(code.contains(construct), "no example in docs/language.md uses `{}`", construct.trim());
     }
