@@ -2057,12 +2057,12 @@ impl Run<'_> {
                         _ => None,
                     })
                     .collect();
-                let skilled: Vec<&str> = available
-                    .iter()
-                    .copied()
-                    .filter(|u| rules.users.get(*u).is_some_and(|x| x.skills.iter().any(|s| wanted.contains(s))))
-                    .collect();
-                let pool = if skilled.is_empty() { &available } else { &skilled };
+                // The highest level in the case's skills first, then the fewest open tasks.
+                let level = |u: &str| {
+                    rules.users.get(u).map_or(0, |x| wanted.iter().map(|w| x.skill_level(w)).max().unwrap_or(0))
+                };
+                let best = available.iter().map(|u| level(u)).max().unwrap_or(0);
+                let pool: Vec<&str> = available.iter().copied().filter(|u| level(u) == best).collect();
                 pool.iter().copied().min_by_key(|u| (self.ctx.workload.open_tasks(u), *u))
             }
             Strategy::RoundRobin => None,

@@ -65,6 +65,8 @@ pub struct User {
     pub id: String,
     pub name: Option<String>,
     pub roles: Vec<String>,
+    /// Skill names (product lines, languages), each with a level from 1 to 5 (`"zh"` is level
+    /// 1, `"classroom_display:4"` level 4).
     pub skills: Vec<String>,
     /// Their manager: where `escalate to manager of assignee` goes.
     pub reports_to: Option<String>,
@@ -113,6 +115,21 @@ pub struct RuleSet {
 
 /// The actions `[permissions]` may grant.
 pub const PERMISSIONS: [&str; 4] = ["reassign", "delegate", "cancel", "update_fields"];
+
+impl User {
+    /// This user's level in a skill: 0 without it, 1 when no level is written.
+    pub fn skill_level(&self, skill: &str) -> u8 {
+        self.skills
+            .iter()
+            .filter_map(|s| match s.split_once(':') {
+                Some((name, level)) if name == skill => level.parse().ok(),
+                None if s == skill => Some(1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
 
 impl RuleSet {
     /// Loads and validates a set of files as one rule set. Every file may hold any section;
@@ -569,7 +586,20 @@ impl Loader {
             id: id.to_string(),
             name: self.str_of(loc, t, "name").map(str::to_string),
             roles: self.str_list(loc, t, "roles"),
-            skills: self.str_list(loc, t, "skills"),
+            skills: {
+                let skills = self.str_list(loc, t, "skills");
+                for s in &skills {
+                    if let Some((_, level)) = s.split_once(':') {
+                        if !matches!(level.parse::<u8>(), Ok(1..=5)) {
+                            self.err(
+                                &loc.child("skills", t.get("skills").and_then(|i| i.span())),
+                                format!("skill `{s}`: the level after `:` is 1 to 5"),
+                            );
+                        }
+                    }
+                }
+                skills
+            },
             reports_to,
         };
         self.users.insert(id.to_string(), user);

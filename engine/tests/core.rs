@@ -1118,3 +1118,34 @@ fn escalation_goes_on_up_the_chain_of_managers() {
         c.history.iter().filter(|h| h.event == "escalated").map(|h| h.detail.as_str()).collect();
     assert_eq!(escalations.len(), 2, "{escalations:?}");
 }
+
+#[test]
+fn by_skill_prefers_the_highest_level_in_the_case_skills() {
+    let src = r#"
+process repair_visit {
+  source "t"
+  fields {
+    product: text "产品" required
+  }
+  start -> visit
+  task visit { assign role engineer by skill due 1 workday -> done }
+  end done
+}
+"#;
+    let at = bj(2026, 11, 23, 10, 0);
+    let run = |sun_hao_skill: &str| {
+        let mut rules = shipped_rules();
+        rules.users.get_mut("sun_hao").unwrap().skills.push(sun_hao_skill.to_string());
+        let model = model(src);
+        let inst = Instance::new(InstanceId(1), &model, 1, "k".into(), at);
+        let mut c = Case { model, rules, inst, now: at, history: Vec::new(), effects: Vec::new(), last_error: None };
+        let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
+        c.run(&crm, Command::Start { fields: fields(&[("product", text("classroom_display"))]) }).unwrap();
+        c.task("visit").assignee.unwrap()
+    };
+    // chen_jie has classroom_display at level 4 in the shipped rules.
+    assert_eq!(run("software"), "chen_jie", "only chen_jie has the skill");
+    assert_eq!(run("classroom_display:5"), "sun_hao", "a higher level wins");
+    assert_eq!(run("classroom_display:4"), "chen_jie", "equal levels: fewest open tasks, then name");
+    assert_eq!(run("classroom_display"), "chen_jie", "no level written is level 1");
+}
