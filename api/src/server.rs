@@ -398,6 +398,7 @@ fn task_json(inst: &Instance, t: &core::Task) -> Json {
         "instance": inst.id.0,
         "business_key": inst.business_key,
         "name": t.name,
+        "step": t.step_name,
         "item": t.item,
         "assignee": t.assignee,
         "delegated_by": t.delegated_by,
@@ -787,6 +788,8 @@ struct InboxQuery {
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only tasks of this step (its name), to work a pile of the same task in a row.
+    step: Option<String>,
 }
 
 #[utoipa::path(get, path = "/tasks", params(InboxQuery), responses((status = 200, description = "A page of open tasks, soonest due first (no deadline last), and `next_cursor`"), (status = 403, description = "Not your inbox or role")), security(("bearer" = [])))]
@@ -814,15 +817,33 @@ async fn inbox(
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let s = state.clone();
     let cursor = q.cursor;
-    let page =
-        blocking(move || Ok(s.engine.tasks_page(user.as_deref(), role.as_deref(), cursor.as_deref(), limit)?)).await?;
+    let step = q.step;
+    let page = blocking(move || {
+        let Some(step) = step else {
+            return Ok(s.engine.tasks_page(user.as_deref(), role.as_deref(), cursor.as_deref(), limit)?);
+        };
+        // Piled execution: pages of the inbox, kept to one step, until this page is full.
+        let mut found = Vec::new();
+        let mut cursor = cursor;
+        loop {
+            // No more than the page still lacks, so that the cursor resumes right after it.
+            let want = limit - found.len();
+            let page = s.engine.tasks_page(user.as_deref(), role.as_deref(), cursor.as_deref(), want)?;
+            found.extend(page.tasks.into_iter().filter(|t| t.task.step_name == step));
+            if found.len() >= limit || page.next_cursor.is_none() {
+                return Ok(caseflow_engine::service::TaskPage { tasks: found, next_cursor: page.next_cursor });
+            }
+            cursor = page.next_cursor;
+        }
+    })
+    .await?;
     let list: Vec<Json> = page
         .tasks
         .iter()
         .map(|t| {
             json!({
                 "id": format!("{}-{}", t.instance, t.task.seq), "instance": t.instance.0, "business_key": t.business_key, "process": t.process,
-                "name": t.task.name, "item": t.task.item, "assignee": t.task.assignee, "due_at": t.task.due_at.map(|d| d.to_rfc3339()), "overdue": t.task.overdue,
+                "name": t.task.name, "step": t.task.step_name, "item": t.task.item, "assignee": t.task.assignee, "due_at": t.task.due_at.map(|d| d.to_rfc3339()), "overdue": t.task.overdue,
                 "priority": t.task.priority,
             })
         })
@@ -897,7 +918,15 @@ async fn complete(
     }
     let (instance, task) = parse_task_id(&id)?;
     let fields = fields_from(&req.fields)?;
-    run(state, &headers, instance, Command::CompleteTask { task, fields }).await
+    let (actor, _) = caller(&state, &headers)?;
+    let mut answer = run(state, &headers, instance, Command::CompleteTask { task, fields }).await?;
+    // Chained execution: the tasks of this case that are now the caller's, to go on with.
+    let next: Vec<Json> = answer.0["tasks"]
+        .as_array()
+        .map(|tasks| tasks.iter().filter(|t| t["assignee"] == actor.id.as_str()).map(|t| t["id"].clone()).collect())
+        .unwrap_or_default();
+    answer.0["next_for_you"] = Json::Array(next);
+    Ok(answer)
 }
 
 // ------------------------------------------------------------ timers

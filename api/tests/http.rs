@@ -765,3 +765,36 @@ async fn permissions_of_the_rules_are_what_the_routes_allow() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn piled_and_chained_execution() {
+    let api = Api::new();
+    for _ in 0..3 {
+        api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    }
+    // Piled: one's inbox kept to one step, in pages.
+    let (s, page) = api.call("GET", "/tasks?role=cs_rep&step=receive&limit=2", Some("liu_yang"), None, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let first: Vec<&Value> = page["tasks"].as_array().unwrap().iter().collect();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|t| t["step"] == "receive"));
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = api
+        .call("GET", &format!("/tasks?role=cs_rep&step=receive&limit=2&cursor={cursor}"), Some("liu_yang"), None, &[])
+        .await;
+    assert_eq!(rest["tasks"].as_array().unwrap().len(), 1);
+    let (_, none) = api.call("GET", "/tasks?role=cs_rep&step=no_such_step", Some("liu_yang"), None, &[]).await;
+    assert!(none["tasks"].as_array().unwrap().is_empty());
+    // Chained: completing a task says which tasks of the case are now the caller's.
+    let chained = "process chained {\n  source \"t\"\n  start -> first\n  task first { assign role cs_rep due 1h -> second }\n  task second { assign same as first due 1h -> done }\n  end done\n}\n";
+    api.engine.deploy(chained, api.clock.now()).unwrap();
+    let (_, case) =
+        api.call("POST", "/instances", Some("crm"), Some(r#"{"process":"chained","fields":{}}"#), &[]).await;
+    let task = case["tasks"][0]["id"].as_str().unwrap().to_string();
+    let who = case["tasks"][0]["assignee"].as_str().unwrap().to_string();
+    let (s, done) =
+        api.call("POST", &format!("/tasks/{task}/complete"), Some(&who), Some(r#"{"fields":{}}"#), &[]).await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    let second = done["tasks"][0]["id"].clone();
+    assert_eq!(done["next_for_you"], json!([second]), "{done}");
+}

@@ -139,6 +139,8 @@ pub enum Assignee {
     Role {
         role: Ident,
         strategy: Option<Ident>,
+        /// `familiar by FIELD`: prefer who did this step in the last case with the same value.
+        familiar: Option<Ident>,
     },
     User(String),
     /// The user named in a text field.

@@ -840,8 +840,22 @@ impl<'a> Checker<'a> {
 
     fn assignee(&mut self, a: &ast::Assignee) -> model::Assignee {
         match a {
-            ast::Assignee::Role { role, strategy } => {
+            ast::Assignee::Role { role, strategy, familiar } => {
                 self.check_role(role);
+                if let Some(f) = familiar {
+                    if let Some(decl) = self.field_ref(f) {
+                        if !matches!(field_type(&decl.ty), FieldType::Text | FieldType::Choice(_)) {
+                            self.err(Diagnostic::new(
+                                Code::BadAssignee,
+                                f.span.clone(),
+                                format!(
+                                    "`familiar by {}`: it must be a text or choice field (a customer, a school)",
+                                    f.name
+                                ),
+                            ));
+                        }
+                    }
+                }
                 if let Some(s) = strategy {
                     const STRATEGIES: [&str; 3] = ["round_robin", "fewest_open", "skill"];
                     if !STRATEGIES.contains(&s.name.as_str()) {
@@ -857,7 +871,11 @@ impl<'a> Checker<'a> {
                         );
                     }
                 }
-                model::Assignee::Role { role: role.name.clone(), strategy: strategy.as_ref().map(|s| s.name.clone()) }
+                model::Assignee::Role {
+                    role: role.name.clone(),
+                    strategy: strategy.as_ref().map(|s| s.name.clone()),
+                    familiar: familiar.as_ref().map(|f| f.name.clone()),
+                }
             }
             ast::Assignee::User(u) => model::Assignee::User(u.clone()),
             ast::Assignee::Field(f) => {

@@ -394,8 +394,16 @@ fn field(f: &FieldDecl) -> String {
 
 fn assignee(a: &Assignee) -> String {
     match a {
-        Assignee::Role { role, strategy: Some(s) } => format!("role {} by {}", role.name, s.name),
-        Assignee::Role { role, strategy: None } => format!("role {}", role.name),
+        Assignee::Role { role, strategy, familiar } => {
+            let mut s = format!("role {}", role.name);
+            if let Some(by) = strategy {
+                s.push_str(&format!(" by {}", by.name));
+            }
+            if let Some(f) = familiar {
+                s.push_str(&format!(" familiar by {}", f.name));
+            }
+            s
+        }
         Assignee::User(u) => format!("user {}", quote(u)),
         Assignee::Field(f) => format!("field {}", f.name),
         Assignee::SameAs(s) => format!("same as {}", s.name),

@@ -60,9 +60,12 @@ pub struct Field {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Assignee {
+    /// `familiar`: prefer the member who did this step in the latest other case of the
+    /// process with the same value of this field (history-based allocation).
     Role {
         role: String,
         strategy: Option<String>,
+        familiar: Option<String>,
     },
     User(String),
     Field(String),

@@ -244,6 +244,7 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         | Rule::assignee_user
         | Rule::assignee_field
         | Rule::assignee_same
+        | Rule::familiar
         | Rule::assignee_manager => "an assignee (`role r`, `user \"u\"`, `field f`, `same as step`, `manager of assignee`)",
         Rule::trigger | Rule::trig_overdue | Rule::trig_elapsed | Rule::trig_message => {
             "a trigger (`overdue`, `50%`, `message m`)"
@@ -700,8 +701,14 @@ impl Builder {
             Rule::assignee_role => {
                 let mut it = a.into_inner();
                 let role = ident(it.next().expect("role"));
-                let strategy = it.next().map(|s| ident(first(s)));
-                Assignee::Role { role, strategy }
+                let (mut strategy, mut familiar) = (None, None);
+                for part in it {
+                    match part.as_rule() {
+                        Rule::strategy => strategy = Some(ident(first(part))),
+                        _ => familiar = Some(ident(first(part))),
+                    }
+                }
+                Assignee::Role { role, strategy, familiar }
             }
             Rule::assignee_user => Assignee::User(string(first(a))),
             Rule::assignee_field => Assignee::Field(ident(first(a))),

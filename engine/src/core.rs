@@ -144,6 +144,9 @@ pub struct Task {
     /// Who passed this task on to its assignee (delegation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegated_by: Option<String>,
+    /// The step's name (`name` is its label for people), for filtering an inbox by step.
+    #[serde(default)]
+    pub step_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -422,6 +425,8 @@ pub trait Workload {
     fn open_tasks(&self, user: &str) -> usize;
     /// Tasks given to the role so far (drives round-robin).
     fn assignments(&self, role: &str) -> u64;
+    /// Who last completed `step` in a case of `process` whose `field` held `value`.
+    fn familiar(&self, process: &str, field: &str, value: &str, step: &str) -> Option<String>;
 }
 
 /// No workload information: every user has no open tasks.
@@ -433,6 +438,9 @@ impl Workload for NoWorkload {
     }
     fn assignments(&self, _: &str) -> u64 {
         0
+    }
+    fn familiar(&self, _: &str, _: &str, _: &str, _: &str) -> Option<String> {
+        None
     }
 }
 
@@ -1791,6 +1799,7 @@ impl Run<'_> {
         let item = self.inst.tokens.get(&token).and_then(|t| t.item.clone());
         let seq = self.seq();
         let task = Task {
+            step_name: step.name.clone(),
             delegated_by: None,
             item,
             seq,
@@ -1989,7 +1998,18 @@ impl Run<'_> {
                 _ => None,
             },
             Assignee::SameAs(step) => self.inst.done_by.get(step).cloned(),
-            Assignee::Role { role, strategy } => self.pick_member(role, strategy.as_deref(), &excluded),
+            Assignee::Role { role, strategy, familiar } => {
+                // History-based: the one who did this step for the same customer last time,
+                // if they can take it now.
+                let known = familiar.as_ref().and_then(|f| match self.inst.fields.get(f) {
+                    Some(Value::Text(v)) => self.ctx.workload.familiar(&self.inst.process, f, v, &self.step(step).name),
+                    _ => None,
+                });
+                match known.filter(|u| self.can_take(role, u, &excluded)) {
+                    Some(u) => Some(u),
+                    None => self.pick_member(role, strategy.as_deref(), &excluded),
+                }
+            }
             // One level up the organisation from whoever holds the task now.
             Assignee::ManagerOfAssignee => {
                 current.and_then(|u| self.ctx.rules.users.get(u)).and_then(|u| u.reports_to.clone())
@@ -2015,7 +2035,13 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn pick_member(&self, role: &str, strategy: Option<&str>, excluded: &[String]) -> Option<String> {
+    /// Whether `user` is a member of `role` who is here (not away, on shift) and not excluded.
+    fn can_take(&self, role: &str, user: &str, excluded: &[String]) -> bool {
+        !excluded.iter().any(|x| x == user) && self.available(role).contains(&user)
+    }
+
+    /// The members of a role who are here now: not away, and on shift if they have shifts.
+    fn available<'r>(&'r self, role: &'r str) -> Vec<&'r str> {
         let rules = self.ctx.rules;
         let today = self.now().with_timezone(&rules.calendar.time_zone);
         let date = today.date_naive();
@@ -2028,11 +2054,15 @@ impl Run<'_> {
                     .iter()
                     .any(|s| s.days.contains(&today.weekday()) && s.hours.start <= time && time < s.hours.end)
         };
-        let available: Vec<&str> = rules
-            .members(role)
-            .map(|u| u.id.as_str())
-            .filter(|u| !away(u) && on_shift(u) && !excluded.iter().any(|x| x == u))
-            .collect();
+        rules.members(role).map(|u| u.id.as_str()).filter(|u| !away(u) && on_shift(u)).collect()
+    }
+
+    fn pick_member(&self, role: &str, strategy: Option<&str>, excluded: &[String]) -> Option<String> {
+        let rules = self.ctx.rules;
+        let date = self.now().with_timezone(&rules.calendar.time_zone).date_naive();
+        let away = |user: &str| rules.away.iter().any(|a| a.user == user && a.from <= date && date <= a.to);
+        let available: Vec<&str> =
+            self.available(role).into_iter().filter(|u| !excluded.iter().any(|x| x == u)).collect();
         let role_def = rules.roles.get(role);
         let strategy = match strategy {
             Some("round_robin") => Strategy::RoundRobin,

@@ -435,6 +435,11 @@ impl Workload for EngineWorkload<'_> {
         })
     }
 
+    fn familiar(&self, process: &str, field: &str, value: &str, step: &str) -> Option<String> {
+        let key = familiar_key(process, field, value, step);
+        self.0.store.get(&key).ok().flatten().and_then(|v| String::from_utf8(v.to_vec()).ok())
+    }
+
     fn assignments(&self, role: &str) -> u64 {
         let mut rr = self.0.round_robin.lock().unwrap_or_else(|p| p.into_inner());
         let n = rr.entry(role.to_string()).or_insert(0);
@@ -1120,6 +1125,11 @@ impl Engine {
                 continue;
             }
             let (d, timer) = self.put_instance(&mut batch, staged.before.as_ref(), &staged.after, &staged.outcome)?;
+            if let Some(def) = self.definition(&staged.after.process, Some(staged.after.version)) {
+                for (k, v) in familiar_entries(&def.model, staged.before.as_ref(), &staged.after) {
+                    batch.insert(k, v);
+                }
+            }
             for (user, n) in d {
                 *deltas.entry(user).or_insert(0) += n;
             }
@@ -1610,6 +1620,30 @@ fn event_of(inst: &Instance, h: &core::HistoryEntry) -> EngineEvent {
         detail: h.detail.clone(),
         status: inst.status.name().to_string(),
     }
+}
+
+/// `f/{process}\0{field}\0{value}\0{step}`: who last completed the step in a case of the
+/// process with that value of the field (`assign role R familiar by FIELD`).
+fn familiar_key(process: &str, field: &str, value: &str, step: &str) -> Vec<u8> {
+    store::key("f/", &[process.as_bytes(), b"\0", field.as_bytes(), b"\0", value.as_bytes(), b"\0", step.as_bytes()])
+}
+
+/// The history entries `familiar by` reads: for each task step whose assignment names a field,
+/// who completed it in this case, when that changed in this write.
+fn familiar_entries(model: &Process, before: Option<&Instance>, after: &Instance) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for s in &model.steps {
+        let caseflow_dsl::model::StepKind::Task(def) = &s.kind else { continue };
+        let Some(caseflow_dsl::model::Assignee::Role { familiar: Some(field), .. }) = &def.assign else { continue };
+        let Some(user) = after.done_by.get(&s.id) else { continue };
+        if before.and_then(|b| b.done_by.get(&s.id)) == Some(user) {
+            continue;
+        }
+        if let Some(Value::Text(v)) = after.fields.get(field) {
+            out.push((familiar_key(&after.process, field, v, &s.name), user.as_bytes().to_vec()));
+        }
+    }
+    out
 }
 
 fn corrupt(key: &str, problem: &str) -> EngineError {

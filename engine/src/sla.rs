@@ -62,6 +62,7 @@ mod tests {
         let task = Task {
             item: None,
             delegated_by: None,
+            step_name: "t".into(),
             seq: 1,
             token: 1,
             step: caseflow_dsl::model::StepId(0),

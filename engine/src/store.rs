@@ -615,10 +615,19 @@ impl Store {
     }
 
     /// Writes a snapshot of sled's page table now, so that a later open replays only what was
-    /// written after it. Writers go on meanwhile. Does nothing on a temporary store.
+    /// written before this call from the snapshot on. Writers go on meanwhile. Does nothing on
+    /// a temporary store.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         let Some(path) = &self.path else { return Ok(()) };
+        // A background checkpoint finishes first (one at a time).
+        let background = self.checkpoint_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = background {
+            let _ = t.join();
+        }
+        // What was written so far reaches sled's file, so the snapshot's position covers it
+        // (sled's flusher may lag behind on a busy machine).
+        self.flush_now()?;
         while self.checkpoint.running.swap(true, SeqCst) {
             std::thread::yield_now();
         }

@@ -781,3 +781,41 @@ fn suspended_cases_timers_do_not_hold_up_the_timer_driver() {
     assert!(resumed.history_len > before.history_len + 1, "its due timers fired after resume");
     assert!(resumed.tasks.values().any(|t| t.overdue));
 }
+
+#[test]
+fn familiar_by_a_field_gives_the_step_to_whoever_did_it_for_the_same_customer_last_time() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let now = bj(2026, 11, 23, 10, 0);
+    let source = r#"
+process support {
+  source "t"
+  fields {
+    customer: text "客户" required
+  }
+  start -> handle
+  task handle { assign role cs_rep familiar by customer due 1 workday -> done }
+  end done
+}
+"#;
+    engine.deploy(source, now).unwrap();
+    let start = |customer: &str| {
+        let f: BTreeMap<String, Value> = [("customer".to_string(), Value::Text(customer.into()))].into();
+        engine.start("support", f, &crm(), None, now).unwrap()
+    };
+    let first = start("第一中学");
+    let task = first.tasks.values().next().unwrap().clone();
+    let usual = task.assignee.clone().unwrap();
+    // Someone else handles it this time.
+    let other = if usual == "zhang_wei" { "liu_yang" } else { "zhang_wei" };
+    engine
+        .command(first.id, &admin(), Command::Reassign { task: task.seq, to: other.into(), reason: "t".into() }, now)
+        .unwrap();
+    let rep = Actor { id: other.into(), roles: vec!["cs_rep".into()], admin: false };
+    engine.command(first.id, &rep, Command::CompleteTask { task: task.seq, fields: BTreeMap::new() }, now).unwrap();
+    // The same school calls again: the one who handled it gets it, whatever the strategy says.
+    let again = start("第一中学");
+    assert_eq!(again.tasks.values().next().unwrap().assignee.as_deref(), Some(other));
+    // Another school: the role's strategy as usual.
+    let new = start("第二中学");
+    assert_eq!(new.tasks.values().next().unwrap().assignee.as_deref(), Some(usual.as_str()));
+}

@@ -153,6 +153,7 @@ fn every_construct_is_shown_in_the_reference() {
         "not same as",
         "keep message",
         "manager of assignee",
+        "familiar by",
     ] {
         assert!(code.contains(construct), "no example in docs/language.md uses `{}`", construct.trim());
     }
