@@ -124,6 +124,8 @@ pub struct Each {
     pub in_turn: bool,
     /// `until N done`: the rest are withdrawn once N are done.
     pub enough: Option<(u32, Span)>,
+    /// `until CONDITION`: checked after each one is done; once it holds, the rest are withdrawn.
+    pub until: Option<Expr>,
     pub span: Span,
 }
 

@@ -256,6 +256,10 @@ impl<'a> Checker<'a> {
                 format!("`for each` needs a list, found {t}"),
             ));
         }
+        if let Some(u) = &e.until {
+            let t = self.ty(u);
+            self.expect_bool(u, &t, "the condition of `until`");
+        }
         if let Some((0, span)) = &e.enough {
             self.err(Diagnostic::new(Code::BadHandler, span.clone(), "`until 0 done` would never open a task"));
         }
@@ -276,6 +280,7 @@ impl<'a> Checker<'a> {
             list: e.list.clone(),
             in_turn: e.in_turn,
             enough: e.enough.as_ref().map(|(n, _)| *n),
+            until: e.until.clone(),
         }
     }
 

@@ -200,6 +200,9 @@ impl Writer {
                     if let Some((n, _)) = e.enough {
                         line.push_str(&format!(" until {n} done"));
                     }
+                    if let Some(u) = &e.until {
+                        line.push_str(&format!(" until {}", expr_to_string(u)));
+                    }
                     self.line(e.span.start, &line);
                 }
                 if let Some((a, span)) = &t.assign {

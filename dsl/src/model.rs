@@ -126,6 +126,8 @@ pub struct Each {
     pub list: Expr,
     pub in_turn: bool,
     pub enough: Option<u32>,
+    /// Done once this holds (checked after each instance).
+    pub until: Option<Expr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -238,7 +238,9 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         | Rule::handler => {
             "a task statement (`for each`, `assign`, `not same as`, `candidates`, `due`, `remind`, `asks`, `collect`, `when`)"
         }
-        Rule::each_in_turn | Rule::each_enough => "`one at a time` or `until N done`",
+        Rule::each_in_turn | Rule::each_enough | Rule::each_until => {
+            "`one at a time`, `until N done` or `until CONDITION`"
+        }
         Rule::assignee
         | Rule::assignee_role
         | Rule::assignee_user
@@ -643,10 +645,11 @@ impl Builder {
                     let mut it = item.into_inner();
                     let name = ident(it.next().expect("item name"));
                     let list = self.expr(it.next().expect("list"));
-                    let (mut in_turn, mut enough) = (false, None);
+                    let (mut in_turn, mut enough, mut until) = (false, None, None);
                     for opt in it {
                         match opt.as_rule() {
                             Rule::each_in_turn => in_turn = true,
+                            Rule::each_until => until = Some(self.expr(first(opt))),
                             _ => {
                                 let n = first(opt);
                                 let nsp = span(&n);
@@ -654,7 +657,7 @@ impl Builder {
                             }
                         }
                     }
-                    task.each = Some(Box::new(Each { item: name, list, in_turn, enough, span: sp }));
+                    task.each = Some(Box::new(Each { item: name, list, in_turn, enough, until, span: sp }));
                 }
                 Rule::collect_stmt => {
                     let mut it = item.into_inner();

@@ -1208,7 +1208,18 @@ impl Run<'_> {
         let Some(g) = self.inst.each_groups.get_mut(&group) else { return Ok(()) };
         g.done += 1;
         let (done, needed, next, total) = (g.done, g.needed, g.next, g.items.len());
-        if done >= needed {
+        // `until CONDITION`, on the case as this answer left it.
+        let condition_met = match def.each.as_ref().and_then(|e| e.until.as_ref()) {
+            Some(cond) => match self.scope_eval(cond).and_then(|v| truth(&v)) {
+                Ok(met) => met,
+                Err(e) => {
+                    self.record("until_not_evaluated", Some(step.id), e.to_string());
+                    false
+                }
+            },
+            None => false,
+        };
+        if done >= needed || condition_met {
             let rest: Vec<(u32, Token)> = self
                 .inst
                 .tokens

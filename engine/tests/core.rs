@@ -948,3 +948,16 @@ process repair_visit {
     assert_eq!(run("classroom_display:4"), "chen_jie", "equal levels: fewest open tasks, then name");
     assert_eq!(run("classroom_display"), "chen_jie", "no level written is level 1");
 }
+
+#[test]
+fn for_each_until_a_condition_stops_at_the_first_answer_that_meets_it() {
+    let until = CALL_EACH_SCHOOL
+        .replace("for each school in schools", "for each school in schools one at a time until satisfied");
+    let mut c = Case::start(model(&until), bj(2026, 11, 23, 10, 0), schools(&["一中", "二中", "三中"]));
+    c.complete("call_back", fields(&[("satisfied", Value::Bool(false))]));
+    assert_eq!(c.inst.status, Status::Running);
+    c.complete("call_back", fields(&[("satisfied", Value::Bool(true))]));
+    assert_eq!(c.inst.status, Status::Completed { outcome: "done".into() }, "the second answer met the condition");
+    let done = c.history.iter().find(|h| h.event == "instances_done").unwrap();
+    assert_eq!(done.detail, "2 of 3 done");
+}
