@@ -310,13 +310,25 @@ fn check(paths: &[PathBuf], rules: Option<&Path>, format: OutputFormat) -> Resul
     for p in paths {
         collect(p, "flow", &mut files)?;
     }
-    let sources = files
-        .iter()
-        .map(|f| Ok(SourceFile { name: f.display().to_string(), text: read(f)? }))
-        .collect::<Result<Vec<_>>>()?;
+    // A file that is not UTF-8 is reported on its own; the others are checked together.
+    let (mut sources, mut undecodable) = (Vec::new(), Vec::new());
+    for f in &files {
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        match caseflow_dsl::decode(bytes) {
+            Ok(text) => sources.push(SourceFile { name: f.display().to_string(), text }),
+            Err((text, d)) => undecodable.push((SourceFile { name: f.display().to_string(), text }, d)),
+        }
+    }
     let reports = check_files(&sources, catalog.as_ref());
-    let (mut errors, mut warnings) = (0, 0);
+    let (mut errors, mut warnings) = (undecodable.len(), 0);
     let mut json = Vec::new();
+    for (source, d) in &undecodable {
+        let diags = std::slice::from_ref(d);
+        match format {
+            OutputFormat::Human => eprint!("{}", diag::render(&source.name, &source.text, diags, color())),
+            OutputFormat::Json => json.push(d.to_json(&source.name, &source.text)),
+        }
+    }
     for (report, source) in reports.iter().zip(&sources) {
         let diags = &report.checked.diagnostics;
         errors += diags.iter().filter(|d| d.is_error()).count();
@@ -329,8 +341,8 @@ fn check(paths: &[PathBuf], rules: Option<&Path>, format: OutputFormat) -> Resul
     match format {
         OutputFormat::Human => eprintln!(
             "checked {} file{}: {errors} error{}, {warnings} warning{}",
-            sources.len(),
-            plural(sources.len()),
+            files.len(),
+            plural(files.len()),
             plural(errors),
             plural(warnings)
         ),

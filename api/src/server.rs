@@ -966,12 +966,15 @@ pub fn deploy_folder(
         .filter(|p| p.extension().is_some_and(|x| x == "flow"))
         .collect();
     entries.sort();
-    let mut files = Vec::new();
+    let (mut files, mut refused) = (Vec::new(), Vec::new());
     for p in entries {
-        let text = std::fs::read_to_string(&p)?;
-        files.push(caseflow_dsl::SourceFile { name: p.display().to_string(), text });
+        // A file that is not UTF-8 is refused alone; the others deploy.
+        match caseflow_dsl::decode(std::fs::read(&p)?) {
+            Ok(text) => files.push(caseflow_dsl::SourceFile { name: p.display().to_string(), text }),
+            Err((text, d)) => refused.push(caseflow_dsl::diag::render(&p.display().to_string(), &text, &[d], false)),
+        }
     }
-    let (mut deployed, mut refused) = (Vec::new(), Vec::new());
+    let mut deployed = Vec::new();
     for (result, file) in engine.deploy_together(&files, now)?.into_iter().zip(&files) {
         match result {
             Ok(o) => deployed.push(format!("{} v{}{}", o.process, o.version, if o.changed { " (new)" } else { "" })),

@@ -29,11 +29,14 @@ pub enum ValueKind {
     Mixed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleValueShape {
     /// `rules.NAME[key]` (true) or `rules.NAME` (false).
     pub keyed: bool,
     pub kind: ValueKind,
+    /// The keys of a keyed value, so that `rules.NAME[choice_field]` is checked to cover
+    /// every value of the field.
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

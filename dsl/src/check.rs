@@ -21,11 +21,21 @@ pub const STEPS_MAX: usize = 10_000;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Signature {
     pub fields: BTreeMap<String, FieldType>,
+    /// Fields a case cannot start without (required, no default): a `call` must pass them.
+    pub required: BTreeSet<String>,
 }
 
 impl Signature {
     pub fn of(ast: &ast::Process) -> Signature {
-        Signature { fields: ast.fields.iter().map(|f| (f.name.name.clone(), field_type(&f.ty))).collect() }
+        Signature {
+            fields: ast.fields.iter().map(|f| (f.name.name.clone(), field_type(&f.ty))).collect(),
+            required: ast
+                .fields
+                .iter()
+                .filter(|f| f.required && f.default.is_none())
+                .map(|f| f.name.name.clone())
+                .collect(),
+        }
     }
 }
 
@@ -143,6 +153,8 @@ struct Checker<'a> {
     fields: BTreeMap<&'a str, &'a ast::FieldDecl>,
     steps: BTreeMap<&'a str, usize>,
     used_fields: BTreeSet<String>,
+    /// Some `->` named no step: the checks that follow paths would only echo it.
+    unresolved: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -154,6 +166,7 @@ impl<'a> Checker<'a> {
             fields: BTreeMap::new(),
             steps: BTreeMap::new(),
             used_fields: BTreeSet::new(),
+            unresolved: false,
         }
     }
 
@@ -203,10 +216,11 @@ impl<'a> Checker<'a> {
         let kept_messages = self.kept_messages();
         let steps: Vec<model::Step> = ast.steps.iter().enumerate().map(|(i, s)| self.step(i, s)).collect();
         self.no_local_listener(&interrupts, &steps);
-        let references_ok = !self.diags.iter().any(|d| d.is_error());
         let graph = start.as_ref().map(|start| build_graph(start, &interrupts, &steps));
-        if let (Some(graph), true) = (&graph, references_ok) {
-            // Only with every reference resolved: a dangling `->` would make reachability noisy.
+        if let Some(graph) = &graph {
+            // Whatever else is wrong, so that one run shows every problem; but with a dangling
+            // `->` the checks that follow paths (reachable, reaches an end, reaches the join)
+            // would report its missing edge again and again, so those wait for it.
             self.check_graph(graph, &steps);
         }
         self.warn_unused_fields();
@@ -433,6 +447,8 @@ impl<'a> Checker<'a> {
                     .note(first_span, "first defined here")
                     .hint("step names must be unique within a process; rename one"),
                 );
+                // Which of the two a `->` means is unknown: paths cannot be followed.
+                self.unresolved = true;
                 continue;
             }
             self.steps.insert(&s.id.name, i);
@@ -454,6 +470,15 @@ impl<'a> Checker<'a> {
                         self.err(
                             Diagnostic::new(Code::BadKey, span.clone(), format!("`{{{inner}}}` has no date format"))
                                 .hint("write a strftime format, e.g. `{date:%Y%m%d}`"),
+                        );
+                    } else if let Some(bad) = bad_date_code(format) {
+                        self.err(
+                            Diagnostic::new(
+                                Code::BadKey,
+                                span.clone(),
+                                format!("`{{{inner}}}`: `{bad}` is not a date format code"),
+                            )
+                            .hint("use strftime codes such as %Y (year), %m (month), %d (day), %H%M (time)"),
                         );
                     }
                 }
@@ -519,6 +544,7 @@ impl<'a> Checker<'a> {
                     )
                     .hint(hint),
                 );
+                self.unresolved = true;
                 StepId(u32::MAX)
             }
         }
@@ -555,6 +581,7 @@ impl<'a> Checker<'a> {
                     )
                     .hint("end the step's block with `-> next_step`, or with `-> decide { ... }`"),
                 );
+                self.unresolved = true;
                 Transition::To(StepId(u32::MAX))
             }
         }
@@ -942,7 +969,9 @@ impl<'a> Checker<'a> {
                 }
                 let shape = shape.and_then(|(_, s)| s);
                 for (name, value) in inputs {
-                    self.ty(value);
+                    // A bare name here must be a field: a misspelt one would reach the table as text.
+                    let t = self.ty(value);
+                    self.no_symbol(value, &t);
                     if let Some(shape) = shape {
                         if !shape.inputs.contains(&name.name) {
                             self.err(
@@ -954,6 +983,24 @@ impl<'a> Checker<'a> {
                                 .hint(format!("its inputs are: {}", shape.inputs.join(", "))),
                             );
                         }
+                    }
+                }
+                if let Some(shape) = shape {
+                    let missing: Vec<&str> = shape
+                        .inputs
+                        .iter()
+                        .filter(|i| !inputs.iter().any(|(n, _)| n.name == **i))
+                        .map(String::as_str)
+                        .collect();
+                    if !missing.is_empty() {
+                        self.err(
+                            Diagnostic::new(
+                                Code::UnknownRule,
+                                table.span.clone(),
+                                format!("table `{}` also needs input(s): {}", table.name, missing.join(", ")),
+                            )
+                            .hint(format!("pass each, e.g. `{{ {} }}`", shape.inputs.join(", "))),
+                        );
                     }
                 }
                 for (field, column) in outputs {
@@ -1073,6 +1120,28 @@ impl<'a> Checker<'a> {
             );
         }
         let callee = callee.flatten();
+        if let Some(sig) = callee {
+            let missing: Vec<&str> = sig
+                .required
+                .iter()
+                .filter(|f| !c.inputs.iter().any(|(n, _)| n.name == **f))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                self.err(
+                    Diagnostic::new(
+                        Code::UnknownField,
+                        c.process.span.clone(),
+                        format!(
+                            "`{}` cannot start without {}: pass it with `input`",
+                            c.process.name,
+                            missing.join(", ")
+                        ),
+                    )
+                    .hint(format!("e.g. `input {} = ...`", missing[0])),
+                );
+            }
+        }
         for (child_field, value) in &c.inputs {
             let got = self.ty(value);
             if let Some(sig) = callee {
@@ -1208,6 +1277,20 @@ impl<'a> Checker<'a> {
                 };
                 Some((f, vec![v]))
             }
+            // `x != v`: every value of the field but `v`.
+            ExprKind::Binary { op: BinOp::Ne, lhs, rhs } => {
+                let (f, v) = match (field_of(lhs), field_of(rhs)) {
+                    (Some(f), None) => (f, value_of(rhs)?),
+                    (None, Some(f)) => (f, value_of(lhs)?),
+                    _ => return None,
+                };
+                let all: Vec<String> = match &self.fields.get(f.as_str())?.ty {
+                    ast::TypeExpr::Bool => vec!["true".into(), "false".into()],
+                    ast::TypeExpr::Choice(values) => values.iter().map(|i| i.name.clone()).collect(),
+                    _ => return None,
+                };
+                Some((f, all.into_iter().filter(|x| *x != v).collect()))
+            }
             ExprKind::Binary { op: BinOp::In, lhs, rhs } => {
                 let f = field_of(lhs)?;
                 let ExprKind::List(items) = &rhs.kind else { return None };
@@ -1293,10 +1376,11 @@ impl<'a> Checker<'a> {
                 None => Ty::Symbol(n.clone()),
             },
             ExprKind::Rule { name, key } => {
-                if let Some(k) = key {
+                let key_ty = key.as_ref().map(|k| {
                     let t = self.ty(k);
                     self.no_symbol(k, &t);
-                }
+                    t
+                });
                 if let Some(catalog) = self.ctx.catalog {
                     match catalog.values.get(&name.name) {
                         None => {
@@ -1332,6 +1416,31 @@ impl<'a> Checker<'a> {
                                     )
                                 };
                                 self.err(Diagnostic::new(Code::UnknownRule, e.span.clone(), how));
+                            }
+                            // Every value the key can take must be a key of the table.
+                            let missing: Vec<&String> = match (&key_ty, shape.keyed) {
+                                (Some(Ty::Choice(values)), true) => {
+                                    values.iter().filter(|v| !shape.keys.contains(v)).collect()
+                                }
+                                _ => Vec::new(),
+                            };
+                            if !missing.is_empty() {
+                                let missing = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+                                self.err(
+                                    Diagnostic::new(
+                                        Code::UnknownRule,
+                                        e.span.clone(),
+                                        format!(
+                                            "`rules.{}` has no entry for {missing}, which the key can be",
+                                            name.name
+                                        ),
+                                    )
+                                    .hint(format!(
+                                        "add the entries under `[values.{}]` in the rules (it has: {})",
+                                        name.name,
+                                        shape.keys.join(", ")
+                                    )),
+                                );
                             }
                             use crate::catalog::ValueKind;
                             return match shape.kind {
@@ -1495,6 +1604,20 @@ impl<'a> Checker<'a> {
 
     /// `value` compared with a choice field `field` must name one of its values.
     fn choice_member(&mut self, values: &[String], field: &Expr, value: &Expr) {
+        // `channel == phone` with a field named `phone`: the field would be read, not the value.
+        if let ExprKind::Name(n) = &value.kind {
+            if self.fields.contains_key(n.as_str()) && values.contains(n) {
+                self.err(
+                    Diagnostic::new(
+                        Code::UnknownChoiceValue,
+                        value.span.clone(),
+                        format!("`{n}` is both a field and a value of this choice: it would read the field"),
+                    )
+                    .hint(format!("write the value as text, `\"{n}\"`, or rename the field")),
+                );
+                return;
+            }
+        }
         let name = match &value.kind {
             ExprKind::Name(n) if !self.fields.contains_key(n.as_str()) => n.clone(),
             ExprKind::Text(t) => t.clone(),
@@ -1562,6 +1685,13 @@ impl<'a> Checker<'a> {
     }
 
     fn check_assignable(&mut self, target: &FieldType, value: &Expr, got: &Ty, what: &str) {
+        if let (FieldType::Choice(values), ExprKind::Name(n)) = (target, &value.kind) {
+            if self.fields.contains_key(n.as_str()) && values.contains(n) {
+                let values = values.clone();
+                let field = Expr { kind: ExprKind::Name(what.to_string()), span: value.span.clone() };
+                return self.choice_member(&values, &field, value);
+            }
+        }
         let ok = match (target, got) {
             (_, Ty::Any) => true,
             (FieldType::Choice(values), Ty::Symbol(_) | Ty::Text) => {
@@ -1588,6 +1718,19 @@ impl<'a> Checker<'a> {
                 format!("{what} is {target}, but this is {got}"),
             ));
         }
+        // A literal out of an int field's range would fail on every case that gets here.
+        if let (FieldType::Int { min, max }, Some(n)) = (target, int_literal(value)) {
+            if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
+                self.err(
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        value.span.clone(),
+                        format!("{what} is {target}, but {n} is out of its range"),
+                    )
+                    .hint("use a value inside the range, or widen the field's range"),
+                );
+            }
+        }
     }
 
     // ------------------------------------------------------------ graph
@@ -1607,7 +1750,7 @@ impl<'a> Checker<'a> {
         let mut problems = Vec::new();
         for n in graph.node_indices() {
             if let Some(id) = node_step(n) {
-                if !reached[n.index()] {
+                if !reached[n.index()] && !self.unresolved {
                     problems.push(
                         Diagnostic::new(
                             Code::UnreachableStep,
@@ -1637,7 +1780,7 @@ impl<'a> Checker<'a> {
                 )
                 .hint("add an outcome, e.g. `end closed \"已归档\"`"),
             );
-        } else {
+        } else if !self.unresolved {
             for n in graph.node_indices() {
                 if let Some(id) = node_step(n) {
                     if reached[n.index()] && !to_end[n.index()] {
@@ -1718,7 +1861,7 @@ impl<'a> Checker<'a> {
                     );
                     continue;
                 };
-                for b in branches {
+                for b in branches.iter().filter(|_| !self.unresolved) {
                     if !reaches_avoiding(graph, NodeIndex::new(b.index() + 1), NodeIndex::new(join.index() + 1)) {
                         problems.push(
                             Diagnostic::new(
@@ -1740,7 +1883,7 @@ impl<'a> Checker<'a> {
         // Each split's branches stay in their region until its join: no arrival at the join
         // comes from outside, and no token leaves the region without passing the join. Joins
         // count arrivals, so this is what makes "every branch arrived" mean what it says.
-        for s in steps {
+        for s in steps.iter().filter(|_| !self.unresolved) {
             if let (model::StepKind::Split { .. }, Some(join)) = (&s.kind, join_of.get(&s.id)) {
                 problems.extend(self.region_problems(graph, steps, s.id, *join));
             }
@@ -2025,6 +2168,44 @@ fn link_joins(process: &mut model::Process) {
             *region = inside.into_iter().collect();
         }
     }
+}
+
+/// The value of an int literal, negated or not.
+fn int_literal(e: &Expr) -> Option<i64> {
+    match &e.kind {
+        ExprKind::Int(n) => Some(*n),
+        ExprKind::Neg(inner) => int_literal(inner).map(|n| -n),
+        _ => None,
+    }
+}
+
+/// The first strftime code of `format` that chrono cannot format (`%Q`), if any: the engine
+/// renders keys with the same parser, so what passes here formats.
+fn bad_date_code(format: &str) -> Option<String> {
+    use chrono::format::{Item, StrftimeItems};
+    if !StrftimeItems::new(format).any(|i| matches!(i, Item::Error)) {
+        return None;
+    }
+    let mut chars = format.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        // A code with its optional padding or width: `%Y`, `%-d`, `%3f`, `%:z`.
+        let mut end = i + 1;
+        while let Some(&(j, d)) = chars.peek() {
+            end = j + d.len_utf8();
+            chars.next();
+            if !matches!(d, '-' | '_' | '0'..='9' | ':' | '.' | '#') {
+                break;
+            }
+        }
+        let code = &format[i..end];
+        if StrftimeItems::new(code).any(|i| matches!(i, Item::Error)) {
+            return Some(code.to_string());
+        }
+    }
+    Some(format.to_string())
 }
 
 fn same_kind(a: &Ty, b: &Ty) -> bool {

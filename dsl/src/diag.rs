@@ -46,6 +46,7 @@ codes! {
     FileTooLarge = "FLOW002", Error, "file too large";
     NestingTooDeep = "FLOW003", Error, "nesting too deep";
     TooManySteps = "FLOW004", Error, "too many steps";
+    NotUtf8 = "FLOW005", Error, "file is not UTF-8";
     DuplicateStep = "FLOW010", Error, "duplicate step name";
     UnknownStep = "FLOW011", Error, "unknown step";
     UnreachableStep = "FLOW012", Error, "step unreachable from start";

@@ -27,6 +27,21 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// A file's bytes as text. A file that is not UTF-8 gives its text with the bad bytes
+/// replaced (to show where) and a diagnostic at the first bad byte.
+pub fn decode(bytes: Vec<u8>) -> Result<String, (String, Diagnostic)> {
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let d = Diagnostic::new(Code::NotUtf8, at..at + 1, "the file is not UTF-8 text from here on")
+                .hint("save it as UTF-8 (in most editors: \"Save with encoding\" → UTF-8)");
+            Err((text, d))
+        }
+    }
+}
+
 /// The result of checking one file among several.
 #[derive(Debug)]
 pub struct FileReport {

@@ -27,6 +27,16 @@ struct FlowParser;
 
 /// Parses a whole file. Returns the AST, or the diagnostics that prevented one.
 pub fn parse(source: &str) -> Result<Process, Vec<Diagnostic>> {
+    // A byte-order mark (as Windows editors save UTF-8) becomes blanks of the same length, so
+    // that every byte offset, and so every diagnostic's position, stays where it was.
+    let unmarked;
+    let source = match source.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            unmarked = format!("   {rest}");
+            unmarked.as_str()
+        }
+        None => source,
+    };
     check_limits(source)?;
     pest::set_call_limit(std::num::NonZeroUsize::new(PARSER_CALLS_MAX));
     let mut pairs = FlowParser::parse(Rule::file, source).map_err(|e| vec![syntax_diagnostic(source, e)])?;

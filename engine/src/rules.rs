@@ -175,12 +175,12 @@ impl RuleSet {
                         Value::List(_) => ValueKind::Mixed,
                     };
                     let shape = match v {
-                        RuleValue::Scalar(x) => RuleValueShape { keyed: false, kind: kind_of(x) },
+                        RuleValue::Scalar(x) => RuleValueShape { keyed: false, kind: kind_of(x), keys: Vec::new() },
                         RuleValue::Keyed(map) => {
                             let mut kinds = map.values().map(kind_of);
                             let first = kinds.next().unwrap_or(ValueKind::Mixed);
                             let kind = if kinds.all(|k| k == first) { first } else { ValueKind::Mixed };
-                            RuleValueShape { keyed: true, kind }
+                            RuleValueShape { keyed: true, kind, keys: map.keys().cloned().collect() }
                         }
                     };
                     (n.clone(), shape)

@@ -1198,7 +1198,12 @@ impl Engine {
             let inner = &rest[open + 1..close];
             let (name, format) = inner.split_once(':').unwrap_or((inner, ""));
             match name {
-                "date" => out.push_str(&local.format(format).to_string()),
+                "date" => {
+                    // The checker refuses a format chrono cannot render; never panic on one anyway.
+                    use chrono::format::{Item, StrftimeItems};
+                    let usable = !StrftimeItems::new(format).any(|i| matches!(i, Item::Error));
+                    out.push_str(&local.format(if usable { format } else { "%Y%m%d" }).to_string());
+                }
                 "seq" if prefix_at_seq.is_none() => {
                     prefix_at_seq = Some(out.len());
                     seq_width = Some(format.trim_start_matches('0').parse::<usize>().unwrap_or(1));

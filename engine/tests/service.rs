@@ -692,10 +692,10 @@ process chain {
         }
     }
     assert_eq!(engine.count_instances("chain", "running").unwrap(), caseflow_engine::service::CALL_DEPTH_MAX + 1);
-    // A child refused for its fields refuses the parent's start too.
+    // A child refused for its fields (a value out of range, known only at run time) refuses
+    // the parent's start too.
     engine.deploy(SURVEY, now).unwrap();
-    let bad = "process bad_call {\n  source \"t\"\n  start -> c\n  call c process survey { -> done }\n  end done\n}\n";
-    // (The checker does not yet see that `school` is missing: the start finds out.)
+    let bad = "process bad_call {\n  source \"t\"\n  fields {\n    bonus: int = 10\n  }\n  start -> c\n  call c process survey {\n    input school = \"二中\"\n    input score = bonus\n    -> done\n  }\n  end done\n}\n";
     engine.deploy(bad, now).unwrap();
     let refused = engine.start("bad_call", BTreeMap::new(), &crm(), None, now);
     assert!(matches!(refused, Err(EngineError::Command(CommandError::InvalidField { .. }))), "{refused:?}");

@@ -62,3 +62,25 @@ fn long_operator_chains_are_refused() {
     let negs = format!("{}1", "- ".repeat(100_000));
     assert_eq!(codes(&in_auto_step(&negs)), [Code::NestingTooDeep]);
 }
+
+/// Text as editors save it: a file that is not UTF-8 says where and what to do; a UTF-8 file
+/// with a byte-order mark, or a tab between a number and its unit, is fine.
+#[test]
+fn encodings_and_blanks_editors_produce() {
+    let mut bytes = b"process p {\n  source \"t\"\n  start -> done\n  end done \"".to_vec();
+    bytes.extend([0xb2, 0xe9, b'"', b'\n', b'}']); // GBK, not UTF-8
+    let (text, d) = caseflow_dsl::decode(bytes).expect_err("not UTF-8");
+    assert_eq!(d.code, Code::NotUtf8);
+    assert_eq!(&text[..d.span.start], "process p {\n  source \"t\"\n  start -> done\n  end done \"");
+    assert!(d.hint.as_deref().is_some_and(|h| h.contains("UTF-8")));
+
+    let valid = "process p {\n  source \"t\"\n  start -> a\n  task a { assign role cs_rep due 3\tworkdays -> done }\n  end done\n}\n";
+    assert_eq!(codes(valid), Vec::<Code>::new(), "a tab between the number and the unit");
+    let marked = format!("\u{feff}{valid}");
+    assert_eq!(codes(&marked), Vec::<Code>::new(), "a byte-order mark");
+    // Positions in a marked file still point at the right place.
+    let broken = format!("\u{feff}{}", valid.replace("-> done }", "-> nowhere }"));
+    let d = compile(&broken, &CheckContext::default()).diagnostics;
+    assert_eq!(d[0].code, Code::UnknownStep);
+    assert_eq!(&broken[d[0].span.clone()], "nowhere");
+}
