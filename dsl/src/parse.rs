@@ -125,6 +125,9 @@ fn syntax_diagnostic(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
             format!("`{word}`")
         }
     };
+    if let Some((span, message, hint)) = common_mistake(source, pos) {
+        return Diagnostic::new(Code::Syntax, span, message).hint(hint);
+    }
     let (message, hint) = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
             let mut expected: Vec<&str> =
@@ -147,6 +150,144 @@ fn syntax_diagnostic(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     let mut d = Diagnostic::new(Code::Syntax, pos..end, message);
     d.hint = hint;
     d
+}
+
+/// Units of time, for "did you mean" on a misspelt one.
+const UNITS: &[&str] = &[
+    "workdays",
+    "workday",
+    "workhours",
+    "workhour",
+    "minutes",
+    "minute",
+    "hours",
+    "hour",
+    "days",
+    "day",
+    "weeks",
+    "week",
+    "seconds",
+    "second",
+    "min",
+    "ms",
+    "s",
+    "h",
+    "d",
+    "w",
+];
+
+/// A specific message for the mistakes people make most, instead of pest's list of what it
+/// expected: a misspelt or unsupported unit, a stray `;`, a typographic arrow, an unclosed
+/// string, a bad escape, a statement in the wrong kind of step, an extra `}`.
+fn common_mistake(source: &str, pos: usize) -> Option<(Span, String, String)> {
+    let rest = &source[pos..];
+    let first = rest.chars().next()?;
+    let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let at = |len: usize| pos..pos + len;
+    let before = source[..pos].trim_end_matches([' ', '\t']);
+    // `3 wrokdays`, `1 month`: a word right after a number.
+    if !word.is_empty()
+        && before.ends_with(|c: char| c.is_ascii_digit())
+        && word.chars().all(|c| c.is_ascii_alphabetic())
+    {
+        if matches!(word.as_str(), "month" | "months" | "year" | "years") {
+            return Some((
+                at(word.len()),
+                format!("`{word}` is not a unit of a deadline: months and years vary in length"),
+                "use days (`30d`) or working days (`22 workdays`)".into(),
+            ));
+        }
+        let hint = crate::diag::did_you_mean(&word, UNITS.iter().copied())
+            .unwrap_or_else(|| "units: workdays, workhours, min, h, d, w (or minutes, hours, days, weeks)".into());
+        return Some((at(word.len()), format!("`{word}` is not a unit of time"), hint));
+    }
+    match first {
+        ';' => {
+            return Some((
+                at(1),
+                "a `;` is not needed: a statement ends where the next begins".into(),
+                "remove the `;`".into(),
+            ))
+        }
+        '→' | '⇒' | '⟶' | '–' | '—' => {
+            return Some((
+                at(first.len_utf8()),
+                format!("`{first}` is not an arrow in a .flow file"),
+                "write `->` (a hyphen and `>`); editors sometimes replace it with a typographic arrow".into(),
+            ))
+        }
+        '"' => {
+            // Where the string goes wrong: a bad escape, or the end of the line first.
+            let mut chars = rest.char_indices().skip(1);
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\n' | '\r' => {
+                        return Some((
+                            at(1),
+                            "this string is never closed: it starts here and the line ends first".into(),
+                            "close it with `\"` before the end of the line (use `\\n` for a line break)".into(),
+                        ))
+                    }
+                    '\\' => match chars.next() {
+                        Some((_, '"' | '\\' | 'n' | 't')) => {}
+                        Some((j, e)) => {
+                            return Some((
+                                pos + i..pos + j + e.len_utf8(),
+                                format!("`\\{e}` is not an escape"),
+                                "the escapes are `\\\"`, `\\\\`, `\\n` and `\\t`; write a backslash as `\\\\`".into(),
+                            ))
+                        }
+                        None => break,
+                    },
+                    _ => {}
+                }
+            }
+            if !rest[1..].contains('"') {
+                return Some((
+                    at(1),
+                    "this string is never closed: it starts here".into(),
+                    "close it with `\"`".into(),
+                ));
+            }
+        }
+        '}' if source[pos + 1..].trim().is_empty() || source[pos + 1..].trim_start().starts_with('}') => {
+            let closes = source[..pos].matches('{').count() <= source[..pos].matches('}').count();
+            if closes {
+                return Some((
+                    at(1),
+                    "an extra `}`: every block before it is already closed".into(),
+                    "remove it, or look for a `{` missing above".into(),
+                ));
+            }
+        }
+        _ => {}
+    }
+    // A statement in a step that does not take it.
+    // The kind of step whose block this is: the first word on the line of its `{`.
+    let kind = source[..pos]
+        .rfind('{')
+        .and_then(|b| {
+            let line = source[..b].rfind('\n').map_or(0, |i| i + 1);
+            source[line..b].split_whitespace().next()
+        })
+        .unwrap_or_default();
+    let task_only = ["remind", "due", "assign", "asks", "candidates", "collect", "not"];
+    if kind == "auto" && task_only.contains(&word.as_str()) {
+        return Some((
+            at(word.len()),
+            format!("`{word}` belongs in a `task`: an `auto` step runs at once, with no person to remind or ask"),
+            "make the step a `task`, or move the statement to one".into(),
+        ));
+    }
+    if kind == "task" && matches!(word.as_str(), "set" | "lookup") {
+        return Some((
+            at(word.len()),
+            format!("`{word}` belongs in an `auto` step"),
+            "add an `auto` step before or after the task for it; a task's form sets fields with `asks`".into(),
+        ));
+    }
+    None
 }
 
 /// The furthest position pest reached and the punctuation it expected there.
