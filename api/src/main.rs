@@ -134,7 +134,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Graph { file, format } => {
             let text = read(&file)?;
-            let report = check_files(&[SourceFile { name: file.display().to_string(), text: text.clone() }], None);
+            // Checked with the other .flow files of its folder, so that a `call` finds the
+            // process it names, as `caseflow check FOLDER` and the server check it.
+            let mut sources = vec![SourceFile { name: file.display().to_string(), text: text.clone() }];
+            let mut siblings = Vec::new();
+            if let Some(dir) = file.parent().filter(|d| d.is_dir()) {
+                let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+                collect(dir, "flow", &mut siblings)?;
+            }
+            for s in siblings.iter().filter(|s| s.canonicalize().ok() != file.canonicalize().ok()) {
+                if let Ok(Ok(text)) = std::fs::read(s).map(caseflow_dsl::decode) {
+                    sources.push(SourceFile { name: s.display().to_string(), text });
+                }
+            }
+            let report = check_files(&sources, None);
             let report = &report[0];
             let Some(process) = &report.checked.process else {
                 eprint!("{}", diag::render(&report.name, &text, &report.checked.diagnostics, color()));

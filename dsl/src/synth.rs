@@ -57,3 +57,22 @@ pub fn process_with_steps(steps: usize) -> String {
     s.push_str("\n  end done\n}\n");
     s
 }
+
+/// A process of `steps` tasks where each decision either goes on or skips ahead two steps:
+/// the shape that made the old SVG layout take exponential time.
+pub fn skipping_decisions(steps: usize) -> String {
+    let mut s = String::from(
+        "process skipping {\n  source \"synthetic\"\n  fields {\n    x: bool \"x\" = false\n  }\n  start -> s0\n",
+    );
+    let name = |i: usize| if i < steps { format!("s{i}") } else { "done".to_string() };
+    for i in 0..steps {
+        let _ = writeln!(
+            s,
+            "  task s{i} {{ assign role cs_rep due 1h asks x -> decide {{ when x -> {} else -> {} }} }}",
+            name(i + 1),
+            name(i + 3)
+        );
+    }
+    s.push_str("  end done\n}\n");
+    s
+}

@@ -84,3 +84,17 @@ fn encodings_and_blanks_editors_produce() {
     assert_eq!(d[0].code, Code::UnknownStep);
     assert_eq!(&broken[d[0].span.clone()], "nowhere");
 }
+
+/// Every valid file draws, whatever its shape: the SVG of 3,000 steps whose decisions skip
+/// ahead (which the old layout never finished) names every step. Its time is a benchmark's
+/// (`cargo bench -p caseflow-dsl --bench graph`), not this test's.
+#[test]
+fn large_graphs_with_skipping_decisions_draw() {
+    let source = synth::skipping_decisions(3_000);
+    let model = compile(&source, &CheckContext::default()).process.expect("checks clean");
+    let svg = caseflow_dsl::graph::to_svg(&model).expect("draws");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for i in (0..3_000).step_by(97) {
+        assert!(svg.contains(&format!(">s{i}</tspan>")), "step s{i} is drawn");
+    }
+}
