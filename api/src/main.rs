@@ -259,6 +259,10 @@ fn rules_check(dir: &Path, processes: &Path) -> Result<ExitCode> {
         rules.tables.len(),
         rules.calendar.time_zone
     );
+    use caseflow_engine::clock::Clock;
+    if let Some(w) = caseflow::server::calendar_warning(&rules, caseflow_engine::clock::SystemClock.now()) {
+        eprintln!("warning: {w}");
+    }
     if processes.exists() {
         return check(&[processes.to_path_buf()], Some(dir), OutputFormat::Human);
     }
@@ -412,6 +416,9 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
     );
     if config.tokens.is_empty() {
         tracing::warn!("no tokens configured in {}: every API call will be refused with 401", config_path.display());
+    }
+    if let Some(w) = server::calendar_warning(&rules, clock.now()) {
+        tracing::warn!("{w}");
     }
     let rules_text = server::rules_text(&server::read_rules_dir(&config.rules_dir)?);
     let state = std::sync::Arc::new(server::AppState {

@@ -428,9 +428,28 @@ fn parse_task_id(s: &str) -> Result<(InstanceId, u32), ApiError> {
 
 #[utoipa::path(get, path = "/health", responses((status = 200, description = "Liveness and readiness")))]
 async fn health(State(state): State<Shared>) -> axum::Json<Json> {
-    axum::Json(
-        json!({ "status": "ok", "processes": state.engine.definitions().len(), "commands": state.engine.commands_applied() }),
-    )
+    // The calendar's holidays run out: deadlines past them treat holidays as working days.
+    let calendar = state.engine.rules().calendar.coverage(state.clock.now()).map(
+        |(last, days, status)| json!({ "covered_through": last.to_string(), "days_left": days, "status": status }),
+    );
+    axum::Json(json!({
+        "status": "ok",
+        "processes": state.engine.definitions().len(),
+        "commands": state.engine.commands_applied(),
+        "calendar": calendar,
+    }))
+}
+
+/// A warning line when the calendar's known holidays end within 60 days or have ended.
+pub fn calendar_warning(rules: &caseflow_engine::RuleSet, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    let (last, days, status) = rules.calendar.coverage(now)?;
+    let when = if days < 0 { format!("{} days ago", -days) } else { format!("in {days} days") };
+    (status != "ok").then(|| {
+        format!(
+            "the calendar knows holidays through {last} only ({when}): deadlines after it count holidays as working days; \
+             add next year's official schedule to the calendar rules (docs/rules.md, \"Next year's calendar\")"
+        )
+    })
 }
 
 #[utoipa::path(get, path = "/processes", responses((status = 200, description = "Deployed processes and their versions"), (status = 401, description = "No or unknown token")), security(("bearer" = [])))]
@@ -1335,6 +1354,9 @@ pub async fn watch_folders(state: Shared, processes_dir: std::path::PathBuf, eve
         watch = w;
         if let Some(v) = report.rules_version {
             tracing::info!(version = v, "rules reloaded");
+            if let Some(w) = calendar_warning(&state.engine.rules(), state.clock.now()) {
+                tracing::warn!("{w}");
+            }
         }
         if let Some(problems) = report.rules_refused {
             tracing::error!(%problems, "rules change refused; the previous rules stay in force");

@@ -521,6 +521,9 @@ async fn listing_with_cursor_pagination_metrics_and_request_ids() {
         axum::http::Request::builder().uri("/health").header("x-request-id", "abc-123").body(Body::empty()).unwrap();
     let resp = api.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    // The calendar's known holidays, as /health reports them (the clock: 2026-11-23).
+    let (_, health) = api.call("GET", "/health", None, None, &[]).await;
+    assert_eq!(health["calendar"], json!({ "covered_through": "2026-12-31", "days_left": 38, "status": "ending" }));
     let req = axum::http::Request::builder().uri("/nope").body(Body::empty()).unwrap();
     let resp = api.app.clone().oneshot(req).await.unwrap();
     assert!(resp.headers().contains_key("x-request-id"), "errors carry one too");

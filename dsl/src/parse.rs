@@ -193,8 +193,10 @@ fn common_mistake(source: &str, pos: usize) -> Option<(Span, String, String)> {
         if matches!(word.as_str(), "month" | "months" | "year" | "years") {
             return Some((
                 at(word.len()),
-                format!("`{word}` is not a unit of a deadline: months and years vary in length"),
-                "use days (`30d`) or working days (`22 workdays`)".into(),
+                format!("`{word}` is not a unit in a .flow file"),
+                "use days (`30d`) or working days (`22 workdays`); calendar months can be set in the rules, \
+                 e.g. `survey_period = \"6 months\"`, and used as `rules.survey_period`"
+                    .into(),
             ));
         }
         let hint = crate::diag::did_you_mean(&word, UNITS.iter().copied())

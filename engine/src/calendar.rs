@@ -40,6 +40,10 @@ pub struct BusinessCalendar {
     /// Days worked although they fall on a weekend; they follow `makeup_schedule`.
     pub makeup_workdays: BTreeSet<NaiveDate>,
     pub makeup_schedule: Weekday,
+    /// The last day the holidays and make-up days are known for (the official schedule is
+    /// published a year at a time). Past it, every weekday counts as a working day, which may
+    /// be wrong: deadlines that fall there are flagged. `None`: not said (no holidays at all).
+    pub covered_through: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +53,29 @@ pub struct NoWorkingTime {
 }
 
 impl BusinessCalendar {
+    /// How the calendar's known holidays stand at `now`: the last day covered, the days left
+    /// (negative once past), and a word for it (`ok`, `ending` within 60 days, `ended`).
+    pub fn coverage(&self, now: DateTime<Utc>) -> Option<(NaiveDate, i64, &'static str)> {
+        let last = self.covered_through?;
+        let days = (last - now.with_timezone(&self.time_zone).date_naive()).num_days();
+        Some((
+            last,
+            days,
+            if days < 0 {
+                "ended"
+            } else if days <= 60 {
+                "ending"
+            } else {
+                "ok"
+            },
+        ))
+    }
+
+    /// Whether the local date of `t` lies past the days the calendar knows the holidays of.
+    pub fn beyond_coverage(&self, t: DateTime<Utc>) -> bool {
+        self.covered_through.is_some_and(|last| t.with_timezone(&self.time_zone).date_naive() > last)
+    }
+
     /// Mon–Fri 09:00–12:00 and 13:30–18:00 in Asia/Shanghai, no holidays: the default until
     /// rules say otherwise.
     pub fn standard_china() -> Self {
@@ -60,6 +87,7 @@ impl BusinessCalendar {
             holidays: BTreeSet::new(),
             makeup_workdays: BTreeSet::new(),
             makeup_schedule: Weekday::Mon,
+            covered_through: None,
         }
     }
 

@@ -147,6 +147,9 @@ pub struct Task {
     /// The step's name (`name` is its label for people), for filtering an inbox by step.
     #[serde(default)]
     pub step_name: String,
+    /// The deadline falls past the days the calendar knows the holidays of: it may be wrong.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub beyond_calendar: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -819,8 +822,13 @@ impl Run<'_> {
                     }
                     let seq = t.seq;
                     self.cancel_timers(|k| !matches!(k, TimerKind::Due { task } | TimerKind::Escalation { task, .. } | TimerKind::Threshold { task, .. } if *task == seq));
+                    let beyond = self.ctx.rules.calendar.beyond_coverage(due);
                     if let Some(task) = self.inst.tasks.get_mut(&seq) {
                         task.due_at = Some(due);
+                        task.beyond_calendar = beyond;
+                    }
+                    if beyond {
+                        self.note_beyond_calendar(t.step, due);
                     }
                     if let Err(e) = self.schedule_deadline(seq, &def, t.opened_at, due) {
                         self.record("deadline_not_recomputed", Some(t.step), e.to_string());
@@ -1809,7 +1817,9 @@ impl Run<'_> {
         }
         let item = self.inst.tokens.get(&token).and_then(|t| t.item.clone());
         let seq = self.seq();
+        let beyond_calendar = due_at.is_some_and(|d| self.ctx.rules.calendar.beyond_coverage(d));
         let task = Task {
+            beyond_calendar,
             step_name: step.name.clone(),
             delegated_by: None,
             item,
@@ -1839,6 +1849,9 @@ impl Run<'_> {
         );
         if let Some(due) = due_at {
             self.schedule_deadline(seq, def, now, due)?;
+            if beyond_calendar {
+                self.note_beyond_calendar(step.id, due);
+            }
         }
         if let Some(every) = &def.remind_every {
             let span = self.span_of(every)?;
@@ -1846,6 +1859,16 @@ impl Run<'_> {
             self.set_timer(at, TimerKind::Reminder { task: seq, every: span });
         }
         Ok(())
+    }
+
+    /// A deadline past the calendar's known holidays is recorded, so that someone checks it.
+    fn note_beyond_calendar(&mut self, step: StepId, due: DateTime<Utc>) {
+        let last = self.ctx.rules.calendar.covered_through.map(|d| d.to_string()).unwrap_or_default();
+        self.record(
+            "deadline_beyond_calendar",
+            Some(step),
+            format!("due {}: the calendar knows holidays through {last} only", due.to_rfc3339()),
+        );
     }
 
     /// The deadline timers of a task: the due time, escalations after it, SLA thresholds.

@@ -453,7 +453,11 @@ impl Loader {
             self.err(loc, "the calendar is defined in more than one file");
             return;
         }
-        self.known_keys(loc, t, &["time_zone", "hours", "holidays", "makeup_workdays", "makeup_schedule"]);
+        self.known_keys(
+            loc,
+            t,
+            &["time_zone", "hours", "holidays", "makeup_workdays", "makeup_schedule", "covered_through"],
+        );
         let mut cal = BusinessCalendar::standard_china();
         if let Some(tz) = self.str_of(loc, t, "time_zone") {
             match tz.parse::<chrono_tz::Tz>() {
@@ -510,6 +514,25 @@ impl Loader {
         }
         if cal.week.iter().all(Vec::is_empty) {
             self.err(loc, "the calendar has no working time on any weekday: `3 workdays` could never end");
+        }
+        // How far the official schedule is known: said, or the end of the last year it lists.
+        cal.covered_through = match t.get("covered_through") {
+            Some(item) => self.date_of(&loc.child("covered_through", item.span()), item),
+            None => cal
+                .holidays
+                .iter()
+                .chain(&cal.makeup_workdays)
+                .map(chrono::Datelike::year)
+                .max()
+                .and_then(|y| chrono::NaiveDate::from_ymd_opt(y, 12, 31)),
+        };
+        if let Some(last) = cal.covered_through {
+            if let Some(later) = cal.holidays.iter().chain(&cal.makeup_workdays).find(|d| **d > last) {
+                self.err(
+                    loc,
+                    format!("{later} is listed, but `covered_through` is {last}: raise it, or remove the date"),
+                );
+            }
         }
         self.calendar = Some(cal);
     }

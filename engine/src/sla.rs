@@ -63,6 +63,7 @@ mod tests {
             item: None,
             delegated_by: None,
             step_name: "t".into(),
+            beyond_calendar: false,
             seq: 1,
             token: 1,
             step: caseflow_dsl::model::StepId(0),

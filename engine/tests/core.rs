@@ -961,3 +961,21 @@ fn for_each_until_a_condition_stops_at_the_first_answer_that_meets_it() {
     let done = c.history.iter().find(|h| h.event == "instances_done").unwrap();
     assert_eq!(done.detail, "2 of 3 done");
 }
+
+#[test]
+fn a_deadline_past_the_calendars_known_holidays_is_flagged() {
+    let src = r#"
+process p {
+  source "t"
+  start -> a
+  task a { assign role cs_rep due 3 workdays -> done }
+  end done
+}
+"#;
+    // The shipped calendar knows holidays through 2026-12-31.
+    let c = Case::start(model(src), bj(2026, 12, 21, 10, 0), fields(&[]));
+    assert!(!c.task("a").beyond_calendar);
+    let c = Case::start(model(src), bj(2026, 12, 30, 10, 0), fields(&[]));
+    assert!(c.task("a").beyond_calendar, "due in January 2027");
+    assert!(c.events().contains(&"deadline_beyond_calendar@a".to_string()));
+}
