@@ -1771,6 +1771,20 @@ impl<'a> Checker<'a> {
                 to_end[n.index()] = true;
             }
         }
+        // A branch of a split whose join goes on at the first (or N-th) arrival may run until
+        // it is withdrawn (a cycle of progress reports while the work goes on): it ends when
+        // its join can.
+        for (split, join) in quorum_splits(steps) {
+            if to_end[join.index() + 1] {
+                for n in region_of(graph, split, join) {
+                    to_end[n.index()] = true;
+                }
+                let mut bfs = Bfs::new(&reversed, NodeIndex::new(split.index() + 1));
+                while let Some(n) = bfs.next(&reversed) {
+                    to_end[n.index()] = true;
+                }
+            }
+        }
         if !steps.iter().any(|s| matches!(s.kind, model::StepKind::End)) {
             problems.push(
                 Diagnostic::new(
@@ -1861,7 +1875,19 @@ impl<'a> Checker<'a> {
                     );
                     continue;
                 };
-                for b in branches.iter().filter(|_| !self.unresolved) {
+                // A join that goes on at the N-th arrival needs N branches that can arrive; the
+                // others may run until they are withdrawn.
+                let quorum = match &steps[join.index()].kind {
+                    model::StepKind::Join { quorum: Some(q), .. } => Some(*q as usize),
+                    _ => None,
+                };
+                let arriving = branches
+                    .iter()
+                    .filter(|b| {
+                        reaches_avoiding(graph, NodeIndex::new(b.index() + 1), NodeIndex::new(join.index() + 1))
+                    })
+                    .count();
+                for b in branches.iter().filter(|_| !self.unresolved && quorum.is_none_or(|q| arriving < q)) {
                     if !reaches_avoiding(graph, NodeIndex::new(b.index() + 1), NodeIndex::new(join.index() + 1)) {
                         problems.push(
                             Diagnostic::new(
@@ -2053,6 +2079,33 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// The splits whose join goes on at the first or N-th arrival, with that join.
+fn quorum_splits(steps: &[model::Step]) -> Vec<(StepId, StepId)> {
+    steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            model::StepKind::Join { split, quorum: Some(_), .. } if split.index() < steps.len() => Some((*split, s.id)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The nodes a split's branches reach before its join.
+fn region_of(graph: &DiGraph<Node, EdgeKind>, split: StepId, join: StepId) -> Vec<NodeIndex> {
+    let (split_n, join_n) = (NodeIndex::new(split.index() + 1), NodeIndex::new(join.index() + 1));
+    let mut seen = vec![false; graph.node_count()];
+    let mut todo: Vec<NodeIndex> = graph.neighbors(split_n).collect();
+    let mut out = Vec::new();
+    while let Some(n) = todo.pop() {
+        if n == join_n || std::mem::replace(&mut seen[n.index()], true) {
+            continue;
+        }
+        out.push(n);
+        todo.extend(graph.neighbors(n));
+    }
+    out
 }
 
 /// Whether `from` reaches `to` (following any edge).
