@@ -151,6 +151,11 @@ pub enum Assignee {
     SameAs(Ident),
     /// The current assignee's manager (`reports_to` in the people rules); for escalations.
     ManagerOfAssignee,
+    /// `role from FIELD`: the role named in a field, picked by its strategy.
+    RoleFrom {
+        field: Ident,
+        strategy: Option<Ident>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -43,4 +43,7 @@ pub struct RuleValueShape {
 pub struct TableShape {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
+    /// The text values each output column can give, so that a field filled from a table is
+    /// checked where its value must name something (a role).
+    pub output_texts: BTreeMap<String, BTreeSet<String>>,
 }

@@ -853,6 +853,62 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// `role from FIELD`: a text or choice field whose every possible value is a role of the
+    /// rules: each choice, each text a decision table can write into it, each text literal set.
+    fn check_role_field(&mut self, field: &Ident) {
+        let Some(decl) = self.field_ref(field) else { return };
+        let mut values: Vec<String> = match field_type(&decl.ty) {
+            FieldType::Choice(v) => v,
+            FieldType::Text => Vec::new(),
+            other => {
+                self.err(Diagnostic::new(
+                    Code::BadAssignee,
+                    field.span.clone(),
+                    format!("`role from {}`: it must be a text or choice field naming a role, not {other}", field.name),
+                ));
+                return;
+            }
+        };
+        if let Some(catalog) = self.ctx.catalog {
+            for s in &self.ast.steps {
+                let ast::StepKind::Auto(a) = &s.kind else { continue };
+                for action in &a.actions {
+                    match action {
+                        ast::AutoAction::Lookup { table, outputs, .. } => {
+                            for (_, column) in outputs.iter().filter(|(f, _)| f.name == field.name) {
+                                if let Some(texts) =
+                                    catalog.tables.get(&table.name).and_then(|t| t.output_texts.get(&column.name))
+                                {
+                                    values.extend(texts.iter().cloned());
+                                }
+                            }
+                        }
+                        ast::AutoAction::Set { field: f, value } if f.name == field.name => {
+                            if let ExprKind::Text(t) = &value.kind {
+                                values.push(t.clone());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let mut unknown: Vec<String> = values.into_iter().filter(|v| !catalog.roles.contains(v)).collect();
+            unknown.sort();
+            unknown.dedup();
+            if !unknown.is_empty() {
+                let list = unknown.iter().map(|u| format!("`{u}`")).collect::<Vec<_>>().join(", ");
+                self.err(
+                    Diagnostic::new(
+                        Code::UnknownRole,
+                        field.span.clone(),
+                        format!("`role from {}`: it can hold {list}, which the rules define no role for", field.name),
+                    )
+                    .hint("define the roles under `[roles]`, or correct the values that fill the field"),
+                );
+            }
+        }
+    }
+
     fn check_role(&mut self, role: &Ident) {
         if let Some(catalog) = self.ctx.catalog {
             if !catalog.roles.contains(&role.name) {
@@ -940,6 +996,13 @@ impl<'a> Checker<'a> {
                 model::Assignee::SameAs(id)
             }
             ast::Assignee::ManagerOfAssignee => model::Assignee::ManagerOfAssignee,
+            ast::Assignee::RoleFrom { field, strategy } => {
+                self.check_role_field(field);
+                model::Assignee::RoleFrom {
+                    field: field.name.clone(),
+                    strategy: strategy.as_ref().map(|s| s.name.clone()),
+                }
+            }
         }
     }
 

@@ -411,6 +411,10 @@ fn assignee(a: &Assignee) -> String {
         Assignee::Field(f) => format!("field {}", f.name),
         Assignee::SameAs(s) => format!("same as {}", s.name),
         Assignee::ManagerOfAssignee => "manager of assignee".to_string(),
+        Assignee::RoleFrom { field, strategy } => match strategy {
+            Some(s) => format!("role from {} by {}", field.name, s.name),
+            None => format!("role from {}", field.name),
+        },
     }
 }
 

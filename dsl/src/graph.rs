@@ -74,6 +74,7 @@ pub fn assignee_text(p: &Process, a: &crate::model::Assignee) -> String {
         Field(f) => format!("field {f}"),
         SameAs(s) => format!("same as {}", p.step(*s).name),
         ManagerOfAssignee => "manager of assignee".into(),
+        RoleFrom { field, .. } => format!("role from {field}"),
     }
 }
 

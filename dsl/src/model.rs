@@ -72,6 +72,11 @@ pub enum Assignee {
     SameAs(StepId),
     /// The task's current assignee's `reports_to`: each escalation goes one level up.
     ManagerOfAssignee,
+    /// The role named in a field, picked by its strategy (`by`, or the role's own).
+    RoleFrom {
+        field: String,
+        strategy: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

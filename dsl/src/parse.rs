@@ -400,6 +400,7 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         | Rule::assignee_field
         | Rule::assignee_same
         | Rule::familiar
+        | Rule::assignee_role_from
         | Rule::assignee_manager => "an assignee (`role r`, `user \"u\"`, `field f`, `same as step`, `manager of assignee`)",
         Rule::trigger | Rule::trig_overdue | Rule::trig_elapsed | Rule::trig_message => {
             "a trigger (`overdue`, `50%`, `message m`)"
@@ -869,6 +870,12 @@ impl Builder {
             Rule::assignee_user => Assignee::User(string(first(a))),
             Rule::assignee_field => Assignee::Field(ident(first(a))),
             Rule::assignee_manager => Assignee::ManagerOfAssignee,
+            Rule::assignee_role_from => {
+                let mut it = a.into_inner();
+                let field = ident(it.next().expect("field"));
+                let strategy = it.next().map(|s| ident(first(s)));
+                Assignee::RoleFrom { field, strategy }
+            }
             _ => Assignee::SameAs(ident(first(a))),
         }
     }

@@ -1368,6 +1368,7 @@ impl Run<'_> {
                 model::Action::Notify(who) => {
                     let (to, role) = match &who {
                         Assignee::Role { role, .. } => (None, Some(role.clone())),
+                        from @ Assignee::RoleFrom { .. } => (None, self.role_from(from)),
                         other => (self.assign(other, t.step, t.assignee.as_deref()), None),
                     };
                     let message =
@@ -1810,10 +1811,13 @@ impl Run<'_> {
         let due_at = def.due.as_ref().map(|e| self.instant_of(e, now)).transpose()?;
         let assignee = def.assign.as_ref().and_then(|a| self.assign(a, step.id, None));
         let mut candidates = def.candidates.clone();
-        if let Some(Assignee::Role { role, .. }) = &def.assign {
-            if !candidates.contains(role) {
-                candidates.push(role.clone());
-            }
+        let role = match &def.assign {
+            Some(Assignee::Role { role, .. }) => Some(role.clone()),
+            Some(from @ Assignee::RoleFrom { .. }) => self.role_from(from),
+            _ => None,
+        };
+        if let Some(role) = role.filter(|r| !candidates.contains(r)) {
+            candidates.push(role);
         }
         let item = self.inst.tokens.get(&token).and_then(|t| t.item.clone());
         let seq = self.seq();
@@ -2044,12 +2048,25 @@ impl Run<'_> {
                     None => self.pick_member(role, strategy.as_deref(), &excluded),
                 }
             }
+            Assignee::RoleFrom { strategy, .. } => {
+                let role = self.role_from(who)?;
+                self.pick_member(&role, strategy.as_deref(), &excluded)
+            }
             // One level up the organisation from whoever holds the task now.
             Assignee::ManagerOfAssignee => {
                 current.and_then(|u| self.ctx.rules.users.get(u)).and_then(|u| u.reports_to.clone())
             }
         };
         chosen.filter(|u| !excluded.contains(u))
+    }
+
+    /// The role a `role from FIELD` names now, if the rules define it.
+    fn role_from(&self, who: &Assignee) -> Option<String> {
+        let Assignee::RoleFrom { field, .. } = who else { return None };
+        match self.inst.fields.get(field) {
+            Some(Value::Text(r)) if self.ctx.rules.roles.contains_key(r) => Some(r.clone()),
+            _ => None,
+        }
     }
 
     /// Who may not work on a task of `step`: those who did the steps it names in `not same as`.

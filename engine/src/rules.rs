@@ -192,7 +192,26 @@ impl RuleSet {
                 .map(|(n, t)| {
                     (
                         n.clone(),
-                        caseflow_dsl::catalog::TableShape { inputs: t.inputs.clone(), outputs: t.outputs.clone() },
+                        caseflow_dsl::catalog::TableShape {
+                            inputs: t.inputs.clone(),
+                            outputs: t.outputs.clone(),
+                            output_texts: t
+                                .outputs
+                                .iter()
+                                .enumerate()
+                                .map(|(i, o)| {
+                                    let texts = t
+                                        .rows
+                                        .iter()
+                                        .filter_map(|r| match r.outputs.get(i) {
+                                            Some(Value::Text(s)) => Some(s.clone()),
+                                            _ => None,
+                                        })
+                                        .collect();
+                                    (o.clone(), texts)
+                                })
+                                .collect(),
+                        },
                     )
                 })
                 .collect(),
