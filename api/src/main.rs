@@ -264,6 +264,27 @@ fn rules_check(dir: &Path, processes: &Path) -> Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     if processes.exists() {
+        // Values and tables no process refers to: a misspelt use, or a rule left behind.
+        let mut files = Vec::new();
+        collect(processes, "flow", &mut files)?;
+        let sources: Vec<SourceFile> = files
+            .iter()
+            .filter_map(|f| {
+                let text = caseflow_dsl::decode(std::fs::read(f).ok()?).ok()?;
+                Some(SourceFile { name: f.display().to_string(), text })
+            })
+            .collect();
+        let used: std::collections::BTreeSet<String> = check_files(&sources, Some(&rules.catalog()))
+            .into_iter()
+            .filter_map(|r| r.checked.process)
+            .flat_map(|p| p.rules_used)
+            .collect();
+        for name in rules.values.keys().filter(|n| !used.contains(*n)) {
+            eprintln!("warning: value `{name}` is used by no process in {}", processes.display());
+        }
+        for name in rules.tables.keys().filter(|n| !used.contains(*n)) {
+            eprintln!("warning: decision table `{name}` is used by no process in {}", processes.display());
+        }
         return check(&[processes.to_path_buf()], Some(dir), OutputFormat::Human);
     }
     Ok(ExitCode::SUCCESS)

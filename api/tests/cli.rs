@@ -65,7 +65,8 @@ fn graph_prints_dot_and_mermaid() {
     let dot = text(&dot.stdout);
     assert!(dot.starts_with("digraph {"), "{dot}");
     assert!(dot.contains("接收并登记") && dot.contains("label=\"else\""), "{dot}");
-    assert!(dot.contains("⚠ overdue: escalate to role cs_manager, raise priority"), "{dot}");
+    assert!(dot.contains("⚠ overdue: escalate to role cs_manager"), "{dot}");
+    assert!(dot.contains("escalate to manager of assignee"), "{dot}");
     let mermaid = caseflow(&["graph", "--format", "mermaid", "processes/complaint.flow"]);
     let mermaid = text(&mermaid.stdout);
     assert!(mermaid.starts_with("flowchart TD"), "{mermaid}");
@@ -89,4 +90,29 @@ fn fmt_rewrites_in_place_and_check_mode_reports() {
     assert_eq!(formatted, "process p {\n  source \"t\"  # why\n\n  start -> done\n\n  end done\n}\n");
     assert!(caseflow(&["fmt", "--check", path]).status.success());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn rules_check_warns_of_values_and_tables_no_process_uses() {
+    let dir = std::env::temp_dir().join(format!("caseflow-unused-rules-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(root().join("rules")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let values = dir.join("values.toml");
+    let mut text = std::fs::read_to_string(&values).unwrap();
+    text = text.replace("[values]\n", "[values]\nforgotten_window = \"2 workdays\"\n");
+    std::fs::write(&values, text).unwrap();
+    let out = caseflow(&["rules", "check", dir.to_str().unwrap()]);
+    let err = text_of(&out);
+    assert!(out.status.success(), "a warning, not a failure: {err}");
+    assert!(err.contains("warning: value `forgotten_window` is used by no process"), "{err}");
+    assert!(!err.contains("`escalation_delay` is used by no process"), "the complaint process reads it: {err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn text_of(out: &Output) -> String {
+    text(&out.stderr)
 }

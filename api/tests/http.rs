@@ -218,9 +218,10 @@ async fn deploy_returns_diagnostics_and_timers_escalate() {
     let codes: Vec<&str> = v["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
     assert!(codes.contains(&"FLOW011"), "{v}");
     let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
-    // Ten minutes later the high-urgency deadline passes and the manager gets the task.
+    // Ten minutes later the high-urgency deadline passes and the manager gets the task (the
+    // deadline and the escalation `+ 0min` after it: two timers).
     api.clock.advance(Duration::minutes(10));
-    assert_eq!(api.engine.fire_due(api.clock.now(), 100).unwrap(), 1);
+    assert_eq!(api.engine.fire_due(api.clock.now(), 100).unwrap(), 2);
     let (_, inbox) = api.call("GET", "/tasks", Some("li_na"), None, &[]).await;
     assert_eq!(inbox["tasks"][0]["instance"], inst["id"]);
     assert_eq!(inbox["tasks"][0]["overdue"], true);
@@ -513,7 +514,8 @@ async fn listing_with_cursor_pagination_metrics_and_request_ids() {
     let resp = api.app.clone().oneshot(req).await.unwrap();
     let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(text.contains("caseflow_instances{process=\"complaint\",status=\"running\"} 5"), "{text}");
-    assert!(text.contains("caseflow_timers_pending 5"), "{text}");
+    // Each receiving task: its deadline and two escalations (to the manager, to the director).
+    assert!(text.contains("caseflow_timers_pending 15"), "{text}");
     // This server's store is temporary, without a write-ahead log.
     assert!(text.contains("caseflow_log_records_total 0\n"), "{text}");
     // A request id on every response; the caller's is kept.

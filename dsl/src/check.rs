@@ -155,6 +155,8 @@ struct Checker<'a> {
     used_fields: BTreeSet<String>,
     /// Some `->` named no step: the checks that follow paths would only echo it.
     unresolved: bool,
+    /// The rules' values and decision tables this process refers to.
+    rules_used: BTreeSet<String>,
 }
 
 impl<'a> Checker<'a> {
@@ -167,6 +169,7 @@ impl<'a> Checker<'a> {
             steps: BTreeMap::new(),
             used_fields: BTreeSet::new(),
             unresolved: false,
+            rules_used: BTreeSet::new(),
         }
     }
 
@@ -252,6 +255,7 @@ impl<'a> Checker<'a> {
             start,
             interrupts,
             kept_messages,
+            rules_used: std::mem::take(&mut self.rules_used),
             steps,
             graph,
         };
@@ -1017,6 +1021,7 @@ impl<'a> Checker<'a> {
                 model::AutoAction::Set { field: field.name.clone(), value: value.clone() }
             }
             ast::AutoAction::Lookup { table, inputs, outputs } => {
+                self.rules_used.insert(table.name.clone());
                 let shape = self.ctx.catalog.map(|c| (c, c.tables.get(&table.name)));
                 if let Some((catalog, None)) = shape {
                     let hint = did_you_mean(&table.name, catalog.tables.keys().map(String::as_str))
@@ -1439,6 +1444,7 @@ impl<'a> Checker<'a> {
                 None => Ty::Symbol(n.clone()),
             },
             ExprKind::Rule { name, key } => {
+                self.rules_used.insert(name.name.clone());
                 let key_ty = key.as_ref().map(|k| {
                     let t = self.ty(k);
                     self.no_symbol(k, &t);

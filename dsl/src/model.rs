@@ -269,6 +269,9 @@ pub struct Process {
     pub interrupts: Vec<(String, StepId)>,
     /// `keep message NAME for DURATION`: kept until a step listens, for at most the duration.
     pub kept_messages: Vec<(String, Expr)>,
+    /// The rules' values and decision tables the process refers to (`rules.NAME`, `lookup`).
+    #[serde(skip)]
+    pub rules_used: std::collections::BTreeSet<String>,
     pub steps: Vec<Step>,
     #[serde(skip)]
     pub graph: DiGraph<Node, EdgeKind>,

@@ -113,7 +113,8 @@ fn a_case_runs_through_the_engine_and_survives_reopening() {
     let engine = engine_at(&dir);
     let inst = engine.instance(id).unwrap().unwrap();
     assert_eq!(inst.tasks.len(), 1);
-    assert_eq!(engine.fire_due(bj(2026, 11, 23, 10, 11), 100).unwrap(), 1, "overdue after restart: fires at once");
+    // The deadline and the escalation to the manager (`+ 0min`) fire at once.
+    assert_eq!(engine.fire_due(bj(2026, 11, 23, 10, 11), 100).unwrap(), 2, "overdue after restart: fires at once");
     let history = engine.history(id).unwrap();
     let overdue = history.iter().find(|h| h.event == "task_overdue").unwrap();
     assert_eq!(overdue.lateness_ms, Some(60_000), "lateness recorded");
