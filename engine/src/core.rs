@@ -282,6 +282,9 @@ pub struct HistoryEntry {
     /// The rules version in force when this happened (stamped by the service).
     #[serde(default)]
     pub rules_version: u64,
+    /// The task this entry is about (its sequence number in the case), for reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<u32>,
 }
 
 /// Something the shells must do after the write.
@@ -616,6 +619,7 @@ impl Run<'_> {
             changes: Vec::new(),
             lateness_ms: None,
             rules_version: 0,
+            task: None,
         };
         self.inst.history_len += 1;
         self.history.push(entry);
@@ -1118,9 +1122,15 @@ impl Run<'_> {
         let next = def.next.clone();
         let changes = self.validate_fields(&fields, false)?;
         self.close_task(seq, "completed");
+        // What the person answered, all of it (an answer equal to the field's value is an
+        // outcome too: `resolved = false` at the phone step), then the fields it changed.
+        let answers: Vec<(String, Option<Value>, Value)> =
+            changes.iter().map(|(k, v)| (k.clone(), self.inst.fields.get(k).cloned(), v.clone())).collect();
         self.set_fields(changes, "task_completed", Some(task.step));
         if let Some(e) = self.history.last_mut() {
             e.detail = format!("task {}", TaskId { instance: self.inst.id, seq });
+            e.task = Some(seq);
+            e.changes = answers;
         }
         self.inst.done_by.insert(task.step, self.actor.id.clone());
         if let Some(group) = self.inst.tokens.get(&task.token).and_then(|t| t.group) {
@@ -1281,8 +1291,9 @@ impl Run<'_> {
                 let Some(t) = self.inst.tasks.get_mut(task) else { return Ok(()) };
                 t.overdue = true;
                 let step = t.step;
-                self.record("task_overdue", Some(step), format!("task {}", self.inst.task_id(*task))).lateness_ms =
-                    Some(lateness);
+                let entry = self.record("task_overdue", Some(step), format!("task {}", self.inst.task_id(*task)));
+                entry.lateness_ms = Some(lateness);
+                entry.task = Some(*task);
                 self.run_handlers(*task, |trigger| matches!(trigger, Trigger::Overdue { after: None }))
             }
             TimerKind::Escalation { task, handler } | TimerKind::Threshold { task, handler } => {
@@ -1850,7 +1861,8 @@ impl Run<'_> {
             "task_opened",
             Some(step.id),
             format!("task {task_id} for {}", assignee.as_deref().unwrap_or("(unassigned)")),
-        );
+        )
+        .task = Some(seq);
         if let Some(due) = due_at {
             self.schedule_deadline(seq, def, now, due)?;
             if beyond_calendar {

@@ -62,18 +62,16 @@ fn number(v: &Value) -> Option<f64> {
     }
 }
 
-/// Resolved at first contact: the case records a first-contact outcome field (`solved_on_phone`
-/// in repair, `resolved` decided at the phone step in complaint) that was true the first time
-/// it was set.
+/// Resolved at first contact: the first task that answered the case's first-contact outcome
+/// (`solved_on_phone` in repair, `resolved` at the phone step in complaint) answered true. A
+/// task records every answer, so `resolved = false` at the phone step counts as not resolved
+/// there even though the field already held false.
 fn first_contact(history: &[HistoryEntry]) -> Option<bool> {
-    for h in history {
-        for (field, _, new) in &h.changes {
-            if field == "solved_on_phone" || field == "resolved" && h.event == "task_completed" {
-                return Some(*new == Value::Bool(true));
-            }
-        }
-    }
-    None
+    history
+        .iter()
+        .filter(|h| h.event == "task_completed")
+        .find_map(|h| h.changes.iter().find(|(f, _, _)| f == "solved_on_phone" || f == "resolved"))
+        .map(|(_, _, answer)| *answer == Value::Bool(true))
 }
 
 /// Builds the report from cases and their histories. `choice_fields` names the process's
@@ -108,17 +106,17 @@ pub fn build(
             }
         }
         // Tasks: opened → completed, and whether they went overdue.
-        let mut opened: BTreeMap<&str, (DateTime<Utc>, &str)> = BTreeMap::new();
-        let mut overdue: Vec<&str> = Vec::new();
+        let mut opened: BTreeMap<u32, (DateTime<Utc>, &str)> = BTreeMap::new();
+        let mut overdue: Vec<u32> = Vec::new();
         for h in history {
-            let task = h.detail.split_whitespace().nth(1).unwrap_or("");
+            let Some(task) = h.task else { continue };
             match h.event.as_str() {
                 "task_opened" => {
                     opened.insert(task, (h.at, h.step.as_deref().unwrap_or("")));
                 }
                 "task_overdue" => overdue.push(task),
                 "task_completed" => {
-                    if let Some((at, step)) = opened.get(task) {
+                    if let Some((at, step)) = opened.get(&task) {
                         handling.entry(step.to_string()).or_default().push((h.at - *at).num_seconds() as f64 / 60.0);
                         let d = deadlines.entry(step.to_string()).or_default();
                         d.0 += 1;

@@ -820,3 +820,32 @@ process support {
     let new = start("第二中学");
     assert_eq!(new.tasks.values().next().unwrap().assignee.as_deref(), Some(usual.as_str()));
 }
+
+#[test]
+fn first_contact_resolution_counts_only_cases_resolved_at_the_phone_step() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let t0 = bj(2026, 11, 23, 10, 0);
+    engine.deploy(&complaint_source(), t0).unwrap();
+    // Each case: the answers given at each task in turn, until it closes.
+    let run = |answers: &[&[(&str, Value)]]| {
+        let inst = engine.start("complaint", fields("medium"), &crm(), None, t0).unwrap();
+        for answer in answers {
+            let i = engine.instance(inst.id).unwrap().unwrap();
+            let task = *i.tasks.keys().next().unwrap();
+            let f = answer.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            engine.command(inst.id, &admin(), Command::CompleteTask { task, fields: f }, t0).unwrap();
+        }
+        assert_eq!(engine.instance(inst.id).unwrap().unwrap().status, Status::Completed { outcome: "closed".into() });
+    };
+    let cause: &[(&str, Value)] = &[("cause", Value::Text("quality".into()))];
+    let yes: &[(&str, Value)] = &[("resolved", Value::Bool(true))];
+    let no: &[(&str, Value)] = &[("resolved", Value::Bool(false))];
+    let satisfied: &[(&str, Value)] = &[("satisfaction", Value::Int(5))];
+    // Resolved on the phone.
+    run(&[cause, &[], yes, satisfied, &[]]);
+    // Not on the phone (resolved stays false: no change of the field), then by the engineer.
+    run(&[cause, &[], no, yes, satisfied, &[]]);
+    let r = engine.report("complaint", None, None).unwrap();
+    assert_eq!(r.by_status["completed"], 2);
+    assert_eq!(r.first_contact_resolution_share, Some(0.5), "only the first was resolved at first contact");
+}
