@@ -811,39 +811,7 @@ impl Run<'_> {
                 }
                 let open: Vec<Task> = self.inst.tasks.values().cloned().collect();
                 for t in open {
-                    let StepKind::Task(def) = &self.step(t.step).kind else { continue };
-                    let def = def.clone();
-                    let Some(due_expr) = &def.due else { continue };
-                    let due = match self.instant_of(due_expr, t.opened_at) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            self.record("deadline_not_recomputed", Some(t.step), e.to_string());
-                            continue;
-                        }
-                    };
-                    if Some(due) == t.due_at {
-                        continue;
-                    }
-                    let seq = t.seq;
-                    self.cancel_timers(|k| !matches!(k, TimerKind::Due { task } | TimerKind::Escalation { task, .. } | TimerKind::Threshold { task, .. } if *task == seq));
-                    let beyond = self.ctx.rules.calendar.beyond_coverage(due);
-                    if let Some(task) = self.inst.tasks.get_mut(&seq) {
-                        task.due_at = Some(due);
-                        task.beyond_calendar = beyond;
-                    }
-                    if beyond {
-                        self.note_beyond_calendar(t.step, due);
-                    }
-                    if let Err(e) = self.schedule_deadline(seq, &def, t.opened_at, due) {
-                        self.record("deadline_not_recomputed", Some(t.step), e.to_string());
-                        continue;
-                    }
-                    let old = t.due_at.map(|d| d.to_rfc3339()).unwrap_or_default();
-                    self.record(
-                        "deadline_recomputed",
-                        Some(t.step),
-                        format!("task {}: {old} → {}", self.inst.task_id(seq), due.to_rfc3339()),
-                    );
+                    self.recompute_deadline(&t);
                 }
                 Ok(())
             }
@@ -964,6 +932,68 @@ impl Run<'_> {
         }
         if event != "collected" {
             self.grow_each_groups(&changed);
+        }
+        if !changed.is_empty() {
+            self.move_derived_timers(&changed);
+        }
+    }
+
+    /// Timers computed from fields move when the fields change: a wait `until planned_date - 1
+    /// workday`, a task due `rules.response_time[urgency]`. Each move is in the history.
+    fn move_derived_timers(&mut self, changed: &[String]) {
+        let touches = |e: &caseflow_dsl::ast::Expr| changed.iter().any(|f| mentions(e, f));
+        let waiting: Vec<(u32, Token)> = self
+            .inst
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.waiting == Waiting::Wait)
+            .map(|(id, t)| (*id, t.clone()))
+            .collect();
+        for (token, tok) in waiting {
+            let StepKind::Wait(w) = &self.step(tok.step).kind else { continue };
+            let w = w.clone();
+            let fixed = |kind: &TimerKind| matches!(kind, TimerKind::Wait { token: t } if *t == token);
+            let new_at = match &w.condition {
+                Some(WaitCondition::Until(e)) if touches(e) => self.instant_of(e, tok.entered_at),
+                Some(WaitCondition::For(e)) if touches(e) => self.instant_of(e, tok.entered_at),
+                _ => continue,
+            };
+            let Some(old) = self.inst.timers.values().find(|t| fixed(&t.kind)).map(|t| (t.seq, t.due_at)) else {
+                continue;
+            };
+            match new_at {
+                Ok(at) if at != old.1 => {
+                    self.inst.timers.remove(&old.0);
+                    self.effects.push(Effect::TimerCancelled { seq: old.0 });
+                    self.set_timer(at, TimerKind::Wait { token });
+                    self.record(
+                        "timer_moved",
+                        Some(tok.step),
+                        format!(
+                            "{} → {} (the fields it is computed from changed)",
+                            old.1.to_rfc3339(),
+                            at.to_rfc3339()
+                        ),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.record("timer_not_moved", Some(tok.step), e.to_string());
+                }
+            }
+        }
+        // Task deadlines computed from the fields.
+        let stale: Vec<Task> = self
+            .inst
+            .tasks
+            .values()
+            .filter(
+                |t| matches!(&self.step(t.step).kind, StepKind::Task(def) if def.due.as_ref().is_some_and(&touches)),
+            )
+            .cloned()
+            .collect();
+        for t in stale {
+            self.recompute_deadline(&t);
         }
     }
 
@@ -1877,6 +1907,46 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Computes an open task's deadline again (rules or fields changed) and moves its timers
+    /// if it changed, recording the move.
+    fn recompute_deadline(&mut self, t: &Task) {
+        let StepKind::Task(def) = &self.step(t.step).kind else { return };
+        let def = def.clone();
+        let Some(due_expr) = &def.due else { return };
+        let due = match self.instant_of(due_expr, t.opened_at) {
+            Ok(d) => d,
+            Err(e) => {
+                self.record("deadline_not_recomputed", Some(t.step), e.to_string());
+                return;
+            }
+        };
+        if Some(due) == t.due_at {
+            return;
+        }
+        let seq = t.seq;
+        self.cancel_timers(|k| !matches!(k, TimerKind::Due { task } | TimerKind::Escalation { task, .. } | TimerKind::Threshold { task, .. } if *task == seq));
+        let beyond = self.ctx.rules.calendar.beyond_coverage(due);
+        if let Some(task) = self.inst.tasks.get_mut(&seq) {
+            task.due_at = Some(due);
+            task.beyond_calendar = beyond;
+            // A deadline moved later is not overdue any more.
+            task.overdue = task.overdue && due <= self.ctx.now;
+        }
+        if beyond {
+            self.note_beyond_calendar(t.step, due);
+        }
+        if let Err(e) = self.schedule_deadline(seq, &def, t.opened_at, due) {
+            self.record("deadline_not_recomputed", Some(t.step), e.to_string());
+            return;
+        }
+        let old = t.due_at.map(|d| d.to_rfc3339()).unwrap_or_default();
+        self.record(
+            "deadline_recomputed",
+            Some(t.step),
+            format!("task {}: {old} → {}", self.inst.task_id(seq), due.to_rfc3339()),
+        );
+    }
+
     /// A deadline past the calendar's known holidays is recorded, so that someone checks it.
     fn note_beyond_calendar(&mut self, step: StepId, due: DateTime<Utc>) {
         let last = self.ctx.rules.calendar.covered_through.map(|d| d.to_string()).unwrap_or_default();
@@ -2174,6 +2244,20 @@ impl Run<'_> {
             .map(str::to_string)
             .or_else(stand_in)
             .or_else(|| role_def.and_then(|r| r.fallback.clone()).filter(|f| !excluded.contains(f)))
+    }
+}
+
+/// Whether an expression reads the field `name`.
+fn mentions(e: &caseflow_dsl::ast::Expr, name: &str) -> bool {
+    use caseflow_dsl::ast::ExprKind as K;
+    match &e.kind {
+        K::Name(n) => n == name,
+        K::List(items) => items.iter().any(|i| mentions(i, name)),
+        K::Rule { key, .. } => key.as_ref().is_some_and(|k| mentions(k, name)),
+        K::Call { args, .. } => args.iter().any(|a| mentions(a, name)),
+        K::Not(x) | K::Neg(x) | K::Paren(x) => mentions(x, name),
+        K::Binary { lhs, rhs, .. } => mentions(lhs, name) || mentions(rhs, name),
+        _ => false,
     }
 }
 

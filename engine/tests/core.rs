@@ -979,3 +979,16 @@ process p {
     assert!(c.task("a").beyond_calendar, "due in January 2027");
     assert!(c.events().contains(&"deadline_beyond_calendar@a".to_string()));
 }
+
+#[test]
+fn a_deadline_computed_from_a_field_moves_when_the_field_changes() {
+    let mut c = Case::start(shipped("complaint"), bj(2026, 11, 23, 10, 0), complaint_fields("low"));
+    let before = c.task("receive").due_at.unwrap();
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    c.run(&admin, Command::UpdateFields { fields: fields(&[("urgency", text("high"))]) }).unwrap();
+    let after = c.task("receive").due_at.unwrap();
+    assert_eq!(after, bj(2026, 11, 23, 10, 10), "high: 10 minutes from when it opened (was {before})");
+    assert!(c.history.iter().any(|h| h.event == "deadline_recomputed"));
+    let due = c.inst.timers.values().find(|t| matches!(t.kind, TimerKind::Due { .. })).unwrap();
+    assert_eq!(due.due_at, after, "the timer moved with it");
+}
