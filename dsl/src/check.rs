@@ -144,7 +144,15 @@ impl fmt::Display for Ty {
     }
 }
 
-const FUNCTIONS: &[(&str, usize, &str)] = &[("now", 0, "datetime"), ("today", 0, "date"), ("len", 1, "int")];
+const FUNCTIONS: &[(&str, usize, &str)] = &[
+    ("now", 0, "datetime"),
+    ("today", 0, "date"),
+    ("len", 1, "int"),
+    // The business calendar: official holidays, working days, make-up working days (调休).
+    ("is_holiday", 1, "bool"),
+    ("is_workday", 1, "bool"),
+    ("is_makeup_day", 1, "bool"),
+];
 
 struct Checker<'a> {
     ast: &'a ast::Process,
@@ -1541,6 +1549,16 @@ impl<'a> Checker<'a> {
                             ),
                         ));
                         Ty::Any
+                    }
+                    Some(("is_holiday" | "is_workday" | "is_makeup_day", ..)) => {
+                        if !matches!(arg_types[0], Ty::Date | Ty::DateTime | Ty::Any) {
+                            self.err(Diagnostic::new(
+                                Code::TypeMismatch,
+                                args[0].span.clone(),
+                                format!("`{}` needs a date, found {}", function.name, arg_types[0]),
+                            ));
+                        }
+                        Ty::Bool
                     }
                     Some(("now", ..)) => Ty::DateTime,
                     Some(("today", ..)) => Ty::Date,

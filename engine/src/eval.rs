@@ -106,6 +106,19 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
                 Value::Text(t) => Value::Int(t.chars().count() as i64),
                 other => return Err(EvalError::Type(format!("`len` of a {}", other.type_name()))),
             },
+            (f @ ("is_holiday" | "is_workday" | "is_makeup_day"), [a]) => {
+                let cal = scope.calendar();
+                let date = match eval(a, scope)? {
+                    Value::Date(d) => d,
+                    Value::DateTime(t) => t.with_timezone(&cal.time_zone).date_naive(),
+                    other => return Err(EvalError::Type(format!("`{f}` of a {}", other.type_name()))),
+                };
+                Value::Bool(match f {
+                    "is_holiday" => cal.holidays.contains(&date),
+                    "is_makeup_day" => cal.makeup_workdays.contains(&date),
+                    _ => cal.is_working_day(date),
+                })
+            }
             (f, _) => return Err(EvalError::Type(format!("no function `{f}`"))),
         },
         ExprKind::Paren(inner) => eval(inner, scope)?,

@@ -29,6 +29,8 @@ struct Scenario {
     start_at: String,
     #[serde(default)]
     fields: toml::Table,
+    /// Expect the start itself to be refused with an error containing this text.
+    start_refused: Option<String>,
     #[serde(default)]
     step: Vec<Step>,
 }
@@ -383,9 +385,16 @@ fn run_scenario(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, St
         }
     }
     let actor = Actor { id: "crm".into(), roles: vec![], admin: false };
-    let inst = engine
-        .start(&scenario.process, fields(&scenario.fields), &actor, None, clock.now())
-        .map_err(|e| format!("start refused: {e}"))?;
+    let started = engine.start(&scenario.process, fields(&scenario.fields), &actor, None, clock.now());
+    let inst = match (started, &scenario.start_refused) {
+        (Err(e), Some(want)) if e.to_string().contains(want.as_str()) => {
+            assert_eq!(engine.count_instances(&scenario.process, "running").unwrap(), 0, "a refused start left a case");
+            return Ok(BTreeSet::new());
+        }
+        (Err(e), _) => return Err(format!("start refused: {e}")),
+        (Ok(_), Some(want)) => return Err(format!("expected the start refused with `{want}`, but it started")),
+        (Ok(inst), None) => inst,
+    };
     let mut run = Run {
         engine,
         clock,
