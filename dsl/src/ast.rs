@@ -40,6 +40,8 @@ pub struct FieldDecl {
     pub label: Option<String>,
     pub required: bool,
     pub sensitive: bool,
+    /// `own`: the caller, unless they may act for others.
+    pub own: bool,
     pub default: Option<Expr>,
     pub span: Span,
 }
@@ -47,13 +49,17 @@ pub struct FieldDecl {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum TypeExpr {
     Text,
-    Int { range: Option<(i64, i64)> },
+    Int {
+        range: Option<(i64, i64)>,
+    },
     Decimal,
     Bool,
     Date,
     DateTime,
     Choice(Vec<Ident>),
     ListOfText,
+    /// A user of the rules' people.
+    User,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

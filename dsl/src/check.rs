@@ -82,6 +82,7 @@ fn field_type(t: &ast::TypeExpr) -> FieldType {
         ast::TypeExpr::DateTime => FieldType::DateTime,
         ast::TypeExpr::Choice(v) => FieldType::Choice(v.iter().map(|i| i.name.clone()).collect()),
         ast::TypeExpr::ListOfText => FieldType::ListOfText,
+        ast::TypeExpr::User => FieldType::User,
     }
 }
 
@@ -114,6 +115,7 @@ impl Ty {
             FieldType::DateTime => Ty::DateTime,
             FieldType::Choice(v) => Ty::Choice(v.clone()),
             FieldType::ListOfText => Ty::List(Box::new(Ty::Text)),
+            FieldType::User => Ty::Text,
         }
     }
 
@@ -248,6 +250,7 @@ impl<'a> Checker<'a> {
                 label: f.label.clone(),
                 required: f.required,
                 sensitive: f.sensitive,
+                own: f.own,
                 default: f.default.clone(),
             })
             .collect::<Vec<_>>();
@@ -411,6 +414,16 @@ impl<'a> Checker<'a> {
             }
             self.fields.insert(&f.name.name, f);
         }
+        for f in self.ast.fields.iter().filter(|f| f.own && f.ty != ast::TypeExpr::User) {
+            self.err(
+                Diagnostic::new(
+                    Code::BadFieldDecl,
+                    f.name.span.clone(),
+                    format!("`own` is for user fields: `{}` is not one", f.name.name),
+                )
+                .hint(format!("declare it `{}: user ... own`", f.name.name)),
+            );
+        }
         for f in &self.ast.fields {
             match &f.ty {
                 ast::TypeExpr::Int { range: Some((lo, hi)) } if lo > hi => self.err(
@@ -439,7 +452,7 @@ impl<'a> Checker<'a> {
                 let got = self.ty(default);
                 self.check_assignable(&target, default, &got, &format!("the default of `{}`", f.name.name));
             }
-            if f.required {
+            if f.required || f.own {
                 // Demanded when the case starts: that is a use.
                 self.used_fields.insert(f.name.name.clone());
             }
@@ -980,7 +993,7 @@ impl<'a> Checker<'a> {
             ast::Assignee::User(u) => model::Assignee::User(u.clone()),
             ast::Assignee::Field(f) => {
                 if let Some(decl) = self.field_ref(f) {
-                    if !matches!(decl.ty, ast::TypeExpr::Text) {
+                    if !matches!(decl.ty, ast::TypeExpr::Text | ast::TypeExpr::User) {
                         self.err(
                             Diagnostic::new(
                                 Code::BadAssignee,

@@ -380,6 +380,7 @@ fn field(f: &FieldDecl) -> String {
         TypeExpr::DateTime => "datetime".into(),
         TypeExpr::Choice(v) => format!("choice({})", v.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")),
         TypeExpr::ListOfText => "list text".into(),
+        TypeExpr::User => "user".into(),
     };
     let mut s = format!("{}: {ty}{}", f.name.name, label(&f.label));
     if f.required {
@@ -387,6 +388,9 @@ fn field(f: &FieldDecl) -> String {
     }
     if f.sensitive {
         s.push_str(" sensitive");
+    }
+    if f.own {
+        s.push_str(" own");
     }
     if let Some(d) = &f.default {
         s.push_str(" = ");

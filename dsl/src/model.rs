@@ -22,13 +22,18 @@ impl StepId {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum FieldType {
     Text,
-    Int { min: Option<i64>, max: Option<i64> },
+    Int {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
     Decimal,
     Bool,
     Date,
     DateTime,
     Choice(Vec<String>),
     ListOfText,
+    /// A user of the rules' people (text in expressions).
+    User,
 }
 
 impl std::fmt::Display for FieldType {
@@ -43,6 +48,7 @@ impl std::fmt::Display for FieldType {
             FieldType::DateTime => f.write_str("datetime"),
             FieldType::Choice(v) => write!(f, "choice({})", v.join(", ")),
             FieldType::ListOfText => f.write_str("list text"),
+            FieldType::User => f.write_str("user"),
         }
     }
 }
@@ -55,6 +61,9 @@ pub struct Field {
     pub required: bool,
     /// Personal data: encrypted at rest, masked in logs and for users without the right role.
     pub sensitive: bool,
+    /// A user field filled with the caller, who may name someone else only with the
+    /// `act_for_others` permission.
+    pub own: bool,
     pub default: Option<Expr>,
 }
 

@@ -375,9 +375,10 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         | Rule::kw_decimal
         | Rule::kw_bool
         | Rule::kw_date
-        | Rule::kw_datetime => "a type (text, int, decimal, bool, date, datetime, choice(...), list text)",
-        Rule::field_opt | Rule::opt_required | Rule::opt_sensitive | Rule::opt_default => {
-            "a field option (`required`, `sensitive`, `= default`)"
+        | Rule::kw_datetime
+        | Rule::kw_user => "a type (text, int, decimal, bool, date, datetime, user, choice(...), list text)",
+        Rule::field_opt | Rule::opt_required | Rule::opt_sensitive | Rule::opt_own | Rule::opt_default => {
+            "a field option (`required`, `sensitive`, `own`, `= default`)"
         }
         Rule::task_item
         | Rule::assign_stmt
@@ -586,7 +587,8 @@ impl Builder {
         let mut inner = p.into_inner();
         let name = ident(inner.next().expect("field name"));
         let ty = self.field_type(inner.next().expect("field type"));
-        let mut decl = FieldDecl { name, ty, label: None, required: false, sensitive: false, default: None, span: sp };
+        let mut decl =
+            FieldDecl { name, ty, label: None, required: false, sensitive: false, own: false, default: None, span: sp };
         for rest in inner {
             match rest.as_rule() {
                 Rule::label => decl.label = Some(string(rest)),
@@ -595,6 +597,7 @@ impl Builder {
                     match opt.as_rule() {
                         Rule::opt_required => decl.required = true,
                         Rule::opt_sensitive => decl.sensitive = true,
+                        Rule::opt_own => decl.own = true,
                         Rule::opt_default => decl.default = Some(self.expr(first(opt))),
                         r => unreachable!("grammar: field_opt has no {r:?}"),
                     }
@@ -614,6 +617,7 @@ impl Builder {
                 Rule::kw_bool => TypeExpr::Bool,
                 Rule::kw_date => TypeExpr::Date,
                 Rule::kw_datetime => TypeExpr::DateTime,
+                Rule::kw_user => TypeExpr::User,
                 r => unreachable!("grammar: type_simple has no {r:?}"),
             },
             Rule::type_int => {

@@ -894,6 +894,10 @@ impl Run<'_> {
                 continue;
             };
             match conform(&field.ty, value) {
+                // A user field names someone the rules know.
+                Ok(Value::Text(u)) if field.ty == FieldType::User && !self.ctx.rules.users.contains_key(&u) => {
+                    problems.push((name.clone(), format!("no user `{u}` in the rules")));
+                }
                 Ok(v) => {
                     out.insert(name.clone(), v);
                 }
@@ -1075,6 +1079,23 @@ impl Run<'_> {
     fn start(&mut self, fields: BTreeMap<String, Value>) -> Result<(), CommandError> {
         if self.inst.history_len > 0 {
             return Err(CommandError::WrongStatus("already started"));
+        }
+        // `own` user fields: the caller, or someone else only with `act_for_others`.
+        let mut fields = fields;
+        for f in self.ctx.model.fields.iter().filter(|f| f.own) {
+            match fields.get(&f.name) {
+                None => {
+                    fields.insert(f.name.clone(), Value::Text(self.actor.id.clone()));
+                }
+                Some(Value::Text(u)) if *u == self.actor.id => {}
+                Some(_) if self.may("act_for_others") => {}
+                Some(_) => {
+                    return Err(self.forbidden(&format!(
+                        "file `{}` in someone else's name (the `act_for_others` permission)",
+                        f.name
+                    )))
+                }
+            }
         }
         let mut values = self.validate_fields(&fields, true)?;
         // Defaults, in declaration order, so a default may use an earlier field.
@@ -2265,7 +2286,7 @@ fn mentions(e: &caseflow_dsl::ast::Expr, name: &str) -> bool {
 /// ranges and choice membership checked. `Err` says what is wrong.
 pub fn conform(ty: &FieldType, v: &Value) -> Result<Value, String> {
     match (ty, v) {
-        (FieldType::Text, Value::Text(_)) => Ok(v.clone()),
+        (FieldType::Text | FieldType::User, Value::Text(_)) => Ok(v.clone()),
         (FieldType::Int { min, max }, Value::Int(i)) => {
             if min.is_some_and(|m| *i < m) || max.is_some_and(|m| *i > m) {
                 Err(format!("{i} is outside {}..{}", min.unwrap_or(i64::MIN), max.unwrap_or(i64::MAX)))

@@ -31,6 +31,8 @@ struct Scenario {
     fields: toml::Table,
     /// Expect the start itself to be refused with an error containing this text.
     start_refused: Option<String>,
+    /// Who starts the case (a user of the rules); by default the CRM's service account.
+    started_by: Option<String>,
     #[serde(default)]
     step: Vec<Step>,
 }
@@ -384,7 +386,13 @@ fn run_scenario(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, St
             panic!("{} does not deploy: {e:?}", file.name);
         }
     }
-    let actor = Actor { id: "crm".into(), roles: vec![], admin: false };
+    let actor = match &scenario.started_by {
+        Some(user) => {
+            let roles = engine.rules().users.get(user).map(|u| u.roles.clone()).unwrap_or_default();
+            Actor { id: user.clone(), roles, admin: false }
+        }
+        None => Actor { id: "crm".into(), roles: vec![], admin: false },
+    };
     let started = engine.start(&scenario.process, fields(&scenario.fields), &actor, None, clock.now());
     let inst = match (started, &scenario.start_refused) {
         (Err(e), Some(want)) if e.to_string().contains(want.as_str()) => {
