@@ -29,6 +29,8 @@ pub struct Process {
     pub interrupts: Vec<(Ident, Ident, Span)>,
     /// `keep message NAME for DURATION`, with its span.
     pub kept: Vec<(Ident, Expr, Span)>,
+    /// `tally NAME by KEYS on end OUTCOME`.
+    pub tallies: Vec<Tally>,
     pub steps: Vec<Step>,
     pub span: Span,
 }
@@ -120,6 +122,14 @@ pub struct TaskStep {
     pub asks: Vec<AskedField>,
     pub handlers: Vec<Handler>,
     pub next: Option<Next>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tally {
+    pub name: Ident,
+    pub keys: Vec<Expr>,
+    pub outcome: Ident,
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -154,6 +154,7 @@ const FUNCTIONS: &[(&str, usize, &str)] = &[
     ("is_holiday", 1, "bool"),
     ("is_workday", 1, "bool"),
     ("is_makeup_day", 1, "bool"),
+    ("month", 1, "text"),
 ];
 
 struct Checker<'a> {
@@ -227,6 +228,7 @@ impl<'a> Checker<'a> {
         };
         let interrupts = self.interrupts();
         let kept_messages = self.kept_messages();
+        let tallies = self.tallies();
         let steps: Vec<model::Step> = ast.steps.iter().enumerate().map(|(i, s)| self.step(i, s)).collect();
         self.no_local_listener(&interrupts, &steps);
         let graph = start.as_ref().map(|start| build_graph(start, &interrupts, &steps));
@@ -266,6 +268,7 @@ impl<'a> Checker<'a> {
             start,
             interrupts,
             kept_messages,
+            tallies,
             rules_used: std::mem::take(&mut self.rules_used),
             steps,
             graph,
@@ -311,6 +314,48 @@ impl<'a> Checker<'a> {
             enough: e.enough.as_ref().map(|(n, _)| *n),
             until: e.until.clone(),
         }
+    }
+
+    // ------------------------------------------------------------ tallies
+
+    /// `tally NAME by KEYS on end OUTCOME`: a unique name, keys that are values, an outcome
+    /// that is an `end` of this process.
+    fn tallies(&mut self) -> Vec<(String, Vec<Expr>, String)> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for t in &self.ast.tallies {
+            if !seen.insert(t.name.name.clone()) {
+                self.err(Diagnostic::new(
+                    Code::BadFieldDecl,
+                    t.name.span.clone(),
+                    format!("tally `{}` is declared twice", t.name.name),
+                ));
+            }
+            for k in &t.keys {
+                let ty = self.ty(k);
+                self.no_symbol(k, &ty);
+            }
+            let is_end = self
+                .steps
+                .get(t.outcome.name.as_str())
+                .is_some_and(|i| matches!(self.ast.steps[*i].kind, ast::StepKind::End));
+            if !is_end {
+                let ends =
+                    self.ast.steps.iter().filter(|s| matches!(s.kind, ast::StepKind::End)).map(|s| s.id.name.as_str());
+                let hint = did_you_mean(&t.outcome.name, ends)
+                    .unwrap_or_else(|| "name one of the process's `end` steps".into());
+                self.err(
+                    Diagnostic::new(
+                        Code::UnknownStep,
+                        t.outcome.span.clone(),
+                        format!("`{}` is not an `end` of this process", t.outcome.name),
+                    )
+                    .hint(hint),
+                );
+            }
+            out.push((t.name.name.clone(), t.keys.clone(), t.outcome.name.clone()));
+        }
+        out
     }
 
     // ------------------------------------------------------------ interrupts
@@ -1547,6 +1592,43 @@ impl<'a> Checker<'a> {
                 }
                 Ty::Any
             }
+            // `tally(NAME, key, ...)`: a count this process keeps across cases.
+            ExprKind::Call { function, args } if function.name == "tally" => {
+                let declared = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Name(n)) => self.ast.tallies.iter().find(|t| t.name.name == *n),
+                    _ => None,
+                };
+                match declared {
+                    None => {
+                        let names: Vec<&str> = self.ast.tallies.iter().map(|t| t.name.name.as_str()).collect();
+                        self.err(
+                            Diagnostic::new(
+                                Code::UnknownFunction,
+                                e.span.clone(),
+                                "`tally` reads a count this process declares: `tally(NAME, key, ...)`",
+                            )
+                            .hint(if names.is_empty() {
+                                "declare one: `tally NAME by FIELD, ... on end OUTCOME`".to_string()
+                            } else {
+                                format!("its tallies: {}", names.join(", "))
+                            }),
+                        );
+                    }
+                    Some(t) if t.keys.len() + 1 != args.len() => {
+                        self.err(Diagnostic::new(
+                            Code::UnknownFunction,
+                            e.span.clone(),
+                            format!("tally `{}` has {} key(s): pass a value for each", t.name.name, t.keys.len()),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                for a in args.iter().skip(1) {
+                    let ty = self.ty(a);
+                    self.no_symbol(a, &ty);
+                }
+                Ty::Int
+            }
             ExprKind::Call { function, args } => {
                 let arg_types: Vec<Ty> = args.iter().map(|a| self.ty(a)).collect();
                 match FUNCTIONS.iter().find(|(n, _, _)| *n == function.name) {
@@ -1572,6 +1654,16 @@ impl<'a> Checker<'a> {
                             ));
                         }
                         Ty::Bool
+                    }
+                    Some(("month", ..)) => {
+                        if !matches!(arg_types[0], Ty::Date | Ty::DateTime | Ty::Any) {
+                            self.err(Diagnostic::new(
+                                Code::TypeMismatch,
+                                args[0].span.clone(),
+                                format!("`month` needs a date, found {}", arg_types[0]),
+                            ));
+                        }
+                        Ty::Text
                     }
                     Some(("now", ..)) => Ty::DateTime,
                     Some(("today", ..)) => Ty::Date,

@@ -149,6 +149,10 @@ impl Writer {
         for (message, ttl, span) in &p.kept {
             self.line(span.start, &format!("keep message {} for {}", message.name, expr_to_string(ttl)));
         }
+        for t in &p.tallies {
+            let keys: Vec<String> = t.keys.iter().map(expr_to_string).collect();
+            self.line(t.span.start, &format!("tally {} by {} on end {}", t.name.name, keys.join(", "), t.outcome.name));
+        }
         for s in &p.steps {
             self.blank();
             self.step(s);

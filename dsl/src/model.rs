@@ -278,6 +278,8 @@ pub struct Process {
     pub interrupts: Vec<(String, StepId)>,
     /// `keep message NAME for DURATION`: kept until a step listens, for at most the duration.
     pub kept_messages: Vec<(String, Expr)>,
+    /// Counts kept across cases: name, the key expressions, the outcome counted.
+    pub tallies: Vec<(String, Vec<Expr>, String)>,
     /// The rules' values and decision tables the process refers to (`rules.NAME`, `lookup`).
     #[serde(skip)]
     pub rules_used: std::collections::BTreeSet<String>,

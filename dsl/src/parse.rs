@@ -355,6 +355,7 @@ fn rule_label(rule: Rule) -> Option<&'static str> {
         | Rule::start_stmt
         | Rule::interrupt_stmt
         | Rule::keep_stmt
+        | Rule::tally_stmt
         | Rule::task_step
         | Rule::auto_step
         | Rule::wait_step
@@ -530,6 +531,7 @@ impl Builder {
             start_span: whole.start..whole.start,
             interrupts: Vec::new(),
             kept: Vec::new(),
+            tallies: Vec::new(),
             steps: Vec::new(),
             span: whole,
         };
@@ -547,6 +549,14 @@ impl Builder {
                         let decl = self.field(f);
                         process.fields.push(decl);
                     }
+                }
+                Rule::tally_stmt => {
+                    let sp = span(&item);
+                    let parts: Vec<Pair<Rule>> = item.into_inner().collect();
+                    let name = ident(parts[0].clone());
+                    let outcome = ident(parts[parts.len() - 1].clone());
+                    let keys = parts[1..parts.len() - 1].iter().map(|p| self.expr(p.clone())).collect();
+                    process.tallies.push(Tally { name, keys, outcome, span: sp });
                 }
                 Rule::keep_stmt => {
                     let sp = span(&item);

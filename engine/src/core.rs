@@ -433,6 +433,8 @@ pub trait Workload {
     fn assignments(&self, role: &str) -> u64;
     /// Who last completed `step` in a case of `process` whose `field` held `value`.
     fn familiar(&self, process: &str, field: &str, value: &str, step: &str) -> Option<String>;
+    /// How many cases of `process` its tally `name` counted under these keys.
+    fn tally(&self, process: &str, name: &str, keys: &[String]) -> u64;
 }
 
 /// No workload information: every user has no open tasks.
@@ -448,6 +450,28 @@ impl Workload for NoWorkload {
     fn familiar(&self, _: &str, _: &str, _: &str, _: &str) -> Option<String> {
         None
     }
+    fn tally(&self, _: &str, _: &str, _: &[String]) -> u64 {
+        0
+    }
+}
+
+/// The tallies a case counts in as it ends: (tally name, keys) for each tally of the process
+/// whose outcome is the case's. Pure: the shell writes them in the same batch.
+pub fn tally_entries(model: &Process, rules: &RuleSet, inst: &Instance) -> Vec<(String, Vec<String>)> {
+    let Status::Completed { outcome } = &inst.status else { return Vec::new() };
+    let declared = |n: &str| model.field(n).is_some();
+    let no_tally = |_: &str, _: &[String]| 0;
+    let scope = Scope { fields: &inst.fields, declared: &declared, rules, now: inst.updated_at, tally: &no_tally };
+    model
+        .tallies
+        .iter()
+        .filter(|(_, _, o)| o == outcome)
+        .filter_map(|(name, keys, _)| {
+            let keys =
+                keys.iter().map(|k| eval(k, &scope).map(|v| crate::eval::key_text(&v))).collect::<Result<Vec<_>, _>>();
+            keys.ok().map(|k| (name.clone(), k))
+        })
+        .collect()
 }
 
 /// Everything a command runs against besides the instance.
@@ -1047,7 +1071,14 @@ impl Run<'_> {
     fn scope_eval(&self, e: &caseflow_dsl::ast::Expr) -> Result<Value, EvalError> {
         let model = self.ctx.model;
         let declared = |n: &str| model.field(n).is_some();
-        let scope = Scope { fields: &self.inst.fields, declared: &declared, rules: self.ctx.rules, now: self.now() };
+        let tally = |name: &str, keys: &[String]| self.ctx.workload.tally(&self.inst.process, name, keys);
+        let scope = Scope {
+            fields: &self.inst.fields,
+            declared: &declared,
+            rules: self.ctx.rules,
+            now: self.now(),
+            tally: &tally,
+        };
         eval(e, &scope)
     }
 
@@ -1059,8 +1090,14 @@ impl Run<'_> {
             Value::Date(d) => {
                 let model = self.ctx.model;
                 let declared = |n: &str| model.field(n).is_some();
-                let scope =
-                    Scope { fields: &self.inst.fields, declared: &declared, rules: self.ctx.rules, now: self.now() };
+                let tally = |_: &str, _: &[String]| 0;
+                let scope = Scope {
+                    fields: &self.inst.fields,
+                    declared: &declared,
+                    rules: self.ctx.rules,
+                    now: self.now(),
+                    tally: &tally,
+                };
                 Ok(scope.date_start(d))
             }
             other => Err(EvalError::Type(format!("expected a duration or a date, found a {}", other.type_name()))),

@@ -37,6 +37,16 @@ pub struct Scope<'a> {
     pub declared: &'a dyn Fn(&str) -> bool,
     pub rules: &'a RuleSet,
     pub now: DateTime<Utc>,
+    /// Counts kept across cases (`tally(NAME, key, ...)`), by name and keys.
+    pub tally: &'a dyn Fn(&str, &[String]) -> u64,
+}
+
+/// A value as a tally key: text as it is, dates as `2026-12-02`, numbers and bools as written.
+pub fn key_text(v: &Value) -> String {
+    match v {
+        Value::Text(t) => t.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl Scope<'_> {
@@ -118,6 +128,21 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
                     "is_makeup_day" => cal.makeup_workdays.contains(&date),
                     _ => cal.is_working_day(date),
                 })
+            }
+            ("month", [a]) => {
+                let cal = scope.calendar();
+                match eval(a, scope)? {
+                    Value::Date(d) => Value::Text(d.format("%Y-%m").to_string()),
+                    Value::DateTime(t) => Value::Text(t.with_timezone(&cal.time_zone).format("%Y-%m").to_string()),
+                    other => return Err(EvalError::Type(format!("`month` of a {}", other.type_name()))),
+                }
+            }
+            ("tally", [name, keys @ ..]) => {
+                let ExprKind::Name(name) = &name.kind else {
+                    return Err(EvalError::Type("`tally` needs the name of a tally".into()));
+                };
+                let keys = keys.iter().map(|k| eval(k, scope).map(|v| key_text(&v))).collect::<Result<Vec<_>, _>>()?;
+                Value::Int(i64::try_from((scope.tally)(name, &keys)).unwrap_or(i64::MAX))
             }
             (f, _) => return Err(EvalError::Type(format!("no function `{f}`"))),
         },

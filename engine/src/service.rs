@@ -440,6 +440,12 @@ impl Workload for EngineWorkload<'_> {
         self.0.store.get(&key).ok().flatten().and_then(|v| String::from_utf8(v.to_vec()).ok())
     }
 
+    fn tally(&self, process: &str, name: &str, keys: &[String]) -> u64 {
+        let mut prefix = tally_prefix(process, name, keys);
+        prefix.push(0);
+        self.0.store.scan_prefix(&prefix).count() as u64
+    }
+
     fn assignments(&self, role: &str) -> u64 {
         let mut rr = self.0.round_robin.lock().unwrap_or_else(|p| p.into_inner());
         let n = rr.entry(role.to_string()).or_insert(0);
@@ -1129,6 +1135,15 @@ impl Engine {
                 for (k, v) in familiar_entries(&def.model, staged.before.as_ref(), &staged.after) {
                     batch.insert(k, v);
                 }
+                // A case that ends now counts in its process's tallies.
+                if staged.before.as_ref().is_none_or(|b| !b.status.is_ended()) {
+                    for (name, keys) in core::tally_entries(&def.model, &self.rules(), &staged.after) {
+                        let mut k = tally_prefix(&staged.after.process, &name, &keys);
+                        k.push(0);
+                        k.extend_from_slice(&staged.after.id.0.to_be_bytes());
+                        batch.insert(k, Vec::new());
+                    }
+                }
             }
             for (user, n) in d {
                 *deltas.entry(user).or_insert(0) += n;
@@ -1625,6 +1640,17 @@ fn event_of(inst: &Instance, h: &core::HistoryEntry) -> EngineEvent {
         detail: h.detail.clone(),
         status: inst.status.name().to_string(),
     }
+}
+
+/// `y/{process}\0{tally}\0{key}\0{key}...`: the cases a tally counted under these keys, one
+/// entry each (`{prefix}\0{case id BE}`), so that counting reads one prefix, not the cases.
+fn tally_prefix(process: &str, name: &str, keys: &[String]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = vec![process.as_bytes(), b"\0", name.as_bytes()];
+    for k in keys {
+        parts.push(b"\0");
+        parts.push(k.as_bytes());
+    }
+    store::key("y/", &parts)
 }
 
 /// `f/{process}\0{field}\0{value}\0{step}`: who last completed the step in a case of the

@@ -154,6 +154,9 @@ fn every_construct_is_shown_in_the_reference() {
         "keep message",
         "manager of assignee",
         "familiar by",
+        "tally ",
+        " own",
+        ": user ",
     ] {
         assert!(code.contains(construct), "no example in docs/language.md uses `{}`", construct.trim());
     }

@@ -33,8 +33,23 @@ struct Scenario {
     start_refused: Option<String>,
     /// Who starts the case (a user of the rules); by default the CRM's service account.
     started_by: Option<String>,
+    /// Cases of the same process run to their end before this one (facts across cases).
+    #[serde(default)]
+    earlier: Vec<Earlier>,
     #[serde(default)]
     step: Vec<Step>,
+}
+
+/// A case run before the scenario's own, each of its steps as in a scenario.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Earlier {
+    started_by: Option<String>,
+    #[serde(default)]
+    fields: toml::Table,
+    #[serde(default)]
+    step: Vec<Step>,
+    expect_outcome: Option<String>,
 }
 
 /// One step: an action and/or expectations, checked after the action.
@@ -386,13 +401,31 @@ fn run_scenario(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, St
             panic!("{} does not deploy: {e:?}", file.name);
         }
     }
-    let actor = match &scenario.started_by {
+    let actor_of = |who: &Option<String>| match who {
         Some(user) => {
             let roles = engine.rules().users.get(user).map(|u| u.roles.clone()).unwrap_or_default();
             Actor { id: user.clone(), roles, admin: false }
         }
         None => Actor { id: "crm".into(), roles: vec![], admin: false },
     };
+    for (n, e) in scenario.earlier.iter().enumerate() {
+        let inst = engine
+            .start(&scenario.process, fields(&e.fields), &actor_of(&e.started_by), None, clock.now())
+            .map_err(|err| format!("earlier case {}: start refused: {err}", n + 1))?;
+        let mut run =
+            Run { engine: engine.clone(), clock: clock.clone(), log: String::new(), root: inst.id, reminders: 0 };
+        for (i, s) in e.step.iter().enumerate() {
+            run.step(i + 1, s)
+                .map_err(|err| format!("earlier case {}: {}  ✗ step {}: {err}", n + 1, run.log, i + 1))?;
+        }
+        let status = engine.instance(inst.id).unwrap().unwrap().status;
+        if let Some(o) = &e.expect_outcome {
+            if status != (Status::Completed { outcome: o.clone() }) {
+                return Err(format!("earlier case {}: expected outcome {o}, found {status:?}", n + 1));
+            }
+        }
+    }
+    let actor = actor_of(&scenario.started_by);
     let started = engine.start(&scenario.process, fields(&scenario.fields), &actor, None, clock.now());
     let inst = match (started, &scenario.start_refused) {
         (Err(e), Some(want)) if e.to_string().contains(want.as_str()) => {
