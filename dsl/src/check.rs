@@ -1592,6 +1592,32 @@ impl<'a> Checker<'a> {
                 }
                 Ty::Any
             }
+            // `completed_by(STEP)`: who completed a task step of this case (text, empty if nobody yet).
+            ExprKind::Call { function, args } if function.name == "completed_by" => {
+                match args.as_slice() {
+                    [Expr { kind: ExprKind::Name(step), span }] => match self.steps.get(step.as_str()) {
+                        Some(i) if matches!(self.ast.steps[*i].kind, ast::StepKind::Task(_)) => {}
+                        _ => self.err(Diagnostic::new(
+                            Code::UnknownStep,
+                            span.clone(),
+                            format!("`completed_by` names a task step of this process; `{step}` is not one"),
+                        )),
+                    },
+                    _ => self.err(Diagnostic::new(
+                        Code::UnknownFunction,
+                        e.span.clone(),
+                        "`completed_by` takes one task step: `completed_by(review)`",
+                    )),
+                }
+                Ty::Text
+            }
+            // `started_by()`: who started the case.
+            ExprKind::Call { function, args } if function.name == "started_by" => {
+                if !args.is_empty() {
+                    self.err(Diagnostic::new(Code::UnknownFunction, e.span.clone(), "`started_by` takes no argument"));
+                }
+                Ty::Text
+            }
             // `tally(NAME, key, ...)`: a count this process keeps across cases.
             ExprKind::Call { function, args } if function.name == "tally" => {
                 let declared = match args.first().map(|a| &a.kind) {

@@ -210,6 +210,9 @@ pub struct Instance {
     /// Messages kept until a step listens for them (`keep message`), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mailbox: Vec<KeptMessage>,
+    /// Who started the case (`started_by()`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub started_by: String,
     /// The tasks `for each` item under way, by group.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub each_groups: BTreeMap<u32, EachGroup>,
@@ -461,7 +464,18 @@ pub fn tally_entries(model: &Process, rules: &RuleSet, inst: &Instance) -> Vec<(
     let Status::Completed { outcome } = &inst.status else { return Vec::new() };
     let declared = |n: &str| model.field(n).is_some();
     let no_tally = |_: &str, _: &[String]| 0;
-    let scope = Scope { fields: &inst.fields, declared: &declared, rules, now: inst.updated_at, tally: &no_tally };
+    let actor_of = |step: Option<&str>| match step {
+        None => Some(inst.started_by.clone()),
+        Some(name) => model.step_named(name).and_then(|s| inst.done_by.get(&s.id).cloned()),
+    };
+    let scope = Scope {
+        fields: &inst.fields,
+        declared: &declared,
+        rules,
+        now: inst.updated_at,
+        tally: &no_tally,
+        actor_of: &actor_of,
+    };
     model
         .tallies
         .iter()
@@ -506,6 +520,7 @@ impl Instance {
             join_expected: BTreeMap::new(),
             each_groups: BTreeMap::new(),
             mailbox: Vec::new(),
+            started_by: String::new(),
             cycle_anchors: BTreeMap::new(),
             done_by: BTreeMap::new(),
             next_seq: 1,
@@ -1072,12 +1087,17 @@ impl Run<'_> {
         let model = self.ctx.model;
         let declared = |n: &str| model.field(n).is_some();
         let tally = |name: &str, keys: &[String]| self.ctx.workload.tally(&self.inst.process, name, keys);
+        let actor_of = |step: Option<&str>| match step {
+            None => Some(self.inst.started_by.clone()),
+            Some(name) => model.step_named(name).and_then(|s| self.inst.done_by.get(&s.id).cloned()),
+        };
         let scope = Scope {
             fields: &self.inst.fields,
             declared: &declared,
             rules: self.ctx.rules,
             now: self.now(),
             tally: &tally,
+            actor_of: &actor_of,
         };
         eval(e, &scope)
     }
@@ -1091,12 +1111,14 @@ impl Run<'_> {
                 let model = self.ctx.model;
                 let declared = |n: &str| model.field(n).is_some();
                 let tally = |_: &str, _: &[String]| 0;
+                let actor_of = |_: Option<&str>| None;
                 let scope = Scope {
                     fields: &self.inst.fields,
                     declared: &declared,
                     rules: self.ctx.rules,
                     now: self.now(),
                     tally: &tally,
+                    actor_of: &actor_of,
                 };
                 Ok(scope.date_start(d))
             }
@@ -1117,6 +1139,7 @@ impl Run<'_> {
         if self.inst.history_len > 0 {
             return Err(CommandError::WrongStatus("already started"));
         }
+        self.inst.started_by = self.actor.id.clone();
         // `own` user fields: the caller, or someone else only with `act_for_others`.
         let mut fields = fields;
         for f in self.ctx.model.fields.iter().filter(|f| f.own) {

@@ -39,6 +39,8 @@ pub struct Scope<'a> {
     pub now: DateTime<Utc>,
     /// Counts kept across cases (`tally(NAME, key, ...)`), by name and keys.
     pub tally: &'a dyn Fn(&str, &[String]) -> u64,
+    /// Who did what in this case: `started_by()` (None) and `completed_by(STEP)`.
+    pub actor_of: &'a dyn Fn(Option<&str>) -> Option<String>,
 }
 
 /// A value as a tally key: text as it is, dates as `2026-12-02`, numbers and bools as written.
@@ -128,6 +130,13 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
                     "is_makeup_day" => cal.makeup_workdays.contains(&date),
                     _ => cal.is_working_day(date),
                 })
+            }
+            ("started_by", []) => Value::Text((scope.actor_of)(None).unwrap_or_default()),
+            ("completed_by", [step]) => {
+                let ExprKind::Name(step) = &step.kind else {
+                    return Err(EvalError::Type("`completed_by` needs a step".into()));
+                };
+                Value::Text((scope.actor_of)(Some(step)).unwrap_or_default())
             }
             ("month", [a]) => {
                 let cal = scope.calendar();

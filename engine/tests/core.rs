@@ -992,3 +992,32 @@ fn a_deadline_computed_from_a_field_moves_when_the_field_changes() {
     let due = c.inst.timers.values().find(|t| matches!(t.kind, TimerKind::Due { .. })).unwrap();
     assert_eq!(due.due_at, after, "the timer moved with it");
 }
+
+#[test]
+fn who_started_the_case_and_who_completed_a_step_are_known_to_expressions() {
+    let src = r#"
+process p {
+  source "t"
+  fields {
+    filed_by: text "申请人"
+    prepared_by: text "准备人"
+  }
+  start -> note_filer
+  auto note_filer {
+    set filed_by = started_by()
+    -> prepare
+  }
+  task prepare { assign role cs_manager due 1 workday -> note_preparer }
+  auto note_preparer {
+    set prepared_by = completed_by(prepare)
+    -> done
+  }
+  end done
+}
+"#;
+    let mut c = Case::start(model(src), bj(2026, 11, 23, 10, 0), fields(&[]));
+    assert_eq!(c.inst.fields["filed_by"], text("crm"), "Case::start starts as the CRM");
+    let preparer = c.task("prepare").assignee.unwrap();
+    c.complete("prepare", fields(&[]));
+    assert_eq!(c.inst.fields["prepared_by"], text(&preparer));
+}
