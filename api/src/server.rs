@@ -159,6 +159,17 @@ impl From<EngineError> for ApiError {
             EngineError::TooDeep => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too-deep", e.to_string()),
             EngineError::BadCursor(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-cursor", e.to_string()),
             EngineError::StartInProgress(_) => ApiError::new(StatusCode::CONFLICT, "start-in-progress", e.to_string()),
+            // A failure while waiting for the write to be durable: it was taken in, and whether
+            // it reached the disk is unknown. Said so, so that a retry is done knowingly.
+            EngineError::Store(s @ caseflow_engine::store::StoreError::Wal(_)) => {
+                tracing::error!(error = %s, "storage failure while making a write durable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage-outcome-unknown",
+                    "storage failed while the request was being made durable: it may or may not have been applied; \
+                     read the case, or retry with the same Idempotency-Key",
+                )
+            }
             EngineError::Store(s) => {
                 // Never say anything internal in a 5xx body; the log has it.
                 tracing::error!(error = %s, "storage failure");
@@ -426,18 +437,23 @@ fn parse_task_id(s: &str) -> Result<(InstanceId, u32), ApiError> {
 
 // ------------------------------------------------------------ handlers
 
-#[utoipa::path(get, path = "/health", responses((status = 200, description = "Liveness and readiness")))]
-async fn health(State(state): State<Shared>) -> axum::Json<Json> {
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "Live and ready"), (status = 503, description = "Storage is failing: writes are refused until it recovers")))]
+async fn health(State(state): State<Shared>) -> (StatusCode, axum::Json<Json>) {
     // The calendar's holidays run out: deadlines past them treat holidays as working days.
     let calendar = state.engine.rules().calendar.coverage(state.clock.now()).map(
         |(last, days, status)| json!({ "covered_through": last.to_string(), "days_left": days, "status": status }),
     );
-    axum::Json(json!({
-        "status": "ok",
+    // Not ready while storage is failing: writes are refused until it recovers.
+    let storage = state.engine.store().degraded();
+    let status = if storage.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let body = json!({
+        "status": if storage.is_some() { "degraded" } else { "ok" },
+        "storage": storage.map_or_else(|| json!({ "status": "ok" }), |e| json!({ "status": "failing", "error": e })),
         "processes": state.engine.definitions().len(),
         "commands": state.engine.commands_applied(),
         "calendar": calendar,
-    }))
+    });
+    (status, axum::Json(body))
 }
 
 /// A warning line when the calendar's known holidays end within 60 days or have ended.

@@ -94,6 +94,17 @@ impl Api {
     }
 }
 
+impl Api {
+    /// A GET whatever its status, as JSON (for /health, whose 503 is not a problem).
+    async fn call_raw(&self, method: &str, uri: &str) -> (StatusCode, Value) {
+        let req = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
 const START: &str = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"high"}}"#;
 
 #[tokio::test]
@@ -802,4 +813,36 @@ async fn piled_and_chained_execution() {
     assert_eq!(s, StatusCode::OK, "{done}");
     let second = done["tasks"][0]["id"].clone();
     assert_eq!(done["next_for_you"], json!([second]), "{done}");
+}
+
+#[tokio::test]
+async fn storage_failing_is_not_ready_refuses_writes_as_not_applied_and_recovers() {
+    let api = Api::new();
+    let store = api.engine.store();
+    store.inject_apply_failures(u32::MAX);
+    // Fill the memtable past what it may hold without applying: the apply fails.
+    let mut i = 0u32;
+    while store.degraded().is_none() && i < 100_000 {
+        let mut b = caseflow_engine::store::Batch::default();
+        b.insert(format!("z/{i:06}"), vec![1u8; 32]);
+        let _ = store.write(b);
+        i += 1;
+    }
+    let (s, health) = api.call_raw("GET", "/health").await;
+    assert_eq!((s, health["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("degraded")), "{health}");
+    assert_eq!(health["storage"]["status"], "failing");
+    let before = api.engine.count_instances("complaint", "running").unwrap();
+    let (s, e) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    assert_eq!(
+        (s, e["type"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("https://caseflow.dev/problems/storage")),
+        "{e}"
+    );
+    assert_eq!(api.engine.count_instances("complaint", "running").unwrap(), before, "not applied means not applied");
+    // Space again: the next write is taken, and the server is ready.
+    store.inject_apply_failures(0);
+    let (s, _) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, health) = api.call_raw("GET", "/health").await;
+    assert_eq!((s, health["status"].as_str()), (StatusCode::OK, Some("ok")));
 }

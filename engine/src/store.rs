@@ -47,6 +47,19 @@ pub enum StoreError {
     Corrupt { key: String, problem: String },
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// Refused before anything was written: storage is failing (a full disk, an I/O error).
+    #[error("storage is failing ({0}); the write was not applied")]
+    Unavailable(String),
+}
+
+/// Takes one injected failure, if any are left.
+fn take_injected(n: &std::sync::atomic::AtomicU32) -> bool {
+    n.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |k| k.checked_sub(1))
+        .is_ok()
+}
+
+fn injected_failure() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device (injected)")
 }
 
 /// Attempts (20 ms apart) to take over the file lock of a store that is still closing.
@@ -265,6 +278,11 @@ pub struct Store {
     /// Applies of the memtable to sled that failed (their keys stay in the memtable and the
     /// log; the next apply tries again).
     apply_failures: Arc<std::sync::atomic::AtomicU64>,
+    /// Faults injected by tests: the next applies of the memtable fail as a full disk would.
+    injected_apply_failures: Arc<std::sync::atomic::AtomicU32>,
+    /// Why storage is failing, since the last maintenance (apply, truncation, checkpoint)
+    /// after a write failed; cleared when one succeeds. Writes are refused meanwhile.
+    degraded: std::sync::Mutex<Option<String>>,
     /// The thread that applies the memtable to sled (`caseflow-apply`); joined on close.
     applier: Option<std::thread::JoinHandle<()>>,
     /// Threads that apply parts of a large memtable; stopped on close.
@@ -414,14 +432,25 @@ impl Store {
         let replayed = Self::recover(&handles, file.as_ref())?;
         let memtable = Arc::new(Memtable::default());
         let apply_failures: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+        let injected: Arc<std::sync::atomic::AtomicU32> = Arc::default();
         let apply_helpers = Arc::new(ApplyHelpers::start(&handles.tree)?);
         let applier = {
-            let (memtable, tree, wal, failures, helpers) =
-                (memtable.clone(), handles.tree.clone(), wal.clone(), apply_failures.clone(), apply_helpers.clone());
+            let (memtable, tree, wal, failures, helpers, injected) = (
+                memtable.clone(),
+                handles.tree.clone(),
+                wal.clone(),
+                apply_failures.clone(),
+                apply_helpers.clone(),
+                injected.clone(),
+            );
             std::thread::Builder::new().name("caseflow-apply".into()).spawn(move || {
                 while memtable.next_request() {
                     let lock = memtable.apply_lock(true).expect("waits");
-                    if crate::memtable::apply(&memtable, &tree, &helpers, wal.as_deref(), &lock).is_err() {
+                    let result = match take_injected(&injected) {
+                        true => Err(injected_failure().into()),
+                        false => crate::memtable::apply(&memtable, &tree, &helpers, wal.as_deref(), &lock),
+                    };
+                    if result.is_err() {
                         failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
@@ -444,6 +473,8 @@ impl Store {
             unlogged_seq: Default::default(),
             memtable,
             apply_failures,
+            injected_apply_failures: injected,
+            degraded: Default::default(),
             applier: Some(applier),
             apply_helpers: Some(apply_helpers),
         })
@@ -503,13 +534,21 @@ impl Store {
         if size > REDO_RECORD_MAX {
             return Err(StoreError::TooLarge(size));
         }
+        // While storage is failing, nothing new is taken in: first try the maintenance that
+        // failed again (space may have been freed), and refuse the write if it still fails.
+        // Refused here, a write is not applied: nothing of it was logged or made visible.
+        if self.degraded().is_some() {
+            self.retry_maintenance()?;
+        }
         // What sled's log will hold: the keys and values (the record is about their size).
         let bytes = size as u64;
         let ticket = match &self.wal {
-            Some(wal) => wal.append(|seq, out| {
-                batch.number(seq);
-                batch.encode_into(out);
-            })?,
+            Some(wal) => wal
+                .append(|seq, out| {
+                    batch.number(seq);
+                    batch.encode_into(out);
+                })
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
             None => {
                 let seq = self.unlogged_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 batch.number(seq);
@@ -518,12 +557,57 @@ impl Store {
         };
         // Until its keys are in sled, the record stays in the log (`Wal::applied_all`).
         let pressure = self.memtable.insert(ticket, batch.ops);
-        self.relieve(pressure)?;
-        if let Some(wal) = self.wal.as_deref().filter(|w| w.take_rotated()) {
-            self.truncate_log(wal)?;
+        // From here the write is applied (logged, visible): a failure of the maintenance below
+        // is not this write's; it marks the store failing, and the next write retries it.
+        if let Err(e) = self.relieve(pressure) {
+            self.degrade(&e);
         }
-        self.maybe_checkpoint(bytes)?;
+        if let Some(wal) = self.wal.as_deref().filter(|w| w.take_rotated()) {
+            if let Err(e) = self.truncate_log(wal) {
+                self.degrade(&e);
+            }
+        }
+        if let Err(e) = self.maybe_checkpoint(bytes) {
+            self.degrade(&e);
+        }
         Ok(ticket)
+    }
+
+    /// Why storage is failing, if it is: the maintenance that failed after a write, or a
+    /// write-ahead log that failed (which takes a restart).
+    pub fn degraded(&self) -> Option<String> {
+        if let Some(e) = self.wal.as_ref().and_then(|w| w.failed()) {
+            return Some(e);
+        }
+        self.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn degrade(&self, e: &StoreError) {
+        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    /// Runs the failed maintenance again: the memtable applied to sled, the log truncated.
+    fn retry_maintenance(&self) -> Result<(), StoreError> {
+        if let Some(e) = self.wal.as_ref().and_then(|w| w.failed()) {
+            return Err(StoreError::Unavailable(format!("the write-ahead log failed ({e}); restart to recover")));
+        }
+        let result = self.drain_memtable().and_then(|()| match self.wal.as_deref() {
+            Some(wal) => self.truncate_log(wal),
+            None => Ok(()),
+        });
+        match result {
+            Ok(()) => {
+                *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Makes the next `n` applies of the memtable fail as on a full disk (tests only).
+    #[doc(hidden)]
+    pub fn inject_apply_failures(&self, n: u32) {
+        self.injected_apply_failures.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Has the memtable applied when it has grown past its threshold: by the applier thread,
@@ -547,6 +631,10 @@ impl Store {
     /// Applies one frozen memtable to sled (see `memtable::apply`). The caller holds the
     /// apply lock.
     fn apply_memtable(&self, lock: &std::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
+        if take_injected(&self.injected_apply_failures) {
+            self.apply_failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(injected_failure().into());
+        }
         let helpers = self.apply_helpers.as_deref().expect("open until dropped");
         crate::memtable::apply(&self.memtable, &self.handles.tree, helpers, self.wal.as_deref(), lock).map_err(|e| {
             self.apply_failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -233,6 +233,11 @@ impl Wal {
         Ok(seq)
     }
 
+    /// The I/O error that stopped the log, if one did: nothing more is accepted after it.
+    pub fn failed(&self) -> Option<String> {
+        self.shared.lock().failed.clone()
+    }
+
     /// The keys of record `seq` are all in sled.
     pub fn applied(&self, seq: u64) {
         self.shared.lock().unapplied.remove(&seq);
