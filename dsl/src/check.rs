@@ -2067,7 +2067,11 @@ impl<'a> Checker<'a> {
         // Splits and joins pair up one to one, and every branch reaches the join.
         let mut join_of: BTreeMap<StepId, StepId> = BTreeMap::new();
         for s in steps {
+            // A join whose split did not resolve is reported already (FLOW011, FLOW018).
             if let model::StepKind::Join { split, .. } = &s.kind {
+                if split.index() >= steps.len() || !matches!(steps[split.index()].kind, model::StepKind::Split { .. }) {
+                    continue;
+                }
                 if let Some(first) = join_of.insert(*split, s.id) {
                     problems.push(
                         Diagnostic::new(
@@ -2099,6 +2103,10 @@ impl<'a> Checker<'a> {
                     model::StepKind::Join { quorum: Some(q), .. } => Some(*q as usize),
                     _ => None,
                 };
+                if self.unresolved {
+                    // Paths cannot be followed while a name is unresolved (see `unresolved`).
+                    continue;
+                }
                 let arriving = branches
                     .iter()
                     .filter(|b| {
