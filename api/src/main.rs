@@ -402,7 +402,11 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
     use caseflow_engine::{Engine, Store};
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts.
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // Our own news at info, other crates' at warn (the layout crate narrates every diagram).
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,caseflow=info,tower_http=info".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
