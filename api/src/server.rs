@@ -78,6 +78,15 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         .route("/events", get(events))
         .route("/openapi.json", get(openapi_json))
         .route("/reports", get(report))
+        // After every route: axum applies it to the routes that exist when it is called.
+        // The `Allow` header axum computes is kept on the answer.
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this route does not accept that method; the Allow header lists the ones it does",
+            )
+        })
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         // Every response carries an `x-request-id` (the caller's, or a new one) for support.

@@ -196,6 +196,17 @@ async fn every_error_class_is_a_clear_4xx() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = api.call("GET", "/no/such/route", Some("admin"), None, &[]).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // A known route with the wrong method: 405 as problem+json, with the methods it takes.
+    let (s, v) = api.call("DELETE", "/instances", Some("admin"), None, &[]).await;
+    assert_eq!(
+        (s, v["type"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("https://caseflow.dev/problems/method-not-allowed")),
+        "{v}"
+    );
+    let req = Request::builder().method("PUT").uri("/tasks/1/complete").body(Body::empty()).unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST"));
     // Nothing of the refused requests was stored.
     assert!(api.engine.instance(caseflow_engine::core::InstanceId(1)).unwrap().is_none());
 }
