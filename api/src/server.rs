@@ -88,6 +88,9 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
             )
         })
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route") })
+        // Errors raised below our handlers (axum's extractors: a path that is not UTF-8, a text
+        // body too large or not UTF-8) come as text; they leave as problems like every other.
+        .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         // Every response carries an `x-request-id` (the caller's, or a new one) for support.
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
@@ -145,6 +148,42 @@ impl IntoResponse for ApiError {
         }
         (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
     }
+}
+
+/// Turns an error answer that is not JSON into a problem, keeping its status, its headers
+/// (`Allow` on a 405) and its text as the detail.
+async fn problem_for_bare_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/") && v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Rejection texts are a line; a body longer than this is not one of them.
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let kind = match status {
+        StatusCode::BAD_REQUEST => "bad-request",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::REQUEST_TIMEOUT => "request-timeout",
+        s if s.is_client_error() => "client-error",
+        _ => "server-error",
+    };
+    let detail = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
+    let problem = ApiError::new(status, kind, detail).into_response();
+    let (problem_parts, problem_body) = problem.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, problem_parts.headers[header::CONTENT_TYPE].clone());
+    Response::from_parts(parts, problem_body)
 }
 
 impl From<EngineError> for ApiError {

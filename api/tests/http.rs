@@ -207,6 +207,27 @@ async fn every_error_class_is_a_clear_4xx() {
     let resp = api.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(resp.headers().get("allow").and_then(|v| v.to_str().ok()), Some("POST"));
+    // Rejections raised before a handler runs are problems too: a path that is not UTF-8, a text
+    // body that is not UTF-8 or too large.
+    let (s, v) = api.call("GET", "/processes/%FF", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    for (body, status) in
+        [(vec![b'a', 0xFF, b'b'], StatusCode::BAD_REQUEST), (vec![b'#'; 100_000], StatusCode::PAYLOAD_TOO_LARGE)]
+    {
+        let req = Request::builder()
+            .method("PUT")
+            .uri("/admin/rules/files/people.toml")
+            .header("authorization", "Bearer t-admin")
+            .header("content-type", "text/plain")
+            .body(Body::from(body))
+            .unwrap();
+        let resp = api.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), status);
+        let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(ctype.as_deref(), Some("application/problem+json"));
+        let v: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    }
     // Nothing of the refused requests was stored.
     assert!(api.engine.instance(caseflow_engine::core::InstanceId(1)).unwrap().is_none());
 }
