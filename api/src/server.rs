@@ -320,6 +320,16 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<(Actor, bool), ApiErr
     Ok((Actor { id: entry.user.clone(), roles: entry.roles.clone(), admin: entry.admin }, entry.service))
 }
 
+/// Administrators, or holders of a role the rules' `[permissions]` grant `action` to.
+fn require_permission(state: &AppState, actor: &Actor, action: &str, doing: &str) -> Result<(), ApiError> {
+    let granted =
+        state.engine.rules().permissions.get(action).is_some_and(|roles| roles.iter().any(|r| actor.roles.contains(r)));
+    if actor.admin || granted {
+        return Ok(());
+    }
+    Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("{doing} needs the `{action}` permission")))
+}
+
 fn require_admin(actor: &Actor) -> Result<(), ApiError> {
     if actor.admin {
         Ok(())
@@ -1141,7 +1151,8 @@ fn apply_rules_folder(
 
 #[utoipa::path(get, path = "/admin/rules", responses((status = 200, description = "The rules version and the names in force")), security(("bearer" = [])))]
 async fn rules_in_force(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
-    caller(&state, &headers)?;
+    let (actor, _) = caller(&state, &headers)?;
+    require_permission(&state, &actor, "read_rules", "reading the rules in force")?;
     let rules = state.engine.rules();
     Ok(axum::Json(json!({
         "version": state.engine.rules_version(),
@@ -1249,15 +1260,7 @@ async fn reassign_user(
     Body(req): Body<ReassignRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
-    let granted =
-        state.engine.rules().permissions.get("reassign").is_some_and(|r| r.iter().any(|r| actor.roles.contains(r)));
-    if !(actor.admin || granted) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "moving a user's tasks needs the `reassign` permission",
-        ));
-    }
+    require_permission(&state, &actor, "reassign", "moving a user's tasks")?;
     let s = state.clone();
     let n = blocking(move || Ok(s.engine.reassign_all(&user, &req.to, &actor, &req.reason, s.clock.now())?)).await?;
     Ok(axum::Json(json!({ "reassigned": n })))
@@ -1286,7 +1289,8 @@ async fn evaluate_table(
     Path(name): Path<String>,
     Body(req): Body<EvaluateRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    caller(&state, &headers)?;
+    let (actor, _) = caller(&state, &headers)?;
+    require_permission(&state, &actor, "read_rules", "trying a decision table")?;
     let rules = state.engine.rules();
     let table = rules
         .tables

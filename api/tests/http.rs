@@ -788,6 +788,18 @@ async fn permissions_of_the_rules_are_what_the_routes_allow() {
     assert_eq!(api.call("POST", &reassign, Some(colleague), Some(&to(&holder)), &[]).await.0, StatusCode::FORBIDDEN);
     let (s, v) = api.call("POST", &reassign, Some("li_na"), Some(&to(colleague)), &[]).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // The rules in force (the people list among them) and trying a table: `read_rules` only.
+    let evaluate = "/admin/rules/tables/risk_level/evaluate";
+    let inputs = Some(r#"{"inputs":{"probability":5,"impact":4}}"#);
+    for who in ["crm", colleague] {
+        assert_eq!(api.call("GET", "/admin/rules", Some(who), None, &[]).await.0, StatusCode::FORBIDDEN, "{who}");
+        assert_eq!(api.call("POST", evaluate, Some(who), inputs, &[]).await.0, StatusCode::FORBIDDEN, "{who}");
+    }
+    for who in ["li_na", "admin"] {
+        let (s, v) = api.call("GET", "/admin/rules", Some(who), None, &[]).await;
+        assert!(s == StatusCode::OK && v["users"].is_array(), "{who}: {s} {v}");
+        assert_eq!(api.call("POST", evaluate, Some(who), inputs, &[]).await.0, StatusCode::OK, "{who}");
+    }
     assert_eq!(v["tasks"][0]["assignee"], colleague);
     assert_eq!(
         api.call("POST", &reassign, Some("li_na"), Some(&to("nobody")), &[]).await.0,

@@ -114,7 +114,7 @@ pub struct RuleSet {
 }
 
 /// The actions `[permissions]` may grant.
-pub const PERMISSIONS: [&str; 5] = ["reassign", "delegate", "cancel", "update_fields", "act_for_others"];
+pub const PERMISSIONS: [&str; 6] = ["reassign", "delegate", "cancel", "update_fields", "act_for_others", "read_rules"];
 
 impl User {
     /// This user's level in a skill: 0 without it, 1 when no level is written.
