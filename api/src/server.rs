@@ -207,6 +207,9 @@ impl From<EngineError> for ApiError {
             EngineError::TooDeep => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too-deep", e.to_string()),
             EngineError::BadCursor(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-cursor", e.to_string()),
             EngineError::StartInProgress(_) => ApiError::new(StatusCode::CONFLICT, "start-in-progress", e.to_string()),
+            EngineError::IdempotencyKeyReused(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", e.to_string())
+            }
             // A failure while waiting for the write to be durable: it was taken in, and whether
             // it reached the disk is unknown. Said so, so that a retry is done knowingly.
             EngineError::Store(s @ caseflow_engine::store::StoreError::Wal(_)) => {
@@ -651,21 +654,36 @@ struct StartRequest {
     fields: Map<String, Json>,
 }
 
-#[utoipa::path(post, path = "/instances", params(("Idempotency-Key" = Option<String>, Header, description = "The same key returns the same instance")), request_body = StartRequest, responses((status = 201, description = "Started"), (status = 404, description = "No such process"), (status = 422, description = "A field is invalid; `field` names it")), security(("bearer" = [])))]
+/// The `Idempotency-Key` header: 1 to 200 visible ASCII characters, or refused (a key that
+/// were ignored would let a retry start a second case).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut keys = headers.get_all("idempotency-key").iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return match headers.contains_key("idempotency-key") {
+            true => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-idempotency-key", "send one Idempotency-Key")),
+            false => Ok(None),
+        };
+    };
+    match key.to_str() {
+        Ok(k) if (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-idempotency-key",
+            "Idempotency-Key must be 1 to 200 visible ASCII characters (a UUID is a good choice)",
+        )),
+    }
+}
+
+#[utoipa::path(post, path = "/instances", params(("Idempotency-Key" = Option<String>, Header, description = "1 to 200 visible ASCII characters, scoped to the caller. A retry with the same key and body answers the case the first request started; the same key with another body answers 422")), request_body = StartRequest, responses((status = 201, description = "Started"), (status = 400, description = "A malformed Idempotency-Key"), (status = 404, description = "No such process"), (status = 409, description = "A start with this key is still in progress"), (status = 422, description = "A field is invalid (`field` names it), or the key was used for another request")), security(("bearer" = [])))]
 async fn start(
     State(state): State<Shared>,
     headers: HeaderMap,
     Body(req): Body<StartRequest>,
 ) -> Result<Response, ApiError> {
     let (actor, service) = caller(&state, &headers)?;
-    let idem = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
-    if idem.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "Idempotency-Key must be 1 to 200 characters",
-        ));
-    }
+    let idem = idempotency_key(&headers)?;
     let fields = fields_from(&req.fields)?;
     let now = state.clock.now();
     let a = actor.clone();

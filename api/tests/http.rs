@@ -163,6 +163,47 @@ async fn a_whole_complaint_case_over_http() {
 }
 
 #[tokio::test]
+async fn idempotency_keys_are_checked_scoped_to_the_caller_and_bound_to_the_request() {
+    let api = Api::new();
+    let key = |k: &'static str| [("idempotency-key", k)];
+    let (s, first) = api.call("POST", "/instances", Some("crm"), Some(START), &key("crm-9")).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    // The same body again: the same case.
+    let (s, again) = api.call("POST", "/instances", Some("crm"), Some(START), &key("crm-9")).await;
+    assert_eq!((s, &again["id"]), (StatusCode::CREATED, &first["id"]));
+    // Another body under the same key: refused, nothing started.
+    let other = START.replace("\"high\"", "\"low\"");
+    let (s, v) = api.call("POST", "/instances", Some("crm"), Some(&other), &key("crm-9")).await;
+    assert_eq!(
+        (s, v["type"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("https://caseflow.dev/problems/idempotency-key-reused")),
+        "{v}"
+    );
+    // Another caller's key of the same text is theirs: a case of their own.
+    let (s, theirs) = api.call("POST", "/instances", Some("li_na"), Some(START), &key("crm-9")).await;
+    assert_eq!(s, StatusCode::CREATED, "{theirs}");
+    assert_ne!(theirs["id"], first["id"]);
+    // A key that cannot be read is refused, not ignored (a retry would start a second case).
+    for bad in [&b"\xe4\xb8\xad"[..], b"", &[b'k'; 201]] {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/instances")
+            .header("authorization", "Bearer t-crm")
+            .header("content-type", "application/json")
+            .header("idempotency-key", axum::http::HeaderValue::from_bytes(bad).unwrap())
+            .body(Body::from(START))
+            .unwrap();
+        assert_eq!(api.app.clone().oneshot(req).await.unwrap().status(), StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let (s, _) = api
+        .call("POST", "/instances", Some("crm"), Some(START), &[("idempotency-key", "a"), ("idempotency-key", "b")])
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "two keys");
+    let (_, list) = api.call("GET", "/instances?process=complaint", Some("admin"), None, &[]).await;
+    assert_eq!(list["instances"].as_array().map(Vec::len), Some(2), "{list}");
+}
+
+#[tokio::test]
 async fn every_error_class_is_a_clear_4xx() {
     let api = Api::new();
     let (s, _) = api.call("GET", "/instances/1", None, None, &[]).await;

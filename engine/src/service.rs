@@ -40,6 +40,50 @@ pub enum EngineError {
     BadCursor(String),
     #[error("a start with idempotency key `{0}` is still in progress: retry shortly")]
     StartInProgress(String),
+    #[error("idempotency key `{0}` was used for a different request (another process or other fields)")]
+    IdempotencyKeyReused(String),
+}
+
+/// What an idempotency key recorded: the case it started and its request's digest (none for
+/// keys recorded before digests were).
+type KeyRecord = (InstanceId, Option<[u8; 32]>);
+
+/// An idempotency key as the store knows it: scoped to the caller who sent it, with a digest
+/// of the request it first came with, so that the same key with another body is refused.
+struct IdempotencyKey<'a> {
+    /// The key as the caller sent it (for messages).
+    given: &'a str,
+    /// `caller NUL key`: two callers may use the same key for different cases.
+    scoped: String,
+    request: [u8; 32],
+}
+
+impl<'a> IdempotencyKey<'a> {
+    fn new(given: &'a str, actor: &Actor, process: &str, fields: &BTreeMap<String, Value>) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        digest.update(process.as_bytes());
+        digest.update([0]);
+        // Fields are a BTreeMap: the same fields serialise to the same bytes.
+        digest.update(serde_json::to_vec(fields).unwrap_or_default());
+        IdempotencyKey { given, scoped: format!("{}\0{given}", actor.id), request: digest.finalize().into() }
+    }
+
+    fn store_key(&self) -> Vec<u8> {
+        store::key("x/", &[self.scoped.as_bytes()])
+    }
+
+    /// Keys recorded before keys were scoped (format 3 and earlier): `x/key` → id, no digest.
+    fn legacy_store_key(&self) -> Vec<u8> {
+        store::key("x/", &[self.given.as_bytes()])
+    }
+
+    /// The record: the case's id, then the request's digest.
+    fn record(&self, id: InstanceId) -> Vec<u8> {
+        let mut v = id.0.to_be_bytes().to_vec();
+        v.extend_from_slice(&self.request);
+        v
+    }
 }
 
 /// A page of an inbox, soonest due first.
@@ -895,28 +939,31 @@ impl Engine {
         // Counters are written under the lock in small batches of their own, before the case
         // itself, so that in the store they only ever grow: a crash in between leaves an
         // unused number, never a reused one.
+        let idem = idempotency_key.map(|k| IdempotencyKey::new(k, actor, process, &fields));
         let alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = idempotency_key {
-            if let Some(id) = self.store.get_u64(&store::key("x/", &[k.as_bytes()]))? {
-                let id = InstanceId(id);
+        if let Some(k) = &idem {
+            if let Some((id, request)) = self.idempotency_record(k)? {
                 drop(alloc);
+                if request.is_some_and(|r| r != k.request) {
+                    return Err(EngineError::IdempotencyKeyReused(k.given.to_string()));
+                }
                 if let Some(existing) = self.instance(id)? {
                     return Ok(Pending { instance: existing, outcome: None, ticket: None, others: Vec::new() });
                 }
-                if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(k) {
-                    return Err(EngineError::StartInProgress(k.to_string()));
+                if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(&k.scoped) {
+                    return Err(EngineError::StartInProgress(k.given.to_string()));
                 }
                 // Taken by a start that crashed before writing its case: take it again.
                 return self.start_after_crashed_reservation(process, fields, actor, k, now);
             }
-            if !self.starting.lock().unwrap_or_else(|p| p.into_inner()).insert(k.to_string()) {
-                return Err(EngineError::StartInProgress(k.to_string()));
+            if !self.starting.lock().unwrap_or_else(|p| p.into_inner()).insert(k.scoped.clone()) {
+                return Err(EngineError::StartInProgress(k.given.to_string()));
             }
         }
         drop(alloc);
         let release_key = || {
-            if let Some(k) = idempotency_key {
-                self.starting.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+            if let Some(k) = &idem {
+                self.starting.lock().unwrap_or_else(|p| p.into_inner()).remove(&k.scoped);
             }
         };
         let mut unit = Unit::default();
@@ -934,7 +981,7 @@ impl Engine {
             self.cascade(&mut unit, id, effects, now)?;
             Ok(id)
         });
-        let written = started.and_then(|_| self.commit(&mut unit, idempotency_key));
+        let written = started.and_then(|_| self.commit(&mut unit, idem.as_ref()));
         release_key();
         let ticket = match written {
             Ok(ticket) => ticket,
@@ -1095,7 +1142,7 @@ impl Engine {
 
     /// Writes a unit: numbers the business keys of the cases it started (and records the
     /// idempotency key) in a small batch of counters, then every case in one batch.
-    fn commit(&self, unit: &mut Unit, idempotency_key: Option<&str>) -> Result<u64, EngineError> {
+    fn commit(&self, unit: &mut Unit, idempotency_key: Option<&IdempotencyKey>) -> Result<u64, EngineError> {
         let mut counters = store::Batch::default();
         let numbered = unit.started.iter().any(|(_, k)| k.sequence.is_some());
         let alloc = numbered.then(|| self.allocation.lock().unwrap_or_else(|p| p.into_inner()));
@@ -1112,7 +1159,7 @@ impl Engine {
             fill_sequence(&mut staged.after, &mut staged.outcome, &format!("{seq:0width$}"));
         }
         if let (Some(k), Some((id, _))) = (idempotency_key, unit.started.first()) {
-            counters.insert(store::key("x/", &[k.as_bytes()]), id.0.to_be_bytes());
+            counters.insert(k.store_key(), k.record(*id));
         }
         if !counters.is_empty() {
             self.store.write(counters)?;
@@ -1166,25 +1213,52 @@ impl Engine {
         process: &str,
         fields: BTreeMap<String, Value>,
         actor: &Actor,
-        key: &str,
+        key: &IdempotencyKey,
         now: DateTime<Utc>,
     ) -> Result<Pending, EngineError> {
         {
             let _alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
             // Still stale under the lock (no start of this key began meanwhile)?
-            if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(key) {
-                return Err(EngineError::StartInProgress(key.to_string()));
+            if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(&key.scoped) {
+                return Err(EngineError::StartInProgress(key.given.to_string()));
             }
-            let x = store::key("x/", &[key.as_bytes()]);
-            if let Some(id) = self.store.get_u64(&x)? {
-                if self.store.get(&store::instance_key(InstanceId(id)))?.is_none() {
-                    let mut batch = store::Batch::default();
-                    batch.remove(x);
-                    self.store.write(batch)?;
+            let mut batch = store::Batch::default();
+            for x in [key.store_key(), key.legacy_store_key()] {
+                if let Some(record) = self.store.get(&x)? {
+                    let id = record.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+                    if id.is_none_or(|id| self.store.get(&store::instance_key(InstanceId(id))).ok().flatten().is_none())
+                    {
+                        batch.remove(x);
+                    }
                 }
             }
+            if !batch.is_empty() {
+                self.store.write(batch)?;
+            }
         }
-        self.start_inner(process, fields, actor, Some(key), now)
+        self.start_inner(process, fields, actor, Some(key.given), now)
+    }
+
+    /// The case a key started and the digest of its request (none for a legacy key), looking
+    /// up the legacy unscoped key too so that a retry across the upgrade still finds its case.
+    fn idempotency_record(&self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, EngineError> {
+        for (x, legacy) in [(key.store_key(), false), (key.legacy_store_key(), true)] {
+            let Some(record) = self.store.get(&x)? else { continue };
+            let corrupt =
+                |problem: String| StoreError::Corrupt { key: String::from_utf8_lossy(&x).into_owned(), problem };
+            let id = record.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            let id = id.ok_or_else(|| corrupt(format!("expected at least 8 bytes, found {}", record.len())))?;
+            let request = match (legacy, record.get(8..)) {
+                (true, _) | (false, Some([])) => None,
+                (false, Some(digest)) => Some(
+                    <[u8; 32]>::try_from(digest)
+                        .map_err(|_| corrupt(format!("expected a 32-byte digest, found {}", digest.len())))?,
+                ),
+                (false, None) => None,
+            };
+            return Ok(Some((InstanceId(id), request)));
+        }
+        Ok(None)
     }
 
     /// Renders the key template: `{date:%Y%m%d}-{seq:03}` → `20261123-007`. The sequence

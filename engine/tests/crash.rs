@@ -94,8 +94,12 @@ fn acknowledged_writes_survive_sigkill() {
                 engine
                     .start(
                         "complaint",
-                        Default::default(),
-                        caseflow_engine::core::Actor::system(),
+                        // The writer's request again (a key is bound to its caller and body).
+                        [("customer", "c"), ("contact", "p"), ("content", "x"), ("urgency", "low")]
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), caseflow_engine::value::Value::Text(v.to_string())))
+                            .collect(),
+                        &caseflow_engine::core::Actor { id: "admin".into(), roles: vec![], admin: true },
                         Some(key),
                         caseflow_engine::clock::Clock::now(&caseflow_engine::clock::SystemClock)
                     )

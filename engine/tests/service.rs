@@ -83,11 +83,20 @@ fn business_keys_count_per_day_and_idempotency_keys_repeat_nothing() {
     engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
     let a = engine.start("complaint", fields("low"), &crm(), None, bj(2026, 11, 23, 9, 0)).unwrap();
     let b = engine.start("complaint", fields("low"), &crm(), Some("crm-4711"), bj(2026, 11, 23, 9, 5)).unwrap();
-    let b_again = engine.start("complaint", fields("high"), &crm(), Some("crm-4711"), bj(2026, 11, 23, 9, 6)).unwrap();
+    let b_again = engine.start("complaint", fields("low"), &crm(), Some("crm-4711"), bj(2026, 11, 23, 9, 6)).unwrap();
+    // The same key with another request is refused, changing nothing.
+    let other = engine.start("complaint", fields("high"), &crm(), Some("crm-4711"), bj(2026, 11, 23, 9, 6));
+    assert!(matches!(other, Err(EngineError::IdempotencyKeyReused(ref k)) if k == "crm-4711"), "{other:?}");
+    // Keys are the caller's: another caller's `crm-4711` is another case.
+    let ticketing = Actor { id: "ticketing".into(), roles: vec![], admin: false };
+    let theirs =
+        engine.start("complaint", fields("high"), &ticketing, Some("crm-4711"), bj(2026, 11, 23, 9, 7)).unwrap();
+    assert_ne!(theirs.id, b.id);
     let c = engine.start("complaint", fields("low"), &crm(), None, bj(2026, 11, 24, 9, 0)).unwrap();
     assert_eq!(a.business_key, "20261123-001");
     assert_eq!(b.business_key, "20261123-002");
     assert_eq!(b_again.id, b.id, "same idempotency key, same instance");
+    assert_eq!(theirs.business_key, "20261123-003");
     assert_eq!(c.business_key, "20261124-001", "the sequence restarts each day");
     assert_eq!(engine.instance_by_key("20261123-002").unwrap().unwrap().id, b.id);
 }
@@ -454,6 +463,12 @@ fn an_idempotency_key_left_by_a_crashed_start_is_taken_again() {
     let next = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
     assert_eq!(next.id.0, 9);
     assert_eq!(next.business_key, "20261123-002");
+    // A key recorded before keys were scoped (`x/key` → id) still finds its case on a retry.
+    let mut batch = caseflow_engine::store::Batch::default();
+    batch.insert(&b"x/crm-legacy"[..], &9u64.to_be_bytes()[..]);
+    engine.store().write_now(batch).unwrap();
+    let retried = engine.start("complaint", fields("high"), &crm(), Some("crm-legacy"), now).unwrap();
+    assert_eq!(retried.id.0, 9);
 }
 
 #[test]
