@@ -319,7 +319,20 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<(Actor, bool), ApiErr
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
     let token = value.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
     let hash = sha256_hex(token.trim());
-    let entry = state.tokens.iter().find(|t| t.sha256.eq_ignore_ascii_case(&hash)).ok_or_else(unauthorized)?;
+    // Every configured digest is compared, each in constant time: how long the answer takes
+    // says nothing about how close a guess came.
+    let entry = state
+        .tokens
+        .iter()
+        .fold(None, |found, t| {
+            let equal = subtle::ConstantTimeEq::ct_eq(t.sha256.to_ascii_lowercase().as_bytes(), hash.as_bytes());
+            if bool::from(equal) && found.is_none() {
+                Some(t)
+            } else {
+                found
+            }
+        })
+        .ok_or_else(unauthorized)?;
     Ok((Actor { id: entry.user.clone(), roles: entry.roles.clone(), admin: entry.admin }, entry.service))
 }
 
