@@ -1,7 +1,8 @@
 //! Server settings: `caseflow.toml` (optional), each setting overridable by an environment
 //! variable (`CASEFLOW_BIND`, `CASEFLOW_DATA_DIR`, `CASEFLOW_PROCESSES_DIR`,
 //! `CASEFLOW_RULES_DIR`, `CASEFLOW_DURABILITY`, `CASEFLOW_BODY_BYTES_MAX`,
-//! `CASEFLOW_FIELD_KEY_FILE`, `CASEFLOW_CACHE_MIB`, `CASEFLOW_CHECKPOINT_MIB`).
+//! `CASEFLOW_FIELD_KEY_FILE`, `CASEFLOW_CACHE_MIB`, `CASEFLOW_CHECKPOINT_MIB`,
+//! `CASEFLOW_ALLOW_PUBLISHED_TOKENS`).
 
 use anyhow::{bail, Context, Result};
 use caseflow_engine::Durability;
@@ -38,6 +39,10 @@ pub struct Config {
     pub field_key_file: PathBuf,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Serve the published development tokens on an address other machines can reach. Refused
+    /// unless set: anyone can read those tokens in the README.
+    #[serde(default)]
+    pub allow_published_tokens: bool,
     /// Outgoing webhooks, fed from the durable outbox.
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
@@ -152,6 +157,9 @@ impl Config {
         if let Some(v) = env("CASEFLOW_CACHE_MIB") {
             config.cache_mib = v.parse().with_context(|| format!("CASEFLOW_CACHE_MIB=`{v}` is not a number"))?;
         }
+        if let Some(v) = env("CASEFLOW_ALLOW_PUBLISHED_TOKENS") {
+            config.allow_published_tokens = matches!(v.as_str(), "1" | "true" | "yes");
+        }
         if let Some(v) = env("CASEFLOW_CHECKPOINT_MIB") {
             config.checkpoint_mib =
                 v.parse().with_context(|| format!("CASEFLOW_CHECKPOINT_MIB=`{v}` is not a number"))?;
@@ -164,7 +172,41 @@ impl Config {
                 bail!("token of `{}`: sha256 must be 64 hex digits (`caseflow token-hash TOKEN` prints it)", t.user);
             }
         }
+        let published = config.published_tokens();
+        if !published.is_empty() && !config.allow_published_tokens && !is_loopback(&config.bind) {
+            bail!(
+                "bind = `{}` can be reached from other machines, and the tokens of users {} are the development \
+                 tokens published in the README: give them new tokens (`caseflow token-hash NEW_TOKEN` prints \
+                 the hash to store), bind to 127.0.0.1, or, on a trusted network only, set \
+                 allow_published_tokens = true (CASEFLOW_ALLOW_PUBLISHED_TOKENS=1)",
+                config.bind,
+                published.join(", ")
+            );
+        }
         Ok(config)
+    }
+
+    /// Users whose token is one of the published development tokens.
+    pub fn published_tokens(&self) -> Vec<&str> {
+        let digests: Vec<String> = PUBLISHED_TOKENS.iter().map(|t| sha256_hex(t)).collect();
+        self.tokens
+            .iter()
+            .filter(|t| digests.iter().any(|d| d.eq_ignore_ascii_case(&t.sha256)))
+            .map(|t| t.user.as_str())
+            .collect()
+    }
+}
+
+/// The development tokens of the shipped `caseflow.toml`, printed in the README.
+const PUBLISHED_TOKENS: [&str; 6] =
+    ["dev-admin", "dev-crm", "dev-liu-yang", "dev-zhang-wei", "dev-li-na", "dev-chen-jie"];
+
+/// Whether `bind` only accepts connections from this machine. A name other than `localhost`
+/// may resolve to anything, so it counts as reachable.
+fn is_loopback(bind: &str) -> bool {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => bind.rsplit_once(':').is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost")),
     }
 }
 
@@ -213,6 +255,30 @@ mod tests {
         assert_eq!(options.cache_bytes, config.cache_mib << 20);
         assert_eq!(options.checkpoint_bytes, Some(config.checkpoint_mib << 20));
         assert_eq!(options.durability, config.durability);
+    }
+
+    #[test]
+    fn the_published_tokens_are_refused_on_a_reachable_address() {
+        let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../caseflow.toml")).unwrap();
+        let loopback = load(&shipped).unwrap();
+        assert_eq!(loopback.published_tokens().len(), 6, "every shipped token is a published one");
+        for bind in ["0.0.0.0:8080", "[::]:8080", "10.0.0.5:8080", "caseflow.example:8080"] {
+            let exposed = shipped.replace("bind = \"127.0.0.1:8080\"", &format!("bind = \"{bind}\""));
+            let err = load(&exposed).unwrap_err().to_string();
+            assert!(err.contains("dev-") || err.contains("published"), "{bind}: {err}");
+            assert!(err.contains("admin") && err.contains("allow_published_tokens"), "{err}");
+            let allowed = format!("allow_published_tokens = true\n{exposed}");
+            assert!(load(&allowed).is_ok(), "{bind}: an explicit allowance starts");
+        }
+        for bind in ["127.0.0.1:9000", "[::1]:8080", "localhost:8080"] {
+            assert!(load(&shipped.replace("127.0.0.1:8080", bind)).is_ok(), "{bind}");
+        }
+        // Tokens of one's own are fine anywhere.
+        let own = format!(
+            "bind = \"0.0.0.0:8080\"\n[[tokens]]\nuser = \"ops\"\nsha256 = \"{}\"\nadmin = true\n",
+            sha256_hex("s3cret-ops")
+        );
+        assert!(load(&own).is_ok());
     }
 
     #[test]
