@@ -43,6 +43,10 @@ pub struct Config {
     /// unless set: anyone can read those tokens in the README.
     #[serde(default)]
     pub allow_published_tokens: bool,
+    /// `GET /metrics` answers only with a token (any configured one). Off by default: a
+    /// scraper on the same machine needs none.
+    #[serde(default)]
+    pub metrics_need_token: bool,
     /// Outgoing webhooks, fed from the durable outbox.
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,

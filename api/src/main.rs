@@ -450,6 +450,7 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
         engine: engine.clone(),
         clock: clock.clone(),
         tokens: config.tokens.clone(),
+        metrics_need_token: config.metrics_need_token,
         rules_dir: Some(config.rules_dir.clone()),
         rules_text: std::sync::Mutex::new(rules_text),
         events: server::event_channel(&engine),

@@ -25,6 +25,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub clock: Arc<dyn Clock>,
     pub tokens: Vec<TokenConfig>,
+    /// `GET /metrics` needs a token (any configured one) when set.
+    pub metrics_need_token: bool,
     /// Where `POST /admin/rules/reload` reads the rules from.
     pub rules_dir: Option<std::path::PathBuf>,
     /// The text of the rules in force, for the diff of the next change.
@@ -1531,8 +1533,11 @@ async fn list_instances(
 }
 
 /// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
-async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format"), (status = 401, description = "A token is required (`metrics_need_token` in caseflow.toml) and none was sent")))]
+async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if state.metrics_need_token {
+        caller(&state, &headers)?;
+    }
     let s = state.clone();
     let body = blocking(move || {
         let mut out = String::new();

@@ -59,6 +59,7 @@ impl Api {
             engine: engine.clone(),
             clock: clock.clone(),
             tokens,
+            metrics_need_token: false,
             rules_dir: None,
             rules_text: Default::default(),
             events: caseflow::server::event_channel(&engine),
@@ -356,12 +357,38 @@ fn api_with_rules(dir: &RulesCopy) -> Api {
         engine: api.engine.clone(),
         clock: api.clock.clone(),
         tokens,
+        metrics_need_token: false,
         rules_dir: Some(dir.0.clone()),
         rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
         events: caseflow::server::event_channel(&api.engine),
     });
     api.app = router(state, 64 * 1024);
     api
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_token() {
+    let mut api = Api::new();
+    let state = Arc::new(AppState {
+        engine: api.engine.clone(),
+        clock: api.clock.clone(),
+        tokens: vec![token("scraper", &[], false, true)],
+        metrics_need_token: true,
+        rules_dir: None,
+        rules_text: Default::default(),
+        events: caseflow::server::event_channel(&api.engine),
+    });
+    api.app = router(state, 64 * 1024);
+    assert_eq!(api.call("GET", "/metrics", None, None, &[]).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.call("GET", "/metrics", Some("admin"), None, &[]).await.0,
+        StatusCode::UNAUTHORIZED,
+        "not configured here"
+    );
+    let req =
+        Request::builder().uri("/metrics").header("authorization", "Bearer t-scraper").body(Body::empty()).unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -527,6 +554,7 @@ fn the_folder_watcher_applies_good_changes_and_refuses_bad_ones() {
         engine: api.engine.clone(),
         clock: api.clock.clone(),
         tokens: vec![],
+        metrics_need_token: false,
         rules_dir: Some(rules.0.clone()),
         rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
         events: caseflow::server::event_channel(&api.engine),
