@@ -983,13 +983,8 @@ impl Engine {
         });
         let written = started.and_then(|_| self.commit(&mut unit, idem.as_ref()));
         release_key();
-        let ticket = match written {
-            Ok(ticket) => ticket,
-            Err(e) => {
-                self.give_back(&unit);
-                return Err(e);
-            }
-        };
+        // A unit not written gives back the ids it took.
+        let ticket = written.inspect_err(|_| self.give_back(&unit))?;
         let (instance, outcome, others) = unit.split_first();
         Ok(Pending { instance, outcome: Some(outcome), ticket: Some(ticket), others })
     }
@@ -1444,13 +1439,8 @@ impl Engine {
             .and_then(|effects| self.cascade(&mut unit, id, effects, now))
             .and_then(|()| self.commit(&mut unit, None));
         drop(guard);
-        let ticket = match written {
-            Ok(ticket) => ticket,
-            Err(e) => {
-                self.give_back(&unit);
-                return Err(e);
-            }
-        };
+        // A unit not written gives back the ids it took.
+        let ticket = written.inspect_err(|_| self.give_back(&unit))?;
         let (instance, outcome, others) = unit.split_first();
         Ok(Applied { instance, outcome, ticket, others })
     }
