@@ -2,7 +2,8 @@
 //! variable (`CASEFLOW_BIND`, `CASEFLOW_DATA_DIR`, `CASEFLOW_PROCESSES_DIR`,
 //! `CASEFLOW_RULES_DIR`, `CASEFLOW_DURABILITY`, `CASEFLOW_BODY_BYTES_MAX`,
 //! `CASEFLOW_FIELD_KEY_FILE`, `CASEFLOW_CACHE_MIB`, `CASEFLOW_CHECKPOINT_MIB`,
-//! `CASEFLOW_ALLOW_PUBLISHED_TOKENS`).
+//! `CASEFLOW_ALLOW_PUBLISHED_TOKENS`, `CASEFLOW_CONNECTIONS_MAX`,
+//! `CASEFLOW_HEADER_READ_TIMEOUT_SECS`).
 
 use anyhow::{bail, Context, Result};
 use caseflow_engine::Durability;
@@ -50,6 +51,20 @@ pub struct Config {
     /// Outgoing webhooks, fed from the durable outbox.
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// Seconds a connection may take to send a request head, counted from its opening or the
+    /// end of its previous response (so also the keep-alive idle timeout).
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may go without sending a byte.
+    #[serde(default = "default_body_idle_timeout_secs")]
+    pub body_idle_timeout_secs: u64,
+    /// Open connections at most (lowered to fit the open-file limit); beyond it the least
+    /// recently active connection is closed for each new one.
+    #[serde(default = "default_connections_max")]
+    pub connections_max: usize,
+    /// Seconds that requests in flight (and `/events` streams) get to finish on SIGTERM.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
 }
 
 /// A URL that receives engine events as signed JSON POSTs.
@@ -102,6 +117,18 @@ fn default_checkpoint_mib() -> u64 {
 }
 fn default_field_key_file() -> PathBuf {
     "data/field.key".into()
+}
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+fn default_body_idle_timeout_secs() -> u64 {
+    10
+}
+fn default_connections_max() -> usize {
+    10_000
+}
+fn default_shutdown_grace_secs() -> u64 {
+    5
 }
 fn default_body_bytes_max() -> usize {
     1024 * 1024
@@ -167,6 +194,17 @@ impl Config {
         if let Some(v) = env("CASEFLOW_CHECKPOINT_MIB") {
             config.checkpoint_mib =
                 v.parse().with_context(|| format!("CASEFLOW_CHECKPOINT_MIB=`{v}` is not a number"))?;
+        }
+        if let Some(v) = env("CASEFLOW_CONNECTIONS_MAX") {
+            config.connections_max =
+                v.parse().with_context(|| format!("CASEFLOW_CONNECTIONS_MAX=`{v}` is not a number"))?;
+        }
+        if let Some(v) = env("CASEFLOW_HEADER_READ_TIMEOUT_SECS") {
+            config.header_read_timeout_secs =
+                v.parse().with_context(|| format!("CASEFLOW_HEADER_READ_TIMEOUT_SECS=`{v}` is not a number"))?;
+        }
+        if config.connections_max == 0 || config.header_read_timeout_secs == 0 || config.body_idle_timeout_secs == 0 {
+            bail!("connections_max, header_read_timeout_secs and body_idle_timeout_secs must be at least 1");
         }
         if config.cache_mib == 0 {
             bail!("cache_mib must be at least 1");

@@ -1,5 +1,6 @@
 //! The `caseflow` server as a library, so that tests can build the router without a socket.
 
 pub mod config;
+pub mod listen;
 pub mod server;
 pub mod webhooks;

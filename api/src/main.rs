@@ -454,9 +454,29 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
         rules_dir: Some(config.rules_dir.clone()),
         rules_text: std::sync::Mutex::new(rules_text),
         events: server::event_channel(&engine),
+        stopping: tokio::sync::watch::Sender::new(false),
     });
     let watcher_state = state.clone();
-    let app = server::router(state, config.body_bytes_max);
+    let app = server::router(
+        state.clone(),
+        server::RequestLimits {
+            body_bytes_max: config.body_bytes_max,
+            body_idle_timeout: std::time::Duration::from_secs(config.body_idle_timeout_secs),
+        },
+    );
+    let open_files = caseflow::listen::raise_open_file_limit();
+    let limits = caseflow::listen::Limits {
+        header_read_timeout: std::time::Duration::from_secs(config.header_read_timeout_secs),
+        connections_max: caseflow::listen::connections_max(config.connections_max, open_files),
+        shutdown_grace: std::time::Duration::from_secs(config.shutdown_grace_secs),
+    };
+    if limits.connections_max < config.connections_max {
+        tracing::warn!(
+            open_files = open_files.unwrap_or(0),
+            connections_max = limits.connections_max,
+            "the open-file limit lowers the connection cap; raise it (ulimit -n, LimitNOFILE) for more"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener =
@@ -484,18 +504,26 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
             config.processes_dir.clone(),
             std::time::Duration::from_secs(2),
         ));
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let ctrl_c = tokio::signal::ctrl_c();
-                #[cfg(unix)]
-                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-                #[cfg(not(unix))]
-                let _ = ctrl_c.await;
-                tracing::info!("shutting down: finishing requests, flushing storage");
-            })
-            .await?;
+        let signalled = async move {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+            tracing::info!(
+                grace_secs = limits.shutdown_grace.as_secs(),
+                "shutting down: finishing requests, flushing storage"
+            );
+            state.stopping.send_replace(true);
+        };
+        let stopped = caseflow::listen::serve(listener, app, limits, signalled).await;
+        if stopped.dropped > 0 {
+            tracing::warn!(connections = stopped.dropped, "the grace period ran out; those connections were dropped");
+        }
         engine.store().flush()?;
         anyhow::Ok(())
     })?;
+    // Connections dropped above may still hold tasks; they go with the runtime, now.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(ExitCode::SUCCESS)
 }

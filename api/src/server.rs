@@ -33,6 +33,24 @@ pub struct AppState {
     pub rules_text: std::sync::Mutex<String>,
     /// Engine events, fanned out to `GET /events` subscribers.
     pub events: tokio::sync::broadcast::Sender<Arc<caseflow_engine::service::EngineEvent>>,
+    /// Turns true when the server begins to shut down: `/events` streams end then, so that
+    /// they do not hold the shutdown open.
+    pub stopping: tokio::sync::watch::Sender<bool>,
+}
+
+/// Limits on what one request may send.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub body_bytes_max: usize,
+    /// A body that sends nothing for this long is cut off (400), so a client trickling a body
+    /// cannot hold a connection and a worker for ever.
+    pub body_idle_timeout: std::time::Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits { body_bytes_max: 1024 * 1024, body_idle_timeout: std::time::Duration::from_secs(10) }
+    }
 }
 
 /// A broadcast channel fed by the engine's durable changes.
@@ -48,7 +66,7 @@ pub fn event_channel(engine: &Engine) -> tokio::sync::broadcast::Sender<Arc<case
 
 pub type Shared = Arc<AppState>;
 
-pub fn router(state: Shared, body_bytes_max: usize) -> Router {
+pub fn router(state: Shared, limits: RequestLimits) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/processes", get(list_processes).post(deploy))
@@ -93,7 +111,10 @@ pub fn router(state: Shared, body_bytes_max: usize) -> Router {
         // Errors raised below our handlers (axum's extractors: a path that is not UTF-8, a text
         // body too large or not UTF-8) come as text; they leave as problems like every other.
         .layer(axum::middleware::map_response(problem_for_bare_errors))
-        .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.body_bytes_max))
+        .layer(axum::middleware::map_request(move |req: axum::extract::Request| async move {
+            req.map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(limits.body_idle_timeout, body)))
+        }))
         // Every response carries an `x-request-id` (the caller's, or a new one) for support.
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(RequestIds::default()))
@@ -1613,9 +1634,16 @@ async fn events(
     let types: Option<Vec<String>> =
         q.types.map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
     let mut rx = state.events.subscribe();
+    let mut stopping = state.stopping.subscribe();
     let stream = async_stream::stream! {
         loop {
-            match rx.recv().await {
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                // The server is shutting down: end the stream (the client reconnects elsewhere
+                // or later, and the history has everything it missed).
+                _ = stopping.wait_for(|s| *s) => break,
+            };
+            match received {
                 Ok(e) => {
                     if q.process.as_ref().is_some_and(|p| *p != e.process)
                         || q.instance.is_some_and(|i| i != e.instance.0)

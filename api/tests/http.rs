@@ -63,8 +63,9 @@ impl Api {
             rules_dir: None,
             rules_text: Default::default(),
             events: caseflow::server::event_channel(&engine),
+            stopping: tokio::sync::watch::Sender::new(false),
         });
-        Api { app: router(state, 64 * 1024), engine, clock }
+        Api { app: router(state, small_bodies()), engine, clock }
     }
 
     async fn call(
@@ -361,8 +362,9 @@ fn api_with_rules(dir: &RulesCopy) -> Api {
         rules_dir: Some(dir.0.clone()),
         rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
         events: caseflow::server::event_channel(&api.engine),
+        stopping: tokio::sync::watch::Sender::new(false),
     });
-    api.app = router(state, 64 * 1024);
+    api.app = router(state, small_bodies());
     api
 }
 
@@ -377,8 +379,9 @@ async fn metrics_can_require_a_token() {
         rules_dir: None,
         rules_text: Default::default(),
         events: caseflow::server::event_channel(&api.engine),
+        stopping: tokio::sync::watch::Sender::new(false),
     });
-    api.app = router(state, 64 * 1024);
+    api.app = router(state, small_bodies());
     assert_eq!(api.call("GET", "/metrics", None, None, &[]).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
         api.call("GET", "/metrics", Some("admin"), None, &[]).await.0,
@@ -558,6 +561,7 @@ fn the_folder_watcher_applies_good_changes_and_refuses_bad_ones() {
         rules_dir: Some(rules.0.clone()),
         rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
         events: caseflow::server::event_channel(&api.engine),
+        stopping: tokio::sync::watch::Sender::new(false),
     };
     let mut watch = caseflow::server::FolderWatch::new(&state, processes.0.clone());
     assert_eq!(watch.poll(&state), Default::default(), "nothing changed");
@@ -962,4 +966,8 @@ async fn storage_failing_is_not_ready_refuses_writes_as_not_applied_and_recovers
     assert_eq!(s, StatusCode::CREATED);
     let (s, health) = api.call_raw("GET", "/health").await;
     assert_eq!((s, health["status"].as_str()), (StatusCode::OK, Some("ok")));
+}
+
+fn small_bodies() -> caseflow::server::RequestLimits {
+    caseflow::server::RequestLimits { body_bytes_max: 64 * 1024, ..Default::default() }
 }

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 struct Server {
     child: Child,
@@ -13,8 +14,26 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_caseflow"))
-            .arg("serve")
+        Server::start_with(data, None, &[])
+    }
+
+    /// Starts `caseflow serve`, under `ulimit` options (e.g. `-n 1024`) if given, with extra
+    /// environment variables.
+    fn start_with(data: &Path, ulimit: Option<&str>, env: &[(&str, &str)]) -> Server {
+        let mut command = match ulimit {
+            Some(limit) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("ulimit {limit} && exec \"$0\" serve")).arg(env!("CARGO_BIN_EXE_caseflow"));
+                c
+            }
+            None => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_caseflow"));
+                c.arg("serve");
+                c
+            }
+        };
+        let mut child = command
+            .envs(env.iter().copied())
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .env("CASEFLOW_BIND", "127.0.0.1:0")
             .env("CASEFLOW_DATA_DIR", data)
@@ -41,6 +60,7 @@ impl Server {
 
     fn call(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, String) {
         let mut s = TcpStream::connect(&self.addr).expect("connects");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let body = body.unwrap_or("");
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -49,16 +69,40 @@ impl Server {
         );
         s.write_all(req.as_bytes()).unwrap();
         let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
+        s.read_to_string(&mut resp).unwrap_or_else(|e| panic!("{method} {path}: no answer ({e})"));
         let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
         (status, body)
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
-        // SIGTERM: finish requests, flush storage, exit 0.
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        self.terminate();
         self.child.wait().expect("the server exits")
+    }
+
+    /// SIGTERM: finish requests, end event streams, flush storage, exit 0.
+    fn terminate(&self) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+    }
+
+    /// Waits up to `limit` for the server to exit.
+    fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    /// An open connection that has sent `head` (and nothing else yet).
+    fn send_head(&self, head: &str) -> TcpStream {
+        let mut s = TcpStream::connect(&self.addr).expect("connects");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s
     }
 }
 
@@ -103,4 +147,154 @@ fn a_complaint_case_over_a_real_socket_survives_a_restart() {
     assert!(stopped.success(), "{stopped}: {}", std::fs::read_to_string(&log).unwrap_or_default());
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_file(&log);
+}
+
+fn temp_data(name: &str) -> PathBuf {
+    let data = std::env::temp_dir().join(format!("caseflow-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    data
+}
+
+fn cleanup(data: &Path) {
+    let _ = std::fs::remove_dir_all(data);
+    let _ = std::fs::remove_file(data.with_extension("log"));
+}
+
+/// Reads a response up to the end of its head.
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!("the head ended early ({other:?}): {}", String::from_utf8_lossy(&head)),
+        }
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[test]
+fn shutdown_ends_event_streams_and_lets_requests_in_flight_finish() {
+    let data = temp_data("shutdown");
+    let mut server = Server::start(&data);
+    // A subscriber to the event stream, which never ends by itself.
+    let mut events = server.send_head("GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dev-admin\r\n\r\n");
+    assert!(read_head(&mut events).starts_with("HTTP/1.1 200"), "the stream opened");
+    // A start whose body is half sent when the signal comes.
+    let body = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"medium"}}"#;
+    let (first, rest) = body.split_at(20);
+    let mut start = server.send_head(&format!(
+        "POST /instances HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dev-crm\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    ));
+    server.terminate();
+    // Shutdown has begun once the listener is closed.
+    let began = Instant::now();
+    while TcpStream::connect(&server.addr).is_ok() {
+        assert!(began.elapsed() < Duration::from_secs(10), "the listener never closed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.write_all(rest.as_bytes()).unwrap();
+    let head = read_head(&mut start);
+    assert!(head.starts_with("HTTP/1.1 201"), "the request in flight finished: {head}");
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "and its connection closes: {head}");
+    let status = server.exited_within(Duration::from_secs(10)).expect("the event stream did not hold the shutdown");
+    assert!(status.success(), "{status}: {}", std::fs::read_to_string(data.with_extension("log")).unwrap_or_default());
+    let mut rest = Vec::new();
+    events.read_to_end(&mut rest).expect("the stream ended cleanly");
+    // The case started during shutdown was kept.
+    let server = Server::start(&data);
+    let (status, body) = server.call("GET", "/instances?process=complaint", "dev-admin", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["instances"].as_array().map(Vec::len), Some(1), "{body}");
+    assert!(server.stop().success());
+    cleanup(&data);
+}
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    let data = temp_data("header-timeout");
+    let server = Server::start_with(&data, None, &[("CASEFLOW_HEADER_READ_TIMEOUT_SECS", "1")]);
+    let mut silent = TcpStream::connect(&server.addr).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let opened = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = silent.read(&mut buf).expect("closed by the server, not by our read timeout");
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(opened.elapsed() < Duration::from_secs(5), "closed after {:?}", opened.elapsed());
+    // A slow client that sent half a head is closed too.
+    let mut slow = server.send_head("GET /health HTTP/1.1\r\nHo");
+    assert_eq!(slow.read(&mut buf).unwrap_or(0), 0);
+    assert!(server.stop().success());
+    cleanup(&data);
+}
+
+/// Opens `n` connections that send nothing.
+fn idle_connections(addr: &str, n: usize) -> Vec<TcpStream> {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    (0..n)
+        .map(|i| {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("idle connection {i} of {n}: {e}"))
+        })
+        .collect()
+}
+
+/// Whether the server has closed this connection (it reads end of file, not "would block").
+fn closed_by_server(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 1];
+    let closed = match (&*s).read(&mut buf) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
+
+/// 2,000 idle sockets against a server held to 1,024 open files (soft and hard, so it cannot
+/// raise its limit): the least recently active are closed for newcomers, and `/health`
+/// answers at once.
+#[test]
+fn health_answers_with_two_thousand_idle_connections_under_a_limit_of_1024_files() {
+    const IDLE: usize = 2_000;
+    // This test's own process needs the descriptors for its side of the sockets.
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    assert!(hard >= 2 * IDLE as u64, "this test needs a hard limit of {} open files, not {hard}", 2 * IDLE);
+    rlimit::increase_nofile_limit(2 * IDLE as u64 + 256).unwrap();
+    let data = temp_data("idle-flood");
+    // Idle connections are not closed by their header timeout during the test: only the cap
+    // can make room.
+    let server = Server::start_with(&data, Some("-n 1024"), &[("CASEFLOW_HEADER_READ_TIMEOUT_SECS", "120")]);
+    let idle = idle_connections(&server.addr, IDLE);
+    let asked = Instant::now();
+    let (status, body) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(asked.elapsed() < Duration::from_secs(2), "/health took {:?}", asked.elapsed());
+    let shed = idle.iter().filter(|s| closed_by_server(s)).count();
+    assert!(shed >= IDLE - 1_024, "only {shed} of {IDLE} idle connections were closed");
+    assert!(!closed_by_server(idle.last().unwrap()), "the newest are kept");
+    drop(idle);
+    assert!(server.stop().success());
+    cleanup(&data);
+}
+
+/// Under a soft limit of 1,024 and a higher hard limit the server raises its own limit, and
+/// every one of 2,000 idle connections stays open until its header timeout.
+#[test]
+fn the_server_raises_a_low_soft_limit_on_open_files() {
+    const IDLE: usize = 2_000;
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    assert!(hard >= 2 * IDLE as u64 + 256, "this test needs a hard limit of {} open files, not {hard}", 2 * IDLE + 256);
+    rlimit::increase_nofile_limit(2 * IDLE as u64 + 256).unwrap();
+    let data = temp_data("raised-limit");
+    let server = Server::start_with(&data, Some("-Sn 1024"), &[("CASEFLOW_HEADER_READ_TIMEOUT_SECS", "120")]);
+    let idle = idle_connections(&server.addr, IDLE);
+    let (status, body) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 200, "{body}");
+    let shed = idle.iter().filter(|s| closed_by_server(s)).count();
+    assert_eq!(shed, 0, "no connection had to be closed");
+    drop(idle);
+    assert!(server.stop().success());
+    cleanup(&data);
 }
