@@ -3,7 +3,7 @@
 //! `CASEFLOW_RULES_DIR`, `CASEFLOW_DURABILITY`, `CASEFLOW_BODY_BYTES_MAX`,
 //! `CASEFLOW_FIELD_KEY_FILE`, `CASEFLOW_CACHE_MIB`, `CASEFLOW_CHECKPOINT_MIB`,
 //! `CASEFLOW_ALLOW_PUBLISHED_TOKENS`, `CASEFLOW_CONNECTIONS_MAX`,
-//! `CASEFLOW_HEADER_READ_TIMEOUT_SECS`).
+//! `CASEFLOW_HEADER_READ_TIMEOUT_SECS`, `CASEFLOW_BODY_IDLE_TIMEOUT_SECS`).
 
 use anyhow::{bail, Context, Result};
 use caseflow_engine::Durability;
@@ -202,6 +202,10 @@ impl Config {
         if let Some(v) = env("CASEFLOW_HEADER_READ_TIMEOUT_SECS") {
             config.header_read_timeout_secs =
                 v.parse().with_context(|| format!("CASEFLOW_HEADER_READ_TIMEOUT_SECS=`{v}` is not a number"))?;
+        }
+        if let Some(v) = env("CASEFLOW_BODY_IDLE_TIMEOUT_SECS") {
+            config.body_idle_timeout_secs =
+                v.parse().with_context(|| format!("CASEFLOW_BODY_IDLE_TIMEOUT_SECS=`{v}` is not a number"))?;
         }
         if config.connections_max == 0 || config.header_read_timeout_secs == 0 || config.body_idle_timeout_secs == 0 {
             bail!("connections_max, header_read_timeout_secs and body_idle_timeout_secs must be at least 1");

@@ -324,7 +324,17 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> 
             Err(rejection) => {
                 let status = match &rejection {
                     JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
+                    // The body stopped arriving (`body_idle_timeout_secs`) or broke off.
+                    JsonRejection::BytesRejection(_) => {
+                        return Err(ApiError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request-timeout",
+                            "the request body stopped arriving before it was complete; nothing was done",
+                        ))
+                    }
                     JsonRejection::JsonSyntaxError(_) => StatusCode::BAD_REQUEST,
                     _ => StatusCode::UNPROCESSABLE_ENTITY,
                 };

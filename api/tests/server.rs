@@ -229,6 +229,24 @@ fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
     cleanup(&data);
 }
 
+#[test]
+fn a_body_that_stops_sending_is_refused_with_a_problem() {
+    let data = temp_data("body-timeout");
+    let server = Server::start_with(&data, None, &[("CASEFLOW_BODY_IDLE_TIMEOUT_SECS", "1")]);
+    let mut trickle = server.send_head(
+        "POST /instances HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dev-crm\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"process\":",
+    );
+    let sent = Instant::now();
+    let head = read_head(&mut trickle);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("application/problem+json"), "{head}");
+    assert!(sent.elapsed() < Duration::from_secs(5), "answered after {:?}", sent.elapsed());
+    let (status, body) = server.call("GET", "/instances?process=complaint", "dev-admin", None);
+    assert_eq!((status, json(&body)["instances"].as_array().map(Vec::len)), (200, Some(0)), "nothing started");
+    assert!(server.stop().success());
+    cleanup(&data);
+}
+
 /// Opens `n` connections that send nothing.
 fn idle_connections(addr: &str, n: usize) -> Vec<TcpStream> {
     let addr: std::net::SocketAddr = addr.parse().unwrap();
