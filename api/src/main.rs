@@ -399,7 +399,7 @@ fn plural(n: usize) -> &'static str {
 
 fn serve(config_path: &Path) -> Result<ExitCode> {
     use caseflow_engine::clock::{Clock, SystemClock};
-    use caseflow_engine::{Engine, Store};
+    use caseflow_engine::Store;
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts.
     tracing_subscriber::fmt()
         // Our own news at info, other crates' at warn (the layout crate narrates every diagram).
@@ -411,22 +411,28 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = config::Config::load(config_path)?;
-    let rules = match load_rules(&config.rules_dir)? {
-        Ok(r) => r,
-        Err(errors) => {
-            print_rules_errors(&errors);
-            bail!("the rules in {} do not validate; fix them and start again", config.rules_dir.display());
-        }
-    };
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir, &config.store_options())
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let key = config::field_key(&config.field_key_file)?;
-    let engine = std::sync::Arc::new(Engine::open(store, rules)?.with_field_key(&key)?);
+    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
+    let started = server::open_engine(store, &config.rules_dir, clock.now())?;
+    if let Some(change) = &started.changed {
+        tracing::info!(version = change.version, "the rules changed while the server was down; recorded as a change");
+    }
+    if let Some(refused) = &started.refused {
+        tracing::error!(
+            problems = %refused.detail,
+            version = started.engine.rules_version(),
+            "the rules in {} are refused; serving the last accepted rules (fix the files: they are reloaded when they change)",
+            config.rules_dir.display()
+        );
+    }
+    let (rules_files, rules_refused) = (started.files, started.refused);
+    let engine = std::sync::Arc::new(started.engine.with_field_key(&key)?);
     if !config.webhooks.is_empty() {
         engine.enable_outbox();
     }
-    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
     let (deployed, refused) = server::deploy_folder(&engine, &config.processes_dir, clock.now())?;
     for r in &refused {
         eprint!("{r}");
@@ -445,14 +451,14 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
     if let Some(w) = server::calendar_warning(&rules, clock.now()) {
         tracing::warn!("{w}");
     }
-    let rules_text = server::rules_text(&server::read_rules_dir(&config.rules_dir)?);
     let state = std::sync::Arc::new(server::AppState {
         engine: engine.clone(),
         clock: clock.clone(),
         tokens: config.tokens.clone(),
         metrics_need_token: config.metrics_need_token,
         rules_dir: Some(config.rules_dir.clone()),
-        rules_text: std::sync::Mutex::new(rules_text),
+        rules_files: std::sync::Mutex::new(rules_files),
+        rules_refused: std::sync::Mutex::new(rules_refused),
         events: server::event_channel(&engine),
         stopping: tokio::sync::watch::Sender::new(false),
     });

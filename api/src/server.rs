@@ -18,7 +18,7 @@ use caseflow_engine::value::Value;
 use caseflow_engine::{Engine, EngineError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub struct AppState {
@@ -29,8 +29,11 @@ pub struct AppState {
     pub metrics_need_token: bool,
     /// Where `POST /admin/rules/reload` reads the rules from.
     pub rules_dir: Option<std::path::PathBuf>,
-    /// The text of the rules in force, for the diff of the next change.
-    pub rules_text: std::sync::Mutex<String>,
+    /// The rules files in force, for the diff of the next change.
+    pub rules_files: std::sync::Mutex<Vec<caseflow_engine::RulesFile>>,
+    /// The rules on disk that were last refused (at start or by a reload), until rules are
+    /// accepted again: `/health`, `/metrics` and `GET /admin/rules` show it.
+    pub rules_refused: std::sync::Mutex<Option<RefusedRules>>,
     /// Engine events, fanned out to `GET /events` subscribers.
     pub events: tokio::sync::broadcast::Sender<Arc<caseflow_engine::service::EngineEvent>>,
     /// Turns true when the server begins to shut down: `/events` streams end then, so that
@@ -553,9 +556,23 @@ async fn health(State(state): State<Shared>) -> (StatusCode, axum::Json<Json>) {
     // Not ready while storage is failing: writes are refused until it recovers.
     let storage = state.engine.store().degraded();
     let status = if storage.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    // Refused rules do not make the server unready: the last accepted rules serve. The
+    // problems themselves are for administrators (`GET /admin/rules`), not for anyone.
+    let refused = state.rules_refused.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let rules = match refused {
+        None => json!({ "status": "ok", "version": state.engine.rules_version() }),
+        Some(r) => json!({
+            "status": "refused",
+            "version": state.engine.rules_version(),
+            "refused_at": r.at.to_rfc3339(),
+            "problems": r.problems(),
+            "detail": "the rules folder holds files that were refused; the last accepted rules are in force (GET /admin/rules lists the problems)",
+        }),
+    };
     let body = json!({
         "status": if storage.is_some() { "degraded" } else { "ok" },
         "storage": storage.map_or_else(|| json!({ "status": "ok" }), |e| json!({ "status": "failing", "error": e })),
+        "rules": rules,
         "processes": state.engine.definitions().len(),
         "commands": state.engine.commands_applied(),
         "calendar": calendar,
@@ -1146,20 +1163,143 @@ pub fn deploy_folder(
 
 // ------------------------------------------------------------ rules
 
-/// The rules folder as one text (files in name order, each under a header), for diffs.
-pub fn rules_text(files: &[caseflow_engine::RulesFile]) -> String {
-    files.iter().map(|f| format!("## {}\n{}", f.name, f.text)).collect::<Vec<_>>().join("\n")
+/// The changes from `old` to `new` rules files: a unified diff per file that changed (added
+/// and removed files against nothing), each with its own line numbers.
+pub fn rules_diff(old: &[caseflow_engine::RulesFile], new: &[caseflow_engine::RulesFile]) -> String {
+    let names: BTreeSet<&str> = old.iter().chain(new).map(|f| f.name.as_str()).collect();
+    let text = |files: &[caseflow_engine::RulesFile], name: &str| {
+        files.iter().find(|f| f.name == name).map(|f| f.text.clone())
+    };
+    let mut out = String::new();
+    for name in names {
+        let (before, after) = (text(old, name), text(new, name));
+        if before == after {
+            continue;
+        }
+        let a = if before.is_some() { format!("a/{name}") } else { "/dev/null".to_string() };
+        let b = if after.is_some() { format!("b/{name}") } else { "/dev/null".to_string() };
+        let (before, after) = (before.unwrap_or_default(), after.unwrap_or_default());
+        let diff = similar::TextDiff::from_lines(before.as_str(), after.as_str());
+        out.push_str(&diff.unified_diff().context_radius(2).header(&a, &b).to_string());
+    }
+    out
 }
 
-/// Reads every `.toml` file of a folder, sorted.
+/// Reads every `.toml` file of a folder, sorted, each named by its file name alone: the
+/// names appear in answers, the change log and `/health`, and the server's own paths do not
+/// belong there.
 pub fn read_rules_dir(dir: &std::path::Path) -> std::io::Result<Vec<caseflow_engine::RulesFile>> {
-    caseflow_engine::rules::read_dir(dir)
+    let mut files = caseflow_engine::rules::read_dir(dir)?;
+    for f in &mut files {
+        if let Some(name) = std::path::Path::new(&f.name).file_name() {
+            f.name = name.to_string_lossy().into_owned();
+        }
+    }
+    Ok(files)
+}
+
+/// The engine a start serves with, on the rules it found.
+pub struct Started {
+    pub engine: Engine,
+    /// The rules files in force.
+    pub files: Vec<caseflow_engine::RulesFile>,
+    /// The folder's rules, when they were refused and the last accepted ones serve instead.
+    pub refused: Option<RefusedRules>,
+    /// The change the start made, when the folder's rules changed while the server was down.
+    pub changed: Option<caseflow_engine::service::RulesChange>,
+}
+
+/// Opens the engine on `store` with the rules of `dir`, or, when they are broken (or break a
+/// deployed process), with the rules last accepted, which the store records: a file broken
+/// on disk must not turn a restart into an outage. Rules changed while the server was down
+/// are a change like any other, checked and recorded (by `caseflow (start)`). Fails only when
+/// the folder is refused and the store holds no accepted rules to fall back on.
+pub fn open_engine(
+    store: caseflow_engine::Store,
+    dir: &std::path::Path,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Started> {
+    use caseflow_engine::RuleSet;
+    let stored = Engine::rules_files_in_force(&store)?;
+    let folder =
+        read_rules_dir(dir).map_err(|e| format!("reading the rules folder: {e}")).and_then(
+            |files| match RuleSet::load(&files) {
+                Ok(rules) => Ok((rules, files)),
+                Err(errors) => Err(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
+            },
+        );
+    let fallback = stored.and_then(|files| match RuleSet::load(&files) {
+        Ok(rules) => Some((rules, files)),
+        Err(errors) => {
+            tracing::warn!(
+                problems = errors.len(),
+                "the rules recorded as last accepted no longer load with this version of caseflow"
+            );
+            None
+        }
+    });
+    match (folder, fallback) {
+        (Ok((rules, files)), None) => {
+            let engine = Engine::open(store, rules)?;
+            engine.record_rules_files(&files)?;
+            Ok(Started { engine, files, refused: None, changed: None })
+        }
+        (Ok((rules, files)), Some((_, accepted))) if accepted == files => {
+            let engine = Engine::open(store, rules)?;
+            Ok(Started { engine, files, refused: None, changed: None })
+        }
+        (Ok((rules, files)), Some((old_rules, accepted))) => {
+            let engine = Engine::open(store, old_rules)?;
+            let diff = rules_diff(&accepted, &files);
+            match engine.change_rules(rules, &files, "caseflow (start)", diff, now) {
+                Ok(change) => Ok(Started { engine, files, refused: None, changed: Some(change) }),
+                Err(EngineError::Rejected(d)) => {
+                    let detail = d.iter().map(|d| format!("deployed processes would break: {}", d.message)).collect::<Vec<_>>().join("\n");
+                    Ok(Started { engine, files: accepted, refused: Some(RefusedRules { at: now, detail }), changed: None })
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        (Err(detail), Some((rules, accepted))) => {
+            let engine = Engine::open(store, rules)?;
+            Ok(Started { engine, files: accepted, refused: Some(RefusedRules { at: now, detail }), changed: None })
+        }
+        (Err(detail), None) => anyhow::bail!(
+            "{detail}\nthe rules in {} do not validate, and this data directory holds no accepted rules to fall back on; \
+             fix them and start again",
+            dir.display()
+        ),
+    }
+}
+
+/// Rules on disk that were refused, while the last accepted ones stay in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedRules {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Every problem, one per line (file:line:col: key: what is wrong).
+    pub detail: String,
+}
+
+impl RefusedRules {
+    fn problems(&self) -> usize {
+        self.detail.lines().filter(|l| !l.trim().is_empty()).count()
+    }
 }
 
 /// Validates the rules folder and, if every file and every deployed process agree, puts it in
 /// force. On any problem the old rules stay and the problems are returned.
+/// Whatever the answer, it also says whether the folder stands refused.
 pub fn reload_rules_from_dir(state: &AppState, by: &str) -> Result<caseflow_engine::service::RulesChange, ApiError> {
-    apply_rules_folder(state, by, None)
+    let result = apply_rules_folder(state, by, None);
+    let refused = match &result {
+        Ok(_) => None,
+        Err(e) if e.kind == "unchanged" => None,
+        Err(e) if e.kind == "no-rules-dir" => return result,
+        Err(e) if e.status.is_server_error() => return result,
+        Err(e) => Some(RefusedRules { at: state.clock.now(), detail: e.detail.clone() }),
+    };
+    *state.rules_refused.lock().unwrap_or_else(|p| p.into_inner()) = refused;
+    result
 }
 
 /// Validates the folder (with `replacement` standing in for one file, if given) and, if every
@@ -1174,12 +1314,11 @@ fn apply_rules_folder(
         .as_ref()
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no-rules-dir", "this server has no rules folder"))?;
     let mut files = read_rules_dir(dir).map_err(|e| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-rules", format!("reading {}: {e}", dir.display()))
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-rules", format!("reading the rules folder: {e}"))
     })?;
     if let Some((name, text)) = replacement {
-        let path = dir.join(name).display().to_string();
-        files.retain(|f| f.name != path);
-        files.push(caseflow_engine::RulesFile { name: path, text: text.to_string() });
+        files.retain(|f| f.name != name);
+        files.push(caseflow_engine::RulesFile { name: name.to_string(), text: text.to_string() });
         files.sort_by(|a, b| a.name.cmp(&b.name));
     }
     let rules = caseflow_engine::RuleSet::load(&files).map_err(|errors| {
@@ -1191,14 +1330,12 @@ fn apply_rules_folder(
         e.field = errors.first().map(|e| e.key.clone());
         e
     })?;
-    let text = rules_text(&files);
-    let mut current = state.rules_text.lock().unwrap_or_else(|p| p.into_inner());
-    if *current == text {
+    let mut current = state.rules_files.lock().unwrap_or_else(|p| p.into_inner());
+    if *current == files {
         return Err(ApiError::new(StatusCode::CONFLICT, "unchanged", "the rules files have not changed"));
     }
-    let diff =
-        similar::TextDiff::from_lines(current.as_str(), text.as_str()).unified_diff().context_radius(2).to_string();
-    let change = state.engine.change_rules(rules, by, diff, state.clock.now()).map_err(|e| match e {
+    let diff = rules_diff(&current, &files);
+    let change = state.engine.change_rules(rules, &files, by, diff, state.clock.now()).map_err(|e| match e {
         EngineError::Rejected(d) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "rules-break-processes",
@@ -1209,7 +1346,7 @@ fn apply_rules_folder(
         ),
         other => other.into(),
     })?;
-    *current = text;
+    *current = files;
     Ok(change)
 }
 
@@ -1218,8 +1355,11 @@ async fn rules_in_force(State(state): State<Shared>, headers: HeaderMap) -> Resu
     let (actor, _) = caller(&state, &headers)?;
     require_permission(&state, &actor, "read_rules", "reading the rules in force")?;
     let rules = state.engine.rules();
+    let refused = state.rules_refused.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok(axum::Json(json!({
         "version": state.engine.rules_version(),
+        "files": state.rules_files.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+        "refused": refused.map(|r| json!({ "at": r.at.to_rfc3339(), "problems": r.detail.lines().collect::<Vec<_>>() })),
         "time_zone": rules.calendar.time_zone.to_string(),
         "roles": rules.roles.keys().collect::<Vec<_>>(),
         "users": rules.users.keys().collect::<Vec<_>>(),
@@ -1294,7 +1434,11 @@ async fn upload_rules_file(
         std::fs::write(&tmp, &body).map_err(unwritable)?;
         let result = apply_rules_folder(&s, &actor.id, Some((&name, &body)));
         match &result {
-            Ok(_) => std::fs::rename(&tmp, dir.join(&name)).map_err(unwritable)?,
+            Ok(_) => {
+                std::fs::rename(&tmp, dir.join(&name)).map_err(unwritable)?;
+                // The folder holds exactly what is in force now.
+                *s.rules_refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
             Err(_) => {
                 let _ = std::fs::remove_file(&tmp);
             }
@@ -1580,6 +1724,9 @@ async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Resp
             "# HELP caseflow_rules_version The version of the rules in force.\n# TYPE caseflow_rules_version gauge\n",
         );
         out.push_str(&format!("caseflow_rules_version {}\n", s.engine.rules_version()));
+        out.push_str("# HELP caseflow_rules_refused 1 while the rules folder holds refused files (the last accepted rules serve).\n# TYPE caseflow_rules_refused gauge\n");
+        let refused = s.rules_refused.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        out.push_str(&format!("caseflow_rules_refused {}\n", u8::from(refused)));
         out.push_str("# HELP caseflow_instances Instances by process and status.\n# TYPE caseflow_instances gauge\n");
         for (process, _) in s.engine.definitions() {
             for status in ["running", "suspended", "incident", "completed", "cancelled"] {

@@ -61,7 +61,8 @@ impl Api {
             tokens,
             metrics_need_token: false,
             rules_dir: None,
-            rules_text: Default::default(),
+            rules_files: Default::default(),
+            rules_refused: Default::default(),
             events: caseflow::server::event_channel(&engine),
             stopping: tokio::sync::watch::Sender::new(false),
         });
@@ -101,6 +102,18 @@ impl Api {
 }
 
 impl Api {
+    /// One figure of `/metrics`.
+    async fn metric(&self, name: &str) -> f64 {
+        let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+        let bytes = self.app.clone().oneshot(req).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    }
+
     /// A GET whatever its status, as JSON (for /health, whose 503 is not a problem).
     async fn call_raw(&self, method: &str, uri: &str) -> (StatusCode, Value) {
         let req = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
@@ -360,7 +373,8 @@ fn api_with_rules(dir: &RulesCopy) -> Api {
         tokens,
         metrics_need_token: false,
         rules_dir: Some(dir.0.clone()),
-        rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
+        rules_files: std::sync::Mutex::new(files),
+        rules_refused: Default::default(),
         events: caseflow::server::event_channel(&api.engine),
         stopping: tokio::sync::watch::Sender::new(false),
     });
@@ -377,7 +391,8 @@ async fn metrics_can_require_a_token() {
         tokens: vec![token("scraper", &[], false, true)],
         metrics_need_token: true,
         rules_dir: None,
-        rules_text: Default::default(),
+        rules_files: Default::default(),
+        rules_refused: Default::default(),
         events: caseflow::server::event_channel(&api.engine),
         stopping: tokio::sync::watch::Sender::new(false),
     });
@@ -409,7 +424,13 @@ async fn rules_reload_accepted_refused_and_recorded() {
     let (s, change) = api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]).await;
     assert_eq!(s, StatusCode::OK, "{change}");
     assert_eq!(change["version"], 1);
-    assert!(change["diff"].as_str().unwrap().contains("-high = \"10min\"\n+high = \"5min\""), "{change}");
+    let diff = change["diff"].as_str().unwrap();
+    assert!(diff.contains("-high = \"10min\"\n+high = \"5min\""), "{change}");
+    // One diff per file, numbered as the file is (not as a concatenation of the folder).
+    let values = std::fs::read_to_string(dir.0.join("values.toml")).unwrap();
+    let line = values.lines().position(|l| l.starts_with("high = \"5min\"")).unwrap() + 1;
+    assert!(diff.starts_with("--- a/values.toml\n+++ b/values.toml\n"), "{diff}");
+    assert!(diff.contains(&format!("@@ -{},5 +{},5 @@", line - 2, line - 2)), "line {line}: {diff}");
     let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
     let opened = chrono::DateTime::parse_from_rfc3339(inst["tasks"][0]["opened_at"].as_str().unwrap()).unwrap();
     let due = chrono::DateTime::parse_from_rfc3339(inst["tasks"][0]["due_at"].as_str().unwrap()).unwrap();
@@ -421,7 +442,19 @@ async fn rules_reload_accepted_refused_and_recorded() {
     let (s, v) = api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(v["detail"].as_str().unwrap().contains("values.toml:") && v["field"] == "values.response_time.high", "{v}");
+    assert!(!v["detail"].as_str().unwrap().contains(dir.0.to_str().unwrap()), "no server path in answers: {v}");
     assert_eq!(api.engine.rules_version(), 1);
+    // The folder stands refused until it is fixed: /health (to anyone), /metrics, and the
+    // problems themselves to administrators.
+    let (s, health) = api.call("GET", "/health", None, None, &[]).await;
+    assert_eq!(
+        (s, &health["rules"]["status"], &health["rules"]["version"]),
+        (StatusCode::OK, &json!("refused"), &json!(1))
+    );
+    assert!(health.to_string().find("values.toml").is_none(), "the problems are not public: {health}");
+    let (_, in_force) = api.call("GET", "/admin/rules", Some("admin"), None, &[]).await;
+    assert!(in_force["refused"]["problems"][0].as_str().unwrap().starts_with("values.toml:"), "{in_force}");
+    assert_eq!(api.metric("caseflow_rules_refused").await, 1.0);
     // Refused: removing a role a deployed process uses.
     dir.edit("values.toml", "high = \"5 minuets\"", "high = \"5min\"");
     dir.edit("roles.toml", "[roles.engineer]", "[roles.engineer_old]");
@@ -435,6 +468,14 @@ async fn rules_reload_accepted_refused_and_recorded() {
         "{v}"
     );
     assert!(api.engine.rules().roles.contains_key("engineer"), "the old rules stay in force");
+    dir.edit("roles.toml", "[roles.engineer_old]", "[roles.engineer]");
+    dir.edit("roles.toml", "\"cs_director\", \"engineer_old\"]", "\"cs_director\", \"engineer\"]");
+    dir.edit("people.toml", "roles = [\"engineer_old\"]", "roles = [\"engineer\"]");
+    dir.edit("people.toml", "roles = [\"engineer_old\", \"rnd\"]", "roles = [\"engineer\", \"rnd\"]");
+    let (s, v) = api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::CONFLICT, "back to the rules in force: {v}");
+    assert_eq!(api.call("GET", "/health", None, None, &[]).await.1["rules"]["status"], "ok");
+    assert_eq!(api.metric("caseflow_rules_refused").await, 0.0);
     let (_, log) = api.call("GET", "/admin/rules/changes", Some("admin"), None, &[]).await;
     assert_eq!(log["changes"].as_array().unwrap().len(), 1);
     // Decision tables can be tried through the API.
@@ -559,7 +600,8 @@ fn the_folder_watcher_applies_good_changes_and_refuses_bad_ones() {
         tokens: vec![],
         metrics_need_token: false,
         rules_dir: Some(rules.0.clone()),
-        rules_text: std::sync::Mutex::new(caseflow::server::rules_text(&files)),
+        rules_files: std::sync::Mutex::new(files),
+        rules_refused: Default::default(),
         events: caseflow::server::event_channel(&api.engine),
         stopping: tokio::sync::watch::Sender::new(false),
     };

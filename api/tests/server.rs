@@ -316,3 +316,96 @@ fn the_server_raises_a_low_soft_limit_on_open_files() {
     assert!(server.stop().success());
     cleanup(&data);
 }
+
+/// A copy of the shipped rules, to break.
+fn rules_copy(data: &Path) -> PathBuf {
+    let rules = data.with_extension("rules");
+    let _ = std::fs::remove_dir_all(&rules);
+    std::fs::create_dir_all(&rules).unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&path, rules.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    rules
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} has no `{from}`", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn a_broken_rules_file_does_not_stop_a_restart() {
+    let data = temp_data("broken-rules");
+    let rules = rules_copy(&data);
+    let env = [("CASEFLOW_RULES_DIR", rules.to_str().unwrap())];
+    let server = Server::start_with(&data, None, &env);
+    assert!(server.stop().success());
+    // Changed while the server was down, validly: a change like any other, recorded.
+    edit(&rules.join("values.toml"), "high = \"10min\"", "high = \"5min\"");
+    let server = Server::start_with(&data, None, &env);
+    let (_, changes) = server.call("GET", "/admin/rules/changes", "dev-admin", None);
+    let changes = json(&changes);
+    assert_eq!(changes["changes"][0]["by"], "caseflow (start)", "{changes}");
+    assert!(changes["changes"][0]["diff"].as_str().unwrap().starts_with("--- a/values.toml"), "{changes}");
+    assert!(server.stop().success());
+    // Broken while the server was down: it starts on the last accepted rules, and says so.
+    edit(&rules.join("values.toml"), "high = \"5min\"", "high = \"5 minuets\"");
+    let server = Server::start_with(&data, None, &env);
+    let (status, health) = server.call("GET", "/health", "", None);
+    let health = json(&health);
+    assert_eq!((status, &health["rules"]["status"]), (200, &serde_json::json!("refused")), "{health}");
+    let (_, metrics) = server.call("GET", "/metrics", "", None);
+    assert!(metrics.contains("caseflow_rules_refused 1"), "{metrics}");
+    let (_, in_force) = server.call("GET", "/admin/rules", "dev-admin", None);
+    let in_force = json(&in_force);
+    let problem = in_force["refused"]["problems"][0].as_str().unwrap();
+    assert!(problem.starts_with("values.toml:") && problem.contains("minuets"), "{in_force}");
+    assert!(!in_force.to_string().contains(rules.to_str().unwrap()), "no server path in answers: {in_force}");
+    // The accepted rules serve: a high-urgency case gets the 5-minute response time.
+    let start = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"high"}}"#;
+    let (status, body) = server.call("POST", "/instances", "dev-crm", Some(start));
+    assert_eq!(status, 201, "{body}");
+    let task = &json(&body)["tasks"][0];
+    let opened = chrono::DateTime::parse_from_rfc3339(task["opened_at"].as_str().unwrap()).unwrap();
+    let due = chrono::DateTime::parse_from_rfc3339(task["due_at"].as_str().unwrap()).unwrap();
+    assert_eq!(due - opened, chrono::Duration::minutes(5));
+    // Fixed on disk: the watcher takes it, and the server is whole again.
+    edit(&rules.join("values.toml"), "high = \"5 minuets\"", "high = \"7min\"");
+    let fixed = Instant::now();
+    loop {
+        let (_, health) = server.call("GET", "/health", "", None);
+        if json(&health)["rules"]["status"] == "ok" {
+            break;
+        }
+        assert!(fixed.elapsed() < Duration::from_secs(20), "the fixed rules were never taken: {health}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.stop().success());
+    let _ = std::fs::remove_dir_all(&rules);
+    cleanup(&data);
+}
+
+#[test]
+fn a_first_start_with_broken_rules_says_why_it_cannot_start() {
+    let data = temp_data("first-broken");
+    let rules = rules_copy(&data);
+    edit(&rules.join("values.toml"), "high = \"10min\"", "high = \"5 minuets\"");
+    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
+        .arg("serve")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("CASEFLOW_BIND", "127.0.0.1:0")
+        .env("CASEFLOW_DATA_DIR", &data)
+        .env("CASEFLOW_FIELD_KEY_FILE", data.join("field.key"))
+        .env("CASEFLOW_RULES_DIR", &rules)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("values.toml:") && stderr.contains("no accepted rules to fall back on"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&rules);
+    cleanup(&data);
+}

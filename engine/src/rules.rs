@@ -38,7 +38,7 @@ impl fmt::Display for RulesError {
 }
 
 /// A rules source: a file name (for messages) and its text.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RulesFile {
     pub name: String,
     pub text: String,

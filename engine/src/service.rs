@@ -6,7 +6,7 @@
 //! acknowledged (the call returns `Ok`) only after its batch is durable.
 
 use crate::core::{self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status, Workload};
-use crate::rules::RuleSet;
+use crate::rules::{RuleSet, RulesFile};
 use crate::store::{self, Store, StoreError};
 use crate::value::Value;
 use caseflow_dsl::model::Process;
@@ -126,6 +126,9 @@ pub struct TaskView {
     pub process: String,
     pub task: core::Task,
 }
+
+/// The rules files in force (as accepted), for a restart whose folder no longer validates.
+const RULES_FILES_KEY: &[u8] = b"m/rules_files";
 
 /// One accepted change of the rules: who, when, what changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -682,11 +685,13 @@ impl Engine {
     }
 
     /// Replaces the rules in force after checking that every deployed process still finds the
-    /// roles, values and tables it uses. Records the change (who, when, diff) durably before
-    /// the new rules apply; on any error the old rules stay in force.
+    /// roles, values and tables it uses. Records the change (who, when, diff) and the files
+    /// now in force durably before the new rules apply; on any error the old rules stay in
+    /// force.
     pub fn change_rules(
         &self,
         rules: RuleSet,
+        files: &[RulesFile],
         by: &str,
         diff: String,
         now: DateTime<Utc>,
@@ -712,11 +717,30 @@ impl Engine {
         let mut batch = store::Batch::default();
         batch.insert(b"m/rules_version".to_vec(), version.to_be_bytes().to_vec());
         batch.insert(store::key("c/", &[&version.to_be_bytes()]), store::encode(&change));
+        batch.insert(RULES_FILES_KEY.to_vec(), store::encode(&files));
         let ticket = self.store.write(batch)?;
         self.store.wait_durable(ticket)?;
         *current = Arc::new(rules);
         self.rules_version.store(version, Ordering::SeqCst);
         Ok(change)
+    }
+
+    /// Records `files` as the rules in force, without a change: for a store that has no
+    /// record of them yet (created before they were recorded, or new).
+    pub fn record_rules_files(&self, files: &[RulesFile]) -> Result<(), EngineError> {
+        let mut batch = store::Batch::default();
+        batch.insert(RULES_FILES_KEY.to_vec(), store::encode(&files));
+        let ticket = self.store.write(batch)?;
+        Ok(self.store.wait_durable(ticket)?)
+    }
+
+    /// The rules files last accepted (by a change, or recorded at a start), if any: what a
+    /// restart falls back on when the folder holds a broken file.
+    pub fn rules_files_in_force(store: &Store) -> Result<Option<Vec<RulesFile>>, EngineError> {
+        match store.get(RULES_FILES_KEY)? {
+            Some(v) => Ok(Some(store::decode(RULES_FILES_KEY, &v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Every accepted rules change, oldest first.
