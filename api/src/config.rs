@@ -1,4 +1,5 @@
-//! Server settings: `caseflow.toml` (optional), each setting overridable by an environment
+//! Server settings: `caseflow.toml` (in the working directory, or named by `--config` /
+//! `CASEFLOW_CONFIG`), each setting overridable by an environment
 //! variable (`CASEFLOW_BIND`, `CASEFLOW_DATA_DIR`, `CASEFLOW_PROCESSES_DIR`,
 //! `CASEFLOW_RULES_DIR`, `CASEFLOW_DURABILITY`, `CASEFLOW_BODY_BYTES_MAX`,
 //! `CASEFLOW_FIELD_KEY_FILE`, `CASEFLOW_CACHE_MIB`, `CASEFLOW_CHECKPOINT_MIB`,
@@ -34,16 +35,24 @@ pub struct Config {
     /// and checkpoints"); 0: never.
     #[serde(default = "default_checkpoint_mib")]
     pub checkpoint_mib: u64,
-    /// The key that encrypts sensitive fields at rest (32 bytes, hex). Created on first start
-    /// if missing; back it up: without it the sensitive data cannot be read.
-    #[serde(default = "default_field_key_file")]
-    pub field_key_file: PathBuf,
+    /// The key that encrypts sensitive fields at rest (32 bytes, hex); `field.key` in the data
+    /// directory unless set. Created on the first start of an empty data directory; back it
+    /// up: without it the sensitive data cannot be read.
+    #[serde(default)]
+    pub field_key_file: Option<PathBuf>,
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
     /// Serve the published development tokens on an address other machines can reach. Refused
     /// unless set: anyone can read those tokens in the README.
     #[serde(default)]
     pub allow_published_tokens: bool,
+    /// Start with no tokens at all (every call then answers 401). Refused unless set: it is
+    /// what a server started away from its configuration would do.
+    #[serde(default)]
+    pub allow_no_tokens: bool,
+    /// The file these settings were read from, if any (for messages).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
     /// `GET /metrics` answers only with a token (any configured one). Off by default: a
     /// scraper on the same machine needs none.
     #[serde(default)]
@@ -115,9 +124,6 @@ fn default_cache_mib() -> u64 {
 fn default_checkpoint_mib() -> u64 {
     caseflow_engine::StoreOptions::default().checkpoint_bytes.unwrap_or(0) >> 20
 }
-fn default_field_key_file() -> PathBuf {
-    "data/field.key".into()
-}
 fn default_header_read_timeout_secs() -> u64 {
     10
 }
@@ -139,6 +145,11 @@ pub fn sha256_hex(token: &str) -> String {
 }
 
 impl Config {
+    /// Where the field key is: as configured, else `field.key` in the data directory.
+    pub fn field_key_file(&self) -> PathBuf {
+        self.field_key_file.clone().unwrap_or_else(|| self.data_dir.join("field.key"))
+    }
+
     /// How the store is opened.
     pub fn store_options(&self) -> caseflow_engine::StoreOptions {
         caseflow_engine::StoreOptions {
@@ -149,14 +160,35 @@ impl Config {
         }
     }
 
-    /// Reads `path` if it exists (defaults otherwise), then applies environment overrides.
-    pub fn load(path: &Path) -> Result<Config> {
-        let mut config: Config = if path.exists() {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("{} is not a valid configuration", path.display()))?
-        } else {
-            toml::from_str("").expect("defaults")
+    /// Reads the configuration: `path` if given (`--config`, `CASEFLOW_CONFIG`), which must
+    /// exist; otherwise `caseflow.toml` in the working directory if there is one, else the
+    /// defaults. Paths in a file are relative to the file's folder. Then the `CASEFLOW_*`
+    /// environment overrides apply (their paths relative to the working directory).
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let source = match path {
+            Some(p) if !p.is_file() => {
+                bail!("the configuration file {} does not exist (given by --config or CASEFLOW_CONFIG)", p.display())
+            }
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("caseflow.toml")).filter(|p| p.is_file()),
         };
+        let mut config: Config = match &source {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let mut config: Config = toml::from_str(&text)
+                    .with_context(|| format!("{} is not a valid configuration", path.display()))?;
+                let base = path.parent().unwrap_or(Path::new(""));
+                for p in [&mut config.data_dir, &mut config.processes_dir, &mut config.rules_dir] {
+                    *p = base.join(&*p);
+                }
+                if let Some(k) = &mut config.field_key_file {
+                    *k = base.join(&*k);
+                }
+                config
+            }
+            None => toml::from_str("").expect("defaults"),
+        };
+        config.source = source;
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let Some(v) = env("CASEFLOW_BIND") {
             config.bind = v;
@@ -179,7 +211,7 @@ impl Config {
             };
         }
         if let Some(v) = env("CASEFLOW_FIELD_KEY_FILE") {
-            config.field_key_file = v.into();
+            config.field_key_file = Some(v.into());
         }
         if let Some(v) = env("CASEFLOW_BODY_BYTES_MAX") {
             config.body_bytes_max =
@@ -190,6 +222,9 @@ impl Config {
         }
         if let Some(v) = env("CASEFLOW_ALLOW_PUBLISHED_TOKENS") {
             config.allow_published_tokens = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = env("CASEFLOW_ALLOW_NO_TOKENS") {
+            config.allow_no_tokens = matches!(v.as_str(), "1" | "true" | "yes");
         }
         if let Some(v) = env("CASEFLOW_CHECKPOINT_MIB") {
             config.checkpoint_mib =
@@ -217,6 +252,17 @@ impl Config {
             if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 bail!("token of `{}`: sha256 must be 64 hex digits (`caseflow token-hash TOKEN` prints it)", t.user);
             }
+        }
+        if config.tokens.is_empty() && !config.allow_no_tokens {
+            let read = match &config.source {
+                Some(p) => format!("{} configures no tokens", p.display()),
+                None => "no caseflow.toml in the working directory, and none given".to_string(),
+            };
+            bail!(
+                "{read}: every API call would be refused with 401. Point --config (or CASEFLOW_CONFIG) at your \
+                 caseflow.toml, add [[tokens]] (`caseflow token-hash TOKEN` prints the hash to store), or set \
+                 allow_no_tokens = true (CASEFLOW_ALLOW_NO_TOKENS=1) if that is meant"
+            );
         }
         let published = config.published_tokens();
         if !published.is_empty() && !config.allow_published_tokens && !is_loopback(&config.bind) {
@@ -288,7 +334,7 @@ mod tests {
     fn load(text: &str) -> Result<Config> {
         let path = std::env::temp_dir().join(format!("caseflow-config-{}-{}.toml", std::process::id(), text.len()));
         std::fs::write(&path, text).unwrap();
-        let config = Config::load(&path);
+        let config = Config::load(Some(&path));
         let _ = std::fs::remove_file(&path);
         config
     }
@@ -296,7 +342,7 @@ mod tests {
     #[test]
     fn the_shipped_configuration_loads_and_maps_to_store_options() {
         let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../caseflow.toml");
-        let config = Config::load(Path::new(shipped)).unwrap();
+        let config = Config::load(Some(Path::new(shipped))).unwrap();
         let options = config.store_options();
         assert_eq!(options.cache_bytes, config.cache_mib << 20);
         assert_eq!(options.checkpoint_bytes, Some(config.checkpoint_mib << 20));
@@ -329,11 +375,40 @@ mod tests {
 
     #[test]
     fn checkpoints_can_be_turned_off_and_an_empty_cache_is_refused() {
-        let off = load("checkpoint_mib = 0\ncache_mib = 16\n").unwrap();
+        let off = load("allow_no_tokens = true\ncheckpoint_mib = 0\ncache_mib = 16\n").unwrap();
         assert_eq!(off.store_options().checkpoint_bytes, None);
         assert_eq!(off.store_options().cache_bytes, 16 << 20);
-        let err = load("cache_mib = 0\n").unwrap_err();
+        let err = load("allow_no_tokens = true\ncache_mib = 0\n").unwrap_err();
         assert!(err.to_string().contains("cache_mib"), "{err}");
         assert!(load("checkpoint_mib = \"often\"\n").is_err());
+    }
+
+    #[test]
+    fn paths_in_a_file_are_relative_to_it_and_the_key_follows_the_data() {
+        let dir = std::env::temp_dir().join(format!("caseflow-config-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("caseflow.toml");
+        std::fs::write(&file, "allow_no_tokens = true\ndata_dir = \"state\"\nrules_dir = \"/etc/caseflow/rules\"\n")
+            .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.data_dir, dir.join("state"));
+        assert_eq!(config.rules_dir, PathBuf::from("/etc/caseflow/rules"), "absolute paths stay");
+        assert_eq!(config.processes_dir, dir.join("processes"), "defaults too are beside the file");
+        assert_eq!(config.field_key_file(), dir.join("state").join("field.key"), "the key lives with the data");
+        std::fs::write(&file, "allow_no_tokens = true\nfield_key_file = \"keys/field.key\"\n").unwrap();
+        assert_eq!(Config::load(Some(&file)).unwrap().field_key_file(), dir.join("keys/field.key"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let missing = Config::load(Some(Path::new("/nonexistent/caseflow.toml"))).unwrap_err().to_string();
+        assert!(missing.contains("does not exist") && missing.contains("CASEFLOW_CONFIG"), "{missing}");
+    }
+
+    #[test]
+    fn a_server_without_tokens_is_refused_unless_meant() {
+        let err = load("bind = \"127.0.0.1:8080\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("configures no tokens") && err.contains("--config") && err.contains("allow_no_tokens"),
+            "{err}"
+        );
+        assert!(load("allow_no_tokens = true\n").is_ok());
     }
 }

@@ -30,8 +30,10 @@ enum Command {
     /// Start the HTTP server: sled in ./data, the processes of ./processes, the rules of ./rules
     /// (settings in caseflow.toml, each overridable by CASEFLOW_* environment variables).
     Serve {
-        #[arg(long, default_value = "caseflow.toml")]
-        config: PathBuf,
+        /// The settings file; without it, caseflow.toml in the working directory if present.
+        /// Paths in it are relative to its folder.
+        #[arg(long, env = "CASEFLOW_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Print the SHA-256 of a token, for the `tokens` list of caseflow.toml.
     TokenHash { token: String },
@@ -119,7 +121,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config } => serve(config.as_deref()),
         Command::TokenHash { token } => {
             println!("{}", config::sha256_hex(&token));
             Ok(ExitCode::SUCCESS)
@@ -397,7 +399,7 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn serve(config_path: &Path) -> Result<ExitCode> {
+fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
     use caseflow_engine::clock::{Clock, SystemClock};
     use caseflow_engine::Store;
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts.
@@ -414,7 +416,17 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir, &config.store_options())
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let key = config::field_key(&config.field_key_file)?;
+    let key_file = config.field_key_file();
+    if !key_file.exists() && caseflow_engine::Engine::holds_data(&store)? {
+        bail!(
+            "no field key at {}, but the data in {} was written with one: a new key could not read its \
+             sensitive fields. Set field_key_file (CASEFLOW_FIELD_KEY_FILE) to the key's file, or move it there \
+             (before this version the default was ./data/field.key, whatever the data directory)",
+            key_file.display(),
+            config.data_dir.display()
+        );
+    }
+    let key = config::field_key(&key_file)?;
     let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
     let started = server::open_engine(store, &config.rules_dir, clock.now())?;
     if let Some(change) = &started.changed {
@@ -446,7 +458,7 @@ fn serve(config_path: &Path) -> Result<ExitCode> {
         "loaded processes and rules"
     );
     if config.tokens.is_empty() {
-        tracing::warn!("no tokens configured in {}: every API call will be refused with 401", config_path.display());
+        tracing::warn!("no tokens configured (allow_no_tokens): every API call will be refused with 401");
     }
     if let Some(w) = server::calendar_warning(&rules, clock.now()) {
         tracing::warn!("{w}");

@@ -247,6 +247,14 @@ impl From<EngineError> for ApiError {
                      read the case, or retry with the same Idempotency-Key",
                 )
             }
+            EngineError::FieldKey(k) => {
+                tracing::error!(error = %k, "field encryption failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "a sensitive field could not be sealed or opened; the request was not applied",
+                )
+            }
             EngineError::Store(s) => {
                 // Never say anything internal in a 5xx body; the log has it.
                 tracing::error!(error = %s, "storage failure");

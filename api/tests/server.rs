@@ -20,6 +20,12 @@ impl Server {
     /// Starts `caseflow serve`, under `ulimit` options (e.g. `-n 1024`) if given, with extra
     /// environment variables.
     fn start_with(data: &Path, ulimit: Option<&str>, env: &[(&str, &str)]) -> Server {
+        Server::start_in(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")), data, ulimit, env)
+    }
+
+    /// As `start_with`, in the working directory `cwd`; an empty variable in `env` unsets the
+    /// default the tests give it.
+    fn start_in(cwd: &Path, data: &Path, ulimit: Option<&str>, env: &[(&str, &str)]) -> Server {
         let mut command = match ulimit {
             Some(limit) => {
                 let mut c = Command::new("sh");
@@ -33,13 +39,13 @@ impl Server {
             }
         };
         let mut child = command
-            .envs(env.iter().copied())
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .current_dir(cwd)
             .env("CASEFLOW_BIND", "127.0.0.1:0")
             .env("CASEFLOW_DATA_DIR", data)
             .env("CASEFLOW_FIELD_KEY_FILE", data.join("field.key"))
             .env("CASEFLOW_DURABILITY", "flush")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             // Appended to a log in the data folder, shown if a stop fails.
             .stderr(
@@ -49,6 +55,13 @@ impl Server {
             .expect("the server starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("it says where it listens");
+        if line.is_empty() {
+            let _ = child.wait();
+            panic!(
+                "the server did not start: {}",
+                std::fs::read_to_string(data.with_extension("log")).unwrap_or_default()
+            );
+        }
         let addr = line
             .split("http://")
             .nth(1)
@@ -408,4 +421,71 @@ fn a_first_start_with_broken_rules_says_why_it_cannot_start() {
     assert!(stderr.contains("values.toml:") && stderr.contains("no accepted rules to fall back on"), "{stderr}");
     let _ = std::fs::remove_dir_all(&rules);
     cleanup(&data);
+}
+
+/// Started away from its files, the server finds them through `CASEFLOW_CONFIG`, with paths
+/// relative to the configuration file and the field key in the data directory; without it,
+/// it refuses to start rather than answer 401 to everyone.
+#[test]
+fn the_configuration_is_found_from_any_working_directory() {
+    let root = temp_data("config-elsewhere");
+    let (etc, elsewhere) = (root.join("etc"), root.join("elsewhere"));
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let shipped = std::fs::read_to_string(format!("{repo}/caseflow.toml")).unwrap();
+    let config = shipped
+        .replace("data_dir = \"data\"", "data_dir = \"state\"")
+        .replace("processes_dir = \"processes\"", &format!("processes_dir = \"{repo}/processes\""))
+        .replace("rules_dir = \"rules\"", &format!("rules_dir = \"{repo}/rules\""));
+    std::fs::write(etc.join("caseflow.toml"), config).unwrap();
+    let config_file = etc.join("caseflow.toml");
+    // No data directory or key file from the tests' defaults: the file says where.
+    let env = [
+        ("CASEFLOW_CONFIG", config_file.to_str().unwrap()),
+        ("CASEFLOW_DATA_DIR", ""),
+        ("CASEFLOW_FIELD_KEY_FILE", ""),
+    ];
+    let server = Server::start_in(&elsewhere, &root, None, &env);
+    let (status, body) = server.call("GET", "/processes", "dev-admin", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(etc.join("state").join("field.key").is_file(), "the key is created with the data");
+    let start = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"medium"}}"#;
+    assert_eq!(server.call("POST", "/instances", "dev-crm", Some(start)).0, 201);
+    assert!(server.stop().success());
+    // Without the configuration: refused, saying how to give it.
+    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
+        .arg("serve")
+        .current_dir(&elsewhere)
+        .env_remove("CASEFLOW_CONFIG")
+        .env("CASEFLOW_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("CASEFLOW_CONFIG"), "{stderr}");
+    assert!(!elsewhere.join("data").exists(), "nothing was created: {stderr}");
+    // A data directory with cases and no key file: refused, not given a new key.
+    std::fs::rename(etc.join("state").join("field.key"), etc.join("field.key.saved")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
+        .arg("serve")
+        .current_dir(&elsewhere)
+        .env("CASEFLOW_CONFIG", &config_file)
+        .env("CASEFLOW_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no field key at"), "{stderr}");
+    assert!(!etc.join("state").join("field.key").exists(), "no new key was made");
+    // Another key: refused too.
+    std::fs::write(etc.join("state").join("field.key"), "ab".repeat(32)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
+        .arg("serve")
+        .current_dir(&elsewhere)
+        .env("CASEFLOW_CONFIG", &config_file)
+        .env("CASEFLOW_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("not the key this data directory was written with"), "{stderr}");
+    cleanup(&root);
 }

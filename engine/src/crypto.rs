@@ -22,6 +22,19 @@ pub enum CryptoError {
     Decrypt,
     #[error("no random numbers available: {0}")]
     Random(String),
+    #[error(
+        "this field key (id {given}) is not the key this data directory was written with (id {recorded}): \
+         sensitive fields would not decrypt; configure the original key file (field_key_file)"
+    )]
+    WrongKey { given: String, recorded: String },
+}
+
+/// A short public id of a key (not the key: a one-way digest), recorded in the store so that
+/// a start with another key is refused instead of writing data no one can read together.
+pub fn key_id(key: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new().chain_update(b"caseflow field key id\0").chain_update(key).finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub struct FieldCipher {

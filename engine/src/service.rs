@@ -42,6 +42,8 @@ pub enum EngineError {
     StartInProgress(String),
     #[error("idempotency key `{0}` was used for a different request (another process or other fields)")]
     IdempotencyKeyReused(String),
+    #[error(transparent)]
+    FieldKey(#[from] crate::crypto::CryptoError),
 }
 
 /// What an idempotency key recorded: the case it started and its request's digest (none for
@@ -126,6 +128,9 @@ pub struct TaskView {
     pub process: String,
     pub task: core::Task,
 }
+
+/// The id of the field key the store's sensitive values are sealed with.
+const FIELD_KEY_ID_KEY: &[u8] = b"m/field_key_id";
 
 /// The rules files in force (as accepted), for a restart whose folder no longer validates.
 const RULES_FILES_KEY: &[u8] = b"m/rules_files";
@@ -586,9 +591,38 @@ impl Engine {
 
     /// Encrypts sensitive fields at rest with this key from now on (values stored in the clear
     /// before stay readable).
-    pub fn with_field_key(mut self, key: &[u8]) -> Result<Engine, crate::crypto::CryptoError> {
+    /// The store records the key's id on first use; another key is refused.
+    pub fn with_field_key(mut self, key: &[u8]) -> Result<Engine, EngineError> {
         self.cipher = Some(crate::crypto::FieldCipher::new(key)?);
+        let given = crate::crypto::key_id(key);
+        match self.store.get(FIELD_KEY_ID_KEY)? {
+            Some(recorded) if recorded.as_ref() != given.as_bytes() => {
+                return Err(crate::crypto::CryptoError::WrongKey {
+                    given,
+                    recorded: String::from_utf8_lossy(&recorded).into_owned(),
+                }
+                .into())
+            }
+            Some(_) => {}
+            None => {
+                let mut batch = store::Batch::default();
+                batch.insert(FIELD_KEY_ID_KEY.to_vec(), given.into_bytes());
+                self.store.write_now(batch)?;
+            }
+        }
         Ok(self)
+    }
+
+    /// Whether a store holds cases or a recorded field key: a start that finds no key file must
+    /// then not make a new key (the data would not decrypt with it).
+    pub fn holds_data(store: &Store) -> Result<bool, EngineError> {
+        if store.get(FIELD_KEY_ID_KEY)?.is_some() {
+            return Ok(true);
+        }
+        match store.scan_prefix(b"i/").next() {
+            Some(item) => item.map(|_| true).map_err(EngineError::from),
+            None => Ok(false),
+        }
     }
 
     /// Registers an observer of durable changes. Called on the thread that made the change,

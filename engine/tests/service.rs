@@ -241,9 +241,11 @@ fn sensitive_fields_are_encrypted_at_rest() {
         hay.contains("投影仪无法开机") || bytes.windows(3).any(|w| w == "投".as_bytes()),
         "non-sensitive data is stored as is"
     );
-    // Another key cannot read it.
-    let wrong = engine_at(&dir).with_field_key(&[7u8; 32]).unwrap();
-    assert!(wrong.instance(id).is_err());
+    // Another key is refused at open, naming both ids; the right one reads the case.
+    let wrong = engine_at(&dir).with_field_key(&[7u8; 32]).err().expect("another key is refused");
+    assert!(wrong.to_string().contains(&caseflow_engine::crypto::key_id(&[42u8; 32])), "{wrong}");
+    let right = engine_at(&dir).with_field_key(&[42u8; 32]).unwrap();
+    assert_eq!(right.instance(id).unwrap().unwrap().fields["contact"], Value::Text("138-1234-5678".into()));
 }
 
 #[test]
