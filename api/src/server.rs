@@ -470,8 +470,25 @@ fn fields_from(map: &Map<String, Json>) -> Result<BTreeMap<String, Value>, ApiEr
 }
 
 /// Sensitive fields are masked for callers who are neither administrators nor staff.
-fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool) -> Json {
+fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool) -> Result<Json, ApiError> {
     let def = state.engine.definition(&inst.process, Some(inst.version));
+    // Only a process with a `call` step can have sub-process cases: the others skip the scan.
+    let calls = def
+        .as_ref()
+        .is_some_and(|d| d.model.steps.iter().any(|s| matches!(s.kind, caseflow_dsl::model::StepKind::Call(_))));
+    let sub_cases: Vec<Json> = if calls {
+        state
+            .engine
+            .sub_cases(inst.id)?
+            .into_iter()
+            .map(|c| {
+                let waited_for = inst.children.values().any(|w| *w == c.id);
+                json!({ "id": c.id.0, "process": c.process, "status": c.status, "waited_for": waited_for })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Service tokens (integrated systems) see sensitive values masked, whatever roles they act in.
     let may_see = actor.admin || !service;
     let fields: Map<String, Json> = inst
@@ -501,7 +518,7 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
         .collect();
     let steps: Vec<String> =
         inst.tokens.values().filter_map(|tok| def.as_ref().map(|d| d.model.step(tok.step).name.clone())).collect();
-    json!({
+    Ok(json!({
         "id": inst.id.0,
         "business_key": inst.business_key,
         "process": inst.process,
@@ -513,12 +530,13 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
         "timers": timers,
         "started_at": inst.started_at.to_rfc3339(),
         "updated_at": inst.updated_at.to_rfc3339(),
-        // Linked cases: the case this one runs for, and the ones it waits for.
+        // Linked cases: the case this one runs for, and every case it started (ended ones
+        // too), those it waits for now marked.
         "parent": inst.parent.map(|(p, _)| p.0),
-        "sub_processes": inst.children.values().map(|c| c.0).collect::<Vec<_>>(),
+        "sub_cases": sub_cases,
         // Messages that came before a step listened for them (`keep message`).
         "kept_messages": inst.mailbox.iter().map(|m| json!({ "name": m.name, "kept_at": m.kept_at.to_rfc3339(), "until": m.until.to_rfc3339() })).collect::<Vec<_>>(),
-    })
+    }))
 }
 
 fn task_json(inst: &Instance, t: &core::Task) -> Json {
@@ -761,7 +779,11 @@ async fn start(
     let inst =
         durably(state.engine.clone(), move |e| e.start_pending(&req.process, fields, &a, idem.as_deref(), now)).await?;
     let location = format!("/instances/{}", inst.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(instance_json(&state, &inst, &actor, service)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(instance_json(&state, &inst, &actor, service)?),
+    )
         .into_response())
 }
 
@@ -780,7 +802,7 @@ async fn get_instance(
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("no instance {id}")))
     })
     .await?;
-    Ok(axum::Json(instance_json(&state, &inst, &actor, service)))
+    Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
 }
 
 #[utoipa::path(get, path = "/instances/by-key/{key}", params(("key" = String, Path, description = "Business key, e.g. 20261123-007")), responses((status = 200, description = "The instance"), (status = 404, description = "No such instance")), security(("bearer" = [])))]
@@ -797,7 +819,7 @@ async fn get_instance_by_key(
         })
     })
     .await?;
-    Ok(axum::Json(instance_json(&state, &inst, &actor, service)))
+    Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
 }
 
 #[utoipa::path(get, path = "/instances/{id}/history", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The audit trail in order"), (status = 404, description = "No such instance")), security(("bearer" = [])))]
@@ -854,7 +876,7 @@ async fn run(
     let now = state.clock.now();
     let a = actor.clone();
     let inst = durably(state.engine.clone(), move |e| e.command_pending(id, &a, command, now)).await?;
-    Ok(axum::Json(instance_json(&state, &inst, &actor, service)))
+    Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
 }
 
 /// `run` for commands only administrators may give.

@@ -1013,3 +1013,72 @@ async fn storage_failing_is_not_ready_refuses_writes_as_not_applied_and_recovers
 fn small_bodies() -> caseflow::server::RequestLimits {
     caseflow::server::RequestLimits { body_bytes_max: 64 * 1024, ..Default::default() }
 }
+
+#[tokio::test]
+async fn a_parent_lists_every_sub_process_case_and_a_child_names_its_parent() {
+    let api = Api::new();
+    let survey = r#"
+process survey {
+  fields {
+    school: text required
+    score: int(1..5)
+  }
+  start -> ask
+  task ask { assign role cs_rep due 1 workday asks score required -> done }
+  end done
+}
+"#;
+    let parent = r#"
+process two_surveys {
+  fields {
+    school: text required
+    first: int(1..5)
+    second: int(1..5)
+  }
+  start -> first_survey
+  call first_survey process survey {
+    input school = school
+    output first = score
+    -> second_survey
+  }
+  call second_survey process survey {
+    input school = school
+    output second = score
+    -> done
+  }
+  end done
+}
+"#;
+    api.engine.deploy(survey, api.clock.now()).unwrap();
+    api.engine.deploy(parent, api.clock.now()).unwrap();
+    let start = r#"{"process":"two_surveys","fields":{"school":"二中"}}"#;
+    let (s, p) = api.call("POST", "/instances", Some("crm"), Some(start), &[]).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let first = &p["sub_cases"][0];
+    assert_eq!(
+        (&first["process"], &first["status"], &first["waited_for"]),
+        (&json!("survey"), &json!("running"), &json!(true)),
+        "{p}"
+    );
+    let first_id = first["id"].as_u64().unwrap();
+    let (_, child) = api.call("GET", &format!("/instances/{first_id}"), Some("admin"), None, &[]).await;
+    assert_eq!(child["parent"], p["id"], "{child}");
+    assert_eq!(child["sub_cases"], json!([]), "a process without `call` has none");
+    let task = child["tasks"][0]["id"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .call("POST", &format!("/tasks/{task}/complete"), Some("admin"), Some(r#"{"fields":{"score":4}}"#), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // The ended child stays listed; the second is the one waited for now.
+    let (_, p) = api.call("GET", &format!("/instances/{}", p["id"]), Some("admin"), None, &[]).await;
+    let listed: Vec<(u64, &str, bool)> = p["sub_cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_u64().unwrap(), c["status"].as_str().unwrap(), c["waited_for"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(listed.len(), 2, "{p}");
+    assert_eq!(listed[0], (first_id, "completed", false), "{p}");
+    assert_eq!((listed[1].1, listed[1].2), ("running", true), "{p}");
+    assert_eq!(p["fields"]["first"], 4);
+}

@@ -145,6 +145,14 @@ pub struct RulesChange {
     pub diff: String,
 }
 
+/// A sub-process case, as its parent lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubCase {
+    pub id: InstanceId,
+    pub process: String,
+    pub status: String,
+}
+
 /// A durable change, as published to observers (the API's event stream).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineEvent {
@@ -563,7 +571,7 @@ impl Engine {
         const BATCH: usize = 1_000;
         let mut batch = store::Batch::default();
         let mut n = 0;
-        for prefix in [&b"s/"[..], b"t/", b"u/", b"r/"] {
+        for prefix in [&b"s/"[..], b"t/", b"u/", b"r/", b"p/"] {
             for item in self.store.scan_prefix(prefix) {
                 batch.remove(item?.0.to_vec());
                 n += 1;
@@ -1515,6 +1523,30 @@ impl Engine {
             }
         }
         Ok(Some(inst))
+    }
+
+    /// Every sub-process case `parent` started (ended ones too), oldest first, with its process
+    /// and status.
+    pub fn sub_cases(&self, parent: InstanceId) -> Result<Vec<SubCase>, EngineError> {
+        let prefix = store::key("p/", &[&parent.0.to_be_bytes()]);
+        self.store
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (k, v) = item?;
+                let corrupt = || StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into(),
+                    problem: "bad sub-case entry".into(),
+                };
+                let id = k
+                    .get(prefix.len()..)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(corrupt)?;
+                let text = std::str::from_utf8(&v).map_err(|_| corrupt())?;
+                let (process, status) = text.split_once('\0').ok_or_else(corrupt)?;
+                Ok(SubCase { id: InstanceId(id), process: process.to_string(), status: status.to_string() })
+            })
+            .collect()
     }
 
     pub fn instance_by_key(&self, business_key: &str) -> Result<Option<Instance>, EngineError> {

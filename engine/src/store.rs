@@ -13,6 +13,7 @@
 //! | `u/` | `u/{user}\0{due}{id u64 BE}{task u32 BE}` | task view (JSON): open tasks by assignee, soonest due first |
 //! | `r/` | `r/{role}\0{due}{id u64 BE}{task u32 BE}` | task view (JSON), or `0x05` and the assignee when assigned (the view is in `u/`): open tasks by candidate role, soonest due first |
 //! | `s/` | `s/{process}\0{status}\0{id u64 BE}` | empty: instances by process and status |
+//! | `p/` | `p/{parent id u64 BE}{child id u64 BE}` | `{process}\0{status}` of the child: every sub-process case a case started |
 //! | `k/` | `k/{business key}` | instance id |
 //! | `q/` | `q/{key prefix}` | last sequence number used for that prefix (u64 BE) |
 //! | `x/` | `x/{idempotency key}` | instance id |
@@ -1019,7 +1020,7 @@ pub(crate) fn timer_key(t: DateTime<Utc>, id: InstanceId, timer: u32) -> Vec<u8>
 }
 
 /// The version of the key layout above; see `Engine::open` for the upgrade.
-pub(crate) const FORMAT: u64 = 3;
+pub(crate) const FORMAT: u64 = 4;
 
 /// Where a task sits in an inbox: by deadline, tasks without one last.
 pub(crate) fn inbox_order(due: Option<DateTime<Utc>>) -> [u8; 8] {
@@ -1028,6 +1029,11 @@ pub(crate) fn inbox_order(due: Option<DateTime<Utc>>) -> [u8; 8] {
 
 pub fn task_index_key(prefix: &str, who: &str, due: Option<DateTime<Utc>>, id: InstanceId, task: u32) -> Vec<u8> {
     key(prefix, &[who.as_bytes(), b"\0", &inbox_order(due), &id.0.to_be_bytes(), &task.to_be_bytes()])
+}
+
+/// A sub-process case under the case that started it.
+pub(crate) fn sub_case_key(parent: InstanceId, child: InstanceId) -> Vec<u8> {
+    key("p/", &[&parent.0.to_be_bytes(), &child.0.to_be_bytes()])
 }
 
 /// The prefix of a process's instances in one status; `status_key` appends the id.
@@ -1046,6 +1052,12 @@ pub(crate) fn status_key(process: &str, status: &str, id: InstanceId) -> Vec<u8>
 pub(crate) fn index_entries(inst: &Instance) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
     let mut entries = std::collections::BTreeMap::new();
     entries.insert(status_key(&inst.process, inst.status.name(), inst.id), Vec::new());
+    if let Some((parent, _)) = inst.parent {
+        entries.insert(
+            sub_case_key(parent, inst.id),
+            [inst.process.as_bytes(), b"\0", inst.status.name().as_bytes()].concat(),
+        );
+    }
     // Only a running case's timers can fire: a suspended case's (or one in incident) would sit
     // at the front of the due scan and, once there are more than a scan's batch, starve every
     // other case's timers. Resuming puts them back (the diff of the index entries).

@@ -866,3 +866,33 @@ fn first_contact_resolution_counts_only_cases_resolved_at_the_phone_step() {
     assert_eq!(r.by_status["completed"], 2);
     assert_eq!(r.first_contact_resolution_share, Some(0.5), "only the first was resolved at first contact");
 }
+
+#[test]
+fn sub_cases_are_indexed_and_rebuilt_for_a_store_of_format_3() {
+    let dir = TempDir::new("sub-cases");
+    let now = bj(2026, 11, 23, 10, 0);
+    let child = "process survey {\n  fields {\n    school: text required\n  }\n  start -> ask\n  task ask { assign role cs_rep -> done }\n  end done\n}\n";
+    let parent = "process asks_twice {\n  fields {\n    school: text required\n  }\n  start -> both\n  split both -> one, two\n  call one process survey {\n    input school = school\n    -> joined\n  }\n  call two process survey {\n    input school = school\n    -> joined\n  }\n  join joined of both -> done\n  end done\n}\n";
+    let id = {
+        let engine = engine_at(&dir);
+        engine.deploy(child, now).unwrap();
+        engine.deploy(parent, now).unwrap();
+        let p = engine
+            .start("asks_twice", [("school".to_string(), Value::Text("二中".into()))].into(), &crm(), None, now)
+            .unwrap();
+        let subs = engine.sub_cases(p.id).unwrap();
+        assert_eq!(subs.len(), 2);
+        assert!(subs.iter().all(|c| c.process == "survey" && c.status == "running"), "{subs:?}");
+        // Back to format 3: no sub-case index.
+        let mut batch = caseflow_engine::store::Batch::default();
+        for r in engine.store().scan_prefix(b"p/") {
+            batch.remove(r.unwrap().0.to_vec());
+        }
+        batch.insert(b"m/format".to_vec(), 3u64.to_be_bytes().to_vec());
+        engine.store().write_now(batch).unwrap();
+        assert!(engine.sub_cases(p.id).unwrap().is_empty());
+        p.id
+    };
+    let engine = engine_at(&dir);
+    assert_eq!(engine.sub_cases(id).unwrap().len(), 2, "rebuilt on open");
+}
