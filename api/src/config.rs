@@ -4,7 +4,8 @@
 //! `CASEFLOW_RULES_DIR`, `CASEFLOW_DURABILITY`, `CASEFLOW_BODY_BYTES_MAX`,
 //! `CASEFLOW_FIELD_KEY_FILE`, `CASEFLOW_CACHE_MIB`, `CASEFLOW_CHECKPOINT_MIB`,
 //! `CASEFLOW_ALLOW_PUBLISHED_TOKENS`, `CASEFLOW_CONNECTIONS_MAX`,
-//! `CASEFLOW_HEADER_READ_TIMEOUT_SECS`, `CASEFLOW_BODY_IDLE_TIMEOUT_SECS`).
+//! `CASEFLOW_HEADER_READ_TIMEOUT_SECS`, `CASEFLOW_BODY_IDLE_TIMEOUT_SECS`,
+//! `CASEFLOW_DISK_RESERVE_MIB`).
 
 use anyhow::{bail, Context, Result};
 use caseflow_engine::Durability;
@@ -35,6 +36,11 @@ pub struct Config {
     /// and checkpoints"); 0: never.
     #[serde(default = "default_checkpoint_mib")]
     pub checkpoint_mib: u64,
+    /// Writes are refused (503, not applied) while the data directory's disk has less free
+    /// space than this, so that storage never meets a full disk; they are taken again once
+    /// space is freed. 0: no reserve.
+    #[serde(default = "default_disk_reserve_mib")]
+    pub disk_reserve_mib: u64,
     /// The key that encrypts sensitive fields at rest (32 bytes, hex); `field.key` in the data
     /// directory unless set. Created on the first start of an empty data directory; back it
     /// up: without it the sensitive data cannot be read.
@@ -124,6 +130,9 @@ fn default_cache_mib() -> u64 {
 fn default_checkpoint_mib() -> u64 {
     caseflow_engine::StoreOptions::default().checkpoint_bytes.unwrap_or(0) >> 20
 }
+fn default_disk_reserve_mib() -> u64 {
+    caseflow_engine::store::DEFAULT_SPACE_RESERVE_BYTES >> 20
+}
 fn default_header_read_timeout_secs() -> u64 {
     10
 }
@@ -156,6 +165,7 @@ impl Config {
             durability: self.durability,
             cache_bytes: self.cache_mib << 20,
             checkpoint_bytes: (self.checkpoint_mib > 0).then_some(self.checkpoint_mib << 20),
+            space_reserve_bytes: self.disk_reserve_mib << 20,
             ..caseflow_engine::StoreOptions::default()
         }
     }
@@ -229,6 +239,10 @@ impl Config {
         if let Some(v) = env("CASEFLOW_CHECKPOINT_MIB") {
             config.checkpoint_mib =
                 v.parse().with_context(|| format!("CASEFLOW_CHECKPOINT_MIB=`{v}` is not a number"))?;
+        }
+        if let Some(v) = env("CASEFLOW_DISK_RESERVE_MIB") {
+            config.disk_reserve_mib =
+                v.parse().with_context(|| format!("CASEFLOW_DISK_RESERVE_MIB=`{v}` is not a number"))?;
         }
         if let Some(v) = env("CASEFLOW_CONNECTIONS_MAX") {
             config.connections_max =

@@ -579,8 +579,12 @@ async fn health(State(state): State<Shared>) -> (StatusCode, axum::Json<Json>) {
     let calendar = state.engine.rules().calendar.coverage(state.clock.now()).map(
         |(last, days, status)| json!({ "covered_through": last.to_string(), "days_left": days, "status": status }),
     );
-    // Not ready while storage is failing: writes are refused until it recovers.
-    let storage = state.engine.store().degraded();
+    // Not ready while storage is failing: writes are refused until it recovers. What failed
+    // is tried again here, so a freed disk shows as recovered without waiting for a write.
+    let s = state.clone();
+    let storage = tokio::task::spawn_blocking(move || s.engine.store().check_health())
+        .await
+        .unwrap_or_else(|e| Some(format!("the health check failed: {e}")));
     let status = if storage.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     // Refused rules do not make the server unready: the last accepted rules serve. The
     // problems themselves are for administrators (`GET /admin/rules`), not for anyone.

@@ -13,6 +13,7 @@ pub mod core;
 pub mod crypto;
 pub mod duration;
 pub mod eval;
+pub mod faults;
 mod memtable;
 pub mod report;
 pub mod rules;

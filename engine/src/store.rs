@@ -29,6 +29,7 @@
 //! Every question the API asks is a prefix or range scan over one of these.
 
 use crate::core::{HistoryEntry, Instance, InstanceId};
+use crate::faults::{FaultPoint, Faults};
 use crate::memtable::{ApplyHelpers, Memtable, Pressure};
 use crate::wal::{Wal, WalError};
 use chrono::{DateTime, Utc};
@@ -51,16 +52,6 @@ pub enum StoreError {
     /// Refused before anything was written: storage is failing (a full disk, an I/O error).
     #[error("storage is failing ({0}); the write was not applied")]
     Unavailable(String),
-}
-
-/// Takes one injected failure, if any are left.
-fn take_injected(n: &std::sync::atomic::AtomicU32) -> bool {
-    n.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |k| k.checked_sub(1))
-        .is_ok()
-}
-
-fn injected_failure() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device (injected)")
 }
 
 /// Attempts (20 ms apart) to take over the file lock of a store that is still closing.
@@ -95,6 +86,12 @@ pub struct StoreOptions {
     /// Snapshot sled's page table after this many bytes written, so that a restart replays at
     /// most about that much of sled's log (see `Store::checkpoint`); `None`: never.
     pub checkpoint_bytes: Option<u64>,
+    /// Writes are refused (not applied) while the data directory's disk has less free space
+    /// than this, so that sled, whose first failed write stops it until it is reopened, never
+    /// meets a full disk; they are taken again once space is freed. 0: no reserve.
+    pub space_reserve_bytes: u64,
+    /// Faults a test arms at the file operations (none in production).
+    pub faults: Arc<Faults>,
 }
 
 impl Default for StoreOptions {
@@ -104,7 +101,72 @@ impl Default for StoreOptions {
             background_flush_ms: Some(500),
             durability: Durability::Fsync,
             checkpoint_bytes: Some(DEFAULT_CHECKPOINT_BYTES),
+            space_reserve_bytes: DEFAULT_SPACE_RESERVE_BYTES,
+            faults: Arc::default(),
         }
+    }
+}
+
+/// Two log segments (a new one and its spare) and room for sled's buffers beyond them.
+pub const DEFAULT_SPACE_RESERVE_BYTES: u64 = 32 << 20;
+
+/// Watches the free space of the data directory's disk (`StoreOptions::space_reserve_bytes`).
+/// statvfs is asked at most every `SPACE_CHECK_MS`, or sooner after an eighth of the reserve
+/// was written.
+struct SpaceGuard {
+    dir: Option<std::path::PathBuf>,
+    reserve: u64,
+    epoch: std::time::Instant,
+    checked_at_ms: std::sync::atomic::AtomicU64,
+    written_since: std::sync::atomic::AtomicU64,
+    /// Why writes are refused, while they are.
+    low: std::sync::Mutex<Option<String>>,
+}
+
+const SPACE_CHECK_MS: u64 = 100;
+
+impl SpaceGuard {
+    fn new(dir: Option<std::path::PathBuf>, reserve: u64) -> SpaceGuard {
+        SpaceGuard {
+            dir: dir.filter(|_| reserve > 0),
+            reserve,
+            epoch: std::time::Instant::now(),
+            checked_at_ms: Default::default(),
+            written_since: Default::default(),
+            low: Default::default(),
+        }
+    }
+
+    /// Fails while the disk is below the reserve; `bytes` are about to be written. `force`
+    /// asks the disk now.
+    fn check(&self, bytes: u64, force: bool) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let now = self.epoch.elapsed().as_millis() as u64 + SPACE_CHECK_MS;
+        let written = self.written_since.fetch_add(bytes, Relaxed) + bytes;
+        let due = force || now - self.checked_at_ms.load(Relaxed) >= SPACE_CHECK_MS || written >= self.reserve / 8;
+        let mut low = self.low.lock().unwrap_or_else(|p| p.into_inner());
+        if due {
+            self.checked_at_ms.store(now, Relaxed);
+            self.written_since.store(0, Relaxed);
+            // A disk that cannot be asked is not refused for it: the writes will tell.
+            *low = match fs2::available_space(dir) {
+                Ok(free) if free < self.reserve => Some(format!(
+                    "the disk holding the data has {} MiB free, under the {} MiB kept in reserve; free some space",
+                    free >> 20,
+                    self.reserve >> 20
+                )),
+                _ => None,
+            };
+        }
+        match &*low {
+            Some(why) => Err(StoreError::Unavailable(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn low(&self) -> Option<String> {
+        self.low.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -279,8 +341,10 @@ pub struct Store {
     /// Applies of the memtable to sled that failed (their keys stay in the memtable and the
     /// log; the next apply tries again).
     apply_failures: Arc<std::sync::atomic::AtomicU64>,
-    /// Faults injected by tests: the next applies of the memtable fail as a full disk would.
-    injected_apply_failures: Arc<std::sync::atomic::AtomicU32>,
+    /// Faults injected by tests at the file operations.
+    faults: Arc<Faults>,
+    /// Refuses writes while the disk is nearly full.
+    space: SpaceGuard,
     /// Why storage is failing, since the last maintenance (apply, truncation, checkpoint)
     /// after a write failed; cleared when one succeeds. Writes are refused meanwhile.
     degraded: std::sync::Mutex<Option<String>>,
@@ -342,8 +406,10 @@ impl Store {
             .use_compression(false)
             .flush_every_ms(options.background_flush_ms)
             // No key reaches sled's file before the log record it came from (see `write`).
+            // A log that is failing holds sled's writes back until it recovers (a full disk
+            // freed): sled treats a failed write as fatal until it is reopened.
             .before_log_write(move || match before_sled_writes.get() {
-                Some(wal) => wal.sync_all().map_err(std::io::Error::other),
+                Some(wal) => wal.sync_all_waiting().map_err(std::io::Error::other),
                 None => Ok(()),
             });
         let db = Self::open_db(&config)?;
@@ -353,7 +419,12 @@ impl Store {
             true => Self::sequenced_floor(&db)?,
             false => recovered.next_seq,
         };
-        let wal = Arc::new(Wal::create(&log_dir, next_seq, options.durability == Durability::Fsync)?);
+        let wal = Arc::new(Wal::create_with(
+            &log_dir,
+            next_seq,
+            options.durability == Durability::Fsync,
+            options.faults.clone(),
+        )?);
         let _ = log_for_sled.set(wal.clone());
         let file = match options.durability {
             Durability::Fsync => Some(SyncedFiles {
@@ -362,14 +433,7 @@ impl Store {
             }),
             _ => None,
         };
-        let mut store = Self::with_db(
-            db,
-            Some(path.to_path_buf()),
-            Some(wal.clone()),
-            file,
-            options.durability,
-            options.checkpoint_bytes,
-        )?;
+        let mut store = Self::with_db(db, Some(path.to_path_buf()), Some(wal.clone()), file, options)?;
         // A new database is made durable before anything is logged: sled's own state (its
         // metadata, its trees) is not in the log.
         if !store.handles.db.was_recovered() {
@@ -387,7 +451,9 @@ impl Store {
             store.replayed += recovered.records.len();
         }
         wal.drop_before(recovered.next_seq)?;
-        wal.prepare_spare()?;
+        // The spare only saves a rotation some time: a disk too full for it is no reason not
+        // to open (the space reserve refuses writes until there is room).
+        let _ = wal.prepare_spare();
         Ok(store)
     }
 
@@ -418,7 +484,8 @@ impl Store {
     /// A throwaway store in memory-backed temporary files, for tests.
     pub fn temporary() -> Result<Store, StoreError> {
         let db = sled::Config::new().temporary(true).flush_every_ms(None).open()?;
-        Self::with_db(db, None, None, None, Durability::None, None)
+        let options = StoreOptions { durability: Durability::None, checkpoint_bytes: None, ..StoreOptions::default() };
+        Self::with_db(db, None, None, None, &options)
     }
 
     fn with_db(
@@ -426,30 +493,30 @@ impl Store {
         path: Option<std::path::PathBuf>,
         wal: Option<Arc<Wal>>,
         file: Option<SyncedFiles>,
-        durability: Durability,
-        checkpoint_bytes: Option<u64>,
+        options: &StoreOptions,
     ) -> Result<Store, StoreError> {
+        let (durability, checkpoint_bytes) = (options.durability, options.checkpoint_bytes);
         let handles = Handles::open(db)?;
         let replayed = Self::recover(&handles, file.as_ref())?;
         let memtable = Arc::new(Memtable::default());
         let apply_failures: Arc<std::sync::atomic::AtomicU64> = Arc::default();
-        let injected: Arc<std::sync::atomic::AtomicU32> = Arc::default();
+        let faults = options.faults.clone();
         let apply_helpers = Arc::new(ApplyHelpers::start(&handles.tree)?);
         let applier = {
-            let (memtable, tree, wal, failures, helpers, injected) = (
+            let (memtable, tree, wal, failures, helpers, faults) = (
                 memtable.clone(),
                 handles.tree.clone(),
                 wal.clone(),
                 apply_failures.clone(),
                 apply_helpers.clone(),
-                injected.clone(),
+                faults.clone(),
             );
             std::thread::Builder::new().name("caseflow-apply".into()).spawn(move || {
                 while memtable.next_request() {
                     let lock = memtable.apply_lock(true).expect("waits");
-                    let result = match take_injected(&injected) {
-                        true => Err(injected_failure().into()),
-                        false => crate::memtable::apply(&memtable, &tree, &helpers, wal.as_deref(), &lock),
+                    let result = match faults.check(FaultPoint::Apply) {
+                        Err(e) => Err(e.into()),
+                        Ok(()) => crate::memtable::apply(&memtable, &tree, &helpers, wal.as_deref(), &lock),
                     };
                     if result.is_err() {
                         failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -465,6 +532,7 @@ impl Store {
                 ..CheckpointState::default()
             }),
             checkpoint_thread: Default::default(),
+            space: SpaceGuard::new(path.clone(), options.space_reserve_bytes),
             path,
             wal,
             replayed,
@@ -474,7 +542,7 @@ impl Store {
             unlogged_seq: Default::default(),
             memtable,
             apply_failures,
-            injected_apply_failures: injected,
+            faults,
             degraded: Default::default(),
             applier: Some(applier),
             apply_helpers: Some(apply_helpers),
@@ -538,11 +606,12 @@ impl Store {
         // While storage is failing, nothing new is taken in: first try the maintenance that
         // failed again (space may have been freed), and refuse the write if it still fails.
         // Refused here, a write is not applied: nothing of it was logged or made visible.
-        if self.degraded().is_some() {
+        if self.maintenance_failed().is_some() {
             self.retry_maintenance()?;
         }
         // What sled's log will hold: the keys and values (the record is about their size).
         let bytes = size as u64;
+        self.space.check(bytes, false)?;
         let ticket = match &self.wal {
             Some(wal) => wal
                 .append(|seq, out| {
@@ -574,9 +643,23 @@ impl Store {
         Ok(ticket)
     }
 
-    /// Why storage is failing, if it is: the maintenance that failed after a write, or a
-    /// write-ahead log that failed (which takes a restart).
+    /// Why storage is failing, if it is: a log write that failed (tried again until it goes
+    /// through), maintenance that failed after a write, or a disk below the space reserve.
     pub fn degraded(&self) -> Option<String> {
+        self.maintenance_failed().or_else(|| self.space.low())
+    }
+
+    /// `degraded`, after trying what failed again (a disk may have been freed): for readiness
+    /// checks, which must see a recovery even when no write comes to try.
+    pub fn check_health(&self) -> Option<String> {
+        if self.maintenance_failed().is_some() {
+            let _ = self.retry_maintenance();
+        }
+        let _ = self.space.check(0, true);
+        self.degraded()
+    }
+
+    fn maintenance_failed(&self) -> Option<String> {
         if let Some(e) = self.wal.as_ref().and_then(|w| w.failed()) {
             return Some(e);
         }
@@ -587,10 +670,14 @@ impl Store {
         *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
     }
 
-    /// Runs the failed maintenance again: the memtable applied to sled, the log truncated.
+    /// Runs what failed again: the log's stuck group, the memtable applied to sled, the log
+    /// truncated. A success clears the failure.
     fn retry_maintenance(&self) -> Result<(), StoreError> {
-        if let Some(e) = self.wal.as_ref().and_then(|w| w.failed()) {
-            return Err(StoreError::Unavailable(format!("the write-ahead log failed ({e}); restart to recover")));
+        if let Some(wal) = &self.wal {
+            wal.recover().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+        if self.degraded.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return Ok(());
         }
         let result = self.drain_memtable().and_then(|()| match self.wal.as_deref() {
             Some(wal) => self.truncate_log(wal),
@@ -608,7 +695,13 @@ impl Store {
     /// Makes the next `n` applies of the memtable fail as on a full disk (tests only).
     #[doc(hidden)]
     pub fn inject_apply_failures(&self, n: u32) {
-        self.injected_apply_failures.store(n, std::sync::atomic::Ordering::SeqCst);
+        self.faults.arm(FaultPoint::Apply, n, crate::faults::NO_SPACE);
+    }
+
+    /// The store's fault points, for tests.
+    #[doc(hidden)]
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Has the memtable applied when it has grown past its threshold: by the applier thread,
@@ -632,9 +725,9 @@ impl Store {
     /// Applies one frozen memtable to sled (see `memtable::apply`). The caller holds the
     /// apply lock.
     fn apply_memtable(&self, lock: &std::sync::MutexGuard<'_, ()>) -> Result<(), StoreError> {
-        if take_injected(&self.injected_apply_failures) {
+        if let Err(e) = self.faults.check(FaultPoint::Apply) {
             self.apply_failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            return Err(injected_failure().into());
+            return Err(e.into());
         }
         let helpers = self.apply_helpers.as_deref().expect("open until dropped");
         crate::memtable::apply(&self.memtable, &self.handles.tree, helpers, self.wal.as_deref(), lock).map_err(|e| {
@@ -664,7 +757,9 @@ impl Store {
         });
         let result = result.and_then(|below| {
             wal.drop_before(below)?;
-            Ok(wal.prepare_spare()?)
+            // Without a spare a rotation makes its own segment: not a failure of the store.
+            let _ = wal.prepare_spare();
+            Ok(())
         });
         self.truncating.store(false, SeqCst);
         result.map(drop)
@@ -681,10 +776,11 @@ impl Store {
             return Ok(());
         }
         self.checkpoint.written.store(0, SeqCst);
-        let (db, path, state) = (self.handles.db.clone(), path.clone(), self.checkpoint.clone());
+        let (db, path, state, faults) =
+            (self.handles.db.clone(), path.clone(), self.checkpoint.clone(), self.faults.clone());
         let spawned = std::thread::Builder::new().name("caseflow-checkpoint".into()).spawn(move || {
             // A failure is counted and shown in the metrics; the next checkpoint tries again.
-            let _ = Self::snapshot(&db, &path, &state);
+            let _ = Self::snapshot(&db, &path, &state, &faults);
             state.running.store(false, SeqCst);
         });
         let mut thread = self.checkpoint_thread.lock().unwrap_or_else(|p| p.into_inner());
@@ -720,17 +816,18 @@ impl Store {
         while self.checkpoint.running.swap(true, SeqCst) {
             std::thread::yield_now();
         }
-        let result = Self::snapshot(&self.handles.db, path, &self.checkpoint);
+        let result = Self::snapshot(&self.handles.db, path, &self.checkpoint, &self.faults);
         self.checkpoint.running.store(false, SeqCst);
         result
     }
 
-    fn snapshot(db: &sled::Db, path: &Path, state: &CheckpointState) -> Result<(), StoreError> {
+    fn snapshot(db: &sled::Db, path: &Path, state: &CheckpointState, faults: &Faults) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         let t = std::time::Instant::now();
         // Whatever the durability setting, the snapshot never names data a power loss could
         // take: that would leave a store that does not open.
         let written = db.write_snapshot(|| {
+            faults.check(FaultPoint::Checkpoint)?;
             std::fs::File::open(path.join("db"))?.sync_data()?;
             sync_folder(&path.join("blobs"))
         });
@@ -788,6 +885,7 @@ impl Store {
     }
 
     fn flush_now(&self) -> Result<(), StoreError> {
+        self.faults.check(FaultPoint::Flush)?;
         Self::flush_handles(&self.handles, self.file.as_ref())
     }
 
@@ -873,6 +971,13 @@ impl Drop for Store {
         // The checkpoint holds a handle to sled: it must end before sled can close.
         if let Some(thread) = self.checkpoint_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = thread.join();
+        }
+        // A log still failing after one more try will not make anything durable now: nothing
+        // waits for it any longer, and what it logged is replayed by the next open.
+        if let Some(wal) = &self.wal {
+            if wal.recover().is_err() {
+                wal.close();
+            }
         }
         // A clean close leaves nothing to replay. A failure here leaves the log in place, and
         // the next open replays it.

@@ -10,9 +10,10 @@
 //! `fdatasync` of 24 KB took 0.15 ms overwriting, 0.22 ms appending). The store deletes old segments once sled has made their
 //! records' keys durable (`Store::truncate_log`); `read` returns what is left, in order.
 
+use crate::faults::{FaultPoint, Faults};
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,14 +28,19 @@ const BUFFER_BYTES: usize = 1 << 20;
 
 const HEADER: usize = 16;
 
+/// How often the writer tries a failed group again on its own (`Wal::recover` tries at once).
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     #[error("write-ahead log: {0}")]
     Io(#[from] std::io::Error),
     #[error("write-ahead log `{}` is corrupt at byte {offset}, and newer segments follow it", path.display())]
     Corrupt { path: PathBuf, offset: u64 },
-    #[error("write-ahead log: an earlier write failed ({0}); restart to recover")]
+    #[error("write-ahead log: a write failed ({0}); writes are refused until it succeeds again")]
     Failed(String),
+    #[error("write-ahead log: could not start a new segment ({0}); the current one goes on growing")]
+    Rotation(String),
 }
 
 /// The log of one store. A dedicated thread writes it: while writers are busy it writes one
@@ -47,6 +53,8 @@ pub struct Wal {
 
 struct Shared {
     dir: PathBuf,
+    /// Faults injected by tests (none in production).
+    faults: Arc<Faults>,
     /// `fdatasync` each group (`Durability::Fsync`), or only `write` it to the OS.
     sync_data: bool,
     state: Mutex<State>,
@@ -68,6 +76,9 @@ struct Shared {
     records: AtomicU64,
     /// Time spent writing (and syncing) groups, in microseconds.
     write_micros: AtomicU64,
+    held_back: AtomicU64,
+    /// The store is closing: nobody waits for a failed log to recover any more.
+    closing: AtomicBool,
 }
 
 /// How well group commit is grouping.
@@ -76,6 +87,8 @@ pub struct WalStats {
     pub groups: u64,
     pub records: u64,
     pub write_micros: u64,
+    /// Times sled's writes were held back while the log was failing (`sync_all_waiting`).
+    pub held_back: u64,
 }
 
 struct State {
@@ -99,8 +112,16 @@ struct State {
     rotations: u64,
     /// Records appended whose keys are not yet all in sled.
     unapplied: BTreeSet<u64>,
-    /// After an I/O error nothing more is accepted: what reached the file is unknown.
+    /// After an I/O error nothing more is accepted until the failed group is written again
+    /// (`stuck`): its writers were told the outcome is unknown.
     failed: Option<String>,
+    /// The group whose write or sync failed, tried again at the same offset until it succeeds.
+    stuck: Option<Stuck>,
+    /// `recover` asks for a try now; tries of a stuck group so far.
+    retry_now: bool,
+    retries: u64,
+    /// The last asked-for rotation could not start a new segment.
+    rotation_failed: Option<String>,
     stop: bool,
     /// Called (by the writer thread) once the record is durable: `when_durable`.
     callbacks: Vec<(u64, Callback)>,
@@ -112,6 +133,12 @@ pub type Callback = Box<dyn FnOnce(Result<(), WalError>) + Send>;
 struct Segment {
     file: File,
     bytes: u64,
+}
+
+/// A group that failed to become durable, kept to be written again.
+struct Stuck {
+    group: Vec<u8>,
+    upto: u64,
 }
 
 /// What `Wal::read` found.
@@ -127,9 +154,21 @@ pub struct Recovered {
 impl Wal {
     /// Starts a new segment at `next_seq` in `dir`. Older segments stay until `drop_before`.
     pub fn create(dir: &Path, next_seq: u64, sync_data: bool) -> Result<Wal, WalError> {
+        Wal::create_with(dir, next_seq, sync_data, Arc::default())
+    }
+
+    /// `create`, with faults a test may arm. With too little free space for a zero-filled
+    /// segment the new one starts empty and grows as it is written (slower to sync, but a
+    /// store opens on a nearly full disk).
+    pub fn create_with(dir: &Path, next_seq: u64, sync_data: bool, faults: Arc<Faults>) -> Result<Wal, WalError> {
         std::fs::create_dir_all(dir)?;
-        let file = new_segment(dir, next_seq)?;
+        let file = match new_segment(dir, next_seq, &faults) {
+            Ok(file) => file,
+            Err(e) if is_no_space(&e) => growing_segment(dir, next_seq)?,
+            Err(e) => return Err(e),
+        };
         let shared = Arc::new(Shared {
+            faults,
             dir: dir.to_path_buf(),
             sync_data,
             state: Mutex::new(State {
@@ -144,6 +183,10 @@ impl Wal {
                 rotations: 0,
                 unapplied: BTreeSet::new(),
                 failed: None,
+                stuck: None,
+                retry_now: false,
+                retries: 0,
+                rotation_failed: None,
                 stop: false,
                 callbacks: Vec::new(),
             }),
@@ -156,6 +199,8 @@ impl Wal {
             groups: AtomicU64::new(0),
             records: AtomicU64::new(0),
             write_micros: AtomicU64::new(0),
+            held_back: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         });
         let writer = {
             let shared = shared.clone();
@@ -303,6 +348,40 @@ impl Wal {
         }
     }
 
+    /// `sync_all` for sled's `before_log_write`: while the log is failing, waits for it to
+    /// recover instead of failing. sled takes any failed write of its own file as fatal (it
+    /// refuses everything until reopened), and a log that failed on a full disk recovers once
+    /// space is freed; until then sled's file must not get keys whose records are not durable.
+    /// Gives up once the store is closing (`close`).
+    pub fn sync_all_waiting(&self) -> Result<(), WalError> {
+        let mut counted = false;
+        loop {
+            match self.sync_all() {
+                Err(WalError::Failed(e)) if !self.shared.closing.load(Ordering::SeqCst) => {
+                    if !counted {
+                        self.shared.held_back.fetch_add(1, Ordering::Relaxed);
+                        counted = true;
+                    }
+                    let st = self.shared.lock();
+                    if st.failed.is_none() {
+                        continue;
+                    }
+                    // Woken after each try of the stuck group.
+                    let _ = self.shared.rotations_cv.wait_timeout(st, RETRY_EVERY);
+                    let _ = e;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The store is closing: `sync_all_waiting` stops waiting.
+    pub fn close(&self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        let _st = self.shared.lock();
+        self.shared.rotations_cv.notify_all();
+    }
+
     /// Writes and syncs everything appended so far and starts a new segment, so that every
     /// older segment can be deleted once sled holds their keys (a checkpoint, shutdown).
     pub fn rotate(&self) -> Result<(), WalError> {
@@ -317,7 +396,27 @@ impl Wal {
             }
             st = sh.rotations_cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
-        Ok(())
+        match st.rotation_failed.take() {
+            Some(e) => Err(WalError::Rotation(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Tries the failed group again now (a full disk may have been freed) and says whether the
+    /// log takes writes again. The writer also tries by itself every `RETRY_EVERY`.
+    pub fn recover(&self) -> Result<(), WalError> {
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        if st.failed.is_none() {
+            return Ok(());
+        }
+        let target = st.retries + 1;
+        st.retry_now = true;
+        sh.work.notify_one();
+        while st.retries < target && st.failed.is_some() && !st.stop {
+            st = sh.rotations_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.failed.clone().map_or(Ok(()), |e| Err(WalError::Failed(e)))
     }
 
     /// Zero-fills the file the next rotation will use, unless one is ready. The store calls
@@ -325,7 +424,12 @@ impl Wal {
     pub fn prepare_spare(&self) -> Result<(), WalError> {
         let mut ready = self.shared.spare.lock().unwrap_or_else(|p| p.into_inner());
         if !*ready {
-            zero_filled(&self.shared.dir.join(SPARE))?;
+            let path = self.shared.dir.join(SPARE);
+            if let Err(e) = zero_filled(&path, &self.shared.faults) {
+                // Half a spare is no spare: the next rotation makes its own segment.
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
             *ready = true;
         }
         Ok(())
@@ -369,6 +473,7 @@ impl Wal {
             groups: sh.groups.load(Ordering::Relaxed),
             records: sh.records.load(Ordering::Relaxed),
             write_micros: sh.write_micros.load(Ordering::Relaxed),
+            held_back: sh.held_back.load(Ordering::Relaxed),
         }
     }
 
@@ -398,6 +503,13 @@ impl Shared {
     fn run_writer(&self) {
         let mut st = self.lock();
         loop {
+            if st.stuck.is_some() && st.stop {
+                return;
+            }
+            if let Some(stuck) = st.stuck.take() {
+                st = self.retry(st, stuck);
+                continue;
+            }
             let due = st.wanted > st.taken || st.buffer.len() >= BUFFER_BYTES || st.stop;
             if (st.buffer.is_empty() || !due) && !st.rotate_wanted {
                 if st.stop || st.failed.is_some() {
@@ -423,17 +535,27 @@ impl Shared {
             self.records.fetch_add(count, Ordering::Relaxed);
             st = self.lock();
             match result {
-                Ok(()) => st.durable = upto,
-                Err(e) => st.failed = Some(e.to_string()),
+                Ok(rotation) => {
+                    st.durable = upto;
+                    if rotate {
+                        st.rotation_failed = rotation.err().map(|e| e.to_string());
+                    }
+                    if st.buffer.is_empty() {
+                        // Keep the allocation for the next group.
+                        group.clear();
+                        st.buffer = group;
+                    }
+                }
+                Err(e) => {
+                    // Its writers are told the outcome is unknown; the group is kept and
+                    // written again, at the same offset, until it goes through.
+                    st.failed = Some(e.to_string());
+                    st.stuck = Some(Stuck { group, upto });
+                }
             }
             if rotate {
                 st.rotations += 1;
                 self.rotations_cv.notify_all();
-            }
-            if st.buffer.is_empty() {
-                // Keep the allocation for the next group.
-                group.clear();
-                st.buffer = group;
             }
             let durable = st.durable;
             let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut st.callbacks)
@@ -458,28 +580,89 @@ impl Shared {
         }
     }
 
-    fn write_group(&self, group: &[u8], upto: u64, rotate: bool) -> Result<(), WalError> {
+    /// Tries a stuck group again (after `RETRY_EVERY`, or at once when `recover` asks).
+    fn retry<'a>(&'a self, mut st: std::sync::MutexGuard<'a, State>, stuck: Stuck) -> std::sync::MutexGuard<'a, State> {
+        if !st.retry_now && !st.stop {
+            st.writer_idle = true;
+            st = self.work.wait_timeout(st, RETRY_EVERY).unwrap_or_else(|p| p.into_inner()).0;
+            st.writer_idle = false;
+        }
+        if st.stop {
+            // Closing: the group's writers were told its outcome is unknown.
+            st.stuck = Some(stuck);
+            return st;
+        }
+        st.retry_now = false;
+        drop(st);
+        let result = self.write_group(&stuck.group, stuck.upto, false);
+        let mut st = self.lock();
+        st.retries += 1;
+        match result {
+            Ok(_) => {
+                st.durable = stuck.upto;
+                st.failed = None;
+            }
+            Err(e) => {
+                st.failed = Some(e.to_string());
+                st.stuck = Some(stuck);
+            }
+        }
+        self.rotations_cv.notify_all();
+        st
+    }
+
+    /// Writes a group where the segment's written part ends (so that a group tried again
+    /// after a failure overwrites what it left, and the records stay contiguous) and syncs it.
+    /// Then, if the segment is full or a rotation was asked for, starts the next segment; a
+    /// rotation that fails does not fail the group, which is durable (the inner result).
+    fn write_group(&self, group: &[u8], upto: u64, rotate: bool) -> Result<Result<(), WalError>, WalError> {
         let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
+        let offset = segment.bytes;
+        segment.file.seek(std::io::SeekFrom::Start(offset))?;
+        if let Err(e) = self.faults.check(FaultPoint::LogWrite) {
+            // As a full disk does: part of the group reaches the file, then the write fails.
+            segment.file.write_all(&group[..group.len() / 2])?;
+            return Err(e.into());
+        }
         segment.file.write_all(group)?;
-        segment.bytes += group.len() as u64;
         if self.sync_data {
+            self.faults.check(FaultPoint::LogSync)?;
             segment.file.sync_data()?;
         }
+        segment.bytes = offset + group.len() as u64;
         if segment.bytes >= SEGMENT_BYTES || (rotate && segment.bytes > 0) {
-            // The closed segment is whole on disk before the next one exists.
-            segment.file.sync_data()?;
-            let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-            let file = if std::mem::take(&mut *spare) {
-                let path = self.dir.join(segment_name(upto));
-                std::fs::rename(self.dir.join(SPARE), &path)?;
-                File::open(&self.dir)?.sync_all()?;
-                OpenOptions::new().write(true).open(&path)?
-            } else {
-                new_segment(&self.dir, upto)?
-            };
-            *segment = Segment { file, bytes: 0 };
-            self.rotated.store(true, Ordering::SeqCst);
+            return Ok(self.next_segment(&mut segment, upto));
         }
+        Ok(Ok(()))
+    }
+
+    /// Closes the segment (synced whole before the next one exists) and starts the next at
+    /// `upto`: the spare, renamed, or a new one.
+    fn next_segment(&self, segment: &mut Segment, upto: u64) -> Result<(), WalError> {
+        self.faults.check(FaultPoint::LogSync)?;
+        segment.file.sync_data()?;
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.dir.join(segment_name(upto));
+        let file = if std::mem::take(&mut *spare) {
+            let renamed = self
+                .faults
+                .check(FaultPoint::LogRename)
+                .and_then(|()| std::fs::rename(self.dir.join(SPARE), &path))
+                .and_then(|()| File::open(&self.dir)?.sync_all());
+            if let Err(e) = renamed {
+                // Whether the name moved is unknown: no file may stay under the segment's
+                // name (`read` would take it for a segment that follows), and the spare is
+                // made again later.
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(self.dir.join(SPARE));
+                return Err(e.into());
+            }
+            OpenOptions::new().write(true).open(&path)?
+        } else {
+            new_segment(&self.dir, upto, &self.faults)?
+        };
+        *segment = Segment { file, bytes: 0 };
+        self.rotated.store(true, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -508,16 +691,38 @@ fn segment_name(first: u64) -> String {
 /// The file `prepare_spare` fills; not a segment name, so `read` ignores a leftover one.
 const SPARE: &str = "spare.tmp";
 
-fn new_segment(dir: &Path, first: u64) -> Result<File, WalError> {
+/// A zero-filled segment named for `first`. A failure leaves no file under that name: `read`
+/// would take it for a segment that follows the current one.
+fn new_segment(dir: &Path, first: u64, faults: &Faults) -> Result<File, WalError> {
     let path = dir.join(segment_name(first));
-    zero_filled(&path)?;
-    // The new file's name must survive a crash too.
-    File::open(dir)?.sync_all()?;
+    let made = zero_filled(&path, faults).and_then(|()| {
+        // The new file's name must survive a crash too.
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    });
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     // Groups are written from the start, over the zeros.
     Ok(OpenOptions::new().write(true).open(&path)?)
 }
 
-fn zero_filled(path: &Path) -> Result<(), WalError> {
+/// An empty segment that grows as groups are written: for a disk without room for a
+/// zero-filled one.
+fn growing_segment(dir: &Path, first: u64) -> Result<File, WalError> {
+    let path = dir.join(segment_name(first));
+    let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+fn is_no_space(e: &WalError) -> bool {
+    matches!(e, WalError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull)
+}
+
+fn zero_filled(path: &Path, faults: &Faults) -> Result<(), WalError> {
+    faults.check(FaultPoint::LogCreate)?;
     let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
     let zeros = vec![0u8; 1 << 20];
     for _ in 0..SEGMENT_BYTES / zeros.len() as u64 {
@@ -668,6 +873,106 @@ mod tests {
         drop(f);
         Wal::create(&dir, 9, false).unwrap();
         assert!(matches!(Wal::read(&dir), Err(WalError::Corrupt { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn armed(dir: &Path) -> (Wal, Arc<Faults>) {
+        let faults = Arc::new(Faults::default());
+        (Wal::create_with(dir, 0, true, faults.clone()).unwrap(), faults)
+    }
+
+    #[test]
+    fn a_group_whose_write_failed_is_written_again_whole_and_the_log_stays_contiguous() {
+        use crate::faults::NO_SPACE;
+        let dir = scratch("write-fault");
+        let (wal, faults) = armed(&dir);
+        let a = wal.append(bytes(b"first")).unwrap();
+        wal.sync(a).unwrap();
+        // The write fails half way (and goes on failing): the writer is told, nothing more
+        // is taken in.
+        faults.arm(FaultPoint::LogWrite, u32::MAX, NO_SPACE);
+        let b = wal.append(bytes(b"second, torn by the fault")).unwrap();
+        assert!(matches!(wal.sync(b), Err(WalError::Failed(_))));
+        assert!(wal.failed().is_some());
+        assert!(matches!(wal.append(bytes(b"refused")), Err(WalError::Failed(_))));
+        assert!(wal.recover().is_err(), "still failing");
+        // Space is freed: the group goes through again, at its offset, and writes go on.
+        faults.clear();
+        wal.recover().unwrap();
+        assert!(wal.failed().is_none());
+        let c = wal.append(bytes(b"third")).unwrap();
+        wal.sync(c).unwrap();
+        drop(wal);
+        let records: Vec<Vec<u8>> = Wal::read(&dir).unwrap().records.into_iter().map(|r| r.1).collect();
+        assert_eq!(records, vec![b"first".to_vec(), b"second, torn by the fault".to_vec(), b"third".to_vec()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_sync_is_retried_by_rewriting_the_group() {
+        use crate::faults::IO_ERROR;
+        let dir = scratch("sync-fault");
+        let (wal, faults) = armed(&dir);
+        faults.arm(FaultPoint::LogSync, 1, IO_ERROR);
+        let a = wal.append(bytes(b"a")).unwrap();
+        let e = wal.sync(a).unwrap_err();
+        assert!(e.to_string().contains("Input/output error"), "{e}");
+        // The writer tries again by itself; `recover` does not wait for its timer.
+        wal.recover().unwrap();
+        let b = wal.append(bytes(b"b")).unwrap();
+        wal.sync(b).unwrap();
+        drop(wal);
+        assert_eq!(Wal::read(&dir).unwrap().records, vec![(0, b"a".to_vec()), (1, b"b".to_vec())]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rotation_that_fails_leaves_the_segment_growing_and_loses_nothing() {
+        use crate::faults::NO_SPACE;
+        let dir = scratch("rotation-fault");
+        let (wal, faults) = armed(&dir);
+        let big = vec![7u8; (SEGMENT_BYTES / 3) as usize];
+        // No room for a new segment (nor a spare): the full one goes on growing.
+        faults.arm(FaultPoint::LogCreate, u32::MAX, NO_SPACE);
+        let mut seqs = Vec::new();
+        for _ in 0..4 {
+            let seq = wal.append(bytes(&big)).unwrap();
+            wal.sync(seq).unwrap();
+            seqs.push(seq);
+        }
+        assert!(wal.prepare_spare().is_err(), "the disk is still full");
+        assert!(!dir.join(SPARE).exists(), "no half spare is left");
+        assert!(matches!(wal.rotate(), Err(WalError::Rotation(_))));
+        assert_eq!(wal.segment_count().unwrap(), 1, "no half-made segment is left");
+        assert!(std::fs::metadata(dir.join(segment_name(0))).unwrap().len() > SEGMENT_BYTES);
+        faults.clear();
+        // A spare whose rename fails: that rotation fails too, and the next one makes its own.
+        wal.prepare_spare().unwrap();
+        faults.arm(FaultPoint::LogRename, 1, NO_SPACE);
+        assert!(matches!(wal.rotate(), Err(WalError::Rotation(_))));
+        let seq = wal.append(bytes(b"after")).unwrap();
+        wal.sync(seq).unwrap();
+        wal.rotate().unwrap();
+        assert_eq!(wal.segment_count().unwrap(), 2);
+        drop(wal);
+        let r = Wal::read(&dir).unwrap();
+        assert_eq!(r.records.len(), 5);
+        assert_eq!(r.records[4].1, b"after".to_vec());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_log_opens_on_a_disk_without_room_for_a_zero_filled_segment() {
+        use crate::faults::NO_SPACE;
+        let dir = scratch("no-room");
+        let faults = Arc::new(Faults::default());
+        faults.arm(FaultPoint::LogCreate, 1, NO_SPACE);
+        let wal = Wal::create_with(&dir, 3, true, faults).unwrap();
+        let seq = wal.append(bytes(b"small")).unwrap();
+        wal.sync(seq).unwrap();
+        assert_eq!(std::fs::metadata(dir.join(segment_name(3))).unwrap().len(), HEADER as u64 + 5, "it grows");
+        drop(wal);
+        assert_eq!(Wal::read(&dir).unwrap().records, vec![(3, b"small".to_vec())]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

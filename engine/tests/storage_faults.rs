@@ -46,3 +46,235 @@ fn a_refused_write_was_not_applied_and_an_applied_one_is_not_refused() {
         assert!(store.get(format!("k/{i:06}").as_bytes()).unwrap().is_some(), "write {i} is missing after recovery");
     }
 }
+
+mod on_disk {
+    //! The same promises on a store with its write-ahead log, with faults injected at each
+    //! file operation of the write path, the truncation and the checkpoint.
+
+    use caseflow_engine::faults::{FaultPoint, Faults, IO_ERROR, NO_SPACE};
+    use caseflow_engine::store::{Batch, StoreError};
+    use caseflow_engine::{Durability, Store, StoreOptions};
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn dir(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("caseflow-faults-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn open(dir: &Dir, faults: &Arc<Faults>) -> Store {
+        let options = StoreOptions { durability: Durability::Fsync, faults: faults.clone(), ..StoreOptions::default() };
+        Store::open(&dir.0, &options).unwrap()
+    }
+
+    fn put(store: &Store, key: &str, bytes: usize) -> Result<u64, StoreError> {
+        let mut b = Batch::default();
+        b.insert(key.to_string(), vec![9u8; bytes]);
+        store.write(b)
+    }
+
+    fn has(store: &Store, key: &str) -> bool {
+        store.get(key.as_bytes()).unwrap().is_some()
+    }
+
+    /// A log write (or its sync) fails: the write in flight has an unknown outcome, the next
+    /// ones are refused and not applied, and once the fault is gone the stuck group goes
+    /// through and writes are taken again, with no restart. After one, everything
+    /// acknowledged is there and nothing refused is.
+    fn log_fault_then_recovery(point: FaultPoint, errno: i32) {
+        let d = dir(&format!("{point:?}"));
+        let faults = Arc::new(Faults::default());
+        {
+            let store = open(&d, &faults);
+            let a = put(&store, "k/a", 64).unwrap();
+            store.wait_durable(a).unwrap();
+            faults.arm(point, u32::MAX, errno);
+            let b = put(&store, "k/b", 64).expect("taken in: logged and visible");
+            let unknown = store.wait_durable(b).unwrap_err();
+            assert!(matches!(unknown, StoreError::Wal(_)), "{point:?}: {unknown}");
+            let refused = put(&store, "k/c", 64).unwrap_err();
+            assert!(matches!(refused, StoreError::Unavailable(_)), "{point:?}: {refused}");
+            assert!(!has(&store, "k/c"), "{point:?}: a refused write is not applied");
+            assert!(store.check_health().is_some());
+            faults.clear();
+            let c = put(&store, "k/c", 64).expect("taken again once the disk works, without a restart");
+            store.wait_durable(c).unwrap();
+            assert_eq!(store.check_health(), None);
+            store.flush().unwrap();
+        }
+        let store = open(&d, &faults);
+        for k in ["k/a", "k/b", "k/c"] {
+            assert!(has(&store, k), "{point:?}: {k} after the restart");
+        }
+    }
+
+    #[test]
+    fn a_full_disk_at_the_log_write() {
+        log_fault_then_recovery(FaultPoint::LogWrite, NO_SPACE);
+    }
+
+    #[test]
+    fn an_io_error_at_the_log_write() {
+        log_fault_then_recovery(FaultPoint::LogWrite, IO_ERROR);
+    }
+
+    #[test]
+    fn a_failed_fsync_of_the_log() {
+        log_fault_then_recovery(FaultPoint::LogSync, IO_ERROR);
+    }
+
+    /// Segments that cannot be made (a full disk at rotation, a failed rename of the spare)
+    /// cost nothing: the segment grows, writes go on, and all of them come back.
+    #[test]
+    fn rotations_that_fail_lose_nothing() {
+        let d = dir("rotations");
+        let faults = Arc::new(Faults::default());
+        {
+            let store = open(&d, &faults);
+            faults.arm(FaultPoint::LogCreate, u32::MAX, NO_SPACE);
+            faults.arm(FaultPoint::LogRename, 3, NO_SPACE);
+            // ~24 MiB: three segments' worth.
+            for i in 0..96 {
+                let t = put(&store, &format!("k/{i:03}"), 256 << 10).unwrap();
+                store.wait_durable(t).unwrap();
+            }
+            assert_eq!(store.check_health(), None, "a rotation that fails is not a failing store");
+            faults.clear();
+            store.flush().unwrap();
+        }
+        let store = open(&d, &faults);
+        assert_eq!(store.scan_prefix(b"k/").count(), 96);
+    }
+
+    /// A flush that fails during the log's truncation marks the store failing; writes are
+    /// refused (not applied) until the flush works again.
+    #[test]
+    fn a_flush_that_fails_during_truncation() {
+        let d = dir("truncation");
+        let faults = Arc::new(Faults::default());
+        let store = open(&d, &faults);
+        faults.arm(FaultPoint::Flush, u32::MAX, IO_ERROR);
+        let mut acknowledged = 0;
+        let refused = loop {
+            match put(&store, &format!("k/{acknowledged:03}"), 256 << 10) {
+                Ok(t) => {
+                    store.wait_durable(t).unwrap();
+                    acknowledged += 1;
+                }
+                Err(e) => break e,
+            }
+            assert!(acknowledged < 200, "a segment's worth rotates the log and truncates it");
+        };
+        assert!(matches!(refused, StoreError::Unavailable(_)), "{refused}");
+        assert!(!has(&store, &format!("k/{acknowledged:03}")));
+        assert!(store.check_health().is_some());
+        faults.clear();
+        put(&store, &format!("k/{acknowledged:03}"), 64).expect("taken again");
+        assert_eq!(store.check_health(), None);
+        assert_eq!(store.scan_prefix(b"k/").count(), acknowledged + 1);
+    }
+
+    /// A checkpoint that fails is counted and tried again later; it refuses no write.
+    #[test]
+    fn a_checkpoint_that_fails() {
+        let d = dir("checkpoint");
+        let faults = Arc::new(Faults::default());
+        let store = open(&d, &faults);
+        put(&store, "k/a", 64).unwrap();
+        faults.arm(FaultPoint::Checkpoint, 1, NO_SPACE);
+        assert!(store.checkpoint().is_err());
+        assert_eq!(store.checkpoints().failures, 1);
+        let t = put(&store, "k/b", 64).expect("writes go on");
+        store.wait_durable(t).unwrap();
+        store.checkpoint().unwrap();
+        assert_eq!(store.checkpoints().count, 1);
+    }
+
+    /// Below the space reserve nothing is taken in, so sled never meets a full disk.
+    #[test]
+    fn under_the_space_reserve_writes_are_refused_and_not_applied() {
+        let d = dir("reserve");
+        let options = StoreOptions { space_reserve_bytes: 1 << 60, ..StoreOptions::default() };
+        let store = Store::open(&d.0, &options).unwrap();
+        let e = put(&store, "k/a", 64).unwrap_err();
+        assert!(matches!(&e, StoreError::Unavailable(why) if why.contains("MiB free")), "{e}");
+        assert!(!has(&store, "k/a"));
+        assert!(store.check_health().unwrap().contains("reserve"));
+    }
+
+    /// No room for zero-filled segments or a spare: the store opens all the same.
+    #[test]
+    fn a_store_opens_without_room_for_new_segments() {
+        let d = dir("open-full");
+        let faults = Arc::new(Faults::default());
+        {
+            let store = open(&d, &faults);
+            let t = put(&store, "k/a", 64).unwrap();
+            store.wait_durable(t).unwrap();
+        }
+        faults.arm(FaultPoint::LogCreate, u32::MAX, NO_SPACE);
+        let store = open(&d, &faults);
+        assert!(has(&store, "k/a"));
+        let t = put(&store, "k/b", 64).unwrap();
+        store.wait_durable(t).unwrap();
+    }
+
+    /// While the log is failing, sled's own writes wait for it instead of failing (sled would
+    /// refuse everything after one failed write until reopened): once the disk works again,
+    /// the store goes on without a restart.
+    #[test]
+    fn sled_waits_for_a_failing_log_instead_of_failing() {
+        let d = dir("sled-waits");
+        let faults = Arc::new(Faults::default());
+        {
+            let store = open(&d, &faults);
+            faults.arm(FaultPoint::LogWrite, u32::MAX, NO_SPACE);
+            let t = put(&store, "k/a", 64).unwrap();
+            assert!(store.wait_durable(t).is_err());
+            // Its key goes into sled's memory (the flush then stops at the failed log).
+            assert!(store.flush().is_err());
+            std::thread::scope(|s| {
+                // A checkpoint flushes sled, which asks the log to be durable first.
+                let checkpoint = s.spawn(|| store.checkpoint());
+                while store.log_stats().held_back == 0 {
+                    assert!(!checkpoint.is_finished(), "sled's write did not wait: {:?}", checkpoint.join());
+                    std::thread::yield_now();
+                }
+                faults.clear();
+                checkpoint.join().unwrap().expect("the held-back write goes through");
+            });
+            let t = put(&store, "k/b", 64).expect("taken again, and sled is alive");
+            store.wait_durable(t).unwrap();
+            store.flush().unwrap();
+        }
+        let store = open(&d, &faults);
+        assert!(has(&store, "k/a") && has(&store, "k/b"));
+    }
+
+    /// Closing while the log still fails does not hang: what was acknowledged is there after
+    /// the restart.
+    #[test]
+    fn a_store_closes_while_its_log_is_failing() {
+        let d = dir("close-failing");
+        let faults = Arc::new(Faults::default());
+        {
+            let store = open(&d, &faults);
+            let t = put(&store, "k/a", 64).unwrap();
+            store.wait_durable(t).unwrap();
+            faults.arm(FaultPoint::LogWrite, u32::MAX, NO_SPACE);
+            let t = put(&store, "k/b", 64).unwrap();
+            assert!(store.wait_durable(t).is_err());
+        }
+        faults.clear();
+        let store = open(&d, &faults);
+        assert!(has(&store, "k/a"), "acknowledged, so kept");
+    }
+}
