@@ -489,3 +489,110 @@ fn the_configuration_is_found_from_any_working_directory() {
     assert!(!out.status.success() && stderr.contains("not the key this data directory was written with"), "{stderr}");
     cleanup(&root);
 }
+
+/// A real small filesystem (a tmpfs, where this test may mount one: as root, as CI runs).
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn tmpfs(at: &Path, size: &str) -> Option<Mounted> {
+        let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if !is_root {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        std::fs::create_dir_all(at).unwrap();
+        let mounted =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).status();
+        assert!(mounted.is_ok_and(|s| s.success()), "root, yet the tmpfs did not mount at {}", at.display());
+        Some(Mounted(at.to_path_buf()))
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(&self.0).status().unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The server on a 64 MiB filesystem, started until the disk fills: every answer means what
+/// it says. Acknowledged starts are kept, refused ones ("not applied") are not there, `/health`
+/// says storage is failing, and once the filesystem is made larger writes are taken again
+/// without a restart.
+#[test]
+fn a_full_disk_refuses_writes_as_not_applied_and_recovers_when_space_is_freed() {
+    let root = temp_data("full-disk");
+    let Some(disk) = Mounted::tmpfs(&root.join("mnt"), "64m") else { return };
+    let data = disk.0.join("data");
+    let env = [("CASEFLOW_DISK_RESERVE_MIB", "16"), ("CASEFLOW_DURABILITY", "fsync")];
+    let server = Server::start_in(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")), &data, None, &env);
+    // Cases of ~16 KB that do not compress, to fill the disk in a few thousand starts.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut body = || {
+        let content: String = (0..16_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'a' + (seed % 26) as u8)
+            })
+            .collect();
+        format!(
+            r#"{{"process":"complaint","fields":{{"customer":"第一中学","contact":"138-0000-0000","content":"{content}","urgency":"low"}}}}"#
+        )
+    };
+    let (mut acknowledged, mut unknown) = (Vec::new(), 0);
+    let refusal = loop {
+        let (status, answer) = server.call("POST", "/instances", "dev-crm", Some(&body()));
+        match status {
+            201 => acknowledged.push(json(&answer)["id"].as_u64().unwrap()),
+            503 if answer.contains("storage-outcome-unknown") => unknown += 1,
+            503 => break json(&answer),
+            other => panic!("{other}: {answer}"),
+        }
+        assert!(acknowledged.len() < 20_000, "64 MiB never filled");
+    };
+    assert_eq!(refusal["type"], "https://caseflow.dev/problems/storage", "{refusal}");
+    eprintln!("{} starts acknowledged before the disk filled", acknowledged.len());
+    assert_eq!(unknown, 0, "the reserve keeps the disk from filling under a write");
+    let (status, health) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 503, "{health}");
+    assert!(json(&health)["storage"]["error"].as_str().unwrap().contains("reserve"), "{health}");
+    let (_, list) = server.call("GET", "/instances?process=complaint&limit=1", "dev-admin", None);
+    assert!(json(&list)["instances"].is_array(), "reads go on: {list}");
+    // Still full: still refused.
+    assert_eq!(server.call("POST", "/instances", "dev-crm", Some(&body())).0, 503);
+    // Space is freed (the filesystem grows): ready again, and writes are taken, no restart.
+    disk.resize("256m");
+    let (status, health) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 200, "{health}");
+    let (status, answer) = server.call("POST", "/instances", "dev-crm", Some(&body()));
+    assert_eq!(status, 201, "{answer}");
+    acknowledged.push(json(&answer)["id"].as_u64().unwrap());
+    assert!(server.stop().success());
+    // After a restart, exactly the acknowledged cases are there.
+    let server = Server::start_in(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")), &data, None, &env);
+    let (mut stored, mut cursor) = (Vec::new(), None::<u64>);
+    loop {
+        let path = match cursor {
+            Some(c) => format!("/instances?process=complaint&limit=500&cursor={c}"),
+            None => "/instances?process=complaint&limit=500".to_string(),
+        };
+        let (_, page) = server.call("GET", &path, "dev-admin", None);
+        let page = json(&page);
+        stored.extend(page["instances"].as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()));
+        match page["next_cursor"].as_u64() {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(stored, acknowledged, "every acknowledged case, and nothing refused");
+    assert!(server.stop().success());
+    drop(disk);
+    cleanup(&root);
+}
