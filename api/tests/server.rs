@@ -88,6 +88,30 @@ impl Server {
         (status, body)
     }
 
+    /// A request of raw bytes with extra header lines; the answer's status, head and body.
+    fn raw(&self, method: &str, path: &[u8], headers: &[&str], body: &[u8]) -> (u16, String, String) {
+        let mut s = TcpStream::connect(&self.addr).expect("connects");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut req = format!("{method} ").into_bytes();
+        req.extend_from_slice(path);
+        req.extend_from_slice(
+            format!(" HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n", body.len()).as_bytes(),
+        );
+        for h in headers {
+            req.extend_from_slice(h.as_bytes());
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"\r\n");
+        req.extend_from_slice(body);
+        s.write_all(&req).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let resp = String::from_utf8_lossy(&resp).into_owned();
+        let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        (status, head.to_ascii_lowercase(), body.to_string())
+    }
+
     fn stop(mut self) -> std::process::ExitStatus {
         self.terminate();
         self.child.wait().expect("the server exits")
@@ -160,6 +184,10 @@ fn a_complaint_case_over_a_real_socket_survives_a_restart() {
     assert!(stopped.success(), "{stopped}: {}", std::fs::read_to_string(&log).unwrap_or_default());
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_file(&log);
+}
+
+fn with(headers: &[String; 3]) -> Vec<&str> {
+    headers.iter().map(String::as_str).collect()
 }
 
 fn temp_data(name: &str) -> PathBuf {
@@ -595,4 +623,66 @@ fn a_full_disk_refuses_writes_as_not_applied_and_recovers_when_space_is_freed() 
     assert!(server.stop().success());
     drop(disk);
     cleanup(&root);
+}
+
+/// Items 4 to 6 and 9 of the hostile-clients list, against the real server on a socket:
+/// idempotency keys, who may read the rules, problem+json for every error, safe defaults.
+#[test]
+fn keys_permissions_and_errors_hold_over_a_real_socket() {
+    let data = temp_data("contract");
+    let server = Server::start(&data);
+    let start = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"medium"}}"#;
+    let crm = ["Authorization: Bearer dev-crm", "Content-Type: application/json"];
+    let keyed = |key: &str| [crm[0], crm[1], key].map(str::to_string);
+    // Idempotency: the same key and body answer the same case; another body is refused.
+    let h = keyed("Idempotency-Key: crm-77");
+    let (s1, _, first) = server.raw("POST", b"/instances", &with(&h), start.as_bytes());
+    let (s2, _, again) = server.raw("POST", b"/instances", &with(&h), start.as_bytes());
+    assert_eq!((s1, s2), (201, 201), "{first} {again}");
+    assert_eq!(json(&first)["id"], json(&again)["id"]);
+    let other = start.replace("medium", "high");
+    let (s, head, body) = server.raw("POST", b"/instances", &with(&h), other.as_bytes());
+    assert_eq!(s, 422, "{body}");
+    assert!(head.contains("application/problem+json") && body.contains("idempotency-key-reused"), "{body}");
+    let (s, _, body) = server.raw("POST", b"/instances", &with(&keyed("Idempotency-Key: 键")), start.as_bytes());
+    assert_eq!(s, 400, "a key that is not visible ASCII is refused, not ignored: {body}");
+    // Authorization: the people list is not for a representative; a manager may read it.
+    let (s, _, body) = server.raw("GET", b"/admin/rules", &["Authorization: Bearer dev-liu-yang"], b"");
+    assert_eq!(s, 403, "{body}");
+    let (s, _, _) = server.raw("GET", b"/admin/rules", &["Authorization: Bearer dev-li-na"], b"");
+    assert_eq!(s, 200);
+    // Every error is a problem: a wrong method, a path that is not UTF-8, a text body too large.
+    for (method, path, headers, body, status) in [
+        ("DELETE", &b"/instances/1"[..], vec![crm[0]], Vec::new(), 405),
+        ("GET", &b"/instances/by-key/%FF%FE"[..], vec![crm[0]], Vec::new(), 400),
+        (
+            "POST",
+            &b"/processes"[..],
+            vec!["Authorization: Bearer dev-admin", "Content-Type: text/plain"],
+            vec![b'x'; 2 << 20],
+            413,
+        ),
+        ("POST", &b"/instances"[..], crm.to_vec(), b"{\"process\":\"\xff\"}".to_vec(), 400),
+    ] {
+        let (s, head, text) = server.raw(method, path, &headers, &body);
+        assert_eq!(s, status, "{method} {}: {text}", String::from_utf8_lossy(path));
+        assert!(head.contains("content-type: application/problem+json"), "{method}: {head}");
+        assert!(
+            json(&text)["type"].as_str().is_some_and(|t| t.starts_with("https://caseflow.dev/problems/")),
+            "{text}"
+        );
+    }
+    assert!(server.stop().success());
+    // Safe defaults: the published tokens are not served on a reachable address.
+    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
+        .arg("serve")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("CASEFLOW_BIND", "0.0.0.0:0")
+        .env("CASEFLOW_DATA_DIR", &data)
+        .env("CASEFLOW_FIELD_KEY_FILE", data.join("field.key"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("allow_published_tokens"), "{stderr}");
+    cleanup(&data);
 }
