@@ -155,6 +155,11 @@ const FUNCTIONS: &[(&str, usize, &str)] = &[
     ("is_workday", 1, "bool"),
     ("is_makeup_day", 1, "bool"),
     ("month", 1, "text"),
+    // The duty roster and leave of the rules' people: `on_duty(user, date)`, `is_away(user, date)`.
+    ("on_duty", 2, "bool"),
+    ("is_away", 2, "bool"),
+    // The local date of a date and time (`shift_date + 1 day` is one).
+    ("local_date", 1, "date"),
 ];
 
 struct Checker<'a> {
@@ -1690,6 +1695,33 @@ impl<'a> Checker<'a> {
                             ));
                         }
                         Ty::Text
+                    }
+                    Some(("on_duty" | "is_away", ..)) => {
+                        if !matches!(arg_types[0], Ty::Text | Ty::Any) {
+                            self.err(Diagnostic::new(
+                                Code::TypeMismatch,
+                                args[0].span.clone(),
+                                format!("`{}` needs a user first, found {}", function.name, arg_types[0]),
+                            ));
+                        }
+                        if !matches!(arg_types[1], Ty::Date | Ty::DateTime | Ty::Any) {
+                            self.err(Diagnostic::new(
+                                Code::TypeMismatch,
+                                args[1].span.clone(),
+                                format!("`{}` needs a date second, found {}", function.name, arg_types[1]),
+                            ));
+                        }
+                        Ty::Bool
+                    }
+                    Some(("local_date", ..)) => {
+                        if !matches!(arg_types[0], Ty::Date | Ty::DateTime | Ty::Any) {
+                            self.err(Diagnostic::new(
+                                Code::TypeMismatch,
+                                args[0].span.clone(),
+                                format!("`local_date` needs a date or a date and time, found {}", arg_types[0]),
+                            ));
+                        }
+                        Ty::Date
                     }
                     Some(("now", ..)) => Ty::DateTime,
                     Some(("today", ..)) => Ty::Date,

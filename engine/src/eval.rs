@@ -138,6 +138,18 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
                 };
                 Value::Text((scope.actor_of)(Some(step)).unwrap_or_default())
             }
+            (f @ ("on_duty" | "is_away"), [user, date]) => {
+                let user = match eval(user, scope)? {
+                    Value::Text(u) => u,
+                    other => return Err(EvalError::Type(format!("`{f}` of a {}", other.type_name()))),
+                };
+                let date = local_date(f, eval(date, scope)?, scope)?;
+                Value::Bool(match f {
+                    "on_duty" => scope.rules.on_duty(&user, date),
+                    _ => scope.rules.is_away(&user, date),
+                })
+            }
+            ("local_date", [a]) => Value::Date(local_date("local_date", eval(a, scope)?, scope)?),
             ("month", [a]) => {
                 let cal = scope.calendar();
                 match eval(a, scope)? {
@@ -164,6 +176,15 @@ pub fn eval(e: &Expr, scope: &Scope) -> Result<Value, EvalError> {
         },
         ExprKind::Binary { op, lhs, rhs } => binary(*op, lhs, rhs, scope)?,
     })
+}
+
+/// The local date of a date or a date and time, on the calendar's time zone.
+fn local_date(f: &str, v: Value, scope: &Scope) -> Result<NaiveDate, EvalError> {
+    match v {
+        Value::Date(d) => Ok(d),
+        Value::DateTime(t) => Ok(t.with_timezone(&scope.calendar().time_zone).date_naive()),
+        other => Err(EvalError::Type(format!("`{f}` of a {}", other.type_name()))),
+    }
 }
 
 /// A condition's value as a bool.

@@ -147,6 +147,22 @@ impl RuleSet {
         self.users.values().filter(move |u| u.roles.iter().any(|r| r == role))
     }
 
+    /// Whether the duty roster has `user` working on `date` (002 §二): a user with shifts works
+    /// on their shifts' weekdays; one with none works the calendar's working days.
+    pub fn on_duty(&self, user: &str, date: chrono::NaiveDate) -> bool {
+        use chrono::Datelike;
+        let mut shifts = self.roster.iter().filter(|s| s.user == user).peekable();
+        match shifts.peek() {
+            None => self.calendar.is_working_day(date),
+            Some(_) => shifts.any(|s| s.days.contains(&date.weekday())),
+        }
+    }
+
+    /// Whether `user` is away (on leave) on `date`, by the rules' `[[away]]` list.
+    pub fn is_away(&self, user: &str, date: chrono::NaiveDate) -> bool {
+        self.away.iter().any(|a| a.user == user && a.from <= date && date <= a.to)
+    }
+
     /// Looks up `rules.name` or `rules.name[key]`.
     pub fn value(&self, name: &str, key: Option<&str>) -> Option<&Value> {
         match (self.values.get(name)?, key) {
