@@ -1142,6 +1142,9 @@ impl<'a> Checker<'a> {
                         );
                     }
                 }
+                if let Some(shape) = shape {
+                    self.table_covers(table, shape, inputs);
+                }
                 for (field, column) in outputs {
                     self.field_ref(field);
                     if let Some(shape) = shape {
@@ -1162,6 +1165,100 @@ impl<'a> Checker<'a> {
                     inputs: inputs.iter().map(|(n, e)| (n.name.clone(), e.clone())).collect(),
                     outputs: outputs.iter().map(|(f, c)| (f.name.clone(), c.name.clone())).collect(),
                 }
+            }
+        }
+    }
+
+    /// FLOW038: every combination of the values the inputs can take matches some row. An
+    /// input's values: a choice's, a bool's, a bounded int's range; for an unbounded int or
+    /// free text, what the column's conditions name and a value beside each (which stands for
+    /// every value between). Inputs of other kinds, or too many combinations, are not checked.
+    fn table_covers(&mut self, table: &ast::Ident, shape: &crate::catalog::TableShape, inputs: &[(ast::Ident, Expr)]) {
+        use crate::catalog::Atom;
+        const COMBINATIONS_MAX: usize = 100_000;
+        if shape.rows.is_empty() {
+            return;
+        }
+        let mut domains: Vec<Vec<Atom>> = Vec::new();
+        for (col, input) in shape.inputs.iter().enumerate() {
+            let Some((_, expr)) = inputs.iter().find(|(n, _)| n.name == *input) else { return };
+            let ExprKind::Name(field) = &expr.kind else { return };
+            let Some(decl) = self.fields.get(field.as_str()) else { return };
+            let column = shape.rows.iter().filter_map(|r| r.get(col));
+            let domain = match &decl.ty {
+                ast::TypeExpr::Choice(values) => values.iter().map(|v| Atom::Text(v.name.clone())).collect(),
+                ast::TypeExpr::Bool => vec![Atom::Bool(false), Atom::Bool(true)],
+                ast::TypeExpr::Int { range: Some((lo, hi)) } if hi.saturating_sub(*lo) <= 1_000 => {
+                    (*lo..=*hi).map(Atom::Int).collect()
+                }
+                ast::TypeExpr::Int { range } => {
+                    let mut points: BTreeSet<i64> = [i64::MIN / 2, i64::MAX / 2].into();
+                    for c in column.flat_map(|c| c.ints()) {
+                        points.extend([c.saturating_sub(1), c, c.saturating_add(1)]);
+                    }
+                    let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
+                    points.extend([lo, hi].into_iter().filter(|b| b.unsigned_abs() < (i64::MAX / 2) as u64));
+                    points.into_iter().filter(|p| lo <= *p && *p <= hi).map(Atom::Int).collect()
+                }
+                ast::TypeExpr::Text | ast::TypeExpr::User => {
+                    let mut texts: BTreeSet<String> = column.flat_map(|c| c.texts()).collect();
+                    // A text no condition names.
+                    texts.insert("\u{0}any other text".into());
+                    texts.into_iter().map(Atom::Text).collect()
+                }
+                _ => return,
+            };
+            domains.push(domain);
+        }
+        if domains.iter().map(Vec::len).try_fold(1usize, |n, d| n.checked_mul(d)).is_none_or(|n| n > COMBINATIONS_MAX) {
+            return;
+        }
+        let mut at = vec![0usize; domains.len()];
+        loop {
+            let combination: Vec<&Atom> = at.iter().zip(&domains).map(|(i, d)| &d[*i]).collect();
+            let covered =
+                shape.rows.iter().any(|row| row.iter().zip(&combination).all(|(cell, value)| cell.matches(value)));
+            if !covered {
+                let shown: Vec<String> = shape
+                    .inputs
+                    .iter()
+                    .zip(&combination)
+                    .map(|(name, v)| match v {
+                        Atom::Text(t) if t.starts_with('\0') => format!("{name} = (a text no row names)"),
+                        Atom::Text(t) => format!("{name} = {t}"),
+                        Atom::Int(i) if i.unsigned_abs() >= (i64::MAX / 2) as u64 => {
+                            format!("{name} = {}", if *i < 0 { "(very low)" } else { "(very high)" })
+                        }
+                        Atom::Int(i) => format!("{name} = {i}"),
+                        Atom::Bool(b) => format!("{name} = {b}"),
+                    })
+                    .collect();
+                self.err(
+                    Diagnostic::new(
+                        Code::TableGap,
+                        table.span.clone(),
+                        format!(
+                            "table `{}` has no row for {}: such a case would stop here",
+                            table.name,
+                            shown.join(", ")
+                        ),
+                    )
+                    .hint("add a row for it to the rules (or a last row with no conditions), or narrow the field's values"),
+                );
+                return;
+            }
+            // The next combination, the last input fastest.
+            let mut i = at.len();
+            loop {
+                if i == 0 {
+                    return;
+                }
+                i -= 1;
+                at[i] += 1;
+                if at[i] < domains[i].len() {
+                    break;
+                }
+                at[i] = 0;
             }
         }
     }
@@ -1558,9 +1655,34 @@ impl<'a> Checker<'a> {
                                 self.err(Diagnostic::new(Code::UnknownRule, e.span.clone(), how));
                             }
                             // Every value the key can take must be a key of the table.
+                            let literal = key.as_ref().and_then(|k| match &k.kind {
+                                ExprKind::Text(t) => Some(t.clone()),
+                                _ => None,
+                            });
                             let missing: Vec<&String> = match (&key_ty, shape.keyed) {
                                 (Some(Ty::Choice(values)), true) => {
                                     values.iter().filter(|v| !shape.keys.contains(v)).collect()
+                                }
+                                (Some(Ty::Text), true) if literal.is_some() => {
+                                    literal.iter().filter(|v| !shape.keys.contains(v)).collect()
+                                }
+                                (Some(Ty::Text | Ty::Int | Ty::Decimal | Ty::Date), true) => {
+                                    // Any value at all: one that names no entry stops the case.
+                                    self.err(
+                                        Diagnostic::new(
+                                            Code::UnknownRule,
+                                            e.span.clone(),
+                                            format!(
+                                                "`rules.{}[...]` is keyed by a value that can be anything, and one that names no entry would stop the case",
+                                                name.name
+                                            ),
+                                        )
+                                        .hint(format!(
+                                            "key it by a choice field whose values are the entries ({}), or by one of them in quotes",
+                                            shape.keys.join(", ")
+                                        )),
+                                    );
+                                    Vec::new()
                                 }
                                 _ => Vec::new(),
                             };

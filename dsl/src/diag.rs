@@ -72,6 +72,7 @@ codes! {
     BadBranch = "FLOW035", Error, "invalid split or join branch";
     BranchLeavesSplit = "FLOW036", Error, "branch leaves its split other than through the join";
     EndlessCalls = "FLOW037", Error, "processes call each other with no task or wait";
+    TableGap = "FLOW038", Error, "a decision table has no row for some values of its inputs";
     UnusedField = "FLOW100", Warning, "unused field";
     TaskWithoutDue = "FLOW101", Warning, "task without a due time";
     MissingSource = "FLOW102", Warning, "process does not cite its source";

@@ -211,6 +211,7 @@ impl RuleSet {
                         caseflow_dsl::catalog::TableShape {
                             inputs: t.inputs.clone(),
                             outputs: t.outputs.clone(),
+                            rows: t.rows.iter().map(|r| r.conditions.iter().map(cell_match).collect()).collect(),
                             output_texts: t
                                 .outputs
                                 .iter()
@@ -231,6 +232,36 @@ impl RuleSet {
                     )
                 })
                 .collect(),
+        }
+    }
+}
+
+/// A table condition as the checker's coverage check sees it.
+fn cell_match(c: &crate::table::Condition) -> caseflow_dsl::catalog::CellMatch {
+    use crate::table::Condition;
+    use caseflow_dsl::catalog::{Atom, CellMatch};
+    let atom = |v: &Value| match v {
+        Value::Text(t) => Some(Atom::Text(t.clone())),
+        Value::Int(i) => Some(Atom::Int(*i)),
+        Value::Bool(b) => Some(Atom::Bool(*b)),
+        _ => None,
+    };
+    let atoms = |vs: &[Value]| vs.iter().map(atom).collect::<Option<Vec<_>>>();
+    let int = |v: &Option<Value>, inclusive: bool| match v {
+        None => Some(None),
+        Some(Value::Int(i)) => Some(Some((*i, inclusive))),
+        Some(_) => None,
+    };
+    match c {
+        Condition::Any => CellMatch::Any,
+        Condition::Equals(v) => atoms(std::slice::from_ref(v)).map_or(CellMatch::Unknown, CellMatch::Is),
+        Condition::NotEquals(v) => atoms(std::slice::from_ref(v)).map_or(CellMatch::Unknown, CellMatch::IsNot),
+        Condition::OneOf(vs) => atoms(vs).map_or(CellMatch::Unknown, CellMatch::Is),
+        Condition::Range { min, max, min_inclusive, max_inclusive } => {
+            match (int(min, *min_inclusive), int(max, *max_inclusive)) {
+                (Some(min), Some(max)) => CellMatch::IntRange { min, max },
+                _ => CellMatch::Unknown,
+            }
         }
     }
 }
