@@ -595,7 +595,26 @@ fn a_full_disk_refuses_writes_as_not_applied_and_recovers_when_space_is_freed() 
     assert!(json(&list)["instances"].is_array(), "reads go on: {list}");
     // Still full: still refused.
     assert_eq!(server.call("POST", "/instances", "dev-crm", Some(&body())).0, 503);
-    // Space is freed (the filesystem grows): ready again, and writes are taken, no restart.
+    // A restart with 1 MiB free (less than one log segment) opens, serves reads, and still
+    // refuses writes.
+    assert!(server.stop().success());
+    let ballast = disk.0.join("ballast");
+    {
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let block = vec![1u8; 1 << 16];
+        while f.write_all(&block).is_ok() {}
+        let full = f.metadata().unwrap().len();
+        f.set_len(full.saturating_sub(1 << 20)).unwrap();
+    }
+    let server = Server::start_in(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")), &data, None, &env);
+    let (status, health) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 503, "{health}");
+    let (status, one) = server.call("GET", &format!("/instances/{}", acknowledged[0]), "dev-admin", None);
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(server.call("POST", "/instances", "dev-crm", Some(&body())).0, 503);
+    // Space is freed (the ballast goes, the filesystem grows): ready again, and writes are
+    // taken, no restart.
+    std::fs::remove_file(&ballast).unwrap();
     disk.resize("256m");
     let (status, health) = server.call("GET", "/health", "", None);
     assert_eq!(status, 200, "{health}");
