@@ -289,6 +289,7 @@ impl From<CommandError> for ApiError {
             },
             CommandError::Forbidden { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail),
             CommandError::TaskNotOpen(_) => ApiError::new(StatusCode::CONFLICT, "task-not-open", detail),
+            CommandError::UnknownTask(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown-task", detail),
             CommandError::WrongStatus(_) => ApiError::new(StatusCode::CONFLICT, "wrong-status", detail),
             CommandError::NoListener(_) => ApiError::new(StatusCode::CONFLICT, "no-listener", detail),
             CommandError::TimerNotPending(_)
@@ -565,6 +566,20 @@ fn parse_instance_id(s: &str) -> Result<InstanceId, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("`{s}` is not an instance id")))
 }
 
+/// A list's page size: 1 to 500, 50 when not given. Out of range is refused, not clamped: a
+/// client asking for 1,000 must learn it gets at most 500.
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit.unwrap_or(50) {
+        n @ 1..=500 => Ok(n),
+        n => {
+            let mut e =
+                ApiError::new(StatusCode::BAD_REQUEST, "bad-request", format!("limit must be 1 to 500, not {n}"));
+            e.field = Some("limit".into());
+            Err(e)
+        }
+    }
+}
+
 fn parse_task_id(s: &str) -> Result<(InstanceId, u32), ApiError> {
     let not_found =
         || ApiError::new(StatusCode::NOT_FOUND, "unknown-task", format!("`{s}` is not a task id (INSTANCE-SEQ)"));
@@ -664,6 +679,7 @@ async fn show_process(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DiagramQuery {
     /// `svg` (default), `dot` or `mermaid`.
@@ -989,11 +1005,13 @@ async fn update_fields(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct InboxQuery {
     user: Option<String>,
     role: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -1023,7 +1041,7 @@ async fn inbox(
             "you may read your own inbox and your roles' only",
         ));
     }
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = page_limit(q.limit)?;
     let s = state.clone();
     let cursor = q.cursor;
     let step = q.step;
@@ -1404,6 +1422,7 @@ async fn rules_in_force(State(state): State<Shared>, headers: HeaderMap) -> Resu
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReloadQuery {
     /// Also recompute the deadlines of open tasks under the new rules.
@@ -1684,11 +1703,14 @@ pub async fn watch_folders(state: Shared, processes_dir: std::path::PathBuf, eve
 // ------------------------------------------------------------ listing and metrics
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     process: String,
     #[serde(default = "default_status")]
     status: String,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     cursor: Option<u64>,
@@ -1717,7 +1739,7 @@ async fn list_instances(
             errors: Vec::new(),
         });
     }
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = page_limit(q.limit)?;
     let s = state.clone();
     let (ids, more) = blocking(move || {
         let ids = s.engine.instances_after(&q.process, &q.status, q.cursor.map(InstanceId), limit + 1)?;
@@ -1799,6 +1821,7 @@ async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Resp
 // ------------------------------------------------------------ events
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     process: Option<String>,
@@ -1966,6 +1989,7 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReportQuery {
     process: String,

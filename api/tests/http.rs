@@ -761,6 +761,18 @@ async fn the_openapi_document_describes_every_route() {
                         assert_eq!(schema, "#/components/schemas/Problem", "{method} {openapi_path} {status}");
                     }
                 }
+                // A parameter is in the path only where the path has it; the rest are query.
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let name = p["name"].as_str().unwrap();
+                    let in_path = openapi_path.contains(&format!("{{{name}}}"));
+                    if p["in"] != "header" {
+                        let expected = if in_path { "path" } else { "query" };
+                        assert_eq!(p["in"], expected, "{method} {openapi_path}: parameter `{name}`");
+                    }
+                    if name == "limit" {
+                        assert_eq!((&p["schema"]["minimum"], &p["schema"]["maximum"]), (&json!(1), &json!(500)), "{p}");
+                    }
+                }
                 checked += 1;
             }
         }
@@ -1081,4 +1093,38 @@ process two_surveys {
     assert_eq!(listed[0], (first_id, "completed", false), "{p}");
     assert_eq!((listed[1].1, listed[1].2), ("running", true), "{p}");
     assert_eq!(p["fields"]["first"], 4);
+}
+
+#[tokio::test]
+async fn an_unknown_task_is_404_a_closed_one_409_and_limits_are_enforced() {
+    let api = Api::new();
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let id = inst["id"].as_u64().unwrap();
+    let (s, v) =
+        api.call("POST", &format!("/tasks/{id}-999/complete"), Some("admin"), Some(r#"{"fields":{}}"#), &[]).await;
+    assert_eq!(
+        (s, v["type"].as_str()),
+        (StatusCode::NOT_FOUND, Some("https://caseflow.dev/problems/unknown-task")),
+        "{v}"
+    );
+    let task = inst["tasks"][0]["id"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .call("POST", &format!("/tasks/{task}/complete"), Some("admin"), Some(r#"{"fields":{"cause":"quality"}}"#), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = api
+        .call("POST", &format!("/tasks/{task}/complete"), Some("admin"), Some(r#"{"fields":{"cause":"quality"}}"#), &[])
+        .await;
+    assert_eq!(
+        (s, v["type"].as_str()),
+        (StatusCode::CONFLICT, Some("https://caseflow.dev/problems/task-not-open")),
+        "{v}"
+    );
+    for bad in ["0", "501"] {
+        for path in [format!("/instances?process=complaint&limit={bad}"), format!("/tasks?limit={bad}")] {
+            let (s, v) = api.call("GET", &path, Some("admin"), None, &[]).await;
+            assert_eq!((s, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")), "{path}: {v}");
+        }
+    }
+    assert_eq!(api.call("GET", "/tasks?limit=500", Some("admin"), None, &[]).await.0, StatusCode::OK);
 }

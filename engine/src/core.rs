@@ -409,6 +409,8 @@ pub enum CommandError {
     InvalidFields(Vec<(String, String)>),
     #[error("task {0} is not open")]
     TaskNotOpen(TaskId),
+    #[error("the case has no task {0}")]
+    UnknownTask(TaskId),
     #[error("timer {0} is not pending")]
     TimerNotPending(u32),
     #[error("timer {timer} is due at {due_at}, not yet")]
@@ -890,7 +892,12 @@ impl Run<'_> {
         CommandError::Forbidden { actor: self.actor.id.clone(), action: action.into() }
     }
 
+    /// An open task; a number the case never gave out is unknown (404), a task that was open
+    /// and is no longer is not open (409).
     fn open_task(&self, seq: u32) -> Result<Task, CommandError> {
+        if seq >= self.inst.next_seq {
+            return Err(CommandError::UnknownTask(self.inst.task_id(seq)));
+        }
         self.inst.tasks.get(&seq).cloned().ok_or(CommandError::TaskNotOpen(self.inst.task_id(seq)))
     }
 
