@@ -1567,161 +1567,114 @@ impl<'a> Checker<'a> {
         );
     }
 
-    fn ty(&mut self, e: &Expr) -> Ty {
-        match &e.kind {
-            ExprKind::Int(_) => Ty::Int,
-            ExprKind::Decimal(_) => Ty::Decimal,
-            ExprKind::Text(_) => Ty::Text,
-            ExprKind::Bool(_) => Ty::Bool,
-            ExprKind::Date(d) => {
-                if !valid_date_literal(d) {
-                    self.err(Diagnostic::new(
-                        Code::TypeMismatch,
-                        e.span.clone(),
-                        format!("`{d}` is not a real date or time"),
-                    ));
+    /// `rules.NAME` or `rules.NAME[key]`: the value's type, and whether the key can name an entry.
+    /// Apart from `ty` so that its frame stays small: `ty` recurses once per operator.
+    #[inline(never)]
+    fn rule_ty(&mut self, e: &Expr, name: &ast::Ident, key: &Option<Box<Expr>>) -> Ty {
+        self.rules_used.insert(name.name.clone());
+        let key_ty = key.as_ref().map(|k| {
+            let t = self.ty(k);
+            self.no_symbol(k, &t);
+            t
+        });
+        if let Some(catalog) = self.ctx.catalog {
+            match catalog.values.get(&name.name) {
+                None => {
+                    let hint = if catalog.tables.contains_key(&name.name) {
+                        format!(
+                            "`{}` is a decision table: use `lookup {} {{ ... }} => {{ ... }}` in an `auto` step",
+                            name.name, name.name
+                        )
+                    } else {
+                        did_you_mean(&name.name, catalog.values.keys().map(String::as_str))
+                            .unwrap_or_else(|| "define it under `[values.NAME]` in the rules".into())
+                    };
+                    self.err(
+                        Diagnostic::new(
+                            Code::UnknownRule,
+                            name.span.clone(),
+                            format!("the rules define no value `{}`", name.name),
+                        )
+                        .hint(hint),
+                    );
                 }
-                if d.contains('T') {
-                    Ty::DateTime
-                } else {
-                    Ty::Date
-                }
-            }
-            ExprKind::Duration { .. } => Ty::Duration,
-            ExprKind::List(items) => {
-                let mut elem = Ty::Any;
-                for item in items {
-                    let t = self.ty(item);
-                    if elem == Ty::Any {
-                        elem = t;
-                    } else if !same_kind(&elem, &t) {
-                        self.err(Diagnostic::new(
-                            Code::TypeMismatch,
-                            item.span.clone(),
-                            format!("a list of {elem} cannot hold {t}"),
-                        ));
+                Some(shape) => {
+                    if shape.keyed != key.is_some() {
+                        let how = if shape.keyed {
+                            format!("`{}` is a keyed table of values: write `rules.{}[key]`", name.name, name.name)
+                        } else {
+                            format!("`{}` is a single value: write `rules.{}` without a key", name.name, name.name)
+                        };
+                        self.err(Diagnostic::new(Code::UnknownRule, e.span.clone(), how));
                     }
-                }
-                Ty::List(Box::new(elem))
-            }
-            ExprKind::Name(n) => match self.fields.get(n.as_str()) {
-                Some(decl) => {
-                    self.used_fields.insert(n.clone());
-                    Ty::of_field(&field_type(&decl.ty))
-                }
-                None => Ty::Symbol(n.clone()),
-            },
-            ExprKind::Rule { name, key } => {
-                self.rules_used.insert(name.name.clone());
-                let key_ty = key.as_ref().map(|k| {
-                    let t = self.ty(k);
-                    self.no_symbol(k, &t);
-                    t
-                });
-                if let Some(catalog) = self.ctx.catalog {
-                    match catalog.values.get(&name.name) {
-                        None => {
-                            let hint = if catalog.tables.contains_key(&name.name) {
-                                format!(
-                                    "`{}` is a decision table: use `lookup {} {{ ... }} => {{ ... }}` in an `auto` step",
-                                    name.name, name.name
-                                )
-                            } else {
-                                did_you_mean(&name.name, catalog.values.keys().map(String::as_str))
-                                    .unwrap_or_else(|| "define it under `[values.NAME]` in the rules".into())
-                            };
+                    // Every value the key can take must be a key of the table.
+                    let literal = key.as_ref().and_then(|k| match &k.kind {
+                        ExprKind::Text(t) => Some(t.clone()),
+                        _ => None,
+                    });
+                    let missing: Vec<&String> = match (&key_ty, shape.keyed) {
+                        (Some(Ty::Choice(values)), true) => values.iter().filter(|v| !shape.keys.contains(v)).collect(),
+                        (Some(Ty::Text), true) if literal.is_some() => {
+                            literal.iter().filter(|v| !shape.keys.contains(v)).collect()
+                        }
+                        (Some(Ty::Text | Ty::Int | Ty::Decimal | Ty::Date), true) => {
+                            // Any value at all: one that names no entry stops the case.
                             self.err(
                                 Diagnostic::new(
                                     Code::UnknownRule,
-                                    name.span.clone(),
-                                    format!("the rules define no value `{}`", name.name),
+                                    e.span.clone(),
+                                    format!(
+                                        "`rules.{}[...]` is keyed by a value that can be anything, and one that names no entry would stop the case",
+                                        name.name
+                                    ),
                                 )
-                                .hint(hint),
+                                .hint(format!(
+                                    "key it by a choice field whose values are the entries ({}), or by one of them in quotes",
+                                    shape.keys.join(", ")
+                                )),
                             );
+                            Vec::new()
                         }
-                        Some(shape) => {
-                            if shape.keyed != key.is_some() {
-                                let how = if shape.keyed {
-                                    format!(
-                                        "`{}` is a keyed table of values: write `rules.{}[key]`",
-                                        name.name, name.name
-                                    )
-                                } else {
-                                    format!(
-                                        "`{}` is a single value: write `rules.{}` without a key",
-                                        name.name, name.name
-                                    )
-                                };
-                                self.err(Diagnostic::new(Code::UnknownRule, e.span.clone(), how));
-                            }
-                            // Every value the key can take must be a key of the table.
-                            let literal = key.as_ref().and_then(|k| match &k.kind {
-                                ExprKind::Text(t) => Some(t.clone()),
-                                _ => None,
-                            });
-                            let missing: Vec<&String> = match (&key_ty, shape.keyed) {
-                                (Some(Ty::Choice(values)), true) => {
-                                    values.iter().filter(|v| !shape.keys.contains(v)).collect()
-                                }
-                                (Some(Ty::Text), true) if literal.is_some() => {
-                                    literal.iter().filter(|v| !shape.keys.contains(v)).collect()
-                                }
-                                (Some(Ty::Text | Ty::Int | Ty::Decimal | Ty::Date), true) => {
-                                    // Any value at all: one that names no entry stops the case.
-                                    self.err(
-                                        Diagnostic::new(
-                                            Code::UnknownRule,
-                                            e.span.clone(),
-                                            format!(
-                                                "`rules.{}[...]` is keyed by a value that can be anything, and one that names no entry would stop the case",
-                                                name.name
-                                            ),
-                                        )
-                                        .hint(format!(
-                                            "key it by a choice field whose values are the entries ({}), or by one of them in quotes",
-                                            shape.keys.join(", ")
-                                        )),
-                                    );
-                                    Vec::new()
-                                }
-                                _ => Vec::new(),
-                            };
-                            if !missing.is_empty() {
-                                let missing = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
-                                self.err(
-                                    Diagnostic::new(
-                                        Code::UnknownRule,
-                                        e.span.clone(),
-                                        format!(
-                                            "`rules.{}` has no entry for {missing}, which the key can be",
-                                            name.name
-                                        ),
-                                    )
-                                    .hint(format!(
-                                        "add the entries under `[values.{}]` in the rules (it has: {})",
-                                        name.name,
-                                        shape.keys.join(", ")
-                                    )),
-                                );
-                            }
-                            use crate::catalog::ValueKind;
-                            return match shape.kind {
-                                ValueKind::Text => Ty::Text,
-                                ValueKind::Int => Ty::Int,
-                                ValueKind::Decimal => Ty::Decimal,
-                                ValueKind::Bool => Ty::Bool,
-                                ValueKind::Date => Ty::Date,
-                                ValueKind::Duration => Ty::Duration,
-                                ValueKind::Mixed => Ty::Any,
-                            };
-                        }
+                        _ => Vec::new(),
+                    };
+                    if !missing.is_empty() {
+                        let missing = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+                        self.err(
+                            Diagnostic::new(
+                                Code::UnknownRule,
+                                e.span.clone(),
+                                format!("`rules.{}` has no entry for {missing}, which the key can be", name.name),
+                            )
+                            .hint(format!(
+                                "add the entries under `[values.{}]` in the rules (it has: {})",
+                                name.name,
+                                shape.keys.join(", ")
+                            )),
+                        );
                     }
+                    use crate::catalog::ValueKind;
+                    return match shape.kind {
+                        ValueKind::Text => Ty::Text,
+                        ValueKind::Int => Ty::Int,
+                        ValueKind::Decimal => Ty::Decimal,
+                        ValueKind::Bool => Ty::Bool,
+                        ValueKind::Date => Ty::Date,
+                        ValueKind::Duration => Ty::Duration,
+                        ValueKind::Mixed => Ty::Any,
+                    };
                 }
-                Ty::Any
             }
+        }
+        Ty::Any
+    }
+
+    /// A function call's type, its arguments checked. Apart from `ty`, as `rule_ty` is.
+    #[inline(never)]
+    fn call_ty(&mut self, e: &Expr, function: &ast::Ident, args: &[Expr]) -> Ty {
+        match () {
             // `completed_by(STEP)`: who completed a task step of this case (text, empty if nobody yet).
-            ExprKind::Call { function, args } if function.name == "completed_by" => {
-                match args.as_slice() {
+            _ if function.name == "completed_by" => {
+                match args {
                     [Expr { kind: ExprKind::Name(step), span }] => match self.steps.get(step.as_str()) {
                         Some(i) if matches!(self.ast.steps[*i].kind, ast::StepKind::Task(_)) => {}
                         _ => self.err(Diagnostic::new(
@@ -1739,14 +1692,14 @@ impl<'a> Checker<'a> {
                 Ty::Text
             }
             // `started_by()`: who started the case.
-            ExprKind::Call { function, args } if function.name == "started_by" => {
+            _ if function.name == "started_by" => {
                 if !args.is_empty() {
                     self.err(Diagnostic::new(Code::UnknownFunction, e.span.clone(), "`started_by` takes no argument"));
                 }
                 Ty::Text
             }
             // `tally(NAME, key, ...)`: a count this process keeps across cases.
-            ExprKind::Call { function, args } if function.name == "tally" => {
+            _ if function.name == "tally" => {
                 let declared = match args.first().map(|a| &a.kind) {
                     Some(ExprKind::Name(n)) => self.ast.tallies.iter().find(|t| t.name.name == *n),
                     _ => None,
@@ -1782,7 +1735,7 @@ impl<'a> Checker<'a> {
                 }
                 Ty::Int
             }
-            ExprKind::Call { function, args } => {
+            _ => {
                 let arg_types: Vec<Ty> = args.iter().map(|a| self.ty(a)).collect();
                 match FUNCTIONS.iter().find(|(n, _, _)| *n == function.name) {
                     Some((_, arity, _)) if *arity != args.len() => {
@@ -1876,6 +1829,55 @@ impl<'a> Checker<'a> {
                     }
                 }
             }
+        }
+    }
+
+    fn ty(&mut self, e: &Expr) -> Ty {
+        match &e.kind {
+            ExprKind::Int(_) => Ty::Int,
+            ExprKind::Decimal(_) => Ty::Decimal,
+            ExprKind::Text(_) => Ty::Text,
+            ExprKind::Bool(_) => Ty::Bool,
+            ExprKind::Date(d) => {
+                if !valid_date_literal(d) {
+                    self.err(Diagnostic::new(
+                        Code::TypeMismatch,
+                        e.span.clone(),
+                        format!("`{d}` is not a real date or time"),
+                    ));
+                }
+                if d.contains('T') {
+                    Ty::DateTime
+                } else {
+                    Ty::Date
+                }
+            }
+            ExprKind::Duration { .. } => Ty::Duration,
+            ExprKind::List(items) => {
+                let mut elem = Ty::Any;
+                for item in items {
+                    let t = self.ty(item);
+                    if elem == Ty::Any {
+                        elem = t;
+                    } else if !same_kind(&elem, &t) {
+                        self.err(Diagnostic::new(
+                            Code::TypeMismatch,
+                            item.span.clone(),
+                            format!("a list of {elem} cannot hold {t}"),
+                        ));
+                    }
+                }
+                Ty::List(Box::new(elem))
+            }
+            ExprKind::Name(n) => match self.fields.get(n.as_str()) {
+                Some(decl) => {
+                    self.used_fields.insert(n.clone());
+                    Ty::of_field(&field_type(&decl.ty))
+                }
+                None => Ty::Symbol(n.clone()),
+            },
+            ExprKind::Rule { name, key } => self.rule_ty(e, name, key),
+            ExprKind::Call { function, args } => self.call_ty(e, function, args),
             ExprKind::Paren(inner) => self.ty(inner),
             ExprKind::Not(inner) => {
                 let t = self.ty(inner);
