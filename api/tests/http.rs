@@ -754,13 +754,22 @@ async fn the_openapi_document_describes_every_route() {
                 assert!(op.is_object(), "{method} {openapi_path} is not in /openapi.json");
                 // The errors the shared layers give are documented too, as problem+json.
                 let responses = op["responses"].as_object().unwrap();
-                let secured = op["security"].is_array();
+                // `[{}]` first marks a route anyone may call (a token is optional on /metrics).
+                let requirements = op["security"].as_array().cloned().unwrap_or_default();
+                let secured = requirements.first().is_some_and(|r| r.get("bearer").is_some());
+                assert!(!requirements.is_empty(), "{method} {openapi_path}: security must be declared, public or not");
                 for (status, needed) in [("401", secured), ("403", secured), ("404", openapi_path.contains('{'))] {
                     if needed {
                         let schema = &responses[status]["content"]["application/problem+json"]["schema"]["$ref"];
                         assert_eq!(schema, "#/components/schemas/Problem", "{method} {openapi_path} {status}");
                     }
                 }
+                // Generated clients group by tag and name and document by summary and description.
+                for key in ["summary", "description", "operationId"] {
+                    assert!(op[key].as_str().is_some_and(|t| !t.is_empty()), "{method} {openapi_path} has no {key}");
+                }
+                assert!(!op["summary"].as_str().unwrap().contains('\n'), "{method} {openapi_path}: a one-line summary");
+                assert!(op["tags"].as_array().is_some_and(|t| t.len() == 1), "{method} {openapi_path} has no tag");
                 // A parameter is in the path only where the path has it; the rest are query.
                 for p in op["parameters"].as_array().into_iter().flatten() {
                     let name = p["name"].as_str().unwrap();
