@@ -516,7 +516,7 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
     let timers: Vec<Json> = inst
         .timers
         .values()
-        .map(|t| json!({ "seq": t.seq, "due_at": t.due_at.to_rfc3339(), "kind": serde_json::to_value(&t.kind).unwrap_or(Json::Null) }))
+        .map(|t| json!({ "seq": t.seq, "due_at": t.due_at.to_rfc3339(), "kind": timer_kind_json(&t.kind) }))
         .collect();
     let steps: Vec<String> =
         inst.tokens.values().filter_map(|tok| def.as_ref().map(|d| d.model.step(tok.step).name.clone())).collect();
@@ -525,7 +525,14 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
         "business_key": inst.business_key,
         "process": inst.process,
         "version": inst.version,
-        "status": serde_json::to_value(&inst.status).unwrap_or(Json::Null),
+        // One shape for a case's status everywhere: its name; what ended or stopped it beside.
+        "status": inst.status.name(),
+        "outcome": match &inst.status { core::Status::Completed { outcome } => Some(outcome), _ => None },
+        "cancel_reason": match &inst.status { core::Status::Cancelled { reason } => Some(reason), _ => None },
+        "incident": match &inst.status {
+            core::Status::Incident { step, reason } => json!({ "step": step, "reason": reason }),
+            _ => Json::Null,
+        },
         "fields": fields,
         "current_steps": steps,
         "tasks": tasks,
@@ -539,6 +546,38 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
         // Messages that came before a step listened for them (`keep message`).
         "kept_messages": inst.mailbox.iter().map(|m| json!({ "name": m.name, "kept_at": m.kept_at.to_rfc3339(), "until": m.until.to_rfc3339() })).collect::<Vec<_>>(),
     }))
+}
+
+/// A timer's kind, internally tagged: `{"kind": "due", "task": 2}` (the engine stores Rust's
+/// externally tagged shape, `{"Due": {"task": 2}}`, which is no shape for an API).
+fn timer_kind_json(kind: &core::TimerKind) -> Json {
+    let snake = |name: &str| {
+        let mut out = String::new();
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    };
+    match serde_json::to_value(kind).unwrap_or(Json::Null) {
+        Json::String(unit) => json!({ "kind": snake(&unit) }),
+        Json::Object(map) if map.len() == 1 => {
+            let (name, inner) = map.into_iter().next().expect("one entry");
+            let mut out = Map::new();
+            out.insert("kind".into(), Json::String(snake(&name)));
+            match inner {
+                Json::Object(fields) => out.extend(fields),
+                Json::Null => {}
+                other => {
+                    out.insert("value".into(), other);
+                }
+            }
+            Json::Object(out)
+        }
+        other => other,
+    }
 }
 
 fn task_json(inst: &Instance, t: &core::Task) -> Json {
@@ -1790,7 +1829,7 @@ struct ListQuery {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
-    cursor: Option<u64>,
+    cursor: Option<String>,
 }
 
 fn default_status() -> String {
@@ -1819,9 +1858,21 @@ async fn list_instances(
         });
     }
     let limit = page_limit(q.limit)?;
+    let cursor = match &q.cursor {
+        None => None,
+        Some(c) => Some(InstanceId(c.parse().map_err(|_| {
+            let mut e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-cursor",
+                format!("`{c}` is not a cursor this server gave out"),
+            );
+            e.field = Some("cursor".into());
+            e
+        })?)),
+    };
     let s = state.clone();
     let (ids, more) = blocking(move || {
-        let ids = s.engine.instances_after(&q.process, &q.status, q.cursor.map(InstanceId), limit + 1)?;
+        let ids = s.engine.instances_after(&q.process, &q.status, cursor, limit + 1)?;
         let more = ids.len() > limit;
         Ok((ids.into_iter().take(limit).collect::<Vec<_>>(), more))
     })
@@ -1839,7 +1890,8 @@ async fn list_instances(
         .iter()
         .map(|i| json!({ "id": i.id.0, "business_key": i.business_key, "process": i.process, "version": i.version, "status": i.status.name(), "started_at": i.started_at.to_rfc3339(), "updated_at": i.updated_at.to_rfc3339() }))
         .collect();
-    let next = if more { ids.last().map(|i| i.0) } else { None };
+    // Cursors are opaque strings, on every list.
+    let next = if more { ids.last().map(|i| i.0.to_string()) } else { None };
     Ok(axum::Json(json!({ "instances": list, "next_cursor": next })))
 }
 
@@ -2019,7 +2071,11 @@ impl utoipa::Modify for ErrorResponses {
                     .as_ref()
                     .and_then(|s| serde_json::to_string(s).ok())
                     .is_some_and(|s| s.contains("bearer"));
-                let public_first = op.security.as_ref().and_then(|s| serde_json::to_string(s).ok()).is_some_and(|s| s.starts_with("[{}"));
+                let public_first = op
+                    .security
+                    .as_ref()
+                    .and_then(|s| serde_json::to_string(s).ok())
+                    .is_some_and(|s| s.starts_with("[{}"));
                 if secured && !public_first {
                     statuses.push(("401", "No token, or an unknown one"));
                     statuses.push(("403", "The token's user may not do this"));

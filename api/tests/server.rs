@@ -624,7 +624,7 @@ fn a_full_disk_refuses_writes_as_not_applied_and_recovers_when_space_is_freed() 
     assert!(server.stop().success());
     // After a restart, exactly the acknowledged cases are there.
     let server = Server::start_in(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")), &data, None, &env);
-    let (mut stored, mut cursor) = (Vec::new(), None::<u64>);
+    let (mut stored, mut cursor) = (Vec::new(), None::<String>);
     loop {
         let path = match cursor {
             Some(c) => format!("/instances?process=complaint&limit=500&cursor={c}"),
@@ -633,8 +633,8 @@ fn a_full_disk_refuses_writes_as_not_applied_and_recovers_when_space_is_freed() 
         let (_, page) = server.call("GET", &path, "dev-admin", None);
         let page = json(&page);
         stored.extend(page["instances"].as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()));
-        match page["next_cursor"].as_u64() {
-            Some(c) => cursor = Some(c),
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
             None => break,
         }
     }
