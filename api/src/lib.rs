@@ -2,5 +2,6 @@
 
 pub mod config;
 pub mod listen;
+pub mod schemas;
 pub mod server;
 pub mod webhooks;

@@ -683,7 +683,7 @@ pub fn calendar_warning(rules: &caseflow_engine::RuleSet, now: chrono::DateTime<
 /// Deployed processes
 ///
 /// Every process with its label and versions, latest last.
-#[utoipa::path(get, path = "/processes", responses((status = 200, description = "Deployed processes and their versions"), (status = 401, description = "No or unknown token")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/processes", responses((status = 200, description = "Deployed processes and their versions", body = crate::schemas::ProcessList), (status = 401, description = "No or unknown token")), security(("bearer" = [])))]
 async fn list_processes(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
     caller(&state, &headers)?;
     let list: Vec<Json> = state
@@ -843,7 +843,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Start a case
 ///
 /// Starts a case of a deployed process with its start fields. With `Idempotency-Key`, a repeat with the same body answers the same case; another body with the same key is 422.
-#[utoipa::path(post, path = "/instances", params(("Idempotency-Key" = Option<String>, Header, description = "1 to 200 visible ASCII characters, scoped to the caller. A retry with the same key and body answers the case the first request started; the same key with another body answers 422")), request_body = StartRequest, responses((status = 201, description = "Started"), (status = 400, description = "A malformed Idempotency-Key"), (status = 404, description = "No such process"), (status = 409, description = "A start with this key is still in progress"), (status = 422, description = "A field is invalid (`field` names it), or the key was used for another request")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/instances", params(("Idempotency-Key" = Option<String>, Header, description = "1 to 200 visible ASCII characters, scoped to the caller. A retry with the same key and body answers the case the first request started; the same key with another body answers 422")), request_body = StartRequest, responses((status = 201, description = "Started", body = crate::schemas::Instance), (status = 400, description = "A malformed Idempotency-Key"), (status = 404, description = "No such process"), (status = 409, description = "A start with this key is still in progress"), (status = 422, description = "A field is invalid (`field` names it), or the key was used for another request")), security(("bearer" = [])))]
 async fn start(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -868,7 +868,7 @@ async fn start(
 /// A case
 ///
 /// Fields (sensitive ones masked for service tokens), current steps, open tasks with their SLA clocks, timers, the parent case and every sub-process case.
-#[utoipa::path(get, path = "/instances/{id}", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Fields, current steps, open tasks with SLA clocks, timers"), (status = 404, description = "No such instance")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/instances/{id}", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Fields, current steps, open tasks with SLA clocks, timers", body = crate::schemas::Instance), (status = 404, description = "No such instance")), security(("bearer" = [])))]
 async fn get_instance(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -889,7 +889,7 @@ async fn get_instance(
 /// A case by its business key
 ///
 /// The case with that business key (e.g. `20261123-007`), as `GET /instances/{id}` shows it.
-#[utoipa::path(get, path = "/instances/by-key/{key}", params(("key" = String, Path, description = "Business key, e.g. 20261123-007")), responses((status = 200, description = "The instance"), (status = 404, description = "No such instance")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/instances/by-key/{key}", params(("key" = String, Path, description = "Business key, e.g. 20261123-007")), responses((status = 200, description = "The instance", body = crate::schemas::Instance), (status = 404, description = "No such instance")), security(("bearer" = [])))]
 async fn get_instance_by_key(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -909,7 +909,7 @@ async fn get_instance_by_key(
 /// A case's audit trail
 ///
 /// Every event in order: who, when, which step, what changed, how late, under which rules version.
-#[utoipa::path(get, path = "/instances/{id}/history", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The audit trail in order"), (status = 404, description = "No such instance")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/instances/{id}/history", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The audit trail in order", body = crate::schemas::History), (status = 404, description = "No such instance")), security(("bearer" = [])))]
 async fn history(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -987,7 +987,7 @@ struct MessageRequest {
 /// Send a message to a case
 ///
 /// Delivers a named message to a step that listens for it (409 `no-listener` if none does, unless the process keeps it).
-#[utoipa::path(post, path = "/instances/{id}/messages", params(("id" = String, Path, description = "Instance id or business key")), request_body = MessageRequest, responses((status = 200, description = "Delivered"), (status = 409, description = "Nothing in the case waits for this message")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/instances/{id}/messages", params(("id" = String, Path, description = "Instance id or business key")), request_body = MessageRequest, responses((status = 200, description = "Delivered", body = crate::schemas::Instance), (status = 409, description = "Nothing in the case waits for this message")), security(("bearer" = [])))]
 async fn message(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1020,7 +1020,7 @@ struct ReasonRequest {
 /// Cancel a case
 ///
 /// Withdraws every open task, timer and sub-process case; needs the `cancel` permission. Recorded with the reason.
-#[utoipa::path(post, path = "/instances/{id}/cancel", params(("id" = u64, Path, description = "Instance id")), request_body = ReasonRequest, responses((status = 200, description = "Cancelled"), (status = 403, description = "Managers and administrators only"), (status = 409, description = "Already ended")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/instances/{id}/cancel", params(("id" = u64, Path, description = "Instance id")), request_body = ReasonRequest, responses((status = 200, description = "Cancelled", body = crate::schemas::Instance), (status = 403, description = "Managers and administrators only"), (status = 409, description = "Already ended")), security(("bearer" = [])))]
 async fn cancel(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1033,7 +1033,7 @@ async fn cancel(
 /// Suspend a case
 ///
 /// Administrators; its timers stop until it is resumed.
-#[utoipa::path(post, path = "/instances/{id}/suspend", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Suspended"), (status = 403, description = "Administrators only"), (status = 409, description = "Not running")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/instances/{id}/suspend", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Suspended", body = crate::schemas::Instance), (status = 403, description = "Administrators only"), (status = 409, description = "Not running")), security(("bearer" = [])))]
 async fn suspend(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1045,7 +1045,7 @@ async fn suspend(
 /// Resume a suspended case
 ///
 /// Administrators; the case's timers run again.
-#[utoipa::path(post, path = "/instances/{id}/resume", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Resumed"), (status = 403, description = "Administrators only"), (status = 409, description = "Not suspended")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/instances/{id}/resume", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Resumed", body = crate::schemas::Instance), (status = 403, description = "Administrators only"), (status = 409, description = "Not suspended")), security(("bearer" = [])))]
 async fn resume(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1057,7 +1057,7 @@ async fn resume(
 /// Retry a case in incident
 ///
 /// Administrators; the failed step runs again.
-#[utoipa::path(post, path = "/instances/{id}/retry", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The failed step ran again"), (status = 409, description = "No incident")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/instances/{id}/retry", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The failed step ran again", body = crate::schemas::Instance), (status = 409, description = "No incident")), security(("bearer" = [])))]
 async fn retry(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1076,7 +1076,7 @@ struct FieldsRequest {
 /// Change a case's fields
 ///
 /// Sets fields of a running case (the `update_fields` permission); timers computed from a changed field move, recorded in the history.
-#[utoipa::path(post, path = "/instances/{id}/fields", params(("id" = u64, Path, description = "Instance id")), request_body = FieldsRequest, responses((status = 200, description = "Updated"), (status = 422, description = "A field is invalid")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/instances/{id}/fields", params(("id" = u64, Path, description = "Instance id")), request_body = FieldsRequest, responses((status = 200, description = "Updated", body = crate::schemas::Instance), (status = 422, description = "A field is invalid")), security(("bearer" = [])))]
 async fn update_fields(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1106,7 +1106,7 @@ struct InboxQuery {
 /// Tasks
 ///
 /// Open tasks of a user or role, soonest deadline first, a page at a time.
-#[utoipa::path(get, path = "/tasks", params(InboxQuery), responses((status = 200, description = "A page of open tasks, soonest due first (no deadline last), and `next_cursor`"), (status = 403, description = "Not your inbox or role")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/tasks", params(InboxQuery), responses((status = 200, description = "A page of open tasks, soonest due first (no deadline last), and `next_cursor`", body = crate::schemas::TaskPage), (status = 403, description = "Not your inbox or role")), security(("bearer" = [])))]
 async fn inbox(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1168,7 +1168,7 @@ async fn inbox(
 /// Claim a task
 ///
 /// Takes a task offered to one's role; one claimed by someone else needs the `reassign` permission (recorded).
-#[utoipa::path(post, path = "/tasks/{id}/claim", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Claimed"), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/tasks/{id}/claim", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Claimed", body = crate::schemas::Instance), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open")), security(("bearer" = [])))]
 async fn claim(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1181,7 +1181,7 @@ async fn claim(
 /// Release a task
 ///
 /// Gives a claimed task back to its role.
-#[utoipa::path(post, path = "/tasks/{id}/release", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Released"), (status = 403, description = "Not yours"), (status = 409, description = "Not open")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/tasks/{id}/release", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Released", body = crate::schemas::Instance), (status = 403, description = "Not yours"), (status = 409, description = "Not open")), security(("bearer" = [])))]
 async fn release(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1195,7 +1195,7 @@ async fn release(
 ///
 /// Gives one open task to another user: the `reassign` permission (managers). Recorded in
 /// the case's history.
-#[utoipa::path(post, path = "/tasks/{id}/reassign", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Reassigned"), (status = 403, description = "No `reassign` permission"), (status = 409, description = "Not open"), (status = 422, description = "No such user")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/tasks/{id}/reassign", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Reassigned", body = crate::schemas::Instance), (status = 403, description = "No `reassign` permission"), (status = 409, description = "Not open"), (status = 422, description = "No such user")), security(("bearer" = [])))]
 async fn reassign_task(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1210,7 +1210,7 @@ async fn reassign_task(
 ///
 /// The assignee passes their task to a colleague who holds one of its roles: the `delegate`
 /// permission. Recorded in the history; the task shows `delegated_by`.
-#[utoipa::path(post, path = "/tasks/{id}/delegate", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Delegated"), (status = 403, description = "Not your task, or no `delegate` permission"), (status = 409, description = "Not open"), (status = 422, description = "The colleague may not work on it")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/tasks/{id}/delegate", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Delegated", body = crate::schemas::Instance), (status = 403, description = "Not your task, or no `delegate` permission"), (status = 409, description = "Not open"), (status = 422, description = "The colleague may not work on it")), security(("bearer" = [])))]
 async fn delegate_task(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1232,7 +1232,7 @@ struct CompleteRequest {
 /// Complete a task
 ///
 /// Records the task's answers and moves the case on; answers the case and `next_for_you`.
-#[utoipa::path(post, path = "/tasks/{id}/complete", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = CompleteRequest, responses((status = 200, description = "Completed; the case moved on"), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open: someone completed it first"), (status = 422, description = "The form is invalid")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/tasks/{id}/complete", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = CompleteRequest, responses((status = 200, description = "Completed; the case moved on", body = crate::schemas::Instance), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open: someone completed it first"), (status = 422, description = "The form is invalid")), security(("bearer" = [])))]
 async fn complete(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1540,7 +1540,7 @@ fn change_json(change: &caseflow_engine::service::RulesChange, recomputed: Optio
 /// Reload the rules folder
 ///
 /// Validates every file and every deployed process against the new names; applies all of it or nothing. `recompute=true` also moves the deadlines of open tasks.
-#[utoipa::path(post, path = "/admin/rules/reload", params(ReloadQuery), responses((status = 200, description = "Applied: version, who, when, diff"), (status = 409, description = "Unchanged"), (status = 422, description = "Refused with every error; the old rules stay")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/admin/rules/reload", params(ReloadQuery), responses((status = 200, description = "Applied: version, who, when, diff", body = crate::schemas::RulesChange), (status = 409, description = "Unchanged"), (status = 422, description = "Refused with every error; the old rules stay")), security(("bearer" = [])))]
 async fn reload_rules(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1562,7 +1562,7 @@ async fn reload_rules(
 ///
 /// Replaces (or adds) one rules file: validated with the rest of the folder, applied, then
 /// written to the folder (a temporary file renamed into place, so no reader sees half).
-#[utoipa::path(put, path = "/admin/rules/files/{name}", params(("name" = String, Path, description = "File name, snake_case.toml"), ReloadQuery), request_body(content = String, content_type = "text/plain"), responses((status = 200, description = "Applied and written"), (status = 422, description = "Refused; nothing written")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/admin/rules/files/{name}", params(("name" = String, Path, description = "File name, snake_case.toml"), ReloadQuery), request_body(content = String, content_type = "text/plain"), responses((status = 200, description = "Applied and written", body = crate::schemas::RulesChange), (status = 422, description = "Refused; nothing written")), security(("bearer" = [])))]
 async fn upload_rules_file(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1840,7 +1840,7 @@ fn default_status() -> String {
 ///
 /// Instances of a process in a status, oldest first, a page at a time (cursor pagination:
 /// stable while instances are added).
-#[utoipa::path(get, path = "/instances", params(ListQuery), responses((status = 200, description = "A page of instances and the next cursor")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/instances", params(ListQuery), responses((status = 200, description = "A page of instances and the next cursor", body = crate::schemas::InstancePage)), security(("bearer" = [])))]
 async fn list_instances(
     State(state): State<Shared>,
     headers: HeaderMap,

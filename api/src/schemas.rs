@@ -1,0 +1,230 @@
+//! The shapes of the API's 2xx bodies, for `/openapi.json`. Handlers build their JSON with
+//! `json!`; these types say what that JSON is, and the API check (schemathesis,
+//! `response_schema_conformance`) fails when a response and its schema disagree. Field names
+//! and types here must follow `server.rs`.
+#![allow(dead_code)] // read by utoipa's derive only
+
+use utoipa::ToSchema;
+
+/// A case's status: one name in the case and in lists alike.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum CaseStatus {
+    Running,
+    Suspended,
+    Incident,
+    Completed,
+    Cancelled,
+}
+
+/// Why a case stopped: the step and the error (`retry` runs the step again after a fix).
+#[derive(ToSchema)]
+pub struct Incident {
+    step: String,
+    reason: String,
+}
+
+/// A task's SLA clock, on the business calendar; `null` for a task without a deadline.
+#[derive(ToSchema)]
+pub struct SlaClock {
+    /// Working minutes from opening to the deadline.
+    allowed_minutes: i64,
+    elapsed_minutes: i64,
+    /// Negative once overdue.
+    remaining_minutes: i64,
+    percent_used: i64,
+    /// False outside working hours: the clock is paused.
+    running: bool,
+}
+
+/// An open task of a case.
+#[derive(ToSchema)]
+pub struct Task {
+    /// `INSTANCE-SEQ`, e.g. `1-2`.
+    #[schema(example = "1-2")]
+    id: String,
+    instance: u64,
+    business_key: String,
+    /// The step's label.
+    name: String,
+    step: String,
+    /// The item of a `for each` task.
+    item: Option<String>,
+    assignee: Option<String>,
+    delegated_by: Option<String>,
+    /// Roles that may take it.
+    candidates: Vec<String>,
+    claimed: bool,
+    priority: u8,
+    #[schema(format = DateTime)]
+    opened_at: String,
+    #[schema(format = DateTime)]
+    due_at: Option<String>,
+    overdue: bool,
+    sla: Option<SlaClock>,
+}
+
+/// A pending timer: a deadline, an escalation, a reminder, a wait.
+#[derive(ToSchema)]
+pub struct Timer {
+    seq: u32,
+    #[schema(format = DateTime)]
+    due_at: String,
+    /// Internally tagged: `{"kind": "due", "task": 2}`, `{"kind": "reminder", ...}`.
+    #[schema(value_type = Object)]
+    kind: serde_json::Value,
+}
+
+/// A sub-process case a case started.
+#[derive(ToSchema)]
+pub struct SubCase {
+    id: u64,
+    process: String,
+    status: CaseStatus,
+    /// A `call` step waits for it now.
+    waited_for: bool,
+}
+
+/// A message kept until a step listens for it.
+#[derive(ToSchema)]
+pub struct KeptMessage {
+    name: String,
+    #[schema(format = DateTime)]
+    kept_at: String,
+    #[schema(format = DateTime)]
+    until: String,
+}
+
+/// A case: its fields, where it is, and what waits in it.
+#[derive(ToSchema)]
+pub struct Instance {
+    id: u64,
+    #[schema(example = "20261123-001")]
+    business_key: String,
+    process: String,
+    version: u32,
+    status: CaseStatus,
+    /// The end it reached, when completed.
+    outcome: Option<String>,
+    cancel_reason: Option<String>,
+    incident: Option<Incident>,
+    /// The process's fields (sensitive ones `***` for service tokens).
+    #[schema(value_type = Object)]
+    fields: serde_json::Value,
+    current_steps: Vec<String>,
+    tasks: Vec<Task>,
+    timers: Vec<Timer>,
+    #[schema(format = DateTime)]
+    started_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// The case this one runs for as a sub-process.
+    parent: Option<u64>,
+    sub_cases: Vec<SubCase>,
+    kept_messages: Vec<KeptMessage>,
+}
+
+/// A case in a list.
+#[derive(ToSchema)]
+pub struct InstanceRow {
+    id: u64,
+    business_key: String,
+    process: String,
+    version: u32,
+    status: CaseStatus,
+    #[schema(format = DateTime)]
+    started_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// A page of cases, oldest first.
+#[derive(ToSchema)]
+pub struct InstancePage {
+    instances: Vec<InstanceRow>,
+    /// Pass back as `cursor` for the next page; `null` on the last.
+    next_cursor: Option<String>,
+}
+
+/// A task in an inbox.
+#[derive(ToSchema)]
+pub struct TaskRow {
+    id: String,
+    instance: u64,
+    business_key: String,
+    process: String,
+    name: String,
+    step: String,
+    item: Option<String>,
+    assignee: Option<String>,
+    #[schema(format = DateTime)]
+    due_at: Option<String>,
+    overdue: bool,
+    priority: u8,
+}
+
+/// A page of open tasks, soonest deadline first.
+#[derive(ToSchema)]
+pub struct TaskPage {
+    tasks: Vec<TaskRow>,
+    next_cursor: Option<String>,
+}
+
+/// A field's change in a history entry.
+#[derive(ToSchema)]
+pub struct FieldChange {
+    field: String,
+    /// Any JSON value (the field's type), `null` when it was not set.
+    old: Option<serde_json::Value>,
+    new: serde_json::Value,
+}
+
+/// One event of a case's audit trail.
+#[derive(ToSchema)]
+pub struct HistoryEntry {
+    seq: u64,
+    #[schema(format = DateTime)]
+    at: String,
+    actor: String,
+    /// `started`, `task_opened`, `task_completed`, `escalated`, ...
+    event: String,
+    step: Option<String>,
+    detail: String,
+    changes: Vec<FieldChange>,
+    /// How late a task was completed, in milliseconds past its deadline.
+    lateness_ms: Option<i64>,
+    rules_version: u64,
+}
+
+/// A case's audit trail, in order.
+#[derive(ToSchema)]
+pub struct History {
+    history: Vec<HistoryEntry>,
+}
+
+/// A deployed process and its versions.
+#[derive(ToSchema)]
+pub struct ProcessSummary {
+    id: String,
+    label: Option<String>,
+    versions: Vec<u32>,
+}
+
+/// The deployed processes.
+#[derive(ToSchema)]
+pub struct ProcessList {
+    processes: Vec<ProcessSummary>,
+}
+
+/// One accepted rules change.
+#[derive(ToSchema)]
+pub struct RulesChange {
+    version: u64,
+    #[schema(format = DateTime)]
+    at: String,
+    by: String,
+    /// A unified diff per file that changed.
+    diff: String,
+    /// Open tasks whose deadlines were recomputed (`recompute=true`).
+    cases_recomputed: Option<u64>,
+}
