@@ -228,3 +228,116 @@ pub struct RulesChange {
     /// Open tasks whose deadlines were recomputed (`recompute=true`).
     cases_recomputed: Option<u64>,
 }
+
+/// A process's latest version, as deployed.
+#[derive(ToSchema)]
+pub struct ProcessDetail {
+    id: String,
+    label: Option<String>,
+    doc: Option<String>,
+    /// The manual's sections it follows.
+    source_sections: Option<String>,
+    latest_version: u32,
+    versions: Vec<u32>,
+    steps: Vec<StepSummary>,
+    outcomes: Vec<String>,
+    /// The `.flow` text.
+    source: String,
+}
+
+#[derive(ToSchema)]
+pub struct StepSummary {
+    name: String,
+    label: Option<String>,
+}
+
+/// What a deploy did.
+#[derive(ToSchema)]
+pub struct Deployed {
+    process: String,
+    version: u32,
+    /// False when the source equals the latest version (nothing deployed).
+    changed: bool,
+    warnings: Vec<String>,
+}
+
+/// A decision table in force.
+#[derive(ToSchema)]
+pub struct TableSummary {
+    name: String,
+    hit_policy: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    rows: u64,
+}
+
+/// The rules folder's files that were refused, while the last accepted rules serve.
+#[derive(ToSchema)]
+pub struct RefusedRules {
+    #[schema(format = DateTime)]
+    at: String,
+    /// `file:line:col: key: what is wrong`, one per problem.
+    problems: Vec<String>,
+}
+
+/// The rules in force.
+#[derive(ToSchema)]
+pub struct RulesInForce {
+    version: u64,
+    time_zone: String,
+    roles: Vec<String>,
+    users: Vec<String>,
+    values: Vec<String>,
+    decision_tables: Vec<TableSummary>,
+    files: Vec<String>,
+    refused: Option<RefusedRules>,
+}
+
+/// Every accepted rules change, oldest first.
+#[derive(ToSchema)]
+pub struct RulesChanges {
+    changes: Vec<RulesChange>,
+}
+
+/// A row a table evaluation hit.
+#[derive(ToSchema)]
+pub struct TableHit {
+    /// 0-based row index.
+    row: u64,
+    /// The row's line in the rules file.
+    line: u64,
+    #[schema(value_type = Object)]
+    outputs: serde_json::Value,
+}
+
+/// The rows a table evaluation hit, under the rules version in force.
+#[derive(ToSchema)]
+pub struct TableHits {
+    table: String,
+    rules_version: u64,
+    hits: Vec<TableHit>,
+}
+
+/// How many open tasks moved.
+#[derive(ToSchema)]
+pub struct Reassigned {
+    reassigned: u64,
+}
+
+/// Live and ready, or why not.
+#[derive(ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` while storage is failing (with 503).
+    status: String,
+    /// `{"status": "ok"}` or `{"status": "failing", "error": ...}`.
+    #[schema(value_type = Object)]
+    storage: serde_json::Value,
+    /// The rules version in force; `status` is `refused` while the folder holds refused files.
+    #[schema(value_type = Object)]
+    rules: serde_json::Value,
+    processes: u64,
+    commands: u64,
+    /// How far the calendar's holidays are known (`null` without any).
+    #[schema(value_type = Object)]
+    calendar: Option<serde_json::Value>,
+}

@@ -631,7 +631,7 @@ fn parse_task_id(s: &str) -> Result<(InstanceId, u32), ApiError> {
 /// Liveness and readiness
 ///
 /// 200 while storage takes writes; 503 `degraded` while it is failing (a full disk, a failing device). Also the calendar's coverage and whether the rules folder stands refused.
-#[utoipa::path(get, path = "/health", responses((status = 200, description = "Live and ready"), (status = 503, description = "Storage is failing: writes are refused until it recovers")), security(()))]
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "Live and ready", body = crate::schemas::Health), (status = 503, description = "Storage is failing: writes are refused until it recovers", body = crate::schemas::Health)), security(()))]
 async fn health(State(state): State<Shared>) -> (StatusCode, axum::Json<Json>) {
     // The calendar's holidays run out: deadlines past them treat holidays as working days.
     let calendar = state.engine.rules().calendar.coverage(state.clock.now()).map(
@@ -701,7 +701,7 @@ async fn list_processes(State(state): State<Shared>, headers: HeaderMap) -> Resu
 /// A process
 ///
 /// Its latest (or given) version: fields, steps, deadlines and the source.
-#[utoipa::path(get, path = "/processes/{id}", params(("id" = String, Path, description = "Process id")), responses((status = 200, description = "The latest version, its steps, outcomes and source"), (status = 404, description = "No such process")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/processes/{id}", params(("id" = String, Path, description = "Process id")), responses((status = 200, description = "The latest version, its steps, outcomes and source", body = crate::schemas::ProcessDetail), (status = 404, description = "No such process")), security(("bearer" = [])))]
 async fn show_process(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -739,7 +739,7 @@ struct DiagramQuery {
 /// A process diagram
 ///
 /// SVG (default), DOT or Mermaid.
-#[utoipa::path(get, path = "/processes/{id}/diagram", params(("id" = String, Path, description = "Process id"), DiagramQuery), responses((status = 200, description = "The process graph as SVG (image/svg+xml, drawn in Rust), DOT (text/vnd.graphviz) or Mermaid (text/plain)")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/processes/{id}/diagram", params(("id" = String, Path, description = "Process id"), DiagramQuery), responses((status = 200, description = "The process graph as SVG (image/svg+xml, drawn in Rust), DOT (text/vnd.graphviz) or Mermaid (text/plain)", content((String = "image/svg+xml"), (String = "text/vnd.graphviz"), (String = "text/plain")))), security(("bearer" = [])))]
 async fn diagram(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -774,7 +774,7 @@ async fn diagram(
 /// Deploy a process
 ///
 /// Checks a `.flow` source (the body, as text) with the rules and the other deployed processes, and deploys it as a new version if it changed. Running cases stay on their version.
-#[utoipa::path(post, path = "/processes", request_body(content = String, content_type = "text/plain", description = "A .flow source"), responses((status = 201, description = "Deployed as a new version"), (status = 200, description = "Unchanged: same as the latest version"), (status = 403, description = "Administrators only"), (status = 422, description = "Refused, with the diagnostics of caseflow check")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/processes", request_body(content = String, content_type = "text/plain", description = "A .flow source"), responses((status = 201, description = "Deployed as a new version", body = crate::schemas::Deployed), (status = 200, description = "Unchanged: same as the latest version", body = crate::schemas::Deployed), (status = 403, description = "Administrators only"), (status = 422, description = "Refused, with the diagnostics of caseflow check")), security(("bearer" = [])))]
 async fn deploy(State(state): State<Shared>, headers: HeaderMap, body: String) -> Result<Response, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
@@ -1506,7 +1506,7 @@ fn apply_rules_folder(
 /// The rules in force
 ///
 /// Their version, time zone, roles, users, named values and decision tables. Administrators and holders of `read_rules`; problems of a refused rules folder are listed under `refused`.
-#[utoipa::path(get, path = "/admin/rules", responses((status = 200, description = "The rules version and the names in force")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/admin/rules", responses((status = 200, description = "The rules version and the names in force", body = crate::schemas::RulesInForce)), security(("bearer" = [])))]
 async fn rules_in_force(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     require_permission(&state, &actor, "read_rules", "reading the rules in force")?;
@@ -1624,7 +1624,7 @@ struct ReassignRequest {
 ///
 /// Gives all open tasks of a user to another: a user removed from a role keeps their tasks
 /// until this is called.
-#[utoipa::path(post, path = "/admin/users/{user}/reassign", params(("user" = String, Path, description = "User id")), request_body = ReassignRequest, responses((status = 200, description = "How many tasks moved")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/admin/users/{user}/reassign", params(("user" = String, Path, description = "User id")), request_body = ReassignRequest, responses((status = 200, description = "How many tasks moved", body = crate::schemas::Reassigned)), security(("bearer" = [])))]
 async fn reassign_user(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1641,7 +1641,7 @@ async fn reassign_user(
 /// Every accepted rules change
 ///
 /// Oldest first: version, who, when and a per-file unified diff. Administrators only.
-#[utoipa::path(get, path = "/admin/rules/changes", responses((status = 200, description = "Every accepted change")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/admin/rules/changes", responses((status = 200, description = "Every accepted change", body = crate::schemas::RulesChanges)), security(("bearer" = [])))]
 async fn rules_changes(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
@@ -1660,7 +1660,7 @@ struct EvaluateRequest {
 /// Try a decision table
 ///
 /// Evaluates the table on the given inputs and answers the rows hit and their outputs, without touching any case.
-#[utoipa::path(post, path = "/admin/rules/tables/{name}/evaluate", params(("name" = String, Path, description = "Decision table")), request_body = EvaluateRequest, responses((status = 200, description = "Rows hit and their outputs"), (status = 404, description = "No such table")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/admin/rules/tables/{name}/evaluate", params(("name" = String, Path, description = "Decision table")), request_body = EvaluateRequest, responses((status = 200, description = "Rows hit and their outputs", body = crate::schemas::TableHits), (status = 404, description = "No such table")), security(("bearer" = [])))]
 async fn evaluate_table(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1898,7 +1898,7 @@ async fn list_instances(
 /// Metrics
 ///
 /// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format"), (status = 401, description = "A token is required (`metrics_need_token` in caseflow.toml) and none was sent")), security((), ("bearer" = [])))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "A token is required (`metrics_need_token` in caseflow.toml) and none was sent")), security((), ("bearer" = [])))]
 async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
     if state.metrics_need_token {
         caller(&state, &headers)?;
@@ -1968,7 +1968,7 @@ struct EventsQuery {
 /// Server-Sent Events: the engine's changes as they become durable, filtered. A live feed: a
 /// client that falls too far behind gets a `lagged` event saying how many it missed, and the
 /// history endpoint has the complete record.
-#[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes: each event named as the history entry (`task_opened`, `escalated`, ...), its data the change as JSON", content_type = "text/event-stream", body = String)), security(("bearer" = [])))]
 async fn events(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -2159,7 +2159,7 @@ impl utoipa::Modify for TagsByResource {
 /// This document
 ///
 /// The OpenAPI 3.1 description of the API, generated from the handlers.
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document")), security(()))]
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document", body = Object)), security(()))]
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi as _;
     axum::Json(ApiDoc::openapi())
@@ -2183,7 +2183,7 @@ struct ReportQuery {
 /// KPIs of one process over a period: cases by status, outcome and choice field; per step
 /// handling time (median, p90) and deadlines met; first-contact resolution; satisfaction and
 /// the weighted five-dimension service-quality score.
-#[utoipa::path(get, path = "/reports", params(ReportQuery), responses((status = 200, description = "The report"), (status = 404, description = "No such process")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/reports", params(ReportQuery), responses((status = 200, description = "The report", body = Object), (status = 404, description = "No such process")), security(("bearer" = [])))]
 async fn report(
     State(state): State<Shared>,
     headers: HeaderMap,
