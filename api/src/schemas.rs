@@ -341,3 +341,17 @@ pub struct Health {
     #[schema(value_type = Object)]
     calendar: Option<serde_json::Value>,
 }
+
+/// `POST /processes` as JSON.
+#[derive(ToSchema)]
+pub struct DeployRequest {
+    /// The `.flow` text.
+    source: String,
+}
+
+/// `PUT /admin/rules/files/{name}` as JSON.
+#[derive(ToSchema)]
+pub struct RulesFileRequest {
+    /// The TOML text of the file.
+    text: String,
+}

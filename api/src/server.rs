@@ -605,6 +605,35 @@ fn parse_instance_id(s: &str) -> Result<InstanceId, ApiError> {
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "unknown-instance", format!("`{s}` is not an instance id")))
 }
 
+/// A text body (a `.flow` source, a rules file), sent as text or, for clients generated from
+/// the OpenAPI document, as JSON with the text under `field`.
+fn text_body(headers: &HeaderMap, body: String, field: &str) -> Result<String, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json {
+        return Ok(body);
+    }
+    let invalid = || {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+            format!("a JSON body must be an object with the text under `{field}`"),
+        );
+        e.field = Some(field.to_string());
+        e
+    };
+    match serde_json::from_str::<Json>(&body) {
+        Ok(Json::Object(mut map)) if map.len() == 1 => match map.remove(field) {
+            Some(Json::String(text)) => Ok(text),
+            _ => Err(invalid()),
+        },
+        Ok(_) => Err(invalid()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-request", format!("the body is not JSON: {e}"))),
+    }
+}
+
 /// A list's page size: 1 to 500, 50 when not given. Out of range is refused, not clamped: a
 /// client asking for 1,000 must learn it gets at most 500.
 fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
@@ -774,10 +803,11 @@ async fn diagram(
 /// Deploy a process
 ///
 /// Checks a `.flow` source (the body, as text) with the rules and the other deployed processes, and deploys it as a new version if it changed. Running cases stay on their version.
-#[utoipa::path(post, path = "/processes", request_body(content = String, content_type = "text/plain", description = "A .flow source"), responses((status = 201, description = "Deployed as a new version", body = crate::schemas::Deployed), (status = 200, description = "Unchanged: same as the latest version", body = crate::schemas::Deployed), (status = 403, description = "Administrators only"), (status = 422, description = "Refused, with the diagnostics of caseflow check")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/processes", request_body(description = "A .flow source: as text, or as JSON `{\"source\": \"...\"}`", content((String = "text/plain"), (crate::schemas::DeployRequest = "application/json"))), responses((status = 201, description = "Deployed as a new version", body = crate::schemas::Deployed), (status = 200, description = "Unchanged: same as the latest version", body = crate::schemas::Deployed), (status = 403, description = "Administrators only"), (status = 422, description = "Refused, with the diagnostics of caseflow check")), security(("bearer" = [])))]
 async fn deploy(State(state): State<Shared>, headers: HeaderMap, body: String) -> Result<Response, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
+    let body = text_body(&headers, body, "source")?;
     let now = state.clock.now();
     let engine = state.engine.clone();
     let text = body.clone();
@@ -1562,7 +1592,7 @@ async fn reload_rules(
 ///
 /// Replaces (or adds) one rules file: validated with the rest of the folder, applied, then
 /// written to the folder (a temporary file renamed into place, so no reader sees half).
-#[utoipa::path(put, path = "/admin/rules/files/{name}", params(("name" = String, Path, description = "File name, snake_case.toml"), ReloadQuery), request_body(content = String, content_type = "text/plain"), responses((status = 200, description = "Applied and written", body = crate::schemas::RulesChange), (status = 422, description = "Refused; nothing written")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/admin/rules/files/{name}", params(("name" = String, Path, description = "File name, snake_case.toml"), ReloadQuery), request_body(description = "The file: as text, or as JSON `{\"text\": \"...\"}`", content((String = "text/plain"), (crate::schemas::RulesFileRequest = "application/json"))), responses((status = 200, description = "Applied and written", body = crate::schemas::RulesChange), (status = 422, description = "Refused; nothing written")), security(("bearer" = [])))]
 async fn upload_rules_file(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -1572,6 +1602,7 @@ async fn upload_rules_file(
 ) -> Result<axum::Json<Json>, ApiError> {
     let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
+    let body = text_body(&headers, body, "text")?;
     let valid = name.strip_suffix(".toml").is_some_and(|stem| {
         !stem.is_empty() && stem.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     });

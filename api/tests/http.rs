@@ -81,7 +81,7 @@ impl Api {
         if let Some(w) = who {
             req = req.header("authorization", format!("Bearer t-{w}"));
         }
-        if body.is_some() {
+        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
             req = req.header("content-type", "application/json");
         }
         for (k, v) in headers {
@@ -315,11 +315,23 @@ async fn authorization_rules() {
 #[tokio::test]
 async fn deploy_returns_diagnostics_and_timers_escalate() {
     let api = Api::new();
-    let (s, v) =
-        api.call("POST", "/processes", Some("admin"), Some("process broken {\n  start -> nowhere\n}\n"), &[]).await;
+    let text = [("content-type", "text/plain")];
+    let broken = "process broken {\n  start -> nowhere\n}\n";
+    let (s, v) = api.call("POST", "/processes", Some("admin"), Some(broken), &text).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let codes: Vec<&str> = v["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
     assert!(codes.contains(&"FLOW011"), "{v}");
+    // The same as JSON, for generated clients; the shipped complaint again changes nothing.
+    let (s, same) =
+        api.call("POST", "/processes", Some("admin"), Some(&json!({ "source": broken }).to_string()), &[]).await;
+    assert_eq!((s, &same["diagnostics"]), (StatusCode::UNPROCESSABLE_ENTITY, &v["diagnostics"]));
+    let complaint =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/complaint.flow")).unwrap();
+    let (s, d) =
+        api.call("POST", "/processes", Some("admin"), Some(&json!({ "source": complaint }).to_string()), &[]).await;
+    assert_eq!((s, &d["changed"], &d["version"]), (StatusCode::OK, &json!(false), &json!(1)), "{d}");
+    let (s, e) = api.call("POST", "/processes", Some("admin"), Some(r#"{"src":"x"}"#), &[]).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("source")), "{e}");
     let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
     // Ten minutes later the high-urgency deadline passes and the manager gets the task (the
     // deadline and the escalation `+ 0min` after it: two timers).
@@ -547,15 +559,18 @@ async fn upload_recompute_and_reassign() {
     // A refused upload leaves the folder and the rules as they were.
     let values = std::fs::read_to_string(dir.0.join("values.toml")).unwrap();
     let bad = values.replace("high = \"10min\"", "high = \"ten minutes\"");
-    let (s, _) = api.call("PUT", "/admin/rules/files/values.toml", Some("admin"), Some(&bad), &[]).await;
+    let text = [("content-type", "text/plain")];
+    let (s, _) = api.call("PUT", "/admin/rules/files/values.toml", Some("admin"), Some(&bad), &text).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(std::fs::read_to_string(dir.0.join("values.toml")).unwrap(), values);
-    let (s, _) = api.call("PUT", "/admin/rules/files/..%2Fescape.toml", Some("admin"), Some(&values), &[]).await;
+    let (s, _) = api.call("PUT", "/admin/rules/files/..%2Fescape.toml", Some("admin"), Some(&values), &text).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     // An accepted one is written, applied, and with ?recompute=true moves open deadlines.
     let good = values.replace("high = \"10min\"", "high = \"30min\"");
+    // As JSON, as a generated client sends it.
+    let body = json!({ "text": good }).to_string();
     let (s, v) =
-        api.call("PUT", "/admin/rules/files/values.toml?recompute=true", Some("admin"), Some(&good), &[]).await;
+        api.call("PUT", "/admin/rules/files/values.toml?recompute=true", Some("admin"), Some(&body), &[]).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["cases_recomputed"], 1);
     assert_eq!(std::fs::read_to_string(dir.0.join("values.toml")).unwrap(), good);
