@@ -75,6 +75,7 @@ pub fn router(state: Shared, limits: RequestLimits) -> Router {
         .route("/processes", get(list_processes).post(deploy))
         .route("/processes/:id", get(show_process))
         .route("/processes/:id/diagram", get(diagram))
+        .route("/processes/:id/schema", get(process_schema))
         .route("/instances", post(start).get(list_instances))
         .route("/instances/:id", get(get_instance))
         .route("/instances/by-key/:key", get(get_instance_by_key))
@@ -753,6 +754,107 @@ async fn show_process(
         "outcomes": d.model.outcomes().map(|s| s.name.clone()).collect::<Vec<_>>(),
         "source": d.source,
     })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct SchemaQuery {
+    /// A deployed version; the latest by default.
+    version: Option<u32>,
+}
+
+/// A process's data, as JSON Schema
+///
+/// The JSON Schema (2020-12) of the fields a start takes and of each task's form: types,
+/// choices as enums, ranges, the required ones, labels as titles, defaults. A body that
+/// validates against it is what the engine accepts (users are checked against the rules'
+/// people, whom the schema lists). Consoles build their forms from it.
+#[utoipa::path(get, path = "/processes/{id}/schema", params(("id" = String, Path, description = "Process id"), SchemaQuery), responses((status = 200, description = "`start`: the start fields' schema; `tasks`: each task step's form", body = Object), (status = 404, description = "No such process or version")), security(("bearer" = [])))]
+async fn process_schema(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Q(q): Q<SchemaQuery>,
+) -> Result<axum::Json<Json>, ApiError> {
+    caller(&state, &headers)?;
+    let d = state.engine.definition(&id, q.version).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "unknown-process", format!("no process `{id}` in that version"))
+    })?;
+    let rules = state.engine.rules();
+    let model = &d.model;
+    let object = |title: Option<&str>, fields: Vec<(&caseflow_dsl::model::Field, bool)>| {
+        let properties: Map<String, Json> =
+            fields.iter().map(|(f, _)| (f.name.clone(), field_schema(f, &rules))).collect();
+        let required: Vec<&str> = fields.iter().filter(|(_, r)| *r).map(|(f, _)| f.name.as_str()).collect();
+        json!({ "type": "object", "title": title, "properties": properties, "required": required, "additionalProperties": false })
+    };
+    // A start must give the required fields without a default; an `own` field is the caller.
+    let start: Vec<_> = model.fields.iter().map(|f| (f, f.required && f.default.is_none() && !f.own)).collect();
+    let mut start_schema = object(model.label.as_deref(), start);
+    start_schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    let mut tasks = Map::new();
+    for step in &model.steps {
+        let caseflow_dsl::model::StepKind::Task(task) = &step.kind else { continue };
+        let form: Vec<_> = task.form.iter().filter_map(|ff| model.field(&ff.field).map(|f| (f, ff.required))).collect();
+        let mut schema = object(step.label.as_deref(), form);
+        schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+        tasks.insert(step.name.clone(), schema);
+    }
+    Ok(axum::Json(json!({ "process": id, "version": d.version, "start": start_schema, "tasks": tasks })))
+}
+
+/// One field's JSON Schema, as the engine checks its values.
+fn field_schema(f: &caseflow_dsl::model::Field, rules: &caseflow_engine::RuleSet) -> Json {
+    use caseflow_dsl::model::FieldType;
+    let mut schema = match &f.ty {
+        FieldType::Text => json!({ "type": "string" }),
+        FieldType::Int { min, max } => {
+            let mut s = json!({ "type": "integer" });
+            if let Some(m) = min {
+                s["minimum"] = json!(m);
+            }
+            if let Some(m) = max {
+                s["maximum"] = json!(m);
+            }
+            s
+        }
+        FieldType::Decimal => json!({ "type": "number" }),
+        FieldType::Bool => json!({ "type": "boolean" }),
+        FieldType::Date => json!({ "type": "string", "format": "date" }),
+        FieldType::DateTime => json!({ "type": "string", "format": "date-time" }),
+        FieldType::Choice(values) => json!({ "type": "string", "enum": values }),
+        FieldType::ListOfText => json!({ "type": "array", "items": { "type": "string" } }),
+        FieldType::User => json!({ "type": "string", "enum": rules.users.keys().collect::<Vec<_>>() }),
+    };
+    if let Some(label) = &f.label {
+        schema["title"] = json!(label);
+    }
+    let default = f.default.as_ref().and_then(|e| match (&e.kind, &f.ty) {
+        // A choice's default is written as a bare value.
+        (caseflow_dsl::ast::ExprKind::Name(n), FieldType::Choice(values)) if values.contains(n) => Some(json!(n)),
+        _ => literal_json(e),
+    });
+    if let Some(default) = default {
+        schema["default"] = default;
+    }
+    if f.sensitive {
+        schema["description"] = json!("sensitive: encrypted at rest, masked for service tokens");
+    }
+    schema
+}
+
+/// A literal default as JSON (computed defaults have none to show).
+fn literal_json(e: &caseflow_dsl::ast::Expr) -> Option<Json> {
+    use caseflow_dsl::ast::ExprKind;
+    match &e.kind {
+        ExprKind::Int(i) => Some(json!(i)),
+        ExprKind::Decimal(d) => d.parse::<f64>().ok().map(|d| json!(d)),
+        ExprKind::Text(t) => Some(json!(t)),
+        ExprKind::Bool(b) => Some(json!(b)),
+        ExprKind::Date(d) if !d.contains('T') => Some(json!(d)),
+        _ => None,
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -2149,7 +2251,7 @@ impl utoipa::Modify for ErrorResponses {
 #[openapi(
     info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
     paths(
-        health, list_processes, show_process, diagram, deploy, start, list_instances, get_instance, get_instance_by_key, history,
+        health, list_processes, show_process, diagram, process_schema, deploy, start, list_instances, get_instance, get_instance_by_key, history,
         message, cancel, suspend, resume, retry, update_fields, inbox, claim, release, complete, reassign_task, delegate_task, rules_in_force,
         reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json,
         report

@@ -1162,3 +1162,41 @@ async fn an_unknown_task_is_404_a_closed_one_409_and_limits_are_enforced() {
     }
     assert_eq!(api.call("GET", "/tasks?limit=500", Some("admin"), None, &[]).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_process_publishes_the_json_schema_of_its_start_and_its_forms() {
+    let api = Api::new();
+    let (s, v) = api.call("GET", "/processes/complaint/schema", Some("crm"), None, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let start = &v["start"];
+    assert_eq!(start["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(start["properties"]["urgency"]["enum"], json!(["high", "medium", "low"]));
+    assert_eq!(start["properties"]["urgency"]["default"], "medium");
+    assert_eq!(start["properties"]["urgency"]["title"], "紧急程度");
+    assert_eq!(
+        start["properties"]["satisfaction"],
+        json!({ "type": "integer", "minimum": 1, "maximum": 5, "title": "满意度" })
+    );
+    assert_eq!(start["properties"]["evidence"]["items"]["type"], "string");
+    assert_eq!(start["required"], json!(["customer", "contact", "content"]), "defaults make a field optional");
+    assert_eq!(start["additionalProperties"], false);
+    let receive = &v["tasks"]["receive"];
+    assert_eq!(receive["required"], json!(["cause"]));
+    assert_eq!(receive["properties"]["cause"]["enum"], json!(["quality", "expectation", "communication"]));
+    assert!(receive["properties"]["content"].is_object() && receive["properties"]["urgency"].is_null());
+    // What the schema says is what the engine does: only the required fields start a case;
+    // a value outside an enum, or a field the schema lacks, is refused on that field.
+    let minimal = json!({ "process": "complaint", "fields": { "customer": "A", "contact": "1", "content": "c" } });
+    assert_eq!(
+        api.call("POST", "/instances", Some("crm"), Some(&minimal.to_string()), &[]).await.0,
+        StatusCode::CREATED
+    );
+    for (field, value) in [("urgency", json!("urgent")), ("satisfaction", json!(6)), ("colour", json!("red"))] {
+        let mut body = minimal.clone();
+        body["fields"][field] = value;
+        let (s, e) = api.call("POST", "/instances", Some("crm"), Some(&body.to_string()), &[]).await;
+        assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{e}");
+    }
+    let (s, _) = api.call("GET", "/processes/complaint/schema?version=9", Some("crm"), None, &[]).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
