@@ -2162,6 +2162,45 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every kind of problem the server answers, the last part of a problem's `type` URI
+/// (`https://caseflow.dev/problems/KIND`). A test checks that every kind the code uses is here.
+pub const PROBLEM_KINDS: [&str; 34] = [
+    "bad-cursor",
+    "bad-idempotency-key",
+    "bad-request",
+    "client-error",
+    "conflict",
+    "evaluation",
+    "forbidden",
+    "idempotency-key-reused",
+    "internal",
+    "invalid-definition",
+    "invalid-field",
+    "invalid-rules",
+    "method-not-allowed",
+    "no-listener",
+    "no-rules-dir",
+    "not-found",
+    "payload-too-large",
+    "request-timeout",
+    "rules-break-processes",
+    "runaway",
+    "server-error",
+    "start-in-progress",
+    "storage",
+    "storage-outcome-unknown",
+    "task-not-open",
+    "too-deep",
+    "unauthorized",
+    "unchanged",
+    "unknown-instance",
+    "unknown-process",
+    "unknown-table",
+    "unknown-task",
+    "unsupported-media-type",
+    "wrong-status",
+];
+
 /// The error body every 4xx and 5xx carries, as `application/problem+json` (RFC 9457).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // documents the JSON `ApiError` writes
@@ -2191,6 +2230,17 @@ struct ErrorResponses;
 
 impl utoipa::Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // The problem `type` URIs, listed.
+        if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(problem))) =
+            openapi.components.as_mut().and_then(|c| c.schemas.get_mut("Problem"))
+        {
+            if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(ty))) =
+                problem.properties.get_mut("type")
+            {
+                ty.enum_values =
+                    Some(PROBLEM_KINDS.iter().map(|k| json!(format!("https://caseflow.dev/problems/{k}"))).collect());
+            }
+        }
         use utoipa::openapi::{Content, Ref, ResponseBuilder};
         let problem = || Content::new(Some(Ref::from_schema_name("Problem")));
         for (path, item) in openapi.paths.paths.iter_mut() {
@@ -2227,6 +2277,13 @@ impl utoipa::Modify for ErrorResponses {
                     statuses.push(("413", "Body larger than the configured limit"));
                     statuses.push(("415", "Wrong Content-Type"));
                     statuses.push(("422", "Well-formed but invalid: every bad field is listed"));
+                }
+                statuses.push(("500", "An internal error; nothing was applied"));
+                if is_post || op.request_body.is_some() {
+                    statuses.push((
+                        "503",
+                        "Storage is failing: `storage` (not applied, safe to retry) or `storage-outcome-unknown`",
+                    ));
                 }
                 for (status, description) in statuses {
                     op.responses.responses.entry(status.to_string()).or_insert_with(|| {

@@ -1200,3 +1200,48 @@ async fn a_process_publishes_the_json_schema_of_its_start_and_its_forms() {
     let (s, _) = api.call("GET", "/processes/complaint/schema?version=9", Some("crm"), None, &[]).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// Every problem kind the server's code can answer is listed in the document's `Problem.type`
+/// enum (and every listed kind is used), so clients can match on them.
+#[tokio::test]
+async fn every_problem_type_the_code_uses_is_declared() {
+    let api = Api::new();
+    let (_, spec) = api.call("GET", "/openapi.json", None, None, &[]).await;
+    let declared: std::collections::BTreeSet<String> = spec["components"]["schemas"]["Problem"]["properties"]["type"]
+        ["enum"]
+        .as_array()
+        .expect("an enum of problem types")
+        .iter()
+        .map(|v| v.as_str().unwrap().trim_start_matches("https://caseflow.dev/problems/").to_string())
+        .collect();
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/server.rs")).unwrap();
+    let code = &source[..source.find("pub const PROBLEM_KINDS").unwrap()];
+    let mut used = std::collections::BTreeSet::new();
+    // The first string after each `ApiError::new(StatusCode::X,` and `kind:`, each `problems/KIND`,
+    // and the kinds given to errors from below the handlers.
+    let first_string = |rest: &str| rest.split('"').nth(1).map(str::to_string);
+    for (i, _) in code.match_indices("ApiError::new(") {
+        let rest = &code[i + "ApiError::new(".len()..];
+        if rest.trim_start().starts_with("StatusCode::") {
+            used.extend(first_string(rest));
+        }
+    }
+    for (i, _) in code.match_indices("kind: \"") {
+        used.extend(first_string(&code[i..]));
+    }
+    for (i, _) in code.match_indices("problems/") {
+        let rest = &code[i + "problems/".len()..];
+        used.insert(rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '-').collect());
+    }
+    for line in code[code.find("async fn problem_for_bare_errors").unwrap()..].lines().take(40) {
+        if let Some((_, k)) = line.trim().split_once("=> \"") {
+            used.insert(k.trim_end_matches("\",").to_string());
+        }
+    }
+    used.retain(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '-'));
+    assert!(used.len() >= 30, "found only {used:?}");
+    let undeclared: Vec<_> = used.difference(&declared).collect();
+    assert!(undeclared.is_empty(), "used but not declared: {undeclared:?}");
+    let unused: Vec<_> = declared.difference(&used).collect();
+    assert!(unused.is_empty(), "declared but never used: {unused:?}");
+}
