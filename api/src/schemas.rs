@@ -344,6 +344,7 @@ pub struct Health {
 
 /// `POST /processes` as JSON.
 #[derive(ToSchema)]
+#[schema(example = json!({"source": "process hello {\n  source \"002\"\n  start -> done\n  end done\n}\n"}))]
 pub struct DeployRequest {
     /// The `.flow` text.
     source: String,
@@ -351,6 +352,7 @@ pub struct DeployRequest {
 
 /// `PUT /admin/rules/files/{name}` as JSON.
 #[derive(ToSchema)]
+#[schema(example = json!({"text": "[values.response_time]\nhigh = \"10min\"\nmedium = \"4 workhours\"\nlow = \"1 workday\"\n"}))]
 pub struct RulesFileRequest {
     /// The TOML text of the file.
     text: String,

@@ -943,6 +943,7 @@ async fn deploy(State(state): State<Shared>, headers: HeaderMap, body: String) -
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"process": "complaint", "fields": {"customer": "第一中学", "contact": "138-0000-0000", "content": "投影仪无法开机", "urgency": "high"}}))]
 struct StartRequest {
     process: String,
     #[serde(default)]
@@ -1112,6 +1113,7 @@ async fn admin_run(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "customer_replied"}))]
 struct MessageRequest {
     name: String,
 }
@@ -1145,6 +1147,7 @@ async fn message(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "客户撤回投诉"}))]
 struct ReasonRequest {
     reason: String,
 }
@@ -1200,6 +1203,7 @@ async fn retry(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"fields": {"urgency": "high"}}))]
 struct FieldsRequest {
     #[schema(value_type = Object)]
     fields: Map<String, Json>,
@@ -1355,6 +1359,7 @@ async fn delegate_task(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"fields": {"cause": "quality"}}))]
 struct CompleteRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -1748,6 +1753,7 @@ async fn upload_rules_file(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "zhang_wei", "reason": "left the team"}))]
 struct ReassignRequest {
     to: String,
     reason: String,
@@ -1785,6 +1791,7 @@ async fn rules_changes(State(state): State<Shared>, headers: HeaderMap) -> Resul
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"inputs": {"probability": 5, "impact": 4}}))]
 struct EvaluateRequest {
     #[schema(value_type = Object)]
     inputs: Map<String, Json>,
