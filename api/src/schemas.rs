@@ -357,3 +357,23 @@ pub struct RulesFileRequest {
     /// The TOML text of the file.
     text: String,
 }
+
+/// One event of `GET /events` (the `data` of each Server-Sent Event, whose `event` field is
+/// `event` below and whose `id` is `INSTANCE-SEQ`): a durable change of a case.
+#[derive(ToSchema)]
+#[schema(example = json!({"instance": 1, "business_key": "20261123-001", "process": "complaint", "seq": 3, "at": "2026-11-23T02:00:00Z", "event": "task_opened", "step": "receive", "detail": "assigned to liu_yang", "status": "running"}))]
+pub struct Event {
+    instance: u64,
+    business_key: String,
+    process: String,
+    /// The history entry's number in its case.
+    seq: u64,
+    #[schema(format = DateTime)]
+    at: String,
+    /// The history entry's event (`started`, `task_opened`, `task_completed`, `escalated`, ...).
+    event: String,
+    step: Option<String>,
+    detail: String,
+    /// The case's status after the change.
+    status: CaseStatus,
+}

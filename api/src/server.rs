@@ -2108,7 +2108,7 @@ struct EventsQuery {
 /// Server-Sent Events: the engine's changes as they become durable, filtered. A live feed: a
 /// client that falls too far behind gets a `lagged` event saying how many it missed, and the
 /// history endpoint has the complete record.
-#[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes: each event named as the history entry (`task_opened`, `escalated`, ...), its data the change as JSON", content_type = "text/event-stream", body = String)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes: each event named as the history entry (`task_opened`, `escalated`, ...), its data an `Event` (components/schemas/Event) as JSON; a `lagged` event says how many a slow client missed", content_type = "text/event-stream", body = String)), security(("bearer" = [])))]
 async fn events(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -2320,7 +2320,7 @@ impl utoipa::Modify for ErrorResponses {
         reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json,
         report
     ),
-    components(schemas(Problem, ProblemField, StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
+    components(schemas(crate::schemas::Event, Problem, ProblemField, StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
     servers((url = "http://127.0.0.1:8080", description = "The server `cargo run --release -- serve` starts")),
     tags(
         (name = "cases", description = "Start cases, read them, and act on them: messages, cancel, suspend, resume, retry, fields"),

@@ -737,6 +737,15 @@ async fn server_sent_events_stream_durable_changes_filtered() {
     assert!(text.contains("event: task_opened"), "{text}");
     assert!(!text.contains("event: started"), "filtered by type: {text}");
     assert!(text.contains("\"business_key\":\"20261123-001\""), "{text}");
+    // Each event's data has exactly the properties of the document's `Event`.
+    let (_, spec) = api.call("GET", "/openapi.json", None, None, &[]).await;
+    let declared: std::collections::BTreeSet<&str> =
+        spec["components"]["schemas"]["Event"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    for data in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let event: Value = serde_json::from_str(data).unwrap();
+        let sent: std::collections::BTreeSet<&str> = event.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(sent, declared, "{data}");
+    }
     // Without a token: 401.
     let req = Request::builder().uri("/events").body(Body::empty()).unwrap();
     assert_eq!(api.app.clone().oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
