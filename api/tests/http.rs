@@ -1254,3 +1254,18 @@ async fn every_problem_type_the_code_uses_is_declared() {
     let unused: Vec<_> = declared.difference(&used).collect();
     assert!(unused.is_empty(), "declared but never used: {unused:?}");
 }
+
+/// `docs/openapi.json` is the document the server serves: the Rust client (`api/client`) is
+/// generated from it at build time. `UPDATE_EXPECT=1` rewrites it.
+#[tokio::test]
+async fn docs_openapi_json_is_the_served_document() {
+    let api = Api::new();
+    let (_, served) = api.call("GET", "/openapi.json", None, None, &[]).await;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+    let text = serde_json::to_string_pretty(&served).unwrap() + "\n";
+    if std::env::var("UPDATE_EXPECT").is_ok() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(file == served, "docs/openapi.json differs from the served document: run UPDATE_EXPECT=1 cargo test -p caseflow --test http docs_openapi");
+}

@@ -705,3 +705,70 @@ fn keys_permissions_and_errors_hold_over_a_real_socket() {
     assert!(!out.status.success() && stderr.contains("allow_published_tokens"), "{stderr}");
     cleanup(&data);
 }
+
+/// A Rust client generated from `docs/openapi.json` (progenitor, `api/client`) drives a whole
+/// complaint case against the real server: each answer must deserialize into the document's
+/// types, so a document that disagrees with the server fails here. What each task needs is read
+/// from the process's published JSON Schema.
+#[test]
+fn a_client_generated_from_the_document_drives_a_whole_complaint_case() {
+    use caseflow_client::types;
+    let data = temp_data("rust-client");
+    let server = Server::start(&data);
+    let base = format!("http://{}", server.addr);
+    let client = |token: &str| {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
+        caseflow_client::Client::new_with_client(&base, http)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (crm, admin) = (client("dev-crm"), client("dev-admin"));
+        let fields = serde_json::json!({ "customer": "第一中学", "contact": "138-0000-0000", "content": "投影仪无法开机", "urgency": "high" });
+        let body = types::StartRequest { process: "complaint".into(), fields: fields.as_object().unwrap().clone() };
+        let case = crm.start(Some("rust-client-1"), &body).await.expect("started").into_inner();
+        assert_eq!((case.status, case.current_steps.clone()), (types::CaseStatus::Running, vec!["receive".to_string()]));
+        let again = crm.start(Some("rust-client-1"), &body).await.expect("the same key answers the same case");
+        assert_eq!(again.into_inner().id, case.id);
+        let schema = crm.process_schema("complaint", None).await.expect("the schema").into_inner();
+        let mut steps = Vec::new();
+        for _ in 0..12 {
+            let now = admin.get_instance(case.id).await.expect("read").into_inner();
+            if now.status == types::CaseStatus::Completed {
+                assert_eq!(now.outcome.as_deref(), Some("closed"));
+                break;
+            }
+            let task = now.tasks.first().expect("a running case has a task");
+            // Each required answer from the task's form schema: the first choice, yes, the top
+            // of a range.
+            let form = &schema["tasks"][&task.step];
+            let mut answers = serde_json::Map::new();
+            for name in form["required"].as_array().unwrap() {
+                let name = name.as_str().unwrap();
+                let property = &form["properties"][name];
+                let value = match property["type"].as_str() {
+                    Some("boolean") => serde_json::json!(true),
+                    Some("integer") => property["maximum"].clone(),
+                    _ => property["enum"][0].clone(),
+                };
+                answers.insert(name.to_string(), value);
+            }
+            steps.push(task.step.clone());
+            admin
+                .complete(&task.id, &types::CompleteRequest { fields: answers })
+                .await
+                .unwrap_or_else(|e| panic!("completing {}: {e}", task.step));
+        }
+        assert_eq!(steps, ["receive", "verify", "phone_resolution", "feedback", "file"]);
+        let inbox = admin.inbox(None, std::num::NonZeroU64::new(10), None, None, None).await.expect("an inbox");
+        assert!(inbox.into_inner().tasks.iter().all(|t| t.instance != case.id), "no open task left");
+        let trail = admin.history(case.id).await.expect("the history").into_inner();
+        assert_eq!(trail.history.first().map(|h| h.event.as_str()), Some("started"));
+        // An error is a problem the document lists.
+        let missing = admin.get_instance(999_999).await.expect_err("no such case");
+        assert_eq!(missing.status().map(|s| s.as_u16()), Some(404));
+    });
+    assert!(server.stop().success());
+    cleanup(&data);
+}
