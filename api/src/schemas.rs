@@ -97,6 +97,7 @@ pub struct KeptMessage {
 
 /// A case: its fields, where it is, and what waits in it.
 #[derive(ToSchema)]
+#[schema(example = json!({"id": 1, "business_key": "20261123-001", "process": "complaint", "version": 1, "status": "running", "outcome": null, "cancel_reason": null, "incident": null, "fields": {"customer": "第一中学", "contact": "***", "content": "投影仪无法开机", "urgency": "high", "channel": "phone", "resolved": false}, "current_steps": ["receive"], "tasks": [{"id": "1-2", "instance": 1, "business_key": "20261123-001", "name": "接收并登记", "step": "receive", "item": null, "assignee": "liu_yang", "delegated_by": null, "candidates": ["cs_rep"], "claimed": false, "priority": 0, "opened_at": "2026-11-23T02:00:00Z", "due_at": "2026-11-23T02:10:00Z", "overdue": false, "sla": {"allowed_minutes": 10, "elapsed_minutes": 0, "remaining_minutes": 10, "percent_used": 0, "running": true}}], "timers": [{"seq": 3, "due_at": "2026-11-23T02:10:00Z", "kind": {"kind": "due", "task": 2}}], "started_at": "2026-11-23T02:00:00Z", "updated_at": "2026-11-23T02:00:00Z", "parent": null, "sub_cases": [], "kept_messages": []}))]
 pub struct Instance {
     id: u64,
     #[schema(example = "20261123-001")]
@@ -140,6 +141,7 @@ pub struct InstanceRow {
 
 /// A page of cases, oldest first.
 #[derive(ToSchema)]
+#[schema(example = json!({"instances": [{"id": 1, "business_key": "20261123-001", "process": "complaint", "version": 1, "status": "running", "started_at": "2026-11-23T02:00:00Z", "updated_at": "2026-11-23T02:00:00Z"}], "next_cursor": "1"}))]
 pub struct InstancePage {
     instances: Vec<InstanceRow>,
     /// Pass back as `cursor` for the next page; `null` on the last.
@@ -165,6 +167,7 @@ pub struct TaskRow {
 
 /// A page of open tasks, soonest deadline first.
 #[derive(ToSchema)]
+#[schema(example = json!({"tasks": [{"id": "1-2", "instance": 1, "business_key": "20261123-001", "process": "complaint", "name": "接收并登记", "step": "receive", "item": null, "assignee": "liu_yang", "due_at": "2026-11-23T02:10:00Z", "overdue": false, "priority": 0}], "next_cursor": null}))]
 pub struct TaskPage {
     tasks: Vec<TaskRow>,
     next_cursor: Option<String>,
@@ -198,6 +201,7 @@ pub struct HistoryEntry {
 
 /// A case's audit trail, in order.
 #[derive(ToSchema)]
+#[schema(example = json!({"history": [{"seq": 0, "at": "2026-11-23T02:00:00Z", "actor": "crm", "event": "started", "step": null, "detail": "business key 20261123-001", "changes": [{"field": "urgency", "old": null, "new": "high"}], "lateness_ms": null, "rules_version": 0}, {"seq": 2, "at": "2026-11-23T02:00:00Z", "actor": "crm", "event": "task_opened", "step": "receive", "detail": "assigned to liu_yang", "changes": [], "lateness_ms": null, "rules_version": 0}]}))]
 pub struct History {
     history: Vec<HistoryEntry>,
 }
@@ -212,12 +216,14 @@ pub struct ProcessSummary {
 
 /// The deployed processes.
 #[derive(ToSchema)]
+#[schema(example = json!({"processes": [{"id": "complaint", "label": "投诉处理", "versions": [1]}]}))]
 pub struct ProcessList {
     processes: Vec<ProcessSummary>,
 }
 
 /// One accepted rules change.
 #[derive(ToSchema)]
+#[schema(example = json!({"version": 1, "at": "2026-11-23T02:00:00Z", "by": "admin", "diff": "--- a/values.toml\n+++ b/values.toml\n@@ -18,5 +18,5 @@\n-high = \"10min\"\n+high = \"5min\"\n", "cases_recomputed": null}))]
 pub struct RulesChange {
     version: u64,
     #[schema(format = DateTime)]
@@ -253,6 +259,7 @@ pub struct StepSummary {
 
 /// What a deploy did.
 #[derive(ToSchema)]
+#[schema(example = json!({"process": "complaint", "version": 2, "changed": true, "warnings": []}))]
 pub struct Deployed {
     process: String,
     version: u32,
@@ -312,6 +319,7 @@ pub struct TableHit {
 
 /// The rows a table evaluation hit, under the rules version in force.
 #[derive(ToSchema)]
+#[schema(example = json!({"table": "risk_level", "rules_version": 0, "hits": [{"row": 0, "line": 24, "outputs": {"level": "critical", "owner": "cs_director"}}]}))]
 pub struct TableHits {
     table: String,
     rules_version: u64,
@@ -320,12 +328,14 @@ pub struct TableHits {
 
 /// How many open tasks moved.
 #[derive(ToSchema)]
+#[schema(example = json!({"reassigned": 3}))]
 pub struct Reassigned {
     reassigned: u64,
 }
 
 /// Live and ready, or why not.
 #[derive(ToSchema)]
+#[schema(example = json!({"status": "ok", "storage": {"status": "ok"}, "rules": {"status": "ok", "version": 0}, "processes": 9, "commands": 1, "calendar": {"covered_through": "2026-12-31", "days_left": 34, "status": "ending"}}))]
 pub struct Health {
     /// `ok`, or `degraded` while storage is failing (with 503).
     status: String,

@@ -946,6 +946,9 @@ async fn deploy(State(state): State<Shared>, headers: HeaderMap, body: String) -
 #[schema(example = json!({"process": "complaint", "fields": {"customer": "第一中学", "contact": "138-0000-0000", "content": "投影仪无法开机", "urgency": "high"}}))]
 struct StartRequest {
     process: String,
+    /// The process's start fields. Their JSON Schema (types, choices, ranges, required) is
+    /// `start` of `GET /processes/{process}/schema`: processes are deployed at run time, so
+    /// this document cannot hold it.
     #[serde(default)]
     #[schema(value_type = Object)]
     fields: Map<String, Json>,
@@ -1361,6 +1364,8 @@ async fn delegate_task(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"fields": {"cause": "quality"}}))]
 struct CompleteRequest {
+    /// The task's answers. Their JSON Schema is `tasks.STEP` of
+    /// `GET /processes/{process}/schema`, STEP being the task's `step`.
     #[serde(default)]
     #[schema(value_type = Object)]
     fields: Map<String, Json>,
