@@ -237,6 +237,7 @@ pub struct RulesChange {
 
 /// A process's latest version, as deployed.
 #[derive(ToSchema)]
+#[schema(example = json!({"id": "complaint", "label": "投诉处理", "doc": "A customer's complaint from intake to the completed customer file.", "source_sections": "002 §三(一)", "latest_version": 1, "versions": [1], "steps": [{"name": "receive", "label": "接收并登记"}], "outcomes": ["closed"], "source": "process complaint \"投诉处理\" { ... }"}))]
 pub struct ProcessDetail {
     id: String,
     label: Option<String>,
@@ -289,6 +290,7 @@ pub struct RefusedRules {
 
 /// The rules in force.
 #[derive(ToSchema)]
+#[schema(example = json!({"version": 0, "time_zone": "Asia/Shanghai", "roles": ["cs_manager", "cs_rep"], "users": ["li_na", "liu_yang"], "values": ["response_time"], "decision_tables": [{"name": "risk_level", "hit_policy": "unique", "inputs": ["probability", "impact"], "outputs": ["level", "owner"], "rows": 6}], "files": ["calendar.toml", "values.toml"], "refused": null}))]
 pub struct RulesInForce {
     version: u64,
     time_zone: String,
@@ -302,6 +304,7 @@ pub struct RulesInForce {
 
 /// Every accepted rules change, oldest first.
 #[derive(ToSchema)]
+#[schema(example = json!({"changes": [{"version": 1, "at": "2026-11-23T02:00:00Z", "by": "admin", "diff": "--- a/values.toml\n+++ b/values.toml\n"}]}))]
 pub struct RulesChanges {
     changes: Vec<RulesChange>,
 }
@@ -386,4 +389,37 @@ pub struct Event {
     detail: String,
     /// The case's status after the change.
     status: CaseStatus,
+}
+
+/// A step's figures in a report.
+#[derive(ToSchema)]
+pub struct StepStats {
+    completed: u64,
+    handling_minutes_median: Option<f64>,
+    handling_minutes_p90: Option<f64>,
+    /// Completed tasks never overdue, over completed tasks with a deadline.
+    deadlines_met_share: Option<f64>,
+}
+
+/// The KPIs of one process over a period.
+#[derive(ToSchema)]
+#[schema(example = json!({"process": "complaint", "from": "2026-11-01T00:00:00Z", "to": null, "cases": 2, "by_status": {"completed": 1, "running": 1}, "by_outcome": {"closed": 1}, "by_field": {"urgency": {"high": 2}}, "steps": {"receive": {"completed": 2, "handling_minutes_median": 4.0, "handling_minutes_p90": 6.0, "deadlines_met_share": 1.0}}, "first_contact_resolution_share": 1.0, "satisfaction_average": 5.0, "service_quality": {}, "service_quality_weighted": null}))]
+pub struct Report {
+    process: String,
+    #[schema(format = DateTime)]
+    from: Option<String>,
+    #[schema(format = DateTime)]
+    to: Option<String>,
+    cases: u64,
+    /// Cases by status name.
+    by_status: std::collections::BTreeMap<String, u64>,
+    by_outcome: std::collections::BTreeMap<String, u64>,
+    /// For every choice field: value → count.
+    by_field: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    steps: std::collections::BTreeMap<String, StepStats>,
+    first_contact_resolution_share: Option<f64>,
+    satisfaction_average: Option<f64>,
+    /// The five service-quality dimensions' averages.
+    service_quality: std::collections::BTreeMap<String, f64>,
+    service_quality_weighted: Option<f64>,
 }

@@ -770,7 +770,7 @@ struct SchemaQuery {
 /// choices as enums, ranges, the required ones, labels as titles, defaults. A body that
 /// validates against it is what the engine accepts (users are checked against the rules'
 /// people, whom the schema lists). Consoles build their forms from it.
-#[utoipa::path(get, path = "/processes/{id}/schema", params(("id" = String, Path, description = "Process id"), SchemaQuery), responses((status = 200, description = "`start`: the start fields' schema; `tasks`: each task step's form", body = Object), (status = 404, description = "No such process or version")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/processes/{id}/schema", params(("id" = String, Path, description = "Process id"), SchemaQuery), responses((status = 200, description = "`start`: the start fields' schema; `tasks`: each task step's form; `outcomes`: the ends a case can reach", body = Object, example = json!({"process": "complaint", "version": 1, "start": {"type": "object", "properties": {"urgency": {"type": "string", "enum": ["high", "medium", "low"], "default": "medium", "title": "紧急程度"}}, "required": ["customer", "contact", "content"], "additionalProperties": false}, "tasks": {"receive": {"type": "object", "properties": {"cause": {"type": "string", "enum": ["quality", "expectation", "communication"]}}, "required": ["cause"]}}, "outcomes": ["closed"]})), (status = 404, description = "No such process or version")), security(("bearer" = [])))]
 async fn process_schema(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -801,7 +801,10 @@ async fn process_schema(
         schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
         tasks.insert(step.name.clone(), schema);
     }
-    Ok(axum::Json(json!({ "process": id, "version": d.version, "start": start_schema, "tasks": tasks })))
+    let outcomes: Vec<&str> = model.outcomes().map(|s| s.name.as_str()).collect();
+    Ok(axum::Json(
+        json!({ "process": id, "version": d.version, "start": start_schema, "tasks": tasks, "outcomes": outcomes }),
+    ))
 }
 
 /// One field's JSON Schema, as the engine checks its values.
@@ -870,7 +873,7 @@ struct DiagramQuery {
 /// A process diagram
 ///
 /// SVG (default), DOT or Mermaid.
-#[utoipa::path(get, path = "/processes/{id}/diagram", params(("id" = String, Path, description = "Process id"), DiagramQuery), responses((status = 200, description = "The process graph as SVG (image/svg+xml, drawn in Rust), DOT (text/vnd.graphviz) or Mermaid (text/plain)", content((String = "image/svg+xml"), (String = "text/vnd.graphviz"), (String = "text/plain")))), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/processes/{id}/diagram", params(("id" = String, Path, description = "Process id"), DiagramQuery), responses((status = 200, description = "The process graph as SVG (image/svg+xml, drawn in Rust), DOT (text/vnd.graphviz) or Mermaid (text/plain)", content((String = "image/svg+xml", example = json!("<svg xmlns=\"http://www.w3.org/2000/svg\">...</svg>")), (String = "text/vnd.graphviz", example = json!("digraph { ... }")), (String = "text/plain", example = json!("flowchart TD\n  start__((\"start\"))"))))), security(("bearer" = [])))]
 async fn diagram(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -2043,7 +2046,7 @@ async fn list_instances(
 /// Metrics
 ///
 /// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String), (status = 401, description = "A token is required (`metrics_need_token` in caseflow.toml) and none was sent")), security((), ("bearer" = [])))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String, example = json!("# TYPE caseflow_commands_total counter\ncaseflow_commands_total 42\n")), (status = 401, description = "A token is required (`metrics_need_token` in caseflow.toml) and none was sent")), security((), ("bearer" = [])))]
 async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
     if state.metrics_need_token {
         caller(&state, &headers)?;
@@ -2113,7 +2116,7 @@ struct EventsQuery {
 /// Server-Sent Events: the engine's changes as they become durable, filtered. A live feed: a
 /// client that falls too far behind gets a `lagged` event saying how many it missed, and the
 /// history endpoint has the complete record.
-#[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes: each event named as the history entry (`task_opened`, `escalated`, ...), its data an `Event` (components/schemas/Event) as JSON; a `lagged` event says how many a slow client missed", content_type = "text/event-stream", body = String)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes: each event named as the history entry (`task_opened`, `escalated`, ...), its data an `Event` (components/schemas/Event) as JSON; a `lagged` event says how many a slow client missed", content_type = "text/event-stream", body = String, example = json!("event: task_opened\nid: 1-2\ndata: {\"instance\":1,\"event\":\"task_opened\",...}\n\n"))), security(("bearer" = [])))]
 async fn events(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -2364,7 +2367,7 @@ impl utoipa::Modify for TagsByResource {
 /// This document
 ///
 /// The OpenAPI 3.1 description of the API, generated from the handlers.
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document", body = Object)), security(()))]
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document", body = Object, example = json!({"openapi": "3.1.0", "info": {"title": "caseflow"}, "paths": {}}))), security(()))]
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi as _;
     axum::Json(ApiDoc::openapi())
@@ -2388,7 +2391,7 @@ struct ReportQuery {
 /// KPIs of one process over a period: cases by status, outcome and choice field; per step
 /// handling time (median, p90) and deadlines met; first-contact resolution; satisfaction and
 /// the weighted five-dimension service-quality score.
-#[utoipa::path(get, path = "/reports", params(ReportQuery), responses((status = 200, description = "The report", body = Object), (status = 404, description = "No such process")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/reports", params(ReportQuery), responses((status = 200, description = "The report", body = crate::schemas::Report), (status = 404, description = "No such process")), security(("bearer" = [])))]
 async fn report(
     State(state): State<Shared>,
     headers: HeaderMap,

@@ -792,6 +792,24 @@ async fn the_openapi_document_describes_every_route() {
                 for (status, r) in responses.iter().filter(|(s, _)| s.starts_with('2')) {
                     assert!(r["content"].is_object(), "{method} {openapi_path} {status}: a body schema");
                 }
+                // And shows it: an example of the request body or of a 2xx body (on the media
+                // type, or on the schema it refers to).
+                let has_example = |media: &Value| {
+                    let schema = &media["schema"];
+                    let named =
+                        schema["$ref"].as_str().map(|r| &spec["components"]["schemas"][r.rsplit('/').next().unwrap()]);
+                    !media["example"].is_null()
+                        || !schema["example"].is_null()
+                        || !schema["examples"].is_null()
+                        || named.is_some_and(|n| !n["example"].is_null() || !n["examples"].is_null())
+                };
+                let bodies = op["requestBody"]["content"].as_object().into_iter().flat_map(|c| c.values()).chain(
+                    responses
+                        .iter()
+                        .filter(|(s, _)| s.starts_with('2'))
+                        .flat_map(|(_, r)| r["content"].as_object().into_iter().flat_map(|c| c.values())),
+                );
+                assert!(bodies.into_iter().any(has_example), "{method} {openapi_path}: no example");
                 // Generated clients group by tag and name and document by summary and description.
                 for key in ["summary", "description", "operationId"] {
                     assert!(op[key].as_str().is_some_and(|t| !t.is_empty()), "{method} {openapi_path} has no {key}");
@@ -1189,6 +1207,7 @@ async fn a_process_publishes_the_json_schema_of_its_start_and_its_forms() {
     assert_eq!(start["properties"]["evidence"]["items"]["type"], "string");
     assert_eq!(start["required"], json!(["customer", "contact", "content"]), "defaults make a field optional");
     assert_eq!(start["additionalProperties"], false);
+    assert_eq!(v["outcomes"], json!(["closed"]), "the ends a case can reach");
     let receive = &v["tasks"]["receive"];
     assert_eq!(receive["required"], json!(["cause"]));
     assert_eq!(receive["properties"]["cause"]["enum"], json!(["quality", "expectation", "communication"]));
