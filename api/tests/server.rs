@@ -221,13 +221,16 @@ fn shutdown_ends_event_streams_and_lets_requests_in_flight_finish() {
     // A subscriber to the event stream, which never ends by itself.
     let mut events = server.send_head("GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dev-admin\r\n\r\n");
     assert!(read_head(&mut events).starts_with("HTTP/1.1 200"), "the stream opened");
-    // A start whose body is half sent when the signal comes.
+    // A start in flight when the signal comes: its handler is reading the body (the server
+    // says so with `100 Continue`), and the body has not been sent yet.
     let body = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"medium"}}"#;
-    let (first, rest) = body.split_at(20);
     let mut start = server.send_head(&format!(
-        "POST /instances HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dev-crm\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        "POST /instances HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dev-crm\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     ));
+    let go_on = read_head(&mut start);
+    assert!(go_on.starts_with("HTTP/1.1 100"), "{go_on}");
+    let rest = body;
     server.terminate();
     // Shutdown has begun once the listener is closed.
     let began = Instant::now();
