@@ -2245,6 +2245,19 @@ struct ErrorResponses;
 
 impl utoipa::Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // History events, listed: every entry is recorded as one of them.
+        let events: Vec<Json> = caseflow_engine::core::HistoryEvent::ALL.iter().map(|e| json!(e.as_str())).collect();
+        for (schema, property) in [("HistoryEntry", "event"), ("Event", "event")] {
+            if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object))) =
+                openapi.components.as_mut().and_then(|c| c.schemas.get_mut(schema))
+            {
+                if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(p))) =
+                    object.properties.get_mut(property)
+                {
+                    p.enum_values = Some(events.clone());
+                }
+            }
+        }
         // The problem `type` URIs, listed.
         if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(problem))) =
             openapi.components.as_mut().and_then(|c| c.schemas.get_mut("Problem"))

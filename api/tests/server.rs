@@ -767,7 +767,7 @@ fn a_client_generated_from_the_document_drives_a_whole_complaint_case() {
         let inbox = admin.inbox(None, std::num::NonZeroU64::new(10), None, None, None).await.expect("an inbox");
         assert!(inbox.into_inner().tasks.iter().all(|t| t.instance != case.id), "no open task left");
         let trail = admin.history(case.id).await.expect("the history").into_inner();
-        assert_eq!(trail.history.first().map(|h| h.event.as_str()), Some("started"));
+        assert_eq!(trail.history.first().map(|h| h.event), Some(types::HistoryEntryEvent::Started), "events are an enum");
         // An error is a problem the document lists.
         let missing = admin.get_instance(999_999).await.expect_err("no such case");
         assert_eq!(missing.status().map(|s| s.as_u16()), Some(404));

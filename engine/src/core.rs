@@ -269,6 +269,167 @@ pub struct EachGroup {
     pub needed: u32,
 }
 
+/// What a history entry records: one name per kind of event, as the audit trail, the event
+/// stream, webhooks and reports spell it (`as_str`). Every entry is recorded through one of
+/// these, so the list below is every event a client can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HistoryEvent {
+    BranchesCancelled,
+    Cancelled,
+    ClaimOverridden,
+    Collected,
+    DeadlineBeyondCalendar,
+    DeadlineNotRecomputed,
+    DeadlineRecomputed,
+    Decided,
+    DecisionTable,
+    Escalated,
+    EscalationDue,
+    FieldsSet,
+    FieldsUpdated,
+    Incident,
+    InstancesAdded,
+    InstancesDone,
+    InstancesOpened,
+    Interrupted,
+    Joined,
+    MessageExpired,
+    MessageKept,
+    MessageReceived,
+    Notified,
+    PriorityRaised,
+    ReachedEnd,
+    ReminderSent,
+    RemindersStopped,
+    Resumed,
+    Retried,
+    SlaThreshold,
+    Split,
+    Started,
+    SubProcessReturned,
+    SubProcessStarted,
+    Suspended,
+    TaskClaimed,
+    TaskCompleted,
+    TaskDelegated,
+    TaskOpened,
+    TaskOverdue,
+    TaskReassigned,
+    TaskReleased,
+    TimerFired,
+    TimerMoved,
+    TimerNotMoved,
+    UntilNotEvaluated,
+    WaitTimedOut,
+    Waiting,
+}
+
+impl HistoryEvent {
+    pub const ALL: [HistoryEvent; 48] = [
+        HistoryEvent::BranchesCancelled,
+        HistoryEvent::Cancelled,
+        HistoryEvent::ClaimOverridden,
+        HistoryEvent::Collected,
+        HistoryEvent::DeadlineBeyondCalendar,
+        HistoryEvent::DeadlineNotRecomputed,
+        HistoryEvent::DeadlineRecomputed,
+        HistoryEvent::Decided,
+        HistoryEvent::DecisionTable,
+        HistoryEvent::Escalated,
+        HistoryEvent::EscalationDue,
+        HistoryEvent::FieldsSet,
+        HistoryEvent::FieldsUpdated,
+        HistoryEvent::Incident,
+        HistoryEvent::InstancesAdded,
+        HistoryEvent::InstancesDone,
+        HistoryEvent::InstancesOpened,
+        HistoryEvent::Interrupted,
+        HistoryEvent::Joined,
+        HistoryEvent::MessageExpired,
+        HistoryEvent::MessageKept,
+        HistoryEvent::MessageReceived,
+        HistoryEvent::Notified,
+        HistoryEvent::PriorityRaised,
+        HistoryEvent::ReachedEnd,
+        HistoryEvent::ReminderSent,
+        HistoryEvent::RemindersStopped,
+        HistoryEvent::Resumed,
+        HistoryEvent::Retried,
+        HistoryEvent::SlaThreshold,
+        HistoryEvent::Split,
+        HistoryEvent::Started,
+        HistoryEvent::SubProcessReturned,
+        HistoryEvent::SubProcessStarted,
+        HistoryEvent::Suspended,
+        HistoryEvent::TaskClaimed,
+        HistoryEvent::TaskCompleted,
+        HistoryEvent::TaskDelegated,
+        HistoryEvent::TaskOpened,
+        HistoryEvent::TaskOverdue,
+        HistoryEvent::TaskReassigned,
+        HistoryEvent::TaskReleased,
+        HistoryEvent::TimerFired,
+        HistoryEvent::TimerMoved,
+        HistoryEvent::TimerNotMoved,
+        HistoryEvent::UntilNotEvaluated,
+        HistoryEvent::WaitTimedOut,
+        HistoryEvent::Waiting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryEvent::BranchesCancelled => "branches_cancelled",
+            HistoryEvent::Cancelled => "cancelled",
+            HistoryEvent::ClaimOverridden => "claim_overridden",
+            HistoryEvent::Collected => "collected",
+            HistoryEvent::DeadlineBeyondCalendar => "deadline_beyond_calendar",
+            HistoryEvent::DeadlineNotRecomputed => "deadline_not_recomputed",
+            HistoryEvent::DeadlineRecomputed => "deadline_recomputed",
+            HistoryEvent::Decided => "decided",
+            HistoryEvent::DecisionTable => "decision_table",
+            HistoryEvent::Escalated => "escalated",
+            HistoryEvent::EscalationDue => "escalation_due",
+            HistoryEvent::FieldsSet => "fields_set",
+            HistoryEvent::FieldsUpdated => "fields_updated",
+            HistoryEvent::Incident => "incident",
+            HistoryEvent::InstancesAdded => "instances_added",
+            HistoryEvent::InstancesDone => "instances_done",
+            HistoryEvent::InstancesOpened => "instances_opened",
+            HistoryEvent::Interrupted => "interrupted",
+            HistoryEvent::Joined => "joined",
+            HistoryEvent::MessageExpired => "message_expired",
+            HistoryEvent::MessageKept => "message_kept",
+            HistoryEvent::MessageReceived => "message_received",
+            HistoryEvent::Notified => "notified",
+            HistoryEvent::PriorityRaised => "priority_raised",
+            HistoryEvent::ReachedEnd => "reached_end",
+            HistoryEvent::ReminderSent => "reminder_sent",
+            HistoryEvent::RemindersStopped => "reminders_stopped",
+            HistoryEvent::Resumed => "resumed",
+            HistoryEvent::Retried => "retried",
+            HistoryEvent::SlaThreshold => "sla_threshold",
+            HistoryEvent::Split => "split",
+            HistoryEvent::Started => "started",
+            HistoryEvent::SubProcessReturned => "sub_process_returned",
+            HistoryEvent::SubProcessStarted => "sub_process_started",
+            HistoryEvent::Suspended => "suspended",
+            HistoryEvent::TaskClaimed => "task_claimed",
+            HistoryEvent::TaskCompleted => "task_completed",
+            HistoryEvent::TaskDelegated => "task_delegated",
+            HistoryEvent::TaskOpened => "task_opened",
+            HistoryEvent::TaskOverdue => "task_overdue",
+            HistoryEvent::TaskReassigned => "task_reassigned",
+            HistoryEvent::TaskReleased => "task_released",
+            HistoryEvent::TimerFired => "timer_fired",
+            HistoryEvent::TimerMoved => "timer_moved",
+            HistoryEvent::TimerNotMoved => "timer_not_moved",
+            HistoryEvent::UntilNotEvaluated => "until_not_evaluated",
+            HistoryEvent::WaitTimedOut => "wait_timed_out",
+            HistoryEvent::Waiting => "waiting",
+        }
+    }
+}
+
 /// One line of the audit trail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -649,12 +810,12 @@ impl Run<'_> {
         self.ctx.model.step(id)
     }
 
-    fn record(&mut self, event: &str, step: Option<StepId>, detail: impl Into<String>) -> &mut HistoryEntry {
+    fn record(&mut self, event: HistoryEvent, step: Option<StepId>, detail: impl Into<String>) -> &mut HistoryEntry {
         let entry = HistoryEntry {
             seq: self.inst.history_len,
             at: self.now(),
             actor: self.actor.id.clone(),
-            event: event.to_string(),
+            event: event.as_str().to_string(),
             step: step.map(|s| self.step(s).name.clone()),
             detail: detail.into(),
             changes: Vec::new(),
@@ -701,7 +862,11 @@ impl Run<'_> {
                 }
                 let from = t.assignee.clone();
                 self.set_assignee(task, Some(self.actor.id.clone()), true);
-                self.record("task_claimed", Some(t.step), format!("from {}", from.as_deref().unwrap_or("nobody")));
+                self.record(
+                    HistoryEvent::TaskClaimed,
+                    Some(t.step),
+                    format!("from {}", from.as_deref().unwrap_or("nobody")),
+                );
                 Ok(())
             }
             Command::Release { task } => {
@@ -711,7 +876,7 @@ impl Run<'_> {
                     return Err(self.forbidden("release a task assigned to someone else"));
                 }
                 self.set_assignee(task, None, false);
-                self.record("task_released", Some(t.step), "");
+                self.record(HistoryEvent::TaskReleased, Some(t.step), "");
                 Ok(())
             }
             Command::Reassign { task, to, reason } => {
@@ -733,7 +898,7 @@ impl Run<'_> {
                     });
                 }
                 self.set_assignee(task, Some(to.clone()), false);
-                self.record("task_reassigned", Some(t.step), format!("to {to}: {reason}"));
+                self.record(HistoryEvent::TaskReassigned, Some(t.step), format!("to {to}: {reason}"));
                 Ok(())
             }
             Command::Delegate { task, to, reason } => {
@@ -763,7 +928,7 @@ impl Run<'_> {
                 if let Some(x) = self.inst.tasks.get_mut(&task) {
                     x.delegated_by = Some(self.actor.id.clone());
                 }
-                self.record("task_delegated", Some(t.step), format!("to {to}: {reason}"));
+                self.record(HistoryEvent::TaskDelegated, Some(t.step), format!("to {to}: {reason}"));
                 Ok(())
             }
             Command::FireTimer { timer } => self.fire(timer),
@@ -776,7 +941,7 @@ impl Run<'_> {
                     return Err(self.forbidden("update a case's fields"));
                 }
                 let changes = self.validate_fields(&fields, false)?;
-                self.set_fields(changes, "fields_updated", None);
+                self.set_fields(changes, HistoryEvent::FieldsUpdated, None);
                 Ok(())
             }
             Command::ChildStarted { token, child } => {
@@ -817,7 +982,7 @@ impl Run<'_> {
                 }
                 let next = call.next.clone();
                 let changes = self.validate_fields(&changes, false)?;
-                self.set_fields(changes, "sub_process_returned", Some(tok.step));
+                self.set_fields(changes, HistoryEvent::SubProcessReturned, Some(tok.step));
                 self.follow(token, tok.step, &next)?;
                 self.settle()
             }
@@ -829,13 +994,13 @@ impl Run<'_> {
                     return Err(self.forbidden("cancel a case"));
                 }
                 self.end(Status::Cancelled { reason: reason.clone() });
-                self.record("cancelled", None, reason);
+                self.record(HistoryEvent::Cancelled, None, reason);
                 Ok(())
             }
             Command::Suspend => {
                 self.require_running()?;
                 self.inst.status = Status::Suspended;
-                self.record("suspended", None, "");
+                self.record(HistoryEvent::Suspended, None, "");
                 Ok(())
             }
             Command::Resume => {
@@ -843,7 +1008,7 @@ impl Run<'_> {
                     return Err(CommandError::WrongStatus(self.inst.status.name()));
                 }
                 self.inst.status = Status::Running;
-                self.record("resumed", None, "");
+                self.record(HistoryEvent::Resumed, None, "");
                 Ok(())
             }
             Command::RecomputeDeadlines => {
@@ -861,7 +1026,7 @@ impl Run<'_> {
                     return Err(CommandError::WrongStatus(self.inst.status.name()));
                 };
                 self.inst.status = Status::Running;
-                self.record("retried", None, "");
+                self.record(HistoryEvent::Retried, None, "");
                 let parked: Vec<(u32, StepId)> = self
                     .inst
                     .tokens
@@ -967,7 +1132,7 @@ impl Run<'_> {
         }
     }
 
-    fn set_fields(&mut self, changes: BTreeMap<String, Value>, event: &str, step: Option<StepId>) {
+    fn set_fields(&mut self, changes: BTreeMap<String, Value>, event: HistoryEvent, step: Option<StepId>) {
         let mut recorded = Vec::new();
         for (name, value) in changes {
             let old = self.inst.fields.insert(name.clone(), value.clone());
@@ -976,11 +1141,11 @@ impl Run<'_> {
             }
         }
         let changed: Vec<String> = recorded.iter().map(|(n, _, _)| n.clone()).collect();
-        if !recorded.is_empty() || event != "fields_updated" {
+        if !recorded.is_empty() || event != HistoryEvent::FieldsUpdated {
             let entry = self.record(event, step, "");
             entry.changes = recorded;
         }
-        if event != "collected" {
+        if event != HistoryEvent::Collected {
             self.grow_each_groups(&changed);
         }
         if !changed.is_empty() {
@@ -1017,7 +1182,7 @@ impl Run<'_> {
                     self.effects.push(Effect::TimerCancelled { seq: old.0 });
                     self.set_timer(at, TimerKind::Wait { token });
                     self.record(
-                        "timer_moved",
+                        HistoryEvent::TimerMoved,
                         Some(tok.step),
                         format!(
                             "{} → {} (the fields it is computed from changed)",
@@ -1028,7 +1193,7 @@ impl Run<'_> {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.record("timer_not_moved", Some(tok.step), e.to_string());
+                    self.record(HistoryEvent::TimerNotMoved, Some(tok.step), e.to_string());
                 }
             }
         }
@@ -1077,7 +1242,7 @@ impl Run<'_> {
             if each.enough.is_none() {
                 x.needed = x.items.len() as u32;
             }
-            self.record("instances_added", Some(step.id), added.join(", "));
+            self.record(HistoryEvent::InstancesAdded, Some(step.id), added.join(", "));
             // One at a time: the task now open opens the next one when done.
             if !each.in_turn {
                 if let Some(x) = self.inst.each_groups.get_mut(&g) {
@@ -1183,7 +1348,7 @@ impl Run<'_> {
         }
         self.inst.fields = BTreeMap::new();
         let key = self.inst.business_key.clone();
-        self.set_fields(values, "started", None);
+        self.set_fields(values, HistoryEvent::Started, None);
         if let Some(e) = self.history.last_mut() {
             e.detail = format!("business key {key}");
         }
@@ -1212,7 +1377,7 @@ impl Run<'_> {
             if !self.may("reassign") {
                 return Err(self.forbidden(&format!("complete a task claimed by {holder}")));
             }
-            self.record("claim_overridden", Some(task.step), format!("claimed by {holder}"));
+            self.record(HistoryEvent::ClaimOverridden, Some(task.step), format!("claimed by {holder}"));
         }
         let StepKind::Task(def) = &self.step(task.step).kind else {
             return Err(CommandError::TaskNotOpen(self.inst.task_id(seq)));
@@ -1244,7 +1409,7 @@ impl Run<'_> {
         // outcome too: `resolved = false` at the phone step), then the fields it changed.
         let answers: Vec<(String, Option<Value>, Value)> =
             changes.iter().map(|(k, v)| (k.clone(), self.inst.fields.get(k).cloned(), v.clone())).collect();
-        self.set_fields(changes, "task_completed", Some(task.step));
+        self.set_fields(changes, HistoryEvent::TaskCompleted, Some(task.step));
         if let Some(e) = self.history.last_mut() {
             e.detail = format!("task {}", TaskId { instance: self.inst.id, seq });
             e.task = Some(seq);
@@ -1285,7 +1450,7 @@ impl Run<'_> {
             }
         };
         if items.is_empty() {
-            self.record("instances_opened", Some(step.id), "no item");
+            self.record(HistoryEvent::InstancesOpened, Some(step.id), "no item");
             return self.follow(token, step.id, &def.next.clone());
         }
         if self.inst.tokens.len() + items.len() > TOKENS_MAX {
@@ -1299,7 +1464,7 @@ impl Run<'_> {
         self.inst
             .each_groups
             .insert(group, EachGroup { step: step.id, items: items.clone(), next: opened, done: 0, needed });
-        self.record("instances_opened", Some(step.id), format!("{} of {}", opened, items.len()));
+        self.record(HistoryEvent::InstancesOpened, Some(step.id), format!("{} of {}", opened, items.len()));
         for item in items.into_iter().take(opened) {
             self.open_instance(group, step, def, item);
         }
@@ -1339,7 +1504,7 @@ impl Run<'_> {
             collected.insert(list.clone(), Value::List(all));
         }
         if !collected.is_empty() {
-            self.set_fields(collected, "collected", Some(step.id));
+            self.set_fields(collected, HistoryEvent::Collected, Some(step.id));
         }
         let Some(g) = self.inst.each_groups.get_mut(&group) else { return Ok(()) };
         g.done += 1;
@@ -1349,7 +1514,7 @@ impl Run<'_> {
             Some(cond) => match self.scope_eval(cond).and_then(|v| truth(&v)) {
                 Ok(met) => met,
                 Err(e) => {
-                    self.record("until_not_evaluated", Some(step.id), e.to_string());
+                    self.record(HistoryEvent::UntilNotEvaluated, Some(step.id), e.to_string());
                     false
                 }
             },
@@ -1369,7 +1534,7 @@ impl Run<'_> {
             if !withdrawn.is_empty() {
                 detail.push_str(&format!("; withdrew {}", withdrawn.len()));
             }
-            self.record("instances_done", Some(step.id), detail);
+            self.record(HistoryEvent::InstancesDone, Some(step.id), detail);
             let t = self.seq();
             self.inst.tokens.insert(
                 t,
@@ -1409,7 +1574,8 @@ impl Run<'_> {
                 let Some(t) = self.inst.tasks.get_mut(task) else { return Ok(()) };
                 t.overdue = true;
                 let step = t.step;
-                let entry = self.record("task_overdue", Some(step), format!("task {}", self.inst.task_id(*task)));
+                let entry =
+                    self.record(HistoryEvent::TaskOverdue, Some(step), format!("task {}", self.inst.task_id(*task)));
                 entry.lateness_ms = Some(lateness);
                 entry.task = Some(*task);
                 self.run_handlers(*task, |trigger| matches!(trigger, Trigger::Overdue { after: None }))
@@ -1417,8 +1583,11 @@ impl Run<'_> {
             TimerKind::Escalation { task, handler } | TimerKind::Threshold { task, handler } => {
                 let Some(t) = self.inst.tasks.get(task) else { return Ok(()) };
                 let step = t.step;
-                let label =
-                    if matches!(timer.kind, TimerKind::Threshold { .. }) { "sla_threshold" } else { "escalation_due" };
+                let label = if matches!(timer.kind, TimerKind::Threshold { .. }) {
+                    HistoryEvent::SlaThreshold
+                } else {
+                    HistoryEvent::EscalationDue
+                };
                 self.record(label, Some(step), format!("task {}", self.inst.task_id(*task))).lateness_ms =
                     Some(lateness);
                 let index = *handler;
@@ -1435,7 +1604,8 @@ impl Run<'_> {
                 let (to, step, sent) = (t.assignee.clone(), t.step, t.reminders_sent);
                 let task_id = self.inst.task_id(*task);
                 self.effects.push(Effect::Reminder { task: task_id, to });
-                self.record("reminder_sent", Some(step), format!("task {task_id}")).lateness_ms = Some(lateness);
+                self.record(HistoryEvent::ReminderSent, Some(step), format!("task {task_id}")).lateness_ms =
+                    Some(lateness);
                 if sent < REMINDERS_MAX {
                     // The next reminder counts from when this one was due, so lateness does not drift.
                     let mut next = self.ctx.rules.calendar.add(timer.due_at, *every);
@@ -1447,7 +1617,7 @@ impl Run<'_> {
                             self.set_timer(at, TimerKind::Reminder { task: *task, every: *every });
                         }
                         Err(e) => {
-                            self.record("reminders_stopped", Some(step), e.to_string());
+                            self.record(HistoryEvent::RemindersStopped, Some(step), e.to_string());
                         }
                     }
                 }
@@ -1455,7 +1625,7 @@ impl Run<'_> {
             }
             TimerKind::Wait { token } => {
                 let Some(tok) = self.inst.tokens.get(token).cloned() else { return Ok(()) };
-                self.record("timer_fired", Some(tok.step), "").lateness_ms = Some(lateness);
+                self.record(HistoryEvent::TimerFired, Some(tok.step), "").lateness_ms = Some(lateness);
                 let StepKind::Wait(w) = &self.step(tok.step).kind else { return Ok(()) };
                 let next = w.next.clone().expect("the checker requires `->` on timed waits");
                 self.cancel_token_timers(*token);
@@ -1463,7 +1633,7 @@ impl Run<'_> {
             }
             TimerKind::Timeout { token } => {
                 let Some(tok) = self.inst.tokens.get(token).cloned() else { return Ok(()) };
-                self.record("wait_timed_out", Some(tok.step), "").lateness_ms = Some(lateness);
+                self.record(HistoryEvent::WaitTimedOut, Some(tok.step), "").lateness_ms = Some(lateness);
                 let StepKind::Wait(w) = &self.step(tok.step).kind else { return Ok(()) };
                 let (_, target) = w.on_timeout.clone().expect("timeout timers come from `on timeout`");
                 self.cancel_token_timers(*token);
@@ -1489,7 +1659,7 @@ impl Run<'_> {
                     self.set_assignee(task, to.clone(), false);
                     self.effects.push(Effect::Escalated { task: task_id, to: to.clone() });
                     self.record(
-                        "escalated",
+                        HistoryEvent::Escalated,
                         Some(t.step),
                         format!("task {task_id} to {}", to.as_deref().unwrap_or("(nobody available)")),
                     );
@@ -1504,19 +1674,19 @@ impl Run<'_> {
                         format!("{} ({}) needs attention", self.step(t.step).display_name(), self.inst.business_key);
                     let whom = to.clone().or_else(|| role.as_ref().map(|r| format!("role {r}"))).unwrap_or_default();
                     self.effects.push(Effect::Notify { to, role, message });
-                    self.record("notified", Some(t.step), format!("task {task_id}: {whom}"));
+                    self.record(HistoryEvent::Notified, Some(t.step), format!("task {task_id}: {whom}"));
                 }
                 model::Action::RaisePriority => {
                     if let Some(tt) = self.inst.tasks.get_mut(&task) {
                         tt.priority = tt.priority.saturating_add(1);
                         let p = tt.priority;
-                        self.record("priority_raised", Some(t.step), format!("task {task_id} to {p}"));
+                        self.record(HistoryEvent::PriorityRaised, Some(t.step), format!("task {task_id} to {p}"));
                     }
                 }
                 model::Action::Remind => {
                     let to = self.inst.tasks.get(&task).and_then(|t| t.assignee.clone());
                     self.effects.push(Effect::Reminder { task: task_id, to });
-                    self.record("reminder_sent", Some(t.step), format!("task {task_id}"));
+                    self.record(HistoryEvent::ReminderSent, Some(t.step), format!("task {task_id}"));
                 }
                 model::Action::Goto(target) => {
                     self.close_task(task, "left by a deadline handler");
@@ -1540,7 +1710,7 @@ impl Run<'_> {
             } else {
                 format!("{name}; withdrew {}", withdrawn.join(", "))
             };
-            self.record("interrupted", Some(target), detail);
+            self.record(HistoryEvent::Interrupted, Some(target), detail);
             let token = self.seq();
             self.enter(token, target)?;
             return self.settle();
@@ -1558,7 +1728,7 @@ impl Run<'_> {
             if let Some((_, target)) = w.on_message.iter().find(|(m, _)| m == name) {
                 let target = *target;
                 heard = true;
-                self.record("message_received", Some(step), name.to_string());
+                self.record(HistoryEvent::MessageReceived, Some(step), name.to_string());
                 self.cancel_token_timers(token);
                 self.follow(token, step, &Transition::To(target))?;
             }
@@ -1571,7 +1741,7 @@ impl Run<'_> {
             if def.handlers.iter().any(|h| h.trigger == Trigger::Message(name.to_string())) {
                 heard = true;
                 let step = t.step;
-                self.record("message_received", Some(step), name.to_string());
+                self.record(HistoryEvent::MessageReceived, Some(step), name.to_string());
                 self.run_handlers(task, |tr| *tr == Trigger::Message(name.to_string()))?;
             }
         }
@@ -1583,7 +1753,7 @@ impl Run<'_> {
             let now = self.now();
             let until = self.instant_of(ttl, now).map_err(|_| CommandError::NoListener(name.to_string()))?;
             self.inst.mailbox.push(KeptMessage { name: name.to_string(), kept_at: now, until });
-            self.record("message_kept", None, format!("{name} until {}", until.to_rfc3339()));
+            self.record(HistoryEvent::MessageKept, None, format!("{name} until {}", until.to_rfc3339()));
         }
         self.settle()
     }
@@ -1598,7 +1768,11 @@ impl Run<'_> {
             std::mem::take(&mut self.inst.mailbox).into_iter().partition(|m| m.until <= now);
         self.inst.mailbox = live;
         for m in expired {
-            self.record("message_expired", None, format!("{} kept since {}", m.name, m.kept_at.to_rfc3339()));
+            self.record(
+                HistoryEvent::MessageExpired,
+                None,
+                format!("{} kept since {}", m.name, m.kept_at.to_rfc3339()),
+            );
         }
         let i = self.inst.mailbox.iter().position(|m| wanted(&m.name))?;
         Some(self.inst.mailbox.remove(i))
@@ -1612,7 +1786,7 @@ impl Run<'_> {
                 let Some(m) = self.take_kept(|n| w.on_message.iter().any(|(x, _)| x == n)) else { return Ok(()) };
                 let target = w.on_message.iter().find(|(x, _)| *x == m.name).map(|(_, t)| *t).expect("wanted");
                 self.record(
-                    "message_received",
+                    HistoryEvent::MessageReceived,
                     Some(step_id),
                     format!("{} (kept since {})", m.name, m.kept_at.to_rfc3339()),
                 );
@@ -1626,7 +1800,7 @@ impl Run<'_> {
                 let hears = |n: &str| def.handlers.iter().any(|h| matches!(&h.trigger, Trigger::Message(m) if m == n));
                 let Some(m) = self.take_kept(hears) else { return Ok(()) };
                 self.record(
-                    "message_received",
+                    HistoryEvent::MessageReceived,
                     Some(step_id),
                     format!("{} (kept since {})", m.name, m.kept_at.to_rfc3339()),
                 );
@@ -1670,7 +1844,7 @@ impl Run<'_> {
                     let target = self.step(next).name.clone();
                     let detail =
                         if arm == 0 { format!("else -> {target}") } else { format!("branch {arm} -> {target}") };
-                    self.record("decided", Some(from), detail);
+                    self.record(HistoryEvent::Decided, Some(from), detail);
                 }
                 self.enter(token, next)
             }
@@ -1689,7 +1863,7 @@ impl Run<'_> {
         }
         let name = self.step(step).name.clone();
         self.inst.status = Status::Incident { step: name, reason: e.to_string() };
-        self.record("incident", Some(step), e.to_string());
+        self.record(HistoryEvent::Incident, Some(step), e.to_string());
     }
 
     fn enter(&mut self, token: u32, step_id: StepId) -> Result<(), CommandError> {
@@ -1730,7 +1904,7 @@ impl Run<'_> {
                 self.follow(token, step_id, next)
             }
             StepKind::Wait(w) => {
-                self.record("waiting", Some(step_id), "");
+                self.record(HistoryEvent::Waiting, Some(step_id), "");
                 let timer = match &w.condition {
                     None => None,
                     Some(WaitCondition::For(e)) => Some(self.instant_of(e, now)),
@@ -1780,12 +1954,12 @@ impl Run<'_> {
                 }
                 let names: Vec<&str> = started.iter().map(|b| self.step(*b).name.as_str()).collect();
                 let detail = if guards.iter().any(Option::is_some) { names.join(", ") } else { String::new() };
-                self.record("split", Some(step_id), detail);
+                self.record(HistoryEvent::Split, Some(step_id), detail);
                 if started.is_empty() {
                     // No condition held: nothing to wait for, go on past the join.
                     let StepKind::Join { next, .. } = &self.step(*join).kind else { unreachable!("checked") };
                     let next = next.clone();
-                    self.record("joined", Some(*join), "no branch started");
+                    self.record(HistoryEvent::Joined, Some(*join), "no branch started");
                     return self.follow(token, *join, &next);
                 }
                 self.inst.tokens.remove(&token);
@@ -1822,7 +1996,7 @@ impl Run<'_> {
                         detail.push_str(&format!("; withdrew {}", withdrawn.join(", ")));
                     }
                 }
-                self.record("joined", Some(step_id), detail);
+                self.record(HistoryEvent::Joined, Some(step_id), detail);
                 self.follow(token, step_id, next)
             }
             StepKind::Call(call) => {
@@ -1841,7 +2015,7 @@ impl Run<'_> {
                 if let Some(t) = self.inst.tokens.get_mut(&token) {
                     t.waiting = Waiting::Child;
                 }
-                self.record("sub_process_started", Some(step_id), call.process.clone());
+                self.record(HistoryEvent::SubProcessStarted, Some(step_id), call.process.clone());
                 self.effects.push(Effect::StartChild { token, process: call.process.clone(), fields });
                 Ok(())
             }
@@ -1849,10 +2023,10 @@ impl Run<'_> {
                 // An `end` ends the case, also from inside parallel branches: the other
                 // branches' work is cancelled (a join waiting for them would wait forever).
                 self.inst.tokens.remove(&token);
-                self.record("reached_end", Some(step_id), step.display_name().to_string());
+                self.record(HistoryEvent::ReachedEnd, Some(step_id), step.display_name().to_string());
                 let others: Vec<String> = self.inst.tokens.values().map(|t| self.step(t.step).name.clone()).collect();
                 if !others.is_empty() {
-                    self.record("branches_cancelled", Some(step_id), others.join(", "));
+                    self.record(HistoryEvent::BranchesCancelled, Some(step_id), others.join(", "));
                 }
                 self.end(Status::Completed { outcome: step.name.clone() });
                 Ok(())
@@ -1892,7 +2066,7 @@ impl Run<'_> {
                 let v = conform(ty, &v).map_err(|p| EvalError::Type(format!("field `{field}`: {p}")))?;
                 let mut changes = BTreeMap::new();
                 changes.insert(field.clone(), v);
-                self.set_fields(changes, "fields_set", Some(step));
+                self.set_fields(changes, HistoryEvent::FieldsSet, Some(step));
                 Ok(())
             }
             AutoAction::Lookup { table, inputs, outputs } => {
@@ -1926,7 +2100,7 @@ impl Run<'_> {
                         .map_err(|p| EvalError::Type(format!("field `{field}`: {p}")))?;
                     changes.insert(field.clone(), v);
                 }
-                self.set_fields(changes, "decision_table", Some(step));
+                self.set_fields(changes, HistoryEvent::DecisionTable, Some(step));
                 if let Some(e) = self.history.last_mut() {
                     e.detail = format!("{table} row {row} (line {})", t.rows[row].line);
                 }
@@ -1976,7 +2150,7 @@ impl Run<'_> {
         let task_id = self.inst.task_id(seq);
         self.effects.push(Effect::TaskOpened { task: task_id, assignee: assignee.clone() });
         self.record(
-            "task_opened",
+            HistoryEvent::TaskOpened,
             Some(step.id),
             format!("task {task_id} for {}", assignee.as_deref().unwrap_or("(unassigned)")),
         )
@@ -2004,7 +2178,7 @@ impl Run<'_> {
         let due = match self.instant_of(due_expr, t.opened_at) {
             Ok(d) => d,
             Err(e) => {
-                self.record("deadline_not_recomputed", Some(t.step), e.to_string());
+                self.record(HistoryEvent::DeadlineNotRecomputed, Some(t.step), e.to_string());
                 return;
             }
         };
@@ -2024,12 +2198,12 @@ impl Run<'_> {
             self.note_beyond_calendar(t.step, due);
         }
         if let Err(e) = self.schedule_deadline(seq, &def, t.opened_at, due) {
-            self.record("deadline_not_recomputed", Some(t.step), e.to_string());
+            self.record(HistoryEvent::DeadlineNotRecomputed, Some(t.step), e.to_string());
             return;
         }
         let old = t.due_at.map(|d| d.to_rfc3339()).unwrap_or_default();
         self.record(
-            "deadline_recomputed",
+            HistoryEvent::DeadlineRecomputed,
             Some(t.step),
             format!("task {}: {old} → {}", self.inst.task_id(seq), due.to_rfc3339()),
         );
@@ -2039,7 +2213,7 @@ impl Run<'_> {
     fn note_beyond_calendar(&mut self, step: StepId, due: DateTime<Utc>) {
         let last = self.ctx.rules.calendar.covered_through.map(|d| d.to_string()).unwrap_or_default();
         self.record(
-            "deadline_beyond_calendar",
+            HistoryEvent::DeadlineBeyondCalendar,
             Some(step),
             format!("due {}: the calendar knows holidays through {last} only", due.to_rfc3339()),
         );

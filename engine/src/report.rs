@@ -110,12 +110,13 @@ pub fn build(
         let mut overdue: Vec<u32> = Vec::new();
         for h in history {
             let Some(task) = h.task else { continue };
+            use crate::core::HistoryEvent;
             match h.event.as_str() {
-                "task_opened" => {
+                e if e == HistoryEvent::TaskOpened.as_str() => {
                     opened.insert(task, (h.at, h.step.as_deref().unwrap_or("")));
                 }
-                "task_overdue" => overdue.push(task),
-                "task_completed" => {
+                e if e == HistoryEvent::TaskOverdue.as_str() => overdue.push(task),
+                e if e == HistoryEvent::TaskCompleted.as_str() => {
                     if let Some((at, step)) = opened.get(&task) {
                         handling.entry(step.to_string()).or_default().push((h.at - *at).num_seconds() as f64 / 60.0);
                         let d = deadlines.entry(step.to_string()).or_default();
