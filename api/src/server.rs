@@ -382,6 +382,21 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<(Actor, bool), ApiErr
     Ok((Actor { id: entry.user.clone(), roles: entry.roles.clone(), admin: entry.admin }, entry.service))
 }
 
+/// The caller named by the request's bearer token, and whether it is a service token: an
+/// extractor, placed first so that a request without a valid token is answered 401 before its
+/// input is looked at.
+pub struct Caller(pub Actor, pub bool);
+
+#[axum::async_trait]
+impl axum::extract::FromRequestParts<Shared> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &Shared) -> Result<Self, ApiError> {
+        let (actor, service) = caller(state, &parts.headers)?;
+        Ok(Caller(actor, service))
+    }
+}
+
 /// Administrators, or holders of a role the rules' `[permissions]` grant `action` to.
 fn require_permission(state: &AppState, actor: &Actor, action: &str, doing: &str) -> Result<(), ApiError> {
     let granted =
@@ -714,8 +729,7 @@ pub fn calendar_warning(rules: &caseflow_engine::RuleSet, now: chrono::DateTime<
 ///
 /// Every process with its label and versions, latest last.
 #[utoipa::path(get, path = "/processes", responses((status = 200, description = "Deployed processes and their versions", body = crate::schemas::ProcessList), (status = 401, description = "No or unknown token")), security(("bearer" = [])))]
-async fn list_processes(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
-    caller(&state, &headers)?;
+async fn list_processes(State(state): State<Shared>, _caller: Caller) -> Result<axum::Json<Json>, ApiError> {
     let list: Vec<Json> = state
         .engine
         .definitions()
@@ -734,10 +748,9 @@ async fn list_processes(State(state): State<Shared>, headers: HeaderMap) -> Resu
 #[utoipa::path(get, path = "/processes/{id}", params(("id" = String, Path, description = "Process id")), responses((status = 200, description = "The latest version, its steps, outcomes and source", body = crate::schemas::ProcessDetail), (status = 404, description = "No such process")), security(("bearer" = [])))]
 async fn show_process(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    caller(&state, &headers)?;
     let d = state
         .engine
         .definition(&id, None)
@@ -773,11 +786,10 @@ struct SchemaQuery {
 #[utoipa::path(get, path = "/processes/{id}/schema", params(("id" = String, Path, description = "Process id"), SchemaQuery), responses((status = 200, description = "`start`: the start fields' schema; `tasks`: each task step's form; `outcomes`: the ends a case can reach", body = Object, example = json!({"process": "complaint", "version": 1, "start": {"type": "object", "properties": {"urgency": {"type": "string", "enum": ["high", "medium", "low"], "default": "medium", "title": "紧急程度"}}, "required": ["customer", "contact", "content"], "additionalProperties": false}, "tasks": {"receive": {"type": "object", "properties": {"cause": {"type": "string", "enum": ["quality", "expectation", "communication"]}}, "required": ["cause"]}}, "outcomes": ["closed"]})), (status = 404, description = "No such process or version")), security(("bearer" = [])))]
 async fn process_schema(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(id): Path<String>,
     Q(q): Q<SchemaQuery>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    caller(&state, &headers)?;
     let d = state.engine.definition(&id, q.version).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "unknown-process", format!("no process `{id}` in that version"))
     })?;
@@ -876,11 +888,10 @@ struct DiagramQuery {
 #[utoipa::path(get, path = "/processes/{id}/diagram", params(("id" = String, Path, description = "Process id"), DiagramQuery), responses((status = 200, description = "The process graph as SVG (image/svg+xml, drawn in Rust), DOT (text/vnd.graphviz) or Mermaid (text/plain)", content((String = "image/svg+xml", example = json!("<svg xmlns=\"http://www.w3.org/2000/svg\">...</svg>")), (String = "text/vnd.graphviz", example = json!("digraph { ... }")), (String = "text/plain", example = json!("flowchart TD\n  start__((\"start\"))"))))), security(("bearer" = [])))]
 async fn diagram(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(id): Path<String>,
     Q(q): Q<DiagramQuery>,
 ) -> Result<Response, ApiError> {
-    caller(&state, &headers)?;
     let d = state.engine.definition(&id, q.version).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "unknown-process", format!("no process `{id}` in that version"))
     })?;
@@ -909,8 +920,12 @@ async fn diagram(
 ///
 /// Checks a `.flow` source (the body, as text) with the rules and the other deployed processes, and deploys it as a new version if it changed. Running cases stay on their version.
 #[utoipa::path(post, path = "/processes", request_body(description = "A .flow source: as text, or as JSON `{\"source\": \"...\"}`", content((String = "text/plain"), (crate::schemas::DeployRequest = "application/json"))), responses((status = 201, description = "Deployed as a new version", body = crate::schemas::Deployed), (status = 200, description = "Unchanged: same as the latest version", body = crate::schemas::Deployed), (status = 403, description = "Administrators only"), (status = 422, description = "Refused, with the diagnostics of caseflow check")), security(("bearer" = [])))]
-async fn deploy(State(state): State<Shared>, headers: HeaderMap, body: String) -> Result<Response, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
+async fn deploy(
+    State(state): State<Shared>,
+    Caller(actor, _): Caller,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
     require_admin(&actor)?;
     let body = text_body(&headers, body, "source")?;
     let now = state.clock.now();
@@ -985,10 +1000,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 #[utoipa::path(post, path = "/instances", params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters, scoped to the caller. A retry with the same key and body answers the case the first request started; the same key with another body answers 422")), request_body = StartRequest, responses((status = 201, description = "Started", body = crate::schemas::Instance), (status = 400, description = "A malformed Idempotency-Key"), (status = 404, description = "No such process"), (status = 409, description = "A start with this key is still in progress"), (status = 422, description = "A field is invalid (`field` names it), or the key was used for another request")), security(("bearer" = [])))]
 async fn start(
     State(state): State<Shared>,
+    Caller(actor, service): Caller,
     headers: HeaderMap,
     Body(req): Body<StartRequest>,
 ) -> Result<Response, ApiError> {
-    let (actor, service) = caller(&state, &headers)?;
     let idem = idempotency_key(&headers)?;
     let fields = fields_from(&req.fields)?;
     let now = state.clock.now();
@@ -1010,10 +1025,9 @@ async fn start(
 #[utoipa::path(get, path = "/instances/{id}", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Fields, current steps, open tasks with SLA clocks, timers", body = crate::schemas::Instance), (status = 404, description = "No such instance")), security(("bearer" = [])))]
 async fn get_instance(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Caller(actor, service): Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, service) = caller(&state, &headers)?;
     let id = parse_instance_id(&id)?;
     let s = state.clone();
     let inst = blocking(move || {
@@ -1031,10 +1045,9 @@ async fn get_instance(
 #[utoipa::path(get, path = "/instances/by-key/{key}", params(("key" = String, Path, description = "Business key, e.g. 20261123-007")), responses((status = 200, description = "The instance", body = crate::schemas::Instance), (status = 404, description = "No such instance")), security(("bearer" = [])))]
 async fn get_instance_by_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Caller(actor, service): Caller,
     Path(key): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, service) = caller(&state, &headers)?;
     let s = state.clone();
     let inst = blocking(move || {
         s.engine.instance_by_key(&key)?.ok_or_else(|| {
@@ -1051,10 +1064,9 @@ async fn get_instance_by_key(
 #[utoipa::path(get, path = "/instances/{id}/history", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The audit trail in order", body = crate::schemas::History), (status = 404, description = "No such instance")), security(("bearer" = [])))]
 async fn history(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Caller(actor, service): Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, service) = caller(&state, &headers)?;
     let id = parse_instance_id(&id)?;
     let s = state.clone();
     let (inst, entries) = blocking(move || {
@@ -1094,11 +1106,10 @@ async fn history(
 /// Runs a command on an instance for the caller and returns the instance.
 async fn run(
     state: Shared,
-    headers: &HeaderMap,
+    Caller(actor, service): Caller,
     id: InstanceId,
     command: Command,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, service) = caller(&state, headers)?;
     let now = state.clock.now();
     let a = actor.clone();
     let inst = durably(state.engine.clone(), move |e| e.command_pending(id, &a, command, now)).await?;
@@ -1106,15 +1117,9 @@ async fn run(
 }
 
 /// `run` for commands only administrators may give.
-async fn admin_run(
-    state: Shared,
-    headers: &HeaderMap,
-    id: &str,
-    command: Command,
-) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, headers)?;
-    require_admin(&actor)?;
-    run(state, headers, parse_instance_id(id)?, command).await
+async fn admin_run(state: Shared, caller: Caller, id: &str, command: Command) -> Result<axum::Json<Json>, ApiError> {
+    require_admin(&caller.0)?;
+    run(state, caller, parse_instance_id(id)?, command).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -1130,7 +1135,7 @@ struct MessageRequest {
 #[utoipa::path(post, path = "/instances/{id}/messages", params(("id" = String, Path, description = "Instance id or business key")), request_body = MessageRequest, responses((status = 200, description = "Delivered", body = crate::schemas::Instance), (status = 409, description = "Nothing in the case waits for this message")), security(("bearer" = [])))]
 async fn message(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<MessageRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
@@ -1148,7 +1153,7 @@ async fn message(
             .await?
         }
     };
-    run(state, &headers, id, Command::Message { name: req.name }).await
+    run(state, caller, id, Command::Message { name: req.name }).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -1164,11 +1169,11 @@ struct ReasonRequest {
 #[utoipa::path(post, path = "/instances/{id}/cancel", params(("id" = u64, Path, description = "Instance id")), request_body = ReasonRequest, responses((status = 200, description = "Cancelled", body = crate::schemas::Instance), (status = 403, description = "Managers and administrators only"), (status = 409, description = "Already ended")), security(("bearer" = [])))]
 async fn cancel(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<ReasonRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    run(state, &headers, parse_instance_id(&id)?, Command::Cancel { reason: req.reason }).await
+    run(state, caller, parse_instance_id(&id)?, Command::Cancel { reason: req.reason }).await
 }
 
 /// Suspend a case
@@ -1177,10 +1182,10 @@ async fn cancel(
 #[utoipa::path(post, path = "/instances/{id}/suspend", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Suspended", body = crate::schemas::Instance), (status = 403, description = "Administrators only"), (status = 409, description = "Not running")), security(("bearer" = [])))]
 async fn suspend(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    admin_run(state, &headers, &id, Command::Suspend).await
+    admin_run(state, caller, &id, Command::Suspend).await
 }
 
 /// Resume a suspended case
@@ -1189,10 +1194,10 @@ async fn suspend(
 #[utoipa::path(post, path = "/instances/{id}/resume", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Resumed", body = crate::schemas::Instance), (status = 403, description = "Administrators only"), (status = 409, description = "Not suspended")), security(("bearer" = [])))]
 async fn resume(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    admin_run(state, &headers, &id, Command::Resume).await
+    admin_run(state, caller, &id, Command::Resume).await
 }
 
 /// Retry a case in incident
@@ -1201,10 +1206,10 @@ async fn resume(
 #[utoipa::path(post, path = "/instances/{id}/retry", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The failed step ran again", body = crate::schemas::Instance), (status = 409, description = "No incident")), security(("bearer" = [])))]
 async fn retry(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    admin_run(state, &headers, &id, Command::Retry).await
+    admin_run(state, caller, &id, Command::Retry).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -1221,13 +1226,13 @@ struct FieldsRequest {
 #[utoipa::path(post, path = "/instances/{id}/fields", params(("id" = u64, Path, description = "Instance id")), request_body = FieldsRequest, responses((status = 200, description = "Updated", body = crate::schemas::Instance), (status = 422, description = "A field is invalid")), security(("bearer" = [])))]
 async fn update_fields(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<FieldsRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
     // Who may: the `update_fields` permission of the rules (checked by the engine).
     let fields = fields_from(&req.fields)?;
-    run(state, &headers, parse_instance_id(&id)?, Command::UpdateFields { fields }).await
+    run(state, caller, parse_instance_id(&id)?, Command::UpdateFields { fields }).await
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -1251,10 +1256,9 @@ struct InboxQuery {
 #[utoipa::path(get, path = "/tasks", params(InboxQuery), responses((status = 200, description = "A page of open tasks, soonest due first (no deadline last), and `next_cursor`", body = crate::schemas::TaskPage), (status = 403, description = "Not your inbox or role")), security(("bearer" = [])))]
 async fn inbox(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Caller(actor, _): Caller,
     Q(q): Q<InboxQuery>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
     // Staff see their own inbox and their roles'; administrators anyone's.
     let (user, role) = match (q.user, q.role) {
         (None, None) => (Some(actor.id.clone()), None),
@@ -1313,11 +1317,11 @@ async fn inbox(
 #[utoipa::path(post, path = "/tasks/{id}/claim", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Claimed", body = crate::schemas::Instance), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open")), security(("bearer" = [])))]
 async fn claim(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
     let (instance, task) = parse_task_id(&id)?;
-    run(state, &headers, instance, Command::Claim { task }).await
+    run(state, caller, instance, Command::Claim { task }).await
 }
 
 /// Release a task
@@ -1326,11 +1330,11 @@ async fn claim(
 #[utoipa::path(post, path = "/tasks/{id}/release", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Released", body = crate::schemas::Instance), (status = 403, description = "Not yours"), (status = 409, description = "Not open")), security(("bearer" = [])))]
 async fn release(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
     let (instance, task) = parse_task_id(&id)?;
-    run(state, &headers, instance, Command::Release { task }).await
+    run(state, caller, instance, Command::Release { task }).await
 }
 
 /// Reassign a task
@@ -1340,12 +1344,12 @@ async fn release(
 #[utoipa::path(post, path = "/tasks/{id}/reassign", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Reassigned", body = crate::schemas::Instance), (status = 403, description = "No `reassign` permission"), (status = 409, description = "Not open"), (status = 422, description = "No such user")), security(("bearer" = [])))]
 async fn reassign_task(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<ReassignRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
     let (instance, task) = parse_task_id(&id)?;
-    run(state, &headers, instance, Command::Reassign { task, to: req.to, reason: req.reason }).await
+    run(state, caller, instance, Command::Reassign { task, to: req.to, reason: req.reason }).await
 }
 
 /// Delegate a task
@@ -1355,12 +1359,12 @@ async fn reassign_task(
 #[utoipa::path(post, path = "/tasks/{id}/delegate", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Delegated", body = crate::schemas::Instance), (status = 403, description = "Not your task, or no `delegate` permission"), (status = 409, description = "Not open"), (status = 422, description = "The colleague may not work on it")), security(("bearer" = [])))]
 async fn delegate_task(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<ReassignRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
     let (instance, task) = parse_task_id(&id)?;
-    run(state, &headers, instance, Command::Delegate { task, to: req.to, reason: req.reason }).await
+    run(state, caller, instance, Command::Delegate { task, to: req.to, reason: req.reason }).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -1380,18 +1384,17 @@ struct CompleteRequest {
 #[utoipa::path(post, path = "/tasks/{id}/complete", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = CompleteRequest, responses((status = 200, description = "Completed; the case moved on", body = crate::schemas::Instance), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open: someone completed it first"), (status = 422, description = "The form is invalid")), security(("bearer" = [])))]
 async fn complete(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Caller(actor, service): Caller,
     Path(id): Path<String>,
     Body(req): Body<CompleteRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (_, service) = caller(&state, &headers)?;
     if service {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "service tokens may not work on tasks"));
     }
     let (instance, task) = parse_task_id(&id)?;
     let fields = fields_from(&req.fields)?;
-    let (actor, _) = caller(&state, &headers)?;
-    let mut answer = run(state, &headers, instance, Command::CompleteTask { task, fields }).await?;
+    let mut answer =
+        run(state, Caller(actor.clone(), service), instance, Command::CompleteTask { task, fields }).await?;
     // Chained execution: the tasks of this case that are now the caller's, to go on with.
     let next: Vec<Json> = answer.0["tasks"]
         .as_array()
@@ -1652,8 +1655,7 @@ fn apply_rules_folder(
 ///
 /// Their version, time zone, roles, users, named values and decision tables. Administrators and holders of `read_rules`; problems of a refused rules folder are listed under `refused`.
 #[utoipa::path(get, path = "/admin/rules", responses((status = 200, description = "The rules version and the names in force", body = crate::schemas::RulesInForce)), security(("bearer" = [])))]
-async fn rules_in_force(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
+async fn rules_in_force(State(state): State<Shared>, Caller(actor, _): Caller) -> Result<axum::Json<Json>, ApiError> {
     require_permission(&state, &actor, "read_rules", "reading the rules in force")?;
     let rules = state.engine.rules();
     let refused = state.rules_refused.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -1688,10 +1690,9 @@ fn change_json(change: &caseflow_engine::service::RulesChange, recomputed: Optio
 #[utoipa::path(post, path = "/admin/rules/reload", params(ReloadQuery), responses((status = 200, description = "Applied: version, who, when, diff", body = crate::schemas::RulesChange), (status = 409, description = "Unchanged"), (status = 422, description = "Refused with every error; the old rules stay")), security(("bearer" = [])))]
 async fn reload_rules(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Caller(actor, _): Caller,
     Q(q): Q<ReloadQuery>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
     let s = state.clone();
     let (change, recomputed) = blocking(move || {
@@ -1710,12 +1711,12 @@ async fn reload_rules(
 #[utoipa::path(put, path = "/admin/rules/files/{name}", params(("name" = String, Path, description = "File name, snake_case.toml"), ReloadQuery), request_body(description = "The file: as text, or as JSON `{\"text\": \"...\"}`", content((String = "text/plain"), (crate::schemas::RulesFileRequest = "application/json"))), responses((status = 200, description = "Applied and written", body = crate::schemas::RulesChange), (status = 422, description = "Refused; nothing written")), security(("bearer" = [])))]
 async fn upload_rules_file(
     State(state): State<Shared>,
+    Caller(actor, _): Caller,
     headers: HeaderMap,
     Path(name): Path<String>,
     Q(q): Q<ReloadQuery>,
     body: String,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
     require_admin(&actor)?;
     let body = text_body(&headers, body, "text")?;
     let valid = name.strip_suffix(".toml").is_some_and(|stem| {
@@ -1774,11 +1775,10 @@ struct ReassignRequest {
 #[utoipa::path(post, path = "/admin/users/{user}/reassign", params(("user" = String, Path, description = "User id")), request_body = ReassignRequest, responses((status = 200, description = "How many tasks moved", body = crate::schemas::Reassigned)), security(("bearer" = [])))]
 async fn reassign_user(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Caller(actor, _): Caller,
     Path(user): Path<String>,
     Body(req): Body<ReassignRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
     require_permission(&state, &actor, "reassign", "moving a user's tasks")?;
     let s = state.clone();
     let n = blocking(move || Ok(s.engine.reassign_all(&user, &req.to, &actor, &req.reason, s.clock.now())?)).await?;
@@ -1789,8 +1789,7 @@ async fn reassign_user(
 ///
 /// Oldest first: version, who, when and a per-file unified diff. Administrators only.
 #[utoipa::path(get, path = "/admin/rules/changes", responses((status = 200, description = "Every accepted change", body = crate::schemas::RulesChanges)), security(("bearer" = [])))]
-async fn rules_changes(State(state): State<Shared>, headers: HeaderMap) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
+async fn rules_changes(State(state): State<Shared>, Caller(actor, _): Caller) -> Result<axum::Json<Json>, ApiError> {
     require_admin(&actor)?;
     let s = state.clone();
     let changes = blocking(move || Ok(s.engine.rules_changes()?)).await?;
@@ -1811,11 +1810,10 @@ struct EvaluateRequest {
 #[utoipa::path(post, path = "/admin/rules/tables/{name}/evaluate", params(("name" = String, Path, description = "Decision table")), request_body = EvaluateRequest, responses((status = 200, description = "Rows hit and their outputs", body = crate::schemas::TableHits), (status = 404, description = "No such table")), security(("bearer" = [])))]
 async fn evaluate_table(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    Caller(actor, _): Caller,
     Path(name): Path<String>,
     Body(req): Body<EvaluateRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    let (actor, _) = caller(&state, &headers)?;
     require_permission(&state, &actor, "read_rules", "trying a decision table")?;
     let rules = state.engine.rules();
     let table = rules
@@ -1991,10 +1989,9 @@ fn default_status() -> String {
 #[utoipa::path(get, path = "/instances", params(ListQuery), responses((status = 200, description = "A page of instances and the next cursor", body = crate::schemas::InstancePage)), security(("bearer" = [])))]
 async fn list_instances(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Q(q): Q<ListQuery>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    caller(&state, &headers)?;
     const STATUSES: [&str; 5] = ["running", "suspended", "incident", "completed", "cancelled"];
     if !STATUSES.contains(&q.status.as_str()) {
         return Err(ApiError {
@@ -2119,7 +2116,7 @@ struct EventsQuery {
 #[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes: each event named as the history entry (`task_opened`, `escalated`, ...), its data an `Event` (components/schemas/Event) as JSON; a `lagged` event says how many a slow client missed", content_type = "text/event-stream", body = String, example = json!("event: task_opened\nid: 1-2\ndata: {\"instance\":1,\"event\":\"task_opened\",...}\n\n"))), security(("bearer" = [])))]
 async fn events(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Q(q): Q<EventsQuery>,
 ) -> Result<
     axum::response::sse::Sse<
@@ -2128,7 +2125,6 @@ async fn events(
     ApiError,
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    caller(&state, &headers)?;
     let types: Option<Vec<String>> =
         q.types.map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
     let mut rx = state.events.subscribe();
@@ -2407,10 +2403,9 @@ struct ReportQuery {
 #[utoipa::path(get, path = "/reports", params(ReportQuery), responses((status = 200, description = "The report", body = crate::schemas::Report), (status = 404, description = "No such process")), security(("bearer" = [])))]
 async fn report(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Q(q): Q<ReportQuery>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    caller(&state, &headers)?;
     let s = state.clone();
     let r = blocking(move || Ok(s.engine.report(&q.process, q.from, q.to)?)).await?;
     Ok(axum::Json(serde_json::to_value(&r).unwrap_or(Json::Null)))

@@ -1288,3 +1288,20 @@ async fn docs_openapi_json_is_the_served_document() {
     let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert!(file == served, "docs/openapi.json differs from the served document: run UPDATE_EXPECT=1 cargo test -p caseflow --test http docs_openapi");
 }
+
+/// The token is checked before anything else: without one, a malformed body, query or path is
+/// still 401, and says nothing about what would be accepted.
+#[tokio::test]
+async fn no_token_is_401_before_the_input_is_looked_at() {
+    let api = Api::new();
+    for (method, path, body) in [
+        ("POST", "/instances", Some("{not json")),
+        ("GET", "/tasks?limit=0", None),
+        ("GET", "/instances/not-a-number", None),
+        ("POST", "/tasks/1-1/complete", Some(r#"{"fields":7}"#)),
+        ("POST", "/admin/rules/tables/nope/evaluate", Some("[]")),
+    ] {
+        let (s, v) = api.call(method, path, None, body, &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path}: {v}");
+    }
+}
