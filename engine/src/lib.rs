@@ -5,7 +5,8 @@
 //! (`service`).
 //!
 //! Architecture invariant: `core` and the rules and calendar code read neither the clock nor
-//! the file system; callers pass instants and file contents in. Only `store` touches disk.
+//! the file system; callers pass instants and file contents in. Only `store` and its log
+//! (`wal`) touch disk, with `rules::read_dir` the one reader of files outside the store.
 
 pub mod calendar;
 pub mod clock;

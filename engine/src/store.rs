@@ -5,7 +5,10 @@
 //!
 //! | prefix | key | value |
 //! | --- | --- | --- |
-//! | `m/` | `m/next_instance` | next instance id (u64 BE) |
+//! | `m/` | `m/next_instance`, `m/format`, `m/rules_version` | u64 BE: the next instance id, the key layout (`FORMAT`), the rules version in force |
+//! | `m/` | `m/rules_files` | the rules files in force (JSON), for a restart whose folder is refused |
+//! | `m/` | `m/field_key_id` | the id of the key sensitive fields are sealed with |
+//! | `c/` | `c/{rules version u64 BE}` | one accepted rules change (JSON: who, when, diff) |
 //! | `d/` | `d/{process}\0{version u32 BE}` | definition (JSON: source, hash, deployed_at) |
 //! | `i/` | `i/{id u64 BE}` | instance (JSON) |
 //! | `h/` | `h/{id u64 BE}{first seq u64 BE}` | the history entries of one command (JSON array) |
@@ -16,7 +19,10 @@
 //! | `p/` | `p/{parent id u64 BE}{child id u64 BE}` | `{process}\0{status}` of the child: every sub-process case a case started |
 //! | `k/` | `k/{business key}` | instance id |
 //! | `q/` | `q/{key prefix}` | last sequence number used for that prefix (u64 BE) |
-//! | `x/` | `x/{idempotency key}` | instance id |
+//! | `x/` | `x/{caller}\0{idempotency key}` | instance id and the request's SHA-256 |
+//! | `y/` | `y/{process}\0{tally}\0{key}…\0{id u64 BE}` | empty: cases counted by a `tally` |
+//! | `f/` | `f/{process}\0{field}\0{value}\0{step}` | who last completed the step for that value (`familiar`) |
+//! | `o/` | `o/{seq u64 BE}` | outbox event (JSON), when webhooks are configured |
 //!
 //! Every batch goes first to the write-ahead log (`wal.rs`, the folder `wal/` beside sled's
 //! files; see `Store::write`). A second tree, `redo`, held the batches being applied before
