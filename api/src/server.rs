@@ -2273,17 +2273,8 @@ impl utoipa::Modify for ErrorResponses {
             for (is_post, op) in ops.into_iter().filter_map(|(p, op)| op.as_mut().map(|op| (p, op))) {
                 let mut statuses: Vec<(&str, &str)> = Vec::new();
                 // Secured: some requirement names a scheme (`[{}]` alone marks a public route).
-                let secured = op
-                    .security
-                    .as_ref()
-                    .and_then(|s| serde_json::to_string(s).ok())
-                    .is_some_and(|s| s.contains("bearer"));
-                let public_first = op
-                    .security
-                    .as_ref()
-                    .and_then(|s| serde_json::to_string(s).ok())
-                    .is_some_and(|s| s.starts_with("[{}"));
-                if secured && !public_first {
+                let requirements = op.security.as_ref().and_then(|s| serde_json::to_string(s).ok()).unwrap_or_default();
+                if requirements.contains("bearer") && !requirements.starts_with("[{}") {
                     statuses.push(("401", "No token, or an unknown one"));
                     statuses.push(("403", "The token's user may not do this"));
                 }

@@ -186,6 +186,22 @@ fn a_complaint_case_over_a_real_socket_survives_a_restart() {
     let _ = std::fs::remove_file(&log);
 }
 
+/// Runs `caseflow serve` in `cwd` with `env`, expects it to refuse to start, and returns what
+/// it said.
+fn refused_start(cwd: &Path, env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
+        .arg("serve")
+        .current_dir(cwd)
+        .env_remove("CASEFLOW_CONFIG")
+        .env("CASEFLOW_BIND", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "it started: {stderr}");
+    stderr
+}
+
 fn with(headers: &[String; 3]) -> Vec<&str> {
     headers.iter().map(String::as_str).collect()
 }
@@ -438,17 +454,13 @@ fn a_first_start_with_broken_rules_says_why_it_cannot_start() {
     let data = temp_data("first-broken");
     let rules = rules_copy(&data);
     edit(&rules.join("values.toml"), "high = \"10min\"", "high = \"5 minuets\"");
-    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
-        .arg("serve")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env("CASEFLOW_BIND", "127.0.0.1:0")
-        .env("CASEFLOW_DATA_DIR", &data)
-        .env("CASEFLOW_FIELD_KEY_FILE", data.join("field.key"))
-        .env("CASEFLOW_RULES_DIR", &rules)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let key = data.join("field.key");
+    let env = [
+        ("CASEFLOW_DATA_DIR", data.as_os_str()),
+        ("CASEFLOW_FIELD_KEY_FILE", key.as_os_str()),
+        ("CASEFLOW_RULES_DIR", rules.as_os_str()),
+    ];
+    let stderr = refused_start(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")), &env);
     assert!(stderr.contains("values.toml:") && stderr.contains("no accepted rules to fall back on"), "{stderr}");
     let _ = std::fs::remove_dir_all(&rules);
     cleanup(&data);
@@ -485,39 +497,19 @@ fn the_configuration_is_found_from_any_working_directory() {
     assert_eq!(server.call("POST", "/instances", "dev-crm", Some(start)).0, 201);
     assert!(server.stop().success());
     // Without the configuration: refused, saying how to give it.
-    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
-        .arg("serve")
-        .current_dir(&elsewhere)
-        .env_remove("CASEFLOW_CONFIG")
-        .env("CASEFLOW_BIND", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("CASEFLOW_CONFIG"), "{stderr}");
+    let stderr = refused_start(&elsewhere, &[]);
+    assert!(stderr.contains("CASEFLOW_CONFIG"), "{stderr}");
     assert!(!elsewhere.join("data").exists(), "nothing was created: {stderr}");
     // A data directory with cases and no key file: refused, not given a new key.
     std::fs::rename(etc.join("state").join("field.key"), etc.join("field.key.saved")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
-        .arg("serve")
-        .current_dir(&elsewhere)
-        .env("CASEFLOW_CONFIG", &config_file)
-        .env("CASEFLOW_BIND", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("no field key at"), "{stderr}");
+    let with_config = [("CASEFLOW_CONFIG", config_file.as_os_str())];
+    let stderr = refused_start(&elsewhere, &with_config);
+    assert!(stderr.contains("no field key at"), "{stderr}");
     assert!(!etc.join("state").join("field.key").exists(), "no new key was made");
     // Another key: refused too.
     std::fs::write(etc.join("state").join("field.key"), "ab".repeat(32)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
-        .arg("serve")
-        .current_dir(&elsewhere)
-        .env("CASEFLOW_CONFIG", &config_file)
-        .env("CASEFLOW_BIND", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("not the key this data directory was written with"), "{stderr}");
+    let stderr = refused_start(&elsewhere, &with_config);
+    assert!(stderr.contains("not the key this data directory was written with"), "{stderr}");
     cleanup(&root);
 }
 
@@ -696,16 +688,14 @@ fn keys_permissions_and_errors_hold_over_a_real_socket() {
     }
     assert!(server.stop().success());
     // Safe defaults: the published tokens are not served on a reachable address.
-    let out = Command::new(env!("CARGO_BIN_EXE_caseflow"))
-        .arg("serve")
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env("CASEFLOW_BIND", "0.0.0.0:0")
-        .env("CASEFLOW_DATA_DIR", &data)
-        .env("CASEFLOW_FIELD_KEY_FILE", data.join("field.key"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("allow_published_tokens"), "{stderr}");
+    let key = data.join("field.key");
+    let env = [
+        ("CASEFLOW_BIND", std::ffi::OsStr::new("0.0.0.0:0")),
+        ("CASEFLOW_DATA_DIR", data.as_os_str()),
+        ("CASEFLOW_FIELD_KEY_FILE", key.as_os_str()),
+    ];
+    let stderr = refused_start(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")), &env);
+    assert!(stderr.contains("allow_published_tokens"), "{stderr}");
     cleanup(&data);
 }
 

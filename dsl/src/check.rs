@@ -146,6 +146,11 @@ impl fmt::Display for Ty {
     }
 }
 
+/// A date, a date and time, or a type not known (an error already reported).
+fn is_date(t: &Ty) -> bool {
+    matches!(t, Ty::Date | Ty::DateTime | Ty::Any)
+}
+
 const FUNCTIONS: &[(&str, usize, &str)] = &[
     ("now", 0, "datetime"),
     ("today", 0, "date"),
@@ -1668,6 +1673,17 @@ impl<'a> Checker<'a> {
         Ty::Any
     }
 
+    /// FLOW022 unless an argument `fits`: "`f` needs WANTS, found TYPE".
+    fn want_arg(&mut self, function: &ast::Ident, arg: &Expr, ty: &Ty, fits: bool, wants: &str) {
+        if !fits {
+            self.err(Diagnostic::new(
+                Code::TypeMismatch,
+                arg.span.clone(),
+                format!("`{}` needs {wants}, found {ty}", function.name),
+            ));
+        }
+    }
+
     /// A function call's type, its arguments checked. Apart from `ty`, as `rule_ty` is.
     #[inline(never)]
     fn call_ty(&mut self, e: &Expr, function: &ast::Ident, args: &[Expr]) -> Ty {
@@ -1752,62 +1768,29 @@ impl<'a> Checker<'a> {
                         Ty::Any
                     }
                     Some(("is_holiday" | "is_workday" | "is_makeup_day", ..)) => {
-                        if !matches!(arg_types[0], Ty::Date | Ty::DateTime | Ty::Any) {
-                            self.err(Diagnostic::new(
-                                Code::TypeMismatch,
-                                args[0].span.clone(),
-                                format!("`{}` needs a date, found {}", function.name, arg_types[0]),
-                            ));
-                        }
+                        self.want_arg(function, &args[0], &arg_types[0], is_date(&arg_types[0]), "a date");
                         Ty::Bool
                     }
                     Some(("month", ..)) => {
-                        if !matches!(arg_types[0], Ty::Date | Ty::DateTime | Ty::Any) {
-                            self.err(Diagnostic::new(
-                                Code::TypeMismatch,
-                                args[0].span.clone(),
-                                format!("`month` needs a date, found {}", arg_types[0]),
-                            ));
-                        }
+                        self.want_arg(function, &args[0], &arg_types[0], is_date(&arg_types[0]), "a date");
                         Ty::Text
                     }
                     Some(("on_duty" | "is_away", ..)) => {
-                        if !matches!(arg_types[0], Ty::Text | Ty::Any) {
-                            self.err(Diagnostic::new(
-                                Code::TypeMismatch,
-                                args[0].span.clone(),
-                                format!("`{}` needs a user first, found {}", function.name, arg_types[0]),
-                            ));
-                        }
-                        if !matches!(arg_types[1], Ty::Date | Ty::DateTime | Ty::Any) {
-                            self.err(Diagnostic::new(
-                                Code::TypeMismatch,
-                                args[1].span.clone(),
-                                format!("`{}` needs a date second, found {}", function.name, arg_types[1]),
-                            ));
-                        }
+                        let user = matches!(arg_types[0], Ty::Text | Ty::Any);
+                        self.want_arg(function, &args[0], &arg_types[0], user, "a user first");
+                        self.want_arg(function, &args[1], &arg_types[1], is_date(&arg_types[1]), "a date second");
                         Ty::Bool
                     }
                     Some(("local_date", ..)) => {
-                        if !matches!(arg_types[0], Ty::Date | Ty::DateTime | Ty::Any) {
-                            self.err(Diagnostic::new(
-                                Code::TypeMismatch,
-                                args[0].span.clone(),
-                                format!("`local_date` needs a date or a date and time, found {}", arg_types[0]),
-                            ));
-                        }
+                        let date = is_date(&arg_types[0]);
+                        self.want_arg(function, &args[0], &arg_types[0], date, "a date or a date and time");
                         Ty::Date
                     }
                     Some(("now", ..)) => Ty::DateTime,
                     Some(("today", ..)) => Ty::Date,
                     Some(("len", ..)) => {
-                        if !matches!(arg_types[0], Ty::List(_) | Ty::Text | Ty::Any) {
-                            self.err(Diagnostic::new(
-                                Code::TypeMismatch,
-                                args[0].span.clone(),
-                                format!("`len` needs a list or text, found {}", arg_types[0]),
-                            ));
-                        }
+                        let sized = matches!(arg_types[0], Ty::List(_) | Ty::Text | Ty::Any);
+                        self.want_arg(function, &args[0], &arg_types[0], sized, "a list or text");
                         Ty::Int
                     }
                     _ => {

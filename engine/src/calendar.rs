@@ -53,6 +53,16 @@ pub struct NoWorkingTime {
 }
 
 impl BusinessCalendar {
+    /// Midnight at the start of a local date, as an instant.
+    pub fn date_start(&self, d: NaiveDate) -> DateTime<Utc> {
+        let midnight: NaiveDateTime = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+        self.time_zone
+            .from_local_datetime(&midnight)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+    }
+
     /// How the calendar's known holidays stand at `now`: the last day covered, the days left
     /// (negative once past), and a word for it (`ok`, `ending` within 60 days, `ended`).
     pub fn coverage(&self, now: DateTime<Utc>) -> Option<(NaiveDate, i64, &'static str)> {

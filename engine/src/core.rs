@@ -1279,21 +1279,7 @@ impl Run<'_> {
         match self.scope_eval(e)? {
             Value::Duration(span) => Ok(self.ctx.rules.calendar.add(from, span)?),
             Value::DateTime(t) => Ok(t),
-            Value::Date(d) => {
-                let model = self.ctx.model;
-                let declared = |n: &str| model.field(n).is_some();
-                let tally = |_: &str, _: &[String]| 0;
-                let actor_of = |_: Option<&str>| None;
-                let scope = Scope {
-                    fields: &self.inst.fields,
-                    declared: &declared,
-                    rules: self.ctx.rules,
-                    now: self.now(),
-                    tally: &tally,
-                    actor_of: &actor_of,
-                };
-                Ok(scope.date_start(d))
-            }
+            Value::Date(d) => Ok(self.ctx.rules.calendar.date_start(d)),
             other => Err(EvalError::Type(format!("expected a duration or a date, found a {}", other.type_name()))),
         }
     }

@@ -58,13 +58,7 @@ impl Scope<'_> {
 
     /// Midnight at the start of a local date, as an instant.
     pub fn date_start(&self, d: NaiveDate) -> DateTime<Utc> {
-        let midnight: NaiveDateTime = d.and_hms_opt(0, 0, 0).expect("midnight exists");
-        self.calendar()
-            .time_zone
-            .from_local_datetime(&midnight)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+        self.calendar().date_start(d)
     }
 }
 
