@@ -3,8 +3,8 @@
 //! Thin glue: it reads files and prints; all language work happens in `caseflow-dsl`.
 
 use anyhow::{bail, Context, Result};
+use caseflow_core::value::Value;
 use caseflow_dsl::{check_files, diag, graph, RuleCatalog, SourceFile};
-use caseflow_engine::value::Value;
 use caseflow_engine::RuleSet;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -224,7 +224,7 @@ fn collect(path: &Path, extension: &str, out: &mut Vec<PathBuf>) -> Result<()> {
 /// Reads a rules folder. `Ok(Err(..))` is rules that do not validate.
 fn load_rules(dir: &Path) -> Result<Result<RuleSet, Vec<caseflow_engine::RulesError>>> {
     let files =
-        caseflow_engine::rules::read_dir(dir).with_context(|| format!("reading the rules in {}", dir.display()))?;
+        caseflow_engine::read_rules_dir(dir).with_context(|| format!("reading the rules in {}", dir.display()))?;
     Ok(RuleSet::load(&files))
 }
 

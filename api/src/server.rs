@@ -12,9 +12,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use caseflow_core::case::{self, Actor, Command, CommandError, Instance, InstanceId};
+use caseflow_core::value::Value;
 use caseflow_engine::clock::Clock;
-use caseflow_engine::core::{self, Actor, Command, CommandError, Instance, InstanceId};
-use caseflow_engine::value::Value;
 use caseflow_engine::{Engine, EngineError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
@@ -525,7 +525,7 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
         .map(|t| {
             let mut j = task_json(inst, t);
             j["sla"] =
-                serde_json::to_value(caseflow_engine::sla::task_clock(t, &rules.calendar, now)).unwrap_or(Json::Null);
+                serde_json::to_value(caseflow_core::sla::task_clock(t, &rules.calendar, now)).unwrap_or(Json::Null);
             j
         })
         .collect();
@@ -543,10 +543,10 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
         "version": inst.version,
         // One shape for a case's status everywhere: its name; what ended or stopped it beside.
         "status": inst.status.name(),
-        "outcome": match &inst.status { core::Status::Completed { outcome } => Some(outcome), _ => None },
-        "cancel_reason": match &inst.status { core::Status::Cancelled { reason } => Some(reason), _ => None },
+        "outcome": match &inst.status { case::Status::Completed { outcome } => Some(outcome), _ => None },
+        "cancel_reason": match &inst.status { case::Status::Cancelled { reason } => Some(reason), _ => None },
         "incident": match &inst.status {
-            core::Status::Incident { step, reason } => json!({ "step": step, "reason": reason }),
+            case::Status::Incident { step, reason } => json!({ "step": step, "reason": reason }),
             _ => Json::Null,
         },
         "fields": fields,
@@ -566,7 +566,7 @@ fn instance_json(state: &AppState, inst: &Instance, actor: &Actor, service: bool
 
 /// A timer's kind, internally tagged: `{"kind": "due", "task": 2}` (the engine stores Rust's
 /// externally tagged shape, `{"Due": {"task": 2}}`, which is no shape for an API).
-fn timer_kind_json(kind: &core::TimerKind) -> Json {
+fn timer_kind_json(kind: &case::TimerKind) -> Json {
     let snake = |name: &str| {
         let mut out = String::new();
         for (i, c) in name.chars().enumerate() {
@@ -596,7 +596,7 @@ fn timer_kind_json(kind: &core::TimerKind) -> Json {
     }
 }
 
-fn task_json(inst: &Instance, t: &core::Task) -> Json {
+fn task_json(inst: &Instance, t: &case::Task) -> Json {
     json!({
         "id": inst.task_id(t.seq).to_string(),
         "instance": inst.id.0,
@@ -1490,7 +1490,7 @@ pub fn rules_diff(old: &[caseflow_engine::RulesFile], new: &[caseflow_engine::Ru
 /// names appear in answers, the change log and `/health`, and the server's own paths do not
 /// belong there.
 pub fn read_rules_dir(dir: &std::path::Path) -> std::io::Result<Vec<caseflow_engine::RulesFile>> {
-    let mut files = caseflow_engine::rules::read_dir(dir)?;
+    let mut files = caseflow_engine::read_rules_dir(dir)?;
     for f in &mut files {
         if let Some(name) = std::path::Path::new(&f.name).file_name() {
             f.name = name.to_string_lossy().into_owned();
@@ -2242,7 +2242,7 @@ struct ErrorResponses;
 impl utoipa::Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         // History events, listed: every entry is recorded as one of them.
-        let events: Vec<Json> = caseflow_engine::core::HistoryEvent::ALL.iter().map(|e| json!(e.as_str())).collect();
+        let events: Vec<Json> = caseflow_core::case::HistoryEvent::ALL.iter().map(|e| json!(e.as_str())).collect();
         for (schema, property) in [("HistoryEntry", "event"), ("Event", "event")] {
             if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object))) =
                 openapi.components.as_mut().and_then(|c| c.schemas.get_mut(schema))

@@ -15,7 +15,7 @@ use tower::ServiceExt;
 
 fn rules() -> RuleSet {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).unwrap()
+    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
 }
 
 fn token(user: &str, roles: &[&str], admin: bool, service: bool) -> TokenConfig {
@@ -289,7 +289,7 @@ async fn every_error_class_is_a_clear_4xx() {
         assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
     }
     // Nothing of the refused requests was stored.
-    assert!(api.engine.instance(caseflow_engine::core::InstanceId(1)).unwrap().is_none());
+    assert!(api.engine.instance(caseflow_core::case::InstanceId(1)).unwrap().is_none());
 }
 
 #[tokio::test]
@@ -448,7 +448,7 @@ async fn rules_reload_accepted_refused_and_recorded() {
     let due = chrono::DateTime::parse_from_rfc3339(inst["tasks"][0]["due_at"].as_str().unwrap()).unwrap();
     assert_eq!(due - opened, Duration::minutes(5));
     let id = inst["id"].as_u64().unwrap();
-    assert_eq!(api.engine.instance(caseflow_engine::core::InstanceId(id)).unwrap().unwrap().rules_version, 1);
+    assert_eq!(api.engine.instance(caseflow_core::case::InstanceId(id)).unwrap().unwrap().rules_version, 1);
     // Refused: a malformed value names its file, line and key; the old rules stay.
     dir.edit("values.toml", "high = \"5min\"", "high = \"5 minuets\"");
     let (s, v) = api.call("POST", "/admin/rules/reload", Some("admin"), None, &[]).await;
@@ -514,12 +514,12 @@ fn a_reload_under_load_loses_no_command() {
         .map(|w| {
             let engine = engine.clone();
             std::thread::spawn(move || {
-                let crm = caseflow_engine::core::Actor { id: "crm".into(), roles: vec![], admin: false };
+                let crm = caseflow_core::case::Actor { id: "crm".into(), roles: vec![], admin: false };
                 let mut ids = Vec::new();
                 for n in 0..50 {
                     let fields = [("customer", "c"), ("contact", "p"), ("content", "x"), ("urgency", "high")]
                         .iter()
-                        .map(|(k, v)| (k.to_string(), caseflow_engine::value::Value::Text(v.to_string())))
+                        .map(|(k, v)| (k.to_string(), caseflow_core::value::Value::Text(v.to_string())))
                         .collect();
                     let inst = engine
                         .start("complaint", fields, &crm, Some(&format!("w{w}-{n}")), now)

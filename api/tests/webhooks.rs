@@ -5,14 +5,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use caseflow::config::WebhookConfig;
 use caseflow::webhooks::{deliver, signature};
-use caseflow_engine::core::Actor;
-use caseflow_engine::value::Value;
+use caseflow_core::case::Actor;
+use caseflow_core::value::Value;
 use caseflow_engine::{Engine, RuleSet, Store};
 use std::sync::{Arc, Mutex};
 
 fn rules() -> RuleSet {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).unwrap()
+    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
 }
 
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! Evaluating a 200-row decision table (target: under 5 µs median).
 //! `cargo bench -p caseflow-engine --bench decision_table` prints the figures.
 
-use caseflow_engine::value::Value;
+use caseflow_core::value::Value;
 use caseflow_engine::{RuleSet, RulesFile};
 use std::time::Instant;
 

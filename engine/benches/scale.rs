@@ -12,9 +12,9 @@
 
 mod common;
 
+use caseflow_core::case::Actor;
+use caseflow_core::value::Value;
 use caseflow_engine::clock::{Clock, SystemClock};
-use caseflow_engine::core::Actor;
-use caseflow_engine::value::Value;
 use caseflow_engine::{Durability, Engine, Store, StoreOptions};
 use std::sync::Arc;
 use std::time::Instant;

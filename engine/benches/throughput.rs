@@ -12,9 +12,9 @@
 
 mod common;
 
+use caseflow_core::case::{Actor, Command};
+use caseflow_core::value::Value;
 use caseflow_engine::clock::{Clock, SystemClock};
-use caseflow_engine::core::{Actor, Command};
-use caseflow_engine::value::Value;
 use caseflow_engine::{Durability, Engine, Store, StoreOptions};
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,7 +60,7 @@ fn run(instances: usize, threads: usize, in_flight: usize, durability: Durabilit
                 let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
                 let now = SystemClock.now();
                 let fields = || [("urgency".to_string(), Value::Text("high".into()))].into();
-                let complete = |inst: &caseflow_engine::core::Instance| {
+                let complete = |inst: &caseflow_core::case::Instance| {
                     let task = *inst.tasks.keys().next().expect("task");
                     Command::CompleteTask { task, fields: [("resolved".to_string(), Value::Bool(true))].into() }
                 };

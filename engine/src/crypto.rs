@@ -6,8 +6,8 @@
 //! value's JSON. The instance id is bound as associated data, so a ciphertext copied into
 //! another case does not decrypt. This is a shell concern: the core only sees plaintext.
 
-use crate::value::Value;
 use base64::Engine as _;
+use caseflow_core::value::Value;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 

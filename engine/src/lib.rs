@@ -1,31 +1,35 @@
-//! caseflow's execution layer: the deterministic core (`core`: state + event + time -> new
-//! state + effects), the administrators' rules (`rules`), decision tables (`table`), the
-//! business calendar (`calendar`) and SLA clocks (`sla`), and the shells around the core: the
-//! storage on sled (`store`) and the engine service that applies commands and fires timers
-//! (`service`).
+//! caseflow's shells around the core (`caseflow-core`): the storage on sled (`store`, its
+//! write-ahead log `wal` and the memtable between them), the engine service that applies
+//! commands, keeps workload figures and fires timers (`service`), field encryption
+//! (`crypto`), where time comes from (`clock`) and the fault points tests arm (`faults`).
 //!
-//! Architecture invariant: `core` and the rules and calendar code read neither the clock nor
-//! the file system; callers pass instants and file contents in. Only `store` and its log
-//! (`wal`) touch disk, with `rules::read_dir` the one reader of files outside the store.
+//! Only `store` and its log write to disk; `read_rules_dir` is the one reader of files outside
+//! the store.
 
-pub mod calendar;
 pub mod clock;
-pub mod core;
 pub mod crypto;
-pub mod duration;
-pub mod eval;
 pub mod faults;
 mod memtable;
-pub mod report;
-pub mod rules;
 pub mod service;
-pub mod sla;
 pub mod store;
-pub mod table;
-pub mod value;
 pub mod wal;
 
-pub use calendar::BusinessCalendar;
-pub use rules::{RuleSet, RulesError, RulesFile};
+pub use caseflow_core::{BusinessCalendar, RuleSet, RulesError, RulesFile};
 pub use service::{Engine, EngineError, Pending};
 pub use store::{CheckpointStats, Durability, Store, StoreOptions};
+
+/// Reads every `.toml` file of a rules folder, in name order. Loading and validating them stay
+/// pure, in `RuleSet::load`.
+pub fn read_rules_dir(dir: &std::path::Path) -> std::io::Result<Vec<RulesFile>> {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| Ok(RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p)? }))
+        .collect()
+}

@@ -5,10 +5,12 @@
 //! different instances run in parallel and share flushes (group commit). A command is
 //! acknowledged (the call returns `Ok`) only after its batch is durable.
 
-use crate::core::{self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status, Workload};
-use crate::rules::{RuleSet, RulesFile};
 use crate::store::{self, Store, StoreError};
-use crate::value::Value;
+use caseflow_core::case::{
+    self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status, Workload,
+};
+use caseflow_core::rules::{RuleSet, RulesFile};
+use caseflow_core::value::Value;
 use caseflow_dsl::model::Process;
 use caseflow_dsl::{check_files, Diagnostic, SourceFile};
 use chrono::{DateTime, Utc};
@@ -126,7 +128,7 @@ pub struct TaskView {
     pub instance: InstanceId,
     pub business_key: String,
     pub process: String,
-    pub task: core::Task,
+    pub task: case::Task,
 }
 
 /// The id of the field key the store's sensitive values are sealed with.
@@ -1040,8 +1042,8 @@ impl Engine {
             let mut inst = Instance::new(id, &def.model, def.version, key_text, now);
             inst.rules_version = rules_version;
             let workload = EngineWorkload(self);
-            let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
-            let outcome = core::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
+            let ctx = case::Context { model: &def.model, rules: &rules, workload: &workload, now };
+            let outcome = case::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
             let effects = outcome.effects.clone();
             unit.add(None, inst, outcome);
             self.cascade(&mut unit, id, effects, now)?;
@@ -1104,8 +1106,8 @@ impl Engine {
         })?;
         let (rules, rules_version) = self.rules_and_version();
         let workload = EngineWorkload(self);
-        let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
-        let mut outcome = core::apply(&ctx, &mut staged.after, actor, command)?;
+        let ctx = case::Context { model: &def.model, rules: &rules, workload: &workload, now };
+        let mut outcome = case::apply(&ctx, &mut staged.after, actor, command)?;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let effects = outcome.effects.clone();
         staged.outcome.history.append(&mut outcome.history);
@@ -1144,8 +1146,8 @@ impl Engine {
                     (inst.parent, inst.family, inst.depth, inst.rules_version) =
                         (Some((id, token)), Some(family), depth + 1, rules_version);
                     let workload = EngineWorkload(self);
-                    let ctx = core::Context { model: &def.model, rules: &rules, workload: &workload, now };
-                    let mut outcome = core::apply(&ctx, &mut inst, Actor::system(), Command::Start { fields })?;
+                    let ctx = case::Context { model: &def.model, rules: &rules, workload: &workload, now };
+                    let mut outcome = case::apply(&ctx, &mut inst, Actor::system(), Command::Start { fields })?;
                     outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
                     let effects = outcome.effects.clone();
                     unit.add(None, inst, outcome);
@@ -1245,7 +1247,7 @@ impl Engine {
                 }
                 // A case that ends now counts in its process's tallies.
                 if staged.before.as_ref().is_none_or(|b| !b.status.is_ended()) {
-                    for (name, keys) in core::tally_entries(&def.model, &self.rules(), &staged.after) {
+                    for (name, keys) in case::tally_entries(&def.model, &self.rules(), &staged.after) {
                         let mut k = tally_prefix(&staged.after.process, &name, &keys);
                         k.push(0);
                         k.extend_from_slice(&staged.after.id.0.to_be_bytes());
@@ -1403,9 +1405,9 @@ impl Engine {
     fn seal_history(
         &self,
         inst: &Instance,
-        mut entries: Vec<core::HistoryEntry>,
+        mut entries: Vec<case::HistoryEntry>,
         seal: bool,
-    ) -> Result<Vec<core::HistoryEntry>, EngineError> {
+    ) -> Result<Vec<case::HistoryEntry>, EngineError> {
         let sensitive = self.sensitive_fields(inst);
         for (name, old, new) in entries.iter_mut().flat_map(|h| h.changes.iter_mut()) {
             if sensitive.contains(name) {
@@ -1557,7 +1559,7 @@ impl Engine {
     }
 
     /// The audit trail, in order.
-    pub fn history(&self, id: InstanceId) -> Result<Vec<core::HistoryEntry>, EngineError> {
+    pub fn history(&self, id: InstanceId) -> Result<Vec<case::HistoryEntry>, EngineError> {
         let Some(inst) = self.instance(id)? else { return Ok(Vec::new()) };
         let prefix = store::key("h/", &[&id.0.to_be_bytes()]);
         let mut history = Vec::with_capacity(inst.history_len.min(1024) as usize);
@@ -1671,7 +1673,7 @@ impl Engine {
         process: &str,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-    ) -> Result<crate::report::Report, EngineError> {
+    ) -> Result<caseflow_core::report::Report, EngineError> {
         let def = self.definition(process, None).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
         let choice_fields: Vec<String> = def
             .model
@@ -1691,7 +1693,7 @@ impl Engine {
                 cases.push((inst, history));
             }
         }
-        Ok(crate::report::build(process, from, to, &choice_fields, &cases))
+        Ok(caseflow_core::report::build(process, from, to, &choice_fields, &cases))
     }
 
     // ------------------------------------------------------------ timers
@@ -1782,7 +1784,7 @@ impl Engine {
     }
 }
 
-fn event_of(inst: &Instance, h: &core::HistoryEntry) -> EngineEvent {
+fn event_of(inst: &Instance, h: &case::HistoryEntry) -> EngineEvent {
     EngineEvent {
         instance: inst.id,
         business_key: inst.business_key.clone(),

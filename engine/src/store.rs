@@ -34,10 +34,10 @@
 //!
 //! Every question the API asks is a prefix or range scan over one of these.
 
-use crate::core::{HistoryEntry, Instance, InstanceId};
 use crate::faults::{FaultPoint, Faults};
 use crate::memtable::{ApplyHelpers, Memtable, Pressure};
 use crate::wal::{Wal, WalError};
+use caseflow_core::case::{HistoryEntry, Instance, InstanceId};
 use chrono::{DateTime, Utc};
 use std::ops::Bound;
 use std::path::Path;
@@ -1188,7 +1188,7 @@ pub(crate) fn index_entries(inst: &Instance) -> std::collections::BTreeMap<Vec<u
     // Only a running case's timers can fire: a suspended case's (or one in incident) would sit
     // at the front of the due scan and, once there are more than a scan's batch, starve every
     // other case's timers. Resuming puts them back (the diff of the index entries).
-    if inst.status == crate::core::Status::Running {
+    if inst.status == caseflow_core::case::Status::Running {
         for t in inst.timers.values() {
             entries.insert(timer_key(t.due_at, inst.id, t.seq), Vec::new());
         }

@@ -2,10 +2,10 @@
 //! only moves when a test moves it. A perfect timer driver fires each timer exactly at its due
 //! time; the property test at the end fires them late and in random interleavings.
 
+use caseflow_core::case::*;
+use caseflow_core::value::Value;
 use caseflow_dsl::model::Process;
 use caseflow_dsl::{compile, CheckContext};
-use caseflow_engine::core::*;
-use caseflow_engine::value::Value;
 use caseflow_engine::RuleSet;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
@@ -16,7 +16,7 @@ use support::{branches_conserved, FlowGen};
 
 fn shipped_rules() -> RuleSet {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).expect("shipped rules load")
+    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).expect("shipped rules load")
 }
 
 fn model(source: &str) -> Process {
@@ -598,7 +598,7 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
                 panic!("seed {seed}: {e}\nevents: {:?}\n{source}", c.events());
             }
             if let Err(broken) = invariants(&c.inst, &c.history)
-                .and_then(|()| caseflow_engine::core::invariants(&c.model, &c.inst))
+                .and_then(|()| caseflow_core::case::invariants(&c.model, &c.inst))
                 .and_then(|()| branches_conserved(&c.model, &c.inst))
             {
                 panic!("seed {seed}: {broken}\nevents: {:?}\n{source}", c.events());

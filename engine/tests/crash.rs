@@ -2,7 +2,7 @@
 //! again, on the same data directory. After each kill the store reopens, every write the child
 //! acknowledged is there, and the invariants hold.
 
-use caseflow_engine::core::{InstanceId, Waiting};
+use caseflow_core::case::{InstanceId, Waiting};
 use caseflow_engine::{Engine, RuleSet, Store, StoreOptions};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -12,7 +12,7 @@ const ROUNDS: usize = 5;
 
 fn rules() -> RuleSet {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).unwrap()
+    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
 }
 
 #[test]
@@ -97,9 +97,9 @@ fn acknowledged_writes_survive_sigkill() {
                         // The writer's request again (a key is bound to its caller and body).
                         [("customer", "c"), ("contact", "p"), ("content", "x"), ("urgency", "low")]
                             .iter()
-                            .map(|(k, v)| (k.to_string(), caseflow_engine::value::Value::Text(v.to_string())))
+                            .map(|(k, v)| (k.to_string(), caseflow_core::value::Value::Text(v.to_string())))
                             .collect(),
-                        &caseflow_engine::core::Actor { id: "admin".into(), roles: vec![], admin: true },
+                        &caseflow_core::case::Actor { id: "admin".into(), roles: vec![], admin: true },
                         Some(key),
                         caseflow_engine::clock::Clock::now(&caseflow_engine::clock::SystemClock)
                     )

@@ -6,8 +6,8 @@
 
 mod support;
 
-use caseflow_engine::core::{self, Actor, Command, Instance, InstanceId, Status, Waiting};
-use caseflow_engine::value::Value;
+use caseflow_core::case::{self, Actor, Command, Instance, InstanceId, Status, Waiting};
+use caseflow_core::value::Value;
 use caseflow_engine::{Engine, EngineError, RuleSet, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use support::{branches_conserved, FlowGen, CALLEES};
 
 fn rules() -> RuleSet {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).unwrap()
+    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
 }
 
 fn all_cases(engine: &Engine) -> Vec<Instance> {
@@ -27,7 +27,7 @@ fn check_cases(engine: &Engine) -> Result<(), String> {
     let cases = all_cases(engine);
     for inst in &cases {
         let def = engine.definition(&inst.process, Some(inst.version)).ok_or("no definition")?;
-        core::invariants(&def.model, inst).map_err(|e| format!("case {}: {e}", inst.id))?;
+        case::invariants(&def.model, inst).map_err(|e| format!("case {}: {e}", inst.id))?;
         branches_conserved(&def.model, inst).map_err(|e| format!("case {}: {e}", inst.id))?;
         for (token, child) in &inst.children {
             let c =
@@ -118,7 +118,7 @@ fn every_accepted_graph_with_sub_processes_runs_soundly_through_the_engine() {
                 }
             };
             if let Err(e) = &result {
-                if matches!(e, EngineError::Command(core::CommandError::Invariant(_))) {
+                if matches!(e, EngineError::Command(case::CommandError::Invariant(_))) {
                     panic!("seed {seed}: {e}\n{source}");
                 }
                 refused += 1;

@@ -8,8 +8,8 @@
 
 mod support;
 
-use caseflow_engine::core::{Actor, Command, InstanceId, Status};
-use caseflow_engine::value::Value;
+use caseflow_core::case::{Actor, Command, InstanceId, Status};
+use caseflow_core::value::Value;
 use caseflow_engine::{Engine, EngineError, RuleSet, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ use support::FlowGen;
 
 fn rules() -> RuleSet {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).unwrap()
+    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
 }
 
 /// A field as generated: its declaration and the values a start may give it.

@@ -1,8 +1,8 @@
 //! The engine over sled: versions, business keys, idempotency, indexes, timers, sub-processes,
 //! and state that survives reopening the store.
 
-use caseflow_engine::core::{Actor, Command, CommandError, Status};
-use caseflow_engine::value::Value;
+use caseflow_core::case::{Actor, Command, CommandError, Status};
+use caseflow_core::value::Value;
 use caseflow_engine::{Durability, Engine, EngineError, RuleSet, Store, StoreOptions};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 fn rules() -> RuleSet {
     let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::rules::read_dir(dir).unwrap()).unwrap()
+    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
 }
 
 fn complaint_source() -> String {
@@ -439,7 +439,7 @@ fn instance_ids_are_reserved_in_blocks_and_never_reused_after_a_restart() {
     let engine = engine_at(&dir);
     let after_restart = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
     assert_eq!(after_restart.id.0, last, "a restart continues after the reserved block");
-    assert!(engine.instance(caseflow_engine::core::InstanceId(3)).unwrap().is_some());
+    assert!(engine.instance(caseflow_core::case::InstanceId(3)).unwrap().is_some());
 }
 
 #[test]
@@ -536,7 +536,7 @@ fn pending_writes_are_published_only_when_confirmed_and_survive_a_restart() {
         let task = *started.instance().tasks.keys().next().unwrap();
         // The case can be worked on before its start is acknowledged: the log keeps the order.
         let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
-        let claimed = engine.command_pending(id, &admin, caseflow_engine::core::Command::Claim { task }, now).unwrap();
+        let claimed = engine.command_pending(id, &admin, caseflow_core::case::Command::Claim { task }, now).unwrap();
         assert!(seen.lock().unwrap().is_empty(), "nothing is published before it is durable");
         assert_eq!(engine.confirm(started).unwrap().id, id);
         assert_eq!(seen.lock().unwrap().first().map(String::as_str), Some("started"));
@@ -564,7 +564,7 @@ fn fewest_open_assignment_keeps_exact_counts_under_concurrent_starts_and_complet
                     // Half the cases get their first task done, which opens the next one.
                     if (w + i) % 2 == 0 {
                         let task = *inst.tasks.keys().next().unwrap();
-                        let cmd = caseflow_engine::core::Command::CompleteTask {
+                        let cmd = caseflow_core::case::Command::CompleteTask {
                             task,
                             fields: [("cause".to_string(), Value::Text("quality".into()))].into(),
                         };

@@ -1,8 +1,8 @@
 //! Decision tables: each hit policy, condition kinds, and that `unique` tables accepted by
 //! the loader never find two rows at run time.
 
-use caseflow_engine::table::{DecisionTable, EvalError};
-use caseflow_engine::value::Value;
+use caseflow_core::table::{DecisionTable, EvalError};
+use caseflow_core::value::Value;
 use caseflow_engine::{RuleSet, RulesFile};
 use proptest::prelude::*;
 

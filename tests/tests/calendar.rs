@@ -1,7 +1,7 @@
 //! Business-calendar arithmetic, driven by `tests/calendar/cases.toml`.
 
-use caseflow_engine::calendar::{BusinessCalendar, Period};
-use caseflow_engine::duration;
+use caseflow_core::calendar::{BusinessCalendar, Period};
+use caseflow_core::duration;
 use caseflow_tests::*;
 use chrono::{DateTime, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde::Deserialize;

@@ -10,9 +10,9 @@
 //!
 //! Times are local to the business calendar (Asia/Shanghai): `2026-11-23T10:00`.
 
+use caseflow_core::case::{Actor, Command, Instance, InstanceId, Status};
+use caseflow_core::value::Value;
 use caseflow_engine::clock::{Clock, ManualClock};
-use caseflow_engine::core::{Actor, Command, Instance, InstanceId, Status};
-use caseflow_engine::value::Value;
 use caseflow_engine::{Engine, Store};
 use caseflow_tests::*;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -171,7 +171,7 @@ impl Run {
         Ok(())
     }
 
-    fn find_task(&self, step: &str) -> Option<(InstanceId, caseflow_engine::core::Task)> {
+    fn find_task(&self, step: &str) -> Option<(InstanceId, caseflow_core::case::Task)> {
         for inst in self.all_instances() {
             let def = self.engine.definition(&inst.process, Some(inst.version)).unwrap();
             if let Some(t) = inst.tasks.values().find(|t| def.model.step(t.step).name == step) {

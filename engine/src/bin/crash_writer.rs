@@ -7,9 +7,9 @@
 //! CHECKPOINT_BYTES 0 leaves the default; a small value makes checkpoints (a snapshot of sled's
 //! page table) frequent, so that kills land during them too. Each new checkpoint count is printed.
 
+use caseflow_core::case::{Actor, Command};
+use caseflow_core::value::Value;
 use caseflow_engine::clock::{Clock, SystemClock};
-use caseflow_engine::core::{Actor, Command};
-use caseflow_engine::value::Value;
 use caseflow_engine::{Durability, Engine, RuleSet, Store, StoreOptions};
 use std::io::Write;
 
@@ -28,7 +28,7 @@ fn main() {
         }
     };
     let durability = if durability == "fsync" { Durability::Fsync } else { Durability::Flush };
-    let files = caseflow_engine::rules::read_dir(std::path::Path::new(rules_dir)).expect("rules dir");
+    let files = caseflow_engine::read_rules_dir(std::path::Path::new(rules_dir)).expect("rules dir");
     let rules = RuleSet::load(&files).expect("rules");
     let store = Store::open(
         std::path::Path::new(data),

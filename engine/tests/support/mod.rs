@@ -2,8 +2,8 @@
 //! check (`core.rs` drives them through the core, `graphs.rs` through the whole engine).
 #![allow(dead_code)]
 
+use caseflow_core::case::Instance;
 use caseflow_dsl::model::{Process, StepId};
-use caseflow_engine::core::Instance;
 
 /// The processes a generated graph may call: `helper` waits for a person, `quick` ends at once.
 pub const CALLEES: [&str; 2] = [

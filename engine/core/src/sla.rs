@@ -3,7 +3,7 @@
 //! on holidays and over lunch), measured on the business calendar in force.
 
 use crate::calendar::BusinessCalendar;
-use crate::core::Task;
+use crate::case::Task;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 

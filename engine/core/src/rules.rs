@@ -266,22 +266,6 @@ fn cell_match(c: &crate::table::Condition) -> caseflow_dsl::catalog::CellMatch {
     }
 }
 
-/// Reads every `.toml` file of a rules folder, in name order (a shell helper: loading and
-/// validating stay pure in `RuleSet::load`).
-pub fn read_dir(dir: &std::path::Path) -> std::io::Result<Vec<RulesFile>> {
-    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| Ok(RulesFile { name: p.display().to_string(), text: std::fs::read_to_string(&p)? }))
-        .collect()
-}
-
 /// Where a key sits, for messages.
 #[derive(Clone)]
 struct Loc<'a> {

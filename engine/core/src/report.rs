@@ -8,7 +8,7 @@
 //! which is start order). Fine for the department's volumes; an incremental aggregate would be
 //! the next step for large histories.
 
-use crate::core::{HistoryEntry, Instance, Status};
+use crate::case::{HistoryEntry, Instance, Status};
 use crate::value::Value;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -110,7 +110,7 @@ pub fn build(
         let mut overdue: Vec<u32> = Vec::new();
         for h in history {
             let Some(task) = h.task else { continue };
-            use crate::core::HistoryEvent;
+            use crate::case::HistoryEvent;
             match h.event.as_str() {
                 e if e == HistoryEvent::TaskOpened.as_str() => {
                     opened.insert(task, (h.at, h.step.as_deref().unwrap_or("")));
