@@ -15,6 +15,7 @@ use caseflow_dsl::model::Process;
 use caseflow_dsl::{check_files, Diagnostic, SourceFile};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -487,32 +488,40 @@ fn fill_sequence(inst: &mut Instance, outcome: &mut Outcome, seq: &str) {
     }
 }
 
-struct EngineWorkload<'a>(&'a Engine);
+/// Where each role's round-robin position is kept: `m/rr/<role>` → u64.
+const ROUND_ROBIN_PREFIX: &str = "m/rr/";
+
+/// The workload as the core sees it: figures read from the store and the engine's counters,
+/// and the round-robin positions it read (checked again before the command counts).
+struct EngineWorkload<'a> {
+    engine: &'a Engine,
+    positions_read: RefCell<BTreeMap<String, u64>>,
+}
 
 impl Workload for EngineWorkload<'_> {
     fn open_tasks(&self, user: &str) -> usize {
-        self.0.open_counts.get(user, || {
+        self.engine.open_counts.get(user, || {
             let prefix = store::key("u/", &[user.as_bytes(), b"\0"]);
-            self.0.store.scan_prefix(&prefix).count()
+            self.engine.store.scan_prefix(&prefix).count()
         })
     }
 
     fn familiar(&self, process: &str, field: &str, value: &str, step: &str) -> Option<String> {
         let key = familiar_key(process, field, value, step);
-        self.0.store.get(&key).ok().flatten().and_then(|v| String::from_utf8(v.to_vec()).ok())
+        self.engine.store.get(&key).ok().flatten().and_then(|v| String::from_utf8(v.to_vec()).ok())
     }
 
     fn tally(&self, process: &str, name: &str, keys: &[String]) -> u64 {
         let mut prefix = tally_prefix(process, name, keys);
         prefix.push(0);
-        self.0.store.scan_prefix(&prefix).count() as u64
+        self.engine.store.scan_prefix(&prefix).count() as u64
     }
 
-    fn assignments(&self, role: &str) -> u64 {
-        let mut rr = self.0.round_robin.lock().unwrap_or_else(|p| p.into_inner());
-        let n = rr.entry(role.to_string()).or_insert(0);
-        *n += 1;
-        *n - 1
+    fn round_robin_position(&self, role: &str) -> u64 {
+        let position = self.engine.round_robin.lock().unwrap_or_else(|p| p.into_inner()).get(role).copied();
+        let position = position.unwrap_or(0);
+        self.positions_read.borrow_mut().insert(role.to_string(), position);
+        position
     }
 }
 
@@ -560,6 +569,14 @@ impl Engine {
         if let Some(v) = engine.store.get_u64(b"m/rules_version")? {
             engine.rules_version.store(v, Ordering::SeqCst);
         }
+        let mut rotation = BTreeMap::new();
+        for item in engine.store.scan_prefix(ROUND_ROBIN_PREFIX.as_bytes()) {
+            let (k, v) = item?;
+            let role = String::from_utf8_lossy(&k[ROUND_ROBIN_PREFIX.len()..]).into_owned();
+            let position = v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            rotation.insert(role, position.unwrap_or(0));
+        }
+        *engine.round_robin.lock().unwrap_or_else(|p| p.into_inner()) = rotation;
         Ok(engine)
     }
 
@@ -1041,9 +1058,7 @@ impl Engine {
             let key_text = unit.started[0].1.text.clone();
             let mut inst = Instance::new(id, &def.model, def.version, key_text, now);
             inst.rules_version = rules_version;
-            let workload = EngineWorkload(self);
-            let ctx = case::Context { model: &def.model, rules: &rules, workload: &workload, now };
-            let outcome = case::apply(&ctx, &mut inst, actor, Command::Start { fields })?;
+            let (inst, outcome) = self.run_core(&def.model, &rules, &inst, actor, Command::Start { fields }, now)?;
             let effects = outcome.effects.clone();
             unit.add(None, inst, outcome);
             self.cascade(&mut unit, id, effects, now)?;
@@ -1105,9 +1120,8 @@ impl Engine {
             EngineError::UnknownProcess(format!("{} version {}", staged.after.process, staged.after.version))
         })?;
         let (rules, rules_version) = self.rules_and_version();
-        let workload = EngineWorkload(self);
-        let ctx = case::Context { model: &def.model, rules: &rules, workload: &workload, now };
-        let mut outcome = case::apply(&ctx, &mut staged.after, actor, command)?;
+        let (after, mut outcome) = self.run_core(&def.model, &rules, &staged.after, actor, command, now)?;
+        staged.after = after;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let effects = outcome.effects.clone();
         staged.outcome.history.append(&mut outcome.history);
@@ -1145,9 +1159,8 @@ impl Engine {
                     unit.started.push((child, key));
                     (inst.parent, inst.family, inst.depth, inst.rules_version) =
                         (Some((id, token)), Some(family), depth + 1, rules_version);
-                    let workload = EngineWorkload(self);
-                    let ctx = case::Context { model: &def.model, rules: &rules, workload: &workload, now };
-                    let mut outcome = case::apply(&ctx, &mut inst, Actor::system(), Command::Start { fields })?;
+                    let (inst, mut outcome) =
+                        self.run_core(&def.model, &rules, &inst, Actor::system(), Command::Start { fields }, now)?;
                     outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
                     let effects = outcome.effects.clone();
                     unit.add(None, inst, outcome);
@@ -1203,6 +1216,40 @@ impl Engine {
         }
     }
 
+    /// Runs a command through the core on a snapshot of the workload, then moves each role's
+    /// round-robin rotation on by the tasks the command took. Two commands that read the same
+    /// position at once would give their tasks to the same person: the later one finds the
+    /// position moved and runs again on the fresh figures (the core is pure, so running again
+    /// is safe). A command the core refuses moves nothing.
+    fn run_core(
+        &self,
+        model: &Process,
+        rules: &RuleSet,
+        inst: &Instance,
+        actor: &Actor,
+        command: Command,
+        now: DateTime<Utc>,
+    ) -> Result<(Instance, Outcome), EngineError> {
+        loop {
+            let workload = EngineWorkload { engine: self, positions_read: RefCell::new(BTreeMap::new()) };
+            let ctx = case::Context { model, rules, workload: &workload, now };
+            let (after, outcome) = case::applied(&ctx, inst, actor, command.clone())?;
+            let read = workload.positions_read.into_inner();
+            if read.is_empty() {
+                return Ok((after, outcome));
+            }
+            let mut rotation = self.round_robin.lock().unwrap_or_else(|p| p.into_inner());
+            if read.iter().all(|(role, at)| rotation.get(role).copied().unwrap_or(0) == *at) {
+                for e in &outcome.effects {
+                    if let Effect::RoundRobinTaken { role, count } = e {
+                        *rotation.entry(role.clone()).or_insert(0) += count;
+                    }
+                }
+                return Ok((after, outcome));
+            }
+        }
+    }
+
     /// Writes a unit: numbers the business keys of the cases it started (and records the
     /// idempotency key) in a small batch of counters, then every case in one batch.
     fn commit(&self, unit: &mut Unit, idempotency_key: Option<&IdempotencyKey>) -> Result<u64, EngineError> {
@@ -1231,6 +1278,20 @@ impl Engine {
         let mut batch = store::Batch::default();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
         let mut timers = Vec::new();
+        // The rotations this unit moved, so a restart carries on where they were.
+        let rotated: BTreeSet<&str> = (unit.cases.values().flat_map(|c| &c.outcome.effects))
+            .filter_map(|e| match e {
+                Effect::RoundRobinTaken { role, .. } => Some(role.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !rotated.is_empty() {
+            let rotation = self.round_robin.lock().unwrap_or_else(|p| p.into_inner());
+            for role in rotated {
+                let position = rotation.get(role).copied().unwrap_or(0);
+                batch.insert(store::key(ROUND_ROBIN_PREFIX, &[role.as_bytes()]), position.to_be_bytes().to_vec());
+            }
+        }
         for (id, _) in &unit.started {
             let key = &unit.cases[id].after.business_key;
             batch.insert(store::key("k/", &[key.as_bytes()]), id.0.to_be_bytes().to_vec());

@@ -8,6 +8,7 @@
 //! | `m/` | `m/next_instance`, `m/format`, `m/rules_version` | u64 BE: the next instance id, the key layout (`FORMAT`), the rules version in force |
 //! | `m/` | `m/rules_files` | the rules files in force (JSON), for a restart whose folder is refused |
 //! | `m/` | `m/field_key_id` | the id of the key sensitive fields are sealed with |
+//! | `m/rr/` | `m/rr/<role>` | u64 BE: the role's round-robin position, so a restart carries on the rotation |
 //! | `c/` | `c/{rules version u64 BE}` | one accepted rules change (JSON: who, when, diff) |
 //! | `d/` | `d/{process}\0{version u32 BE}` | definition (JSON: source, hash, deployed_at) |
 //! | `i/` | `i/{id u64 BE}` | instance (JSON) |

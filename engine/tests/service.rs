@@ -896,3 +896,48 @@ fn sub_cases_are_indexed_and_rebuilt_for_a_store_of_format_3() {
     let engine = engine_at(&dir);
     assert_eq!(engine.sub_cases(id).unwrap().len(), 2, "rebuilt on open");
 }
+
+/// Round robin is a rotation the engine keeps, not the core: a start the core refuses moves it
+/// on for no one, and a restart carries it on where it was.
+#[test]
+fn round_robin_rotation_skips_no_one_and_survives_a_restart() {
+    const ROTATION: &str = r#"process rotation "轮转" {
+  fields { note: text "备注" required }
+  start -> handle
+  task handle "处理" {
+    assign role cs_rep by round_robin
+    -> done
+  }
+  end done
+}"#;
+    let dir = TempDir::new("round-robin");
+    let now = bj(2026, 11, 23, 10, 0);
+    let note = |n: &str| BTreeMap::from([("note".to_string(), Value::Text(n.into()))]);
+    let assignee = |engine: &Engine, fields| {
+        let inst = engine.start("rotation", fields, &crm(), None, now).unwrap();
+        inst.tasks.values().next().and_then(|t| t.assignee.clone()).expect("a member is on duty")
+    };
+    let (first, second, refused_then) = {
+        let engine = engine_at(&dir);
+        engine.deploy(ROTATION, now).unwrap();
+        let first = assignee(&engine, note("1"));
+        let second = assignee(&engine, note("2"));
+        let refused = engine.start("rotation", BTreeMap::new(), &crm(), None, now).unwrap_err();
+        assert!(matches!(refused, EngineError::Command(CommandError::InvalidField { .. })), "{refused}");
+        (first, second, assignee(&engine, note("3")))
+    };
+    assert_ne!(first, second, "the rotation moves on");
+    let mut order = vec![first.clone(), second.clone(), refused_then.clone()];
+    // After a restart the rotation continues: the members come round in the same order.
+    let engine = engine_at(&dir);
+    for i in 3..7 {
+        order.push(assignee(&engine, note(&i.to_string())));
+    }
+    // Members on duty at 10:00 (one of the three is away).
+    let members = order.iter().collect::<std::collections::BTreeSet<_>>().len();
+    assert_eq!(members, 2, "{order:?}");
+    for i in members..order.len() {
+        assert_eq!(order[i], order[i - members], "position {i} of {order:?}: the rotation went on as it was");
+    }
+    assert_ne!(refused_then, second, "the refused start took no one's turn");
+}

@@ -18,6 +18,7 @@ use caseflow_dsl::model::{
 };
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -499,6 +500,12 @@ pub enum Effect {
     Ended {
         status: Status,
     },
+    /// The command gave `count` tasks of `role` by round robin: the shell moves the role's
+    /// rotation on by that much once the command is written.
+    RoundRobinTaken {
+        role: String,
+        count: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -595,8 +602,9 @@ pub enum CommandError {
 /// and does not change it.
 pub trait Workload {
     fn open_tasks(&self, user: &str) -> usize;
-    /// Tasks given to the role so far (drives round-robin).
-    fn assignments(&self, role: &str) -> u64;
+    /// Tasks given to the role by round robin so far: the rotation's position. Read, never
+    /// advanced here: the core reports what it took as `Effect::RoundRobinTaken`.
+    fn round_robin_position(&self, role: &str) -> u64;
     /// Who last completed `step` in a case of `process` whose `field` held `value`.
     fn familiar(&self, process: &str, field: &str, value: &str, step: &str) -> Option<String>;
     /// How many cases of `process` its tally `name` counted under these keys.
@@ -610,7 +618,7 @@ impl Workload for NoWorkload {
     fn open_tasks(&self, _: &str) -> usize {
         0
     }
-    fn assignments(&self, _: &str) -> u64 {
+    fn round_robin_position(&self, _: &str) -> u64 {
         0
     }
     fn familiar(&self, _: &str, _: &str, _: &str, _: &str) -> Option<String> {
@@ -705,7 +713,28 @@ impl Instance {
 
 /// Applies a command. On success `instance` holds the new state; on error it is unchanged.
 pub fn apply(ctx: &Context, instance: &mut Instance, actor: &Actor, command: Command) -> Result<Outcome, CommandError> {
-    let mut run = Run { ctx, inst: instance.clone(), actor, effects: Vec::new(), history: Vec::new(), steps_run: 0 };
+    let (after, outcome) = applied(ctx, instance, actor, command)?;
+    *instance = after;
+    Ok(outcome)
+}
+
+/// Applies a command to a case and returns the new case beside the outcome, leaving the given
+/// one as it was (so a shell can run the command again on a fresher workload).
+pub fn applied(
+    ctx: &Context,
+    instance: &Instance,
+    actor: &Actor,
+    command: Command,
+) -> Result<(Instance, Outcome), CommandError> {
+    let mut run = Run {
+        ctx,
+        inst: instance.clone(),
+        actor,
+        effects: Vec::new(),
+        history: Vec::new(),
+        steps_run: 0,
+        round_robin: RefCell::new(BTreeMap::new()),
+    };
     run.command(command)?;
     if let Err(broken) = invariants(ctx.model, &run.inst) {
         // A bug, not bad input: refuse the command and leave the case as it was. (Not a
@@ -713,8 +742,10 @@ pub fn apply(ctx: &Context, instance: &mut Instance, actor: &Actor, command: Com
         return Err(CommandError::Invariant(broken));
     }
     run.inst.updated_at = ctx.now;
-    *instance = run.inst;
-    Ok(Outcome { effects: run.effects, history: run.history })
+    let mut effects = run.effects;
+    effects
+        .extend(run.round_robin.into_inner().into_iter().map(|(role, count)| Effect::RoundRobinTaken { role, count }));
+    Ok((run.inst, Outcome { effects, history: run.history }))
 }
 
 /// What must hold of an instance after every command. A live case always has work in it:
@@ -799,6 +830,8 @@ struct Run<'a> {
     effects: Vec<Effect>,
     history: Vec<HistoryEntry>,
     steps_run: usize,
+    /// Tasks this command gave by round robin, per role (the rotation moves on by these).
+    round_robin: RefCell<BTreeMap<String, u64>>,
 }
 
 impl Run<'_> {
@@ -2453,8 +2486,11 @@ impl Run<'_> {
         };
         let chosen = match strategy {
             Strategy::RoundRobin if !available.is_empty() => {
-                let i = (self.ctx.workload.assignments(role) % available.len() as u64) as usize;
-                Some(available[i])
+                let mut taken = self.round_robin.borrow_mut();
+                let taken = taken.entry(role.to_string()).or_insert(0);
+                let position = self.ctx.workload.round_robin_position(role) + *taken;
+                *taken += 1;
+                Some(available[(position % available.len() as u64) as usize])
             }
             Strategy::FewestOpen => available.iter().copied().min_by_key(|u| (self.ctx.workload.open_tasks(u), *u)),
             Strategy::Skill => {
