@@ -465,7 +465,11 @@ proptest! {
                     if let Some(t) = timers.get(i % timers.len().max(1)) {
                         let r = c.run(Actor::system(), Command::FireTimer { timer: t.seq });
                         if c.now < t.due_at {
-                            prop_assert!(matches!(r, Err(CommandError::TimerNotDue { .. })), "a timer fired early");
+                            // Refused as early, or (status first, `allowed`) as given to a case on hold.
+                            prop_assert!(
+                                matches!(r, Err(CommandError::TimerNotDue { .. } | CommandError::WrongStatus(_))),
+                                "a timer fired early"
+                            );
                         }
                     }
                 }
@@ -1020,4 +1024,68 @@ process p {
     let preparer = c.task("prepare").assignee.unwrap();
     c.complete("prepare", fields(&[]));
     assert_eq!(c.inst.fields["prepared_by"], text(&preparer));
+}
+
+/// Every command in every status: refused with `WrongStatus` exactly where the one table
+/// (`allowed`) says so, and nowhere else, whatever the handler does after.
+#[test]
+fn every_command_in_every_status_follows_the_table() {
+    let model = model(
+        r#"process table "表" {
+  fields { note: text "备注" }
+  start -> work
+  task work "办理" { assign role cs_rep due 1 workday -> done }
+  end done
+}"#,
+    );
+    let rules = shipped_rules();
+    let now = bj(2026, 11, 23, 10, 0);
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    let ctx = Context { model: &model, rules: &rules, workload: &NoWorkload, now };
+    let fresh = Instance::new(InstanceId(1), &model, 1, "k".into(), now);
+    let mut started = fresh.clone();
+    apply(&ctx, &mut started, &admin, Command::Start { fields: BTreeMap::new() }).unwrap();
+    let task = *started.tasks.keys().next().expect("a task is open");
+    let timer = *started.timers.keys().next().expect("its deadline is set");
+    let example = |kind: CommandKind| match kind {
+        CommandKind::Start => Command::Start { fields: BTreeMap::new() },
+        CommandKind::CompleteTask => Command::CompleteTask { task, fields: BTreeMap::new() },
+        CommandKind::Claim => Command::Claim { task },
+        CommandKind::Release => Command::Release { task },
+        CommandKind::Reassign => Command::Reassign { task, to: "li_na".into(), reason: "r".into() },
+        CommandKind::Delegate => Command::Delegate { task, to: "li_na".into(), reason: "r".into() },
+        CommandKind::FireTimer => Command::FireTimer { timer },
+        CommandKind::Message => Command::Message { name: "m".into() },
+        CommandKind::UpdateFields => Command::UpdateFields { fields: fields(&[("note", text("n"))]) },
+        CommandKind::ChildStarted => Command::ChildStarted { token: 0, child: InstanceId(2) },
+        CommandKind::ChildEnded => Command::ChildEnded { token: 0, fields: BTreeMap::new() },
+        CommandKind::ChildCancelled => Command::ChildCancelled { token: 0, reason: "r".into() },
+        CommandKind::Cancel => Command::Cancel { reason: "r".into() },
+        CommandKind::Suspend => Command::Suspend,
+        CommandKind::Resume => Command::Resume,
+        CommandKind::Retry => Command::Retry,
+        CommandKind::RecomputeDeadlines => Command::RecomputeDeadlines,
+    };
+    let status = |kind: StatusKind| match kind {
+        StatusKind::Running => Status::Running,
+        StatusKind::Suspended => Status::Suspended,
+        StatusKind::Incident => Status::Incident { step: "work".into(), reason: "r".into() },
+        StatusKind::Completed => Status::Completed { outcome: "done".into() },
+        StatusKind::Cancelled => Status::Cancelled { reason: "r".into() },
+    };
+    let mut allowed_somewhere = 0;
+    for s in StatusKind::ALL {
+        for c in CommandKind::ALL {
+            assert_eq!(example(c).kind(), c);
+            let mut inst = if c == CommandKind::Start { fresh.clone() } else { started.clone() };
+            inst.status = status(s);
+            let later = Context { now: now + Duration::days(30), ..ctx };
+            let got = apply(&later, &mut inst, &admin, example(c));
+            let refused = matches!(got, Err(CommandError::WrongStatus(_)));
+            assert_eq!(refused, !allowed(c, s), "{c:?} in a {} case: {got:?}", s.as_str());
+            allowed_somewhere += usize::from(allowed(c, s));
+        }
+    }
+    assert!(CommandKind::ALL.iter().all(|c| StatusKind::ALL.iter().any(|s| allowed(*c, *s))));
+    assert_eq!(allowed_somewhere, 9 + 6 * 3 + 1 + 1, "the table's shape");
 }
