@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use caseflow_core::case::{self, Actor, Command, CommandError, Instance, InstanceId};
+use caseflow_core::case::{self, Actor, Command, CommandError, Instance, InstanceId, StatusKind};
 use caseflow_core::value::Value;
 use caseflow_engine::clock::Clock;
 use caseflow_engine::{Engine, EngineError};
@@ -1992,12 +1992,11 @@ async fn list_instances(
     _caller: Caller,
     Q(q): Q<ListQuery>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    const STATUSES: [&str; 5] = ["running", "suspended", "incident", "completed", "cancelled"];
-    if !STATUSES.contains(&q.status.as_str()) {
+    if StatusKind::parse(&q.status).is_none() {
         return Err(ApiError {
             status: StatusCode::BAD_REQUEST,
             kind: "bad-request",
-            detail: format!("status must be one of {}", STATUSES.join(", ")),
+            detail: format!("status must be one of {}", StatusKind::ALL.map(StatusKind::as_str).join(", ")),
             field: Some("status".into()),
             errors: Vec::new(),
         });
@@ -2064,7 +2063,7 @@ async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Resp
         out.push_str(&format!("caseflow_rules_refused {}\n", u8::from(refused)));
         out.push_str("# HELP caseflow_instances Instances by process and status.\n# TYPE caseflow_instances gauge\n");
         for (process, _) in s.engine.definitions() {
-            for status in ["running", "suspended", "incident", "completed", "cancelled"] {
+            for status in StatusKind::ALL.map(StatusKind::as_str) {
                 let n = s.engine.count_instances(&process, status)?;
                 out.push_str(&format!("caseflow_instances{{process=\"{process}\",status=\"{status}\"}} {n}\n"));
             }

@@ -1025,10 +1025,9 @@ impl<'a> Checker<'a> {
                     }
                 }
                 if let Some(s) = strategy {
-                    const STRATEGIES: [&str; 3] = ["round_robin", "fewest_open", "skill"];
-                    if !STRATEGIES.contains(&s.name.as_str()) {
-                        let hint = did_you_mean(&s.name, STRATEGIES)
-                            .unwrap_or_else(|| format!("use one of: {}", STRATEGIES.join(", ")));
+                    if !crate::model::STRATEGIES.contains(&s.name.as_str()) {
+                        let hint = did_you_mean(&s.name, crate::model::STRATEGIES)
+                            .unwrap_or_else(|| format!("use one of: {}", crate::model::STRATEGIES.join(", ")));
                         self.err(
                             Diagnostic::new(
                                 Code::BadAssignee,

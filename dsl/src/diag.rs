@@ -73,6 +73,7 @@ codes! {
     BranchLeavesSplit = "FLOW036", Error, "branch leaves its split other than through the join";
     EndlessCalls = "FLOW037", Error, "processes call each other with no task or wait";
     TableGap = "FLOW038", Error, "a decision table has no row for some values of its inputs";
+    DuplicateProcess = "FLOW039", Error, "process id defined by two files";
     UnusedField = "FLOW100", Warning, "unused field";
     TaskWithoutDue = "FLOW101", Warning, "task without a due time";
     MissingSource = "FLOW102", Warning, "process does not cite its source";

@@ -62,7 +62,7 @@ pub fn check_files(files: &[SourceFile], catalog: Option<&RuleCatalog>) -> Vec<F
                 duplicates.insert(
                     i,
                     Diagnostic::new(
-                        Code::DuplicateStep,
+                        Code::DuplicateProcess,
                         ast.id.span.clone(),
                         format!("process `{}` is also defined in {}", ast.id.name, files[first].name),
                     )
@@ -145,5 +145,24 @@ fn refuse_endless_calls(reports: &mut [FileReport], parsed: &[Result<ast::Proces
                 .hint("let a person or time come between the levels (a `task` or `wait` before the call), and bound the depth with a field"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_id_defined_by_two_files_is_refused_in_the_second() {
+        let text = "process twice \"两次\" {\n  source \"test\"\n  start -> done\n  end done\n}\n";
+        let files = [
+            SourceFile { name: "a.flow".into(), text: text.into() },
+            SourceFile { name: "b.flow".into(), text: text.into() },
+        ];
+        let reports = check_files(&files, None);
+        assert!(reports[0].checked.diagnostics.iter().all(|d| !d.is_error()), "{:?}", reports[0].checked.diagnostics);
+        let second = &reports[1].checked.diagnostics;
+        assert_eq!(second.iter().map(|d| d.code).collect::<Vec<_>>(), [Code::DuplicateProcess], "{second:?}");
+        assert!(second[0].message.contains("also defined in a.flow"), "{}", second[0].message);
     }
 }

@@ -67,6 +67,10 @@ pub struct Field {
     pub default: Option<Expr>,
 }
 
+/// The assignment strategies a `by` clause and the rules' `strategy` may name (the engine's
+/// `Strategy::parse` reads these names).
+pub const STRATEGIES: [&str; 3] = ["round_robin", "fewest_open", "skill"];
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Assignee {
     /// `familiar`: prefer the member who did this step in the latest other case of the

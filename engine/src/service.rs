@@ -7,7 +7,7 @@
 
 use crate::store::{self, Store, StoreError};
 use caseflow_core::case::{
-    self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status, Workload,
+    self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status, StatusKind, Workload,
 };
 use caseflow_core::rules::{RuleSet, RulesFile};
 use caseflow_core::value::Value;
@@ -715,8 +715,8 @@ impl Engine {
         let processes: Vec<String> = self.definitions().into_iter().map(|(p, _)| p).collect();
         let mut changed = 0;
         for p in processes {
-            for status in ["running", "suspended"] {
-                for id in self.instances(&p, status, usize::MAX)? {
+            for status in [StatusKind::Running, StatusKind::Suspended] {
+                for id in self.instances(&p, status.as_str(), usize::MAX)? {
                     let before = self.instance(id)?.map(|i| i.history_len);
                     let after = self.command(id, Actor::system(), Command::RecomputeDeadlines, now)?;
                     if before != Some(after.history_len) {
@@ -1744,8 +1744,8 @@ impl Engine {
             .map(|f| f.name.clone())
             .collect();
         let mut cases = Vec::new();
-        for status in ["running", "suspended", "incident", "completed", "cancelled"] {
-            for id in self.instances(process, status, usize::MAX)? {
+        for status in StatusKind::ALL {
+            for id in self.instances(process, status.as_str(), usize::MAX)? {
                 let Some(inst) = self.instance(id)? else { continue };
                 if from.is_some_and(|f| inst.started_at < f) || to.is_some_and(|t| inst.started_at >= t) {
                     continue;

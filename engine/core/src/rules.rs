@@ -51,6 +51,26 @@ pub enum Strategy {
     Skill,
 }
 
+/// `a, b or c`.
+fn one_of(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+impl Strategy {
+    /// A strategy by the name `.flow` files and rules use (`caseflow_dsl::model::STRATEGIES`).
+    pub fn parse(name: &str) -> Option<Strategy> {
+        match name {
+            "round_robin" => Some(Strategy::RoundRobin),
+            "fewest_open" => Some(Strategy::FewestOpen),
+            "skill" => Some(Strategy::Skill),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Role {
     pub name: String,
@@ -321,8 +341,8 @@ struct Loader {
     manager_at: BTreeMap<String, RulesError>,
 }
 
-const SECTIONS: [&str; 8] =
-    ["calendar", "roles", "users", "away", "roster", "values", "decision_tables", "key_formats"];
+const SECTIONS: [&str; 9] =
+    ["calendar", "roles", "users", "away", "roster", "values", "decision_tables", "key_formats", "permissions"];
 
 impl Loader {
     fn err(&mut self, loc: &Loc, message: impl Into<String>) {
@@ -620,16 +640,14 @@ impl Loader {
             return;
         }
         let strategy = match self.str_of(loc, t, "strategy") {
-            None | Some("round_robin") => Strategy::RoundRobin,
-            Some("fewest_open") => Strategy::FewestOpen,
-            Some("skill") => Strategy::Skill,
-            Some(other) => {
+            None => Strategy::RoundRobin,
+            Some(name) => Strategy::parse(name).unwrap_or_else(|| {
                 self.err(
                     &loc.child("strategy", None),
-                    format!("`{other}` is not a strategy: round_robin, fewest_open or skill"),
+                    format!("`{name}` is not a strategy: {}", one_of(&caseflow_dsl::model::STRATEGIES)),
                 );
                 Strategy::RoundRobin
-            }
+            }),
         };
         let fallback = self.str_of(loc, t, "fallback").map(str::to_string);
         if let Some(f) = &fallback {
@@ -1194,4 +1212,17 @@ fn valid_name(s: &str) -> bool {
 
 fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
     caseflow_dsl::diag::closest(name, candidates.iter().copied())
+}
+
+#[cfg(test)]
+mod strategy_tests {
+    use super::Strategy;
+
+    #[test]
+    fn every_strategy_the_language_names_parses() {
+        for name in caseflow_dsl::model::STRATEGIES {
+            assert!(Strategy::parse(name).is_some(), "{name}");
+        }
+        assert_eq!(Strategy::parse("random"), None);
+    }
 }

@@ -100,12 +100,9 @@ impl Run<'_> {
         let available: Vec<&str> =
             self.available(role).into_iter().filter(|u| !excluded.iter().any(|x| x == u)).collect();
         let role_def = rules.roles.get(role);
-        let strategy = match strategy {
-            Some("round_robin") => Strategy::RoundRobin,
-            Some("fewest_open") => Strategy::FewestOpen,
-            Some("skill") => Strategy::Skill,
-            _ => role_def.map_or(Strategy::RoundRobin, |r| r.strategy.clone()),
-        };
+        let strategy = strategy
+            .and_then(Strategy::parse)
+            .unwrap_or_else(|| role_def.map_or(Strategy::RoundRobin, |r| r.strategy.clone()));
         let chosen = match strategy {
             Strategy::RoundRobin if !available.is_empty() => {
                 let mut taken = self.round_robin.borrow_mut();
