@@ -6,17 +6,14 @@ use axum::http::{Request, StatusCode};
 use caseflow::config::{sha256_hex, TokenConfig};
 use caseflow::server::{router, AppState};
 use caseflow_engine::clock::{Clock, ManualClock};
-use caseflow_engine::{Engine, RuleSet, Store};
+use caseflow_engine::{Engine, Store};
 use chrono::{Duration, TimeZone, Utc};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-fn rules() -> RuleSet {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
-}
+use caseflow_tests::shipped_rules as rules;
 
 fn token(user: &str, roles: &[&str], admin: bool, service: bool) -> TokenConfig {
     TokenConfig {

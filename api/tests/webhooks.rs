@@ -7,13 +7,10 @@ use caseflow::config::WebhookConfig;
 use caseflow::webhooks::{deliver, signature};
 use caseflow_core::case::Actor;
 use caseflow_core::value::Value;
-use caseflow_engine::{Engine, RuleSet, Store};
+use caseflow_engine::{Engine, Store};
 use std::sync::{Arc, Mutex};
 
-fn rules() -> RuleSet {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
-}
+use caseflow_tests::shipped_rules as rules;
 
 #[derive(Default)]
 struct Received {

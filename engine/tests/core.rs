@@ -14,10 +14,7 @@ mod support;
 use std::collections::BTreeMap;
 use support::{branches_conserved, FlowGen};
 
-fn shipped_rules() -> RuleSet {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).expect("shipped rules load")
-}
+use caseflow_tests::shipped_rules;
 
 fn model(source: &str) -> Process {
     let checked = compile(source, &CheckContext::default());

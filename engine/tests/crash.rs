@@ -3,17 +3,14 @@
 //! acknowledged is there, and the invariants hold.
 
 use caseflow_core::case::{InstanceId, Waiting};
-use caseflow_engine::{Engine, RuleSet, Store, StoreOptions};
+use caseflow_engine::{Engine, Store, StoreOptions};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 5;
 
-fn rules() -> RuleSet {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
-}
+use caseflow_tests::shipped_rules as rules;
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {

@@ -8,15 +8,12 @@ mod support;
 
 use caseflow_core::case::{self, Actor, Command, Instance, InstanceId, Status, Waiting};
 use caseflow_core::value::Value;
-use caseflow_engine::{Engine, EngineError, RuleSet, Store};
+use caseflow_engine::{Engine, EngineError, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::BTreeMap;
 use support::{branches_conserved, FlowGen, CALLEES};
 
-fn rules() -> RuleSet {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
-}
+use caseflow_tests::shipped_rules as rules;
 
 fn all_cases(engine: &Engine) -> Vec<Instance> {
     (1..).map_while(|id| engine.instance(InstanceId(id)).unwrap()).collect()

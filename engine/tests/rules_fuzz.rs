@@ -10,15 +10,12 @@ mod support;
 
 use caseflow_core::case::{Actor, Command, InstanceId, Status};
 use caseflow_core::value::Value;
-use caseflow_engine::{Engine, EngineError, RuleSet, Store};
+use caseflow_engine::{Engine, EngineError, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::BTreeMap;
 use support::FlowGen;
 
-fn rules() -> RuleSet {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
-}
+use caseflow_tests::shipped_rules as rules;
 
 /// A field as generated: its declaration and the values a start may give it.
 struct GenField {

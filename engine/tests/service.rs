@@ -3,15 +3,12 @@
 
 use caseflow_core::case::{Actor, Command, CommandError, Status};
 use caseflow_core::value::Value;
-use caseflow_engine::{Durability, Engine, EngineError, RuleSet, Store, StoreOptions};
+use caseflow_engine::{Durability, Engine, EngineError, Store, StoreOptions};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-fn rules() -> RuleSet {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules"));
-    RuleSet::load(&caseflow_engine::read_rules_dir(dir).unwrap()).unwrap()
-}
+use caseflow_tests::shipped_rules as rules;
 
 fn complaint_source() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/complaint.flow")).unwrap()
