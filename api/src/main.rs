@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use caseflow_core::value::Value;
 use caseflow_dsl::{check_files, diag, graph, RuleCatalog, SourceFile};
-use caseflow_engine::RuleSet;
+use caseflow_engine::{RuleSet, Storage};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ use axum::Router;
 use caseflow_core::case::{self, Actor, Command, CommandError, Instance, InstanceId, StatusKind};
 use caseflow_core::value::Value;
 use caseflow_engine::clock::Clock;
-use caseflow_engine::{Engine, EngineError};
+use caseflow_engine::{Engine, EngineError, Storage};
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -255,6 +255,11 @@ impl From<EngineError> for ApiError {
                     "internal",
                     "a sensitive field could not be sealed or opened; the request was not applied",
                 )
+            }
+            EngineError::UnknownFormat { .. } => {
+                // Only opening a store gives this; a request never does.
+                tracing::error!(error = %e, "store format");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the store cannot be read")
             }
             EngineError::Store(s) => {
                 // Never say anything internal in a 5xx body; the log has it.

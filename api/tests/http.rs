@@ -6,6 +6,7 @@ use axum::http::{Request, StatusCode};
 use caseflow::config::{sha256_hex, TokenConfig};
 use caseflow::server::{router, AppState};
 use caseflow_engine::clock::{Clock, ManualClock};
+use caseflow_engine::Storage;
 use caseflow_engine::{Engine, Store};
 use chrono::{Duration, TimeZone, Utc};
 use http_body_util::BodyExt;

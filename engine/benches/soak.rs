@@ -12,6 +12,7 @@ mod common;
 use caseflow_core::case::{Actor, Command, InstanceId};
 use caseflow_core::value::Value;
 use caseflow_engine::clock::{Clock, SystemClock};
+use caseflow_engine::Storage;
 use caseflow_engine::{Durability, Engine, Store, StoreOptions};
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -11,6 +11,7 @@ mod common;
 use caseflow_core::case::Actor;
 use caseflow_core::value::Value;
 use caseflow_engine::clock::{Clock, SystemClock};
+use caseflow_engine::Storage;
 use caseflow_engine::{Durability, Engine, Store, StoreOptions};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};

@@ -20,6 +20,8 @@ pub enum CryptoError {
     BadKey,
     #[error("a sensitive value does not decrypt with this key (wrong key, or data corrupted)")]
     Decrypt,
+    #[error("a sensitive value is stored unsealed (it was written without the field key)")]
+    Unsealed,
     #[error("no random numbers available: {0}")]
     Random(String),
     #[error(
@@ -73,10 +75,11 @@ impl FieldCipher {
         Ok(Value::Text(format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(blob))))
     }
 
-    /// Decrypts a stored value; values that were stored in the clear pass through.
+    /// Decrypts a stored value. Every sensitive value is stored sealed: one that is not was
+    /// written without this key, and is refused rather than shown.
     pub fn decrypt(&self, v: &Value, context: &[u8]) -> Result<Value, CryptoError> {
-        let Value::Text(t) = v else { return Ok(v.clone()) };
-        let Some(b64) = t.strip_prefix(PREFIX) else { return Ok(v.clone()) };
+        let Value::Text(t) = v else { return Err(CryptoError::Unsealed) };
+        let Some(b64) = t.strip_prefix(PREFIX) else { return Err(CryptoError::Unsealed) };
         let blob = base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64).map_err(|_| CryptoError::Decrypt)?;
         if blob.len() < 24 {
             return Err(CryptoError::Decrypt);
@@ -105,6 +108,10 @@ mod tests {
         assert_eq!(c.decrypt(&e, b"1").unwrap(), v);
         assert!(c.decrypt(&e, b"2").is_err(), "bound to its instance");
         assert!(FieldCipher::new(&[8u8; 32]).unwrap().decrypt(&e, b"1").is_err(), "wrong key");
+        assert!(
+            matches!(c.decrypt(&v, b"1"), Err(CryptoError::Unsealed)),
+            "a value in the clear is refused, not shown"
+        );
         assert!(FieldCipher::new(&[0u8; 5]).is_err());
     }
 }

@@ -1,21 +1,23 @@
-//! caseflow's shells around the core (`caseflow-core`): the storage on sled (`store`, its
-//! write-ahead log `wal` and the memtable between them), the engine service that applies
-//! commands, keeps workload figures and fires timers (`service`), field encryption
-//! (`crypto`), where time comes from (`clock`) and the fault points tests arm (`faults`).
+//! caseflow's shells around the core (`caseflow-core`): storage as the engine sees it
+//! (`storage`: the `Storage` trait, every key, value encoding, index entries, an in-memory
+//! implementation), the default storage on sled with its write-ahead log (`store`), the
+//! engine service that applies commands, keeps workload figures and fires timers
+//! (`service`), field encryption (`crypto`), where time comes from (`clock`) and the fault
+//! points tests arm (`faults`).
 //!
-//! Only `store` and its log write to disk; `read_rules_dir` is the one reader of files outside
-//! the store.
+//! Only `store` writes to disk; `read_rules_dir` is the one reader of files outside it.
 
 pub mod clock;
 pub mod crypto;
 pub mod faults;
-mod memtable;
 pub mod service;
+pub mod storage;
 pub mod store;
-pub mod wal;
 
 pub use caseflow_core::{BusinessCalendar, RuleSet, RulesError, RulesFile};
 pub use service::{Engine, EngineError, Pending};
+pub use storage::memory::MemoryStore;
+pub use storage::Storage;
 pub use store::{CheckpointStats, Durability, Store, StoreOptions};
 
 /// Reads every `.toml` file of a rules folder, in name order. Loading and validating them stay

@@ -5,7 +5,11 @@
 //! different instances run in parallel and share flushes (group commit). A command is
 //! acknowledged (the call returns `Ok`) only after its batch is durable.
 
-use crate::store::{self, Store, StoreError};
+use crate::storage::codec::{decode, encode, history_entries};
+use crate::storage::index::{assignee_entry, index_entries};
+use crate::storage::keys::{self, Inbox, Prefix};
+use crate::storage::{Batch, Bytes, Storage, StoreError};
+use crate::store::Store;
 use caseflow_core::case::{
     self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status, StatusKind, Workload,
 };
@@ -47,6 +51,11 @@ pub enum EngineError {
     IdempotencyKeyReused(String),
     #[error(transparent)]
     FieldKey(#[from] crate::crypto::CryptoError),
+    #[error(
+        "the store is of format {found} and this caseflow reads format {expected} only (caseflow has no \
+         upgrade between them); start on an empty data directory, or with the caseflow that wrote it"
+    )]
+    UnknownFormat { found: u64, expected: u64 },
 }
 
 /// What an idempotency key recorded: the case it started and its request's digest (none for
@@ -75,12 +84,7 @@ impl<'a> IdempotencyKey<'a> {
     }
 
     fn store_key(&self) -> Vec<u8> {
-        store::key("x/", &[self.scoped.as_bytes()])
-    }
-
-    /// Keys recorded before keys were scoped (format 3 and earlier): `x/key` → id, no digest.
-    fn legacy_store_key(&self) -> Vec<u8> {
-        store::key("x/", &[self.given.as_bytes()])
+        keys::idempotency(&self.scoped)
     }
 
     /// The record: the case's id, then the request's digest.
@@ -123,20 +127,7 @@ pub struct DeployOutcome {
     pub warnings: Vec<String>,
 }
 
-/// A task as the inbox shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskView {
-    pub instance: InstanceId,
-    pub business_key: String,
-    pub process: String,
-    pub task: case::Task,
-}
-
-/// The id of the field key the store's sensitive values are sealed with.
-const FIELD_KEY_ID_KEY: &[u8] = b"m/field_key_id";
-
-/// The rules files in force (as accepted), for a restart whose folder no longer validates.
-const RULES_FILES_KEY: &[u8] = b"m/rules_files";
+pub use crate::storage::index::TaskView;
 
 /// One accepted change of the rules: who, when, what changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,7 +184,7 @@ struct CursorState {
 impl Default for TimerCursor {
     fn default() -> Self {
         TimerCursor {
-            state: Mutex::new(CursorState { from: b"t/".to_vec(), added_during_scan: None }),
+            state: Mutex::new(CursorState { from: Prefix::Timer.bytes().to_vec(), added_during_scan: None }),
             scanning: Mutex::new(()),
         }
     }
@@ -311,8 +302,8 @@ impl Pending {
 
 type Observer = Box<dyn Fn(&EngineEvent) + Send + Sync>;
 
-pub struct Engine {
-    store: Store,
+pub struct Engine<S: Storage = Store> {
+    store: S,
     /// Where the timer driver's scans start.
     timer_cursor: TimerCursor,
     /// Write every history entry to the outbox (`o/`) in the command's own batch, for
@@ -408,11 +399,7 @@ impl OpenCounts {
 
 /// How a change of index entries changes each assignee's open tasks (`u/{user}\0…` keys).
 fn inbox_deltas(removed: &[&Vec<u8>], added: &[&Vec<u8>]) -> BTreeMap<String, i64> {
-    let user = |k: &[u8]| {
-        let rest = k.strip_prefix(b"u/")?;
-        let end = rest.iter().position(|b| *b == 0)?;
-        Some(String::from_utf8_lossy(&rest[..end]).into_owned())
-    };
+    let user = |k: &[u8]| keys::inbox_user(k);
     let mut deltas = BTreeMap::new();
     for (keys, sign) in [(removed, -1), (added, 1)] {
         for u in keys.iter().filter_map(|k| user(k)) {
@@ -437,9 +424,9 @@ struct IdBlock {
 
 impl IdBlock {
     /// Takes an id; returns the new stored bound when a block had to be reserved.
-    fn take(&mut self, store: &Store) -> Result<(InstanceId, Option<u64>), StoreError> {
+    fn take(&mut self, store: &impl Storage) -> Result<(InstanceId, Option<u64>), StoreError> {
         if self.next == 0 {
-            let stored = store.get_u64(b"m/next_instance")?.unwrap_or(1);
+            let stored = store.get_u64(keys::NEXT_INSTANCE)?.unwrap_or(1);
             (self.next, self.end) = (stored, stored);
         }
         let reserve = (self.next == self.end).then(|| self.next + ID_BLOCK);
@@ -488,33 +475,28 @@ fn fill_sequence(inst: &mut Instance, outcome: &mut Outcome, seq: &str) {
     }
 }
 
-/// Where each role's round-robin position is kept: `m/rr/<role>` → u64.
-const ROUND_ROBIN_PREFIX: &str = "m/rr/";
-
 /// The workload as the core sees it: figures read from the store and the engine's counters,
 /// and the round-robin positions it read (checked again before the command counts).
-struct EngineWorkload<'a> {
-    engine: &'a Engine,
+struct EngineWorkload<'a, S: Storage> {
+    engine: &'a Engine<S>,
     positions_read: RefCell<BTreeMap<String, u64>>,
 }
 
-impl Workload for EngineWorkload<'_> {
+impl<S: Storage> Workload for EngineWorkload<'_, S> {
     fn open_tasks(&self, user: &str) -> usize {
         self.engine.open_counts.get(user, || {
-            let prefix = store::key("u/", &[user.as_bytes(), b"\0"]);
+            let prefix = Inbox::User(user).prefix();
             self.engine.store.scan_prefix(&prefix).count()
         })
     }
 
     fn familiar(&self, process: &str, field: &str, value: &str, step: &str) -> Option<String> {
-        let key = familiar_key(process, field, value, step);
+        let key = keys::familiar(process, field, value, step);
         self.engine.store.get(&key).ok().flatten().and_then(|v| String::from_utf8(v.to_vec()).ok())
     }
 
-    fn tally(&self, process: &str, name: &str, keys: &[String]) -> u64 {
-        let mut prefix = tally_prefix(process, name, keys);
-        prefix.push(0);
-        self.engine.store.scan_prefix(&prefix).count() as u64
+    fn tally(&self, process: &str, name: &str, by: &[String]) -> u64 {
+        self.engine.store.scan_prefix(&keys::tally_prefix(process, name, by)).count() as u64
     }
 
     fn round_robin_position(&self, role: &str) -> u64 {
@@ -525,10 +507,10 @@ impl Workload for EngineWorkload<'_> {
     }
 }
 
-impl Engine {
+impl<S: Storage> Engine<S> {
     /// Opens the engine on a store: loads every deployed definition (not the instances: they
     /// stay on disk until a command or query needs them).
-    pub fn open(store: Store, rules: RuleSet) -> Result<Engine, EngineError> {
+    pub fn open(store: S, rules: RuleSet) -> Result<Engine<S>, EngineError> {
         let engine = Engine {
             store,
             outbox: std::sync::atomic::AtomicBool::new(false),
@@ -546,13 +528,13 @@ impl Engine {
             timer_cursor: TimerCursor::default(),
         };
         let mut defs: BTreeMap<String, BTreeMap<u32, Arc<Deployed>>> = BTreeMap::new();
-        for item in engine.store.scan_prefix(b"d/") {
+        for item in engine.store.scan_prefix(Prefix::Definition.bytes()) {
             let (k, v) = item?;
-            let (name, version) = parse_definition_key(&k).ok_or_else(|| StoreError::Corrupt {
+            let (name, version) = keys::definition_of(&k).ok_or_else(|| StoreError::Corrupt {
                 key: String::from_utf8_lossy(&k).into(),
                 problem: "bad definition key".into(),
             })?;
-            let stored: StoredDefinition = store::decode(&k, &v)?;
+            let stored: StoredDefinition = decode(&k, &v)?;
             // Stored versions compiled once; they compile again (the language only grows).
             let model = compile_one(&name, &stored.source)?;
             let d = Deployed {
@@ -565,64 +547,44 @@ impl Engine {
             defs.entry(name).or_default().insert(version, Arc::new(d));
         }
         *engine.definitions.write().unwrap_or_else(|p| p.into_inner()) = defs;
-        engine.upgrade_format()?;
-        if let Some(v) = engine.store.get_u64(b"m/rules_version")? {
+        engine.check_format()?;
+        if let Some(v) = engine.store.get_u64(keys::RULES_VERSION)? {
             engine.rules_version.store(v, Ordering::SeqCst);
         }
         let mut rotation = BTreeMap::new();
-        for item in engine.store.scan_prefix(ROUND_ROBIN_PREFIX.as_bytes()) {
+        for item in engine.store.scan_prefix(keys::ROUND_ROBIN) {
             let (k, v) = item?;
-            let role = String::from_utf8_lossy(&k[ROUND_ROBIN_PREFIX.len()..]).into_owned();
-            let position = v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-            rotation.insert(role, position.unwrap_or(0));
+            let role = keys::round_robin_role(&k).ok_or_else(|| corrupt(&String::from_utf8_lossy(&k), "bad role"))?;
+            rotation.insert(role, keys::u64_value(&v).unwrap_or(0));
         }
         *engine.round_robin.lock().unwrap_or_else(|p| p.into_inner()) = rotation;
         Ok(engine)
     }
 
-    /// Brings a store written by an older caseflow to the current key layout: the indexes are
-    /// derived data, so they are dropped and rebuilt from the instances (in batches), then the
-    /// new format is recorded. A new store just records it.
-    fn upgrade_format(&self) -> Result<(), EngineError> {
-        if self.store.get_u64(b"m/format")?.unwrap_or(0) >= store::FORMAT {
-            return Ok(());
-        }
-        const BATCH: usize = 1_000;
-        let mut batch = store::Batch::default();
-        let mut n = 0;
-        for prefix in [&b"s/"[..], b"t/", b"u/", b"r/", b"p/"] {
-            for item in self.store.scan_prefix(prefix) {
-                batch.remove(item?.0.to_vec());
-                n += 1;
-                if n % BATCH == 0 {
-                    self.store.write_now(std::mem::take(&mut batch))?;
-                }
+    /// Refuses a store whose key layout is not this caseflow's (`keys::FORMAT`), and records
+    /// the layout in a new one. caseflow has never shipped a store that needs upgrading, so
+    /// there is no migration: a store of another format is refused with what it holds.
+    fn check_format(&self) -> Result<(), EngineError> {
+        match self.store.get_u64(keys::FORMAT_KEY)? {
+            Some(keys::FORMAT) => Ok(()),
+            Some(other) => Err(EngineError::UnknownFormat { found: other, expected: keys::FORMAT }),
+            None if Self::holds_data(&self.store)? => {
+                Err(EngineError::UnknownFormat { found: 0, expected: keys::FORMAT })
+            }
+            None => {
+                let mut batch = Batch::default();
+                batch.insert(keys::FORMAT_KEY, keys::FORMAT.to_be_bytes());
+                Ok(self.store.write_now(batch)?)
             }
         }
-        self.store.write_now(std::mem::take(&mut batch))?;
-        for item in self.store.scan_prefix(b"i/") {
-            let (k, v) = item?;
-            let inst: Instance = store::decode(&k, &v)?;
-            for (k, v) in store::index_entries(&inst) {
-                batch.insert(k, v);
-            }
-            n += 1;
-            if n % BATCH == 0 {
-                self.store.write_now(std::mem::take(&mut batch))?;
-            }
-        }
-        batch.insert(b"m/format".to_vec(), store::FORMAT.to_be_bytes().to_vec());
-        self.store.write_now(batch)?;
-        Ok(())
     }
 
-    /// Encrypts sensitive fields at rest with this key from now on (values stored in the clear
-    /// before stay readable).
+    /// Encrypts sensitive fields at rest with this key.
     /// The store records the key's id on first use; another key is refused.
-    pub fn with_field_key(mut self, key: &[u8]) -> Result<Engine, EngineError> {
+    pub fn with_field_key(mut self, key: &[u8]) -> Result<Self, EngineError> {
         self.cipher = Some(crate::crypto::FieldCipher::new(key)?);
         let given = crate::crypto::key_id(key);
-        match self.store.get(FIELD_KEY_ID_KEY)? {
+        match self.store.get(keys::FIELD_KEY_ID)? {
             Some(recorded) if recorded.as_ref() != given.as_bytes() => {
                 return Err(crate::crypto::CryptoError::WrongKey {
                     given,
@@ -632,8 +594,8 @@ impl Engine {
             }
             Some(_) => {}
             None => {
-                let mut batch = store::Batch::default();
-                batch.insert(FIELD_KEY_ID_KEY.to_vec(), given.into_bytes());
+                let mut batch = Batch::default();
+                batch.insert(keys::FIELD_KEY_ID.to_vec(), given.into_bytes());
                 self.store.write_now(batch)?;
             }
         }
@@ -642,11 +604,11 @@ impl Engine {
 
     /// Whether a store holds cases or a recorded field key: a start that finds no key file must
     /// then not make a new key (the data would not decrypt with it).
-    pub fn holds_data(store: &Store) -> Result<bool, EngineError> {
-        if store.get(FIELD_KEY_ID_KEY)?.is_some() {
+    pub fn holds_data(store: &S) -> Result<bool, EngineError> {
+        if store.get(keys::FIELD_KEY_ID)?.is_some() {
             return Ok(true);
         }
-        match store.scan_prefix(b"i/").next() {
+        match store.scan_prefix(Prefix::Instance.bytes()).next() {
             Some(item) => item.map(|_| true).map_err(EngineError::from),
             None => Ok(false),
         }
@@ -666,18 +628,18 @@ impl Engine {
     /// The oldest undelivered outbox events, in order.
     pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(Vec<u8>, EngineEvent)>, EngineError> {
         self.store
-            .scan_prefix(b"o/")
+            .scan_prefix(keys::OUTBOX)
             .take(limit)
             .map(|r| {
                 let (k, v) = r?;
-                Ok((k.to_vec(), store::decode(&k, &v)?))
+                Ok((k.to_vec(), decode(&k, &v)?))
             })
             .collect()
     }
 
     /// Marks an outbox event delivered (durably).
     pub fn outbox_ack(&self, key: &[u8]) -> Result<(), EngineError> {
-        let mut batch = store::Batch::default();
+        let mut batch = Batch::default();
         batch.remove(key.to_vec());
         let ticket = self.store.write(batch)?;
         self.store.wait_durable(ticket)?;
@@ -775,10 +737,10 @@ impl Engine {
         let mut current = self.rules.write().unwrap_or_else(|p| p.into_inner());
         let version = self.rules_version.load(Ordering::SeqCst) + 1;
         let change = RulesChange { version, at: now, by: by.to_string(), diff };
-        let mut batch = store::Batch::default();
-        batch.insert(b"m/rules_version".to_vec(), version.to_be_bytes().to_vec());
-        batch.insert(store::key("c/", &[&version.to_be_bytes()]), store::encode(&change));
-        batch.insert(RULES_FILES_KEY.to_vec(), store::encode(&files));
+        let mut batch = Batch::default();
+        batch.insert(keys::RULES_VERSION.to_vec(), version.to_be_bytes().to_vec());
+        batch.insert(keys::rules_change(version), encode(&change));
+        batch.insert(keys::RULES_FILES.to_vec(), encode(&files));
         let ticket = self.store.write(batch)?;
         self.store.wait_durable(ticket)?;
         *current = Arc::new(rules);
@@ -789,17 +751,17 @@ impl Engine {
     /// Records `files` as the rules in force, without a change: for a store that has no
     /// record of them yet (created before they were recorded, or new).
     pub fn record_rules_files(&self, files: &[RulesFile]) -> Result<(), EngineError> {
-        let mut batch = store::Batch::default();
-        batch.insert(RULES_FILES_KEY.to_vec(), store::encode(&files));
+        let mut batch = Batch::default();
+        batch.insert(keys::RULES_FILES.to_vec(), encode(&files));
         let ticket = self.store.write(batch)?;
         Ok(self.store.wait_durable(ticket)?)
     }
 
     /// The rules files last accepted (by a change, or recorded at a start), if any: what a
     /// restart falls back on when the folder holds a broken file.
-    pub fn rules_files_in_force(store: &Store) -> Result<Option<Vec<RulesFile>>, EngineError> {
-        match store.get(RULES_FILES_KEY)? {
-            Some(v) => Ok(Some(store::decode(RULES_FILES_KEY, &v)?)),
+    pub fn rules_files_in_force(store: &S) -> Result<Option<Vec<RulesFile>>, EngineError> {
+        match store.get(keys::RULES_FILES)? {
+            Some(v) => Ok(Some(decode(keys::RULES_FILES, &v)?)),
             None => Ok(None),
         }
     }
@@ -807,10 +769,10 @@ impl Engine {
     /// Every accepted rules change, oldest first.
     pub fn rules_changes(&self) -> Result<Vec<RulesChange>, EngineError> {
         self.store
-            .scan_prefix(b"c/")
+            .scan_prefix(Prefix::RulesChange.bytes())
             .map(|r| {
                 let (k, v) = r?;
-                Ok(store::decode(&k, &v)?)
+                Ok(decode(&k, &v)?)
             })
             .collect()
     }
@@ -819,7 +781,7 @@ impl Engine {
         self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -923,8 +885,8 @@ impl Engine {
         }
         let version = versions.keys().next_back().map_or(1, |v| v + 1);
         let stored = StoredDefinition { source: source.to_string(), deployed_at: now };
-        let mut batch = store::Batch::default();
-        batch.insert(definition_key(&model.id, version), store::encode(&stored));
+        let mut batch = Batch::default();
+        batch.insert(keys::definition(&model.id, version), encode(&stored));
         let ticket = self.store.write(batch)?;
         self.store.wait_durable(ticket)?;
         let process = model.id.clone();
@@ -987,7 +949,7 @@ impl Engine {
     /// writer thread; `done` must be quick). `confirm` then returns at once.
     pub fn when_durable(&self, pending: &Pending, done: impl FnOnce(Result<(), EngineError>) + Send + 'static) {
         match pending.ticket {
-            Some(ticket) => self.store.when_durable(ticket, move |r| done(r.map_err(EngineError::from))),
+            Some(ticket) => self.store.when_durable(ticket, Box::new(move |r| done(r.map_err(EngineError::from)))),
             None => done(Ok(())),
         }
     }
@@ -1077,8 +1039,8 @@ impl Engine {
         let mut alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
         let (id, reserved) = alloc.take(&self.store)?;
         if let Some(end) = reserved {
-            let mut block = store::Batch::default();
-            block.insert(b"m/next_instance", end.to_be_bytes());
+            let mut block = Batch::default();
+            block.insert(keys::NEXT_INSTANCE, end.to_be_bytes());
             if let Err(e) = self.store.write(block) {
                 // The reservation may not be stored: read the bound again before the next start.
                 *alloc = IdBlock::default();
@@ -1253,7 +1215,7 @@ impl Engine {
     /// Writes a unit: numbers the business keys of the cases it started (and records the
     /// idempotency key) in a small batch of counters, then every case in one batch.
     fn commit(&self, unit: &mut Unit, idempotency_key: Option<&IdempotencyKey>) -> Result<u64, EngineError> {
-        let mut counters = store::Batch::default();
+        let mut counters = Batch::default();
         let numbered = unit.started.iter().any(|(_, k)| k.sequence.is_some());
         let alloc = numbered.then(|| self.allocation.lock().unwrap_or_else(|p| p.into_inner()));
         let mut last: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
@@ -1275,7 +1237,7 @@ impl Engine {
             self.store.write(counters)?;
         }
         drop(alloc);
-        let mut batch = store::Batch::default();
+        let mut batch = Batch::default();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
         let mut timers = Vec::new();
         // The rotations this unit moved, so a restart carries on where they were.
@@ -1289,12 +1251,12 @@ impl Engine {
             let rotation = self.round_robin.lock().unwrap_or_else(|p| p.into_inner());
             for role in rotated {
                 let position = rotation.get(role).copied().unwrap_or(0);
-                batch.insert(store::key(ROUND_ROBIN_PREFIX, &[role.as_bytes()]), position.to_be_bytes().to_vec());
+                batch.insert(keys::round_robin(role), position.to_be_bytes().to_vec());
             }
         }
         for (id, _) in &unit.started {
             let key = &unit.cases[id].after.business_key;
-            batch.insert(store::key("k/", &[key.as_bytes()]), id.0.to_be_bytes().to_vec());
+            batch.insert(keys::business_key(key), id.0.to_be_bytes().to_vec());
         }
         for id in &unit.order {
             let staged = &unit.cases[id];
@@ -1308,11 +1270,8 @@ impl Engine {
                 }
                 // A case that ends now counts in its process's tallies.
                 if staged.before.as_ref().is_none_or(|b| !b.status.is_ended()) {
-                    for (name, keys) in case::tally_entries(&def.model, &self.rules(), &staged.after) {
-                        let mut k = tally_prefix(&staged.after.process, &name, &keys);
-                        k.push(0);
-                        k.extend_from_slice(&staged.after.id.0.to_be_bytes());
-                        batch.insert(k, Vec::new());
+                    for (name, by) in case::tally_entries(&def.model, &self.rules(), &staged.after) {
+                        batch.insert(keys::tally_entry(&staged.after.process, &name, &by, staged.after.id), Vec::new());
                     }
                 }
             }
@@ -1346,14 +1305,12 @@ impl Engine {
             if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(&key.scoped) {
                 return Err(EngineError::StartInProgress(key.given.to_string()));
             }
-            let mut batch = store::Batch::default();
-            for x in [key.store_key(), key.legacy_store_key()] {
-                if let Some(record) = self.store.get(&x)? {
-                    let id = record.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-                    if id.is_none_or(|id| self.store.get(&store::instance_key(InstanceId(id))).ok().flatten().is_none())
-                    {
-                        batch.remove(x);
-                    }
+            let mut batch = Batch::default();
+            let x = key.store_key();
+            if let Some(record) = self.store.get(&x)? {
+                let id = record.get(..8).and_then(keys::u64_value);
+                if id.is_none_or(|id| self.store.get(&keys::instance(InstanceId(id))).ok().flatten().is_none()) {
+                    batch.remove(x);
                 }
             }
             if !batch.is_empty() {
@@ -1363,26 +1320,21 @@ impl Engine {
         self.start_inner(process, fields, actor, Some(key.given), now)
     }
 
-    /// The case a key started and the digest of its request (none for a legacy key), looking
-    /// up the legacy unscoped key too so that a retry across the upgrade still finds its case.
+    /// The case a key started and the digest of its request.
     fn idempotency_record(&self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, EngineError> {
-        for (x, legacy) in [(key.store_key(), false), (key.legacy_store_key(), true)] {
-            let Some(record) = self.store.get(&x)? else { continue };
-            let corrupt =
-                |problem: String| StoreError::Corrupt { key: String::from_utf8_lossy(&x).into_owned(), problem };
-            let id = record.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-            let id = id.ok_or_else(|| corrupt(format!("expected at least 8 bytes, found {}", record.len())))?;
-            let request = match (legacy, record.get(8..)) {
-                (true, _) | (false, Some([])) => None,
-                (false, Some(digest)) => Some(
-                    <[u8; 32]>::try_from(digest)
-                        .map_err(|_| corrupt(format!("expected a 32-byte digest, found {}", digest.len())))?,
-                ),
-                (false, None) => None,
-            };
-            return Ok(Some((InstanceId(id), request)));
-        }
-        Ok(None)
+        let x = key.store_key();
+        let Some(record) = self.store.get(&x)? else { return Ok(None) };
+        let corrupt = |problem: String| StoreError::Corrupt { key: String::from_utf8_lossy(&x).into_owned(), problem };
+        let id = record.get(..8).and_then(keys::u64_value);
+        let id = id.ok_or_else(|| corrupt(format!("expected at least 8 bytes, found {}", record.len())))?;
+        let request = match record.get(8..) {
+            Some([]) | None => None,
+            Some(digest) => Some(
+                <[u8; 32]>::try_from(digest)
+                    .map_err(|_| corrupt(format!("expected a 32-byte digest, found {}", digest.len())))?,
+            ),
+        };
+        Ok(Some((InstanceId(id), request)))
     }
 
     /// Renders the key template: `{date:%Y%m%d}-{seq:03}` → `20261123-007`. The sequence
@@ -1431,7 +1383,7 @@ impl Engine {
         let (Some(at), Some(width)) = (prefix_at_seq, seq_width) else {
             return BusinessKey { text: out, sequence: None };
         };
-        let seq_key = store::key("q/", &[model.id.as_bytes(), b"\0", &out.as_bytes()[..at]]);
+        let seq_key = keys::sequence(&model.id, &out[..at]);
         BusinessKey { text: out, sequence: Some((seq_key, width)) }
     }
 
@@ -1483,14 +1435,15 @@ impl Engine {
 
     fn put_instance(
         &self,
-        batch: &mut store::Batch,
+        batch: &mut Batch,
         before: Option<&Instance>,
         after: &Instance,
         outcome: &Outcome,
     ) -> Result<IndexChange, EngineError> {
-        let old = before.map(store::index_entries).unwrap_or_default();
-        let new = store::index_entries(after);
-        let earliest_timer = new.keys().filter(|k| k.starts_with(b"t/") && !old.contains_key(*k)).min().cloned();
+        let old = before.map(index_entries).unwrap_or_default();
+        let new = index_entries(after);
+        let earliest_timer =
+            new.keys().filter(|k| k.starts_with(Prefix::Timer.bytes()) && !old.contains_key(*k)).min().cloned();
         let removed: Vec<&Vec<u8>> = old.keys().filter(|k| !new.contains_key(*k)).collect();
         let deltas = inbox_deltas(&removed, &new.keys().filter(|k| !old.contains_key(*k)).collect::<Vec<_>>());
         for k in removed {
@@ -1499,19 +1452,19 @@ impl Engine {
         for (k, v) in new.into_iter().filter(|(k, v)| old.get(k) != Some(v)) {
             batch.insert(k, v);
         }
-        batch.insert(store::instance_key(after.id), store::encode(&self.seal_instance(after)?));
+        batch.insert(keys::instance(after.id), encode(&self.seal_instance(after)?));
         if self.outbox.load(Ordering::Relaxed) {
             for h in &outcome.history {
                 // Keyed by the batch's place in the write-ahead log: the outbox keeps command
                 // order, across restarts.
-                batch.insert_sequenced(&b"o/"[..], store::encode(&event_of(after, h)));
+                batch.insert_sequenced(keys::OUTBOX, encode(&event_of(after, h)));
             }
         }
         // A command's history entries are one value under its first sequence number: one key
         // per command, not per entry, keeps sled's nodes (16 keys a leaf) and its log small.
         if let Some(first) = outcome.history.first() {
             let sealed = self.seal_history(after, outcome.history.clone(), true)?;
-            batch.insert(store::history_key(after.id, first.seq), store::encode(&sealed));
+            batch.insert(keys::history(after.id, first.seq), encode(&sealed));
         }
         Ok((deltas, earliest_timer))
     }
@@ -1575,8 +1528,8 @@ impl Engine {
     }
 
     pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>, EngineError> {
-        let k = store::instance_key(id);
-        let Some(mut inst) = self.store.get(&k)?.map(|v| store::decode::<Instance>(&k, &v)).transpose()? else {
+        let k = keys::instance(id);
+        let Some(mut inst) = self.store.get(&k)?.map(|v| decode::<Instance>(&k, &v)).transpose()? else {
             return Ok(None);
         };
         let sensitive = self.sensitive_fields(&inst);
@@ -1591,7 +1544,7 @@ impl Engine {
     /// Every sub-process case `parent` started (ended ones too), oldest first, with its process
     /// and status.
     pub fn sub_cases(&self, parent: InstanceId) -> Result<Vec<SubCase>, EngineError> {
-        let prefix = store::key("p/", &[&parent.0.to_be_bytes()]);
+        let prefix = keys::sub_cases_of(parent);
         self.store
             .scan_prefix(&prefix)
             .map(|item| {
@@ -1600,20 +1553,16 @@ impl Engine {
                     key: String::from_utf8_lossy(&k).into(),
                     problem: "bad sub-case entry".into(),
                 };
-                let id = k
-                    .get(prefix.len()..)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or_else(corrupt)?;
+                let id = keys::sub_case_child(&k).ok_or_else(corrupt)?;
                 let text = std::str::from_utf8(&v).map_err(|_| corrupt())?;
                 let (process, status) = text.split_once('\0').ok_or_else(corrupt)?;
-                Ok(SubCase { id: InstanceId(id), process: process.to_string(), status: status.to_string() })
+                Ok(SubCase { id, process: process.to_string(), status: status.to_string() })
             })
             .collect()
     }
 
     pub fn instance_by_key(&self, business_key: &str) -> Result<Option<Instance>, EngineError> {
-        match self.store.get_u64(&store::key("k/", &[business_key.as_bytes()]))? {
+        match self.store.get_u64(&keys::business_key(business_key))? {
             Some(id) => self.instance(InstanceId(id)),
             None => Ok(None),
         }
@@ -1622,11 +1571,11 @@ impl Engine {
     /// The audit trail, in order.
     pub fn history(&self, id: InstanceId) -> Result<Vec<case::HistoryEntry>, EngineError> {
         let Some(inst) = self.instance(id)? else { return Ok(Vec::new()) };
-        let prefix = store::key("h/", &[&id.0.to_be_bytes()]);
+        let prefix = keys::history_of(id);
         let mut history = Vec::with_capacity(inst.history_len.min(1024) as usize);
         for item in self.store.scan_prefix(&prefix) {
             let (k, v) = item?;
-            history.extend(store::history_entries(&k, &v)?);
+            history.extend(history_entries(&k, &v)?);
         }
         self.seal_history(&inst, history, false)
     }
@@ -1646,42 +1595,41 @@ impl Engine {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<TaskPage, EngineError> {
-        let prefix = match (user, role) {
-            (Some(u), _) => store::key("u/", &[u.as_bytes(), b"\0"]),
-            (None, Some(r)) => store::key("r/", &[r.as_bytes(), b"\0"]),
+        let inbox = match (user, role) {
+            (Some(u), _) => Inbox::User(u),
+            (None, Some(r)) => Inbox::Role(r),
             (None, None) => return Ok(TaskPage { tasks: Vec::new(), next_cursor: None }),
         };
-        let mut from = prefix.clone();
-        if let Some(c) = cursor {
-            // The cursor is the hex of the last key's (due, instance, task) suffix.
-            let bytes = (0..c.len())
-                .step_by(2)
-                .map(|i| c.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-                .collect::<Option<Vec<u8>>>()
-                .filter(|b| b.len() == 20)
-                .ok_or_else(|| EngineError::BadCursor(c.to_string()))?;
-            from.extend_from_slice(&bytes);
-            from.push(0); // just after it
-        }
-        let mut end = prefix.clone();
-        end.extend_from_slice(&[0xff; 21]);
+        let from = match cursor {
+            // The cursor is the hex of where the last task of the page sat in the inbox.
+            Some(c) => {
+                let place = (0..c.len())
+                    .step_by(2)
+                    .map(|i| c.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                    .collect::<Option<Vec<u8>>>()
+                    .filter(|b| b.len() == keys::INBOX_PLACE_LEN)
+                    .ok_or_else(|| EngineError::BadCursor(c.to_string()))?;
+                inbox.after(&place)
+            }
+            None => inbox.prefix(),
+        };
         let mut tasks = Vec::new();
-        let mut last = None;
-        for item in self.store.range(&from, &end).take(limit.saturating_add(1)) {
+        let mut last: Option<Bytes> = None;
+        for item in self.store.range(&from, &inbox.end()).take(limit.saturating_add(1)) {
             let (k, v) = item?;
             if tasks.len() == limit {
-                let suffix = &last.as_ref().map_or(&k[..], |l: &sled::IVec| &l[..])[prefix.len()..];
-                let next = suffix.iter().map(|b| format!("{b:02x}")).collect();
+                let place = keys::inbox_place(last.as_deref().unwrap_or(&k)).unwrap_or_default();
+                let next = place.iter().map(|b| format!("{b:02x}")).collect();
                 return Ok(TaskPage { tasks, next_cursor: Some(next) });
             }
-            match store::assignee_key(prefix.len(), &k, &v) {
+            match assignee_entry(&k, &v) {
                 // A role entry of an assigned task: the view is in the assignee's inbox. Gone
                 // means the task changed between the two reads (a scan is not a snapshot).
                 Some(uk) => match self.store.get(&uk)? {
-                    Some(view) => tasks.push(store::decode::<TaskView>(&uk, &view)?),
+                    Some(view) => tasks.push(decode::<TaskView>(&uk, &view)?),
                     None => continue,
                 },
-                None => tasks.push(store::decode::<TaskView>(&k, &v)?),
+                None => tasks.push(decode::<TaskView>(&k, &v)?),
             }
             last = Some(k);
         }
@@ -1701,31 +1649,29 @@ impl Engine {
         after: Option<InstanceId>,
         limit: usize,
     ) -> Result<Vec<InstanceId>, EngineError> {
-        let prefix = store::status_prefix(process, status);
-        let mut from = prefix.clone();
-        if let Some(a) = after {
-            from.extend_from_slice(&(a.0 + 1).to_be_bytes());
-        }
-        let mut end = prefix.clone();
-        end.extend_from_slice(&[0xff; 9]);
+        let prefix = keys::status_prefix(process, status);
+        let from = match after {
+            Some(a) => keys::status(process, status, InstanceId(a.0 + 1)),
+            None => prefix.clone(),
+        };
+        let end = keys::prefix_end(&prefix).unwrap_or_default();
         self.store
             .range(&from, &end)
             .take(limit)
             .map(|r| {
                 let (k, _) = r?;
-                let raw: [u8; 8] = k[k.len() - 8..].try_into().map_err(|_| corrupt("s/", "bad id"))?;
-                Ok(InstanceId(u64::from_be_bytes(raw)))
+                keys::status_case(&k).ok_or_else(|| corrupt(&String::from_utf8_lossy(&k), "bad status entry"))
             })
             .collect()
     }
 
     /// How many instances of a process are in a status (an index scan, no instance read).
     pub fn count_instances(&self, process: &str, status: &str) -> Result<usize, EngineError> {
-        Ok(self.store.scan_prefix(&store::status_prefix(process, status)).count())
+        Ok(self.store.scan_prefix(&keys::status_prefix(process, status)).count())
     }
 
     pub fn count_pending_timers(&self) -> Result<usize, EngineError> {
-        Ok(self.store.scan_prefix(b"t/").count())
+        Ok(self.store.scan_prefix(Prefix::Timer.bytes()).count())
     }
 
     /// The KPI report of a process over cases started in `[from, to)` (see `report`).
@@ -1762,11 +1708,11 @@ impl Engine {
     /// The earliest pending timer's due time.
     pub fn next_due(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
         self.timer_cursor.scan(|from| {
-            let end = store::prefix_end(b"t/").unwrap_or_default();
+            let end = keys::prefix_end(Prefix::Timer.bytes()).unwrap_or_default();
             match self.store.range(from, &end).next() {
                 Some(r) => {
                     let (k, _) = r?;
-                    Ok((store::due_from_bytes(&k[2..]), Some(k.to_vec())))
+                    Ok((keys::timer_of(&k).map(|(due, _, _)| due), Some(k.to_vec())))
                 }
                 None => Ok((None, None)),
             }
@@ -1778,23 +1724,14 @@ impl Engine {
     /// suspended cases wait for `resume`.
     pub fn fire_due(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, EngineError> {
         // Keys at or before `now`'s millisecond: due by then (they are rounded up).
-        let mut end = b"t/".to_vec();
-        let next_ms = DateTime::from_timestamp_millis(now.timestamp_micros().div_euclid(1000) + 1).unwrap_or(now);
-        end.extend_from_slice(&store::due_bytes(next_ms));
+        let end = keys::timers_due_by(now);
         let due: Vec<(InstanceId, u32)> = self.timer_cursor.scan(|from| {
-            let entries: Vec<sled::IVec> =
+            let entries: Vec<Bytes> =
                 self.store.range(from, &end).take(limit).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
             // The first entry found stays the start until it is gone; none found: every entry
             // before `end` was looked at.
             let next = entries.first().map_or_else(|| end.clone(), |k| k.to_vec());
-            let due = entries
-                .iter()
-                .filter_map(|k| {
-                    let id = u64::from_be_bytes(k.get(10..18)?.try_into().ok()?);
-                    let seq = u32::from_be_bytes(k.get(18..22)?.try_into().ok()?);
-                    Some((InstanceId(id), seq))
-                })
-                .collect();
+            let due = entries.iter().filter_map(|k| keys::timer_of(k).map(|(_, id, seq)| (id, seq))).collect();
             Ok((due, Some(next)))
         })?;
         // Cases are independent: fire them on every core (a case's timers stay on one thread,
@@ -1859,23 +1796,6 @@ fn event_of(inst: &Instance, h: &case::HistoryEntry) -> EngineEvent {
     }
 }
 
-/// `y/{process}\0{tally}\0{key}\0{key}...`: the cases a tally counted under these keys, one
-/// entry each (`{prefix}\0{case id BE}`), so that counting reads one prefix, not the cases.
-fn tally_prefix(process: &str, name: &str, keys: &[String]) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = vec![process.as_bytes(), b"\0", name.as_bytes()];
-    for k in keys {
-        parts.push(b"\0");
-        parts.push(k.as_bytes());
-    }
-    store::key("y/", &parts)
-}
-
-/// `f/{process}\0{field}\0{value}\0{step}`: who last completed the step in a case of the
-/// process with that value of the field (`assign role R familiar by FIELD`).
-fn familiar_key(process: &str, field: &str, value: &str, step: &str) -> Vec<u8> {
-    store::key("f/", &[process.as_bytes(), b"\0", field.as_bytes(), b"\0", value.as_bytes(), b"\0", step.as_bytes()])
-}
-
 /// The history entries `familiar by` reads: for each task step whose assignment names a field,
 /// who completed it in this case, when that changed in this write.
 fn familiar_entries(model: &Process, before: Option<&Instance>, after: &Instance) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -1888,7 +1808,7 @@ fn familiar_entries(model: &Process, before: Option<&Instance>, after: &Instance
             continue;
         }
         if let Some(Value::Text(v)) = after.fields.get(field) {
-            out.push((familiar_key(&after.process, field, v, &s.name), user.as_bytes().to_vec()));
+            out.push((keys::familiar(&after.process, field, v, &s.name), user.as_bytes().to_vec()));
         }
     }
     out
@@ -1896,18 +1816,6 @@ fn familiar_entries(model: &Process, before: Option<&Instance>, after: &Instance
 
 fn corrupt(key: &str, problem: &str) -> EngineError {
     EngineError::Store(StoreError::Corrupt { key: key.into(), problem: problem.into() })
-}
-
-fn definition_key(process: &str, version: u32) -> Vec<u8> {
-    store::key("d/", &[process.as_bytes(), b"\0", &version.to_be_bytes()])
-}
-
-fn parse_definition_key(k: &[u8]) -> Option<(String, u32)> {
-    let body = k.strip_prefix(b"d/")?;
-    let nul = body.iter().position(|b| *b == 0)?;
-    let name = String::from_utf8(body[..nul].to_vec()).ok()?;
-    let version = u32::from_be_bytes(body.get(nul + 1..nul + 5)?.try_into().ok()?);
-    Some((name, version))
 }
 
 /// Compiles a stored definition again on start. It passed every check when it was deployed

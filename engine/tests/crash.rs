@@ -3,6 +3,7 @@
 //! acknowledged is there, and the invariants hold.
 
 use caseflow_core::case::{InstanceId, Waiting};
+use caseflow_engine::Storage;
 use caseflow_engine::{Engine, Store, StoreOptions};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -142,7 +143,7 @@ fn acknowledged_writes_survive_sigkill() {
             for t in inst.tasks.values() {
                 assert_eq!(inst.tokens.get(&t.token).map(|k| &k.waiting), Some(&Waiting::Task(t.seq)), "{key}");
                 if let Some(user) = &t.assignee {
-                    let k = caseflow_engine::store::task_index_key("u/", user, t.due_at, inst.id, t.seq);
+                    let k = caseflow_engine::storage::keys::Inbox::User(user).entry(t.due_at, inst.id, t.seq);
                     assert!(engine.store().get(&k).unwrap().is_some(), "{key}: task index lost");
                 }
             }

@@ -8,19 +8,19 @@ mod support;
 
 use caseflow_core::case::{self, Actor, Command, Instance, InstanceId, Status, Waiting};
 use caseflow_core::value::Value;
-use caseflow_engine::{Engine, EngineError, Store};
+use caseflow_engine::{Engine, EngineError, MemoryStore};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::BTreeMap;
 use support::{branches_conserved, FlowGen, CALLEES};
 
 use caseflow_tests::shipped_rules as rules;
 
-fn all_cases(engine: &Engine) -> Vec<Instance> {
+fn all_cases(engine: &Engine<MemoryStore>) -> Vec<Instance> {
     (1..).map_while(|id| engine.instance(InstanceId(id)).unwrap()).collect()
 }
 
 /// Every case's invariants, and the links between parents and children.
-fn check_cases(engine: &Engine) -> Result<(), String> {
+fn check_cases(engine: &Engine<MemoryStore>) -> Result<(), String> {
     let cases = all_cases(engine);
     for inst in &cases {
         let def = engine.definition(&inst.process, Some(inst.version)).ok_or("no definition")?;
@@ -68,7 +68,7 @@ fn every_accepted_graph_with_sub_processes_runs_soundly_through_the_engine() {
             continue;
         }
         accepted += 1;
-        let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+        let engine = Engine::open(MemoryStore::new(), rules()).unwrap();
         let mut now: DateTime<Utc> =
             chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap().with_timezone(&Utc);
         for r in engine.deploy_together(&files, now).unwrap() {

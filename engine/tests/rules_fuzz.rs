@@ -10,7 +10,7 @@ mod support;
 
 use caseflow_core::case::{Actor, Command, InstanceId, Status};
 use caseflow_core::value::Value;
-use caseflow_engine::{Engine, EngineError, Store};
+use caseflow_engine::{Engine, EngineError, MemoryStore};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use std::collections::BTreeMap;
 use support::FlowGen;
@@ -171,7 +171,7 @@ fn accepted_files_over_the_rules_never_end_in_an_incident() {
             continue;
         }
         accepted += 1;
-        let engine = Engine::open(Store::temporary().unwrap(), rules.clone()).unwrap();
+        let engine = Engine::open(MemoryStore::new(), rules.clone()).unwrap();
         let mut now: DateTime<Utc> =
             chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap().with_timezone(&Utc);
         engine

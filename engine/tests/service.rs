@@ -3,6 +3,7 @@
 
 use caseflow_core::case::{Actor, Command, CommandError, Status};
 use caseflow_core::value::Value;
+use caseflow_engine::Storage;
 use caseflow_engine::{Durability, Engine, EngineError, Store, StoreOptions};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
@@ -364,57 +365,6 @@ fn a_role_inbox_reads_assigned_tasks_from_the_assignees_inbox() {
 }
 
 #[test]
-fn a_store_from_before_the_deadline_ordered_inbox_has_its_indexes_rebuilt() {
-    let dir = TempDir::new("upgrade");
-    let now = bj(2026, 11, 23, 9, 0);
-    let (id, assignee, history) = {
-        let engine = engine_at(&dir);
-        engine.deploy(&complaint_source(), now).unwrap();
-        let inst = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
-        let task = inst.tasks.values().next().unwrap().clone();
-        // Turn the store back into format 1: no format key, task index keys without the
-        // deadline, empty values.
-        let mut batch = caseflow_engine::store::Batch::default();
-        batch.remove(&b"m/format"[..]);
-        for r in engine.store().scan_prefix(b"u/").chain(engine.store().scan_prefix(b"r/")) {
-            batch.remove(r.unwrap().0.to_vec());
-        }
-        let who = task.assignee.clone().unwrap();
-        let mut old = format!("u/{who}\0").into_bytes();
-        old.extend_from_slice(&inst.id.0.to_be_bytes());
-        old.extend_from_slice(&task.seq.to_be_bytes());
-        batch.insert(old, Vec::new());
-        // Older stores hold one history entry per key.
-        let history = engine.history(inst.id).unwrap();
-        assert!(history.len() > 1);
-        for r in engine.store().scan_prefix(b"h/") {
-            batch.remove(r.unwrap().0.to_vec());
-        }
-        for h in &history {
-            let mut k = b"h/".to_vec();
-            k.extend_from_slice(&inst.id.0.to_be_bytes());
-            k.extend_from_slice(&h.seq.to_be_bytes());
-            batch.insert(k, serde_json::to_vec(h).unwrap());
-        }
-        engine.store().write_now(batch).unwrap();
-        (inst.id, who, history)
-    };
-    let engine = engine_at(&dir);
-    let inbox = engine.tasks(Some(&assignee), None, 10).unwrap();
-    assert_eq!(inbox.len(), 1);
-    assert_eq!(inbox[0].instance, id);
-    assert_eq!(engine.store().scan_prefix(b"u/").count(), 1, "the old entry is gone");
-    assert_eq!(engine.tasks(None, Some("cs_rep"), 10).unwrap().len(), 1);
-    assert!(engine.store().get(b"m/format").unwrap().is_some());
-    assert_eq!(engine.history(id).unwrap(), history, "entries stored one per key read as before");
-    // A new command's entries go under one key, after the old ones.
-    engine.command(id, Actor::system(), Command::Cancel { reason: "test".into() }, now).unwrap();
-    let after = engine.history(id).unwrap();
-    assert!(after.len() > history.len());
-    assert!(after.iter().enumerate().all(|(i, h)| h.seq == i as u64));
-}
-
-#[test]
 fn instance_ids_are_reserved_in_blocks_and_never_reused_after_a_restart() {
     let dir = TempDir::new("ids");
     let now = bj(2026, 11, 23, 9, 0);
@@ -444,7 +394,7 @@ fn an_idempotency_key_left_by_a_crashed_start_is_taken_again() {
     // A start that took its numbers and died before writing its case leaves this behind.
     let store = Store::temporary().unwrap();
     let mut batch = caseflow_engine::store::Batch::default();
-    batch.insert(&b"x/crm-1"[..], &7u64.to_be_bytes()[..]);
+    batch.insert(&b"x/crm\0crm-1"[..], &7u64.to_be_bytes()[..]);
     batch.insert(&b"m/next_instance"[..], &8u64.to_be_bytes()[..]);
     store.write_now(batch).unwrap();
     let engine = Engine::open(store, rules()).unwrap();
@@ -462,12 +412,6 @@ fn an_idempotency_key_left_by_a_crashed_start_is_taken_again() {
     let next = engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
     assert_eq!(next.id.0, 9);
     assert_eq!(next.business_key, "20261123-002");
-    // A key recorded before keys were scoped (`x/key` → id) still finds its case on a retry.
-    let mut batch = caseflow_engine::store::Batch::default();
-    batch.insert(&b"x/crm-legacy"[..], &9u64.to_be_bytes()[..]);
-    engine.store().write_now(batch).unwrap();
-    let retried = engine.start("complaint", fields("high"), &crm(), Some("crm-legacy"), now).unwrap();
-    assert_eq!(retried.id.0, 9);
 }
 
 #[test]
@@ -865,7 +809,7 @@ fn first_contact_resolution_counts_only_cases_resolved_at_the_phone_step() {
 }
 
 #[test]
-fn sub_cases_are_indexed_and_rebuilt_for_a_store_of_format_3() {
+fn sub_cases_are_indexed_and_a_store_of_another_format_is_refused() {
     let dir = TempDir::new("sub-cases");
     let now = bj(2026, 11, 23, 10, 0);
     let child = "process survey {\n  fields {\n    school: text required\n  }\n  start -> ask\n  task ask { assign role cs_rep -> done }\n  end done\n}\n";
@@ -880,18 +824,30 @@ fn sub_cases_are_indexed_and_rebuilt_for_a_store_of_format_3() {
         let subs = engine.sub_cases(p.id).unwrap();
         assert_eq!(subs.len(), 2);
         assert!(subs.iter().all(|c| c.process == "survey" && c.status == "running"), "{subs:?}");
-        // Back to format 3: no sub-case index.
-        let mut batch = caseflow_engine::store::Batch::default();
-        for r in engine.store().scan_prefix(b"p/") {
-            batch.remove(r.unwrap().0.to_vec());
-        }
-        batch.insert(b"m/format".to_vec(), 3u64.to_be_bytes().to_vec());
-        engine.store().write_now(batch).unwrap();
-        assert!(engine.sub_cases(p.id).unwrap().is_empty());
         p.id
     };
-    let engine = engine_at(&dir);
-    assert_eq!(engine.sub_cases(id).unwrap().len(), 2, "rebuilt on open");
+    assert_eq!(engine_at(&dir).sub_cases(id).unwrap().len(), 2, "the index is stored");
+    // A store of another layout (or cases and no layout at all) is refused with what it holds:
+    // caseflow has never shipped a layout that needs upgrading.
+    for format in [Some(3u64), Some(99), None] {
+        {
+            let engine = engine_at(&dir);
+            let mut batch = caseflow_engine::store::Batch::default();
+            match format {
+                Some(f) => batch.insert(b"m/format".to_vec(), f.to_be_bytes().to_vec()),
+                None => batch.remove(b"m/format".to_vec()),
+            }
+            engine.store().write_now(batch).unwrap();
+        }
+        let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
+        let refused = Engine::open(Store::open(&dir.0, &options).unwrap(), rules()).err().expect("refused");
+        let found = format.unwrap_or(0);
+        assert!(matches!(refused, EngineError::UnknownFormat { found: f, .. } if f == found), "{refused}");
+        assert!(refused.to_string().contains(&format!("format {found}")), "{refused}");
+        let mut batch = caseflow_engine::store::Batch::default();
+        batch.insert(b"m/format".to_vec(), 4u64.to_be_bytes().to_vec());
+        Store::open(&dir.0, &options).unwrap().write_now(batch).unwrap();
+    }
 }
 
 /// Round robin is a rotation the engine keeps, not the core: a start the core refuses moves it

@@ -3,6 +3,7 @@
 //! the fault is gone, writes are taken again without a restart.
 
 use caseflow_engine::store::{Batch, StoreError};
+use caseflow_engine::Storage;
 use caseflow_engine::Store;
 
 fn write(store: &Store, i: u32) -> Result<u64, StoreError> {
@@ -53,7 +54,7 @@ mod on_disk {
 
     use caseflow_engine::faults::{FaultPoint, Faults, IO_ERROR, NO_SPACE};
     use caseflow_engine::store::{Batch, StoreError};
-    use caseflow_engine::{Durability, Store, StoreOptions};
+    use caseflow_engine::{Durability, Storage, Store, StoreOptions};
     use std::path::PathBuf;
     use std::sync::Arc;
 

@@ -13,7 +13,7 @@
 use caseflow_core::case::{Actor, Command, Instance, InstanceId, Status};
 use caseflow_core::value::Value;
 use caseflow_engine::clock::{Clock, ManualClock};
-use caseflow_engine::{Engine, Store};
+use caseflow_engine::{Engine, MemoryStore};
 use caseflow_tests::*;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::Deserialize;
@@ -129,7 +129,7 @@ type OpenTask = (String, Option<String>, Option<DateTime<Utc>>, bool, u8, Option
 /// Runs one scenario; returns the steps it entered (process, step) and a log, or the log
 /// with the failure.
 struct Run {
-    engine: Arc<Engine>,
+    engine: Arc<Engine<MemoryStore>>,
     clock: Arc<ManualClock>,
     log: String,
     root: InstanceId,
@@ -392,7 +392,7 @@ impl Run {
 fn run_scenario(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, String> {
     let scenario: Scenario = toml::from_str(&read(path)).map_err(|e| format!("bad scenario file: {e}"))?;
     let clock = Arc::new(ManualClock::new(local(&scenario.start_at)));
-    let engine = Arc::new(Engine::open(Store::temporary().unwrap(), shipped_rules()).unwrap());
+    let engine = Arc::new(Engine::open(MemoryStore::new(), shipped_rules()).unwrap());
     // The shipped processes and the pattern examples, checked together as a folder is.
     let mut all = shipped_processes();
     all.extend(pattern_processes());

@@ -131,7 +131,7 @@ pub(crate) fn apply(
     memtable: &Memtable,
     tree: &sled::Tree,
     helpers: &ApplyHelpers,
-    wal: Option<&crate::wal::Wal>,
+    wal: Option<&crate::store::wal::Wal>,
     _lock: &MutexGuard<'_, ()>,
 ) -> Result<(), sled::Error> {
     let Some(frozen) = memtable.freeze() else { return Ok(()) };

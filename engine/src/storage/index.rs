@@ -1,0 +1,75 @@
+//! The index entries a case implies (`s/`, `p/`, `t/`, `u/`, `r/`): derived from the instance
+//! alone, so writing a command removes the entries that went and writes the new or changed
+//! ones in the same batch.
+
+use crate::storage::codec::encode;
+use crate::storage::keys::{self, Inbox};
+use caseflow_core::case::{Instance, InstanceId, Status, Task};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A task as the inbox shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub instance: InstanceId,
+    pub business_key: String,
+    pub process: String,
+    pub task: Task,
+}
+
+/// Marks a role-inbox value that names the task's assignee instead of holding its view (the
+/// view is under the assignee's `u/` entry with the same place). JSON never starts with this
+/// byte.
+const ASSIGNED_TO: u8 = 0x05;
+
+/// The `u/` entry a role entry points to, when `value` names the assignee; `None` when
+/// `value` holds the view itself.
+pub(crate) fn assignee_entry(role_entry: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+    let (&marker, user) = value.split_first()?;
+    if marker != ASSIGNED_TO {
+        return None;
+    }
+    keys::user_entry_for(role_entry, user)
+}
+
+/// The index entries an instance implies, key to value. Writing a command removes the entries
+/// that went and writes the ones that are new or changed, in the same batch.
+pub(crate) fn index_entries(inst: &Instance) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut entries = BTreeMap::new();
+    entries.insert(keys::status(&inst.process, inst.status.name(), inst.id), Vec::new());
+    if let Some((parent, _)) = inst.parent {
+        entries.insert(
+            keys::sub_case(parent, inst.id),
+            [inst.process.as_bytes(), b"\0", inst.status.name().as_bytes()].concat(),
+        );
+    }
+    // Only a running case's timers can fire: a suspended case's (or one in incident) would sit
+    // at the front of the due scan and, once there are more than a scan's batch, starve every
+    // other case's timers. Resuming puts them back (the diff of the index entries).
+    if inst.status == Status::Running {
+        for t in inst.timers.values() {
+            entries.insert(keys::timer(t.due_at, inst.id, t.seq), Vec::new());
+        }
+    }
+    for t in inst.tasks.values() {
+        let view = encode(&TaskView {
+            instance: inst.id,
+            business_key: inst.business_key.clone(),
+            process: inst.process.clone(),
+            task: t.clone(),
+        });
+        // An assigned task's view is stored once, under its assignee; the role entries point
+        // there (`ASSIGNED_TO` and the user), which halves what the common case writes.
+        let in_role = match &t.assignee {
+            Some(a) => [&[ASSIGNED_TO][..], a.as_bytes()].concat(),
+            None => view.clone(),
+        };
+        for role in &t.candidates {
+            entries.insert(Inbox::Role(role).entry(t.due_at, inst.id, t.seq), in_role.clone());
+        }
+        if let Some(a) = &t.assignee {
+            entries.insert(Inbox::User(a).entry(t.due_at, inst.id, t.seq), view);
+        }
+    }
+    entries
+}

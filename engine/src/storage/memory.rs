@@ -1,0 +1,89 @@
+//! Storage in a map in memory, for tests: every write is durable at once and nothing survives
+//! the process. It keeps the contract of `Storage` (atomic batches, sequenced keys, ordered
+//! scans that let the caller write), so engine tests that need no disk run on it, and
+//! `engine/tests/storage_contract.rs` holds it and sled to the same behaviour.
+
+use crate::storage::{Batch, Bytes, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Mutex, RwLock};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: RwLock<BTreeMap<Vec<u8>, Bytes>>,
+    /// The last ticket given; writes take the next under this lock, so tickets follow the
+    /// order in which batches were applied.
+    written: Mutex<Ticket>,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Entries in `[from, to)`, read under the lock once: a scan sees every write made before
+    /// it began, and the caller may write while it runs.
+    fn read(&self, from: &[u8], to: Option<&[u8]>) -> std::vec::IntoIter<Result<(Bytes, Bytes), StoreError>> {
+        if to.is_some_and(|to| to <= from) {
+            return Vec::new().into_iter();
+        }
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let found: Vec<_> = entries
+            .range::<[u8], _>((Bound::Included(from), upper))
+            .map(|(k, v)| Ok((Bytes::from(k.as_slice()), v.clone())))
+            .collect();
+        found.into_iter()
+    }
+}
+
+impl Storage for MemoryStore {
+    type Scan<'a> = std::vec::IntoIter<Result<(Bytes, Bytes), StoreError>>;
+
+    fn write(&self, mut batch: Batch) -> Result<Ticket, StoreError> {
+        let size = batch.size();
+        if size > BATCH_BYTES_MAX {
+            return Err(StoreError::TooLarge(size));
+        }
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = *written + 1;
+        batch.number(ticket);
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in batch.into_ops() {
+            match v {
+                Some(v) => entries.insert(k, Bytes::from(v)),
+                None => entries.remove(&k),
+            };
+        }
+        *written = ticket;
+        Ok(ticket)
+    }
+
+    fn wait_durable(&self, _: Ticket) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn when_durable(&self, _: Ticket, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        done(Ok(()))
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.entries.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_> {
+        self.read(prefix, crate::storage::keys::prefix_end(prefix).as_deref())
+    }
+
+    fn range(&self, from: &[u8], to: &[u8]) -> Self::Scan<'_> {
+        self.read(from, Some(to))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn check_health(&self) -> Option<String> {
+        None
+    }
+}

@@ -1,0 +1,196 @@
+//! Storage as the engine sees it: an ordered key-value store with atomic batches and group
+//! commit (`Storage`), the keys it holds (`keys`), how values are encoded (`codec`) and the
+//! index entries a case implies (`index`). Two implementations: sled with its write-ahead log
+//! (`crate::store`, the default) and a map in memory for tests (`memory`). A PostgreSQL one
+//! implements the same trait.
+//!
+//! What every implementation guarantees:
+//! - a batch is applied whole or not at all, and reads see it once `write` returns;
+//! - batches that touch the same keys are applied in the order `write` was called (callers
+//!   serialise such batches under one lock);
+//! - `wait_durable(ticket)` returns once the batch survives what the implementation promises
+//!   (for sled: `Durability`);
+//! - a sequenced insert's key grows with write order, across restarts;
+//! - scans read in key order, see every write made before they began, and let the caller
+//!   write while they run (they are not snapshots).
+
+pub mod codec;
+pub mod index;
+pub mod keys;
+pub mod memory;
+
+/// An immutable byte string as the storage returns it (sled's reference-counted `IVec`, which
+/// the in-memory implementation returns too).
+pub type Bytes = sled::IVec;
+
+/// Returned by `Storage::write`; `wait_durable` takes it. Tickets grow with write order.
+pub type Ticket = u64;
+
+/// No batch comes near this (the largest are index rebuilds, written in chunks).
+pub const BATCH_BYTES_MAX: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("storage: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a write of {0} bytes is more than the store takes at once ({BATCH_BYTES_MAX})")]
+    TooLarge(usize),
+    #[error("stored data is corrupt at `{key}`: {problem}")]
+    Corrupt { key: String, problem: String },
+    #[error(transparent)]
+    Wal(#[from] crate::store::wal::WalError),
+    /// Refused before anything was written: storage is failing (a full disk, an I/O error).
+    #[error("storage is failing ({0}); the write was not applied")]
+    Unavailable(String),
+}
+
+/// The operations the engine needs of its storage.
+pub trait Storage: Send + Sync + 'static {
+    type Scan<'a>: Iterator<Item = Result<(Bytes, Bytes), StoreError>> + 'a
+    where
+        Self: 'a;
+
+    /// Applies a batch as a unit; returns its ticket for `wait_durable`. Refused with
+    /// `StoreError::Unavailable` when nothing of it was applied.
+    fn write(&self, batch: Batch) -> Result<Ticket, StoreError>;
+
+    /// Blocks until the batch with `ticket` is durable (and every batch before it).
+    fn wait_durable(&self, ticket: Ticket) -> Result<(), StoreError>;
+
+    /// Calls `done` once the batch with `ticket` is durable, on a thread of the storage's own
+    /// (`done` must be quick), or at once.
+    fn when_durable(&self, ticket: Ticket, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>);
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
+
+    /// The entries whose keys start with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_>;
+
+    /// The entries with `from <= key < to`, in key order.
+    fn range(&self, from: &[u8], to: &[u8]) -> Self::Scan<'_>;
+
+    /// Makes everything written so far durable (shutdown).
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Why storage is failing, after trying what failed again; `None` when it is well.
+    fn check_health(&self) -> Option<String>;
+
+    /// Applies a batch and waits until it is durable.
+    fn write_now(&self, batch: Batch) -> Result<(), StoreError> {
+        let ticket = self.write(batch)?;
+        self.wait_durable(ticket)
+    }
+
+    /// A counter or id stored as a big-endian u64.
+    fn get_u64(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        self.get(key)?
+            .map(|v| {
+                keys::u64_value(&v).ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    problem: format!("expected 8 bytes, found {}", v.len()),
+                })
+            })
+            .transpose()
+    }
+}
+
+/// The writes of one command, applied as a unit by `Storage::write`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Inserts under `{prefix}{sequence u64 BE}{index u32 BE}`, the sequence being the one
+    /// `Storage::write` gives the batch: keys that grow in write order, across restarts.
+    sequenced: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Batch {
+    /// Inserts `value` under a key made of `prefix` and the batch's place in write order.
+    pub fn insert_sequenced(&mut self, prefix: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.sequenced.push((prefix.into(), value.into()));
+    }
+
+    /// Turns the sequenced inserts into plain ones, with the batch's sequence number.
+    pub(crate) fn number(&mut self, seq: u64) {
+        for (i, (prefix, value)) in std::mem::take(&mut self.sequenced).into_iter().enumerate() {
+            let mut key = prefix;
+            key.extend_from_slice(&seq.to_be_bytes());
+            key.extend_from_slice(&(i as u32).to_be_bytes());
+            self.ops.push((key, Some(value)));
+        }
+    }
+
+    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), Some(value.into())));
+    }
+
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.ops.push((key.into(), None));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.sequenced.is_empty()
+    }
+
+    /// `[kind u8][key len u32][key]([value len u32][value])` per operation.
+    #[cfg(test)]
+    pub(crate) fn encode_raw(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    pub(crate) fn encoded_len(&self) -> usize {
+        self.ops.iter().map(|(k, v)| 9 + k.len() + v.as_ref().map_or(0, Vec::len)).sum()
+    }
+
+    /// Appends the encoding `decode_raw` reads: `[kind u8][key len u32][key]([value len
+    /// u32][value])` per operation.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        for (k, v) in &self.ops {
+            out.push(u8::from(v.is_some()));
+            out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+            out.extend_from_slice(k);
+            if let Some(v) = v {
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+    }
+
+    pub(crate) fn decode_raw(mut bytes: &[u8]) -> Option<Batch> {
+        fn take<'a>(bytes: &mut &'a [u8]) -> Option<&'a [u8]> {
+            let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+            let out = bytes.get(4..4 + len)?;
+            *bytes = &bytes[4 + len..];
+            Some(out)
+        }
+        let mut batch = Batch::default();
+        while let Some((&kind, rest)) = bytes.split_first() {
+            bytes = rest;
+            let key = take(&mut bytes)?.to_vec();
+            let value = match kind {
+                0 => None,
+                1 => Some(take(&mut bytes)?.to_vec()),
+                _ => return None,
+            };
+            batch.ops.push((key, value));
+        }
+        Some(batch)
+    }
+
+    /// Bytes the batch takes in a log record, its sequenced inserts numbered.
+    pub(crate) fn size(&self) -> usize {
+        self.encoded_len() + self.sequenced.iter().map(|(k, v)| 21 + k.len() + v.len()).sum::<usize>()
+    }
+
+    /// The operations, in order: a key and its new value, or `None` to remove it.
+    pub(crate) fn into_ops(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.ops
+    }
+
+    pub(crate) fn ops(&self) -> &[(Vec<u8>, Option<Vec<u8>>)] {
+        &self.ops
+    }
+}
