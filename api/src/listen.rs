@@ -12,6 +12,7 @@
 //! - on shutdown the listener closes, idle connections close at once, requests in flight get
 //!   `shutdown_grace` to finish, and whatever is left after it is dropped.
 
+use caseflow_engine::sync::Unpoisoned;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
@@ -90,7 +91,7 @@ pub async fn serve(
             close: tokio::sync::Notify::new(),
         });
         let id = {
-            let mut reg = registry.lock().unwrap_or_else(|p| p.into_inner());
+            let mut reg = registry.lock().unpoisoned();
             if reg.open.len() >= limits.connections_max {
                 shed_least_active(&reg);
             }
@@ -117,7 +118,7 @@ pub async fn serve(
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            let mut reg = registry.lock().unwrap_or_else(|p| p.into_inner());
+            let mut reg = registry.lock().unpoisoned();
             reg.open.remove(&id);
             if reg.open.is_empty() {
                 all_closed.notify_waiters();
@@ -127,7 +128,7 @@ pub async fn serve(
     drop(listener);
     // Idle connections close now; busy ones after their response (or at the deadline).
     let waiting = {
-        let reg = registry.lock().unwrap_or_else(|p| p.into_inner());
+        let reg = registry.lock().unpoisoned();
         for c in reg.open.values() {
             c.closing.store(true, Ordering::Relaxed);
             c.close.notify_one();
@@ -138,7 +139,7 @@ pub async fn serve(
     if let Some(waiting) = waiting {
         let _ = tokio::time::timeout(limits.shutdown_grace, waiting).await;
     }
-    let dropped = registry.lock().unwrap_or_else(|p| p.into_inner()).open.len();
+    let dropped = registry.lock().unpoisoned().open.len();
     Stopped { dropped }
 }
 

@@ -3,6 +3,7 @@
 //! only moves when told to. This is the one module allowed to read the system time
 //! (clippy's `disallowed_methods` in `clippy.toml` forbids it elsewhere).
 
+use crate::sync::Unpoisoned;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Mutex;
 
@@ -28,17 +29,17 @@ impl ManualClock {
     }
 
     pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
+        *self.0.lock().unpoisoned() = at;
     }
 
     pub fn advance(&self, by: Duration) {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.0.lock().unpoisoned();
         *t += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.0.lock().unpoisoned()
     }
 }

@@ -3,6 +3,7 @@
 //! failing device would make them fail. Production code never arms a point; checking one is
 //! an uncontended lock only when some point is armed.
 
+use crate::sync::Unpoisoned;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -41,7 +42,7 @@ pub const IO_ERROR: i32 = 5;
 impl Faults {
     /// Makes the next `times` operations at `point` fail with OS error `errno`.
     pub fn arm(&self, point: FaultPoint, times: u32, errno: i32) {
-        let mut points = self.points.lock().unwrap_or_else(|p| p.into_inner());
+        let mut points = self.points.lock().unpoisoned();
         points.retain(|(p, _, _)| *p != point);
         if times > 0 {
             points.push((point, times, errno));
@@ -51,7 +52,7 @@ impl Faults {
 
     /// Disarms every point.
     pub fn clear(&self) {
-        self.points.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.points.lock().unpoisoned().clear();
         self.armed.store(false, Ordering::SeqCst);
     }
 
@@ -60,7 +61,7 @@ impl Faults {
         if !self.armed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut points = self.points.lock().unwrap_or_else(|p| p.into_inner());
+        let mut points = self.points.lock().unpoisoned();
         let Some(i) = points.iter().position(|(p, _, _)| *p == point) else { return Ok(()) };
         let errno = points[i].2;
         points[i].1 -= 1;

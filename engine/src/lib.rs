@@ -13,6 +13,7 @@ pub mod faults;
 pub mod service;
 pub mod storage;
 pub mod store;
+pub mod sync;
 
 pub use caseflow_core::{BusinessCalendar, RuleSet, RulesError, RulesFile};
 pub use service::{Engine, EngineError, Pending};

@@ -10,6 +10,7 @@ use crate::storage::index::{assignee_entry, index_entries};
 use crate::storage::keys::{self, Inbox, Prefix};
 use crate::storage::{Batch, Bytes, Storage, StoreError};
 use crate::store::Store;
+use crate::sync::Unpoisoned;
 use caseflow_core::case::{
     self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status, StatusKind, Workload,
 };
@@ -89,9 +90,7 @@ impl<'a> IdempotencyKey<'a> {
 
     /// The record: the case's id, then the request's digest.
     fn record(&self, id: InstanceId) -> Vec<u8> {
-        let mut v = id.0.to_be_bytes().to_vec();
-        v.extend_from_slice(&self.request);
-        v
+        keys::idempotency_value(id, &self.request)
     }
 }
 
@@ -193,7 +192,7 @@ impl Default for TimerCursor {
 impl TimerCursor {
     /// A timer entry `key` was written and is visible.
     fn added(&self, key: &[u8]) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state.lock().unpoisoned();
         if key < st.from.as_slice() {
             st.from = key.to_vec();
         }
@@ -205,14 +204,14 @@ impl TimerCursor {
     /// Runs a scan from the current start; `scan` returns where the next one may start (the
     /// first entry it found, or the end of what it read when it found none).
     fn scan<R>(&self, scan: impl FnOnce(&[u8]) -> Result<(R, Option<Vec<u8>>), EngineError>) -> Result<R, EngineError> {
-        let _one = self.scanning.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = self.scanning.lock().unpoisoned();
         let from = {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut st = self.state.lock().unpoisoned();
             st.added_during_scan = None;
             st.from.clone()
         };
         let (result, next) = scan(&from)?;
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state.lock().unpoisoned();
         if let Some(next) = next {
             st.from = match st.added_during_scan.take() {
                 Some(added) => added.min(next),
@@ -354,7 +353,7 @@ impl OpenCounts {
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+        self.counts.lock().unpoisoned()
     }
 
     /// The user's open tasks; `scan` counts them in the store the first time.
@@ -362,7 +361,7 @@ impl OpenCounts {
         if let Some(n) = self.counts().get(user) {
             return *n;
         }
-        let _exclusive = self.stripes[Self::stripe(user)].write().unwrap_or_else(|p| p.into_inner());
+        let _exclusive = self.stripes[Self::stripe(user)].write().unpoisoned();
         if let Some(n) = self.counts().get(user) {
             return *n;
         }
@@ -380,8 +379,7 @@ impl OpenCounts {
         let mut stripes: Vec<usize> = deltas.keys().map(|u| Self::stripe(u)).collect();
         stripes.sort_unstable();
         stripes.dedup();
-        let _shared: Vec<_> =
-            stripes.iter().map(|&i| self.stripes[i].read().unwrap_or_else(|p| p.into_inner())).collect();
+        let _shared: Vec<_> = stripes.iter().map(|&i| self.stripes[i].read().unpoisoned()).collect();
         let result = write();
         let mut counts = self.counts();
         for (user, delta) in deltas {
@@ -500,7 +498,7 @@ impl<S: Storage> Workload for EngineWorkload<'_, S> {
     }
 
     fn round_robin_position(&self, role: &str) -> u64 {
-        let position = self.engine.round_robin.lock().unwrap_or_else(|p| p.into_inner()).get(role).copied();
+        let position = self.engine.round_robin.lock().unpoisoned().get(role).copied();
         let position = position.unwrap_or(0);
         self.positions_read.borrow_mut().insert(role.to_string(), position);
         position
@@ -546,7 +544,7 @@ impl<S: Storage> Engine<S> {
             };
             defs.entry(name).or_default().insert(version, Arc::new(d));
         }
-        *engine.definitions.write().unwrap_or_else(|p| p.into_inner()) = defs;
+        *engine.definitions.write().unpoisoned() = defs;
         engine.check_format()?;
         if let Some(v) = engine.store.get_u64(keys::RULES_VERSION)? {
             engine.rules_version.store(v, Ordering::SeqCst);
@@ -557,7 +555,7 @@ impl<S: Storage> Engine<S> {
             let role = keys::round_robin_role(&k).ok_or_else(|| corrupt(&String::from_utf8_lossy(&k), "bad role"))?;
             rotation.insert(role, keys::u64_value(&v).unwrap_or(0));
         }
-        *engine.round_robin.lock().unwrap_or_else(|p| p.into_inner()) = rotation;
+        *engine.round_robin.lock().unpoisoned() = rotation;
         Ok(engine)
     }
 
@@ -617,7 +615,7 @@ impl<S: Storage> Engine<S> {
     /// Registers an observer of durable changes. Called on the thread that made the change,
     /// after it is durable: keep it quick (the API forwards into a channel).
     pub fn observe(&self, f: impl Fn(&EngineEvent) + Send + Sync + 'static) {
-        self.observers.write().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
+        self.observers.write().unpoisoned().push(Box::new(f));
     }
 
     /// Turns the durable outbox on: from now on every history entry is also written to `o/`.
@@ -647,7 +645,7 @@ impl<S: Storage> Engine<S> {
     }
 
     fn publish(&self, inst: &Instance, outcome: &Outcome) {
-        let observers = self.observers.read().unwrap_or_else(|p| p.into_inner());
+        let observers = self.observers.read().unpoisoned();
         if observers.is_empty() {
             return;
         }
@@ -666,7 +664,7 @@ impl<S: Storage> Engine<S> {
 
     /// The rules in force and their version, read together.
     fn rules_and_version(&self) -> (Arc<RuleSet>, u64) {
-        let guard = self.rules.read().unwrap_or_else(|p| p.into_inner());
+        let guard = self.rules.read().unpoisoned();
         // The writer changes both under the write lock, so this pair is consistent.
         (guard.clone(), self.rules_version.load(Ordering::SeqCst))
     }
@@ -721,7 +719,7 @@ impl<S: Storage> Engine<S> {
     ) -> Result<RulesChange, EngineError> {
         let catalog = rules.catalog();
         let sources: Vec<SourceFile> = {
-            let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
+            let defs = self.definitions.read().unpoisoned();
             defs.values()
                 .filter_map(|v| v.values().next_back())
                 .map(|d| SourceFile { name: format!("{}.flow", d.process), text: d.source.clone() })
@@ -734,7 +732,7 @@ impl<S: Storage> Engine<S> {
         if !problems.is_empty() {
             return Err(EngineError::Rejected(problems));
         }
-        let mut current = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.rules.write().unpoisoned();
         let version = self.rules_version.load(Ordering::SeqCst) + 1;
         let change = RulesChange { version, at: now, by: by.to_string(), diff };
         let mut batch = Batch::default();
@@ -778,7 +776,7 @@ impl<S: Storage> Engine<S> {
     }
 
     pub fn rules(&self) -> Arc<RuleSet> {
-        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.rules.read().unpoisoned().clone()
     }
 
     pub fn store(&self) -> &S {
@@ -817,7 +815,7 @@ impl<S: Storage> Engine<S> {
             let new_ids: BTreeSet<String> =
                 files.iter().filter_map(|f| caseflow_dsl::parse::parse(&f.text).ok().map(|a| a.id.name)).collect();
             {
-                let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
+                let defs = self.definitions.read().unpoisoned();
                 // A new source replaces its own latest version among the signatures.
                 for versions in defs.values() {
                     if let Some(latest) = versions.values().next_back().filter(|l| !new_ids.contains(&l.process)) {
@@ -871,7 +869,7 @@ impl<S: Storage> Engine<S> {
         warnings: Vec<String>,
         now: DateTime<Utc>,
     ) -> Result<DeployOutcome, EngineError> {
-        let mut defs = self.definitions.write().unwrap_or_else(|p| p.into_inner());
+        let mut defs = self.definitions.write().unpoisoned();
         let versions = defs.entry(model.id.clone()).or_default();
         if let Some(latest) = versions.values().next_back() {
             if latest.source == source {
@@ -904,7 +902,7 @@ impl<S: Storage> Engine<S> {
     }
 
     pub fn definition(&self, process: &str, version: Option<u32>) -> Option<Arc<Deployed>> {
-        let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
+        let defs = self.definitions.read().unpoisoned();
         let versions = defs.get(process)?;
         match version {
             Some(v) => versions.get(&v).cloned(),
@@ -914,7 +912,7 @@ impl<S: Storage> Engine<S> {
 
     /// Every process with its versions, latest last.
     pub fn definitions(&self) -> Vec<(String, Vec<u32>)> {
-        let defs = self.definitions.read().unwrap_or_else(|p| p.into_inner());
+        let defs = self.definitions.read().unpoisoned();
         defs.iter().map(|(n, v)| (n.clone(), v.keys().copied().collect())).collect()
     }
 
@@ -987,7 +985,7 @@ impl<S: Storage> Engine<S> {
         // itself, so that in the store they only ever grow: a crash in between leaves an
         // unused number, never a reused one.
         let idem = idempotency_key.map(|k| IdempotencyKey::new(k, actor, process, &fields));
-        let alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+        let alloc = self.allocation.lock().unpoisoned();
         if let Some(k) = &idem {
             if let Some((id, request)) = self.idempotency_record(k)? {
                 drop(alloc);
@@ -997,20 +995,20 @@ impl<S: Storage> Engine<S> {
                 if let Some(existing) = self.instance(id)? {
                     return Ok(Pending { instance: existing, outcome: None, ticket: None, others: Vec::new() });
                 }
-                if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(&k.scoped) {
+                if self.starting.lock().unpoisoned().contains(&k.scoped) {
                     return Err(EngineError::StartInProgress(k.given.to_string()));
                 }
                 // Taken by a start that crashed before writing its case: take it again.
                 return self.start_after_crashed_reservation(process, fields, actor, k, now);
             }
-            if !self.starting.lock().unwrap_or_else(|p| p.into_inner()).insert(k.scoped.clone()) {
+            if !self.starting.lock().unpoisoned().insert(k.scoped.clone()) {
                 return Err(EngineError::StartInProgress(k.given.to_string()));
             }
         }
         drop(alloc);
         let release_key = || {
             if let Some(k) = &idem {
-                self.starting.lock().unwrap_or_else(|p| p.into_inner()).remove(&k.scoped);
+                self.starting.lock().unpoisoned().remove(&k.scoped);
             }
         };
         let mut unit = Unit::default();
@@ -1036,7 +1034,7 @@ impl<S: Storage> Engine<S> {
 
     /// Takes a new instance id (reserving a block in the store when one is used up).
     fn take_id(&self) -> Result<InstanceId, EngineError> {
-        let mut alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+        let mut alloc = self.allocation.lock().unpoisoned();
         let (id, reserved) = alloc.take(&self.store)?;
         if let Some(end) = reserved {
             let mut block = Batch::default();
@@ -1052,7 +1050,7 @@ impl<S: Storage> Engine<S> {
 
     /// The ids a refused unit took, back (newest first, so each is the last one taken).
     fn give_back(&self, unit: &Unit) {
-        let mut alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+        let mut alloc = self.allocation.lock().unpoisoned();
         for (id, _) in unit.started.iter().rev() {
             alloc.give_back(*id);
         }
@@ -1200,7 +1198,7 @@ impl<S: Storage> Engine<S> {
             if read.is_empty() {
                 return Ok((after, outcome));
             }
-            let mut rotation = self.round_robin.lock().unwrap_or_else(|p| p.into_inner());
+            let mut rotation = self.round_robin.lock().unpoisoned();
             if read.iter().all(|(role, at)| rotation.get(role).copied().unwrap_or(0) == *at) {
                 for e in &outcome.effects {
                     if let Effect::RoundRobinTaken { role, count } = e {
@@ -1217,7 +1215,7 @@ impl<S: Storage> Engine<S> {
     fn commit(&self, unit: &mut Unit, idempotency_key: Option<&IdempotencyKey>) -> Result<u64, EngineError> {
         let mut counters = Batch::default();
         let numbered = unit.started.iter().any(|(_, k)| k.sequence.is_some());
-        let alloc = numbered.then(|| self.allocation.lock().unwrap_or_else(|p| p.into_inner()));
+        let alloc = numbered.then(|| self.allocation.lock().unpoisoned());
         let mut last: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for (id, key) in &unit.started {
             let Some((seq_key, width)) = &key.sequence else { continue };
@@ -1248,7 +1246,7 @@ impl<S: Storage> Engine<S> {
             })
             .collect();
         if !rotated.is_empty() {
-            let rotation = self.round_robin.lock().unwrap_or_else(|p| p.into_inner());
+            let rotation = self.round_robin.lock().unpoisoned();
             for role in rotated {
                 let position = rotation.get(role).copied().unwrap_or(0);
                 batch.insert(keys::round_robin(role), position.to_be_bytes().to_vec());
@@ -1300,16 +1298,16 @@ impl<S: Storage> Engine<S> {
         now: DateTime<Utc>,
     ) -> Result<Pending, EngineError> {
         {
-            let _alloc = self.allocation.lock().unwrap_or_else(|p| p.into_inner());
+            let _alloc = self.allocation.lock().unpoisoned();
             // Still stale under the lock (no start of this key began meanwhile)?
-            if self.starting.lock().unwrap_or_else(|p| p.into_inner()).contains(&key.scoped) {
+            if self.starting.lock().unpoisoned().contains(&key.scoped) {
                 return Err(EngineError::StartInProgress(key.given.to_string()));
             }
             let mut batch = Batch::default();
             let x = key.store_key();
             if let Some(record) = self.store.get(&x)? {
-                let id = record.get(..8).and_then(keys::u64_value);
-                if id.is_none_or(|id| self.store.get(&keys::instance(InstanceId(id))).ok().flatten().is_none()) {
+                let id = keys::idempotency_of(&record).map(|(id, _)| id);
+                if id.is_none_or(|id| self.store.get(&keys::instance(id)).ok().flatten().is_none()) {
                     batch.remove(x);
                 }
             }
@@ -1324,17 +1322,11 @@ impl<S: Storage> Engine<S> {
     fn idempotency_record(&self, key: &IdempotencyKey) -> Result<Option<KeyRecord>, EngineError> {
         let x = key.store_key();
         let Some(record) = self.store.get(&x)? else { return Ok(None) };
-        let corrupt = |problem: String| StoreError::Corrupt { key: String::from_utf8_lossy(&x).into_owned(), problem };
-        let id = record.get(..8).and_then(keys::u64_value);
-        let id = id.ok_or_else(|| corrupt(format!("expected at least 8 bytes, found {}", record.len())))?;
-        let request = match record.get(8..) {
-            Some([]) | None => None,
-            Some(digest) => Some(
-                <[u8; 32]>::try_from(digest)
-                    .map_err(|_| corrupt(format!("expected a 32-byte digest, found {}", digest.len())))?,
-            ),
-        };
-        Ok(Some((InstanceId(id), request)))
+        let record = keys::idempotency_of(&record).ok_or_else(|| StoreError::Corrupt {
+            key: String::from_utf8_lossy(&x).into_owned(),
+            problem: format!("expected a case id and a request digest, found {} bytes", record.len()),
+        })?;
+        Ok(Some(record))
     }
 
     /// Renders the key template: `{date:%Y%m%d}-{seq:03}` → `20261123-007`. The sequence
@@ -1505,7 +1497,7 @@ impl<S: Storage> Engine<S> {
         now: DateTime<Utc>,
     ) -> Result<Applied, EngineError> {
         let stripe = |family: InstanceId| (family.0 as usize) % STRIPES;
-        let lock = |i: usize| self.stripes[i].lock().unwrap_or_else(|p| p.into_inner());
+        let lock = |i: usize| self.stripes[i].lock().unpoisoned();
         let mut guard = lock(stripe(id));
         let mut before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
         if let Some(family) = before.family.filter(|f| stripe(*f) != stripe(id)) {

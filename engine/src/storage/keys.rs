@@ -338,6 +338,22 @@ pub fn idempotency(scoped: &str) -> Vec<u8> {
     Prefix::Idempotency.key(&[scoped.as_bytes()])
 }
 
+/// An idempotency key's value: the case it started and the SHA-256 of the request.
+pub fn idempotency_value(id: InstanceId, request: &[u8; 32]) -> Vec<u8> {
+    [&id.0.to_be_bytes()[..], request].concat()
+}
+
+/// The case and request digest of an idempotency value (a start that crashed between taking
+/// its key and writing its case may have left the id alone). `None`: not such a value.
+pub fn idempotency_of(value: &[u8]) -> Option<(InstanceId, Option<[u8; 32]>)> {
+    let id = InstanceId(u64_at(value, 0)?);
+    match value.len() {
+        8 => Some((id, None)),
+        40 => Some((id, Some(value[8..].try_into().ok()?))),
+        _ => None,
+    }
+}
+
 // ------------------------------------------------------------ y/, f/: tallies and familiarity
 
 /// The cases a tally counted under these keys, one entry each (`tally_entry`), so counting
@@ -439,6 +455,10 @@ mod tests {
         o.extend_from_slice(&7u64.to_be_bytes());
         o.extend_from_slice(&0u32.to_be_bytes());
         assert_eq!(outbox_batch(&o), Some(7));
+        let v = idempotency_value(InstanceId(5), &[9; 32]);
+        assert_eq!(idempotency_of(&v), Some((InstanceId(5), Some([9; 32]))));
+        assert_eq!(idempotency_of(&5u64.to_be_bytes()), Some((InstanceId(5), None)));
+        assert_eq!(idempotency_of(&v[..20]), None);
         assert!(tally_entry("p", "t", &["a".into()], InstanceId(1)).starts_with(&tally_prefix(
             "p",
             "t",

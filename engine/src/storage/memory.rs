@@ -4,6 +4,7 @@
 //! `engine/tests/storage_contract.rs` holds it and sled to the same behaviour.
 
 use crate::storage::{Batch, Bytes, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
+use crate::sync::Unpoisoned;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Mutex, RwLock};
@@ -28,7 +29,7 @@ impl MemoryStore {
             return Vec::new().into_iter();
         }
         let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.read().unpoisoned();
         let found: Vec<_> = entries
             .range::<[u8], _>((Bound::Included(from), upper))
             .map(|(k, v)| Ok((Bytes::from(k.as_slice()), v.clone())))
@@ -45,10 +46,10 @@ impl Storage for MemoryStore {
         if size > BATCH_BYTES_MAX {
             return Err(StoreError::TooLarge(size));
         }
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let mut written = self.written.lock().unpoisoned();
         let ticket = *written + 1;
         batch.number(ticket);
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.write().unpoisoned();
         for (k, v) in batch.into_ops() {
             match v {
                 Some(v) => entries.insert(k, Bytes::from(v)),
@@ -68,7 +69,7 @@ impl Storage for MemoryStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.entries.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned())
+        Ok(self.entries.read().unpoisoned().get(key).cloned())
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_> {

@@ -5,6 +5,7 @@ use super::upkeep::sync_folder;
 use super::Store;
 use crate::faults::{FaultPoint, Faults};
 use crate::storage::StoreError;
+use crate::sync::Unpoisoned;
 use std::path::Path;
 
 /// An open of sled 0.34 replays every log segment written since the last snapshot of its page
@@ -55,7 +56,7 @@ impl Store {
             let _ = Self::snapshot(&db, &path, &state, &faults);
             state.running.store(false, SeqCst);
         });
-        let mut thread = self.checkpoint_thread.lock().unwrap_or_else(|p| p.into_inner());
+        let mut thread = self.checkpoint_thread.lock().unpoisoned();
         match spawned {
             Ok(handle) => {
                 // The previous checkpoint has finished (only one runs at a time).
@@ -78,7 +79,7 @@ impl Store {
         use std::sync::atomic::Ordering::SeqCst;
         let Some(path) = &self.path else { return Ok(()) };
         // A background checkpoint finishes first (one at a time).
-        let background = self.checkpoint_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let background = self.checkpoint_thread.lock().unpoisoned().take();
         if let Some(t) = background {
             let _ = t.join();
         }

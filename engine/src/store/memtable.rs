@@ -12,6 +12,7 @@
 //! A record's log segment may be deleted only once its keys are in sled: the table keeps the
 //! sequence numbers of the batches it holds and gives them back when they are applied.
 
+use crate::sync::Unpoisoned;
 use sled::IVec;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -171,7 +172,7 @@ pub(crate) fn apply(
 impl Memtable {
     /// Adds the writes of batch `seq`, in order (a later write of a key replaces an earlier).
     pub fn insert(&self, seq: u64, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Pressure {
-        let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.tables.write().unpoisoned();
         for (k, v) in ops {
             t.active_bytes += k.len() + v.as_ref().map_or(0, Vec::len) + 16;
             t.active.insert(k, v.map(IVec::from));
@@ -188,7 +189,7 @@ impl Memtable {
 
     /// The latest write of `key` held here, if any: `Some(None)` means removed.
     pub fn get(&self, key: &[u8]) -> Option<Write> {
-        let t = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        let t = self.tables.read().unpoisoned();
         if let Some(w) = t.active.get(key) {
             return Some(w.clone());
         }
@@ -199,7 +200,7 @@ impl Memtable {
     /// order. The second value is the last key the answer is complete up to (inclusive), when
     /// it was cut at `limit`; `None`: complete to `to`.
     pub fn range(&self, from: &[u8], to: Option<&[u8]>, limit: usize) -> Chunk {
-        let t = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        let t = self.tables.read().unpoisoned();
         let bounds = (Bound::Included(from), to.map_or(Bound::Unbounded, Bound::Excluded));
         let take = |m: &BTreeMap<Vec<u8>, Write>| -> Chunk {
             let got: Vec<_> = m.range::<[u8], _>(bounds).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -224,10 +225,10 @@ impl Memtable {
     /// `wait` is false.
     pub fn apply_lock(&self, wait: bool) -> Option<MutexGuard<'_, ()>> {
         match wait {
-            true => Some(self.applying.lock().unwrap_or_else(|p| p.into_inner())),
+            true => Some(self.applying.lock().unpoisoned()),
             false => match self.applying.try_lock() {
                 Ok(g) => Some(g),
-                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(Err(p).unpoisoned()),
                 Err(std::sync::TryLockError::WouldBlock) => None,
             },
         }
@@ -236,7 +237,7 @@ impl Memtable {
     /// The table to apply (the caller holds `apply_lock`): one an earlier apply left, or else
     /// the active table, frozen. `None` when there is nothing to apply.
     pub fn freeze(&self) -> Option<Arc<Frozen>> {
-        let mut t = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.tables.write().unpoisoned();
         if let Some(f) = &t.frozen {
             return Some(f.clone());
         }
@@ -252,7 +253,7 @@ impl Memtable {
 
     /// Asks the applier thread to apply the table.
     pub fn request_apply(&self) {
-        let mut requested = self.requested.lock().unwrap_or_else(|p| p.into_inner());
+        let mut requested = self.requested.lock().unpoisoned();
         if !*requested {
             *requested = true;
             self.wake.notify_one();
@@ -262,9 +263,9 @@ impl Memtable {
     /// The applier thread's wait for the next request: `false` once the store closes.
     pub fn next_request(&self) -> bool {
         use std::sync::atomic::Ordering::SeqCst;
-        let mut requested = self.requested.lock().unwrap_or_else(|p| p.into_inner());
+        let mut requested = self.requested.lock().unpoisoned();
         while !*requested && !self.stopping.load(SeqCst) {
-            requested = self.wake.wait(requested).unwrap_or_else(|p| p.into_inner());
+            requested = self.wake.wait(requested).unpoisoned();
         }
         *requested = false;
         !self.stopping.load(SeqCst)
@@ -273,18 +274,18 @@ impl Memtable {
     /// Ends the applier thread's loop.
     pub fn stop(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _requested = self.requested.lock().unwrap_or_else(|p| p.into_inner());
+        let _requested = self.requested.lock().unpoisoned();
         self.wake.notify_all();
     }
 
     /// Forgets the frozen table: sled holds all of it now.
     pub fn applied(&self) {
-        self.tables.write().unwrap_or_else(|p| p.into_inner()).frozen = None;
+        self.tables.write().unpoisoned().frozen = None;
     }
 
     /// Entries held, active and frozen.
     pub fn len(&self) -> usize {
-        let t = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        let t = self.tables.read().unpoisoned();
         t.active.len() + t.frozen.as_ref().map_or(0, |f| f.entries.len())
     }
 }

@@ -19,6 +19,7 @@ pub use scan::Scan;
 
 use crate::faults::{FaultPoint, Faults};
 use crate::storage::{Bytes, Storage, Ticket, BATCH_BYTES_MAX};
+use crate::sync::Unpoisoned;
 use checkpoint::CheckpointState;
 use memtable::{ApplyHelpers, Memtable, Pressure};
 use space::SpaceGuard;
@@ -280,7 +281,7 @@ impl Store {
         if let Some(e) = self.wal.as_ref().and_then(|w| w.failed()) {
             return Some(e);
         }
-        self.upkeep.degraded.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.upkeep.degraded.lock().unpoisoned().clone()
     }
 
     /// Runs what failed again: the log's stuck group, the memtable applied to sled, the log
@@ -289,13 +290,13 @@ impl Store {
         if let Some(wal) = &self.wal {
             wal.recover().map_err(|e| StoreError::Unavailable(e.to_string()))?;
         }
-        if self.upkeep.degraded.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+        if self.upkeep.degraded.lock().unpoisoned().is_none() {
             return Ok(());
         }
         let result = self.upkeep.drain_memtable().and_then(|()| self.upkeep.truncate_log());
         match result {
             Ok(()) => {
-                *self.upkeep.degraded.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self.upkeep.degraded.lock().unpoisoned() = None;
                 Ok(())
             }
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
@@ -505,7 +506,7 @@ impl Storage for Store {
 impl Drop for Store {
     fn drop(&mut self) {
         // The checkpoint holds a handle to sled: it must end before sled can close.
-        if let Some(thread) = self.checkpoint_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(thread) = self.checkpoint_thread.lock().unpoisoned().take() {
             let _ = thread.join();
         }
         // A log still failing after one more try will not make anything durable now: nothing

@@ -3,6 +3,7 @@
 //! write stops it until it is reopened, never meets a full disk.
 
 use crate::storage::StoreError;
+use crate::sync::Unpoisoned;
 
 /// Two log segments (a new one and its spare) and room for sled's buffers beyond them.
 pub const DEFAULT_SPACE_RESERVE_BYTES: u64 = 32 << 20;
@@ -42,7 +43,7 @@ impl SpaceGuard {
         let now = self.epoch.elapsed().as_millis() as u64 + SPACE_CHECK_MS;
         let written = self.written_since.fetch_add(bytes, Relaxed) + bytes;
         let due = force || now - self.checked_at_ms.load(Relaxed) >= SPACE_CHECK_MS || written >= self.reserve / 8;
-        let mut low = self.low.lock().unwrap_or_else(|p| p.into_inner());
+        let mut low = self.low.lock().unpoisoned();
         if due {
             self.checked_at_ms.store(now, Relaxed);
             self.written_since.store(0, Relaxed);
@@ -63,6 +64,6 @@ impl SpaceGuard {
     }
 
     pub(super) fn low(&self) -> Option<String> {
-        self.low.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.low.lock().unpoisoned().clone()
     }
 }

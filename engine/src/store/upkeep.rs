@@ -6,6 +6,7 @@ use super::wal::Wal;
 use super::Store;
 use crate::faults::{FaultPoint, Faults};
 use crate::storage::StoreError;
+use crate::sync::Unpoisoned;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -117,7 +118,7 @@ impl Upkeep {
     }
 
     pub(super) fn degrade(&self, e: &StoreError) {
-        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        *self.degraded.lock().unpoisoned() = Some(e.to_string());
     }
 
     pub(super) fn flush_now(&self) -> Result<(), StoreError> {

@@ -11,6 +11,7 @@
 //! records' keys durable (`Store::truncate_log`); `read` returns what is left, in order.
 
 use crate::faults::{FaultPoint, Faults};
+use crate::sync::Unpoisoned;
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -313,7 +314,7 @@ impl Wal {
             if st.writer_idle {
                 sh.work.notify_one();
             }
-            st = sh.done[(group % 2) as usize].wait(st).unwrap_or_else(|p| p.into_inner());
+            st = sh.done[(group % 2) as usize].wait(st).unpoisoned();
         }
     }
 
@@ -394,7 +395,7 @@ impl Wal {
             if let Some(e) = &st.failed {
                 return Err(WalError::Failed(e.clone()));
             }
-            st = sh.rotations_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = sh.rotations_cv.wait(st).unpoisoned();
         }
         match st.rotation_failed.take() {
             Some(e) => Err(WalError::Rotation(e)),
@@ -414,7 +415,7 @@ impl Wal {
         st.retry_now = true;
         sh.work.notify_one();
         while st.retries < target && st.failed.is_some() && !st.stop {
-            st = sh.rotations_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = sh.rotations_cv.wait(st).unpoisoned();
         }
         st.failed.clone().map_or(Ok(()), |e| Err(WalError::Failed(e)))
     }
@@ -422,7 +423,7 @@ impl Wal {
     /// Zero-fills the file the next rotation will use, unless one is ready. The store calls
     /// it after each truncation, outside the writer thread.
     pub fn prepare_spare(&self) -> Result<(), WalError> {
-        let mut ready = self.shared.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ready = self.shared.spare.lock().unpoisoned();
         if !*ready {
             let path = self.shared.dir.join(SPARE);
             if let Err(e) = zero_filled(&path, &self.shared.faults) {
@@ -495,7 +496,7 @@ impl Drop for Wal {
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unpoisoned()
     }
 
     /// The writer thread: takes whatever was appended, writes (and syncs) it as one group,
@@ -516,7 +517,7 @@ impl Shared {
                     return;
                 }
                 st.writer_idle = true;
-                st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                st = self.work.wait(st).unpoisoned();
                 st.writer_idle = false;
                 continue;
             }
@@ -584,7 +585,7 @@ impl Shared {
     fn retry<'a>(&'a self, mut st: std::sync::MutexGuard<'a, State>, stuck: Stuck) -> std::sync::MutexGuard<'a, State> {
         if !st.retry_now && !st.stop {
             st.writer_idle = true;
-            st = self.work.wait_timeout(st, RETRY_EVERY).unwrap_or_else(|p| p.into_inner()).0;
+            st = self.work.wait_timeout(st, RETRY_EVERY).unpoisoned().0;
             st.writer_idle = false;
         }
         if st.stop {
@@ -616,7 +617,7 @@ impl Shared {
     /// Then, if the segment is full or a rotation was asked for, starts the next segment; a
     /// rotation that fails does not fail the group, which is durable (the inner result).
     fn write_group(&self, group: &[u8], upto: u64, rotate: bool) -> Result<Result<(), WalError>, WalError> {
-        let mut segment = self.segment.lock().unwrap_or_else(|p| p.into_inner());
+        let mut segment = self.segment.lock().unpoisoned();
         let offset = segment.bytes;
         segment.file.seek(std::io::SeekFrom::Start(offset))?;
         if let Err(e) = self.faults.check(FaultPoint::LogWrite) {
@@ -641,7 +642,7 @@ impl Shared {
     fn next_segment(&self, segment: &mut Segment, upto: u64) -> Result<(), WalError> {
         self.faults.check(FaultPoint::LogSync)?;
         segment.file.sync_data()?;
-        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spare = self.spare.lock().unpoisoned();
         let path = self.dir.join(segment_name(upto));
         let file = if std::mem::take(&mut *spare) {
             let renamed = self

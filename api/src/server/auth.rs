@@ -1,0 +1,60 @@
+//! Who is calling: the `Caller` extractor (placed first in every handler, so a request
+//! without a valid token is 401 whatever its body) and the permission checks.
+
+use super::*;
+
+/// Who the bearer token says the caller is.
+pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<(Actor, bool), ApiError> {
+    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer TOKEN`");
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
+    let token = value.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
+    let hash = sha256_hex(token.trim());
+    // Every configured digest is compared, each in constant time: how long the answer takes
+    // says nothing about how close a guess came.
+    let entry = state
+        .tokens
+        .iter()
+        .fold(None, |found, t| {
+            let equal = subtle::ConstantTimeEq::ct_eq(t.sha256.to_ascii_lowercase().as_bytes(), hash.as_bytes());
+            if bool::from(equal) && found.is_none() {
+                Some(t)
+            } else {
+                found
+            }
+        })
+        .ok_or_else(unauthorized)?;
+    Ok((Actor { id: entry.user.clone(), roles: entry.roles.clone(), admin: entry.admin }, entry.service))
+}
+
+/// The caller named by the request's bearer token, and whether it is a service token: an
+/// extractor, placed first so that a request without a valid token is answered 401 before its
+/// input is looked at.
+pub struct Caller(pub Actor, pub bool);
+
+#[axum::async_trait]
+impl axum::extract::FromRequestParts<Shared> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &Shared) -> Result<Self, ApiError> {
+        let (actor, service) = caller(state, &parts.headers)?;
+        Ok(Caller(actor, service))
+    }
+}
+
+/// Administrators, or holders of a role the rules' `[permissions]` grant `action` to.
+pub(crate) fn require_permission(state: &AppState, actor: &Actor, action: &str, doing: &str) -> Result<(), ApiError> {
+    let granted =
+        state.engine.rules().permissions.get(action).is_some_and(|roles| roles.iter().any(|r| actor.roles.contains(r)));
+    if actor.admin || granted {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!("{doing} needs the `{action}` permission")))
+}
+
+pub(crate) fn require_admin(actor: &Actor) -> Result<(), ApiError> {
+    if actor.admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("{} is not an administrator", actor.id)))
+    }
+}

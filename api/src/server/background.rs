@@ -1,0 +1,165 @@
+//! What runs beside the requests: the timer driver, deploying a folder of processes, and
+//! watching `rules/` and `processes/` for changes.
+
+use super::*;
+
+/// Fires due timers forever: wakes at the next due time, at most `poll` apart so that timers
+/// created meanwhile are not late by more than that.
+pub async fn timer_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, poll: std::time::Duration) {
+    loop {
+        let e = engine.clone();
+        let now = clock.now();
+        let fired = tokio::task::spawn_blocking(move || e.fire_due(now, 10_000)).await;
+        match fired {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(fired = n, "timers fired"),
+            Ok(Err(err)) => tracing::error!(error = %err, "firing timers failed"),
+            _ => {}
+        }
+        let e = engine.clone();
+        let next = tokio::task::spawn_blocking(move || e.next_due()).await.ok().and_then(Result::ok).flatten();
+        let wait = match next {
+            Some(t) => (t - clock.now()).to_std().unwrap_or_default().min(poll),
+            None => poll,
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Deploys every `.flow` file of a folder, checked together as `caseflow check` checks a
+/// folder (so processes that call each other deploy together). A broken file is refused on
+/// its own; the others deploy. Returns (deployed, refused with their diagnostics).
+pub fn deploy_folder(
+    engine: &Engine,
+    dir: &std::path::Path,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "flow"))
+        .collect();
+    entries.sort();
+    let (mut files, mut refused) = (Vec::new(), Vec::new());
+    for p in entries {
+        // A file that is not UTF-8 is refused alone; the others deploy.
+        match caseflow_dsl::decode(std::fs::read(&p)?) {
+            Ok(text) => files.push(caseflow_dsl::SourceFile { name: p.display().to_string(), text }),
+            Err((text, d)) => refused.push(caseflow_dsl::diag::render(&p.display().to_string(), &text, &[d], false)),
+        }
+    }
+    let mut deployed = Vec::new();
+    for (result, file) in engine.deploy_together(&files, now)?.into_iter().zip(&files) {
+        match result {
+            Ok(o) => deployed.push(format!("{} v{}{}", o.process, o.version, if o.changed { " (new)" } else { "" })),
+            Err(EngineError::Rejected(d)) => {
+                refused.push(caseflow_dsl::diag::render(&file.name, &file.text, &d, false))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((deployed, refused))
+}
+
+/// A cheap fingerprint of a folder: names, sizes and modification times of its files.
+pub(crate) fn fingerprint(dir: &std::path::Path, ext: &str) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((e.path().display().to_string(), m.len(), m.modified().ok()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What the folder watcher saw last.
+pub struct FolderWatch {
+    processes_dir: std::path::PathBuf,
+    rules_seen: Option<Vec<(String, u64, Option<std::time::SystemTime>)>>,
+    processes_seen: Vec<(String, u64, Option<std::time::SystemTime>)>,
+}
+
+/// What one look at the folders did.
+#[derive(Debug, Default, PartialEq)]
+pub struct WatchReport {
+    pub rules_version: Option<u64>,
+    pub rules_refused: Option<String>,
+    pub deployed: Vec<String>,
+    pub refused: Vec<String>,
+}
+
+impl FolderWatch {
+    pub fn new(state: &AppState, processes_dir: std::path::PathBuf) -> FolderWatch {
+        FolderWatch {
+            rules_seen: state.rules_dir.as_deref().map(|d| fingerprint(d, "toml")),
+            processes_seen: fingerprint(&processes_dir, "flow"),
+            processes_dir,
+        }
+    }
+
+    /// Looks once: a changed rules folder is reloaded (a refused change keeps the old rules);
+    /// changed .flow files are deployed as new versions (broken ones are refused and the
+    /// previous version stays in force).
+    pub fn poll(&mut self, state: &AppState) -> WatchReport {
+        let mut report = WatchReport::default();
+        if let Some(dir) = &state.rules_dir {
+            let now = fingerprint(dir, "toml");
+            if Some(&now) != self.rules_seen.as_ref() {
+                self.rules_seen = Some(now);
+                match reload_rules_from_dir(state, "file-watcher") {
+                    Ok(change) => report.rules_version = Some(change.version),
+                    Err(e) if e.kind == "unchanged" => {}
+                    Err(e) => report.rules_refused = Some(e.detail),
+                }
+            }
+        }
+        let now = fingerprint(&self.processes_dir, "flow");
+        if now != self.processes_seen {
+            self.processes_seen = now;
+            match deploy_folder(&state.engine, &self.processes_dir, state.clock.now()) {
+                Ok((deployed, refused)) => {
+                    report.deployed = deployed.into_iter().filter(|d| d.ends_with("(new)")).collect();
+                    report.refused = refused;
+                }
+                Err(e) => report.refused.push(e.to_string()),
+            }
+        }
+        report
+    }
+}
+
+/// Polls the folders forever, logging what changed.
+pub async fn watch_folders(state: Shared, processes_dir: std::path::PathBuf, every: std::time::Duration) {
+    let mut watch = FolderWatch::new(&state, processes_dir);
+    loop {
+        tokio::time::sleep(every).await;
+        let s = state.clone();
+        let Ok((report, w)) = tokio::task::spawn_blocking(move || {
+            let report = watch.poll(&s);
+            (report, watch)
+        })
+        .await
+        else {
+            return;
+        };
+        watch = w;
+        if let Some(v) = report.rules_version {
+            tracing::info!(version = v, "rules reloaded");
+            if let Some(w) = calendar_warning(&state.engine.rules(), state.clock.now()) {
+                tracing::warn!("{w}");
+            }
+        }
+        if let Some(problems) = report.rules_refused {
+            tracing::error!(%problems, "rules change refused; the previous rules stay in force");
+        }
+        if !report.deployed.is_empty() {
+            tracing::info!(processes = %report.deployed.join(", "), "deployed");
+        }
+        for r in report.refused {
+            tracing::error!(diagnostics = %r, "process refused; the previous version stays in force");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `/events`: durable changes as Server-Sent Events.
+
+use super::*;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    process: Option<String>,
+    instance: Option<u64>,
+    /// Comma-separated event names, e.g. `task_opened,task_overdue,escalated`.
+    types: Option<String>,
+}
+
+/// Stream events
+///
+/// Server-Sent Events: the engine's changes as they become durable, filtered. A live feed: a
+/// client that falls too far behind gets a `lagged` event saying how many it missed, and the
+/// history endpoint has the complete record.
+#[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes: each event named as the history entry (`task_opened`, `escalated`, ...), its data an `Event` (components/schemas/Event) as JSON; a `lagged` event says how many a slow client missed", content_type = "text/event-stream", body = String, example = json!("event: task_opened\nid: 1-2\ndata: {\"instance\":1,\"event\":\"task_opened\",...}\n\n"))), security(("bearer" = [])))]
+pub(crate) async fn events(
+    State(state): State<Shared>,
+    _caller: Caller,
+    Q(q): Q<EventsQuery>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_core::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let types: Option<Vec<String>> =
+        q.types.map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+    let mut rx = state.events.subscribe();
+    let mut stopping = state.stopping.subscribe();
+    let stream = async_stream::stream! {
+        loop {
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                // The server is shutting down: end the stream (the client reconnects elsewhere
+                // or later, and the history has everything it missed).
+                _ = stopping.wait_for(|s| *s) => break,
+            };
+            match received {
+                Ok(e) => {
+                    if q.process.as_ref().is_some_and(|p| *p != e.process)
+                        || q.instance.is_some_and(|i| i != e.instance.0)
+                        || types.as_ref().is_some_and(|t| !t.contains(&e.event))
+                    {
+                        continue;
+                    }
+                    let data = serde_json::to_string(&*e).unwrap_or_default();
+                    yield Ok(Event::default().event(e.event.clone()).id(format!("{}-{}", e.instance, e.seq)).data(data));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    yield Ok(Event::default().event("lagged").data(format!("{{\"missed\":{n}}}")));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

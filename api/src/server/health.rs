@@ -1,0 +1,111 @@
+//! `/health` (liveness and readiness, with storage and rules state) and `/metrics`.
+
+use super::*;
+
+/// Liveness and readiness
+///
+/// 200 while storage takes writes; 503 `degraded` while it is failing (a full disk, a failing device). Also the calendar's coverage and whether the rules folder stands refused.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "Live and ready", body = crate::schemas::Health), (status = 503, description = "Storage is failing: writes are refused until it recovers", body = crate::schemas::Health)), security(()))]
+pub(crate) async fn health(State(state): State<Shared>) -> (StatusCode, axum::Json<Json>) {
+    // The calendar's holidays run out: deadlines past them treat holidays as working days.
+    let calendar = state.engine.rules().calendar.coverage(state.clock.now()).map(
+        |(last, days, status)| json!({ "covered_through": last.to_string(), "days_left": days, "status": status }),
+    );
+    // Not ready while storage is failing: writes are refused until it recovers. What failed
+    // is tried again here, so a freed disk shows as recovered without waiting for a write.
+    let s = state.clone();
+    let storage = tokio::task::spawn_blocking(move || s.engine.store().check_health())
+        .await
+        .unwrap_or_else(|e| Some(format!("the health check failed: {e}")));
+    let status = if storage.is_some() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    // Refused rules do not make the server unready: the last accepted rules serve. The
+    // problems themselves are for administrators (`GET /admin/rules`), not for anyone.
+    let refused = state.rules_refused.lock().unpoisoned().clone();
+    let rules = match refused {
+        None => json!({ "status": "ok", "version": state.engine.rules_version() }),
+        Some(r) => json!({
+            "status": "refused",
+            "version": state.engine.rules_version(),
+            "refused_at": r.at.to_rfc3339(),
+            "problems": r.problems(),
+            "detail": "the rules folder holds files that were refused; the last accepted rules are in force (GET /admin/rules lists the problems)",
+        }),
+    };
+    let body = json!({
+        "status": if storage.is_some() { "degraded" } else { "ok" },
+        "storage": storage.map_or_else(|| json!({ "status": "ok" }), |e| json!({ "status": "failing", "error": e })),
+        "rules": rules,
+        "processes": state.engine.definitions().len(),
+        "commands": state.engine.commands_applied(),
+        "calendar": calendar,
+    });
+    (status, axum::Json(body))
+}
+
+/// A warning line when the calendar's known holidays end within 60 days or have ended.
+pub fn calendar_warning(rules: &caseflow_engine::RuleSet, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    let (last, days, status) = rules.calendar.coverage(now)?;
+    let when = if days < 0 { format!("{} days ago", -days) } else { format!("in {days} days") };
+    (status != "ok").then(|| {
+        format!(
+            "the calendar knows holidays through {last} only ({when}): deadlines after it count holidays as working days; \
+             add next year's official schedule to the calendar rules (docs/rules.md, \"Next year's calendar\")"
+        )
+    })
+}
+
+/// Metrics
+///
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String, example = json!("# TYPE caseflow_commands_total counter\ncaseflow_commands_total 42\n")), (status = 401, description = "A token is required (`metrics_need_token` in caseflow.toml) and none was sent")), security((), ("bearer" = [])))]
+pub(crate) async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if state.metrics_need_token {
+        caller(&state, &headers)?;
+    }
+    let s = state.clone();
+    let body = blocking(move || {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP caseflow_commands_total Commands applied since start.\n# TYPE caseflow_commands_total counter\n",
+        );
+        out.push_str(&format!("caseflow_commands_total {}\n", s.engine.commands_applied()));
+        out.push_str(
+            "# HELP caseflow_rules_version The version of the rules in force.\n# TYPE caseflow_rules_version gauge\n",
+        );
+        out.push_str(&format!("caseflow_rules_version {}\n", s.engine.rules_version()));
+        out.push_str("# HELP caseflow_rules_refused 1 while the rules folder holds refused files (the last accepted rules serve).\n# TYPE caseflow_rules_refused gauge\n");
+        let refused = s.rules_refused.lock().unpoisoned().is_some();
+        out.push_str(&format!("caseflow_rules_refused {}\n", u8::from(refused)));
+        out.push_str("# HELP caseflow_instances Instances by process and status.\n# TYPE caseflow_instances gauge\n");
+        for (process, _) in s.engine.definitions() {
+            for status in StatusKind::ALL.map(StatusKind::as_str) {
+                let n = s.engine.count_instances(&process, status)?;
+                out.push_str(&format!("caseflow_instances{{process=\"{process}\",status=\"{status}\"}} {n}\n"));
+            }
+        }
+        out.push_str("# HELP caseflow_timers_pending Timers waiting to fire.\n# TYPE caseflow_timers_pending gauge\n");
+        out.push_str(&format!("caseflow_timers_pending {}\n", s.engine.count_pending_timers()?));
+        let checkpoints = s.engine.store().checkpoints();
+        out.push_str("# HELP caseflow_store_checkpoints_total Snapshots of the database's page table that bound restart time (written beside the writers).\n# TYPE caseflow_store_checkpoints_total counter\n");
+        out.push_str(&format!("caseflow_store_checkpoints_total {}\n", checkpoints.count));
+        out.push_str("# HELP caseflow_store_checkpoint_failures_total Checkpoints that failed; the next one tries again.\n# TYPE caseflow_store_checkpoint_failures_total counter\n");
+        out.push_str(&format!("caseflow_store_checkpoint_failures_total {}\n", checkpoints.failures));
+        out.push_str("# HELP caseflow_store_last_checkpoint_seconds How long the last checkpoint took (it stops nothing).\n# TYPE caseflow_store_last_checkpoint_seconds gauge\n");
+        out.push_str(&format!("caseflow_store_last_checkpoint_seconds {:.3}\n", checkpoints.last.as_secs_f64()));
+        let (memtable_entries, apply_failures) = s.engine.store().memtable_stats();
+        out.push_str("# HELP caseflow_memtable_entries Keys written and not yet applied to the database (held in memory and in the log).\n# TYPE caseflow_memtable_entries gauge\n");
+        out.push_str(&format!("caseflow_memtable_entries {memtable_entries}\n"));
+        out.push_str("# HELP caseflow_memtable_apply_failures_total Applies of the memtable to the database that failed; the next one tries again.\n# TYPE caseflow_memtable_apply_failures_total counter\n");
+        out.push_str(&format!("caseflow_memtable_apply_failures_total {apply_failures}\n"));
+        let log = s.engine.store().log_stats();
+        out.push_str("# HELP caseflow_log_groups_total Group commits of the write-ahead log (one write, and one fdatasync under fsync, each).\n# TYPE caseflow_log_groups_total counter\n");
+        out.push_str(&format!("caseflow_log_groups_total {}\n", log.groups));
+        out.push_str("# HELP caseflow_log_records_total Batches committed through the write-ahead log.\n# TYPE caseflow_log_records_total counter\n");
+        out.push_str(&format!("caseflow_log_records_total {}\n", log.records));
+        out.push_str("# HELP caseflow_log_write_seconds_total Time spent writing and syncing log groups.\n# TYPE caseflow_log_write_seconds_total counter\n");
+        out.push_str(&format!("caseflow_log_write_seconds_total {:.6}\n", log.write_micros as f64 / 1e6));
+        Ok(out)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}

@@ -1,0 +1,355 @@
+//! `/instances`: starting cases, reading them and their history, listing them, and the
+//! commands on a case (message, cancel, suspend, resume, retry, fields).
+
+use super::*;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"process": "complaint", "fields": {"customer": "第一中学", "contact": "138-0000-0000", "content": "投影仪无法开机", "urgency": "high"}}))]
+pub(crate) struct StartRequest {
+    process: String,
+    /// The process's start fields. Their JSON Schema (types, choices, ranges, required) is
+    /// `start` of `GET /processes/{process}/schema`: processes are deployed at run time, so
+    /// this document cannot hold it.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    fields: Map<String, Json>,
+}
+
+/// The `Idempotency-Key` header: 1 to 200 visible ASCII characters, or refused (a key that
+/// were ignored would let a retry start a second case).
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut keys = headers.get_all("idempotency-key").iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return match headers.contains_key("idempotency-key") {
+            true => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad-idempotency-key", "send one Idempotency-Key")),
+            false => Ok(None),
+        };
+    };
+    match key.to_str() {
+        Ok(k) if (1..=200).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-idempotency-key",
+            "Idempotency-Key must be 1 to 200 visible ASCII characters (a UUID is a good choice)",
+        )),
+    }
+}
+
+/// Start a case
+///
+/// Starts a case of a deployed process with its start fields. With `Idempotency-Key`, a repeat with the same body answers the same case; another body with the same key is 422.
+#[utoipa::path(post, path = "/instances", params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters, scoped to the caller. A retry with the same key and body answers the case the first request started; the same key with another body answers 422")), request_body = StartRequest, responses((status = 201, description = "Started", body = crate::schemas::Instance), (status = 400, description = "A malformed Idempotency-Key"), (status = 404, description = "No such process"), (status = 409, description = "A start with this key is still in progress"), (status = 422, description = "A field is invalid (`field` names it), or the key was used for another request")), security(("bearer" = [])))]
+pub(crate) async fn start(
+    State(state): State<Shared>,
+    Caller(actor, service): Caller,
+    headers: HeaderMap,
+    Body(req): Body<StartRequest>,
+) -> Result<Response, ApiError> {
+    let idem = idempotency_key(&headers)?;
+    let fields = fields_from(&req.fields)?;
+    let now = state.clock.now();
+    let a = actor.clone();
+    let inst =
+        durably(state.engine.clone(), move |e| e.start_pending(&req.process, fields, &a, idem.as_deref(), now)).await?;
+    let location = format!("/instances/{}", inst.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(instance_json(&state, &inst, &actor, service)?),
+    )
+        .into_response())
+}
+
+/// A case
+///
+/// Fields (sensitive ones masked for service tokens), current steps, open tasks with their SLA clocks, timers, the parent case and every sub-process case.
+#[utoipa::path(get, path = "/instances/{id}", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Fields, current steps, open tasks with SLA clocks, timers", body = crate::schemas::Instance), (status = 404, description = "No such instance")), security(("bearer" = [])))]
+pub(crate) async fn get_instance(
+    State(state): State<Shared>,
+    Caller(actor, service): Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let id = parse_instance_id(&id)?;
+    let s = state.clone();
+    let inst =
+        blocking(move || s.engine.instance(id)?.ok_or_else(|| ApiError::unknown_instance(format!("no instance {id}"))))
+            .await?;
+    Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
+}
+
+/// A case by its business key
+///
+/// The case with that business key (e.g. `20261123-007`), as `GET /instances/{id}` shows it.
+#[utoipa::path(get, path = "/instances/by-key/{key}", params(("key" = String, Path, description = "Business key, e.g. 20261123-007")), responses((status = 200, description = "The instance", body = crate::schemas::Instance), (status = 404, description = "No such instance")), security(("bearer" = [])))]
+pub(crate) async fn get_instance_by_key(
+    State(state): State<Shared>,
+    Caller(actor, service): Caller,
+    Path(key): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let s = state.clone();
+    let inst = blocking(move || {
+        s.engine
+            .instance_by_key(&key)?
+            .ok_or_else(|| ApiError::unknown_instance(format!("no instance with business key `{key}`")))
+    })
+    .await?;
+    Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
+}
+
+/// A case's audit trail
+///
+/// Every event in order: who, when, which step, what changed, how late, under which rules version.
+#[utoipa::path(get, path = "/instances/{id}/history", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The audit trail in order", body = crate::schemas::History), (status = 404, description = "No such instance")), security(("bearer" = [])))]
+pub(crate) async fn history(
+    State(state): State<Shared>,
+    Caller(actor, service): Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let id = parse_instance_id(&id)?;
+    let s = state.clone();
+    let (inst, entries) = blocking(move || {
+        let inst = s.engine.instance(id)?.ok_or_else(|| ApiError::unknown_instance(format!("no instance {id}")))?;
+        Ok((inst.clone(), s.engine.history(id)?))
+    })
+    .await?;
+    // The same masking as the instance view: service tokens do not see sensitive values.
+    let def = state.engine.definition(&inst.process, Some(inst.version));
+    // Service tokens (integrated systems) see sensitive values masked, whatever roles they act in.
+    let may_see = actor.admin || !service;
+    let shown = |field: &str, v: &Value| {
+        let sensitive = def.as_ref().and_then(|d| d.model.field(field)).is_some_and(|f| f.sensitive);
+        if sensitive && !may_see {
+            Json::String("***".into())
+        } else {
+            to_json(v)
+        }
+    };
+    let list: Vec<Json> = entries
+        .iter()
+        .map(|h| {
+            json!({
+                "seq": h.seq, "at": h.at.to_rfc3339(), "actor": h.actor, "event": h.event, "step": h.step, "detail": h.detail,
+                "changes": h.changes.iter().map(|(f, old, new)| json!({ "field": f, "old": old.as_ref().map(|o| shown(f, o)), "new": shown(f, new) })).collect::<Vec<_>>(),
+                "lateness_ms": h.lateness_ms,
+                "rules_version": h.rules_version,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "history": list })))
+}
+
+/// Runs a command on an instance for the caller and returns the instance.
+pub(crate) async fn run(
+    state: Shared,
+    Caller(actor, service): Caller,
+    id: InstanceId,
+    command: Command,
+) -> Result<axum::Json<Json>, ApiError> {
+    let now = state.clock.now();
+    let a = actor.clone();
+    let inst = durably(state.engine.clone(), move |e| e.command_pending(id, &a, command, now)).await?;
+    Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
+}
+
+/// `run` for commands only administrators may give.
+pub(crate) async fn admin_run(
+    state: Shared,
+    caller: Caller,
+    id: &str,
+    command: Command,
+) -> Result<axum::Json<Json>, ApiError> {
+    require_admin(&caller.0)?;
+    run(state, caller, parse_instance_id(id)?, command).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "customer_replied"}))]
+pub(crate) struct MessageRequest {
+    name: String,
+}
+
+/// Send a message to a case
+///
+/// Delivers a named message to a step that listens for it (409 `no-listener` if none does, unless the process keeps it).
+#[utoipa::path(post, path = "/instances/{id}/messages", params(("id" = String, Path, description = "Instance id or business key")), request_body = MessageRequest, responses((status = 200, description = "Delivered", body = crate::schemas::Instance), (status = 409, description = "Nothing in the case waits for this message")), security(("bearer" = [])))]
+pub(crate) async fn message(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<MessageRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    // Messages may name the case by id or by business key.
+    let id = match parse_instance_id(&id) {
+        Ok(i) => i,
+        Err(_) => {
+            let s = state.clone();
+            let key = id.clone();
+            blocking(move || {
+                s.engine
+                    .instance_by_key(&key)?
+                    .map(|i| i.id)
+                    .ok_or_else(|| ApiError::unknown_instance(format!("no instance `{key}`")))
+            })
+            .await?
+        }
+    };
+    run(state, caller, id, Command::Message { name: req.name }).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "客户撤回投诉"}))]
+pub(crate) struct ReasonRequest {
+    reason: String,
+}
+
+/// Cancel a case
+///
+/// Withdraws every open task, timer and sub-process case; needs the `cancel` permission. Recorded with the reason.
+#[utoipa::path(post, path = "/instances/{id}/cancel", params(("id" = u64, Path, description = "Instance id")), request_body = ReasonRequest, responses((status = 200, description = "Cancelled", body = crate::schemas::Instance), (status = 403, description = "Managers and administrators only"), (status = 409, description = "Already ended")), security(("bearer" = [])))]
+pub(crate) async fn cancel(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<ReasonRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    run(state, caller, parse_instance_id(&id)?, Command::Cancel { reason: req.reason }).await
+}
+
+/// Suspend a case
+///
+/// Administrators; its timers stop until it is resumed.
+#[utoipa::path(post, path = "/instances/{id}/suspend", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Suspended", body = crate::schemas::Instance), (status = 403, description = "Administrators only"), (status = 409, description = "Not running")), security(("bearer" = [])))]
+pub(crate) async fn suspend(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    admin_run(state, caller, &id, Command::Suspend).await
+}
+
+/// Resume a suspended case
+///
+/// Administrators; the case's timers run again.
+#[utoipa::path(post, path = "/instances/{id}/resume", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Resumed", body = crate::schemas::Instance), (status = 403, description = "Administrators only"), (status = 409, description = "Not suspended")), security(("bearer" = [])))]
+pub(crate) async fn resume(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    admin_run(state, caller, &id, Command::Resume).await
+}
+
+/// Retry a case in incident
+///
+/// Administrators; the failed step runs again.
+#[utoipa::path(post, path = "/instances/{id}/retry", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The failed step ran again", body = crate::schemas::Instance), (status = 409, description = "No incident")), security(("bearer" = [])))]
+pub(crate) async fn retry(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    admin_run(state, caller, &id, Command::Retry).await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"fields": {"urgency": "high"}}))]
+pub(crate) struct FieldsRequest {
+    #[schema(value_type = Object)]
+    fields: Map<String, Json>,
+}
+
+/// Change a case's fields
+///
+/// Sets fields of a running case (the `update_fields` permission); timers computed from a changed field move, recorded in the history.
+#[utoipa::path(post, path = "/instances/{id}/fields", params(("id" = u64, Path, description = "Instance id")), request_body = FieldsRequest, responses((status = 200, description = "Updated", body = crate::schemas::Instance), (status = 422, description = "A field is invalid")), security(("bearer" = [])))]
+pub(crate) async fn update_fields(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<FieldsRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    // Who may: the `update_fields` permission of the rules (checked by the engine).
+    let fields = fields_from(&req.fields)?;
+    run(state, caller, parse_instance_id(&id)?, Command::UpdateFields { fields }).await
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    process: String,
+    #[serde(default = "default_status")]
+    status: String,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+pub(crate) fn default_status() -> String {
+    "running".into()
+}
+
+/// Cases of a process
+///
+/// Instances of a process in a status, oldest first, a page at a time (cursor pagination:
+/// stable while instances are added).
+#[utoipa::path(get, path = "/instances", params(ListQuery), responses((status = 200, description = "A page of instances and the next cursor", body = crate::schemas::InstancePage)), security(("bearer" = [])))]
+pub(crate) async fn list_instances(
+    State(state): State<Shared>,
+    _caller: Caller,
+    Q(q): Q<ListQuery>,
+) -> Result<axum::Json<Json>, ApiError> {
+    if StatusKind::parse(&q.status).is_none() {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad-request",
+            detail: format!("status must be one of {}", StatusKind::ALL.map(StatusKind::as_str).join(", ")),
+            field: Some("status".into()),
+            errors: Vec::new(),
+        });
+    }
+    let limit = page_limit(q.limit)?;
+    let cursor = match &q.cursor {
+        None => None,
+        Some(c) => Some(InstanceId(c.parse().map_err(|_| {
+            let mut e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-cursor",
+                format!("`{c}` is not a cursor this server gave out"),
+            );
+            e.field = Some("cursor".into());
+            e
+        })?)),
+    };
+    let s = state.clone();
+    let (ids, more) = blocking(move || {
+        let ids = s.engine.instances_after(&q.process, &q.status, cursor, limit + 1)?;
+        let more = ids.len() > limit;
+        Ok((ids.into_iter().take(limit).collect::<Vec<_>>(), more))
+    })
+    .await?;
+    let s = state.clone();
+    let ids2 = ids.clone();
+    let items = blocking(move || {
+        ids2.iter()
+            .filter_map(|id| s.engine.instance(*id).transpose())
+            .map(|r| r.map_err(ApiError::from))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    let list: Vec<Json> = items
+        .iter()
+        .map(|i| json!({ "id": i.id.0, "business_key": i.business_key, "process": i.process, "version": i.version, "status": i.status.name(), "started_at": i.started_at.to_rfc3339(), "updated_at": i.updated_at.to_rfc3339() }))
+        .collect();
+    // Cursors are opaque strings, on every list.
+    let next = if more { ids.last().map(|i| i.0.to_string()) } else { None };
+    Ok(axum::Json(json!({ "instances": list, "next_cursor": next })))
+}

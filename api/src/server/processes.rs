@@ -1,0 +1,237 @@
+//! `/processes`: deployed definitions, their schemas and diagrams, and deploying a version.
+
+use super::*;
+
+/// Deployed processes
+///
+/// Every process with its label and versions, latest last.
+#[utoipa::path(get, path = "/processes", responses((status = 200, description = "Deployed processes and their versions", body = crate::schemas::ProcessList), (status = 401, description = "No or unknown token")), security(("bearer" = [])))]
+pub(crate) async fn list_processes(State(state): State<Shared>, _caller: Caller) -> Result<axum::Json<Json>, ApiError> {
+    let list: Vec<Json> = state
+        .engine
+        .definitions()
+        .into_iter()
+        .map(|(id, versions)| {
+            let d = state.engine.definition(&id, None);
+            json!({ "id": id, "label": d.as_ref().and_then(|d| d.model.label.clone()), "versions": versions })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "processes": list })))
+}
+
+/// A process
+///
+/// Its latest (or given) version: fields, steps, deadlines and the source.
+#[utoipa::path(get, path = "/processes/{id}", params(("id" = String, Path, description = "Process id")), responses((status = 200, description = "The latest version, its steps, outcomes and source", body = crate::schemas::ProcessDetail), (status = 404, description = "No such process")), security(("bearer" = [])))]
+pub(crate) async fn show_process(
+    State(state): State<Shared>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let d =
+        state.engine.definition(&id, None).ok_or_else(|| ApiError::unknown_process(format!("no process `{id}`")))?;
+    let versions = state.engine.definitions().into_iter().find(|(n, _)| *n == id).map(|(_, v)| v).unwrap_or_default();
+    Ok(axum::Json(json!({
+        "id": id,
+        "label": d.model.label,
+        "doc": d.model.doc,
+        "source_sections": d.model.source,
+        "latest_version": d.version,
+        "versions": versions,
+        "steps": d.model.steps.iter().map(|s| json!({ "name": s.name, "label": s.label })).collect::<Vec<_>>(),
+        "outcomes": d.model.outcomes().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        "source": d.source,
+    })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SchemaQuery {
+    /// A deployed version; the latest by default.
+    version: Option<u32>,
+}
+
+/// A process's data, as JSON Schema
+///
+/// The JSON Schema (2020-12) of the fields a start takes and of each task's form: types,
+/// choices as enums, ranges, the required ones, labels as titles, defaults. A body that
+/// validates against it is what the engine accepts (users are checked against the rules'
+/// people, whom the schema lists). Consoles build their forms from it.
+#[utoipa::path(get, path = "/processes/{id}/schema", params(("id" = String, Path, description = "Process id"), SchemaQuery), responses((status = 200, description = "`start`: the start fields' schema; `tasks`: each task step's form; `outcomes`: the ends a case can reach", body = Object, example = json!({"process": "complaint", "version": 1, "start": {"type": "object", "properties": {"urgency": {"type": "string", "enum": ["high", "medium", "low"], "default": "medium", "title": "紧急程度"}}, "required": ["customer", "contact", "content"], "additionalProperties": false}, "tasks": {"receive": {"type": "object", "properties": {"cause": {"type": "string", "enum": ["quality", "expectation", "communication"]}}, "required": ["cause"]}}, "outcomes": ["closed"]})), (status = 404, description = "No such process or version")), security(("bearer" = [])))]
+pub(crate) async fn process_schema(
+    State(state): State<Shared>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    Q(q): Q<SchemaQuery>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let d = state
+        .engine
+        .definition(&id, q.version)
+        .ok_or_else(|| ApiError::unknown_process(format!("no process `{id}` in that version")))?;
+    let rules = state.engine.rules();
+    let model = &d.model;
+    let object = |title: Option<&str>, fields: Vec<(&caseflow_dsl::model::Field, bool)>| {
+        let properties: Map<String, Json> =
+            fields.iter().map(|(f, _)| (f.name.clone(), field_schema(f, &rules))).collect();
+        let required: Vec<&str> = fields.iter().filter(|(_, r)| *r).map(|(f, _)| f.name.as_str()).collect();
+        json!({ "type": "object", "title": title, "properties": properties, "required": required, "additionalProperties": false })
+    };
+    // A start must give the required fields without a default; an `own` field is the caller.
+    let start: Vec<_> = model.fields.iter().map(|f| (f, f.required && f.default.is_none() && !f.own)).collect();
+    let mut start_schema = object(model.label.as_deref(), start);
+    start_schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    let mut tasks = Map::new();
+    for step in &model.steps {
+        let caseflow_dsl::model::StepKind::Task(task) = &step.kind else { continue };
+        let form: Vec<_> = task.form.iter().filter_map(|ff| model.field(&ff.field).map(|f| (f, ff.required))).collect();
+        let mut schema = object(step.label.as_deref(), form);
+        schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+        tasks.insert(step.name.clone(), schema);
+    }
+    let outcomes: Vec<&str> = model.outcomes().map(|s| s.name.as_str()).collect();
+    Ok(axum::Json(
+        json!({ "process": id, "version": d.version, "start": start_schema, "tasks": tasks, "outcomes": outcomes }),
+    ))
+}
+
+/// One field's JSON Schema, as the engine checks its values.
+pub(crate) fn field_schema(f: &caseflow_dsl::model::Field, rules: &caseflow_engine::RuleSet) -> Json {
+    use caseflow_dsl::model::FieldType;
+    let mut schema = match &f.ty {
+        FieldType::Text => json!({ "type": "string" }),
+        FieldType::Int { min, max } => {
+            let mut s = json!({ "type": "integer" });
+            if let Some(m) = min {
+                s["minimum"] = json!(m);
+            }
+            if let Some(m) = max {
+                s["maximum"] = json!(m);
+            }
+            s
+        }
+        FieldType::Decimal => json!({ "type": "number" }),
+        FieldType::Bool => json!({ "type": "boolean" }),
+        FieldType::Date => json!({ "type": "string", "format": "date" }),
+        FieldType::DateTime => json!({ "type": "string", "format": "date-time" }),
+        FieldType::Choice(values) => json!({ "type": "string", "enum": values }),
+        FieldType::ListOfText => json!({ "type": "array", "items": { "type": "string" } }),
+        FieldType::User => json!({ "type": "string", "enum": rules.users.keys().collect::<Vec<_>>() }),
+    };
+    if let Some(label) = &f.label {
+        schema["title"] = json!(label);
+    }
+    let default = f.default.as_ref().and_then(|e| match (&e.kind, &f.ty) {
+        // A choice's default is written as a bare value.
+        (caseflow_dsl::ast::ExprKind::Name(n), FieldType::Choice(values)) if values.contains(n) => Some(json!(n)),
+        _ => literal_json(e),
+    });
+    if let Some(default) = default {
+        schema["default"] = default;
+    }
+    if f.sensitive {
+        schema["description"] = json!("sensitive: encrypted at rest, masked for service tokens");
+    }
+    schema
+}
+
+/// A literal default as JSON (computed defaults have none to show).
+pub(crate) fn literal_json(e: &caseflow_dsl::ast::Expr) -> Option<Json> {
+    use caseflow_dsl::ast::ExprKind;
+    match &e.kind {
+        ExprKind::Int(i) => Some(json!(i)),
+        ExprKind::Decimal(d) => d.parse::<f64>().ok().map(|d| json!(d)),
+        ExprKind::Text(t) => Some(json!(t)),
+        ExprKind::Bool(b) => Some(json!(b)),
+        ExprKind::Date(d) if !d.contains('T') => Some(json!(d)),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiagramQuery {
+    /// `svg` (default), `dot` or `mermaid`.
+    format: Option<String>,
+    /// A deployed version; the latest by default.
+    version: Option<u32>,
+}
+
+/// A process diagram
+///
+/// SVG (default), DOT or Mermaid.
+#[utoipa::path(get, path = "/processes/{id}/diagram", params(("id" = String, Path, description = "Process id"), DiagramQuery), responses((status = 200, description = "The process graph as SVG (image/svg+xml, drawn in Rust), DOT (text/vnd.graphviz) or Mermaid (text/plain)", content((String = "image/svg+xml", example = json!("<svg xmlns=\"http://www.w3.org/2000/svg\">...</svg>")), (String = "text/vnd.graphviz", example = json!("digraph { ... }")), (String = "text/plain", example = json!("flowchart TD\n  start__((\"start\"))"))))), security(("bearer" = [])))]
+pub(crate) async fn diagram(
+    State(state): State<Shared>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    Q(q): Q<DiagramQuery>,
+) -> Result<Response, ApiError> {
+    let d = state
+        .engine
+        .definition(&id, q.version)
+        .ok_or_else(|| ApiError::unknown_process(format!("no process `{id}` in that version")))?;
+    let (content_type, body) = match q.format.as_deref().unwrap_or("svg") {
+        "svg" => {
+            let svg = caseflow_dsl::graph::to_svg(&d.model).map_err(|e| {
+                tracing::error!(process = %id, error = %e, "drawing the diagram failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the diagram could not be drawn")
+            })?;
+            ("image/svg+xml", svg)
+        }
+        "dot" => ("text/vnd.graphviz", caseflow_dsl::graph::to_dot(&d.model)),
+        "mermaid" => ("text/plain; charset=utf-8", caseflow_dsl::graph::to_mermaid(&d.model)),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("format `{other}`: use svg, dot or mermaid"),
+            ))
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// Deploy a process
+///
+/// Checks a `.flow` source (the body, as text) with the rules and the other deployed processes, and deploys it as a new version if it changed. Running cases stay on their version.
+#[utoipa::path(post, path = "/processes", request_body(description = "A .flow source: as text, or as JSON `{\"source\": \"...\"}`", content((String = "text/plain"), (crate::schemas::DeployRequest = "application/json"))), responses((status = 201, description = "Deployed as a new version", body = crate::schemas::Deployed), (status = 200, description = "Unchanged: same as the latest version", body = crate::schemas::Deployed), (status = 403, description = "Administrators only"), (status = 422, description = "Refused, with the diagnostics of caseflow check")), security(("bearer" = [])))]
+pub(crate) async fn deploy(
+    State(state): State<Shared>,
+    Caller(actor, _): Caller,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    require_admin(&actor)?;
+    let body = text_body(&headers, body, "source")?;
+    let now = state.clock.now();
+    let engine = state.engine.clone();
+    let text = body.clone();
+    let result = tokio::task::spawn_blocking(move || engine.deploy(&text, now))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request failed"))?;
+    match result {
+        Ok(outcome) => {
+            let status = if outcome.changed { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, axum::Json(serde_json::to_value(&outcome).unwrap_or(Json::Null))).into_response())
+        }
+        Err(EngineError::Rejected(diagnostics)) => {
+            let list: Vec<_> = diagnostics.iter().map(|d| d.to_json("deploy.flow", &body)).collect();
+            let problem = json!({
+                "type": "https://caseflow.dev/problems/invalid-definition",
+                "title": "Unprocessable Entity",
+                "status": 422,
+                "detail": format!("the definition has {} error(s)", diagnostics.iter().filter(|d| d.is_error()).count()),
+                "diagnostics": list,
+            });
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                [(header::CONTENT_TYPE, "application/problem+json")],
+                problem.to_string(),
+            )
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
