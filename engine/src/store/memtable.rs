@@ -162,7 +162,7 @@ pub(crate) fn apply(
         }
         result?;
     }
-    memtable.applied();
+    memtable.applied(&frozen);
     if let Some(wal) = wal {
         wal.applied_all(&frozen.seqs);
     }
@@ -244,6 +244,9 @@ impl Memtable {
         if t.active.is_empty() && t.active_seqs.is_empty() {
             return None;
         }
+        // Every write came with its batch's sequence number: keys without one could never be
+        // released from the log's keeping, nor the log from theirs.
+        assert!(!t.active_seqs.is_empty(), "memtable entries without a log record");
         let frozen =
             Arc::new(Frozen { entries: std::mem::take(&mut t.active), seqs: std::mem::take(&mut t.active_seqs) });
         t.active_bytes = 0;
@@ -279,8 +282,14 @@ impl Memtable {
     }
 
     /// Forgets the frozen table: sled holds all of it now.
-    pub fn applied(&self) {
-        self.tables.write().unpoisoned().frozen = None;
+    pub fn applied(&self, table: &Arc<Frozen>) {
+        let mut t = self.tables.write().unpoisoned();
+        // The hand-off: only the table that was applied leaves, and only once sled holds it.
+        assert!(
+            t.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, table)),
+            "the memtable's frozen table changed while it was being applied"
+        );
+        t.frozen = None;
     }
 
     /// Entries held, active and frozen.
@@ -328,12 +337,23 @@ mod tests {
         assert_eq!(m.get(b"a"), Some(Some(IVec::from("new"))));
         assert_eq!(m.get(b"b"), Some(Some(IVec::from("kept"))));
         assert!(Arc::ptr_eq(&m.freeze().unwrap(), &frozen), "an unapplied table is applied first");
-        m.applied();
+        m.applied(&frozen);
         assert_eq!(m.get(b"b"), None);
-        assert_eq!(m.freeze().unwrap().seqs, vec![2]);
-        m.applied();
+        let second = m.freeze().unwrap();
+        assert_eq!(second.seqs, vec![2]);
+        m.applied(&second);
         assert!(m.freeze().is_none());
         assert_eq!(m.len(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "frozen table changed while it was being applied")]
+    fn a_table_applied_twice_is_a_bug_caught_at_the_hand_off() {
+        let m = Memtable::default();
+        m.insert(1, ops(&[("a", Some("x"))]));
+        let frozen = m.freeze().unwrap();
+        m.applied(&frozen);
+        m.applied(&frozen);
     }
 
     #[test]

@@ -128,6 +128,20 @@ struct State {
     callbacks: Vec<(u64, Callback)>,
 }
 
+impl State {
+    /// The log's sequence numbers: what is durable was taken by the writer, and what was
+    /// taken was appended (`durable ≤ taken ≤ next_seq`).
+    fn check(&self) {
+        assert!(
+            self.durable <= self.taken && self.taken <= self.next_seq,
+            "log sequence numbers out of order: durable {} taken {} next {}",
+            self.durable,
+            self.taken,
+            self.next_seq
+        );
+    }
+}
+
 /// Told whether a record became durable.
 pub type Callback = Box<dyn FnOnce(Result<(), WalError>) + Send>;
 
@@ -250,6 +264,12 @@ impl Wal {
             }
             next_seq = expected;
         }
+        // What is replayed is contiguous and ends where the next record will start.
+        assert!(records.windows(2).all(|w| w[1].0 == w[0].0 + 1), "replayed records are not contiguous");
+        assert!(
+            records.last().is_none_or(|(last, _)| last + 1 == next_seq),
+            "the log's next record is not after its last"
+        );
         Ok(Recovered { records, next_seq, new: segments.is_empty() })
     }
 
@@ -264,6 +284,7 @@ impl Wal {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
+        st.check();
         let start = st.buffer.len();
         st.buffer.extend_from_slice(&[0; HEADER]);
         encode(seq, &mut st.buffer);
@@ -521,6 +542,7 @@ impl Shared {
                 st.writer_idle = false;
                 continue;
             }
+            st.check();
             let mut group = std::mem::take(&mut st.buffer);
             let upto = st.next_seq;
             let count = upto - st.taken;
@@ -537,6 +559,7 @@ impl Shared {
             st = self.lock();
             match result {
                 Ok(rotation) => {
+                    assert!(upto >= st.durable, "a group made the log less durable");
                     st.durable = upto;
                     if rotate {
                         st.rotation_failed = rotation.err().map(|e| e.to_string());
@@ -554,6 +577,7 @@ impl Shared {
                     st.stuck = Some(Stuck { group, upto });
                 }
             }
+            st.check();
             if rotate {
                 st.rotations += 1;
                 self.rotations_cv.notify_all();
