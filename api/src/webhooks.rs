@@ -41,10 +41,12 @@ pub async fn deliver(engine: Arc<Engine>, hooks: Vec<WebhookConfig>, idle: Durat
         for (key, event) in batch {
             let body = serde_json::to_vec(&event).unwrap_or_default();
             let mut delivered = true;
-            for hook in hooks.iter().filter(|h| h.events.is_empty() || h.events.contains(&event.event)) {
+            for hook in
+                hooks.iter().filter(|h| h.events.is_empty() || h.events.iter().any(|name| event.event == name.as_str()))
+            {
                 let req = hyper::Request::post(&hook.url)
                     .header("content-type", "application/json")
-                    .header("x-caseflow-event", &event.event)
+                    .header("x-caseflow-event", event.event.as_str())
                     .header("x-caseflow-delivery", format!("{}-{}", event.instance, event.seq))
                     .header("x-caseflow-signature", signature(&hook.secret, &body))
                     .body(Full::new(Bytes::from(body.clone())));

@@ -12,7 +12,8 @@ use crate::storage::{Batch, Bytes, Storage, StoreError};
 use crate::store::Store;
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{
-    self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status, StatusKind, Workload,
+    self, Actor, Command, CommandError, Effect, HistoryEvent, Instance, InstanceId, Outcome, Status, StatusKind,
+    Workload,
 };
 use caseflow_core::rules::{RuleSet, RulesFile};
 use caseflow_core::value::Value;
@@ -154,7 +155,7 @@ pub struct EngineEvent {
     pub process: String,
     pub seq: u64,
     pub at: DateTime<Utc>,
-    pub event: String,
+    pub event: HistoryEvent,
     pub step: Option<String>,
     pub detail: String,
     pub status: String,
@@ -1781,7 +1782,7 @@ fn event_of(inst: &Instance, h: &case::HistoryEntry) -> EngineEvent {
         process: inst.process.clone(),
         seq: h.seq,
         at: h.at,
-        event: h.event.clone(),
+        event: h.event,
         step: h.step.clone(),
         detail: h.detail.clone(),
         status: inst.status.name().to_string(),

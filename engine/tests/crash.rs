@@ -113,8 +113,12 @@ fn acknowledged_writes_survive_sigkill() {
             assert!(history.iter().any(|h| h.event == "task_completed"), "history of {id} lacks the completion");
         }
         // The outbox holds the events of every acknowledged write (nothing delivers them here).
-        let outbox: std::collections::BTreeSet<(u64, String)> =
-            engine.outbox_peek(usize::MAX).unwrap().into_iter().map(|(_, e)| (e.instance.0, e.event)).collect();
+        let outbox: std::collections::BTreeSet<(u64, String)> = engine
+            .outbox_peek(usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| (e.instance.0, e.event.to_string()))
+            .collect();
         for (key, id) in &starts {
             assert!(outbox.contains(&(*id, "started".to_string())), "outbox lost the start of {key}");
         }

@@ -471,7 +471,7 @@ fn pending_writes_are_published_only_when_confirmed_and_survive_a_restart() {
         engine.deploy(&complaint_source(), now).unwrap();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
-        engine.observe(move |e| log.lock().unwrap().push(e.event.clone()));
+        engine.observe(move |e| log.lock().unwrap().push(e.event));
         let started = engine.start_pending("complaint", fields("high"), &crm(), None, now).unwrap();
         let id = started.instance().id;
         let task = *started.instance().tasks.keys().next().unwrap();
@@ -480,10 +480,14 @@ fn pending_writes_are_published_only_when_confirmed_and_survive_a_restart() {
         let claimed = engine.command_pending(id, &admin, caseflow_core::case::Command::Claim { task }, now).unwrap();
         assert!(seen.lock().unwrap().is_empty(), "nothing is published before it is durable");
         assert_eq!(engine.confirm(started).unwrap().id, id);
-        assert_eq!(seen.lock().unwrap().first().map(String::as_str), Some("started"));
+        assert_eq!(seen.lock().unwrap().first(), Some(&caseflow_core::case::HistoryEvent::Started));
         let after = engine.confirm(claimed).unwrap();
         assert!(after.tasks[&task].claimed);
-        assert!(seen.lock().unwrap().iter().any(|e| e == "task_claimed"), "{:?}", seen.lock().unwrap());
+        assert!(
+            seen.lock().unwrap().contains(&caseflow_core::case::HistoryEvent::TaskClaimed),
+            "{:?}",
+            seen.lock().unwrap()
+        );
         (id, task)
     };
     let engine = engine_at(&dir);

@@ -45,12 +45,12 @@ pub(crate) async fn events(
                 Ok(e) => {
                     if q.process.as_ref().is_some_and(|p| *p != e.process)
                         || q.instance.is_some_and(|i| i != e.instance.0)
-                        || types.as_ref().is_some_and(|t| !t.contains(&e.event))
+                        || types.as_ref().is_some_and(|t| !t.iter().any(|name| e.event == name.as_str()))
                     {
                         continue;
                     }
                     let data = serde_json::to_string(&*e).unwrap_or_default();
-                    yield Ok(Event::default().event(e.event.clone()).id(format!("{}-{}", e.instance, e.seq)).data(data));
+                    yield Ok(Event::default().event(e.event.as_str()).id(format!("{}-{}", e.instance, e.seq)).data(data));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     yield Ok(Event::default().event("lagged").data(format!("{{\"missed\":{n}}}")));

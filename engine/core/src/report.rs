@@ -8,7 +8,7 @@
 //! which is start order). Fine for the department's volumes; an incremental aggregate would be
 //! the next step for large histories.
 
-use crate::case::{HistoryEntry, Instance, Status};
+use crate::case::{HistoryEntry, HistoryEvent, Instance, Status};
 use crate::value::Value;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -69,7 +69,7 @@ fn number(v: &Value) -> Option<f64> {
 fn first_contact(history: &[HistoryEntry]) -> Option<bool> {
     history
         .iter()
-        .filter(|h| h.event == "task_completed")
+        .filter(|h| h.event == HistoryEvent::TaskCompleted)
         .find_map(|h| h.changes.iter().find(|(f, _, _)| f == "solved_on_phone" || f == "resolved"))
         .map(|(_, _, answer)| *answer == Value::Bool(true))
 }
@@ -110,13 +110,12 @@ pub fn build(
         let mut overdue: Vec<u32> = Vec::new();
         for h in history {
             let Some(task) = h.task else { continue };
-            use crate::case::HistoryEvent;
-            match h.event.as_str() {
-                e if e == HistoryEvent::TaskOpened.as_str() => {
+            match h.event {
+                HistoryEvent::TaskOpened => {
                     opened.insert(task, (h.at, h.step.as_deref().unwrap_or("")));
                 }
-                e if e == HistoryEvent::TaskOverdue.as_str() => overdue.push(task),
-                e if e == HistoryEvent::TaskCompleted.as_str() => {
+                HistoryEvent::TaskOverdue => overdue.push(task),
+                HistoryEvent::TaskCompleted => {
                     if let Some((at, step)) = opened.get(&task) {
                         handling.entry(step.to_string()).or_default().push((h.at - *at).num_seconds() as f64 / 60.0);
                         let d = deadlines.entry(step.to_string()).or_default();

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 
 /// What a history entry records: one name per kind of event, as the audit trail, the event
 /// stream, webhooks and reports spell it (`as_str`). Every entry is recorded through one of
-/// these, so the list below is every event a client can see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// these, so the list below is every event a client can see. Stored and sent by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HistoryEvent {
     BranchesCancelled,
     Cancelled,
@@ -168,13 +169,26 @@ impl HistoryEvent {
     }
 }
 
+impl std::fmt::Display for HistoryEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event compares equal to its name, for filters that clients give by name.
+impl PartialEq<&str> for HistoryEvent {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
 /// One line of the audit trail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub seq: u64,
     pub at: DateTime<Utc>,
     pub actor: String,
-    pub event: String,
+    pub event: HistoryEvent,
     pub step: Option<String>,
     pub detail: String,
     /// Fields changed: name, old value, new value.
@@ -243,4 +257,21 @@ pub enum Effect {
         role: String,
         count: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HistoryEvent;
+
+    /// Stored histories, the event stream, webhooks and scenario files spell an event by its
+    /// name: serde and `as_str` must agree on every one.
+    #[test]
+    fn every_event_is_stored_and_sent_by_its_name() {
+        for e in HistoryEvent::ALL {
+            let json = serde_json::to_string(&e).unwrap();
+            assert_eq!(json, format!("\"{}\"", e.as_str()));
+            assert_eq!(serde_json::from_str::<HistoryEvent>(&json).unwrap(), e);
+        }
+        assert!(serde_json::from_str::<HistoryEvent>("\"no_such_event\"").is_err());
+    }
 }

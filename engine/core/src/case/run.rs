@@ -41,7 +41,7 @@ impl Run<'_> {
             seq: self.inst.history_len,
             at: self.now(),
             actor: self.actor.id.clone(),
-            event: event.as_str().to_string(),
+            event,
             step: step.map(|s| self.step(s).name.clone()),
             detail: detail.into(),
             changes: Vec::new(),
