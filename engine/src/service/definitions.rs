@@ -1,0 +1,165 @@
+//! Deployed process versions: deploying (a new version only when the source changed), checking
+//! a folder's files together, and compiling stored versions again on open.
+
+use super::*;
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredDefinition {
+    pub(crate) source: String,
+    pub(crate) deployed_at: DateTime<Utc>,
+}
+
+/// A deployed version of a process.
+pub struct Deployed {
+    pub process: String,
+    pub version: u32,
+    pub source: String,
+    pub model: Process,
+    pub deployed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeployOutcome {
+    pub process: String,
+    pub version: u32,
+    /// False when the source equals the latest version's: nothing was deployed.
+    pub changed: bool,
+    pub warnings: Vec<String>,
+}
+
+/// Compiles a stored definition again on start. It passed every check when it was deployed
+/// (rules, called processes); here only the language matters, so neither is consulted: a
+/// stored version never becomes unloadable because a rule or another process changed since.
+pub(crate) fn compile_one(_name: &str, source: &str) -> Result<Process, EngineError> {
+    let checked = caseflow_dsl::compile(source, &caseflow_dsl::CheckContext::default());
+    checked.process.ok_or(EngineError::Rejected(checked.diagnostics))
+}
+
+impl<S: Storage> Engine<S> {
+    /// Checks a source and deploys it as a new version if it differs from the latest.
+    pub fn deploy(&self, source: &str, now: DateTime<Utc>) -> Result<DeployOutcome, EngineError> {
+        let mut results =
+            self.deploy_together(&[SourceFile { name: "deploy.flow".into(), text: source.into() }], now)?;
+        results.remove(0)
+    }
+
+    /// Checks several sources together with the latest deployed version of every other
+    /// process (so processes that call each other check as `caseflow check` checks a
+    /// folder), and deploys each one that passes. One result per source, in order.
+    pub fn deploy_together(
+        &self,
+        sources: &[SourceFile],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<DeployOutcome, EngineError>>, EngineError> {
+        let rules = self.rules();
+        let catalog = rules.catalog();
+        // Refused sources drop out and the check runs again, so nothing deploys against a
+        // process that is not deployed in the end.
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; sources.len()];
+        loop {
+            let candidates: Vec<usize> = (0..sources.len()).filter(|i| verdicts[*i].is_none()).collect();
+            let mut files: Vec<SourceFile> = candidates.iter().map(|i| sources[*i].clone()).collect();
+            let new_ids: BTreeSet<String> =
+                files.iter().filter_map(|f| caseflow_dsl::parse::parse(&f.text).ok().map(|a| a.id.name)).collect();
+            {
+                let defs = self.definitions.read().unpoisoned();
+                // A new source replaces its own latest version among the signatures.
+                for versions in defs.values() {
+                    if let Some(latest) = versions.values().next_back().filter(|l| !new_ids.contains(&l.process)) {
+                        files
+                            .push(SourceFile { name: format!("{}.flow", latest.process), text: latest.source.clone() });
+                    }
+                }
+            }
+            let reports = check_files(&files, Some(&catalog));
+            let mut refused_now = false;
+            let mut passed = Vec::new();
+            for (report, i) in reports.into_iter().zip(candidates) {
+                match report.checked.process {
+                    Some(model) => {
+                        let warnings = report
+                            .checked
+                            .diagnostics
+                            .iter()
+                            .map(|d| format!("{}: {}", d.code.as_str(), d.message))
+                            .collect();
+                        passed.push((i, model, warnings));
+                    }
+                    None => {
+                        refused_now = true;
+                        verdicts[i] = Some(Err(report.checked.diagnostics));
+                    }
+                }
+            }
+            if !refused_now {
+                for (i, model, warnings) in passed {
+                    verdicts[i] = Some(Ok((model, warnings)));
+                }
+                break;
+            }
+        }
+        let mut results = Vec::with_capacity(sources.len());
+        for (verdict, file) in verdicts.into_iter().zip(sources) {
+            results.push(match verdict.expect("every source has a verdict") {
+                Ok((model, warnings)) => self.deploy_checked(model, &file.text, warnings, now),
+                Err(diagnostics) => Err(EngineError::Rejected(diagnostics)),
+            });
+        }
+        Ok(results)
+    }
+
+    /// Stores a checked model as a new version, unless its source equals the latest.
+    pub(crate) fn deploy_checked(
+        &self,
+        model: Process,
+        source: &str,
+        warnings: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<DeployOutcome, EngineError> {
+        let mut defs = self.definitions.write().unpoisoned();
+        let versions = defs.entry(model.id.clone()).or_default();
+        if let Some(latest) = versions.values().next_back() {
+            if latest.source == source {
+                return Ok(DeployOutcome {
+                    process: model.id.clone(),
+                    version: latest.version,
+                    changed: false,
+                    warnings,
+                });
+            }
+        }
+        let version = versions.keys().next_back().map_or(1, |v| v + 1);
+        let stored = StoredDefinition { source: source.to_string(), deployed_at: now };
+        let mut batch = Batch::default();
+        batch.insert(keys::definition(&model.id, version), encode(&stored));
+        let ticket = self.store.write(batch)?;
+        self.store.wait_durable(ticket)?;
+        let process = model.id.clone();
+        versions.insert(
+            version,
+            Arc::new(Deployed {
+                process: process.clone(),
+                version,
+                source: source.to_string(),
+                model,
+                deployed_at: now,
+            }),
+        );
+        Ok(DeployOutcome { process, version, changed: true, warnings })
+    }
+
+    pub fn definition(&self, process: &str, version: Option<u32>) -> Option<Arc<Deployed>> {
+        let defs = self.definitions.read().unpoisoned();
+        let versions = defs.get(process)?;
+        match version {
+            Some(v) => versions.get(&v).cloned(),
+            None => versions.values().next_back().cloned(),
+        }
+    }
+
+    /// Every process with its versions, latest last.
+    pub fn definitions(&self) -> Vec<(String, Vec<u32>)> {
+        let defs = self.definitions.read().unpoisoned();
+        defs.iter().map(|(n, v)| (n.clone(), v.keys().copied().collect())).collect()
+    }
+}

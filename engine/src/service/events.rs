@@ -1,0 +1,78 @@
+//! Durable changes told to observers (the event stream) and kept in the outbox (webhooks).
+
+use super::*;
+
+pub(crate) fn event_of(inst: &Instance, h: &case::HistoryEntry) -> EngineEvent {
+    EngineEvent {
+        instance: inst.id,
+        business_key: inst.business_key.clone(),
+        process: inst.process.clone(),
+        seq: h.seq,
+        at: h.at,
+        event: h.event,
+        step: h.step.clone(),
+        detail: h.detail.clone(),
+        status: inst.status.name().to_string(),
+    }
+}
+
+/// A durable change, as published to observers (the API's event stream).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineEvent {
+    pub instance: InstanceId,
+    pub business_key: String,
+    pub process: String,
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub event: HistoryEvent,
+    pub step: Option<String>,
+    pub detail: String,
+    pub status: String,
+}
+
+impl<S: Storage> Engine<S> {
+    /// Registers an observer of durable changes. Called on the thread that made the change,
+    /// after it is durable: keep it quick (the API forwards into a channel).
+    pub fn observe(&self, f: impl Fn(&EngineEvent) + Send + Sync + 'static) {
+        self.observers.write().unpoisoned().push(Box::new(f));
+    }
+
+    /// Turns the durable outbox on: from now on every history entry is also written to `o/`.
+    pub fn enable_outbox(&self) {
+        self.outbox.store(true, Ordering::Relaxed);
+    }
+
+    /// The oldest undelivered outbox events, in order.
+    pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(Vec<u8>, EngineEvent)>, EngineError> {
+        self.store
+            .scan_prefix(keys::OUTBOX)
+            .take(limit)
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.to_vec(), decode(&k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Marks an outbox event delivered (durably).
+    pub fn outbox_ack(&self, key: &[u8]) -> Result<(), EngineError> {
+        let mut batch = Batch::default();
+        batch.remove(key.to_vec());
+        let ticket = self.store.write(batch)?;
+        self.store.wait_durable(ticket)?;
+        Ok(())
+    }
+
+    pub(crate) fn publish(&self, inst: &Instance, outcome: &Outcome) {
+        let observers = self.observers.read().unpoisoned();
+        if observers.is_empty() {
+            return;
+        }
+        for h in &outcome.history {
+            let e = event_of(inst, h);
+            for o in observers.iter() {
+                o(&e);
+            }
+        }
+    }
+}

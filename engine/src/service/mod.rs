@@ -1,0 +1,328 @@
+//! The engine as a service: deployed definitions, instances in the store, commands applied
+//! through the core and written atomically, timers fired when due.
+//!
+//! Concurrency: commands on one instance are serialised by a striped lock; commands on
+//! different instances run in parallel and share flushes (group commit). A command is
+//! acknowledged (the call returns `Ok`) only after its batch is durable.
+
+mod definitions;
+mod events;
+mod numbering;
+mod queries;
+mod rules;
+mod sealing;
+mod timers;
+mod workload;
+mod writes;
+
+use crate::storage::codec::{decode, encode, history_entries};
+use crate::storage::index::{assignee_entry, index_entries};
+use crate::storage::keys::{self, Inbox, Prefix};
+use crate::storage::{Batch, Bytes, Storage, StoreError};
+use crate::store::Store;
+use crate::sync::Unpoisoned;
+use caseflow_core::case::{
+    self, Actor, Command, CommandError, Effect, HistoryEvent, Instance, InstanceId, Outcome, Status, StatusKind,
+    Workload,
+};
+use caseflow_core::rules::{RuleSet, RulesFile};
+use caseflow_core::value::Value;
+use caseflow_dsl::model::Process;
+use caseflow_dsl::{check_files, Diagnostic, SourceFile};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+pub use definitions::*;
+pub use events::*;
+use numbering::*;
+use timers::*;
+use workload::*;
+
+/// Lock stripes for per-instance serialisation.
+pub(crate) const STRIPES: usize = 256;
+/// Deepest chain of sub-processes a case may start.
+pub const CALL_DEPTH_MAX: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("no process `{0}` is deployed")]
+    UnknownProcess(String),
+    #[error("no instance {0}")]
+    UnknownInstance(String),
+    #[error("the definition has {} error(s)", .0.iter().filter(|d| d.is_error()).count())]
+    Rejected(Vec<Diagnostic>),
+    #[error("sub-processes nested deeper than {CALL_DEPTH_MAX}")]
+    TooDeep,
+    #[error("`{0}` is not a cursor this engine gave out")]
+    BadCursor(String),
+    #[error("a start with idempotency key `{0}` is still in progress: retry shortly")]
+    StartInProgress(String),
+    #[error("idempotency key `{0}` was used for a different request (another process or other fields)")]
+    IdempotencyKeyReused(String),
+    #[error(transparent)]
+    FieldKey(#[from] crate::crypto::CryptoError),
+    #[error(
+        "the store is of format {found} and this caseflow reads format {expected} only (caseflow has no \
+         upgrade between them); start on an empty data directory, or with the caseflow that wrote it"
+    )]
+    UnknownFormat { found: u64, expected: u64 },
+}
+
+/// A page of an inbox, soonest due first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskView>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+pub use crate::storage::index::TaskView;
+
+/// One accepted change of the rules: who, when, what changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulesChange {
+    pub version: u64,
+    pub at: DateTime<Utc>,
+    pub by: String,
+    /// A unified diff of the rules files against the previous version.
+    pub diff: String,
+}
+
+/// A sub-process case, as its parent lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubCase {
+    pub id: InstanceId,
+    pub process: String,
+    pub status: String,
+}
+
+/// What a write does to the indexes: the open-task counts it changes per user, and the
+/// earliest timer entry it adds (for `TimerCursor::added`).
+pub(crate) type IndexChange = (BTreeMap<String, i64>, Option<Vec<u8>>);
+
+/// What the check of a source to deploy said: its model and warnings, or its diagnostics.
+pub(crate) type Verdict = Result<(Process, Vec<String>), Vec<Diagnostic>>;
+
+/// A command applied and written, not yet known durable.
+pub(crate) struct Applied {
+    pub(crate) instance: Instance,
+    pub(crate) outcome: Outcome,
+    pub(crate) ticket: u64,
+    /// Other cases of the family the same write changed (sub-processes), to publish.
+    pub(crate) others: Vec<(Instance, Outcome)>,
+}
+
+/// A start or command applied and written but not yet acknowledged: `Engine::confirm` waits
+/// until it is durable, publishes its events and returns the case. Meanwhile the caller may go
+/// on (start more cases, or work on this one): the log is written in order, so waiting for a
+/// later write covers every earlier one. Nothing may be reported as done before `confirm`.
+#[must_use = "a pending write is acknowledged only by Engine::confirm"]
+pub struct Pending {
+    instance: Instance,
+    /// `None`: nothing to publish (an idempotent repeat of a start).
+    outcome: Option<Outcome>,
+    /// `None`: nothing of this call to wait for.
+    ticket: Option<u64>,
+    /// Other cases the same write changed (sub-processes started, a parent moved on).
+    others: Vec<(Instance, Outcome)>,
+}
+
+impl From<Applied> for Pending {
+    fn from(a: Applied) -> Pending {
+        Pending { instance: a.instance, outcome: Some(a.outcome), ticket: Some(a.ticket), others: a.others }
+    }
+}
+
+/// The cases one start or command changes, all written in one batch: the case itself and,
+/// through sub-processes, others of its family (children started, a parent told its child
+/// ended, children cancelled with their parent). Either all of it is written or none.
+#[derive(Default)]
+pub(crate) struct Unit {
+    pub(crate) cases: BTreeMap<InstanceId, Staged>,
+    /// In the order first touched: the order their events are published in.
+    pub(crate) order: Vec<InstanceId>,
+    /// Cases this unit starts, with their business keys (numbered at commit).
+    pub(crate) started: Vec<(InstanceId, BusinessKey)>,
+}
+
+pub(crate) struct Staged {
+    pub(crate) before: Option<Instance>,
+    pub(crate) after: Instance,
+    pub(crate) outcome: Outcome,
+}
+
+impl Unit {
+    pub(crate) fn add(&mut self, before: Option<Instance>, after: Instance, outcome: Outcome) {
+        self.order.push(after.id);
+        self.cases.insert(after.id, Staged { before, after, outcome });
+    }
+
+    /// The first case, and every other one with what it did.
+    pub(crate) fn split_first(mut self) -> (Instance, Outcome, Vec<(Instance, Outcome)>) {
+        let mut staged = self.order.iter().filter_map(|id| self.cases.remove(id));
+        let first = staged.next().expect("a unit has its own case");
+        let others = staged.map(|s| (s.after, s.outcome)).collect();
+        (first.after, first.outcome, others)
+    }
+}
+
+impl Pending {
+    /// The case as this call left it (not yet durable).
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+}
+
+pub(crate) type Observer = Box<dyn Fn(&EngineEvent) + Send + Sync>;
+
+pub struct Engine<S: Storage = Store> {
+    store: S,
+    /// Where the timer driver's scans start.
+    timer_cursor: TimerCursor,
+    /// Write every history entry to the outbox (`o/`) in the command's own batch, for
+    /// at-least-once delivery to webhooks.
+    outbox: std::sync::atomic::AtomicBool,
+    /// Told of each history entry once it is durable.
+    observers: RwLock<Vec<Observer>>,
+    /// Encrypts sensitive fields at rest; `None` stores them in the clear (tests only).
+    cipher: Option<crate::crypto::FieldCipher>,
+    rules: RwLock<Arc<RuleSet>>,
+    rules_version: AtomicU64,
+    definitions: RwLock<BTreeMap<String, BTreeMap<u32, Arc<Deployed>>>>,
+    stripes: Vec<Mutex<()>>,
+    /// Serialises id, business-key and idempotency allocation; holds the reserved ids.
+    allocation: Mutex<IdBlock>,
+    /// Idempotency keys of starts between allocation and the write of their case.
+    starting: Mutex<BTreeSet<String>>,
+    round_robin: Mutex<BTreeMap<String, u64>>,
+    open_counts: OpenCounts,
+    commands: AtomicU64,
+}
+
+impl<S: Storage> Engine<S> {
+    /// Opens the engine on a store: loads every deployed definition (not the instances: they
+    /// stay on disk until a command or query needs them).
+    pub fn open(store: S, rules: RuleSet) -> Result<Engine<S>, EngineError> {
+        let engine = Engine {
+            store,
+            outbox: std::sync::atomic::AtomicBool::new(false),
+            observers: RwLock::new(Vec::new()),
+            cipher: None,
+            rules: RwLock::new(Arc::new(rules)),
+            rules_version: AtomicU64::new(0),
+            definitions: RwLock::new(BTreeMap::new()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            allocation: Mutex::new(IdBlock::default()),
+            starting: Mutex::new(BTreeSet::new()),
+            round_robin: Mutex::new(BTreeMap::new()),
+            open_counts: OpenCounts::new(),
+            commands: AtomicU64::new(0),
+            timer_cursor: TimerCursor::default(),
+        };
+        let mut defs: BTreeMap<String, BTreeMap<u32, Arc<Deployed>>> = BTreeMap::new();
+        for item in engine.store.scan_prefix(Prefix::Definition.bytes()) {
+            let (k, v) = item?;
+            let (name, version) = keys::definition_of(&k).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into(),
+                problem: "bad definition key".into(),
+            })?;
+            let stored: StoredDefinition = decode(&k, &v)?;
+            // Stored versions compiled once; they compile again (the language only grows).
+            let model = compile_one(&name, &stored.source)?;
+            let d = Deployed {
+                process: name.clone(),
+                version,
+                source: stored.source,
+                model,
+                deployed_at: stored.deployed_at,
+            };
+            defs.entry(name).or_default().insert(version, Arc::new(d));
+        }
+        *engine.definitions.write().unpoisoned() = defs;
+        engine.check_format()?;
+        if let Some(v) = engine.store.get_u64(keys::RULES_VERSION)? {
+            engine.rules_version.store(v, Ordering::SeqCst);
+        }
+        let mut rotation = BTreeMap::new();
+        for item in engine.store.scan_prefix(keys::ROUND_ROBIN) {
+            let (k, v) = item?;
+            let role = keys::round_robin_role(&k).ok_or_else(|| corrupt(&String::from_utf8_lossy(&k), "bad role"))?;
+            rotation.insert(role, keys::u64_value(&v).unwrap_or(0));
+        }
+        *engine.round_robin.lock().unpoisoned() = rotation;
+        Ok(engine)
+    }
+
+    /// Refuses a store whose key layout is not this caseflow's (`keys::FORMAT`), and records
+    /// the layout in a new one. caseflow has never shipped a store that needs upgrading, so
+    /// there is no migration: a store of another format is refused with what it holds.
+    fn check_format(&self) -> Result<(), EngineError> {
+        match self.store.get_u64(keys::FORMAT_KEY)? {
+            Some(keys::FORMAT) => Ok(()),
+            Some(other) => Err(EngineError::UnknownFormat { found: other, expected: keys::FORMAT }),
+            None if Self::holds_data(&self.store)? => {
+                Err(EngineError::UnknownFormat { found: 0, expected: keys::FORMAT })
+            }
+            None => {
+                let mut batch = Batch::default();
+                batch.insert(keys::FORMAT_KEY, keys::FORMAT.to_be_bytes());
+                Ok(self.store.write_now(batch)?)
+            }
+        }
+    }
+
+    /// Encrypts sensitive fields at rest with this key.
+    /// The store records the key's id on first use; another key is refused.
+    pub fn with_field_key(mut self, key: &[u8]) -> Result<Self, EngineError> {
+        self.cipher = Some(crate::crypto::FieldCipher::new(key)?);
+        let given = crate::crypto::key_id(key);
+        match self.store.get(keys::FIELD_KEY_ID)? {
+            Some(recorded) if recorded.as_ref() != given.as_bytes() => {
+                return Err(crate::crypto::CryptoError::WrongKey {
+                    given,
+                    recorded: String::from_utf8_lossy(&recorded).into_owned(),
+                }
+                .into())
+            }
+            Some(_) => {}
+            None => {
+                let mut batch = Batch::default();
+                batch.insert(keys::FIELD_KEY_ID.to_vec(), given.into_bytes());
+                self.store.write_now(batch)?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether a store holds cases or a recorded field key: a start that finds no key file must
+    /// then not make a new key (the data would not decrypt with it).
+    pub fn holds_data(store: &S) -> Result<bool, EngineError> {
+        if store.get(keys::FIELD_KEY_ID)?.is_some() {
+            return Ok(true);
+        }
+        match store.scan_prefix(Prefix::Instance.bytes()).next() {
+            Some(item) => item.map(|_| true).map_err(EngineError::from),
+            None => Ok(false),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn commands_applied(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) fn corrupt(key: &str, problem: &str) -> EngineError {
+    EngineError::Store(StoreError::Corrupt { key: key.into(), problem: problem.into() })
+}

@@ -1,0 +1,181 @@
+//! Reads: a case, its history and sub-cases, inboxes by user or role, cases by status, reports.
+
+use super::*;
+
+impl<S: Storage> Engine<S> {
+    pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>, EngineError> {
+        let k = keys::instance(id);
+        let Some(mut inst) = self.store.get(&k)?.map(|v| decode::<Instance>(&k, &v)).transpose()? else {
+            return Ok(None);
+        };
+        let sensitive = self.sensitive_fields(&inst);
+        for (name, v) in inst.fields.iter_mut() {
+            if sensitive.contains(name) {
+                self.protect(id, v, false)?;
+            }
+        }
+        Ok(Some(inst))
+    }
+
+    /// Every sub-process case `parent` started (ended ones too), oldest first, with its process
+    /// and status.
+    pub fn sub_cases(&self, parent: InstanceId) -> Result<Vec<SubCase>, EngineError> {
+        let prefix = keys::sub_cases_of(parent);
+        self.store
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (k, v) = item?;
+                let corrupt = || StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into(),
+                    problem: "bad sub-case entry".into(),
+                };
+                let id = keys::sub_case_child(&k).ok_or_else(corrupt)?;
+                let text = std::str::from_utf8(&v).map_err(|_| corrupt())?;
+                let (process, status) = text.split_once('\0').ok_or_else(corrupt)?;
+                Ok(SubCase { id, process: process.to_string(), status: status.to_string() })
+            })
+            .collect()
+    }
+
+    pub fn instance_by_key(&self, business_key: &str) -> Result<Option<Instance>, EngineError> {
+        match self.store.get_u64(&keys::business_key(business_key))? {
+            Some(id) => self.instance(InstanceId(id)),
+            None => Ok(None),
+        }
+    }
+
+    /// The audit trail, in order.
+    pub fn history(&self, id: InstanceId) -> Result<Vec<case::HistoryEntry>, EngineError> {
+        let Some(inst) = self.instance(id)? else { return Ok(Vec::new()) };
+        let prefix = keys::history_of(id);
+        let mut history = Vec::with_capacity(inst.history_len.min(1024) as usize);
+        for item in self.store.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            history.extend(history_entries(&k, &v)?);
+        }
+        self.seal_history(&inst, history, false)
+    }
+
+    /// Open tasks of a user (by assignee) or of a role (by candidate role), soonest due first,
+    /// up to `limit`.
+    pub fn tasks(&self, user: Option<&str>, role: Option<&str>, limit: usize) -> Result<Vec<TaskView>, EngineError> {
+        Ok(self.tasks_page(user, role, None, limit)?.tasks)
+    }
+
+    /// A page of an inbox, soonest due first (tasks without a deadline last), starting after
+    /// `cursor`. One range scan of the task index: no instance is read.
+    pub fn tasks_page(
+        &self,
+        user: Option<&str>,
+        role: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<TaskPage, EngineError> {
+        let inbox = match (user, role) {
+            (Some(u), _) => Inbox::User(u),
+            (None, Some(r)) => Inbox::Role(r),
+            (None, None) => return Ok(TaskPage { tasks: Vec::new(), next_cursor: None }),
+        };
+        let from = match cursor {
+            // The cursor is the hex of where the last task of the page sat in the inbox.
+            Some(c) => {
+                let place = (0..c.len())
+                    .step_by(2)
+                    .map(|i| c.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                    .collect::<Option<Vec<u8>>>()
+                    .filter(|b| b.len() == keys::INBOX_PLACE_LEN)
+                    .ok_or_else(|| EngineError::BadCursor(c.to_string()))?;
+                inbox.after(&place)
+            }
+            None => inbox.prefix(),
+        };
+        let mut tasks = Vec::new();
+        let mut last: Option<Bytes> = None;
+        for item in self.store.range(&from, &inbox.end()).take(limit.saturating_add(1)) {
+            let (k, v) = item?;
+            if tasks.len() == limit {
+                let place = keys::inbox_place(last.as_deref().unwrap_or(&k)).unwrap_or_default();
+                let next = place.iter().map(|b| format!("{b:02x}")).collect();
+                return Ok(TaskPage { tasks, next_cursor: Some(next) });
+            }
+            match assignee_entry(&k, &v) {
+                // A role entry of an assigned task: the view is in the assignee's inbox. Gone
+                // means the task changed between the two reads (a scan is not a snapshot).
+                Some(uk) => match self.store.get(&uk)? {
+                    Some(view) => tasks.push(decode::<TaskView>(&uk, &view)?),
+                    None => continue,
+                },
+                None => tasks.push(decode::<TaskView>(&k, &v)?),
+            }
+            last = Some(k);
+        }
+        Ok(TaskPage { tasks, next_cursor: None })
+    }
+
+    /// Ids of a process's instances in a status.
+    pub fn instances(&self, process: &str, status: &str, limit: usize) -> Result<Vec<InstanceId>, EngineError> {
+        self.instances_after(process, status, None, limit)
+    }
+
+    /// Ids of a process's instances in a status after `after` (exclusive), in id order.
+    pub fn instances_after(
+        &self,
+        process: &str,
+        status: &str,
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceId>, EngineError> {
+        let prefix = keys::status_prefix(process, status);
+        let from = match after {
+            Some(a) => keys::status(process, status, InstanceId(a.0 + 1)),
+            None => prefix.clone(),
+        };
+        let end = keys::prefix_end(&prefix).unwrap_or_default();
+        self.store
+            .range(&from, &end)
+            .take(limit)
+            .map(|r| {
+                let (k, _) = r?;
+                keys::status_case(&k).ok_or_else(|| corrupt(&String::from_utf8_lossy(&k), "bad status entry"))
+            })
+            .collect()
+    }
+
+    /// How many instances of a process are in a status (an index scan, no instance read).
+    pub fn count_instances(&self, process: &str, status: &str) -> Result<usize, EngineError> {
+        Ok(self.store.scan_prefix(&keys::status_prefix(process, status)).count())
+    }
+
+    pub fn count_pending_timers(&self) -> Result<usize, EngineError> {
+        Ok(self.store.scan_prefix(Prefix::Timer.bytes()).count())
+    }
+
+    /// The KPI report of a process over cases started in `[from, to)` (see `report`).
+    pub fn report(
+        &self,
+        process: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<caseflow_core::report::Report, EngineError> {
+        let def = self.definition(process, None).ok_or_else(|| EngineError::UnknownProcess(process.to_string()))?;
+        let choice_fields: Vec<String> = def
+            .model
+            .fields
+            .iter()
+            .filter(|f| matches!(f.ty, caseflow_dsl::model::FieldType::Choice(_)))
+            .map(|f| f.name.clone())
+            .collect();
+        let mut cases = Vec::new();
+        for status in StatusKind::ALL {
+            for id in self.instances(process, status.as_str(), usize::MAX)? {
+                let Some(inst) = self.instance(id)? else { continue };
+                if from.is_some_and(|f| inst.started_at < f) || to.is_some_and(|t| inst.started_at >= t) {
+                    continue;
+                }
+                let history = self.history(id)?;
+                cases.push((inst, history));
+            }
+        }
+        Ok(caseflow_core::report::build(process, from, to, &choice_fields, &cases))
+    }
+}

@@ -1,0 +1,128 @@
+//! The rules in force: changing them (all or nothing, recorded with a diff), what a restart
+//! falls back on, recomputing open deadlines, reassigning a user's work.
+
+use super::*;
+
+impl<S: Storage> Engine<S> {
+    /// The version of the rules in force (0 until a change is recorded).
+    pub fn rules_version(&self) -> u64 {
+        self.rules_version.load(Ordering::SeqCst)
+    }
+
+    /// The rules in force and their version, read together.
+    pub(crate) fn rules_and_version(&self) -> (Arc<RuleSet>, u64) {
+        let guard = self.rules.read().unpoisoned();
+        // The writer changes both under the write lock, so this pair is consistent.
+        (guard.clone(), self.rules_version.load(Ordering::SeqCst))
+    }
+
+    /// Recomputes open tasks' deadlines of every running or suspended case under the rules in
+    /// force. Returns how many cases changed.
+    pub fn recompute_deadlines(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        let processes: Vec<String> = self.definitions().into_iter().map(|(p, _)| p).collect();
+        let mut changed = 0;
+        for p in processes {
+            for status in [StatusKind::Running, StatusKind::Suspended] {
+                for id in self.instances(&p, status.as_str(), usize::MAX)? {
+                    let before = self.instance(id)?.map(|i| i.history_len);
+                    let after = self.command(id, Actor::system(), Command::RecomputeDeadlines, now)?;
+                    if before != Some(after.history_len) {
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Gives every open task of `user` to `to` (for a user leaving a role). Returns the count.
+    pub fn reassign_all(
+        &self,
+        user: &str,
+        to: &str,
+        by: &Actor,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, EngineError> {
+        let tasks = self.tasks(Some(user), None, usize::MAX)?;
+        for t in &tasks {
+            let cmd = Command::Reassign { task: t.task.seq, to: to.to_string(), reason: reason.to_string() };
+            self.command(t.instance, by, cmd, now)?;
+        }
+        Ok(tasks.len())
+    }
+
+    /// Replaces the rules in force after checking that every deployed process still finds the
+    /// roles, values and tables it uses. Records the change (who, when, diff) and the files
+    /// now in force durably before the new rules apply; on any error the old rules stay in
+    /// force.
+    pub fn change_rules(
+        &self,
+        rules: RuleSet,
+        files: &[RulesFile],
+        by: &str,
+        diff: String,
+        now: DateTime<Utc>,
+    ) -> Result<RulesChange, EngineError> {
+        let catalog = rules.catalog();
+        let sources: Vec<SourceFile> = {
+            let defs = self.definitions.read().unpoisoned();
+            defs.values()
+                .filter_map(|v| v.values().next_back())
+                .map(|d| SourceFile { name: format!("{}.flow", d.process), text: d.source.clone() })
+                .collect()
+        };
+        let mut problems = Vec::new();
+        for report in check_files(&sources, Some(&catalog)) {
+            problems.extend(report.checked.diagnostics.into_iter().filter(Diagnostic::is_error));
+        }
+        if !problems.is_empty() {
+            return Err(EngineError::Rejected(problems));
+        }
+        let mut current = self.rules.write().unpoisoned();
+        let version = self.rules_version.load(Ordering::SeqCst) + 1;
+        let change = RulesChange { version, at: now, by: by.to_string(), diff };
+        let mut batch = Batch::default();
+        batch.insert(keys::RULES_VERSION.to_vec(), version.to_be_bytes().to_vec());
+        batch.insert(keys::rules_change(version), encode(&change));
+        batch.insert(keys::RULES_FILES.to_vec(), encode(&files));
+        let ticket = self.store.write(batch)?;
+        self.store.wait_durable(ticket)?;
+        *current = Arc::new(rules);
+        self.rules_version.store(version, Ordering::SeqCst);
+        Ok(change)
+    }
+
+    /// Records `files` as the rules in force, without a change: for a store that has no
+    /// record of them yet (created before they were recorded, or new).
+    pub fn record_rules_files(&self, files: &[RulesFile]) -> Result<(), EngineError> {
+        let mut batch = Batch::default();
+        batch.insert(keys::RULES_FILES.to_vec(), encode(&files));
+        let ticket = self.store.write(batch)?;
+        Ok(self.store.wait_durable(ticket)?)
+    }
+
+    /// The rules files last accepted (by a change, or recorded at a start), if any: what a
+    /// restart falls back on when the folder holds a broken file.
+    pub fn rules_files_in_force(store: &S) -> Result<Option<Vec<RulesFile>>, EngineError> {
+        match store.get(keys::RULES_FILES)? {
+            Some(v) => Ok(Some(decode(keys::RULES_FILES, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every accepted rules change, oldest first.
+    pub fn rules_changes(&self) -> Result<Vec<RulesChange>, EngineError> {
+        self.store
+            .scan_prefix(Prefix::RulesChange.bytes())
+            .map(|r| {
+                let (k, v) = r?;
+                Ok(decode(&k, &v)?)
+            })
+            .collect()
+    }
+
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.read().unpoisoned().clone()
+    }
+}
