@@ -4,7 +4,8 @@
 //!   and a second time,
 //! - p50/p99 of looking up one user's open tasks (a page of 50) among 1,000 users.
 //!
-//! `cargo bench -p caseflow-engine --bench scale -- --instances 1000000`
+//! `cargo bench -p caseflow-engine --bench scale -- --instances 1000000` (`--sizes`: also the
+//! keys and values stored per waiting case, by prefix)
 //!
 //! `--data DIR` keeps the store in DIR; when DIR already holds one, the load is skipped and the
 //! restart figures are those of that store (copy it first: a restart changes it). `--load-only`
@@ -78,27 +79,12 @@ fn main() {
         );
         let disk = engine.store().size_on_disk().unwrap_or(0);
         println!("disk: {:.0} MiB, {:.0} bytes per waiting case", disk as f64 / 1048576.0, disk as f64 / n as f64);
-        // Where the bytes go: keys and values stored per prefix, per waiting case (sled's own
-        // overhead per entry and its unused page space are the rest of the disk figure).
-        let mut by_prefix: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        for item in engine.store().scan_prefix(b"") {
-            let (k, v) = item.expect("scan");
-            let e = by_prefix.entry(String::from_utf8_lossy(&k[..k.len().min(2)]).into_owned()).or_default();
-            e.0 += 1;
-            e.1 += (k.len() + v.len()) as u64;
+        // `--sizes`: where the bytes go, keys and values stored per prefix, per waiting case
+        // (sled's own overhead per entry and its unused page space are the rest of the disk
+        // figure). Off by default: the scan warms sled's cache and would skew the figures after.
+        if std::env::args().any(|a| a == "--sizes") {
+            print_sizes(&engine, n);
         }
-        let stored: u64 = by_prefix.values().map(|(_, b)| b).sum();
-        let per_case: Vec<String> = by_prefix
-            .iter()
-            .map(|(p, (count, bytes))| {
-                format!("{p} {:.2} keys {:.0} B", *count as f64 / n as f64, *bytes as f64 / n as f64)
-            })
-            .collect();
-        println!(
-            "stored per waiting case: {:.0} B of keys and values ({})",
-            stored as f64 / n as f64,
-            per_case.join(", ")
-        );
         let c = engine.store().checkpoints();
         println!(
             "checkpoints while loading: {}, the longest took {:.0} ms, the last {:.0} ms (beside the writers)",
@@ -155,4 +141,23 @@ fn main() {
     if kept.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Keys and values stored per prefix, per waiting case.
+fn print_sizes(engine: &Engine, n: usize) {
+    let mut by_prefix: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for item in engine.store().scan_prefix(b"") {
+        let (k, v) = item.expect("scan");
+        let e = by_prefix.entry(String::from_utf8_lossy(&k[..k.len().min(2)]).into_owned()).or_default();
+        e.0 += 1;
+        e.1 += (k.len() + v.len()) as u64;
+    }
+    let stored: u64 = by_prefix.values().map(|(_, b)| b).sum();
+    let per_case: Vec<String> = by_prefix
+        .iter()
+        .map(|(p, (count, bytes))| {
+            format!("{p} {:.2} keys {:.0} B", *count as f64 / n as f64, *bytes as f64 / n as f64)
+        })
+        .collect();
+    println!("stored per waiting case: {:.0} B of keys and values ({})", stored as f64 / n as f64, per_case.join(", "));
 }

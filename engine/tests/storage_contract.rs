@@ -1,5 +1,5 @@
 //! What every `Storage` must do, checked on each implementation: sled with its log (on disk
-//! and temporary) and the map in memory. A PostgreSQL implementation joins this list.
+//! and temporary) and the map in memory. A PostgreSQL backend, when there is one, joins this list.
 
 use caseflow_engine::storage::keys::prefix_end;
 use caseflow_engine::storage::{Batch, Storage, StoreError};

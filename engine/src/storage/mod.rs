@@ -1,8 +1,8 @@
 //! Storage as the engine sees it: an ordered key-value store with atomic batches and group
 //! commit (`Storage`), the keys it holds (`keys`), how values are encoded (`codec`) and the
 //! index entries a case implies (`index`). Two implementations: sled with its write-ahead log
-//! (`crate::store`, the default) and a map in memory for tests (`memory`). A PostgreSQL one
-//! implements the same trait.
+//! (`crate::store`, the default) and a map in memory for tests (`memory`). A PostgreSQL
+//! backend, for several nodes, is to be a third.
 //!
 //! What every implementation guarantees:
 //! - a batch is applied whole or not at all, and reads see it once `write` returns;
