@@ -1047,7 +1047,7 @@ async fn piled_and_chained_execution() {
 async fn storage_failing_is_not_ready_refuses_writes_as_not_applied_and_recovers() {
     let api = Api::new();
     let store = api.engine.store();
-    store.inject_apply_failures(u32::MAX);
+    store.faults().arm(caseflow_engine::faults::FaultPoint::Apply, u32::MAX, caseflow_engine::faults::NO_SPACE);
     // Fill the memtable past what it may hold without applying: the apply fails.
     let mut i = 0u32;
     while store.degraded().is_none() && i < 100_000 {
@@ -1068,7 +1068,7 @@ async fn storage_failing_is_not_ready_refuses_writes_as_not_applied_and_recovers
     );
     assert_eq!(api.engine.count_instances("complaint", "running").unwrap(), before, "not applied means not applied");
     // Space again: the next write is taken, and the server is ready.
-    store.inject_apply_failures(0);
+    store.faults().arm(caseflow_engine::faults::FaultPoint::Apply, 0, caseflow_engine::faults::NO_SPACE);
     let (s, _) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, health) = api.call_raw("GET", "/health").await;

@@ -58,7 +58,8 @@ impl FieldCipher {
         Ok(key)
     }
 
-    pub fn is_encrypted(v: &Value) -> bool {
+    #[cfg(test)]
+    fn is_encrypted(v: &Value) -> bool {
         matches!(v, Value::Text(t) if t.starts_with(PREFIX))
     }
 

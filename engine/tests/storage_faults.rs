@@ -16,7 +16,7 @@ fn write(store: &Store, i: u32) -> Result<u64, StoreError> {
 fn a_refused_write_was_not_applied_and_an_applied_one_is_not_refused() {
     let store = Store::temporary().unwrap();
     // Every apply of the memtable to sled fails from now on, as on a full disk.
-    store.inject_apply_failures(u32::MAX);
+    store.faults().arm(caseflow_engine::faults::FaultPoint::Apply, u32::MAX, caseflow_engine::faults::NO_SPACE);
     let mut acknowledged = Vec::new();
     let mut refused_at = None;
     for i in 0..40_000u32 {
@@ -40,7 +40,7 @@ fn a_refused_write_was_not_applied_and_an_applied_one_is_not_refused() {
     assert!(matches!(write(&store, refused), Err(StoreError::Unavailable(_))));
     assert!(store.get(format!("k/{refused:06}").as_bytes()).unwrap().is_none());
     // The disk has room again: the next write retries the apply and is taken.
-    store.inject_apply_failures(0);
+    store.faults().arm(caseflow_engine::faults::FaultPoint::Apply, 0, caseflow_engine::faults::NO_SPACE);
     write(&store, refused).expect("taken once storage recovers, without a restart");
     assert!(store.degraded().is_none());
     for i in acknowledged.iter().chain([&refused]) {

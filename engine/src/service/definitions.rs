@@ -30,7 +30,7 @@ pub struct DeployOutcome {
 /// Compiles a stored definition again on start. It passed every check when it was deployed
 /// (rules, called processes); here only the language matters, so neither is consulted: a
 /// stored version never becomes unloadable because a rule or another process changed since.
-pub(crate) fn compile_one(_name: &str, source: &str) -> Result<Process, EngineError> {
+pub(crate) fn compile_one(source: &str) -> Result<Process, EngineError> {
     let checked = caseflow_dsl::compile(source, &caseflow_dsl::CheckContext::default());
     checked.process.ok_or(EngineError::Rejected(checked.diagnostics))
 }

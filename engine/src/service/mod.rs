@@ -236,7 +236,7 @@ impl<S: Storage> Engine<S> {
             })?;
             let stored: StoredDefinition = decode(&k, &v)?;
             // Stored versions compiled once; they compile again (the language only grows).
-            let model = compile_one(&name, &stored.source)?;
+            let model = compile_one(&stored.source)?;
             let d = Deployed {
                 process: name.clone(),
                 version,

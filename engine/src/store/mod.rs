@@ -17,7 +17,7 @@ pub use crate::storage::{Batch, StoreError};
 pub use checkpoint::CheckpointStats;
 pub use scan::Scan;
 
-use crate::faults::{FaultPoint, Faults};
+use crate::faults::Faults;
 use crate::storage::{Bytes, Storage, Ticket, BATCH_BYTES_MAX};
 use crate::sync::Unpoisoned;
 use checkpoint::CheckpointState;
@@ -301,12 +301,6 @@ impl Store {
             }
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }
-    }
-
-    /// Makes the next `n` applies of the memtable fail as on a full disk (tests only).
-    #[doc(hidden)]
-    pub fn inject_apply_failures(&self, n: u32) {
-        self.upkeep.faults.arm(FaultPoint::Apply, n, crate::faults::NO_SPACE);
     }
 
     /// The store's fault points, for tests.

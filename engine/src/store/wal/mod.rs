@@ -503,6 +503,7 @@ impl Wal {
     }
 
     /// How many segment files the log has.
+    #[cfg(test)]
     pub fn segment_count(&self) -> Result<usize, WalError> {
         Ok(segments(&self.shared.dir)?.len())
     }
