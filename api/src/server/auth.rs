@@ -1,7 +1,11 @@
 //! Who is calling: the `Caller` extractor (placed first in every handler, so a request
 //! without a valid token is 401 whatever its body) and the permission checks.
 
-use super::*;
+use super::error::ApiError;
+use super::{AppState, Shared};
+use crate::config::sha256_hex;
+use axum::http::{header, HeaderMap, StatusCode};
+use caseflow_core::case::Actor;
 
 /// Who the bearer token says the caller is.
 pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<(Actor, bool), ApiError> {

@@ -1,7 +1,12 @@
 //! What runs beside the requests: the timer driver, deploying a folder of processes, and
 //! watching `rules/` and `processes/` for changes.
 
-use super::*;
+use super::health::calendar_warning;
+use super::rules::reload_rules_from_dir;
+use super::{AppState, Shared};
+use caseflow_engine::clock::Clock;
+use caseflow_engine::{Engine, EngineError};
+use std::sync::Arc;
 
 /// Fires due timers forever: wakes at the next due time, at most `poll` apart so that timers
 /// created meanwhile are not late by more than that.

@@ -1,7 +1,11 @@
 //! `ApiError`: every error is an RFC 9457 `application/problem+json` body; one constructor
 //! per common problem, and the mapping of the engine's errors to statuses.
 
-use super::*;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use caseflow_core::case::CommandError;
+use caseflow_engine::EngineError;
+use serde_json::{json, Value as Json};
 
 /// An RFC 9457 problem.
 #[derive(Debug)]

@@ -1,6 +1,11 @@
 //! `/events`: durable changes as Server-Sent Events.
 
-use super::*;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::Q;
+use super::Shared;
+use axum::extract::State;
+use serde::Deserialize;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

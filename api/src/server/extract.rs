@@ -1,6 +1,9 @@
 //! Extractors whose refusals are problem+json: query strings (`Q`) and JSON bodies (`Body`).
 
-use super::*;
+use super::error::ApiError;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Query, Request};
+use axum::http::StatusCode;
 
 /// Query strings whose rejections are problems too (a bad date, an unknown parameter).
 pub struct Q<T>(pub T);

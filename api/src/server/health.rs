@@ -1,6 +1,15 @@
 //! `/health` (liveness and readiness, with storage and rules state) and `/metrics`.
 
-use super::*;
+use super::auth::caller;
+use super::error::ApiError;
+use super::{blocking, Shared};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use caseflow_core::case::StatusKind;
+use caseflow_engine::sync::Unpoisoned;
+use caseflow_engine::Storage;
+use serde_json::{json, Value as Json};
 
 /// Liveness and readiness
 ///

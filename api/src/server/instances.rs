@@ -1,7 +1,18 @@
 //! `/instances`: starting cases, reading them and their history, listing them, and the
 //! commands on a case (message, cancel, suspend, resume, retry, fields).
 
-use super::*;
+use super::auth::{require_admin, Caller};
+use super::error::ApiError;
+use super::extract::{Body, Q};
+use super::json::{fields_from, instance_json, page_limit, parse_instance_id, to_json};
+use super::{blocking, durably, Shared};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use caseflow_core::case::{Command, InstanceId, StatusKind};
+use caseflow_core::value::Value;
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

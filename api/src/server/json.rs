@@ -1,6 +1,12 @@
 //! Cases, tasks and values as JSON, and the parsing of ids, cursors and text bodies.
 
-use super::*;
+use super::error::ApiError;
+use super::AppState;
+use axum::http::{header, HeaderMap, StatusCode};
+use caseflow_core::case::{self, Actor, Instance, InstanceId};
+use caseflow_core::value::Value;
+use serde_json::{json, Map, Value as Json};
+use std::collections::BTreeMap;
 
 pub(crate) fn to_json(v: &Value) -> Json {
     match v {

@@ -23,33 +23,24 @@ mod reports;
 mod rules;
 mod tasks;
 
-use crate::config::{sha256_hex, TokenConfig};
+use crate::config::TokenConfig;
 pub use auth::*;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 pub use background::*;
-use caseflow_core::case::{self, Actor, Command, CommandError, Instance, InstanceId, StatusKind};
-use caseflow_core::value::Value;
+use caseflow_core::case::Instance;
 use caseflow_engine::clock::Clock;
-use caseflow_engine::sync::Unpoisoned;
-use caseflow_engine::{Engine, EngineError, Storage};
+use caseflow_engine::{Engine, EngineError};
 pub use error::*;
 pub use events::*;
 pub use extract::*;
 pub use health::*;
 pub use instances::*;
-pub(crate) use json::*;
 pub use openapi::*;
 pub use processes::*;
 pub use reports::*;
 pub use rules::*;
-use serde::Deserialize;
-use serde_json::{json, Map, Value as Json};
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 pub use tasks::*;
 
@@ -171,7 +162,9 @@ impl tower_http::request_id::MakeRequestId for RequestIds {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request failed"))?
@@ -182,7 +175,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
 /// does no I/O of its own (the log is appended in memory; truncation is the applier thread's),
 /// so the hop to the blocking pool it used to take (~13% of the server's CPU in futex wakes)
 /// bought nothing; only memtable backpressure can block here, and it is meant to.
-async fn durably(
+pub(crate) async fn durably(
     engine: Arc<Engine>,
     write: impl FnOnce(&Engine) -> Result<caseflow_engine::Pending, EngineError> + Send + 'static,
 ) -> Result<Instance, ApiError> {

@@ -1,7 +1,11 @@
 //! `/openapi.json`: the document utoipa builds from the handlers' annotations, with the
 //! security scheme, the problem responses and the tags added by modifiers.
 
-use super::*;
+use super::instances::{FieldsRequest, MessageRequest, ReasonRequest, StartRequest};
+use super::rules::EvaluateRequest;
+use super::tasks::{CompleteRequest, ReassignRequest};
+use super::{events, health, instances, processes, reports, rules, tasks};
+use serde_json::{json, Value as Json};
 
 pub(crate) struct BearerAuth;
 
@@ -169,10 +173,14 @@ impl utoipa::Modify for ErrorResponses {
 #[openapi(
     info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
     paths(
-        health, list_processes, show_process, diagram, process_schema, deploy, start, list_instances, get_instance, get_instance_by_key, history,
-        message, cancel, suspend, resume, retry, update_fields, inbox, claim, release, complete, reassign_task, delegate_task, rules_in_force,
-        reload_rules, upload_rules_file, rules_changes, evaluate_table, reassign_user, metrics, events, openapi_json,
-        report
+        health::health, processes::list_processes, processes::show_process, processes::diagram,
+        processes::process_schema, processes::deploy, instances::start, instances::list_instances,
+        instances::get_instance, instances::get_instance_by_key, instances::history, instances::message,
+        instances::cancel, instances::suspend, instances::resume, instances::retry, instances::update_fields,
+        tasks::inbox, tasks::claim, tasks::release, tasks::complete, tasks::reassign_task,
+        tasks::delegate_task, rules::rules_in_force, rules::reload_rules, rules::upload_rules_file,
+        rules::rules_changes, rules::evaluate_table, rules::reassign_user, health::metrics, events::events,
+        openapi_json, reports::report
     ),
     components(schemas(crate::schemas::Event, Problem, ProblemField, StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
     servers((url = "http://127.0.0.1:8080", description = "The server `cargo run --release -- serve` starts")),

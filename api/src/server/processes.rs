@@ -1,6 +1,16 @@
 //! `/processes`: deployed definitions, their schemas and diagrams, and deploying a version.
 
-use super::*;
+use super::auth::{require_admin, Caller};
+use super::error::ApiError;
+use super::extract::Q;
+use super::json::text_body;
+use super::Shared;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use caseflow_engine::EngineError;
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json};
 
 /// Deployed processes
 ///

@@ -1,6 +1,12 @@
 //! `/reports`: a process's KPIs over a period.
 
-use super::*;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::Q;
+use super::{blocking, Shared};
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::Value as Json;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -2,7 +2,20 @@
 //! the change log, reassigning a user's work, evaluating a decision table; and opening the
 //! engine on the rules a restart finds.
 
-use super::*;
+use super::auth::{require_admin, require_permission, Caller};
+use super::blocking;
+use super::error::ApiError;
+use super::extract::{Body, Q};
+use super::json::{from_json, text_body, to_json};
+use super::tasks::ReassignRequest;
+use super::{AppState, Shared};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use caseflow_engine::sync::Unpoisoned;
+use caseflow_engine::{Engine, EngineError};
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json};
+use std::collections::BTreeSet;
 
 /// The changes from `old` to `new` rules files: a unified diff per file that changed (added
 /// and removed files against nothing), each with its own line numbers.

@@ -1,7 +1,17 @@
 //! `/tasks`: inboxes by user or role, and the commands on a task (claim, release, reassign,
 //! delegate, complete).
 
-use super::*;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{Body, Q};
+use super::instances::run;
+use super::json::{fields_from, page_limit, parse_task_id};
+use super::{blocking, Shared};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use caseflow_core::case::Command;
+use serde::Deserialize;
+use serde_json::{json, Map, Value as Json};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
