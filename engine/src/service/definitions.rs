@@ -1,7 +1,18 @@
 //! Deployed process versions: deploying (a new version only when the source changed), checking
 //! a folder's files together, and compiling stored versions again on open.
 
-use super::*;
+use super::{Engine, EngineError, Verdict};
+use crate::storage::codec::encode;
+use crate::storage::keys::{self};
+use crate::storage::{Batch, Storage};
+use crate::sync::Unpoisoned;
+
+use caseflow_dsl::model::Process;
+use caseflow_dsl::{check_files, SourceFile};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct StoredDefinition {

@@ -1,6 +1,14 @@
 //! Durable changes told to observers (the event stream) and kept in the outbox (webhooks).
 
-use super::*;
+use super::{Engine, EngineError};
+use crate::storage::codec::decode;
+use crate::storage::keys::{self};
+use crate::storage::{Batch, Storage};
+use crate::sync::Unpoisoned;
+use caseflow_core::case::{self, HistoryEvent, Instance, InstanceId, Outcome};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
 
 pub(crate) fn event_of(inst: &Instance, h: &case::HistoryEntry) -> EngineEvent {
     EngineEvent {

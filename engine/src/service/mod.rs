@@ -5,6 +5,11 @@
 //! different instances run in parallel and share flushes (group commit). A command is
 //! acknowledged (the call returns `Ok`) only after its batch is durable.
 
+use crate::service::numbering::BusinessKey;
+use crate::service::numbering::IdBlock;
+use crate::service::timers::TimerCursor;
+use crate::service::workload::OpenCounts;
+
 mod definitions;
 mod events;
 mod numbering;
@@ -15,32 +20,26 @@ mod timers;
 mod workload;
 mod writes;
 
-use crate::storage::codec::{decode, encode, history_entries};
-use crate::storage::index::{assignee_entry, index_entries};
-use crate::storage::keys::{self, Inbox, Prefix};
-use crate::storage::{Batch, Bytes, Storage, StoreError};
+use crate::storage::codec::decode;
+
+use crate::storage::keys::{self, Prefix};
+use crate::storage::{Batch, Storage, StoreError};
 use crate::store::Store;
 use crate::sync::Unpoisoned;
-use caseflow_core::case::{
-    self, Actor, Command, CommandError, Effect, HistoryEvent, Instance, InstanceId, Outcome, Status, StatusKind,
-    Workload,
-};
-use caseflow_core::rules::{RuleSet, RulesFile};
-use caseflow_core::value::Value;
+use caseflow_core::case::{CommandError, Instance, InstanceId, Outcome};
+use caseflow_core::rules::RuleSet;
+
 use caseflow_dsl::model::Process;
-use caseflow_dsl::{check_files, Diagnostic, SourceFile};
+use caseflow_dsl::Diagnostic;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use definitions::*;
 pub use events::*;
-use numbering::*;
-use timers::*;
-use workload::*;
 
 /// Lock stripes for per-instance serialisation.
 pub(crate) const STRIPES: usize = 256;

@@ -1,7 +1,12 @@
 //! Ids, business keys and idempotency keys: id blocks, key templates with a sequence number
 //! taken only once a start succeeds, and the record an idempotency key leaves.
 
-use super::*;
+use crate::storage::keys::{self};
+use crate::storage::{Storage, StoreError};
+
+use caseflow_core::case::{Actor, Effect, Instance, InstanceId, Outcome};
+use caseflow_core::value::Value;
+use std::collections::BTreeMap;
 
 /// What an idempotency key recorded: the case it started and its request's digest (none for
 /// keys recorded before digests were).

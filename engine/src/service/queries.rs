@@ -1,6 +1,14 @@
 //! Reads: a case, its history and sub-cases, inboxes by user or role, cases by status, reports.
 
-use super::*;
+use super::{corrupt, Engine, EngineError, SubCase, TaskPage};
+use crate::storage::codec::{decode, history_entries};
+use crate::storage::index::assignee_entry;
+use crate::storage::index::TaskView;
+use crate::storage::keys::{self, Inbox, Prefix};
+use crate::storage::{Bytes, Storage, StoreError};
+
+use caseflow_core::case::{self, Instance, InstanceId, StatusKind};
+use chrono::{DateTime, Utc};
 
 impl<S: Storage> Engine<S> {
     pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>, EngineError> {

@@ -1,7 +1,17 @@
 //! The rules in force: changing them (all or nothing, recorded with a diff), what a restart
 //! falls back on, recomputing open deadlines, reassigning a user's work.
 
-use super::*;
+use super::{Engine, EngineError, RulesChange};
+use crate::storage::codec::{decode, encode};
+use crate::storage::keys::{self, Prefix};
+use crate::storage::{Batch, Storage};
+use crate::sync::Unpoisoned;
+use caseflow_core::case::{Actor, Command, StatusKind};
+use caseflow_core::rules::{RuleSet, RulesFile};
+use caseflow_dsl::{check_files, Diagnostic, SourceFile};
+use chrono::{DateTime, Utc};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 impl<S: Storage> Engine<S> {
     /// The version of the rules in force (0 until a change is recorded).

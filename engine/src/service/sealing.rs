@@ -1,6 +1,11 @@
 //! Sensitive fields sealed on the way to storage and opened on the way back (`crypto`).
 
-use super::*;
+use super::{corrupt, Engine, EngineError};
+use crate::storage::Storage;
+
+use caseflow_core::case::{self, Instance, InstanceId};
+use caseflow_core::value::Value;
+use std::collections::BTreeSet;
 
 impl<S: Storage> Engine<S> {
     /// The names of a case's sensitive fields.

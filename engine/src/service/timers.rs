@@ -1,6 +1,12 @@
 //! Timers: the index scan's start (`TimerCursor`), the earliest due time, firing what is due.
 
-use super::*;
+use super::{Applied, Engine, EngineError};
+use crate::storage::keys::{self, Prefix};
+use crate::storage::{Bytes, Storage};
+use crate::sync::Unpoisoned;
+use caseflow_core::case::{Actor, Command, CommandError, InstanceId};
+use chrono::{DateTime, Utc};
+use std::sync::Mutex;
 
 /// Where the timer driver's scans of the timer index (`t/`) start.
 ///

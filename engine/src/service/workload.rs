@@ -1,7 +1,14 @@
 //! The workload the core sees: open tasks per assignee (`OpenCounts`), the round-robin
 //! rotation, tallies and familiarity read from the store.
 
-use super::*;
+use super::Engine;
+use crate::storage::keys::{self, Inbox};
+use crate::storage::Storage;
+use crate::sync::Unpoisoned;
+use caseflow_core::case::Workload;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, RwLock};
 
 /// Open tasks per assignee, for `by fewest_open`. A user's count is read from their inbox index
 /// (`u/`) the first time it is asked for, and from then on kept by every write that adds or

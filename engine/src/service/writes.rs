@@ -2,7 +2,24 @@
 //! effects and written in one batch), the core run on a workload snapshot, the batch that
 //! writes it, pipelining (`start_pending`, `command_pending`, `confirm`).
 
-use super::*;
+use super::events::event_of;
+use super::numbering::{fill_sequence, BusinessKey, IdBlock, IdempotencyKey, KeyRecord, SEQUENCE_PLACEHOLDER};
+
+use super::workload::{inbox_deltas, EngineWorkload};
+use super::{Applied, Engine, EngineError, IndexChange, Pending, Unit, CALL_DEPTH_MAX, STRIPES};
+use crate::storage::codec::encode;
+use crate::storage::index::index_entries;
+use crate::storage::keys::{self, Prefix};
+use crate::storage::{Batch, Storage, StoreError};
+use crate::sync::Unpoisoned;
+use caseflow_core::case::{self, Actor, Command, CommandError, Effect, Instance, InstanceId, Outcome, Status};
+use caseflow_core::rules::RuleSet;
+use caseflow_core::value::Value;
+use caseflow_dsl::model::Process;
+use chrono::{DateTime, Utc};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 
 /// The history entries `familiar by` reads: for each task step whose assignment names a field,
 /// who completed it in this case, when that changed in this write.
