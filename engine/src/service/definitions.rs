@@ -3,10 +3,9 @@
 
 use super::{Engine, EngineError, Verdict};
 use crate::storage::codec::encode;
-use crate::storage::keys::{self};
+use crate::storage::keys;
 use crate::storage::{Batch, Storage};
 use crate::sync::Unpoisoned;
-
 use caseflow_dsl::model::Process;
 use caseflow_dsl::{check_files, SourceFile};
 use chrono::{DateTime, Utc};

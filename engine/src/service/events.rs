@@ -1,14 +1,16 @@
 //! Durable changes told to observers (the event stream) and kept in the outbox (webhooks).
 
+use super::Observer;
 use super::{Engine, EngineError};
 use crate::storage::codec::decode;
-use crate::storage::keys::{self};
+use crate::storage::keys;
 use crate::storage::{Batch, Storage};
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{self, HistoryEvent, Instance, InstanceId, Outcome};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
+use std::sync::RwLock;
 
 pub(crate) fn event_of(inst: &Instance, h: &case::HistoryEntry) -> EngineEvent {
     EngineEvent {
@@ -42,12 +44,12 @@ impl<S: Storage> Engine<S> {
     /// Registers an observer of durable changes. Called on the thread that made the change,
     /// after it is durable: keep it quick (the API forwards into a channel).
     pub fn observe(&self, f: impl Fn(&EngineEvent) + Send + Sync + 'static) {
-        self.observers.write().unpoisoned().push(Box::new(f));
+        self.events.observers.write().unpoisoned().push(Box::new(f));
     }
 
     /// Turns the durable outbox on: from now on every history entry is also written to `o/`.
     pub fn enable_outbox(&self) {
-        self.outbox.store(true, Ordering::Relaxed);
+        self.events.outbox.store(true, Ordering::Relaxed);
     }
 
     /// The oldest undelivered outbox events, in order.
@@ -72,7 +74,7 @@ impl<S: Storage> Engine<S> {
     }
 
     pub(crate) fn publish(&self, inst: &Instance, outcome: &Outcome) {
-        let observers = self.observers.read().unpoisoned();
+        let observers = self.events.observers.read().unpoisoned();
         if observers.is_empty() {
             return;
         }
@@ -83,4 +85,14 @@ impl<S: Storage> Engine<S> {
             }
         }
     }
+}
+
+/// Who hears of durable changes.
+#[derive(Default)]
+pub(crate) struct Events {
+    /// Write every history entry to the outbox (`o/`) in the command's own batch, for
+    /// at-least-once delivery to webhooks.
+    pub(crate) outbox: std::sync::atomic::AtomicBool,
+    /// Told of each history entry once it is durable.
+    pub(crate) observers: RwLock<Vec<Observer>>,
 }

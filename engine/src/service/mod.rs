@@ -5,11 +5,6 @@
 //! different instances run in parallel and share flushes (group commit). A command is
 //! acknowledged (the call returns `Ok`) only after its batch is durable.
 
-use crate::service::numbering::BusinessKey;
-use crate::service::numbering::IdBlock;
-use crate::service::timers::TimerCursor;
-use crate::service::workload::OpenCounts;
-
 mod definitions;
 mod events;
 mod numbering;
@@ -20,28 +15,28 @@ mod timers;
 mod workload;
 mod writes;
 
-use crate::storage::codec::decode;
+pub use definitions::*;
+pub use events::*;
 
+use crate::storage::codec::decode;
 use crate::storage::keys::{self, Prefix};
 use crate::storage::{Batch, Storage, StoreError};
 use crate::store::Store;
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{CommandError, Instance, InstanceId, Outcome};
 use caseflow_core::rules::RuleSet;
-
 use caseflow_dsl::model::Process;
 use caseflow_dsl::Diagnostic;
 use chrono::{DateTime, Utc};
+use numbering::BusinessKey;
+use numbering::Numbering;
 use serde::{Deserialize, Serialize};
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use timers::TimerCursor;
+use workload::WorkloadState;
 
-pub use definitions::*;
-pub use events::*;
-
-/// Lock stripes for per-instance serialisation.
 pub(crate) const STRIPES: usize = 256;
 /// Deepest chain of sub-processes a case may start.
 pub const CALL_DEPTH_MAX: usize = 16;
@@ -186,23 +181,18 @@ pub struct Engine<S: Storage = Store> {
     store: S,
     /// Where the timer driver's scans start.
     timer_cursor: TimerCursor,
-    /// Write every history entry to the outbox (`o/`) in the command's own batch, for
-    /// at-least-once delivery to webhooks.
-    outbox: std::sync::atomic::AtomicBool,
-    /// Told of each history entry once it is durable.
-    observers: RwLock<Vec<Observer>>,
+    /// Who hears of durable changes: observers and the outbox.
+    events: Events,
     /// Encrypts sensitive fields at rest; `None` stores them in the clear (tests only).
     cipher: Option<crate::crypto::FieldCipher>,
     rules: RwLock<Arc<RuleSet>>,
     rules_version: AtomicU64,
     definitions: RwLock<BTreeMap<String, BTreeMap<u32, Arc<Deployed>>>>,
     stripes: Vec<Mutex<()>>,
-    /// Serialises id, business-key and idempotency allocation; holds the reserved ids.
-    allocation: Mutex<IdBlock>,
-    /// Idempotency keys of starts between allocation and the write of their case.
-    starting: Mutex<BTreeSet<String>>,
-    round_robin: Mutex<BTreeMap<String, u64>>,
-    open_counts: OpenCounts,
+    /// Ids, business-key sequences and idempotency keys being given out.
+    numbering: Numbering,
+    /// What assignment reads besides the store: open tasks per user, round-robin positions.
+    workload: WorkloadState,
     commands: AtomicU64,
 }
 
@@ -212,17 +202,14 @@ impl<S: Storage> Engine<S> {
     pub fn open(store: S, rules: RuleSet) -> Result<Engine<S>, EngineError> {
         let engine = Engine {
             store,
-            outbox: std::sync::atomic::AtomicBool::new(false),
-            observers: RwLock::new(Vec::new()),
+            events: Events::default(),
             cipher: None,
             rules: RwLock::new(Arc::new(rules)),
             rules_version: AtomicU64::new(0),
             definitions: RwLock::new(BTreeMap::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            allocation: Mutex::new(IdBlock::default()),
-            starting: Mutex::new(BTreeSet::new()),
-            round_robin: Mutex::new(BTreeMap::new()),
-            open_counts: OpenCounts::new(),
+            numbering: Numbering::default(),
+            workload: WorkloadState::default(),
             commands: AtomicU64::new(0),
             timer_cursor: TimerCursor::default(),
         };
@@ -256,7 +243,7 @@ impl<S: Storage> Engine<S> {
             let role = keys::round_robin_role(&k).ok_or_else(|| corrupt(&String::from_utf8_lossy(&k), "bad role"))?;
             rotation.insert(role, keys::u64_value(&v).unwrap_or(0));
         }
-        *engine.round_robin.lock().unpoisoned() = rotation;
+        *engine.workload.round_robin.lock().unpoisoned() = rotation;
         Ok(engine)
     }
 

@@ -1,12 +1,13 @@
 //! Ids, business keys and idempotency keys: id blocks, key templates with a sequence number
 //! taken only once a start succeeds, and the record an idempotency key leaves.
 
-use crate::storage::keys::{self};
+use crate::storage::keys;
 use crate::storage::{Storage, StoreError};
-
 use caseflow_core::case::{Actor, Effect, Instance, InstanceId, Outcome};
 use caseflow_core::value::Value;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 /// What an idempotency key recorded: the case it started and its request's digest (none for
 /// keys recorded before digests were).
@@ -106,4 +107,13 @@ pub(crate) fn fill_sequence(inst: &mut Instance, outcome: &mut Outcome, seq: &st
             fill(message);
         }
     }
+}
+
+/// What is being given out, under locks of its own.
+#[derive(Default)]
+pub(crate) struct Numbering {
+    /// Serialises id, business-key and idempotency allocation; holds the reserved ids.
+    pub(crate) allocation: Mutex<IdBlock>,
+    /// Idempotency keys of starts between allocation and the write of their case.
+    pub(crate) starting: Mutex<BTreeSet<String>>,
 }

@@ -6,7 +6,6 @@ use crate::storage::index::assignee_entry;
 use crate::storage::index::TaskView;
 use crate::storage::keys::{self, Inbox, Prefix};
 use crate::storage::{Bytes, Storage, StoreError};
-
 use caseflow_core::case::{self, Instance, InstanceId, StatusKind};
 use chrono::{DateTime, Utc};
 

@@ -2,7 +2,6 @@
 
 use super::{corrupt, Engine, EngineError};
 use crate::storage::Storage;
-
 use caseflow_core::case::{self, Instance, InstanceId};
 use caseflow_core::value::Value;
 use std::collections::BTreeSet;

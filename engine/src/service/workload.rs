@@ -106,7 +106,7 @@ pub(crate) struct EngineWorkload<'a, S: Storage> {
 
 impl<S: Storage> Workload for EngineWorkload<'_, S> {
     fn open_tasks(&self, user: &str) -> usize {
-        self.engine.open_counts.get(user, || {
+        self.engine.workload.open_counts.get(user, || {
             let prefix = Inbox::User(user).prefix();
             self.engine.store.scan_prefix(&prefix).count()
         })
@@ -122,9 +122,23 @@ impl<S: Storage> Workload for EngineWorkload<'_, S> {
     }
 
     fn round_robin_position(&self, role: &str) -> u64 {
-        let position = self.engine.round_robin.lock().unpoisoned().get(role).copied();
+        let position = self.engine.workload.round_robin.lock().unpoisoned().get(role).copied();
         let position = position.unwrap_or(0);
         self.positions_read.borrow_mut().insert(role.to_string(), position);
         position
+    }
+}
+
+/// The engine's own workload figures, beside what it reads from the store.
+pub(crate) struct WorkloadState {
+    /// Open tasks per assignee, for `by fewest_open`.
+    pub(crate) open_counts: OpenCounts,
+    /// Each role's round-robin position (stored under `m/rr/`, loaded on open).
+    pub(crate) round_robin: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Default for WorkloadState {
+    fn default() -> Self {
+        WorkloadState { open_counts: OpenCounts::new(), round_robin: Mutex::new(BTreeMap::new()) }
     }
 }

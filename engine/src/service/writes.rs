@@ -4,7 +4,6 @@
 
 use super::events::event_of;
 use super::numbering::{fill_sequence, BusinessKey, IdBlock, IdempotencyKey, KeyRecord, SEQUENCE_PLACEHOLDER};
-
 use super::workload::{inbox_deltas, EngineWorkload};
 use super::{Applied, Engine, EngineError, IndexChange, Pending, Unit, CALL_DEPTH_MAX, STRIPES};
 use crate::storage::codec::encode;
@@ -111,7 +110,7 @@ impl<S: Storage> Engine<S> {
         // itself, so that in the store they only ever grow: a crash in between leaves an
         // unused number, never a reused one.
         let idem = idempotency_key.map(|k| IdempotencyKey::new(k, actor, process, &fields));
-        let alloc = self.allocation.lock().unpoisoned();
+        let alloc = self.numbering.allocation.lock().unpoisoned();
         if let Some(k) = &idem {
             if let Some((id, request)) = self.idempotency_record(k)? {
                 drop(alloc);
@@ -121,20 +120,20 @@ impl<S: Storage> Engine<S> {
                 if let Some(existing) = self.instance(id)? {
                     return Ok(Pending { instance: existing, outcome: None, ticket: None, others: Vec::new() });
                 }
-                if self.starting.lock().unpoisoned().contains(&k.scoped) {
+                if self.numbering.starting.lock().unpoisoned().contains(&k.scoped) {
                     return Err(EngineError::StartInProgress(k.given.to_string()));
                 }
                 // Taken by a start that crashed before writing its case: take it again.
                 return self.start_after_crashed_reservation(process, fields, actor, k, now);
             }
-            if !self.starting.lock().unpoisoned().insert(k.scoped.clone()) {
+            if !self.numbering.starting.lock().unpoisoned().insert(k.scoped.clone()) {
                 return Err(EngineError::StartInProgress(k.given.to_string()));
             }
         }
         drop(alloc);
         let release_key = || {
             if let Some(k) = &idem {
-                self.starting.lock().unpoisoned().remove(&k.scoped);
+                self.numbering.starting.lock().unpoisoned().remove(&k.scoped);
             }
         };
         let mut unit = Unit::default();
@@ -160,7 +159,7 @@ impl<S: Storage> Engine<S> {
 
     /// Takes a new instance id (reserving a block in the store when one is used up).
     pub(crate) fn take_id(&self) -> Result<InstanceId, EngineError> {
-        let mut alloc = self.allocation.lock().unpoisoned();
+        let mut alloc = self.numbering.allocation.lock().unpoisoned();
         let (id, reserved) = alloc.take(&self.store)?;
         if let Some(end) = reserved {
             let mut block = Batch::default();
@@ -176,7 +175,7 @@ impl<S: Storage> Engine<S> {
 
     /// The ids a refused unit took, back (newest first, so each is the last one taken).
     pub(crate) fn give_back(&self, unit: &Unit) {
-        let mut alloc = self.allocation.lock().unpoisoned();
+        let mut alloc = self.numbering.allocation.lock().unpoisoned();
         for (id, _) in unit.started.iter().rev() {
             alloc.give_back(*id);
         }
@@ -324,7 +323,7 @@ impl<S: Storage> Engine<S> {
             if read.is_empty() {
                 return Ok((after, outcome));
             }
-            let mut rotation = self.round_robin.lock().unpoisoned();
+            let mut rotation = self.workload.round_robin.lock().unpoisoned();
             if read.iter().all(|(role, at)| rotation.get(role).copied().unwrap_or(0) == *at) {
                 for e in &outcome.effects {
                     if let Effect::RoundRobinTaken { role, count } = e {
@@ -341,7 +340,7 @@ impl<S: Storage> Engine<S> {
     pub(crate) fn commit(&self, unit: &mut Unit, idempotency_key: Option<&IdempotencyKey>) -> Result<u64, EngineError> {
         let mut counters = Batch::default();
         let numbered = unit.started.iter().any(|(_, k)| k.sequence.is_some());
-        let alloc = numbered.then(|| self.allocation.lock().unpoisoned());
+        let alloc = numbered.then(|| self.numbering.allocation.lock().unpoisoned());
         let mut last: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for (id, key) in &unit.started {
             let Some((seq_key, width)) = &key.sequence else { continue };
@@ -372,7 +371,7 @@ impl<S: Storage> Engine<S> {
             })
             .collect();
         if !rotated.is_empty() {
-            let rotation = self.round_robin.lock().unpoisoned();
+            let rotation = self.workload.round_robin.lock().unpoisoned();
             for role in rotated {
                 let position = rotation.get(role).copied().unwrap_or(0);
                 batch.insert(keys::round_robin(role), position.to_be_bytes().to_vec());
@@ -404,7 +403,7 @@ impl<S: Storage> Engine<S> {
             }
             timers.extend(timer);
         }
-        let ticket = self.open_counts.around(&deltas, || self.store.write(batch))?;
+        let ticket = self.workload.open_counts.around(&deltas, || self.store.write(batch))?;
         // Once the entries are visible (see `TimerCursor`).
         for k in timers {
             self.timer_cursor.added(&k);
@@ -424,9 +423,9 @@ impl<S: Storage> Engine<S> {
         now: DateTime<Utc>,
     ) -> Result<Pending, EngineError> {
         {
-            let _alloc = self.allocation.lock().unpoisoned();
+            let _alloc = self.numbering.allocation.lock().unpoisoned();
             // Still stale under the lock (no start of this key began meanwhile)?
-            if self.starting.lock().unpoisoned().contains(&key.scoped) {
+            if self.numbering.starting.lock().unpoisoned().contains(&key.scoped) {
                 return Err(EngineError::StartInProgress(key.given.to_string()));
             }
             let mut batch = Batch::default();
@@ -525,7 +524,7 @@ impl<S: Storage> Engine<S> {
             batch.insert(k, v);
         }
         batch.insert(keys::instance(after.id), encode(&self.seal_instance(after)?));
-        if self.outbox.load(Ordering::Relaxed) {
+        if self.events.outbox.load(Ordering::Relaxed) {
             for h in &outcome.history {
                 // Keyed by the batch's place in the write-ahead log: the outbox keeps command
                 // order, across restarts.
