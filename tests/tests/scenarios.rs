@@ -13,7 +13,7 @@
 use caseflow_core::case::{Actor, Command, Instance, InstanceId, Status};
 use caseflow_core::value::Value;
 use caseflow_engine::clock::{Clock, ManualClock};
-use caseflow_engine::{Engine, MemoryStore};
+use caseflow_engine::{Engine, MemoryStore, Storage, Store};
 use caseflow_tests::*;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::Deserialize;
@@ -128,15 +128,15 @@ type OpenTask = (String, Option<String>, Option<DateTime<Utc>>, bool, u8, Option
 
 /// Runs one scenario; returns the steps it entered (process, step) and a log, or the log
 /// with the failure.
-struct Run {
-    engine: Arc<Engine<MemoryStore>>,
+struct Run<S: Storage> {
+    engine: Arc<Engine<S>>,
     clock: Arc<ManualClock>,
     log: String,
     root: InstanceId,
     reminders: usize,
 }
 
-impl Run {
+impl<S: Storage> Run<S> {
     /// A member of staff as the rules know them.
     fn staff(&self, user: &str) -> Actor {
         let rules = self.engine.rules();
@@ -389,10 +389,10 @@ impl Run {
 
 /// What a scenario touched, for coverage: `(process, fact)` where a fact is `step:NAME`,
 /// `arm:STEP:DETAIL` (a decision arm taken), `reminder:STEP` or `cancelled`.
-fn run_scenario(path: &std::path::Path) -> Result<BTreeSet<(String, String)>, String> {
+fn run_scenario<S: Storage>(path: &std::path::Path, store: S) -> Result<BTreeSet<(String, String)>, String> {
     let scenario: Scenario = toml::from_str(&read(path)).map_err(|e| format!("bad scenario file: {e}"))?;
     let clock = Arc::new(ManualClock::new(local(&scenario.start_at)));
-    let engine = Arc::new(Engine::open(MemoryStore::new(), shipped_rules()).unwrap());
+    let engine = Arc::new(Engine::open(store, shipped_rules()).unwrap());
     // The shipped processes and the pattern examples, checked together as a folder is.
     let mut all = shipped_processes();
     all.extend(pattern_processes());
@@ -503,9 +503,16 @@ fn run_folder(folder: &str, sources: &[caseflow_dsl::SourceFile], full: bool) {
         let rel = p.strip_prefix(root()).unwrap().display().to_string();
         for file in files(&rel, "toml") {
             count += 1;
-            match run_scenario(&file) {
-                Ok(steps) => entered.extend(steps),
-                Err(log) => failures.push(format!("{}:\n{log}", file.strip_prefix(root()).unwrap().display())),
+            // Each scenario runs on the in-memory storage and on sled: the same walk must give
+            // the same result on both (a differential test of the `Storage` contract).
+            let on_memory = run_scenario(&file, MemoryStore::new());
+            let on_sled = run_scenario(&file, Store::temporary().unwrap());
+            let name = file.strip_prefix(root()).unwrap().display().to_string();
+            match (on_memory, on_sled) {
+                (Ok(steps), Ok(same)) if steps == same => entered.extend(steps),
+                (Ok(_), Ok(_)) => failures.push(format!("{name}: memory and sled storage covered different steps")),
+                (Err(log), _) => failures.push(format!("{name} (memory storage):\n{log}")),
+                (_, Err(log)) => failures.push(format!("{name} (sled storage):\n{log}")),
             }
         }
     }
