@@ -22,7 +22,15 @@ pub(crate) struct EventsQuery {
 /// Server-Sent Events: the engine's changes as they become durable, filtered. A live feed: a
 /// client that falls too far behind gets a `lagged` event saying how many it missed, and the
 /// history endpoint has the complete record.
-#[utoipa::path(get, path = "/events", params(EventsQuery), responses((status = 200, description = "text/event-stream of durable changes: each event named as the history entry (`task_opened`, `escalated`, ...), its data an `Event` (components/schemas/Event) as JSON; a `lagged` event says how many a slow client missed", content_type = "text/event-stream", body = String, example = json!("event: task_opened\nid: 1-2\ndata: {\"instance\":1,\"event\":\"task_opened\",...}\n\n"))), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/events",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "text/event-stream of durable changes: each event named as the history entry (`task_opened`, `escalated`, ...), its data an `Event` (components/schemas/Event) as JSON; a `lagged` event says how many a slow client missed", content_type = "text/event-stream", body = String, example = json!("event: task_opened\nid: 1-2\ndata: {\"instance\":1,\"event\":\"task_opened\",...}\n\n"))
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn events(
     State(state): State<Shared>,
     _caller: Caller,

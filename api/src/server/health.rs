@@ -14,7 +14,15 @@ use serde_json::{json, Value as Json};
 /// Liveness and readiness
 ///
 /// 200 while storage takes writes; 503 `degraded` while it is failing (a full disk, a failing device). Also the calendar's coverage and whether the rules folder stands refused.
-#[utoipa::path(get, path = "/health", responses((status = 200, description = "Live and ready", body = crate::schemas::Health), (status = 503, description = "Storage is failing: writes are refused until it recovers", body = crate::schemas::Health)), security(()))]
+#[utoipa::path(
+    get,
+    path = "/health",
+    responses(
+        (status = 200, description = "Live and ready", body = crate::schemas::Health),
+        (status = 503, description = "Storage is failing: writes are refused until it recovers", body = crate::schemas::Health)
+    ),
+    security(())
+)]
 pub(crate) async fn health(State(state): State<Shared>) -> (StatusCode, axum::Json<Json>) {
     // The calendar's holidays run out: deadlines past them treat holidays as working days.
     let calendar = state.engine.rules().calendar.coverage(state.clock.now()).map(
@@ -66,7 +74,15 @@ pub fn calendar_warning(rules: &caseflow_engine::RuleSet, now: chrono::DateTime<
 /// Metrics
 ///
 /// Prometheus text format.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String, example = json!("# TYPE caseflow_commands_total counter\ncaseflow_commands_total 42\n")), (status = 401, description = "A token is required (`metrics_need_token` in caseflow.toml) and none was sent")), security((), ("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String, example = json!("# TYPE caseflow_commands_total counter\ncaseflow_commands_total 42\n")),
+        (status = 401, description = "A token is required (`metrics_need_token` in caseflow.toml) and none was sent")
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
     if state.metrics_need_token {
         caller(&state, &headers)?;

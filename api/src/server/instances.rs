@@ -52,7 +52,22 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
 /// Start a case
 ///
 /// Starts a case of a deployed process with its start fields. With `Idempotency-Key`, a repeat with the same body answers the same case; another body with the same key is 422.
-#[utoipa::path(post, path = "/instances", params(("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters, scoped to the caller. A retry with the same key and body answers the case the first request started; the same key with another body answers 422")), request_body = StartRequest, responses((status = 201, description = "Started", body = crate::schemas::Instance), (status = 400, description = "A malformed Idempotency-Key"), (status = 404, description = "No such process"), (status = 409, description = "A start with this key is still in progress"), (status = 422, description = "A field is invalid (`field` names it), or the key was used for another request")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/instances",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 200 visible ASCII characters, scoped to the caller. A retry with the same key and body answers the case the first request started; the same key with another body answers 422")
+    ),
+    request_body = StartRequest,
+    responses(
+        (status = 201, description = "Started", body = crate::schemas::Instance),
+        (status = 400, description = "A malformed Idempotency-Key"),
+        (status = 404, description = "No such process"),
+        (status = 409, description = "A start with this key is still in progress"),
+        (status = 422, description = "A field is invalid (`field` names it), or the key was used for another request")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn start(
     State(state): State<Shared>,
     Caller(actor, service): Caller,
@@ -77,7 +92,16 @@ pub(crate) async fn start(
 /// A case
 ///
 /// Fields (sensitive ones masked for service tokens), current steps, open tasks with their SLA clocks, timers, the parent case and every sub-process case.
-#[utoipa::path(get, path = "/instances/{id}", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Fields, current steps, open tasks with SLA clocks, timers", body = crate::schemas::Instance), (status = 404, description = "No such instance")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/instances/{id}",
+    params(("id" = u64, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "Fields, current steps, open tasks with SLA clocks, timers", body = crate::schemas::Instance),
+        (status = 404, description = "No such instance")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_instance(
     State(state): State<Shared>,
     Caller(actor, service): Caller,
@@ -94,7 +118,16 @@ pub(crate) async fn get_instance(
 /// A case by its business key
 ///
 /// The case with that business key (e.g. `20261123-007`), as `GET /instances/{id}` shows it.
-#[utoipa::path(get, path = "/instances/by-key/{key}", params(("key" = String, Path, description = "Business key, e.g. 20261123-007")), responses((status = 200, description = "The instance", body = crate::schemas::Instance), (status = 404, description = "No such instance")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/instances/by-key/{key}",
+    params(("key" = String, Path, description = "Business key, e.g. 20261123-007")),
+    responses(
+        (status = 200, description = "The instance", body = crate::schemas::Instance),
+        (status = 404, description = "No such instance")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_instance_by_key(
     State(state): State<Shared>,
     Caller(actor, service): Caller,
@@ -113,7 +146,16 @@ pub(crate) async fn get_instance_by_key(
 /// A case's audit trail
 ///
 /// Every event in order: who, when, which step, what changed, how late, under which rules version.
-#[utoipa::path(get, path = "/instances/{id}/history", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The audit trail in order", body = crate::schemas::History), (status = 404, description = "No such instance")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/instances/{id}/history",
+    params(("id" = u64, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The audit trail in order", body = crate::schemas::History),
+        (status = 404, description = "No such instance")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn history(
     State(state): State<Shared>,
     Caller(actor, service): Caller,
@@ -186,7 +228,17 @@ pub(crate) struct MessageRequest {
 /// Send a message to a case
 ///
 /// Delivers a named message to a step that listens for it (409 `no-listener` if none does, unless the process keeps it).
-#[utoipa::path(post, path = "/instances/{id}/messages", params(("id" = String, Path, description = "Instance id or business key")), request_body = MessageRequest, responses((status = 200, description = "Delivered", body = crate::schemas::Instance), (status = 409, description = "Nothing in the case waits for this message")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/instances/{id}/messages",
+    params(("id" = String, Path, description = "Instance id or business key")),
+    request_body = MessageRequest,
+    responses(
+        (status = 200, description = "Delivered", body = crate::schemas::Instance),
+        (status = 409, description = "Nothing in the case waits for this message")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn message(
     State(state): State<Shared>,
     caller: Caller,
@@ -221,7 +273,18 @@ pub(crate) struct ReasonRequest {
 /// Cancel a case
 ///
 /// Withdraws every open task, timer and sub-process case; needs the `cancel` permission. Recorded with the reason.
-#[utoipa::path(post, path = "/instances/{id}/cancel", params(("id" = u64, Path, description = "Instance id")), request_body = ReasonRequest, responses((status = 200, description = "Cancelled", body = crate::schemas::Instance), (status = 403, description = "Managers and administrators only"), (status = 409, description = "Already ended")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/instances/{id}/cancel",
+    params(("id" = u64, Path, description = "Instance id")),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "Cancelled", body = crate::schemas::Instance),
+        (status = 403, description = "Managers and administrators only"),
+        (status = 409, description = "Already ended")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn cancel(
     State(state): State<Shared>,
     caller: Caller,
@@ -234,7 +297,17 @@ pub(crate) async fn cancel(
 /// Suspend a case
 ///
 /// Administrators; its timers stop until it is resumed.
-#[utoipa::path(post, path = "/instances/{id}/suspend", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Suspended", body = crate::schemas::Instance), (status = 403, description = "Administrators only"), (status = 409, description = "Not running")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/instances/{id}/suspend",
+    params(("id" = u64, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "Suspended", body = crate::schemas::Instance),
+        (status = 403, description = "Administrators only"),
+        (status = 409, description = "Not running")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn suspend(
     State(state): State<Shared>,
     caller: Caller,
@@ -246,7 +319,17 @@ pub(crate) async fn suspend(
 /// Resume a suspended case
 ///
 /// Administrators; the case's timers run again.
-#[utoipa::path(post, path = "/instances/{id}/resume", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "Resumed", body = crate::schemas::Instance), (status = 403, description = "Administrators only"), (status = 409, description = "Not suspended")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/instances/{id}/resume",
+    params(("id" = u64, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "Resumed", body = crate::schemas::Instance),
+        (status = 403, description = "Administrators only"),
+        (status = 409, description = "Not suspended")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn resume(
     State(state): State<Shared>,
     caller: Caller,
@@ -258,7 +341,16 @@ pub(crate) async fn resume(
 /// Retry a case in incident
 ///
 /// Administrators; the failed step runs again.
-#[utoipa::path(post, path = "/instances/{id}/retry", params(("id" = u64, Path, description = "Instance id")), responses((status = 200, description = "The failed step ran again", body = crate::schemas::Instance), (status = 409, description = "No incident")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/instances/{id}/retry",
+    params(("id" = u64, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The failed step ran again", body = crate::schemas::Instance),
+        (status = 409, description = "No incident")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn retry(
     State(state): State<Shared>,
     caller: Caller,
@@ -278,7 +370,17 @@ pub(crate) struct FieldsRequest {
 /// Change a case's fields
 ///
 /// Sets fields of a running case (the `update_fields` permission); timers computed from a changed field move, recorded in the history.
-#[utoipa::path(post, path = "/instances/{id}/fields", params(("id" = u64, Path, description = "Instance id")), request_body = FieldsRequest, responses((status = 200, description = "Updated", body = crate::schemas::Instance), (status = 422, description = "A field is invalid")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/instances/{id}/fields",
+    params(("id" = u64, Path, description = "Instance id")),
+    request_body = FieldsRequest,
+    responses(
+        (status = 200, description = "Updated", body = crate::schemas::Instance),
+        (status = 422, description = "A field is invalid")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn update_fields(
     State(state): State<Shared>,
     caller: Caller,
@@ -312,7 +414,15 @@ pub(crate) fn default_status() -> String {
 ///
 /// Instances of a process in a status, oldest first, a page at a time (cursor pagination:
 /// stable while instances are added).
-#[utoipa::path(get, path = "/instances", params(ListQuery), responses((status = 200, description = "A page of instances and the next cursor", body = crate::schemas::InstancePage)), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/instances",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of instances and the next cursor", body = crate::schemas::InstancePage)
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list_instances(
     State(state): State<Shared>,
     _caller: Caller,

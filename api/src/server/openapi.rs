@@ -218,7 +218,14 @@ impl utoipa::Modify for TagsByResource {
 /// This document
 ///
 /// The OpenAPI 3.1 description of the API, generated from the handlers.
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This document", body = Object, example = json!({"openapi": "3.1.0", "info": {"title": "caseflow"}, "paths": {}}))), security(()))]
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    responses(
+        (status = 200, description = "This document", body = Object, example = json!({"openapi": "3.1.0", "info": {"title": "caseflow"}, "paths": {}}))
+    ),
+    security(())
+)]
 pub(crate) async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     use utoipa::OpenApi as _;
     axum::Json(ApiDoc::openapi())

@@ -15,7 +15,15 @@ use serde_json::{json, Map, Value as Json};
 /// Deployed processes
 ///
 /// Every process with its label and versions, latest last.
-#[utoipa::path(get, path = "/processes", responses((status = 200, description = "Deployed processes and their versions", body = crate::schemas::ProcessList), (status = 401, description = "No or unknown token")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/processes",
+    responses(
+        (status = 200, description = "Deployed processes and their versions", body = crate::schemas::ProcessList),
+        (status = 401, description = "No or unknown token")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list_processes(State(state): State<Shared>, _caller: Caller) -> Result<axum::Json<Json>, ApiError> {
     let list: Vec<Json> = state
         .engine
@@ -32,7 +40,16 @@ pub(crate) async fn list_processes(State(state): State<Shared>, _caller: Caller)
 /// A process
 ///
 /// Its latest (or given) version: fields, steps, deadlines and the source.
-#[utoipa::path(get, path = "/processes/{id}", params(("id" = String, Path, description = "Process id")), responses((status = 200, description = "The latest version, its steps, outcomes and source", body = crate::schemas::ProcessDetail), (status = 404, description = "No such process")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/processes/{id}",
+    params(("id" = String, Path, description = "Process id")),
+    responses(
+        (status = 200, description = "The latest version, its steps, outcomes and source", body = crate::schemas::ProcessDetail),
+        (status = 404, description = "No such process")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn show_process(
     State(state): State<Shared>,
     _caller: Caller,
@@ -68,7 +85,16 @@ pub(crate) struct SchemaQuery {
 /// choices as enums, ranges, the required ones, labels as titles, defaults. A body that
 /// validates against it is what the engine accepts (users are checked against the rules'
 /// people, whom the schema lists). Consoles build their forms from it.
-#[utoipa::path(get, path = "/processes/{id}/schema", params(("id" = String, Path, description = "Process id"), SchemaQuery), responses((status = 200, description = "`start`: the start fields' schema; `tasks`: each task step's form; `outcomes`: the ends a case can reach", body = Object, example = json!({"process": "complaint", "version": 1, "start": {"type": "object", "properties": {"urgency": {"type": "string", "enum": ["high", "medium", "low"], "default": "medium", "title": "紧急程度"}}, "required": ["customer", "contact", "content"], "additionalProperties": false}, "tasks": {"receive": {"type": "object", "properties": {"cause": {"type": "string", "enum": ["quality", "expectation", "communication"]}}, "required": ["cause"]}}, "outcomes": ["closed"]})), (status = 404, description = "No such process or version")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/processes/{id}/schema",
+    params(("id" = String, Path, description = "Process id"), SchemaQuery),
+    responses(
+        (status = 200, description = "`start`: the start fields' schema; `tasks`: each task step's form; `outcomes`: the ends a case can reach", body = Object, example = json!({"process": "complaint", "version": 1, "start": {"type": "object", "properties": {"urgency": {"type": "string", "enum": ["high", "medium", "low"], "default": "medium", "title": "紧急程度"}}, "required": ["customer", "contact", "content"], "additionalProperties": false}, "tasks": {"receive": {"type": "object", "properties": {"cause": {"type": "string", "enum": ["quality", "expectation", "communication"]}}, "required": ["cause"]}}, "outcomes": ["closed"]})),
+        (status = 404, description = "No such process or version")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn process_schema(
     State(state): State<Shared>,
     _caller: Caller,
@@ -171,7 +197,15 @@ pub(crate) struct DiagramQuery {
 /// A process diagram
 ///
 /// SVG (default), DOT or Mermaid.
-#[utoipa::path(get, path = "/processes/{id}/diagram", params(("id" = String, Path, description = "Process id"), DiagramQuery), responses((status = 200, description = "The process graph as SVG (image/svg+xml, drawn in Rust), DOT (text/vnd.graphviz) or Mermaid (text/plain)", content((String = "image/svg+xml", example = json!("<svg xmlns=\"http://www.w3.org/2000/svg\">...</svg>")), (String = "text/vnd.graphviz", example = json!("digraph { ... }")), (String = "text/plain", example = json!("flowchart TD\n  start__((\"start\"))"))))), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/processes/{id}/diagram",
+    params(("id" = String, Path, description = "Process id"), DiagramQuery),
+    responses(
+        (status = 200, description = "The process graph as SVG (image/svg+xml, drawn in Rust), DOT (text/vnd.graphviz) or Mermaid (text/plain)", content((String = "image/svg+xml", example = json!("<svg xmlns=\"http://www.w3.org/2000/svg\">...</svg>")), (String = "text/vnd.graphviz", example = json!("digraph { ... }")), (String = "text/plain", example = json!("flowchart TD\n  start__((\"start\"))"))))
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn diagram(
     State(state): State<Shared>,
     _caller: Caller,
@@ -206,7 +240,18 @@ pub(crate) async fn diagram(
 /// Deploy a process
 ///
 /// Checks a `.flow` source (the body, as text) with the rules and the other deployed processes, and deploys it as a new version if it changed. Running cases stay on their version.
-#[utoipa::path(post, path = "/processes", request_body(description = "A .flow source: as text, or as JSON `{\"source\": \"...\"}`", content((String = "text/plain"), (crate::schemas::DeployRequest = "application/json"))), responses((status = 201, description = "Deployed as a new version", body = crate::schemas::Deployed), (status = 200, description = "Unchanged: same as the latest version", body = crate::schemas::Deployed), (status = 403, description = "Administrators only"), (status = 422, description = "Refused, with the diagnostics of caseflow check")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/processes",
+    request_body(description = "A .flow source: as text, or as JSON `{\"source\": \"...\"}`", content((String = "text/plain"), (crate::schemas::DeployRequest = "application/json"))),
+    responses(
+        (status = 201, description = "Deployed as a new version", body = crate::schemas::Deployed),
+        (status = 200, description = "Unchanged: same as the latest version", body = crate::schemas::Deployed),
+        (status = 403, description = "Administrators only"),
+        (status = 422, description = "Refused, with the diagnostics of caseflow check")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn deploy(
     State(state): State<Shared>,
     Caller(actor, _): Caller,

@@ -26,7 +26,16 @@ pub(crate) struct ReportQuery {
 /// KPIs of one process over a period: cases by status, outcome and choice field; per step
 /// handling time (median, p90) and deadlines met; first-contact resolution; satisfaction and
 /// the weighted five-dimension service-quality score.
-#[utoipa::path(get, path = "/reports", params(ReportQuery), responses((status = 200, description = "The report", body = crate::schemas::Report), (status = 404, description = "No such process")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/reports",
+    params(ReportQuery),
+    responses(
+        (status = 200, description = "The report", body = crate::schemas::Report),
+        (status = 404, description = "No such process")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn report(
     State(state): State<Shared>,
     _caller: Caller,

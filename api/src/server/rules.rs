@@ -207,7 +207,14 @@ pub(crate) fn apply_rules_folder(
 /// The rules in force
 ///
 /// Their version, time zone, roles, users, named values and decision tables. Administrators and holders of `read_rules`; problems of a refused rules folder are listed under `refused`.
-#[utoipa::path(get, path = "/admin/rules", responses((status = 200, description = "The rules version and the names in force", body = crate::schemas::RulesInForce)), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/admin/rules",
+    responses(
+        (status = 200, description = "The rules version and the names in force", body = crate::schemas::RulesInForce)
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn rules_in_force(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
@@ -243,7 +250,17 @@ pub(crate) fn change_json(change: &caseflow_engine::service::RulesChange, recomp
 /// Reload the rules folder
 ///
 /// Validates every file and every deployed process against the new names; applies all of it or nothing. `recompute=true` also moves the deadlines of open tasks.
-#[utoipa::path(post, path = "/admin/rules/reload", params(ReloadQuery), responses((status = 200, description = "Applied: version, who, when, diff", body = crate::schemas::RulesChange), (status = 409, description = "Unchanged"), (status = 422, description = "Refused with every error; the old rules stay")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/admin/rules/reload",
+    params(ReloadQuery),
+    responses(
+        (status = 200, description = "Applied: version, who, when, diff", body = crate::schemas::RulesChange),
+        (status = 409, description = "Unchanged"),
+        (status = 422, description = "Refused with every error; the old rules stay")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn reload_rules(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
@@ -264,7 +281,17 @@ pub(crate) async fn reload_rules(
 ///
 /// Replaces (or adds) one rules file: validated with the rest of the folder, applied, then
 /// written to the folder (a temporary file renamed into place, so no reader sees half).
-#[utoipa::path(put, path = "/admin/rules/files/{name}", params(("name" = String, Path, description = "File name, snake_case.toml"), ReloadQuery), request_body(description = "The file: as text, or as JSON `{\"text\": \"...\"}`", content((String = "text/plain"), (crate::schemas::RulesFileRequest = "application/json"))), responses((status = 200, description = "Applied and written", body = crate::schemas::RulesChange), (status = 422, description = "Refused; nothing written")), security(("bearer" = [])))]
+#[utoipa::path(
+    put,
+    path = "/admin/rules/files/{name}",
+    params(("name" = String, Path, description = "File name, snake_case.toml"), ReloadQuery),
+    request_body(description = "The file: as text, or as JSON `{\"text\": \"...\"}`", content((String = "text/plain"), (crate::schemas::RulesFileRequest = "application/json"))),
+    responses(
+        (status = 200, description = "Applied and written", body = crate::schemas::RulesChange),
+        (status = 422, description = "Refused; nothing written")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn upload_rules_file(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
@@ -320,7 +347,16 @@ pub(crate) async fn upload_rules_file(
 ///
 /// Gives all open tasks of a user to another: a user removed from a role keeps their tasks
 /// until this is called.
-#[utoipa::path(post, path = "/admin/users/{user}/reassign", params(("user" = String, Path, description = "User id")), request_body = ReassignRequest, responses((status = 200, description = "How many tasks moved", body = crate::schemas::Reassigned)), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/admin/users/{user}/reassign",
+    params(("user" = String, Path, description = "User id")),
+    request_body = ReassignRequest,
+    responses(
+        (status = 200, description = "How many tasks moved", body = crate::schemas::Reassigned)
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn reassign_user(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
@@ -336,7 +372,14 @@ pub(crate) async fn reassign_user(
 /// Every accepted rules change
 ///
 /// Oldest first: version, who, when and a per-file unified diff. Administrators only.
-#[utoipa::path(get, path = "/admin/rules/changes", responses((status = 200, description = "Every accepted change", body = crate::schemas::RulesChanges)), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/admin/rules/changes",
+    responses(
+        (status = 200, description = "Every accepted change", body = crate::schemas::RulesChanges)
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn rules_changes(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
@@ -358,7 +401,17 @@ pub(crate) struct EvaluateRequest {
 /// Try a decision table
 ///
 /// Evaluates the table on the given inputs and answers the rows hit and their outputs, without touching any case.
-#[utoipa::path(post, path = "/admin/rules/tables/{name}/evaluate", params(("name" = String, Path, description = "Decision table")), request_body = EvaluateRequest, responses((status = 200, description = "Rows hit and their outputs", body = crate::schemas::TableHits), (status = 404, description = "No such table")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/admin/rules/tables/{name}/evaluate",
+    params(("name" = String, Path, description = "Decision table")),
+    request_body = EvaluateRequest,
+    responses(
+        (status = 200, description = "Rows hit and their outputs", body = crate::schemas::TableHits),
+        (status = 404, description = "No such table")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn evaluate_table(
     State(state): State<Shared>,
     Caller(actor, _): Caller,

@@ -31,7 +31,16 @@ pub(crate) struct InboxQuery {
 /// Tasks
 ///
 /// Open tasks of a user or role, soonest deadline first, a page at a time.
-#[utoipa::path(get, path = "/tasks", params(InboxQuery), responses((status = 200, description = "A page of open tasks, soonest due first (no deadline last), and `next_cursor`", body = crate::schemas::TaskPage), (status = 403, description = "Not your inbox or role")), security(("bearer" = [])))]
+#[utoipa::path(
+    get,
+    path = "/tasks",
+    params(InboxQuery),
+    responses(
+        (status = 200, description = "A page of open tasks, soonest due first (no deadline last), and `next_cursor`", body = crate::schemas::TaskPage),
+        (status = 403, description = "Not your inbox or role")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn inbox(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
@@ -92,7 +101,17 @@ pub(crate) async fn inbox(
 /// Claim a task
 ///
 /// Takes a task offered to one's role; one claimed by someone else needs the `reassign` permission (recorded).
-#[utoipa::path(post, path = "/tasks/{id}/claim", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Claimed", body = crate::schemas::Instance), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/tasks/{id}/claim",
+    params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
+    responses(
+        (status = 200, description = "Claimed", body = crate::schemas::Instance),
+        (status = 403, description = "Not your task or role"),
+        (status = 409, description = "Not open")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn claim(
     State(state): State<Shared>,
     caller: Caller,
@@ -105,7 +124,17 @@ pub(crate) async fn claim(
 /// Release a task
 ///
 /// Gives a claimed task back to its role.
-#[utoipa::path(post, path = "/tasks/{id}/release", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), responses((status = 200, description = "Released", body = crate::schemas::Instance), (status = 403, description = "Not yours"), (status = 409, description = "Not open")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/tasks/{id}/release",
+    params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
+    responses(
+        (status = 200, description = "Released", body = crate::schemas::Instance),
+        (status = 403, description = "Not yours"),
+        (status = 409, description = "Not open")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn release(
     State(state): State<Shared>,
     caller: Caller,
@@ -127,7 +156,19 @@ pub(crate) struct ReassignRequest {
 ///
 /// Gives one open task to another user: the `reassign` permission (managers). Recorded in
 /// the case's history.
-#[utoipa::path(post, path = "/tasks/{id}/reassign", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Reassigned", body = crate::schemas::Instance), (status = 403, description = "No `reassign` permission"), (status = 409, description = "Not open"), (status = 422, description = "No such user")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/tasks/{id}/reassign",
+    params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
+    request_body = ReassignRequest,
+    responses(
+        (status = 200, description = "Reassigned", body = crate::schemas::Instance),
+        (status = 403, description = "No `reassign` permission"),
+        (status = 409, description = "Not open"),
+        (status = 422, description = "No such user")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn reassign_task(
     State(state): State<Shared>,
     caller: Caller,
@@ -142,7 +183,19 @@ pub(crate) async fn reassign_task(
 ///
 /// The assignee passes their task to a colleague who holds one of its roles: the `delegate`
 /// permission. Recorded in the history; the task shows `delegated_by`.
-#[utoipa::path(post, path = "/tasks/{id}/delegate", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = ReassignRequest, responses((status = 200, description = "Delegated", body = crate::schemas::Instance), (status = 403, description = "Not your task, or no `delegate` permission"), (status = 409, description = "Not open"), (status = 422, description = "The colleague may not work on it")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/tasks/{id}/delegate",
+    params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
+    request_body = ReassignRequest,
+    responses(
+        (status = 200, description = "Delegated", body = crate::schemas::Instance),
+        (status = 403, description = "Not your task, or no `delegate` permission"),
+        (status = 409, description = "Not open"),
+        (status = 422, description = "The colleague may not work on it")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn delegate_task(
     State(state): State<Shared>,
     caller: Caller,
@@ -167,7 +220,19 @@ pub(crate) struct CompleteRequest {
 /// Complete a task
 ///
 /// Records the task's answers and moves the case on; answers the case and `next_for_you`.
-#[utoipa::path(post, path = "/tasks/{id}/complete", params(("id" = String, Path, description = "Task id INSTANCE-SEQ")), request_body = CompleteRequest, responses((status = 200, description = "Completed; the case moved on", body = crate::schemas::Instance), (status = 403, description = "Not your task or role"), (status = 409, description = "Not open: someone completed it first"), (status = 422, description = "The form is invalid")), security(("bearer" = [])))]
+#[utoipa::path(
+    post,
+    path = "/tasks/{id}/complete",
+    params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, description = "Completed; the case moved on", body = crate::schemas::Instance),
+        (status = 403, description = "Not your task or role"),
+        (status = 409, description = "Not open: someone completed it first"),
+        (status = 422, description = "The form is invalid")
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn complete(
     State(state): State<Shared>,
     Caller(actor, service): Caller,
