@@ -51,6 +51,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
+    /// Compare two versions of a process: fields and steps added, removed, renamed and changed
+    /// (assignment, deadline, what a task asks, handlers, transitions). Layout and comments
+    /// do not count.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
     /// Print a process as a diagram.
     Graph {
         file: PathBuf,
@@ -133,6 +142,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (None, false) => Some(PathBuf::from("rules")).filter(|d| d.is_dir()),
             };
             check(&paths, rules_dir.as_deref(), format)
+        }
+        Command::Diff { old, new, format } => {
+            let mut versions = Vec::new();
+            for file in [&old, &new] {
+                let text = read(file)?;
+                match caseflow_dsl::parse::parse(&text) {
+                    Ok(ast) => versions.push(ast),
+                    Err(diagnostics) => {
+                        eprint!("{}", diag::render(&file.display().to_string(), &text, &diagnostics, color()));
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+            if versions[0].id.name != versions[1].id.name {
+                eprintln!(
+                    "error: {} defines process `{}` and {} defines `{}`: compare two versions of one process",
+                    old.display(),
+                    versions[0].id.name,
+                    new.display(),
+                    versions[1].id.name
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            let d = caseflow_dsl::diff::diff(&versions[0], &versions[1]);
+            match format {
+                OutputFormat::Human => print!("{}", d.render()),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Graph { file, format } => {
             let text = read(&file)?;

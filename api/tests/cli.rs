@@ -116,3 +116,32 @@ fn rules_check_warns_of_values_and_tables_no_process_uses() {
 fn text_of(out: &Output) -> String {
     text(&out.stderr)
 }
+
+#[test]
+fn diff_shows_what_changed_between_two_versions_as_written() {
+    let out = caseflow(&["diff", "processes/complaint.flow", "tests/diff/complaint_v2.new.flow"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for line in [
+        "+ field `region: text \"地区\"`",
+        "+ task onsite_visit",
+        "- task remote_assistance",
+        "~ step file renamed to archive",
+        "    ~ deadline: `due 1 workday` → `due 2 workdays`",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
+    }
+    let json = caseflow(&["diff", "processes/complaint.flow", "tests/diff/complaint_v2.new.flow", "--format", "json"]);
+    let d: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(d["steps_renamed"][0], serde_json::json!({"from": "file", "to": "archive"}));
+    let same = caseflow(&["diff", "processes/complaint.flow", "processes/complaint.flow"]);
+    assert_eq!(text(&same.stdout), "no structural change\n");
+    // Two different processes are not two versions of one.
+    let other = caseflow(&["diff", "processes/complaint.flow", "processes/repair.flow"]);
+    assert_eq!(other.status.code(), Some(1));
+    assert!(text(&other.stderr).contains("compare two versions of one process"), "{}", text(&other.stderr));
+    // A version that does not parse is reported where it breaks.
+    let broken = caseflow(&["diff", "processes/complaint.flow", "tests/diagnostics/syntax_bad_escape.flow"]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(text(&broken.stderr).contains("tests/diagnostics/syntax_bad_escape.flow:"), "{}", text(&broken.stderr));
+}

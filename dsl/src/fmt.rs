@@ -20,6 +20,30 @@ pub fn format_process(p: &Process, source: &str) -> String {
     w.out
 }
 
+/// One step as the formatter writes it, without comments: its head line, then one line per
+/// clause, indented (for the structural diff of two versions).
+pub fn step_to_string(s: &Step) -> String {
+    let mut w = Writer { out: String::new(), comments: Vec::new(), next: 0, indent: 0 };
+    w.step(s);
+    w.out
+}
+
+/// One field declaration as the formatter writes it.
+pub fn field_to_string(f: &FieldDecl) -> String {
+    field(f)
+}
+
+/// The process-level lines (header, `start`, interrupts, kept messages, tallies) as the
+/// formatter writes them: everything but fields and steps.
+pub fn process_header_lines(p: &Process) -> Vec<String> {
+    let mut q = p.clone();
+    q.fields.clear();
+    q.steps.clear();
+    let mut w = Writer { out: String::new(), comments: Vec::new(), next: 0, indent: 0 };
+    w.process(&q);
+    w.out.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "}").map(str::to_string).collect()
+}
+
 /// One expression on one line, as the formatter writes it (also used for diagram labels).
 pub fn expr_to_string(e: &Expr) -> String {
     let mut s = String::new();

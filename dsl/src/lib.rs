@@ -8,6 +8,7 @@ pub mod ast;
 pub mod catalog;
 pub mod check;
 pub mod diag;
+pub mod diff;
 pub mod fmt;
 pub mod graph;
 pub mod model;
