@@ -1,7 +1,7 @@
 //! The shapes of the API's 2xx bodies, for `/openapi.json`. Handlers build their JSON with
 //! `json!`; these types say what that JSON is, and the API check (schemathesis,
 //! `response_schema_conformance`) fails when a response and its schema disagree. Field names
-//! and types here must follow `server.rs`.
+//! and types here must follow `server/`.
 #![allow(dead_code)] // read by utoipa's derive only
 
 use utoipa::ToSchema;
@@ -422,4 +422,66 @@ pub struct Report {
     /// The five service-quality dimensions' averages.
     service_quality: std::collections::BTreeMap<String, f64>,
     service_quality_weighted: Option<f64>,
+}
+
+/// What changed between two deployed versions of a process (`caseflow diff`'s JSON).
+#[derive(ToSchema)]
+#[schema(example = json!({"process": "complaint", "from": 1, "to": 2, "changes": {"process": [], "fields_added": ["region: text \"地区\""], "fields_removed": [], "fields_changed": [], "steps_added": [{"name": "onsite_visit", "kind": "task"}], "steps_removed": [{"name": "remote_assistance", "kind": "task"}], "steps_renamed": [{"from": "file", "to": "archive"}], "steps_changed": [{"name": "engineer_callback", "clauses": [{"what": "deadline", "old": "due 1 workday", "new": "due 2 workdays"}]}]}}))]
+pub struct VersionDiff {
+    process: String,
+    from: u32,
+    to: u32,
+    changes: ProcessDiff,
+}
+
+#[derive(ToSchema)]
+pub struct ProcessDiff {
+    /// Process-level lines (key template, start, interrupts, kept messages, tallies).
+    process: Vec<ClauseChange>,
+    /// Field declarations as written.
+    fields_added: Vec<String>,
+    fields_removed: Vec<String>,
+    fields_changed: Vec<FieldDeclChange>,
+    steps_added: Vec<DiffStep>,
+    steps_removed: Vec<DiffStep>,
+    /// A step whose name changed and nothing else.
+    steps_renamed: Vec<RenamedStep>,
+    steps_changed: Vec<StepChange>,
+}
+
+/// A field declaration as it was and as it is.
+#[derive(ToSchema)]
+pub struct FieldDeclChange {
+    name: String,
+    old: String,
+    new: String,
+}
+
+#[derive(ToSchema)]
+pub struct DiffStep {
+    name: String,
+    /// `task`, `auto`, `wait`, `decision`, `split`, `join`, `call` or `end`.
+    kind: String,
+}
+
+#[derive(ToSchema)]
+pub struct RenamedStep {
+    from: String,
+    to: String,
+}
+
+#[derive(ToSchema)]
+pub struct StepChange {
+    name: String,
+    clauses: Vec<ClauseChange>,
+}
+
+/// One clause as it was (`old`, absent when it came) and as it is (`new`, absent when it went).
+#[derive(ToSchema)]
+pub struct ClauseChange {
+    /// `assignment`, `deadline`, `asks`, `handler`, `transition`, `reminder`, `head`, or the
+    /// clause's first word.
+    what: String,
+    old: Option<String>,
+    new: Option<String>,
 }

@@ -1310,3 +1310,40 @@ async fn no_token_is_401_before_the_input_is_looked_at() {
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path}: {v}");
     }
 }
+
+/// `GET /processes/{id}/diff`: what changed between two deployed versions, as `caseflow diff`
+/// shows it.
+#[tokio::test]
+async fn the_diff_of_two_deployed_versions() {
+    let api = Api::new();
+    let v2 =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/diff/complaint_v2.new.flow")).unwrap();
+    let (s, d) = api.call("POST", "/processes", Some("admin"), Some(&json!({ "source": v2 }).to_string()), &[]).await;
+    assert_eq!((s, &d["version"]), (StatusCode::CREATED, &json!(2)), "{d}");
+    let (s, v) = api.call("GET", "/processes/complaint/diff?from=1", Some("crm"), None, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((&v["from"], &v["to"]), (&json!(1), &json!(2)));
+    let changes = &v["changes"];
+    assert_eq!(changes["steps_renamed"], json!([{ "from": "file", "to": "archive" }]));
+    assert_eq!(changes["steps_added"], json!([{ "name": "onsite_visit", "kind": "task" }]));
+    assert!(changes["steps_changed"].as_array().unwrap().iter().any(|c| c["name"] == "engineer_callback"
+        && c["clauses"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"what": "deadline", "old": "due 1 workday", "new": "due 2 workdays"}))));
+    // Backwards is the same diff the other way round; a version with itself is no change.
+    let (_, back) = api.call("GET", "/processes/complaint/diff?from=2&to=1", Some("crm"), None, &[]).await;
+    assert_eq!(back["changes"]["steps_renamed"], json!([{ "from": "archive", "to": "file" }]));
+    let (_, same) = api.call("GET", "/processes/complaint/diff?from=2&to=2", Some("crm"), None, &[]).await;
+    assert_eq!(same["changes"]["steps_changed"], json!([]));
+    for (uri, status) in [
+        ("/processes/complaint/diff?from=9", StatusCode::NOT_FOUND),
+        ("/processes/complaint/diff?from=1&to=9", StatusCode::NOT_FOUND),
+        ("/processes/nothing/diff?from=1", StatusCode::NOT_FOUND),
+        ("/processes/complaint/diff", StatusCode::BAD_REQUEST),
+        ("/processes/complaint/diff?from=one", StatusCode::BAD_REQUEST),
+    ] {
+        assert_eq!(api.call("GET", uri, Some("crm"), None, &[]).await.0, status, "{uri}");
+    }
+    assert_eq!(api.call("GET", "/processes/complaint/diff?from=1", None, None, &[]).await.0, StatusCode::UNAUTHORIZED);
+}

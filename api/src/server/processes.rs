@@ -131,6 +131,54 @@ pub(crate) async fn process_schema(
     ))
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiffQuery {
+    /// The older deployed version.
+    from: u32,
+    /// The newer one; the latest by default.
+    to: Option<u32>,
+}
+
+/// What changed between two versions
+///
+/// The structural diff of two deployed versions of a process, as `caseflow diff` prints it:
+/// fields and steps added, removed, renamed and changed, and for a changed step each clause
+/// (assignment, deadline, what it asks, handlers, transitions) as it was and as it is.
+#[utoipa::path(
+    get,
+    path = "/processes/{id}/diff",
+    params(("id" = String, Path, description = "Process id"), DiffQuery),
+    responses(
+        (status = 200, description = "The changes from `from` to `to`", body = crate::schemas::VersionDiff),
+        (status = 404, description = "No such process or version")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn process_diff(
+    State(state): State<Shared>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    Q(q): Q<DiffQuery>,
+) -> Result<axum::Json<Json>, ApiError> {
+    let version = |v: Option<u32>| {
+        state.engine.definition(&id, v).ok_or_else(|| match v {
+            Some(v) => ApiError::unknown_process(format!("no process `{id}` in version {v}")),
+            None => ApiError::unknown_process(format!("no process `{id}`")),
+        })
+    };
+    let (from, to) = (version(Some(q.from))?, version(q.to)?);
+    // A deployed source parsed when it was deployed; it parses again (the language only grows).
+    let parse = |source: &str| {
+        caseflow_dsl::parse::parse(source).map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a deployed version no longer parses")
+        })
+    };
+    let changes = caseflow_dsl::diff::diff(&parse(&from.source)?, &parse(&to.source)?);
+    Ok(axum::Json(json!({ "process": id, "from": from.version, "to": to.version, "changes": changes })))
+}
+
 /// One field's JSON Schema, as the engine checks its values.
 pub(crate) fn field_schema(f: &caseflow_dsl::model::Field, rules: &caseflow_engine::RuleSet) -> Json {
     use caseflow_dsl::model::FieldType;
