@@ -485,3 +485,47 @@ pub struct ClauseChange {
     old: Option<String>,
     new: Option<String>,
 }
+
+/// What a rules upload answers: the change it applied (`version`, `at`, `by`, `diff`,
+/// `cases_recomputed`), or with `dry_run=true` what it would do (`dry_run`, `diff`, `impact`),
+/// nothing written.
+#[derive(ToSchema)]
+#[schema(example = json!({"dry_run": true, "diff": "--- a/values.toml\n+++ b/values.toml\n@@ -18,5 +18,5 @@\n-high = \"10min\"\n+high = \"5min\"\n", "impact": {"cases": 12, "open_tasks": 14, "deadlines_moved": 3, "shift_minutes": {"earliest": -5, "median": -5, "latest": -5}, "overdue_at_once": 1, "moved_by_step": {"complaint.receive": 3}, "not_recomputed": 0}}))]
+pub struct RulesUpload {
+    version: Option<u64>,
+    #[schema(format = DateTime)]
+    at: Option<String>,
+    by: Option<String>,
+    /// A unified diff per file that changed (or would).
+    diff: String,
+    cases_recomputed: Option<u64>,
+    /// True when nothing was applied: the answer is a preview.
+    dry_run: Option<bool>,
+    impact: Option<RulesImpact>,
+}
+
+/// What candidate rules would do to open work if applied and open deadlines recomputed.
+#[derive(ToSchema)]
+pub struct RulesImpact {
+    /// Running and suspended cases looked at.
+    cases: u64,
+    open_tasks: u64,
+    /// Open tasks whose deadline would move.
+    deadlines_moved: u64,
+    /// By how many minutes (negative: sooner), when any would move.
+    shift_minutes: Option<ShiftMinutes>,
+    /// Tasks not overdue now whose new deadline has already passed.
+    overdue_at_once: u64,
+    /// Moved deadlines by `process.step`.
+    #[schema(value_type = Object)]
+    moved_by_step: serde_json::Value,
+    /// Cases the core refused to recompute under the candidate rules.
+    not_recomputed: u64,
+}
+
+#[derive(ToSchema)]
+pub struct ShiftMinutes {
+    earliest: i64,
+    median: i64,
+    latest: i64,
+}

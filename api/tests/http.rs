@@ -1347,3 +1347,51 @@ async fn the_diff_of_two_deployed_versions() {
     }
     assert_eq!(api.call("GET", "/processes/complaint/diff?from=1", None, None, &[]).await.0, StatusCode::UNAUTHORIZED);
 }
+
+/// `PUT /admin/rules/files/{name}?dry_run=true`: what a rules file would do to open work,
+/// nothing applied or written.
+#[tokio::test]
+async fn a_rules_dry_run_reports_moved_deadlines_and_changes_nothing() {
+    let dir = RulesCopy::new("dry-run");
+    let api = api_with_rules(&dir);
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let due_before = inst["tasks"][0]["due_at"].clone();
+    let values = std::fs::read_to_string(dir.0.join("values.toml")).unwrap();
+    let text = [("content-type", "text/plain")];
+    // The high-urgency response time from 10 to 5 minutes: the open task's deadline would come
+    // 5 minutes sooner; after 7 minutes it would be overdue at once.
+    api.clock.advance(Duration::minutes(7));
+    let shorter = values.replace("high = \"10min\"", "high = \"5min\"");
+    let (s, v) =
+        api.call("PUT", "/admin/rules/files/values.toml?dry_run=true", Some("admin"), Some(&shorter), &text).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["dry_run"], true);
+    assert!(v["diff"].as_str().unwrap().contains("+high = \"5min\""), "{v}");
+    let impact = &v["impact"];
+    assert_eq!((impact["cases"].as_u64(), impact["deadlines_moved"].as_u64()), (Some(1), Some(1)), "{v}");
+    assert_eq!(impact["shift_minutes"], json!({ "earliest": -5, "median": -5, "latest": -5 }));
+    assert_eq!(impact["overdue_at_once"], 1);
+    assert_eq!(impact["moved_by_step"], json!({ "complaint.receive": 1 }));
+    // Nothing applied, nothing written.
+    assert_eq!(std::fs::read_to_string(dir.0.join("values.toml")).unwrap(), values);
+    let (_, after) = api.call("GET", &format!("/instances/{}", inst["id"]), Some("admin"), None, &[]).await;
+    assert_eq!(after["tasks"][0]["due_at"], due_before);
+    let (_, rules) = api.call("GET", "/admin/rules", Some("admin"), None, &[]).await;
+    assert_eq!(rules["version"], 0, "{rules}");
+    // A bad file is refused as it would be for real; so are rules a process cannot run on.
+    let bad = values.replace("high = \"10min\"", "high = \"ten minutes\"");
+    let (s, _) = api.call("PUT", "/admin/rules/files/values.toml?dry_run=true", Some("admin"), Some(&bad), &text).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let renamed = values.replace("[values.escalation_delay]", "[values.escalation_delays]");
+    let (s, e) =
+        api.call("PUT", "/admin/rules/files/values.toml?dry_run=true", Some("admin"), Some(&renamed), &text).await;
+    assert_eq!(
+        (s, e["type"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("https://caseflow.dev/problems/rules-break-processes")),
+        "{e}"
+    );
+    // Only administrators.
+    let (s, _) =
+        api.call("PUT", "/admin/rules/files/values.toml?dry_run=true", Some("crm"), Some(&shorter), &text).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

@@ -158,11 +158,12 @@ pub fn reload_rules_from_dir(state: &AppState, by: &str) -> Result<caseflow_engi
 
 /// Validates the folder (with `replacement` standing in for one file, if given) and, if every
 /// file and every deployed process agree, puts it in force. On any problem the old rules stay.
-pub(crate) fn apply_rules_folder(
+/// The folder's rules files with `replacement` (name, text) in place of or beside its file of
+/// that name, validated: what a reload or an upload would put in force.
+pub(crate) fn candidate_rules(
     state: &AppState,
-    by: &str,
     replacement: Option<(&str, &str)>,
-) -> Result<caseflow_engine::service::RulesChange, ApiError> {
+) -> Result<(caseflow_engine::RuleSet, Vec<caseflow_engine::RulesFile>), ApiError> {
     let dir = state
         .rules_dir
         .as_ref()
@@ -184,12 +185,12 @@ pub(crate) fn apply_rules_folder(
         e.field = errors.first().map(|e| e.key.clone());
         e
     })?;
-    let mut current = state.rules_files.lock().unpoisoned();
-    if *current == files {
-        return Err(ApiError::new(StatusCode::CONFLICT, "unchanged", "the rules files have not changed"));
-    }
-    let diff = rules_diff(&current, &files);
-    let change = state.engine.change_rules(rules, &files, by, diff, state.clock.now()).map_err(|e| match e {
+    Ok((rules, files))
+}
+
+/// A deployed process that would not check against new rules refuses them.
+fn refused_by_processes(e: EngineError) -> ApiError {
+    match e {
         EngineError::Rejected(d) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "rules-break-processes",
@@ -199,7 +200,21 @@ pub(crate) fn apply_rules_folder(
             ),
         ),
         other => other.into(),
-    })?;
+    }
+}
+
+pub(crate) fn apply_rules_folder(
+    state: &AppState,
+    by: &str,
+    replacement: Option<(&str, &str)>,
+) -> Result<caseflow_engine::service::RulesChange, ApiError> {
+    let (rules, files) = candidate_rules(state, replacement)?;
+    let mut current = state.rules_files.lock().unpoisoned();
+    if *current == files {
+        return Err(ApiError::new(StatusCode::CONFLICT, "unchanged", "the rules files have not changed"));
+    }
+    let diff = rules_diff(&current, &files);
+    let change = state.engine.change_rules(rules, &files, by, diff, state.clock.now()).map_err(refused_by_processes)?;
     *current = files;
     Ok(change)
 }
@@ -243,6 +258,19 @@ pub(crate) struct ReloadQuery {
     recompute: bool,
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UploadQuery {
+    /// Also recompute the deadlines of open tasks under the new rules.
+    #[serde(default)]
+    recompute: bool,
+    /// Apply nothing and write nothing: answer what the file would change (`diff`) and what
+    /// it would do to open work if deadlines were recomputed (`impact`).
+    #[serde(default)]
+    dry_run: bool,
+}
+
 pub(crate) fn change_json(change: &caseflow_engine::service::RulesChange, recomputed: Option<usize>) -> Json {
     json!({ "version": change.version, "at": change.at.to_rfc3339(), "by": change.by, "diff": change.diff, "cases_recomputed": recomputed })
 }
@@ -280,14 +308,16 @@ pub(crate) async fn reload_rules(
 /// Replace one rules file
 ///
 /// Replaces (or adds) one rules file: validated with the rest of the folder, applied, then
-/// written to the folder (a temporary file renamed into place, so no reader sees half).
+/// written to the folder (a temporary file renamed into place, so no reader sees half). With
+/// `dry_run=true` nothing is applied or written: the answer is the diff and the impact on open
+/// work (deadlines that would move and by how much, tasks that would be overdue at once).
 #[utoipa::path(
     put,
     path = "/admin/rules/files/{name}",
-    params(("name" = String, Path, description = "File name, snake_case.toml"), ReloadQuery),
+    params(("name" = String, Path, description = "File name, snake_case.toml"), UploadQuery),
     request_body(description = "The file: as text, or as JSON `{\"text\": \"...\"}`", content((String = "text/plain"), (crate::schemas::RulesFileRequest = "application/json"))),
     responses(
-        (status = 200, description = "Applied and written", body = crate::schemas::RulesChange),
+        (status = 200, description = "Applied and written; or, with `dry_run`, what it would do", body = crate::schemas::RulesUpload),
         (status = 422, description = "Refused; nothing written")
     ),
     security(("bearer" = []))
@@ -297,7 +327,7 @@ pub(crate) async fn upload_rules_file(
     Caller(actor, _): Caller,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Q(q): Q<ReloadQuery>,
+    Q(q): Q<UploadQuery>,
     body: String,
 ) -> Result<axum::Json<Json>, ApiError> {
     require_admin(&actor)?;
@@ -311,6 +341,16 @@ pub(crate) async fn upload_rules_file(
             "bad-request",
             "the file name must be snake_case ending in .toml",
         ));
+    }
+    if q.dry_run {
+        let s = state.clone();
+        return blocking(move || {
+            let (rules, files) = candidate_rules(&s, Some((&name, &body)))?;
+            let diff = rules_diff(&s.rules_files.lock().unpoisoned(), &files);
+            let impact = s.engine.rules_impact(&rules, s.clock.now()).map_err(refused_by_processes)?;
+            Ok(axum::Json(json!({ "dry_run": true, "diff": diff, "impact": impact })))
+        })
+        .await;
     }
     let s = state.clone();
     let (change, recomputed) = blocking(move || {

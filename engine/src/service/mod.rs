@@ -17,6 +17,7 @@ mod writes;
 
 pub use definitions::*;
 pub use events::*;
+pub use rules::{RulesImpact, ShiftMinutes};
 
 use crate::storage::codec::decode;
 use crate::storage::keys::{self, Prefix};

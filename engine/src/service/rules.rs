@@ -6,10 +6,12 @@ use crate::storage::codec::{decode, encode};
 use crate::storage::keys::{self, Prefix};
 use crate::storage::{Batch, Storage};
 use crate::sync::Unpoisoned;
-use caseflow_core::case::{Actor, Command, StatusKind};
+use caseflow_core::case::{self, Actor, Command, NoWorkload, StatusKind};
 use caseflow_core::rules::{RuleSet, RulesFile};
 use caseflow_dsl::{check_files, Diagnostic, SourceFile};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -74,21 +76,7 @@ impl<S: Storage> Engine<S> {
         diff: String,
         now: DateTime<Utc>,
     ) -> Result<RulesChange, EngineError> {
-        let catalog = rules.catalog();
-        let sources: Vec<SourceFile> = {
-            let defs = self.definitions.read().unpoisoned();
-            defs.values()
-                .filter_map(|v| v.values().next_back())
-                .map(|d| SourceFile { name: format!("{}.flow", d.process), text: d.source.clone() })
-                .collect()
-        };
-        let mut problems = Vec::new();
-        for report in check_files(&sources, Some(&catalog)) {
-            problems.extend(report.checked.diagnostics.into_iter().filter(Diagnostic::is_error));
-        }
-        if !problems.is_empty() {
-            return Err(EngineError::Rejected(problems));
-        }
+        self.check_processes_against(&rules)?;
         let mut current = self.rules.write().unpoisoned();
         let version = self.rules_version.load(Ordering::SeqCst) + 1;
         let change = RulesChange { version, at: now, by: by.to_string(), diff };
@@ -101,6 +89,76 @@ impl<S: Storage> Engine<S> {
         *current = Arc::new(rules);
         self.rules_version.store(version, Ordering::SeqCst);
         Ok(change)
+    }
+
+    /// Refuses rules that the latest deployed version of some process no longer checks
+    /// against (a role, value or table it uses is gone).
+    fn check_processes_against(&self, rules: &RuleSet) -> Result<(), EngineError> {
+        let catalog = rules.catalog();
+        let sources: Vec<SourceFile> = {
+            let defs = self.definitions.read().unpoisoned();
+            defs.values()
+                .filter_map(|v| v.values().next_back())
+                .map(|d| SourceFile { name: format!("{}.flow", d.process), text: d.source.clone() })
+                .collect()
+        };
+        let mut problems = Vec::new();
+        for report in check_files(&sources, Some(&catalog)) {
+            problems.extend(report.checked.diagnostics.into_iter().filter(Diagnostic::is_error));
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(EngineError::Rejected(problems)),
+        }
+    }
+
+    /// What candidate rules would do to open work if they were applied and open deadlines
+    /// recomputed (`PUT /admin/rules/files/{name}?dry_run=true`), without writing anything:
+    /// every running or suspended case goes through the core's `RecomputeDeadlines` under the
+    /// candidate rules, on a copy. Refused like `change_rules` when a deployed process would
+    /// not check against them. Reads every open case: seconds for a hundred thousand.
+    pub fn rules_impact(&self, candidate: &RuleSet, now: DateTime<Utc>) -> Result<RulesImpact, EngineError> {
+        self.check_processes_against(candidate)?;
+        let mut impact = RulesImpact::default();
+        let mut shifts: Vec<i64> = Vec::new();
+        for (process, _) in self.definitions() {
+            for status in [StatusKind::Running, StatusKind::Suspended] {
+                for id in self.instances(&process, status.as_str(), usize::MAX)? {
+                    let Some(inst) = self.instance(id)? else { continue };
+                    let Some(def) = self.definition(&inst.process, Some(inst.version)) else { continue };
+                    impact.cases += 1;
+                    impact.open_tasks += inst.tasks.len();
+                    let ctx = case::Context { model: &def.model, rules: candidate, workload: &NoWorkload, now };
+                    let Ok((after, _)) = case::applied(&ctx, &inst, Actor::system(), Command::RecomputeDeadlines)
+                    else {
+                        impact.not_recomputed += 1;
+                        continue;
+                    };
+                    for (seq, task) in &inst.tasks {
+                        let Some(new) = after.tasks.get(seq) else { continue };
+                        if new.due_at == task.due_at {
+                            continue;
+                        }
+                        impact.deadlines_moved += 1;
+                        if let (Some(old), Some(due)) = (task.due_at, new.due_at) {
+                            shifts.push((due - old).num_minutes());
+                            if due <= now && old > now {
+                                impact.overdue_at_once += 1;
+                            }
+                        }
+                        let step = format!("{}.{}", inst.process, task.step_name);
+                        *impact.moved_by_step.entry(step).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        shifts.sort_unstable();
+        impact.shift_minutes = (!shifts.is_empty()).then(|| ShiftMinutes {
+            earliest: shifts[0],
+            median: shifts[shifts.len() / 2],
+            latest: shifts[shifts.len() - 1],
+        });
+        Ok(impact)
     }
 
     /// Records `files` as the rules in force, without a change: for a store that has no
@@ -135,4 +193,30 @@ impl<S: Storage> Engine<S> {
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules.read().unpoisoned().clone()
     }
+}
+
+/// What candidate rules would do to open work (`Engine::rules_impact`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RulesImpact {
+    /// Running and suspended cases looked at.
+    pub cases: usize,
+    /// Their open tasks.
+    pub open_tasks: usize,
+    /// Open tasks whose deadline would move.
+    pub deadlines_moved: usize,
+    /// By how many minutes those deadlines would move (negative: sooner), when any would.
+    pub shift_minutes: Option<ShiftMinutes>,
+    /// Tasks not overdue now whose new deadline has already passed.
+    pub overdue_at_once: usize,
+    /// Moved deadlines by `process.step`.
+    pub moved_by_step: BTreeMap<String, usize>,
+    /// Cases the core refused to recompute under the candidate rules (left out of the counts).
+    pub not_recomputed: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShiftMinutes {
+    pub earliest: i64,
+    pub median: i64,
+    pub latest: i64,
 }
