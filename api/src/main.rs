@@ -94,6 +94,14 @@ enum RulesCommand {
         /// Processes that must find every role, value and table they use in these rules.
         #[arg(long, default_value = "processes")]
         processes: PathBuf,
+        /// Also report what these rules would do to the open work of a (stopped) server's data
+        /// directory, were its deadlines recomputed: nothing is applied.
+        #[arg(long, value_name = "DATA_DIR")]
+        against: Option<PathBuf>,
+        /// The data directory's field key, to read its sensitive fields (default:
+        /// DATA_DIR/field.key when present).
+        #[arg(long, requires = "against")]
+        field_key: Option<PathBuf>,
     },
     /// Evaluate a decision table: `caseflow rules eval risk_level probability=4 impact=5`.
     Eval {
@@ -201,7 +209,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rules { command: RulesCommand::Check { dir, processes } } => rules_check(&dir, &processes),
+        Command::Rules { command: RulesCommand::Check { dir, processes, against, field_key } } => {
+            let checked = rules_check(&dir, &processes)?;
+            match against {
+                Some(data) if checked == ExitCode::SUCCESS => rules_impact(&dir, &data, field_key.as_deref()),
+                _ => Ok(checked),
+            }
+        }
         Command::Rules { command: RulesCommand::Eval { table, inputs, dir } } => rules_eval(&dir, &table, &inputs),
         Command::Fmt { files, check, stdout } => {
             let mut unformatted = false;
@@ -281,6 +295,45 @@ fn load_catalog(dir: &Path) -> Result<Option<RuleCatalog>> {
             Ok(None)
         }
     }
+}
+
+/// What the rules of `dir` would do to the open work stored in `data` (`rules check --against`).
+fn rules_impact(dir: &Path, data: &Path, field_key: Option<&Path>) -> Result<ExitCode> {
+    use caseflow_engine::clock::Clock;
+    if !data.join("db").is_file() {
+        anyhow::bail!("{} holds no caseflow store (no `db` file): give a server's data directory", data.display());
+    }
+    let rules = load_rules(dir)?.map_err(|_| anyhow::anyhow!("the rules of {} do not load", dir.display()))?;
+    let options = caseflow_engine::StoreOptions { checkpoint_bytes: None, ..Default::default() };
+    let store = caseflow_engine::Store::open(data, &options).with_context(|| {
+        format!("opening the store in {} (is a server running on it? stop it first)", data.display())
+    })?;
+    let mut engine = caseflow_engine::Engine::open(store, rules.clone())?;
+    if let Some(f) = field_key.filter(|f| !f.exists()) {
+        anyhow::bail!("the field key {} does not exist", f.display());
+    }
+    let key_file = field_key.map(Path::to_path_buf).unwrap_or_else(|| data.join("field.key"));
+    if key_file.exists() {
+        let key = caseflow::config::field_key(&key_file)?;
+        engine = engine.with_field_key(&key)?;
+    } else {
+        eprintln!("warning: no field key at {}: sensitive fields stay sealed", key_file.display());
+    }
+    let impact = engine.rules_impact(&rules, caseflow_engine::clock::SystemClock.now())?;
+    println!("against {} (nothing applied):", data.display());
+    println!("  open cases: {}, open tasks: {}", impact.cases, impact.open_tasks);
+    println!("  deadlines that would move: {}", impact.deadlines_moved);
+    if let Some(m) = impact.shift_minutes {
+        println!("  by minutes: earliest {}, median {}, latest {}", m.earliest, m.median, m.latest);
+    }
+    println!("  tasks overdue at once: {}", impact.overdue_at_once);
+    for (step, n) in &impact.moved_by_step {
+        println!("  moved at {step}: {n}");
+    }
+    if impact.not_recomputed > 0 {
+        println!("  cases the core could not recompute under these rules: {}", impact.not_recomputed);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn rules_check(dir: &Path, processes: &Path) -> Result<ExitCode> {

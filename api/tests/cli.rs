@@ -145,3 +145,60 @@ fn diff_shows_what_changed_between_two_versions_as_written() {
     assert_eq!(broken.status.code(), Some(1));
     assert!(text(&broken.stderr).contains("tests/diagnostics/syntax_bad_escape.flow:"), "{}", text(&broken.stderr));
 }
+
+/// `caseflow rules check DIR --against DATA_DIR`: what candidate rules would do to the open
+/// work of a stopped server's data directory, nothing applied.
+#[test]
+fn rules_check_against_a_data_directory_reports_the_impact_and_applies_nothing() {
+    use caseflow_core::case::Actor;
+    use caseflow_core::value::Value;
+    use caseflow_engine::clock::{Clock, SystemClock};
+    use caseflow_engine::{Durability, Engine, Store, StoreOptions};
+    let tmp = std::env::temp_dir().join(format!("caseflow-cli-against-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (data, rules) = (tmp.join("data"), tmp.join("rules"));
+    std::fs::create_dir_all(&rules).unwrap();
+    for entry in std::fs::read_dir(root().join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // The high-urgency response time from 10 to 5 minutes.
+        let text = text.replace("high = \"10min\"", "high = \"5min\"");
+        std::fs::write(rules.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
+    let due_before = {
+        let engine = Engine::open(Store::open(&data, &options).unwrap(), caseflow_tests::shipped_rules()).unwrap();
+        let now = SystemClock.now();
+        engine.deploy(&std::fs::read_to_string(root().join("processes/complaint.flow")).unwrap(), now).unwrap();
+        let fields = [("customer", "第一中学"), ("contact", "138"), ("content", "投影仪无法开机"), ("urgency", "high")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
+            .collect();
+        let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
+        let inst = engine.start("complaint", fields, &crm, None, now).unwrap();
+        inst.tasks.values().next().unwrap().due_at
+    };
+    let (rules_arg, data_arg) = (rules.display().to_string(), data.display().to_string());
+    let out = caseflow(&["rules", "check", &rules_arg, "--processes", "processes", "--against", &data_arg]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for line in [
+        "  open cases: 1, open tasks: 1",
+        "  deadlines that would move: 1",
+        "  by minutes: earliest -5, median -5, latest -5",
+        "  moved at complaint.receive: 1",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
+    }
+    // Nothing was applied: the case keeps its deadline.
+    let engine = Engine::open(Store::open(&data, &options).unwrap(), caseflow_tests::shipped_rules()).unwrap();
+    let inst = engine.instance(caseflow_core::case::InstanceId(1)).unwrap().unwrap();
+    assert_eq!(inst.tasks.values().next().unwrap().due_at, due_before);
+    drop(engine);
+    // A folder that is not a data directory is refused, and nothing is created in it.
+    let out = caseflow(&["rules", "check", &rules_arg, "--processes", "processes", "--against", &rules_arg]);
+    assert_eq!(out.status.code(), Some(2), "an error, not a failed check");
+    assert!(text(&out.stderr).contains("holds no caseflow store"), "{}", text(&out.stderr));
+    assert!(!rules.join("db").exists());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
