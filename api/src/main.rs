@@ -330,6 +330,9 @@ fn rules_impact(dir: &Path, data: &Path, field_key: Option<&Path>) -> Result<Exi
     for (step, n) in &impact.moved_by_step {
         println!("  moved at {step}: {n}");
     }
+    for (step, n) in &impact.lookups_changed {
+        println!("  decision table at {step} would decide differently for: {n}");
+    }
     if impact.not_recomputed > 0 {
         println!("  cases the core could not recompute under these rules: {}", impact.not_recomputed);
     }

@@ -490,7 +490,7 @@ pub struct ClauseChange {
 /// `cases_recomputed`), or with `dry_run=true` what it would do (`dry_run`, `diff`, `impact`),
 /// nothing written.
 #[derive(ToSchema)]
-#[schema(example = json!({"dry_run": true, "diff": "--- a/values.toml\n+++ b/values.toml\n@@ -18,5 +18,5 @@\n-high = \"10min\"\n+high = \"5min\"\n", "impact": {"cases": 12, "open_tasks": 14, "deadlines_moved": 3, "shift_minutes": {"earliest": -5, "median": -5, "latest": -5}, "overdue_at_once": 1, "moved_by_step": {"complaint.receive": 3}, "not_recomputed": 0}}))]
+#[schema(example = json!({"dry_run": true, "diff": "--- a/values.toml\n+++ b/values.toml\n@@ -18,5 +18,5 @@\n-high = \"10min\"\n+high = \"5min\"\n", "impact": {"cases": 12, "open_tasks": 14, "deadlines_moved": 3, "shift_minutes": {"earliest": -5, "median": -5, "latest": -5}, "overdue_at_once": 1, "moved_by_step": {"complaint.receive": 3}, "lookups_changed": {}, "not_recomputed": 0}}))]
 pub struct RulesUpload {
     version: Option<u64>,
     #[schema(format = DateTime)]
@@ -519,6 +519,9 @@ pub struct RulesImpact {
     /// Moved deadlines by `process.step`.
     #[schema(value_type = Object)]
     moved_by_step: serde_json::Value,
+    /// Cases whose decision-table lookup at `process.step` would come out differently.
+    #[schema(value_type = Object)]
+    lookups_changed: serde_json::Value,
     /// Cases the core refused to recompute under the candidate rules.
     not_recomputed: u64,
 }

@@ -1372,12 +1372,28 @@ async fn a_rules_dry_run_reports_moved_deadlines_and_changes_nothing() {
     assert_eq!(impact["shift_minutes"], json!({ "earliest": -5, "median": -5, "latest": -5 }));
     assert_eq!(impact["overdue_at_once"], 1);
     assert_eq!(impact["moved_by_step"], json!({ "complaint.receive": 1 }));
+    assert_eq!(impact["lookups_changed"], json!({}), "the routing table did not change");
     // Nothing applied, nothing written.
     assert_eq!(std::fs::read_to_string(dir.0.join("values.toml")).unwrap(), values);
     let (_, after) = api.call("GET", &format!("/instances/{}", inst["id"]), Some("admin"), None, &[]).await;
     assert_eq!(after["tasks"][0]["due_at"], due_before);
     let (_, rules) = api.call("GET", "/admin/rules", Some("admin"), None, &[]).await;
     assert_eq!(rules["version"], 0, "{rules}");
+    // A case whose cause is known: quality complaints would go to another department.
+    let task = inst["tasks"][0]["id"].as_str().unwrap();
+    let (s, done) = api
+        .call("POST", &format!("/tasks/{task}/complete"), Some("admin"), Some(r#"{"fields":{"cause":"quality"}}"#), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    let tables = std::fs::read_to_string(dir.0.join("tables.toml")).unwrap();
+    let rerouted = tables
+        .replace(r#"{ cause = "quality", department = "rnd" }"#, r#"{ cause = "quality", department = "quality" }"#);
+    assert_ne!(rerouted, tables);
+    let (s, v) =
+        api.call("PUT", "/admin/rules/files/tables.toml?dry_run=true", Some("admin"), Some(&rerouted), &text).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["impact"]["lookups_changed"], json!({ "complaint.route": 1 }), "{v}");
+    assert_eq!(v["impact"]["deadlines_moved"], 0);
     // A bad file is refused as it would be for real; so are rules a process cannot run on.
     let bad = values.replace("high = \"10min\"", "high = \"ten minutes\"");
     let (s, _) = api.call("PUT", "/admin/rules/files/values.toml?dry_run=true", Some("admin"), Some(&bad), &text).await;

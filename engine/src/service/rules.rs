@@ -113,7 +113,7 @@ impl<S: Storage> Engine<S> {
     }
 
     /// What candidate rules would do to open work if they were applied and open deadlines
-    /// recomputed (`PUT /admin/rules/files/{name}?dry_run=true`), without writing anything:
+    /// recomputed, and which open cases' decision-table lookups would come out differently (`PUT /admin/rules/files/{name}?dry_run=true`), without writing anything:
     /// every running or suspended case goes through the core's `RecomputeDeadlines` under the
     /// candidate rules, on a copy. Refused like `change_rules` when a deployed process would
     /// not check against them. Reads every open case: seconds for a hundred thousand.
@@ -121,6 +121,7 @@ impl<S: Storage> Engine<S> {
         self.check_processes_against(candidate)?;
         let mut impact = RulesImpact::default();
         let mut shifts: Vec<i64> = Vec::new();
+        let in_force = self.rules();
         for (process, _) in self.definitions() {
             for status in [StatusKind::Running, StatusKind::Suspended] {
                 for id in self.instances(&process, status.as_str(), usize::MAX)? {
@@ -129,6 +130,14 @@ impl<S: Storage> Engine<S> {
                     impact.cases += 1;
                     impact.open_tasks += inst.tasks.len();
                     let ctx = case::Context { model: &def.model, rules: candidate, workload: &NoWorkload, now };
+                    // Decision tables: what each lookup of the process gives this case now,
+                    // under the rules in force and under the candidate.
+                    let before = case::Context { rules: &in_force, ..ctx };
+                    for (old, new) in case::lookups(&before, &inst).into_iter().zip(case::lookups(&ctx, &inst)) {
+                        if old.outputs != new.outputs {
+                            *impact.lookups_changed.entry(format!("{}.{}", inst.process, old.step)).or_insert(0) += 1;
+                        }
+                    }
                     let Ok((after, _)) = case::applied(&ctx, &inst, Actor::system(), Command::RecomputeDeadlines)
                     else {
                         impact.not_recomputed += 1;
@@ -210,6 +219,9 @@ pub struct RulesImpact {
     pub overdue_at_once: usize,
     /// Moved deadlines by `process.step`.
     pub moved_by_step: BTreeMap<String, usize>,
+    /// Cases whose decision-table lookup at `process.step` would give another result (or
+    /// fail, or succeed where it failed), whether or not they have reached that step yet.
+    pub lookups_changed: BTreeMap<String, usize>,
     /// Cases the core refused to recompute under the candidate rules (left out of the counts).
     pub not_recomputed: usize,
 }

@@ -246,3 +246,37 @@ pub fn applied(
         .extend(run.round_robin.into_inner().into_iter().map(|(role, count)| Effect::RoundRobinTaken { role, count }));
     Ok((run.inst, Outcome { effects, history: run.history }))
 }
+
+/// One `lookup` of a process evaluated for a case as it is now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupResult {
+    pub step: String,
+    pub table: String,
+    /// The fields it would set, or why it would fail (no row matched, an input missing).
+    pub outputs: Result<BTreeMap<String, Value>, String>,
+}
+
+/// What every `lookup` of the process would give for the case as it is now, whether or not
+/// the case has reached its step: for previews of a rules change, which compare these under
+/// the rules in force and the candidate ones. Changes nothing.
+pub fn lookups(ctx: &Context, instance: &Instance) -> Vec<LookupResult> {
+    let run = Run {
+        ctx,
+        inst: instance.clone(),
+        actor: Actor::system(),
+        effects: Vec::new(),
+        history: Vec::new(),
+        steps_run: 0,
+        round_robin: RefCell::new(BTreeMap::new()),
+    };
+    let mut results = Vec::new();
+    for step in &ctx.model.steps {
+        let caseflow_dsl::model::StepKind::Auto { actions, .. } = &step.kind else { continue };
+        for action in actions {
+            let caseflow_dsl::model::AutoAction::Lookup { table, inputs, outputs } = action else { continue };
+            let outputs = run.lookup(table, inputs, outputs).map(|(_, o)| o).map_err(|e| e.to_string());
+            results.push(LookupResult { step: step.name.clone(), table: table.clone(), outputs });
+        }
+    }
+    results
+}

@@ -276,36 +276,8 @@ impl Run<'_> {
                 Ok(())
             }
             AutoAction::Lookup { table, inputs, outputs } => {
-                let t = self
-                    .ctx
-                    .rules
-                    .tables
-                    .get(table)
-                    .ok_or(EvalError::MissingRule { name: table.clone(), key: None })?;
-                let mut args = Vec::with_capacity(t.inputs.len());
-                for input in &t.inputs {
-                    let v = match inputs.iter().find(|(n, _)| n == input) {
-                        Some((_, e)) => self.scope_eval(e)?,
-                        None => return Err(EvalError::Type(format!("table `{table}` needs input `{input}`"))),
-                    };
-                    args.push(v);
-                }
-                let hits = t.evaluate(&args).map_err(|e| EvalError::Type(e.to_string()))?;
-                let Some(&row) = hits.0.first() else {
-                    return Err(EvalError::Type(format!("no row of table `{table}` matched")));
-                };
-                let mut changes = BTreeMap::new();
-                for (field, column) in outputs {
-                    let i = t
-                        .outputs
-                        .iter()
-                        .position(|o| o == column)
-                        .ok_or(EvalError::Type(format!("table `{table}` has no output `{column}`")))?;
-                    let ty = &self.ctx.model.field(field).expect("checked").ty;
-                    let v = conform(ty, &t.rows[row].outputs[i])
-                        .map_err(|p| EvalError::Type(format!("field `{field}`: {p}")))?;
-                    changes.insert(field.clone(), v);
-                }
+                let (row, changes) = self.lookup(table, inputs, outputs)?;
+                let t = &self.ctx.rules.tables[table];
                 self.set_fields(changes, HistoryEvent::DecisionTable, Some(step));
                 if let Some(e) = self.history.last_mut() {
                     e.detail = format!("{table} row {row} (line {})", t.rows[row].line);
@@ -313,6 +285,43 @@ impl Run<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// What a `lookup` gives for the case as it is: the row that matched and the fields it
+    /// sets, conformed to their types.
+    pub(crate) fn lookup(
+        &self,
+        table: &str,
+        inputs: &[(String, caseflow_dsl::ast::Expr)],
+        outputs: &[(String, String)],
+    ) -> Result<(usize, BTreeMap<String, Value>), EvalError> {
+        let t =
+            self.ctx.rules.tables.get(table).ok_or(EvalError::MissingRule { name: table.to_string(), key: None })?;
+        let mut args = Vec::with_capacity(t.inputs.len());
+        for input in &t.inputs {
+            let v = match inputs.iter().find(|(n, _)| n == input) {
+                Some((_, e)) => self.scope_eval(e)?,
+                None => return Err(EvalError::Type(format!("table `{table}` needs input `{input}`"))),
+            };
+            args.push(v);
+        }
+        let hits = t.evaluate(&args).map_err(|e| EvalError::Type(e.to_string()))?;
+        let Some(&row) = hits.0.first() else {
+            return Err(EvalError::Type(format!("no row of table `{table}` matched")));
+        };
+        let mut changes = BTreeMap::new();
+        for (field, column) in outputs {
+            let i = t
+                .outputs
+                .iter()
+                .position(|o| o == column)
+                .ok_or(EvalError::Type(format!("table `{table}` has no output `{column}`")))?;
+            let ty = &self.ctx.model.field(field).expect("checked").ty;
+            let v =
+                conform(ty, &t.rows[row].outputs[i]).map_err(|p| EvalError::Type(format!("field `{field}`: {p}")))?;
+            changes.insert(field.clone(), v);
+        }
+        Ok((row, changes))
     }
 
     /// Enters a task `for each` item: one instance (token and task) per item, or the first

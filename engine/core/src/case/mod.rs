@@ -27,7 +27,9 @@ mod run;
 mod timers;
 mod workload;
 
-pub use command::{allowed, applied, apply, Command, CommandError, CommandKind, Context, Outcome};
+pub use command::{
+    allowed, applied, apply, lookups, Command, CommandError, CommandKind, Context, LookupResult, Outcome,
+};
 pub use event::{Effect, HistoryEntry, HistoryEvent};
 pub use fields::conform;
 pub use instance::{
