@@ -10,7 +10,6 @@ use crate::value::Value;
 use caseflow_dsl::model::Process;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,15 +224,7 @@ pub fn applied(
     actor: &Actor,
     command: Command,
 ) -> Result<(Instance, Outcome), CommandError> {
-    let mut run = Run {
-        ctx,
-        inst: instance.clone(),
-        actor,
-        effects: Vec::new(),
-        history: Vec::new(),
-        steps_run: 0,
-        round_robin: RefCell::new(BTreeMap::new()),
-    };
+    let mut run = Run::new(ctx, instance, actor);
     run.command(command)?;
     if let Err(broken) = invariants(ctx.model, &run.inst) {
         // A bug, not bad input: refuse the command and leave the case as it was. (Not a
@@ -260,15 +251,7 @@ pub struct LookupResult {
 /// the case has reached its step: for previews of a rules change, which compare these under
 /// the rules in force and the candidate ones. Changes nothing.
 pub fn lookups(ctx: &Context, instance: &Instance) -> Vec<LookupResult> {
-    let run = Run {
-        ctx,
-        inst: instance.clone(),
-        actor: Actor::system(),
-        effects: Vec::new(),
-        history: Vec::new(),
-        steps_run: 0,
-        round_robin: RefCell::new(BTreeMap::new()),
-    };
+    let run = Run::new(ctx, instance, Actor::system());
     let mut results = Vec::new();
     for step in &ctx.model.steps {
         let caseflow_dsl::model::StepKind::Auto { actions, .. } = &step.kind else { continue };

@@ -22,6 +22,21 @@ pub(crate) struct Run<'a> {
     pub(crate) round_robin: RefCell<BTreeMap<String, u64>>,
 }
 
+impl<'a> Run<'a> {
+    /// A command about to run on a copy of `instance`.
+    pub(crate) fn new(ctx: &'a Context<'a>, instance: &Instance, actor: &'a Actor) -> Run<'a> {
+        Run {
+            ctx,
+            inst: instance.clone(),
+            actor,
+            effects: Vec::new(),
+            history: Vec::new(),
+            steps_run: 0,
+            round_robin: RefCell::new(BTreeMap::new()),
+        }
+    }
+}
+
 impl Run<'_> {
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.ctx.now
