@@ -18,6 +18,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use caseflow::{config, server};
 
+mod test_command;
+
 #[derive(Parser)]
 #[command(name = "caseflow", version, about = "caseflow: workflow and rules engine for customer-service operations")]
 struct Cli {
@@ -59,6 +61,26 @@ enum Command {
         new: PathBuf,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
+    },
+    /// Run scenario files: each starts a case, walks it through time on a manual clock and
+    /// checks tasks, assignees, due times, reminders, fields, history and outcome (against
+    /// the real engine, in memory). Exit 1 if any fails.
+    Test {
+        /// Scenario files or folders (searched for *.toml recursively).
+        #[arg(default_value = "processes/tests")]
+        paths: Vec<PathBuf>,
+        /// The processes to deploy: .flow files or folders; repeat for several.
+        #[arg(long, default_value = "processes")]
+        processes: Vec<PathBuf>,
+        /// The rules folder.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+        /// Also report, per process, the steps, decision arms, reminders, missed deadlines
+        /// and cancellation that no scenario reached.
+        #[arg(long)]
+        coverage: bool,
     },
     /// Print a process as a diagram.
     Graph {
@@ -179,6 +201,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&d)?),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { paths, processes, rules, format, coverage } => {
+            test_command::test(&paths, &processes, &rules, format, coverage)
         }
         Command::Graph { file, format } => {
             let text = read(&file)?;

@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod crypto;
 pub mod faults;
+pub mod scenario;
 pub mod service;
 pub mod storage;
 pub mod store;

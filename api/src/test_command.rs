@@ -1,0 +1,125 @@
+//! `caseflow test`: scenario files run against the real engine (in memory, a manual clock),
+//! the processes of `--processes` and the rules of `--rules`.
+
+use crate::{collect, load_rules, print_rules_errors, read, OutputFormat};
+use anyhow::Result;
+use caseflow_dsl::SourceFile;
+use caseflow_engine::scenario::{self, Outcome, ScenarioFile, Setup};
+use caseflow_engine::MemoryStore;
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub fn test(
+    paths: &[PathBuf],
+    processes: &[PathBuf],
+    rules: &Path,
+    format: OutputFormat,
+    with_coverage: bool,
+) -> Result<ExitCode> {
+    let rules = match load_rules(rules)? {
+        Ok(r) => r,
+        Err(errors) => {
+            print_rules_errors(&errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut flows = Vec::new();
+    for p in processes {
+        collect(p, "flow", &mut flows)?;
+    }
+    let sources: Vec<SourceFile> = flows
+        .iter()
+        .map(|f| Ok(SourceFile { name: f.display().to_string(), text: read(f)? }))
+        .collect::<Result<_>>()?;
+    let setup = match Setup::new(sources, rules) {
+        Ok(s) => s,
+        Err(refusals) => {
+            for r in refusals {
+                eprintln!("error: {r}");
+            }
+            eprintln!("the processes do not deploy; `caseflow check` shows every problem");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, "toml", &mut files)?;
+    }
+    if files.is_empty() {
+        eprintln!("error: no scenario files (*.toml) in {}", show_paths(paths));
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut outcomes = Vec::new();
+    for f in &files {
+        let file = ScenarioFile { name: f.display().to_string(), text: read(f)? };
+        outcomes.push(scenario::run(&setup, &file, MemoryStore::new()));
+    }
+    let failed = outcomes.iter().filter(|o| !o.passed()).count();
+    let coverage = with_coverage.then(|| {
+        let processes: BTreeSet<&str> = outcomes.iter().map(|o| o.process.as_str()).filter(|p| !p.is_empty()).collect();
+        let reached = outcomes.iter().flat_map(|o| o.reached.iter().cloned()).collect();
+        scenario::coverage(processes, setup.models(), &reached, true)
+    });
+    match format {
+        OutputFormat::Json => {
+            let report = serde_json::json!({
+                "passed": outcomes.len() - failed,
+                "failed": failed,
+                "scenarios": outcomes,
+                "coverage": coverage,
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        OutputFormat::Human => {
+            for o in &outcomes {
+                print_outcome(o);
+            }
+            if let Some(coverage) = &coverage {
+                println!("\ncoverage (steps, decision arms, reminders, missed deadlines, a cancellation):");
+                let width = coverage.iter().map(|c| c.process.len()).max().unwrap_or(0);
+                for c in coverage {
+                    println!(
+                        "  {:width$}  {:>3}/{:<3} {:>5.1}%",
+                        c.process,
+                        c.reached,
+                        c.required,
+                        c.percent,
+                        width = width
+                    );
+                    for m in &c.missing {
+                        println!("  {:width$}    not reached: {m}", "", width = width);
+                    }
+                }
+            }
+            println!(
+                "\n{} scenario{}: {} passed, {failed} failed",
+                outcomes.len(),
+                if outcomes.len() == 1 { "" } else { "s" },
+                outcomes.len() - failed
+            );
+        }
+    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn print_outcome(o: &Outcome) {
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let (red, green, reset) = if colour { ("\x1b[31m", "\x1b[32m", "\x1b[0m") } else { ("", "", "") };
+    match &o.failure {
+        None => println!("{green}ok{reset}    {}  {}", o.name, o.description),
+        Some(f) => {
+            let at = f.line.map(|l| format!(":{l}")).unwrap_or_default();
+            let step = f.step.map(|s| format!("step {s}: ")).unwrap_or_default();
+            println!("{red}FAIL{reset}  {}{at}  {}", o.name, o.description);
+            println!("      {step}{}", f.action);
+            println!("      expected: {}", f.expected);
+            println!("      found:    {}", f.found);
+        }
+    }
+}
+
+fn show_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,116 @@
+//! Coverage: what a process offers to reach, and which of it the scenarios reached.
+
+use caseflow_dsl::model::{Process, StepKind, Transition};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Something a scenario reached in a process.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fact {
+    pub process: String,
+    pub what: Reach,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reach {
+    /// A step entered.
+    Step(String),
+    /// A decision arm taken: `branch N` (1-based, in the order written) or `else`.
+    Arm { step: String, arm: String },
+    /// A reminder sent for a task.
+    Reminder(String),
+    /// A task's deadline missed.
+    Overdue(String),
+    /// The case cancelled.
+    Cancelled,
+}
+
+impl std::fmt::Display for Reach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reach::Step(s) => write!(f, "step `{s}`"),
+            Reach::Arm { step, arm } => write!(f, "`{step}` {arm}"),
+            Reach::Reminder(s) => write!(f, "a reminder at `{s}`"),
+            Reach::Overdue(s) => write!(f, "the deadline of `{s}` missed"),
+            Reach::Cancelled => write!(f, "a cancellation"),
+        }
+    }
+}
+
+impl Serialize for Reach {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What a process offers: every step and decision arm; with `full`, also every reminder,
+/// every deadline missed, and a cancellation.
+pub fn required(model: &Process, full: bool) -> Vec<Reach> {
+    let mut out: Vec<Reach> = model.steps.iter().map(|s| Reach::Step(s.name.clone())).collect();
+    for s in &model.steps {
+        let next = match &s.kind {
+            StepKind::Task(t) => {
+                if t.remind_every.is_some() && full {
+                    out.push(Reach::Reminder(s.name.clone()));
+                }
+                if t.due.is_some() && full {
+                    out.push(Reach::Overdue(s.name.clone()));
+                }
+                Some(&t.next)
+            }
+            StepKind::Auto { next, .. } | StepKind::Join { next, .. } => Some(next),
+            StepKind::Wait(w) => w.next.as_ref(),
+            StepKind::Call(c) => Some(&c.next),
+            StepKind::Split { .. } | StepKind::End => None,
+        };
+        if let Some(Transition::Decide { branches, otherwise }) = next {
+            out.extend((1..=branches.len()).map(|i| Reach::Arm { step: s.name.clone(), arm: format!("branch {i}") }));
+            if otherwise.is_some() {
+                out.push(Reach::Arm { step: s.name.clone(), arm: "else".into() });
+            }
+        }
+    }
+    if full {
+        out.push(Reach::Cancelled);
+    }
+    out
+}
+
+/// One process's coverage.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessCoverage {
+    pub process: String,
+    pub reached: usize,
+    pub required: usize,
+    pub percent: f64,
+    pub missing: Vec<Reach>,
+}
+
+/// The coverage of each of `processes` by what was reached.
+pub fn coverage<'a>(
+    processes: impl IntoIterator<Item = &'a str>,
+    models: &BTreeMap<String, Process>,
+    reached: &BTreeSet<Fact>,
+    full: bool,
+) -> Vec<ProcessCoverage> {
+    processes
+        .into_iter()
+        .filter_map(|process| {
+            let required = required(models.get(process)?, full);
+            let missing: Vec<Reach> = required
+                .iter()
+                .filter(|r| !reached.contains(&Fact { process: process.to_string(), what: (*r).clone() }))
+                .cloned()
+                .collect();
+            let hit = required.len() - missing.len();
+            let percent = if required.is_empty() { 100.0 } else { (hit * 1000 / required.len()) as f64 / 10.0 };
+            Some(ProcessCoverage {
+                process: process.to_string(),
+                reached: hit,
+                required: required.len(),
+                percent,
+                missing,
+            })
+        })
+        .collect()
+}

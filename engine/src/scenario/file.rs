@@ -1,0 +1,108 @@
+//! The scenario format (TOML). Unknown keys are refused, so a misspelt expectation cannot pass
+//! unnoticed. See `docs/testing.md`.
+
+use super::run::Failure;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A scenario's text and the name to report it under (its path, as given).
+#[derive(Debug, Clone)]
+pub struct ScenarioFile {
+    pub name: String,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub description: String,
+    pub process: String,
+    pub start_at: Spanned<String>,
+    #[serde(default)]
+    pub fields: toml::Table,
+    /// Expect the start itself to be refused with an error containing this text.
+    pub start_refused: Option<String>,
+    /// Who starts the case (a user of the rules); by default the CRM's service account `crm`.
+    pub started_by: Option<String>,
+    /// Cases of the same process run before this one (facts across cases: workload, repeats).
+    #[serde(default)]
+    pub earlier: Vec<Earlier>,
+    #[serde(default)]
+    pub step: Vec<Spanned<Step>>,
+}
+
+/// A case run before the scenario's own, its steps as in a scenario.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Earlier {
+    pub started_by: Option<String>,
+    #[serde(default)]
+    pub fields: toml::Table,
+    #[serde(default)]
+    pub step: Vec<Spanned<Step>>,
+    pub expect_outcome: Option<String>,
+}
+
+/// One step: an action and/or expectations, checked after the action.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    // actions
+    pub advance_to: Option<String>,
+    pub complete: Option<String>,
+    pub by: Option<String>,
+    #[serde(default)]
+    pub fields: toml::Table,
+    pub message: Option<String>,
+    pub cancel: Option<String>,
+    pub reassign: Option<String>,
+    /// The assignee (or `by`) passes this step's task to `to`.
+    pub delegate: Option<String>,
+    /// `by` claims this step's task.
+    pub claim: Option<String>,
+    /// An administrator (or `by`) updates the case's fields.
+    #[serde(default)]
+    pub set_fields: toml::Table,
+    pub to: Option<String>,
+    /// Expect the action to be refused with an error containing this text.
+    pub refused: Option<String>,
+    // expectations
+    pub expect_tasks: Option<Vec<ExpectTask>>,
+    #[serde(default)]
+    pub expect_fields: toml::Table,
+    pub expect_history: Option<Vec<String>>,
+    pub expect_status: Option<String>,
+    pub expect_outcome: Option<String>,
+    pub expect_reminders: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectTask {
+    pub step: String,
+    /// The item of a task for each item.
+    pub item: Option<String>,
+    pub assignee: Option<String>,
+    pub due: Option<String>,
+    pub overdue: Option<bool>,
+    pub priority: Option<u8>,
+}
+
+/// Reads a scenario; a file that is not one fails with the line and column of the problem.
+pub fn parse(file: &ScenarioFile) -> Result<Scenario, Failure> {
+    toml::from_str(&file.text).map_err(|e| {
+        let line = e.span().map(|s| line_of(&file.text, s.start));
+        Failure {
+            step: None,
+            line,
+            action: "read the scenario".into(),
+            expected: "a scenario file (docs/testing.md)".into(),
+            found: e.message().trim().to_string(),
+        }
+    })
+}
+
+/// The 1-based line of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
