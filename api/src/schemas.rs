@@ -532,3 +532,51 @@ pub struct ShiftMinutes {
     median: i64,
     latest: i64,
 }
+
+/// The results of `POST /processes/{id}/test` (as `caseflow test --format json` prints them).
+#[derive(ToSchema)]
+#[schema(example = json!({"process": "complaint", "passed": 0, "failed": 1, "scenarios": [{"name": "happy_path.toml", "description": "Resolved on the phone", "process": "complaint", "failure": {"step": 1, "line": 12, "action": "check", "expected": "task `receive` for liu_yang due 2026-11-23T15:30", "found": "receive for liu_yang due 2026-11-23T16:30 overdue=false priority=0"}, "log": ["start complaint at 2026-11-23T10:00"]}], "coverage": null}))]
+pub struct TestReport {
+    process: String,
+    passed: usize,
+    failed: usize,
+    scenarios: Vec<ScenarioOutcome>,
+    /// With `coverage: true`: what no scenario reached of the process.
+    coverage: Option<ProcessCoverage>,
+}
+
+/// One scenario's result.
+#[derive(ToSchema)]
+pub struct ScenarioOutcome {
+    name: String,
+    description: String,
+    /// The process the scenario starts; empty when the file could not be read.
+    process: String,
+    /// Absent when the scenario passed.
+    failure: Option<ScenarioFailure>,
+    /// What was done, one line per action, up to the failure.
+    log: Vec<String>,
+}
+
+/// Where and why a scenario failed.
+#[derive(ToSchema)]
+pub struct ScenarioFailure {
+    /// The step (1-based); null for the start or the file itself.
+    step: Option<usize>,
+    /// The line of the step (or of the problem) in the scenario's text.
+    line: Option<usize>,
+    action: String,
+    expected: String,
+    found: String,
+}
+
+/// What the scenarios reached of a process.
+#[derive(ToSchema)]
+pub struct ProcessCoverage {
+    process: String,
+    reached: usize,
+    required: usize,
+    percent: f64,
+    /// Steps, decision arms, reminders, missed deadlines and the cancellation never reached.
+    missing: Vec<String>,
+}

@@ -202,3 +202,57 @@ fn rules_check_against_a_data_directory_reports_the_impact_and_applies_nothing()
     assert!(!rules.join("db").exists());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `caseflow test` on the scenario of docs/testing.md: it passes, and with one due time
+/// changed it fails exactly as the page shows (file:line, step, expected, found; exit 1).
+#[test]
+fn test_runs_the_documented_scenario_and_reports_a_failure_as_documented() {
+    let doc = std::fs::read_to_string(root().join("docs/testing.md")).unwrap();
+    let scenario = &caseflow_tests::code_blocks(&doc, "toml")[0].1;
+    let shown = &caseflow_tests::code_blocks(&doc, "text")[0].1;
+    let dir = std::env::temp_dir().join(format!("caseflow-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |text: &str, extra: &[&str]| {
+        std::fs::write(dir.join("example.toml"), text).unwrap();
+        let processes = root().join("processes");
+        let rules = root().join("rules");
+        let mut args = vec![
+            "test",
+            "example.toml",
+            "--processes",
+            processes.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        Command::new(env!("CARGO_BIN_EXE_caseflow")).args(&args).current_dir(&dir).output().unwrap()
+    };
+    let out = run(scenario, &[]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("ok    example.toml  Medium urgency"), "{}", text(&out.stdout));
+    let wrong = scenario.replacen("due = \"2026-11-23T15:30\"", "due = \"2026-11-23T15:00\"", 1);
+    assert_ne!(&wrong, scenario);
+    let out = run(&wrong, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), *shown, "docs/testing.md shows another output");
+    // JSON for CI and editors: the same failure, structured.
+    let out = run(&wrong, &["--format", "json", "--coverage"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["failed"], 1);
+    let failure = &v["scenarios"][0]["failure"];
+    assert_eq!((failure["step"].as_u64(), failure["line"].as_u64()), (Some(1), Some(12)), "{v}");
+    assert_eq!(v["coverage"][0]["process"], "complaint", "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The shipped scenarios pass from the command line too, and reach every step of their process.
+#[test]
+fn test_of_the_shipped_scenarios_passes_with_full_coverage() {
+    let out = caseflow(&["test", "--coverage"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("not reached"), "{stdout}");
+    assert!(stdout.contains("complaint") && stdout.contains("100.0%"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("failed") && stdout.contains(" 0 failed"), "{stdout}");
+}

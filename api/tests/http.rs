@@ -1411,3 +1411,59 @@ async fn a_rules_dry_run_reports_moved_deadlines_and_changes_nothing() {
         api.call("PUT", "/admin/rules/files/values.toml?dry_run=true", Some("crm"), Some(&shorter), &text).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+/// `POST /processes/{id}/test`: scenarios run against a source that is not deployed, as
+/// `caseflow test` runs them; nothing is deployed or stored.
+#[tokio::test]
+async fn scenarios_run_against_an_undeployed_source() {
+    let api = Api::new();
+    let read = |p: &str| std::fs::read_to_string(format!("{}/../{p}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let scenario = read("processes/tests/complaint/happy_path.toml");
+    let source = read("processes/complaint.flow");
+    let body = |source: Option<&str>, coverage: bool| {
+        json!({ "source": source, "scenarios": [{ "name": "happy_path.toml", "text": scenario }], "coverage": coverage })
+            .to_string()
+    };
+    // The deployed version and the same source pass.
+    for src in [None, Some(source.as_str())] {
+        let (s, v) = api.call("POST", "/processes/complaint/test", Some("admin"), Some(&body(src, true)), &[]).await;
+        assert_eq!((s, &v["passed"], &v["failed"]), (StatusCode::OK, &json!(1), &json!(0)), "{v}");
+        assert_eq!(v["coverage"]["process"], "complaint", "{v}");
+        assert!(v["coverage"]["percent"].as_f64().unwrap() < 100.0, "one scenario does not reach every step: {v}");
+        assert!(!v["coverage"]["missing"].as_array().unwrap().is_empty());
+    }
+    // A version whose phone step is renamed fails the scenario where it expects that task.
+    let renamed = source.replace("phone_resolution", "phone_fix");
+    let (s, v) =
+        api.call("POST", "/processes/complaint/test", Some("admin"), Some(&body(Some(&renamed), false)), &[]).await;
+    assert_eq!((s, &v["failed"]), (StatusCode::OK, &json!(1)), "{v}");
+    let failure = &v["scenarios"][0]["failure"];
+    let line = scenario.lines().position(|l| l.contains("step = \"phone_resolution\"")).unwrap();
+    let step_line =
+        scenario.lines().take(line + 1).collect::<Vec<_>>().iter().rposition(|l| *l == "[[step]]").unwrap() + 1;
+    assert_eq!(failure["line"], json!(step_line), "{v}");
+    assert!(failure["expected"].as_str().unwrap().contains("task `phone_resolution`"), "{v}");
+    assert!(failure["found"].as_str().unwrap().contains("phone_fix"), "{v}");
+    assert_eq!(v["coverage"], serde_json::Value::Null);
+    // Nothing was deployed.
+    let (_, p) = api.call("GET", "/processes/complaint", Some("crm"), None, &[]).await;
+    assert!(!p.to_string().contains("phone_fix"), "{p}");
+    // A source that does not check: 422 with the checker's diagnostics.
+    let broken = source.replace("-> phone_resolution", "-> phone_resolutoin");
+    let (s, v) =
+        api.call("POST", "/processes/complaint/test", Some("admin"), Some(&body(Some(&broken), false)), &[]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["diagnostics"].to_string().contains("FLOW011"), "{v}");
+    // Who and what is refused.
+    let other = read("processes/repair.flow");
+    for (who, uri, body, status) in [
+        ("crm", "/processes/complaint/test", body(None, false), StatusCode::FORBIDDEN),
+        ("admin", "/processes/complaint/test", json!({ "scenarios": [] }).to_string(), StatusCode::BAD_REQUEST),
+        ("admin", "/processes/complaint/test", body(Some(&other), false), StatusCode::BAD_REQUEST),
+        ("admin", "/processes/nothing/test", body(None, false), StatusCode::NOT_FOUND),
+        ("admin", "/processes/complaint/test", json!({ "scenarios": 1 }).to_string(), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (s, v) = api.call("POST", uri, Some(who), Some(&body), &[]).await;
+        assert_eq!(s, status, "{who} {uri} {body}: {v}");
+    }
+}

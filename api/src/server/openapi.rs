@@ -174,7 +174,7 @@ impl utoipa::Modify for ErrorResponses {
     info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
     paths(
         health::health, processes::list_processes, processes::show_process, processes::diagram,
-        processes::process_schema, processes::process_diff, processes::deploy, instances::start, instances::list_instances,
+        processes::process_schema, processes::process_diff, processes::test_process, processes::deploy, instances::start, instances::list_instances,
         instances::get_instance, instances::get_instance_by_key, instances::history, instances::message,
         instances::cancel, instances::suspend, instances::resume, instances::retry, instances::update_fields,
         tasks::inbox, tasks::claim, tasks::release, tasks::complete, tasks::reassign_task,

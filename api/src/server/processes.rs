@@ -2,13 +2,14 @@
 
 use super::auth::{require_admin, Caller};
 use super::error::ApiError;
+use super::extract::Body;
 use super::extract::Q;
 use super::json::text_body;
-use super::Shared;
+use super::{blocking, Shared};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use caseflow_engine::EngineError;
+use caseflow_engine::{EngineError, MemoryStore};
 use serde::Deserialize;
 use serde_json::{json, Map, Value as Json};
 
@@ -319,22 +320,137 @@ pub(crate) async fn deploy(
             let status = if outcome.changed { StatusCode::CREATED } else { StatusCode::OK };
             Ok((status, axum::Json(serde_json::to_value(&outcome).unwrap_or(Json::Null))).into_response())
         }
-        Err(EngineError::Rejected(diagnostics)) => {
-            let list: Vec<_> = diagnostics.iter().map(|d| d.to_json("deploy.flow", &body)).collect();
-            let problem = json!({
-                "type": "https://caseflow.dev/problems/invalid-definition",
-                "title": "Unprocessable Entity",
-                "status": 422,
-                "detail": format!("the definition has {} error(s)", diagnostics.iter().filter(|d| d.is_error()).count()),
-                "diagnostics": list,
-            });
-            Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                [(header::CONTENT_TYPE, "application/problem+json")],
-                problem.to_string(),
-            )
-                .into_response())
-        }
+        Err(EngineError::Rejected(diagnostics)) => Ok(invalid_definition(&diagnostics, &body)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// 422 with the diagnostics of `caseflow check`, for a source that does not check.
+fn invalid_definition(diagnostics: &[caseflow_dsl::diag::Diagnostic], source: &str) -> Response {
+    let list: Vec<_> = diagnostics.iter().map(|d| d.to_json("deploy.flow", source)).collect();
+    let problem = json!({
+        "type": "https://caseflow.dev/problems/invalid-definition",
+        "title": "Unprocessable Entity",
+        "status": 422,
+        "detail": format!("the definition has {} error(s)", diagnostics.iter().filter(|d| d.is_error()).count()),
+        "diagnostics": list,
+    });
+    (StatusCode::UNPROCESSABLE_ENTITY, [(header::CONTENT_TYPE, "application/problem+json")], problem.to_string())
+        .into_response()
+}
+
+/// Scenarios one request may run.
+const TEST_SCENARIOS_MAX: usize = 50;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"source": "process complaint { ... }", "scenarios": [{"name": "happy_path.toml", "text": "description = \"...\"\nprocess = \"complaint\"\nstart_at = \"2026-11-23T10:00\"\n..."}], "coverage": true}))]
+pub(crate) struct TestRequest {
+    /// The `.flow` source to test, not deployed; the latest deployed version by default.
+    source: Option<String>,
+    /// Scenario files (docs/testing.md), at most 50.
+    scenarios: Vec<TestScenario>,
+    /// Also report what the scenarios did not reach of the process.
+    #[serde(default)]
+    coverage: bool,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TestScenario {
+    /// The name failures are reported under.
+    name: String,
+    /// The scenario's TOML text.
+    text: String,
+}
+
+/// Run scenarios against a source
+///
+/// Runs scenario files, as `caseflow test` does, against a `.flow` source that is not deployed
+/// (or the latest deployed version), the other processes as deployed and the rules in force,
+/// in memory on a manual clock: nothing is stored and nothing is deployed. Administrators
+/// only. A failed scenario is a 200 with `failed` > 0; a source that does not check is a 422.
+#[utoipa::path(
+    post,
+    path = "/processes/{id}/test",
+    params(("id" = String, Path, description = "Process id")),
+    request_body = TestRequest,
+    responses(
+        (status = 200, description = "Every scenario's result", body = crate::schemas::TestReport),
+        (status = 400, description = "No scenario, more than 50, or a source of another process"),
+        (status = 403, description = "Administrators only"),
+        (status = 404, description = "No such process and no source given"),
+        (status = 422, description = "The source does not check, with the diagnostics of caseflow check")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn test_process(
+    State(state): State<Shared>,
+    Caller(actor, _): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<TestRequest>,
+) -> Result<Response, ApiError> {
+    use caseflow_engine::scenario::{self, ScenarioFile, Setup};
+    require_admin(&actor)?;
+    if req.scenarios.is_empty() || req.scenarios.len() > TEST_SCENARIOS_MAX {
+        return Err(ApiError::bad_request(format!(
+            "send from 1 to {TEST_SCENARIOS_MAX} scenarios ({} sent)",
+            req.scenarios.len()
+        )));
+    }
+    let engine = state.engine.clone();
+    let source = match req.source {
+        Some(s) => s,
+        None => engine
+            .definition(&id, None)
+            .ok_or_else(|| ApiError::unknown_process(format!("no process `{id}`")))?
+            .source
+            .clone(),
+    };
+    blocking(move || {
+        match caseflow_dsl::parse::parse(&source) {
+            Err(diagnostics) => return Ok(invalid_definition(&diagnostics, &source)),
+            Ok(ast) if ast.id.name != id => {
+                return Err(ApiError::bad_request(format!("the source defines process `{}`, not `{id}`", ast.id.name)))
+            }
+            Ok(_) => {}
+        }
+        let rules = engine.rules();
+        // The other processes as deployed, so that calls between them check and run.
+        let mut sources = vec![caseflow_dsl::SourceFile { name: format!("{id}.flow"), text: source.clone() }];
+        for (other, _) in engine.definitions() {
+            if other != id {
+                if let Some(d) = engine.definition(&other, None) {
+                    sources.push(caseflow_dsl::SourceFile { name: format!("{other}.flow"), text: d.source.clone() });
+                }
+            }
+        }
+        let reports = caseflow_dsl::check_files(&sources, Some(&rules.catalog()));
+        let checked = &reports[0].checked;
+        if checked.diagnostics.iter().any(|d| d.is_error()) {
+            return Ok(invalid_definition(&checked.diagnostics, &source));
+        }
+        let setup = Setup::new(sources, (*rules).clone()).map_err(|refusals| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-definition", refusals.join("; "))
+        })?;
+        let outcomes: Vec<_> = req
+            .scenarios
+            .into_iter()
+            .map(|s| scenario::run(&setup, &ScenarioFile { name: s.name, text: s.text }, MemoryStore::new()))
+            .collect();
+        let failed = outcomes.iter().filter(|o| !o.passed()).count();
+        let coverage = req.coverage.then(|| {
+            let reached = outcomes.iter().flat_map(|o| o.reached.iter().cloned()).collect();
+            scenario::coverage([id.as_str()], setup.models(), &reached, true)
+        });
+        let report = json!({
+            "process": id,
+            "passed": outcomes.len() - failed,
+            "failed": failed,
+            "scenarios": outcomes,
+            "coverage": coverage.and_then(|c| c.into_iter().next()),
+        });
+        Ok(axum::Json(report).into_response())
+    })
+    .await
 }
