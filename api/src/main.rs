@@ -81,6 +81,16 @@ enum Command {
         /// and cancellation that no scenario reached.
         #[arg(long)]
         coverage: bool,
+        /// Instead of running scenarios, print one written from the real history of this case
+        /// (its id or business key) in `--data`: a case that went wrong becomes a test.
+        #[arg(long, value_name = "CASE", requires = "data")]
+        record: Option<String>,
+        /// The (stopped) server's data directory to record from.
+        #[arg(long, value_name = "DATA_DIR", requires = "record")]
+        data: Option<PathBuf>,
+        /// The data directory's field key (default: DATA_DIR/field.key when present).
+        #[arg(long, requires = "record")]
+        field_key: Option<PathBuf>,
     },
     /// Print a process as a diagram.
     Graph {
@@ -202,7 +212,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Test { paths, processes, rules, format, coverage } => {
+        Command::Test { record: Some(case), data: Some(data), rules, field_key, .. } => {
+            test_command::record(&case, &data, &rules, field_key.as_deref())
+        }
+        Command::Test { paths, processes, rules, format, coverage, .. } => {
             test_command::test(&paths, &processes, &rules, format, coverage)
         }
         Command::Graph { file, format } => {
@@ -325,25 +338,8 @@ fn load_catalog(dir: &Path) -> Result<Option<RuleCatalog>> {
 /// What the rules of `dir` would do to the open work stored in `data` (`rules check --against`).
 fn rules_impact(dir: &Path, data: &Path, field_key: Option<&Path>) -> Result<ExitCode> {
     use caseflow_engine::clock::Clock;
-    if !data.join("db").is_file() {
-        anyhow::bail!("{} holds no caseflow store (no `db` file): give a server's data directory", data.display());
-    }
     let rules = load_rules(dir)?.map_err(|_| anyhow::anyhow!("the rules of {} do not load", dir.display()))?;
-    let options = caseflow_engine::StoreOptions { checkpoint_bytes: None, ..Default::default() };
-    let store = caseflow_engine::Store::open(data, &options).with_context(|| {
-        format!("opening the store in {} (is a server running on it? stop it first)", data.display())
-    })?;
-    let mut engine = caseflow_engine::Engine::open(store, rules.clone())?;
-    if let Some(f) = field_key.filter(|f| !f.exists()) {
-        anyhow::bail!("the field key {} does not exist", f.display());
-    }
-    let key_file = field_key.map(Path::to_path_buf).unwrap_or_else(|| data.join("field.key"));
-    if key_file.exists() {
-        let key = caseflow::config::field_key(&key_file)?;
-        engine = engine.with_field_key(&key)?;
-    } else {
-        eprintln!("warning: no field key at {}: sensitive fields stay sealed", key_file.display());
-    }
+    let engine = open_data_dir(data, &rules, field_key)?;
     let impact = engine.rules_impact(&rules, caseflow_engine::clock::SystemClock.now())?;
     println!("against {} (nothing applied):", data.display());
     println!("  open cases: {}, open tasks: {}", impact.cases, impact.open_tasks);
@@ -362,6 +358,30 @@ fn rules_impact(dir: &Path, data: &Path, field_key: Option<&Path>) -> Result<Exi
         println!("  cases the core could not recompute under these rules: {}", impact.not_recomputed);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The engine over a stopped server's data directory, with its field key (`field_key`, or
+/// `DATA_DIR/field.key` when present) to read sensitive fields.
+pub(crate) fn open_data_dir(data: &Path, rules: &RuleSet, field_key: Option<&Path>) -> Result<caseflow_engine::Engine> {
+    if !data.join("db").is_file() {
+        anyhow::bail!("{} holds no caseflow store (no `db` file): give a server's data directory", data.display());
+    }
+    let options = caseflow_engine::StoreOptions { checkpoint_bytes: None, ..Default::default() };
+    let store = caseflow_engine::Store::open(data, &options).with_context(|| {
+        format!("opening the store in {} (is a server running on it? stop it first)", data.display())
+    })?;
+    let mut engine = caseflow_engine::Engine::open(store, rules.clone())?;
+    if let Some(f) = field_key.filter(|f| !f.exists()) {
+        anyhow::bail!("the field key {} does not exist", f.display());
+    }
+    let key_file = field_key.map(Path::to_path_buf).unwrap_or_else(|| data.join("field.key"));
+    if key_file.exists() {
+        let key = caseflow::config::field_key(&key_file)?;
+        engine = engine.with_field_key(&key)?;
+    } else {
+        eprintln!("warning: no field key at {}: sensitive fields stay sealed", key_file.display());
+    }
+    Ok(engine)
 }
 
 fn rules_check(dir: &Path, processes: &Path) -> Result<ExitCode> {

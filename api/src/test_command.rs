@@ -1,7 +1,7 @@
 //! `caseflow test`: scenario files run against the real engine (in memory, a manual clock),
 //! the processes of `--processes` and the rules of `--rules`.
 
-use crate::{collect, load_rules, print_rules_errors, read, OutputFormat};
+use crate::{collect, load_rules, open_data_dir, print_rules_errors, read, OutputFormat};
 use anyhow::Result;
 use caseflow_dsl::SourceFile;
 use caseflow_engine::scenario::{self, Outcome, ScenarioFile, Setup};
@@ -122,4 +122,29 @@ fn print_outcome(o: &Outcome) {
 
 fn show_paths(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// `caseflow test --record CASE --data DATA_DIR`: the scenario of a real case, on stdout.
+pub fn record(case: &str, data: &Path, rules: &Path, field_key: Option<&Path>) -> Result<ExitCode> {
+    let rules = match load_rules(rules)? {
+        Ok(r) => r,
+        Err(errors) => {
+            print_rules_errors(&errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let engine = open_data_dir(data, &rules, field_key)?;
+    let by_key = engine.instance_by_key(case)?;
+    let id = match (by_key, case.parse::<u64>()) {
+        (Some(inst), _) => inst.id,
+        (None, Ok(n)) if engine.instance(caseflow_core::case::InstanceId(n))?.is_some() => {
+            caseflow_core::case::InstanceId(n)
+        }
+        _ => {
+            eprintln!("error: no case with id or business key `{case}` in {}", data.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    print!("{}", scenario::record(&engine, id)?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -256,3 +256,68 @@ fn test_of_the_shipped_scenarios_passes_with_full_coverage() {
     assert!(stdout.contains("complaint") && stdout.contains("100.0%"), "{stdout}");
     assert!(stdout.trim_end().ends_with("failed") && stdout.contains(" 0 failed"), "{stdout}");
 }
+
+/// `caseflow test --record`: a case of a (stopped) server's data directory becomes a scenario,
+/// which `caseflow test` then runs and passes.
+#[test]
+fn a_recorded_case_becomes_a_scenario_that_passes() {
+    use caseflow_core::case::{Actor, Command as CaseCommand};
+    use caseflow_core::value::Value;
+    use caseflow_engine::{Durability, Engine, Store, StoreOptions};
+    let tmp = std::env::temp_dir().join(format!("caseflow-cli-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let data = tmp.join("data");
+    let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
+    let key = {
+        let rules = caseflow_tests::shipped_rules();
+        let engine = Engine::open(Store::open(&data, &options).unwrap(), rules.clone()).unwrap();
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00+08:00").unwrap().to_utc();
+        engine.deploy(&std::fs::read_to_string(root().join("processes/complaint.flow")).unwrap(), t0).unwrap();
+        let fields =
+            [("customer", "第一中学"), ("contact", "138"), ("content", "投影仪无法开机"), ("urgency", "medium")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
+                .collect();
+        let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
+        let inst = engine.start("complaint", fields, &crm, None, t0).unwrap();
+        // The representative answers an hour later; the verification then runs late.
+        let task = inst.tasks.values().next().unwrap().clone();
+        let rep = task.assignee.clone().unwrap();
+        let actor = Actor { id: rep.clone(), roles: rules.users[&rep].roles.clone(), admin: false };
+        let cause = [("cause".to_string(), Value::Text("quality".into()))].into();
+        engine
+            .command(
+                inst.id,
+                &actor,
+                CaseCommand::CompleteTask { task: task.seq, fields: cause },
+                t0 + chrono::Duration::hours(1),
+            )
+            .unwrap();
+        let later = t0 + chrono::Duration::days(3);
+        while engine.fire_due(later, 100).unwrap() > 0 {}
+        inst.business_key
+    };
+    let data_arg = data.display().to_string();
+    let out = caseflow(&["test", "--record", &key, "--data", &data_arg]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let recorded = text(&out.stdout);
+    for line in [
+        "process = \"complaint\"",
+        "start_at = \"2026-11-23T10:00\"",
+        "complete = \"receive\"",
+        "advance_to = \"2026-11-23T11:00\"",
+    ] {
+        assert!(recorded.lines().any(|l| l == line), "no `{line}` in:\n{recorded}");
+    }
+    assert!(recorded.contains("task_overdue@verify"), "{recorded}");
+    let file = tmp.join("recorded.toml");
+    std::fs::write(&file, &recorded).unwrap();
+    let out = caseflow(&["test", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}\n{recorded}", text(&out.stdout));
+    // A case that is not there is an error, with nothing printed to stdout.
+    let out = caseflow(&["test", "--record", "NO-SUCH-CASE", "--data", &data_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no case with id or business key `NO-SUCH-CASE`"), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -1467,3 +1467,47 @@ async fn scenarios_run_against_an_undeployed_source() {
         assert_eq!(s, status, "{who} {uri} {body}: {v}");
     }
 }
+
+/// `GET /instances/{id}/scenario`: a real case written as a scenario, which
+/// `POST /processes/{id}/test` then runs and passes.
+#[tokio::test]
+async fn a_case_recorded_as_a_scenario_replays() {
+    let api = Api::new();
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let id = inst["id"].as_u64().unwrap();
+    // Within the 10 minutes of a high-urgency complaint (the timer driver is not running here).
+    api.clock.advance(Duration::minutes(5));
+    let (_, inbox) = api.call("GET", "/tasks", Some("liu_yang"), None, &[]).await;
+    let task = inbox["tasks"][0]["id"].as_str().unwrap().to_string();
+    let done = Some(r#"{"fields":{"cause":"quality"}}"#);
+    let (s, _) = api.call("POST", &format!("/tasks/{task}/complete"), Some("liu_yang"), done, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    api.clock.advance(Duration::days(3));
+    while api.engine.fire_due(api.clock.now(), 100).unwrap() > 0 {}
+    let get = |who: &'static str, uri: String| {
+        let app = api.app.clone();
+        async move {
+            let req =
+                Request::builder().uri(uri).header("authorization", format!("Bearer t-{who}")).body(Body::empty());
+            let resp = app.oneshot(req.unwrap()).await.unwrap();
+            let status = resp.status();
+            let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, ctype, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    let (s, ctype, recorded) = get("admin", format!("/instances/{id}/scenario")).await;
+    assert_eq!((s, ctype.as_deref()), (StatusCode::OK, Some("text/plain; charset=utf-8")), "{recorded}");
+    assert!(
+        recorded.contains("complete = \"receive\"\nby = \"liu_yang\"\nfields = { cause = \"quality\" }"),
+        "{recorded}"
+    );
+    assert!(recorded.contains("advance_to = \"2026-11-23T10:05\""), "{recorded}");
+    assert!(recorded.contains("task_overdue@verify"), "{recorded}");
+    let body = json!({ "scenarios": [{ "name": "recorded.toml", "text": recorded }] }).to_string();
+    let (s, v) = api.call("POST", "/processes/complaint/test", Some("admin"), Some(&body), &[]).await;
+    assert_eq!((s, &v["passed"]), (StatusCode::OK, &json!(1)), "{v}\n{recorded}");
+    // Administrators only; an unknown case is a 404.
+    assert_eq!(get("liu_yang", format!("/instances/{id}/scenario")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(get("admin", "/instances/999/scenario".into()).await.0, StatusCode::NOT_FOUND);
+}

@@ -65,3 +65,45 @@ fn run_folder(folder: &str, processes: Vec<caseflow_dsl::SourceFile>, full: bool
     eprintln!("{count} scenarios passed");
     assert!(missing.is_empty(), "not reached by any scenario (coverage must be 100%):\n{}", missing.join("\n"));
 }
+
+/// `caseflow test --record`: every shipped scenario's case, recorded from its history and
+/// replayed under the same processes and rules, passes, and reaches the same steps. (Not the
+/// scenarios with earlier cases: a recording carries one case and its sub-process cases.)
+#[test]
+fn recorded_cases_replay_to_the_same_history() {
+    let setup = Setup::new(shipped_processes(), shipped_rules()).unwrap();
+    let mut failures = Vec::new();
+    let mut recorded = 0;
+    for folder in std::fs::read_dir(root().join("processes/tests")).unwrap() {
+        let folder = folder.unwrap().path();
+        let rel = folder.strip_prefix(root()).unwrap().display().to_string();
+        for path in files(&rel, "toml") {
+            let name = path.strip_prefix(root()).unwrap().display().to_string();
+            let file = ScenarioFile { name: name.clone(), text: read(&path) };
+            if file.text.contains("[[earlier]]") {
+                continue; // its path depends on other cases, which a recording does not carry
+            }
+            let (outcome, case) = scenario::run_keeping(&setup, &file, MemoryStore::new());
+            assert!(outcome.passed(), "{name}: {:?}", outcome.failure);
+            let Some((engine, id)) = case else { continue }; // a refused start leaves no case
+            let text = scenario::record(&engine, id).unwrap();
+            recorded += 1;
+            let replay = ScenarioFile { name: format!("{name} (recorded)"), text: text.clone() };
+            let again = scenario::run(&setup, &replay, MemoryStore::new());
+            match &again.failure {
+                Some(f) => failures.push(format!("{name}: {f:?}\n--- recorded\n{text}")),
+                None if again.reached != outcome.reached => {
+                    failures.push(format!("{name}: the replay reached other steps\n--- recorded\n{text}"))
+                }
+                None => {}
+            }
+        }
+    }
+    assert!(recorded > 50, "only {recorded} cases recorded");
+    assert!(
+        failures.is_empty(),
+        "{} of {recorded} recordings do not replay:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}

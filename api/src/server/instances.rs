@@ -143,6 +143,42 @@ pub(crate) async fn get_instance_by_key(
     Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
 }
 
+/// A case as a scenario
+///
+/// The scenario file (`docs/testing.md`) written from the case's real history, as `caseflow
+/// test --record` writes it: its start, each action at the time it happened, what followed as
+/// expectations, and the case as it is now. Save it next to the process's scenarios and edit
+/// the expectations to what should have happened. Administrators only (it holds every value).
+#[utoipa::path(
+    get,
+    path = "/instances/{id}/scenario",
+    params(("id" = u64, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The scenario, as TOML", body = String, content_type = "text/plain",
+            example = json!("description = \"Recorded from case 20261123-001 (complaint version 1); edit the expectations to what should have happened\"\nprocess = \"complaint\"\nstart_at = \"2026-11-23T10:00\"\n\n[fields]\ncustomer = \"第一中学\"\nurgency = \"high\"\n\n[[step]]\nadvance_to = \"2026-11-23T10:05\"\ncomplete = \"receive\"\nby = \"liu_yang\"\nfields = { cause = \"quality\" }\nexpect_history = [\"task_opened@receive\", \"decision_table@route\", \"task_opened@verify\"]\n\n[[step]]\nexpect_tasks = [{ step = \"verify\", assignee = \"zhang_wei\", due = \"2026-11-24T18:00\" }]\nexpect_status = \"running\"\n")),
+        (status = 403, description = "Administrators only"),
+        (status = 404, description = "No such instance")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn scenario(
+    State(state): State<Shared>,
+    Caller(actor, _): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&actor)?;
+    let id = parse_instance_id(&id)?;
+    let s = state.clone();
+    let text = blocking(move || {
+        if s.engine.instance(id)?.is_none() {
+            return Err(ApiError::unknown_instance(format!("no instance {id}")));
+        }
+        Ok(caseflow_engine::scenario::record(&s.engine, id)?)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
 /// A case's audit trail
 ///
 /// Every event in order: who, when, which step, what changed, how late, under which rules version.

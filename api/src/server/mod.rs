@@ -105,6 +105,7 @@ pub fn router(state: Shared, limits: RequestLimits) -> Router {
         .route("/instances/:id", get(get_instance))
         .route("/instances/by-key/:key", get(get_instance_by_key))
         .route("/instances/:id/history", get(history))
+        .route("/instances/:id/scenario", get(scenario))
         .route("/instances/:id/messages", post(message))
         .route("/instances/:id/cancel", post(cancel))
         .route("/instances/:id/suspend", post(suspend))

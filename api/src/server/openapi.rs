@@ -175,7 +175,7 @@ impl utoipa::Modify for ErrorResponses {
     paths(
         health::health, processes::list_processes, processes::show_process, processes::diagram,
         processes::process_schema, processes::process_diff, processes::test_process, processes::deploy, instances::start, instances::list_instances,
-        instances::get_instance, instances::get_instance_by_key, instances::history, instances::message,
+        instances::get_instance, instances::get_instance_by_key, instances::history, instances::scenario, instances::message,
         instances::cancel, instances::suspend, instances::resume, instances::retry, instances::update_fields,
         tasks::inbox, tasks::claim, tasks::release, tasks::complete, tasks::reassign_task,
         tasks::delegate_task, rules::rules_in_force, rules::reload_rules, rules::upload_rules_file,

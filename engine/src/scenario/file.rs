@@ -60,6 +60,15 @@ pub struct Step {
     pub delegate: Option<String>,
     /// `by` claims this step's task.
     pub claim: Option<String>,
+    /// The assignee (or `by`) gives this step's task back to its role's queue.
+    pub release: Option<String>,
+    /// An administrator (or `by`) suspends, resumes or retries the case.
+    #[serde(default)]
+    pub suspend: bool,
+    #[serde(default)]
+    pub resume: bool,
+    #[serde(default)]
+    pub retry: bool,
     /// An administrator (or `by`) updates the case's fields.
     #[serde(default)]
     pub set_fields: toml::Table,

@@ -4,6 +4,7 @@
 //!
 //! - `file.rs` — the TOML format, read with the line of every step;
 //! - `run.rs` — walking one scenario on a given storage, and what failed where;
+//! - `record.rs` — a scenario written from a case's real history;
 //! - `coverage.rs` — what a process offers to reach (steps, decision arms, reminders, missed
 //!   deadlines, a cancellation) and what the scenarios reached.
 //!
@@ -11,8 +12,10 @@
 
 mod coverage;
 mod file;
+mod record;
 mod run;
 
 pub use coverage::{coverage, required, Fact, ProcessCoverage, Reach};
 pub use file::{parse, Scenario, ScenarioFile};
-pub use run::{run, Failure, Outcome, Setup};
+pub use record::record;
+pub use run::{run, run_keeping, Failure, Outcome, Setup};

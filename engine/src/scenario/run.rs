@@ -96,6 +96,15 @@ impl Outcome {
 
 /// Runs one scenario on `store` (empty): parses it, deploys the setup's processes, walks it.
 pub fn run<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> Outcome {
+    run_keeping(setup, file, store).0
+}
+
+/// The engine a scenario ran on, and its case.
+pub type RanCase<S> = (Arc<Engine<S>>, InstanceId);
+
+/// As `run`, and hands back the engine it ran on with the scenario's case (once started), to
+/// look at or record the case afterwards.
+pub fn run_keeping<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> (Outcome, Option<RanCase<S>>) {
     let mut outcome = Outcome {
         name: file.name.clone(),
         description: String::new(),
@@ -108,7 +117,7 @@ pub fn run<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> Outcome 
         Ok(s) => s,
         Err(failure) => {
             outcome.failure = Some(failure);
-            return outcome;
+            return (outcome, None);
         }
     };
     outcome.description = scenario.description.clone();
@@ -117,7 +126,7 @@ pub fn run<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> Outcome 
         Ok(w) => w,
         Err(problem) => {
             outcome.failure = Some(problem.at(None, Some(line_of(&file.text, scenario.start_at.span().start))));
-            return outcome;
+            return (outcome, None);
         }
     };
     let result = walk.scenario(&scenario, &file.text);
@@ -126,7 +135,8 @@ pub fn run<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> Outcome 
         Ok(()) => outcome.reached = walk.reached(),
         Err(failure) => outcome.failure = Some(failure),
     }
-    outcome
+    let case = (walk.root != InstanceId(0)).then(|| (walk.engine.clone(), walk.root));
+    (outcome, case)
 }
 
 /// A failed expectation or refused action, before it is placed at a step.
@@ -431,6 +441,30 @@ impl<S: Storage> Walk<S> {
             self.log.push(action.clone());
             let command = Command::Claim { task: task.seq };
             result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
+        }
+        if let Some(step) = &s.release {
+            let (id, task) = self.task_at(&format!("release `{step}`"), step)?;
+            let by = s.by.clone().or(task.assignee.clone()).unwrap_or_else(|| "admin".into());
+            action = format!("{by} releases `{step}`");
+            self.log.push(action.clone());
+            let command = Command::Release { task: task.seq };
+            result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
+        }
+        for (asked, verb, command) in [
+            (s.suspend, "suspends", Command::Suspend),
+            (s.resume, "resumes", Command::Resume),
+            (s.retry, "retries", Command::Retry),
+        ] {
+            if asked {
+                let by = s.by.clone().unwrap_or_else(|| "admin".into());
+                action = format!("{by} {verb} the case");
+                self.log.push(action.clone());
+                result = self
+                    .engine
+                    .command(self.root, &self.staff(&by), command, now())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+            }
         }
         if !s.set_fields.is_empty() {
             let by = s.by.clone().unwrap_or_else(|| "admin".into());

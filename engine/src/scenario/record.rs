@@ -1,0 +1,295 @@
+//! Recording: a scenario written from a case's real history, so that a case that went wrong
+//! becomes a test. The actions (completions, messages, cancellations, reassignments, …) are
+//! taken from the history in order, each at the time it happened; what followed each of them
+//! (decisions, tasks opened, deadlines missed, escalations) becomes the step's
+//! `expect_history`, and the case as it is now its last step's expectations. Replayed under
+//! the same process version and rules, the scenario passes; the owner then edits what should
+//! have happened instead.
+
+use crate::{Engine, EngineError, Storage};
+use caseflow_core::case::{HistoryEntry, HistoryEvent, Instance, InstanceId, Status};
+use caseflow_core::value::Value;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use std::fmt::Write;
+
+/// An action of the history, as a scenario step writes it.
+struct Action {
+    at: DateTime<Utc>,
+    lines: Vec<String>,
+    expect: Vec<String>,
+}
+
+/// The scenario of case `id` (and its sub-process cases), as TOML text.
+pub fn record<S: Storage>(engine: &Engine<S>, id: InstanceId) -> Result<String, EngineError> {
+    let Some(root) = engine.instance(id)? else {
+        return Err(EngineError::UnknownInstance(id.to_string()));
+    };
+    let zone = engine.rules().calendar.time_zone;
+    let users = engine.rules().users.clone();
+    let mut family = Vec::new();
+    let entries = family_history(engine, root.clone(), &mut family)?;
+    let mut start_fields = Vec::new();
+    let mut started_by = None;
+    let mut actions: Vec<Action> = Vec::new();
+    // Entries after the last action that its step cannot check yet: a timer's (it fires during
+    // the next step's advance, even at the same instant) and what followed it.
+    let mut pending: Vec<(DateTime<Utc>, String)> = Vec::new();
+    let mut after_timer = false;
+    for (n, e) in &entries {
+        let by = || toml_str(&e.actor);
+        let step = e.step.clone().unwrap_or_default();
+        let mut lines = Vec::new();
+        match e.event {
+            HistoryEvent::Started if *n == 0 => {
+                start_fields = e.changes.iter().map(|(k, _, v)| format!("{} = {}", key(k), toml_value(v))).collect();
+                started_by = users.contains_key(&e.actor).then(|| e.actor.clone());
+                continue;
+            }
+            HistoryEvent::TaskCompleted => {
+                lines.push(format!("complete = {}", toml_str(&step)));
+                lines.push(format!("by = {}", by()));
+                if !e.changes.is_empty() {
+                    lines.push(format!("fields = {}", inline_table(&e.changes)));
+                }
+            }
+            HistoryEvent::MessageReceived | HistoryEvent::MessageKept => {
+                let name = e.detail.split(" until ").next().unwrap_or_default();
+                // A kept message delivered later is the flow's doing, not an action; one
+                // message heard by several steps is one action.
+                let repeated = actions.last().is_some_and(|a| {
+                    a.at == e.at && a.lines.first().is_some_and(|l| *l == format!("message = {}", toml_str(name)))
+                });
+                if e.detail.contains("(kept since") || repeated {
+                    follows(&mut actions, &mut pending, &mut after_timer, e);
+                    continue;
+                }
+                lines.push(format!("message = {}", toml_str(name)));
+            }
+            HistoryEvent::Cancelled if *n == 0 => {
+                lines.push(format!("cancel = {}", toml_str(&e.detail)));
+                lines.push(format!("by = {}", by()));
+            }
+            HistoryEvent::TaskReassigned | HistoryEvent::TaskDelegated => {
+                let to = e.detail.strip_prefix("to ").and_then(|d| d.split(':').next()).unwrap_or_default();
+                let verb = if e.event == HistoryEvent::TaskReassigned { "reassign" } else { "delegate" };
+                lines.push(format!("{verb} = {}", toml_str(&step)));
+                lines.push(format!("to = {}", toml_str(to)));
+                lines.push(format!("by = {}", by()));
+            }
+            HistoryEvent::TaskClaimed => {
+                lines.push(format!("claim = {}", toml_str(&step)));
+                lines.push(format!("by = {}", by()));
+            }
+            HistoryEvent::TaskReleased => {
+                lines.push(format!("release = {}", toml_str(&step)));
+                lines.push(format!("by = {}", by()));
+            }
+            HistoryEvent::FieldsUpdated => {
+                lines.push(format!("set_fields = {}", inline_table(&e.changes)));
+                lines.push(format!("by = {}", by()));
+            }
+            HistoryEvent::Suspended if *n == 0 => lines.push("suspend = true".into()),
+            HistoryEvent::Resumed if *n == 0 => lines.push("resume = true".into()),
+            HistoryEvent::Retried if *n == 0 => lines.push("retry = true".into()),
+            _ => {
+                follows(&mut actions, &mut pending, &mut after_timer, e);
+                continue;
+            }
+        }
+        let expect = pending.drain(..).map(|(_, name)| name).collect();
+        actions.push(Action { at: e.at, lines, expect });
+        after_timer = false;
+    }
+    let tail = pending;
+
+    let mut out = String::new();
+    let def_version = root.version;
+    let _ = writeln!(
+        out,
+        "description = {}",
+        toml_str(&format!(
+            "Recorded from case {} ({} version {def_version}); edit the expectations to what should have happened",
+            root.business_key, root.process
+        ))
+    );
+    let _ = writeln!(out, "process = {}", toml_str(&root.process));
+    let _ = writeln!(out, "start_at = {}", toml_str(&local(zone, root.started_at)));
+    if let Some(u) = started_by {
+        let _ = writeln!(out, "started_by = {}", toml_str(&u));
+    }
+    if !start_fields.is_empty() {
+        let _ = writeln!(out, "\n[fields]\n{}", start_fields.join("\n"));
+    }
+    let mut clock = root.started_at;
+    for a in &actions {
+        out.push_str("\n[[step]]\n");
+        if a.at > clock {
+            let _ = writeln!(out, "advance_to = {}", toml_str(&local(zone, a.at)));
+            clock = a.at;
+        }
+        for l in &a.lines {
+            let _ = writeln!(out, "{l}");
+        }
+        if !a.expect.is_empty() {
+            let _ = writeln!(out, "expect_history = [{}]", dedup(&a.expect).join(", "));
+        }
+    }
+    // The last step: the rest of the history, and the case as it is now.
+    out.push_str("\n[[step]]\n");
+    if let Some(last) = tail.iter().map(|(at, _)| *at).max().filter(|t| *t > clock) {
+        let _ = writeln!(out, "advance_to = {}", toml_str(&local(zone, last)));
+    }
+    if !tail.is_empty() {
+        let names: Vec<String> = tail.into_iter().map(|(_, n)| n).collect();
+        let _ = writeln!(out, "expect_history = [{}]", dedup(&names).join(", "));
+    }
+    let _ = writeln!(out, "expect_tasks = [{}]", open_tasks(engine, &family, zone).join(", "));
+    let _ = writeln!(out, "expect_status = {}", toml_str(root.status.name()));
+    if let Status::Completed { outcome } = &root.status {
+        let _ = writeln!(out, "expect_outcome = {}", toml_str(outcome));
+    }
+    Ok(out)
+}
+
+/// Files an entry that is not an action: with the last action when that action caused it (same
+/// instant, no timer since), otherwise for the next step.
+fn follows(
+    actions: &mut [Action],
+    pending: &mut Vec<(DateTime<Utc>, String)>,
+    after_timer: &mut bool,
+    e: &HistoryEntry,
+) {
+    *after_timer |= matches!(
+        e.event,
+        HistoryEvent::TimerFired
+            | HistoryEvent::TaskOverdue
+            | HistoryEvent::ReminderSent
+            | HistoryEvent::EscalationDue
+            | HistoryEvent::WaitTimedOut
+            | HistoryEvent::SlaThreshold
+            | HistoryEvent::MessageExpired
+    );
+    match actions.last_mut() {
+        Some(last) if !*after_timer && last.at == e.at => last.expect.push(history_name(e)),
+        _ => {
+            *after_timer = true;
+            pending.push((e.at, history_name(e)));
+        }
+    }
+}
+
+/// The history of a case and its sub-process cases in the order it happened. Each sub-case's
+/// entries come after the entry that started it and, at one instant, before the entry that
+/// took its result (a scenario's clock often stands still for several steps).
+fn family_history<S: Storage>(
+    engine: &Engine<S>,
+    inst: Instance,
+    family: &mut Vec<Instance>,
+) -> Result<Vec<(usize, HistoryEntry)>, EngineError> {
+    let me = family.len();
+    family.push(inst.clone());
+    let mut merged: Vec<(usize, HistoryEntry)> = engine.history(inst.id)?.into_iter().map(|e| (me, e)).collect();
+    let mut taken_starts = 0usize;
+    let mut taken_returns: Vec<u64> = Vec::new();
+    for sub in engine.sub_cases(inst.id)? {
+        let Some(child) = engine.instance(sub.id)? else { continue };
+        let child_entries = family_history(engine, child, family)?;
+        // The parent's entry that started this sub-case, and the one that took its result.
+        let starts: Vec<usize> = merged
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, e))| *n == me && e.event == HistoryEvent::SubProcessStarted)
+            .map(|(i, _)| i)
+            .collect();
+        let Some(&start) = starts.get(taken_starts).or(starts.last()) else {
+            merged.extend(child_entries);
+            continue;
+        };
+        taken_starts += 1;
+        let call_step = merged[start].1.step.clone();
+        let returned = merged.iter().skip(start).find(|(n, e)| {
+            *n == me
+                && e.event == HistoryEvent::SubProcessReturned
+                && e.step == call_step
+                && !taken_returns.contains(&e.seq)
+        });
+        let returned_seq = returned.map(|(_, e)| e.seq);
+        taken_returns.extend(returned_seq);
+        let rest = merged.split_off(start + 1);
+        let (mut p, mut c) = (rest.into_iter().peekable(), child_entries.into_iter().peekable());
+        loop {
+            let take_parent = match (p.peek(), c.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((pn, pe)), Some((_, ce))) => {
+                    pe.at < ce.at || (pe.at == ce.at && (*pn != me || returned_seq.is_none_or(|r| pe.seq < r)))
+                }
+            };
+            merged.extend(if take_parent { p.next() } else { c.next() });
+        }
+    }
+    Ok(merged)
+}
+
+fn open_tasks<S: Storage>(engine: &Engine<S>, family: &[Instance], zone: Tz) -> Vec<String> {
+    let mut out = Vec::new();
+    for inst in family {
+        let Some(def) = engine.definition(&inst.process, Some(inst.version)) else { continue };
+        for t in inst.tasks.values() {
+            let mut parts = vec![format!("step = {}", toml_str(&def.model.step(t.step).name))];
+            if let Some(a) = &t.assignee {
+                parts.push(format!("assignee = {}", toml_str(a)));
+            }
+            if let Some(d) = t.due_at {
+                parts.push(format!("due = {}", toml_str(&local(zone, d))));
+            }
+            out.push(format!("{{ {} }}", parts.join(", ")));
+        }
+    }
+    out
+}
+
+/// `event@step`, as `expect_history` writes it.
+fn history_name(e: &HistoryEntry) -> String {
+    toml_str(&format!("{}{}", e.event, e.step.as_ref().map(|s| format!("@{s}")).unwrap_or_default()))
+}
+
+fn dedup(names: &[String]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    names.iter().filter(|n| seen.insert(n.as_str())).cloned().collect()
+}
+
+fn local(zone: Tz, t: DateTime<Utc>) -> String {
+    t.with_timezone(&zone).format("%Y-%m-%dT%H:%M").to_string()
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A bare key when it is one, quoted otherwise.
+fn key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        k.to_string()
+    } else {
+        toml_str(k)
+    }
+}
+
+fn inline_table(changes: &[(String, Option<Value>, Value)]) -> String {
+    let parts: Vec<String> = changes.iter().map(|(k, _, v)| format!("{} = {}", key(k), toml_value(v))).collect();
+    format!("{{ {} }}", parts.join(", "))
+}
+
+fn toml_value(v: &Value) -> String {
+    match v {
+        Value::Text(s) => toml_str(s),
+        Value::Int(i) => i.to_string(),
+        Value::Decimal(d) => toml::Value::Float(*d).to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::List(items) => format!("[{}]", items.iter().map(toml_value).collect::<Vec<_>>().join(", ")),
+        other => toml_str(&other.to_string()),
+    }
+}
