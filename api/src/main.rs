@@ -92,6 +92,31 @@ enum Command {
         #[arg(long, requires = "record")]
         field_key: Option<PathBuf>,
     },
+    /// Move the running cases of a process from one version to another in a (stopped)
+    /// server's data directory: where each lands, what it cannot move and why. `--dry-run`
+    /// changes nothing.
+    Migrate {
+        process: String,
+        #[arg(long)]
+        from: u32,
+        #[arg(long)]
+        to: u32,
+        /// Send an old step to a new one: `--map call_customer=visit` (repeatable); other
+        /// steps go to the step `renamed from` them, or of the same name.
+        #[arg(long = "map", value_name = "OLD=NEW")]
+        mapping: Vec<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_name = "DATA_DIR")]
+        data: PathBuf,
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// The data directory's field key (default: DATA_DIR/field.key when present).
+        #[arg(long)]
+        field_key: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
     /// Print a process as a diagram.
     Graph {
         file: PathBuf,
@@ -217,6 +242,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Test { paths, processes, rules, format, coverage, .. } => {
             test_command::test(&paths, &processes, &rules, format, coverage)
+        }
+        Command::Migrate { process, from, to, mapping, dry_run, data, rules, field_key, format } => {
+            let mut map = std::collections::BTreeMap::new();
+            for m in &mapping {
+                let Some((old, new)) = m.split_once('=') else {
+                    bail!("`--map {m}`: write OLD=NEW, the old step's name and the new one's");
+                };
+                map.insert(old.trim().to_string(), new.trim().to_string());
+            }
+            migrate(&process, from, to, &map, dry_run, &data, &rules, field_key.as_deref(), format)
         }
         Command::Graph { file, format } => {
             let text = read(&file)?;
@@ -356,6 +391,72 @@ fn rules_impact(dir: &Path, data: &Path, field_key: Option<&Path>) -> Result<Exi
     }
     if impact.not_recomputed > 0 {
         println!("  cases the core could not recompute under these rules: {}", impact.not_recomputed);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn migrate(
+    process: &str,
+    from: u32,
+    to: u32,
+    mapping: &std::collections::BTreeMap<String, String>,
+    dry_run: bool,
+    data: &Path,
+    rules_dir: &Path,
+    field_key: Option<&Path>,
+    format: OutputFormat,
+) -> Result<ExitCode> {
+    use caseflow_engine::clock::Clock;
+    let rules =
+        load_rules(rules_dir)?.map_err(|_| anyhow::anyhow!("the rules of {} do not load", rules_dir.display()))?;
+    let engine = open_data_dir(data, &rules, field_key)?;
+    let report = match engine.migrate(process, from, to, mapping, dry_run, caseflow_engine::clock::SystemClock.now()) {
+        Ok(r) => r,
+        Err(e @ (caseflow_engine::EngineError::BadMigration(_) | caseflow_engine::EngineError::UnknownProcess(_))) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let OutputFormat::Json = format {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if dry_run { "would move" } else { "moved" };
+    println!(
+        "{process} version {from} -> {to}{}: {} running case{}, {} {verb}, {} cannot move",
+        if dry_run { " (dry run: nothing changed)" } else { "" },
+        report.cases,
+        plural(report.cases),
+        report.moved,
+        report.refused
+    );
+    for (landing, n) in &report.landing {
+        println!("  {landing}: {n}");
+    }
+    for (reason, n) in &report.refusals {
+        println!("  cannot move ({n}): {reason}");
+    }
+    for r in report.results.iter().filter(|r| r.moved) {
+        let Some(plan) = &r.plan else { continue };
+        let mut parts = Vec::new();
+        if !plan.tasks_closed.is_empty() {
+            parts.push(format!("closes {}", plan.tasks_closed.join(", ")));
+        }
+        if !plan.tasks_opened.is_empty() {
+            parts.push(format!("opens {}", plan.tasks_opened.join(", ")));
+        }
+        for d in &plan.deadlines {
+            let show = |t: &Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or("none".into());
+            parts.push(format!("task {} due {} (was {})", d.task, show(&d.new), show(&d.old)));
+        }
+        if !plan.fields_defaulted.is_empty() {
+            parts.push(format!("defaults {}", plan.fields_defaulted.join(", ")));
+        }
+        if !parts.is_empty() {
+            println!("  case {}: {}", r.business_key, parts.join("; "));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -580,3 +580,70 @@ pub struct ProcessCoverage {
     /// Steps, decision arms, reminders, missed deadlines and the cancellation never reached.
     missing: Vec<String>,
 }
+
+/// What a migration did, or (dry run) would do.
+#[derive(ToSchema)]
+#[schema(example = json!({"process": "complaint", "from": 1, "to": 2, "dry_run": true, "cases": 3, "moved": 2, "refused": 1, "landing": {"receive -> receive (stays)": 1, "remote_assistance -> onsite_visit (entered)": 1}, "refusals": {"it waits at `file`, which version 2 does not have: map `file` to one of its steps": 1}, "results": [{"id": 1, "business_key": "20261123-001", "moved": true, "reasons": [], "plan": {"moves": [{"from": "receive", "to": "receive", "how": "stays"}], "tasks_kept": ["1-2"], "tasks_closed": [], "tasks_opened": [], "deadlines": [], "fields_defaulted": ["region"], "fields_dropped": []}}]}))]
+pub struct MigrationReport {
+    process: String,
+    from: u32,
+    to: u32,
+    dry_run: bool,
+    /// Running cases of version `from` (running, suspended or at an incident).
+    cases: usize,
+    /// Moved, or that would move in a dry run.
+    moved: usize,
+    /// Left on version `from`.
+    refused: usize,
+    /// `old -> new (stays|entered)`: how many cases land so.
+    landing: std::collections::BTreeMap<String, usize>,
+    /// Why cases cannot move: how many for each reason.
+    refusals: std::collections::BTreeMap<String, usize>,
+    /// Case by case, the first 1,000.
+    results: Vec<CaseMigration>,
+}
+
+#[derive(ToSchema)]
+pub struct CaseMigration {
+    id: u64,
+    business_key: String,
+    moved: bool,
+    /// Why it cannot move; empty when it moves.
+    reasons: Vec<String>,
+    plan: Option<CasePlan>,
+}
+
+/// What moving one case does.
+#[derive(ToSchema)]
+pub struct CasePlan {
+    /// Each place of the case: old step, new step, and whether the work stays or the new step is entered afresh.
+    moves: Vec<StepMove>,
+    /// Open tasks that stay (ids), now at their new step.
+    tasks_kept: Vec<String>,
+    /// Open tasks closed because their step is mapped to another one.
+    tasks_closed: Vec<String>,
+    /// Tasks opened where a step is entered afresh: `step for assignee`.
+    tasks_opened: Vec<String>,
+    /// Deadlines computed again under the new step's clauses.
+    deadlines: Vec<DeadlineChange>,
+    /// New fields given their default.
+    fields_defaulted: Vec<String>,
+    /// Fields the new version no longer declares.
+    fields_dropped: Vec<String>,
+}
+
+#[derive(ToSchema)]
+pub struct StepMove {
+    from: String,
+    to: String,
+    /// `stays` or `entered`.
+    how: String,
+}
+
+#[derive(ToSchema)]
+pub struct DeadlineChange {
+    task: String,
+    step: String,
+    old: Option<String>,
+    new: Option<String>,
+}

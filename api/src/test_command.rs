@@ -53,7 +53,8 @@ pub fn test(
     }
     let mut outcomes = Vec::new();
     for f in &files {
-        let file = ScenarioFile { name: f.display().to_string(), text: read(f)? };
+        let dir = f.parent().map(Path::to_path_buf);
+        let file = ScenarioFile { name: f.display().to_string(), text: read(f)?, dir };
         outcomes.push(scenario::run(&setup, &file, MemoryStore::new()));
     }
     let failed = outcomes.iter().filter(|o| !o.passed()).count();

@@ -321,3 +321,78 @@ fn a_recorded_case_becomes_a_scenario_that_passes() {
     assert!(out.stdout.is_empty());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `caseflow migrate`: the running cases of a stopped server's data directory moved to a new
+/// version; the dry run changes nothing, a case that cannot move stays, a mapping moves it.
+#[test]
+fn migrate_moves_running_cases_of_a_data_directory() {
+    use caseflow_core::case::{Actor, Command as CaseCommand, InstanceId};
+    use caseflow_core::value::Value;
+    use caseflow_engine::{Durability, Engine, Store, StoreOptions};
+    let tmp = std::env::temp_dir().join(format!("caseflow-cli-migrate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let data = tmp.join("data");
+    let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
+    let rules = caseflow_tests::shipped_rules();
+    let open = || Engine::open(Store::open(&data, &options).unwrap(), rules.clone()).unwrap();
+    {
+        let engine = open();
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00+08:00").unwrap().to_utc();
+        let v1 = std::fs::read_to_string(root().join("tests/migrations/support.flow")).unwrap();
+        engine.deploy(&v1, t0).unwrap();
+        let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
+        let fields = |c: &str| [("customer".to_string(), Value::Text(c.into()))].into();
+        engine.start("support", fields("第一中学"), &crm, None, t0).unwrap();
+        // The second case goes on into the parallel split (at `call_customer`).
+        let second = engine.start("support", fields("第二中学"), &crm, None, t0).unwrap();
+        let task = second.tasks.values().next().unwrap().seq;
+        engine
+            .command(second.id, Actor::system(), CaseCommand::CompleteTask { task, fields: Default::default() }, t0)
+            .unwrap();
+        let v2 = std::fs::read_to_string(root().join("tests/migrations/support/v2.flow")).unwrap();
+        assert_eq!(engine.deploy(&v2, t0).unwrap().version, 2);
+    }
+    let data_arg = data.display().to_string();
+    let out = caseflow(&["migrate", "support", "--from", "1", "--to", "2", "--dry-run", "--data", &data_arg]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    for line in [
+        "support version 1 -> 2 (dry run: nothing changed): 2 running cases, 1 would move, 1 cannot move",
+        "  triage -> first_look (stays): 1",
+        "  cannot move (1): it waits at `call_customer`, which version 2 does not have: map `call_customer` to one of its steps",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
+    }
+    let versions = || {
+        let engine = open();
+        [1, 2].map(|i| engine.instance(InstanceId(i)).unwrap().unwrap().version)
+    };
+    assert_eq!(versions(), [1, 1], "a dry run moves nothing");
+    let out = caseflow(&[
+        "migrate",
+        "support",
+        "--from",
+        "1",
+        "--to",
+        "2",
+        "--map",
+        "call_customer=visit",
+        "--data",
+        &data_arg,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("support version 1 -> 2: 2 running cases, 2 moved, 0 cannot move"), "{shown}");
+    assert!(shown.contains("  call_customer -> visit (entered): 1"), "{shown}");
+    assert_eq!(versions(), [2, 2]);
+    // A mapping to a step the new version does not have is refused before anything moves.
+    let out =
+        caseflow(&["migrate", "support", "--from", "2", "--to", "1", "--map", "visit=nowhere", "--data", &data_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the mapping sends `visit` to `nowhere`, which version 1 has no step of"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}

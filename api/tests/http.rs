@@ -1511,3 +1511,63 @@ async fn a_case_recorded_as_a_scenario_replays() {
     assert_eq!(get("liu_yang", format!("/instances/{id}/scenario")).await.0, StatusCode::FORBIDDEN);
     assert_eq!(get("admin", "/instances/999/scenario".into()).await.0, StatusCode::NOT_FOUND);
 }
+
+/// `POST /processes/{id}/migrations`: a dry run reports where running cases would land and
+/// changes nothing; applying moves them, each with a `migrated` history entry.
+#[tokio::test]
+async fn running_cases_migrate_to_a_new_version() {
+    let api = Api::new();
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let id = inst["id"].as_u64().unwrap();
+    let v2 =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/diff/complaint_v2.new.flow")).unwrap();
+    let (s, _) = api.call("POST", "/processes", Some("admin"), Some(&json!({ "source": v2 }).to_string()), &[]).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let body = |dry_run: bool| json!({ "from": 1, "to": 2, "dry_run": dry_run }).to_string();
+    let (s, v) = api.call("POST", "/processes/complaint/migrations", Some("admin"), Some(&body(true)), &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["dry_run"], &v["cases"], &v["moved"], &v["refused"]),
+        (&json!(true), &json!(1), &json!(1), &json!(0)),
+        "{v}"
+    );
+    assert_eq!(v["landing"], json!({ "receive -> receive (stays)": 1 }), "{v}");
+    assert_eq!(v["results"][0]["plan"]["tasks_kept"], json!([format!("{id}-2")]), "{v}");
+    let (_, still) = api.call("GET", &format!("/instances/{id}"), Some("admin"), None, &[]).await;
+    assert_eq!(still["version"], 1, "a dry run moves nothing: {still}");
+    let (s, v) = api.call("POST", "/processes/complaint/migrations", Some("admin"), Some(&body(false)), &[]).await;
+    assert_eq!((s, &v["moved"]), (StatusCode::OK, &json!(1)), "{v}");
+    let (_, moved) = api.call("GET", &format!("/instances/{id}"), Some("admin"), None, &[]).await;
+    assert_eq!(moved["version"], 2, "{moved}");
+    let (_, history) = api.call("GET", &format!("/instances/{id}/history"), Some("admin"), None, &[]).await;
+    assert!(history.to_string().contains("\"event\":\"migrated\""), "{history}");
+    // Nothing left on version 1: a second run finds no case.
+    let (_, again) = api.call("POST", "/processes/complaint/migrations", Some("admin"), Some(&body(false)), &[]).await;
+    assert_eq!(again["cases"], 0, "{again}");
+    for (who, uri, body, status) in [
+        ("crm", "/processes/complaint/migrations", body(true), StatusCode::FORBIDDEN),
+        ("admin", "/processes/complaint/migrations", json!({ "from": 1, "to": 9 }).to_string(), StatusCode::NOT_FOUND),
+        ("admin", "/processes/nothing/migrations", body(true), StatusCode::NOT_FOUND),
+        (
+            "admin",
+            "/processes/complaint/migrations",
+            json!({ "from": 2, "to": 2 }).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "admin",
+            "/processes/complaint/migrations",
+            json!({ "from": 1, "to": 2, "mapping": { "nope": "receive" } }).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "admin",
+            "/processes/complaint/migrations",
+            json!({ "from": 1, "to": 2, "x": 1 }).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (s, v) = api.call("POST", uri, Some(who), Some(&body), &[]).await;
+        assert_eq!(s, status, "{who} {uri} {body}: {v}");
+    }
+}

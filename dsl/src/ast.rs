@@ -68,6 +68,8 @@ pub enum TypeExpr {
 pub struct Step {
     pub id: Ident,
     pub label: Option<String>,
+    /// `renamed from OLD`: the step's name in earlier versions, for migrating running cases.
+    pub renamed_from: Option<Ident>,
     pub kind: StepKind,
     pub span: Span,
 }

@@ -533,6 +533,31 @@ impl<'a> Checker<'a> {
             }
             self.steps.insert(&s.id.name, i);
         }
+        // An old name stands for one step, and no longer names a step of its own.
+        let mut old_names: std::collections::BTreeMap<&str, &ast::Ident> = Default::default();
+        for s in &self.ast.steps {
+            let Some(old) = &s.renamed_from else { continue };
+            if self.steps.contains_key(old.name.as_str()) {
+                self.err(
+                    Diagnostic::new(
+                        Code::DuplicateStep,
+                        old.span.clone(),
+                        format!("step `{}` is renamed from `{}`, which is still a step here", s.id.name, old.name),
+                    )
+                    .hint("a migration would not know which of the two a case at the old name belongs to; remove one"),
+                );
+            } else if let Some(first) = old_names.insert(&old.name, &s.id) {
+                self.err(
+                    Diagnostic::new(
+                        Code::DuplicateStep,
+                        old.span.clone(),
+                        format!("`{}` and `{}` are both renamed from `{}`", first.name, s.id.name, old.name),
+                    )
+                    .note(first.span.clone(), "renamed from it here too")
+                    .hint("an old step moves to one new step; map the other in the migration instead"),
+                );
+            }
+        }
     }
 
     fn check_key(&mut self, key: &str, span: &Span) {
@@ -748,6 +773,7 @@ impl<'a> Checker<'a> {
             id: StepId(index as u32),
             name: s.id.name.clone(),
             label: s.label.clone(),
+            renamed_from: s.renamed_from.as_ref().map(|r| r.name.clone()),
             kind,
             span: s.span.clone(),
         }

@@ -128,7 +128,11 @@ fn clauses(s: &Step) -> Clauses {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "}");
     let first = lines.next().unwrap_or_default();
     // The head without the name, so that a rename alone does not change it.
-    let head = first.trim_end_matches('{').trim_end().replacen(&format!(" {}", s.id.name), "", 1);
+    let mut head = first.trim_end_matches('{').trim_end().replacen(&format!(" {}", s.id.name), "", 1);
+    // Nor the note of a rename (`renamed from OLD`), which is about the name.
+    if let Some(old) = &s.renamed_from {
+        head = head.replacen(&format!(" renamed from {}", old.name), "", 1);
+    }
     Clauses { kind: s.kind.keyword().to_string(), head, lines: lines.map(str::to_string).collect() }
 }
 
@@ -200,8 +204,17 @@ pub fn diff(old: &Process, new: &Process) -> ProcessDiff {
     let new_steps: BTreeMap<&str, Clauses> = new.steps.iter().map(|s| (s.id.name.as_str(), clauses(s))).collect();
     let mut added: Vec<&str> = new_steps.keys().filter(|n| !old_steps.contains_key(*n)).copied().collect();
     let removed: Vec<&str> = old_steps.keys().filter(|n| !new_steps.contains_key(*n)).copied().collect();
+    let mut renamed_and_changed = Vec::new();
     for gone in removed {
         let o = &old_steps[gone];
+        // Declared (`renamed from`): a rename, whatever else changed.
+        let declared = new.steps.iter().find(|s| s.renamed_from.as_ref().is_some_and(|r| r.name == gone));
+        if let Some(i) = declared.and_then(|s| added.iter().position(|n| *n == s.id.name)) {
+            let to = added.remove(i);
+            d.steps_renamed.push(Renamed { from: gone.to_string(), to: to.to_string() });
+            renamed_and_changed.push((gone, to));
+            continue;
+        }
         let twin = added.iter().position(|n| {
             let c = &new_steps[n];
             c.kind == o.kind && c.head == o.head && c.lines == o.lines
@@ -213,8 +226,10 @@ pub fn diff(old: &Process, new: &Process) -> ProcessDiff {
     }
     d.steps_added =
         added.iter().map(|n| StepSummary { name: n.to_string(), kind: new_steps[n].kind.clone() }).collect();
-    for (name, o) in &old_steps {
-        let Some(n) = new_steps.get(name) else { continue };
+    let pairs = old_steps.keys().map(|n| (*n, *n)).chain(renamed_and_changed);
+    for (name, to) in pairs {
+        let (o, Some(n)) = (&old_steps[name], new_steps.get(to)) else { continue };
+        let name = &to;
         let mut changes = Vec::new();
         if o.head != n.head {
             changes.push(ClauseChange { what: "head".into(), old: Some(o.head.clone()), new: Some(n.head.clone()) });
@@ -225,4 +240,25 @@ pub fn diff(old: &Process, new: &Process) -> ProcessDiff {
         }
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Process {
+        crate::parse::parse(text).expect("parses")
+    }
+
+    #[test]
+    fn a_declared_rename_is_a_rename_even_with_other_changes() {
+        let old = parse("process p {\n  start -> a\n  task a { due 1h -> done }\n  end done\n}\n");
+        let new = parse("process p {\n  start -> b\n  task b renamed from a { due 2h -> done }\n  end done\n}\n");
+        let d = diff(&old, &new);
+        assert_eq!(d.steps_renamed, vec![Renamed { from: "a".into(), to: "b".into() }]);
+        assert!(d.steps_added.is_empty() && d.steps_removed.is_empty(), "{d:?}");
+        assert_eq!(d.steps_changed.len(), 1, "{d:?}");
+        assert_eq!(d.steps_changed[0].name, "b");
+        assert_eq!(d.steps_changed[0].clauses[0].what, "deadline", "{d:?}");
+    }
 }

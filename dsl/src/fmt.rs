@@ -194,7 +194,7 @@ impl Writer {
     }
 
     fn step(&mut self, s: &Step) {
-        let head = format!("{} {}{}", s.kind.keyword(), s.id.name, label(&s.label));
+        let head = format!("{} {}{}{}", s.kind.keyword(), s.id.name, label(&s.label), renamed(&s.renamed_from));
         let end = s.span.end.saturating_sub(1);
         match &s.kind {
             StepKind::End => self.line(s.span.start, &head),
@@ -375,6 +375,10 @@ fn next_anchor(n: &Next) -> usize {
         Next::Goto(t) => t.span.start,
         Next::Decide { span, .. } => span.start,
     }
+}
+
+fn renamed(old: &Option<crate::ast::Ident>) -> String {
+    old.as_ref().map(|o| format!(" renamed from {}", o.name)).unwrap_or_default()
 }
 
 fn label(l: &Option<String>) -> String {

@@ -212,6 +212,21 @@ pub enum StepKind {
     End,
 }
 
+impl StepKind {
+    /// The keyword that declares a step of this kind.
+    pub fn keyword_name(&self) -> &'static str {
+        match self {
+            StepKind::Task(_) => "task",
+            StepKind::Auto { .. } => "auto",
+            StepKind::Wait(_) => "wait",
+            StepKind::Split { .. } => "split",
+            StepKind::Join { .. } => "join",
+            StepKind::Call(_) => "call",
+            StepKind::End => "end",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Transition {
     To(StepId),
@@ -238,6 +253,9 @@ pub struct Step {
     pub id: StepId,
     pub name: String,
     pub label: Option<String>,
+    /// The step's name in earlier versions (`renamed from`): running cases there move here
+    /// when migrated.
+    pub renamed_from: Option<String>,
     pub kind: StepKind,
     /// Where the step is declared, for runtime errors that point at the source.
     pub span: Span,

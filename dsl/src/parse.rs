@@ -656,6 +656,7 @@ impl Builder {
         let mut inner = p.into_inner().peekable();
         let id = ident(inner.next().expect("step id"));
         let label = inner.next_if(|p| p.as_rule() == Rule::label).map(string);
+        let renamed_from = inner.next_if(|p| p.as_rule() == Rule::renamed).map(|p| ident(first(p)));
         let kind = match rule {
             Rule::task_step => StepKind::Task(self.task(inner)),
             Rule::auto_step => {
@@ -784,7 +785,7 @@ impl Builder {
             Rule::end_step => StepKind::End,
             r => unreachable!("grammar: step has no {r:?}"),
         };
-        Step { id, label, kind, span: sp }
+        Step { id, label, renamed_from, kind, span: sp }
     }
 
     fn task<'i>(&mut self, items: impl Iterator<Item = Pair<'i, Rule>>) -> TaskStep {

@@ -5,6 +5,9 @@
 //! - `tests/patterns/PROCESS/*.toml` walk the small processes of `tests/patterns/*.flow` that
 //!   show one workflow pattern each (`docs/patterns.md`); coverage counts steps and arms.
 //!
+//! - `tests/migrations/PROCESS/*.toml` start cases on version 1 and migrate them to later
+//!   versions kept beside the scenarios.
+//!
 //! Every scenario runs on the in-memory storage and on sled: the same walk must give the same
 //! result on both (a differential test of the `Storage` contract).
 
@@ -27,6 +30,15 @@ fn pattern_scenarios() {
     run_folder("tests/patterns", pattern_processes(), false);
 }
 
+/// `tests/migrations/PROCESS/*.toml`: cases started on version 1 of `tests/migrations/PROCESS.flow`
+/// deploy a later version from their folder and migrate (a renamed step, a removed step with a
+/// mapping, a case inside a parallel split, a case waiting on a timer, a new required field).
+#[test]
+fn migration_scenarios() {
+    let processes = files("tests/migrations", "flow").into_iter().map(|p| source_file(&p)).collect();
+    run_folder("tests/migrations", processes, false);
+}
+
 /// Runs every scenario under `folder/PROCESS/`, then checks the coverage of those processes.
 fn run_folder(folder: &str, processes: Vec<caseflow_dsl::SourceFile>, full: bool) {
     let setup = Setup::new(processes, shipped_rules()).unwrap_or_else(|e| panic!("{}", e.join("\n")));
@@ -43,7 +55,8 @@ fn run_folder(folder: &str, processes: Vec<caseflow_dsl::SourceFile>, full: bool
         for path in files(&rel, "toml") {
             count += 1;
             let name = path.strip_prefix(root()).unwrap().display().to_string();
-            let file = ScenarioFile { name: name.clone(), text: read(&path) };
+            let file =
+                ScenarioFile { name: name.clone(), text: read(&path), dir: path.parent().map(|d| d.to_path_buf()) };
             let on_memory = scenario::run(&setup, &file, MemoryStore::new());
             let on_sled = scenario::run(&setup, &file, Store::temporary().unwrap());
             match (&on_memory.failure, &on_sled.failure) {
@@ -79,7 +92,8 @@ fn recorded_cases_replay_to_the_same_history() {
         let rel = folder.strip_prefix(root()).unwrap().display().to_string();
         for path in files(&rel, "toml") {
             let name = path.strip_prefix(root()).unwrap().display().to_string();
-            let file = ScenarioFile { name: name.clone(), text: read(&path) };
+            let file =
+                ScenarioFile { name: name.clone(), text: read(&path), dir: path.parent().map(|d| d.to_path_buf()) };
             if file.text.contains("[[earlier]]") {
                 continue; // its path depends on other cases, which a recording does not carry
             }
@@ -88,7 +102,7 @@ fn recorded_cases_replay_to_the_same_history() {
             let Some((engine, id)) = case else { continue }; // a refused start leaves no case
             let text = scenario::record(&engine, id).unwrap();
             recorded += 1;
-            let replay = ScenarioFile { name: format!("{name} (recorded)"), text: text.clone() };
+            let replay = ScenarioFile { name: format!("{name} (recorded)"), text: text.clone(), dir: None };
             let again = scenario::run(&setup, &replay, MemoryStore::new());
             match &again.failure {
                 Some(f) => failures.push(format!("{name}: {f:?}\n--- recorded\n{text}")),

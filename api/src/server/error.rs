@@ -114,6 +114,9 @@ impl From<EngineError> for ApiError {
                 )
             }
             EngineError::TooDeep => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too-deep", e.to_string()),
+            EngineError::BadMigration(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-migration", e.to_string())
+            }
             EngineError::BadCursor(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-cursor", e.to_string()),
             EngineError::StartInProgress(_) => ApiError::new(StatusCode::CONFLICT, "start-in-progress", e.to_string()),
             EngineError::IdempotencyKeyReused(_) => {

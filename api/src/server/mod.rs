@@ -101,6 +101,7 @@ pub fn router(state: Shared, limits: RequestLimits) -> Router {
         .route("/processes/:id/schema", get(process_schema))
         .route("/processes/:id/diff", get(process_diff))
         .route("/processes/:id/test", post(test_process))
+        .route("/processes/:id/migrations", post(migrate))
         .route("/instances", post(start).get(list_instances))
         .route("/instances/:id", get(get_instance))
         .route("/instances/by-key/:key", get(get_instance_by_key))

@@ -22,9 +22,10 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every kind of problem the server answers, the last part of a problem's `type` URI
 /// (`https://caseflow.dev/problems/KIND`). A test checks that every kind the code uses is here.
-pub const PROBLEM_KINDS: [&str; 34] = [
+pub const PROBLEM_KINDS: [&str; 35] = [
     "bad-cursor",
     "bad-idempotency-key",
+    "bad-migration",
     "bad-request",
     "client-error",
     "conflict",
@@ -174,7 +175,7 @@ impl utoipa::Modify for ErrorResponses {
     info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
     paths(
         health::health, processes::list_processes, processes::show_process, processes::diagram,
-        processes::process_schema, processes::process_diff, processes::test_process, processes::deploy, instances::start, instances::list_instances,
+        processes::process_schema, processes::process_diff, processes::test_process, processes::migrate, processes::deploy, instances::start, instances::list_instances,
         instances::get_instance, instances::get_instance_by_key, instances::history, instances::scenario, instances::message,
         instances::cancel, instances::suspend, instances::resume, instances::retry, instances::update_fields,
         tasks::inbox, tasks::claim, tasks::release, tasks::complete, tasks::reassign_task,

@@ -436,7 +436,7 @@ pub(crate) async fn test_process(
         let outcomes: Vec<_> = req
             .scenarios
             .into_iter()
-            .map(|s| scenario::run(&setup, &ScenarioFile { name: s.name, text: s.text }, MemoryStore::new()))
+            .map(|s| scenario::run(&setup, &ScenarioFile { name: s.name, text: s.text, dir: None }, MemoryStore::new()))
             .collect();
         let failed = outcomes.iter().filter(|o| !o.passed()).count();
         let coverage = req.coverage.then(|| {
@@ -453,4 +453,55 @@ pub(crate) async fn test_process(
         Ok(axum::Json(report).into_response())
     })
     .await
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"from": 1, "to": 2, "mapping": {"remote_assistance": "onsite_visit"}, "dry_run": true}))]
+pub(crate) struct MigrationRequest {
+    /// The version the cases are on.
+    from: u32,
+    /// The version to move them to.
+    to: u32,
+    /// Old step name to new step name, for steps the new version removed or replaced; other
+    /// steps go to the step `renamed from` them, or to the step of the same name.
+    #[serde(default)]
+    mapping: std::collections::BTreeMap<String, String>,
+    /// Report where every case would land, and change nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Migrate running cases to another version
+///
+/// Moves the running cases of version `from` to version `to` (`dry_run`: only says what would
+/// happen): where each lands, which open tasks stay, close or open, which deadlines are
+/// computed again, and which cases cannot move and why (a step with no counterpart and no
+/// mapping, a new required field without a default, …). Each case moves in one atomic write
+/// with a `migrated` history entry; cases that cannot move stay on their version.
+/// Administrators only.
+#[utoipa::path(
+    post,
+    path = "/processes/{id}/migrations",
+    params(("id" = String, Path, description = "Process id")),
+    request_body = MigrationRequest,
+    responses(
+        (status = 200, description = "What was done (or would be, in a dry run)", body = crate::schemas::MigrationReport),
+        (status = 403, description = "Administrators only"),
+        (status = 404, description = "No such process or version"),
+        (status = 422, description = "The same version twice, or a mapping naming steps the versions do not have")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn migrate(
+    State(state): State<Shared>,
+    Caller(actor, _): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<MigrationRequest>,
+) -> Result<axum::Json<Json>, ApiError> {
+    require_admin(&actor)?;
+    let engine = state.engine.clone();
+    let now = state.clock.now();
+    let report = blocking(move || Ok(engine.migrate(&id, req.from, req.to, &req.mapping, req.dry_run, now)?)).await?;
+    Ok(axum::Json(serde_json::to_value(&report).unwrap_or(Json::Null)))
 }

@@ -10,6 +10,9 @@ use toml::Spanned;
 pub struct ScenarioFile {
     pub name: String,
     pub text: String,
+    /// Where the `.flow` files a step deploys are read from (the scenario's folder); `None`
+    /// (a scenario sent over HTTP) refuses such steps.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,9 +76,20 @@ pub struct Step {
     #[serde(default)]
     pub set_fields: toml::Table,
     pub to: Option<String>,
-    /// Expect the action to be refused with an error containing this text.
+    /// Deploy a new version of a process: a `.flow` file beside the scenario. Running cases
+    /// stay on their version until migrated.
+    pub deploy: Option<String>,
+    /// Migrate the scenario's case (and the other running cases of its version) to version
+    /// `to`, with an optional `mapping` of old step names to new ones.
+    pub migrate: Option<MigrateStep>,
+    /// Expect the action to be refused with an error containing this text (for `migrate`:
+    /// a reason the case cannot move).
     pub refused: Option<String>,
     // expectations
+    /// The version of the process the case is on.
+    pub expect_version: Option<u32>,
+    /// After `migrate`: where the case's places landed, `old -> new (stays|entered)`.
+    pub expect_landing: Option<Vec<String>>,
     pub expect_tasks: Option<Vec<ExpectTask>>,
     #[serde(default)]
     pub expect_fields: toml::Table,
@@ -83,6 +97,17 @@ pub struct Step {
     pub expect_status: Option<String>,
     pub expect_outcome: Option<String>,
     pub expect_reminders: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateStep {
+    pub to: u32,
+    #[serde(default)]
+    pub mapping: std::collections::BTreeMap<String, String>,
+    /// Only report; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -129,6 +129,7 @@ pub fn run_keeping<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> 
             return (outcome, None);
         }
     };
+    walk.dir = file.dir.clone();
     let result = walk.scenario(&scenario, &file.text);
     outcome.log = std::mem::take(&mut walk.log);
     match result {
@@ -175,6 +176,10 @@ struct Walk<S: Storage> {
     root: InstanceId,
     reminders: usize,
     timers_fired: usize,
+    /// Where `.flow` files to deploy are read from.
+    dir: Option<std::path::PathBuf>,
+    /// Where the last migration put the case's places.
+    landing: Vec<String>,
 }
 
 impl<S: Storage> Walk<S> {
@@ -198,6 +203,8 @@ impl<S: Storage> Walk<S> {
             root: InstanceId(0),
             reminders: 0,
             timers_fired: 0,
+            dir: None,
+            landing: Vec::new(),
         })
     }
 
@@ -475,6 +482,16 @@ impl<S: Storage> Walk<S> {
             result =
                 self.engine.command(self.root, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
         }
+        if let Some(file) = &s.deploy {
+            action = format!("deploy {file}");
+            self.log.push(action.clone());
+            result = self.deploy(file);
+        }
+        if let Some(m) = &s.migrate {
+            action = format!("migrate to version {}", m.to);
+            self.log.push(action.clone());
+            result = self.migrate(m);
+        }
         if action.is_empty() {
             action = "check".into();
         }
@@ -487,6 +504,38 @@ impl<S: Storage> Walk<S> {
             _ => {}
         }
         self.expectations(&action, s)
+    }
+
+    /// A new version of a process, from a file beside the scenario.
+    fn deploy(&self, file: &str) -> Result<(), String> {
+        let dir = self.dir.as_ref().ok_or("a scenario not read from a folder cannot deploy files")?;
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        match self.engine.deploy(&text, self.clock.now()) {
+            Ok(_) => Ok(()),
+            Err(crate::EngineError::Rejected(d)) => Err(format!(
+                "{file} does not check: {}",
+                d.iter().filter(|d| d.is_error()).map(|d| d.message.clone()).collect::<Vec<_>>().join("; ")
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The case's version's running cases moved to `m.to`; the scenario's case must move.
+    fn migrate(&mut self, m: &super::file::MigrateStep) -> Result<(), String> {
+        let inst = self.root_instance().map_err(|p| p.found)?;
+        let report = self
+            .engine
+            .migrate(&inst.process, inst.version, m.to, &m.mapping, m.dry_run, self.clock.now())
+            .map_err(|e| e.to_string())?;
+        let mine = report.results.iter().find(|r| r.id == self.root).ok_or("the case was not among those migrated")?;
+        if !mine.moved {
+            return Err(mine.reasons.join("; "));
+        }
+        self.landing =
+            mine.plan.iter().flat_map(|p| &p.moves).map(|m| format!("{} -> {} ({})", m.from, m.to, m.how)).collect();
+        self.landing.sort();
+        Ok(())
     }
 
     fn expectations(&self, action: &str, s: &Step) -> Result<(), Problem> {
@@ -561,6 +610,18 @@ impl<S: Storage> Walk<S> {
         if let Some(o) = &s.expect_outcome {
             if root.status != (Status::Completed { outcome: o.clone() }) {
                 return Err(Problem::new(action, format!("outcome {o}"), format!("{:?}", root.status)));
+            }
+        }
+        if let Some(v) = s.expect_version {
+            if root.version != v {
+                return Err(Problem::new(action, format!("version {v}"), format!("version {}", root.version)));
+            }
+        }
+        if let Some(want) = &s.expect_landing {
+            let mut want = want.clone();
+            want.sort();
+            if want != self.landing {
+                return Err(Problem::new(action, format!("landing {}", want.join(", ")), self.landing.join(", ")));
             }
         }
         if let Some(n) = s.expect_reminders {

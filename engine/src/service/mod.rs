@@ -7,6 +7,7 @@
 
 mod definitions;
 mod events;
+mod migrations;
 mod numbering;
 mod queries;
 mod rules;
@@ -17,6 +18,7 @@ mod writes;
 
 pub use definitions::*;
 pub use events::*;
+pub use migrations::{CaseMigration, MigrationReport, MIGRATION_LISTED_MAX};
 pub use rules::{RulesImpact, ShiftMinutes};
 
 use crate::storage::codec::decode;
@@ -69,6 +71,9 @@ pub enum EngineError {
          upgrade between them); start on an empty data directory, or with the caseflow that wrote it"
     )]
     UnknownFormat { found: u64, expected: u64 },
+    /// A migration that cannot be run as asked (not a case that cannot move).
+    #[error("{0}")]
+    BadMigration(String),
 }
 
 /// A page of an inbox, soonest due first.

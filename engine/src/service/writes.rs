@@ -562,6 +562,21 @@ impl<S: Storage> Engine<S> {
         Ok(self.apply_and_write(id, actor, command, now)?.into())
     }
 
+    /// Takes the lock of the case's family and reads the case under it.
+    pub(crate) fn lock_family(&self, id: InstanceId) -> Result<(std::sync::MutexGuard<'_, ()>, Instance), EngineError> {
+        let stripe = |family: InstanceId| (family.0 as usize) % STRIPES;
+        let lock = |i: usize| self.stripes[i].lock().unpoisoned();
+        let mut guard = lock(stripe(id));
+        let mut before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
+        if let Some(family) = before.family.filter(|f| stripe(*f) != stripe(id)) {
+            // A sub-process: its family's stripe is the one that counts (a family never changes).
+            drop(guard);
+            guard = lock(stripe(family));
+            before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
+        }
+        Ok((guard, before))
+    }
+
     /// Applies a command and writes its batch, without waiting for durability: the caller
     /// waits on `ticket` (once, for a whole group) and then publishes.
     ///
@@ -575,16 +590,7 @@ impl<S: Storage> Engine<S> {
         command: Command,
         now: DateTime<Utc>,
     ) -> Result<Applied, EngineError> {
-        let stripe = |family: InstanceId| (family.0 as usize) % STRIPES;
-        let lock = |i: usize| self.stripes[i].lock().unpoisoned();
-        let mut guard = lock(stripe(id));
-        let mut before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
-        if let Some(family) = before.family.filter(|f| stripe(*f) != stripe(id)) {
-            // A sub-process: its family's stripe is the one that counts (a family never changes).
-            drop(guard);
-            guard = lock(stripe(family));
-            before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
-        }
+        let (guard, before) = self.lock_family(id)?;
         let mut unit = Unit::default();
         unit.add(Some(before.clone()), before, Outcome { effects: Vec::new(), history: Vec::new() });
         let written = self

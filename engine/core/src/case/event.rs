@@ -35,6 +35,8 @@ pub enum HistoryEvent {
     MessageExpired,
     MessageKept,
     MessageReceived,
+    /// The case moved to another version of its process.
+    Migrated,
     Notified,
     PriorityRaised,
     ReachedEnd,
@@ -64,7 +66,7 @@ pub enum HistoryEvent {
 }
 
 impl HistoryEvent {
-    pub const ALL: [HistoryEvent; 48] = [
+    pub const ALL: [HistoryEvent; 49] = [
         HistoryEvent::BranchesCancelled,
         HistoryEvent::Cancelled,
         HistoryEvent::ClaimOverridden,
@@ -87,6 +89,7 @@ impl HistoryEvent {
         HistoryEvent::MessageExpired,
         HistoryEvent::MessageKept,
         HistoryEvent::MessageReceived,
+        HistoryEvent::Migrated,
         HistoryEvent::Notified,
         HistoryEvent::PriorityRaised,
         HistoryEvent::ReachedEnd,
@@ -139,6 +142,7 @@ impl HistoryEvent {
             HistoryEvent::MessageExpired => "message_expired",
             HistoryEvent::MessageKept => "message_kept",
             HistoryEvent::MessageReceived => "message_received",
+            HistoryEvent::Migrated => "migrated",
             HistoryEvent::Notified => "notified",
             HistoryEvent::PriorityRaised => "priority_raised",
             HistoryEvent::ReachedEnd => "reached_end",

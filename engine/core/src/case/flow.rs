@@ -57,6 +57,31 @@ impl Run<'_> {
         }
     }
 
+    /// The timers of a token waiting at a wait step entered at `since`: its `for`, `until` or
+    /// `every`, and its `on timeout`.
+    pub(crate) fn arm_wait(
+        &mut self,
+        token: u32,
+        step_id: StepId,
+        w: &model::Wait,
+        since: DateTime<Utc>,
+    ) -> Result<(), EvalError> {
+        let timer = match &w.condition {
+            None => None,
+            Some(WaitCondition::For(e)) => Some(self.instant_of(e, since)?),
+            Some(WaitCondition::Until(e)) => Some(self.instant_of(e, since)?),
+            Some(WaitCondition::Every(e)) => Some(self.next_cycle(step_id, e)?),
+        };
+        if let Some(at) = timer {
+            self.set_timer(at, TimerKind::Wait { token });
+        }
+        if let Some((e, _)) = &w.on_timeout {
+            let at = self.instant_of(e, since)?;
+            self.set_timer(at, TimerKind::Timeout { token });
+        }
+        Ok(())
+    }
+
     /// Puts a token in the incident state at `step`.
     pub(crate) fn park(&mut self, token: u32, step: StepId, e: EvalError) {
         if let Some(t) = self.inst.tokens.get_mut(&token) {
@@ -107,32 +132,9 @@ impl Run<'_> {
             }
             StepKind::Wait(w) => {
                 self.record(HistoryEvent::Waiting, Some(step_id), "");
-                let timer = match &w.condition {
-                    None => None,
-                    Some(WaitCondition::For(e)) => Some(self.instant_of(e, now)),
-                    Some(WaitCondition::Until(e)) => Some(self.instant_of(e, now)),
-                    Some(WaitCondition::Every(e)) => Some(self.next_cycle(step_id, e)),
-                };
-                match timer {
-                    Some(Ok(at)) => {
-                        self.set_timer(at, TimerKind::Wait { token });
-                    }
-                    Some(Err(e)) => {
-                        self.park(token, step_id, e);
-                        return Ok(());
-                    }
-                    None => {}
-                }
-                if let Some((e, _)) = &w.on_timeout {
-                    match self.instant_of(e, now) {
-                        Ok(at) => {
-                            self.set_timer(at, TimerKind::Timeout { token });
-                        }
-                        Err(e) => {
-                            self.park(token, step_id, e);
-                            return Ok(());
-                        }
-                    }
+                if let Err(e) = self.arm_wait(token, step_id, w, now) {
+                    self.park(token, step_id, e);
+                    return Ok(());
                 }
                 self.deliver_kept(token, step_id)
             }

@@ -23,6 +23,7 @@ mod fields;
 mod flow;
 mod instance;
 mod invariants;
+pub mod migrate;
 mod run;
 mod timers;
 mod workload;

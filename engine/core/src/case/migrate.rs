@@ -1,0 +1,362 @@
+//! Moving a running case from one version of its process to another (pure: the engine reads
+//! the cases and writes what comes back).
+//!
+//! Each place the case is at (a token's step, a join's arrivals, a group of `for each` tasks)
+//! goes to a step of the new version: the one the migration's mapping names, else the one
+//! declared `renamed from` it, else the one of the same name.
+//! - At a step of the same name or `renamed from` it, the work **stays**: the open task keeps
+//!   its number, assignee and opening time; its deadline, escalations and reminders are
+//!   computed again from the new step's clauses when those changed; a wait keeps its timers
+//!   unless its condition changed (then they are computed again from when it was entered).
+//! - Mapped to another step, the old work **closes** and the new step is **entered** afresh
+//!   (a task opens and is assigned as the new step says).
+//! - A case **cannot move**, and is left on its version, when a place has no step to go to,
+//!   when staying would change what it waits for (a task where the new version waits), when a
+//!   field the new version requires has no value and no default, or when a `for each` group
+//!   would have to move to another step.
+
+use crate::case::run::Run;
+use crate::case::{
+    invariants, Actor, Context, Effect, HistoryEntry, HistoryEvent, Instance, Status, Task, TimerKind, Waiting,
+};
+use crate::value::Value;
+use caseflow_dsl::model::{Process, StepId, StepKind};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Where a migration sends each old step: `mapping` first (old name → new name), then
+/// `renamed from`, then the same name.
+pub fn target(from_name: &str, to: &Process, mapping: &BTreeMap<String, String>) -> Option<StepId> {
+    if let Some(mapped) = mapping.get(from_name) {
+        return to.step_named(mapped).map(|s| s.id);
+    }
+    to.steps
+        .iter()
+        .find(|s| s.renamed_from.as_deref() == Some(from_name))
+        .or_else(|| to.step_named(from_name))
+        .map(|s| s.id)
+}
+
+/// What moving one case does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CasePlan {
+    /// Each place of the case: the old step and the new one.
+    pub moves: Vec<StepMove>,
+    /// Open tasks that stay (their ids), now at their new step.
+    pub tasks_kept: Vec<String>,
+    /// Open tasks closed because their step is mapped to another one.
+    pub tasks_closed: Vec<String>,
+    /// Tasks opened at the steps entered afresh (`step` for `assignee`).
+    pub tasks_opened: Vec<String>,
+    /// Deadlines computed again: task, old due time, new due time.
+    pub deadlines: Vec<DeadlineChange>,
+    /// Fields the new version adds, given their default.
+    pub fields_defaulted: Vec<String>,
+    /// Fields the new version no longer declares: their values are dropped.
+    pub fields_dropped: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepMove {
+    pub from: String,
+    pub to: String,
+    /// `stays` (same step, renamed or not) or `entered` (mapped to another step).
+    pub how: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadlineChange {
+    pub task: String,
+    pub step: String,
+    pub old: Option<DateTime<Utc>>,
+    pub new: Option<DateTime<Utc>>,
+}
+
+/// A migrated case, its history entries and what was done; or why it cannot move.
+pub struct Migrated {
+    pub instance: Instance,
+    pub history: Vec<HistoryEntry>,
+    /// What the shell does after the write (tasks opened, sub-processes started, …).
+    pub effects: Vec<Effect>,
+    pub plan: CasePlan,
+}
+
+/// Moves `inst` (of version `from`) to `ctx.model`, numbered `to_version`. Changes nothing on
+/// refusal: the reasons come back, each a sentence for the process owner.
+pub fn migrate(
+    ctx: &Context,
+    from: &Process,
+    inst: &Instance,
+    to_version: u32,
+    mapping: &BTreeMap<String, String>,
+) -> Result<Migrated, Vec<String>> {
+    let to = ctx.model;
+    if inst.status.is_ended() {
+        return Err(vec![format!("the case has ended ({})", inst.status.name())]);
+    }
+    let mut reasons = Vec::new();
+    let old_name = |id: StepId| from.steps.get(id.index()).map(|s| s.name.clone()).unwrap_or_default();
+    let place = |id: StepId| {
+        let name = old_name(id);
+        let t = target(&name, to, mapping);
+        let stays = t.is_some_and(|t| {
+            let new = to.step(t);
+            !mapping.contains_key(&name) || new.name == name || new.renamed_from.as_deref() == Some(name.as_str())
+        });
+        (name, t, stays)
+    };
+    let kind = |p: &Process, id: StepId| p.step(id).kind.keyword_name();
+    // Tokens: where each lands, and whether that is possible.
+    let mut plan = CasePlan::default();
+    let mut stay: Vec<(u32, StepId)> = Vec::new();
+    let mut enter: Vec<(u32, StepId)> = Vec::new();
+    for (id, tok) in &inst.tokens {
+        let (name, t, stays) = place(tok.step);
+        let Some(t) = t else {
+            reasons.push(format!(
+                "it waits at `{name}`, which version {to_version} does not have: map `{name}` to one of its steps"
+            ));
+            continue;
+        };
+        let new = to.step(t);
+        if stays || tok.waiting == Waiting::Incident {
+            let fits = match (&tok.waiting, &new.kind) {
+                (Waiting::Task(_), StepKind::Task(def)) => {
+                    let old_each = matches!(&from.step(tok.step).kind, StepKind::Task(d) if d.each.is_some());
+                    old_each == def.each.is_some()
+                }
+                (Waiting::Wait, StepKind::Wait(_)) => true,
+                (Waiting::Child, StepKind::Call(c)) => {
+                    matches!(&from.step(tok.step).kind, StepKind::Call(o) if o.process == c.process)
+                }
+                (Waiting::Incident, _) => true,
+                _ => false,
+            };
+            if !fits {
+                reasons.push(format!(
+                    "it waits at `{name}` ({}), and `{}` is a {} in version {to_version}: map `{name}` to a step to enter instead",
+                    kind(from, tok.step),
+                    new.name,
+                    kind(to, t)
+                ));
+                continue;
+            }
+            stay.push((*id, t));
+            plan.moves.push(StepMove { from: name, to: new.name.clone(), how: "stays" });
+        } else {
+            if tok.group.is_some() {
+                reasons.push(format!(
+                    "`{name}` has a task for each item under way: it can only stay at a step of its name"
+                ));
+                continue;
+            }
+            if matches!(tok.waiting, Waiting::Child) {
+                reasons
+                    .push(format!("`{name}` waits for a sub-process case: it can only stay at a `call` of its name"));
+                continue;
+            }
+            enter.push((*id, t));
+            plan.moves.push(StepMove { from: name, to: new.name.clone(), how: "entered" });
+        }
+    }
+    // Joins that branches have reached must be joins in the new version too.
+    for join in inst.join_arrivals.keys().chain(inst.join_expected.keys()) {
+        let (name, t, _) = place(*join);
+        if !t.is_some_and(|t| matches!(to.step(t).kind, StepKind::Join { .. })) {
+            reasons.push(format!("branches have reached the join `{name}`, which is no join in version {to_version}"));
+        }
+    }
+    // Fields the new version requires.
+    for f in &to.fields {
+        if f.required && f.default.is_none() && !inst.fields.contains_key(&f.name) {
+            reasons.push(format!(
+                "version {to_version} requires the field `{}`, which the case has no value for: give it a default",
+                f.name
+            ));
+        }
+    }
+    if !reasons.is_empty() {
+        reasons.sort();
+        reasons.dedup();
+        return Err(reasons);
+    }
+
+    // The case as the new version sees it, every step id translated.
+    let remap = |id: StepId| place(id).1;
+    let mut moved = inst.clone();
+    moved.version = to_version;
+    moved.join_arrivals = inst.join_arrivals.iter().filter_map(|(k, v)| Some((remap(*k)?, *v))).collect();
+    moved.join_expected = inst.join_expected.iter().filter_map(|(k, v)| Some((remap(*k)?, *v))).collect();
+    moved.cycle_anchors = inst.cycle_anchors.iter().filter_map(|(k, v)| Some((remap(*k)?, *v))).collect();
+    moved.done_by = inst.done_by.iter().filter_map(|(k, v)| Some((remap(*k)?, v.clone()))).collect();
+    for g in moved.each_groups.values_mut() {
+        if let Some(t) = remap(g.step) {
+            g.step = t;
+        }
+    }
+    for (id, t) in &stay {
+        if let Some(tok) = moved.tokens.get_mut(id) {
+            tok.step = *t;
+        }
+    }
+    for task in moved.tasks.values_mut() {
+        if let Some(&(_, t)) = stay.iter().find(|(id, _)| *id == task.token) {
+            let new = to.step(t);
+            task.step = t;
+            task.step_name = new.name.clone();
+            task.name = new.display_name().to_string();
+        }
+    }
+    if let Status::Incident { step, reason } = &inst.status {
+        let new_step = from.step_named(step).and_then(|s| remap(s.id)).map(|t| to.step(t).name.clone());
+        moved.status = Status::Incident { step: new_step.unwrap_or_else(|| step.clone()), reason: reason.clone() };
+    }
+    plan.fields_dropped = inst.fields.keys().filter(|k| to.field(k).is_none()).cloned().collect();
+    for k in &plan.fields_dropped {
+        moved.fields.remove(k);
+    }
+
+    let system = Actor::system();
+    let mut run = Run::new(ctx, &moved, system);
+    run.record(
+        HistoryEvent::Migrated,
+        None,
+        format!(
+            "version {} to {to_version}: {}",
+            inst.version,
+            plan.moves.iter().map(|m| format!("{} -> {} ({})", m.from, m.to, m.how)).collect::<Vec<_>>().join(", ")
+        ),
+    );
+    // New fields' defaults.
+    let mut defaults = BTreeMap::new();
+    for f in &to.fields {
+        if let (Some(d), false) = (&f.default, run.inst.fields.contains_key(&f.name)) {
+            match run.scope_eval(d) {
+                Ok(v) => {
+                    defaults.insert(f.name.clone(), v);
+                }
+                Err(e) => {
+                    return Err(vec![format!("the default of the new field `{}` does not evaluate: {e}", f.name)])
+                }
+            }
+        }
+    }
+    plan.fields_defaulted = defaults.keys().cloned().collect();
+    if !defaults.is_empty() {
+        let changes: Vec<(String, Option<Value>, Value)> =
+            defaults.iter().map(|(k, v)| (k.clone(), None, v.clone())).collect();
+        run.inst.fields.extend(defaults);
+        if let Some(entry) = run.history.last_mut() {
+            entry.changes = changes;
+        }
+    }
+    // Work that stays: its timers again where the new step's clauses changed.
+    for (token, t) in &stay {
+        let (old_step, new_step) = (from.step(inst.tokens[token].step), to.step(*t));
+        match (&inst.tokens[token].waiting, &old_step.kind, &new_step.kind) {
+            (Waiting::Task(seq), StepKind::Task(old), StepKind::Task(new)) => {
+                let task = run.inst.tasks.get(seq).cloned();
+                if let Some(task) = task {
+                    plan.tasks_kept.push(run.inst.task_id(*seq).to_string());
+                    let same = same_shape(
+                        &(&old.due, &old.remind_every, &old.handlers),
+                        &(&new.due, &new.remind_every, &new.handlers),
+                    );
+                    if !same {
+                        if let Some(change) = retime_task(&mut run, &task, new) {
+                            plan.deadlines.push(change);
+                        }
+                    }
+                }
+            }
+            (Waiting::Wait, StepKind::Wait(old), StepKind::Wait(new)) if !same_shape(old, new) => {
+                let since = inst.tokens[token].entered_at;
+                run.cancel_token_timers(*token);
+                if let Err(e) = run.arm_wait(*token, *t, new, since) {
+                    return Err(vec![format!("the wait `{}` cannot be timed again: {e}", new_step.name)]);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Work mapped elsewhere: closed, and the new step entered.
+    for (token, t) in &enter {
+        if let Waiting::Task(seq) = inst.tokens[token].waiting {
+            plan.tasks_closed.push(run.inst.task_id(seq).to_string());
+            run.close_task(seq, "migrated");
+        }
+        run.cancel_token_timers(*token);
+        let opened_before = run.inst.next_seq;
+        if let Err(e) = run.enter(*token, *t) {
+            return Err(vec![format!("entering `{}` fails: {e}", to.step(*t).name)]);
+        }
+        plan.tasks_opened.extend(
+            run.inst
+                .tasks
+                .values()
+                .filter(|k| k.seq >= opened_before)
+                .map(|k| format!("{} for {}", k.step_name, k.assignee.as_deref().unwrap_or("(unassigned)"))),
+        );
+    }
+    if let Err(broken) = invariants(to, &run.inst) {
+        return Err(vec![format!("the moved case would be inconsistent ({broken}): map its steps differently")]);
+    }
+    run.inst.updated_at = ctx.now;
+    let mut effects = run.effects;
+    effects
+        .extend(run.round_robin.into_inner().into_iter().map(|(role, count)| Effect::RoundRobinTaken { role, count }));
+    Ok(Migrated { instance: run.inst, history: run.history, effects, plan })
+}
+
+/// A kept task's deadline and timers under its new step's clauses, from when it opened. A
+/// task already overdue stays so, and its deadline timers (which have fired) are not set again.
+fn retime_task(run: &mut Run, task: &Task, def: &caseflow_dsl::model::Task) -> Option<DeadlineChange> {
+    let seq = task.seq;
+    run.cancel_timers(|k| {
+        !matches!(k, TimerKind::Due { task } | TimerKind::Escalation { task, .. }
+            | TimerKind::Threshold { task, .. } | TimerKind::Reminder { task, .. } if *task == seq)
+    });
+    let due = def.due.as_ref().and_then(|e| run.instant_of(e, task.opened_at).ok());
+    let now = run.now();
+    if let Some(t) = run.inst.tasks.get_mut(&seq) {
+        t.due_at = due;
+        t.overdue = task.overdue && due.is_some_and(|d| d <= now);
+    }
+    if let Some(d) = due {
+        if !(task.overdue && d <= now) {
+            let _ = run.schedule_deadline(seq, def, task.opened_at, d);
+        }
+    }
+    if let Some(every) = &def.remind_every {
+        if let Ok(span) = run.span_of(every) {
+            if let Ok(at) = run.ctx.rules.calendar.add(now, span) {
+                run.set_timer(at, TimerKind::Reminder { task: seq, every: span });
+            }
+        }
+    }
+    (due != task.due_at).then(|| DeadlineChange {
+        task: run.inst.task_id(seq).to_string(),
+        step: task.step_name.clone(),
+        old: task.due_at,
+        new: due,
+    })
+}
+
+/// Two parts of a model alike but for where they are written (spans).
+fn same_shape<T: Serialize>(a: &T, b: &T) -> bool {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("span");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let (mut a, mut b) = (serde_json::to_value(a).unwrap_or_default(), serde_json::to_value(b).unwrap_or_default());
+    strip(&mut a);
+    strip(&mut b);
+    a == b
+}

@@ -1,0 +1,186 @@
+//! Moving running cases from one version of a process to another: the dry run that says where
+//! each would land, and the migration that moves each case in one atomic write (the core's
+//! `case::migrate` decides; this file finds the cases, locks each family, writes, publishes).
+
+use super::workload::EngineWorkload;
+use super::{Engine, EngineError, Unit};
+use crate::storage::Storage;
+use crate::sync::Unpoisoned;
+use caseflow_core::case::migrate::{self, CasePlan};
+use caseflow_core::case::{self, Effect, InstanceId, Outcome, StatusKind};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// Cases a report lists one by one; the counts cover all of them.
+pub const MIGRATION_LISTED_MAX: usize = 1000;
+
+/// What a migration did, or (dry run) would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationReport {
+    pub process: String,
+    pub from: u32,
+    pub to: u32,
+    pub dry_run: bool,
+    /// Running cases of version `from` (running, suspended or at an incident).
+    pub cases: usize,
+    /// Moved (or, in a dry run, that would move).
+    pub moved: usize,
+    /// Left on version `from`.
+    pub refused: usize,
+    /// Where cases land: `old -> new (stays|entered)`, with how many.
+    pub landing: BTreeMap<String, usize>,
+    /// Why cases cannot move, with how many.
+    pub refusals: BTreeMap<String, usize>,
+    /// Case by case (the first 1,000).
+    pub results: Vec<CaseMigration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseMigration {
+    pub id: InstanceId,
+    pub business_key: String,
+    pub moved: bool,
+    /// Why it cannot move; empty when it moves.
+    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<CasePlan>,
+}
+
+impl<S: Storage> Engine<S> {
+    /// Moves the running cases of `process` from version `from` to `to` (a dry run changes
+    /// nothing). `mapping` sends old step names to new ones; other steps go by `renamed from`
+    /// or by name. Each case moves in one write with a `migrated` history entry; a case that
+    /// cannot move stays on its version and the report says why.
+    pub fn migrate(
+        &self,
+        process: &str,
+        from: u32,
+        to: u32,
+        mapping: &BTreeMap<String, String>,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> Result<MigrationReport, EngineError> {
+        let version = |v: u32| {
+            self.definition(process, Some(v))
+                .ok_or_else(|| EngineError::UnknownProcess(format!("{process} version {v}")))
+        };
+        let (old, new) = (version(from)?, version(to)?);
+        if from == to {
+            return Err(EngineError::BadMigration(format!("`from` and `to` are both version {from}")));
+        }
+        for (o, n) in mapping {
+            if old.model.step_named(o).is_none() {
+                return Err(EngineError::BadMigration(format!(
+                    "the mapping names `{o}`, which version {from} has no step of"
+                )));
+            }
+            if new.model.step_named(n).is_none() {
+                return Err(EngineError::BadMigration(format!(
+                    "the mapping sends `{o}` to `{n}`, which version {to} has no step of"
+                )));
+            }
+        }
+        let mut report = MigrationReport {
+            process: process.to_string(),
+            from,
+            to,
+            dry_run,
+            cases: 0,
+            moved: 0,
+            refused: 0,
+            landing: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+            results: Vec::new(),
+        };
+        for status in StatusKind::OPEN {
+            let mut after = None;
+            loop {
+                let ids = self.instances_after(process, status.as_str(), after, 512)?;
+                let Some(last) = ids.last().copied() else { break };
+                after = Some(last);
+                for id in ids {
+                    let result = self.migrate_case(id, &old.model, &new.model, from, to, mapping, dry_run, now)?;
+                    let Some(result) = result else { continue };
+                    report.cases += 1;
+                    if result.moved {
+                        report.moved += 1;
+                        for m in result.plan.iter().flat_map(|p| &p.moves) {
+                            *report.landing.entry(format!("{} -> {} ({})", m.from, m.to, m.how)).or_insert(0) += 1;
+                        }
+                    } else {
+                        report.refused += 1;
+                        for r in &result.reasons {
+                            *report.refusals.entry(r.clone()).or_insert(0) += 1;
+                        }
+                    }
+                    if report.results.len() < MIGRATION_LISTED_MAX {
+                        report.results.push(result);
+                    }
+                }
+            }
+        }
+        report.results.sort_by_key(|r| r.id);
+        Ok(report)
+    }
+
+    /// One case under its family's lock; `None` when it is not on version `from` (any more).
+    #[allow(clippy::too_many_arguments)]
+    fn migrate_case(
+        &self,
+        id: InstanceId,
+        old: &caseflow_dsl::model::Process,
+        new: &caseflow_dsl::model::Process,
+        from: u32,
+        to: u32,
+        mapping: &BTreeMap<String, String>,
+        dry_run: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CaseMigration>, EngineError> {
+        let (guard, before) = self.lock_family(id)?;
+        if before.version != from || before.status.is_ended() {
+            return Ok(None);
+        }
+        let (rules, rules_version) = self.rules_and_version();
+        let workload = EngineWorkload { engine: self, positions_read: RefCell::new(BTreeMap::new()) };
+        let ctx = case::Context { model: new, rules: &rules, workload: &workload, now };
+        let mut result = CaseMigration {
+            id,
+            business_key: before.business_key.clone(),
+            moved: false,
+            reasons: Vec::new(),
+            plan: None,
+        };
+        let migrated = match migrate::migrate(&ctx, old, &before, to, mapping) {
+            Ok(m) => m,
+            Err(reasons) => {
+                result.reasons = reasons;
+                return Ok(Some(result));
+            }
+        };
+        result.moved = true;
+        result.plan = Some(migrated.plan);
+        if dry_run {
+            return Ok(Some(result));
+        }
+        let mut history = migrated.history;
+        history.iter_mut().for_each(|h| h.rules_version = rules_version);
+        let effects = migrated.effects;
+        let mut unit = Unit::default();
+        unit.add(Some(before), migrated.instance, Outcome { effects: effects.clone(), history });
+        let written = self.cascade(&mut unit, id, effects.clone(), now).and_then(|()| self.commit(&mut unit, None));
+        drop(guard);
+        let ticket = written.inspect_err(|_| self.give_back(&unit))?;
+        let mut rotation = self.workload.round_robin.lock().unpoisoned();
+        for e in &effects {
+            if let Effect::RoundRobinTaken { role, count } = e {
+                *rotation.entry(role.clone()).or_insert(0) += count;
+            }
+        }
+        drop(rotation);
+        let (instance, outcome, others) = unit.split_first();
+        self.confirm(super::Applied { instance, outcome, ticket, others }.into())?;
+        Ok(Some(result))
+    }
+}
