@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod listen;
+pub mod lsp;
 pub mod schemas;
 pub mod server;
 pub mod webhooks;

@@ -117,6 +117,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
+    /// A language server for .flow files over stdio (diagnostics, hover, definition,
+    /// references, completion, rename, outline, formatting, quick fixes), for editors.
+    Lsp {
+        /// The rules folder; by default the nearest `rules/` above each document.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
     /// Print a process as a diagram.
     Graph {
         file: PathBuf,
@@ -252,6 +259,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 map.insert(old.trim().to_string(), new.trim().to_string());
             }
             migrate(&process, from, to, &map, dry_run, &data, &rules, field_key.as_deref(), format)
+        }
+        Command::Lsp { rules } => {
+            caseflow::lsp::run(caseflow::lsp::rules_dir_arg(rules.as_deref())?)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Graph { file, format } => {
             let text = read(&file)?;
