@@ -400,6 +400,12 @@ fn rules_impact(dir: &Path, data: &Path, field_key: Option<&Path>) -> Result<Exi
     for (step, n) in &impact.lookups_changed {
         println!("  decision table at {step} would decide differently for: {n}");
     }
+    for (step, n) in &impact.assignees_lost_by_step {
+        println!("  tasks at {step} whose assignee these rules take off them: {n}");
+    }
+    for a in &impact.assignees_lost {
+        println!("    task {} ({}): {} is {}", a.task, a.step, a.assignee, a.reason);
+    }
     if impact.not_recomputed > 0 {
         println!("  cases the core could not recompute under these rules: {}", impact.not_recomputed);
     }

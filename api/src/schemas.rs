@@ -524,6 +524,21 @@ pub struct RulesImpact {
     lookups_changed: serde_json::Value,
     /// Cases the core refused to recompute under the candidate rules.
     not_recomputed: u64,
+    /// Open tasks whose assignee the candidate rules take off them (out of the task's roles,
+    /// no longer a user, or away today), by `process.step`.
+    #[schema(value_type = Object)]
+    assignees_lost_by_step: serde_json::Value,
+    /// Those tasks one by one, the first 100.
+    assignees_lost: Vec<AssigneeLost>,
+}
+
+#[derive(ToSchema)]
+pub struct AssigneeLost {
+    task: String,
+    step: String,
+    assignee: String,
+    /// `not in role cs_rep`, `no longer a user`, or `away today`.
+    reason: String,
 }
 
 #[derive(ToSchema)]

@@ -552,7 +552,8 @@ async fn upload_recompute_and_reassign() {
     let api = api_with_rules(&dir);
     let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
     let task = inst["tasks"][0]["id"].as_str().unwrap().to_string();
-    let assignee = inst["tasks"][0]["assignee"].as_str().unwrap().to_string();
+    let (_, now) = api.call("GET", &format!("/instances/{}", inst["id"]), Some("admin"), None, &[]).await;
+    let assignee = now["tasks"][0]["assignee"].as_str().unwrap().to_string();
     assert!(inst["tasks"][0]["due_at"].is_string());
     // A refused upload leaves the folder and the rules as they were.
     let values = std::fs::read_to_string(dir.0.join("values.toml")).unwrap();
@@ -1394,6 +1395,27 @@ async fn a_rules_dry_run_reports_moved_deadlines_and_changes_nothing() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["impact"]["lookups_changed"], json!({ "complaint.route": 1 }), "{v}");
     assert_eq!(v["impact"]["deadlines_moved"], 0);
+    assert_eq!(v["impact"]["assignees_lost"], json!([]), "no one's role changed");
+    // The assignee of the open task leaves the representatives: the task would lose them.
+    let (_, now) = api.call("GET", &format!("/instances/{}", inst["id"]), Some("admin"), None, &[]).await;
+    let assignee = now["tasks"][0]["assignee"].as_str().unwrap().to_string();
+    let people = std::fs::read_to_string(dir.0.join("people.toml")).unwrap();
+    let header = format!("[users.{assignee}]\n");
+    let at = people.find(&header).unwrap();
+    let roles = people[at..].find("roles = [").unwrap() + at;
+    let end = people[roles..].find('\n').unwrap() + roles;
+    let moved = format!("{}roles = [\"quality\"]{}", &people[..roles], &people[end..]);
+    let (s, v) =
+        api.call("PUT", "/admin/rules/files/people.toml?dry_run=true", Some("admin"), Some(&moved), &text).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let step = format!("complaint.{}", now["tasks"][0]["step"].as_str().unwrap());
+    assert_eq!(v["impact"]["assignees_lost_by_step"], json!({ step: 1 }), "{v}");
+    let lost = &v["impact"]["assignees_lost"][0];
+    assert_eq!(
+        (lost["assignee"].as_str(), lost["reason"].as_str()),
+        (Some(assignee.as_str()), Some("not in role cs_rep")),
+        "{v}"
+    );
     // A bad file is refused as it would be for real; so are rules a process cannot run on.
     let bad = values.replace("high = \"10min\"", "high = \"ten minutes\"");
     let (s, _) = api.call("PUT", "/admin/rules/files/values.toml?dry_run=true", Some("admin"), Some(&bad), &text).await;

@@ -19,7 +19,7 @@ mod writes;
 pub use definitions::*;
 pub use events::*;
 pub use migrations::{CaseMigration, MigrationReport, MIGRATION_LISTED_MAX};
-pub use rules::{RulesImpact, ShiftMinutes};
+pub use rules::{AssigneeLost, RulesImpact, ShiftMinutes};
 
 use crate::storage::codec::decode;
 use crate::storage::keys::{self, Prefix};

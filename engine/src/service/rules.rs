@@ -143,6 +143,27 @@ impl<S: Storage> Engine<S> {
                         impact.not_recomputed += 1;
                         continue;
                     };
+                    let today = now.with_timezone(&candidate.calendar.time_zone).date_naive();
+                    for task in inst.tasks.values() {
+                        let Some(assignee) = &task.assignee else { continue };
+                        let was = assignee_problem(&in_force, assignee, &task.candidates, today);
+                        let Some(reason) = assignee_problem(candidate, assignee, &task.candidates, today) else {
+                            continue;
+                        };
+                        if was.is_some() {
+                            continue; // not the candidate's doing
+                        }
+                        let step = format!("{}.{}", inst.process, task.step_name);
+                        *impact.assignees_lost_by_step.entry(step.clone()).or_insert(0) += 1;
+                        if impact.assignees_lost.len() < 100 {
+                            impact.assignees_lost.push(AssigneeLost {
+                                task: inst.task_id(task.seq).to_string(),
+                                step,
+                                assignee: assignee.clone(),
+                                reason,
+                            });
+                        }
+                    }
                     for (seq, task) in &inst.tasks {
                         let Some(new) = after.tasks.get(seq) else { continue };
                         if new.due_at == task.due_at {
@@ -224,6 +245,30 @@ pub struct RulesImpact {
     pub lookups_changed: BTreeMap<String, usize>,
     /// Cases the core refused to recompute under the candidate rules (left out of the counts).
     pub not_recomputed: usize,
+    /// Open tasks whose assignee the candidate rules would take off them: no longer in any of
+    /// the task's roles, or away today. By `process.step`.
+    pub assignees_lost_by_step: BTreeMap<String, usize>,
+    /// Those tasks one by one (the first 100): task, step, assignee, why.
+    pub assignees_lost: Vec<AssigneeLost>,
+}
+
+/// An open task whose assignee the candidate rules take off it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AssigneeLost {
+    pub task: String,
+    pub step: String,
+    pub assignee: String,
+    /// `not in role cs_rep`, `no longer a user`, or `away today`.
+    pub reason: String,
+}
+
+/// Why `rules` would not let `assignee` keep a task of these roles today, if they would not.
+fn assignee_problem(rules: &RuleSet, assignee: &str, roles: &[String], today: chrono::NaiveDate) -> Option<String> {
+    let Some(user) = rules.users.get(assignee) else { return Some("no longer a user".into()) };
+    if !roles.is_empty() && !roles.iter().any(|r| user.roles.contains(r)) {
+        return Some(format!("not in role {}", roles.join(" or ")));
+    }
+    rules.is_away(assignee, today).then(|| "away today".into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
