@@ -124,6 +124,33 @@ enum Command {
         #[arg(long)]
         rules: Option<PathBuf>,
     },
+    /// Replay the closed cases of a (stopped) server's data directory through candidate rules
+    /// and/or process versions, and report what would have been different: deadlines met,
+    /// routes, outcomes and assignees, per process and step. Nothing is written.
+    WhatIf {
+        #[arg(long, value_name = "DATA_DIR")]
+        data: PathBuf,
+        /// The candidate rules folder (default: the rules the cases ran under).
+        #[arg(long, value_name = "NEW_RULES_DIR")]
+        rules: Option<PathBuf>,
+        /// A folder of candidate .flow files (default: the versions the cases ran on).
+        #[arg(long, value_name = "NEW_DIR")]
+        processes: Option<PathBuf>,
+        /// The rules the cases ran under.
+        #[arg(long, default_value = "rules")]
+        current_rules: PathBuf,
+        /// Cases started on or after this day (YYYY-MM-DD, in the calendar's time zone).
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Cases started before this day.
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// The data directory's field key (default: DATA_DIR/field.key when present).
+        #[arg(long)]
+        field_key: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
     /// Print a process as a diagram.
     Graph {
         file: PathBuf,
@@ -264,6 +291,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             caseflow::lsp::run(caseflow::lsp::rules_dir_arg(rules.as_deref())?)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::WhatIf { data, rules, processes, current_rules, from, to, field_key, format } => what_if(
+            &data,
+            rules.as_deref(),
+            processes.as_deref(),
+            &current_rules,
+            (from, to),
+            field_key.as_deref(),
+            format,
+        ),
         Command::Graph { file, format } => {
             let text = read(&file)?;
             // Checked with the other .flow files of its folder, so that a `call` finds the
@@ -475,6 +511,117 @@ fn migrate(
             println!("  case {}: {}", r.business_key, parts.join("; "));
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn what_if(
+    data: &Path,
+    candidate_rules: Option<&Path>,
+    candidate_processes: Option<&Path>,
+    current_rules: &Path,
+    (from, to): (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>),
+    field_key: Option<&Path>,
+    format: OutputFormat,
+) -> Result<ExitCode> {
+    let load = |dir: &Path| -> Result<Option<RuleSet>> {
+        Ok(match load_rules(dir)? {
+            Ok(r) => Some(r),
+            Err(errors) => {
+                print_rules_errors(&errors);
+                None
+            }
+        })
+    };
+    let Some(in_force) = load(current_rules)? else { return Ok(ExitCode::FAILURE) };
+    let candidate = match candidate_rules {
+        Some(dir) => match load(dir)? {
+            Some(r) => r,
+            None => return Ok(ExitCode::FAILURE),
+        },
+        None => in_force.clone(),
+    };
+    let engine = open_data_dir(data, &in_force, field_key)?;
+    let mut models = engine.deployed_models();
+    if let Some(dir) = candidate_processes {
+        let mut paths = Vec::new();
+        collect(dir, "flow", &mut paths)?;
+        let sources: Vec<SourceFile> = paths
+            .iter()
+            .map(|p| Ok(SourceFile { name: p.display().to_string(), text: read(p)? }))
+            .collect::<Result<_>>()?;
+        let catalog = candidate.catalog();
+        let mut broken = false;
+        for (report, source) in check_files(&sources, Some(&catalog)).into_iter().zip(&sources) {
+            match report.checked.process {
+                Some(p) => {
+                    models.candidate.insert(p.id.clone(), p);
+                }
+                None => {
+                    eprint!("{}", diag::render(&report.name, &source.text, &report.checked.diagnostics, color()));
+                    broken = true;
+                }
+            }
+        }
+        if broken {
+            eprintln!("error: candidate processes that do not check cannot be replayed");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let zone = in_force.calendar.time_zone;
+    let day = |d: chrono::NaiveDate| {
+        use chrono::TimeZone;
+        zone.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+            .earliest()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let cases = engine.closed_cases(from.and_then(day), to.and_then(day))?;
+    let started = std::time::Instant::now();
+    let report = caseflow_engine::whatif::what_if(&cases, &models, &in_force, &candidate);
+    let secs = started.elapsed().as_secs_f64();
+    if let OutputFormat::Json = format {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "what-if over {} closed case{} (nothing changed): {} replayed, {} diverged, {} not replayable; {} route{} changed, {} outcome{} changed",
+        report.cases,
+        plural(report.cases),
+        report.replayed,
+        report.diverged,
+        report.not_replayable,
+        report.routes_changed,
+        plural(report.routes_changed),
+        report.outcomes_changed,
+        plural(report.outcomes_changed)
+    );
+    for (process, p) in &report.by_process {
+        println!(
+            "  {process}: {} cases, {} routes changed, {} outcomes changed, {} diverged",
+            p.cases, p.routes_changed, p.outcomes_changed, p.diverged
+        );
+    }
+    for (step, s) in &report.by_step {
+        let mut parts = Vec::new();
+        if s.deadlines_before + s.deadlines_after > 0 {
+            parts.push(format!(
+                "deadlines met {}/{} -> {}/{}",
+                s.met_before, s.deadlines_before, s.met_after, s.deadlines_after
+            ));
+        }
+        if s.tasks_before != s.tasks_after {
+            parts.push(format!("tasks {} -> {}", s.tasks_before, s.tasks_after));
+        }
+        if s.assignees_changed > 0 {
+            parts.push(format!("{} assignee{} changed", s.assignees_changed, plural(s.assignees_changed)));
+        }
+        if !parts.is_empty() {
+            println!("  {step}: {}", parts.join("; "));
+        }
+    }
+    for d in &report.divergences {
+        println!("  diverged: {d}");
+    }
+    eprintln!("replayed {} commands in {secs:.2} s", report.commands);
     Ok(ExitCode::SUCCESS)
 }
 

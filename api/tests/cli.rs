@@ -396,3 +396,57 @@ fn migrate_moves_running_cases_of_a_data_directory() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `caseflow what-if`: the closed cases of a data directory replayed through candidate rules;
+/// the report says which deadlines would have been missed, and nothing is written.
+#[test]
+fn what_if_replays_closed_cases_through_candidate_rules() {
+    use caseflow_engine::scenario::{self, ScenarioFile, Setup};
+    use caseflow_engine::{Durability, Store, StoreOptions};
+    let tmp = std::env::temp_dir().join(format!("caseflow-cli-whatif-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (data, rules) = (tmp.join("data"), tmp.join("rules"));
+    std::fs::create_dir_all(&rules).unwrap();
+    for entry in std::fs::read_dir(root().join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap().replace("medium = \"4 workhours\"", "medium = \"30min\"");
+        std::fs::write(rules.join(path.file_name().unwrap()), text).unwrap();
+    }
+    // The happy path of a complaint, run to its end in the data directory: its receive task
+    // was done an hour after the start, within the 4 working hours of a medium urgency.
+    {
+        let setup = Setup::new(caseflow_tests::shipped_processes(), caseflow_tests::shipped_rules()).unwrap();
+        let path = root().join("processes/tests/complaint/happy_path.toml");
+        let file =
+            ScenarioFile { name: "happy_path.toml".into(), text: std::fs::read_to_string(path).unwrap(), dir: None };
+        let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
+        let (outcome, case) = scenario::run_keeping(&setup, &file, Store::open(&data, &options).unwrap());
+        assert!(outcome.passed(), "{:?}", outcome.failure);
+        drop(case);
+    }
+    let case_as_stored = || {
+        let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
+        let engine =
+            caseflow_engine::Engine::open(Store::open(&data, &options).unwrap(), caseflow_tests::shipped_rules())
+                .unwrap();
+        let id = caseflow_core::case::InstanceId(1);
+        (engine.instance(id).unwrap().unwrap(), engine.history(id).unwrap().len())
+    };
+    let before = case_as_stored();
+    let (data_arg, rules_arg) = (data.display().to_string(), rules.display().to_string());
+    let out = caseflow(&["what-if", "--data", &data_arg, "--rules", &rules_arg]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("what-if over 1 closed case (nothing changed): 1 replayed, 0 diverged"), "{shown}");
+    assert!(shown.lines().any(|l| l == "  complaint.receive: deadlines met 1/1 -> 0/1"), "{shown}");
+    // The same rules change nothing.
+    let out = caseflow(&["what-if", "--data", &data_arg, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["routes_changed"].as_u64(), v["by_step"]["complaint.receive"]["met_after"].as_u64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
+    assert_eq!(case_as_stored(), before, "nothing written");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -15,6 +15,7 @@ pub mod service;
 pub mod storage;
 pub mod store;
 pub mod sync;
+pub mod whatif;
 
 pub use caseflow_core::{BusinessCalendar, RuleSet, RulesError, RulesFile};
 pub use service::{Engine, EngineError, Pending};

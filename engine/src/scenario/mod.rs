@@ -17,5 +17,6 @@ mod run;
 
 pub use coverage::{coverage, required, Fact, ProcessCoverage, Reach};
 pub use file::{parse, Scenario, ScenarioFile};
-pub use record::record;
+pub(crate) use record::family_history;
+pub use record::{actions_of, record, Act, Action, Recorded};
 pub use run::{run, run_keeping, Failure, Outcome, Setup};

@@ -11,13 +11,107 @@ use caseflow_core::case::{HistoryEntry, HistoryEvent, Instance, InstanceId, Stat
 use caseflow_core::value::Value;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// An action of the history, as a scenario step writes it.
-struct Action {
-    at: DateTime<Utc>,
-    lines: Vec<String>,
-    expect: Vec<String>,
+/// What a person (or system) did to a case, as its history shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Act {
+    Complete { step: String, fields: BTreeMap<String, Value> },
+    Message(String),
+    Cancel(String),
+    Reassign { step: String, to: String },
+    Delegate { step: String, to: String },
+    Claim(String),
+    Release(String),
+    SetFields(BTreeMap<String, Value>),
+    Suspend,
+    Resume,
+    Retry,
+}
+
+/// An action, when and by whom, and the entries that followed it (`event@step`).
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub act: Act,
+    pub expect: Vec<String>,
+}
+
+/// A case's history read as a start and the actions taken on it.
+pub struct Recorded {
+    pub started_at: Option<DateTime<Utc>>,
+    pub started_by: String,
+    pub fields: BTreeMap<String, Value>,
+    pub actions: Vec<Action>,
+    /// The entries after the last action, with when they happened.
+    pub tail: Vec<(DateTime<Utc>, String)>,
+}
+
+/// The actions of a family's history (the case's entries carry index 0; sub-process cases',
+/// others), in the order they happened.
+pub fn actions_of(entries: &[(usize, HistoryEntry)]) -> Recorded {
+    let mut rec = Recorded {
+        started_at: None,
+        started_by: String::new(),
+        fields: BTreeMap::new(),
+        actions: Vec::new(),
+        tail: Vec::new(),
+    };
+    // Entries after the last action that its step cannot check yet: a timer's (it fires during
+    // the next step's advance, even at the same instant) and what followed it.
+    let mut pending: Vec<(DateTime<Utc>, String)> = Vec::new();
+    let mut after_timer = false;
+    let fields =
+        |e: &HistoryEntry| e.changes.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>();
+    for (n, e) in entries {
+        let step = e.step.clone().unwrap_or_default();
+        let act = match e.event {
+            HistoryEvent::Started if *n == 0 => {
+                rec.fields = fields(e);
+                rec.started_by = e.actor.clone();
+                rec.started_at = Some(e.at);
+                continue;
+            }
+            HistoryEvent::TaskCompleted => Act::Complete { step, fields: fields(e) },
+            HistoryEvent::MessageReceived | HistoryEvent::MessageKept => {
+                let name = e.detail.split(" until ").next().unwrap_or_default().to_string();
+                // A kept message delivered later is the flow's doing, not an action; one
+                // message heard by several steps is one action.
+                let repeated = rec.actions.last().is_some_and(|a| a.at == e.at && a.act == Act::Message(name.clone()));
+                if e.detail.contains("(kept since") || repeated {
+                    follows(&mut rec.actions, &mut pending, &mut after_timer, e);
+                    continue;
+                }
+                Act::Message(name)
+            }
+            HistoryEvent::Cancelled if *n == 0 => Act::Cancel(e.detail.clone()),
+            HistoryEvent::TaskReassigned | HistoryEvent::TaskDelegated => {
+                let to = e.detail.strip_prefix("to ").and_then(|d| d.split(':').next()).unwrap_or_default().to_string();
+                if e.event == HistoryEvent::TaskReassigned {
+                    Act::Reassign { step, to }
+                } else {
+                    Act::Delegate { step, to }
+                }
+            }
+            HistoryEvent::TaskClaimed => Act::Claim(step),
+            HistoryEvent::TaskReleased => Act::Release(step),
+            HistoryEvent::FieldsUpdated => Act::SetFields(fields(e)),
+            HistoryEvent::Suspended if *n == 0 => Act::Suspend,
+            HistoryEvent::Resumed if *n == 0 => Act::Resume,
+            HistoryEvent::Retried if *n == 0 => Act::Retry,
+            _ => {
+                follows(&mut rec.actions, &mut pending, &mut after_timer, e);
+                continue;
+            }
+        };
+        let expect = pending.drain(..).map(|(_, name)| name).collect();
+        rec.actions.push(Action { at: e.at, by: e.actor.clone(), act, expect });
+        after_timer = false;
+    }
+    rec.tail = pending;
+    rec
 }
 
 /// The scenario of case `id` (and its sub-process cases), as TOML text.
@@ -29,79 +123,11 @@ pub fn record<S: Storage>(engine: &Engine<S>, id: InstanceId) -> Result<String, 
     let users = engine.rules().users.clone();
     let mut family = Vec::new();
     let entries = family_history(engine, root.clone(), &mut family)?;
-    let mut start_fields = Vec::new();
-    let mut started_by = None;
-    let mut actions: Vec<Action> = Vec::new();
-    // Entries after the last action that its step cannot check yet: a timer's (it fires during
-    // the next step's advance, even at the same instant) and what followed it.
-    let mut pending: Vec<(DateTime<Utc>, String)> = Vec::new();
-    let mut after_timer = false;
-    for (n, e) in &entries {
-        let by = || toml_str(&e.actor);
-        let step = e.step.clone().unwrap_or_default();
-        let mut lines = Vec::new();
-        match e.event {
-            HistoryEvent::Started if *n == 0 => {
-                start_fields = e.changes.iter().map(|(k, _, v)| format!("{} = {}", key(k), toml_value(v))).collect();
-                started_by = users.contains_key(&e.actor).then(|| e.actor.clone());
-                continue;
-            }
-            HistoryEvent::TaskCompleted => {
-                lines.push(format!("complete = {}", toml_str(&step)));
-                lines.push(format!("by = {}", by()));
-                if !e.changes.is_empty() {
-                    lines.push(format!("fields = {}", inline_table(&e.changes)));
-                }
-            }
-            HistoryEvent::MessageReceived | HistoryEvent::MessageKept => {
-                let name = e.detail.split(" until ").next().unwrap_or_default();
-                // A kept message delivered later is the flow's doing, not an action; one
-                // message heard by several steps is one action.
-                let repeated = actions.last().is_some_and(|a| {
-                    a.at == e.at && a.lines.first().is_some_and(|l| *l == format!("message = {}", toml_str(name)))
-                });
-                if e.detail.contains("(kept since") || repeated {
-                    follows(&mut actions, &mut pending, &mut after_timer, e);
-                    continue;
-                }
-                lines.push(format!("message = {}", toml_str(name)));
-            }
-            HistoryEvent::Cancelled if *n == 0 => {
-                lines.push(format!("cancel = {}", toml_str(&e.detail)));
-                lines.push(format!("by = {}", by()));
-            }
-            HistoryEvent::TaskReassigned | HistoryEvent::TaskDelegated => {
-                let to = e.detail.strip_prefix("to ").and_then(|d| d.split(':').next()).unwrap_or_default();
-                let verb = if e.event == HistoryEvent::TaskReassigned { "reassign" } else { "delegate" };
-                lines.push(format!("{verb} = {}", toml_str(&step)));
-                lines.push(format!("to = {}", toml_str(to)));
-                lines.push(format!("by = {}", by()));
-            }
-            HistoryEvent::TaskClaimed => {
-                lines.push(format!("claim = {}", toml_str(&step)));
-                lines.push(format!("by = {}", by()));
-            }
-            HistoryEvent::TaskReleased => {
-                lines.push(format!("release = {}", toml_str(&step)));
-                lines.push(format!("by = {}", by()));
-            }
-            HistoryEvent::FieldsUpdated => {
-                lines.push(format!("set_fields = {}", inline_table(&e.changes)));
-                lines.push(format!("by = {}", by()));
-            }
-            HistoryEvent::Suspended if *n == 0 => lines.push("suspend = true".into()),
-            HistoryEvent::Resumed if *n == 0 => lines.push("resume = true".into()),
-            HistoryEvent::Retried if *n == 0 => lines.push("retry = true".into()),
-            _ => {
-                follows(&mut actions, &mut pending, &mut after_timer, e);
-                continue;
-            }
-        }
-        let expect = pending.drain(..).map(|(_, name)| name).collect();
-        actions.push(Action { at: e.at, lines, expect });
-        after_timer = false;
-    }
-    let tail = pending;
+    let rec = actions_of(&entries);
+    let start_fields: Vec<String> = rec.fields.iter().map(|(k, v)| format!("{} = {}", key(k), toml_value(v))).collect();
+    let started_by = users.contains_key(&rec.started_by).then(|| rec.started_by.clone());
+    let actions = rec.actions;
+    let tail = rec.tail;
 
     let mut out = String::new();
     let def_version = root.version;
@@ -128,7 +154,7 @@ pub fn record<S: Storage>(engine: &Engine<S>, id: InstanceId) -> Result<String, 
             let _ = writeln!(out, "advance_to = {}", toml_str(&local(zone, a.at)));
             clock = a.at;
         }
-        for l in &a.lines {
+        for l in lines_of(a) {
             let _ = writeln!(out, "{l}");
         }
         if !a.expect.is_empty() {
@@ -150,6 +176,38 @@ pub fn record<S: Storage>(engine: &Engine<S>, id: InstanceId) -> Result<String, 
         let _ = writeln!(out, "expect_outcome = {}", toml_str(outcome));
     }
     Ok(out)
+}
+
+/// An action as a scenario step's lines.
+fn lines_of(a: &Action) -> Vec<String> {
+    let by = format!("by = {}", toml_str(&a.by));
+    let table = |fields: &BTreeMap<String, Value>| {
+        let parts: Vec<String> = fields.iter().map(|(k, v)| format!("{} = {}", key(k), toml_value(v))).collect();
+        format!("{{ {} }}", parts.join(", "))
+    };
+    match &a.act {
+        Act::Complete { step, fields } => {
+            let mut l = vec![format!("complete = {}", toml_str(step)), by];
+            if !fields.is_empty() {
+                l.push(format!("fields = {}", table(fields)));
+            }
+            l
+        }
+        Act::Message(name) => vec![format!("message = {}", toml_str(name))],
+        Act::Cancel(reason) => vec![format!("cancel = {}", toml_str(reason)), by],
+        Act::Reassign { step, to } => {
+            vec![format!("reassign = {}", toml_str(step)), format!("to = {}", toml_str(to)), by]
+        }
+        Act::Delegate { step, to } => {
+            vec![format!("delegate = {}", toml_str(step)), format!("to = {}", toml_str(to)), by]
+        }
+        Act::Claim(step) => vec![format!("claim = {}", toml_str(step)), by],
+        Act::Release(step) => vec![format!("release = {}", toml_str(step)), by],
+        Act::SetFields(fields) => vec![format!("set_fields = {}", table(fields)), by],
+        Act::Suspend => vec!["suspend = true".into()],
+        Act::Resume => vec!["resume = true".into()],
+        Act::Retry => vec!["retry = true".into()],
+    }
 }
 
 /// Files an entry that is not an action: with the last action when that action caused it (same
@@ -182,7 +240,7 @@ fn follows(
 /// The history of a case and its sub-process cases in the order it happened. Each sub-case's
 /// entries come after the entry that started it and, at one instant, before the entry that
 /// took its result (a scenario's clock often stands still for several steps).
-fn family_history<S: Storage>(
+pub(crate) fn family_history<S: Storage>(
     engine: &Engine<S>,
     inst: Instance,
     family: &mut Vec<Instance>,
@@ -276,11 +334,6 @@ fn key(k: &str) -> String {
     } else {
         toml_str(k)
     }
-}
-
-fn inline_table(changes: &[(String, Option<Value>, Value)]) -> String {
-    let parts: Vec<String> = changes.iter().map(|(k, _, v)| format!("{} = {}", key(k), toml_value(v))).collect();
-    format!("{{ {} }}", parts.join(", "))
 }
 
 fn toml_value(v: &Value) -> String {
