@@ -450,3 +450,36 @@ fn what_if_replays_closed_cases_through_candidate_rules() {
     assert_eq!(case_as_stored(), before, "nothing written");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Every `caseflow …` command the README and the process owners' pages show names a command
+/// that exists, with options it has.
+#[test]
+fn documented_commands_name_real_commands_and_options() {
+    let mut checked = 0;
+    for page in ["README.md", "docs/testing.md", "docs/versions.md", "docs/editors.md"] {
+        let page_text = std::fs::read_to_string(root().join(page)).unwrap();
+        for line in page_text.lines() {
+            let line = line.trim();
+            let Some(rest) = line.strip_prefix("caseflow ").or_else(|| line.strip_prefix("cargo run --release -- "))
+            else {
+                continue;
+            };
+            let command = rest.split(" #").next().unwrap().split(" >").next().unwrap().trim();
+            let words: Vec<&str> = command.split_whitespace().collect();
+            // The subcommand, and `rules`' own subcommand.
+            let depth = if words.first() == Some(&"rules") { 2 } else { 1 };
+            let sub: Vec<&str> = words.iter().take(depth).copied().collect();
+            let mut args = sub.clone();
+            args.push("--help");
+            let help = caseflow(&args);
+            assert!(help.status.success(), "{page}: `{command}`: no such command ({})", text_of(&help));
+            let usage = text(&help.stdout);
+            for flag in words.iter().filter(|w| w.starts_with("--")) {
+                let flag = flag.split('=').next().unwrap();
+                assert!(usage.contains(flag), "{page}: `{command}`: `{}` has no {flag}", sub.join(" "));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} documented commands found");
+}

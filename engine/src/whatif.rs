@@ -231,7 +231,12 @@ impl Replay<'_> {
                             .get(&process)
                             .filter(|_| self.candidate)
                             .or_else(|| {
-                                self.models.deployed.iter().filter(|((p, _), _)| *p == process).map(|(_, m)| m).next_back()
+                                self.models
+                                    .deployed
+                                    .iter()
+                                    .filter(|((p, _), _)| *p == process)
+                                    .map(|(_, m)| m)
+                                    .next_back()
                             })
                             .ok_or_else(|| format!("no model of the called process {process}"))?
                             .clone();
