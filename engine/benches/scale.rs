@@ -5,7 +5,8 @@
 //! - p50/p99 of looking up one user's open tasks (a page of 50) among 1,000 users.
 //!
 //! `cargo bench -p caseflow-engine --bench scale -- --instances 1000000` (`--sizes`: also the
-//! keys and values stored per waiting case, by prefix)
+//! keys and values stored per waiting case, by prefix; `--note-bytes N`: each case also carries
+//! a text field of N letters that do not compress, to see how the disk grows with the values)
 //!
 //! `--data DIR` keeps the store in DIR; when DIR already holds one, the load is skipped and the
 //! restart figures are those of that store (copy it first: a restart changes it). `--load-only`
@@ -24,7 +25,10 @@ use std::time::Instant;
 const SHAPE: &str = r#"
 process waiting {
   source "benchmark"
-  fields { urgency: choice(high, low) required }
+  fields {
+    urgency: choice(high, low) required
+    note: text
+  }
   start -> handle
   task handle { assign role cs_rep by round_robin due 1 workday -> closed }
   end closed
@@ -34,6 +38,7 @@ process waiting {
 fn main() {
     let full = common::full();
     let n = common::arg("--instances", if full { 100_000 } else { 1_000 });
+    let note_bytes: usize = common::arg("--note-bytes", 0);
     let users = 1_000;
     let cache_mib: u64 = common::arg("--cache-mib", StoreOptions::default().cache_bytes >> 20);
     let kept: Option<std::path::PathBuf> =
@@ -53,12 +58,26 @@ fn main() {
         let t = Instant::now();
         let threads = 8;
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
+            .map(|thread| {
                 let engine = engine.clone();
                 std::thread::spawn(move || {
                     let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
+                    // A xorshift stream: letters LZ4 cannot shorten.
+                    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (thread as u64 + 1);
                     for _ in 0..n / threads {
-                        let fields = [("urgency".to_string(), Value::Text("low".into()))].into();
+                        let mut fields: std::collections::BTreeMap<String, Value> =
+                            [("urgency".to_string(), Value::Text("low".into()))].into();
+                        if note_bytes > 0 {
+                            let note: String = (0..note_bytes)
+                                .map(|_| {
+                                    seed ^= seed << 13;
+                                    seed ^= seed >> 7;
+                                    seed ^= seed << 17;
+                                    char::from(b'a' + (seed % 26) as u8)
+                                })
+                                .collect();
+                            fields.insert("note".into(), Value::Text(note));
+                        }
                         engine.start("waiting", fields, &crm, None, SystemClock.now()).expect("start");
                     }
                 })
