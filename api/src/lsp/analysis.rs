@@ -307,23 +307,12 @@ pub fn symbols(process: &ast::Process) -> Vec<Symbol> {
             name_span: f.name.span.clone(),
         })
         .collect();
-    out.extend(process.steps.iter().map(|s| {
-        let kind = match &s.kind {
-            StepKind::Task(_) => "task",
-            StepKind::Auto(_) => "auto",
-            StepKind::Wait(_) => "wait",
-            StepKind::Split { .. } => "split",
-            StepKind::Join { .. } => "join",
-            StepKind::Call(_) => "call",
-            StepKind::End => "end",
-        };
-        Symbol {
-            name: s.id.name.clone(),
-            kind,
-            label: s.label.clone(),
-            whole: s.span.clone(),
-            name_span: s.id.span.clone(),
-        }
+    out.extend(process.steps.iter().map(|s| Symbol {
+        name: s.id.name.clone(),
+        kind: s.kind.keyword(),
+        label: s.label.clone(),
+        whole: s.span.clone(),
+        name_span: s.id.span.clone(),
     }));
     out
 }
