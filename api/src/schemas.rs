@@ -592,7 +592,7 @@ pub struct ProcessCoverage {
     reached: usize,
     required: usize,
     percent: f64,
-    /// Steps, decision arms, reminders, missed deadlines and the cancellation never reached.
+    /// Steps, decision arms, reminders, missed deadlines, escalations and the cancellation never reached.
     missing: Vec<String>,
 }
 

@@ -78,7 +78,9 @@ pub fn test(
                 print_outcome(o);
             }
             if let Some(coverage) = &coverage {
-                println!("\ncoverage (steps, decision arms, reminders, missed deadlines, a cancellation):");
+                println!(
+                    "\ncoverage (steps, decision arms, reminders, missed deadlines, escalations, a cancellation):"
+                );
                 let width = coverage.iter().map(|c| c.process.len()).max().unwrap_or(0);
                 for c in coverage {
                     println!(

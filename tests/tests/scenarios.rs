@@ -1,7 +1,7 @@
 //! The scenario files, run by the same code as `caseflow test` (`caseflow_engine::scenario`):
 //! - `processes/tests/PROCESS/*.toml` walk cases of the shipped processes under the shipped
-//!   rules; coverage must be 100%: every step, decision arm, reminder and missed deadline of
-//!   each process, and a cancellation;
+//!   rules; coverage must be 100%: every step, decision arm, reminder, missed deadline and
+//!   escalation of each process, and a cancellation;
 //! - `tests/patterns/PROCESS/*.toml` walk the small processes of `tests/patterns/*.flow` that
 //!   show one workflow pattern each (`docs/patterns.md`); coverage counts steps and arms.
 //!

@@ -1,6 +1,6 @@
 //! Coverage: what a process offers to reach, and which of it the scenarios reached.
 
-use caseflow_dsl::model::{Process, StepKind, Transition};
+use caseflow_dsl::model::{Action, Process, StepKind, Transition};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +21,8 @@ pub enum Reach {
     Reminder(String),
     /// A task's deadline missed.
     Overdue(String),
+    /// A task escalated (a `when …: escalate to …` handler ran).
+    Escalation(String),
     /// The case cancelled.
     Cancelled,
 }
@@ -32,6 +34,7 @@ impl std::fmt::Display for Reach {
             Reach::Arm { step, arm } => write!(f, "`{step}` {arm}"),
             Reach::Reminder(s) => write!(f, "a reminder at `{s}`"),
             Reach::Overdue(s) => write!(f, "the deadline of `{s}` missed"),
+            Reach::Escalation(s) => write!(f, "an escalation of `{s}`"),
             Reach::Cancelled => write!(f, "a cancellation"),
         }
     }
@@ -44,7 +47,7 @@ impl Serialize for Reach {
 }
 
 /// What a process offers: every step and decision arm; with `full`, also every reminder,
-/// every deadline missed, and a cancellation.
+/// every deadline missed, every task's escalation, and a cancellation.
 pub fn required(model: &Process, full: bool) -> Vec<Reach> {
     let mut out: Vec<Reach> = model.steps.iter().map(|s| Reach::Step(s.name.clone())).collect();
     for s in &model.steps {
@@ -55,6 +58,10 @@ pub fn required(model: &Process, full: bool) -> Vec<Reach> {
                 }
                 if t.due.is_some() && full {
                     out.push(Reach::Overdue(s.name.clone()));
+                }
+                let escalates = t.handlers.iter().any(|h| h.actions.iter().any(|a| matches!(a, Action::Escalate(_))));
+                if escalates && full {
+                    out.push(Reach::Escalation(s.name.clone()));
                 }
                 Some(&t.next)
             }

@@ -83,7 +83,7 @@ pub struct Outcome {
     pub failure: Option<Failure>,
     /// What was done, one line per action, up to the failure.
     pub log: Vec<String>,
-    /// Steps, decision arms, reminders, missed deadlines and cancellations reached.
+    /// Steps, decision arms, reminders, missed deadlines, escalations and cancellations reached.
     #[serde(skip)]
     pub reached: BTreeSet<Fact>,
 }
@@ -652,6 +652,9 @@ impl<S: Storage> Walk<S> {
                     }
                     HistoryEvent::TaskOverdue => {
                         facts.insert(fact(Reach::Overdue(step.clone())));
+                    }
+                    HistoryEvent::Escalated => {
+                        facts.insert(fact(Reach::Escalation(step.clone())));
                     }
                     _ => {}
                 }
