@@ -170,3 +170,97 @@ proptest! {
         exercise(&apply(&corpus[which % corpus.len()], &mutations));
     }
 }
+
+/// Scenario files cut, spliced and sprinkled with TOML and scenario tokens: `caseflow test`
+/// and `POST /processes/{id}/test` run whatever they are given, so a broken file must come
+/// back as a failed scenario, never a panic.
+mod scenarios {
+    use super::*;
+    use caseflow_engine::scenario::{self, ScenarioFile, Setup};
+    use caseflow_engine::MemoryStore;
+
+    const SCENARIO_TOKENS: &[&str] = &[
+        "[[step]]\n",
+        "[fields]\n",
+        "complete = \"receive\"\n",
+        "advance_to = \"2026-11-23T10:00\"\n",
+        "advance_to = \"9999-12-31T23:59\"\n",
+        "advance_to = \"2026-02-30T25:61\"\n",
+        "migrate = { to = 7 }\n",
+        "deploy = \"../../etc/passwd\"\n",
+        "expect_tasks = [{ step = \"x\" }]\n",
+        "fields = { a = { b = 1 } }\n",
+        "set_fields = { urgency = [1, [2]] }\n",
+        "refused = \"\"\n",
+        "message = \"\"\n",
+        "cancel = \"x\"\n",
+        "suspend = true\n",
+        "\"",
+        "=",
+        "\n",
+        "[",
+        "]",
+        "{",
+        "}",
+    ];
+
+    fn setup() -> &'static Setup {
+        static SETUP: OnceLock<Setup> = OnceLock::new();
+        SETUP.get_or_init(|| Setup::new(shipped_processes(), shipped_rules()).expect("the shipped processes deploy"))
+    }
+
+    fn scenario_corpus() -> &'static [String] {
+        static CORPUS: OnceLock<Vec<String>> = OnceLock::new();
+        CORPUS.get_or_init(|| {
+            let mut texts = Vec::new();
+            for folder in ["processes/tests/complaint", "processes/tests/repair", "processes/tests/risk_review"] {
+                texts.extend(files(folder, "toml").iter().map(|p| read(p)));
+            }
+            texts
+        })
+    }
+
+    /// Whole lines dropped, or lines of the tokens put in, so that most results are still TOML
+    /// (and reach the runner) while a few are not (and reach the reader).
+    fn mutate(text: &str, edits: &[(usize, usize, usize)]) -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        for &(at, kind, token) in edits {
+            let at = at % (lines.len() + 1);
+            match kind % 3 {
+                0 if at < lines.len() => {
+                    lines.remove(at);
+                }
+                1 if at < lines.len() => {
+                    // A value replaced: the key kept, the value from the tokens.
+                    if let Some((key, _)) = lines[at].split_once(" = ") {
+                        let value =
+                            SCENARIO_TOKENS[token % SCENARIO_TOKENS.len()].split_once(" = ").map_or("1", |(_, v)| v);
+                        lines[at] = format!("{key} = {}", value.trim_end());
+                    }
+                }
+                _ => lines.insert(at, SCENARIO_TOKENS[token % SCENARIO_TOKENS.len()].trim_end().to_string()),
+            }
+        }
+        lines.join("\n")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases() / 4))]
+
+        #[test]
+        fn mutated_scenarios_fail_cleanly(
+            which in any::<usize>(),
+            edits in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<usize>()), 1..6),
+        ) {
+            let corpus = scenario_corpus();
+            let text = mutate(&corpus[which % corpus.len()], &edits);
+            // No folder: a `deploy` step must be refused, not read a file.
+            let file = ScenarioFile { name: "fuzz.toml".into(), text, dir: None };
+            let outcome = scenario::run(setup(), &file, MemoryStore::new());
+            if let Some(f) = &outcome.failure {
+                prop_assert!(!f.found.contains("root:"), "a file was read: {f:?}");
+                prop_assert!(!f.action.is_empty() && !f.expected.is_empty(), "{f:?}");
+            }
+        }
+    }
+}

@@ -66,7 +66,8 @@ pub struct Word {
 pub fn word_at(text: &str, offset: usize) -> Option<Word> {
     let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let offset = offset.min(text.len());
-    let start = text[..offset].rfind(|c: char| !is_ident(c)).map_or(0, |i| i + 1);
+    // Just after the last character that is not part of a name (which may be several bytes).
+    let start = text[..offset].char_indices().rev().find(|(_, c)| !is_ident(*c)).map_or(0, |(i, c)| i + c.len_utf8());
     let end = text[offset..].find(|c: char| !is_ident(c)).map_or(text.len(), |i| offset + i);
     (start < end && !text[start..].starts_with(|c: char| c.is_ascii_digit())).then(|| Word {
         start,
@@ -243,7 +244,11 @@ pub fn completions(
 ) -> Vec<(String, &'static str)> {
     let line_start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
     let before = &text[line_start..offset.min(text.len())];
-    let partial_start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+    let partial_start = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let context = before[..partial_start].trim_end();
     let steps =
         || process.map(|p| p.steps.iter().map(|s| (s.id.name.clone(), "step")).collect::<Vec<_>>()).unwrap_or_default();
