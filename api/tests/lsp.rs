@@ -179,6 +179,12 @@ fn the_language_server_answers_an_editor() {
         json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": fixed }] }),
     );
     assert_eq!(c.diagnostics(&uri), json!([]), "the fixed file is clean");
+    // A file changed on disk (rules, another process): open documents are checked again.
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": "file:///tmp/rules/values.toml", "type": 2 }] }),
+    );
+    assert_eq!(c.diagnostics(&uri), json!([]), "checked again after a watched file changed");
 
     // Hover: a field's type and label; a task's assignment and deadline, with the due times on
     // the calendar per urgency.

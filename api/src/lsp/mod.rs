@@ -18,7 +18,8 @@ use caseflow_engine::clock::{Clock, SystemClock};
 use caseflow_engine::{RuleSet, RulesFile};
 use lsp_server::{Connection, ExtractError, Message, Notification, Request, RequestId, Response};
 use lsp_types::notification::{
-    DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Notification as _, PublishDiagnostics,
+    DidChangeTextDocument, DidChangeWatchedFiles, DidCloseTextDocument, DidOpenTextDocument, Notification as _,
+    PublishDiagnostics,
 };
 use lsp_types::request::{
     CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest, References, Rename,
@@ -110,6 +111,16 @@ impl Server {
                     self.documents.insert(p.text_document.uri.clone(), change.text);
                 }
                 p.text_document.uri
+            }
+            // A rules file or another process changed on disk: every open document is checked
+            // again, since its diagnostics may depend on it.
+            DidChangeWatchedFiles::METHOD => {
+                let open: Vec<Url> = self.documents.keys().cloned().collect();
+                for uri in open {
+                    let diagnostics = self.diagnostics(&uri);
+                    self.publish(&uri, diagnostics)?;
+                }
+                return Ok(());
             }
             DidCloseTextDocument::METHOD => {
                 let p: lsp_types::DidCloseTextDocumentParams = serde_json::from_value(n.params)?;
