@@ -409,6 +409,7 @@ impl<S: Storage> Walk<S> {
             result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
         }
         if let Some(m) = &s.message {
+            self.earlier_accepted(&result, &action)?;
             action = format!("message `{m}`");
             self.log.push(action.clone());
             let command = Command::Message { name: m.clone() };
@@ -416,6 +417,7 @@ impl<S: Storage> Walk<S> {
                 self.engine.command(self.root, Actor::system(), command, now()).map(|_| ()).map_err(|e| e.to_string());
         }
         if let Some(reason) = &s.cancel {
+            self.earlier_accepted(&result, &action)?;
             let by = s.by.clone().unwrap_or_else(|| "admin".into());
             action = format!("{by} cancels ({reason})");
             self.log.push(action.clone());
@@ -424,6 +426,7 @@ impl<S: Storage> Walk<S> {
                 self.engine.command(self.root, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
         }
         if let Some(step) = &s.reassign {
+            self.earlier_accepted(&result, &action)?;
             let (id, task) = self.task_at(&format!("reassign `{step}`"), step)?;
             let to = s.to.clone().ok_or_else(|| Problem::new("reassign", "`to`", "no `to` in the step"))?;
             let by = s.by.clone().unwrap_or_else(|| "admin".into());
@@ -433,6 +436,7 @@ impl<S: Storage> Walk<S> {
             result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
         }
         if let Some(step) = &s.delegate {
+            self.earlier_accepted(&result, &action)?;
             let (id, task) = self.task_at(&format!("delegate `{step}`"), step)?;
             let to = s.to.clone().ok_or_else(|| Problem::new("delegate", "`to`", "no `to` in the step"))?;
             let by = s.by.clone().or(task.assignee.clone()).unwrap_or_default();
@@ -442,6 +446,7 @@ impl<S: Storage> Walk<S> {
             result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
         }
         if let Some(step) = &s.claim {
+            self.earlier_accepted(&result, &action)?;
             let (id, task) = self.task_at(&format!("claim `{step}`"), step)?;
             let by = s.by.clone().ok_or_else(|| Problem::new("claim", "`by`", "no `by` in the step"))?;
             action = format!("{by} claims `{step}`");
@@ -450,6 +455,7 @@ impl<S: Storage> Walk<S> {
             result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
         }
         if let Some(step) = &s.release {
+            self.earlier_accepted(&result, &action)?;
             let (id, task) = self.task_at(&format!("release `{step}`"), step)?;
             let by = s.by.clone().or(task.assignee.clone()).unwrap_or_else(|| "admin".into());
             action = format!("{by} releases `{step}`");
@@ -463,6 +469,7 @@ impl<S: Storage> Walk<S> {
             (s.retry, "retries", Command::Retry),
         ] {
             if asked {
+                self.earlier_accepted(&result, &action)?;
                 let by = s.by.clone().unwrap_or_else(|| "admin".into());
                 action = format!("{by} {verb} the case");
                 self.log.push(action.clone());
@@ -474,6 +481,7 @@ impl<S: Storage> Walk<S> {
             }
         }
         if !s.set_fields.is_empty() {
+            self.earlier_accepted(&result, &action)?;
             let by = s.by.clone().unwrap_or_else(|| "admin".into());
             let values = fields(&s.set_fields)?;
             action = format!("{by} sets {}", show_fields(&values));
@@ -483,11 +491,13 @@ impl<S: Storage> Walk<S> {
                 self.engine.command(self.root, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
         }
         if let Some(file) = &s.deploy {
+            self.earlier_accepted(&result, &action)?;
             action = format!("deploy {file}");
             self.log.push(action.clone());
             result = self.deploy(file);
         }
         if let Some(m) = &s.migrate {
+            self.earlier_accepted(&result, &action)?;
             action = format!("migrate to version {}", m.to);
             self.log.push(action.clone());
             result = self.migrate(m);
@@ -504,6 +514,15 @@ impl<S: Storage> Walk<S> {
             _ => {}
         }
         self.expectations(&action, s)
+    }
+
+    /// Several actions in a step run in order: an earlier one refused stops the step (only the
+    /// last may be the one `refused` expects).
+    fn earlier_accepted(&self, result: &Result<(), String>, action: &str) -> Result<(), Problem> {
+        match result {
+            Err(e) => Err(Problem::new(action, "accepted", format!("refused: {e}"))),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// A new version of a process, from a file beside the scenario.

@@ -12,8 +12,8 @@
 //!   (a task opens and is assigned as the new step says).
 //! - A case **cannot move**, and is left on its version, when a place has no step to go to,
 //!   when staying would change what it waits for (a task where the new version waits), when a
-//!   field the new version requires has no value and no default, or when a `for each` group
-//!   would have to move to another step.
+//!   field the new version requires has no value and no default, when a `for each` group
+//!   would have to move to another step, or when a suspended case would have to enter one.
 
 use crate::case::run::Run;
 use crate::case::{
@@ -154,6 +154,15 @@ pub fn migrate(
             if matches!(tok.waiting, Waiting::Child) {
                 reasons
                     .push(format!("`{name}` waits for a sub-process case: it can only stay at a `call` of its name"));
+                continue;
+            }
+            if !matches!(inst.status, Status::Running) {
+                // A case on hold enters no step: nothing would open until it runs again.
+                reasons.push(format!(
+                    "`{name}` would enter `{}`, and the case is {}: resume it first",
+                    new.name,
+                    inst.status.name()
+                ));
                 continue;
             }
             enter.push((*id, t));
