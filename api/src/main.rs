@@ -82,12 +82,20 @@ enum Command {
         #[arg(long)]
         coverage: bool,
         /// Instead of running scenarios, print one written from the real history of this case
-        /// (its id or business key) in `--data`: a case that went wrong becomes a test.
-        #[arg(long, value_name = "CASE", requires = "data")]
+        /// (its id or business key), from `--data` or `--url`: a case that went wrong becomes a
+        /// test.
+        #[arg(long, value_name = "CASE", requires = "record_from")]
         record: Option<String>,
         /// The (stopped) server's data directory to record from.
-        #[arg(long, value_name = "DATA_DIR", requires = "record")]
+        #[arg(long, value_name = "DATA_DIR", requires = "record", group = "record_from")]
         data: Option<PathBuf>,
+        /// A running server to record from (`http://host:port`), asked with an administrator's
+        /// `--token` (`GET /instances/{id}/scenario`).
+        #[arg(long, requires = "record", group = "record_from")]
+        url: Option<String>,
+        /// The bearer token for `--url`.
+        #[arg(long, env = "CASEFLOW_TOKEN", requires = "url", hide_env_values = true)]
+        token: Option<String>,
         /// The data directory's field key (default: DATA_DIR/field.key when present).
         #[arg(long, requires = "record")]
         field_key: Option<PathBuf>,
@@ -273,6 +281,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Test { record: Some(case), data: Some(data), rules, field_key, .. } => {
             test_command::record(&case, &data, &rules, field_key.as_deref())
+        }
+        Command::Test { record: Some(case), url: Some(url), token, .. } => {
+            test_command::record_from_server(&case, &url, token.as_deref().unwrap_or(""))
         }
         Command::Test { paths, processes, rules, format, coverage, .. } => {
             test_command::test(&paths, &processes, &rules, format, coverage)

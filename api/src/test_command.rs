@@ -151,3 +151,68 @@ pub fn record(case: &str, data: &Path, rules: &Path, field_key: Option<&Path>) -
     print!("{}", scenario::record(&engine, id)?);
     Ok(ExitCode::SUCCESS)
 }
+
+/// `caseflow test --record CASE --url URL`: the scenario of a case of a running server, from
+/// `GET /instances/{id}/scenario` (a business key is looked up first).
+pub fn record_from_server(case: &str, url: &str, token: &str) -> Result<ExitCode> {
+    let base = url.trim_end_matches('/');
+    if !base.starts_with("http://") {
+        anyhow::bail!("`{url}`: give the server's address as http://host:port");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let get = |path: String| http_get(format!("{base}{path}"), token.to_string());
+        let escaped: String = case
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let id = match get(format!("/instances/by-key/{escaped}")).await? {
+            (200, body) => serde_json::from_str::<serde_json::Value>(&body)?["id"].as_u64().map(|n| n.to_string()),
+            (404, _) => case.parse::<u64>().ok().map(|n| n.to_string()),
+            (status, body) => anyhow::bail!("{base}: {status} {}", problem_detail(&body)),
+        };
+        let Some(id) = id else {
+            eprintln!("error: no case with id or business key `{case}` at {base}");
+            return Ok(ExitCode::FAILURE);
+        };
+        match get(format!("/instances/{id}/scenario")).await? {
+            (200, text) => {
+                print!("{text}");
+                Ok(ExitCode::SUCCESS)
+            }
+            (404, _) => {
+                eprintln!("error: no case with id or business key `{case}` at {base}");
+                Ok(ExitCode::FAILURE)
+            }
+            (status, body) => anyhow::bail!("{base}: {status} {}", problem_detail(&body)),
+        }
+    })
+}
+
+/// A GET with a bearer token: the status and the body.
+async fn http_get(url: String, token: String) -> Result<(u16, String)> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let request = hyper::Request::get(&url)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(http_body_util::Empty::new())?;
+    let response = client.request(request).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The `detail` of a problem+json body, or the body.
+fn problem_detail(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["detail"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}

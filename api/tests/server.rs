@@ -180,6 +180,24 @@ fn a_complaint_case_over_a_real_socket_survives_a_restart() {
     let (status, body) = server.call("GET", &format!("/instances/{}", inst["id"]), "dev-admin", None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["current_steps"][0], "verify");
+    // `caseflow test --record` asks the running server for the case as a scenario.
+    let url = format!("http://{}", server.addr);
+    let key = inst["business_key"].as_str().unwrap();
+    let record = |case: &str, token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_caseflow"))
+            .args(["test", "--record", case, "--url", &url, "--token", token])
+            .output()
+            .unwrap()
+    };
+    let out = record(key, "dev-admin");
+    let scenario = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(scenario.contains("complete = \"receive\"") && scenario.contains("cause = \"quality\""), "{scenario}");
+    assert_eq!(String::from_utf8_lossy(&record(&inst["id"].to_string(), "dev-admin").stdout), scenario, "by id too");
+    let out = record("NO-SUCH-CASE", "dev-admin");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = record(key, "dev-crm");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("403"), "not an administrator");
     let stopped = server.stop();
     assert!(stopped.success(), "{stopped}: {}", std::fs::read_to_string(&log).unwrap_or_default());
     let _ = std::fs::remove_dir_all(&data);
