@@ -418,14 +418,13 @@ fn print_rules_errors(errors: &[caseflow_engine::RulesError]) {
     eprintln!("rules refused: {} error{}", errors.len(), plural(errors.len()));
 }
 
+/// A rules folder's rules; `None`, with every error printed, when they do not validate.
+fn rules_or_report(dir: &Path) -> Result<Option<RuleSet>> {
+    Ok(load_rules(dir)?.map_err(|errors| print_rules_errors(&errors)).ok())
+}
+
 fn load_catalog(dir: &Path) -> Result<Option<RuleCatalog>> {
-    match load_rules(dir)? {
-        Ok(rules) => Ok(Some(rules.catalog())),
-        Err(errors) => {
-            print_rules_errors(&errors);
-            Ok(None)
-        }
-    }
+    Ok(rules_or_report(dir)?.map(|rules| rules.catalog()))
 }
 
 /// What the rules of `dir` would do to the open work stored in `data` (`rules check --against`).
@@ -534,18 +533,9 @@ fn what_if(
     field_key: Option<&Path>,
     format: OutputFormat,
 ) -> Result<ExitCode> {
-    let load = |dir: &Path| -> Result<Option<RuleSet>> {
-        Ok(match load_rules(dir)? {
-            Ok(r) => Some(r),
-            Err(errors) => {
-                print_rules_errors(&errors);
-                None
-            }
-        })
-    };
-    let Some(in_force) = load(current_rules)? else { return Ok(ExitCode::FAILURE) };
+    let Some(in_force) = rules_or_report(current_rules)? else { return Ok(ExitCode::FAILURE) };
     let candidate = match candidate_rules {
-        Some(dir) => match load(dir)? {
+        Some(dir) => match rules_or_report(dir)? {
             Some(r) => r,
             None => return Ok(ExitCode::FAILURE),
         },
@@ -661,13 +651,7 @@ pub(crate) fn open_data_dir(data: &Path, rules: &RuleSet, field_key: Option<&Pat
 }
 
 fn rules_check(dir: &Path, processes: &Path) -> Result<ExitCode> {
-    let rules = match load_rules(dir)? {
-        Ok(r) => r,
-        Err(errors) => {
-            print_rules_errors(&errors);
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let Some(rules) = rules_or_report(dir)? else { return Ok(ExitCode::FAILURE) };
     eprintln!(
         "rules ok: {} roles, {} users, {} values, {} decision tables, calendar in {}",
         rules.roles.len(),
@@ -708,13 +692,7 @@ fn rules_check(dir: &Path, processes: &Path) -> Result<ExitCode> {
 }
 
 fn rules_eval(dir: &Path, table: &str, inputs: &[String]) -> Result<ExitCode> {
-    let rules = match load_rules(dir)? {
-        Ok(r) => r,
-        Err(errors) => {
-            print_rules_errors(&errors);
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let Some(rules) = rules_or_report(dir)? else { return Ok(ExitCode::FAILURE) };
     let Some(t) = rules.tables.get(table) else {
         let names: Vec<&str> = rules.tables.keys().map(String::as_str).collect();
         bail!("no decision table `{table}`; the tables are: {}", names.join(", "));

@@ -1,7 +1,7 @@
 //! `caseflow test`: scenario files run against the real engine (in memory, a manual clock),
 //! the processes of `--processes` and the rules of `--rules`.
 
-use crate::{collect, load_rules, open_data_dir, print_rules_errors, read, OutputFormat};
+use crate::{collect, open_data_dir, read, rules_or_report, OutputFormat};
 use anyhow::Result;
 use caseflow_dsl::SourceFile;
 use caseflow_engine::scenario::{self, Outcome, ScenarioFile, Setup};
@@ -18,13 +18,7 @@ pub fn test(
     format: OutputFormat,
     with_coverage: bool,
 ) -> Result<ExitCode> {
-    let rules = match load_rules(rules)? {
-        Ok(r) => r,
-        Err(errors) => {
-            print_rules_errors(&errors);
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let Some(rules) = rules_or_report(rules)? else { return Ok(ExitCode::FAILURE) };
     let mut flows = Vec::new();
     for p in processes {
         collect(p, "flow", &mut flows)?;
@@ -129,13 +123,7 @@ fn show_paths(paths: &[PathBuf]) -> String {
 
 /// `caseflow test --record CASE --data DATA_DIR`: the scenario of a real case, on stdout.
 pub fn record(case: &str, data: &Path, rules: &Path, field_key: Option<&Path>) -> Result<ExitCode> {
-    let rules = match load_rules(rules)? {
-        Ok(r) => r,
-        Err(errors) => {
-            print_rules_errors(&errors);
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let Some(rules) = rules_or_report(rules)? else { return Ok(ExitCode::FAILURE) };
     let engine = open_data_dir(data, &rules, field_key)?;
     let by_key = engine.instance_by_key(case)?;
     let id = match (by_key, case.parse::<u64>()) {

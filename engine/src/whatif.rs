@@ -45,6 +45,14 @@ impl Models {
             .flatten()
             .or_else(|| self.deployed.get(&(process.to_string(), version)))
     }
+
+    /// A called process's model: the candidate's, else its latest deployed version (what a
+    /// `call` starts).
+    fn called(&self, process: &str, candidate: bool) -> Option<&Process> {
+        candidate.then(|| self.candidate.get(process)).flatten().or_else(|| {
+            self.deployed.range((process.to_string(), 0)..=(process.to_string(), u32::MAX)).next_back().map(|(_, m)| m)
+        })
+    }
 }
 
 /// One replay of one case.
@@ -227,17 +235,7 @@ impl Replay<'_> {
                     Effect::StartChild { token, process, fields } => {
                         let model = self
                             .models
-                            .candidate
-                            .get(&process)
-                            .filter(|_| self.candidate)
-                            .or_else(|| {
-                                self.models
-                                    .deployed
-                                    .iter()
-                                    .filter(|((p, _), _)| *p == process)
-                                    .map(|(_, m)| m)
-                                    .next_back()
-                            })
+                            .called(&process, self.candidate)
                             .ok_or_else(|| format!("no model of the called process {process}"))?
                             .clone();
                         let child_id = InstanceId(u64::MAX - self.family.len() as u64);

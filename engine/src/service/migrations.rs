@@ -5,9 +5,8 @@
 use super::workload::EngineWorkload;
 use super::{Engine, EngineError, Unit};
 use crate::storage::Storage;
-use crate::sync::Unpoisoned;
 use caseflow_core::case::migrate::{self, CasePlan};
-use caseflow_core::case::{self, Effect, InstanceId, Outcome, StatusKind};
+use caseflow_core::case::{self, InstanceId, Outcome, StatusKind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::cell::RefCell;
@@ -143,8 +142,6 @@ impl<S: Storage> Engine<S> {
             return Ok(None);
         }
         let (rules, rules_version) = self.rules_and_version();
-        let workload = EngineWorkload { engine: self, positions_read: RefCell::new(BTreeMap::new()) };
-        let ctx = case::Context { model: new, rules: &rules, workload: &workload, now };
         let mut result = CaseMigration {
             id,
             business_key: before.business_key.clone(),
@@ -152,11 +149,21 @@ impl<S: Storage> Engine<S> {
             reasons: Vec::new(),
             plan: None,
         };
-        let migrated = match migrate::migrate(&ctx, old, &before, to, mapping) {
-            Ok(m) => m,
-            Err(reasons) => {
-                result.reasons = reasons;
-                return Ok(Some(result));
+        // As `run_core`: a step entered afresh may take a task by round robin; the rotation
+        // moves on only if no other command moved it meanwhile, else the core runs again.
+        let migrated = loop {
+            let workload = EngineWorkload { engine: self, positions_read: RefCell::new(BTreeMap::new()) };
+            let ctx = case::Context { model: new, rules: &rules, workload: &workload, now };
+            let migrated = match migrate::migrate(&ctx, old, &before, to, mapping) {
+                Ok(m) => m,
+                Err(reasons) => {
+                    result.reasons = reasons;
+                    return Ok(Some(result));
+                }
+            };
+            let read = workload.positions_read.into_inner();
+            if dry_run || read.is_empty() || self.take_rotation(&read, &migrated.effects) {
+                break migrated;
             }
         };
         result.moved = true;
@@ -172,13 +179,6 @@ impl<S: Storage> Engine<S> {
         let written = self.cascade(&mut unit, id, effects.clone(), now).and_then(|()| self.commit(&mut unit, None));
         drop(guard);
         let ticket = written.inspect_err(|_| self.give_back(&unit))?;
-        let mut rotation = self.workload.round_robin.lock().unpoisoned();
-        for e in &effects {
-            if let Effect::RoundRobinTaken { role, count } = e {
-                *rotation.entry(role.clone()).or_insert(0) += count;
-            }
-        }
-        drop(rotation);
         let (instance, outcome, others) = unit.split_first();
         self.confirm(super::Applied { instance, outcome, ticket, others }.into())?;
         Ok(Some(result))

@@ -5,7 +5,7 @@ use super::Engine;
 use crate::storage::keys::{self, Inbox};
 use crate::storage::Storage;
 use crate::sync::Unpoisoned;
-use caseflow_core::case::Workload;
+use caseflow_core::case::{Effect, Workload};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, RwLock};
@@ -140,5 +140,23 @@ pub(crate) struct WorkloadState {
 impl Default for WorkloadState {
     fn default() -> Self {
         WorkloadState { open_counts: OpenCounts::new(), round_robin: Mutex::new(BTreeMap::new()) }
+    }
+}
+
+impl<S: Storage> Engine<S> {
+    /// Moves each role's round-robin rotation on by the tasks `effects` took, if no other
+    /// command moved it since the positions in `read` were read. False when one did: the
+    /// caller runs the core again on fresh figures (the core is pure, so that is safe).
+    pub(crate) fn take_rotation(&self, read: &BTreeMap<String, u64>, effects: &[Effect]) -> bool {
+        let mut rotation = self.workload.round_robin.lock().unpoisoned();
+        if !read.iter().all(|(role, at)| rotation.get(role).copied().unwrap_or(0) == *at) {
+            return false;
+        }
+        for e in effects {
+            if let Effect::RoundRobinTaken { role, count } = e {
+                *rotation.entry(role.clone()).or_insert(0) += count;
+            }
+        }
+        true
     }
 }

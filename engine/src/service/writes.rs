@@ -320,16 +320,7 @@ impl<S: Storage> Engine<S> {
             let ctx = case::Context { model, rules, workload: &workload, now };
             let (after, outcome) = case::applied(&ctx, inst, actor, command.clone())?;
             let read = workload.positions_read.into_inner();
-            if read.is_empty() {
-                return Ok((after, outcome));
-            }
-            let mut rotation = self.workload.round_robin.lock().unpoisoned();
-            if read.iter().all(|(role, at)| rotation.get(role).copied().unwrap_or(0) == *at) {
-                for e in &outcome.effects {
-                    if let Effect::RoundRobinTaken { role, count } = e {
-                        *rotation.entry(role.clone()).or_insert(0) += count;
-                    }
-                }
+            if read.is_empty() || self.take_rotation(&read, &outcome.effects) {
                 return Ok((after, outcome));
             }
         }
