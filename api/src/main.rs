@@ -115,6 +115,10 @@ enum Command {
         mapping: Vec<String>,
         #[arg(long)]
         dry_run: bool,
+        /// Who asks, named on each moved case's `migrated` history entry (default: the
+        /// login name, `$USER`).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
         #[arg(long, value_name = "DATA_DIR")]
         data: PathBuf,
         #[arg(long, default_value = "rules")]
@@ -288,7 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test { paths, processes, rules, format, coverage, .. } => {
             test_command::test(&paths, &processes, &rules, format, coverage)
         }
-        Command::Migrate { process, from, to, mapping, dry_run, data, rules, field_key, format } => {
+        Command::Migrate { process, from, to, mapping, dry_run, by, data, rules, field_key, format } => {
             let mut map = std::collections::BTreeMap::new();
             for m in &mapping {
                 let Some((old, new)) = m.split_once('=') else {
@@ -296,7 +300,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 };
                 map.insert(old.trim().to_string(), new.trim().to_string());
             }
-            migrate(&process, from, to, &map, dry_run, &data, &rules, field_key.as_deref(), format)
+            let by = by.or_else(|| std::env::var("USER").ok()).filter(|b| !b.trim().is_empty());
+            let order = caseflow_engine::MigrationOrder {
+                process,
+                from,
+                to,
+                mapping: map,
+                dry_run,
+                by: caseflow_core::case::Actor {
+                    id: by.unwrap_or_else(|| "cli".into()),
+                    roles: Vec::new(),
+                    admin: true,
+                },
+            };
+            migrate(&order, &data, &rules, field_key.as_deref(), format)
         }
         Command::Lsp { rules } => {
             caseflow::lsp::run(caseflow::lsp::rules_dir_arg(rules.as_deref())?)?;
@@ -458,13 +475,8 @@ fn rules_impact(dir: &Path, data: &Path, field_key: Option<&Path>) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn migrate(
-    process: &str,
-    from: u32,
-    to: u32,
-    mapping: &std::collections::BTreeMap<String, String>,
-    dry_run: bool,
+    order: &caseflow_engine::MigrationOrder,
     data: &Path,
     rules_dir: &Path,
     field_key: Option<&Path>,
@@ -473,8 +485,9 @@ fn migrate(
     use caseflow_engine::clock::Clock;
     let rules =
         load_rules(rules_dir)?.map_err(|_| anyhow::anyhow!("the rules of {} do not load", rules_dir.display()))?;
+    let zone = rules.calendar.time_zone;
     let engine = open_data_dir(data, &rules, field_key)?;
-    let report = match engine.migrate(process, from, to, mapping, dry_run, caseflow_engine::clock::SystemClock.now()) {
+    let report = match engine.migrate(order, caseflow_engine::clock::SystemClock.now()) {
         Ok(r) => r,
         Err(e @ (caseflow_engine::EngineError::BadMigration(_) | caseflow_engine::EngineError::UnknownProcess(_))) => {
             eprintln!("error: {e}");
@@ -486,8 +499,19 @@ fn migrate(
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
+    print!("{}", render_migration(&report, zone));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A migration report for a person: counts, where cases land, why the others cannot move and
+/// which they are, then case by case what changes; times in the calendar's zone, to the second.
+fn render_migration(report: &caseflow_engine::MigrationReport, zone: chrono_tz::Tz) -> String {
+    use std::fmt::Write;
+    let (process, from, to, dry_run) = (&report.process, report.from, report.to, report.dry_run);
+    let mut out = String::new();
     let verb = if dry_run { "would move" } else { "moved" };
-    println!(
+    let _ = writeln!(
+        out,
         "{process} version {from} -> {to}{}: {} running case{}, {} {verb}, {} cannot move",
         if dry_run { " (dry run: nothing changed)" } else { "" },
         report.cases,
@@ -496,12 +520,22 @@ fn migrate(
         report.refused
     );
     for (landing, n) in &report.landing {
-        println!("  {landing}: {n}");
+        let _ = writeln!(out, "  {landing}: {n}");
+    }
+    for (incident, n) in &report.incidents {
+        let _ = writeln!(out, "  lands at an incident ({n}): {incident}");
     }
     for (reason, n) in &report.refusals {
-        println!("  cannot move ({n}): {reason}");
+        let _ = writeln!(out, "  cannot move ({n}): {reason}");
     }
-    for r in report.results.iter().filter(|r| r.moved) {
+    let show = |t: &Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "none".into())
+    };
+    for r in &report.results {
+        if !r.moved {
+            let _ = writeln!(out, "  case {} cannot move: {}", r.business_key, r.reasons.join("; "));
+            continue;
+        }
         let Some(plan) = &r.plan else { continue };
         let mut parts = Vec::new();
         if !plan.tasks_closed.is_empty() {
@@ -511,17 +545,22 @@ fn migrate(
             parts.push(format!("opens {}", plan.tasks_opened.join(", ")));
         }
         for d in &plan.deadlines {
-            let show = |t: &Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or("none".into());
             parts.push(format!("task {} due {} (was {})", d.task, show(&d.new), show(&d.old)));
         }
         if !plan.fields_defaulted.is_empty() {
             parts.push(format!("defaults {}", plan.fields_defaulted.join(", ")));
         }
+        if let Some(incident) = &plan.landing.incident {
+            parts.push(format!("lands at an incident: {incident}"));
+        }
         if !parts.is_empty() {
-            println!("  case {}: {}", r.business_key, parts.join("; "));
+            let _ = writeln!(out, "  case {}: {}", r.business_key, parts.join("; "));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if report.cases > report.results.len() {
+        let _ = writeln!(out, "  (the first {} cases are listed; --format json for the data)", report.results.len());
+    }
+    out
 }
 
 fn what_if(

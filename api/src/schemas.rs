@@ -598,7 +598,7 @@ pub struct ProcessCoverage {
 
 /// What a migration did, or (dry run) would do.
 #[derive(ToSchema)]
-#[schema(example = json!({"process": "complaint", "from": 1, "to": 2, "dry_run": true, "cases": 3, "moved": 2, "refused": 1, "landing": {"receive -> receive (stays)": 1, "remote_assistance -> onsite_visit (entered)": 1}, "refusals": {"it waits at `file`, which version 2 does not have: map `file` to one of its steps": 1}, "results": [{"id": 1, "business_key": "20261123-001", "moved": true, "reasons": [], "plan": {"moves": [{"from": "receive", "to": "receive", "how": "stays"}], "tasks_kept": ["1-2"], "tasks_closed": [], "tasks_opened": [], "deadlines": [], "fields_defaulted": ["region"], "fields_dropped": []}}]}))]
+#[schema(example = json!({"process": "complaint", "from": 1, "to": 2, "dry_run": true, "cases": 3, "moved": 2, "refused": 1, "landing": {"receive -> receive (stays)": 1, "remote_assistance -> onsite_visit (entered)": 1}, "refusals": {"it waits at `file`, which version 2 does not have: map `file` to one of its steps": 1}, "incidents": {}, "results": [{"id": 1, "business_key": "20261123-001", "moved": true, "reasons": [], "plan": {"moves": [{"from": "receive", "to": "receive", "how": "stays"}], "tasks_kept": ["1-2"], "tasks_closed": [], "tasks_opened": [], "deadlines": [], "fields_defaulted": ["region"], "fields_dropped": [], "landing": {"status": "running", "at": ["receive (task)"]}}}]}))]
 pub struct MigrationReport {
     process: String,
     from: u32,
@@ -614,6 +614,9 @@ pub struct MigrationReport {
     landing: std::collections::BTreeMap<String, usize>,
     /// Why cases cannot move: how many for each reason.
     refusals: std::collections::BTreeMap<String, usize>,
+    /// Cases that land at an incident (an automatic step entered afresh that cannot run yet):
+    /// how many for each `step`: reason. They move and wait for a fix and a retry.
+    incidents: std::collections::BTreeMap<String, usize>,
     /// Case by case, the first 1,000.
     results: Vec<CaseMigration>,
 }
@@ -645,6 +648,19 @@ pub struct CasePlan {
     fields_defaulted: Vec<String>,
     /// Fields the new version no longer declares.
     fields_dropped: Vec<String>,
+    /// Where the case is once moved.
+    landing: Landing,
+}
+
+/// Where a moved case ends up, incidents included.
+#[derive(ToSchema)]
+pub struct Landing {
+    /// `running`, `suspended` or `incident`.
+    status: String,
+    /// Each place with work: `step (task|wait|call|incident)`.
+    at: Vec<String>,
+    /// At an incident: the step and why.
+    incident: Option<String>,
 }
 
 #[derive(ToSchema)]

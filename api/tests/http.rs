@@ -310,6 +310,78 @@ async fn authorization_rules() {
     assert_eq!(api.call("POST", &complete, Some("liu_yang"), body, &[]).await.0, StatusCode::CONFLICT);
 }
 
+/// A new version of a called process that breaks a deployed caller (the call-back renames
+/// `quality_score`, which repair copies back) is refused by every way in, as `caseflow check`
+/// refuses the folder: 422 with the caller named over HTTP, refused by the folder watcher, and
+/// the previous version stays in force.
+#[tokio::test]
+async fn a_version_that_breaks_its_callers_is_refused_by_every_way_in() {
+    let callback = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/callback.flow")).unwrap();
+    let broken = callback.replace("quality_score", "servqual_score");
+    assert_ne!(broken, callback);
+    let api = Api::new();
+    for name in ["callback", "repair"] {
+        let text = std::fs::read_to_string(format!("{}/../processes/{name}.flow", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let (s, v) =
+            api.call("POST", "/processes", Some("admin"), Some(&json!({ "source": text }).to_string()), &[]).await;
+        assert!(s.is_success(), "{name}: {v}");
+    }
+    let (s, v) =
+        api.call("POST", "/processes", Some("admin"), Some(&json!({ "source": broken }).to_string()), &[]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let d = &v["diagnostics"][0];
+    assert_eq!(d["code"], "FLOW040", "{v}");
+    assert!(d["message"].as_str().unwrap().contains("`repair`"), "{v}");
+    assert!(d["message"].as_str().unwrap().contains("FLOW021"), "{v}");
+    let (_, listed) = api.call("GET", "/processes/callback", Some("admin"), None, &[]).await;
+    assert_eq!(listed["latest_version"], 1, "{listed}");
+
+    // The watcher's folder: the caller unchanged beside the broken call-back.
+    let dir = std::env::temp_dir().join(format!("caseflow-callers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["callback", "repair", "onboarding", "installation"] {
+        let text = std::fs::read_to_string(format!("{}/../processes/{name}.flow", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        std::fs::write(dir.join(format!("{name}.flow")), text).unwrap();
+    }
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap();
+    let (deployed, refused) = caseflow::server::deploy_folder(&engine, &dir, now).unwrap();
+    assert_eq!(deployed.len(), 4, "{deployed:?} {refused:?}");
+    std::fs::write(dir.join("callback.flow"), &broken).unwrap();
+    let (deployed, refused) = caseflow::server::deploy_folder(&engine, &dir, now).unwrap();
+    assert!(!deployed.iter().any(|d| d.ends_with("(new)")), "{deployed:?}");
+    assert!(refused.iter().any(|r| r.contains("FLOW040") && r.contains("callback.flow")), "{refused:?}");
+    assert_eq!(engine.definition("callback", None).unwrap().version, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A required field with a default (`required = "north"`): the schema says it may be left
+/// out and gives the default; a start that leaves it out gets the default, as the schema says.
+#[tokio::test]
+async fn a_required_field_with_a_default_may_be_left_out_as_the_schema_says() {
+    let api = Api::new();
+    let source = "process regional {\n  source \"t\"\n  fields {\n    customer: text \"客户\" required\n    \
+                  region: choice(north, south) \"地区\" required = north\n  }\n  start -> handle\n  \
+                  task handle {\n    assign role cs_rep\n    due 1 workday\n    asks region\n    -> done\n  }\n  end done\n}\n";
+    let (s, v) =
+        api.call("POST", "/processes", Some("admin"), Some(&json!({ "source": source }).to_string()), &[]).await;
+    assert!(s.is_success(), "{v}");
+    let (_, schema) = api.call("GET", "/processes/regional/schema", Some("admin"), None, &[]).await;
+    let start = &schema["start"];
+    let required: Vec<&str> =
+        start["required"].as_array().map(|r| r.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+    assert!(!required.contains(&"region") && required.contains(&"customer"), "{schema}");
+    assert_eq!(start["properties"]["region"]["default"], "north", "{schema}");
+    let body = json!({ "process": "regional", "fields": { "customer": "第一中学" } }).to_string();
+    let (s, inst) = api.call("POST", "/instances", Some("crm"), Some(&body), &[]).await;
+    assert_eq!(s, StatusCode::CREATED, "{inst}");
+    assert_eq!(inst["fields"]["region"], "north", "{inst}");
+    // Still required: a start that sends a value the field does not allow is refused.
+    let body = json!({ "process": "regional", "fields": { "customer": "x", "region": "east" } }).to_string();
+    assert_eq!(api.call("POST", "/instances", Some("crm"), Some(&body), &[]).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
 #[tokio::test]
 async fn deploy_returns_diagnostics_and_timers_escalate() {
     let api = Api::new();
@@ -1562,7 +1634,10 @@ async fn running_cases_migrate_to_a_new_version() {
     let (_, moved) = api.call("GET", &format!("/instances/{id}"), Some("admin"), None, &[]).await;
     assert_eq!(moved["version"], 2, "{moved}");
     let (_, history) = api.call("GET", &format!("/instances/{id}/history"), Some("admin"), None, &[]).await;
-    assert!(history.to_string().contains("\"event\":\"migrated\""), "{history}");
+    let entries = history["history"].as_array().cloned().unwrap_or_default();
+    let migrated = entries.iter().find(|h| h["event"] == "migrated").unwrap_or_else(|| panic!("{history}"));
+    // The entry names the administrator who asked, not the engine.
+    assert_eq!(migrated["actor"], "admin", "{migrated}");
     // Nothing left on version 1: a second run finds no case.
     let (_, again) = api.call("POST", "/processes/complaint/migrations", Some("admin"), Some(&body(false)), &[]).await;
     assert_eq!(again["cases"], 0, "{again}");

@@ -74,6 +74,7 @@ codes! {
     EndlessCalls = "FLOW037", Error, "processes call each other with no task or wait";
     TableGap = "FLOW038", Error, "a decision table has no row for some values of its inputs";
     DuplicateProcess = "FLOW039", Error, "process id defined by two files";
+    BreaksCaller = "FLOW040", Error, "the new version breaks a deployed process that calls it";
     UnusedField = "FLOW100", Warning, "unused field";
     TaskWithoutDue = "FLOW101", Warning, "task without a due time";
     MissingSource = "FLOW102", Warning, "process does not cite its source";

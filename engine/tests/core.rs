@@ -1135,7 +1135,7 @@ proptest! {
         }
         let target = if renamed { complaint_with_verify_renamed() } else { shipped("complaint") };
         let ctx = Context { model: &target, rules: &c.rules, workload: &NoWorkload, now: c.now };
-        match migrate::migrate(&ctx, &c.model, &c.inst, 2, &BTreeMap::new()) {
+        match migrate::migrate(&ctx, &c.model, &c.inst, 2, &BTreeMap::new(), &admin) {
             Err(reasons) => prop_assert!(c.inst.status.is_ended(), "refused: {reasons:?}"),
             Ok(m) => {
                 prop_assert!(!c.inst.status.is_ended(), "an ended case moved");

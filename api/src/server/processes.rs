@@ -502,6 +502,14 @@ pub(crate) async fn migrate(
     require_admin(&actor)?;
     let engine = state.engine.clone();
     let now = state.clock.now();
-    let report = blocking(move || Ok(engine.migrate(&id, req.from, req.to, &req.mapping, req.dry_run, now)?)).await?;
+    let order = caseflow_engine::MigrationOrder {
+        process: id,
+        from: req.from,
+        to: req.to,
+        mapping: req.mapping,
+        dry_run: req.dry_run,
+        by: actor,
+    };
+    let report = blocking(move || Ok(engine.migrate(&order, now)?)).await?;
     Ok(axum::Json(serde_json::to_value(&report).unwrap_or(Json::Null)))
 }

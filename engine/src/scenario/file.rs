@@ -108,6 +108,8 @@ pub struct MigrateStep {
     /// Only report; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// The administrator who asks (named on the `migrated` entry); `admin` if not given.
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

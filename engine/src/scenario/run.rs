@@ -543,16 +543,25 @@ impl<S: Storage> Walk<S> {
     /// The case's version's running cases moved to `m.to`; the scenario's case must move.
     fn migrate(&mut self, m: &super::file::MigrateStep) -> Result<(), String> {
         let inst = self.root_instance().map_err(|p| p.found)?;
-        let report = self
-            .engine
-            .migrate(&inst.process, inst.version, m.to, &m.mapping, m.dry_run, self.clock.now())
-            .map_err(|e| e.to_string())?;
+        let order = crate::MigrationOrder {
+            process: inst.process.clone(),
+            from: inst.version,
+            to: m.to,
+            mapping: m.mapping.clone(),
+            dry_run: m.dry_run,
+            by: Actor { admin: true, ..self.staff(m.by.as_deref().unwrap_or("admin")) },
+        };
+        let report = self.engine.migrate(&order, self.clock.now()).map_err(|e| e.to_string())?;
         let mine = report.results.iter().find(|r| r.id == self.root).ok_or("the case was not among those migrated")?;
         if !mine.moved {
             return Err(mine.reasons.join("; "));
         }
         self.landing =
             mine.plan.iter().flat_map(|p| &p.moves).map(|m| format!("{} -> {} ({})", m.from, m.to, m.how)).collect();
+        // Where the case ends up when that is not simply running: an incident, with its reason.
+        if let Some(incident) = mine.plan.as_ref().and_then(|p| p.landing.incident.as_ref()) {
+            self.landing.push(format!("incident at {incident}"));
+        }
         self.landing.sort();
         Ok(())
     }

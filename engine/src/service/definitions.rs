@@ -37,6 +37,44 @@ pub struct DeployOutcome {
     pub warnings: Vec<String>,
 }
 
+/// The errors of a checked file, as (file, code and message) keys that survive edits elsewhere.
+fn error_keys(report: &caseflow_dsl::FileReport, file: &SourceFile) -> Vec<(String, String)> {
+    report.checked.diagnostics.iter().filter(|d| d.is_error()).map(|d| error_key(file, d)).collect()
+}
+
+fn error_key(file: &SourceFile, d: &caseflow_dsl::diag::Diagnostic) -> (String, String) {
+    (file.name.clone(), format!("{} {}", d.code.as_str(), d.message))
+}
+
+/// The process id a source declares, with its span.
+fn process_id(text: &str) -> Option<(String, std::ops::Range<usize>)> {
+    caseflow_dsl::parse::parse(text).ok().map(|a| (a.id.name, a.id.span))
+}
+
+/// The processes a source's `call` steps call.
+fn called_processes(text: &str) -> BTreeSet<String> {
+    let Ok(ast) = caseflow_dsl::parse::parse(text) else { return BTreeSet::new() };
+    ast.steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            caseflow_dsl::ast::StepKind::Call(c) => Some(c.process.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
 /// Compiles a stored definition again on start. It passed every check when it was deployed
 /// (rules, called processes); here only the language matters, so neither is consulted: a
 /// stored version never becomes unloadable because a rule or another process changed since.
@@ -63,6 +101,20 @@ impl<S: Storage> Engine<S> {
     ) -> Result<Vec<Result<DeployOutcome, EngineError>>, EngineError> {
         let rules = self.rules();
         let catalog = rules.catalog();
+        // What the deployed processes already fail today (a rule changed since, say): only
+        // errors a change adds to them are the change's.
+        let deployed: Vec<SourceFile> = {
+            let defs = self.definitions.read().unpoisoned();
+            defs.values()
+                .filter_map(|v| v.values().next_back())
+                .map(|l| SourceFile { name: format!("{}.flow", l.process), text: l.source.clone() })
+                .collect()
+        };
+        let already_failing: BTreeSet<(String, String)> = check_files(&deployed, Some(&catalog))
+            .into_iter()
+            .zip(&deployed)
+            .flat_map(|(r, f)| error_keys(&r, f))
+            .collect();
         // Refused sources drop out and the check runs again, so nothing deploys against a
         // process that is not deployed in the end.
         let mut verdicts: Vec<Option<Verdict>> = vec![None; sources.len()];
@@ -81,10 +133,59 @@ impl<S: Storage> Engine<S> {
                     }
                 }
             }
-            let reports = check_files(&files, Some(&catalog));
+            let mut reports = check_files(&files, Some(&catalog));
+            let others = reports.split_off(candidates.len());
             let mut refused_now = false;
+            // A deployed process the change breaks (a caller copying back a field the new
+            // version renamed) refuses the versions it calls: one check over the deployed set
+            // as it would be after the change, for every way in.
+            for (report, file) in others.iter().zip(&files[candidates.len()..]) {
+                let new_errors: Vec<&caseflow_dsl::diag::Diagnostic> = report
+                    .checked
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.is_error() && !already_failing.contains(&error_key(file, d)))
+                    .collect();
+                if new_errors.is_empty() {
+                    continue;
+                }
+                let called = called_processes(&file.text);
+                let caller = file.name.trim_end_matches(".flow");
+                let blamed: Vec<usize> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|i| process_id(&sources[*i].text).is_some_and(|(id, _)| called.contains(&id)))
+                    .collect();
+                let blamed = if blamed.is_empty() { candidates.clone() } else { blamed };
+                for i in blamed {
+                    let span = process_id(&sources[i].text).map(|(_, s)| s).unwrap_or(0..0);
+                    let what: Vec<String> = new_errors
+                        .iter()
+                        .map(|d| {
+                            let (line, col) = line_col(&file.text, d.span.start);
+                            format!("{caller}.flow:{line}:{col}: {} {}", d.code.as_str(), d.message)
+                        })
+                        .collect();
+                    let d = caseflow_dsl::diag::Diagnostic::new(
+                        caseflow_dsl::diag::Code::BreaksCaller,
+                        span,
+                        format!("this version breaks the deployed process `{caller}`: {}", what.join("; ")),
+                    )
+                    .hint(format!(
+                        "keep what `{caller}` uses, or deploy `{caller}`'s new version together with this one"
+                    ));
+                    match &mut verdicts[i] {
+                        Some(Err(list)) => list.push(d),
+                        slot => *slot = Some(Err(vec![d])),
+                    }
+                    refused_now = true;
+                }
+            }
             let mut passed = Vec::new();
             for (report, i) in reports.into_iter().zip(candidates) {
+                if verdicts[i].is_some() {
+                    continue;
+                }
                 match report.checked.process {
                     Some(model) => {
                         let warnings = report

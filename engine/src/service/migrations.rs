@@ -6,7 +6,7 @@ use super::workload::EngineWorkload;
 use super::{Engine, EngineError, Unit};
 use crate::storage::Storage;
 use caseflow_core::case::migrate::{self, CasePlan};
-use caseflow_core::case::{self, InstanceId, Outcome, StatusKind};
+use caseflow_core::case::{self, Actor, InstanceId, Outcome, StatusKind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::cell::RefCell;
@@ -14,6 +14,20 @@ use std::collections::BTreeMap;
 
 /// Cases a report lists one by one; the counts cover all of them.
 pub const MIGRATION_LISTED_MAX: usize = 1000;
+
+/// A migration asked for: the cases of `process` on version `from`, to version `to`.
+#[derive(Debug, Clone)]
+pub struct MigrationOrder {
+    pub process: String,
+    pub from: u32,
+    pub to: u32,
+    /// Old step name to new step name; other steps go by `renamed from` or by name.
+    pub mapping: BTreeMap<String, String>,
+    /// Say where every case would land, and change nothing.
+    pub dry_run: bool,
+    /// Who asked: named on each case's `migrated` history entry.
+    pub by: Actor,
+}
 
 /// What a migration did, or (dry run) would do.
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +46,9 @@ pub struct MigrationReport {
     pub landing: BTreeMap<String, usize>,
     /// Why cases cannot move, with how many.
     pub refusals: BTreeMap<String, usize>,
+    /// Cases that land at an incident (an automatic step entered afresh that cannot run yet),
+    /// by `step`: reason, with how many. They move, and wait for a fix and `retry`.
+    pub incidents: BTreeMap<String, usize>,
     /// Case by case (the first 1,000).
     pub results: Vec<CaseMigration>,
 }
@@ -52,15 +69,9 @@ impl<S: Storage> Engine<S> {
     /// nothing). `mapping` sends old step names to new ones; other steps go by `renamed from`
     /// or by name. Each case moves in one write with a `migrated` history entry; a case that
     /// cannot move stays on its version and the report says why.
-    pub fn migrate(
-        &self,
-        process: &str,
-        from: u32,
-        to: u32,
-        mapping: &BTreeMap<String, String>,
-        dry_run: bool,
-        now: DateTime<Utc>,
-    ) -> Result<MigrationReport, EngineError> {
+    pub fn migrate(&self, order: &MigrationOrder, now: DateTime<Utc>) -> Result<MigrationReport, EngineError> {
+        let MigrationOrder { process, from, to, mapping, dry_run, .. } = order;
+        let (process, from, to, dry_run) = (process.as_str(), *from, *to, *dry_run);
         let version = |v: u32| {
             self.definition(process, Some(v))
                 .ok_or_else(|| EngineError::UnknownProcess(format!("{process} version {v}")))
@@ -91,6 +102,7 @@ impl<S: Storage> Engine<S> {
             refused: 0,
             landing: BTreeMap::new(),
             refusals: BTreeMap::new(),
+            incidents: BTreeMap::new(),
             results: Vec::new(),
         };
         for status in StatusKind::OPEN {
@@ -100,13 +112,16 @@ impl<S: Storage> Engine<S> {
                 let Some(last) = ids.last().copied() else { break };
                 after = Some(last);
                 for id in ids {
-                    let result = self.migrate_case(id, &old.model, &new.model, from, to, mapping, dry_run, now)?;
+                    let result = self.migrate_case(id, &old.model, &new.model, order, now)?;
                     let Some(result) = result else { continue };
                     report.cases += 1;
                     if result.moved {
                         report.moved += 1;
                         for m in result.plan.iter().flat_map(|p| &p.moves) {
                             *report.landing.entry(format!("{} -> {} ({})", m.from, m.to, m.how)).or_insert(0) += 1;
+                        }
+                        if let Some(incident) = result.plan.as_ref().and_then(|p| p.landing.incident.clone()) {
+                            *report.incidents.entry(incident).or_insert(0) += 1;
                         }
                     } else {
                         report.refused += 1;
@@ -125,18 +140,16 @@ impl<S: Storage> Engine<S> {
     }
 
     /// One case under its family's lock; `None` when it is not on version `from` (any more).
-    #[allow(clippy::too_many_arguments)]
     fn migrate_case(
         &self,
         id: InstanceId,
         old: &caseflow_dsl::model::Process,
         new: &caseflow_dsl::model::Process,
-        from: u32,
-        to: u32,
-        mapping: &BTreeMap<String, String>,
-        dry_run: bool,
+        order: &MigrationOrder,
         now: DateTime<Utc>,
     ) -> Result<Option<CaseMigration>, EngineError> {
+        let MigrationOrder { from, to, mapping, dry_run, by, .. } = order;
+        let (from, to, dry_run) = (*from, *to, *dry_run);
         let (guard, before) = self.lock_family(id)?;
         if before.version != from || before.status.is_ended() {
             return Ok(None);
@@ -154,7 +167,7 @@ impl<S: Storage> Engine<S> {
         let migrated = loop {
             let workload = EngineWorkload { engine: self, positions_read: RefCell::new(BTreeMap::new()) };
             let ctx = case::Context { model: new, rules: &rules, workload: &workload, now };
-            let migrated = match migrate::migrate(&ctx, old, &before, to, mapping) {
+            let migrated = match migrate::migrate(&ctx, old, &before, to, mapping, by) {
                 Ok(m) => m,
                 Err(reasons) => {
                     result.reasons = reasons;

@@ -51,6 +51,8 @@ pub enum HistoryEvent {
     SubProcessStarted,
     Suspended,
     TaskClaimed,
+    /// An open task closed without being done (its step mapped elsewhere by a migration).
+    TaskClosed,
     TaskCompleted,
     TaskDelegated,
     TaskOpened,
@@ -66,7 +68,7 @@ pub enum HistoryEvent {
 }
 
 impl HistoryEvent {
-    pub const ALL: [HistoryEvent; 49] = [
+    pub const ALL: [HistoryEvent; 50] = [
         HistoryEvent::BranchesCancelled,
         HistoryEvent::Cancelled,
         HistoryEvent::ClaimOverridden,
@@ -104,6 +106,7 @@ impl HistoryEvent {
         HistoryEvent::SubProcessStarted,
         HistoryEvent::Suspended,
         HistoryEvent::TaskClaimed,
+        HistoryEvent::TaskClosed,
         HistoryEvent::TaskCompleted,
         HistoryEvent::TaskDelegated,
         HistoryEvent::TaskOpened,
@@ -157,6 +160,7 @@ impl HistoryEvent {
             HistoryEvent::SubProcessStarted => "sub_process_started",
             HistoryEvent::Suspended => "suspended",
             HistoryEvent::TaskClaimed => "task_claimed",
+            HistoryEvent::TaskClosed => "task_closed",
             HistoryEvent::TaskCompleted => "task_completed",
             HistoryEvent::TaskDelegated => "task_delegated",
             HistoryEvent::TaskOpened => "task_opened",

@@ -93,7 +93,8 @@ impl Run<'_> {
         }
         if starting {
             for f in &self.ctx.model.fields {
-                if f.required && !given.contains_key(&f.name) {
+                // A default fills a required field the caller left out (`required = north`).
+                if f.required && f.default.is_none() && !given.contains_key(&f.name) {
                     problems.push((f.name.clone(), "required".into()));
                 }
             }

@@ -46,7 +46,8 @@ pub fn invariants(model: &Process, inst: &Instance) -> Result<(), String> {
     }
     for (g, group) in &inst.each_groups {
         if !inst.tokens.values().any(|t| t.group == Some(*g)) {
-            return Err(format!("the instances of group {g} at step {} have no token", group.step.index()));
+            let name = model.steps.get(group.step.index()).map_or("?", |s| s.name.as_str());
+            return Err(format!("the instances of group {g} at `{name}` have no token"));
         }
     }
     for token in inst.children.keys() {
@@ -62,7 +63,8 @@ pub fn invariants(model: &Process, inst: &Instance) -> Result<(), String> {
     for (join, arrived) in &inst.join_arrivals {
         if let Some(needed) = join_needs(model, inst, *join) {
             if *arrived >= needed {
-                return Err(format!("join {} holds {arrived} arrivals of {needed} and has not fired", join.index()));
+                let name = model.steps.get(join.index()).map_or("?", |s| s.name.as_str());
+                return Err(format!("the join `{name}` holds {arrived} arrivals of {needed} and has not fired"));
             }
         }
     }

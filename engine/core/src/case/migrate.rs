@@ -15,9 +15,11 @@
 //!   field the new version requires has no value and no default, when a `for each` group
 //!   would have to move to another step, or when a suspended case would have to enter one.
 
+use crate::case::fields::conform;
 use crate::case::run::Run;
 use crate::case::{
     invariants, Actor, Context, Effect, HistoryEntry, HistoryEvent, Instance, Status, Task, TimerKind, Waiting,
+    REMINDERS_MAX,
 };
 use crate::value::Value;
 use caseflow_dsl::model::{Process, StepId, StepKind};
@@ -55,6 +57,45 @@ pub struct CasePlan {
     pub fields_defaulted: Vec<String>,
     /// Fields the new version no longer declares: their values are dropped.
     pub fields_dropped: Vec<String>,
+    /// Where the case is once moved, incidents included.
+    pub landing: Landing,
+}
+
+/// Where a moved case ends up: what a dry run must say before anything moves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Landing {
+    /// `running`, `suspended` or `incident`.
+    pub status: String,
+    /// Each place with work, `step (task|wait|call|incident)`, sorted.
+    pub at: Vec<String>,
+    /// At an incident: the step and why (an automatic step entered afresh that cannot run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+}
+
+impl Landing {
+    pub fn of(model: &Process, inst: &Instance) -> Landing {
+        let mut at: Vec<String> = inst
+            .tokens
+            .values()
+            .map(|t| {
+                let what = match t.waiting {
+                    Waiting::Task(_) => "task",
+                    Waiting::Wait => "wait",
+                    Waiting::Child => "call",
+                    Waiting::Incident => "incident",
+                };
+                let name = model.steps.get(t.step.index()).map_or("?", |s| s.name.as_str());
+                format!("{name} ({what})")
+            })
+            .collect();
+        at.sort();
+        let incident = match &inst.status {
+            Status::Incident { step, reason } => Some(format!("`{step}`: {reason}")),
+            _ => None,
+        };
+        Landing { status: inst.status.name().to_string(), at, incident }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,14 +123,16 @@ pub struct Migrated {
     pub plan: CasePlan,
 }
 
-/// Moves `inst` (of version `from`) to `ctx.model`, numbered `to_version`. Changes nothing on
-/// refusal: the reasons come back, each a sentence for the process owner.
+/// Moves `inst` (of version `from`) to `ctx.model`, numbered `to_version`, at the request of
+/// `by` (named on the `migrated` history entry). Changes nothing on refusal: the reasons come
+/// back, each a sentence for the process owner.
 pub fn migrate(
     ctx: &Context,
     from: &Process,
     inst: &Instance,
     to_version: u32,
     mapping: &BTreeMap<String, String>,
+    by: &Actor,
 ) -> Result<Migrated, Vec<String>> {
     let to = ctx.model;
     if inst.status.is_ended() {
@@ -185,6 +228,19 @@ pub fn migrate(
             ));
         }
     }
+    // Values the case holds must be values the new version allows (a choice it dropped would
+    // leave, say, a deadline looked up by that value with nothing to find).
+    for (name, value) in &inst.fields {
+        if let Some(f) = to.field(name) {
+            if let Err(problem) = conform(&f.ty, value) {
+                reasons.push(format!(
+                    "its field `{name}` holds {value}, which version {to_version} does not allow ({problem}): \
+                     update the field first, or keep the value in version {to_version}"
+                ));
+            }
+        }
+    }
+    reasons.extend(split_reasons(from, to, inst, to_version, &place));
     if !reasons.is_empty() {
         reasons.sort();
         reasons.dedup();
@@ -226,8 +282,7 @@ pub fn migrate(
         moved.fields.remove(k);
     }
 
-    let system = Actor::system();
-    let mut run = Run::new(ctx, &moved, system);
+    let mut run = Run::new(ctx, &moved, by);
     run.record(
         HistoryEvent::Migrated,
         None,
@@ -292,7 +347,17 @@ pub fn migrate(
     // Work mapped elsewhere: closed, and the new step entered.
     for (token, t) in &enter {
         if let Waiting::Task(seq) = inst.tokens[token].waiting {
-            plan.tasks_closed.push(run.inst.task_id(seq).to_string());
+            let task_id = run.inst.task_id(seq).to_string();
+            // Told as its own event, so that a client mirroring inboxes drops the task.
+            let old_step = from.step(inst.tokens[token].step).name.clone();
+            let entry = run.record(
+                HistoryEvent::TaskClosed,
+                None,
+                format!("task {task_id}: its step is mapped to `{}`", to.step(*t).name),
+            );
+            entry.step = Some(old_step);
+            entry.task = Some(seq);
+            plan.tasks_closed.push(task_id);
             run.close_task(seq, "migrated");
         }
         run.cancel_token_timers(*token);
@@ -311,6 +376,7 @@ pub fn migrate(
     if let Err(broken) = invariants(to, &run.inst) {
         return Err(vec![format!("the moved case would be inconsistent ({broken}): map its steps differently")]);
     }
+    plan.landing = Landing::of(to, &run.inst);
     run.inst.updated_at = ctx.now;
     let mut effects = run.effects;
     effects
@@ -318,28 +384,53 @@ pub fn migrate(
     Ok(Migrated { instance: run.inst, history: run.history, effects, plan })
 }
 
-/// A kept task's deadline and timers under its new step's clauses, from when it opened. A
-/// task already overdue stays so, and its deadline timers (which have fired) are not set again.
+/// A kept task's deadline and timers under its new step's clauses, from when it opened.
+///
+/// A task already overdue stays so and keeps the deadline it missed (what fired, the overdue
+/// mark and its escalations, is history); of the new step's escalations, those still ahead of
+/// now, timed from that deadline, are set. Reminders keep their rhythm from when the task
+/// opened: the next one is the first of `opened + k × interval` after now.
 fn retime_task(run: &mut Run, task: &Task, def: &caseflow_dsl::model::Task) -> Option<DeadlineChange> {
     let seq = task.seq;
     run.cancel_timers(|k| {
         !matches!(k, TimerKind::Due { task } | TimerKind::Escalation { task, .. }
             | TimerKind::Threshold { task, .. } | TimerKind::Reminder { task, .. } if *task == seq)
     });
-    let due = def.due.as_ref().and_then(|e| run.instant_of(e, task.opened_at).ok());
     let now = run.now();
-    if let Some(t) = run.inst.tasks.get_mut(&seq) {
-        t.due_at = due;
-        t.overdue = task.overdue && due.is_some_and(|d| d <= now);
-    }
-    if let Some(d) = due {
-        if !(task.overdue && d <= now) {
-            let _ = run.schedule_deadline(seq, def, task.opened_at, d);
+    let due = match (task.overdue, task.due_at) {
+        (true, Some(missed)) => {
+            for (i, h) in def.handlers.iter().enumerate() {
+                if let caseflow_dsl::model::Trigger::Overdue { after: Some(delay) } = &h.trigger {
+                    if let Ok(at) = run.instant_of(delay, missed) {
+                        if at > now {
+                            run.set_timer(at, TimerKind::Escalation { task: seq, handler: i });
+                        }
+                    }
+                }
+            }
+            Some(missed)
         }
-    }
+        _ => {
+            let due = def.due.as_ref().and_then(|e| run.instant_of(e, task.opened_at).ok());
+            if let Some(t) = run.inst.tasks.get_mut(&seq) {
+                t.due_at = due;
+            }
+            if let Some(d) = due {
+                let _ = run.schedule_deadline(seq, def, task.opened_at, d);
+            }
+            due
+        }
+    };
     if let Some(every) = &def.remind_every {
         if let Ok(span) = run.span_of(every) {
-            if let Ok(at) = run.ctx.rules.calendar.add(now, span) {
+            let calendar = &run.ctx.rules.calendar;
+            let mut at = calendar.add(task.opened_at, span).ok();
+            let mut steps = 0;
+            while let Some(t) = at.filter(|t| *t <= now && steps < REMINDERS_MAX) {
+                at = calendar.add(t, span).ok();
+                steps += 1;
+            }
+            if let Some(at) = at.filter(|t| *t > now) {
                 run.set_timer(at, TimerKind::Reminder { task: seq, every: span });
             }
         }
@@ -368,4 +459,85 @@ fn same_shape<T: Serialize>(a: &T, b: &T) -> bool {
     strip(&mut a);
     strip(&mut b);
     a == b
+}
+
+/// Why a case cannot move because of the parallel splits it is inside (or would land inside):
+/// a join counts the branches its split started, so the split must start as many branches in
+/// both versions, and a place cannot land inside a split the case never entered (its join
+/// would wait for branches that never started).
+fn split_reasons(
+    from: &Process,
+    to: &Process,
+    inst: &Instance,
+    to_version: u32,
+    place: &dyn Fn(StepId) -> (String, Option<StepId>, bool),
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let inside = |region: &[StepId], join: StepId| {
+        inst.tokens.values().any(|t| region.contains(&t.step)) || inst.join_arrivals.contains_key(&join)
+    };
+    // The old splits the case is inside, and where each goes.
+    let mut entered_splits: Vec<(StepId, Option<StepId>)> = Vec::new();
+    for s in &from.steps {
+        let StepKind::Split { branches, join, region, .. } = &s.kind else { continue };
+        if !inside(region, *join) {
+            continue;
+        }
+        let (name, t, _) = place(s.id);
+        entered_splits.push((s.id, t));
+        match t.map(|t| &to.step(t).kind) {
+            Some(StepKind::Split { branches: now_branches, .. }) if now_branches.len() == branches.len() => {}
+            Some(StepKind::Split { branches: now_branches, .. }) => reasons.push(format!(
+                "it is inside the parallel split `{name}`, which starts {} branches in version {to_version} and \
+                 started {} for this case: its join would wait for a branch that never started; \
+                 migrate it once it has passed the join",
+                now_branches.len(),
+                branches.len()
+            )),
+            _ => reasons.push(format!(
+                "it is inside the parallel split `{name}`, which is no split in version {to_version}: \
+                 migrate it once it has passed the join"
+            )),
+        }
+    }
+    // Every branch of a split the case is inside stays inside that split (else its join would
+    // wait for it for ever).
+    for (old, new) in &entered_splits {
+        let (StepKind::Split { region: old_region, .. }, Some(new)) = (&from.step(*old).kind, new) else { continue };
+        let StepKind::Split { region: new_region, .. } = &to.step(*new).kind else { continue };
+        for tok in inst.tokens.values().filter(|t| old_region.contains(&t.step)) {
+            let (name, t, _) = place(tok.step);
+            if let Some(t) = t.filter(|t| !new_region.contains(t)) {
+                reasons.push(format!(
+                    "`{name}` is a branch of the parallel split `{}` and would land at `{}`, outside it: \
+                     its join would wait for it for ever; map `{name}` to a step inside the split",
+                    from.step(*old).name,
+                    to.step(t).name
+                ));
+            }
+        }
+    }
+    // Every place landing inside a split of the new version comes from inside its old split.
+    for tok in inst.tokens.values() {
+        let (name, Some(t), _) = place(tok.step) else { continue };
+        for s in &to.steps {
+            let StepKind::Split { region, .. } = &s.kind else { continue };
+            if !region.contains(&t) {
+                continue;
+            }
+            let from_inside = entered_splits.iter().any(|(old, new)| {
+                *new == Some(s.id)
+                    && matches!(&from.step(*old).kind, StepKind::Split { region, .. } if region.contains(&tok.step))
+            });
+            if !from_inside {
+                reasons.push(format!(
+                    "`{name}` would land at `{}`, inside the parallel split `{}` of version {to_version}, \
+                     without the split's other branches: map `{name}` to a step outside the split",
+                    to.step(t).name,
+                    s.name
+                ));
+            }
+        }
+    }
+    reasons
 }
