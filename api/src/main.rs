@@ -198,13 +198,25 @@ enum RulesCommand {
         #[arg(long, default_value = "processes")]
         processes: PathBuf,
         /// Also report what these rules would do to the open work of a (stopped) server's data
-        /// directory, were its deadlines recomputed: nothing is applied.
+        /// directory, compared with the rules in force there: nothing is applied.
         #[arg(long, value_name = "DATA_DIR")]
         against: Option<PathBuf>,
+        /// With `--against`: the change would also recompute open deadlines (as
+        /// `recompute=true` over HTTP); without it they stay, and none moves.
+        #[arg(long, requires = "against")]
+        recompute: bool,
+        /// With `--against`: the rules in force, for a data directory that has not recorded
+        /// them (a server records the rules it runs with).
+        #[arg(long, requires = "against", default_value = "rules")]
+        current_rules: PathBuf,
         /// The data directory's field key, to read its sensitive fields (default:
         /// DATA_DIR/field.key when present).
         #[arg(long, requires = "against")]
         field_key: Option<PathBuf>,
+        /// With `--against`: `json` prints the impact as `PUT /admin/rules/files/{name}?dry_run=true`
+        /// gives it.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
     },
     /// Evaluate a decision table: `caseflow rules eval risk_level probability=4 impact=5`.
     Eval {
@@ -357,10 +369,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rules { command: RulesCommand::Check { dir, processes, against, field_key } } => {
+        Command::Rules {
+            command: RulesCommand::Check { dir, processes, against, recompute, current_rules, field_key, format },
+        } => {
             let checked = rules_check(&dir, &processes)?;
             match against {
-                Some(data) if checked == ExitCode::SUCCESS => rules_impact(&dir, &data, field_key.as_deref()),
+                Some(data) if checked == ExitCode::SUCCESS => {
+                    let against =
+                        ImpactAgainst { data: &data, current_rules: &current_rules, field_key: field_key.as_deref() };
+                    rules_impact(&dir, &against, recompute, format)
+                }
                 _ => Ok(checked),
             }
         }
@@ -444,15 +462,42 @@ fn load_catalog(dir: &Path) -> Result<Option<RuleCatalog>> {
     Ok(rules_or_report(dir)?.map(|rules| rules.catalog()))
 }
 
-/// What the rules of `dir` would do to the open work stored in `data` (`rules check --against`).
-fn rules_impact(dir: &Path, data: &Path, field_key: Option<&Path>) -> Result<ExitCode> {
+/// The stopped server's data directory a rules check is measured against.
+struct ImpactAgainst<'a> {
+    data: &'a Path,
+    /// The rules in force when the data directory recorded none.
+    current_rules: &'a Path,
+    field_key: Option<&'a Path>,
+}
+
+/// What the rules of `dir` would do to the open work stored in `data` (`rules check --against`),
+/// compared with the rules in force there: those the server recorded, as the HTTP dry run
+/// compares with the rules it runs with.
+fn rules_impact(dir: &Path, against: &ImpactAgainst, recompute: bool, format: OutputFormat) -> Result<ExitCode> {
     use caseflow_engine::clock::Clock;
-    let rules = load_rules(dir)?.map_err(|_| anyhow::anyhow!("the rules of {} do not load", dir.display()))?;
-    let engine = open_data_dir(data, &rules, field_key)?;
-    let impact = engine.rules_impact(&rules, caseflow_engine::clock::SystemClock.now())?;
+    let candidate = load_rules(dir)?.map_err(|_| anyhow::anyhow!("the rules of {} do not load", dir.display()))?;
+    let data = against.data;
+    let store = open_store(data)?;
+    let in_force = match caseflow_engine::Engine::rules_files_in_force(&store)? {
+        Some(files) => RuleSet::load(&files).map_err(|_| {
+            anyhow::anyhow!("the rules recorded in {} as in force do not load any more", data.display())
+        })?,
+        None => load_rules(against.current_rules)?
+            .map_err(|_| anyhow::anyhow!("the rules in force ({}) do not load", against.current_rules.display()))?,
+    };
+    let engine = engine_over(store, data, &in_force, against.field_key)?;
+    let impact = engine.rules_impact(&candidate, recompute, caseflow_engine::clock::SystemClock.now())?;
+    if let OutputFormat::Json = format {
+        println!("{}", serde_json::to_string_pretty(&impact)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("against {} (nothing applied):", data.display());
     println!("  open cases: {}, open tasks: {}", impact.cases, impact.open_tasks);
-    println!("  deadlines that would move: {}", impact.deadlines_moved);
+    if recompute {
+        println!("  deadlines that would move: {}", impact.deadlines_moved);
+    } else {
+        println!("  deadlines: none moves (open deadlines stay; --recompute shows what recomputing would move)");
+    }
     if let Some(m) = impact.shift_minutes {
         println!("  by minutes: earliest {}, median {}, latest {}", m.earliest, m.median, m.latest);
     }
@@ -668,13 +713,26 @@ fn what_if(
 /// The engine over a stopped server's data directory, with its field key (`field_key`, or
 /// `DATA_DIR/field.key` when present) to read sensitive fields.
 pub(crate) fn open_data_dir(data: &Path, rules: &RuleSet, field_key: Option<&Path>) -> Result<caseflow_engine::Engine> {
+    engine_over(open_store(data)?, data, rules, field_key)
+}
+
+/// The store of a stopped server's data directory.
+fn open_store(data: &Path) -> Result<caseflow_engine::Store> {
     if !data.join("db").is_file() {
         anyhow::bail!("{} holds no caseflow store (no `db` file): give a server's data directory", data.display());
     }
     let options = caseflow_engine::StoreOptions { checkpoint_bytes: None, ..Default::default() };
-    let store = caseflow_engine::Store::open(data, &options).with_context(|| {
-        format!("opening the store in {} (is a server running on it? stop it first)", data.display())
-    })?;
+    caseflow_engine::Store::open(data, &options)
+        .with_context(|| format!("opening the store in {} (is a server running on it? stop it first)", data.display()))
+}
+
+/// An engine over a data directory's store, with its field key.
+fn engine_over(
+    store: caseflow_engine::Store,
+    data: &Path,
+    rules: &RuleSet,
+    field_key: Option<&Path>,
+) -> Result<caseflow_engine::Engine> {
     let mut engine = caseflow_engine::Engine::open(store, rules.clone())?;
     if let Some(f) = field_key.filter(|f| !f.exists()) {
         anyhow::bail!("the field key {} does not exist", f.display());

@@ -504,9 +504,12 @@ pub struct RulesUpload {
     impact: Option<RulesImpact>,
 }
 
-/// What candidate rules would do to open work if applied and open deadlines recomputed.
+/// What candidate rules would do to open work if applied (open deadlines move only when
+/// recomputed).
 #[derive(ToSchema)]
 pub struct RulesImpact {
+    /// Whether the change recomputes open deadlines; without it the deadline figures are zero.
+    recompute: bool,
     /// Running and suspended cases looked at.
     cases: u64,
     open_tasks: u64,

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use chrono::TimeZone;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("api/ sits in the root").to_path_buf()
 }
@@ -147,7 +149,9 @@ fn diff_shows_what_changed_between_two_versions_as_written() {
 }
 
 /// `caseflow rules check DIR --against DATA_DIR`: what candidate rules would do to the open
-/// work of a stopped server's data directory, nothing applied.
+/// work of a stopped server's data directory, compared with the rules in force there (those it
+/// recorded), nothing applied; with `--format json` the very report the HTTP dry run gives for
+/// the same candidate (`Engine::rules_impact` under the rules in force).
 #[test]
 fn rules_check_against_a_data_directory_reports_the_impact_and_applies_nothing() {
     use caseflow_core::case::Actor;
@@ -158,41 +162,80 @@ fn rules_check_against_a_data_directory_reports_the_impact_and_applies_nothing()
     let _ = std::fs::remove_dir_all(&tmp);
     let (data, rules) = (tmp.join("data"), tmp.join("rules"));
     std::fs::create_dir_all(&rules).unwrap();
+    let today = SystemClock.now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
     for entry in std::fs::read_dir(root().join("rules")).unwrap() {
         let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        // The high-urgency response time from 10 to 5 minutes.
-        let text = text.replace("high = \"10min\"", "high = \"5min\"");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        // The high-urgency response time from 10 to 5 minutes; the manager away today.
+        text = text.replace("high = \"10min\"", "high = \"5min\"");
+        if path.ends_with("people.toml") {
+            text.push_str(&format!(
+                "\n[[away]]\nuser = \"li_na\"\nfrom = {today}\nto = {today}\nstand_in = \"zhao_min\"\n"
+            ));
+        }
         std::fs::write(rules.join(path.file_name().unwrap()), text).unwrap();
     }
     let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
-    let due_before = {
+    let bj = |h| chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, 23, h, 0, 0).unwrap().with_timezone(&chrono::Utc);
+    let candidate =
+        caseflow_engine::RuleSet::load(&caseflow_engine::read_rules_dir(&rules).unwrap()).expect("candidate loads");
+    let (due_before, served) = {
         let engine = Engine::open(Store::open(&data, &options).unwrap(), caseflow_tests::shipped_rules()).unwrap();
-        let now = SystemClock.now();
-        engine.deploy(&std::fs::read_to_string(root().join("processes/complaint.flow")).unwrap(), now).unwrap();
-        let fields = [("customer", "第一中学"), ("contact", "138"), ("content", "投影仪无法开机"), ("urgency", "high")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
-            .collect();
+        engine.record_rules_files(&caseflow_engine::read_rules_dir(&root().join("rules")).unwrap()).unwrap();
+        engine.deploy(&std::fs::read_to_string(root().join("processes/complaint.flow")).unwrap(), bj(10)).unwrap();
         let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
-        let inst = engine.start("complaint", fields, &crm, None, now).unwrap();
-        inst.tasks.values().next().unwrap().due_at
+        let start = |urgency: &str, at| {
+            let fields =
+                [("customer", "第一中学"), ("contact", "138"), ("content", "投影仪无法开机"), ("urgency", urgency)]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Value::Text(v.to_string())))
+                    .collect();
+            engine.start("complaint", fields, &crm, None, at).unwrap()
+        };
+        // One complaint left overdue on a Monday morning: escalated to the manager, li_na.
+        let escalated = start("high", bj(10));
+        engine.fire_due(bj(11), 100).unwrap();
+        let escalated = engine.instance(escalated.id).unwrap().unwrap();
+        assert_eq!(escalated.tasks.values().next().unwrap().assignee.as_deref(), Some("li_na"));
+        // One fresh: its deadline moves if recomputed.
+        let now = SystemClock.now();
+        let inst = start("high", now);
+        // What the server's dry run answers for this candidate (recompute or not).
+        let served =
+            [false, true].map(|r| serde_json::to_value(engine.rules_impact(&candidate, r, now).unwrap()).unwrap());
+        (inst.tasks.values().next().unwrap().due_at, served)
     };
     let (rules_arg, data_arg) = (rules.display().to_string(), data.display().to_string());
-    let out = caseflow(&["rules", "check", &rules_arg, "--processes", "processes", "--against", &data_arg]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let shown = text(&out.stdout);
+    let check = |extra: &[&str]| {
+        let mut args = vec!["rules", "check", &rules_arg, "--processes", "processes", "--against", &data_arg];
+        args.extend(extra);
+        let out = caseflow(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let shown = check(&["--recompute"]);
     for line in [
-        "  open cases: 1, open tasks: 1",
-        "  deadlines that would move: 1",
+        "  open cases: 2, open tasks: 2",
+        "  deadlines that would move: 2",
         "  by minutes: earliest -5, median -5, latest -5",
-        "  moved at complaint.receive: 1",
+        "  moved at complaint.receive: 2",
+        "  tasks at complaint.receive whose assignee these rules take off them: 2",
+        // The overdue complaint escalated to her is hers too.
+        "    task 1-2 (complaint.receive): li_na is away today",
     ] {
         assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
     }
+    // Without --recompute, as applying without recompute: no deadline moves.
+    let shown = check(&[]);
+    assert!(shown.contains("deadlines: none moves"), "{shown}");
+    // The same report as the server's dry run, both ways.
+    for (i, extra) in [&["--format", "json"][..], &["--format", "json", "--recompute"][..]].iter().enumerate() {
+        let offline: serde_json::Value = serde_json::from_str(&check(extra)).unwrap();
+        assert_eq!(offline, served[i], "offline and served reports differ");
+    }
     // Nothing was applied: the case keeps its deadline.
     let engine = Engine::open(Store::open(&data, &options).unwrap(), caseflow_tests::shipped_rules()).unwrap();
-    let inst = engine.instance(caseflow_core::case::InstanceId(1)).unwrap().unwrap();
+    let inst = engine.instance(caseflow_core::case::InstanceId(2)).unwrap().unwrap();
     assert_eq!(inst.tasks.values().next().unwrap().due_at, due_before);
     drop(engine);
     // A folder that is not a data directory is refused, and nothing is created in it.

@@ -1435,8 +1435,15 @@ async fn a_rules_dry_run_reports_moved_deadlines_and_changes_nothing() {
     // 5 minutes sooner; after 7 minutes it would be overdue at once.
     api.clock.advance(Duration::minutes(7));
     let shorter = values.replace("high = \"10min\"", "high = \"5min\"");
+    // Applied without `recompute`, open deadlines stay: the dry run says none moves.
     let (s, v) =
         api.call("PUT", "/admin/rules/files/values.toml?dry_run=true", Some("admin"), Some(&shorter), &text).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((&v["impact"]["recompute"], &v["impact"]["deadlines_moved"]), (&json!(false), &json!(0)), "{v}");
+    assert_eq!(v["impact"]["overdue_at_once"], 0, "{v}");
+    let (s, v) = api
+        .call("PUT", "/admin/rules/files/values.toml?dry_run=true&recompute=true", Some("admin"), Some(&shorter), &text)
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["dry_run"], true);
     assert!(v["diff"].as_str().unwrap().contains("+high = \"5min\""), "{v}");

@@ -266,7 +266,7 @@ pub(crate) struct UploadQuery {
     #[serde(default)]
     recompute: bool,
     /// Apply nothing and write nothing: answer what the file would change (`diff`) and what
-    /// it would do to open work if deadlines were recomputed (`impact`).
+    /// it would do to open work (`impact`): deadlines move only with `recompute=true`.
     #[serde(default)]
     dry_run: bool,
 }
@@ -347,7 +347,7 @@ pub(crate) async fn upload_rules_file(
         return blocking(move || {
             let (rules, files) = candidate_rules(&s, Some((&name, &body)))?;
             let diff = rules_diff(&s.rules_files.lock().unpoisoned(), &files);
-            let impact = s.engine.rules_impact(&rules, s.clock.now()).map_err(refused_by_processes)?;
+            let impact = s.engine.rules_impact(&rules, q.recompute, s.clock.now()).map_err(refused_by_processes)?;
             Ok(axum::Json(json!({ "dry_run": true, "diff": diff, "impact": impact })))
         })
         .await;

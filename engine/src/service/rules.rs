@@ -117,9 +117,17 @@ impl<S: Storage> Engine<S> {
     /// every running or suspended case goes through the core's `RecomputeDeadlines` under the
     /// candidate rules, on a copy. Refused like `change_rules` when a deployed process would
     /// not check against them. Reads every open case: seconds for a hundred thousand.
-    pub fn rules_impact(&self, candidate: &RuleSet, now: DateTime<Utc>) -> Result<RulesImpact, EngineError> {
+    ///
+    /// `recompute` says whether the change would recompute open deadlines: without it they
+    /// stay as they are, and the deadline figures say so (nothing moves).
+    pub fn rules_impact(
+        &self,
+        candidate: &RuleSet,
+        recompute: bool,
+        now: DateTime<Utc>,
+    ) -> Result<RulesImpact, EngineError> {
         self.check_processes_against(candidate)?;
-        let mut impact = RulesImpact::default();
+        let mut impact = RulesImpact { recompute, ..RulesImpact::default() };
         let mut shifts: Vec<i64> = Vec::new();
         let in_force = self.rules();
         for (process, _) in self.definitions() {
@@ -146,13 +154,15 @@ impl<S: Storage> Engine<S> {
                     let today = now.with_timezone(&candidate.calendar.time_zone).date_naive();
                     for task in inst.tasks.values() {
                         let Some(assignee) = &task.assignee else { continue };
-                        let was = assignee_problem(&in_force, assignee, &task.candidates, today);
-                        let Some(reason) = assignee_problem(candidate, assignee, &task.candidates, today) else {
+                        // Only what the candidate adds: an escalated task's manager holds none
+                        // of its roles under either, yet her absence is the candidate's doing.
+                        let was = assignee_problems(&in_force, assignee, &task.candidates, today);
+                        let Some(reason) = assignee_problems(candidate, assignee, &task.candidates, today)
+                            .into_iter()
+                            .find(|p| !was.contains(p))
+                        else {
                             continue;
                         };
-                        if was.is_some() {
-                            continue; // not the candidate's doing
-                        }
                         let step = format!("{}.{}", inst.process, task.step_name);
                         *impact.assignees_lost_by_step.entry(step.clone()).or_insert(0) += 1;
                         if impact.assignees_lost.len() < 100 {
@@ -164,7 +174,7 @@ impl<S: Storage> Engine<S> {
                             });
                         }
                     }
-                    for (seq, task) in &inst.tasks {
+                    for (seq, task) in inst.tasks.iter().filter(|_| recompute) {
                         let Some(new) = after.tasks.get(seq) else { continue };
                         if new.due_at == task.due_at {
                             continue;
@@ -228,6 +238,9 @@ impl<S: Storage> Engine<S> {
 /// What candidate rules would do to open work (`Engine::rules_impact`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RulesImpact {
+    /// Whether open deadlines would be recomputed. Without it they stay as they are, and the
+    /// deadline figures below are zero.
+    pub recompute: bool,
     /// Running and suspended cases looked at.
     pub cases: usize,
     /// Their open tasks.
@@ -262,13 +275,17 @@ pub struct AssigneeLost {
     pub reason: String,
 }
 
-/// Why `rules` would not let `assignee` keep a task of these roles today, if they would not.
-fn assignee_problem(rules: &RuleSet, assignee: &str, roles: &[String], today: chrono::NaiveDate) -> Option<String> {
-    let Some(user) = rules.users.get(assignee) else { return Some("no longer a user".into()) };
+/// Why `rules` would not let `assignee` keep a task of these roles today: every reason.
+fn assignee_problems(rules: &RuleSet, assignee: &str, roles: &[String], today: chrono::NaiveDate) -> Vec<String> {
+    let Some(user) = rules.users.get(assignee) else { return vec!["no longer a user".into()] };
+    let mut out = Vec::new();
     if !roles.is_empty() && !roles.iter().any(|r| user.roles.contains(r)) {
-        return Some(format!("not in role {}", roles.join(" or ")));
+        out.push(format!("not in role {}", roles.join(" or ")));
     }
-    rules.is_away(assignee, today).then(|| "away today".into())
+    if rules.is_away(assignee, today) {
+        out.push("away today".into());
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
