@@ -534,7 +534,11 @@ fn migrate(
     let engine = open_data_dir(data, &rules, field_key)?;
     let report = match engine.migrate(order, caseflow_engine::clock::SystemClock.now()) {
         Ok(r) => r,
-        Err(e @ (caseflow_engine::EngineError::BadMigration(_) | caseflow_engine::EngineError::UnknownProcess(_))) => {
+        Err(
+            e @ (caseflow_engine::EngineError::BadMigration(_)
+            | caseflow_engine::EngineError::UnknownProcess(_)
+            | caseflow_engine::EngineError::UnknownVersion { .. }),
+        ) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::FAILURE);
         }
@@ -617,6 +621,12 @@ fn what_if(
     field_key: Option<&Path>,
     format: OutputFormat,
 ) -> Result<ExitCode> {
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            eprintln!("error: --from {f} is not before --to {t}: the period [from, to) would hold no case");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let Some(in_force) = rules_or_report(current_rules)? else { return Ok(ExitCode::FAILURE) };
     let candidate = match candidate_rules {
         Some(dir) => match rules_or_report(dir)? {
@@ -630,6 +640,10 @@ fn what_if(
     if let Some(dir) = candidate_processes {
         let mut paths = Vec::new();
         collect(dir, "flow", &mut paths)?;
+        if paths.is_empty() {
+            eprintln!("error: no .flow files in {}: no candidate process to replay", dir.display());
+            return Ok(ExitCode::FAILURE);
+        }
         let sources: Vec<SourceFile> = paths
             .iter()
             .map(|p| Ok(SourceFile { name: p.display().to_string(), text: read(p)? }))
@@ -697,7 +711,22 @@ fn what_if(
             parts.push(format!("tasks {} -> {}", s.tasks_before, s.tasks_after));
         }
         if s.assignees_changed > 0 {
-            parts.push(format!("{} assignee{} changed", s.assignees_changed, plural(s.assignees_changed)));
+            parts.push(format!(
+                "{} task{} to someone other than who had {}",
+                s.assignees_changed,
+                plural(s.assignees_changed),
+                if s.assignees_changed == 1 { "it" } else { "them" }
+            ));
+        }
+        if s.decisions_changed > 0 {
+            parts.push(format!("decided otherwise in {} case{}", s.decisions_changed, plural(s.decisions_changed)));
+        }
+        if s.assignees_not_comparable > 0 {
+            parts.push(format!(
+                "{} assignee{} not comparable (depended on other cases' work)",
+                s.assignees_not_comparable,
+                plural(s.assignees_not_comparable)
+            ));
         }
         if !parts.is_empty() {
             println!("  {step}: {}", parts.join("; "));

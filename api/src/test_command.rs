@@ -48,7 +48,14 @@ pub fn test(
     let mut outcomes = Vec::new();
     for f in &files {
         let dir = f.parent().map(Path::to_path_buf);
-        let file = ScenarioFile { name: f.display().to_string(), text: read(f)?, dir };
+        let name = f.display().to_string();
+        let bytes = std::fs::read(f).map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?;
+        // A file in another encoding fails alone; the others still run.
+        let Ok(text) = String::from_utf8(bytes.clone()) else {
+            outcomes.push(Outcome::unreadable(&name, &bytes));
+            continue;
+        };
+        let file = ScenarioFile { name, text, dir };
         outcomes.push(scenario::run(&setup, &file, MemoryStore::new()));
     }
     let failed = outcomes.iter().filter(|o| !o.passed()).count();
@@ -136,7 +143,14 @@ pub fn record(case: &str, data: &Path, rules: &Path, field_key: Option<&Path>) -
             return Ok(ExitCode::FAILURE);
         }
     };
-    print!("{}", scenario::record(&engine, id)?);
+    match scenario::record(&engine, id) {
+        Ok(text) => print!("{text}"),
+        Err(caseflow_engine::EngineError::NotRecordable(why)) => {
+            eprintln!("error: {why}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -176,6 +190,10 @@ pub fn record_from_server(case: &str, url: &str, token: &str) -> Result<ExitCode
             }
             (404, _) => {
                 eprintln!("error: no case with id or business key `{case}` at {base}");
+                Ok(ExitCode::FAILURE)
+            }
+            (422, body) => {
+                eprintln!("error: {}", problem_detail(&body));
                 Ok(ExitCode::FAILURE)
             }
             (status, body) => anyhow::bail!("{base}: {status} {}", problem_detail(&body)),

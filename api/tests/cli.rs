@@ -246,6 +246,34 @@ fn rules_check_against_a_data_directory_reports_the_impact_and_applies_nothing()
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// A scenario saved in GBK fails alone, naming the encoding, while the others run; a step
+/// that moves the clock backwards is refused, not passed for the wrong reason.
+#[test]
+fn test_fails_a_scenario_in_another_encoding_alone_and_refuses_time_running_backwards() {
+    let doc = std::fs::read_to_string(root().join("docs/testing.md")).unwrap();
+    let good = caseflow_tests::code_blocks(&doc, "toml")[0].1.clone();
+    let dir = std::env::temp_dir().join(format!("caseflow-cli-encodings-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a_good.toml"), &good).unwrap();
+    // "投诉" in GBK, in a description.
+    let mut gbk = b"description = \"".to_vec();
+    gbk.extend([0xCD, 0xB6, 0xCB, 0xDF]);
+    gbk.extend(b"\"\nprocess = \"complaint\"\nstart_at = \"2026-11-23T10:00\"\n");
+    std::fs::write(dir.join("b_gbk.toml"), gbk).unwrap();
+    let backwards = "description = \"back\"\nprocess = \"complaint\"\nstart_at = \"2026-11-23T10:00\"\n\n\
+                     [fields]\ncustomer = \"x\"\ncontact = \"1\"\ncontent = \"y\"\n\n\
+                     [[step]]\nadvance_to = \"2026-11-23T11:00\"\n\n[[step]]\nadvance_to = \"2026-11-23T10:30\"\nexpect_status = \"running\"\n";
+    std::fs::write(dir.join("c_backwards.toml"), backwards).unwrap();
+    let out = caseflow(&["test", dir.to_str().unwrap()]);
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{shown}{}", text(&out.stderr));
+    assert!(shown.contains("ok    ") && shown.contains("a_good.toml"), "the good one ran: {shown}");
+    assert!(shown.contains("b_gbk.toml:1") && shown.contains("not UTF-8") && shown.contains("GBK"), "{shown}");
+    assert!(shown.contains("c_backwards.toml") && shown.contains("which is before it"), "{shown}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `caseflow test` on the scenario of docs/testing.md: it passes, and with one due time
 /// changed it fails exactly as the page shows (file:line, step, expected, found; exit 1).
 #[test]
@@ -491,6 +519,16 @@ fn what_if_replays_closed_cases_through_candidate_rules() {
         "{v}"
     );
     assert_eq!(case_as_stored(), before, "nothing written");
+    // A period that holds nothing, or a candidate folder with no process, is said, not
+    // reported as nothing changing.
+    let out = caseflow(&["what-if", "--data", &data_arg, "--from", "2026-12-01", "--to", "2026-11-01"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("is not before --to"), "{}", text(&out.stderr));
+    let empty = tmp.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = caseflow(&["what-if", "--data", &data_arg, "--processes", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no .flow files"), "{}", text(&out.stderr));
     let _ = std::fs::remove_dir_all(&tmp);
 }
 

@@ -1613,6 +1613,43 @@ async fn a_case_recorded_as_a_scenario_replays() {
     assert_eq!(get("admin", "/instances/999/scenario".into()).await.0, StatusCode::NOT_FOUND);
 }
 
+/// A recording keeps every instant exactly and replays what the CRM did under the same rules:
+/// a complaint started at 10:00:50 and answered at 10:10:30 met its 10:10:50 deadline, and a
+/// field update by the CRM's service token (the rules' `integration` role) replays as it. A case
+/// is found by its business key too.
+#[tokio::test]
+async fn a_recording_keeps_seconds_and_what_the_crm_did() {
+    let api = Api::new();
+    api.clock.advance(Duration::seconds(50));
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let (id, key) = (inst["id"].as_u64().unwrap(), inst["business_key"].as_str().unwrap().to_string());
+    api.clock.advance(Duration::minutes(2));
+    let more = Some(r#"{"fields":{"content":"投影仪无法开机，已重启两次"}}"#);
+    let (s, v) = api.call("POST", &format!("/instances/{id}/fields"), Some("crm"), more, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    api.clock.advance(Duration::seconds(7 * 60 + 40));
+    let (_, inbox) = api.call("GET", "/tasks", Some("liu_yang"), None, &[]).await;
+    let task = inbox["tasks"][0]["id"].as_str().unwrap().to_string();
+    let done = Some(r#"{"fields":{"cause":"quality"}}"#);
+    let (s, _) = api.call("POST", &format!("/tasks/{task}/complete"), Some("liu_yang"), done, &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    let req = Request::builder()
+        .uri(format!("/instances/{key}/scenario"))
+        .header("authorization", "Bearer t-admin")
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "a business key names the case");
+    let recorded = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(recorded.contains("start_at = \"2026-11-23T10:00:50\""), "{recorded}");
+    assert!(recorded.contains("advance_to = \"2026-11-23T10:10:30\""), "{recorded}");
+    assert!(recorded.contains("by = \"crm\""), "{recorded}");
+    assert!(!recorded.contains("task_overdue"), "the deadline was met: {recorded}");
+    let body = json!({ "scenarios": [{ "name": "recorded.toml", "text": recorded }] }).to_string();
+    let (s, v) = api.call("POST", "/processes/complaint/test", Some("admin"), Some(&body), &[]).await;
+    assert_eq!((s, &v["passed"]), (StatusCode::OK, &json!(1)), "{v}\n{recorded}");
+}
+
 /// `POST /processes/{id}/migrations`: a dry run reports where running cases would land and
 /// changes nothing; applying moves them, each with a `migrated` history entry.
 #[tokio::test]
@@ -1645,6 +1682,10 @@ async fn running_cases_migrate_to_a_new_version() {
     let migrated = entries.iter().find(|h| h["event"] == "migrated").unwrap_or_else(|| panic!("{history}"));
     // The entry names the administrator who asked, not the engine.
     assert_eq!(migrated["actor"], "admin", "{migrated}");
+    // A migrated case cannot be recorded as a scenario that replays: said, not written.
+    let (s, v) = api.call("GET", &format!("/instances/{id}/scenario"), Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("was migrated"), "{v}");
     // Nothing left on version 1: a second run finds no case.
     let (_, again) = api.call("POST", "/processes/complaint/migrations", Some("admin"), Some(&body(false)), &[]).await;
     assert_eq!(again["cases"], 0, "{again}");

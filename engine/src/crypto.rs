@@ -58,8 +58,8 @@ impl FieldCipher {
         Ok(key)
     }
 
-    #[cfg(test)]
-    fn is_encrypted(v: &Value) -> bool {
+    /// A value as stored, still sealed (read without the field key).
+    pub fn is_encrypted(v: &Value) -> bool {
         matches!(v, Value::Text(t) if t.starts_with(PREFIX))
     }
 

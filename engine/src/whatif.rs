@@ -154,11 +154,13 @@ impl Replay<'_> {
 
     /// The command an action is, and the family member it goes to.
     fn command(&self, act: &Act) -> Result<(usize, Command), String> {
+        // A recorded step name, or the step a candidate declares `renamed from` it.
         let task_at = |step: &str| {
-            self.family
-                .iter()
-                .enumerate()
-                .find_map(|(i, inst)| inst.tasks.values().find(|t| t.step_name == step).map(|t| (i, t.seq)))
+            self.family.iter().enumerate().find_map(|(i, inst)| {
+                let renamed = self.versions[i].steps.iter().find(|s| s.renamed_from.as_deref() == Some(step));
+                let name = renamed.map_or(step, |s| s.name.as_str());
+                inst.tasks.values().find(|t| t.step_name == name).map(|t| (i, t.seq))
+            })
         };
         let open = |step: &str| task_at(step).ok_or_else(|| format!("no open task at `{step}` on this route"));
         Ok(match act {
@@ -276,7 +278,8 @@ impl Replay<'_> {
     }
 }
 
-/// What one run of a case did, as the report compares it.
+/// What one run of a case did, as the report compares it. Steps are named as the case's own
+/// version names them: a candidate's step `renamed from` an old one counts as the old one.
 struct Facts {
     /// `task_opened@step` and `reached_end@step`, in order.
     route: Vec<String>,
@@ -291,26 +294,38 @@ struct StepFacts {
     assignees: Vec<String>,
     with_deadline: usize,
     missed: usize,
+    /// What each decision or decision-table lookup at the step gave, in order.
+    decisions: Vec<String>,
 }
 
 fn facts(run: &Replayed) -> Facts {
+    facts_of(&run.entries, &run.family, &run.models)
+}
+
+fn facts_of(entries: &[(usize, HistoryEntry)], family: &[Instance], models: &[Process]) -> Facts {
     let mut f = Facts { route: Vec::new(), steps: BTreeMap::new(), outcome: String::new() };
-    for (i, e) in &run.entries {
-        let (Some(inst), Some(model)) = (run.family.get(*i), run.models.get(*i)) else { continue };
+    for (i, e) in entries {
+        let (Some(inst), Some(model)) = (family.get(*i), models.get(*i)) else { continue };
         let Some(step) = &e.step else { continue };
+        let at = model.step_named(step);
+        let step = at.and_then(|s| s.renamed_from.as_ref()).unwrap_or(step);
         let key = format!("{}.{step}", inst.process);
         match e.event {
             HistoryEvent::TaskOpened => {
                 f.route.push(format!("task_opened@{step}"));
                 let s = f.steps.entry(key).or_default();
                 s.assignees.push(e.detail.rsplit(" for ").next().unwrap_or_default().to_string());
-                let due =
-                    model.step_named(step).is_some_and(|st| matches!(&st.kind, StepKind::Task(t) if t.due.is_some()));
+                let due = at.is_some_and(|st| matches!(&st.kind, StepKind::Task(t) if t.due.is_some()));
                 if due {
                     s.with_deadline += 1;
                 }
             }
             HistoryEvent::TaskOverdue => f.steps.entry(key).or_default().missed += 1,
+            HistoryEvent::Decided => f.steps.entry(key).or_default().decisions.push(e.detail.clone()),
+            HistoryEvent::DecisionTable => {
+                let outputs: Vec<String> = e.changes.iter().map(|(k, _, v)| format!("{k} = {v}")).collect();
+                f.steps.entry(key).or_default().decisions.push(outputs.join(", "));
+            }
             HistoryEvent::ReachedEnd => {
                 f.route.push(format!("reached_end@{step}"));
                 if *i == 0 {
@@ -334,8 +349,15 @@ pub struct StepWhatIf {
     pub met_before: usize,
     pub deadlines_after: usize,
     pub met_after: usize,
-    /// Tasks given to someone else (paired in the order they opened).
+    /// Tasks the candidate gives to someone other than who really had them (paired in the
+    /// order they opened), where the replay under the rules in force gives them to that same
+    /// person; tasks that open only on one side are counted by `tasks_before`/`tasks_after`.
     pub assignees_changed: usize,
+    /// Tasks whose real assignee the replay cannot reproduce (it depended on other cases'
+    /// open work, which a replay does not see): not compared.
+    pub assignees_not_comparable: usize,
+    /// Cases whose decisions or decision-table results at the step differ.
+    pub decisions_changed: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -384,6 +406,10 @@ pub fn what_if(cases: &[ClosedCase], models: &Models, in_force: &RuleSet, candid
         let after = replay(case, models, candidate, true);
         report.commands += after.commands;
         let (b, a) = (facts(&before), facts(&after));
+        // Who really had each task: the recorded history, on the versions the case ran on.
+        let ran_on: Vec<Process> =
+            case.family.iter().filter_map(|inst| models.get(&inst.process, inst.version, false).cloned()).collect();
+        let real = (ran_on.len() == case.family.len()).then(|| facts_of(&case.entries, &case.family, &ran_on));
         if let Some(why) = &after.diverged {
             report.diverged += 1;
             process.diverged += 1;
@@ -413,8 +439,17 @@ pub fn what_if(cases: &[ClosedCase], models: &Models, in_force: &RuleSet, candid
             w.met_before += sb.with_deadline.saturating_sub(sb.missed);
             w.deadlines_after += sa.with_deadline;
             w.met_after += sa.with_deadline.saturating_sub(sa.missed);
-            let paired = sb.assignees.iter().zip(&sa.assignees).filter(|(x, y)| x != y).count();
-            w.assignees_changed += paired + sb.assignees.len().abs_diff(sa.assignees.len());
+            let really = real.as_ref().and_then(|r| r.steps.get(step)).map_or(&empty, |r| r);
+            for ((simulated, had), candidate) in sb.assignees.iter().zip(&really.assignees).zip(&sa.assignees) {
+                if simulated != had {
+                    w.assignees_not_comparable += 1;
+                } else if candidate != had {
+                    w.assignees_changed += 1;
+                }
+            }
+            if sb.decisions != sa.decisions {
+                w.decisions_changed += 1;
+            }
         }
     }
     report

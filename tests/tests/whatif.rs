@@ -124,3 +124,68 @@ fn candidate_rules_and_processes_show_what_they_would_have_changed() {
     }
     assert!(changed > 0 && diverged > 0, "{changed} routes changed, {diverged} diverged");
 }
+
+/// A candidate that only renames a step (`renamed from`) changes nothing: the recorded actions
+/// at the old name apply to the renamed step, and the routes are the same routes.
+#[test]
+fn a_rename_only_candidate_changes_nothing() {
+    let shipped = read(&root().join("processes/complaint.flow"));
+    let source = shipped
+        .replace("task verify \"核实\" {", "task check_evidence \"核实\" renamed from verify {")
+        .replace("-> verify", "-> check_evidence");
+    assert_ne!(source, shipped);
+    let catalog = shipped_catalog();
+    let ctx = caseflow_dsl::CheckContext { catalog: Some(&catalog), processes: None };
+    let candidate = caseflow_dsl::compile(&source, &ctx).process.expect("the candidate checks");
+    let mut replayed = 0;
+    for (case, models, rules) in closed_cases().iter().filter(|(c, _, _)| c.root.process == "complaint") {
+        let models = Models {
+            candidate: [("complaint".to_string(), candidate.clone())].into(),
+            deployed: models.deployed.clone(),
+        };
+        let report = whatif::what_if(std::slice::from_ref(case), &models, rules, rules);
+        let key = &case.root.business_key;
+        assert_eq!((report.diverged, report.routes_changed, report.outcomes_changed), (0, 0, 0), "{key}: {report:?}");
+        assert!(!report.by_step.contains_key("complaint.check_evidence"), "counted under its old name: {report:?}");
+        assert!(report.by_step.values().all(|s| s.assignees_changed == 0 && s.decisions_changed == 0), "{report:?}");
+        replayed += report.replayed;
+    }
+    assert!(replayed >= 3, "{replayed}");
+}
+
+/// A changed decision table shows where it decides otherwise; tasks that no longer open (or
+/// open only under the candidate) are not counted as given to someone else.
+#[test]
+fn decision_table_changes_show_and_missing_tasks_are_not_reassignments() {
+    let rerouted = rules_with(|t| {
+        t.replace(r#"{ cause = "quality", department = "rnd" }"#, r#"{ cause = "quality", department = "quality" }"#)
+    });
+    let (mut decided_otherwise, mut tasks_differ) = (0, 0);
+    for (case, models, rules) in closed_cases().iter().filter(|(c, _, _)| c.root.process == "complaint") {
+        let quality = case.root.fields.get("cause").is_some_and(|c| c.to_string() == "quality");
+        let report = whatif::what_if(std::slice::from_ref(case), models, rules, &rerouted);
+        let route = report.by_step.get("complaint.route").map_or(0, |s| s.decisions_changed);
+        assert_eq!(route, usize::from(quality), "{}: {report:?}", case.root.business_key);
+        decided_otherwise += route;
+    }
+    assert!(decided_otherwise > 0);
+    // Every resolved phone call sent to an engineer: feedback opens later or not at all.
+    let shipped = read(&root().join("processes/complaint.flow"));
+    let source =
+        shipped.replacen("-> decide {\n      when resolved -> feedback", "-> decide {\n      when resolved -> file", 1);
+    assert_ne!(source, shipped);
+    let catalog = shipped_catalog();
+    let ctx = caseflow_dsl::CheckContext { catalog: Some(&catalog), processes: None };
+    let candidate = caseflow_dsl::compile(&source, &ctx).process.expect("the candidate checks");
+    for (case, models, rules) in closed_cases().iter().filter(|(c, _, _)| c.root.process == "complaint") {
+        let models = Models {
+            candidate: [("complaint".to_string(), candidate.clone())].into(),
+            deployed: models.deployed.clone(),
+        };
+        let report = whatif::what_if(std::slice::from_ref(case), &models, rules, rules);
+        let s = report.by_step.get("complaint.feedback").cloned().unwrap_or_default();
+        tasks_differ += usize::from(s.tasks_before != s.tasks_after);
+        assert_eq!(s.assignees_changed, 0, "{}: {report:?}", case.root.business_key);
+    }
+    assert!(tasks_differ > 0, "no case skipped the feedback");
+}

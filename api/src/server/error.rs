@@ -104,6 +104,8 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Command(c) => c.into(),
             EngineError::UnknownProcess(p) => ApiError::unknown_process(format!("no process `{p}` is deployed")),
+            e @ EngineError::UnknownVersion { .. } => ApiError::unknown_process(e.to_string()),
+            EngineError::NotRecordable(why) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not-recordable", why),
             EngineError::UnknownInstance(i) => ApiError::unknown_instance(format!("no instance {i}")),
             EngineError::Rejected(d) => {
                 let n = d.iter().filter(|d| d.is_error()).count();

@@ -152,12 +152,13 @@ pub(crate) async fn get_instance_by_key(
 #[utoipa::path(
     get,
     path = "/instances/{id}/scenario",
-    params(("id" = u64, Path, description = "Instance id")),
+    params(("id" = String, Path, description = "Instance id, or business key")),
     responses(
         (status = 200, description = "The scenario, as TOML", body = String, content_type = "text/plain",
             example = json!("description = \"Recorded from case 20261123-001 (complaint version 1); edit the expectations to what should have happened\"\nprocess = \"complaint\"\nstart_at = \"2026-11-23T10:00\"\n\n[fields]\ncustomer = \"第一中学\"\nurgency = \"high\"\n\n[[step]]\nadvance_to = \"2026-11-23T10:05\"\ncomplete = \"receive\"\nby = \"liu_yang\"\nfields = { cause = \"quality\" }\nexpect_history = [\"task_opened@receive\", \"decision_table@route\", \"task_opened@verify\"]\n\n[[step]]\nexpect_tasks = [{ step = \"verify\", assignee = \"zhang_wei\", due = \"2026-11-24T18:00\" }]\nexpect_status = \"running\"\n")),
         (status = 403, description = "Administrators only"),
-        (status = 404, description = "No such instance")
+        (status = 404, description = "No such instance"),
+        (status = 422, description = "The case cannot be written as a scenario that replays: it was migrated, or its sensitive fields are sealed (no field key)")
     ),
     security(("bearer" = []))
 )]
@@ -167,7 +168,7 @@ pub(crate) async fn scenario(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     require_admin(&actor)?;
-    let id = parse_instance_id(&id)?;
+    let id = id_or_key(&state, id).await?;
     let s = state.clone();
     let text = blocking(move || {
         if s.engine.instance(id)?.is_none() {
@@ -282,21 +283,23 @@ pub(crate) async fn message(
     Body(req): Body<MessageRequest>,
 ) -> Result<axum::Json<Json>, ApiError> {
     // Messages may name the case by id or by business key.
-    let id = match parse_instance_id(&id) {
-        Ok(i) => i,
-        Err(_) => {
-            let s = state.clone();
-            let key = id.clone();
-            blocking(move || {
-                s.engine
-                    .instance_by_key(&key)?
-                    .map(|i| i.id)
-                    .ok_or_else(|| ApiError::unknown_instance(format!("no instance `{key}`")))
-            })
-            .await?
-        }
-    };
+    let id = id_or_key(&state, id).await?;
     run(state, caller, id, Command::Message { name: req.name }).await
+}
+
+/// A case named by its id or by its business key.
+async fn id_or_key(state: &Shared, id: String) -> Result<InstanceId, ApiError> {
+    if let Ok(i) = parse_instance_id(&id) {
+        return Ok(i);
+    }
+    let s = state.clone();
+    blocking(move || {
+        s.engine
+            .instance_by_key(&id)?
+            .map(|i| i.id)
+            .ok_or_else(|| ApiError::unknown_instance(format!("no instance `{id}`")))
+    })
+    .await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

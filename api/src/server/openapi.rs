@@ -22,7 +22,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every kind of problem the server answers, the last part of a problem's `type` URI
 /// (`https://caseflow.dev/problems/KIND`). A test checks that every kind the code uses is here.
-pub const PROBLEM_KINDS: [&str; 35] = [
+pub const PROBLEM_KINDS: [&str; 36] = [
     "bad-cursor",
     "bad-idempotency-key",
     "bad-migration",
@@ -40,6 +40,7 @@ pub const PROBLEM_KINDS: [&str; 35] = [
     "no-listener",
     "no-rules-dir",
     "not-found",
+    "not-recordable",
     "payload-too-large",
     "request-timeout",
     "rules-break-processes",

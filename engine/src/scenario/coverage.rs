@@ -110,7 +110,7 @@ pub fn coverage<'a>(
                 .cloned()
                 .collect();
             let hit = required.len() - missing.len();
-            let percent = if required.is_empty() { 100.0 } else { (hit * 1000 / required.len()) as f64 / 10.0 };
+            let percent = percent(hit, required.len());
             Some(ProcessCoverage {
                 process: process.to_string(),
                 reached: hit,
@@ -120,4 +120,28 @@ pub fn coverage<'a>(
             })
         })
         .collect()
+}
+
+/// `hit` of `required` as a percentage to one decimal, rounded to the nearest (17 of 35 is
+/// 48.6); short of all is never shown as 100.0.
+fn percent(hit: usize, required: usize) -> f64 {
+    if required == 0 {
+        return 100.0;
+    }
+    let tenths = (hit * 1000 + required / 2) / required;
+    let tenths = if hit < required { tenths.min(999) } else { tenths };
+    tenths as f64 / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentages_round_to_the_nearest_tenth_and_never_claim_all() {
+        assert_eq!(super::percent(17, 35), 48.6);
+        assert_eq!(super::percent(1, 3), 33.3);
+        assert_eq!(super::percent(2, 3), 66.7);
+        assert_eq!(super::percent(1999, 2000), 99.9);
+        assert_eq!(super::percent(5, 5), 100.0);
+        assert_eq!(super::percent(0, 0), 100.0);
+    }
 }

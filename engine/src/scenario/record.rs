@@ -123,6 +123,30 @@ pub fn record<S: Storage>(engine: &Engine<S>, id: InstanceId) -> Result<String, 
     let users = engine.rules().users.clone();
     let mut family = Vec::new();
     let entries = family_history(engine, root.clone(), &mut family)?;
+    // A scenario starts a case on the version deployed now and cannot move it between
+    // versions: a migrated case's recording could never pass.
+    if let Some((_, m)) = entries.iter().find(|(_, e)| e.event == HistoryEvent::Migrated) {
+        return Err(EngineError::NotRecordable(format!(
+            "case {} was migrated ({}, at {}): a scenario cannot replay a migration; record a case \
+             that ran on one version, or write the migration as `deploy` and `migrate` steps (docs/testing.md)",
+            root.business_key,
+            m.detail,
+            local(zone, m.at)
+        )));
+    }
+    // Without the field key, sensitive values read back sealed: they would land in the file as
+    // ciphertext and replay as nonsense.
+    let sealed = entries.iter().flat_map(|(_, e)| &e.changes).find(|(_, old, new)| {
+        crate::crypto::FieldCipher::is_encrypted(new)
+            || old.as_ref().is_some_and(crate::crypto::FieldCipher::is_encrypted)
+    });
+    if let Some((field, _, _)) = sealed {
+        return Err(EngineError::NotRecordable(format!(
+            "the sensitive field `{field}` of case {} is sealed: give the data directory's field key \
+             (`--field-key`, or DATA_DIR/field.key) to record it",
+            root.business_key
+        )));
+    }
     let rec = actions_of(&entries);
     let start_fields: Vec<String> = rec.fields.iter().map(|(k, v)| format!("{} = {}", key(k), toml_value(v))).collect();
     let started_by = users.contains_key(&rec.started_by).then(|| rec.started_by.clone());
@@ -320,7 +344,7 @@ fn dedup(names: &[String]) -> Vec<String> {
 }
 
 fn local(zone: Tz, t: DateTime<Utc>) -> String {
-    t.with_timezone(&zone).format("%Y-%m-%dT%H:%M").to_string()
+    super::run::show_local(zone, t)
 }
 
 fn toml_str(s: &str) -> String {

@@ -10,7 +10,7 @@ use caseflow_core::case::{Actor, Command, HistoryEvent, Instance, InstanceId, St
 use caseflow_core::value::Value;
 use caseflow_dsl::model::Process;
 use caseflow_dsl::SourceFile;
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,6 +91,44 @@ pub struct Outcome {
 impl Outcome {
     pub fn passed(&self) -> bool {
         self.failure.is_none()
+    }
+}
+
+impl Outcome {
+    /// A scenario file that cannot be read as text (not UTF-8): it fails alone, saying so, and
+    /// the other files still run.
+    pub fn unreadable(name: &str, bytes: &[u8]) -> Outcome {
+        let (line, found) = match std::str::from_utf8(bytes) {
+            Ok(_) => (None, "text".to_string()),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+                let bad: Vec<String> =
+                    bytes[at..bytes.len().min(at + 2)].iter().map(|b| format!("0x{b:02X}")).collect();
+                (
+                    Some(line),
+                    format!(
+                        "bytes {} that are not UTF-8 (GBK, a Chinese Windows editor's default, looks like this): \
+                         save the file as UTF-8",
+                        bad.join(" ")
+                    ),
+                )
+            }
+        };
+        Outcome {
+            name: name.to_string(),
+            description: String::new(),
+            process: String::new(),
+            failure: Some(Failure {
+                step: None,
+                line,
+                action: "read the file".into(),
+                expected: "UTF-8 text".into(),
+                found,
+            }),
+            log: Vec::new(),
+            reached: BTreeSet::new(),
+        }
     }
 }
 
@@ -295,9 +333,15 @@ impl<S: Storage> Walk<S> {
         out
     }
 
-    /// A user as the rules know them; `admin` is an administrator.
+    /// A user as the rules know them; `admin` is an administrator; any other name is an
+    /// integrated system (a CRM's service token), with the rules' `integration` role, so that a
+    /// recording of what the CRM did replays under the same rules.
     fn staff(&self, user: &str) -> Actor {
-        let roles = self.engine.rules().users.get(user).map(|u| u.roles.clone()).unwrap_or_default();
+        let roles = match self.engine.rules().users.get(user) {
+            Some(u) => u.roles.clone(),
+            None if user == "admin" => Vec::new(),
+            None => vec!["integration".to_string()],
+        };
         Actor { admin: user == "admin", id: user.to_string(), roles }
     }
 
@@ -378,7 +422,7 @@ impl<S: Storage> Walk<S> {
     }
 
     fn show(&self, t: DateTime<Utc>) -> String {
-        t.with_timezone(&self.zone).format("%Y-%m-%dT%H:%M").to_string()
+        show_local(self.zone, t)
     }
 
     /// The open task at `step`, or what is open instead.
@@ -396,6 +440,15 @@ impl<S: Storage> Walk<S> {
         if let Some(t) = &s.advance_to {
             action = format!("advance to {t}");
             let to = local(self.zone, t).map_err(|e| Problem::new(&action, "a time", e))?;
+            // Time does not run backwards: an earlier time is a mistake in the file (a step
+            // moved, a date mistyped), and what follows would pass for the wrong reason.
+            if to < self.clock.now() {
+                return Err(Problem::new(
+                    &action,
+                    format!("a time no earlier than the clock ({})", self.show(self.clock.now())),
+                    format!("{t}, which is before it"),
+                ));
+            }
             self.log.push(action.clone());
             self.advance(to).map_err(|e| Problem::new(&action, "the timers fired", e))?;
         }
@@ -582,7 +635,7 @@ impl<S: Storage> Walk<S> {
                     t.step == e.step
                         && e.item.as_ref().is_none_or(|x| t.item.as_ref() == Some(x))
                         && e.assignee.as_ref().is_none_or(|x| t.assignee.as_ref() == Some(x))
-                        && e.due.as_ref().is_none_or(|x| t.due.map(|d| self.show(d)).as_ref() == Some(x))
+                        && e.due.as_ref().is_none_or(|x| t.due.is_some() && local(self.zone, x).ok() == t.due)
                         && e.overdue.is_none_or(|x| x == t.overdue)
                         && e.priority.is_none_or(|x| x == t.priority)
                 });
@@ -693,10 +746,26 @@ impl<S: Storage> Walk<S> {
     }
 }
 
-/// A local time of the business calendar, `YYYY-MM-DDTHH:MM`.
-fn local(zone: Tz, s: &str) -> Result<DateTime<Utc>, String> {
-    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
-        .map_err(|e| format!("`{s}` is not a time ({e}); write YYYY-MM-DDTHH:MM, local to the calendar"))?;
+/// An instant as scenarios write it, local to the calendar: to the minute when it falls on
+/// one, else with its seconds (and their fraction): what is written reads back exactly.
+pub(crate) fn show_local(zone: Tz, t: DateTime<Utc>) -> String {
+    let local = t.with_timezone(&zone);
+    let format = match (local.second(), local.nanosecond()) {
+        (0, 0) => "%Y-%m-%dT%H:%M",
+        (_, 0) => "%Y-%m-%dT%H:%M:%S",
+        _ => "%Y-%m-%dT%H:%M:%S%.f",
+    };
+    local.format(format).to_string()
+}
+
+/// A local time of the business calendar, `YYYY-MM-DDTHH:MM`, with seconds if need be
+/// (`HH:MM:SS`, `HH:MM:SS.fff`).
+pub(crate) fn local(zone: Tz, s: &str) -> Result<DateTime<Utc>, String> {
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"))
+        .map_err(|e| {
+            format!("`{s}` is not a time ({e}); write YYYY-MM-DDTHH:MM (or HH:MM:SS), local to the calendar")
+        })?;
     zone.from_local_datetime(&naive)
         .earliest()
         .map(|t| t.with_timezone(&Utc))

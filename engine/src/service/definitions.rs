@@ -84,6 +84,19 @@ pub(crate) fn compile_one(source: &str) -> Result<Process, EngineError> {
 }
 
 impl<S: Storage> Engine<S> {
+    /// The error for a version that is not deployed: no such process at all, or its versions.
+    pub(crate) fn unknown_version(&self, process: &str, version: u32) -> EngineError {
+        let defs = self.definitions.read().unpoisoned();
+        match defs.get(process).filter(|v| !v.is_empty()) {
+            None => EngineError::UnknownProcess(process.to_string()),
+            Some(versions) => EngineError::UnknownVersion {
+                process: process.to_string(),
+                version,
+                deployed: versions.keys().map(u32::to_string).collect::<Vec<_>>().join(", "),
+            },
+        }
+    }
+
     /// Checks a source and deploys it as a new version if it differs from the latest.
     pub fn deploy(&self, source: &str, now: DateTime<Utc>) -> Result<DeployOutcome, EngineError> {
         let mut results =

@@ -72,10 +72,7 @@ impl<S: Storage> Engine<S> {
     pub fn migrate(&self, order: &MigrationOrder, now: DateTime<Utc>) -> Result<MigrationReport, EngineError> {
         let MigrationOrder { process, from, to, mapping, dry_run, .. } = order;
         let (process, from, to, dry_run) = (process.as_str(), *from, *to, *dry_run);
-        let version = |v: u32| {
-            self.definition(process, Some(v))
-                .ok_or_else(|| EngineError::UnknownProcess(format!("{process} version {v}")))
-        };
+        let version = |v: u32| self.definition(process, Some(v)).ok_or_else(|| self.unknown_version(process, v));
         let (old, new) = (version(from)?, version(to)?);
         if from == to {
             return Err(EngineError::BadMigration(format!("`from` and `to` are both version {from}")));

@@ -52,6 +52,8 @@ pub enum EngineError {
     Command(#[from] CommandError),
     #[error("no process `{0}` is deployed")]
     UnknownProcess(String),
+    #[error("process `{process}` has no version {version} (deployed: {deployed})")]
+    UnknownVersion { process: String, version: u32, deployed: String },
     #[error("no instance {0}")]
     UnknownInstance(String),
     #[error("the definition has {} error(s)", .0.iter().filter(|d| d.is_error()).count())]
@@ -74,6 +76,9 @@ pub enum EngineError {
     /// A migration that cannot be run as asked (not a case that cannot move).
     #[error("{0}")]
     BadMigration(String),
+    /// A case that cannot be written as a scenario that replays (`scenario::record`).
+    #[error("{0}")]
+    NotRecordable(String),
 }
 
 /// A page of an inbox, soonest due first.

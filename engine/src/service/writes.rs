@@ -201,9 +201,9 @@ impl<S: Storage> Engine<S> {
     ) -> Result<Vec<Effect>, EngineError> {
         self.stage(unit, id)?;
         let staged = unit.cases.get_mut(&id).expect("staged above");
-        let def = self.definition(&staged.after.process, Some(staged.after.version)).ok_or_else(|| {
-            EngineError::UnknownProcess(format!("{} version {}", staged.after.process, staged.after.version))
-        })?;
+        let def = self
+            .definition(&staged.after.process, Some(staged.after.version))
+            .ok_or_else(|| self.unknown_version(&staged.after.process, staged.after.version))?;
         let (rules, rules_version) = self.rules_and_version();
         let (after, mut outcome) = self.run_core(&def.model, &rules, &staged.after, actor, command, now)?;
         staged.after = after;
