@@ -357,7 +357,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let report = check_files(&sources, None);
             let report = &report[0];
-            let Some(process) = &report.checked.process else {
+            // A call whose process is not beside the file (or does not fit it) does not stop
+            // the drawing: the file alone, its calls unchecked, is drawn, with a warning.
+            let alone = || caseflow_dsl::compile(&text, &caseflow_dsl::CheckContext::default()).process;
+            let drawn = match &report.checked.process {
+                Some(p) => Some(p.clone()),
+                None => alone().inspect(|_| {
+                    let call_problems: Vec<String> =
+                        report.checked.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.message.clone()).collect();
+                    eprintln!(
+                        "warning: drawn without checking its calls against the processes beside it ({})",
+                        call_problems.join("; ")
+                    );
+                }),
+            };
+            let Some(process) = &drawn else {
                 eprint!("{}", diag::render(&report.name, &text, &report.checked.diagnostics, color()));
                 return Ok(ExitCode::FAILURE);
             };

@@ -77,6 +77,15 @@ fn graph_prints_dot_and_mermaid() {
     let broken = caseflow(&["graph", "tests/diagnostics/unknown_step.flow"]);
     assert_eq!(broken.status.code(), Some(1));
     assert!(broken.stdout.is_empty());
+    // A process with a `call`, alone in its folder: drawn, its call unchecked, with a warning.
+    let dir = std::env::temp_dir().join(format!("caseflow-graph-alone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(root().join("processes/repair.flow"), dir.join("repair.flow")).unwrap();
+    let alone = caseflow(&["graph", "--format", "mermaid", dir.join("repair.flow").to_str().unwrap()]);
+    assert!(alone.status.success(), "{}", text(&alone.stderr));
+    assert!(text(&alone.stdout).contains("post_repair_callback"), "{}", text(&alone.stdout));
+    assert!(text(&alone.stderr).contains("warning: drawn without checking its calls"), "{}", text(&alone.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -181,10 +181,11 @@ pub fn to_svg(p: &Process) -> Result<String, String> {
         let (s, t) = (e.source().index(), e.target().index());
         let ((sx, sy), (tx, ty)) = (at[s], at[t]);
         let (sy, ty) = (sy + size[s].1 / 2.0, ty - size[t].1 / 2.0);
-        let dashed = match e.weight() {
-            EdgeKind::Overdue | EdgeKind::Timeout => " stroke=\"#c00\" stroke-dasharray=\"5 3\"",
-            EdgeKind::Message(_) => " stroke-dasharray=\"5 3\"",
-            _ => "",
+        // One `stroke` per element: a second is not well-formed XML.
+        let (stroke, dashed) = match e.weight() {
+            EdgeKind::Overdue | EdgeKind::Timeout => ("#c00", " stroke-dasharray=\"5 3\""),
+            EdgeKind::Message(_) => ("#333", " stroke-dasharray=\"5 3\""),
+            _ => ("#333", ""),
         };
         // Downward edges bend gently; edges back up go round the side.
         let path = if ty > sy {
@@ -195,7 +196,7 @@ pub fn to_svg(p: &Process) -> Result<String, String> {
             format!("M {sx:.1} {sy:.1} C {side:.1} {:.1}, {side:.1} {:.1}, {tx:.1} {ty:.1}", sy + GAP_Y, ty - GAP_Y)
         };
         out.push_str(&format!(
-            "<path d=\"{path}\" fill=\"none\" stroke=\"#333\"{dashed} marker-end=\"url(#arrow)\"/>\n"
+            "<path d=\"{path}\" fill=\"none\" stroke=\"{stroke}\"{dashed} marker-end=\"url(#arrow)\"/>\n"
         ));
         let label = edge_text(e.weight());
         if !label.is_empty() {
