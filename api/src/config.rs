@@ -199,6 +199,11 @@ impl Config {
             None => toml::from_str("").expect("defaults"),
         };
         config.source = source;
+        // A misspelt variable is refused as a misspelt key in the file is: silently ignored,
+        // it would leave the setting it meant at its default.
+        if let Some(problem) = unknown_env(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok())) {
+            bail!("{problem}");
+        }
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let Some(v) = env("CASEFLOW_BIND") {
             config.bind = v;
@@ -341,6 +346,44 @@ pub fn field_key(path: &Path) -> Result<Vec<u8>> {
     Ok(key)
 }
 
+/// Every `CASEFLOW_*` environment variable caseflow reads.
+pub const ENV_VARS: [&str; 18] = [
+    "CASEFLOW_ALLOW_NO_TOKENS",
+    "CASEFLOW_ALLOW_PUBLISHED_TOKENS",
+    "CASEFLOW_BIND",
+    "CASEFLOW_BODY_BYTES_MAX",
+    "CASEFLOW_BODY_IDLE_TIMEOUT_SECS",
+    "CASEFLOW_CACHE_MIB",
+    "CASEFLOW_CHECKPOINT_MIB",
+    "CASEFLOW_CONFIG",
+    "CASEFLOW_CONNECTIONS_MAX",
+    "CASEFLOW_DATA_DIR",
+    "CASEFLOW_DISK_RESERVE_MIB",
+    "CASEFLOW_DURABILITY",
+    "CASEFLOW_FIELD_KEY_FILE",
+    "CASEFLOW_HEADER_READ_TIMEOUT_SECS",
+    // The crash test's child process (engine/src/sync.rs).
+    "CASEFLOW_POISON_CHILD",
+    "CASEFLOW_PROCESSES_DIR",
+    "CASEFLOW_RULES_DIR",
+    // `caseflow test --record --url`'s token.
+    "CASEFLOW_TOKEN",
+];
+
+/// The first `CASEFLOW_*` variable among `names` that caseflow does not read, as a sentence
+/// naming the closest one it does.
+pub fn unknown_env(names: impl Iterator<Item = String>) -> Option<String> {
+    let mut unknown: Vec<String> =
+        names.filter(|n| n.starts_with("CASEFLOW_") && !ENV_VARS.contains(&n.as_str())).collect();
+    unknown.sort();
+    let name = unknown.into_iter().next()?;
+    let hint = match caseflow_dsl::diag::closest(&name, ENV_VARS.iter().copied()) {
+        Some(c) => format!("did you mean {c}?"),
+        None => format!("caseflow reads {}", ENV_VARS.join(", ")),
+    };
+    Some(format!("the environment variable {name} is not one caseflow reads ({hint}); unset it or correct its name"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,5 +467,18 @@ mod tests {
             "{err}"
         );
         assert!(load("allow_no_tokens = true\n").is_ok());
+    }
+
+    #[test]
+    fn a_misspelt_environment_variable_is_refused_with_the_name_it_meant() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>().into_iter();
+        assert_eq!(super::unknown_env(names(&["CASEFLOW_BIND", "PATH", "CASEFLOW_TOKEN"])), None);
+        let problem = super::unknown_env(names(&["CASEFLOW_BIND", "CASEFLOW_DATA_DRI"])).unwrap();
+        assert!(
+            problem.contains("CASEFLOW_DATA_DRI") && problem.contains("did you mean CASEFLOW_DATA_DIR?"),
+            "{problem}"
+        );
+        let problem = super::unknown_env(names(&["CASEFLOW_DATABSE_URL"])).unwrap();
+        assert!(problem.contains("CASEFLOW_DATABSE_URL is not one caseflow reads"), "{problem}");
     }
 }

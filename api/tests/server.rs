@@ -484,6 +484,17 @@ fn a_first_start_with_broken_rules_says_why_it_cannot_start() {
     cleanup(&data);
 }
 
+/// A misspelt `CASEFLOW_*` variable is refused, naming the one it meant, as a misspelt key of
+/// caseflow.toml is: silently ignored, it would leave a setting at its default.
+#[test]
+fn a_misspelt_environment_variable_stops_the_start() {
+    let data = temp_data("misspelt-env");
+    let env = [("CASEFLOW_DATA_DIR", data.as_os_str()), ("CASEFLOW_DURABILTY", std::ffi::OsStr::new("fsync"))];
+    let stderr = refused_start(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")), &env);
+    assert!(stderr.contains("CASEFLOW_DURABILTY") && stderr.contains("did you mean CASEFLOW_DURABILITY?"), "{stderr}");
+    assert!(!data.exists(), "nothing was created");
+}
+
 /// Started away from its files, the server finds them through `CASEFLOW_CONFIG`, with paths
 /// relative to the configuration file and the field key in the data directory; without it,
 /// it refuses to start rather than answer 401 to everyone.

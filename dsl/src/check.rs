@@ -638,9 +638,11 @@ impl<'a> Checker<'a> {
         match self.steps.get(target.name.as_str()) {
             Some(&i) => StepId(i as u32),
             None => {
-                let hint = did_you_mean(&target.name, self.steps.keys().copied()).unwrap_or_else(|| {
-                    format!("declare it, e.g. `task {} {{ ... }}` or `end {}`", target.name, target.name)
-                });
+                let meant = crate::diag::closest(&target.name, self.steps.keys().copied()).map(str::to_string);
+                let hint = match &meant {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None => format!("declare it, e.g. `task {} {{ ... }}` or `end {}`", target.name, target.name),
+                };
                 self.err(
                     Diagnostic::new(
                         Code::UnknownStep,
@@ -649,8 +651,16 @@ impl<'a> Checker<'a> {
                     )
                     .hint(hint),
                 );
-                self.unresolved = true;
-                StepId(u32::MAX)
+                // A misspelling is followed as the step it surely means, so that the checks
+                // of paths still run and one run shows every problem; a name like no step
+                // leaves a hole that those checks would only report again and again.
+                match meant.and_then(|c| self.steps.get(c.as_str()).copied()) {
+                    Some(i) => StepId(i as u32),
+                    None => {
+                        self.unresolved = true;
+                        StepId(u32::MAX)
+                    }
+                }
             }
         }
     }
