@@ -220,13 +220,34 @@ async fn idempotency_keys_are_checked_scoped_to_the_caller_and_bound_to_the_requ
     assert_eq!(list["instances"].as_array().map(Vec::len), Some(2), "{list}");
 }
 
+/// A manager may put a case on hold and take it off (the rules' `suspend` permission); a
+/// representative may not.
+#[tokio::test]
+async fn managers_hold_and_resume_cases() {
+    let api = Api::new();
+    // A manager may put a case on hold and take it off (the `suspend` permission); a
+    // representative may not.
+    let (_, inst) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+    let hold = format!("/instances/{}/suspend", inst["id"]);
+    assert_eq!(api.call("POST", &hold, Some("liu_yang"), None, &[]).await.0, StatusCode::FORBIDDEN);
+    let (s, v) = api.call("POST", &hold, Some("li_na"), None, &[]).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("suspended")), "{v}");
+    let (s, v) = api.call("POST", &format!("/instances/{}/resume", inst["id"]), Some("li_na"), None, &[]).await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("running")), "{v}");
+}
+
 #[tokio::test]
 async fn every_error_class_is_a_clear_4xx() {
     let api = Api::new();
-    let (s, _) = api.call("GET", "/instances/1", None, None, &[]).await;
+    let (s, v) = api.call("GET", "/instances/1", None, None, &[]).await;
+    assert_eq!(
+        (s, v["detail"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("no token: send `Authorization: Bearer TOKEN`"))
+    );
+    // A token was sent, and is wrong: said so, not "send a token".
+    let (s, v) = api.call("GET", "/instances/1", Some("nobody"), None, &[]).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, _) = api.call("GET", "/instances/1", Some("nobody"), None, &[]).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["detail"].as_str().unwrap().contains("not one this server knows"), "{v}");
     let (s, _) = api.call("POST", "/instances", Some("crm"), Some("{not json"), &[]).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, v) = api

@@ -9,9 +9,14 @@ use caseflow_core::case::Actor;
 
 /// Who the bearer token says the caller is.
 pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<(Actor, bool), ApiError> {
-    let unauthorized = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send `Authorization: Bearer TOKEN`");
-    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(unauthorized)?;
-    let token = value.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
+    let unauthorized = |why: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why);
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("no token: send `Authorization: Bearer TOKEN`"))?
+        .to_str()
+        .map_err(|_| unauthorized("the Authorization header is not text: send `Authorization: Bearer TOKEN`"))?;
+    let token =
+        value.strip_prefix("Bearer ").ok_or_else(|| unauthorized("the Authorization header is not `Bearer TOKEN`"))?;
     let hash = sha256_hex(token.trim());
     // Every configured digest is compared, each in constant time: how long the answer takes
     // says nothing about how close a guess came.
@@ -26,7 +31,7 @@ pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<(Actor, bo
                 found
             }
         })
-        .ok_or_else(unauthorized)?;
+        .ok_or_else(|| unauthorized("the token is not one this server knows (mistyped, or revoked)"))?;
     Ok((Actor { id: entry.user.clone(), roles: entry.roles.clone(), admin: entry.admin }, entry.service))
 }
 

@@ -335,14 +335,15 @@ pub(crate) async fn cancel(
 
 /// Suspend a case
 ///
-/// Administrators; its timers stop until it is resumed.
+/// Administrators and holders of the `suspend` permission (the shipped rules: managers and
+/// the director); its timers stop until it is resumed.
 #[utoipa::path(
     post,
     path = "/instances/{id}/suspend",
     params(("id" = u64, Path, description = "Instance id")),
     responses(
         (status = 200, description = "Suspended", body = crate::schemas::Instance),
-        (status = 403, description = "Administrators only"),
+        (status = 403, description = "Not an administrator, nor granted `suspend`"),
         (status = 409, description = "Not running")
     ),
     security(("bearer" = []))
@@ -352,19 +353,19 @@ pub(crate) async fn suspend(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    admin_run(state, caller, &id, Command::Suspend).await
+    run(state, caller, parse_instance_id(&id)?, Command::Suspend).await
 }
 
 /// Resume a suspended case
 ///
-/// Administrators; the case's timers run again.
+/// Administrators and holders of the `suspend` permission; the case's timers run again.
 #[utoipa::path(
     post,
     path = "/instances/{id}/resume",
     params(("id" = u64, Path, description = "Instance id")),
     responses(
         (status = 200, description = "Resumed", body = crate::schemas::Instance),
-        (status = 403, description = "Administrators only"),
+        (status = 403, description = "Not an administrator, nor granted `suspend`"),
         (status = 409, description = "Not suspended")
     ),
     security(("bearer" = []))
@@ -374,7 +375,7 @@ pub(crate) async fn resume(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Json>, ApiError> {
-    admin_run(state, caller, &id, Command::Resume).await
+    run(state, caller, parse_instance_id(&id)?, Command::Resume).await
 }
 
 /// Retry a case in incident

@@ -134,7 +134,8 @@ pub struct RuleSet {
 }
 
 /// The actions `[permissions]` may grant.
-pub const PERMISSIONS: [&str; 6] = ["reassign", "delegate", "cancel", "update_fields", "act_for_others", "read_rules"];
+pub const PERMISSIONS: [&str; 7] =
+    ["reassign", "delegate", "cancel", "suspend", "update_fields", "act_for_others", "read_rules"];
 
 impl User {
     /// This user's level in a skill: 0 without it, 1 when no level is written.
