@@ -214,6 +214,27 @@ fn the_language_server_answers_an_editor() {
         json!({ "textDocument": { "uri": uri }, "position": at(&fixed, "response_time", 0, 2) }),
     );
     assert!(def["uri"].as_str().unwrap().ends_with("/rules/values.toml"), "{def}");
+    let values = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/values.toml")).unwrap();
+    assert_eq!(def["range"]["start"], at(&values, "response_time]", 0, 0), "at the key, as the loader reads it");
+
+    // Hover where a person points at a deadline: the clause's due times on the calendar.
+    for needle in ["1 workday", "due 1 workday", "response_time[urgency]"] {
+        let hover = c.request("textDocument/hover", pos(needle, 0));
+        let shown = hover["contents"]["value"].as_str().unwrap_or_default().to_string();
+        assert!(shown.contains("**deadline** of `") && shown.contains("Due, on the calendar"), "{needle}: {shown}");
+    }
+
+    // A rename to a word of the language is refused: the file would no longer parse.
+    c.send(json!({ "jsonrpc": "2.0", "id": 98, "method": "textDocument/rename",
+        "params": { "textDocument": { "uri": uri }, "position": at(&fixed, "answer \"", 0, 1), "newName": "end" } }));
+    loop {
+        let m = c.next();
+        if m["id"] == 98 {
+            assert!(m["error"]["message"].as_str().unwrap_or_default().contains("word of the language"), "{m}");
+            break;
+        }
+        c.notifications.push(m);
+    }
 
     // References and rename of a step: every use, the declaration included.
     let refs = c.request(
@@ -277,4 +298,27 @@ fn the_language_server_answers_an_editor() {
     c.notify("exit", Value::Null);
     let status = c.child.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// Go to definition in the rules finds what the rules loader reads: a decision table under
+/// `[decision_tables]`, a value that is a table (`[values.response_time]`) and a scalar value
+/// with no header of its own (`feedback_window = …` under `[values]`), and a role.
+#[test]
+fn rules_definitions_are_found_where_the_loader_reads_them() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let files = caseflow_engine::read_rules_dir(&dir).unwrap();
+    for (name, file, key_line) in [
+        ("complaint_routing", "tables.toml", "[decision_tables.complaint_routing]"),
+        ("response_time", "values.toml", "[values.response_time]"),
+        ("feedback_window", "values.toml", "feedback_window = "),
+        ("cs_manager", "roles.toml", "[roles.cs_manager]"),
+    ] {
+        let (found, at) = caseflow::lsp::analysis::rules_definition(&files, name).unwrap_or_else(|| panic!("{name}"));
+        assert!(found.ends_with(file), "{name}: {found}");
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let line = text[..at].rsplit('\n').next().unwrap().to_string() + &text[at..].lines().next().unwrap_or_default();
+        assert!(line.starts_with(key_line), "{name}: the definition is at `{line}`");
+        assert!(text[at..].starts_with(name), "{name}: at its key");
+    }
+    assert_eq!(caseflow::lsp::analysis::rules_definition(&files, "no_such_thing"), None);
 }

@@ -132,6 +132,29 @@ pub fn hover(
     rules: Option<&RuleSet>,
     now: DateTime<Utc>,
 ) -> Option<String> {
+    // Where a person points at a deadline (`due 1 workday`, `due rules.response_time[urgency]`,
+    // the keyword or anywhere in its expression): the due times it gives.
+    let line_start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    for s in &process.steps {
+        let StepKind::Task(t) = &s.kind else { continue };
+        let Some(due) = &t.due else { continue };
+        let on_clause = due.span.contains(&offset)
+            || (line_start <= due.span.start
+                && text[line_start..due.span.start].trim() == "due"
+                && offset < due.span.end);
+        if on_clause {
+            let mut out = format!("**deadline** of `{}`: `due {}`", s.id.name, &text[due.span.clone()]);
+            match rules {
+                Some(rules) => out.push_str(&due_examples(process, due, rules, now)),
+                None => out.push_str(
+                    "
+
+(no rules folder found: the due times cannot be computed)",
+                ),
+            }
+            return Some(out);
+        }
+    }
     let word = word_at(text, offset)?;
     match declared(process, &word.text)? {
         Declared::Field(f) => {
@@ -322,17 +345,10 @@ pub fn symbols(process: &ast::Process) -> Vec<Symbol> {
     out
 }
 
-/// Where a `rules.NAME` or a role is defined in the rules files: (file, byte offset).
+/// Where a `rules.NAME` (a value or a decision table) or a role is defined in the rules files:
+/// (file, byte offset of its key), as the rules loader reads them.
 pub fn rules_definition(files: &[caseflow_engine::RulesFile], name: &str) -> Option<(String, usize)> {
-    for section in ["values", "tables", "roles"] {
-        let header = format!("[{section}.{name}]");
-        for f in files {
-            if let Some(i) = f.text.find(&header) {
-                return Some((f.name.clone(), i));
-            }
-        }
-    }
-    None
+    caseflow_core::rules::definition_of(files, name).map(|(file, span)| (file, span.start))
 }
 
 /// A quick fix a diagnostic's hint spells out: `did you mean `X`?` replaces the span with X.

@@ -320,6 +320,14 @@ impl Server {
             }
         }
         let text = self.text(uri).unwrap_or_default();
+        // A keyword (`end`, `task`, …) in place of a name leaves a file that no longer parses.
+        let mut renamed = text.to_string();
+        for (s, e) in found.iter().rev() {
+            renamed.replace_range(*s..*e, new);
+        }
+        if caseflow_dsl::parse::parse(text).is_ok() && caseflow_dsl::parse::parse(&renamed).is_err() {
+            return Err(format!("`{new}` cannot name a step or field: it is a word of the language"));
+        }
         let index = LineIndex::new(text);
         let edits = found
             .into_iter()

@@ -1186,6 +1186,22 @@ pub fn check_key_template(template: &str) -> Result<(), String> {
     }
 }
 
+/// Where `name` is defined in the rules files: the key of `[values]` (a scalar value, or a
+/// table of them), of `[decision_tables]` or of `[roles]`, found by the loader's own parser:
+/// (file name, byte range of the key). For editors' "go to definition".
+pub fn definition_of(files: &[RulesFile], name: &str) -> Option<(String, Range<usize>)> {
+    for section in ["values", "decision_tables", "roles"] {
+        for f in files {
+            let Ok(doc) = ImDocument::parse(f.text.clone()) else { continue };
+            let Some(table) = doc.as_table().get(section).and_then(Item::as_table_like) else { continue };
+            if let Some(span) = table.get_key_value(name).and_then(|(k, _)| k.span()) {
+                return Some((f.name.clone(), span));
+            }
+        }
+    }
+    None
+}
+
 fn key_span(table: &Table, key: &str) -> Option<Range<usize>> {
     table.get_key_value(key).and_then(|(k, _)| k.span())
 }
