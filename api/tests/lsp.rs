@@ -316,7 +316,7 @@ fn rules_definitions_are_found_where_the_loader_reads_them() {
         let (found, at) = caseflow::lsp::analysis::rules_definition(&files, name).unwrap_or_else(|| panic!("{name}"));
         assert!(found.ends_with(file), "{name}: {found}");
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let line = text[..at].rsplit('\n').next().unwrap().to_string() + &text[at..].lines().next().unwrap_or_default();
+        let line = text[..at].rsplit('\n').next().unwrap().to_string() + text[at..].lines().next().unwrap_or_default();
         assert!(line.starts_with(key_line), "{name}: the definition is at `{line}`");
         assert!(text[at..].starts_with(name), "{name}: at its key");
     }
