@@ -440,6 +440,10 @@ fn migrate_moves_running_cases_of_a_data_directory() {
         "support version 1 -> 2 (dry run: nothing changed): 2 running cases, 1 would move, 1 cannot move",
         "  triage -> first_look (stays): 1",
         "  cannot move (1): it waits at `call_customer`, which version 2 does not have: map `call_customer` to one of its steps",
+        // Which case it holds back, by its business key.
+        "  case support-2 cannot move: it waits at `call_customer`, which version 2 does not have: map `call_customer` to one of its steps",
+        // Times in the calendar's zone, to the second (not UTC with nanoseconds).
+        "  case support-1: task 1-2 due 2026-11-24 18:00:00 (was 2026-11-23 15:30:00); defaults region",
     ] {
         assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
     }
@@ -457,6 +461,8 @@ fn migrate_moves_running_cases_of_a_data_directory() {
         "2",
         "--map",
         "call_customer=visit",
+        "--by",
+        "wang_fang",
         "--data",
         &data_arg,
     ]);
@@ -465,6 +471,8 @@ fn migrate_moves_running_cases_of_a_data_directory() {
     assert!(shown.starts_with("support version 1 -> 2: 2 running cases, 2 moved, 0 cannot move"), "{shown}");
     assert!(shown.contains("  call_customer -> visit (entered): 1"), "{shown}");
     assert_eq!(versions(), [2, 2]);
+    let history = open().history(InstanceId(1)).unwrap();
+    assert_eq!(history.iter().find(|h| h.event == "migrated").map(|h| h.actor.as_str()), Some("wang_fang"));
     // A mapping to a step the new version does not have is refused before anything moves.
     let out =
         caseflow(&["migrate", "support", "--from", "2", "--to", "1", "--map", "visit=nowhere", "--data", &data_arg]);
