@@ -292,7 +292,9 @@ pub(crate) async fn diagram(
 #[utoipa::path(
     post,
     path = "/processes",
-    request_body(description = "A .flow source: as text, or as JSON `{\"source\": \"...\"}`", content((String = "text/plain"), (crate::schemas::DeployRequest = "application/json"))),
+    // JSON only in the document: the common generators (openapi-python-client among them)
+    // drop a body that may also be text/plain. The server still takes the text, for curl.
+    request_body(description = "A .flow source as JSON `{\"source\": \"...\"}`. The server also takes the source itself with `Content-Type: text/plain` (for curl).", content = crate::schemas::DeployRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Deployed as a new version", body = crate::schemas::Deployed),
         (status = 200, description = "Unchanged: same as the latest version", body = crate::schemas::Deployed),

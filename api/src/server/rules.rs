@@ -315,7 +315,8 @@ pub(crate) async fn reload_rules(
     put,
     path = "/admin/rules/files/{name}",
     params(("name" = String, Path, description = "File name, snake_case.toml"), UploadQuery),
-    request_body(description = "The file: as text, or as JSON `{\"text\": \"...\"}`", content((String = "text/plain"), (crate::schemas::RulesFileRequest = "application/json"))),
+    // JSON only in the document, as for `POST /processes`; text/plain is still taken.
+    request_body(description = "The file as JSON `{\"text\": \"...\"}`. The server also takes the file itself with `Content-Type: text/plain` (for curl).", content = crate::schemas::RulesFileRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Applied and written; or, with `dry_run`, what it would do", body = crate::schemas::RulesUpload),
         (status = 422, description = "Refused; nothing written")
