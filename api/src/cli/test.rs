@@ -1,7 +1,8 @@
 //! `caseflow test`: scenario files run against the real engine (in memory, a manual clock),
 //! the processes of `--processes` and the rules of `--rules`.
 
-use crate::{collect, open_data_dir, read, rules_or_report, OutputFormat};
+use super::{collect, open_data_dir, read, rules_or_report};
+use crate::OutputFormat;
 use anyhow::Result;
 use caseflow_dsl::SourceFile;
 use caseflow_engine::scenario::{self, Outcome, ScenarioFile, Setup};
