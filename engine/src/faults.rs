@@ -38,6 +38,9 @@ pub struct Faults {
 pub const NO_SPACE: i32 = 28;
 /// EIO: input/output error.
 pub const IO_ERROR: i32 = 5;
+/// Not an OS error: the operation panics (as sled does on some corruption), to test that a
+/// background thread that panics stops the process instead of hanging the store.
+pub const PANIC: i32 = -1;
 
 impl Faults {
     /// Makes the next `times` operations at `point` fail with OS error `errno`.
@@ -69,6 +72,10 @@ impl Faults {
             points.remove(i);
         }
         self.armed.store(!points.is_empty(), Ordering::SeqCst);
+        drop(points);
+        if errno == PANIC {
+            panic!("a panic injected at {point:?}");
+        }
         Err(std::io::Error::from_raw_os_error(errno))
     }
 }

@@ -33,6 +33,40 @@ fn poisoned(at: &std::panic::Location<'_>) -> ! {
     std::process::abort()
 }
 
+/// Spawns a named background thread of the store (the log writer, the appliers, the
+/// checkpoint) that stops the process if it panics. Such a thread holds no lock the others
+/// would find poisoned, yet writers wait on it (a log group to be written, a condvar to be
+/// told): were it to unwind quietly, every writer would wait for ever. So its unwinding stops
+/// the process, at once and with a message, as a poisoned lock does.
+pub fn spawn_guarded<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    let guard = StopOnPanic(name.to_string());
+    std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        let guard = guard;
+        let out = f();
+        std::mem::forget(guard);
+        out
+    })
+}
+
+/// Stops the process when dropped during a panic (the thread it lives on unwinds).
+struct StopOnPanic(String);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "caseflow: stopping: the background thread `{}` panicked (its message is above); the store's \
+                 writers would wait for it for ever. Nothing acknowledged is lost: a restart recovers from the store.",
+                self.0
+            );
+            std::process::abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

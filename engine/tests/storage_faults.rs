@@ -279,3 +279,103 @@ mod on_disk {
         assert!(has(&store, "k/a"), "acknowledged, so kept");
     }
 }
+
+mod background_panics {
+    //! A background thread of the store that panics (as sled does on some corruption) stops the
+    //! process at once, with a message; it never leaves the writers waiting for it. Each case
+    //! runs in a child process (the abort would end the test binary); the parent gives it a
+    //! few seconds and fails if it is still running.
+
+    use caseflow_engine::faults::{FaultPoint, PANIC};
+    use caseflow_engine::store::Batch;
+    use caseflow_engine::{Durability, Storage, Store, StoreOptions};
+    use std::time::{Duration, Instant};
+
+    const CHILD: &str = "CASEFLOW_POISON_CHILD";
+
+    /// In the child: a store that runs every background thread (the log writer with fsync,
+    /// the appliers, checkpoints every 16 KiB), `point` armed to panic, and writers that keep
+    /// writing and waiting for durability. Returns only if the process was not stopped.
+    fn child(point: FaultPoint) {
+        let dir = std::env::temp_dir().join(format!("caseflow-bg-panic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = StoreOptions {
+            durability: Durability::Fsync,
+            checkpoint_bytes: Some(16 << 10),
+            space_reserve_bytes: 0,
+            ..StoreOptions::default()
+        };
+        let store = std::sync::Arc::new(Store::open(&dir, &options).unwrap());
+        store.faults().arm(point, 1, PANIC);
+        eprintln!("armed {point:?}");
+        let writers: Vec<_> = (0..2u32)
+            .map(|w| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    let mut i = 0u32;
+                    while started.elapsed() < Duration::from_secs(20) {
+                        let mut b = Batch::default();
+                        b.insert(format!("k/{w}/{i:08}"), vec![7u8; 512]);
+                        if let Ok(ticket) = store.write(b) {
+                            let _ = store.wait_durable(ticket);
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            let _ = w.join();
+        }
+        println!("NOT STOPPED");
+    }
+
+    #[test]
+    fn a_background_thread_that_panics_stops_the_process_instead_of_hanging_the_store() {
+        if let Ok(point) = std::env::var(CHILD) {
+            let point = match point.as_str() {
+                "LogWrite" => FaultPoint::LogWrite,
+                "LogSync" => FaultPoint::LogSync,
+                "Apply" => FaultPoint::Apply,
+                "Checkpoint" => FaultPoint::Checkpoint,
+                other => panic!("{other}"),
+            };
+            child(point);
+            return;
+        }
+        for point in ["LogWrite", "LogSync", "Apply", "Checkpoint"] {
+            let started = Instant::now();
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "background_panics::a_background_thread_that_panics_stops_the_process_instead_of_hanging_the_store",
+                    "--nocapture",
+                ])
+                .env(CHILD, point)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if started.elapsed() > Duration::from_secs(15) {
+                    let _ = child.kill();
+                    panic!("{point}: the process still runs 15 s after the panic: the store hangs");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let took = started.elapsed();
+            let out = child.wait_with_output().unwrap();
+            let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(6), "{point}: not stopped by SIGABRT ({status}):\n{stdout}\n{stderr}");
+            assert!(!stdout.contains("NOT STOPPED"), "{point}");
+            assert!(stderr.contains(&format!("a panic injected at {point}")), "{point}: {stderr}");
+            assert!(stderr.contains("caseflow: stopping:"), "{point}: no message: {stderr}");
+            eprintln!("{point}: stopped {took:?} after the child started");
+        }
+    }
+}

@@ -51,7 +51,7 @@ impl Store {
         self.checkpoint.written.store(0, SeqCst);
         let (db, path, state, faults) =
             (self.handles.db.clone(), path.clone(), self.checkpoint.clone(), self.upkeep.faults.clone());
-        let spawned = std::thread::Builder::new().name("caseflow-checkpoint".into()).spawn(move || {
+        let spawned = crate::sync::spawn_guarded("caseflow-checkpoint", move || {
             // A failure is counted and shown in the metrics; the next checkpoint tries again.
             let _ = Self::snapshot(&db, &path, &state, &faults);
             state.running.store(false, SeqCst);

@@ -104,7 +104,7 @@ impl ApplyHelpers {
         for i in 1..cores {
             let (tx, rx) = std::sync::mpsc::channel::<Part>();
             let tree = tree.clone();
-            let handle = std::thread::Builder::new().name(format!("caseflow-apply-{i}")).spawn(move || {
+            let handle = crate::sync::spawn_guarded(&format!("caseflow-apply-{i}"), move || {
                 for (frozen, skip, take, done) in rx {
                     let _ = done.send(write_part(&tree, frozen.entries.iter().skip(skip).take(take)));
                 }

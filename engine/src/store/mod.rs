@@ -232,7 +232,7 @@ impl Store {
         });
         let applier = {
             let upkeep = upkeep.clone();
-            std::thread::Builder::new().name("caseflow-apply".into()).spawn(move || {
+            crate::sync::spawn_guarded("caseflow-apply", move || {
                 while upkeep.memtable.next_request() {
                     // A failure is counted (`apply_failures`); a failed truncation marks the
                     // store failing, and the next write tries again.

@@ -226,7 +226,7 @@ impl Wal {
         });
         let writer = {
             let shared = shared.clone();
-            std::thread::Builder::new().name("caseflow-wal".into()).spawn(move || shared.run_writer())?
+            crate::sync::spawn_guarded("caseflow-wal", move || shared.run_writer())?
         };
         Ok(Wal { shared, writer: Some(writer) })
     }
