@@ -117,19 +117,24 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
             config.data_dir.display(),
             deployed.len()
         );
-        tokio::spawn(server::timer_driver(engine.clone(), clock, std::time::Duration::from_millis(25)));
+        spawn_vital(
+            "the timer driver",
+            server::timer_driver(engine.clone(), clock, std::time::Duration::from_millis(25)),
+        );
         if !config.webhooks.is_empty() {
-            tokio::spawn(caseflow::webhooks::deliver(
-                engine.clone(),
-                config.webhooks.clone(),
-                std::time::Duration::from_millis(100),
-            ));
+            spawn_vital(
+                "the webhook delivery",
+                caseflow::webhooks::deliver(
+                    engine.clone(),
+                    config.webhooks.clone(),
+                    std::time::Duration::from_millis(100),
+                ),
+            );
         }
-        tokio::spawn(server::watch_folders(
-            watcher_state,
-            config.processes_dir.clone(),
-            std::time::Duration::from_secs(2),
-        ));
+        spawn_vital(
+            "the folder watcher",
+            server::watch_folders(watcher_state, config.processes_dir.clone(), std::time::Duration::from_secs(2)),
+        );
         let signalled = async move {
             let ctrl_c = tokio::signal::ctrl_c();
             #[cfg(unix)]
@@ -152,4 +157,50 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
     // Connections dropped above may still hold tasks; they go with the runtime, now.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Spawns a task the server cannot do without (timers, webhooks, the folder watcher): if it
+/// panics, the process stops with a message, as a store thread's panic does
+/// (`caseflow_engine::sync::spawn_guarded`), instead of serving on without it.
+fn spawn_vital(what: &'static str, task: impl std::future::Future<Output = ()> + Send + 'static) {
+    let handle = tokio::spawn(task);
+    tokio::spawn(async move {
+        if let Err(e) = handle.await {
+            if e.is_panic() {
+                eprintln!(
+                    "caseflow: stopping: {what} panicked (its message is above); without it the server would serve \
+                     on half-working. Nothing acknowledged is lost: a restart recovers from the store."
+                );
+                std::process::abort();
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    /// Run in a child process (the abort would end the test binary): a vital task that panics
+    /// stops the process with the message, instead of the server serving on without it.
+    #[test]
+    fn a_vital_task_that_panics_stops_the_process() {
+        if std::env::var("CASEFLOW_POISON_CHILD").as_deref() == Ok("vital") {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                super::spawn_vital("a test task", async { panic!("a panic in a vital task") });
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            });
+            println!("NOT STOPPED");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "cli::serve::tests::a_vital_task_that_panics_stops_the_process", "--nocapture"])
+            .env("CASEFLOW_POISON_CHILD", "vital")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(6), "{stdout}\n{stderr}");
+        assert!(!stdout.contains("NOT STOPPED"));
+        assert!(stderr.contains("caseflow: stopping: a test task panicked"), "{stderr}");
+    }
 }

@@ -18,6 +18,8 @@ pub async fn timer_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, poll: std:
         match fired {
             Ok(Ok(n)) if n > 0 => tracing::debug!(fired = n, "timers fired"),
             Ok(Err(err)) => tracing::error!(error = %err, "firing timers failed"),
+            // A panic while firing (a bug): the task that ran it is gone, the driver goes on.
+            Err(err) => tracing::error!(error = %err, "firing timers panicked"),
             _ => {}
         }
         let e = engine.clone();
@@ -142,13 +144,17 @@ pub async fn watch_folders(state: Shared, processes_dir: std::path::PathBuf, eve
     loop {
         tokio::time::sleep(every).await;
         let s = state.clone();
-        let Ok((report, w)) = tokio::task::spawn_blocking(move || {
+        // A panic while polling is the watcher's end: raised again here, so that whoever
+        // spawned the watcher sees it instead of a watcher that silently stopped.
+        let (report, w) = match tokio::task::spawn_blocking(move || {
             let report = watch.poll(&s);
             (report, watch)
         })
         .await
-        else {
-            return;
+        {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return,
         };
         watch = w;
         if let Some(v) = report.rules_version {
