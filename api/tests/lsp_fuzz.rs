@@ -42,7 +42,10 @@ proptest! {
         let now = Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap();
         let diagnostics = analysis::diagnostics("fuzz.flow", &text, &[], Some(rules()));
         for d in &diagnostics {
-            let _ = analysis::suggested_replacement(d);
+            // A fix, when given, is a word the hint names.
+            if let Some(fix) = &d.suggestion {
+                prop_assert!(!fix.is_empty() && d.hint.as_deref().is_some_and(|h| h.contains(fix.as_str())), "{d:?}");
+            }
             let (l, c) = index.position(d.span.start);
             prop_assert!(index.offset(l, c) <= text.len());
         }

@@ -75,6 +75,8 @@ codes! {
     TableGap = "FLOW038", Error, "a decision table has no row for some values of its inputs";
     DuplicateProcess = "FLOW039", Error, "process id defined by two files";
     BreaksCaller = "FLOW040", Error, "the new version breaks a deployed process that calls it";
+    BadEach = "FLOW041", Error, "invalid task for each item";
+    MessageConflict = "FLOW042", Error, "conflicting message handling";
     UnusedField = "FLOW100", Warning, "unused field";
     TaskWithoutDue = "FLOW101", Warning, "task without a due time";
     MissingSource = "FLOW102", Warning, "process does not cite its source";
@@ -88,15 +90,58 @@ pub struct Diagnostic {
     /// Secondary places that explain the problem ("first defined here").
     pub notes: Vec<(Span, String)>,
     pub hint: Option<String>,
+    /// The text that fixes the problem when it replaces `span` (a misspelt name's closest
+    /// match): what editors offer as a quick fix, read from here, never from the hint's prose.
+    pub suggestion: Option<String>,
+}
+
+/// A hint that may carry its fix: the closest candidate (`did you mean `x`?`, and `x` to put in
+/// place), or advice when no candidate is close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advice {
+    pub hint: String,
+    pub replacement: Option<String>,
+}
+
+/// Advice with no fix to apply.
+impl From<String> for Advice {
+    fn from(hint: String) -> Advice {
+        Advice { hint, replacement: None }
+    }
+}
+
+impl From<&str> for Advice {
+    fn from(hint: &str) -> Advice {
+        Advice { hint: hint.to_string(), replacement: None }
+    }
+}
+
+/// The closest of `candidates` to `name` as advice with its fix, else `otherwise`.
+pub fn closest_or<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    otherwise: impl FnOnce() -> String,
+) -> Advice {
+    match closest(name, candidates) {
+        Some(c) => Advice { hint: format!("did you mean `{c}`?"), replacement: Some(c.to_string()) },
+        None => Advice { hint: otherwise(), replacement: None },
+    }
 }
 
 impl Diagnostic {
     pub fn new(code: Code, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { code, message: message.into(), span, notes: Vec::new(), hint: None }
+        Diagnostic { code, message: message.into(), span, notes: Vec::new(), hint: None, suggestion: None }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// The hint, with the fix when the advice names one.
+    pub fn advice(mut self, advice: Advice) -> Self {
+        self.hint = Some(advice.hint);
+        self.suggestion = advice.replacement;
         self
     }
 
@@ -147,6 +192,9 @@ pub struct JsonDiagnostic {
     pub end: LineCol,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The text that fixes the problem when it replaces `start`..`end` (a quick fix).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
 }
 
 impl Diagnostic {
@@ -159,6 +207,7 @@ impl Diagnostic {
             start: line_col(source, self.span.start),
             end: line_col(source, self.span.end),
             hint: self.hint.clone(),
+            suggestion: self.suggestion.clone(),
         }
     }
 }

@@ -125,8 +125,8 @@ fn syntax_diagnostic(source: &str, e: pest::error::Error<Rule>) -> Diagnostic {
             format!("`{word}`")
         }
     };
-    if let Some((span, message, hint)) = common_mistake(source, pos) {
-        return Diagnostic::new(Code::Syntax, span, message).hint(hint);
+    if let Some((span, message, advice)) = common_mistake(source, pos) {
+        return Diagnostic::new(Code::Syntax, span, message).advice(advice);
     }
     let (message, hint) = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
@@ -179,7 +179,7 @@ const UNITS: &[&str] = &[
 /// A specific message for the mistakes people make most, instead of pest's list of what it
 /// expected: a misspelt or unsupported unit, a stray `;`, a typographic arrow, an unclosed
 /// string, a bad escape, a statement in the wrong kind of step, an extra `}`.
-fn common_mistake(source: &str, pos: usize) -> Option<(Span, String, String)> {
+fn common_mistake(source: &str, pos: usize) -> Option<(Span, String, crate::diag::Advice)> {
     let rest = &source[pos..];
     let first = rest.chars().next()?;
     let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
@@ -199,9 +199,10 @@ fn common_mistake(source: &str, pos: usize) -> Option<(Span, String, String)> {
                     .into(),
             ));
         }
-        let hint = crate::diag::did_you_mean(&word, UNITS.iter().copied())
-            .unwrap_or_else(|| "units: workdays, workhours, min, h, d, w (or minutes, hours, days, weeks)".into());
-        return Some((at(word.len()), format!("`{word}` is not a unit of time"), hint));
+        let advice = crate::diag::closest_or(&word, UNITS.iter().copied(), || {
+            "units: workdays, workhours, min, h, d, w (or minutes, hours, days, weeks)".into()
+        });
+        return Some((at(word.len()), format!("`{word}` is not a unit of time"), advice));
     }
     match first {
         ';' => {

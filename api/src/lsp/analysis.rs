@@ -350,10 +350,3 @@ pub fn symbols(process: &ast::Process) -> Vec<Symbol> {
 pub fn rules_definition(files: &[caseflow_engine::RulesFile], name: &str) -> Option<(String, usize)> {
     caseflow_core::rules::definition_of(files, name).map(|(file, span)| (file, span.start))
 }
-
-/// A quick fix a diagnostic's hint spells out: `did you mean `X`?` replaces the span with X.
-pub fn suggested_replacement(d: &Diagnostic) -> Option<String> {
-    let hint = d.hint.as_deref()?;
-    let rest = &hint[hint.find("did you mean `")? + "did you mean `".len()..];
-    Some(rest[..rest.find('`')?].to_string())
-}

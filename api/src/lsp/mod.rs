@@ -417,7 +417,8 @@ impl Server {
             .filter_map(|d| {
                 let r = range(&index, d.span.clone());
                 let overlaps = r.start <= wanted.end && wanted.start <= r.end;
-                let replacement = analysis::suggested_replacement(d).filter(|_| overlaps)?;
+                // The checker's own fix for the problem, never read back from its prose.
+                let replacement = d.suggestion.clone().filter(|_| overlaps)?;
                 Some(CodeActionOrCommand::CodeAction(CodeAction {
                     title: format!("Change to `{replacement}`"),
                     kind: Some(lsp_types::CodeActionKind::QUICKFIX),

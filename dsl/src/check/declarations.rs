@@ -29,15 +29,14 @@ impl<'a> Checker<'a> {
             if !is_end {
                 let ends =
                     self.ast.steps.iter().filter(|s| matches!(s.kind, ast::StepKind::End)).map(|s| s.id.name.as_str());
-                let hint = did_you_mean(&t.outcome.name, ends)
-                    .unwrap_or_else(|| "name one of the process's `end` steps".into());
+                let hint = closest_or(&t.outcome.name, ends, || "name one of the process's `end` steps".into());
                 self.err(
                     Diagnostic::new(
                         Code::UnknownStep,
                         t.outcome.span.clone(),
                         format!("`{}` is not an `end` of this process", t.outcome.name),
                     )
-                    .hint(hint),
+                    .advice(hint),
                 );
             }
             out.push((t.name.name.clone(), t.keys.clone(), t.outcome.name.clone()));
@@ -55,7 +54,7 @@ impl<'a> Checker<'a> {
         for (message, ttl, _) in &self.ast.kept {
             if !seen.insert(message.name.clone()) {
                 self.err(Diagnostic::new(
-                    Code::BadHandler,
+                    Code::MessageConflict,
                     message.span.clone(),
                     format!("message `{}` is already kept", message.name),
                 ));
@@ -72,7 +71,7 @@ impl<'a> Checker<'a> {
             if !listened {
                 self.err(
                     Diagnostic::new(
-                        Code::BadHandler,
+                        Code::MessageConflict,
                         message.span.clone(),
                         format!("no step listens for message `{}`, so a kept one could only expire", message.name),
                     )
@@ -90,7 +89,7 @@ impl<'a> Checker<'a> {
         for (message, target, _) in &self.ast.interrupts {
             if !seen.insert(message.name.clone()) {
                 self.err(Diagnostic::new(
-                    Code::BadHandler,
+                    Code::MessageConflict,
                     message.span.clone(),
                     format!("message `{}` already interrupts the case", message.name),
                 ));
@@ -116,7 +115,7 @@ impl<'a> Checker<'a> {
                     let span = self.ast.steps[s.id.index()].id.span.clone();
                     self.err(
                         Diagnostic::new(
-                            Code::BadHandler,
+                            Code::MessageConflict,
                             span,
                             format!("step `{}` listens to message `{message}`, which interrupts the whole case", s.name),
                         )
@@ -282,15 +281,17 @@ impl<'a> Checker<'a> {
                         self.used_fields.insert(field.to_string());
                     }
                     None => {
-                        let hint = did_you_mean(field, ["date", "seq"].into_iter().chain(self.fields.keys().copied()))
-                            .unwrap_or_else(|| "use `{date:%Y%m%d}`, `{seq:03}` or a field name".into());
+                        let hint =
+                            closest_or(field, ["date", "seq"].into_iter().chain(self.fields.keys().copied()), || {
+                                "use `{date:%Y%m%d}`, `{seq:03}` or a field name".into()
+                            });
                         self.err(
                             Diagnostic::new(
                                 Code::BadKey,
                                 span.clone(),
                                 format!("`{{{inner}}}` is not a date, a sequence or a field"),
                             )
-                            .hint(hint),
+                            .advice(hint),
                         );
                     }
                 },

@@ -8,7 +8,7 @@
 
 use crate::ast::{self, BinOp, Expr, ExprKind, Ident, Span};
 use crate::catalog::RuleCatalog;
-use crate::diag::{did_you_mean, Code, Diagnostic};
+use crate::diag::{closest_or, Code, Diagnostic};
 use crate::model::{self, EdgeKind, FieldType, Node, StepId, Transition};
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -314,13 +314,13 @@ impl<'a> Checker<'a> {
             self.expect_bool(u, &t, "the condition of `until`");
         }
         if let Some((0, span)) = &e.enough {
-            self.err(Diagnostic::new(Code::BadHandler, span.clone(), "`until 0 done` would never open a task"));
+            self.err(Diagnostic::new(Code::BadEach, span.clone(), "`until 0 done` would never open a task"));
         }
         for h in handlers {
             if h.actions.iter().any(|a| matches!(a, ast::Action::Goto(_))) {
                 self.err(
                     Diagnostic::new(
-                        Code::BadHandler,
+                        Code::BadEach,
                         h.span.clone(),
                         "a task `for each` item cannot leave by a handler's `->`: its instances go on together",
                     )

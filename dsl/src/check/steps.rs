@@ -10,18 +10,17 @@ impl<'a> Checker<'a> {
         match self.steps.get(target.name.as_str()) {
             Some(&i) => StepId(i as u32),
             None => {
-                let meant = crate::diag::closest(&target.name, self.steps.keys().copied()).map(str::to_string);
-                let hint = match &meant {
-                    Some(c) => format!("did you mean `{c}`?"),
-                    None => format!("declare it, e.g. `task {} {{ ... }}` or `end {}`", target.name, target.name),
-                };
+                let advice = closest_or(&target.name, self.steps.keys().copied(), || {
+                    format!("declare it, e.g. `task {} {{ ... }}` or `end {}`", target.name, target.name)
+                });
+                let meant = advice.replacement.clone();
                 self.err(
                     Diagnostic::new(
                         Code::UnknownStep,
                         target.span.clone(),
                         format!("there is no step named `{}`", target.name),
                     )
-                    .hint(hint),
+                    .advice(advice),
                 );
                 // A misspelling is followed as the step it surely means, so that the checks
                 // of paths still run and one run shows every problem; a name like no step
@@ -301,7 +300,7 @@ impl<'a> Checker<'a> {
                 }
                 if t.each.is_none() {
                     self.err(Diagnostic::new(
-                        Code::BadHandler,
+                        Code::BadEach,
                         field.span.clone(),
                         "`collect` gathers the answers of a task `for each` item: this task has no `for each`",
                     ));
@@ -400,15 +399,16 @@ impl<'a> Checker<'a> {
     pub(super) fn check_role(&mut self, role: &Ident) {
         if let Some(catalog) = self.ctx.catalog {
             if !catalog.roles.contains(&role.name) {
-                let hint = did_you_mean(&role.name, catalog.roles.iter().map(String::as_str))
-                    .unwrap_or_else(|| "define it under `[roles.NAME]` in the rules".into());
+                let hint = closest_or(&role.name, catalog.roles.iter().map(String::as_str), || {
+                    "define it under `[roles.NAME]` in the rules".into()
+                });
                 self.err(
                     Diagnostic::new(
                         Code::UnknownRole,
                         role.span.clone(),
                         format!("the rules define no role `{}`", role.name),
                     )
-                    .hint(hint),
+                    .advice(hint),
                 );
             }
         }
@@ -434,15 +434,16 @@ impl<'a> Checker<'a> {
                 }
                 if let Some(s) = strategy {
                     if !crate::model::STRATEGIES.contains(&s.name.as_str()) {
-                        let hint = did_you_mean(&s.name, crate::model::STRATEGIES)
-                            .unwrap_or_else(|| format!("use one of: {}", crate::model::STRATEGIES.join(", ")));
+                        let hint = closest_or(&s.name, crate::model::STRATEGIES, || {
+                            format!("use one of: {}", crate::model::STRATEGIES.join(", "))
+                        });
                         self.err(
                             Diagnostic::new(
                                 Code::BadAssignee,
                                 s.span.clone(),
                                 format!("unknown assignment strategy `{}`", s.name),
                             )
-                            .hint(hint),
+                            .advice(hint),
                         );
                     }
                 }
@@ -507,15 +508,16 @@ impl<'a> Checker<'a> {
                 self.rules_used.insert(table.name.clone());
                 let shape = self.ctx.catalog.map(|c| (c, c.tables.get(&table.name)));
                 if let Some((catalog, None)) = shape {
-                    let hint = did_you_mean(&table.name, catalog.tables.keys().map(String::as_str))
-                        .unwrap_or_else(|| "define it under `[decision_tables.NAME]` in the rules".into());
+                    let hint = closest_or(&table.name, catalog.tables.keys().map(String::as_str), || {
+                        "define it under `[decision_tables.NAME]` in the rules".into()
+                    });
                     self.err(
                         Diagnostic::new(
                             Code::UnknownRule,
                             table.span.clone(),
                             format!("the rules define no decision table `{}`", table.name),
                         )
-                        .hint(hint),
+                        .advice(hint),
                     );
                 }
                 let shape = shape.and_then(|(_, s)| s);
@@ -761,15 +763,15 @@ impl<'a> Checker<'a> {
         let callee = self.ctx.processes.map(|p| p.get(&c.process.name));
         if let Some(None) = callee {
             let names = self.ctx.processes.into_iter().flat_map(|p| p.keys().map(String::as_str));
-            let hint = did_you_mean(&c.process.name, names)
-                .unwrap_or_else(|| "check the process id after `process` in the called file".into());
+            let hint =
+                closest_or(&c.process.name, names, || "check the process id after `process` in the called file".into());
             self.err(
                 Diagnostic::new(
                     Code::UnknownStep,
                     c.process.span.clone(),
                     format!("there is no process `{}`", c.process.name),
                 )
-                .hint(hint),
+                .advice(hint),
             );
         }
         let callee = callee.flatten();
@@ -811,9 +813,11 @@ impl<'a> Checker<'a> {
                             child_field.span.clone(),
                             format!("process `{}` has no field `{}`", c.process.name, child_field.name),
                         )
-                        .hint(
-                            did_you_mean(&child_field.name, sig.fields.keys().map(String::as_str)).unwrap_or_default(),
-                        ),
+                        .advice(closest_or(
+                            &child_field.name,
+                            sig.fields.keys().map(String::as_str),
+                            String::new,
+                        )),
                     ),
                 }
             }

@@ -128,10 +128,10 @@ impl<'a> Checker<'a> {
     }
 
     pub(super) fn unknown_field(&mut self, name: &str, span: &Span) {
-        let hint = did_you_mean(name, self.fields.keys().copied())
-            .unwrap_or_else(|| format!("declare it in `fields {{ {name}: text }}`"));
+        let hint =
+            closest_or(name, self.fields.keys().copied(), || format!("declare it in `fields {{ {name}: text }}`"));
         self.err(
-            Diagnostic::new(Code::UnknownField, span.clone(), format!("there is no field named `{name}`")).hint(hint),
+            Diagnostic::new(Code::UnknownField, span.clone(), format!("there is no field named `{name}`")).advice(hint),
         );
     }
 
@@ -149,13 +149,17 @@ impl<'a> Checker<'a> {
             match catalog.values.get(&name.name) {
                 None => {
                     let hint = if catalog.tables.contains_key(&name.name) {
-                        format!(
-                            "`{}` is a decision table: use `lookup {} {{ ... }} => {{ ... }}` in an `auto` step",
-                            name.name, name.name
-                        )
+                        crate::diag::Advice {
+                            hint: format!(
+                                "`{}` is a decision table: use `lookup {} {{ ... }} => {{ ... }}` in an `auto` step",
+                                name.name, name.name
+                            ),
+                            replacement: None,
+                        }
                     } else {
-                        did_you_mean(&name.name, catalog.values.keys().map(String::as_str))
-                            .unwrap_or_else(|| "define it under `[values.NAME]` in the rules".into())
+                        closest_or(&name.name, catalog.values.keys().map(String::as_str), || {
+                            "define it under `[values.NAME]` in the rules".into()
+                        })
                     };
                     self.err(
                         Diagnostic::new(
@@ -163,7 +167,7 @@ impl<'a> Checker<'a> {
                             name.span.clone(),
                             format!("the rules define no value `{}`", name.name),
                         )
-                        .hint(hint),
+                        .advice(hint),
                     );
                 }
                 Some(shape) => {
@@ -357,7 +361,7 @@ impl<'a> Checker<'a> {
                         Ty::Int
                     }
                     _ => {
-                        let hint = did_you_mean(&function.name, FUNCTIONS.iter().map(|f| f.0)).unwrap_or_else(|| {
+                        let hint = closest_or(&function.name, FUNCTIONS.iter().map(|f| f.0), || {
                             format!(
                                 "the functions are: {}",
                                 FUNCTIONS.iter().map(|f| format!("{}()", f.0)).collect::<Vec<_>>().join(", ")
@@ -369,7 +373,7 @@ impl<'a> Checker<'a> {
                                 function.span.clone(),
                                 format!("there is no function `{}`", function.name),
                             )
-                            .hint(hint),
+                            .advice(hint),
                         );
                         Ty::Any
                     }
@@ -554,15 +558,16 @@ impl<'a> Checker<'a> {
                 ExprKind::Name(n) => n.clone(),
                 _ => "the field".into(),
             };
-            let hint = did_you_mean(&name, values.iter().map(String::as_str))
-                .unwrap_or_else(|| format!("the values are: {}", values.join(", ")));
+            let hint = closest_or(&name, values.iter().map(String::as_str), || {
+                format!("the values are: {}", values.join(", "))
+            });
             self.err(
                 Diagnostic::new(
                     Code::UnknownChoiceValue,
                     value.span.clone(),
                     format!("`{name}` is not a value of `{field_name}` ({})", values.join(", ")),
                 )
-                .hint(hint),
+                .advice(hint),
             );
         }
     }
