@@ -30,7 +30,7 @@ pub struct SourceFile {
 
 /// A file's bytes as text. A file that is not UTF-8 gives its text with the bad bytes
 /// replaced (to show where) and a diagnostic at the first bad byte.
-pub fn decode(bytes: Vec<u8>) -> Result<String, (String, Diagnostic)> {
+pub fn decode(bytes: Vec<u8>) -> Result<String, Box<(String, Diagnostic)>> {
     match String::from_utf8(bytes) {
         Ok(text) => Ok(text),
         Err(e) => {
@@ -38,7 +38,7 @@ pub fn decode(bytes: Vec<u8>) -> Result<String, (String, Diagnostic)> {
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let d = Diagnostic::new(Code::NotUtf8, at..at + 1, "the file is not UTF-8 text from here on")
                 .hint("save it as UTF-8 (in most editors: \"Save with encoding\" → UTF-8)");
-            Err((text, d))
+            Err(Box::new((text, d)))
         }
     }
 }

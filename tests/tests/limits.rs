@@ -69,7 +69,7 @@ fn long_operator_chains_are_refused() {
 fn encodings_and_blanks_editors_produce() {
     let mut bytes = b"process p {\n  source \"t\"\n  start -> done\n  end done \"".to_vec();
     bytes.extend([0xb2, 0xe9, b'"', b'\n', b'}']); // GBK, not UTF-8
-    let (text, d) = caseflow_dsl::decode(bytes).expect_err("not UTF-8");
+    let (text, d) = *caseflow_dsl::decode(bytes).expect_err("not UTF-8");
     assert_eq!(d.code, Code::NotUtf8);
     assert_eq!(&text[..d.span.start], "process p {\n  source \"t\"\n  start -> done\n  end done \"");
     assert!(d.hint.as_deref().is_some_and(|h| h.contains("UTF-8")));

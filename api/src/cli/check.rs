@@ -23,7 +23,10 @@ pub(crate) fn check(paths: &[PathBuf], rules: Option<&Path>, format: OutputForma
         let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         match caseflow_dsl::decode(bytes) {
             Ok(text) => sources.push(SourceFile { name: f.display().to_string(), text }),
-            Err((text, d)) => undecodable.push((SourceFile { name: f.display().to_string(), text }, d)),
+            Err(e) => {
+                let (text, d) = *e;
+                undecodable.push((SourceFile { name: f.display().to_string(), text }, d))
+            }
         }
     }
     let reports = check_files(&sources, catalog.as_ref());

@@ -50,7 +50,10 @@ pub fn deploy_folder(
         // A file that is not UTF-8 is refused alone; the others deploy.
         match caseflow_dsl::decode(std::fs::read(&p)?) {
             Ok(text) => files.push(caseflow_dsl::SourceFile { name: p.display().to_string(), text }),
-            Err((text, d)) => refused.push(caseflow_dsl::diag::render(&p.display().to_string(), &text, &[d], false)),
+            Err(e) => {
+                let (text, d) = *e;
+                refused.push(caseflow_dsl::diag::render(&p.display().to_string(), &text, &[d], false))
+            }
         }
     }
     let mut deployed = Vec::new();
