@@ -464,7 +464,7 @@ impl Drop for RulesCopy {
 
 fn api_with_rules(dir: &RulesCopy) -> Api {
     let mut api = Api::new();
-    let files = caseflow::server::read_rules_dir(&dir.0).unwrap();
+    let files = caseflow::server::read_rules_dir_by_file_name(&dir.0).unwrap();
     let tokens = vec![
         token("admin", &[], true, false),
         token("crm", &[], false, true),
@@ -700,7 +700,7 @@ fn the_folder_watcher_applies_good_changes_and_refuses_bad_ones() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/complaint.flow")).unwrap();
     std::fs::write(processes.0.join("complaint.flow"), &complaint).unwrap();
     let api = api_with_rules(&rules);
-    let files = caseflow::server::read_rules_dir(&rules.0).unwrap();
+    let files = caseflow::server::read_rules_dir_by_file_name(&rules.0).unwrap();
     let state = AppState {
         engine: api.engine.clone(),
         clock: api.clock.clone(),

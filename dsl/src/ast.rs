@@ -330,17 +330,6 @@ impl BinOp {
             BinOp::Div => "/",
         }
     }
-
-    /// Binding strength; higher binds tighter. Must agree with the Pratt table in `parse.rs`.
-    pub fn precedence(self) -> u8 {
-        match self {
-            BinOp::Or => 1,
-            BinOp::And => 2,
-            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::In => 4,
-            BinOp::Add | BinOp::Sub => 5,
-            BinOp::Mul | BinOp::Div => 6,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

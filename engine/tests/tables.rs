@@ -1,7 +1,7 @@
 //! Decision tables: each hit policy, condition kinds, and that `unique` tables accepted by
 //! the loader never find two rows at run time.
 
-use caseflow_core::table::{DecisionTable, EvalError};
+use caseflow_core::table::{DecisionTable, TableError};
 use caseflow_core::value::Value;
 use caseflow_engine::{RuleSet, RulesFile};
 use proptest::prelude::*;
@@ -96,7 +96,7 @@ rows = [{ p = "1..2", level = "low" }, { p = "3..4", level = "mid" }, { p = 5, l
 #[test]
 fn wrong_number_of_inputs_is_an_error_not_a_panic() {
     let t = grade("first");
-    assert!(matches!(t.evaluate(&[Value::Int(1)]), Err(EvalError::Arity { .. })));
+    assert!(matches!(t.evaluate(&[Value::Int(1)]), Err(TableError::Arity { .. })));
 }
 
 #[test]

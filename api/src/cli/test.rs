@@ -5,7 +5,7 @@ use super::{collect, open_data_dir, read, rules_or_report};
 use crate::OutputFormat;
 use anyhow::Result;
 use caseflow_dsl::SourceFile;
-use caseflow_engine::scenario::{self, Outcome, ScenarioFile, Setup};
+use caseflow_engine::scenario::{self, ScenarioFile, ScenarioResult, Setup};
 use caseflow_engine::MemoryStore;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -53,7 +53,7 @@ pub fn test(
         let bytes = std::fs::read(f).map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?;
         // A file in another encoding fails alone; the others still run.
         let Ok(text) = String::from_utf8(bytes.clone()) else {
-            outcomes.push(Outcome::unreadable(&name, &bytes));
+            outcomes.push(ScenarioResult::unreadable(&name, &bytes));
             continue;
         };
         let file = ScenarioFile { name, text, dir };
@@ -109,7 +109,7 @@ pub fn test(
     Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn print_outcome(o: &Outcome) {
+fn print_outcome(o: &ScenarioResult) {
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (red, green, reset) = if colour { ("\x1b[31m", "\x1b[32m", "\x1b[0m") } else { ("", "", "") };
     match &o.failure {

@@ -42,7 +42,7 @@ pub fn rules_diff(old: &[caseflow_engine::RulesFile], new: &[caseflow_engine::Ru
 /// Reads every `.toml` file of a folder, sorted, each named by its file name alone: the
 /// names appear in answers, the change log and `/health`, and the server's own paths do not
 /// belong there.
-pub fn read_rules_dir(dir: &std::path::Path) -> std::io::Result<Vec<caseflow_engine::RulesFile>> {
+pub fn read_rules_dir_by_file_name(dir: &std::path::Path) -> std::io::Result<Vec<caseflow_engine::RulesFile>> {
     let mut files = caseflow_engine::read_rules_dir(dir)?;
     for f in &mut files {
         if let Some(name) = std::path::Path::new(&f.name).file_name() {
@@ -76,12 +76,12 @@ pub fn open_engine(
     use caseflow_engine::RuleSet;
     let stored = Engine::rules_files_in_force(&store)?;
     let folder =
-        read_rules_dir(dir).map_err(|e| format!("reading the rules folder: {e}")).and_then(
-            |files| match RuleSet::load(&files) {
+        read_rules_dir_by_file_name(dir).map_err(|e| format!("reading the rules folder: {e}")).and_then(|files| {
+            match RuleSet::load(&files) {
                 Ok(rules) => Ok((rules, files)),
                 Err(errors) => Err(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
-            },
-        );
+            }
+        });
     let fallback = stored.and_then(|files| match RuleSet::load(&files) {
         Ok(rules) => Some((rules, files)),
         Err(errors) => {
@@ -168,7 +168,7 @@ pub(crate) fn candidate_rules(
         .rules_dir
         .as_ref()
         .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "no-rules-dir", "this server has no rules folder"))?;
-    let mut files = read_rules_dir(dir).map_err(|e| {
+    let mut files = read_rules_dir_by_file_name(dir).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-rules", format!("reading the rules folder: {e}"))
     })?;
     if let Some((name, text)) = replacement {

@@ -130,7 +130,8 @@ pub struct DecisionTable {
 pub struct Hits(pub Vec<usize>);
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EvalError {
+/// Why a decision table gave no answer for these inputs (`eval::EvalError` is an expression's).
+pub enum TableError {
     #[error("table `{table}` takes {expected} inputs ({names}), got {got}")]
     Arity { table: String, expected: usize, names: String, got: usize },
     #[error("table `{table}` has `unique` hit policy but rows {rows:?} all match")]
@@ -139,9 +140,9 @@ pub enum EvalError {
 
 impl DecisionTable {
     /// Evaluates the table on inputs given in its input order.
-    pub fn evaluate(&self, inputs: &[Value]) -> Result<Hits, EvalError> {
+    pub fn evaluate(&self, inputs: &[Value]) -> Result<Hits, TableError> {
         if inputs.len() != self.inputs.len() {
-            return Err(EvalError::Arity {
+            return Err(TableError::Arity {
                 table: self.name.clone(),
                 expected: self.inputs.len(),
                 names: self.inputs.join(", "),
@@ -158,7 +159,7 @@ impl DecisionTable {
                 let hits: Vec<usize> =
                     self.rows.iter().enumerate().filter(|(_, r)| matches(r)).map(|(i, _)| i).collect();
                 if hits.len() > 1 {
-                    return Err(EvalError::NotUnique { table: self.name.clone(), rows: hits });
+                    return Err(TableError::NotUnique { table: self.name.clone(), rows: hits });
                 }
                 Ok(Hits(hits))
             }

@@ -19,4 +19,4 @@ pub use coverage::{coverage, required, Fact, ProcessCoverage, Reach};
 pub use file::{parse, Scenario, ScenarioFile};
 pub(crate) use record::family_history;
 pub use record::{actions_of, record, Act, Action, Recorded};
-pub use run::{run, run_keeping, Failure, Outcome, Setup};
+pub use run::{run, run_keeping, Failure, ScenarioResult, Setup};

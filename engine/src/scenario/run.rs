@@ -75,7 +75,7 @@ pub struct Failure {
 
 /// One scenario's result.
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct ScenarioResult {
     pub name: String,
     pub description: String,
     pub process: String,
@@ -88,16 +88,16 @@ pub struct Outcome {
     pub reached: BTreeSet<Fact>,
 }
 
-impl Outcome {
+impl ScenarioResult {
     pub fn passed(&self) -> bool {
         self.failure.is_none()
     }
 }
 
-impl Outcome {
+impl ScenarioResult {
     /// A scenario file that cannot be read as text (not UTF-8): it fails alone, saying so, and
     /// the other files still run.
-    pub fn unreadable(name: &str, bytes: &[u8]) -> Outcome {
+    pub fn unreadable(name: &str, bytes: &[u8]) -> ScenarioResult {
         let (line, found) = match std::str::from_utf8(bytes) {
             Ok(_) => (None, "text".to_string()),
             Err(e) => {
@@ -115,7 +115,7 @@ impl Outcome {
                 )
             }
         };
-        Outcome {
+        ScenarioResult {
             name: name.to_string(),
             description: String::new(),
             process: String::new(),
@@ -133,7 +133,7 @@ impl Outcome {
 }
 
 /// Runs one scenario on `store` (empty): parses it, deploys the setup's processes, walks it.
-pub fn run<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> Outcome {
+pub fn run<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> ScenarioResult {
     run_keeping(setup, file, store).0
 }
 
@@ -142,8 +142,8 @@ pub type RanCase<S> = (Arc<Engine<S>>, InstanceId);
 
 /// As `run`, and hands back the engine it ran on with the scenario's case (once started), to
 /// look at or record the case afterwards.
-pub fn run_keeping<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> (Outcome, Option<RanCase<S>>) {
-    let mut outcome = Outcome {
+pub fn run_keeping<S: Storage>(setup: &Setup, file: &ScenarioFile, store: S) -> (ScenarioResult, Option<RanCase<S>>) {
+    let mut outcome = ScenarioResult {
         name: file.name.clone(),
         description: String::new(),
         process: String::new(),
