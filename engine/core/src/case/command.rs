@@ -12,8 +12,38 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Command {
+/// Declares the commands once: the `Command` enum, `CommandKind` (each command without its
+/// arguments) with `CommandKind::ALL`, and `Command::kind`, so that a new command is written in
+/// one place and the compiler asks for it everywhere it must be handled (`allowed`, `apply`).
+macro_rules! commands {
+    ($( $(#[$doc:meta])* $name:ident $({ $($field:ident : $ty:ty),* $(,)? })? ),* $(,)?) => {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub enum Command {
+            $( $(#[$doc])* $name $({ $($field: $ty),* })? ),*
+        }
+
+        /// A command without its arguments, for the table of what each status allows.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum CommandKind {
+            $( $name ),*
+        }
+
+        impl CommandKind {
+            /// Every command, in declaration order.
+            pub const ALL: [CommandKind; [$( CommandKind::$name ),*].len()] = [$( CommandKind::$name ),*];
+        }
+
+        impl Command {
+            pub fn kind(&self) -> CommandKind {
+                match self {
+                    $( Command::$name { .. } => CommandKind::$name ),*
+                }
+            }
+        }
+    };
+}
+
+commands! {
     Start {
         fields: BTreeMap<String, Value>,
     },
@@ -70,74 +100,6 @@ pub enum Command {
     Retry,
     /// Recomputes the deadlines of open tasks under the rules in force (after a rules change).
     RecomputeDeadlines,
-}
-
-/// A command without its arguments, for the table of what each status allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum CommandKind {
-    Start,
-    CompleteTask,
-    Claim,
-    Release,
-    Reassign,
-    Delegate,
-    FireTimer,
-    Message,
-    UpdateFields,
-    ChildStarted,
-    ChildEnded,
-    ChildCancelled,
-    Cancel,
-    Suspend,
-    Resume,
-    Retry,
-    RecomputeDeadlines,
-}
-
-impl CommandKind {
-    pub const ALL: [CommandKind; 17] = [
-        CommandKind::Start,
-        CommandKind::CompleteTask,
-        CommandKind::Claim,
-        CommandKind::Release,
-        CommandKind::Reassign,
-        CommandKind::Delegate,
-        CommandKind::FireTimer,
-        CommandKind::Message,
-        CommandKind::UpdateFields,
-        CommandKind::ChildStarted,
-        CommandKind::ChildEnded,
-        CommandKind::ChildCancelled,
-        CommandKind::Cancel,
-        CommandKind::Suspend,
-        CommandKind::Resume,
-        CommandKind::Retry,
-        CommandKind::RecomputeDeadlines,
-    ];
-}
-
-impl Command {
-    pub fn kind(&self) -> CommandKind {
-        match self {
-            Command::Start { .. } => CommandKind::Start,
-            Command::CompleteTask { .. } => CommandKind::CompleteTask,
-            Command::Claim { .. } => CommandKind::Claim,
-            Command::Release { .. } => CommandKind::Release,
-            Command::Reassign { .. } => CommandKind::Reassign,
-            Command::Delegate { .. } => CommandKind::Delegate,
-            Command::FireTimer { .. } => CommandKind::FireTimer,
-            Command::Message { .. } => CommandKind::Message,
-            Command::UpdateFields { .. } => CommandKind::UpdateFields,
-            Command::ChildStarted { .. } => CommandKind::ChildStarted,
-            Command::ChildEnded { .. } => CommandKind::ChildEnded,
-            Command::ChildCancelled { .. } => CommandKind::ChildCancelled,
-            Command::Cancel { .. } => CommandKind::Cancel,
-            Command::Suspend => CommandKind::Suspend,
-            Command::Resume => CommandKind::Resume,
-            Command::Retry => CommandKind::Retry,
-            Command::RecomputeDeadlines => CommandKind::RecomputeDeadlines,
-        }
-    }
 }
 
 /// Which statuses take which command: the one place this is decided. Work on tasks, timers,

@@ -7,174 +7,86 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What a history entry records: one name per kind of event, as the audit trail, the event
-/// stream, webhooks and reports spell it (`as_str`). Every entry is recorded through one of
-/// these, so the list below is every event a client can see. Stored and sent by its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HistoryEvent {
-    BranchesCancelled,
-    Cancelled,
-    ClaimOverridden,
-    Collected,
-    DeadlineBeyondCalendar,
-    DeadlineNotRecomputed,
-    DeadlineRecomputed,
-    Decided,
-    DecisionTable,
-    Escalated,
-    EscalationDue,
-    FieldsSet,
-    FieldsUpdated,
-    Incident,
-    InstancesAdded,
-    InstancesDone,
-    InstancesOpened,
-    Interrupted,
-    Joined,
-    MessageExpired,
-    MessageKept,
-    MessageReceived,
-    /// The case moved to another version of its process.
-    Migrated,
-    Notified,
-    PriorityRaised,
-    ReachedEnd,
-    ReminderSent,
-    RemindersStopped,
-    Resumed,
-    Retried,
-    SlaThreshold,
-    Split,
-    Started,
-    SubProcessReturned,
-    SubProcessStarted,
-    Suspended,
-    TaskClaimed,
-    /// An open task closed without being done (its step mapped elsewhere by a migration).
-    TaskClosed,
-    TaskCompleted,
-    TaskDelegated,
-    TaskOpened,
-    TaskOverdue,
-    TaskReassigned,
-    TaskReleased,
-    TimerFired,
-    TimerMoved,
-    TimerNotMoved,
-    UntilNotEvaluated,
-    WaitTimedOut,
-    Waiting,
+/// Declares the events once, each with the name it is stored and sent by: the enum, `ALL`
+/// and `as_str` come from the one list below.
+macro_rules! history_events {
+    ($( $(#[$doc:meta])* $name:ident => $text:literal ),* $(,)?) => {
+        /// What a history entry records: one name per kind of event, as the audit trail, the
+        /// event stream, webhooks and reports spell it (`as_str`). Every entry is recorded
+        /// through one of these, so the list is every event a client can see. Stored and sent
+        /// by its name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum HistoryEvent {
+            $( $(#[$doc])* #[serde(rename = $text)] $name ),*
+        }
+
+        impl HistoryEvent {
+            /// Every event, in declaration order.
+            pub const ALL: [HistoryEvent; [$( HistoryEvent::$name ),*].len()] = [$( HistoryEvent::$name ),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( HistoryEvent::$name => $text ),*
+                }
+            }
+        }
+    };
 }
 
-impl HistoryEvent {
-    pub const ALL: [HistoryEvent; 50] = [
-        HistoryEvent::BranchesCancelled,
-        HistoryEvent::Cancelled,
-        HistoryEvent::ClaimOverridden,
-        HistoryEvent::Collected,
-        HistoryEvent::DeadlineBeyondCalendar,
-        HistoryEvent::DeadlineNotRecomputed,
-        HistoryEvent::DeadlineRecomputed,
-        HistoryEvent::Decided,
-        HistoryEvent::DecisionTable,
-        HistoryEvent::Escalated,
-        HistoryEvent::EscalationDue,
-        HistoryEvent::FieldsSet,
-        HistoryEvent::FieldsUpdated,
-        HistoryEvent::Incident,
-        HistoryEvent::InstancesAdded,
-        HistoryEvent::InstancesDone,
-        HistoryEvent::InstancesOpened,
-        HistoryEvent::Interrupted,
-        HistoryEvent::Joined,
-        HistoryEvent::MessageExpired,
-        HistoryEvent::MessageKept,
-        HistoryEvent::MessageReceived,
-        HistoryEvent::Migrated,
-        HistoryEvent::Notified,
-        HistoryEvent::PriorityRaised,
-        HistoryEvent::ReachedEnd,
-        HistoryEvent::ReminderSent,
-        HistoryEvent::RemindersStopped,
-        HistoryEvent::Resumed,
-        HistoryEvent::Retried,
-        HistoryEvent::SlaThreshold,
-        HistoryEvent::Split,
-        HistoryEvent::Started,
-        HistoryEvent::SubProcessReturned,
-        HistoryEvent::SubProcessStarted,
-        HistoryEvent::Suspended,
-        HistoryEvent::TaskClaimed,
-        HistoryEvent::TaskClosed,
-        HistoryEvent::TaskCompleted,
-        HistoryEvent::TaskDelegated,
-        HistoryEvent::TaskOpened,
-        HistoryEvent::TaskOverdue,
-        HistoryEvent::TaskReassigned,
-        HistoryEvent::TaskReleased,
-        HistoryEvent::TimerFired,
-        HistoryEvent::TimerMoved,
-        HistoryEvent::TimerNotMoved,
-        HistoryEvent::UntilNotEvaluated,
-        HistoryEvent::WaitTimedOut,
-        HistoryEvent::Waiting,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HistoryEvent::BranchesCancelled => "branches_cancelled",
-            HistoryEvent::Cancelled => "cancelled",
-            HistoryEvent::ClaimOverridden => "claim_overridden",
-            HistoryEvent::Collected => "collected",
-            HistoryEvent::DeadlineBeyondCalendar => "deadline_beyond_calendar",
-            HistoryEvent::DeadlineNotRecomputed => "deadline_not_recomputed",
-            HistoryEvent::DeadlineRecomputed => "deadline_recomputed",
-            HistoryEvent::Decided => "decided",
-            HistoryEvent::DecisionTable => "decision_table",
-            HistoryEvent::Escalated => "escalated",
-            HistoryEvent::EscalationDue => "escalation_due",
-            HistoryEvent::FieldsSet => "fields_set",
-            HistoryEvent::FieldsUpdated => "fields_updated",
-            HistoryEvent::Incident => "incident",
-            HistoryEvent::InstancesAdded => "instances_added",
-            HistoryEvent::InstancesDone => "instances_done",
-            HistoryEvent::InstancesOpened => "instances_opened",
-            HistoryEvent::Interrupted => "interrupted",
-            HistoryEvent::Joined => "joined",
-            HistoryEvent::MessageExpired => "message_expired",
-            HistoryEvent::MessageKept => "message_kept",
-            HistoryEvent::MessageReceived => "message_received",
-            HistoryEvent::Migrated => "migrated",
-            HistoryEvent::Notified => "notified",
-            HistoryEvent::PriorityRaised => "priority_raised",
-            HistoryEvent::ReachedEnd => "reached_end",
-            HistoryEvent::ReminderSent => "reminder_sent",
-            HistoryEvent::RemindersStopped => "reminders_stopped",
-            HistoryEvent::Resumed => "resumed",
-            HistoryEvent::Retried => "retried",
-            HistoryEvent::SlaThreshold => "sla_threshold",
-            HistoryEvent::Split => "split",
-            HistoryEvent::Started => "started",
-            HistoryEvent::SubProcessReturned => "sub_process_returned",
-            HistoryEvent::SubProcessStarted => "sub_process_started",
-            HistoryEvent::Suspended => "suspended",
-            HistoryEvent::TaskClaimed => "task_claimed",
-            HistoryEvent::TaskClosed => "task_closed",
-            HistoryEvent::TaskCompleted => "task_completed",
-            HistoryEvent::TaskDelegated => "task_delegated",
-            HistoryEvent::TaskOpened => "task_opened",
-            HistoryEvent::TaskOverdue => "task_overdue",
-            HistoryEvent::TaskReassigned => "task_reassigned",
-            HistoryEvent::TaskReleased => "task_released",
-            HistoryEvent::TimerFired => "timer_fired",
-            HistoryEvent::TimerMoved => "timer_moved",
-            HistoryEvent::TimerNotMoved => "timer_not_moved",
-            HistoryEvent::UntilNotEvaluated => "until_not_evaluated",
-            HistoryEvent::WaitTimedOut => "wait_timed_out",
-            HistoryEvent::Waiting => "waiting",
-        }
-    }
+// Each event once, with its name.
+history_events! {
+    BranchesCancelled => "branches_cancelled",
+    Cancelled => "cancelled",
+    ClaimOverridden => "claim_overridden",
+    Collected => "collected",
+    DeadlineBeyondCalendar => "deadline_beyond_calendar",
+    DeadlineNotRecomputed => "deadline_not_recomputed",
+    DeadlineRecomputed => "deadline_recomputed",
+    Decided => "decided",
+    DecisionTable => "decision_table",
+    Escalated => "escalated",
+    EscalationDue => "escalation_due",
+    FieldsSet => "fields_set",
+    FieldsUpdated => "fields_updated",
+    Incident => "incident",
+    InstancesAdded => "instances_added",
+    InstancesDone => "instances_done",
+    InstancesOpened => "instances_opened",
+    Interrupted => "interrupted",
+    Joined => "joined",
+    MessageExpired => "message_expired",
+    MessageKept => "message_kept",
+    MessageReceived => "message_received",
+    /// The case moved to another version of its process.
+    Migrated => "migrated",
+    Notified => "notified",
+    PriorityRaised => "priority_raised",
+    ReachedEnd => "reached_end",
+    ReminderSent => "reminder_sent",
+    RemindersStopped => "reminders_stopped",
+    Resumed => "resumed",
+    Retried => "retried",
+    SlaThreshold => "sla_threshold",
+    Split => "split",
+    Started => "started",
+    SubProcessReturned => "sub_process_returned",
+    SubProcessStarted => "sub_process_started",
+    Suspended => "suspended",
+    TaskClaimed => "task_claimed",
+    /// An open task closed without being done (its step mapped elsewhere by a migration).
+    TaskClosed => "task_closed",
+    TaskCompleted => "task_completed",
+    TaskDelegated => "task_delegated",
+    TaskOpened => "task_opened",
+    TaskOverdue => "task_overdue",
+    TaskReassigned => "task_reassigned",
+    TaskReleased => "task_released",
+    TimerFired => "timer_fired",
+    TimerMoved => "timer_moved",
+    TimerNotMoved => "timer_not_moved",
+    UntilNotEvaluated => "until_not_evaluated",
+    WaitTimedOut => "wait_timed_out",
+    Waiting => "waiting",
 }
 
 impl std::fmt::Display for HistoryEvent {
