@@ -9,7 +9,7 @@
 //! the candidate's doing. A replay stops where the recorded action no longer applies (a task
 //! that is not open on the candidate's route): that case *diverged*, and the report says where.
 
-use crate::scenario::{actions_of, Act, Recorded};
+use crate::scenario::{actions_of, Action, Recorded};
 use crate::{Engine, EngineError, RuleSet, Storage};
 use caseflow_core::case::{
     self, Actor, Command, Effect, HistoryEntry, HistoryEvent, Instance, InstanceId, Status, StatusKind, Workload,
@@ -138,7 +138,7 @@ impl Replay<'_> {
             self.fire_until(action.at)?;
             self.now = self.now.max(action.at);
             let actor = self.actor(&action.by);
-            let (idx, command) = self.command(&action.act)?;
+            let (idx, command) = self.command(action)?;
             self.apply(idx, &actor, command).map_err(|e| format!("{:?} at {}: {e}", action.act, action.at))?;
         }
         let end = case.entries.iter().map(|(_, e)| e.at).max().unwrap_or(self.now);
@@ -152,9 +152,10 @@ impl Replay<'_> {
         Actor { id: id.to_string(), roles, admin: true }
     }
 
-    /// The command an action is, and the family member it goes to.
-    fn command(&self, act: &Act) -> Result<(usize, Command), String> {
-        // A recorded step name, or the step a candidate declares `renamed from` it.
+    /// The command an action is, and the family member it goes to (`Act::command`, the
+    /// translation scenarios share). A recorded step name finds the step a candidate declares
+    /// `renamed from` it.
+    fn command(&self, action: &Action) -> Result<(usize, Command), String> {
         let task_at = |step: &str| {
             self.family.iter().enumerate().find_map(|(i, inst)| {
                 let renamed = self.versions[i].steps.iter().find(|s| s.renamed_from.as_deref() == Some(step));
@@ -162,35 +163,7 @@ impl Replay<'_> {
                 inst.tasks.values().find(|t| t.step_name == name).map(|t| (i, t.seq))
             })
         };
-        let open = |step: &str| task_at(step).ok_or_else(|| format!("no open task at `{step}` on this route"));
-        Ok(match act {
-            Act::Complete { step, fields } => {
-                let (i, task) = open(step)?;
-                (i, Command::CompleteTask { task, fields: fields.clone() })
-            }
-            Act::Message(name) => (0, Command::Message { name: name.clone() }),
-            Act::Cancel(reason) => (0, Command::Cancel { reason: reason.clone() }),
-            Act::Reassign { step, to } => {
-                let (i, task) = open(step)?;
-                (i, Command::Reassign { task, to: to.clone(), reason: "replayed".into() })
-            }
-            Act::Delegate { step, to } => {
-                let (i, task) = open(step)?;
-                (i, Command::Delegate { task, to: to.clone(), reason: "replayed".into() })
-            }
-            Act::Claim(step) => {
-                let (i, task) = open(step)?;
-                (i, Command::Claim { task })
-            }
-            Act::Release(step) => {
-                let (i, task) = open(step)?;
-                (i, Command::Release { task })
-            }
-            Act::SetFields(fields) => (0, Command::UpdateFields { fields: fields.clone() }),
-            Act::Suspend => (0, Command::Suspend),
-            Act::Resume => (0, Command::Resume),
-            Act::Retry => (0, Command::Retry),
-        })
+        action.act.command(&action.values, 0, task_at).map_err(|e| format!("{e} on this route"))
     }
 
     /// Fires every timer of the family due by `until`, each at its due time, in order.

@@ -1158,3 +1158,45 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------ acts on the history
+
+/// The act a person did is stored on the entry it produced, and read back from there, not from
+/// the entry's text: blank every entry's detail and a recording still finds the same actions.
+#[test]
+fn acts_are_stored_on_their_entries_and_read_back_from_them() {
+    let mut c = Case::start(shipped("complaint"), bj(2026, 11, 23, 10, 0), complaint_fields("medium"));
+    c.complete("receive", fields(&[("cause", text("quality"))]));
+    let verify = c.task("verify");
+    let manager = Actor { id: "li_na".into(), roles: vec!["cs_manager".into()], admin: false };
+    c.run(&manager, Command::Reassign { task: verify.seq, to: "zhang_wei".into(), reason: "on leave".into() }).unwrap();
+    c.run(&manager, Command::UpdateFields { fields: fields(&[("urgency", text("high"))]) }).unwrap();
+    let acts: Vec<&Act> = c.history.iter().filter_map(|h| h.act.as_ref()).collect();
+    assert_eq!(
+        acts,
+        [
+            &Act::Complete { step: "receive".into() },
+            &Act::Reassign { step: "verify".into(), to: "zhang_wei".into(), reason: "on leave".into() },
+            &Act::SetFields,
+        ]
+    );
+    // What the engine did (the start, the tasks it opened, the decision table) carries none.
+    assert!(c
+        .history
+        .iter()
+        .filter(|h| h.event != HistoryEvent::TaskCompleted)
+        .all(|h| { h.act.is_none() || matches!(h.event, HistoryEvent::TaskReassigned | HistoryEvent::FieldsUpdated) }));
+    let entries: Vec<(usize, HistoryEntry)> = c.history.iter().cloned().map(|e| (0, e)).collect();
+    let blanked: Vec<(usize, HistoryEntry)> =
+        entries.iter().cloned().map(|(n, e)| (n, HistoryEntry { detail: "…".into(), ..e })).collect();
+    let read = |entries: &[(usize, HistoryEntry)]| {
+        caseflow_engine::scenario::actions_of(entries)
+            .actions
+            .into_iter()
+            .map(|a| (a.act, a.by, a.values))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(read(&blanked), read(&entries));
+    assert_eq!(read(&entries).len(), 3);
+    assert_eq!(read(&entries)[0].2, fields(&[("cause", text("quality"))]), "a task's answers are its entry's changes");
+}

@@ -14,28 +14,16 @@ use chrono_tz::Tz;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// What a person (or system) did to a case, as its history shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Act {
-    Complete { step: String, fields: BTreeMap<String, Value> },
-    Message(String),
-    Cancel(String),
-    Reassign { step: String, to: String },
-    Delegate { step: String, to: String },
-    Claim(String),
-    Release(String),
-    SetFields(BTreeMap<String, Value>),
-    Suspend,
-    Resume,
-    Retry,
-}
+pub use caseflow_core::case::Act;
 
-/// An action, when and by whom, and the entries that followed it (`event@step`).
+/// An act, when and by whom, its values (a task's answers, fields set: the entry's changes),
+/// and the entries that followed it (`event@step`).
 #[derive(Debug, Clone)]
 pub struct Action {
     pub at: DateTime<Utc>,
     pub by: String,
     pub act: Act,
+    pub values: BTreeMap<String, Value>,
     pub expect: Vec<String>,
 }
 
@@ -50,7 +38,9 @@ pub struct Recorded {
 }
 
 /// The actions of a family's history (the case's entries carry index 0; sub-process cases',
-/// others), in the order they happened.
+/// others), in the order they happened: each entry that carries its act (`HistoryEntry::act`)
+/// is an action. Acts on the whole case (cancel, suspend, resume, retry) count on the case
+/// itself only: on a sub-process case they are the engine carrying the parent's out.
 pub fn actions_of(entries: &[(usize, HistoryEntry)]) -> Recorded {
     let mut rec = Recorded {
         started_at: None,
@@ -63,55 +53,54 @@ pub fn actions_of(entries: &[(usize, HistoryEntry)]) -> Recorded {
     // the next step's advance, even at the same instant) and what followed it.
     let mut pending: Vec<(DateTime<Utc>, String)> = Vec::new();
     let mut after_timer = false;
-    let fields =
+    let values =
         |e: &HistoryEntry| e.changes.iter().map(|(k, _, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>();
     for (n, e) in entries {
-        let step = e.step.clone().unwrap_or_default();
-        let act = match e.event {
-            HistoryEvent::Started if *n == 0 => {
-                rec.fields = fields(e);
-                rec.started_by = e.actor.clone();
-                rec.started_at = Some(e.at);
-                continue;
-            }
-            HistoryEvent::TaskCompleted => Act::Complete { step, fields: fields(e) },
-            HistoryEvent::MessageReceived | HistoryEvent::MessageKept => {
-                let name = e.detail.split(" until ").next().unwrap_or_default().to_string();
-                // A kept message delivered later is the flow's doing, not an action; one
-                // message heard by several steps is one action.
-                let repeated = rec.actions.last().is_some_and(|a| a.at == e.at && a.act == Act::Message(name.clone()));
-                if e.detail.contains("(kept since") || repeated {
-                    follows(&mut rec.actions, &mut pending, &mut after_timer, e);
-                    continue;
-                }
-                Act::Message(name)
-            }
-            HistoryEvent::Cancelled if *n == 0 => Act::Cancel(e.detail.clone()),
-            HistoryEvent::TaskReassigned | HistoryEvent::TaskDelegated => {
-                let to = e.detail.strip_prefix("to ").and_then(|d| d.split(':').next()).unwrap_or_default().to_string();
-                if e.event == HistoryEvent::TaskReassigned {
-                    Act::Reassign { step, to }
-                } else {
-                    Act::Delegate { step, to }
-                }
-            }
-            HistoryEvent::TaskClaimed => Act::Claim(step),
-            HistoryEvent::TaskReleased => Act::Release(step),
-            HistoryEvent::FieldsUpdated => Act::SetFields(fields(e)),
-            HistoryEvent::Suspended if *n == 0 => Act::Suspend,
-            HistoryEvent::Resumed if *n == 0 => Act::Resume,
-            HistoryEvent::Retried if *n == 0 => Act::Retry,
-            _ => {
-                follows(&mut rec.actions, &mut pending, &mut after_timer, e);
-                continue;
-            }
+        if e.event == HistoryEvent::Started && *n == 0 {
+            rec.fields = values(e);
+            rec.started_by = e.actor.clone();
+            rec.started_at = Some(e.at);
+            continue;
+        }
+        let act = e.act.clone().or_else(|| {
+            // Before acts were stored, one message heard by several steps left one entry each.
+            legacy_act(e).filter(|a| !rec.actions.last().is_some_and(|last| last.at == e.at && last.act == *a))
+        });
+        let on_case = matches!(act, Some(Act::Cancel { .. } | Act::Suspend | Act::Resume | Act::Retry));
+        let Some(act) = act.filter(|_| *n == 0 || !on_case) else {
+            follows(&mut rec.actions, &mut pending, &mut after_timer, e);
+            continue;
         };
         let expect = pending.drain(..).map(|(_, name)| name).collect();
-        rec.actions.push(Action { at: e.at, by: e.actor.clone(), act, expect });
+        rec.actions.push(Action { at: e.at, by: e.actor.clone(), act, values: values(e), expect });
         after_timer = false;
     }
     rec.tail = pending;
     rec
+}
+
+/// The act of an entry written before acts were stored on entries, read from its event and
+/// text as earlier versions wrote them; `None` for what was not an act.
+fn legacy_act(e: &HistoryEntry) -> Option<Act> {
+    let step = e.step.clone().unwrap_or_default();
+    let to = || e.detail.strip_prefix("to ").and_then(|d| d.split(':').next()).unwrap_or_default().to_string();
+    Some(match e.event {
+        HistoryEvent::TaskCompleted => Act::Complete { step },
+        // A kept message delivered later is the flow's doing, not an act.
+        HistoryEvent::MessageReceived | HistoryEvent::MessageKept if !e.detail.contains("(kept since") => {
+            Act::Message { name: e.detail.split(" until ").next().unwrap_or_default().to_string() }
+        }
+        HistoryEvent::Cancelled => Act::Cancel { reason: e.detail.clone() },
+        HistoryEvent::TaskReassigned => Act::Reassign { step, to: to(), reason: "replayed".into() },
+        HistoryEvent::TaskDelegated => Act::Delegate { step, to: to(), reason: "replayed".into() },
+        HistoryEvent::TaskClaimed => Act::Claim { step },
+        HistoryEvent::TaskReleased => Act::Release { step },
+        HistoryEvent::FieldsUpdated => Act::SetFields,
+        HistoryEvent::Suspended => Act::Suspend,
+        HistoryEvent::Resumed => Act::Resume,
+        HistoryEvent::Retried => Act::Retry,
+        _ => return None,
+    })
 }
 
 /// The scenario of case `id` (and its sub-process cases), as TOML text.
@@ -210,27 +199,27 @@ fn lines_of(a: &Action) -> Vec<String> {
         format!("{{ {} }}", parts.join(", "))
     };
     match &a.act {
-        Act::Complete { step, fields } => {
+        Act::Complete { step } => {
             let mut l = vec![format!("complete = {}", toml_str(step)), by];
-            if !fields.is_empty() {
-                l.push(format!("fields = {}", table(fields)));
+            if !a.values.is_empty() {
+                l.push(format!("fields = {}", table(&a.values)));
             }
             l
         }
-        Act::Message(name) => vec![format!("message = {}", toml_str(name))],
-        Act::Cancel(reason) => vec![format!("cancel = {}", toml_str(reason)), by],
-        Act::Reassign { step, to } => {
+        Act::Message { name } => vec![format!("message = {}", toml_str(name))],
+        Act::Cancel { reason } => vec![format!("cancel = {}", toml_str(reason)), by],
+        Act::Reassign { step, to, .. } => {
             vec![format!("reassign = {}", toml_str(step)), format!("to = {}", toml_str(to)), by]
         }
-        Act::Delegate { step, to } => {
+        Act::Delegate { step, to, .. } => {
             vec![format!("delegate = {}", toml_str(step)), format!("to = {}", toml_str(to)), by]
         }
-        Act::Claim(step) => vec![format!("claim = {}", toml_str(step)), by],
-        Act::Release(step) => vec![format!("release = {}", toml_str(step)), by],
-        Act::SetFields(fields) => vec![format!("set_fields = {}", table(fields)), by],
-        Act::Suspend => vec!["suspend = true".into()],
-        Act::Resume => vec!["resume = true".into()],
-        Act::Retry => vec!["retry = true".into()],
+        Act::Claim { step } => vec![format!("claim = {}", toml_str(step)), by],
+        Act::Release { step } => vec![format!("release = {}", toml_str(step)), by],
+        Act::SetFields => vec![format!("set_fields = {}", table(&a.values)), by],
+        Act::Suspend => vec!["suspend = true".into(), by],
+        Act::Resume => vec!["resume = true".into(), by],
+        Act::Retry => vec!["retry = true".into(), by],
     }
 }
 

@@ -6,7 +6,7 @@ use super::coverage::{Fact, Reach};
 use super::file::{line_of, parse, Scenario, ScenarioFile, Step};
 use crate::clock::{Clock, ManualClock};
 use crate::{Engine, MemoryStore, RuleSet, Storage};
-use caseflow_core::case::{Actor, Command, HistoryEvent, Instance, InstanceId, Status, Task};
+use caseflow_core::case::{Act, Actor, HistoryEvent, Instance, InstanceId, Status, Task};
 use caseflow_core::value::Value;
 use caseflow_dsl::model::Process;
 use caseflow_dsl::SourceFile;
@@ -452,96 +452,16 @@ impl<S: Storage> Walk<S> {
             self.log.push(action.clone());
             self.advance(to).map_err(|e| Problem::new(&action, "the timers fired", e))?;
         }
-        if let Some(step) = &s.complete {
-            let (id, task) = self.task_at(&format!("complete `{step}`"), step)?;
-            let by = s.by.clone().or(task.assignee.clone()).unwrap_or_else(|| "admin".into());
-            let values = fields(&s.fields)?;
-            action = format!("{by} completes `{step}`");
-            self.log.push(format!("{action} with {}", show_fields(&values)));
-            let command = Command::CompleteTask { task: task.seq, fields: values };
-            result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
-        }
-        if let Some(m) = &s.message {
+        for act in Self::acts_of(s)? {
             self.earlier_accepted(&result, &action)?;
-            action = format!("message `{m}`");
-            self.log.push(action.clone());
-            let command = Command::Message { name: m.clone() };
-            result =
-                self.engine.command(self.root, Actor::system(), command, now()).map(|_| ()).map_err(|e| e.to_string());
-        }
-        if let Some(reason) = &s.cancel {
-            self.earlier_accepted(&result, &action)?;
-            let by = s.by.clone().unwrap_or_else(|| "admin".into());
-            action = format!("{by} cancels ({reason})");
-            self.log.push(action.clone());
-            let command = Command::Cancel { reason: reason.clone() };
-            result =
-                self.engine.command(self.root, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
-        }
-        if let Some(step) = &s.reassign {
-            self.earlier_accepted(&result, &action)?;
-            let (id, task) = self.task_at(&format!("reassign `{step}`"), step)?;
-            let to = s.to.clone().ok_or_else(|| Problem::new("reassign", "`to`", "no `to` in the step"))?;
-            let by = s.by.clone().unwrap_or_else(|| "admin".into());
-            action = format!("{by} reassigns `{step}` to {to}");
-            self.log.push(action.clone());
-            let command = Command::Reassign { task: task.seq, to, reason: "scenario".into() };
-            result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
-        }
-        if let Some(step) = &s.delegate {
-            self.earlier_accepted(&result, &action)?;
-            let (id, task) = self.task_at(&format!("delegate `{step}`"), step)?;
-            let to = s.to.clone().ok_or_else(|| Problem::new("delegate", "`to`", "no `to` in the step"))?;
-            let by = s.by.clone().or(task.assignee.clone()).unwrap_or_default();
-            action = format!("{by} delegates `{step}` to {to}");
-            self.log.push(action.clone());
-            let command = Command::Delegate { task: task.seq, to, reason: "scenario".into() };
-            result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
-        }
-        if let Some(step) = &s.claim {
-            self.earlier_accepted(&result, &action)?;
-            let (id, task) = self.task_at(&format!("claim `{step}`"), step)?;
-            let by = s.by.clone().ok_or_else(|| Problem::new("claim", "`by`", "no `by` in the step"))?;
-            action = format!("{by} claims `{step}`");
-            self.log.push(action.clone());
-            let command = Command::Claim { task: task.seq };
-            result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
-        }
-        if let Some(step) = &s.release {
-            self.earlier_accepted(&result, &action)?;
-            let (id, task) = self.task_at(&format!("release `{step}`"), step)?;
-            let by = s.by.clone().or(task.assignee.clone()).unwrap_or_else(|| "admin".into());
-            action = format!("{by} releases `{step}`");
-            self.log.push(action.clone());
-            let command = Command::Release { task: task.seq };
-            result = self.engine.command(id, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
-        }
-        for (asked, verb, command) in [
-            (s.suspend, "suspends", Command::Suspend),
-            (s.resume, "resumes", Command::Resume),
-            (s.retry, "retries", Command::Retry),
-        ] {
-            if asked {
-                self.earlier_accepted(&result, &action)?;
-                let by = s.by.clone().unwrap_or_else(|| "admin".into());
-                action = format!("{by} {verb} the case");
-                self.log.push(action.clone());
-                result = self
-                    .engine
-                    .command(self.root, &self.staff(&by), command, now())
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-            }
-        }
-        if !s.set_fields.is_empty() {
-            self.earlier_accepted(&result, &action)?;
-            let by = s.by.clone().unwrap_or_else(|| "admin".into());
-            let values = fields(&s.set_fields)?;
-            action = format!("{by} sets {}", show_fields(&values));
-            self.log.push(action.clone());
-            let command = Command::UpdateFields { fields: values };
-            result =
-                self.engine.command(self.root, &self.staff(&by), command, now()).map(|_| ()).map_err(|e| e.to_string());
+            let (label, values, by) = self.prepare(s, &act)?;
+            action = label;
+            self.log.push(if matches!(act, Act::Complete { .. }) {
+                format!("{action} with {}", show_fields(&values))
+            } else {
+                action.clone()
+            });
+            result = self.perform(&act, &values, &by, now());
         }
         if let Some(file) = &s.deploy {
             self.earlier_accepted(&result, &action)?;
@@ -571,6 +491,100 @@ impl<S: Storage> Walk<S> {
 
     /// Several actions in a step run in order: an earlier one refused stops the step (only the
     /// last may be the one `refused` expects).
+    /// The acts a step asks for, in the order of the table in docs/testing.md.
+    fn acts_of(s: &Step) -> Result<Vec<Act>, Problem> {
+        let mut out = Vec::new();
+        let to = |what: &str| s.to.clone().ok_or_else(|| Problem::new(what, "`to`", "no `to` in the step"));
+        if let Some(step) = &s.complete {
+            out.push(Act::Complete { step: step.clone() });
+        }
+        if let Some(name) = &s.message {
+            out.push(Act::Message { name: name.clone() });
+        }
+        if let Some(reason) = &s.cancel {
+            out.push(Act::Cancel { reason: reason.clone() });
+        }
+        if let Some(step) = &s.reassign {
+            out.push(Act::Reassign { step: step.clone(), to: to("reassign")?, reason: "scenario".into() });
+        }
+        if let Some(step) = &s.delegate {
+            out.push(Act::Delegate { step: step.clone(), to: to("delegate")?, reason: "scenario".into() });
+        }
+        if let Some(step) = &s.claim {
+            out.push(Act::Claim { step: step.clone() });
+        }
+        if let Some(step) = &s.release {
+            out.push(Act::Release { step: step.clone() });
+        }
+        for (asked, act) in [(s.suspend, Act::Suspend), (s.resume, Act::Resume), (s.retry, Act::Retry)] {
+            if asked {
+                out.push(act);
+            }
+        }
+        if !s.set_fields.is_empty() {
+            out.push(Act::SetFields);
+        }
+        Ok(out)
+    }
+
+    /// An act of a step made ready when its turn comes (a task it names must be open then):
+    /// what the log calls it, its values, and who does it (the task's assignee by default for
+    /// the work on it, an administrator for the case, the engine for a message).
+    fn prepare(&self, s: &Step, act: &Act) -> Result<(String, BTreeMap<String, Value>, Actor), Problem> {
+        let assignee = |what: &str| -> Result<Option<String>, Problem> {
+            let step = act.step().unwrap_or_default();
+            Ok(self.task_at(&format!("{what} `{step}`"), step)?.1.assignee)
+        };
+        let admin_or = || s.by.clone().unwrap_or_else(|| "admin".into());
+        let (label, values, by) = match act {
+            Act::Complete { step } => {
+                let by = s.by.clone().or(assignee("complete")?).unwrap_or_else(|| "admin".into());
+                (format!("{by} completes `{step}`"), fields(&s.fields)?, by)
+            }
+            Act::Message { name } => {
+                return Ok((format!("message `{name}`"), BTreeMap::new(), Actor::system().clone()))
+            }
+            Act::Cancel { reason } => (format!("{} cancels ({reason})", admin_or()), BTreeMap::new(), admin_or()),
+            Act::Reassign { step, to, .. } => {
+                assignee("reassign")?;
+                (format!("{} reassigns `{step}` to {to}", admin_or()), BTreeMap::new(), admin_or())
+            }
+            Act::Delegate { step, to, .. } => {
+                let by = s.by.clone().or(assignee("delegate")?).unwrap_or_default();
+                (format!("{by} delegates `{step}` to {to}"), BTreeMap::new(), by)
+            }
+            Act::Claim { step } => {
+                assignee("claim")?;
+                let by = s.by.clone().ok_or_else(|| Problem::new("claim", "`by`", "no `by` in the step"))?;
+                (format!("{by} claims `{step}`"), BTreeMap::new(), by)
+            }
+            Act::Release { step } => {
+                let by = s.by.clone().or(assignee("release")?).unwrap_or_else(|| "admin".into());
+                (format!("{by} releases `{step}`"), BTreeMap::new(), by)
+            }
+            Act::Suspend => (format!("{} suspends the case", admin_or()), BTreeMap::new(), admin_or()),
+            Act::Resume => (format!("{} resumes the case", admin_or()), BTreeMap::new(), admin_or()),
+            Act::Retry => (format!("{} retries the case", admin_or()), BTreeMap::new(), admin_or()),
+            Act::SetFields => {
+                let values = fields(&s.set_fields)?;
+                (format!("{} sets {}", admin_or(), show_fields(&values)), values, admin_or())
+            }
+        };
+        Ok((label, values, self.staff(&by)))
+    }
+
+    /// Does an act through the one translation of acts into commands (`Act::command`).
+    fn perform(
+        &self,
+        act: &Act,
+        values: &BTreeMap<String, Value>,
+        by: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let (id, command) = act.command(values, self.root, |step| self.find_task(step).map(|(id, t)| (id, t.seq)))?;
+        self.engine.command(id, by, command, now).map(|_| ()).map_err(|e| e.to_string())
+    }
+
     fn earlier_accepted(&self, result: &Result<(), String>, action: &str) -> Result<(), Problem> {
         match result {
             Err(e) => Err(Problem::new(action, "accepted", format!("refused: {e}"))),

@@ -186,8 +186,16 @@ pub fn applied(
     actor: &Actor,
     command: Command,
 ) -> Result<(Instance, Outcome), CommandError> {
+    let act = crate::case::Act::of(&command, instance);
     let mut run = Run::new(ctx, instance, actor);
     run.command(command)?;
+    // The act goes on the first entry that records it (a message heard by several steps is
+    // one act).
+    if let Some(act) = act {
+        if let Some(entry) = run.history.iter_mut().find(|e| act.recorded_as().contains(&e.event)) {
+            entry.act = Some(act);
+        }
+    }
     if let Err(broken) = invariants(ctx.model, &run.inst) {
         // A bug, not bad input: refuse the command and leave the case as it was. (Not a
         // panic: one broken case must not take the server's worker down.)

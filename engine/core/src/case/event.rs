@@ -121,6 +121,10 @@ pub struct HistoryEntry {
     /// The task this entry is about (its sequence number in the case), for reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<u32>,
+    /// The act that produced this entry, on the first entry an act records (`None` for what
+    /// the engine did, and for entries written before acts were stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<crate::case::Act>,
 }
 
 /// Something the shells must do after the write.

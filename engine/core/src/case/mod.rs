@@ -15,6 +15,7 @@
 //! graph), `fields`, `timers`, `assign`, `workload` (what the shell tells the core of current
 //! work) and `invariants` (what holds after every command).
 
+mod act;
 mod assign;
 mod command;
 mod commands;
@@ -28,6 +29,7 @@ mod run;
 mod timers;
 mod workload;
 
+pub use act::Act;
 pub use command::{
     allowed, applied, apply, lookups, Command, CommandError, CommandKind, Context, LookupResult, Outcome,
 };

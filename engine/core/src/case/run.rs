@@ -63,6 +63,7 @@ impl Run<'_> {
             lateness_ms: None,
             rules_version: 0,
             task: None,
+            act: None,
         };
         self.inst.history_len += 1;
         self.history.push(entry);
