@@ -2,8 +2,9 @@
 //! group commit), so they run on tokio's blocking pool; starts and commands await their group
 //! commit without a thread (`durably`).
 //!
-//! Routing lives in `router`, which reads as the API's table of contents. Every error is an
-//! RFC 9457 `application/problem+json` body (`ApiError`).
+//! Routing lives in `routes`, which reads as the API's table of contents: each handler is
+//! registered there once, with the `#[utoipa::path]` that documents it (utoipa-axum). Every
+//! error is an RFC 9457 `application/problem+json` body (`ApiError`).
 //!
 //! One file per resource: `processes`, `instances`, `tasks`, `rules`, `events`, `reports`,
 //! `health`; beside them `auth` (the `Caller` extractor), `error` (`ApiError`), `extract`,
@@ -26,7 +27,6 @@ mod tasks;
 use crate::config::TokenConfig;
 pub use auth::*;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::Router;
 pub use background::*;
 use caseflow_core::case::Instance;
@@ -43,6 +43,8 @@ pub use reports::*;
 pub use rules::*;
 use std::sync::Arc;
 pub use tasks::*;
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub struct AppState {
     pub engine: Arc<Engine>,
@@ -92,43 +94,64 @@ pub fn event_channel(engine: &Engine) -> tokio::sync::broadcast::Sender<Arc<case
 
 pub type Shared = Arc<AppState>;
 
+/// Every route with its description: a handler is registered here once, and its
+/// `#[utoipa::path]` (beside the handler) becomes its entry in `/openapi.json`. Methods of one
+/// path go in one `routes!`. This is the API's table of contents.
+fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(list_processes, deploy))
+        .routes(routes!(show_process))
+        .routes(routes!(diagram))
+        .routes(routes!(process_schema))
+        .routes(routes!(process_diff))
+        .routes(routes!(test_process))
+        .routes(routes!(migrate))
+        .routes(routes!(start, list_instances))
+        .routes(routes!(get_instance))
+        .routes(routes!(get_instance_by_key))
+        .routes(routes!(history))
+        .routes(routes!(scenario))
+        .routes(routes!(message))
+        .routes(routes!(cancel))
+        .routes(routes!(suspend))
+        .routes(routes!(resume))
+        .routes(routes!(retry))
+        .routes(routes!(update_fields))
+        .routes(routes!(inbox))
+        .routes(routes!(claim))
+        .routes(routes!(release))
+        .routes(routes!(complete))
+        .routes(routes!(reassign_task))
+        .routes(routes!(delegate_task))
+        .routes(routes!(rules_in_force))
+        .routes(routes!(reload_rules))
+        .routes(routes!(rules_changes))
+        .routes(routes!(upload_rules_file))
+        .routes(routes!(reassign_user))
+        .routes(routes!(evaluate_table))
+        .routes(routes!(metrics))
+        .routes(routes!(events))
+        .routes(routes!(openapi_json))
+        .routes(routes!(report))
+}
+
+/// The OpenAPI document of `routes`, with what every operation shares (the bearer scheme, the
+/// errors of the shared layers, tags by resource).
+pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let (_, mut document) = routes().split_for_parts();
+        for modifier in [&BearerAuth as &dyn utoipa::Modify, &ErrorResponses, &TagsByResource] {
+            modifier.modify(&mut document);
+        }
+        document
+    })
+}
+
 pub fn router(state: Shared, limits: RequestLimits) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/processes", get(list_processes).post(deploy))
-        .route("/processes/:id", get(show_process))
-        .route("/processes/:id/diagram", get(diagram))
-        .route("/processes/:id/schema", get(process_schema))
-        .route("/processes/:id/diff", get(process_diff))
-        .route("/processes/:id/test", post(test_process))
-        .route("/processes/:id/migrations", post(migrate))
-        .route("/instances", post(start).get(list_instances))
-        .route("/instances/:id", get(get_instance))
-        .route("/instances/by-key/:key", get(get_instance_by_key))
-        .route("/instances/:id/history", get(history))
-        .route("/instances/:id/scenario", get(scenario))
-        .route("/instances/:id/messages", post(message))
-        .route("/instances/:id/cancel", post(cancel))
-        .route("/instances/:id/suspend", post(suspend))
-        .route("/instances/:id/resume", post(resume))
-        .route("/instances/:id/retry", post(retry))
-        .route("/instances/:id/fields", post(update_fields))
-        .route("/tasks", get(inbox))
-        .route("/tasks/:id/claim", post(claim))
-        .route("/tasks/:id/release", post(release))
-        .route("/tasks/:id/complete", post(complete))
-        .route("/tasks/:id/reassign", post(reassign_task))
-        .route("/tasks/:id/delegate", post(delegate_task))
-        .route("/admin/rules", get(rules_in_force))
-        .route("/admin/rules/reload", post(reload_rules))
-        .route("/admin/rules/changes", get(rules_changes))
-        .route("/admin/rules/files/:name", axum::routing::put(upload_rules_file))
-        .route("/admin/users/:user/reassign", post(reassign_user))
-        .route("/admin/rules/tables/:name/evaluate", post(evaluate_table))
-        .route("/metrics", get(metrics))
-        .route("/events", get(events))
-        .route("/openapi.json", get(openapi_json))
-        .route("/reports", get(report))
+    let (router, _) = routes().split_for_parts();
+    router
         // After every route: axum applies it to the routes that exist when it is called.
         // The `Allow` header axum computes is kept on the answer.
         .method_not_allowed_fallback(|| async {

@@ -4,7 +4,6 @@
 use super::instances::{FieldsRequest, MessageRequest, ReasonRequest, StartRequest};
 use super::rules::EvaluateRequest;
 use super::tasks::{CompleteRequest, ReassignRequest};
-use super::{events, health, instances, processes, reports, rules, tasks};
 use serde_json::{json, Value as Json};
 
 pub(crate) struct BearerAuth;
@@ -174,16 +173,6 @@ impl utoipa::Modify for ErrorResponses {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
-    paths(
-        health::health, processes::list_processes, processes::show_process, processes::diagram,
-        processes::process_schema, processes::process_diff, processes::test_process, processes::migrate, processes::deploy, instances::start, instances::list_instances,
-        instances::get_instance, instances::get_instance_by_key, instances::history, instances::scenario, instances::message,
-        instances::cancel, instances::suspend, instances::resume, instances::retry, instances::update_fields,
-        tasks::inbox, tasks::claim, tasks::release, tasks::complete, tasks::reassign_task,
-        tasks::delegate_task, rules::rules_in_force, rules::reload_rules, rules::upload_rules_file,
-        rules::rules_changes, rules::evaluate_table, rules::reassign_user, health::metrics, events::events,
-        openapi_json, reports::report
-    ),
     components(schemas(crate::schemas::Event, Problem, ProblemField, StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
     servers((url = "http://127.0.0.1:8080", description = "The server `cargo run --release -- serve` starts")),
     tags(
@@ -193,7 +182,8 @@ impl utoipa::Modify for ErrorResponses {
         (name = "rules", description = "The administrators' rules: what is in force, reloads, changes, decision tables, people"),
         (name = "operations", description = "Health, metrics, events, reports and this document"),
     ),
-    modifiers(&BearerAuth, &ErrorResponses, &TagsByResource)
+    // Paths come from the routes (`super::routes`); what every operation shares is added to
+    // the whole document once they are in (`super::openapi_document`).
 )]
 pub struct ApiDoc;
 
@@ -229,6 +219,5 @@ impl utoipa::Modify for TagsByResource {
     security(())
 )]
 pub(crate) async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    use utoipa::OpenApi as _;
-    axum::Json(ApiDoc::openapi())
+    axum::Json(super::openapi_document().clone())
 }
