@@ -71,3 +71,83 @@ fn only_the_key_module_knows_the_bytes_of_a_key() {
     }
     assert!(leaks.is_empty(), "key bytes outside engine/src/storage/keys.rs:\n{}", leaks.join("\n"));
 }
+
+/// The map ARCHITECTURE.md draws is the code's: every file its entry points and its
+/// "where to change" list name exists, every `caseflow` subcommand it names is one the binary
+/// has, and every test file its `tests/` section lists is there.
+#[test]
+fn the_map_names_files_and_commands_that_exist() {
+    let doc = read(&root().join("ARCHITECTURE.md"));
+    let section = |title: &str| -> String {
+        let start = doc.find(title).unwrap_or_else(|| panic!("ARCHITECTURE.md has no `{title}`"));
+        let rest = &doc[start + title.len()..];
+        rest[..rest.find("\n## ").or_else(|| rest.find("\n### ")).unwrap_or(rest.len())].to_string()
+    };
+    // Repository paths in backquotes: `dsl/src/parse.rs`, `engine/core/src/rules/`.
+    let mut named = 0;
+    for title in ["## Entry points", "## Where to change X"] {
+        for quoted in section(title).split('`').skip(1).step_by(2) {
+            let looks_like_path = quoted.contains('/')
+                && !quoted.contains(' ')
+                && !quoted.starts_with('/')
+                && (quoted.ends_with(".rs")
+                    || quoted.ends_with('/')
+                    || quoted.ends_with(".json")
+                    || quoted.ends_with(".md")
+                    || quoted.ends_with(".pest"));
+            if looks_like_path {
+                assert!(
+                    root().join(quoted).exists(),
+                    "ARCHITECTURE.md ({title}) names `{quoted}`, which does not exist"
+                );
+                named += 1;
+            }
+        }
+    }
+    assert!(named >= 30, "only {named} paths found: did the sections change shape?");
+    // Subcommands: `caseflow serve`, `caseflow what-if`, … against the binary's declaration.
+    let main = read(&root().join("api/src/main.rs"));
+    let declared: Vec<String> = main[main.find("enum Command {").unwrap()..]
+        .lines()
+        .take_while(|l| !l.starts_with('}'))
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let name = l.split([' ', '{', ',']).next()?;
+            (l.len() > 4 && l.starts_with(char::is_uppercase) && (l.ends_with('{') || l.ends_with(','))).then(|| {
+                // clap's kebab-case of the variant
+                let mut out = String::new();
+                for (i, c) in name.chars().enumerate() {
+                    if c.is_uppercase() && i > 0 {
+                        out.push('-');
+                    }
+                    out.push(c.to_ascii_lowercase());
+                }
+                out
+            })
+        })
+        .collect();
+    let entry = section("## Entry points");
+    let mut commands = 0;
+    for quoted in entry.split('`').skip(1).step_by(2) {
+        if let Some(rest) = quoted.strip_prefix("caseflow ") {
+            let sub = rest.split([' ', ',']).next().unwrap();
+            assert!(
+                declared.iter().any(|d| d == sub),
+                "ARCHITECTURE.md names `caseflow {sub}`; the binary has {declared:?}"
+            );
+            commands += 1;
+        }
+    }
+    assert!(commands >= 6, "only {commands} commands named");
+    // Test files of the `tests/` section.
+    let tests = section("### `tests/` — integration tests");
+    for line in tests.lines().filter(|l| l.starts_with("- `")) {
+        let file = line.split('`').nth(1).unwrap();
+        if file.ends_with(".rs") {
+            assert!(
+                root().join("tests/tests").join(file).exists(),
+                "ARCHITECTURE.md lists tests/tests/{file}, which does not exist"
+            );
+        }
+    }
+}
