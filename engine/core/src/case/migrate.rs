@@ -126,6 +126,11 @@ pub struct Migrated {
 /// Moves `inst` (of version `from`) to `ctx.model`, numbered `to_version`, at the request of
 /// `by` (named on the `migrated` history entry). Changes nothing on refusal: the reasons come
 /// back, each a sentence for the process owner.
+///
+/// In phases: where each place of the case goes (`Migration::places`), every reason it cannot
+/// move (`Migration::refusals`), the case as the new version sees it (`Migration::translated`),
+/// then, on that case, the `migrated` entry and new fields' defaults, the work that stays timed
+/// again (`retime_stays`) and the steps mapped to entered afresh (`enter_mapped`).
 pub fn migrate(
     ctx: &Context,
     from: &Process,
@@ -134,154 +139,19 @@ pub fn migrate(
     mapping: &BTreeMap<String, String>,
     by: &Actor,
 ) -> Result<Migrated, Vec<String>> {
-    let to = ctx.model;
     if inst.status.is_ended() {
         return Err(vec![format!("the case has ended ({})", inst.status.name())]);
     }
-    let mut reasons = Vec::new();
-    let old_name = |id: StepId| from.steps.get(id.index()).map(|s| s.name.clone()).unwrap_or_default();
-    let place = |id: StepId| {
-        let name = old_name(id);
-        let t = target(&name, to, mapping);
-        let stays = t.is_some_and(|t| {
-            let new = to.step(t);
-            !mapping.contains_key(&name) || new.name == name || new.renamed_from.as_deref() == Some(name.as_str())
-        });
-        (name, t, stays)
-    };
-    let kind = |p: &Process, id: StepId| p.step(id).kind.keyword_name();
-    // Tokens: where each lands, and whether that is possible.
+    let m = Migration { from, to: ctx.model, inst, to_version, mapping };
     let mut plan = CasePlan::default();
-    let mut stay: Vec<(u32, StepId)> = Vec::new();
-    let mut enter: Vec<(u32, StepId)> = Vec::new();
-    for (id, tok) in &inst.tokens {
-        let (name, t, stays) = place(tok.step);
-        let Some(t) = t else {
-            reasons.push(format!(
-                "it waits at `{name}`, which version {to_version} does not have: map `{name}` to one of its steps"
-            ));
-            continue;
-        };
-        let new = to.step(t);
-        if stays || tok.waiting == Waiting::Incident {
-            let fits = match (&tok.waiting, &new.kind) {
-                (Waiting::Task(_), StepKind::Task(def)) => {
-                    let old_each = matches!(&from.step(tok.step).kind, StepKind::Task(d) if d.each.is_some());
-                    old_each == def.each.is_some()
-                }
-                (Waiting::Wait, StepKind::Wait(_)) => true,
-                (Waiting::Child, StepKind::Call(c)) => {
-                    matches!(&from.step(tok.step).kind, StepKind::Call(o) if o.process == c.process)
-                }
-                (Waiting::Incident, _) => true,
-                _ => false,
-            };
-            if !fits {
-                reasons.push(format!(
-                    "it waits at `{name}` ({}), and `{}` is a {} in version {to_version}: map `{name}` to a step to enter instead",
-                    kind(from, tok.step),
-                    new.name,
-                    kind(to, t)
-                ));
-                continue;
-            }
-            stay.push((*id, t));
-            plan.moves.push(StepMove { from: name, to: new.name.clone(), how: "stays" });
-        } else {
-            if tok.group.is_some() {
-                reasons.push(format!(
-                    "`{name}` has a task for each item under way: it can only stay at a step of its name"
-                ));
-                continue;
-            }
-            if matches!(tok.waiting, Waiting::Child) {
-                reasons
-                    .push(format!("`{name}` waits for a sub-process case: it can only stay at a `call` of its name"));
-                continue;
-            }
-            if !matches!(inst.status, Status::Running) {
-                // A case on hold enters no step: nothing would open until it runs again.
-                reasons.push(format!(
-                    "`{name}` would enter `{}`, and the case is {}: resume it first",
-                    new.name,
-                    inst.status.name()
-                ));
-                continue;
-            }
-            enter.push((*id, t));
-            plan.moves.push(StepMove { from: name, to: new.name.clone(), how: "entered" });
-        }
-    }
-    // Joins that branches have reached must be joins in the new version too.
-    for join in inst.join_arrivals.keys().chain(inst.join_expected.keys()) {
-        let (name, t, _) = place(*join);
-        if !t.is_some_and(|t| matches!(to.step(t).kind, StepKind::Join { .. })) {
-            reasons.push(format!("branches have reached the join `{name}`, which is no join in version {to_version}"));
-        }
-    }
-    // Fields the new version requires.
-    for f in &to.fields {
-        if f.required && f.default.is_none() && !inst.fields.contains_key(&f.name) {
-            reasons.push(format!(
-                "version {to_version} requires the field `{}`, which the case has no value for: give it a default",
-                f.name
-            ));
-        }
-    }
-    // Values the case holds must be values the new version allows (a choice it dropped would
-    // leave, say, a deadline looked up by that value with nothing to find).
-    for (name, value) in &inst.fields {
-        if let Some(f) = to.field(name) {
-            if let Err(problem) = conform(&f.ty, value) {
-                reasons.push(format!(
-                    "its field `{name}` holds {value}, which version {to_version} does not allow ({problem}): \
-                     update the field first, or keep the value in version {to_version}"
-                ));
-            }
-        }
-    }
-    reasons.extend(split_reasons(from, to, inst, to_version, &place));
+    let (places, mut reasons) = m.places(&mut plan);
+    reasons.extend(m.refusals());
     if !reasons.is_empty() {
         reasons.sort();
         reasons.dedup();
         return Err(reasons);
     }
-
-    // The case as the new version sees it, every step id translated.
-    let remap = |id: StepId| place(id).1;
-    let mut moved = inst.clone();
-    moved.version = to_version;
-    moved.join_arrivals = inst.join_arrivals.iter().filter_map(|(k, v)| Some((remap(*k)?, *v))).collect();
-    moved.join_expected = inst.join_expected.iter().filter_map(|(k, v)| Some((remap(*k)?, *v))).collect();
-    moved.cycle_anchors = inst.cycle_anchors.iter().filter_map(|(k, v)| Some((remap(*k)?, *v))).collect();
-    moved.done_by = inst.done_by.iter().filter_map(|(k, v)| Some((remap(*k)?, v.clone()))).collect();
-    for g in moved.each_groups.values_mut() {
-        if let Some(t) = remap(g.step) {
-            g.step = t;
-        }
-    }
-    for (id, t) in &stay {
-        if let Some(tok) = moved.tokens.get_mut(id) {
-            tok.step = *t;
-        }
-    }
-    for task in moved.tasks.values_mut() {
-        if let Some(&(_, t)) = stay.iter().find(|(id, _)| *id == task.token) {
-            let new = to.step(t);
-            task.step = t;
-            task.step_name = new.name.clone();
-            task.name = new.display_name().to_string();
-        }
-    }
-    if let Status::Incident { step, reason } = &inst.status {
-        let new_step = from.step_named(step).and_then(|s| remap(s.id)).map(|t| to.step(t).name.clone());
-        moved.status = Status::Incident { step: new_step.unwrap_or_else(|| step.clone()), reason: reason.clone() };
-    }
-    plan.fields_dropped = inst.fields.keys().filter(|k| to.field(k).is_none()).cloned().collect();
-    for k in &plan.fields_dropped {
-        moved.fields.remove(k);
-    }
-
+    let moved = m.translated(&places.stay, &mut plan);
     let mut run = Run::new(ctx, &moved, by);
     run.record(
         HistoryEvent::Migrated,
@@ -292,9 +162,261 @@ pub fn migrate(
             plan.moves.iter().map(|m| format!("{} -> {} ({})", m.from, m.to, m.how)).collect::<Vec<_>>().join(", ")
         ),
     );
-    // New fields' defaults.
+    default_new_fields(&mut run, &mut plan)?;
+    m.retime_stays(&mut run, &places.stay, &mut plan)?;
+    m.enter_mapped(&mut run, &places.enter, &mut plan)?;
+    if let Err(broken) = invariants(m.to, &run.inst) {
+        return Err(vec![format!("the moved case would be inconsistent ({broken}): map its steps differently")]);
+    }
+    plan.landing = Landing::of(m.to, &run.inst);
+    run.inst.updated_at = ctx.now;
+    let mut effects = run.effects;
+    effects
+        .extend(run.round_robin.into_inner().into_iter().map(|(role, count)| Effect::RoundRobinTaken { role, count }));
+    Ok(Migrated { instance: run.inst, history: run.history, effects, plan })
+}
+
+/// One case's move between two versions, as asked.
+struct Migration<'a> {
+    from: &'a Process,
+    to: &'a Process,
+    inst: &'a Instance,
+    to_version: u32,
+    mapping: &'a BTreeMap<String, String>,
+}
+
+/// Where the case's tokens go: those whose work stays at a step (same, or renamed), and those
+/// that enter a step afresh (mapped elsewhere). Each `(token, new step)`.
+struct Places {
+    stay: Vec<(u32, StepId)>,
+    enter: Vec<(u32, StepId)>,
+}
+
+impl Migration<'_> {
+    /// An old step's name, where it goes, and whether its work stays there.
+    fn place(&self, id: StepId) -> (String, Option<StepId>, bool) {
+        let name = self.from.steps.get(id.index()).map(|s| s.name.clone()).unwrap_or_default();
+        let t = target(&name, self.to, self.mapping);
+        let stays = t.is_some_and(|t| {
+            let new = self.to.step(t);
+            !self.mapping.contains_key(&name) || new.name == name || new.renamed_from.as_deref() == Some(name.as_str())
+        });
+        (name, t, stays)
+    }
+
+    /// Where each token goes, and why some cannot (a place with no step, a task where a wait
+    /// is, work that can only stay, a case on hold that would enter a step).
+    fn places(&self, plan: &mut CasePlan) -> (Places, Vec<String>) {
+        let (from, to, to_version) = (self.from, self.to, self.to_version);
+        let kind = |p: &Process, id: StepId| p.step(id).kind.keyword_name();
+        let mut reasons = Vec::new();
+        let mut places = Places { stay: Vec::new(), enter: Vec::new() };
+        for (id, tok) in &self.inst.tokens {
+            let (name, t, stays) = self.place(tok.step);
+            let Some(t) = t else {
+                reasons.push(format!(
+                    "it waits at `{name}`, which version {to_version} does not have: map `{name}` to one of its steps"
+                ));
+                continue;
+            };
+            let new = to.step(t);
+            if stays || tok.waiting == Waiting::Incident {
+                let fits = match (&tok.waiting, &new.kind) {
+                    (Waiting::Task(_), StepKind::Task(def)) => {
+                        let old_each = matches!(&from.step(tok.step).kind, StepKind::Task(d) if d.each.is_some());
+                        old_each == def.each.is_some()
+                    }
+                    (Waiting::Wait, StepKind::Wait(_)) => true,
+                    (Waiting::Child, StepKind::Call(c)) => {
+                        matches!(&from.step(tok.step).kind, StepKind::Call(o) if o.process == c.process)
+                    }
+                    (Waiting::Incident, _) => true,
+                    _ => false,
+                };
+                if !fits {
+                    reasons.push(format!(
+                        "it waits at `{name}` ({}), and `{}` is a {} in version {to_version}: map `{name}` to a step to enter instead",
+                        kind(from, tok.step),
+                        new.name,
+                        kind(to, t)
+                    ));
+                    continue;
+                }
+                places.stay.push((*id, t));
+                plan.moves.push(StepMove { from: name, to: new.name.clone(), how: "stays" });
+            } else {
+                let why = if tok.group.is_some() {
+                    Some(format!("`{name}` has a task for each item under way: it can only stay at a step of its name"))
+                } else if matches!(tok.waiting, Waiting::Child) {
+                    Some(format!("`{name}` waits for a sub-process case: it can only stay at a `call` of its name"))
+                } else if !matches!(self.inst.status, Status::Running) {
+                    // A case on hold enters no step: nothing would open until it runs again.
+                    Some(format!(
+                        "`{name}` would enter `{}`, and the case is {}: resume it first",
+                        new.name,
+                        self.inst.status.name()
+                    ))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    reasons.push(why);
+                    continue;
+                }
+                places.enter.push((*id, t));
+                plan.moves.push(StepMove { from: name, to: new.name.clone(), how: "entered" });
+            }
+        }
+        (places, reasons)
+    }
+
+    /// Why the case as a whole cannot move: joins, fields, values, parallel splits.
+    fn refusals(&self) -> Vec<String> {
+        let (to, inst, to_version) = (self.to, self.inst, self.to_version);
+        let mut reasons = Vec::new();
+        // Joins that branches have reached must be joins in the new version too.
+        for join in inst.join_arrivals.keys().chain(inst.join_expected.keys()) {
+            let (name, t, _) = self.place(*join);
+            if !t.is_some_and(|t| matches!(to.step(t).kind, StepKind::Join { .. })) {
+                reasons
+                    .push(format!("branches have reached the join `{name}`, which is no join in version {to_version}"));
+            }
+        }
+        // Fields the new version requires.
+        for f in &to.fields {
+            if f.required && f.default.is_none() && !inst.fields.contains_key(&f.name) {
+                reasons.push(format!(
+                    "version {to_version} requires the field `{}`, which the case has no value for: give it a default",
+                    f.name
+                ));
+            }
+        }
+        // Values the case holds must be values the new version allows (a choice it dropped
+        // would leave, say, a deadline looked up by that value with nothing to find).
+        for (name, value) in &inst.fields {
+            if let Some(f) = to.field(name) {
+                if let Err(problem) = conform(&f.ty, value) {
+                    reasons.push(format!(
+                        "its field `{name}` holds {value}, which version {to_version} does not allow ({problem}): \
+                         update the field first, or keep the value in version {to_version}"
+                    ));
+                }
+            }
+        }
+        reasons.extend(split_reasons(self.from, to, inst, to_version, &|id| self.place(id)));
+        reasons
+    }
+
+    /// The case as the new version sees it: every step id translated, the work that stays at
+    /// its new step, fields the new version no longer declares dropped.
+    fn translated(&self, stay: &[(u32, StepId)], plan: &mut CasePlan) -> Instance {
+        let (from, to, inst) = (self.from, self.to, self.inst);
+        let remap = |id: StepId| self.place(id).1;
+        let mut moved = inst.clone();
+        moved.version = self.to_version;
+        moved.join_arrivals = inst.join_arrivals.iter().filter_map(|(k, v)| Some((remap(*k)?, *v))).collect();
+        moved.join_expected = inst.join_expected.iter().filter_map(|(k, v)| Some((remap(*k)?, *v))).collect();
+        moved.cycle_anchors = inst.cycle_anchors.iter().filter_map(|(k, v)| Some((remap(*k)?, *v))).collect();
+        moved.done_by = inst.done_by.iter().filter_map(|(k, v)| Some((remap(*k)?, v.clone()))).collect();
+        for g in moved.each_groups.values_mut() {
+            if let Some(t) = remap(g.step) {
+                g.step = t;
+            }
+        }
+        for (id, t) in stay {
+            if let Some(tok) = moved.tokens.get_mut(id) {
+                tok.step = *t;
+            }
+        }
+        for task in moved.tasks.values_mut() {
+            if let Some(&(_, t)) = stay.iter().find(|(id, _)| *id == task.token) {
+                let new = to.step(t);
+                task.step = t;
+                task.step_name = new.name.clone();
+                task.name = new.display_name().to_string();
+            }
+        }
+        if let Status::Incident { step, reason } = &inst.status {
+            let new_step = from.step_named(step).and_then(|s| remap(s.id)).map(|t| to.step(t).name.clone());
+            moved.status = Status::Incident { step: new_step.unwrap_or_else(|| step.clone()), reason: reason.clone() };
+        }
+        plan.fields_dropped = inst.fields.keys().filter(|k| to.field(k).is_none()).cloned().collect();
+        for k in &plan.fields_dropped {
+            moved.fields.remove(k);
+        }
+        moved
+    }
+
+    /// Work that stays: its timers again where the new step's clauses changed.
+    fn retime_stays(&self, run: &mut Run, stay: &[(u32, StepId)], plan: &mut CasePlan) -> Result<(), Vec<String>> {
+        let inst = self.inst;
+        for (token, t) in stay {
+            let (old_step, new_step) = (self.from.step(inst.tokens[token].step), self.to.step(*t));
+            match (&inst.tokens[token].waiting, &old_step.kind, &new_step.kind) {
+                (Waiting::Task(seq), StepKind::Task(old), StepKind::Task(new)) => {
+                    let Some(task) = run.inst.tasks.get(seq).cloned() else { continue };
+                    plan.tasks_kept.push(run.inst.task_id(*seq).to_string());
+                    let same = same_shape(
+                        &(&old.due, &old.remind_every, &old.handlers),
+                        &(&new.due, &new.remind_every, &new.handlers),
+                    );
+                    if !same {
+                        plan.deadlines.extend(retime_task(run, &task, new));
+                    }
+                }
+                (Waiting::Wait, StepKind::Wait(old), StepKind::Wait(new)) if !same_shape(old, new) => {
+                    let since = inst.tokens[token].entered_at;
+                    run.cancel_token_timers(*token);
+                    if let Err(e) = run.arm_wait(*token, *t, new, since) {
+                        return Err(vec![format!("the wait `{}` cannot be timed again: {e}", new_step.name)]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Work mapped elsewhere: the old task closed (told as `task_closed`), the new step
+    /// entered afresh.
+    fn enter_mapped(&self, run: &mut Run, enter: &[(u32, StepId)], plan: &mut CasePlan) -> Result<(), Vec<String>> {
+        let inst = self.inst;
+        for (token, t) in enter {
+            if let Waiting::Task(seq) = inst.tokens[token].waiting {
+                let task_id = run.inst.task_id(seq).to_string();
+                // Told as its own event, so that a client mirroring inboxes drops the task.
+                let old_step = self.from.step(inst.tokens[token].step).name.clone();
+                let entry = run.record(
+                    HistoryEvent::TaskClosed,
+                    None,
+                    format!("task {task_id}: its step is mapped to `{}`", self.to.step(*t).name),
+                );
+                entry.step = Some(old_step);
+                entry.task = Some(seq);
+                plan.tasks_closed.push(task_id);
+                run.close_task(seq, "migrated");
+            }
+            run.cancel_token_timers(*token);
+            let opened_before = run.inst.next_seq;
+            if let Err(e) = run.enter(*token, *t) {
+                return Err(vec![format!("entering `{}` fails: {e}", self.to.step(*t).name)]);
+            }
+            plan.tasks_opened.extend(
+                run.inst
+                    .tasks
+                    .values()
+                    .filter(|k| k.seq >= opened_before)
+                    .map(|k| format!("{} for {}", k.step_name, k.assignee.as_deref().unwrap_or("(unassigned)"))),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Fields the new version adds, given their default (recorded on the `migrated` entry).
+fn default_new_fields(run: &mut Run, plan: &mut CasePlan) -> Result<(), Vec<String>> {
     let mut defaults = BTreeMap::new();
-    for f in &to.fields {
+    for f in &run.ctx.model.fields {
         if let (Some(d), false) = (&f.default, run.inst.fields.contains_key(&f.name)) {
             match run.scope_eval(d) {
                 Ok(v) => {
@@ -315,73 +437,7 @@ pub fn migrate(
             entry.changes = changes;
         }
     }
-    // Work that stays: its timers again where the new step's clauses changed.
-    for (token, t) in &stay {
-        let (old_step, new_step) = (from.step(inst.tokens[token].step), to.step(*t));
-        match (&inst.tokens[token].waiting, &old_step.kind, &new_step.kind) {
-            (Waiting::Task(seq), StepKind::Task(old), StepKind::Task(new)) => {
-                let task = run.inst.tasks.get(seq).cloned();
-                if let Some(task) = task {
-                    plan.tasks_kept.push(run.inst.task_id(*seq).to_string());
-                    let same = same_shape(
-                        &(&old.due, &old.remind_every, &old.handlers),
-                        &(&new.due, &new.remind_every, &new.handlers),
-                    );
-                    if !same {
-                        if let Some(change) = retime_task(&mut run, &task, new) {
-                            plan.deadlines.push(change);
-                        }
-                    }
-                }
-            }
-            (Waiting::Wait, StepKind::Wait(old), StepKind::Wait(new)) if !same_shape(old, new) => {
-                let since = inst.tokens[token].entered_at;
-                run.cancel_token_timers(*token);
-                if let Err(e) = run.arm_wait(*token, *t, new, since) {
-                    return Err(vec![format!("the wait `{}` cannot be timed again: {e}", new_step.name)]);
-                }
-            }
-            _ => {}
-        }
-    }
-    // Work mapped elsewhere: closed, and the new step entered.
-    for (token, t) in &enter {
-        if let Waiting::Task(seq) = inst.tokens[token].waiting {
-            let task_id = run.inst.task_id(seq).to_string();
-            // Told as its own event, so that a client mirroring inboxes drops the task.
-            let old_step = from.step(inst.tokens[token].step).name.clone();
-            let entry = run.record(
-                HistoryEvent::TaskClosed,
-                None,
-                format!("task {task_id}: its step is mapped to `{}`", to.step(*t).name),
-            );
-            entry.step = Some(old_step);
-            entry.task = Some(seq);
-            plan.tasks_closed.push(task_id);
-            run.close_task(seq, "migrated");
-        }
-        run.cancel_token_timers(*token);
-        let opened_before = run.inst.next_seq;
-        if let Err(e) = run.enter(*token, *t) {
-            return Err(vec![format!("entering `{}` fails: {e}", to.step(*t).name)]);
-        }
-        plan.tasks_opened.extend(
-            run.inst
-                .tasks
-                .values()
-                .filter(|k| k.seq >= opened_before)
-                .map(|k| format!("{} for {}", k.step_name, k.assignee.as_deref().unwrap_or("(unassigned)"))),
-        );
-    }
-    if let Err(broken) = invariants(to, &run.inst) {
-        return Err(vec![format!("the moved case would be inconsistent ({broken}): map its steps differently")]);
-    }
-    plan.landing = Landing::of(to, &run.inst);
-    run.inst.updated_at = ctx.now;
-    let mut effects = run.effects;
-    effects
-        .extend(run.round_robin.into_inner().into_iter().map(|(role, count)| Effect::RoundRobinTaken { role, count }));
-    Ok(Migrated { instance: run.inst, history: run.history, effects, plan })
+    Ok(())
 }
 
 /// A kept task's deadline and timers under its new step's clauses, from when it opened.
