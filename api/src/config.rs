@@ -174,6 +174,7 @@ impl Config {
     /// exist; otherwise `caseflow.toml` in the working directory if there is one, else the
     /// defaults. Paths in a file are relative to the file's folder. Then the `CASEFLOW_*`
     /// environment overrides apply (their paths relative to the working directory).
+    // One piece (over 100 lines): the file, then each `CASEFLOW_*` override in turn, then the checks that need them all.
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let source = match path {
             Some(p) if !p.is_file() => {

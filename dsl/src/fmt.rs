@@ -193,6 +193,7 @@ impl Writer {
         self.line(before, "}");
     }
 
+    // One piece (over 100 lines): one match over the step kinds, each arm writing its clauses in the canonical order.
     fn step(&mut self, s: &Step) {
         let head = format!("{} {}{}{}", s.kind.keyword(), s.id.name, label(&s.label), renamed(&s.renamed_from));
         let end = s.span.end.saturating_sub(1);

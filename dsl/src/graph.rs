@@ -124,6 +124,7 @@ pub fn to_dot(p: &Process) -> String {
 /// SVG, laid out in layers (rust-sugiyama: layering, crossing reduction, coordinates) and drawn
 /// here: no Graphviz needed, and time grows about linearly with the steps (a 3,000-step process
 /// lays out in milliseconds; see the `graph` bench).
+// One piece (over 100 lines): the drawing in the order SVG paints it (layout, edges, then nodes over them), sharing the layout's coordinates.
 pub fn to_svg(p: &Process) -> Result<String, String> {
     use petgraph::visit::EdgeRef;
     const LINE: f64 = 16.0;

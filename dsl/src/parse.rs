@@ -179,6 +179,7 @@ const UNITS: &[&str] = &[
 /// A specific message for the mistakes people make most, instead of pest's list of what it
 /// expected: a misspelt or unsupported unit, a stray `;`, a typographic arrow, an unclosed
 /// string, a bad escape, a statement in the wrong kind of step, an extra `}`.
+// One piece (over 100 lines): a list of common mistakes tried in order, each a few lines.
 fn common_mistake(source: &str, pos: usize) -> Option<(Span, String, crate::diag::Advice)> {
     let rest = &source[pos..];
     let first = rest.chars().next()?;
@@ -343,6 +344,7 @@ fn join_or(items: &[&str]) -> String {
 }
 
 /// Plain words for grammar rules in "expected ..." messages; `None` hides a rule.
+// One piece (over 100 lines): one match from each grammar rule to the words a message uses for it.
 fn rule_label(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::ident => "a name (lower-case snake_case, e.g. `receive`)",
@@ -651,6 +653,7 @@ impl Builder {
         })
     }
 
+    // One piece (over 100 lines): one match over pest's step rules, each arm building its AST node.
     fn step(&mut self, p: Pair<Rule>) -> Step {
         let sp = span(&p);
         let rule = p.as_rule();

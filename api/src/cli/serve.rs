@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
+// One piece (over 100 lines): the start-up sequence in the order it must run (logging, configuration, store, rules, processes, state, listener, background tasks, shutdown).
 pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
     use caseflow_engine::clock::{Clock, SystemClock};
     use caseflow_engine::Store;

@@ -7,6 +7,7 @@ use caseflow_dsl::{check_files, diag, SourceFile};
 use std::path::Path;
 use std::process::ExitCode;
 
+// One piece (over 100 lines): the command's sequence (validate the period, read the candidates, replay, print), most of it the printer.
 pub(crate) fn what_if(
     data: &Path,
     candidate_rules: Option<&Path>,

@@ -6,6 +6,7 @@ use super::*;
 impl<'a> Checker<'a> {
     // ------------------------------------------------------------ graph
 
+    // One piece (over 100 lines): every check here reads the reachability sets computed at its top (from start, to an end); split apart they would be recomputed or passed around.
     pub(super) fn check_graph(&mut self, graph: &DiGraph<Node, EdgeKind>, steps: &[model::Step]) {
         let step_span = |id: StepId| self.ast.steps[id.index()].id.span.clone();
         let node_step = |n: NodeIndex| match graph[n] {
@@ -200,6 +201,7 @@ impl<'a> Checker<'a> {
     /// a way back to the split, a step that the branches share with the rest of the graph
     /// (reached from outside, or after the join), the join reached without the split, and
     /// another split's join reached from inside without its split.
+    // One piece (over 100 lines): each split's region is walked once and every pairing problem (branches leaving, joins reached from outside, nested splits) is read from that walk.
     pub(super) fn region_problems(
         &self,
         graph: &DiGraph<Node, EdgeKind>,

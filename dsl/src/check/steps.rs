@@ -160,6 +160,7 @@ impl<'a> Checker<'a> {
         }
     }
 
+    // One piece (over 100 lines): a task's clauses are checked against each other (a handler needs `due`, `collect` needs `for each`, `asks` needs its fields), all from the one AST node.
     pub(super) fn task(&mut self, s: &ast::Step, t: &ast::TaskStep) -> model::Task {
         let assign = t.assign.as_ref().map(|(a, _)| self.assignee(a));
         if let Some((ast::Assignee::ManagerOfAssignee, span)) = &t.assign {

@@ -138,6 +138,7 @@ impl<'a> Checker<'a> {
     /// `rules.NAME` or `rules.NAME[key]`: the value's type, and whether the key can name an entry.
     /// Apart from `ty` so that its frame stays small: `ty` recurses once per operator.
     #[inline(never)]
+    // One piece (over 100 lines): a `rules.NAME[key]` reference checked against the rules' value, its key and its entries together.
     pub(super) fn rule_ty(&mut self, e: &Expr, name: &ast::Ident, key: &Option<Box<Expr>>) -> Ty {
         self.rules_used.insert(name.name.clone());
         let key_ty = key.as_ref().map(|k| {
@@ -253,6 +254,7 @@ impl<'a> Checker<'a> {
 
     /// A function call's type, its arguments checked. Apart from `ty`, as `rule_ty` is.
     #[inline(never)]
+    // One piece (over 100 lines): one match over the functions of the language, each arm its arity and types.
     pub(super) fn call_ty(&mut self, e: &Expr, function: &ast::Ident, args: &[Expr]) -> Ty {
         match () {
             // `completed_by(STEP)`: who completed a task step of this case (text, empty if nobody yet).

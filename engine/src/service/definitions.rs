@@ -37,6 +37,55 @@ pub struct DeployOutcome {
     pub warnings: Vec<String>,
 }
 
+/// When the deployed process `file` fails its check with errors it did not have before, the
+/// candidates it calls (all of them, if it calls none of them) are refused with FLOW040, which
+/// names the caller and its errors. Returns (candidate index, diagnostic).
+fn broken_callers(
+    report: &caseflow_dsl::FileReport,
+    file: &SourceFile,
+    already_failing: &BTreeSet<(String, String)>,
+    sources: &[SourceFile],
+    candidates: &[usize],
+) -> Vec<(usize, caseflow_dsl::diag::Diagnostic)> {
+    let new_errors: Vec<&caseflow_dsl::diag::Diagnostic> = report
+        .checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error() && !already_failing.contains(&error_key(file, d)))
+        .collect();
+    if new_errors.is_empty() {
+        return Vec::new();
+    }
+    let called = called_processes(&file.text);
+    let caller = file.name.trim_end_matches(".flow");
+    let blamed: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|i| process_id(&sources[*i].text).is_some_and(|(id, _)| called.contains(&id)))
+        .collect();
+    let blamed = if blamed.is_empty() { candidates.to_vec() } else { blamed };
+    let what: Vec<String> = new_errors
+        .iter()
+        .map(|d| {
+            let (line, col) = line_col(&file.text, d.span.start);
+            format!("{caller}.flow:{line}:{col}: {} {}", d.code.as_str(), d.message)
+        })
+        .collect();
+    blamed
+        .into_iter()
+        .map(|i| {
+            let span = process_id(&sources[i].text).map(|(_, s)| s).unwrap_or(0..0);
+            let d = caseflow_dsl::diag::Diagnostic::new(
+                caseflow_dsl::diag::Code::BreaksCaller,
+                span,
+                format!("this version breaks the deployed process `{caller}`: {}", what.join("; ")),
+            )
+            .hint(format!("keep what `{caller}` uses, or deploy `{caller}`'s new version together with this one"));
+            (i, d)
+        })
+        .collect()
+}
+
 /// The errors of a checked file, as (file, code and message) keys that survive edits elsewhere.
 fn error_keys(report: &caseflow_dsl::FileReport, file: &SourceFile) -> Vec<(String, String)> {
     report.checked.diagnostics.iter().filter(|d| d.is_error()).map(|d| error_key(file, d)).collect()
@@ -153,40 +202,7 @@ impl<S: Storage> Engine<S> {
             // version renamed) refuses the versions it calls: one check over the deployed set
             // as it would be after the change, for every way in.
             for (report, file) in others.iter().zip(&files[candidates.len()..]) {
-                let new_errors: Vec<&caseflow_dsl::diag::Diagnostic> = report
-                    .checked
-                    .diagnostics
-                    .iter()
-                    .filter(|d| d.is_error() && !already_failing.contains(&error_key(file, d)))
-                    .collect();
-                if new_errors.is_empty() {
-                    continue;
-                }
-                let called = called_processes(&file.text);
-                let caller = file.name.trim_end_matches(".flow");
-                let blamed: Vec<usize> = candidates
-                    .iter()
-                    .copied()
-                    .filter(|i| process_id(&sources[*i].text).is_some_and(|(id, _)| called.contains(&id)))
-                    .collect();
-                let blamed = if blamed.is_empty() { candidates.clone() } else { blamed };
-                for i in blamed {
-                    let span = process_id(&sources[i].text).map(|(_, s)| s).unwrap_or(0..0);
-                    let what: Vec<String> = new_errors
-                        .iter()
-                        .map(|d| {
-                            let (line, col) = line_col(&file.text, d.span.start);
-                            format!("{caller}.flow:{line}:{col}: {} {}", d.code.as_str(), d.message)
-                        })
-                        .collect();
-                    let d = caseflow_dsl::diag::Diagnostic::new(
-                        caseflow_dsl::diag::Code::BreaksCaller,
-                        span,
-                        format!("this version breaks the deployed process `{caller}`: {}", what.join("; ")),
-                    )
-                    .hint(format!(
-                        "keep what `{caller}` uses, or deploy `{caller}`'s new version together with this one"
-                    ));
+                for (i, d) in broken_callers(report, file, &already_failing, sources, &candidates) {
                     match &mut verdicts[i] {
                         Some(Err(list)) => list.push(d),
                         slot => *slot = Some(Err(vec![d])),

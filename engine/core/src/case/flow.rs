@@ -93,6 +93,7 @@ impl Run<'_> {
         self.record(HistoryEvent::Incident, Some(step), e.to_string());
     }
 
+    // One piece (over 100 lines): one match over the step kinds, what entering each one does.
     pub(crate) fn enter(&mut self, token: u32, step_id: StepId) -> Result<(), CommandError> {
         self.steps_run += 1;
         if self.steps_run > STEPS_PER_COMMAND_MAX {

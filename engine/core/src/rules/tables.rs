@@ -6,6 +6,7 @@ use super::*;
 impl Loader {
     // ------------------------------------------------------------ decision tables
 
+    // One piece (over 100 lines): a decision table's keys are validated together (inputs, outputs and rows refer to each other).
     pub(super) fn table(&mut self, loc: &Loc, name: &str, t: &dyn TableLike) {
         self.known_keys(loc, t, &["hit_policy", "inputs", "outputs", "rows", "output_order", "description"]);
         if !self.define(loc, "decision table", name) {
