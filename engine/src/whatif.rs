@@ -272,10 +272,11 @@ struct StepFacts {
 }
 
 fn facts(run: &Replayed) -> Facts {
-    facts_of(&run.entries, &run.family, &run.models)
+    let models: Vec<&Process> = run.models.iter().collect();
+    facts_of(&run.entries, &run.family, &models)
 }
 
-fn facts_of(entries: &[(usize, HistoryEntry)], family: &[Instance], models: &[Process]) -> Facts {
+fn facts_of(entries: &[(usize, HistoryEntry)], family: &[Instance], models: &[&Process]) -> Facts {
     let mut f = Facts { route: Vec::new(), steps: BTreeMap::new(), outcome: String::new() };
     for (i, e) in entries {
         let (Some(inst), Some(model)) = (family.get(*i), models.get(*i)) else { continue };
@@ -380,8 +381,8 @@ pub fn what_if(cases: &[ClosedCase], models: &Models, in_force: &RuleSet, candid
         report.commands += after.commands;
         let (b, a) = (facts(&before), facts(&after));
         // Who really had each task: the recorded history, on the versions the case ran on.
-        let ran_on: Vec<Process> =
-            case.family.iter().filter_map(|inst| models.get(&inst.process, inst.version, false).cloned()).collect();
+        let ran_on: Vec<&Process> =
+            case.family.iter().filter_map(|inst| models.get(&inst.process, inst.version, false)).collect();
         let real = (ran_on.len() == case.family.len()).then(|| facts_of(&case.entries, &case.family, &ran_on));
         if let Some(why) = &after.diverged {
             report.diverged += 1;

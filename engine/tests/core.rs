@@ -1171,7 +1171,7 @@ fn acts_are_stored_on_their_entries_and_read_back_from_them() {
     let manager = Actor { id: "li_na".into(), roles: vec!["cs_manager".into()], admin: false };
     c.run(&manager, Command::Reassign { task: verify.seq, to: "zhang_wei".into(), reason: "on leave".into() }).unwrap();
     c.run(&manager, Command::UpdateFields { fields: fields(&[("urgency", text("high"))]) }).unwrap();
-    let acts: Vec<&Act> = c.history.iter().filter_map(|h| h.act.as_ref()).collect();
+    let acts: Vec<&Act> = c.history.iter().filter_map(|h| h.act.as_deref()).collect();
     assert_eq!(
         acts,
         [

@@ -62,7 +62,7 @@ pub fn actions_of(entries: &[(usize, HistoryEntry)]) -> Recorded {
             rec.started_at = Some(e.at);
             continue;
         }
-        let act = e.act.clone().or_else(|| {
+        let act = e.act.as_deref().cloned().or_else(|| {
             // Before acts were stored, one message heard by several steps left one entry each.
             legacy_act(e).filter(|a| !rec.actions.last().is_some_and(|last| last.at == e.at && last.act == *a))
         });
@@ -79,9 +79,29 @@ pub fn actions_of(entries: &[(usize, HistoryEntry)]) -> Recorded {
     rec
 }
 
+/// The events an act may be recorded as.
+const ACT_EVENTS: [HistoryEvent; 12] = [
+    HistoryEvent::TaskCompleted,
+    HistoryEvent::MessageReceived,
+    HistoryEvent::MessageKept,
+    HistoryEvent::Cancelled,
+    HistoryEvent::TaskReassigned,
+    HistoryEvent::TaskDelegated,
+    HistoryEvent::TaskClaimed,
+    HistoryEvent::TaskReleased,
+    HistoryEvent::FieldsUpdated,
+    HistoryEvent::Suspended,
+    HistoryEvent::Resumed,
+    HistoryEvent::Retried,
+];
+
 /// The act of an entry written before acts were stored on entries, read from its event and
 /// text as earlier versions wrote them; `None` for what was not an act.
 fn legacy_act(e: &HistoryEntry) -> Option<Act> {
+    // Most entries are not acts: decide that before allocating anything.
+    if !ACT_EVENTS.contains(&e.event) {
+        return None;
+    }
     let step = e.step.clone().unwrap_or_default();
     let to = || e.detail.strip_prefix("to ").and_then(|d| d.split(':').next()).unwrap_or_default().to_string();
     Some(match e.event {

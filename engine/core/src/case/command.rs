@@ -193,7 +193,7 @@ pub fn applied(
     // one act).
     if let Some(act) = act {
         if let Some(entry) = run.history.iter_mut().find(|e| act.recorded_as().contains(&e.event)) {
-            entry.act = Some(act);
+            entry.act = Some(Box::new(act));
         }
     }
     if let Err(broken) = invariants(ctx.model, &run.inst) {

@@ -124,7 +124,7 @@ pub struct HistoryEntry {
     /// The act that produced this entry, on the first entry an act records (`None` for what
     /// the engine did, and for entries written before acts were stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub act: Option<crate::case::Act>,
+    pub act: Option<Box<crate::case::Act>>,
 }
 
 /// Something the shells must do after the write.
