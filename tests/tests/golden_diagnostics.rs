@@ -35,7 +35,7 @@ fn diagnostics_match_golden_files() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     // File-size and step-count limits need generated inputs: `limits.rs` covers them. A process
     // defined twice needs two files: `check_files`'s tests in `dsl` cover it. A version that
-    // breaks a deployed caller needs a deployed set: the deploy tests of `api/tests/http.rs`.
+    // breaks a deployed caller needs a deployed set: the deploy tests of `api/tests/http_owners.rs`.
     let generated = [Code::FileTooLarge, Code::TooManySteps, Code::NotUtf8, Code::DuplicateProcess, Code::BreaksCaller];
     let untested: Vec<_> =
         Code::ALL.iter().filter(|c| !seen_codes.contains(c) && !generated.contains(c)).map(|c| c.as_str()).collect();
