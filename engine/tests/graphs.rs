@@ -4,6 +4,7 @@
 //! command changes no case, and in the end no due timer is left unfired however small the
 //! driver's batch.
 
+#[path = "../core/tests/support/mod.rs"]
 mod support;
 
 use caseflow_core::case::{self, Actor, Command, Instance, InstanceId, Status, Waiting};

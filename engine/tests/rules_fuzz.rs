@@ -6,6 +6,7 @@
 //! anything but a refusal of bad input, and never ends in an incident. The checker has to
 //! catch, before a case runs, whatever would fail at run time.
 
+#[path = "../core/tests/support/mod.rs"]
 mod support;
 
 use caseflow_core::case::{Actor, Command, InstanceId, Status};

@@ -898,3 +898,41 @@ fn round_robin_rotation_skips_no_one_and_survives_a_restart() {
     }
     assert_ne!(refused_then, second, "the refused start took no one's turn");
 }
+
+/// A recording reads what people did from the acts stored on the history's entries, not from
+/// the entries' text: with every entry's detail blanked it finds the same actions, answers
+/// included.
+#[test]
+fn recordings_read_acts_from_the_entries_not_their_text() {
+    use caseflow_core::case::{Act, HistoryEntry, InstanceId};
+    let engine = Engine::open(caseflow_engine::MemoryStore::new(), rules()).unwrap();
+    let now = bj(2026, 11, 23, 10, 0);
+    engine.deploy(&complaint_source(), now).unwrap();
+    let inst = engine.start("complaint", fields("medium"), &crm(), None, now).unwrap();
+    let receive = inst.tasks.values().next().unwrap().seq;
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    let answers: BTreeMap<String, Value> = [("cause".to_string(), Value::Text("quality".into()))].into();
+    engine.command(inst.id, &admin, Command::CompleteTask { task: receive, fields: answers.clone() }, now).unwrap();
+    let verify = engine.instance(inst.id).unwrap().unwrap().tasks.values().next().unwrap().seq;
+    let to = Command::Reassign { task: verify, to: "zhang_wei".into(), reason: "on leave".into() };
+    engine.command(inst.id, &admin, to, now).unwrap();
+    let entries: Vec<(usize, HistoryEntry)> =
+        engine.history(InstanceId(inst.id.0)).unwrap().into_iter().map(|e| (0, e)).collect();
+    let blanked: Vec<(usize, HistoryEntry)> =
+        entries.iter().cloned().map(|(n, e)| (n, HistoryEntry { detail: "…".into(), ..e })).collect();
+    let read = |entries: &[(usize, HistoryEntry)]| -> Vec<(Act, String, BTreeMap<String, Value>)> {
+        caseflow_engine::scenario::actions_of(entries).actions.into_iter().map(|a| (a.act, a.by, a.values)).collect()
+    };
+    assert_eq!(read(&blanked), read(&entries));
+    assert_eq!(
+        read(&entries),
+        [
+            (Act::Complete { step: "receive".into() }, "admin".to_string(), answers),
+            (
+                Act::Reassign { step: "verify".into(), to: "zhang_wei".into(), reason: "on leave".into() },
+                "admin".to_string(),
+                BTreeMap::new()
+            ),
+        ]
+    );
+}

@@ -170,7 +170,13 @@ fn the_patterns_table_cites_what_exists() {
     let language = read(&root().join("docs/language.md"));
     let tests = |file: &str| read(&root().join(file));
     let sources = [
-        ("core", tests("engine/tests/core.rs")),
+        (
+            "core",
+            ["cases", "control_flow", "versions"]
+                .iter()
+                .map(|f| tests(&format!("engine/core/tests/{f}.rs")))
+                .collect::<String>(),
+        ),
         ("service", tests("engine/tests/service.rs")),
         ("http", tests("api/tests/http.rs")),
     ];
