@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// mimalloc, not glibc's malloc: with glibc's per-thread arenas, freed memory stayed resident
-/// (892 MiB RSS with a million waiting cases against 259 MiB with mimalloc; `scale` bench).
+/// (892 MiB RSS with a million waiting cases against 354 MiB with mimalloc, measured when it
+/// came in with the `scale` bench; ARCHITECTURE.md gives the same figures).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

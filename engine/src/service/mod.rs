@@ -1,9 +1,13 @@
 //! The engine as a service: deployed definitions, instances in the store, commands applied
-//! through the core and written atomically, timers fired when due.
+//! through the core and written atomically, timers fired when due. One file per concern
+//! (ARCHITECTURE.md lists them): `writes`, `definitions`, `numbering`, `workload`, `queries`,
+//! `timers`, `rules`, `events`, `sealing`, `migrations`.
 //!
-//! Concurrency: commands on one instance are serialised by a striped lock; commands on
-//! different instances run in parallel and share flushes (group commit). A command is
-//! acknowledged (the call returns `Ok`) only after its batch is durable.
+//! Concurrency: commands on one family (a case and its sub-process cases) are serialised by a
+//! striped lock; commands on different families run in parallel and share flushes (group
+//! commit). `start` and `command` return only once their batch is durable; `start_pending` and
+//! `command_pending` return at once and `confirm` (or `when_durable`) waits for durability, so
+//! that a caller can keep several writes in flight.
 
 mod definitions;
 mod events;

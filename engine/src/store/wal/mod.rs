@@ -8,7 +8,8 @@
 //! the sequence and the payload. Segments are filled with zeros when created and then
 //! overwritten, so that syncing a group writes data only, not the file's new size (measured:
 //! `fdatasync` of 24 KB took 0.15 ms overwriting, 0.22 ms appending). The store deletes old segments once sled has made their
-//! records' keys durable (`Store::truncate_log`); `read` returns what is left, in order.
+//! records' keys durable (`Upkeep::truncate_log`, in `store/upkeep.rs`); `read` returns what is
+//! left, in order.
 
 mod record;
 mod segments;
