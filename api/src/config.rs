@@ -482,4 +482,38 @@ mod tests {
         let problem = super::unknown_env(names(&["CASEFLOW_DATABSE_URL"])).unwrap();
         assert!(problem.contains("CASEFLOW_DATABSE_URL is not one caseflow reads"), "{problem}");
     }
+
+    /// `ENV_VARS` is the list of what the code reads: every `CASEFLOW_*` name in a string of
+    /// the server's and the engine's source is on it (else a start with it set is refused).
+    #[test]
+    fn every_environment_variable_the_code_reads_is_listed() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut stack = vec![root.join("api/src"), root.join("engine/src")];
+        let mut seen = 0;
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            if path.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Tests spell wrong names on purpose.
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (i, _) in code.match_indices("\"CASEFLOW_") {
+                let name: String = code[i + 1..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+                if name.ends_with('_') {
+                    continue; // the prefix itself
+                }
+                assert!(
+                    super::ENV_VARS.contains(&name.as_str()),
+                    "{} reads {name}, which ENV_VARS lacks",
+                    path.display()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 15, "only {seen} found");
+    }
 }

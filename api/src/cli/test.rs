@@ -52,9 +52,12 @@ pub fn test(
         let name = f.display().to_string();
         let bytes = std::fs::read(f).map_err(|e| anyhow::anyhow!("reading {name}: {e}"))?;
         // A file in another encoding fails alone; the others still run.
-        let Ok(text) = String::from_utf8(bytes.clone()) else {
-            outcomes.push(ScenarioResult::unreadable(&name, &bytes));
-            continue;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                outcomes.push(ScenarioResult::unreadable(&name, e.as_bytes()));
+                continue;
+            }
         };
         let file = ScenarioFile { name, text, dir };
         outcomes.push(scenario::run(&setup, &file, MemoryStore::new()));

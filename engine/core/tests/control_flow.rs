@@ -68,16 +68,7 @@ fn every_accepted_graph_runs_soundly_under_random_commands() {
         accepted += 1;
         let mut rng = FlowGen::choices(seed);
         let at = bj(2026, 11, 23, 10, 0);
-        let inst = Instance::new(InstanceId(1), &model, 1, "g-1".into(), at);
-        let mut c = Case {
-            model,
-            rules: shipped_rules(),
-            inst,
-            now: at,
-            history: Vec::new(),
-            effects: Vec::new(),
-            last_error: None,
-        };
+        let mut c = Case::new(model, at, "g-1");
         let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
         if let Err(e) = c.run(&crm, Command::Start { fields: fields(&[]) }) {
             panic!("seed {seed}: the start was refused: {e}\n{source}");

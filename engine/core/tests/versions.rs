@@ -82,3 +82,19 @@ proptest! {
         }
     }
 }
+
+/// What a broken invariant says names the step, never an internal index: a migration that
+/// would leave a join with all its arrivals unfired is refused in words an owner can act on.
+#[test]
+fn a_broken_invariant_names_the_join() {
+    let f = fields(&[
+        ("install_date", caseflow_core::value::Value::Date(chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap())),
+        ("school", text("s")),
+    ]);
+    let c = Case::start(model(PARALLEL), bj(2026, 11, 23, 10, 0), f);
+    let mut inst = c.inst.clone();
+    let join = c.model.step_named("ready").unwrap().id;
+    inst.join_arrivals.insert(join, 2);
+    let broken = invariants(&c.model, &inst).unwrap_err();
+    assert!(broken.contains("the join `ready`"), "{broken}");
+}

@@ -79,42 +79,23 @@ pub fn actions_of(entries: &[(usize, HistoryEntry)]) -> Recorded {
     rec
 }
 
-/// The events an act may be recorded as.
-const ACT_EVENTS: [HistoryEvent; 12] = [
-    HistoryEvent::TaskCompleted,
-    HistoryEvent::MessageReceived,
-    HistoryEvent::MessageKept,
-    HistoryEvent::Cancelled,
-    HistoryEvent::TaskReassigned,
-    HistoryEvent::TaskDelegated,
-    HistoryEvent::TaskClaimed,
-    HistoryEvent::TaskReleased,
-    HistoryEvent::FieldsUpdated,
-    HistoryEvent::Suspended,
-    HistoryEvent::Resumed,
-    HistoryEvent::Retried,
-];
-
 /// The act of an entry written before acts were stored on entries, read from its event and
 /// text as earlier versions wrote them; `None` for what was not an act.
 fn legacy_act(e: &HistoryEntry) -> Option<Act> {
-    // Most entries are not acts: decide that before allocating anything.
-    if !ACT_EVENTS.contains(&e.event) {
-        return None;
-    }
-    let step = e.step.clone().unwrap_or_default();
+    // Most entries are not acts: nothing is allocated until an arm says this one is.
+    let step = || e.step.clone().unwrap_or_default();
     let to = || e.detail.strip_prefix("to ").and_then(|d| d.split(':').next()).unwrap_or_default().to_string();
     Some(match e.event {
-        HistoryEvent::TaskCompleted => Act::Complete { step },
+        HistoryEvent::TaskCompleted => Act::Complete { step: step() },
         // A kept message delivered later is the flow's doing, not an act.
         HistoryEvent::MessageReceived | HistoryEvent::MessageKept if !e.detail.contains("(kept since") => {
             Act::Message { name: e.detail.split(" until ").next().unwrap_or_default().to_string() }
         }
         HistoryEvent::Cancelled => Act::Cancel { reason: e.detail.clone() },
-        HistoryEvent::TaskReassigned => Act::Reassign { step, to: to(), reason: "replayed".into() },
-        HistoryEvent::TaskDelegated => Act::Delegate { step, to: to(), reason: "replayed".into() },
-        HistoryEvent::TaskClaimed => Act::Claim { step },
-        HistoryEvent::TaskReleased => Act::Release { step },
+        HistoryEvent::TaskReassigned => Act::Reassign { step: step(), to: to(), reason: "replayed".into() },
+        HistoryEvent::TaskDelegated => Act::Delegate { step: step(), to: to(), reason: "replayed".into() },
+        HistoryEvent::TaskClaimed => Act::Claim { step: step() },
+        HistoryEvent::TaskReleased => Act::Release { step: step() },
         HistoryEvent::FieldsUpdated => Act::SetFields,
         HistoryEvent::Suspended => Act::Suspend,
         HistoryEvent::Resumed => Act::Resume,

@@ -67,8 +67,8 @@ fn broken_callers(
     let what: Vec<String> = new_errors
         .iter()
         .map(|d| {
-            let (line, col) = line_col(&file.text, d.span.start);
-            format!("{caller}.flow:{line}:{col}: {} {}", d.code.as_str(), d.message)
+            let at = caseflow_dsl::diag::line_col(&file.text, d.span.start);
+            format!("{caller}.flow:{}:{}: {} {}", at.line, at.column, d.code.as_str(), d.message)
         })
         .collect();
     blamed
@@ -110,18 +110,6 @@ fn called_processes(text: &str) -> BTreeSet<String> {
             _ => None,
         })
         .collect()
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = &text[..end];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// Compiles a stored definition again on start. It passed every check when it was deployed

@@ -13,8 +13,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
-/// The shipped rules of `rules/`, as the server loads them.
+/// The shipped rules of `rules/`, as the server loads them (read once per test binary).
 pub fn shipped_rules() -> RuleSet {
+    static RULES: std::sync::OnceLock<RuleSet> = std::sync::OnceLock::new();
+    RULES.get_or_init(read_shipped_rules).clone()
+}
+
+fn read_shipped_rules() -> RuleSet {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
     let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     paths.retain(|p| p.extension().is_some_and(|x| x == "toml"));
@@ -60,9 +65,10 @@ pub struct Case {
 }
 
 impl Case {
-    pub fn start(model: Process, at: DateTime<Utc>, start_fields: BTreeMap<String, Value>) -> Case {
-        let inst = Instance::new(InstanceId(1), &model, 1, "20261123-001".into(), at);
-        let mut case = Case {
+    /// A case of `model` not started yet, under the shipped rules.
+    pub fn new(model: Process, at: DateTime<Utc>, key: &str) -> Case {
+        let inst = Instance::new(InstanceId(1), &model, 1, key.into(), at);
+        Case {
             model,
             rules: shipped_rules(),
             inst,
@@ -70,7 +76,11 @@ impl Case {
             history: Vec::new(),
             effects: Vec::new(),
             last_error: None,
-        };
+        }
+    }
+
+    pub fn start(model: Process, at: DateTime<Utc>, start_fields: BTreeMap<String, Value>) -> Case {
+        let mut case = Case::new(model, at, "20261123-001");
         case.run(&Actor { id: "crm".into(), roles: vec![], admin: false }, Command::Start { fields: start_fields })
             .expect("starts");
         case
