@@ -13,6 +13,7 @@ from caseflow_client.api.tasks import complete, inbox
 from caseflow_client.models import (
     CaseStatus,
     CompleteRequest,
+    Completed,
     CompleteRequestFields,
     History,
     Instance,
@@ -44,8 +45,10 @@ def main(base: str) -> None:
     assert task.id in [t.id for t in page.tasks], page
     answers = CompleteRequestFields.from_dict({"cause": "quality"})
     moved = complete.sync(task.id, client=assignee, body=CompleteRequest(fields=answers))
-    assert isinstance(moved, Instance), moved
+    # The case as it is now, and the caller's tasks in it to go on with (`next_for_you`).
+    assert isinstance(moved, Completed), moved
     assert moved.fields["department"] == "rnd", moved.fields
+    assert moved.next_for_you == [t.id for t in moved.tasks if t.assignee == task.assignee], moved
     trail = history.sync(str(case.id), client=client(base, "dev-admin"))
     assert isinstance(trail, History), trail
     events = [e.event for e in trail.history]

@@ -3,6 +3,5 @@
 pub mod config;
 pub mod listen;
 pub mod lsp;
-pub mod schemas;
 pub mod server;
 pub mod webhooks;

@@ -764,7 +764,7 @@ fn a_client_generated_from_the_document_drives_a_whole_complaint_case() {
             let task = now.tasks.first().expect("a running case has a task");
             // Each required answer from the task's form schema: the first choice, yes, the top
             // of a range.
-            let form = &schema["tasks"][&task.step];
+            let form = &schema.tasks[&task.step];
             let mut answers = serde_json::Map::new();
             for name in form["required"].as_array().unwrap() {
                 let name = name.as_str().unwrap();

@@ -10,6 +10,7 @@ use codespan_reporting::term::{self, termcolor};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -161,6 +162,7 @@ impl Diagnostic {
 
 /// A 1-based line and column (in characters, not bytes: labels are often Chinese).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LineCol {
     pub line: usize,
     pub column: usize,
@@ -183,6 +185,8 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 
 /// The machine-readable form of a diagnostic (`caseflow check --format json`, the API).
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Diagnostic))]
 pub struct JsonDiagnostic {
     pub file: String,
     pub code: &'static str,

@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 
 /// What changed between two versions of one process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessDiff {
     /// Process-level lines (key template, start, interrupts, kept messages, tallies) that went
     /// and that came.
     pub process: Vec<ClauseChange>,
+    /// Field declarations as written.
     pub fields_added: Vec<String>,
     pub fields_removed: Vec<String>,
     pub fields_changed: Vec<FieldChange>,
@@ -27,7 +29,10 @@ pub struct ProcessDiff {
     pub steps_changed: Vec<StepChange>,
 }
 
+/// A field declaration as it was and as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = FieldDeclChange))]
 pub struct FieldChange {
     pub name: String,
     pub old: String,
@@ -35,6 +40,8 @@ pub struct FieldChange {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = DiffStep))]
 pub struct StepSummary {
     pub name: String,
     /// `task`, `auto`, `wait`, `decision`, `split`, `join`, `call` or `end`.
@@ -42,12 +49,15 @@ pub struct StepSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = RenamedStep))]
 pub struct Renamed {
     pub from: String,
     pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepChange {
     pub name: String,
     pub clauses: Vec<ClauseChange>,
@@ -55,6 +65,7 @@ pub struct StepChange {
 
 /// One clause as it was and as it is: `old` only when it went, `new` only when it came.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClauseChange {
     /// What the clause is about: `assignment`, `deadline`, `asks`, `handler`, `transition`,
     /// `reminder`, `head` (kind and label), or the clause's first word.

@@ -18,7 +18,7 @@ pub mod sync;
 pub mod whatif;
 
 pub use caseflow_core::{BusinessCalendar, RuleSet, RulesError, RulesFile};
-pub use service::{Engine, EngineError, MigrationOrder, MigrationReport, Pending};
+pub use service::{DeployOutcome, Engine, EngineError, MigrationOrder, MigrationReport, Pending};
 pub use storage::memory::MemoryStore;
 pub use storage::Storage;
 pub use store::{CheckpointStats, Durability, Store, StoreOptions};

@@ -27,10 +27,18 @@ fn the_core_and_the_language_depend_on_nothing_that_does_io() {
         "petgraph",
         "codespan-reporting",
         "rust-sugiyama",
+        // Only behind the `openapi` feature: the derive that describes the types the API
+        // serialises. It reads nothing and writes nothing.
+        "utoipa",
     ];
     for manifest in ["engine/core/Cargo.toml", "dsl/Cargo.toml"] {
         let extra: Vec<_> = dependencies(manifest).into_iter().filter(|d| !allowed.contains(&d.as_str())).collect();
         assert!(extra.is_empty(), "{manifest} depends on {extra:?}, which the pure core may not");
+        let toml: toml::Value = toml::from_str(&read(&root().join(manifest))).expect("a manifest parses");
+        let optional = toml["dependencies"]
+            .get("utoipa")
+            .is_none_or(|u| u.get("optional").and_then(|o| o.as_bool()) == Some(true));
+        assert!(optional, "{manifest}: utoipa must stay optional (feature `openapi`), for the API only");
     }
 }
 

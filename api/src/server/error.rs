@@ -5,7 +5,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use caseflow_core::case::CommandError;
 use caseflow_engine::EngineError;
-use serde_json::{json, Value as Json};
+use serde::Serialize;
 
 /// An RFC 9457 problem.
 #[derive(Debug)]
@@ -44,22 +44,74 @@ impl ApiError {
     }
 }
 
+/// The error body every 4xx and 5xx carries, as `application/problem+json` (RFC 9457).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem {
+    /// A URI naming the kind of problem, e.g. `https://caseflow.dev/problems/invalid-field`.
+    r#type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// The bad field, when one field is at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+    /// Every bad field with what is wrong with it, when there are several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<ProblemField>,
+    /// With `invalid-definition`: the diagnostics of `caseflow check`, as its JSON prints them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnostics: Option<Vec<caseflow_dsl::diag::JsonDiagnostic>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ProblemField {
+    field: String,
+    detail: String,
+}
+
+impl ApiError {
+    /// The problem body of this error.
+    pub(crate) fn problem(&self) -> Problem {
+        Problem {
+            r#type: format!("https://caseflow.dev/problems/{}", self.kind),
+            title: self.status.canonical_reason().unwrap_or("error").to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            field: self.field.clone(),
+            errors: self.errors.iter().map(|(f, d)| ProblemField { field: f.clone(), detail: d.clone() }).collect(),
+            diagnostics: None,
+        }
+    }
+
+    /// 422 `invalid-definition` with the diagnostics of `caseflow check`, for a source that
+    /// does not check.
+    pub(crate) fn invalid_definition(
+        diagnostics: &[caseflow_dsl::diag::Diagnostic],
+        file: &str,
+        source: &str,
+    ) -> Response {
+        let n = diagnostics.iter().filter(|d| d.is_error()).count();
+        let e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-definition",
+            format!("the definition has {n} error(s)"),
+        );
+        let mut problem = e.problem();
+        problem.diagnostics = Some(diagnostics.iter().map(|d| d.to_json(file, source)).collect());
+        problem.into_response(e.status)
+    }
+}
+
+impl Problem {
+    fn into_response(self, status: StatusCode) -> Response {
+        let body = serde_json::to_string(&self).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let title = self.status.canonical_reason().unwrap_or("error");
-        let mut body = json!({
-            "type": format!("https://caseflow.dev/problems/{}", self.kind),
-            "title": title,
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if let Some(f) = self.field {
-            body["field"] = Json::String(f);
-        }
-        if !self.errors.is_empty() {
-            body["errors"] = self.errors.iter().map(|(f, d)| json!({ "field": f, "detail": d })).collect();
-        }
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+        self.problem().into_response(self.status)
     }
 }
 

@@ -2,14 +2,13 @@
 
 use super::auth::caller;
 use super::error::ApiError;
-use super::{blocking, Shared};
+use super::{blocking, views, Shared};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use caseflow_core::case::StatusKind;
 use caseflow_engine::sync::Unpoisoned;
 use caseflow_engine::Storage;
-use serde_json::{json, Value as Json};
 
 /// Liveness and readiness
 ///
@@ -18,16 +17,16 @@ use serde_json::{json, Value as Json};
     get,
     path = "/health",
     responses(
-        (status = 200, description = "Live and ready", body = crate::schemas::Health),
-        (status = 503, description = "Storage is failing: writes are refused until it recovers", body = crate::schemas::Health)
+        (status = 200, description = "Live and ready", body = views::Health),
+        (status = 503, description = "Storage is failing: writes are refused until it recovers", body = views::Health)
     ),
     security(())
 )]
-pub(crate) async fn health(State(state): State<Shared>) -> (StatusCode, axum::Json<Json>) {
+pub(crate) async fn health(State(state): State<Shared>) -> (StatusCode, axum::Json<views::Health>) {
     // The calendar's holidays run out: deadlines past them treat holidays as working days.
-    let calendar = state.engine.rules().calendar.coverage(state.clock.now()).map(
-        |(last, days, status)| json!({ "covered_through": last.to_string(), "days_left": days, "status": status }),
-    );
+    let calendar = state.engine.rules().calendar.coverage(state.clock.now()).map(|(last, days_left, status)| {
+        views::CalendarCoverage { covered_through: last.to_string(), days_left, status }
+    });
     // Not ready while storage is failing: writes are refused until it recovers. What failed
     // is tried again here, so a freed disk shows as recovered without waiting for a write.
     let s = state.clone();
@@ -38,24 +37,25 @@ pub(crate) async fn health(State(state): State<Shared>) -> (StatusCode, axum::Js
     // Refused rules do not make the server unready: the last accepted rules serve. The
     // problems themselves are for administrators (`GET /admin/rules`), not for anyone.
     let refused = state.rules_refused.lock().unpoisoned().clone();
+    let version = state.engine.rules_version();
     let rules = match refused {
-        None => json!({ "status": "ok", "version": state.engine.rules_version() }),
-        Some(r) => json!({
-            "status": "refused",
-            "version": state.engine.rules_version(),
-            "refused_at": r.at.to_rfc3339(),
-            "problems": r.problems(),
-            "detail": "the rules folder holds files that were refused; the last accepted rules are in force (GET /admin/rules lists the problems)",
-        }),
+        None => views::RulesHealth { status: "ok", version, refused_at: None, problems: None, detail: None },
+        Some(r) => views::RulesHealth {
+            status: "refused",
+            version,
+            refused_at: Some(r.at.to_rfc3339()),
+            problems: Some(r.problems()),
+            detail: Some("the rules folder holds files that were refused; the last accepted rules are in force (GET /admin/rules lists the problems)"),
+        },
     };
-    let body = json!({
-        "status": if storage.is_some() { "degraded" } else { "ok" },
-        "storage": storage.map_or_else(|| json!({ "status": "ok" }), |e| json!({ "status": "failing", "error": e })),
-        "rules": rules,
-        "processes": state.engine.definitions().len(),
-        "commands": state.engine.commands_applied(),
-        "calendar": calendar,
-    });
+    let body = views::Health {
+        status: if storage.is_some() { "degraded" } else { "ok" },
+        storage: views::StorageHealth { status: if storage.is_some() { "failing" } else { "ok" }, error: storage },
+        rules,
+        processes: state.engine.definitions().len(),
+        commands: state.engine.commands_applied(),
+        calendar,
+    };
     (status, axum::Json(body))
 }
 

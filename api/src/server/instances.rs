@@ -4,15 +4,15 @@
 use super::auth::{require_admin, Caller};
 use super::error::ApiError;
 use super::extract::{Body, Q};
-use super::json::{fields_from, instance_json, page_limit, parse_instance_id, to_json};
+use super::json::{fields_from, page_limit, parse_instance_id};
+use super::views;
 use super::{blocking, durably, Shared};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use caseflow_core::case::{Command, InstanceId, StatusKind};
-use caseflow_core::value::Value;
 use serde::Deserialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +60,7 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
     ),
     request_body = StartRequest,
     responses(
-        (status = 201, description = "Started", body = crate::schemas::Instance),
+        (status = 201, description = "Started", body = views::Instance),
         (status = 400, description = "A malformed Idempotency-Key"),
         (status = 404, description = "No such process"),
         (status = 409, description = "A start with this key is still in progress"),
@@ -84,7 +84,7 @@ pub(crate) async fn start(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        axum::Json(instance_json(&state, &inst, &actor, service)?),
+        axum::Json(views::Instance::of(&state, &inst, &actor, service)?),
     )
         .into_response())
 }
@@ -97,7 +97,7 @@ pub(crate) async fn start(
     path = "/instances/{id}",
     params(("id" = u64, Path, description = "Instance id")),
     responses(
-        (status = 200, description = "Fields, current steps, open tasks with SLA clocks, timers", body = crate::schemas::Instance),
+        (status = 200, description = "Fields, current steps, open tasks with SLA clocks, timers", body = views::Instance),
         (status = 404, description = "No such instance")
     ),
     security(("bearer" = []))
@@ -106,13 +106,13 @@ pub(crate) async fn get_instance(
     State(state): State<Shared>,
     Caller(actor, service): Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     let id = parse_instance_id(&id)?;
     let s = state.clone();
     let inst =
         blocking(move || s.engine.instance(id)?.ok_or_else(|| ApiError::unknown_instance(format!("no instance {id}"))))
             .await?;
-    Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
+    Ok(axum::Json(views::Instance::of(&state, &inst, &actor, service)?))
 }
 
 /// A case by its business key
@@ -123,7 +123,7 @@ pub(crate) async fn get_instance(
     path = "/instances/by-key/{key}",
     params(("key" = String, Path, description = "Business key, e.g. 20261123-007")),
     responses(
-        (status = 200, description = "The instance", body = crate::schemas::Instance),
+        (status = 200, description = "The instance", body = views::Instance),
         (status = 404, description = "No such instance")
     ),
     security(("bearer" = []))
@@ -132,7 +132,7 @@ pub(crate) async fn get_instance_by_key(
     State(state): State<Shared>,
     Caller(actor, service): Caller,
     Path(key): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     let s = state.clone();
     let inst = blocking(move || {
         s.engine
@@ -140,7 +140,7 @@ pub(crate) async fn get_instance_by_key(
             .ok_or_else(|| ApiError::unknown_instance(format!("no instance with business key `{key}`")))
     })
     .await?;
-    Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
+    Ok(axum::Json(views::Instance::of(&state, &inst, &actor, service)?))
 }
 
 /// A case as a scenario
@@ -188,7 +188,7 @@ pub(crate) async fn scenario(
     path = "/instances/{id}/history",
     params(("id" = u64, Path, description = "Instance id")),
     responses(
-        (status = 200, description = "The audit trail in order", body = crate::schemas::History),
+        (status = 200, description = "The audit trail in order", body = views::History),
         (status = 404, description = "No such instance")
     ),
     security(("bearer" = []))
@@ -197,7 +197,7 @@ pub(crate) async fn history(
     State(state): State<Shared>,
     Caller(actor, service): Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::History>, ApiError> {
     let id = parse_instance_id(&id)?;
     let s = state.clone();
     let (inst, entries) = blocking(move || {
@@ -206,29 +206,9 @@ pub(crate) async fn history(
     })
     .await?;
     // The same masking as the instance view: service tokens do not see sensitive values.
-    let def = state.engine.definition(&inst.process, Some(inst.version));
-    // Service tokens (integrated systems) see sensitive values masked, whatever roles they act in.
-    let may_see = actor.admin || !service;
-    let shown = |field: &str, v: &Value| {
-        let sensitive = def.as_ref().and_then(|d| d.model.field(field)).is_some_and(|f| f.sensitive);
-        if sensitive && !may_see {
-            Json::String("***".into())
-        } else {
-            to_json(v)
-        }
-    };
-    let list: Vec<Json> = entries
-        .iter()
-        .map(|h| {
-            json!({
-                "seq": h.seq, "at": h.at.to_rfc3339(), "actor": h.actor, "event": h.event, "step": h.step, "detail": h.detail,
-                "changes": h.changes.iter().map(|(f, old, new)| json!({ "field": f, "old": old.as_ref().map(|o| shown(f, o)), "new": shown(f, new) })).collect::<Vec<_>>(),
-                "lateness_ms": h.lateness_ms,
-                "rules_version": h.rules_version,
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({ "history": list })))
+    let masking = views::Masking::for_caller(&state, &inst, &actor, service);
+    let history = entries.iter().map(|h| views::HistoryEntry::of(h, &masking)).collect();
+    Ok(axum::Json(views::History { history }))
 }
 
 /// Runs a command on an instance for the caller and returns the instance.
@@ -237,11 +217,11 @@ pub(crate) async fn run(
     Caller(actor, service): Caller,
     id: InstanceId,
     command: Command,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     let now = state.clock.now();
     let a = actor.clone();
     let inst = durably(state.engine.clone(), move |e| e.command_pending(id, &a, command, now)).await?;
-    Ok(axum::Json(instance_json(&state, &inst, &actor, service)?))
+    Ok(axum::Json(views::Instance::of(&state, &inst, &actor, service)?))
 }
 
 /// `run` for commands only administrators may give.
@@ -250,7 +230,7 @@ pub(crate) async fn admin_run(
     caller: Caller,
     id: &str,
     command: Command,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     require_admin(&caller.0)?;
     run(state, caller, parse_instance_id(id)?, command).await
 }
@@ -271,7 +251,7 @@ pub(crate) struct MessageRequest {
     params(("id" = String, Path, description = "Instance id or business key")),
     request_body = MessageRequest,
     responses(
-        (status = 200, description = "Delivered", body = crate::schemas::Instance),
+        (status = 200, description = "Delivered", body = views::Instance),
         (status = 409, description = "Nothing in the case waits for this message")
     ),
     security(("bearer" = []))
@@ -281,7 +261,7 @@ pub(crate) async fn message(
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<MessageRequest>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     // Messages may name the case by id or by business key.
     let id = id_or_key(&state, id).await?;
     run(state, caller, id, Command::Message { name: req.name }).await
@@ -318,7 +298,7 @@ pub(crate) struct ReasonRequest {
     params(("id" = u64, Path, description = "Instance id")),
     request_body = ReasonRequest,
     responses(
-        (status = 200, description = "Cancelled", body = crate::schemas::Instance),
+        (status = 200, description = "Cancelled", body = views::Instance),
         (status = 403, description = "Managers and administrators only"),
         (status = 409, description = "Already ended")
     ),
@@ -329,7 +309,7 @@ pub(crate) async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<ReasonRequest>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     run(state, caller, parse_instance_id(&id)?, Command::Cancel { reason: req.reason }).await
 }
 
@@ -342,7 +322,7 @@ pub(crate) async fn cancel(
     path = "/instances/{id}/suspend",
     params(("id" = u64, Path, description = "Instance id")),
     responses(
-        (status = 200, description = "Suspended", body = crate::schemas::Instance),
+        (status = 200, description = "Suspended", body = views::Instance),
         (status = 403, description = "Not an administrator, nor granted `suspend`"),
         (status = 409, description = "Not running")
     ),
@@ -352,7 +332,7 @@ pub(crate) async fn suspend(
     State(state): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     run(state, caller, parse_instance_id(&id)?, Command::Suspend).await
 }
 
@@ -364,7 +344,7 @@ pub(crate) async fn suspend(
     path = "/instances/{id}/resume",
     params(("id" = u64, Path, description = "Instance id")),
     responses(
-        (status = 200, description = "Resumed", body = crate::schemas::Instance),
+        (status = 200, description = "Resumed", body = views::Instance),
         (status = 403, description = "Not an administrator, nor granted `suspend`"),
         (status = 409, description = "Not suspended")
     ),
@@ -374,7 +354,7 @@ pub(crate) async fn resume(
     State(state): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     run(state, caller, parse_instance_id(&id)?, Command::Resume).await
 }
 
@@ -386,7 +366,7 @@ pub(crate) async fn resume(
     path = "/instances/{id}/retry",
     params(("id" = u64, Path, description = "Instance id")),
     responses(
-        (status = 200, description = "The failed step ran again", body = crate::schemas::Instance),
+        (status = 200, description = "The failed step ran again", body = views::Instance),
         (status = 409, description = "No incident")
     ),
     security(("bearer" = []))
@@ -395,7 +375,7 @@ pub(crate) async fn retry(
     State(state): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     admin_run(state, caller, &id, Command::Retry).await
 }
 
@@ -416,7 +396,7 @@ pub(crate) struct FieldsRequest {
     params(("id" = u64, Path, description = "Instance id")),
     request_body = FieldsRequest,
     responses(
-        (status = 200, description = "Updated", body = crate::schemas::Instance),
+        (status = 200, description = "Updated", body = views::Instance),
         (status = 422, description = "A field is invalid")
     ),
     security(("bearer" = []))
@@ -426,7 +406,7 @@ pub(crate) async fn update_fields(
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<FieldsRequest>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     // Who may: the `update_fields` permission of the rules (checked by the engine).
     let fields = fields_from(&req.fields)?;
     run(state, caller, parse_instance_id(&id)?, Command::UpdateFields { fields }).await
@@ -459,7 +439,7 @@ pub(crate) fn default_status() -> String {
     path = "/instances",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of instances and the next cursor", body = crate::schemas::InstancePage)
+        (status = 200, description = "A page of instances and the next cursor", body = views::InstancePage)
     ),
     security(("bearer" = []))
 )]
@@ -467,7 +447,7 @@ pub(crate) async fn list_instances(
     State(state): State<Shared>,
     _caller: Caller,
     Q(q): Q<ListQuery>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::InstancePage>, ApiError> {
     if StatusKind::parse(&q.status).is_none() {
         return Err(ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -506,11 +486,7 @@ pub(crate) async fn list_instances(
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
-    let list: Vec<Json> = items
-        .iter()
-        .map(|i| json!({ "id": i.id.0, "business_key": i.business_key, "process": i.process, "version": i.version, "status": i.status.name(), "started_at": i.started_at.to_rfc3339(), "updated_at": i.updated_at.to_rfc3339() }))
-        .collect();
     // Cursors are opaque strings, on every list.
-    let next = if more { ids.last().map(|i| i.0.to_string()) } else { None };
-    Ok(axum::Json(json!({ "instances": list, "next_cursor": next })))
+    let next_cursor = if more { ids.last().map(|i| i.0.to_string()) } else { None };
+    Ok(axum::Json(views::InstancePage { instances: items.iter().map(views::InstanceRow::from).collect(), next_cursor }))
 }

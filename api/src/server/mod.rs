@@ -8,7 +8,8 @@
 //!
 //! One file per resource: `processes`, `instances`, `tasks`, `rules`, `events`, `reports`,
 //! `health`; beside them `auth` (the `Caller` extractor), `error` (`ApiError`), `extract`,
-//! `json`, `openapi` and `background` (timers and folder watching).
+//! `json` (values, ids, text bodies), `views` (every body the API answers with, one type each),
+//! `openapi` and `background` (timers and folder watching).
 
 mod auth;
 mod background;
@@ -23,6 +24,7 @@ mod processes;
 mod reports;
 mod rules;
 mod tasks;
+mod views;
 
 use crate::config::TokenConfig;
 pub use auth::*;

@@ -1,6 +1,7 @@
 //! `/openapi.json`: the document utoipa builds from the handlers' annotations, with the
 //! security scheme, the problem responses and the tags added by modifiers.
 
+use super::error::{Problem, ProblemField};
 use super::instances::{FieldsRequest, MessageRequest, ReasonRequest, StartRequest};
 use super::rules::EvaluateRequest;
 use super::tasks::{CompleteRequest, ReassignRequest};
@@ -59,28 +60,6 @@ pub const PROBLEM_KINDS: [&str; 36] = [
     "unsupported-media-type",
     "wrong-status",
 ];
-
-/// The error body every 4xx and 5xx carries, as `application/problem+json` (RFC 9457).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // documents the JSON `ApiError` writes
-pub(crate) struct Problem {
-    /// A URI naming the kind of problem, e.g. `https://caseflow.dev/problems/bad-field`.
-    r#type: String,
-    title: String,
-    status: u16,
-    detail: String,
-    /// The bad field, when one field is at fault.
-    field: Option<String>,
-    /// Every bad field with what is wrong with it.
-    errors: Option<Vec<ProblemField>>,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ProblemField {
-    field: String,
-    detail: String,
-}
 
 /// Documents the errors the shared layers give every operation, so that the document lists
 /// every status a client can receive: 401 and 403 where a token is needed, 404 where the path
@@ -173,7 +152,7 @@ impl utoipa::Modify for ErrorResponses {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "caseflow", description = "Workflow and rules engine for customer-service operations. Errors are application/problem+json (RFC 9457)."),
-    components(schemas(crate::schemas::Event, Problem, ProblemField, StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
+    components(schemas(caseflow_engine::service::EngineEvent, Problem, ProblemField, StartRequest, MessageRequest, ReasonRequest, FieldsRequest, CompleteRequest, EvaluateRequest, ReassignRequest)),
     servers((url = "http://127.0.0.1:8080", description = "The server `cargo run --release -- serve` starts")),
     tags(
         (name = "cases", description = "Start cases, read them, and act on them: messages, cancel, suspend, resume, retry, fields"),

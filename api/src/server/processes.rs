@@ -4,7 +4,8 @@ use super::auth::{require_admin, Caller};
 use super::error::ApiError;
 use super::extract::Body;
 use super::extract::Q;
-use super::json::text_body;
+use super::json::{text_body, TextRequest};
+use super::views;
 use super::{blocking, Shared};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -20,22 +21,25 @@ use serde_json::{json, Map, Value as Json};
     get,
     path = "/processes",
     responses(
-        (status = 200, description = "Deployed processes and their versions", body = crate::schemas::ProcessList),
+        (status = 200, description = "Deployed processes and their versions", body = views::ProcessList),
         (status = 401, description = "No or unknown token")
     ),
     security(("bearer" = []))
 )]
-pub(crate) async fn list_processes(State(state): State<Shared>, _caller: Caller) -> Result<axum::Json<Json>, ApiError> {
-    let list: Vec<Json> = state
+pub(crate) async fn list_processes(
+    State(state): State<Shared>,
+    _caller: Caller,
+) -> Result<axum::Json<views::ProcessList>, ApiError> {
+    let processes = state
         .engine
         .definitions()
         .into_iter()
         .map(|(id, versions)| {
-            let d = state.engine.definition(&id, None);
-            json!({ "id": id, "label": d.as_ref().and_then(|d| d.model.label.clone()), "versions": versions })
+            let label = state.engine.definition(&id, None).and_then(|d| d.model.label.clone());
+            views::ProcessSummary { id, label, versions }
         })
         .collect();
-    Ok(axum::Json(json!({ "processes": list })))
+    Ok(axum::Json(views::ProcessList { processes }))
 }
 
 /// A process
@@ -46,7 +50,7 @@ pub(crate) async fn list_processes(State(state): State<Shared>, _caller: Caller)
     path = "/processes/{id}",
     params(("id" = String, Path, description = "Process id")),
     responses(
-        (status = 200, description = "The latest version, its steps, outcomes and source", body = crate::schemas::ProcessDetail),
+        (status = 200, description = "The latest version, its steps, outcomes and source", body = views::ProcessDetail),
         (status = 404, description = "No such process")
     ),
     security(("bearer" = []))
@@ -55,21 +59,26 @@ pub(crate) async fn show_process(
     State(state): State<Shared>,
     _caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::ProcessDetail>, ApiError> {
     let d =
         state.engine.definition(&id, None).ok_or_else(|| ApiError::unknown_process(format!("no process `{id}`")))?;
     let versions = state.engine.definitions().into_iter().find(|(n, _)| *n == id).map(|(_, v)| v).unwrap_or_default();
-    Ok(axum::Json(json!({
-        "id": id,
-        "label": d.model.label,
-        "doc": d.model.doc,
-        "source_sections": d.model.source,
-        "latest_version": d.version,
-        "versions": versions,
-        "steps": d.model.steps.iter().map(|s| json!({ "name": s.name, "label": s.label })).collect::<Vec<_>>(),
-        "outcomes": d.model.outcomes().map(|s| s.name.clone()).collect::<Vec<_>>(),
-        "source": d.source,
-    })))
+    Ok(axum::Json(views::ProcessDetail {
+        id,
+        label: d.model.label.clone(),
+        doc: d.model.doc.clone(),
+        source_sections: d.model.source.clone(),
+        latest_version: d.version,
+        versions,
+        steps: d
+            .model
+            .steps
+            .iter()
+            .map(|s| views::StepSummary { name: s.name.clone(), label: s.label.clone() })
+            .collect(),
+        outcomes: d.model.outcomes().map(|s| s.name.clone()).collect(),
+        source: d.source.clone(),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -91,7 +100,7 @@ pub(crate) struct SchemaQuery {
     path = "/processes/{id}/schema",
     params(("id" = String, Path, description = "Process id"), SchemaQuery),
     responses(
-        (status = 200, description = "`start`: the start fields' schema; `tasks`: each task step's form; `outcomes`: the ends a case can reach", body = Object, example = json!({"process": "complaint", "version": 1, "start": {"type": "object", "properties": {"urgency": {"type": "string", "enum": ["high", "medium", "low"], "default": "medium", "title": "紧急程度"}}, "required": ["customer", "contact", "content"], "additionalProperties": false}, "tasks": {"receive": {"type": "object", "properties": {"cause": {"type": "string", "enum": ["quality", "expectation", "communication"]}}, "required": ["cause"]}}, "outcomes": ["closed"]})),
+        (status = 200, description = "`start`: the start fields' schema; `tasks`: each task step's form; `outcomes`: the ends a case can reach", body = views::ProcessSchema),
         (status = 404, description = "No such process or version")
     ),
     security(("bearer" = []))
@@ -101,7 +110,7 @@ pub(crate) async fn process_schema(
     _caller: Caller,
     Path(id): Path<String>,
     Q(q): Q<SchemaQuery>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::ProcessSchema>, ApiError> {
     let d = state
         .engine
         .definition(&id, q.version)
@@ -126,10 +135,8 @@ pub(crate) async fn process_schema(
         schema["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
         tasks.insert(step.name.clone(), schema);
     }
-    let outcomes: Vec<&str> = model.outcomes().map(|s| s.name.as_str()).collect();
-    Ok(axum::Json(
-        json!({ "process": id, "version": d.version, "start": start_schema, "tasks": tasks, "outcomes": outcomes }),
-    ))
+    let outcomes = model.outcomes().map(|s| s.name.clone()).collect();
+    Ok(axum::Json(views::ProcessSchema { process: id, version: d.version, start: start_schema, tasks, outcomes }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -152,7 +159,7 @@ pub(crate) struct DiffQuery {
     path = "/processes/{id}/diff",
     params(("id" = String, Path, description = "Process id"), DiffQuery),
     responses(
-        (status = 200, description = "The changes from `from` to `to`", body = crate::schemas::VersionDiff),
+        (status = 200, description = "The changes from `from` to `to`", body = views::VersionDiff),
         (status = 404, description = "No such process or version")
     ),
     security(("bearer" = []))
@@ -162,7 +169,7 @@ pub(crate) async fn process_diff(
     _caller: Caller,
     Path(id): Path<String>,
     Q(q): Q<DiffQuery>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::VersionDiff>, ApiError> {
     let version = |v: Option<u32>| {
         state.engine.definition(&id, v).ok_or_else(|| match v {
             Some(v) => ApiError::unknown_process(format!("no process `{id}` in version {v}")),
@@ -177,7 +184,7 @@ pub(crate) async fn process_diff(
         })
     };
     let changes = caseflow_dsl::diff::diff(&parse(&from.source)?, &parse(&to.source)?);
-    Ok(axum::Json(json!({ "process": id, "from": from.version, "to": to.version, "changes": changes })))
+    Ok(axum::Json(views::VersionDiff { process: id, from: from.version, to: to.version, changes }))
 }
 
 /// One field's JSON Schema, as the engine checks its values.
@@ -286,6 +293,22 @@ pub(crate) async fn diagram(
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
+/// `POST /processes` as JSON.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"source": "process hello {\n  source \"002\"\n  start -> done\n  end done\n}\n"}))]
+pub(crate) struct DeployRequest {
+    /// The `.flow` text.
+    source: String,
+}
+
+impl TextRequest for DeployRequest {
+    const FIELD: &'static str = "source";
+    fn into_text(self) -> String {
+        self.source
+    }
+}
+
 /// Deploy a process
 ///
 /// Checks a `.flow` source (the body, as text) with the rules and the other deployed processes, and deploys it as a new version if it changed. Running cases stay on their version.
@@ -294,10 +317,10 @@ pub(crate) async fn diagram(
     path = "/processes",
     // JSON only in the document: the common generators (openapi-python-client among them)
     // drop a body that may also be text/plain. The server still takes the text, for curl.
-    request_body(description = "A .flow source as JSON `{\"source\": \"...\"}`. The server also takes the source itself with `Content-Type: text/plain` (for curl).", content = crate::schemas::DeployRequest, content_type = "application/json"),
+    request_body(description = "A .flow source as JSON `{\"source\": \"...\"}`. The server also takes the source itself with `Content-Type: text/plain` (for curl).", content = DeployRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Deployed as a new version", body = crate::schemas::Deployed),
-        (status = 200, description = "Unchanged: same as the latest version", body = crate::schemas::Deployed),
+        (status = 201, description = "Deployed as a new version", body = caseflow_engine::DeployOutcome),
+        (status = 200, description = "Unchanged: same as the latest version", body = caseflow_engine::DeployOutcome),
         (status = 403, description = "Administrators only"),
         (status = 422, description = "Refused, with the diagnostics of caseflow check")
     ),
@@ -310,7 +333,7 @@ pub(crate) async fn deploy(
     body: String,
 ) -> Result<Response, ApiError> {
     require_admin(&actor)?;
-    let body = text_body(&headers, body, "source")?;
+    let body = text_body::<DeployRequest>(&headers, body)?;
     let now = state.clock.now();
     let engine = state.engine.clone();
     let text = body.clone();
@@ -320,25 +343,11 @@ pub(crate) async fn deploy(
     match result {
         Ok(outcome) => {
             let status = if outcome.changed { StatusCode::CREATED } else { StatusCode::OK };
-            Ok((status, axum::Json(serde_json::to_value(&outcome).unwrap_or(Json::Null))).into_response())
+            Ok((status, axum::Json(outcome)).into_response())
         }
-        Err(EngineError::Rejected(diagnostics)) => Ok(invalid_definition(&diagnostics, &body)),
+        Err(EngineError::Rejected(diagnostics)) => Ok(ApiError::invalid_definition(&diagnostics, "deploy.flow", &body)),
         Err(e) => Err(e.into()),
     }
-}
-
-/// 422 with the diagnostics of `caseflow check`, for a source that does not check.
-fn invalid_definition(diagnostics: &[caseflow_dsl::diag::Diagnostic], source: &str) -> Response {
-    let list: Vec<_> = diagnostics.iter().map(|d| d.to_json("deploy.flow", source)).collect();
-    let problem = json!({
-        "type": "https://caseflow.dev/problems/invalid-definition",
-        "title": "Unprocessable Entity",
-        "status": 422,
-        "detail": format!("the definition has {} error(s)", diagnostics.iter().filter(|d| d.is_error()).count()),
-        "diagnostics": list,
-    });
-    (StatusCode::UNPROCESSABLE_ENTITY, [(header::CONTENT_TYPE, "application/problem+json")], problem.to_string())
-        .into_response()
 }
 
 /// Scenarios one request may run.
@@ -378,7 +387,7 @@ pub(crate) struct TestScenario {
     params(("id" = String, Path, description = "Process id")),
     request_body = TestRequest,
     responses(
-        (status = 200, description = "Every scenario's result", body = crate::schemas::TestReport),
+        (status = 200, description = "Every scenario's result", body = views::TestReport),
         (status = 400, description = "No scenario, more than 50, or a source of another process"),
         (status = 403, description = "Administrators only"),
         (status = 404, description = "No such process and no source given"),
@@ -411,7 +420,7 @@ pub(crate) async fn test_process(
     };
     blocking(move || {
         match caseflow_dsl::parse::parse(&source) {
-            Err(diagnostics) => return Ok(invalid_definition(&diagnostics, &source)),
+            Err(diagnostics) => return Ok(ApiError::invalid_definition(&diagnostics, "deploy.flow", &source)),
             Ok(ast) if ast.id.name != id => {
                 return Err(ApiError::bad_request(format!("the source defines process `{}`, not `{id}`", ast.id.name)))
             }
@@ -430,7 +439,7 @@ pub(crate) async fn test_process(
         let reports = caseflow_dsl::check_files(&sources, Some(&rules.catalog()));
         let checked = &reports[0].checked;
         if checked.diagnostics.iter().any(|d| d.is_error()) {
-            return Ok(invalid_definition(&checked.diagnostics, &source));
+            return Ok(ApiError::invalid_definition(&checked.diagnostics, "deploy.flow", &source));
         }
         let setup = Setup::new(sources, (*rules).clone()).map_err(|refusals| {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-definition", refusals.join("; "))
@@ -445,13 +454,13 @@ pub(crate) async fn test_process(
             let reached = outcomes.iter().flat_map(|o| o.reached.iter().cloned()).collect();
             scenario::coverage([id.as_str()], setup.models(), &reached, true)
         });
-        let report = json!({
-            "process": id,
-            "passed": outcomes.len() - failed,
-            "failed": failed,
-            "scenarios": outcomes,
-            "coverage": coverage.and_then(|c| c.into_iter().next()),
-        });
+        let report = views::TestReport {
+            process: id,
+            passed: outcomes.len() - failed,
+            failed,
+            scenarios: outcomes,
+            coverage: coverage.and_then(|c| c.into_iter().next()),
+        };
         Ok(axum::Json(report).into_response())
     })
     .await
@@ -488,7 +497,7 @@ pub(crate) struct MigrationRequest {
     params(("id" = String, Path, description = "Process id")),
     request_body = MigrationRequest,
     responses(
-        (status = 200, description = "What was done (or would be, in a dry run)", body = crate::schemas::MigrationReport),
+        (status = 200, description = "What was done (or would be, in a dry run)", body = caseflow_engine::MigrationReport),
         (status = 403, description = "Administrators only"),
         (status = 404, description = "No such process or version"),
         (status = 422, description = "The same version twice, or a mapping naming steps the versions do not have")
@@ -500,7 +509,7 @@ pub(crate) async fn migrate(
     Caller(actor, _): Caller,
     Path(id): Path<String>,
     Body(req): Body<MigrationRequest>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<caseflow_engine::MigrationReport>, ApiError> {
     require_admin(&actor)?;
     let engine = state.engine.clone();
     let now = state.clock.now();
@@ -513,5 +522,5 @@ pub(crate) async fn migrate(
         by: actor,
     };
     let report = blocking(move || Ok(engine.migrate(&order, now)?)).await?;
-    Ok(axum::Json(serde_json::to_value(&report).unwrap_or(Json::Null)))
+    Ok(axum::Json(report))
 }

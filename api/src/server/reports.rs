@@ -6,7 +6,6 @@ use super::extract::Q;
 use super::{blocking, Shared};
 use axum::extract::State;
 use serde::Deserialize;
-use serde_json::Value as Json;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -31,7 +30,7 @@ pub(crate) struct ReportQuery {
     path = "/reports",
     params(ReportQuery),
     responses(
-        (status = 200, description = "The report", body = crate::schemas::Report),
+        (status = 200, description = "The report", body = caseflow_core::report::Report),
         (status = 404, description = "No such process")
     ),
     security(("bearer" = []))
@@ -40,8 +39,8 @@ pub(crate) async fn report(
     State(state): State<Shared>,
     _caller: Caller,
     Q(q): Q<ReportQuery>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<caseflow_core::report::Report>, ApiError> {
     let s = state.clone();
     let r = blocking(move || Ok(s.engine.report(&q.process, q.from, q.to)?)).await?;
-    Ok(axum::Json(serde_json::to_value(&r).unwrap_or(Json::Null)))
+    Ok(axum::Json(r))
 }

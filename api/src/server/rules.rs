@@ -6,15 +6,16 @@ use super::auth::{require_admin, require_permission, Caller};
 use super::blocking;
 use super::error::ApiError;
 use super::extract::{Body, Q};
-use super::json::{from_json, text_body, to_json};
+use super::json::{from_json, text_body, to_json, TextRequest};
 use super::tasks::ReassignRequest;
+use super::views;
 use super::{AppState, Shared};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use caseflow_engine::sync::Unpoisoned;
 use caseflow_engine::{Engine, EngineError};
 use serde::Deserialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 use std::collections::BTreeSet;
 
 /// The changes from `old` to `new` rules files: a unified diff per file that changed (added
@@ -226,27 +227,40 @@ pub(crate) fn apply_rules_folder(
     get,
     path = "/admin/rules",
     responses(
-        (status = 200, description = "The rules version and the names in force", body = crate::schemas::RulesInForce)
+        (status = 200, description = "The rules version and the names in force", body = views::RulesInForce)
     ),
     security(("bearer" = []))
 )]
 pub(crate) async fn rules_in_force(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::RulesInForce>, ApiError> {
     require_permission(&state, &actor, "read_rules", "reading the rules in force")?;
     let rules = state.engine.rules();
     let refused = state.rules_refused.lock().unpoisoned().clone();
-    Ok(axum::Json(json!({
-        "version": state.engine.rules_version(),
-        "files": state.rules_files.lock().unpoisoned().iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
-        "refused": refused.map(|r| json!({ "at": r.at.to_rfc3339(), "problems": r.detail.lines().collect::<Vec<_>>() })),
-        "time_zone": rules.calendar.time_zone.to_string(),
-        "roles": rules.roles.keys().collect::<Vec<_>>(),
-        "users": rules.users.keys().collect::<Vec<_>>(),
-        "values": rules.values.keys().collect::<Vec<_>>(),
-        "decision_tables": rules.tables.iter().map(|(n, t)| json!({ "name": n, "hit_policy": t.hit_policy, "inputs": t.inputs, "outputs": t.outputs, "rows": t.rows.len() })).collect::<Vec<_>>(),
-    })))
+    Ok(axum::Json(views::RulesInForce {
+        version: state.engine.rules_version(),
+        files: state.rules_files.lock().unpoisoned().iter().map(|f| f.name.clone()).collect(),
+        refused: refused.map(|r| views::RefusedRules {
+            at: r.at.to_rfc3339(),
+            problems: r.detail.lines().map(str::to_string).collect(),
+        }),
+        time_zone: rules.calendar.time_zone.to_string(),
+        roles: rules.roles.keys().cloned().collect(),
+        users: rules.users.keys().cloned().collect(),
+        values: rules.values.keys().cloned().collect(),
+        decision_tables: rules
+            .tables
+            .iter()
+            .map(|(n, t)| views::TableSummary {
+                name: n.clone(),
+                hit_policy: t.hit_policy,
+                inputs: t.inputs.clone(),
+                outputs: t.outputs.clone(),
+                rows: t.rows.len(),
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -271,10 +285,6 @@ pub(crate) struct UploadQuery {
     dry_run: bool,
 }
 
-pub(crate) fn change_json(change: &caseflow_engine::service::RulesChange, recomputed: Option<usize>) -> Json {
-    json!({ "version": change.version, "at": change.at.to_rfc3339(), "by": change.by, "diff": change.diff, "cases_recomputed": recomputed })
-}
-
 /// Reload the rules folder
 ///
 /// Validates every file and every deployed process against the new names; applies all of it or nothing. `recompute=true` also moves the deadlines of open tasks.
@@ -283,7 +293,7 @@ pub(crate) fn change_json(change: &caseflow_engine::service::RulesChange, recomp
     path = "/admin/rules/reload",
     params(ReloadQuery),
     responses(
-        (status = 200, description = "Applied: version, who, when, diff", body = crate::schemas::RulesChange),
+        (status = 200, description = "Applied: version, who, when, diff", body = views::RulesChange),
         (status = 409, description = "Unchanged"),
         (status = 422, description = "Refused with every error; the old rules stay")
     ),
@@ -293,7 +303,7 @@ pub(crate) async fn reload_rules(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
     Q(q): Q<ReloadQuery>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::RulesChange>, ApiError> {
     require_admin(&actor)?;
     let s = state.clone();
     let (change, recomputed) = blocking(move || {
@@ -302,7 +312,23 @@ pub(crate) async fn reload_rules(
         Ok((change, recomputed))
     })
     .await?;
-    Ok(axum::Json(change_json(&change, recomputed)))
+    Ok(axum::Json(views::RulesChange::of(&change, recomputed)))
+}
+
+/// `PUT /admin/rules/files/{name}` as JSON.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"text": "[values.response_time]\nhigh = \"10min\"\nmedium = \"4 workhours\"\nlow = \"1 workday\"\n"}))]
+pub(crate) struct RulesFileRequest {
+    /// The TOML text of the file.
+    text: String,
+}
+
+impl TextRequest for RulesFileRequest {
+    const FIELD: &'static str = "text";
+    fn into_text(self) -> String {
+        self.text
+    }
 }
 
 /// Replace one rules file
@@ -316,9 +342,9 @@ pub(crate) async fn reload_rules(
     path = "/admin/rules/files/{name}",
     params(("name" = String, Path, description = "File name, snake_case.toml"), UploadQuery),
     // JSON only in the document, as for `POST /processes`; text/plain is still taken.
-    request_body(description = "The file as JSON `{\"text\": \"...\"}`. The server also takes the file itself with `Content-Type: text/plain` (for curl).", content = crate::schemas::RulesFileRequest, content_type = "application/json"),
+    request_body(description = "The file as JSON `{\"text\": \"...\"}`. The server also takes the file itself with `Content-Type: text/plain` (for curl).", content = RulesFileRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "Applied and written; or, with `dry_run`, what it would do", body = crate::schemas::RulesUpload),
+        (status = 200, description = "Applied and written; or, with `dry_run`, what it would do", body = views::RulesUpload),
         (status = 422, description = "Refused; nothing written")
     ),
     security(("bearer" = []))
@@ -330,9 +356,9 @@ pub(crate) async fn upload_rules_file(
     Path(name): Path<String>,
     Q(q): Q<UploadQuery>,
     body: String,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::RulesUpload>, ApiError> {
     require_admin(&actor)?;
-    let body = text_body(&headers, body, "text")?;
+    let body = text_body::<RulesFileRequest>(&headers, body)?;
     let valid = name.strip_suffix(".toml").is_some_and(|stem| {
         !stem.is_empty() && stem.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     });
@@ -349,7 +375,7 @@ pub(crate) async fn upload_rules_file(
             let (rules, files) = candidate_rules(&s, Some((&name, &body)))?;
             let diff = rules_diff(&s.rules_files.lock().unpoisoned(), &files);
             let impact = s.engine.rules_impact(&rules, q.recompute, s.clock.now()).map_err(refused_by_processes)?;
-            Ok(axum::Json(json!({ "dry_run": true, "diff": diff, "impact": impact })))
+            Ok(axum::Json(views::RulesUpload::Preview(views::RulesPreview { dry_run: true, diff, impact })))
         })
         .await;
     }
@@ -381,7 +407,7 @@ pub(crate) async fn upload_rules_file(
         Ok((change, recomputed))
     })
     .await?;
-    Ok(axum::Json(change_json(&change, recomputed)))
+    Ok(axum::Json(views::RulesUpload::Applied(views::RulesChange::of(&change, recomputed))))
 }
 
 /// Give all of a user's tasks to another
@@ -394,7 +420,7 @@ pub(crate) async fn upload_rules_file(
     params(("user" = String, Path, description = "User id")),
     request_body = ReassignRequest,
     responses(
-        (status = 200, description = "How many tasks moved", body = crate::schemas::Reassigned)
+        (status = 200, description = "How many tasks moved", body = views::Reassigned)
     ),
     security(("bearer" = []))
 )]
@@ -403,11 +429,11 @@ pub(crate) async fn reassign_user(
     Caller(actor, _): Caller,
     Path(user): Path<String>,
     Body(req): Body<ReassignRequest>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Reassigned>, ApiError> {
     require_permission(&state, &actor, "reassign", "moving a user's tasks")?;
     let s = state.clone();
     let n = blocking(move || Ok(s.engine.reassign_all(&user, &req.to, &actor, &req.reason, s.clock.now())?)).await?;
-    Ok(axum::Json(json!({ "reassigned": n })))
+    Ok(axum::Json(views::Reassigned { reassigned: n }))
 }
 
 /// Every accepted rules change
@@ -417,18 +443,18 @@ pub(crate) async fn reassign_user(
     get,
     path = "/admin/rules/changes",
     responses(
-        (status = 200, description = "Every accepted change", body = crate::schemas::RulesChanges)
+        (status = 200, description = "Every accepted change", body = views::RulesChanges)
     ),
     security(("bearer" = []))
 )]
 pub(crate) async fn rules_changes(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::RulesChanges>, ApiError> {
     require_admin(&actor)?;
     let s = state.clone();
     let changes = blocking(move || Ok(s.engine.rules_changes()?)).await?;
-    Ok(axum::Json(json!({ "changes": changes })))
+    Ok(axum::Json(views::RulesChanges { changes: changes.iter().map(|c| views::RulesChange::of(c, None)).collect() }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -448,7 +474,7 @@ pub(crate) struct EvaluateRequest {
     params(("name" = String, Path, description = "Decision table")),
     request_body = EvaluateRequest,
     responses(
-        (status = 200, description = "Rows hit and their outputs", body = crate::schemas::TableHits),
+        (status = 200, description = "Rows hit and their outputs", body = views::TableHits),
         (status = 404, description = "No such table")
     ),
     security(("bearer" = []))
@@ -458,7 +484,7 @@ pub(crate) async fn evaluate_table(
     Caller(actor, _): Caller,
     Path(name): Path<String>,
     Body(req): Body<EvaluateRequest>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::TableHits>, ApiError> {
     require_permission(&state, &actor, "read_rules", "trying a decision table")?;
     let rules = state.engine.rules();
     let table = rules
@@ -488,14 +514,14 @@ pub(crate) async fn evaluate_table(
     let hits = table
         .evaluate(&values)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "evaluation", e.to_string()))?;
-    let rows: Vec<Json> = hits
+    let hits = hits
         .0
         .iter()
-        .map(|&i| {
-            let outputs: Map<String, Json> =
-                table.outputs.iter().zip(&table.rows[i].outputs).map(|(n, v)| (n.clone(), to_json(v))).collect();
-            json!({ "row": i, "line": table.rows[i].line, "outputs": outputs })
+        .map(|&row| views::TableHit {
+            row,
+            line: table.rows[row].line,
+            outputs: table.outputs.iter().zip(&table.rows[row].outputs).map(|(n, v)| (n.clone(), to_json(v))).collect(),
         })
         .collect();
-    Ok(axum::Json(json!({ "table": name, "rules_version": state.engine.rules_version(), "hits": rows })))
+    Ok(axum::Json(views::TableHits { table: name, rules_version: state.engine.rules_version(), hits }))
 }

@@ -6,12 +6,13 @@ use super::error::ApiError;
 use super::extract::{Body, Q};
 use super::instances::run;
 use super::json::{fields_from, page_limit, parse_task_id};
+use super::views;
 use super::{blocking, Shared};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use caseflow_core::case::Command;
 use serde::Deserialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -36,7 +37,7 @@ pub(crate) struct InboxQuery {
     path = "/tasks",
     params(InboxQuery),
     responses(
-        (status = 200, description = "A page of open tasks, soonest due first (no deadline last), and `next_cursor`", body = crate::schemas::TaskPage),
+        (status = 200, description = "A page of open tasks, soonest due first (no deadline last), and `next_cursor`", body = views::TaskPage),
         (status = 403, description = "Not your inbox or role")
     ),
     security(("bearer" = []))
@@ -45,7 +46,7 @@ pub(crate) async fn inbox(
     State(state): State<Shared>,
     Caller(actor, _): Caller,
     Q(q): Q<InboxQuery>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::TaskPage>, ApiError> {
     // Staff see their own inbox and their roles'; administrators anyone's.
     let (user, role) = match (q.user, q.role) {
         (None, None) => (Some(actor.id.clone()), None),
@@ -84,18 +85,8 @@ pub(crate) async fn inbox(
         }
     })
     .await?;
-    let list: Vec<Json> = page
-        .tasks
-        .iter()
-        .map(|t| {
-            json!({
-                "id": format!("{}-{}", t.instance, t.task.seq), "instance": t.instance.0, "business_key": t.business_key, "process": t.process,
-                "name": t.task.name, "step": t.task.step_name, "item": t.task.item, "assignee": t.task.assignee, "due_at": t.task.due_at.map(|d| d.to_rfc3339()), "overdue": t.task.overdue,
-                "priority": t.task.priority,
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({ "tasks": list, "next_cursor": page.next_cursor })))
+    let tasks = page.tasks.iter().map(views::TaskRow::from).collect();
+    Ok(axum::Json(views::TaskPage { tasks, next_cursor: page.next_cursor }))
 }
 
 /// Claim a task
@@ -106,7 +97,7 @@ pub(crate) async fn inbox(
     path = "/tasks/{id}/claim",
     params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
     responses(
-        (status = 200, description = "Claimed", body = crate::schemas::Instance),
+        (status = 200, description = "Claimed", body = views::Instance),
         (status = 403, description = "Not your task or role"),
         (status = 409, description = "Not open")
     ),
@@ -116,7 +107,7 @@ pub(crate) async fn claim(
     State(state): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     let (instance, task) = parse_task_id(&id)?;
     run(state, caller, instance, Command::Claim { task }).await
 }
@@ -129,7 +120,7 @@ pub(crate) async fn claim(
     path = "/tasks/{id}/release",
     params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
     responses(
-        (status = 200, description = "Released", body = crate::schemas::Instance),
+        (status = 200, description = "Released", body = views::Instance),
         (status = 403, description = "Not yours"),
         (status = 409, description = "Not open")
     ),
@@ -139,7 +130,7 @@ pub(crate) async fn release(
     State(state): State<Shared>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     let (instance, task) = parse_task_id(&id)?;
     run(state, caller, instance, Command::Release { task }).await
 }
@@ -162,7 +153,7 @@ pub(crate) struct ReassignRequest {
     params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
     request_body = ReassignRequest,
     responses(
-        (status = 200, description = "Reassigned", body = crate::schemas::Instance),
+        (status = 200, description = "Reassigned", body = views::Instance),
         (status = 403, description = "No `reassign` permission"),
         (status = 409, description = "Not open"),
         (status = 422, description = "No such user")
@@ -174,7 +165,7 @@ pub(crate) async fn reassign_task(
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<ReassignRequest>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     let (instance, task) = parse_task_id(&id)?;
     run(state, caller, instance, Command::Reassign { task, to: req.to, reason: req.reason }).await
 }
@@ -189,7 +180,7 @@ pub(crate) async fn reassign_task(
     params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
     request_body = ReassignRequest,
     responses(
-        (status = 200, description = "Delegated", body = crate::schemas::Instance),
+        (status = 200, description = "Delegated", body = views::Instance),
         (status = 403, description = "Not your task, or no `delegate` permission"),
         (status = 409, description = "Not open"),
         (status = 422, description = "The colleague may not work on it")
@@ -201,7 +192,7 @@ pub(crate) async fn delegate_task(
     caller: Caller,
     Path(id): Path<String>,
     Body(req): Body<ReassignRequest>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Instance>, ApiError> {
     let (instance, task) = parse_task_id(&id)?;
     run(state, caller, instance, Command::Delegate { task, to: req.to, reason: req.reason }).await
 }
@@ -226,7 +217,7 @@ pub(crate) struct CompleteRequest {
     params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
     request_body = CompleteRequest,
     responses(
-        (status = 200, description = "Completed; the case moved on", body = crate::schemas::Instance),
+        (status = 200, description = "Completed; the case moved on", body = views::Completed),
         (status = 403, description = "Not your task or role"),
         (status = 409, description = "Not open: someone completed it first"),
         (status = 422, description = "The form is invalid")
@@ -238,19 +229,20 @@ pub(crate) async fn complete(
     Caller(actor, service): Caller,
     Path(id): Path<String>,
     Body(req): Body<CompleteRequest>,
-) -> Result<axum::Json<Json>, ApiError> {
+) -> Result<axum::Json<views::Completed>, ApiError> {
     if service {
         return Err(ApiError::forbidden("service tokens may not work on tasks"));
     }
     let (instance, task) = parse_task_id(&id)?;
     let fields = fields_from(&req.fields)?;
-    let mut answer =
+    let axum::Json(instance) =
         run(state, Caller(actor.clone(), service), instance, Command::CompleteTask { task, fields }).await?;
     // Chained execution: the tasks of this case that are now the caller's, to go on with.
-    let next: Vec<Json> = answer.0["tasks"]
-        .as_array()
-        .map(|tasks| tasks.iter().filter(|t| t["assignee"] == actor.id.as_str()).map(|t| t["id"].clone()).collect())
-        .unwrap_or_default();
-    answer.0["next_for_you"] = Json::Array(next);
-    Ok(answer)
+    let next_for_you = instance
+        .tasks
+        .iter()
+        .filter(|t| t.assignee.as_deref() == Some(actor.id.as_str()))
+        .map(|t| t.id.clone())
+        .collect();
+    Ok(axum::Json(views::Completed { instance, next_for_you }))
 }

@@ -19,6 +19,7 @@ pub const SERVICE_QUALITY_WEIGHTS: [(&str, f64); 5] =
     [("reliability", 30.0), ("responsiveness", 25.0), ("assurance", 20.0), ("empathy", 16.0), ("tangibles", 7.0)];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepStats {
     pub completed: usize,
     pub handling_minutes_median: Option<f64>,
@@ -27,12 +28,16 @@ pub struct StepStats {
     pub deadlines_met_share: Option<f64>,
 }
 
+/// The KPIs of one process over a period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"process": "complaint", "from": "2026-11-01T00:00:00Z", "to": null, "cases": 2, "by_status": {"completed": 1, "running": 1}, "by_outcome": {"closed": 1}, "by_field": {"urgency": {"high": 2}}, "steps": {"receive": {"completed": 2, "handling_minutes_median": 4.0, "handling_minutes_p90": 6.0, "deadlines_met_share": 1.0}}, "first_contact_resolution_share": 1.0, "satisfaction_average": 5.0, "service_quality": {}, "service_quality_weighted": null})))]
 pub struct Report {
     pub process: String,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub cases: usize,
+    /// Cases by status name.
     pub by_status: BTreeMap<String, usize>,
     pub by_outcome: BTreeMap<String, usize>,
     /// For every choice field: value → count (cause, channel, urgency, ...).

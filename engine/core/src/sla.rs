@@ -7,7 +7,9 @@ use crate::case::Task;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+/// A task's SLA clock, on the business calendar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlaClock {
     /// Working minutes from opening to the deadline.
     pub allowed_minutes: i64,

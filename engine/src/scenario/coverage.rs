@@ -83,13 +83,16 @@ pub fn required(model: &Process, full: bool) -> Vec<Reach> {
     out
 }
 
-/// One process's coverage.
+/// What the scenarios reached of a process.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProcessCoverage {
     pub process: String,
     pub reached: usize,
     pub required: usize,
     pub percent: f64,
+    /// Steps, decision arms, reminders, missed deadlines, escalations and the cancellation never reached.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub missing: Vec<Reach>,
 }
 

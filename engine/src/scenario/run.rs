@@ -64,9 +64,12 @@ impl Setup {
 /// Why a scenario failed: where (step number and the line it starts on), doing what, and
 /// what was expected against what was found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ScenarioFailure))]
 pub struct Failure {
-    /// The step (1-based) of the scenario's own case; `None` for the start or the file itself.
+    /// The step (1-based) of the scenario's own case; null for the start or the file itself.
     pub step: Option<usize>,
+    /// The line of the step (or of the problem) in the scenario's text.
     pub line: Option<usize>,
     pub action: String,
     pub expected: String,
@@ -75,10 +78,14 @@ pub struct Failure {
 
 /// One scenario's result.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ScenarioOutcome))]
 pub struct ScenarioResult {
     pub name: String,
     pub description: String,
+    /// The process the scenario starts; empty when the file could not be read.
     pub process: String,
+    /// Absent when the scenario passed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     /// What was done, one line per action, up to the failure.

@@ -28,7 +28,10 @@ pub struct Deployed {
     pub deployed_at: DateTime<Utc>,
 }
 
+/// What a deploy did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Deployed, example = json!({"process": "complaint", "version": 2, "changed": true, "warnings": []})))]
 pub struct DeployOutcome {
     pub process: String,
     pub version: u32,

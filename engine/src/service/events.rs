@@ -27,16 +27,27 @@ pub(crate) fn event_of(inst: &Instance, h: &case::HistoryEntry) -> EngineEvent {
 }
 
 /// A durable change, as published to observers (the API's event stream).
+///
+/// In the API, one event of `GET /events`: the `data` of each Server-Sent Event, whose `event`
+/// field is `event` below and whose `id` is `INSTANCE-SEQ`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Event, example = json!({"instance": 1, "business_key": "20261123-001", "process": "complaint", "seq": 3, "at": "2026-11-23T02:00:00Z", "event": "task_opened", "step": "receive", "detail": "assigned to liu_yang", "status": "running"})))]
 pub struct EngineEvent {
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub instance: InstanceId,
     pub business_key: String,
     pub process: String,
+    /// The history entry's number in its case.
     pub seq: u64,
     pub at: DateTime<Utc>,
+    /// The history entry's event (`started`, `task_opened`, `task_completed`, `escalated`, ...).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub event: HistoryEvent,
     pub step: Option<String>,
     pub detail: String,
+    /// The case's status after the change.
+    #[cfg_attr(feature = "openapi", schema(value_type = caseflow_core::case::StatusKind))]
     pub status: String,
 }
 

@@ -31,6 +31,8 @@ pub struct MigrationOrder {
 
 /// What a migration did, or (dry run) would do.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"process": "complaint", "from": 1, "to": 2, "dry_run": true, "cases": 3, "moved": 2, "refused": 1, "landing": {"receive -> receive (stays)": 1, "remote_assistance -> onsite_visit (entered)": 1}, "refusals": {"it waits at `file`, which version 2 does not have: map `file` to one of its steps": 1}, "incidents": {}, "results": [{"id": 1, "business_key": "20261123-001", "moved": true, "reasons": [], "plan": {"moves": [{"from": "receive", "to": "receive", "how": "stays"}], "tasks_kept": ["1-2"], "tasks_closed": [], "tasks_opened": [], "deadlines": [], "fields_defaulted": ["region"], "fields_dropped": [], "landing": {"status": "running", "at": ["receive (task)"]}}}]})))]
 pub struct MigrationReport {
     pub process: String,
     pub from: u32,
@@ -54,7 +56,9 @@ pub struct MigrationReport {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaseMigration {
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub id: InstanceId,
     pub business_key: String,
     pub moved: bool,

@@ -235,8 +235,10 @@ impl<S: Storage> Engine<S> {
     }
 }
 
-/// What candidate rules would do to open work (`Engine::rules_impact`).
+/// What candidate rules would do to open work if applied (`Engine::rules_impact`): open
+/// deadlines move only when recomputed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RulesImpact {
     /// Whether open deadlines would be recomputed. Without it they stay as they are, and the
     /// deadline figures below are zero.
@@ -267,6 +269,7 @@ pub struct RulesImpact {
 
 /// An open task whose assignee the candidate rules take off it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssigneeLost {
     pub task: String,
     pub step: String,
@@ -289,6 +292,7 @@ fn assignee_problems(rules: &RuleSet, assignee: &str, roles: &[String], today: c
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShiftMinutes {
     pub earliest: i64,
     pub median: i64,

@@ -94,9 +94,12 @@ impl Status {
     }
 }
 
-/// A status without its details: the one list of status names (queries, indexes, metrics
-/// and the API's filters spell them with `as_str`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A case's status without its details: one name in the case and in lists alike. The one list
+/// of status names: queries, indexes, metrics and the API's filters spell them with `as_str`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = CaseStatus))]
 pub enum StatusKind {
     Running,
     Suspended,

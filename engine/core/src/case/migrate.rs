@@ -42,6 +42,7 @@ pub fn target(from_name: &str, to: &Process, mapping: &BTreeMap<String, String>)
 
 /// What moving one case does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CasePlan {
     /// Each place of the case: the old step and the new one.
     pub moves: Vec<StepMove>,
@@ -63,6 +64,7 @@ pub struct CasePlan {
 
 /// Where a moved case ends up: what a dry run must say before anything moves.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Landing {
     /// `running`, `suspended` or `incident`.
     pub status: String,
@@ -99,6 +101,7 @@ impl Landing {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepMove {
     pub from: String,
     pub to: String,
@@ -107,6 +110,7 @@ pub struct StepMove {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeadlineChange {
     pub task: String,
     pub step: String,
