@@ -454,7 +454,7 @@ pub(crate) async fn rules_changes(
     require_admin(&actor)?;
     let s = state.clone();
     let changes = blocking(move || Ok(s.engine.rules_changes()?)).await?;
-    Ok(axum::Json(views::RulesChanges { changes: changes.iter().map(|c| views::RulesChange::of(c, None)).collect() }))
+    Ok(axum::Json(views::RulesChanges { changes }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -542,8 +542,7 @@ pub struct RulesChange {
     pub by: String,
     /// A unified diff per file that changed.
     pub diff: String,
-    /// Open tasks whose deadlines were recomputed (`recompute=true`); `null` in the list of
-    /// changes and when nothing was recomputed.
+    /// Open tasks whose deadlines were recomputed (`recompute=true`).
     pub cases_recomputed: Option<usize>,
 }
 
@@ -561,9 +560,10 @@ impl RulesChange {
 
 /// Every accepted rules change, oldest first.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"changes": [{"version": 1, "at": "2026-11-23T02:00:00Z", "by": "admin", "diff": "--- a/values.toml\n+++ b/values.toml\n", "cases_recomputed": null}]}))]
+#[schema(example = json!({"changes": [{"version": 1, "at": "2026-11-23T02:00:00Z", "by": "admin", "diff": "--- a/values.toml\n+++ b/values.toml\n"}]}))]
 pub struct RulesChanges {
-    pub changes: Vec<RulesChange>,
+    /// As recorded: version, when, who, the diff.
+    pub changes: Vec<caseflow_engine::service::RulesChange>,
 }
 
 /// What a rules upload answers: the change it applied (`version`, `at`, `by`, `diff`,

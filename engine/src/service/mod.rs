@@ -97,6 +97,8 @@ pub use crate::storage::index::TaskView;
 
 /// One accepted change of the rules: who, when, what changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = RulesChangeRecord))]
 pub struct RulesChange {
     pub version: u64,
     pub at: DateTime<Utc>,
