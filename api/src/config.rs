@@ -80,6 +80,52 @@ pub struct Config {
     /// Seconds that requests in flight (and `/events` streams) get to finish on SIGTERM.
     #[serde(default = "default_shutdown_grace_secs")]
     pub shutdown_grace_secs: u64,
+    /// The console (`/ui`): how long sessions last, and whether cookies are HTTPS-only.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: the staff's sign-in sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// A session ends after this many minutes without a request.
+    #[serde(default = "default_session_idle_minutes")]
+    pub session_idle_minutes: u64,
+    /// And after this many hours in any case.
+    #[serde(default = "default_session_max_hours")]
+    pub session_max_hours: u64,
+    /// People reach the server through a proxy that serves HTTPS: session cookies are marked
+    /// `Secure` (never sent over plain HTTP).
+    #[serde(default)]
+    pub behind_https_proxy: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+fn default_session_idle_minutes() -> u64 {
+    30
+}
+fn default_session_max_hours() -> u64 {
+    12
+}
+
+impl ConsoleConfig {
+    pub fn settings(&self) -> Result<crate::console::ConsoleSettings> {
+        if self.session_idle_minutes == 0 || self.session_max_hours == 0 {
+            bail!("[console] session_idle_minutes and session_max_hours must be at least 1");
+        }
+        let minutes = |m: u64| chrono::Duration::minutes(i64::try_from(m).unwrap_or(i64::MAX / 60_000).min(525_600));
+        Ok(crate::console::ConsoleSettings {
+            idle: minutes(self.session_idle_minutes),
+            absolute: minutes(self.session_max_hours.saturating_mul(60)),
+            secure_cookies: self.behind_https_proxy,
+        })
+    }
 }
 
 /// A URL that receives engine events as signed JSON POSTs.

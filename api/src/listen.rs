@@ -71,10 +71,10 @@ pub async fn serve(
     let all_closed = Arc::new(tokio::sync::Notify::new());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.as_mut() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors (or another passing error): let the open
                     // connections close some before trying again, rather than spin.
@@ -100,7 +100,14 @@ pub async fn serve(
             reg.open.insert(id, conn.clone());
             id
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, for handlers that count by address (the console's sign-in).
+        let with_peer = tower::ServiceBuilder::new()
+            .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            })
+            .service(app.clone());
+        let service = TowerToHyperService::new(with_peer);
         let (registry, all_closed) = (registry.clone(), all_closed.clone());
         tokio::spawn(async move {
             let io = TokioIo::new(Tracked { inner: stream, conn: conn.clone(), epoch });

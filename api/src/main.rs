@@ -183,6 +183,34 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// People's console accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Set a person's console password (a user of the rules' people.toml), read from the
+    /// terminal or as one line of stdin, never from the command line. On a stopped server's
+    /// data directory, or through a running server with `--url` and an administrator's token.
+    /// Ends the person's sessions.
+    Password {
+        user: String,
+        /// The stopped server's data directory.
+        #[arg(long, default_value = "data", conflicts_with = "url")]
+        data: PathBuf,
+        /// The rules folder the person must be in.
+        #[arg(long, default_value = "rules", conflicts_with = "url")]
+        rules: PathBuf,
+        /// A running server (http://host:port): `PUT /admin/users/{user}/password`.
+        #[arg(long)]
+        url: Option<String>,
+        /// An administrator's token for `--url`.
+        #[arg(long, env = "CASEFLOW_TOKEN", requires = "url", hide_env_values = true)]
+        token: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -314,5 +342,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli::rules::rules_eval(&dir, &table, &inputs)
         }
         Command::Fmt { files, check, stdout } => cli::check::fmt(files, check, stdout),
+        Command::User { command: UserCommand::Password { user, data, rules, url, token } } => {
+            cli::user::password(&user, &data, &rules, url.as_deref(), token.as_deref())
+        }
     }
 }

@@ -318,6 +318,7 @@ fn the_folder_watcher_applies_good_changes_and_refuses_bad_ones() {
         rules_refused: Default::default(),
         events: caseflow::server::event_channel(&api.engine),
         stopping: tokio::sync::watch::Sender::new(false),
+        console: Default::default(),
     };
     let mut watch = caseflow::server::FolderWatch::new(&state, processes.0.clone());
     assert_eq!(watch.poll(&state), Default::default(), "nothing changed");

@@ -196,8 +196,11 @@ pub fn to_svg(p: &Process) -> Result<String, String> {
             let side = sx.max(tx) + widest / 2.0 + GAP_X / 2.0;
             format!("M {sx:.1} {sy:.1} C {side:.1} {:.1}, {side:.1} {:.1}, {tx:.1} {ty:.1}", sy + GAP_Y, ty - GAP_Y)
         };
+        // `data-from`/`data-to` name the steps, so a page can mark the path a case took.
         out.push_str(&format!(
-            "<path d=\"{path}\" fill=\"none\" stroke=\"{stroke}\"{dashed} marker-end=\"url(#arrow)\"/>\n"
+            "<path d=\"{path}\" fill=\"none\" stroke=\"{stroke}\"{dashed} marker-end=\"url(#arrow)\" data-from=\"{}\" data-to=\"{}\"/>\n",
+            xml_escape(&node_name(p, p.graph[e.source()])),
+            xml_escape(&node_name(p, p.graph[e.target()]))
         ));
         let label = edge_text(e.weight());
         if !label.is_empty() {
@@ -237,6 +240,8 @@ pub fn to_svg(p: &Process) -> Result<String, String> {
                 ),
             },
         };
+        // One group per node, named by its step, so a page can mark where a case is.
+        out.push_str(&format!("<g data-step=\"{}\">", xml_escape(&node_name(p, p.graph[n]))));
         out.push_str(&shape);
         out.push('\n');
         let lines = &texts[i];
@@ -246,10 +251,18 @@ pub fn to_svg(p: &Process) -> Result<String, String> {
             let dy = if k == 0 { 0.0 } else { LINE };
             out.push_str(&format!("<tspan x=\"{x:.1}\" dy=\"{dy:.0}\">{}</tspan>", xml_escape(line)));
         }
-        out.push_str("</text>\n");
+        out.push_str("</text></g>\n");
     }
     out.push_str("</svg>\n");
     Ok(out)
+}
+
+/// A node's step name (`start` for the start).
+fn node_name(p: &Process, node: Node) -> String {
+    match node {
+        Node::Start => "start".to_string(),
+        Node::Step(id) => p.step(id).name.clone(),
+    }
 }
 
 fn xml_escape(s: &str) -> String {

@@ -6,6 +6,7 @@ pub(crate) mod migrate;
 pub(crate) mod rules;
 pub(crate) mod serve;
 pub(crate) mod test;
+pub(crate) mod user;
 pub(crate) mod what_if;
 
 use anyhow::{bail, Context, Result};
@@ -109,4 +110,31 @@ pub(crate) fn plural(n: usize) -> &'static str {
     } else {
         "s"
     }
+}
+
+/// An HTTP request with a bearer token and an optional JSON body: the status and the body.
+pub(crate) async fn http_call(method: &str, url: &str, token: &str, json: Option<String>) -> Result<(u16, String)> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    if json.is_some() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let request = request.body(http_body_util::Full::new(hyper::body::Bytes::from(json.unwrap_or_default())))?;
+    let response = client.request(request).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The `detail` of a problem+json body, or the body.
+pub(crate) fn problem_detail(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["detail"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect())
 }

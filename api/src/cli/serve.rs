@@ -82,6 +82,7 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
         rules_refused: std::sync::Mutex::new(rules_refused),
         events: server::event_channel(&engine),
         stopping: tokio::sync::watch::Sender::new(false),
+        console: caseflow::console::ConsoleState::new(config.console.settings()?),
     });
     let watcher_state = state.clone();
     let app = server::router(

@@ -1,7 +1,7 @@
 //! `caseflow test`: scenario files run against the real engine (in memory, a manual clock),
 //! the processes of `--processes` and the rules of `--rules`.
 
-use super::{collect, open_data_dir, read, rules_or_report};
+use super::{collect, open_data_dir, problem_detail, read, rules_or_report};
 use crate::OutputFormat;
 use anyhow::Result;
 use caseflow_dsl::SourceFile;
@@ -205,24 +205,6 @@ pub fn record_from_server(case: &str, url: &str, token: &str) -> Result<ExitCode
     })
 }
 
-/// A GET with a bearer token: the status and the body.
 async fn http_get(url: String, token: String) -> Result<(u16, String)> {
-    use http_body_util::BodyExt;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
-    let request = hyper::Request::get(&url)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(http_body_util::Empty::new())?;
-    let response = client.request(request).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// The `detail` of a problem+json body, or the body.
-fn problem_detail(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["detail"].as_str().map(str::to_string))
-        .unwrap_or_else(|| body.chars().take(200).collect())
+    super::http_call("GET", &url, &token, None).await
 }

@@ -115,7 +115,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Turns an error answer that is not JSON into a problem, keeping its status, its headers
+/// Turns an error answer that is not JSON (nor one of the console's pages) into a problem, keeping its status, its headers
 /// (`Allow` on a 405) and its text as the detail.
 pub(crate) async fn problem_for_bare_errors(resp: Response) -> Response {
     let status = resp.status();
@@ -123,7 +123,7 @@ pub(crate) async fn problem_for_bare_errors(resp: Response) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/") && v.contains("json"));
+        .is_some_and(|v| (v.starts_with("application/") && v.contains("json")) || v.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return resp;
     }

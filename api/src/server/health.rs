@@ -122,6 +122,11 @@ pub(crate) async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> 
         out.push_str(&format!("caseflow_memtable_entries {memtable_entries}\n"));
         out.push_str("# HELP caseflow_memtable_apply_failures_total Applies of the memtable to the database that failed; the next one tries again.\n# TYPE caseflow_memtable_apply_failures_total counter\n");
         out.push_str(&format!("caseflow_memtable_apply_failures_total {apply_failures}\n"));
+        out.push_str("# HELP caseflow_console_signins_failed_total Failed console sign-ins (and wrong current passwords) since start.\n# TYPE caseflow_console_signins_failed_total counter\n");
+        out.push_str(&format!(
+            "caseflow_console_signins_failed_total {}\n",
+            s.console.failed_signins.load(std::sync::atomic::Ordering::Relaxed)
+        ));
         let log = s.engine.store().log_stats();
         out.push_str("# HELP caseflow_log_groups_total Group commits of the write-ahead log (one write, and one fdatasync under fsync, each).\n# TYPE caseflow_log_groups_total counter\n");
         out.push_str(&format!("caseflow_log_groups_total {}\n", log.groups));

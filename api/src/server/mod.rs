@@ -24,6 +24,7 @@ mod processes;
 mod reports;
 mod rules;
 mod tasks;
+mod users;
 mod views;
 
 use crate::config::TokenConfig;
@@ -39,12 +40,14 @@ pub use events::*;
 pub use extract::*;
 pub use health::*;
 pub use instances::*;
+pub(crate) use json::{parse_instance_id, parse_task_id};
 pub use openapi::*;
 pub use processes::*;
 pub use reports::*;
 pub use rules::*;
 use std::sync::Arc;
 pub use tasks::*;
+pub use users::*;
 use utoipa::OpenApi as _;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -66,6 +69,8 @@ pub struct AppState {
     /// Turns true when the server begins to shut down: `/events` streams end then, so that
     /// they do not hold the shutdown open.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// The console's settings and failed sign-ins.
+    pub console: crate::console::ConsoleState,
 }
 
 /// Limits on what one request may send.
@@ -132,6 +137,8 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(upload_rules_file))
         .routes(routes!(reassign_user))
         .routes(routes!(evaluate_table))
+        .routes(routes!(set_password))
+        .routes(routes!(list_sessions, end_sessions))
         .routes(routes!(metrics))
         .routes(routes!(events))
         .routes(routes!(openapi_json))
@@ -154,6 +161,8 @@ pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
 pub fn router(state: Shared, limits: RequestLimits) -> Router {
     let (router, _) = routes().split_for_parts();
     router
+        // The console's pages: HTML, not in the API's document.
+        .merge(crate::console::routes())
         // After every route: axum applies it to the routes that exist when it is called.
         // The `Allow` header axum computes is kept on the answer.
         .method_not_allowed_fallback(|| async {

@@ -22,7 +22,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every kind of problem the server answers, the last part of a problem's `type` URI
 /// (`https://caseflow.dev/problems/KIND`). A test checks that every kind the code uses is here.
-pub const PROBLEM_KINDS: [&str; 36] = [
+pub const PROBLEM_KINDS: [&str; 37] = [
     "bad-cursor",
     "bad-idempotency-key",
     "bad-migration",
@@ -57,6 +57,7 @@ pub const PROBLEM_KINDS: [&str; 36] = [
     "unknown-process",
     "unknown-table",
     "unknown-task",
+    "unknown-user",
     "unsupported-media-type",
     "wrong-status",
 ];
@@ -96,7 +97,8 @@ impl utoipa::Modify for ErrorResponses {
         let problem = || Content::new(Some(Ref::from_schema_name("Problem")));
         for (path, item) in openapi.paths.paths.iter_mut() {
             let path_names_something = path.contains('{');
-            let ops = [(false, &mut item.get), (true, &mut item.post), (false, &mut item.put)];
+            let ops =
+                [(false, &mut item.get), (true, &mut item.post), (false, &mut item.put), (false, &mut item.delete)];
             for (is_post, op) in ops.into_iter().filter_map(|(p, op)| op.as_mut().map(|op| (p, op))) {
                 let mut statuses: Vec<(&str, &str)> = Vec::new();
                 // Secured: some requirement names a scheme (`[{}]` alone marks a public route).
@@ -159,6 +161,7 @@ impl utoipa::Modify for ErrorResponses {
         (name = "tasks", description = "The work of people: inboxes, claim, release, complete, reassign, delegate"),
         (name = "processes", description = "Deployed process definitions, their versions and diagrams"),
         (name = "rules", description = "The administrators' rules: what is in force, reloads, changes, decision tables, people"),
+        (name = "people", description = "People's console accounts: passwords and sessions (administrators)"),
         (name = "operations", description = "Health, metrics, events, reports and this document"),
     ),
     // Paths come from the routes (`super::routes`); what every operation shares is added to
@@ -176,10 +179,11 @@ impl utoipa::Modify for TagsByResource {
                 "instances" => "cases",
                 "tasks" => "tasks",
                 "processes" => "processes",
+                "admin" if path.starts_with("/admin/users/") => "people",
                 "admin" => "rules",
                 _ => "operations",
             };
-            for op in [&mut item.get, &mut item.post, &mut item.put].into_iter().flatten() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete].into_iter().flatten() {
                 op.tags = Some(vec![tag.to_string()]);
             }
         }

@@ -63,6 +63,7 @@ impl Api {
             rules_refused: Default::default(),
             events: caseflow::server::event_channel(&engine),
             stopping: tokio::sync::watch::Sender::new(false),
+            console: Default::default(),
         });
         Api { app: router(state, small_bodies()), engine, clock }
     }
@@ -171,6 +172,7 @@ pub fn api_with_rules(dir: &RulesCopy) -> Api {
         rules_refused: Default::default(),
         events: caseflow::server::event_channel(&api.engine),
         stopping: tokio::sync::watch::Sender::new(false),
+        console: Default::default(),
     });
     api.app = router(state, small_bodies());
     api

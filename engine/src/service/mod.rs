@@ -9,6 +9,7 @@
 //! `command_pending` return at once and `confirm` (or `when_durable`) waits for durability, so
 //! that a caller can keep several writes in flight.
 
+pub mod accounts;
 mod definitions;
 mod events;
 mod migrations;

@@ -23,6 +23,8 @@
 //! | `y/` | `y/{process}\0{tally}(\0{key})*\0{id u64 BE}` | empty: the cases a `tally` counted |
 //! | `f/` | `f/{process}\0{field}\0{value}\0{step}` | who last completed the step for that value (`familiar`) |
 //! | `o/` | `o/{batch seq u64 BE}{index u32 BE}` | an outbox event, when webhooks are configured |
+//! | `a/` | `a/{user}` | the person's console password: an argon2id PHC string, when and by whom it was set (JSON) |
+//! | `e/` | `e/{SHA-256 of the session token}` | a console session: who, since when, last seen, its CSRF token (JSON) |
 //!
 //! `{due}` is a deadline as 8 bytes that sort in time order (`due_bytes`); in inboxes all ones
 //! when the task has none, so an inbox page is one range scan in deadline order that reads no
@@ -54,10 +56,12 @@ pub enum Prefix {
     Tally,
     Familiar,
     Outbox,
+    Account,
+    Session,
 }
 
 impl Prefix {
-    pub const ALL: [Prefix; 16] = [
+    pub const ALL: [Prefix; 18] = [
         Prefix::Meta,
         Prefix::RulesChange,
         Prefix::Definition,
@@ -74,6 +78,8 @@ impl Prefix {
         Prefix::Tally,
         Prefix::Familiar,
         Prefix::Outbox,
+        Prefix::Account,
+        Prefix::Session,
     ];
 
     pub const fn bytes(self) -> &'static [u8] {
@@ -94,6 +100,8 @@ impl Prefix {
             Prefix::Tally => b"y/",
             Prefix::Familiar => b"f/",
             Prefix::Outbox => b"o/",
+            Prefix::Account => b"a/",
+            Prefix::Session => b"e/",
         }
     }
 
@@ -398,6 +406,25 @@ pub fn outbox_batch(key: &[u8]) -> Option<u64> {
     u64_at(Prefix::Outbox.body(key)?, 0)
 }
 
+// ------------------------------------------------------------ a/, e/: people's sign-in
+
+/// A person's password record.
+pub fn account(user: &str) -> Vec<u8> {
+    Prefix::Account.key(&[user.as_bytes()])
+}
+
+/// A session, by the digest of its token (the token itself is never stored).
+pub fn session(token_digest: &[u8; 32]) -> Vec<u8> {
+    Prefix::Session.key(&[token_digest])
+}
+
+pub const SESSIONS: &[u8] = Prefix::Session.bytes();
+
+/// The token digest of an `e/` key.
+pub fn session_digest(key: &[u8]) -> Option<[u8; 32]> {
+    Prefix::Session.body(key)?.try_into().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +482,8 @@ mod tests {
         o.extend_from_slice(&7u64.to_be_bytes());
         o.extend_from_slice(&0u32.to_be_bytes());
         assert_eq!(outbox_batch(&o), Some(7));
+        assert_eq!(session_digest(&session(&[3; 32])), Some([3; 32]));
+        assert_eq!(session_digest(b"e/short"), None);
         let v = idempotency_value(InstanceId(5), &[9; 32]);
         assert_eq!(idempotency_of(&v), Some((InstanceId(5), Some([9; 32]))));
         assert_eq!(idempotency_of(&5u64.to_be_bytes()), Some((InstanceId(5), None)));

@@ -1,0 +1,151 @@
+//! A case's page: its business key, status and outcome, its fields (labels from the `.flow`
+//! file; sensitive values are shown to people and masked only for service tokens, as in the
+//! API), its parent and sub-process cases, its open tasks, its history, and the process
+//! diagram (the SVG the binary draws) with the steps it is at marked and the steps and
+//! transitions it went through shaded.
+
+use super::layout::{self, page};
+use super::session::Staff;
+use crate::server::{blocking, parse_instance_id, ApiError, Shared};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use caseflow_core::case::{HistoryEntry, Instance, Status};
+use maud::{html, Markup, PreEscaped};
+use std::collections::BTreeSet;
+
+/// The diagram with where the case is (`current`) and where it has been (`visited`, and the
+/// transitions between visited steps) marked by classes the stylesheet colours.
+fn marked_diagram(svg: &str, current: &BTreeSet<String>, visited: &BTreeSet<String>) -> String {
+    let mut out = svg.to_string();
+    for step in visited.iter().chain(std::iter::once(&"start".to_string())) {
+        let class = if current.contains(step) { "current" } else { "visited" };
+        out = out.replace(&format!("<g data-step=\"{step}\">"), &format!("<g data-step=\"{step}\" class=\"{class}\">"));
+    }
+    for step in current.difference(visited) {
+        out = out.replace(&format!("<g data-step=\"{step}\">"), &format!("<g data-step=\"{step}\" class=\"current\">"));
+    }
+    // Transitions between two steps the case went through.
+    let mut marked = String::with_capacity(out.len());
+    for line in out.lines() {
+        let taken = line.starts_with("<path ")
+            && [("data-from=\"", 0), ("data-to=\"", 1)].iter().all(|(attr, _)| {
+                line.split(attr)
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .is_some_and(|s| s == "start" || visited.contains(s))
+            });
+        if taken {
+            marked.push_str(&line.replacen("<path ", "<path class=\"taken\" ", 1));
+        } else {
+            marked.push_str(line);
+        }
+        marked.push('\n');
+    }
+    marked
+}
+
+fn status_line(inst: &Instance) -> Markup {
+    html! {
+        span.status.(inst.status.name()) { (inst.status.name()) }
+        @match &inst.status {
+            Status::Completed { outcome } => { " · outcome " strong { (outcome) } }
+            Status::Cancelled { reason } => { " · " (reason) }
+            Status::Incident { step, reason } => { " · at " code { (step) } ": " (reason) }
+            _ => {}
+        }
+    }
+}
+
+fn history_list(entries: &[HistoryEntry], tz: chrono_tz::Tz) -> Markup {
+    html! {
+        ol.history {
+            @for h in entries {
+                li {
+                    time datetime=(h.at.to_rfc3339()) { (h.at.with_timezone(&tz).format("%m-%d %H:%M")) }
+                    " " span.event { (h.event.as_str()) }
+                    @if let Some(s) = &h.step { " " code { (s) } }
+                    " " span.actor { (h.actor) }
+                    @if !h.detail.is_empty() { " — " (h.detail) }
+                }
+            }
+        }
+    }
+}
+
+fn case_body(state: &Shared, staff: &Staff, id: &str) -> Result<Response, ApiError> {
+    let engine = &state.engine;
+    let id = parse_instance_id(id)?;
+    let inst = engine.instance(id)?.ok_or_else(|| ApiError::unknown_instance(format!("no case {id}")))?;
+    let def = engine.definition(&inst.process, Some(inst.version));
+    let history = engine.history(id)?;
+    let subs = engine.sub_cases(id)?;
+    let rules = engine.rules();
+    let tz = rules.calendar.time_zone;
+    let current: BTreeSet<String> =
+        inst.tokens.values().filter_map(|t| def.as_ref().map(|d| d.model.step(t.step).name.clone())).collect();
+    let visited: BTreeSet<String> = history.iter().filter_map(|h| h.step.clone()).collect();
+    let diagram = def.as_ref().and_then(|d| caseflow_dsl::graph::to_svg(&d.model).ok());
+    let label = |name: &str| def.as_ref().and_then(|d| d.model.field(name)).and_then(|f| f.label.clone());
+    let body = html! {
+        p.crumbs { a href="/ui/inbox" { "Inbox" } " › case" }
+        h1 { (inst.business_key) " " small { (def.as_ref().and_then(|d| d.model.label.clone()).unwrap_or_else(|| inst.process.clone())) " v" (inst.version) } }
+        p { (status_line(&inst)) }
+        @if let Some((parent, _)) = inst.parent { p { "Runs for case " a href=(format!("/ui/cases/{parent}")) { "#" (parent) } } }
+        @if !subs.is_empty() {
+            h2 { "Sub-process cases" }
+            ul { @for c in &subs { li { a href=(format!("/ui/cases/{}", c.id)) { (c.process) " #" (c.id) } " · " (c.status) } } }
+        }
+        div.case {
+            section {
+                h2 { "Fields" }
+                table.fields {
+                    @for (name, value) in &inst.fields {
+                        tr { th { (label(name).unwrap_or_else(|| name.clone())) } td { (value) } }
+                    }
+                }
+                h2 { "Open tasks" }
+                @if inst.tasks.is_empty() { p { "None." } }
+                ul {
+                    @for t in inst.tasks.values() {
+                        li {
+                            a href=(format!("/ui/tasks/{}", inst.task_id(t.seq))) { (t.name) }
+                            " · " (t.assignee.as_deref().unwrap_or("unassigned"))
+                            @if let Some(d) = t.due_at { " · due " (d.with_timezone(&tz).format("%m-%d %H:%M")) }
+                            @if t.overdue { " · " span.mark.overdue { "overdue" } }
+                        }
+                    }
+                }
+            }
+            section.diagram aria-label="process diagram" {
+                h2 { "Where it is" }
+                @if let Some(svg) = &diagram { (PreEscaped(marked_diagram(svg, &current, &visited))) }
+                p.legend { span.key.current {} " now " span.key.visited {} " done" }
+            }
+        }
+        h2 { "History" }
+        (history_list(&history, tz))
+    };
+    Ok(page(&inst.business_key, Some(staff), body).into_response())
+}
+
+pub async fn case_page(State(state): State<Shared>, staff: Staff, Path(id): Path<String>) -> Response {
+    let s = state.clone();
+    blocking(move || case_body(&s, &staff, &id)).await.unwrap_or_else(layout::api_error_page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diagram_marks_where_the_case_is_and_has_been() {
+        let svg = "<path d=\"M\" data-from=\"start\" data-to=\"a\"/>\n<path d=\"M\" data-from=\"a\" data-to=\"b\"/>\n<path d=\"M\" data-from=\"b\" data-to=\"c\"/>\n<g data-step=\"start\"></g>\n<g data-step=\"a\"></g>\n<g data-step=\"b\"></g>\n<g data-step=\"c\"></g>\n";
+        let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let out = marked_diagram(svg, &set(&["b"]), &set(&["a", "b"]));
+        assert!(out.contains("<g data-step=\"a\" class=\"visited\">"), "{out}");
+        assert!(out.contains("<g data-step=\"b\" class=\"current\">"), "{out}");
+        assert!(out.contains("<g data-step=\"c\">"), "{out}");
+        assert!(out.contains("<path class=\"taken\" d=\"M\" data-from=\"a\" data-to=\"b\"/>"), "{out}");
+        assert!(out.contains("<path d=\"M\" data-from=\"b\" data-to=\"c\"/>"), "{out}");
+    }
+}

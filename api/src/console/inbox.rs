@@ -1,0 +1,410 @@
+//! The inbox: the person's tasks and their roles' open tasks, the soonest breach first (the
+//! working time left before the deadline on the business calendar, so a task due Monday 9:00
+//! seen on Friday evening is not "62 hours away"), each with its SLA bar; filters; and the
+//! actions on tasks, one or many at once, with a result per task. `/ui/events` streams the
+//! person's changes so the page updates without a reload.
+
+use super::layout::{self, page, Flash};
+use super::session::{Posted, Staff};
+use crate::server::{blocking, durably, ApiError, Shared};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use caseflow_core::case::{Command, HistoryEvent, InstanceId};
+use caseflow_core::sla::SlaClock;
+use caseflow_engine::service::TaskView;
+use chrono::{DateTime, Utc};
+use maud::{html, Markup};
+use std::collections::BTreeSet;
+
+/// Tasks read from each inbox (the person's and each role's) for one page: a person's work
+/// fits many times over; past it the page says some are not shown.
+pub const INBOX_READ_MAX: usize = 500;
+
+/// One task as the inbox shows it.
+pub struct Row {
+    pub view: TaskView,
+    pub sla: Option<SlaClock>,
+    /// The case's `customer` field, when its process has one.
+    pub customer: Option<String>,
+    pub process_label: String,
+    /// An escalation handler ran for this task.
+    pub escalated: bool,
+}
+
+impl Row {
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.view.instance, self.view.task.seq)
+    }
+
+    /// The order of the inbox: working minutes left (negative once overdue), then the deadline
+    /// itself (two deadlines in one night have the same working time left), tasks without a
+    /// deadline last.
+    fn order(&self) -> (i64, Option<DateTime<Utc>>, u64, u32) {
+        let left = self.sla.as_ref().map_or(i64::MAX, |c| c.remaining_minutes);
+        (left, self.view.task.due_at, self.view.instance.0, self.view.task.seq)
+    }
+}
+
+/// What the inbox is filtered by (the query string, so a filtered inbox is a link).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(default)]
+pub struct Filter {
+    /// `mine`, `unassigned`, or all (empty).
+    pub scope: String,
+    pub process: String,
+    pub step: String,
+    pub role: String,
+    pub overdue: bool,
+    pub escalated: bool,
+    pub due_today: bool,
+    /// `rows`: only the table's rows (the live update).
+    pub fragment: String,
+    /// The task just completed (the form sends the person back here).
+    pub done: String,
+}
+
+impl Filter {
+    fn keeps(&self, row: &Row, me: &str, today: chrono::NaiveDate, tz: chrono_tz::Tz) -> bool {
+        let t = &row.view.task;
+        (match self.scope.as_str() {
+            "mine" => t.assignee.as_deref() == Some(me),
+            "unassigned" => t.assignee.is_none(),
+            _ => true,
+        }) && (self.process.is_empty() || row.view.process == self.process)
+            && (self.step.is_empty() || t.step_name == self.step)
+            && (self.role.is_empty() || t.candidates.contains(&self.role))
+            && (!self.overdue || t.overdue)
+            && (!self.escalated || row.escalated)
+            && (!self.due_today || t.due_at.is_some_and(|d| d.with_timezone(&tz).date_naive() == today))
+    }
+}
+
+/// The person's tasks and their roles' open tasks, in inbox order, and whether an inbox held
+/// more than was read.
+pub fn rows(state: &Shared, staff_id: &str, roles: &[String]) -> Result<(Vec<Row>, bool), ApiError> {
+    let engine = &state.engine;
+    let now = state.clock.now();
+    let rules = engine.rules();
+    let mut seen = BTreeSet::new();
+    let mut views = Vec::new();
+    let mut truncated = false;
+    let inboxes = std::iter::once((Some(staff_id), None)).chain(roles.iter().map(|r| (None, Some(r.as_str()))));
+    for (user, role) in inboxes {
+        let page = engine.tasks_page(user, role, None, INBOX_READ_MAX)?;
+        truncated |= page.next_cursor.is_some();
+        for v in page.tasks {
+            if seen.insert((v.instance, v.task.seq)) {
+                views.push(v);
+            }
+        }
+    }
+    let mut rows = Vec::with_capacity(views.len());
+    for view in views {
+        let case = engine.instance(view.instance)?;
+        let def = case.as_ref().and_then(|c| engine.definition(&c.process, Some(c.version)));
+        let customer = case.as_ref().and_then(|c| c.fields.get("customer")).map(|v| v.to_string());
+        // Only an overdue task can have been escalated: only then is its history read.
+        let escalated = view.task.overdue
+            && engine.history(view.instance)?.iter().any(|h| {
+                h.event == HistoryEvent::Escalated
+                    && h.at >= view.task.opened_at
+                    && h.step.as_deref() == Some(&view.task.step_name)
+            });
+        rows.push(Row {
+            sla: caseflow_core::sla::task_clock(&view.task, &rules.calendar, now),
+            customer,
+            process_label: def.and_then(|d| d.model.label.clone()).unwrap_or_else(|| view.process.clone()),
+            escalated,
+            view,
+        });
+    }
+    rows.sort_by_key(Row::order);
+    Ok((rows, truncated))
+}
+
+fn may(state: &Shared, staff: &Staff, permission: &str) -> bool {
+    state
+        .engine
+        .rules()
+        .permissions
+        .get(permission)
+        .is_some_and(|roles| roles.iter().any(|r| staff.actor.roles.contains(r)))
+}
+
+fn sla_bar(row: &Row) -> Markup {
+    let t = &row.view.task;
+    match &row.sla {
+        None => html! { span.sla.none { "no deadline" } },
+        Some(c) => {
+            let used = c.percent_used.clamp(0, 100);
+            let state = if t.overdue || c.remaining_minutes < 0 {
+                "overdue"
+            } else if c.percent_used >= 80 {
+                "late"
+            } else {
+                "ok"
+            };
+            let left = if c.remaining_minutes >= 0 {
+                format!("{} left", working_time(c.remaining_minutes))
+            } else {
+                format!("{} over", working_time(-c.remaining_minutes))
+            };
+            html! {
+                span.sla.(state) title=(format!("{}% of {} working time used", c.percent_used, working_time(c.allowed_minutes))) {
+                    span.bar { span.fill style=(format!("width:{used}%")) {} }
+                    span.left { (left) }
+                    @if !c.running { span.paused { "paused" } }
+                }
+            }
+        }
+    }
+}
+
+/// Working minutes as a person reads them: `45 min`, `3 h 20 min`.
+pub fn working_time(minutes: i64) -> String {
+    match (minutes / 60, minutes % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+/// The table's rows, alone: what the live update swaps in.
+fn table_body(rows: &[&Row], me: &str) -> Markup {
+    html! {
+        @for row in rows {
+            @let t = &row.view.task;
+            tr data-task=(row.id()) class=[t.overdue.then_some("overdue")] {
+                td { input type="checkbox" name="task" value=(row.id()) form="bulk" aria-label=(format!("select {}", row.id())); }
+                td.sla-cell { (sla_bar(row)) }
+                td { a.open href=(format!("/ui/tasks/{}", row.id())) { (t.name) } br; small { (row.process_label) " · " (t.step_name) } }
+                td { a href=(format!("/ui/cases/{}", row.view.instance)) { (row.view.business_key) } }
+                td { (row.customer.as_deref().unwrap_or("")) }
+                td {
+                    @match t.assignee.as_deref() {
+                        Some(a) if a == me => strong { "me" },
+                        Some(a) => (a),
+                        None => em { "unassigned (" (t.candidates.join(", ")) ")" },
+                    }
+                }
+                td.marks {
+                    @if t.priority > 0 { span.mark.priority title="priority" { "P" (t.priority) } }
+                    @if t.overdue { span.mark.overdue { "overdue" } }
+                    @if row.escalated { span.mark.escalated { "escalated" } }
+                }
+            }
+        }
+    }
+}
+
+fn options(selected: &str, values: BTreeSet<String>) -> Markup {
+    html! {
+        option value="" { "any" }
+        @for v in values { option value=(v) selected[v == selected] { (v) } }
+    }
+}
+
+fn inbox_page(state: &Shared, staff: &Staff, filter: &Filter, flash: Vec<Flash>) -> Result<Response, ApiError> {
+    let (all, truncated) = rows(state, &staff.actor.id, &staff.actor.roles)?;
+    let rules = state.engine.rules();
+    let tz = rules.calendar.time_zone;
+    let today = state.clock.now().with_timezone(&tz).date_naive();
+    let shown: Vec<&Row> = all.iter().filter(|r| filter.keeps(r, &staff.actor.id, today, tz)).collect();
+    let processes = all.iter().map(|r| r.view.process.clone()).collect();
+    let steps = all.iter().map(|r| r.view.task.step_name.clone()).collect();
+    let (may_reassign, may_delegate) = (may(state, staff, "reassign"), may(state, staff, "delegate"));
+    let people: Vec<(&String, &caseflow_core::rules::User)> = rules.users.iter().collect();
+    let body = html! {
+        h1 { "Inbox" }
+        @for f in &flash { (f) }
+        p.live role="status" aria-live="polite" hidden { span id="changes" { "0" } " new or changed tasks · " a href="" { "show" } }
+        form.filters method="get" action="/ui/inbox" {
+            label { "Show " select name="scope" {
+                option value="" selected[filter.scope.is_empty()] { "mine and my roles'" }
+                option value="mine" selected[filter.scope == "mine"] { "assigned to me" }
+                option value="unassigned" selected[filter.scope == "unassigned"] { "unassigned" }
+            } }
+            label { "Process " select name="process" { (options(&filter.process, processes)) } }
+            label { "Step " select name="step" { (options(&filter.step, steps)) } }
+            label { "Role " select name="role" { (options(&filter.role, staff.actor.roles.iter().cloned().collect())) } }
+            label { input type="checkbox" name="overdue" value="true" checked[filter.overdue]; " overdue" }
+            label { input type="checkbox" name="escalated" value="true" checked[filter.escalated]; " escalated" }
+            label { input type="checkbox" name="due_today" value="true" checked[filter.due_today]; " due today" }
+            button type="submit" { "Filter" }
+        }
+        @if truncated { p.flash.info { "More tasks are open than the inbox reads at once (" (INBOX_READ_MAX) " per inbox): filter to see the rest." } }
+        form.bulk id="bulk" method="post" action="/ui/inbox/act" {
+            input type="hidden" name="_csrf" value=(staff.csrf);
+            span { "With the selected: " }
+            button name="action" value="claim" { "Claim" }
+            button name="action" value="release" { "Release" }
+            @if may_reassign || may_delegate {
+                select name="to" aria-label="to whom" {
+                    option value="" { "to…" }
+                    @for (id, u) in &people { option value=(id) { (u.name.as_deref().unwrap_or(id)) " (" (id) ")" } }
+                }
+                input name="reason" placeholder="reason" aria-label="reason";
+                @if may_reassign { button name="action" value="reassign" { "Reassign" } }
+                @if may_delegate { button name="action" value="delegate" { "Delegate" } }
+            }
+        }
+        table.inbox {
+            thead { tr { th { input type="checkbox" id="select-all" aria-label="select all"; } th { "Time left" } th { "Task" } th { "Case" } th { "Customer" } th { "Assignee" } th {} } }
+            tbody id="rows" { (table_body(&shown, &staff.actor.id)) }
+        }
+        @if shown.is_empty() { p.empty { "Nothing to do here." } }
+        p.count { (shown.len()) " of " (all.len()) " open tasks" }
+        (keys_help())
+    };
+    Ok(page("Inbox", Some(staff), body).into_response())
+}
+
+fn keys_help() -> Markup {
+    html! {
+        dialog id="keys" {
+            h2 { "Keys" }
+            dl {
+                dt { kbd { "j" } " / " kbd { "k" } } dd { "next / previous task" }
+                dt { kbd { "Enter" } } dd { "open the task" }
+                dt { kbd { "x" } } dd { "select it" }
+                dt { kbd { "c" } } dd { "claim the selected (or this) task" }
+                dt { kbd { "/" } } dd { "filters" }
+                dt { kbd { "?" } } dd { "this help" }
+            }
+            form method="dialog" { button { "Close" } }
+        }
+    }
+}
+
+pub async fn inbox(State(state): State<Shared>, staff: Staff, Query(q): Query<Filter>) -> Response {
+    let s = state.clone();
+    blocking(move || {
+        if q.fragment == "rows" {
+            let (all, _) = rows(&s, &staff.actor.id, &staff.actor.roles)?;
+            let tz = s.engine.rules().calendar.time_zone;
+            let today = s.clock.now().with_timezone(&tz).date_naive();
+            let shown: Vec<&Row> = all.iter().filter(|r| q.keeps(r, &staff.actor.id, today, tz)).collect();
+            return Ok(axum::response::Html(table_body(&shown, &staff.actor.id).into_string()).into_response());
+        }
+        let flash =
+            if q.done.is_empty() { Vec::new() } else { vec![Flash::Info(format!("Task {} completed.", q.done))] };
+        inbox_page(&s, &staff, &q, flash)
+    })
+    .await
+    .unwrap_or_else(layout::api_error_page)
+}
+
+/// Claim, release, reassign or delegate the selected tasks: each on its own, each with its
+/// result (one refused does not stop the others).
+pub async fn act(State(state): State<Shared>, posted: Posted) -> Response {
+    let action = posted.get("action").unwrap_or("").to_string();
+    let to = posted.get("to").unwrap_or("").trim().to_string();
+    let reason = posted.get("reason").unwrap_or("").trim().to_string();
+    let tasks: Vec<String> = posted.all("task").map(str::to_string).collect();
+    let mut flash = Vec::new();
+    if tasks.is_empty() {
+        flash.push(Flash::Error("Select one or more tasks first.".into()));
+    }
+    for id in &tasks {
+        let Some((instance, seq)) = crate::server::parse_task_id(id).ok() else {
+            flash.push(Flash::Error(format!("{id}: not a task")));
+            continue;
+        };
+        let command = match action.as_str() {
+            "claim" => Command::Claim { task: seq },
+            "release" => Command::Release { task: seq },
+            "reassign" | "delegate" if to.is_empty() => {
+                flash.push(Flash::Error(format!("{id}: choose to whom")));
+                continue;
+            }
+            "reassign" => Command::Reassign { task: seq, to: to.clone(), reason: reason.clone() },
+            "delegate" => Command::Delegate { task: seq, to: to.clone(), reason: reason.clone() },
+            other => {
+                flash.push(Flash::Error(format!("no action `{other}`")));
+                break;
+            }
+        };
+        match run(&state, &posted.staff, instance, command).await {
+            Ok(_) => flash.push(Flash::Info(format!("{id}: {}", done(&action, &to)))),
+            Err(e) => flash.push(Flash::Error(format!("{id}: {}", e.detail))),
+        }
+    }
+    let s = state.clone();
+    let staff = posted.staff;
+    blocking(move || inbox_page(&s, &staff, &Filter::default(), flash)).await.unwrap_or_else(layout::api_error_page)
+}
+
+fn done(action: &str, to: &str) -> String {
+    match action {
+        "claim" => "claimed".into(),
+        "release" => "released".into(),
+        "reassign" => format!("reassigned to {to}"),
+        "delegate" => format!("delegated to {to}"),
+        other => other.into(),
+    }
+}
+
+/// Runs a command for the signed-in person, durably, as the API does for a token.
+pub async fn run(
+    state: &Shared,
+    staff: &Staff,
+    instance: InstanceId,
+    command: Command,
+) -> Result<caseflow_core::case::Instance, ApiError> {
+    let now = state.clock.now();
+    let actor = staff.actor.clone();
+    durably(state.engine.clone(), move |e| e.command_pending(instance, &actor, command, now)).await
+}
+
+/// The person's changes as Server-Sent Events: the engine's events about tasks of theirs or of
+/// their roles. The page counts them and fetches its rows again; no polling.
+pub async fn events(State(state): State<Shared>, staff: Staff) -> impl IntoResponse {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let mut rx = state.events.subscribe();
+    let mut stopping = state.stopping.subscribe();
+    let me = staff.actor.id.clone();
+    let roles = staff.actor.roles.clone();
+    let engine = state.engine.clone();
+    let stream = async_stream::stream! {
+        loop {
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                _ = stopping.wait_for(|s| *s) => break,
+            };
+            match received {
+                Ok(e) => {
+                    let task_event = matches!(
+                        e.event,
+                        HistoryEvent::TaskOpened | HistoryEvent::TaskCompleted | HistoryEvent::TaskClaimed
+                            | HistoryEvent::TaskReleased | HistoryEvent::TaskReassigned | HistoryEvent::TaskDelegated
+                            | HistoryEvent::TaskOverdue | HistoryEvent::Escalated | HistoryEvent::TaskClosed
+                            | HistoryEvent::Cancelled | HistoryEvent::Suspended | HistoryEvent::Resumed
+                    );
+                    if !task_event {
+                        continue;
+                    }
+                    // Whether the case has an open task of this person or their roles: read
+                    // from the case the event is about (one read, off the runtime).
+                    let engine = engine.clone();
+                    let (me2, roles2, id) = (me.clone(), roles.clone(), e.instance);
+                    let concerns = tokio::task::spawn_blocking(move || {
+                        engine.instance(id).ok().flatten().is_some_and(|c| {
+                            c.tasks.values().any(|t| t.assignee.as_deref() == Some(&me2) || t.candidates.iter().any(|r| roles2.contains(r)))
+                        })
+                    }).await.unwrap_or(false);
+                    // Ended tasks leave no trace in the case: a completion or a cancellation
+                    // concerns whoever may have had them on screen.
+                    let ended = matches!(e.event, HistoryEvent::TaskCompleted | HistoryEvent::TaskClosed | HistoryEvent::Cancelled);
+                    if concerns || ended {
+                        yield Ok::<_, std::convert::Infallible>(Event::default().event("task").data(format!("{}", e.instance)));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    yield Ok(Event::default().event("task").data("lagged"));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,87 @@
+//! The page frame (header, navigation, sign-out), messages, error pages and the two assets.
+
+use super::session::Staff;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup, Render, DOCTYPE};
+
+/// A message at the top of a page.
+pub enum Flash {
+    Info(String),
+    Error(String),
+}
+
+impl Render for Flash {
+    fn render(&self) -> Markup {
+        match self {
+            Flash::Info(m) => html! { p.flash.info role="status" { (m) } },
+            Flash::Error(m) => html! { p.flash.error role="alert" { (m) } },
+        }
+    }
+}
+
+/// A whole page: the frame around `body`, with the navigation for a signed-in person.
+pub fn page(title: &str, staff: Option<&Staff>, body: Markup) -> axum::response::Html<String> {
+    axum::response::Html(frame(title, staff, body).into_string())
+}
+
+fn frame(title: &str, staff: Option<&Staff>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="zh-CN" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · caseflow" }
+                link rel="stylesheet" href="/ui/assets/console.css";
+                script src="/ui/assets/console.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/ui/inbox" { "caseflow" }
+                    @if let Some(s) = staff {
+                        nav {
+                            a href="/ui/inbox" { "Inbox" }
+                            a href="/ui/account" { "Account" }
+                        }
+                        span.who { (s.name) " (" (s.actor.id) ")" }
+                        form.inline method="post" action="/ui/logout" {
+                            input type="hidden" name="_csrf" value=(s.csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// An error as a page: what went wrong and where to go from here.
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = html! {
+        h1 { (title) }
+        p.flash.error role="alert" { (message) }
+        p { a href="/ui/inbox" { "Back to the inbox" } }
+    };
+    (status, page(title, None, body)).into_response()
+}
+
+/// The page for an engine or API error, with its status.
+pub fn api_error_page(e: crate::server::ApiError) -> Response {
+    error_page(e.status, &e.detail)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    // Short-lived: a new binary's assets are picked up within minutes, without versioned names.
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
+}
+
+pub async fn css() -> Response {
+    asset("text/css; charset=utf-8", include_str!("assets/console.css"))
+}
+
+pub async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("assets/console.js"))
+}

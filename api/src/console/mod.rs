@@ -1,0 +1,47 @@
+//! The console at `/ui`: the staff's pages (sign-in, the inbox, a task's form, a case), served
+//! as HTML by the same binary, over the same engine and by the same rules as the API. Pages
+//! are rendered on the server with maud (every value escaped); a small script adds live
+//! updates and keys, and every page works without it.
+//!
+//! - `session.rs` — sign-in, the session cookie, `Staff` (the signed-in person, an extractor)
+//!   and `Posted` (a form from them: same origin, CSRF token checked);
+//! - `inbox.rs` — the inbox, ordered by working time left, and claim / release / reassign /
+//!   delegate, one by one or in bulk;
+//! - `task.rs` — a task's form, generated from the step's `asks`, and completing it;
+//! - `case.rs` — a case: fields, links, history and the diagram with where it is;
+//! - `account.rs` — one's password and sessions;
+//! - `layout.rs` — the page frame, the assets and error pages.
+//!
+//! What a person may see and do is decided by the engine (`Actor` from `rules/people.toml`), as
+//! for an API token: a page hides what is not allowed, and a forged request is refused anyway.
+
+mod account;
+mod case;
+mod inbox;
+mod layout;
+mod session;
+mod task;
+
+use crate::server::Shared;
+use axum::routing::{get, post};
+use axum::Router;
+pub use session::{ConsoleSettings, ConsoleState};
+
+/// The console's routes, under `/ui`.
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/ui", get(|| async { axum::response::Redirect::to("/ui/inbox") }))
+        .route("/ui/", get(|| async { axum::response::Redirect::to("/ui/inbox") }))
+        .route("/ui/login", get(session::login_page).post(session::login))
+        .route("/ui/logout", post(session::logout))
+        .route("/ui/inbox", get(inbox::inbox))
+        .route("/ui/inbox/act", post(inbox::act))
+        .route("/ui/events", get(inbox::events))
+        .route("/ui/tasks/:id", get(task::task_page).post(task::complete))
+        .route("/ui/cases/:id", get(case::case_page))
+        .route("/ui/account", get(account::account_page))
+        .route("/ui/account/password", post(account::change_password))
+        .route("/ui/account/sessions", post(account::end_sessions))
+        .route("/ui/assets/console.css", get(layout::css))
+        .route("/ui/assets/console.js", get(layout::js))
+}

@@ -1,0 +1,420 @@
+//! The console over HTTP, as a browser speaks to it (forms, cookies, redirects), on a manual
+//! clock: signing in and out, sessions that expire, failed sign-ins slowed down, forms refused
+//! from another site or without their CSRF token, the inbox's order and actions, a task's
+//! form with the server's errors beside their fields, a lost race, and the case page. The
+//! browser tests (`console_browser.rs`) drive the same pages in chromium.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use caseflow::passwords;
+use caseflow_engine::clock::Clock;
+use caseflow_engine::service::accounts::{self, PasswordRecord};
+use common::{Api, START};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn set_password(api: &Api, user: &str) {
+    let record = PasswordRecord { phc: passwords::hash(PASSWORD), set_at: api.clock.now(), set_by: "test".into() };
+    accounts::set_password(api.engine.store(), user, &record, None).unwrap();
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b' ' => "+".into(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+/// A person in a browser: their cookie, if signed in.
+struct Person<'a> {
+    api: &'a Api,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    html: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// The CSRF token of the page's forms.
+    fn csrf(&self) -> String {
+        let at = self.html.find("name=\"_csrf\" value=\"").expect("a form with a CSRF token") + 20;
+        self.html[at..].split('"').next().unwrap().to_string()
+    }
+
+    /// The inbox rows' task ids, in order.
+    fn rows(&self) -> Vec<String> {
+        self.html.split("<tr data-task=\"").skip(1).map(|r| r.split('"').next().unwrap().to_string()).collect()
+    }
+}
+
+impl<'a> Person<'a> {
+    fn new(api: &'a Api) -> Self {
+        Person { api, cookie: None }
+    }
+
+    async fn send(&mut self, method: &str, uri: &str, body: Option<String>, headers: &[(&str, &str)]) -> Page {
+        let mut req = Request::builder().method(method).uri(uri).header("host", "console.test");
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", format!("caseflow_session={c}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp =
+            self.api.app.clone().oneshot(req.body(body.map_or_else(Body::empty, Body::from)).unwrap()).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if let Some(set) = headers.get("set-cookie").and_then(|v| v.to_str().ok()) {
+            let value = set.split(';').next().unwrap().trim_start_matches("caseflow_session=");
+            self.cookie = (!value.is_empty()).then(|| value.to_string());
+        }
+        let html = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        Page { status, headers, html }
+    }
+
+    async fn get(&mut self, uri: &str) -> Page {
+        self.send("GET", uri, None, &[]).await
+    }
+
+    async fn post(&mut self, uri: &str, fields: &[(&str, &str)]) -> Page {
+        self.send("POST", uri, Some(form(fields)), &[("origin", "http://console.test")]).await
+    }
+
+    async fn sign_in(&mut self, user: &str, password: &str) -> Page {
+        self.post("/ui/login", &[("user", user), ("password", password), ("next", "/ui/inbox")]).await
+    }
+}
+
+async fn start(api: &Api, urgency: &str) -> u64 {
+    let body = START.replace("\"urgency\":\"high\"", &format!("\"urgency\":\"{urgency}\""));
+    let (s, case) = api.call("POST", "/instances", Some("crm"), Some(&body), &[]).await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    case["id"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_safe_cookie_and_signing_out_ends_the_session() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let mut p = Person::new(&api);
+    let page = p.get("/ui/inbox").await;
+    assert_eq!((page.status, page.location()), (StatusCode::SEE_OTHER, "/ui/login?next=/ui/inbox"));
+    let page = p.sign_in("liu_yang", PASSWORD).await;
+    assert_eq!((page.status, page.location()), (StatusCode::SEE_OTHER, "/ui/inbox"));
+    let cookie = page.headers["set-cookie"].to_str().unwrap();
+    for part in ["HttpOnly", "SameSite=Lax", "Path=/ui", "Max-Age=43200"] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP here: a Secure cookie would never come back");
+    let inbox = p.get("/ui/inbox").await;
+    assert_eq!(inbox.status, StatusCode::OK);
+    assert!(inbox.html.contains("刘洋 (liu_yang)"), "the page names who is signed in");
+    // The store keeps the session under the token's digest, not the token.
+    let stored = accounts::sessions(api.engine.store()).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(hex::encode(stored[0].0), p.cookie.clone().unwrap());
+    let csrf = inbox.csrf();
+    let old = p.cookie.clone();
+    let out = p.post("/ui/logout", &[("_csrf", &csrf)]).await;
+    assert_eq!((out.status, out.location()), (StatusCode::SEE_OTHER, "/ui/login"));
+    assert!(p.cookie.is_none(), "the cookie is cleared");
+    assert!(accounts::sessions(api.engine.store()).unwrap().is_empty(), "the session is gone from the store");
+    p.cookie = old;
+    assert_eq!(p.get("/ui/inbox").await.status, StatusCode::SEE_OTHER, "the old cookie signs no one in");
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_answer_and_failures_are_slowed() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let mut p = Person::new(&api);
+    let wrong = p.sign_in("liu_yang", "not the password").await;
+    let unknown = p.sign_in("nobody_here", "not the password").await;
+    let no_password = p.sign_in("zhang_wei", "not the password").await;
+    for page in [&wrong, &unknown, &no_password] {
+        assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+        assert!(page.html.contains("The user name or the password is not right."), "{}", page.html);
+        assert!(page.headers.get("set-cookie").is_none());
+    }
+    // Five failures for a user: the sixth try waits, even with the right password.
+    for _ in 0..4 {
+        p.sign_in("liu_yang", "still wrong").await;
+    }
+    let locked = p.sign_in("liu_yang", PASSWORD).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{}", locked.html);
+    assert!(locked.html.contains("try again in 1 seconds"), "{}", locked.html);
+    assert!(api.metric("caseflow_console_signins_failed_total").await >= 6.0);
+    // The wait doubles with each further failure; once it has passed, the right password works.
+    api.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(p.sign_in("liu_yang", "wrong again").await.status, StatusCode::UNAUTHORIZED);
+    let locked = p.sign_in("liu_yang", PASSWORD).await;
+    assert!(locked.html.contains("try again in 2 seconds"), "{}", locked.html);
+    api.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(p.sign_in("liu_yang", PASSWORD).await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_and_at_their_absolute_limit() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let mut p = Person::new(&api);
+    p.sign_in("liu_yang", PASSWORD).await;
+    // Active every 25 minutes: alive past the idle limit of 30, until 12 hours.
+    for _ in 0..28 {
+        api.clock.advance(chrono::Duration::minutes(25));
+        assert_eq!(p.get("/ui/inbox").await.status, StatusCode::OK, "at {}", api.clock.now());
+    }
+    api.clock.advance(chrono::Duration::minutes(25));
+    assert_eq!(p.get("/ui/inbox").await.status, StatusCode::SEE_OTHER, "past 12 hours");
+    p.sign_in("liu_yang", PASSWORD).await;
+    api.clock.advance(chrono::Duration::minutes(31));
+    assert_eq!(p.get("/ui/inbox").await.status, StatusCode::SEE_OTHER, "idle for 31 minutes");
+    assert!(accounts::sessions(api.engine.store()).unwrap().is_empty(), "expired sessions are removed");
+}
+
+#[tokio::test]
+async fn forms_from_another_site_or_without_their_token_change_nothing() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let case = start(&api, "high").await;
+    let mut p = Person::new(&api);
+    p.sign_in("liu_yang", PASSWORD).await;
+    let inbox = p.get("/ui/inbox").await;
+    let task = format!("{case}-2");
+    let claim = [("_csrf", inbox.csrf()), ("action", "claim".into()), ("task", task.clone())];
+    let claim: Vec<(&str, &str)> = claim.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let body = form(&claim);
+    for (headers, why) in [
+        (vec![("origin", "http://evil.example")], "another origin"),
+        (vec![("sec-fetch-site", "cross-site")], "a cross-site fetch"),
+    ] {
+        let page = p.send("POST", "/ui/inbox/act", Some(body.clone()), &headers).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{why}");
+    }
+    let forged = form(&[("_csrf", "0000"), ("action", "claim"), ("task", &task)]);
+    let page = p.send("POST", "/ui/inbox/act", Some(forged), &[]).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "a wrong token");
+    assert!(page.html.contains("out of date"));
+    let (_, now) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    assert_eq!(now["tasks"][0]["claimed"], false, "nothing was claimed: {now}");
+    let page = p.send("POST", "/ui/inbox/act", Some(body), &[("origin", "http://console.test")]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains(&format!("{task}: claimed")), "{}", page.html);
+    let (_, now) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    assert_eq!(
+        (now["tasks"][0]["claimed"].clone(), now["tasks"][0]["assignee"].clone()),
+        (true.into(), "liu_yang".into())
+    );
+}
+
+#[tokio::test]
+async fn the_inbox_puts_the_soonest_breach_first_and_marks_the_overdue() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let low = start(&api, "low").await; // 1 workday
+    let high = start(&api, "high").await; // 10 minutes
+    let medium = start(&api, "medium").await; // 4 workhours
+    let mut p = Person::new(&api);
+    p.sign_in("liu_yang", PASSWORD).await;
+    let rows = |ids: &[u64]| ids.iter().map(|i| format!("{i}-2")).collect::<Vec<_>>();
+    let inbox = p.get("/ui/inbox").await;
+    assert_eq!(inbox.rows(), rows(&[high, medium, low]), "{}", inbox.html);
+    assert!(inbox.html.contains("10 min left"), "the SLA bar says what is left");
+    let mine = p.get("/ui/inbox?scope=mine").await;
+    assert!(mine.rows().iter().all(|r| inbox.rows().contains(r)) && mine.rows().len() < 3, "{:?}", mine.rows());
+    // The high one's deadline passes: it is overdue and, the rules' escalation delay being 0,
+    // escalated to a manager at once, priority raised.
+    api.clock.advance(chrono::Duration::minutes(15));
+    api.engine.fire_due(api.clock.now(), 100).unwrap();
+    // Still a representatives' task (its roles), now the manager's: first in both inboxes.
+    assert_eq!(p.get("/ui/inbox").await.rows(), rows(&[high, medium, low]));
+    assert_eq!(p.get("/ui/inbox?scope=unassigned").await.rows(), Vec::<String>::new());
+    set_password(&api, "li_na");
+    let mut manager = Person::new(&api);
+    manager.sign_in("li_na", PASSWORD).await;
+    let inbox = manager.get("/ui/inbox").await;
+    assert_eq!(inbox.rows(), rows(&[high]), "{}", inbox.html);
+    for mark in ["5 min over", "class=\"mark overdue\"", "class=\"mark escalated\"", "title=\"priority\""] {
+        assert!(inbox.html.contains(mark), "{mark}: {}", inbox.html);
+    }
+    assert_eq!(manager.get("/ui/inbox?escalated=true&overdue=true").await.rows(), rows(&[high]));
+    assert_eq!(manager.get("/ui/inbox?process=other").await.rows(), Vec::<String>::new());
+    // The live update fetches the rows alone.
+    let fragment = manager.get("/ui/inbox?fragment=rows&overdue=true").await;
+    assert!(fragment.html.starts_with("<tr data-task="), "{}", fragment.html);
+    assert_eq!(fragment.rows(), rows(&[high]));
+}
+
+#[tokio::test]
+async fn only_those_allowed_see_reassign_and_a_forged_reassign_is_refused() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    set_password(&api, "li_na");
+    let case = start(&api, "high").await;
+    let task = format!("{case}-2");
+    let mut rep = Person::new(&api);
+    rep.sign_in("liu_yang", PASSWORD).await;
+    let inbox = rep.get("/ui/inbox").await;
+    assert!(!inbox.html.contains("value=\"reassign\""), "a representative has no reassign button");
+    let page = rep
+        .post(
+            "/ui/inbox/act",
+            &[("_csrf", &inbox.csrf()), ("action", "reassign"), ("task", &task), ("to", "wang_fang")],
+        )
+        .await;
+    assert!(page.html.contains(&format!("{task}: ")) && page.html.contains("may not"), "{}", page.html);
+    let (_, now) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    assert_ne!(now["tasks"][0]["assignee"], "wang_fang");
+    let mut manager = Person::new(&api);
+    manager.sign_in("li_na", PASSWORD).await;
+    // A manager sees the role's tasks only through reassigning: give them the task.
+    let page = manager.get("/ui/inbox").await;
+    assert!(page.html.contains("value=\"reassign\""), "a manager may reassign");
+    let page = manager
+        .post(
+            "/ui/inbox/act",
+            &[
+                ("_csrf", &page.csrf()),
+                ("action", "reassign"),
+                ("task", &task),
+                ("to", "wang_fang"),
+                ("reason", "workload"),
+            ],
+        )
+        .await;
+    assert!(page.html.contains(&format!("{task}: reassigned to wang_fang")), "{}", page.html);
+}
+
+#[tokio::test]
+async fn a_task_form_keeps_what_was_typed_shows_errors_by_their_fields_and_says_when_a_race_was_lost() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let case = start(&api, "high").await;
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    let task = c["tasks"][0]["id"].as_str().unwrap().to_string();
+    let assignee = c["tasks"][0]["assignee"].as_str().unwrap().to_string();
+    set_password(&api, &assignee);
+    let mut p = Person::new(&api);
+    p.sign_in(&assignee, PASSWORD).await;
+    let page = p.get(&format!("/ui/tasks/{task}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    // Generated from `asks cause required, content`: a required choice as radios, labelled as
+    // the .flow file writes it; the case's content filled in.
+    assert!(
+        page.html.contains("原因") && page.html.contains("type=\"radio\" name=\"cause\" value=\"quality\""),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("title=\"required\""));
+    assert!(page.html.contains(">投影仪无法开机</textarea>"), "the case's value is shown");
+    // Sent without the required choice: the engine's error beside `cause`, the typed text kept.
+    let csrf = page.csrf();
+    let refused = p.post(&format!("/ui/tasks/{task}"), &[("_csrf", &csrf), ("content", "改过的内容")]).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.html.contains("id=\"f-cause-error\""), "{}", refused.html);
+    assert!(refused.html.contains(">改过的内容</textarea>"), "what was typed is kept");
+    let done = p
+        .post(&format!("/ui/tasks/{task}"), &[("_csrf", &csrf), ("cause", "quality"), ("content", "改过的内容")])
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    assert_eq!((c["fields"]["cause"].as_str(), c["fields"]["content"].as_str()), (Some("quality"), Some("改过的内容")));
+    // Sent again (a second tab): the task is gone, and the page says so and offers the case.
+    let again = p.post(&format!("/ui/tasks/{task}"), &[("_csrf", &csrf), ("cause", "quality")]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(
+        again.html.contains("no longer open") && again.html.contains(&format!("/ui/cases/{case}")),
+        "{}",
+        again.html
+    );
+}
+
+#[tokio::test]
+async fn the_case_page_marks_where_the_case_is_on_its_diagram() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let case = start(&api, "high").await;
+    let mut p = Person::new(&api);
+    p.sign_in("liu_yang", PASSWORD).await;
+    let page = p.get(&format!("/ui/cases/{case}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("<g data-step=\"receive\" class=\"current\">"), "{}", page.html);
+    assert!(page.html.contains("<g data-step=\"start\" class=\"visited\">"));
+    assert!(page.html.contains("投诉人") && page.html.contains("第一中学"), "fields with their labels");
+    assert!(page.html.contains("138-0000-0000"), "people see sensitive fields (service tokens do not)");
+    assert_eq!(p.get("/ui/cases/999").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn administrators_set_passwords_and_end_sessions_through_the_api() {
+    let api = Api::new();
+    let body = r#"{"password":"a long passphrase"}"#;
+    let (s, _) = api.call("PUT", "/admin/users/li_na/password", Some("liu_yang"), Some(body), &[]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, e) = api.call("PUT", "/admin/users/nobody/password", Some("admin"), Some(body), &[]).await;
+    assert_eq!((s, e["type"].as_str()), (StatusCode::NOT_FOUND, Some("https://caseflow.dev/problems/unknown-user")));
+    let (s, e) =
+        api.call("PUT", "/admin/users/li_na/password", Some("admin"), Some(r#"{"password":"short"}"#), &[]).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("password")));
+    let (s, _) = api.call("PUT", "/admin/users/li_na/password", Some("admin"), Some(body), &[]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let mut p = Person::new(&api);
+    assert_eq!(p.sign_in("li_na", "a long passphrase").await.status, StatusCode::SEE_OTHER);
+    let (s, list) = api.call("GET", "/admin/users/li_na/sessions", Some("admin"), None, &[]).await;
+    assert_eq!((s, list["sessions"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    let (s, _) = api.call("DELETE", "/admin/users/li_na/sessions", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(p.get("/ui/inbox").await.status, StatusCode::SEE_OTHER, "signed out everywhere");
+}
+
+#[tokio::test]
+async fn a_person_changes_their_password_and_is_signed_out_elsewhere() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let (mut here, mut there) = (Person::new(&api), Person::new(&api));
+    here.sign_in("liu_yang", PASSWORD).await;
+    there.sign_in("liu_yang", PASSWORD).await;
+    let page = here.get("/ui/account").await;
+    let csrf = page.csrf();
+    let wrong = here
+        .post(
+            "/ui/account/password",
+            &[("_csrf", &csrf), ("current", "nope"), ("new", "another long one"), ("again", "another long one")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong.html.contains("current password is not right"));
+    let ok = here
+        .post(
+            "/ui/account/password",
+            &[("_csrf", &csrf), ("current", PASSWORD), ("new", "another long one"), ("again", "another long one")],
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.html);
+    assert!(ok.html.contains("Your password is changed."));
+    assert_eq!(here.get("/ui/inbox").await.status, StatusCode::OK, "still signed in here");
+    assert_eq!(there.get("/ui/inbox").await.status, StatusCode::SEE_OTHER, "signed out there");
+    let mut p = Person::new(&api);
+    assert_eq!(p.sign_in("liu_yang", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(p.sign_in("liu_yang", "another long one").await.status, StatusCode::SEE_OTHER);
+}

@@ -1,0 +1,105 @@
+//! People's sign-in records for the console: password hashes and sessions, in the store, so
+//! that they survive restarts (and several nodes will share them). The engine keeps them and
+//! never sees a password or a session token: the server hashes passwords (argon2id) and keys
+//! sessions by the SHA-256 of their token. Functions over a `Storage`, not the `Engine`, so
+//! that `caseflow user password` can set a password on a stopped data directory without
+//! loading rules or processes.
+
+use crate::storage::{keys, Batch, Storage};
+use crate::EngineError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A person's password, as the server hashed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasswordRecord {
+    /// The PHC string (`$argon2id$v=19$m=…`): algorithm, parameters, salt and hash together,
+    /// so stronger parameters later still verify old hashes.
+    pub phc: String,
+    pub set_at: DateTime<Utc>,
+    /// Who set it: the person, an administrator, or `cli:USER` for `caseflow user password`.
+    pub set_by: String,
+}
+
+/// A signed-in person's session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub user: String,
+    pub created_at: DateTime<Utc>,
+    /// Updated at most once a minute: the idle timeout is counted from here.
+    pub last_seen_at: DateTime<Utc>,
+    /// The token every state-changing form carries (compared in constant time).
+    pub csrf: String,
+    /// Where the sign-in came from, for the person's list of sessions.
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl SessionRecord {
+    /// Whether the session is past its idle or its absolute lifetime at `now`.
+    pub fn expired(&self, now: DateTime<Utc>, idle: chrono::Duration, absolute: chrono::Duration) -> bool {
+        now - self.last_seen_at >= idle || now - self.created_at >= absolute
+    }
+}
+
+fn corrupt(key: &[u8], e: serde_json::Error) -> EngineError {
+    super::corrupt(&String::from_utf8_lossy(key), &e.to_string())
+}
+
+pub fn password<S: Storage>(store: &S, user: &str) -> Result<Option<PasswordRecord>, EngineError> {
+    let key = keys::account(user);
+    store.get(&key)?.map(|v| serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))).transpose()
+}
+
+/// Sets `user`'s password and ends their sessions (all of them, or all but `keep`: a person
+/// who changes their own stays signed in where they did it), in one durable write.
+pub fn set_password<S: Storage>(
+    store: &S,
+    user: &str,
+    record: &PasswordRecord,
+    keep: Option<&[u8; 32]>,
+) -> Result<(), EngineError> {
+    let mut batch = Batch::default();
+    batch.insert(keys::account(user), serde_json::to_vec(record).expect("a record serialises"));
+    for (digest, s) in sessions(store)? {
+        if s.user == user && Some(&digest) != keep {
+            batch.remove(keys::session(&digest));
+        }
+    }
+    Ok(store.write_now(batch)?)
+}
+
+pub fn session<S: Storage>(store: &S, digest: &[u8; 32]) -> Result<Option<SessionRecord>, EngineError> {
+    let key = keys::session(digest);
+    store.get(&key)?.map(|v| serde_json::from_slice(&v).map_err(|e| corrupt(&key, e))).transpose()
+}
+
+/// Stores a session (new, or seen again), durably.
+pub fn put_session<S: Storage>(store: &S, digest: &[u8; 32], record: &SessionRecord) -> Result<(), EngineError> {
+    let mut batch = Batch::default();
+    batch.insert(keys::session(digest), serde_json::to_vec(record).expect("a record serialises"));
+    Ok(store.write_now(batch)?)
+}
+
+/// Ends sessions, durably: after this their cookies sign no one in.
+pub fn end_sessions<S: Storage>(store: &S, digests: &[[u8; 32]]) -> Result<(), EngineError> {
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Batch::default();
+    for d in digests {
+        batch.remove(keys::session(d));
+    }
+    Ok(store.write_now(batch)?)
+}
+
+/// Every stored session with its token digest. Sessions are few (people × devices): a scan.
+pub fn sessions<S: Storage>(store: &S) -> Result<Vec<([u8; 32], SessionRecord)>, EngineError> {
+    let mut out = Vec::new();
+    for item in store.scan_prefix(keys::SESSIONS) {
+        let (k, v) = item?;
+        let digest = keys::session_digest(&k).ok_or_else(|| super::corrupt(&String::from_utf8_lossy(&k), "bad key"))?;
+        out.push((digest, serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?));
+    }
+    Ok(out)
+}
