@@ -418,3 +418,51 @@ async fn a_person_changes_their_password_and_is_signed_out_elsewhere() {
     assert_eq!(p.sign_in("liu_yang", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(p.sign_in("liu_yang", "another long one").await.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn saved_views_are_kept_on_the_server_personal_or_shared_with_a_role() {
+    let api = Api::new();
+    for user in ["liu_yang", "zhang_wei", "li_na"] {
+        set_password(&api, user);
+    }
+    let mut liu = Person::new(&api);
+    liu.sign_in("liu_yang", PASSWORD).await;
+    let csrf = liu.get("/ui/inbox?overdue=true&scope=mine").await.csrf();
+    let query = "scope=mine&overdue=true";
+    let saved = liu
+        .post("/ui/views", &[("_csrf", &csrf), ("query", query), ("name", "我的超时"), ("owner", "user:liu_yang")])
+        .await;
+    assert!(saved.html.contains("View “我的超时” saved."), "{}", saved.html);
+    let shared = liu
+        .post(
+            "/ui/views",
+            &[("_csrf", &csrf), ("query", "due_today=true"), ("name", "今天到期"), ("owner", "role:cs_rep")],
+        )
+        .await;
+    assert!(shared.html.contains("saved"));
+    // Not a role of hers: refused, nothing stored.
+    let forged =
+        liu.post("/ui/views", &[("_csrf", &csrf), ("query", ""), ("name", "x"), ("owner", "role:cs_manager")]).await;
+    assert!(forged.html.contains("one of your roles"), "{}", forged.html);
+    let views = liu.get("/ui/inbox").await.html;
+    assert!(views.contains("href=\"/ui/inbox?scope=mine&amp;overdue=true\"") && views.contains("我的超时"), "{views}");
+    // A colleague in the role sees the shared view only; a manager sees neither.
+    let mut zhang = Person::new(&api);
+    zhang.sign_in("zhang_wei", PASSWORD).await;
+    let theirs = zhang.get("/ui/inbox").await.html;
+    assert!(theirs.contains("今天到期") && !theirs.contains("我的超时"));
+    let mut li = Person::new(&api);
+    li.sign_in("li_na", PASSWORD).await;
+    let hers = li.get("/ui/inbox").await.html;
+    assert!(!hers.contains("今天到期") && !hers.contains("我的超时"));
+    // Kept in the store: a new server over it shows them (they are not in the browser).
+    assert_eq!(accounts::saved_views(api.engine.store(), &["role:cs_rep".into()]).unwrap().len(), 1);
+    // Only who saved a view deletes it.
+    let csrf = zhang.get("/ui/inbox").await.csrf();
+    let refused = zhang.post("/ui/views/delete", &[("_csrf", &csrf), ("view", "role:cs_rep\u{1f}今天到期")]).await;
+    assert!(refused.html.contains("No such view of yours."));
+    let csrf = liu.get("/ui/inbox").await.csrf();
+    let deleted = liu.post("/ui/views/delete", &[("_csrf", &csrf), ("view", "role:cs_rep\u{1f}今天到期")]).await;
+    assert!(deleted.html.contains("View “今天到期” deleted."));
+    assert!(!zhang.get("/ui/inbox").await.html.contains("今天到期"));
+}

@@ -11,6 +11,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use caseflow_core::case::{Command, HistoryEvent, InstanceId};
 use caseflow_core::sla::SlaClock;
+use caseflow_engine::service::accounts::{self, SavedView};
 use caseflow_engine::service::TaskView;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup};
@@ -46,7 +47,7 @@ impl Row {
 }
 
 /// What the inbox is filtered by (the query string, so a filtered inbox is a link).
-#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct Filter {
     /// `mine`, `unassigned`, or all (empty).
@@ -58,12 +59,31 @@ pub struct Filter {
     pub escalated: bool,
     pub due_today: bool,
     /// `rows`: only the table's rows (the live update).
+    #[serde(skip_serializing)]
     pub fragment: String,
     /// The task just completed (the form sends the person back here).
+    #[serde(skip_serializing)]
     pub done: String,
 }
 
 impl Filter {
+    /// The filter as a query string, without what is not set: what a saved view keeps.
+    pub fn query(&self) -> String {
+        let set: Vec<(&str, String)> = [
+            ("scope", self.scope.clone()),
+            ("process", self.process.clone()),
+            ("step", self.step.clone()),
+            ("role", self.role.clone()),
+            ("overdue", if self.overdue { "true".into() } else { String::new() }),
+            ("escalated", if self.escalated { "true".into() } else { String::new() }),
+            ("due_today", if self.due_today { "true".into() } else { String::new() }),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+        serde_urlencoded::to_string(set).unwrap_or_default()
+    }
+
     fn keeps(&self, row: &Row, me: &str, today: chrono::NaiveDate, tz: chrono_tz::Tz) -> bool {
         let t = &row.view.task;
         (match self.scope.as_str() {
@@ -214,9 +234,20 @@ fn inbox_page(state: &Shared, staff: &Staff, filter: &Filter, flash: Vec<Flash>)
     let steps = all.iter().map(|r| r.view.task.step_name.clone()).collect();
     let (may_reassign, may_delegate) = (may(state, staff, "reassign"), may(state, staff, "delegate"));
     let people: Vec<(&String, &caseflow_core::rules::User)> = rules.users.iter().collect();
+    let views = accounts::saved_views(state.engine.store(), &owners(staff))?;
+    let query = filter.query();
     let body = html! {
         h1 { "Inbox" }
         @for f in &flash { (f) }
+        nav.views aria-label="saved views" {
+            a href="/ui/inbox" aria-current=[query.is_empty().then_some("page")] { "All" }
+            @for v in &views {
+                a href=(format!("/ui/inbox?{}", v.query)) aria-current=[(v.query == query).then_some("page")]
+                    title=(format!("saved by {}{}", v.created_by, v.owner.strip_prefix("role:").map(|r| format!(", shared with {r}")).unwrap_or_default())) {
+                    (v.name) @if v.owner.starts_with("role:") { " ⇄" }
+                }
+            }
+        }
         p.live role="status" aria-live="polite" hidden { span id="changes" { "0" } " new or changed tasks · " a href="" { "show" } }
         form.filters method="get" action="/ui/inbox" {
             label { "Show " select name="scope" {
@@ -254,6 +285,29 @@ fn inbox_page(state: &Shared, staff: &Staff, filter: &Filter, flash: Vec<Flash>)
         }
         @if shown.is_empty() { p.empty { "Nothing to do here." } }
         p.count { (shown.len()) " of " (all.len()) " open tasks" }
+        details.save-view {
+            summary { "Save this view" }
+            form method="post" action="/ui/views" {
+                input type="hidden" name="_csrf" value=(staff.csrf);
+                input type="hidden" name="query" value=(query);
+                label { "Name " input name="name" required maxlength=(VIEW_NAME_MAX); }
+                label { "For " select name="owner" {
+                    option value=(format!("user:{}", staff.actor.id)) { "me only" }
+                    @for r in &staff.actor.roles { option value=(format!("role:{r}")) { "everyone in " (r) } }
+                } }
+                button type="submit" { "Save" }
+            }
+            @let deletable: Vec<_> = views.iter().filter(|v| v.created_by == staff.actor.id).collect();
+            @if !deletable.is_empty() {
+                form method="post" action="/ui/views/delete" {
+                    input type="hidden" name="_csrf" value=(staff.csrf);
+                    select name="view" aria-label="view to delete" {
+                        @for v in deletable { option value=(format!("{}\u{1f}{}", v.owner, v.name)) { (v.name) } }
+                    }
+                    button type="submit" { "Delete" }
+                }
+            }
+        }
         (keys_help())
     };
     Ok(page("Inbox", Some(staff), body).into_response())
@@ -289,6 +343,73 @@ pub async fn inbox(State(state): State<Shared>, staff: Staff, Query(q): Query<Fi
         let flash =
             if q.done.is_empty() { Vec::new() } else { vec![Flash::Info(format!("Task {} completed.", q.done))] };
         inbox_page(&s, &staff, &q, flash)
+    })
+    .await
+    .unwrap_or_else(layout::api_error_page)
+}
+
+/// A view's name at most (characters).
+const VIEW_NAME_MAX: usize = 60;
+
+/// Whose views a person sees: their own and their roles'.
+fn owners(staff: &Staff) -> Vec<String> {
+    std::iter::once(format!("user:{}", staff.actor.id))
+        .chain(staff.actor.roles.iter().map(|r| format!("role:{r}")))
+        .collect()
+}
+
+/// Saves the inbox's filter as a named view, for the person or for one of their roles.
+pub async fn save_view(State(state): State<Shared>, posted: Posted) -> Response {
+    let name = posted.get("name").unwrap_or("").trim().to_string();
+    let owner = posted.get("owner").unwrap_or("").to_string();
+    let staff = posted.staff;
+    let filter: Filter =
+        serde_urlencoded::from_str(posted.fields.iter().find(|(k, _)| k == "query").map_or("", |(_, v)| v))
+            .unwrap_or_default();
+    let mut flash = Vec::new();
+    let chars = name.chars().count();
+    if chars == 0 || chars > VIEW_NAME_MAX || name.chars().any(char::is_control) {
+        flash.push(Flash::Error(format!("A view needs a name of 1 to {VIEW_NAME_MAX} characters.")));
+    } else if !owners(&staff).contains(&owner) {
+        flash.push(Flash::Error("A view is for yourself or for one of your roles.".into()));
+    }
+    let s = state.clone();
+    blocking(move || {
+        if flash.is_empty() {
+            let view = SavedView {
+                owner,
+                name: name.clone(),
+                query: filter.query(),
+                created_by: staff.actor.id.clone(),
+                created_at: s.clock.now(),
+            };
+            accounts::save_view(s.engine.store(), &view)?;
+            flash.push(Flash::Info(format!("View “{name}” saved.")));
+        }
+        inbox_page(&s, &staff, &filter, flash)
+    })
+    .await
+    .unwrap_or_else(layout::api_error_page)
+}
+
+/// Deletes a view the person saved.
+pub async fn delete_view(State(state): State<Shared>, posted: Posted) -> Response {
+    let which = posted.get("view").unwrap_or("").to_string();
+    let staff = posted.staff;
+    let s = state.clone();
+    blocking(move || {
+        let views = accounts::saved_views(s.engine.store(), &owners(&staff))?;
+        let found = views
+            .into_iter()
+            .find(|v| format!("{}\u{1f}{}", v.owner, v.name) == which && v.created_by == staff.actor.id);
+        let flash = match found {
+            Some(v) => {
+                accounts::delete_view(s.engine.store(), &v.owner, &v.name)?;
+                Flash::Info(format!("View “{}” deleted.", v.name))
+            }
+            None => Flash::Error("No such view of yours.".into()),
+        };
+        inbox_page(&s, &staff, &Filter::default(), vec![flash])
     })
     .await
     .unwrap_or_else(layout::api_error_page)

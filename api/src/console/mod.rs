@@ -37,6 +37,8 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/inbox", get(inbox::inbox))
         .route("/ui/inbox/act", post(inbox::act))
         .route("/ui/events", get(inbox::events))
+        .route("/ui/views", post(inbox::save_view))
+        .route("/ui/views/delete", post(inbox::delete_view))
         .route("/ui/tasks/:id", get(task::task_page).post(task::complete))
         .route("/ui/cases/:id", get(case::case_page))
         .route("/ui/account", get(account::account_page))

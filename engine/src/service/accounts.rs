@@ -1,4 +1,4 @@
-//! People's sign-in records for the console: password hashes and sessions, in the store, so
+//! People's records for the console: password hashes, sessions and saved inbox views, in the store, so
 //! that they survive restarts (and several nodes will share them). The engine keeps them and
 //! never sees a password or a session token: the server hashes passwords (argon2id) and keys
 //! sessions by the SHA-256 of their token. Functions over a `Storage`, not the `Engine`, so
@@ -102,4 +102,41 @@ pub fn sessions<S: Storage>(store: &S) -> Result<Vec<([u8; 32], SessionRecord)>,
         out.push((digest, serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?));
     }
     Ok(out)
+}
+
+/// An inbox view a person saved: a named filter, for themselves or shared with a role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedView {
+    /// `user:ID` (personal) or `role:ROLE` (everyone holding the role sees it).
+    pub owner: String,
+    pub name: String,
+    /// The inbox's query string (`scope=mine&overdue=true`), as the inbox reads it.
+    pub query: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The views `owners` own (a person and their roles), by owner then name.
+pub fn saved_views<S: Storage>(store: &S, owners: &[String]) -> Result<Vec<SavedView>, EngineError> {
+    let mut out = Vec::new();
+    for owner in owners {
+        for item in store.scan_prefix(&keys::saved_views_of(owner)) {
+            let (k, v) = item?;
+            out.push(serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Saves a view, replacing one of the same owner and name.
+pub fn save_view<S: Storage>(store: &S, view: &SavedView) -> Result<(), EngineError> {
+    let mut batch = Batch::default();
+    batch.insert(keys::saved_view(&view.owner, &view.name), serde_json::to_vec(view).expect("a view serialises"));
+    Ok(store.write_now(batch)?)
+}
+
+pub fn delete_view<S: Storage>(store: &S, owner: &str, name: &str) -> Result<(), EngineError> {
+    let mut batch = Batch::default();
+    batch.remove(keys::saved_view(owner, name));
+    Ok(store.write_now(batch)?)
 }

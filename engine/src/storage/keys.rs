@@ -25,6 +25,7 @@
 //! | `o/` | `o/{batch seq u64 BE}{index u32 BE}` | an outbox event, when webhooks are configured |
 //! | `a/` | `a/{user}` | the person's console password: an argon2id PHC string, when and by whom it was set (JSON) |
 //! | `e/` | `e/{SHA-256 of the session token}` | a console session: who, since when, last seen, its CSRF token (JSON) |
+//! | `v/` | `v/{user:ID or role:ROLE}\0{name}` | a saved inbox view: its filter, who made it, when (JSON) |
 //!
 //! `{due}` is a deadline as 8 bytes that sort in time order (`due_bytes`); in inboxes all ones
 //! when the task has none, so an inbox page is one range scan in deadline order that reads no
@@ -58,10 +59,11 @@ pub enum Prefix {
     Outbox,
     Account,
     Session,
+    SavedView,
 }
 
 impl Prefix {
-    pub const ALL: [Prefix; 18] = [
+    pub const ALL: [Prefix; 19] = [
         Prefix::Meta,
         Prefix::RulesChange,
         Prefix::Definition,
@@ -80,6 +82,7 @@ impl Prefix {
         Prefix::Outbox,
         Prefix::Account,
         Prefix::Session,
+        Prefix::SavedView,
     ];
 
     pub const fn bytes(self) -> &'static [u8] {
@@ -102,6 +105,7 @@ impl Prefix {
             Prefix::Outbox => b"o/",
             Prefix::Account => b"a/",
             Prefix::Session => b"e/",
+            Prefix::SavedView => b"v/",
         }
     }
 
@@ -425,6 +429,23 @@ pub fn session_digest(key: &[u8]) -> Option<[u8; 32]> {
     Prefix::Session.body(key)?.try_into().ok()
 }
 
+/// A saved view of `owner` (`user:ID` or `role:ROLE`).
+pub fn saved_view(owner: &str, name: &str) -> Vec<u8> {
+    Prefix::SavedView.key(&[owner.as_bytes(), b"\0", name.as_bytes()])
+}
+
+/// The views of `owner`.
+pub fn saved_views_of(owner: &str) -> Vec<u8> {
+    Prefix::SavedView.key(&[owner.as_bytes(), b"\0"])
+}
+
+/// The owner and name of a `v/` key.
+pub fn saved_view_of(key: &[u8]) -> Option<(String, String)> {
+    let body = std::str::from_utf8(Prefix::SavedView.body(key)?).ok()?;
+    let (owner, name) = body.split_once('\0')?;
+    Some((owner.to_string(), name.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +505,9 @@ mod tests {
         assert_eq!(outbox_batch(&o), Some(7));
         assert_eq!(session_digest(&session(&[3; 32])), Some([3; 32]));
         assert_eq!(session_digest(b"e/short"), None);
+        assert_eq!(saved_view_of(&saved_view("role:cs_rep", "今天")), Some(("role:cs_rep".into(), "今天".into())));
+        assert!(saved_view("user:a", "x").starts_with(&saved_views_of("user:a")));
+        assert!(!saved_view("user:ab", "x").starts_with(&saved_views_of("user:a")));
         let v = idempotency_value(InstanceId(5), &[9; 32]);
         assert_eq!(idempotency_of(&v), Some((InstanceId(5), Some([9; 32]))));
         assert_eq!(idempotency_of(&5u64.to_be_bytes()), Some((InstanceId(5), None)));

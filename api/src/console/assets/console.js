@@ -27,6 +27,10 @@
     });
   }
 
+  // The case page: bring the step the case is at into view.
+  const here = document.querySelector(".diagram g.current");
+  if (here) here.scrollIntoView({ block: "center", inline: "center" });
+
   // Keys (documented on the page under `?`).
   let cursor = -1;
   const list = () => rows ? Array.from(rows.querySelectorAll("tr")) : [];

@@ -1,0 +1,204 @@
+//! The console in a real browser: Debian's chromium, headless, driven through chromedriver
+//! (WebDriver, fantoccini), against the server on a loopback port with a manual clock. A
+//! representative signs in, reads the inbox in deadline order, sees a new case arrive without
+//! reloading, moves with the keys, sends a task's form with a missing answer and sees the
+//! error beside its field with what they typed kept, completes it, and finds the case on its
+//! diagram. Screenshots of each page go to `target/console-screenshots/` (docs/console.md
+//! shows them).
+//!
+//! Needs `chromium` and `chromedriver` (`scripts/install-browser.sh`, which `scripts/test.sh`
+//! and CI run); without them the test fails and says so.
+
+mod common;
+
+use caseflow::passwords;
+use caseflow_engine::clock::Clock;
+use caseflow_engine::service::accounts::{self, PasswordRecord};
+use common::{Api, START};
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::time::Duration;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// chromedriver on a free port, once it accepts connections.
+async fn chromedriver() -> (Driver, u16) {
+    let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect(
+            "chromedriver is not installed: run scripts/install-browser.sh (Debian's chromium and chromium-driver)",
+        );
+    let port = free_port();
+    let child = std::process::Command::new(binary)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Driver(child);
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return (driver, port);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("chromedriver did not start listening on port {port}");
+}
+
+async fn browser(port: u16) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            // As root in a container: no sandbox; no network beyond loopback.
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--window-size=1280,900", "--lang=zh-CN"]
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a chromium session")
+}
+
+/// The server on a loopback port, over the test API's engine and clock.
+async fn serve(api: &Api) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = caseflow::listen::Limits {
+        header_read_timeout: Duration::from_secs(10),
+        connections_max: 100,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    tokio::spawn(caseflow::listen::serve(listener, api.app.clone(), limits, std::future::pending()));
+    format!("http://{addr}")
+}
+
+fn set_password(api: &Api, user: &str) {
+    let record = PasswordRecord { phc: passwords::hash(PASSWORD), set_at: api.clock.now(), set_by: "test".into() };
+    accounts::set_password(api.engine.store(), user, &record, None).unwrap();
+}
+
+async fn start(api: &Api, urgency: &str) -> (u64, String) {
+    let body = START.replace("\"urgency\":\"high\"", &format!("\"urgency\":\"{urgency}\""));
+    let (_, case) = api.call("POST", "/instances", Some("crm"), Some(&body), &[]).await;
+    (case["id"].as_u64().unwrap(), case["tasks"][0]["assignee"].as_str().unwrap().to_string())
+}
+
+async fn rows(c: &Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in c.find_all(Locator::Css("tr[data-task]")).await.unwrap() {
+        out.push(r.attr("data-task").await.unwrap().unwrap());
+    }
+    out
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), c.screenshot().await.unwrap()).unwrap();
+}
+
+async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_representative_works_through_the_inbox_in_chromium() {
+    let api = Api::new();
+    let (low, _) = start(&api, "low").await;
+    let (high, me) = start(&api, "high").await;
+    let (medium, _) = start(&api, "medium").await;
+    set_password(&api, &me);
+    let base = serve(&api).await;
+    let (_driver, port) = chromedriver().await;
+    let c = browser(port).await;
+
+    // Not signed in: the sign-in page, then back to the inbox.
+    c.goto(&format!("{base}/ui/inbox")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/ui/login"));
+    c.find(Locator::Css("input[name=user]")).await.unwrap().send_keys(&me).await.unwrap();
+    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    screenshot(&c, "sign-in").await;
+    c.find(Locator::Css("form.signin button")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "table.inbox").await;
+    let order: Vec<String> = [high, medium, low].iter().map(|i| format!("{i}-2")).collect();
+    assert_eq!(rows(&c).await, order, "the soonest breach first");
+    screenshot(&c, "inbox").await;
+
+    // A case arrives: the page shows it without a reload, and counts the change.
+    c.execute("document.body.dataset.marker = 'not reloaded'", vec![]).await.unwrap();
+    let (newest, _) = start(&api, "high").await;
+    let row = format!("tr[data-task=\"{newest}-2\"]");
+    wait_for(&c, &row).await;
+    let marker = c.execute("return document.body.dataset.marker", vec![]).await.unwrap();
+    assert_eq!(marker, "not reloaded");
+    let count = c.find(Locator::Id("changes")).await.unwrap().text().await.unwrap();
+    assert!(count.parse::<u32>().unwrap() >= 1, "{count}");
+
+    // Keys: `?` shows the help; `j` `j` and Enter open the second task.
+    let body = c.find(Locator::Css("body")).await.unwrap();
+    body.send_keys("?").await.unwrap();
+    assert_eq!(c.find(Locator::Id("keys")).await.unwrap().attr("open").await.unwrap().as_deref(), Some("true"));
+    body.send_keys("\u{e00c}").await.unwrap(); // Escape closes it
+    body.send_keys("j").await.unwrap();
+    let first = rows(&c).await[0].clone();
+    body.send_keys("\u{e007}").await.unwrap(); // Enter
+    wait_for(&c, "form.task").await;
+    assert!(c.current_url().await.unwrap().path().ends_with(&format!("/ui/tasks/{first}")));
+
+    // The high case's task: sent without its required answer, the error sits beside the field
+    // and what was typed stays.
+    c.goto(&format!("{base}/ui/tasks/{high}-2")).await.unwrap();
+    let content = wait_for(&c, "textarea[name=content]").await;
+    content.clear().await.unwrap();
+    content.send_keys("屏幕闪烁").await.unwrap();
+    c.find(Locator::Css("form.task button[type=submit]")).await.unwrap().click().await.unwrap();
+    let error = wait_for(&c, "#f-cause-error").await;
+    assert!(!error.text().await.unwrap().is_empty());
+    assert_eq!(
+        c.find(Locator::Css("textarea[name=content]")).await.unwrap().prop("value").await.unwrap().as_deref(),
+        Some("屏幕闪烁")
+    );
+    screenshot(&c, "task-form-error").await;
+    c.find(Locator::Css("input[name=cause][value=quality]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("form.task button[type=submit]")).await.unwrap().click().await.unwrap();
+    let flash = wait_for(&c, "p.flash.info").await;
+    assert!(flash.text().await.unwrap().contains(&format!("Task {high}-2 completed")));
+    let (_, case) = api.call("GET", &format!("/instances/{high}"), Some("admin"), None, &[]).await;
+    assert_eq!(case["fields"]["content"], "屏幕闪烁");
+
+    // The case on its diagram: where it is now, and where it has been.
+    c.goto(&format!("{base}/ui/cases/{high}")).await.unwrap();
+    wait_for(&c, ".diagram svg g.current").await;
+    let done = c.find_all(Locator::Css(".diagram svg g.visited")).await.unwrap();
+    assert!(done.len() >= 2, "start and receive are done");
+    screenshot(&c, "case").await;
+
+    // Signing out: the inbox asks for a sign-in again.
+    c.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "form.signin").await;
+    c.goto(&format!("{base}/ui/inbox")).await.unwrap();
+    wait_for(&c, "form.signin").await;
+    c.close().await.unwrap();
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the console's browser tests (api/tests/console_browser.rs) drive: Debian's
+# chromium and chromedriver, and a Chinese font so pages (and their screenshots) show the
+# labels. Does nothing when they are there. Needs root (or sudo) when it must install.
+set -euo pipefail
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || need+=(fonts-wqy-microhei)
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing ${need[*]} for the console's browser tests" >&2
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || {
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
