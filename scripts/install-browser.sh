@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the console's browser tests (api/tests/console_browser.rs) drive: Debian's
 # chromium and chromedriver, and a Chinese font so pages (and their screenshots) show the
-# labels. Does nothing when they are there. Needs root (or sudo) when it must install.
+# labels; and axe-core (npm, pinned in api/tests/browser/package-lock.json), the accessibility
+# audit the test runs in each page. Does nothing when they are there. Needs root (or sudo)
+# when it must install Debian packages.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f api/tests/browser/node_modules/axe-core/axe.min.js ] ||
+  (cd api/tests/browser && npm ci --silent --no-audit --no-fund >/dev/null)
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)

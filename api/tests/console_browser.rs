@@ -115,6 +115,26 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), c.screenshot().await.unwrap()).unwrap();
 }
 
+/// The accessibility audit (axe-core, WCAG 2.1 A and AA rules) of the page shown: every
+/// violation, as `rule (impact): help, N elements`.
+async fn audit(c: &Client) -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/axe-core/axe.min.js");
+    let axe = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: run scripts/install-browser.sh", path.display()));
+    c.execute(&axe, vec![]).await.unwrap();
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] })
+                .then(r => done(r.violations.map(v => `${v.id} (${v.impact}): ${v.help}, ${v.nodes.length} elements: ${v.nodes.map(n => n.target.join(' ')).slice(0, 3).join('; ')}`)))
+                .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
 async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.wait()
         .at_most(Duration::from_secs(10))
@@ -145,6 +165,8 @@ async fn a_representative_works_through_the_inbox_in_chromium() {
     let order: Vec<String> = [high, medium, low].iter().map(|i| format!("{i}-2")).collect();
     assert_eq!(rows(&c).await, order, "the soonest breach first");
     screenshot(&c, "inbox").await;
+    let mut problems = Vec::new();
+    problems.extend(audit(&c).await.into_iter().map(|v| format!("inbox: {v}")));
 
     // A case arrives: the page shows it without a reload, and counts the change.
     c.execute("document.body.dataset.marker = 'not reloaded'", vec![]).await.unwrap();
@@ -181,6 +203,7 @@ async fn a_representative_works_through_the_inbox_in_chromium() {
         Some("屏幕闪烁")
     );
     screenshot(&c, "task-form-error").await;
+    problems.extend(audit(&c).await.into_iter().map(|v| format!("task form: {v}")));
     c.find(Locator::Css("input[name=cause][value=quality]")).await.unwrap().click().await.unwrap();
     c.find(Locator::Css("form.task button[type=submit]")).await.unwrap().click().await.unwrap();
     let flash = wait_for(&c, "p.flash.info").await;
@@ -194,11 +217,14 @@ async fn a_representative_works_through_the_inbox_in_chromium() {
     let done = c.find_all(Locator::Css(".diagram svg g.visited")).await.unwrap();
     assert!(done.len() >= 2, "start and receive are done");
     screenshot(&c, "case").await;
+    problems.extend(audit(&c).await.into_iter().map(|v| format!("case: {v}")));
 
     // Signing out: the inbox asks for a sign-in again.
     c.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
     wait_for(&c, "form.signin").await;
+    problems.extend(audit(&c).await.into_iter().map(|v| format!("sign-in: {v}")));
     c.goto(&format!("{base}/ui/inbox")).await.unwrap();
     wait_for(&c, "form.signin").await;
     c.close().await.unwrap();
+    assert!(problems.is_empty(), "accessibility (axe-core, WCAG 2.1 AA):\n{}", problems.join("\n"));
 }

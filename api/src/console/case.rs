@@ -116,7 +116,8 @@ fn case_body(state: &Shared, staff: &Staff, id: &str) -> Result<Response, ApiErr
                     }
                 }
             }
-            section.diagram aria-label="process diagram" {
+            // Focusable: it scrolls, and keyboard users must be able to scroll it.
+            section.diagram aria-label="process diagram" tabindex="0" {
                 h2 { "Where it is" }
                 @if let Some(svg) = &diagram { (PreEscaped(marked_diagram(svg, &current, &visited))) }
                 p.legend { span.key.current {} " now " span.key.visited {} " done" }
