@@ -129,6 +129,11 @@ async fn signing_in_sets_a_safe_cookie_and_signing_out_ends_the_session() {
     let inbox = p.get("/ui/inbox").await;
     assert_eq!(inbox.status, StatusCode::OK);
     assert!(inbox.html.contains("刘洋 (liu_yang)"), "the page names who is signed in");
+    let csp = inbox.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self';") && !csp.contains("script-src 'self' 'unsafe-inline'"), "{csp}");
+    assert!(!inbox.html.contains("<script>"), "no inline script");
+    assert_eq!(inbox.headers["cache-control"], "no-store", "case data is not cached");
+    assert_eq!(inbox.headers["x-frame-options"], "DENY");
     // The store keeps the session under the token's digest, not the token.
     let stored = accounts::sessions(api.engine.store()).unwrap();
     assert_eq!(stored.len(), 1);

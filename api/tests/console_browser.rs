@@ -6,8 +6,9 @@
 //! diagram. Screenshots of each page go to `target/console-screenshots/` (docs/console.md
 //! shows them).
 //!
-//! Needs `chromium` and `chromedriver` (`scripts/install-browser.sh`, which `scripts/test.sh`
-//! and CI run); without them the test fails and says so.
+//! Needs `chromium`, `chromedriver` and axe-core: when one is missing, the test runs the
+//! project's `scripts/install-browser.sh` first (Debian's packages need root or sudo), so
+//! `cargo test --workspace` on a fresh machine installs what it drives.
 
 mod common;
 
@@ -33,8 +34,23 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Installs the browser, its driver, a CJK font and axe-core when one is missing.
+fn ensure_installed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(root.join("scripts/install-browser.sh"))
+        .output()
+        .expect("scripts/install-browser.sh runs");
+    assert!(
+        out.status.success(),
+        "scripts/install-browser.sh failed (it installs Debian's chromium and chromium-driver: run it as root or with sudo):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// chromedriver on a free port, once it accepts connections.
 async fn chromedriver() -> (Driver, u16) {
+    ensure_installed();
     let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -225,6 +241,76 @@ async fn a_representative_works_through_the_inbox_in_chromium() {
     problems.extend(audit(&c).await.into_iter().map(|v| format!("sign-in: {v}")));
     c.goto(&format!("{base}/ui/inbox")).await.unwrap();
     wait_for(&c, "form.signin").await;
+    c.close().await.unwrap();
+    assert!(problems.is_empty(), "accessibility (axe-core, WCAG 2.1 AA):\n{}", problems.join("\n"));
+}
+
+/// Signs `user` in through the sign-in page.
+async fn sign_in(c: &Client, base: &str, user: &str) {
+    c.goto(&format!("{base}/ui/login")).await.unwrap();
+    c.find(Locator::Css("input[name=user]")).await.unwrap().send_keys(user).await.unwrap();
+    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    c.find(Locator::Css("form.signin button")).await.unwrap().click().await.unwrap();
+    wait_for(c, "table.inbox").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_reassigns_overdue_escalated_work_in_bulk_and_a_phone_can_work_too() {
+    let api = Api::new();
+    let (first, _) = start(&api, "high").await;
+    let (second, _) = start(&api, "high").await;
+    set_password(&api, "li_na");
+    set_password(&api, "liu_yang");
+    // Both deadlines pass: overdue, and escalated to a manager at once (delay 0 in the rules).
+    api.clock.advance(chrono::Duration::minutes(20));
+    api.engine.fire_due(api.clock.now(), 100).unwrap();
+    let base = serve(&api).await;
+    let (_driver, port) = chromedriver().await;
+    let c = browser(port).await;
+    sign_in(&c, &base, "li_na").await;
+    let tasks = [format!("{first}-2"), format!("{second}-2")];
+    assert_eq!(rows(&c).await, tasks);
+    for t in &tasks {
+        let row = c.find(Locator::Css(&format!("tr[data-task=\"{t}\"]"))).await.unwrap();
+        let marks = row.find(Locator::Css("td.marks")).await.unwrap().text().await.unwrap();
+        assert!(marks.contains("overdue") && marks.contains("escalated"), "{t}: {marks}");
+    }
+    screenshot(&c, "inbox-manager").await;
+    // Select both, choose whom and why, reassign: a result per task.
+    for t in &tasks {
+        c.find(Locator::Css(&format!("input[type=checkbox][value=\"{t}\"]"))).await.unwrap().click().await.unwrap();
+    }
+    c.find(Locator::Css("form.bulk select[name=to] option[value=wang_fang]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("form.bulk input[name=reason]")).await.unwrap().send_keys("病假，由王芳接手").await.unwrap();
+    c.find(Locator::Css("form.bulk button[value=reassign]")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "p.flash.info").await;
+    let results: Vec<String> = {
+        let mut out = Vec::new();
+        for f in c.find_all(Locator::Css("p.flash")).await.unwrap() {
+            out.push(f.text().await.unwrap());
+        }
+        out
+    };
+    assert_eq!(results, tasks.iter().map(|t| format!("{t}: reassigned to wang_fang")).collect::<Vec<_>>());
+    for id in [first, second] {
+        let (_, case) = api.call("GET", &format!("/instances/{id}"), Some("admin"), None, &[]).await;
+        assert_eq!(case["tasks"][0]["assignee"], "wang_fang");
+    }
+    c.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "form.signin").await;
+
+    // A representative on a phone: the inbox and a form fit, and pass the audit.
+    c.set_window_size(390, 844).await.unwrap();
+    sign_in(&c, &base, "liu_yang").await;
+    assert!(c.find(Locator::Css("table.inbox thead")).await.unwrap().is_displayed().await.unwrap() == false);
+    let width: f64 = serde_json::from_value(c.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap()).unwrap();
+    assert!(width <= 390.0, "nothing wider than the phone: {width}px");
+    screenshot(&c, "inbox-phone").await;
+    let mut problems: Vec<String> = audit(&c).await.into_iter().map(|v| format!("inbox (phone): {v}")).collect();
+    c.goto(&format!("{base}/ui/tasks/{first}-2")).await.unwrap();
+    wait_for(&c, "form.task").await;
+    screenshot(&c, "task-phone").await;
+    problems.extend(audit(&c).await.into_iter().map(|v| format!("task (phone): {v}")));
     c.close().await.unwrap();
     assert!(problems.is_empty(), "accessibility (axe-core, WCAG 2.1 AA):\n{}", problems.join("\n"));
 }

@@ -73,6 +73,28 @@ pub fn api_error_page(e: crate::server::ApiError) -> Response {
     error_page(e.status, &e.detail)
 }
 
+/// What every console answer carries: scripts only from this server and none inline (inline
+/// style attributes, as the SLA bars', are allowed), no framing, no sniffing; pages (which
+/// hold case data) are not cached.
+pub async fn security_headers(mut response: Response) -> Response {
+    use axum::http::HeaderValue;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     // Short-lived: a new binary's assets are picked up within minutes, without versioned names.
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()

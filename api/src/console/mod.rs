@@ -46,4 +46,5 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/account/sessions", post(account::end_sessions))
         .route("/ui/assets/console.css", get(layout::css))
         .route("/ui/assets/console.js", get(layout::js))
+        .layer(axum::middleware::map_response(layout::security_headers))
 }
