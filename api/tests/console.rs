@@ -471,3 +471,80 @@ async fn saved_views_are_kept_on_the_server_personal_or_shared_with_a_role() {
     assert!(deleted.html.contains("View “今天到期” deleted."));
     assert!(!zhang.get("/ui/inbox").await.html.contains("今天到期"));
 }
+
+#[tokio::test]
+async fn work_in_progress_shows_who_is_on_a_task_and_a_draft_passes_to_whoever_takes_it_over() {
+    let api = Api::new();
+    let case = start(&api, "high").await;
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    let task = c["tasks"][0]["id"].as_str().unwrap().to_string();
+    let holder = c["tasks"][0]["assignee"].as_str().unwrap().to_string();
+    let other = ["zhang_wei", "liu_yang"].into_iter().find(|u| *u != holder).unwrap();
+    for user in [holder.as_str(), other, "li_na"] {
+        set_password(&api, user);
+    }
+    let mut p = Person::new(&api);
+    p.sign_in(&holder, PASSWORD).await;
+    let page = p.get(&format!("/ui/tasks/{task}")).await;
+    let csrf = page.csrf();
+    assert!(page.html.contains("Start work") && page.html.contains("Save draft"));
+    let started = p.post(&format!("/ui/tasks/{task}/start"), &[("_csrf", &csrf)]).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER);
+    let inbox = p.get("/ui/inbox").await;
+    assert!(inbox.html.contains(&format!("in progress: {holder}")), "{}", inbox.html);
+    // Half done: the required cause not chosen yet. A draft takes it anyway.
+    let saved = p.post(&format!("/ui/tasks/{task}/draft"), &[("_csrf", &csrf), ("content", "客户说下午再联系")]).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.html);
+    assert!(saved.html.contains("Draft saved"));
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    assert_eq!(c["tasks"][0]["draft"]["fields"]["content"], "客户说下午再联系");
+    assert_eq!(c["tasks"][0]["started_by"], holder.as_str());
+    assert_eq!(c["fields"]["content"], "投影仪无法开机", "a draft does not change the case");
+    // The manager gives it to a colleague: nobody is on it now, and the draft goes with it.
+    let mut manager = Person::new(&api);
+    manager.sign_in("li_na", PASSWORD).await;
+    let csrf_m = manager.get("/ui/inbox").await.csrf();
+    manager
+        .post(
+            "/ui/inbox/act",
+            &[("_csrf", &csrf_m), ("action", "reassign"), ("task", &task), ("to", other), ("reason", "请假")],
+        )
+        .await;
+    let mut colleague = Person::new(&api);
+    colleague.sign_in(other, PASSWORD).await;
+    let page = colleague.get(&format!("/ui/tasks/{task}")).await;
+    assert!(page.html.contains(&format!("saved by {holder}")), "{}", page.html);
+    assert!(page.html.contains(">客户说下午再联系</textarea>"), "the draft's values fill the form");
+    assert!(!page.html.contains("In progress"), "the first holder no longer works on it");
+}
+
+#[tokio::test]
+async fn the_api_starts_work_and_saves_drafts_for_the_assignee_only() {
+    let api = Api::new();
+    let case = start(&api, "high").await;
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    let task = c["tasks"][0]["id"].as_str().unwrap().to_string();
+    let holder = c["tasks"][0]["assignee"].as_str().unwrap().to_string();
+    let other = ["zhang_wei", "liu_yang"].into_iter().find(|u| *u != holder).unwrap();
+    let (s, _) = api.call("POST", &format!("/tasks/{task}/start"), Some(other), None, &[]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = api.call("POST", &format!("/tasks/{task}/start"), Some("crm"), None, &[]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "service tokens do no tasks");
+    let (s, c) = api.call("POST", &format!("/tasks/{task}/start"), Some(&holder), None, &[]).await;
+    assert_eq!((s, c["tasks"][0]["started_by"].as_str()), (StatusCode::OK, Some(holder.as_str())));
+    let (s, e) = api
+        .call("PUT", &format!("/tasks/{task}/draft"), Some(&holder), Some(r#"{"fields":{"satisfaction":3}}"#), &[])
+        .await;
+    assert_eq!(
+        (s, e["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("satisfaction")),
+        "not asked by this task"
+    );
+    let (s, c) = api
+        .call("PUT", &format!("/tasks/{task}/draft"), Some(&holder), Some(r#"{"fields":{"cause":"quality"}}"#), &[])
+        .await;
+    assert_eq!((s, c["tasks"][0]["draft"]["fields"]["cause"].as_str()), (StatusCode::OK, Some("quality")));
+    let (_, h) = api.call("GET", &format!("/instances/{case}/history"), Some("admin"), None, &[]).await;
+    let events: Vec<&str> = h["history"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert!(events.ends_with(&["work_started", "draft_saved"]), "{events:?}");
+}

@@ -302,8 +302,11 @@ async fn a_manager_reassigns_overdue_escalated_work_in_bulk_and_a_phone_can_work
     // A representative on a phone: the inbox and a form fit, and pass the audit.
     c.set_window_size(390, 844).await.unwrap();
     sign_in(&c, &base, "liu_yang").await;
-    assert!(c.find(Locator::Css("table.inbox thead")).await.unwrap().is_displayed().await.unwrap() == false);
-    let width: f64 = serde_json::from_value(c.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap()).unwrap();
+    let head_shown = c.find(Locator::Css("table.inbox thead")).await.unwrap().is_displayed().await.unwrap();
+    assert!(!head_shown, "no table header on a phone: each task is a block");
+    let width: f64 =
+        serde_json::from_value(c.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap())
+            .unwrap();
     assert!(width <= 390.0, "nothing wider than the phone: {width}px");
     screenshot(&c, "inbox-phone").await;
     let mut problems: Vec<String> = audit(&c).await.into_iter().map(|v| format!("inbox (phone): {v}")).collect();

@@ -211,6 +211,8 @@ fn table_body(rows: &[&Row], me: &str) -> Markup {
                     @if t.priority > 0 { span.mark.priority title="priority" { "P" (t.priority) } }
                     @if t.overdue { span.mark.overdue { "overdue" } }
                     @if row.escalated { span.mark.escalated { "escalated" } }
+                    @if let Some(s) = &t.started { span.mark.started title=(format!("since {}", s.at.to_rfc3339())) { "in progress: " (s.by) } }
+                    @if let Some(d) = &t.draft { span.mark.draft { "draft by " (d.by) } }
                 }
             }
         }

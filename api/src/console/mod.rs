@@ -40,6 +40,8 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/views", post(inbox::save_view))
         .route("/ui/views/delete", post(inbox::delete_view))
         .route("/ui/tasks/:id", get(task::task_page).post(task::complete))
+        .route("/ui/tasks/:id/start", post(task::start_work))
+        .route("/ui/tasks/:id/draft", post(task::save_draft))
         .route("/ui/cases/:id", get(case::case_page))
         .route("/ui/account", get(account::account_page))
         .route("/ui/account/password", post(account::change_password))

@@ -38,7 +38,8 @@ fn asked<'a>(model: &'a Process, inst: &Instance, seq: u32) -> Vec<Asked<'a>> {
         .collect()
 }
 
-/// What a field shows: what was typed (after a refused send), else the case's value.
+/// What a field shows: what was typed (after a refused send), else the draft's value, else the
+/// case's.
 enum Shown<'a> {
     Typed(Vec<&'a str>),
     Case(Option<&'a Value>),
@@ -233,6 +234,14 @@ fn render(
                 }
             }
             @if task.overdue { dt { "Overdue" } dd.overdue { "yes" } }
+            @if let Some(s) = &task.started { dt { "In progress" } dd { (s.by) " since " (s.at.with_timezone(&tz).format("%m-%d %H:%M")) } }
+            @if let Some(d) = &task.draft { dt { "Draft" } dd { "saved by " (d.by) " at " (d.at.with_timezone(&tz).format("%m-%d %H:%M")) " (filled in below)" } }
+        }
+        @if mine && task.started.is_none() {
+            form.inline method="post" action=(format!("/ui/tasks/{id}/start")) {
+                input type="hidden" name="_csrf" value=(staff.csrf);
+                button type="submit" { "Start work" }
+            }
         }
         @if !mine {
             form.inline method="post" action="/ui/inbox/act" {
@@ -246,7 +255,8 @@ fn render(
             @if fields.is_empty() { p { "This step asks nothing: complete it when the work is done." } }
             @for a in &fields {
                 @let name = a.field.name.as_str();
-                @let shown = match typed { Some(p) => Shown::Typed(p.all(name).collect()), None => Shown::Case(inst.fields.get(name)) };
+                @let drafted = task.draft.as_ref().and_then(|d| d.fields.get(name));
+                @let shown = match typed { Some(p) => Shown::Typed(p.all(name).collect()), None => Shown::Case(drafted.or(inst.fields.get(name))) };
                 @let error = errors.get(name);
                 div.field.invalid[error.is_some()] {
                     label id=(format!("f-{name}-label")) for=(format!("f-{name}")) {
@@ -257,7 +267,10 @@ fn render(
                     @if let Some(e) = error { p.error role="alert" id=(format!("f-{name}-error")) { (e) } }
                 }
             }
-            button type="submit" { "Complete" }
+            div.actions {
+                button type="submit" { "Complete" }
+                @if mine { button type="submit" formaction=(format!("/ui/tasks/{id}/draft")) { "Save draft" } }
+            }
         }
     };
     (status, page(&task.name, Some(staff), body)).into_response()
@@ -288,6 +301,76 @@ pub async fn task_page(
     })
     .await
     .unwrap_or_else(layout::api_error_page)
+}
+
+/// Marks the task started by the person (its assignee).
+pub async fn start_work(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
+    let s = state.clone();
+    let task_id = id.clone();
+    let loaded = match blocking(move || load(&s, &task_id)).await {
+        Ok(l) => l,
+        Err(e) => return layout::api_error_page(e),
+    };
+    match run(&state, &posted.staff, loaded.inst.id, Command::StartWork { task: loaded.seq }).await {
+        Ok(_) => Redirect::to(&format!("/ui/tasks/{id}")).into_response(),
+        Err(e) if e.kind == "task-not-open" => gone(&posted.staff, &id, &loaded.inst),
+        Err(e) => {
+            let status = e.status;
+            let mut r = render(&state, &posted.staff, &loaded, None, &BTreeMap::new(), vec![Flash::Error(e.detail)]);
+            *r.status_mut() = status;
+            r
+        }
+    }
+}
+
+/// Saves what the form holds as the task's draft, complete or not.
+pub async fn save_draft(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
+    let s = state.clone();
+    let task_id = id.clone();
+    let loaded = match blocking(move || load(&s, &task_id)).await {
+        Ok(l) => l,
+        Err(e) => return layout::api_error_page(e),
+    };
+    if !loaded.inst.tasks.contains_key(&loaded.seq) {
+        return gone(&posted.staff, &id, &loaded.inst);
+    }
+    let fields = asked(&loaded.def.model, &loaded.inst, loaded.seq);
+    let values = match values_of(&fields, &posted) {
+        Ok(v) => v,
+        Err(errors) => {
+            let errors = errors.into_iter().collect();
+            return render(
+                &state,
+                &posted.staff,
+                &loaded,
+                Some(&posted),
+                &errors,
+                vec![Flash::Error("Some answers need a fix.".into())],
+            );
+        }
+    };
+    match run(&state, &posted.staff, loaded.inst.id, Command::SaveDraft { task: loaded.seq, fields: values }).await {
+        Ok(after) => {
+            let loaded = Loaded { inst: after, ..loaded };
+            render(
+                &state,
+                &posted.staff,
+                &loaded,
+                None,
+                &BTreeMap::new(),
+                vec![Flash::Info("Draft saved: finish it later, here or from the inbox.".into())],
+            )
+        }
+        Err(e) if e.kind == "task-not-open" => gone(&posted.staff, &id, &loaded.inst),
+        Err(e) => {
+            let (errors, other) = field_errors(&e);
+            let status = e.status;
+            let flash = vec![Flash::Error(other.unwrap_or_else(|| "Some answers need a fix.".into()))];
+            let mut r = render(&state, &posted.staff, &loaded, Some(&posted), &errors, flash);
+            *r.status_mut() = status;
+            r
+        }
+    }
 }
 
 pub async fn complete(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {

@@ -129,6 +129,8 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(claim))
         .routes(routes!(release))
         .routes(routes!(complete))
+        .routes(routes!(start_work))
+        .routes(routes!(save_draft))
         .routes(routes!(reassign_task))
         .routes(routes!(delegate_task))
         .routes(routes!(rules_in_force))

@@ -246,3 +246,62 @@ pub(crate) async fn complete(
         .collect();
     Ok(axum::Json(views::Completed { instance, next_for_you }))
 }
+
+/// Start work on a task
+///
+/// The assignee says they are working on the task: inboxes and the case show who, since when,
+/// until it changes hands or completes. Starting it again changes nothing.
+#[utoipa::path(
+    post,
+    path = "/tasks/{id}/start",
+    params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
+    responses(
+        (status = 200, description = "Started", body = views::Instance),
+        (status = 403, description = "Not the task's assignee (claim it first)"),
+        (status = 409, description = "Not open")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn start_work(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<views::Instance>, ApiError> {
+    if caller.1 {
+        return Err(ApiError::forbidden("service tokens may not work on tasks"));
+    }
+    let (instance, task) = parse_task_id(&id)?;
+    run(state, caller, instance, Command::StartWork { task }).await
+}
+
+/// Save a task's draft
+///
+/// The assignee saves answers to finish later, replacing any earlier draft: fields the task
+/// asks for, each of its type (what is required is checked at completion). The draft stays
+/// with the task when it changes hands, so whoever takes it over sees it.
+#[utoipa::path(
+    put,
+    path = "/tasks/{id}/draft",
+    params(("id" = String, Path, description = "Task id INSTANCE-SEQ")),
+    request_body = CompleteRequest,
+    responses(
+        (status = 200, description = "Saved", body = views::Instance),
+        (status = 403, description = "Not the task's assignee (claim it first)"),
+        (status = 409, description = "Not open"),
+        (status = 422, description = "A field the task does not ask for, or a value not of its type")
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn save_draft(
+    State(state): State<Shared>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(req): Body<CompleteRequest>,
+) -> Result<axum::Json<views::Instance>, ApiError> {
+    if caller.1 {
+        return Err(ApiError::forbidden("service tokens may not work on tasks"));
+    }
+    let (instance, task) = parse_task_id(&id)?;
+    let fields = fields_from(&req.fields)?;
+    run(state, caller, instance, Command::SaveDraft { task, fields }).await
+}

@@ -50,10 +50,27 @@ pub struct Task {
     pub overdue: bool,
     /// The SLA clock on the business calendar; `null` for a task without a deadline.
     pub sla: Option<SlaClock>,
+    /// Who started working on it (`POST /tasks/{id}/start`), while they hold it.
+    pub started_by: Option<String>,
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
+    /// Answers saved to finish later (`PUT /tasks/{id}/draft`).
+    pub draft: Option<TaskDraft>,
+}
+
+/// A task's saved answers: who saved them, when, and the values (sensitive ones `***` for
+/// service tokens).
+#[derive(Serialize, ToSchema)]
+pub struct TaskDraft {
+    pub by: String,
+    #[schema(format = DateTime)]
+    pub at: String,
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Json>,
 }
 
 impl Task {
-    pub fn of(inst: &case::Instance, t: &case::Task, sla: Option<SlaClock>) -> Task {
+    pub fn of(inst: &case::Instance, t: &case::Task, sla: Option<SlaClock>, masking: &Masking) -> Task {
         Task {
             id: inst.task_id(t.seq).to_string(),
             instance: inst.id.0,
@@ -70,6 +87,13 @@ impl Task {
             due_at: t.due_at.map(|d| d.to_rfc3339()),
             overdue: t.overdue,
             sla,
+            started_by: t.started.as_ref().map(|s| s.by.clone()),
+            started_at: t.started.as_ref().map(|s| s.at.to_rfc3339()),
+            draft: t.draft.as_ref().map(|d| TaskDraft {
+                by: d.by.clone(),
+                at: d.at.to_rfc3339(),
+                fields: d.fields.iter().map(|(k, v)| (k.clone(), masking.show(k, v))).collect(),
+            }),
         }
     }
 }
@@ -215,7 +239,7 @@ impl Instance {
             tasks: inst
                 .tasks
                 .values()
-                .map(|t| Task::of(inst, t, caseflow_core::sla::task_clock(t, &rules.calendar, now)))
+                .map(|t| Task::of(inst, t, caseflow_core::sla::task_clock(t, &rules.calendar, now), &masking))
                 .collect(),
             timers: inst
                 .timers

@@ -66,6 +66,8 @@ mod tests {
             delegated_by: None,
             step_name: "t".into(),
             beyond_calendar: false,
+            started: None,
+            draft: None,
             seq: 1,
             token: 1,
             step: caseflow_dsl::model::StepId(0),

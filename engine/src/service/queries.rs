@@ -15,12 +15,7 @@ impl<S: Storage> Engine<S> {
         let Some(mut inst) = self.store.get(&k)?.map(|v| decode::<Instance>(&k, &v)).transpose()? else {
             return Ok(None);
         };
-        let sensitive = self.sensitive_fields(&inst);
-        for (name, v) in inst.fields.iter_mut() {
-            if sensitive.contains(name) {
-                self.protect(id, v, false)?;
-            }
-        }
+        self.protect_instance(&mut inst, false)?;
         Ok(Some(inst))
     }
 

@@ -24,14 +24,23 @@ impl<S: Storage> Engine<S> {
     }
 
     pub(crate) fn seal_instance(&self, inst: &Instance) -> Result<Instance, EngineError> {
-        let sensitive = self.sensitive_fields(inst);
         let mut sealed = inst.clone();
-        for (name, v) in sealed.fields.iter_mut() {
+        self.protect_instance(&mut sealed, true)?;
+        Ok(sealed)
+    }
+
+    /// Encrypts (`seal`) or decrypts an instance's sensitive values: its fields and its tasks'
+    /// drafts.
+    pub(crate) fn protect_instance(&self, inst: &mut Instance, seal: bool) -> Result<(), EngineError> {
+        let sensitive = self.sensitive_fields(inst);
+        let id = inst.id;
+        let drafts = inst.tasks.values_mut().filter_map(|t| t.draft.as_mut()).flat_map(|d| d.fields.iter_mut());
+        for (name, v) in inst.fields.iter_mut().chain(drafts) {
             if sensitive.contains(name) {
-                self.protect(inst.id, v, true)?;
+                self.protect(id, v, seal)?;
             }
         }
-        Ok(sealed)
+        Ok(())
     }
 
     /// Encrypts (`seal`) or decrypts the sensitive values of history entries of one case.

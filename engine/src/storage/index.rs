@@ -52,11 +52,17 @@ pub(crate) fn index_entries(inst: &Instance) -> BTreeMap<Vec<u8>, Vec<u8>> {
         }
     }
     for t in inst.tasks.values() {
+        // A draft shows in an inbox as whose and when, never with its values: they may be
+        // sensitive, and only the case (which seals them) keeps them.
+        let mut task = t.clone();
+        if let Some(d) = task.draft.as_mut() {
+            d.fields.clear();
+        }
         let view = encode(&TaskView {
             instance: inst.id,
             business_key: inst.business_key.clone(),
             process: inst.process.clone(),
-            task: t.clone(),
+            task,
         });
         // An assigned task's view is stored once, under its assignee; the role entries point
         // there (`ASSIGNED_TO` and the user), which halves what the common case writes.

@@ -66,6 +66,9 @@ impl Act {
             Command::Suspend => Act::Suspend,
             Command::Resume => Act::Resume,
             Command::Retry => Act::Retry,
+            // Starting work and saving a draft change who is seen working and what they typed,
+            // not the case's course: a replay has nothing to do with them.
+            Command::StartWork { .. } | Command::SaveDraft { .. } => return None,
             Command::Start { .. }
             | Command::FireTimer { .. }
             | Command::ChildStarted { .. }

@@ -54,6 +54,16 @@ commands! {
     Claim {
         task: u32,
     },
+    /// The assignee starts working on their task (shown to others; no effect on the flow).
+    StartWork {
+        task: u32,
+    },
+    /// The assignee saves answers to finish later: checked against the form's fields and their
+    /// types, not for completeness.
+    SaveDraft {
+        task: u32,
+        fields: BTreeMap<String, Value>,
+    },
     Release {
         task: u32,
     },
@@ -112,6 +122,8 @@ pub fn allowed(command: CommandKind, status: StatusKind) -> bool {
         C::Start
         | C::CompleteTask
         | C::Claim
+        | C::StartWork
+        | C::SaveDraft
         | C::Release
         | C::Reassign
         | C::Delegate

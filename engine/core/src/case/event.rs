@@ -42,6 +42,8 @@ history_events! {
     DeadlineBeyondCalendar => "deadline_beyond_calendar",
     DeadlineNotRecomputed => "deadline_not_recomputed",
     DeadlineRecomputed => "deadline_recomputed",
+    /// Answers of a task saved to finish later.
+    DraftSaved => "draft_saved",
     Decided => "decided",
     DecisionTable => "decision_table",
     Escalated => "escalated",
@@ -87,6 +89,8 @@ history_events! {
     UntilNotEvaluated => "until_not_evaluated",
     WaitTimedOut => "wait_timed_out",
     Waiting => "waiting",
+    /// The assignee started working on a task.
+    WorkStarted => "work_started",
 }
 
 impl std::fmt::Display for HistoryEvent {

@@ -422,6 +422,8 @@ impl Run<'_> {
             due_at,
             overdue: false,
             reminders_sent: 0,
+            started: None,
+            draft: None,
         };
         self.inst.tasks.insert(seq, task);
         if let Some(t) = self.inst.tokens.get_mut(&token) {

@@ -187,6 +187,29 @@ pub struct Task {
     /// The deadline falls past the days the calendar knows the holidays of: it may be wrong.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub beyond_calendar: bool,
+    /// Its assignee said they are working on it (`StartWork`); cleared when it changes hands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Started>,
+    /// Answers saved to finish later (`SaveDraft`): kept when the task changes hands, so whoever
+    /// takes it over sees them; gone with the task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft: Option<Draft>,
+}
+
+/// Who is working on a task, since when (the resource pattern "start").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A task's answers saved unfinished (the resource pattern "suspend work in progress"). Values
+/// of sensitive fields are sealed at rest like the case's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Draft {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub fields: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -36,8 +36,8 @@ pub use command::{
 pub use event::{Effect, HistoryEntry, HistoryEvent};
 pub use fields::conform;
 pub use instance::{
-    Actor, EachGroup, Instance, InstanceId, KeptMessage, Status, StatusKind, Task, TaskId, Timer, TimerKind, Token,
-    Waiting, REMINDERS_MAX, STEPS_PER_COMMAND_MAX, TOKENS_MAX,
+    Actor, Draft, EachGroup, Instance, InstanceId, KeptMessage, Started, Status, StatusKind, Task, TaskId, Timer,
+    TimerKind, Token, Waiting, REMINDERS_MAX, STEPS_PER_COMMAND_MAX, TOKENS_MAX,
 };
 pub use invariants::invariants;
 pub use workload::{tally_entries, NoWorkload, Workload};

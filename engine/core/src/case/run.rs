@@ -112,6 +112,10 @@ impl Run<'_> {
         if let Some(t) = self.inst.tasks.get_mut(&seq) {
             let from = std::mem::replace(&mut t.assignee, to.clone());
             t.claimed = claimed;
+            // Someone else holds it now: nobody is working on it until they start.
+            if t.started.as_ref().is_some_and(|s| Some(&s.by) != to.as_ref()) {
+                t.started = None;
+            }
             self.effects.push(Effect::TaskReassigned { task: task_id, from, to });
         }
     }

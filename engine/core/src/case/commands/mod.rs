@@ -15,6 +15,7 @@ mod start;
 mod sub_process;
 mod suspend;
 mod update_fields;
+mod work;
 
 use crate::case::command::allowed;
 use crate::case::run::Run;
@@ -30,6 +31,8 @@ impl Run<'_> {
             Command::CompleteTask { task, fields } => self.complete(task, fields),
             Command::Claim { task } => self.claim(task),
             Command::Release { task } => self.release(task),
+            Command::StartWork { task } => self.start_work(task),
+            Command::SaveDraft { task, fields } => self.save_draft(task, fields),
             Command::Reassign { task, to, reason } => self.reassign(task, to, reason),
             Command::Delegate { task, to, reason } => self.delegate(task, to, reason),
             Command::FireTimer { timer } => self.fire(timer),
