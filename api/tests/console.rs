@@ -548,3 +548,75 @@ async fn the_api_starts_work_and_saves_drafts_for_the_assignee_only() {
     let events: Vec<&str> = h["history"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert!(events.ends_with(&["work_started", "draft_saved"]), "{events:?}");
 }
+
+#[tokio::test]
+async fn a_manager_suspends_resumes_and_cancels_a_case_with_a_confirmation_and_a_representative_cannot() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    set_password(&api, "li_na");
+    let case = start(&api, "high").await;
+    let mut rep = Person::new(&api);
+    rep.sign_in("liu_yang", PASSWORD).await;
+    let page = rep.get(&format!("/ui/cases/{case}")).await;
+    assert!(!page.html.contains("Cancel the case") && !page.html.contains("Suspend"), "no manager actions shown");
+    assert!(page.html.contains("deadline of task 2"), "the timers it waits for: {}", page.html);
+    let forged = rep
+        .post(
+            &format!("/ui/cases/{case}/act"),
+            &[("_csrf", &page.csrf()), ("action", "cancel"), ("reason", "x"), ("confirm", "yes")],
+        )
+        .await;
+    assert!(forged.html.contains("may not"), "{}", forged.html);
+    let mut manager = Person::new(&api);
+    manager.sign_in("li_na", PASSWORD).await;
+    let page = manager.get(&format!("/ui/cases/{case}")).await;
+    let csrf = page.csrf();
+    assert!(page.html.contains("Cancel the case") && page.html.contains("Suspend"));
+    let act = |fields: Vec<(&'static str, &'static str)>| {
+        let mut all = vec![("_csrf", csrf.as_str())];
+        all.extend(fields);
+        all
+    };
+    let suspended = manager.post(&format!("/ui/cases/{case}/act"), &act(vec![("action", "suspend")])).await;
+    assert!(
+        suspended.html.contains("The case is suspended now.") && suspended.html.contains("Resume"),
+        "{}",
+        suspended.html
+    );
+    let resumed = manager.post(&format!("/ui/cases/{case}/act"), &act(vec![("action", "resume")])).await;
+    assert!(resumed.html.contains("The case is running now."));
+    let unconfirmed =
+        manager.post(&format!("/ui/cases/{case}/act"), &act(vec![("action", "cancel"), ("reason", "客户撤回")])).await;
+    assert!(unconfirmed.html.contains("Tick the box to confirm"));
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    assert_eq!(c["status"], "running", "nothing happened without the confirmation");
+    let cancelled = manager
+        .post(
+            &format!("/ui/cases/{case}/act"),
+            &act(vec![("action", "cancel"), ("reason", "客户撤回"), ("confirm", "yes")]),
+        )
+        .await;
+    assert!(cancelled.html.contains("The case is cancelled now."), "{}", cancelled.html);
+    assert!(!cancelled.html.contains("Cancel the case"), "an ended case offers no actions");
+    let (_, h) = api.call("GET", &format!("/instances/{case}/history"), Some("admin"), None, &[]).await;
+    let last = h["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["event"].as_str(), last["actor"].as_str()), (Some("cancelled"), Some("li_na")), "{last}");
+}
+
+#[tokio::test]
+async fn a_long_inbox_shows_the_soonest_hundred_and_says_how_many_more_match() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let mut ids = Vec::new();
+    for i in 0..105 {
+        ids.push(start(&api, if i % 2 == 0 { "low" } else { "medium" }).await);
+    }
+    let mut p = Person::new(&api);
+    p.sign_in("liu_yang", PASSWORD).await;
+    let page = p.get("/ui/inbox").await;
+    assert_eq!(page.rows().len(), 100, "at most 100 rows");
+    assert!(page.html.contains("The 100 soonest of 105 tasks that match"), "{}", page.html);
+    // The medium ones (4 working hours) come before the low ones (1 working day).
+    let first_low = page.rows().iter().position(|r| ids.iter().position(|i| format!("{i}-2") == *r).unwrap() % 2 == 0);
+    assert_eq!(first_low, Some(52), "the 52 medium ones first");
+}

@@ -4,12 +4,14 @@
 //! diagram (the SVG the binary draws) with the steps it is at marked and the steps and
 //! transitions it went through shaded.
 
-use super::layout::{self, page};
-use super::session::Staff;
+use super::inbox::run;
+use super::layout::{self, page, Flash};
+use super::session::{Posted, Staff};
 use crate::server::{blocking, parse_instance_id, ApiError, Shared};
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use caseflow_core::case::{HistoryEntry, Instance, Status};
+use caseflow_core::case::{Command, HistoryEntry, Instance, Status, TimerKind};
 use maud::{html, Markup, PreEscaped};
 use std::collections::BTreeSet;
 
@@ -56,23 +58,76 @@ fn status_line(inst: &Instance) -> Markup {
     }
 }
 
+/// The timeline: who did what, when (in the calendar's zone), under which rules version.
 fn history_list(entries: &[HistoryEntry], tz: chrono_tz::Tz) -> Markup {
     html! {
         ol.history {
             @for h in entries {
                 li {
-                    time datetime=(h.at.to_rfc3339()) { (h.at.with_timezone(&tz).format("%m-%d %H:%M")) }
+                    time datetime=(h.at.to_rfc3339()) { (h.at.with_timezone(&tz).format("%Y-%m-%d %H:%M")) }
                     " " span.event { (h.event.as_str()) }
                     @if let Some(s) = &h.step { " " code { (s) } }
                     " " span.actor { (h.actor) }
                     @if !h.detail.is_empty() { " — " (h.detail) }
+                    @if !h.changes.is_empty() { " " small { "(" (h.changes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")) ")" } }
+                    " " small.rules title="rules version in force" { "r" (h.rules_version) }
                 }
             }
         }
     }
 }
 
-fn case_body(state: &Shared, staff: &Staff, id: &str) -> Result<Response, ApiError> {
+/// What a pending timer is waiting for, in words.
+fn timer_text(kind: &TimerKind) -> String {
+    match kind {
+        TimerKind::Due { task } => format!("deadline of task {task}"),
+        TimerKind::Escalation { task, .. } => format!("escalation of task {task}"),
+        TimerKind::Threshold { task, .. } => format!("SLA threshold of task {task}"),
+        other => format!("{other:?}").split([' ', '{']).next().unwrap_or("timer").to_lowercase(),
+    }
+}
+
+/// The actions on the whole case the person may take: cancel (the `cancel` permission),
+/// suspend and resume (`suspend`). Cancelling cannot be undone: it asks for a confirmation.
+fn actions(state: &Shared, staff: &Staff, inst: &Instance) -> Markup {
+    let may = |p: &str| {
+        state.engine.rules().permissions.get(p).is_some_and(|roles| roles.iter().any(|r| staff.actor.roles.contains(r)))
+    };
+    let open = !inst.status.kind().is_ended();
+    let running = inst.status.kind() == caseflow_core::case::StatusKind::Running;
+    let suspended = inst.status.kind() == caseflow_core::case::StatusKind::Suspended;
+    let action = format!("/ui/cases/{}/act", inst.id);
+    html! {
+        @if (may("suspend") && (running || suspended)) || (may("cancel") && open) {
+            h2 { "Actions" }
+            @if may("suspend") && running {
+                form.case-action method="post" action=(action) {
+                    input type="hidden" name="_csrf" value=(staff.csrf);
+                    input type="hidden" name="action" value="suspend";
+                    button type="submit" { "Suspend (put on hold)" }
+                }
+            }
+            @if may("suspend") && suspended {
+                form.case-action method="post" action=(action) {
+                    input type="hidden" name="_csrf" value=(staff.csrf);
+                    input type="hidden" name="action" value="resume";
+                    button type="submit" { "Resume" }
+                }
+            }
+            @if may("cancel") && open {
+                form.case-action method="post" action=(action) {
+                    input type="hidden" name="_csrf" value=(staff.csrf);
+                    input type="hidden" name="action" value="cancel";
+                    label { "Reason " input name="reason" required; }
+                    label { input type="checkbox" name="confirm" value="yes" required; " I understand cancelling cannot be undone" }
+                    button type="submit" { "Cancel the case" }
+                }
+            }
+        }
+    }
+}
+
+fn case_body(state: &Shared, staff: &Staff, id: &str, flash: Vec<Flash>) -> Result<Response, ApiError> {
     let engine = &state.engine;
     let id = parse_instance_id(id)?;
     let inst = engine.instance(id)?.ok_or_else(|| ApiError::unknown_instance(format!("no case {id}")))?;
@@ -89,6 +144,7 @@ fn case_body(state: &Shared, staff: &Staff, id: &str) -> Result<Response, ApiErr
     let body = html! {
         p.crumbs { a href="/ui/inbox" { "Inbox" } " › case" }
         h1 { (inst.business_key) " " small { (def.as_ref().and_then(|d| d.model.label.clone()).unwrap_or_else(|| inst.process.clone())) " v" (inst.version) } }
+        @for f in &flash { (f) }
         p { (status_line(&inst)) }
         @if let Some((parent, _)) = inst.parent { p { "Runs for case " a href=(format!("/ui/cases/{parent}")) { "#" (parent) } } }
         @if !subs.is_empty() {
@@ -123,6 +179,15 @@ fn case_body(state: &Shared, staff: &Staff, id: &str) -> Result<Response, ApiErr
                 p.legend { span.key.current {} " now " span.key.visited {} " done" }
             }
         }
+        @if !inst.timers.is_empty() {
+            h2 { "Waiting for" }
+            ul.timers {
+                @for t in inst.timers.values() {
+                    li { (t.due_at.with_timezone(&tz).format("%Y-%m-%d %H:%M")) " — " (timer_text(&t.kind)) }
+                }
+            }
+        }
+        (actions(state, staff, &inst))
         h2 { "History" }
         (history_list(&history, tz))
     };
@@ -131,7 +196,35 @@ fn case_body(state: &Shared, staff: &Staff, id: &str) -> Result<Response, ApiErr
 
 pub async fn case_page(State(state): State<Shared>, staff: Staff, Path(id): Path<String>) -> Response {
     let s = state.clone();
-    blocking(move || case_body(&s, &staff, &id)).await.unwrap_or_else(layout::api_error_page)
+    blocking(move || case_body(&s, &staff, &id, Vec::new())).await.unwrap_or_else(layout::api_error_page)
+}
+
+/// Cancel, suspend or resume the case, as the person may; the engine checks the permission.
+pub async fn act(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
+    let Ok(instance) = parse_instance_id(&id) else {
+        return layout::error_page(StatusCode::NOT_FOUND, &format!("`{id}` is not a case"));
+    };
+    let reason = posted.get("reason").unwrap_or("").trim().to_string();
+    let command = match posted.get("action").unwrap_or("") {
+        "suspend" => Ok(Command::Suspend),
+        "resume" => Ok(Command::Resume),
+        "cancel" if posted.get("confirm") != Some("yes") => {
+            Err("Tick the box to confirm: cancelling cannot be undone.")
+        }
+        "cancel" if reason.is_empty() => Err("Say why the case is cancelled."),
+        "cancel" => Ok(Command::Cancel { reason }),
+        _ => Err("No such action."),
+    };
+    let flash = match command {
+        Err(why) => Flash::Error(why.into()),
+        Ok(command) => match run(&state, &posted.staff, instance, command).await {
+            Ok(after) => Flash::Info(format!("The case is {} now.", after.status.name())),
+            Err(e) => Flash::Error(e.detail),
+        },
+    };
+    let s = state.clone();
+    let staff = posted.staff;
+    blocking(move || case_body(&s, &staff, &id, vec![flash])).await.unwrap_or_else(layout::api_error_page)
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/tasks/:id/start", post(task::start_work))
         .route("/ui/tasks/:id/draft", post(task::save_draft))
         .route("/ui/cases/:id", get(case::case_page))
+        .route("/ui/cases/:id/act", post(case::act))
         .route("/ui/account", get(account::account_page))
         .route("/ui/account/password", post(account::change_password))
         .route("/ui/account/sessions", post(account::end_sessions))
