@@ -1,6 +1,6 @@
 //! The console's pages under load of data: N cases waiting at a task of a role of 1,000 people,
 //! then, for one of them signed in,
-//! - the inbox page (their tasks and the role's first 500, in working-time order): server time
+//! - the inbox page (their tasks and the role's first 200, in working-time order): server time
 //!   p50/p99 and its size over the wire;
 //! - a case page (fields, history, the diagram marked): p50/p99;
 //! - memory for S open live-update streams (`/ui/events`).
@@ -144,7 +144,7 @@ fn main() {
         let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
         let (p50, p99, bytes) = measure(&app, &cookie, rounds, |_| "/ui/inbox".into()).await;
         println!(
-            "inbox page ({n} cases, the role's first 500 read): p50 {p50:.2} ms, p99 {p99:.2} ms, {:.1} KB",
+            "inbox page ({n} cases, the role's first 200 read): p50 {p50:.2} ms, p99 {p99:.2} ms, {:.1} KB",
             bytes as f64 / 1024.0
         );
         let (p50, p99, bytes) =

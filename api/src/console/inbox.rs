@@ -17,9 +17,10 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup};
 use std::collections::BTreeSet;
 
-/// Tasks read from each inbox (the person's and each role's) for one page: a person's work
-/// fits many times over; past it the page says some are not shown.
-pub const INBOX_READ_MAX: usize = 500;
+/// Tasks read from each inbox (the person's and each role's) for one page, soonest deadline
+/// first: twice the rows a page shows, so that filters still find a page's worth; past it the
+/// page says some are not shown. (500 took the page to 21 ms at p99 with a million cases.)
+pub const INBOX_READ_MAX: usize = 200;
 
 /// One task as the inbox shows it.
 pub struct Row {
