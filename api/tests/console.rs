@@ -620,3 +620,36 @@ async fn a_long_inbox_shows_the_soonest_hundred_and_says_how_many_more_match() {
     let first_low = page.rows().iter().position(|r| ids.iter().position(|i| format!("{i}-2") == *r).unwrap() % 2 == 0);
     assert_eq!(first_low, Some(52), "the 52 medium ones first");
 }
+
+#[tokio::test]
+async fn the_cases_list_pages_finds_a_key_and_exports_csv() {
+    let api = Api::new();
+    set_password(&api, "li_na");
+    for _ in 0..3 {
+        start(&api, "high").await;
+    }
+    let mut p = Person::new(&api);
+    assert_eq!(p.get("/ui/cases.csv?process=complaint").await.status, StatusCode::SEE_OTHER, "signed in only");
+    p.sign_in("li_na", PASSWORD).await;
+    let list = p.get("/ui/cases?process=complaint&status=running").await;
+    assert_eq!(list.status, StatusCode::OK);
+    for key in ["20261123-001", "20261123-002", "20261123-003"] {
+        assert!(list.html.contains(key), "{key}: {}", list.html);
+    }
+    let found = p.get("/ui/cases?key=20261123-002").await;
+    assert_eq!((found.status, found.location()), (StatusCode::SEE_OTHER, "/ui/cases/2"));
+    let missing = p.get("/ui/cases?key=19990101-001").await;
+    assert!(missing.html.contains("No case has the business key 19990101-001."));
+    let csv = p.get("/ui/cases.csv?process=complaint&status=running").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.html.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(lines.len(), 4, "a header and a line per case: {lines:?}");
+    assert!(lines[0].starts_with("business_key,started_at,status,at,assignees,") && lines[0].contains("customer"));
+    assert!(
+        lines[1].starts_with("20261123-001,2026-11-23 10:00,running,receive,") && lines[1].contains("第一中学"),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(p.get("/ui/cases.csv?process=nope").await.status, StatusCode::NOT_FOUND);
+}

@@ -235,6 +235,12 @@ async fn a_representative_works_through_the_inbox_in_chromium() {
     screenshot(&c, "case").await;
     problems.extend(audit(&c).await.into_iter().map(|v| format!("case: {v}")));
 
+    // The list of cases, with the four started here.
+    c.goto(&format!("{base}/ui/cases?process=complaint&status=running")).await.unwrap();
+    assert_eq!(c.find_all(Locator::Css("table.cases tbody tr")).await.unwrap().len(), 4);
+    screenshot(&c, "cases").await;
+    problems.extend(audit(&c).await.into_iter().map(|v| format!("cases: {v}")));
+
     // Signing out: the inbox asks for a sign-in again.
     c.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
     wait_for(&c, "form.signin").await;

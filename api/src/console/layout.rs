@@ -42,6 +42,7 @@ fn frame(title: &str, staff: Option<&Staff>, body: Markup) -> Markup {
                     @if let Some(s) = staff {
                         nav {
                             a href="/ui/inbox" { "Inbox" }
+                            a href="/ui/cases" { "Cases" }
                             a href="/ui/account" { "Account" }
                         }
                         span.who { (s.name) " (" (s.actor.id) ")" }

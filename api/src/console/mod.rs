@@ -9,6 +9,7 @@
 //!   delegate, one by one or in bulk;
 //! - `task.rs` — a task's form, generated from the step's `asks`, and completing it;
 //! - `case.rs` — a case: fields, links, history and the diagram with where it is;
+//! - `cases.rs` — the list of cases by process and status, and its CSV;
 //! - `account.rs` — one's password and sessions;
 //! - `layout.rs` — the page frame, the assets and error pages.
 //!
@@ -17,6 +18,7 @@
 
 mod account;
 mod case;
+mod cases;
 mod inbox;
 mod layout;
 mod session;
@@ -42,6 +44,8 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/tasks/:id", get(task::task_page).post(task::complete))
         .route("/ui/tasks/:id/start", post(task::start_work))
         .route("/ui/tasks/:id/draft", post(task::save_draft))
+        .route("/ui/cases", get(cases::cases))
+        .route("/ui/cases.csv", get(cases::cases_csv))
         .route("/ui/cases/:id", get(case::case_page))
         .route("/ui/cases/:id/act", post(case::act))
         .route("/ui/account", get(account::account_page))
