@@ -653,3 +653,34 @@ async fn the_cases_list_pages_finds_a_key_and_exports_csv() {
     );
     assert_eq!(p.get("/ui/cases.csv?process=nope").await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_manager_sees_the_team_s_work_and_gives_one_person_s_tasks_to_another() {
+    let api = Api::new();
+    set_password(&api, "li_na");
+    set_password(&api, "liu_yang");
+    let mut held: std::collections::BTreeMap<String, usize> = Default::default();
+    for _ in 0..4 {
+        let case = start(&api, "high").await;
+        let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+        *held.entry(c["tasks"][0]["assignee"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let mut rep = Person::new(&api);
+    rep.sign_in("liu_yang", PASSWORD).await;
+    let page = rep.get("/ui/inbox").await;
+    assert!(!page.html.contains("href=\"/ui/team\""), "no team page for a representative");
+    assert_eq!(rep.get("/ui/team").await.status, StatusCode::FORBIDDEN);
+    let mut manager = Person::new(&api);
+    manager.sign_in("li_na", PASSWORD).await;
+    let team = manager.get("/ui/team").await;
+    assert_eq!(team.status, StatusCode::OK);
+    let (busiest, n) = held.iter().max_by_key(|(_, n)| **n).map(|(u, n)| (u.clone(), *n)).unwrap();
+    assert!(team.html.contains(&format!("({busiest})")), "{}", team.html);
+    let to = ["zhang_wei", "wang_fang", "liu_yang"].into_iter().find(|u| *u != busiest).unwrap();
+    let done = manager
+        .post("/ui/team/reassign", &[("_csrf", &team.csrf()), ("from", &busiest), ("to", to), ("reason", "请假")])
+        .await;
+    assert!(done.html.contains(&format!("{n} open task(s) of {busiest} given to {to}.")), "{}", done.html);
+    let (_, tasks) = api.call("GET", &format!("/tasks?user={busiest}"), Some("admin"), None, &[]).await;
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0));
+}

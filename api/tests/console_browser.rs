@@ -302,6 +302,11 @@ async fn a_manager_reassigns_overdue_escalated_work_in_bulk_and_a_phone_can_work
         let (_, case) = api.call("GET", &format!("/instances/{id}"), Some("admin"), None, &[]).await;
         assert_eq!(case["tasks"][0]["assignee"], "wang_fang");
     }
+    // The team page: the work of the people who report to the manager.
+    c.goto(&format!("{base}/ui/team")).await.unwrap();
+    wait_for(&c, "table.team").await;
+    screenshot(&c, "team").await;
+    let mut problems: Vec<String> = audit(&c).await.into_iter().map(|v| format!("team: {v}")).collect();
     c.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
     wait_for(&c, "form.signin").await;
 
@@ -315,7 +320,7 @@ async fn a_manager_reassigns_overdue_escalated_work_in_bulk_and_a_phone_can_work
             .unwrap();
     assert!(width <= 390.0, "nothing wider than the phone: {width}px");
     screenshot(&c, "inbox-phone").await;
-    let mut problems: Vec<String> = audit(&c).await.into_iter().map(|v| format!("inbox (phone): {v}")).collect();
+    problems.extend(audit(&c).await.into_iter().map(|v| format!("inbox (phone): {v}")));
     c.goto(&format!("{base}/ui/tasks/{first}-2")).await.unwrap();
     wait_for(&c, "form.task").await;
     screenshot(&c, "task-phone").await;

@@ -43,6 +43,7 @@ fn frame(title: &str, staff: Option<&Staff>, body: Markup) -> Markup {
                         nav {
                             a href="/ui/inbox" { "Inbox" }
                             a href="/ui/cases" { "Cases" }
+                            @if s.may_reassign { a href="/ui/team" { "Team" } }
                             a href="/ui/account" { "Account" }
                         }
                         span.who { (s.name) " (" (s.actor.id) ")" }

@@ -10,6 +10,7 @@
 //! - `task.rs` — a task's form, generated from the step's `asks`, and completing it;
 //! - `case.rs` — a case: fields, links, history and the diagram with where it is;
 //! - `cases.rs` — the list of cases by process and status, and its CSV;
+//! - `team.rs` — a manager's team: work per person and role, who is away, reassigning all;
 //! - `account.rs` — one's password and sessions;
 //! - `layout.rs` — the page frame, the assets and error pages.
 //!
@@ -23,6 +24,7 @@ mod inbox;
 mod layout;
 mod session;
 mod task;
+mod team;
 
 use crate::server::Shared;
 use axum::routing::{get, post};
@@ -48,6 +50,8 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/cases.csv", get(cases::cases_csv))
         .route("/ui/cases/:id", get(case::case_page))
         .route("/ui/cases/:id/act", post(case::act))
+        .route("/ui/team", get(team::team))
+        .route("/ui/team/reassign", post(team::reassign_all))
         .route("/ui/account", get(account::account_page))
         .route("/ui/account/password", post(account::change_password))
         .route("/ui/account/sessions", post(account::end_sessions))

@@ -123,6 +123,8 @@ pub struct Staff {
     pub actor: Actor,
     pub name: String,
     pub csrf: String,
+    /// Holds the `reassign` permission: the team page is theirs.
+    pub may_reassign: bool,
     pub(super) digest: [u8; 32],
 }
 
@@ -183,7 +185,10 @@ impl FromRequestParts<Shared> for Staff {
                 session.last_seen_at = now;
                 accounts::put_session(s.engine.store(), &digest, &session)?;
             }
+            let may_reassign =
+                rules.permissions.get("reassign").is_some_and(|roles| roles.iter().any(|r| user.roles.contains(r)));
             Ok(Some(Staff {
+                may_reassign,
                 actor: Actor { id: user.id.clone(), roles: user.roles.clone(), admin: false },
                 name: user.name.clone().unwrap_or_else(|| user.id.clone()),
                 csrf: session.csrf,
