@@ -83,6 +83,12 @@ pub struct Config {
     /// The console (`/ui`): how long sessions last, and whether cookies are HTTPS-only.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Serve HTTPS with this certificate chain (PEM) and `tls_key`: people's passwords cross
+    /// the wire. Both or neither.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[console]`: the staff's sign-in sessions.
@@ -238,7 +244,7 @@ impl Config {
                 for p in [&mut config.data_dir, &mut config.processes_dir, &mut config.rules_dir] {
                     *p = base.join(&*p);
                 }
-                if let Some(k) = &mut config.field_key_file {
+                for k in [&mut config.field_key_file, &mut config.tls_cert, &mut config.tls_key].into_iter().flatten() {
                     *k = base.join(&*k);
                 }
                 config
@@ -274,6 +280,12 @@ impl Config {
         }
         if let Some(v) = env("CASEFLOW_FIELD_KEY_FILE") {
             config.field_key_file = Some(v.into());
+        }
+        if let Some(v) = env("CASEFLOW_TLS_CERT") {
+            config.tls_cert = Some(v.into());
+        }
+        if let Some(v) = env("CASEFLOW_TLS_KEY") {
+            config.tls_key = Some(v.into());
         }
         if let Some(v) = env("CASEFLOW_BODY_BYTES_MAX") {
             config.body_bytes_max =
@@ -313,6 +325,9 @@ impl Config {
         }
         if config.cache_mib == 0 {
             bail!("cache_mib must be at least 1");
+        }
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            bail!("tls_cert and tls_key go together (CASEFLOW_TLS_CERT, CASEFLOW_TLS_KEY): give both to serve HTTPS, or neither");
         }
         for t in &config.tokens {
             if t.sha256.len() != 64 || !t.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -394,7 +409,7 @@ pub fn field_key(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Every `CASEFLOW_*` environment variable caseflow reads.
-pub const ENV_VARS: [&str; 18] = [
+pub const ENV_VARS: [&str; 20] = [
     "CASEFLOW_ALLOW_NO_TOKENS",
     "CASEFLOW_ALLOW_PUBLISHED_TOKENS",
     "CASEFLOW_BIND",
@@ -413,6 +428,8 @@ pub const ENV_VARS: [&str; 18] = [
     "CASEFLOW_POISON_CHILD",
     "CASEFLOW_PROCESSES_DIR",
     "CASEFLOW_RULES_DIR",
+    "CASEFLOW_TLS_CERT",
+    "CASEFLOW_TLS_KEY",
     // `caseflow test --record --url`'s token.
     "CASEFLOW_TOKEN",
 ];

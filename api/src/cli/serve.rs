@@ -72,6 +72,11 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
     if let Some(w) = server::calendar_warning(&rules, clock.now()) {
         tracing::warn!("{w}");
     }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(caseflow::listen::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let state = std::sync::Arc::new(server::AppState {
         engine: engine.clone(),
         clock: clock.clone(),
@@ -82,7 +87,11 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
         rules_refused: std::sync::Mutex::new(rules_refused),
         events: server::event_channel(&engine),
         stopping: tokio::sync::watch::Sender::new(false),
-        console: caseflow::console::ConsoleState::new(config.console.settings()?),
+        console: caseflow::console::ConsoleState::new(caseflow::console::ConsoleSettings {
+            // Cookies only over HTTPS when it is served, here or by a proxy in front.
+            secure_cookies: config.console.behind_https_proxy || tls.is_some(),
+            ..config.console.settings()?
+        }),
     });
     let watcher_state = state.clone();
     let app = server::router(
@@ -115,7 +124,7 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
         #[cfg(unix)]
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         println!(
-            "caseflow listening on http://{local} (data in {}, {} processes)",
+            "caseflow listening on {scheme}://{local} (data in {}, {} processes)",
             config.data_dir.display(),
             deployed.len()
         );
@@ -149,7 +158,7 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
             );
             state.stopping.send_replace(true);
         };
-        let stopped = caseflow::listen::serve(listener, app, limits, signalled).await;
+        let stopped = caseflow::listen::serve_with(listener, app, limits, tls, signalled).await;
         if stopped.dropped > 0 {
             tracing::warn!(connections = stopped.dropped, "the grace period ran out; those connections were dropped");
         }
