@@ -40,13 +40,17 @@ PY
 .tools/venv/bin/pip install --quiet "$CASEFLOW_TMP/py"
 .tools/venv/bin/python scripts/client_drive.py "$CASEFLOW_URL"
 
-# TypeScript: no operation's 2xx body may be `never`.
+# TypeScript: no operation's 2xx body may be `never` (an operation that answers 204 has none
+# to type).
 .tools/node/node_modules/.bin/openapi-typescript "$CASEFLOW_TMP/openapi.json" -o "$CASEFLOW_TMP/api.d.ts" >/dev/null
 cat > "$CASEFLOW_TMP/check.ts" <<'TS'
 import type { operations } from "./api";
 type Ok<R> = 200 extends keyof R ? R[200] : 201 extends keyof R ? R[201] : never;
 type Body<O> = O extends { responses: infer R } ? (Ok<R> extends { content: infer C } ? C[keyof C] : never) : never;
-type Untyped = { [K in keyof operations]: [Body<operations[K]>] extends [never] ? K : never }[keyof operations];
+type NoContent<O> = O extends { responses: infer R } ? (204 extends keyof R ? true : false) : false;
+type Untyped = {
+  [K in keyof operations]: NoContent<operations[K]> extends true ? never : [Body<operations[K]>] extends [never] ? K : never;
+}[keyof operations];
 // Fails to compile, naming the operation, if one has no typed 2xx body.
 const untyped: [Untyped] extends [never] ? "none" : Untyped = "none";
 export default untyped;
