@@ -323,31 +323,44 @@ pub async fn start_work(State(state): State<Shared>, Path(id): Path<String>, pos
     }
 }
 
-/// Saves what the form holds as the task's draft, complete or not.
-pub async fn save_draft(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
+/// The task a form was sent for, still open, and the form's values as the engine takes them;
+/// or the page to answer instead (no such task, no longer open, a value that does not read).
+async fn sent(state: &Shared, id: &str, posted: &Posted) -> Result<(Loaded, BTreeMap<String, Value>), Response> {
     let s = state.clone();
-    let task_id = id.clone();
-    let loaded = match blocking(move || load(&s, &task_id)).await {
-        Ok(l) => l,
-        Err(e) => return layout::api_error_page(e),
-    };
+    let task_id = id.to_string();
+    let loaded = blocking(move || load(&s, &task_id)).await.map_err(layout::api_error_page)?;
     if !loaded.inst.tasks.contains_key(&loaded.seq) {
-        return gone(&posted.staff, &id, &loaded.inst);
+        return Err(gone(&posted.staff, id, &loaded.inst));
     }
     let fields = asked(&loaded.def.model, &loaded.inst, loaded.seq);
-    let values = match values_of(&fields, &posted) {
-        Ok(v) => v,
+    match values_of(&fields, posted) {
+        Ok(values) => Ok((loaded, values)),
         Err(errors) => {
             let errors = errors.into_iter().collect();
-            return render(
-                &state,
-                &posted.staff,
-                &loaded,
-                Some(&posted),
-                &errors,
-                vec![Flash::Error("Some answers need a fix.".into())],
-            );
+            let flash = vec![Flash::Error("Some answers need a fix.".into())];
+            Err(render(state, &posted.staff, &loaded, Some(posted), &errors, flash))
         }
+    }
+}
+
+/// The form again after the engine refused what was sent: a lost race said plainly, field
+/// errors beside their fields, what was typed kept, the engine's status.
+fn refused(state: &Shared, id: &str, posted: &Posted, loaded: &Loaded, e: ApiError) -> Response {
+    if e.kind == "task-not-open" {
+        return gone(&posted.staff, id, &loaded.inst);
+    }
+    let (errors, other) = field_errors(&e);
+    let flash = vec![Flash::Error(other.unwrap_or_else(|| "Some answers need a fix.".into()))];
+    let mut r = render(state, &posted.staff, loaded, Some(posted), &errors, flash);
+    *r.status_mut() = e.status;
+    r
+}
+
+/// Saves what the form holds as the task's draft, complete or not.
+pub async fn save_draft(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
+    let (loaded, values) = match sent(&state, &id, &posted).await {
+        Ok(sent) => sent,
+        Err(page) => return page,
     };
     match run(&state, &posted.staff, loaded.inst.id, Command::SaveDraft { task: loaded.seq, fields: values }).await {
         Ok(after) => {
@@ -361,42 +374,14 @@ pub async fn save_draft(State(state): State<Shared>, Path(id): Path<String>, pos
                 vec![Flash::Info("Draft saved: finish it later, here or from the inbox.".into())],
             )
         }
-        Err(e) if e.kind == "task-not-open" => gone(&posted.staff, &id, &loaded.inst),
-        Err(e) => {
-            let (errors, other) = field_errors(&e);
-            let status = e.status;
-            let flash = vec![Flash::Error(other.unwrap_or_else(|| "Some answers need a fix.".into()))];
-            let mut r = render(&state, &posted.staff, &loaded, Some(&posted), &errors, flash);
-            *r.status_mut() = status;
-            r
-        }
+        Err(e) => refused(&state, &id, &posted, &loaded, e),
     }
 }
 
 pub async fn complete(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
-    let s = state.clone();
-    let task_id = id.clone();
-    let loaded = match blocking(move || load(&s, &task_id)).await {
-        Ok(l) => l,
-        Err(e) => return layout::api_error_page(e),
-    };
-    if !loaded.inst.tasks.contains_key(&loaded.seq) {
-        return gone(&posted.staff, &id, &loaded.inst);
-    }
-    let fields = asked(&loaded.def.model, &loaded.inst, loaded.seq);
-    let values = match values_of(&fields, &posted) {
-        Ok(v) => v,
-        Err(errors) => {
-            let errors = errors.into_iter().collect();
-            return render(
-                &state,
-                &posted.staff,
-                &loaded,
-                Some(&posted),
-                &errors,
-                vec![Flash::Error("Some answers need a fix.".into())],
-            );
-        }
+    let (loaded, values) = match sent(&state, &id, &posted).await {
+        Ok(sent) => sent,
+        Err(page) => return page,
     };
     let command = Command::CompleteTask { task: loaded.seq, fields: values };
     match run(&state, &posted.staff, loaded.inst.id, command).await {
@@ -409,18 +394,6 @@ pub async fn complete(State(state): State<Shared>, Path(id): Path<String>, poste
             };
             Redirect::to(&target).into_response()
         }
-        Err(e) if e.kind == "task-not-open" => gone(&posted.staff, &id, &loaded.inst),
-        Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            let (errors, other) = field_errors(&e);
-            let flash = vec![Flash::Error(other.unwrap_or_else(|| "Some answers need a fix.".into()))];
-            render(&state, &posted.staff, &loaded, Some(&posted), &errors, flash)
-        }
-        Err(e) => {
-            let flash = vec![Flash::Error(e.detail.clone())];
-            let status = e.status;
-            let mut r = render(&state, &posted.staff, &loaded, Some(&posted), &BTreeMap::new(), flash);
-            *r.status_mut() = status;
-            r
-        }
+        Err(e) => refused(&state, &id, &posted, &loaded, e),
     }
 }
