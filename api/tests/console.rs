@@ -112,6 +112,15 @@ async fn start(api: &Api, urgency: &str) -> u64 {
     case["id"].as_u64().unwrap()
 }
 
+/// The case's open task, its assignee, and another representative.
+async fn first_task(api: &Api, case: u64) -> (String, String, &'static str) {
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    let task = c["tasks"][0]["id"].as_str().unwrap().to_string();
+    let holder = c["tasks"][0]["assignee"].as_str().unwrap().to_string();
+    let other = ["zhang_wei", "liu_yang"].into_iter().find(|u| *u != holder).unwrap();
+    (task, holder, other)
+}
+
 #[tokio::test]
 async fn signing_in_sets_a_safe_cookie_and_signing_out_ends_the_session() {
     let api = Api::new();
@@ -476,10 +485,7 @@ async fn saved_views_are_kept_on_the_server_personal_or_shared_with_a_role() {
 async fn work_in_progress_shows_who_is_on_a_task_and_a_draft_passes_to_whoever_takes_it_over() {
     let api = Api::new();
     let case = start(&api, "high").await;
-    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
-    let task = c["tasks"][0]["id"].as_str().unwrap().to_string();
-    let holder = c["tasks"][0]["assignee"].as_str().unwrap().to_string();
-    let other = ["zhang_wei", "liu_yang"].into_iter().find(|u| *u != holder).unwrap();
+    let (task, holder, other) = first_task(&api, case).await;
     for user in [holder.as_str(), other, "li_na"] {
         set_password(&api, user);
     }
@@ -522,10 +528,7 @@ async fn work_in_progress_shows_who_is_on_a_task_and_a_draft_passes_to_whoever_t
 async fn the_api_starts_work_and_saves_drafts_for_the_assignee_only() {
     let api = Api::new();
     let case = start(&api, "high").await;
-    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
-    let task = c["tasks"][0]["id"].as_str().unwrap().to_string();
-    let holder = c["tasks"][0]["assignee"].as_str().unwrap().to_string();
-    let other = ["zhang_wei", "liu_yang"].into_iter().find(|u| *u != holder).unwrap();
+    let (task, holder, other) = first_task(&api, case).await;
     let (s, _) = api.call("POST", &format!("/tasks/{task}/start"), Some(other), None, &[]).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) = api.call("POST", &format!("/tasks/{task}/start"), Some("crm"), None, &[]).await;

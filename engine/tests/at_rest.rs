@@ -29,13 +29,7 @@ fn sensitive_fields_are_encrypted_at_rest() {
         engine.store().flush().unwrap();
     }
     // On disk: the phone number appears nowhere, the customer's name (not sensitive) does.
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(&dir.0).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            bytes.extend(std::fs::read(&p).unwrap());
-        }
-    }
+    let bytes = dir.bytes_at_rest();
     let hay = String::from_utf8_lossy(&bytes);
     assert!(!hay.contains("138-1234-5678"), "plaintext phone number at rest");
     assert!(
@@ -101,8 +95,7 @@ fn work_in_progress_is_marked_and_drafts_are_kept_across_hands_and_sealed_at_res
         let t = &moved.tasks[&task.seq];
         assert_eq!(t.started, None);
         assert_eq!(t.draft.as_ref().map(|d| (d.by.as_str(), &d.fields)), Some((holder.as_str(), &draft)));
-        let events: Vec<&str> =
-            engine.history(id).unwrap().iter().map(|h| h.event.as_str()).collect::<Vec<_>>().into_iter().collect();
+        let events: Vec<&str> = engine.history(id).unwrap().iter().map(|h| h.event.as_str()).collect();
         assert!(events.contains(&"work_started") && events.contains(&"draft_saved"), "{events:?}");
         assert!(
             engine.history(id).unwrap().iter().all(|h| !h.detail.contains("139-8765-4321")),
@@ -110,13 +103,7 @@ fn work_in_progress_is_marked_and_drafts_are_kept_across_hands_and_sealed_at_res
         );
         engine.store().flush().unwrap();
     }
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(&dir.0).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            bytes.extend(std::fs::read(&p).unwrap());
-        }
-    }
+    let bytes = dir.bytes_at_rest();
     assert!(!String::from_utf8_lossy(&bytes).contains("139-8765-4321"), "a draft's sensitive value at rest");
     let engine = engine_at(&dir).with_field_key(&[42u8; 32]).unwrap();
     let inst = engine.instance(id).unwrap().unwrap();

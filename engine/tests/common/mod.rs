@@ -33,6 +33,18 @@ pub fn crm() -> Actor {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// Every byte of the files in the folder, as they lie on disk (for looking for plaintext).
+    pub fn bytes_at_rest(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(&self.0).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_file() {
+                bytes.extend(std::fs::read(&p).unwrap());
+            }
+        }
+        bytes
+    }
+
     pub fn new(name: &str) -> TempDir {
         let p = std::env::temp_dir().join(format!("caseflow-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
