@@ -687,3 +687,167 @@ async fn a_manager_sees_the_team_s_work_and_gives_one_person_s_tasks_to_another(
     let (_, tasks) = api.call("GET", &format!("/tasks?user={busiest}"), Some("admin"), None, &[]).await;
     assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0));
 }
+
+#[tokio::test]
+async fn the_cases_list_filters_by_step_assignee_and_day_started_and_exports_what_it_shows() {
+    let api = Api::new();
+    set_password(&api, "li_na");
+    let first = start(&api, "high").await;
+    let second = start(&api, "high").await;
+    api.clock.advance(chrono::Duration::days(1));
+    start(&api, "high").await;
+    start(&api, "high").await;
+    // The first case moves on from `receive`.
+    let (task, holder, _) = first_task(&api, first).await;
+    let (s, v) = api
+        .call("POST", &format!("/tasks/{task}/complete"), Some(&holder), Some(r#"{"fields":{"cause":"quality"}}"#), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, c) = api.call("GET", &format!("/instances/{first}"), Some("admin"), None, &[]).await;
+    let step_now = c["tasks"][0]["step"].as_str().unwrap().to_string();
+    let mut p = Person::new(&api);
+    p.sign_in("li_na", PASSWORD).await;
+    let keys = |page: &Page| -> Vec<String> {
+        page.html
+            .split("<td><a href=\"/ui/cases/")
+            .skip(1)
+            .map(|r| r.split(['>', '<']).nth(1).unwrap().to_string())
+            .collect()
+    };
+    let list = p.get("/ui/cases?process=complaint&status=running&step=receive").await;
+    assert_eq!(keys(&list), ["20261123-002", "20261124-001", "20261124-002"], "at receive");
+    let list = p.get(&format!("/ui/cases?process=complaint&status=running&step={step_now}")).await;
+    assert_eq!(keys(&list), ["20261123-001"], "moved on to {step_now}");
+    let list = p.get("/ui/cases?process=complaint&status=running&from=2026-11-24").await;
+    assert_eq!(keys(&list), ["20261124-001", "20261124-002"], "started on the 24th or later");
+    let list = p.get("/ui/cases?process=complaint&status=running&to=2026-11-23").await;
+    assert_eq!(keys(&list), ["20261123-001", "20261123-002"], "started on the 23rd or before");
+    // By assignee: the cases where that person holds an open task, from their inbox.
+    let (_, holder, _) = first_task(&api, second).await;
+    let (_, tasks) = api.call("GET", &format!("/tasks?user={holder}"), Some("admin"), None, &[]).await;
+    let mut held: Vec<String> =
+        tasks["tasks"].as_array().unwrap().iter().map(|t| t["business_key"].as_str().unwrap().to_string()).collect();
+    held.sort();
+    assert!(!held.is_empty());
+    let list = p.get(&format!("/ui/cases?process=complaint&status=running&assignee={holder}")).await;
+    assert_eq!(keys(&list), held, "{holder}'s");
+    let list = p.get(&format!("/ui/cases?process=complaint&status=running&assignee={holder}&from=2026-11-24")).await;
+    assert_eq!(keys(&list), held.iter().filter(|k| k.starts_with("20261124")).cloned().collect::<Vec<_>>());
+    // A bad day is said, and lists nothing.
+    let bad = p.get("/ui/cases?process=complaint&status=running&from=24.11.2026").await;
+    assert!(bad.html.contains("`24.11.2026` is not a day"), "{}", bad.html);
+    assert!(keys(&bad).is_empty());
+    // The export holds what the filters select, and refuses a bad day.
+    let csv = p.get("/ui/cases.csv?process=complaint&status=running&step=receive&from=2026-11-24").await;
+    let lines: Vec<&str> = csv.html.trim_start_matches('\u{feff}').lines().skip(1).collect();
+    assert_eq!(lines.iter().map(|l| &l[..12]).collect::<Vec<_>>(), ["20261124-001", "20261124-002"]);
+    assert_eq!(p.get("/ui/cases.csv?process=complaint&to=tomorrow").await.status, StatusCode::BAD_REQUEST);
+    // The list's links keep the filters.
+    assert!(
+        list.html.contains("/ui/cases.csv?process=complaint&amp;status=running&amp;step=&amp;assignee="),
+        "{}",
+        list.html
+    );
+}
+
+#[tokio::test]
+async fn a_filtered_cases_page_reads_a_bounded_number_of_cases_and_offers_to_look_further() {
+    let api = Api::new();
+    set_password(&api, "li_na");
+    let crm = caseflow_core::case::Actor { id: "crm".into(), roles: vec!["integration".into()], admin: false };
+    let fields: std::collections::BTreeMap<String, caseflow_core::value::Value> =
+        serde_json::from_str::<serde_json::Value>(START).unwrap()["fields"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), caseflow_core::value::Value::Text(v.as_str().unwrap().into())))
+            .collect();
+    for _ in 0..2_050 {
+        api.engine.start("complaint", fields.clone(), &crm, None, api.clock.now()).unwrap();
+    }
+    api.clock.advance(chrono::Duration::days(1));
+    api.engine.start("complaint", fields, &crm, None, api.clock.now()).unwrap();
+    let mut p = Person::new(&api);
+    p.sign_in("li_na", PASSWORD).await;
+    let first = p.get("/ui/cases?process=complaint&status=running&from=2026-11-24").await;
+    assert!(!first.html.contains("20261124-001"));
+    assert!(first.html.contains("Looked through 2000 cases; more may match further on."), "{}", first.html);
+    let at = first.html.find("cursor=").expect("a link to look further") + 7;
+    let cursor = first.html[at..].split('"').next().unwrap();
+    assert_eq!(cursor, "2000", "it goes on after the last case read");
+    let further = p.get(&format!("/ui/cases?process=complaint&status=running&from=2026-11-24&cursor={cursor}")).await;
+    assert!(further.html.contains("20261124-001"), "{}", further.html);
+    assert!(!further.html.contains("Look further"), "nothing more to read");
+}
+
+#[tokio::test]
+async fn a_manager_changes_a_case_s_fields_with_errors_by_their_fields_and_a_representative_cannot() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    set_password(&api, "li_na");
+    let case = start(&api, "high").await;
+    let fields_of = |c: &serde_json::Value| c["fields"].clone();
+    let (_, before) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    let mut rep = Person::new(&api);
+    rep.sign_in("liu_yang", PASSWORD).await;
+    let page = rep.get(&format!("/ui/cases/{case}")).await;
+    assert!(!page.html.contains("Change fields"), "no form without the permission");
+    let forged = rep.post(&format!("/ui/cases/{case}/fields"), &[("_csrf", &page.csrf()), ("urgency", "low")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.html);
+    let mut manager = Person::new(&api);
+    manager.sign_in("li_na", PASSWORD).await;
+    let page = manager.get(&format!("/ui/cases/{case}")).await;
+    assert!(page.html.contains("Change fields") && page.html.contains("紧急程度"), "{}", page.html);
+    let csrf = page.csrf();
+    let bad = manager
+        .post(&format!("/ui/cases/{case}/fields"), &[("_csrf", &csrf), ("urgency", "medium"), ("satisfaction", "9")])
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.html);
+    assert!(bad.html.contains("id=\"f-satisfaction-error\""), "the error beside its field: {}", bad.html);
+    assert!(bad.html.contains("value=\"medium\" checked"), "what was typed is kept");
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    assert_eq!(fields_of(&c), fields_of(&before), "nothing changed");
+    // The form sent as shown changes nothing and records nothing.
+    let same = manager.post(&format!("/ui/cases/{case}/fields"), &[("_csrf", &csrf), ("urgency", "high")]).await;
+    assert!(same.html.contains("Nothing was changed."), "{}", same.html);
+    let done = manager.post(&format!("/ui/cases/{case}/fields"), &[("_csrf", &csrf), ("urgency", "medium")]).await;
+    assert!(done.html.contains("Fields changed: urgency."), "{}", done.html);
+    let (_, h) = api.call("GET", &format!("/instances/{case}/history"), Some("admin"), None, &[]).await;
+    let updates: Vec<&serde_json::Value> =
+        h["history"].as_array().unwrap().iter().filter(|e| e["event"] == "fields_updated").collect();
+    assert_eq!(updates.len(), 1, "one change recorded: {updates:?}");
+    assert_eq!(updates[0]["actor"], "li_na");
+    let changed: Vec<&str> =
+        updates[0]["changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
+    assert_eq!(changed, ["urgency"]);
+}
+
+#[tokio::test]
+async fn the_case_page_offers_the_messages_the_case_takes_now_and_sends_one() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/relationship.flow")).unwrap();
+    api.engine.deploy(&source, api.clock.now()).unwrap();
+    let body = r#"{"process":"relationship","fields":{"customer":"第一中学","tier":"core"}}"#;
+    let (s, c) = api.call("POST", "/instances", Some("crm"), Some(body), &[]).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let case = c["id"].as_u64().unwrap();
+    let complaint = start(&api, "high").await;
+    let mut rep = Person::new(&api);
+    rep.sign_in("liu_yang", PASSWORD).await;
+    assert!(!rep.get(&format!("/ui/cases/{complaint}")).await.html.contains("Send the message"), "nothing listens");
+    let page = rep.get(&format!("/ui/cases/{case}")).await;
+    assert!(page.html.contains("<option value=\"customer_left\">"), "{}", page.html);
+    let unnamed = rep.post(&format!("/ui/cases/{case}/act"), &[("_csrf", &page.csrf()), ("action", "message")]).await;
+    assert!(unnamed.html.contains("Choose the message to send."));
+    let sent = rep
+        .post(
+            &format!("/ui/cases/{case}/act"),
+            &[("_csrf", &page.csrf()), ("action", "message"), ("name", "customer_left")],
+        )
+        .await;
+    assert!(sent.html.contains("Message customer_left delivered; the case is completed now."), "{}", sent.html);
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    assert_eq!(c["status"], "completed");
+}

@@ -7,13 +7,16 @@
 use super::inbox::run;
 use super::layout::{self, page, Flash};
 use super::session::{Posted, Staff};
+use super::task::{field_block, field_errors, people, values_of, Asked, Shown};
 use crate::server::{blocking, parse_instance_id, ApiError, Shared};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use caseflow_core::case::{Command, HistoryEntry, Instance, Status, TimerKind};
+use caseflow_core::case::{Command, HistoryEntry, Instance, Status, StatusKind, TimerKind};
+use caseflow_core::value::Value;
+use caseflow_dsl::model::{Process, StepKind};
 use maud::{html, Markup, PreEscaped};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The diagram with where the case is (`current`) and where it has been (`visited`, and the
 /// transitions between visited steps) marked by classes the stylesheet colours.
@@ -87,47 +90,128 @@ fn timer_text(kind: &TimerKind) -> String {
     }
 }
 
-/// The actions on the whole case the person may take: cancel (the `cancel` permission),
-/// suspend and resume (`suspend`). Cancelling cannot be undone: it asks for a confirmation.
-fn actions(state: &Shared, staff: &Staff, inst: &Instance) -> Markup {
-    let may = |p: &str| {
-        state.engine.rules().permissions.get(p).is_some_and(|roles| roles.iter().any(|r| staff.actor.roles.contains(r)))
-    };
-    let open = !inst.status.kind().is_ended();
-    let running = inst.status.kind() == caseflow_core::case::StatusKind::Running;
-    let suspended = inst.status.kind() == caseflow_core::case::StatusKind::Suspended;
-    let action = format!("/ui/cases/{}/act", inst.id);
+/// The messages the case takes now: those a step it waits at listens for, the process's
+/// interrupting ones, and those it keeps until a step listens.
+fn messages_taken(model: &Process, inst: &Instance) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for t in inst.tokens.values() {
+        if let StepKind::Wait(w) = &model.step(t.step).kind {
+            names.extend(w.on_message.iter().map(|(n, _)| n.clone()));
+        }
+    }
+    names.extend(model.interrupts.iter().map(|(n, _)| n.clone()));
+    names.extend(model.kept_messages.iter().map(|(n, _)| n.clone()));
+    names
+}
+
+/// After a refused change of fields: what was typed, and the engine's errors by field.
+struct Typed<'a> {
+    posted: &'a Posted,
+    errors: BTreeMap<String, String>,
+}
+
+/// The form to change the case's fields (the `update_fields` permission): every field of the
+/// process, as a task's form shows it, filled with the case's values. Open after a refusal.
+fn fields_form(state: &Shared, staff: &Staff, inst: &Instance, model: &Process, typed: Option<&Typed>) -> Markup {
+    let users = people(&state.engine.rules());
+    let asked: Vec<Asked> = model.fields.iter().map(|field| Asked { field, required: false }).collect();
+    let no_errors = BTreeMap::new();
+    let errors = typed.map_or(&no_errors, |t| &t.errors);
     html! {
-        @if (may("suspend") && (running || suspended)) || (may("cancel") && open) {
-            h2 { "Actions" }
-            @if may("suspend") && running {
-                form.case-action method="post" action=(action) {
-                    input type="hidden" name="_csrf" value=(staff.csrf);
-                    input type="hidden" name="action" value="suspend";
-                    button type="submit" { "Suspend (put on hold)" }
+        details.case-action open[typed.is_some()] {
+            summary { "Change fields" }
+            form.task method="post" action=(format!("/ui/cases/{}/fields", inst.id)) novalidate {
+                input type="hidden" name="_csrf" value=(staff.csrf);
+                @for a in &asked {
+                    @let name = a.field.name.as_str();
+                    @let shown = match typed { Some(t) => Shown::Typed(t.posted.all(name).collect()), None => Shown::Case(inst.fields.get(name)) };
+                    (field_block(a, &shown, errors.get(name), &users))
                 }
-            }
-            @if may("suspend") && suspended {
-                form.case-action method="post" action=(action) {
-                    input type="hidden" name="_csrf" value=(staff.csrf);
-                    input type="hidden" name="action" value="resume";
-                    button type="submit" { "Resume" }
-                }
-            }
-            @if may("cancel") && open {
-                form.case-action method="post" action=(action) {
-                    input type="hidden" name="_csrf" value=(staff.csrf);
-                    input type="hidden" name="action" value="cancel";
-                    label { "Reason " input name="reason" required; }
-                    label { input type="checkbox" name="confirm" value="yes" required; " I understand cancelling cannot be undone" }
-                    button type="submit" { "Cancel the case" }
-                }
+                div.actions { button type="submit" { "Save the changed fields" } }
             }
         }
     }
 }
 
-fn case_body(state: &Shared, staff: &Staff, id: &str, flash: Vec<Flash>) -> Result<Response, ApiError> {
+/// The actions on the whole case the person may take: send a message (anyone, while it runs
+/// and something takes one), change fields (`update_fields`), suspend and resume (`suspend`),
+/// cancel (`cancel`), retry an incident (administrators). Cancelling cannot be undone: it asks
+/// for a confirmation.
+fn actions(state: &Shared, staff: &Staff, inst: &Instance, model: Option<&Process>, typed: Option<&Typed>) -> Markup {
+    let may = |p: &str| {
+        staff.actor.admin
+            || state
+                .engine
+                .rules()
+                .permissions
+                .get(p)
+                .is_some_and(|roles| roles.iter().any(|r| staff.actor.roles.contains(r)))
+    };
+    let kind = inst.status.kind();
+    let open = !kind.is_ended();
+    let running = kind == StatusKind::Running;
+    let suspended = kind == StatusKind::Suspended;
+    let messages = match model {
+        Some(m) if running => messages_taken(m, inst),
+        _ => BTreeSet::new(),
+    };
+    let action = format!("/ui/cases/{}/act", inst.id);
+    let csrf = html! { input type="hidden" name="_csrf" value=(staff.csrf); };
+    let any = !messages.is_empty()
+        || (open && (may("update_fields") || may("cancel")))
+        || (may("suspend") && (running || suspended))
+        || (staff.actor.admin && kind == StatusKind::Incident);
+    html! {
+        @if any { h2 { "Actions" } }
+        @if !messages.is_empty() {
+            form.case-action method="post" action=(action) {
+                (csrf)
+                input type="hidden" name="action" value="message";
+                label { "Message " select name="name" { @for m in &messages { option value=(m) { (m) } } } }
+                button type="submit" { "Send the message" }
+            }
+        }
+        @if let (Some(m), true) = (model, may("update_fields") && open) { (fields_form(state, staff, inst, m, typed)) }
+        @if may("suspend") && running {
+            form.case-action method="post" action=(action) {
+                (csrf)
+                input type="hidden" name="action" value="suspend";
+                button type="submit" { "Suspend (put on hold)" }
+            }
+        }
+        @if may("suspend") && suspended {
+            form.case-action method="post" action=(action) {
+                (csrf)
+                input type="hidden" name="action" value="resume";
+                button type="submit" { "Resume" }
+            }
+        }
+        @if staff.actor.admin && kind == StatusKind::Incident {
+            form.case-action method="post" action=(action) {
+                (csrf)
+                input type="hidden" name="action" value="retry";
+                button type="submit" { "Retry the failed step" }
+            }
+        }
+        @if may("cancel") && open {
+            form.case-action method="post" action=(action) {
+                (csrf)
+                input type="hidden" name="action" value="cancel";
+                label { "Reason " input name="reason" required; }
+                label { input type="checkbox" name="confirm" value="yes" required; " I understand cancelling cannot be undone" }
+                button type="submit" { "Cancel the case" }
+            }
+        }
+    }
+}
+
+fn case_body(
+    state: &Shared,
+    staff: &Staff,
+    id: &str,
+    flash: Vec<Flash>,
+    typed: Option<&Typed>,
+) -> Result<Response, ApiError> {
     let engine = &state.engine;
     let id = parse_instance_id(id)?;
     let inst = engine.instance(id)?.ok_or_else(|| ApiError::unknown_instance(format!("no case {id}")))?;
@@ -187,7 +271,7 @@ fn case_body(state: &Shared, staff: &Staff, id: &str, flash: Vec<Flash>) -> Resu
                 }
             }
         }
-        (actions(state, staff, &inst))
+        (actions(state, staff, &inst, def.as_ref().map(|d| &d.model), typed))
         h2 { "History" }
         (history_list(&history, tz))
     };
@@ -196,10 +280,11 @@ fn case_body(state: &Shared, staff: &Staff, id: &str, flash: Vec<Flash>) -> Resu
 
 pub async fn case_page(State(state): State<Shared>, staff: Staff, Path(id): Path<String>) -> Response {
     let s = state.clone();
-    blocking(move || case_body(&s, &staff, &id, Vec::new())).await.unwrap_or_else(layout::api_error_page)
+    blocking(move || case_body(&s, &staff, &id, Vec::new(), None)).await.unwrap_or_else(layout::api_error_page)
 }
 
-/// Cancel, suspend or resume the case, as the person may; the engine checks the permission.
+/// Send a message, cancel, suspend, resume or retry the case, as the person may; the engine
+/// checks the permission.
 pub async fn act(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
     let Ok(instance) = parse_instance_id(&id) else {
         return layout::error_page(StatusCode::NOT_FOUND, &format!("`{id}` is not a case"));
@@ -208,6 +293,11 @@ pub async fn act(State(state): State<Shared>, Path(id): Path<String>, posted: Po
     let command = match posted.get("action").unwrap_or("") {
         "suspend" => Ok(Command::Suspend),
         "resume" => Ok(Command::Resume),
+        "retry" => Ok(Command::Retry),
+        "message" => match posted.get("name").map(str::trim) {
+            Some(name) if !name.is_empty() => Ok(Command::Message { name: name.to_string() }),
+            _ => Err("Choose the message to send."),
+        },
         "cancel" if posted.get("confirm") != Some("yes") => {
             Err("Tick the box to confirm: cancelling cannot be undone.")
         }
@@ -217,14 +307,92 @@ pub async fn act(State(state): State<Shared>, Path(id): Path<String>, posted: Po
     };
     let flash = match command {
         Err(why) => Flash::Error(why.into()),
-        Ok(command) => match run(&state, &posted.staff, instance, command).await {
-            Ok(after) => Flash::Info(format!("The case is {} now.", after.status.name())),
-            Err(e) => Flash::Error(e.detail),
-        },
+        Ok(command) => {
+            let message =
+                matches!(&command, Command::Message { .. }).then(|| posted.get("name").unwrap_or("").to_string());
+            match run(&state, &posted.staff, instance, command).await {
+                Ok(after) => Flash::Info(match message {
+                    Some(m) => format!("Message {m} delivered; the case is {} now.", after.status.name()),
+                    None => format!("The case is {} now.", after.status.name()),
+                }),
+                Err(e) => Flash::Error(e.detail),
+            }
+        }
     };
     let s = state.clone();
     let staff = posted.staff;
-    blocking(move || case_body(&s, &staff, &id, vec![flash])).await.unwrap_or_else(layout::api_error_page)
+    blocking(move || case_body(&s, &staff, &id, vec![flash], None)).await.unwrap_or_else(layout::api_error_page)
+}
+
+/// Whether `sent` is the value the form showed for `old`: the same value, the same text (a
+/// date sent as text), the same minute (a time, which the form shows to the minute), or no
+/// value sent as "no" or as an empty list.
+fn as_shown(old: Option<&Value>, sent: &Value) -> bool {
+    match (old, sent) {
+        (Some(o), s) if o == s => true,
+        (Some(o @ Value::DateTime(_)), Value::Text(t)) => o.to_string().get(..16) == t.get(..16),
+        (Some(o), Value::Text(t)) => o.to_string() == *t,
+        (None, Value::Bool(false)) => true,
+        (None, Value::List(items)) => items.is_empty(),
+        _ => false,
+    }
+}
+
+/// Change the case's fields: only those whose value the form changed are sent, so a field
+/// left as it was is not rewritten (nor recorded in the history as changed). The engine's
+/// errors come back beside their fields, with everything typed kept.
+pub async fn update_fields(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
+    let s = state.clone();
+    let case_id = id.clone();
+    let loaded = blocking(move || {
+        let instance = parse_instance_id(&case_id)?;
+        let inst =
+            s.engine.instance(instance)?.ok_or_else(|| ApiError::unknown_instance(format!("no case {instance}")))?;
+        let def = s.engine.definition(&inst.process, Some(inst.version)).ok_or_else(|| {
+            ApiError::unknown_process(format!("process `{}` version {} is not deployed", inst.process, inst.version))
+        })?;
+        Ok((inst, def))
+    })
+    .await;
+    let (inst, def) = match loaded {
+        Ok(l) => l,
+        Err(e) => return layout::api_error_page(e),
+    };
+    let asked: Vec<Asked> = def.model.fields.iter().map(|field| Asked { field, required: false }).collect();
+    // A flash and the status to answer, or the form again with errors by field.
+    let outcome = match values_of(&asked, &posted) {
+        Err(errors) => Err(errors.into_iter().collect()),
+        Ok(values) => {
+            let changed: BTreeMap<String, Value> =
+                values.into_iter().filter(|(name, v)| !as_shown(inst.fields.get(name), v)).collect();
+            if changed.is_empty() {
+                Ok((Flash::Info("Nothing was changed.".into()), StatusCode::OK))
+            } else {
+                let names = changed.keys().cloned().collect::<Vec<_>>().join(", ");
+                match run(&state, &posted.staff, inst.id, Command::UpdateFields { fields: changed }).await {
+                    Ok(_) => Ok((Flash::Info(format!("Fields changed: {names}.")), StatusCode::OK)),
+                    Err(e) if !e.errors.is_empty() || e.field.is_some() => Err(field_errors(&e).0),
+                    Err(e) => Ok((Flash::Error(e.detail), e.status)),
+                }
+            }
+        }
+    };
+    let s = state.clone();
+    blocking(move || {
+        let (flash, status, typed) = match outcome {
+            Ok((flash, status)) => (flash, status, None),
+            Err(errors) => (
+                Flash::Error("Some values need a fix.".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(Typed { posted: &posted, errors }),
+            ),
+        };
+        let mut r = case_body(&s, &posted.staff, &id, vec![flash], typed.as_ref())?;
+        *r.status_mut() = status;
+        Ok(r)
+    })
+    .await
+    .unwrap_or_else(layout::api_error_page)
 }
 
 #[cfg(test)]

@@ -1,5 +1,11 @@
 //! The cases list: by process and status, oldest first, a page at a time (the index's cursor),
-//! a business key to jump to one, and the list as CSV.
+//! narrowed by the step a case is at, the day it started and who holds its tasks; a business
+//! key to jump to one; and the filtered list as CSV.
+//!
+//! Process and status are the index's own order. The other filters are read off each case, so
+//! a page reads at most `SCAN_MAX` cases to fill itself and, when that is not enough, says so
+//! and offers to look further from where it stopped. Filtering by assignee starts from that
+//! person's inbox instead, which holds only their open tasks.
 
 use super::layout::{self, page, Flash};
 use super::session::Staff;
@@ -8,20 +14,33 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use caseflow_core::case::{Instance, InstanceId, StatusKind};
+use chrono::{DateTime, NaiveDate, Utc};
 use maud::html;
 
 /// Cases a page lists.
 const PAGE: usize = 50;
+/// Cases a filtered page reads at most to fill itself.
+const SCAN_MAX: usize = 2_000;
 /// Rows a CSV export holds at most; past it the export says it was cut.
 pub const CSV_ROWS_MAX: usize = 50_000;
+/// Open tasks of one person read to filter by assignee.
+const ASSIGNEE_TASKS_MAX: usize = 10_000;
 
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(default)]
 pub struct CasesQuery {
     process: String,
     status: String,
     /// A business key: the case itself, if there is one.
     key: String,
+    /// Only cases at this step now.
+    step: String,
+    /// Only cases with an open task assigned to this person.
+    assignee: String,
+    /// Only cases started on or after this day (in the calendar's zone), `YYYY-MM-DD`.
+    from: String,
+    /// Only cases started on or before this day.
+    to: String,
     cursor: String,
 }
 
@@ -33,32 +52,165 @@ impl CasesQuery {
             &self.status
         }
     }
+
+    /// The query string of these filters (without the cursor), for links.
+    fn filters(&self) -> String {
+        let q =
+            CasesQuery { cursor: String::new(), key: String::new(), status: self.status().to_string(), ..self.clone() };
+        serde_urlencoded::to_string([
+            ("process", &q.process),
+            ("status", &q.status),
+            ("step", &q.step),
+            ("assignee", &q.assignee),
+            ("from", &q.from),
+            ("to", &q.to),
+        ])
+        .unwrap_or_default()
+    }
 }
 
-/// Cases of `process` in `status` after `cursor`, up to `limit`, and the next cursor.
-fn page_of(state: &Shared, q: &CasesQuery, limit: usize) -> Result<(Vec<Instance>, Option<String>), ApiError> {
+/// The filters read off each case, parsed.
+struct Filter {
+    step: Option<String>,
+    assignee: Option<String>,
+    from: Option<DateTime<Utc>>,
+    /// Exclusive: the start of the day after `to`.
+    until: Option<DateTime<Utc>>,
+}
+
+impl Filter {
+    fn parse(q: &CasesQuery, tz: chrono_tz::Tz) -> Result<Filter, String> {
+        let day = |text: &str, what: &str| -> Result<Option<DateTime<Utc>>, String> {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            let d = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| format!("`{text}` is not a day; give the {what} day as YYYY-MM-DD."))?;
+            Ok(Some(start_of_day(d, tz)))
+        };
+        let from = day(&q.from, "first")?;
+        let until = day(&q.to, "last")?.map(|t| t + chrono::Duration::days(1));
+        let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        Ok(Filter { step: opt(&q.step), assignee: opt(&q.assignee), from, until })
+    }
+
+    fn reads_cases(&self) -> bool {
+        self.step.is_some() || self.assignee.is_some() || self.from.is_some() || self.until.is_some()
+    }
+
+    fn matches(&self, state: &Shared, c: &Instance) -> bool {
+        self.from.is_none_or(|f| c.started_at >= f)
+            && self.until.is_none_or(|u| c.started_at < u)
+            && self.assignee.as_deref().is_none_or(|a| c.tasks.values().any(|t| t.assignee.as_deref() == Some(a)))
+            && self.step.as_deref().is_none_or(|s| current_steps(state, c).iter().any(|n| n == s))
+    }
+}
+
+/// A page of the list.
+struct Found {
+    cases: Vec<Instance>,
+    /// Where the next page starts, if there may be more.
+    next: Option<String>,
+    /// The page stopped after reading `SCAN_MAX` cases, not because it was full.
+    stopped_looking: bool,
+}
+
+/// Cases of `q.process` in `q.status` after `q.cursor` that pass `filter`, up to `limit`.
+fn page_of(state: &Shared, q: &CasesQuery, filter: &Filter, limit: usize) -> Result<Found, ApiError> {
     let after = q.cursor.parse::<u64>().ok().map(InstanceId);
-    let ids = state.engine.instances_after(&q.process, q.status(), after, limit + 1)?;
-    let next = (ids.len() > limit).then(|| ids[limit - 1].0.to_string());
-    let mut cases = Vec::with_capacity(limit);
-    for id in ids.into_iter().take(limit) {
-        if let Some(c) = state.engine.instance(id)? {
-            cases.push(c);
+    if let Some(assignee) = &filter.assignee {
+        return assignee_page(state, q, filter, assignee, after, limit);
+    }
+    let mut found = Found { cases: Vec::with_capacity(limit), next: None, stopped_looking: false };
+    let mut cursor = after;
+    let mut read = 0;
+    loop {
+        let batch = if filter.reads_cases() { limit.min(SCAN_MAX - read).max(1) } else { limit + 1 };
+        let ids = state.engine.instances_after(&q.process, q.status(), cursor, batch)?;
+        let exhausted = ids.len() < batch;
+        for id in ids {
+            if found.cases.len() == limit {
+                found.next = cursor.map(|c| c.0.to_string());
+                return Ok(found);
+            }
+            cursor = Some(id);
+            read += 1;
+            if let Some(c) = state.engine.instance(id)? {
+                if filter.matches(state, &c) {
+                    found.cases.push(c);
+                }
+            }
+        }
+        if exhausted {
+            return Ok(found);
+        }
+        if filter.reads_cases() && read >= SCAN_MAX {
+            found.stopped_looking = found.cases.len() < limit;
+            found.next = cursor.map(|c| c.0.to_string());
+            return Ok(found);
         }
     }
-    Ok((cases, next))
 }
 
-fn current_steps(state: &Shared, c: &Instance) -> String {
+/// Midnight of `day` in `tz`, as a time (the earliest, if a clock change repeats it).
+fn start_of_day(day: NaiveDate, tz: chrono_tz::Tz) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    tz.from_local_datetime(&midnight).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| midnight.and_utc())
+}
+
+/// The cases of `q.process` where `assignee` holds an open task, from their inbox.
+fn assignee_page(
+    state: &Shared,
+    q: &CasesQuery,
+    filter: &Filter,
+    assignee: &str,
+    after: Option<InstanceId>,
+    limit: usize,
+) -> Result<Found, ApiError> {
+    let ids: std::collections::BTreeSet<InstanceId> = state
+        .engine
+        .tasks(Some(assignee), None, ASSIGNEE_TASKS_MAX)?
+        .into_iter()
+        .filter(|t| t.process == q.process && after.is_none_or(|a| t.instance > a))
+        .map(|t| t.instance)
+        .collect();
+    let mut found = Found { cases: Vec::with_capacity(limit), next: None, stopped_looking: false };
+    let mut last = None;
+    for id in ids {
+        if found.cases.len() == limit {
+            found.next = last.map(|l: InstanceId| l.0.to_string());
+            break;
+        }
+        last = Some(id);
+        if let Some(c) = state.engine.instance(id)? {
+            if c.status.name() == q.status() && filter.matches(state, &c) {
+                found.cases.push(c);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The steps a case is at now.
+fn current_steps(state: &Shared, c: &Instance) -> Vec<String> {
     let def = state.engine.definition(&c.process, Some(c.version));
-    let steps: Vec<String> =
-        c.tokens.values().filter_map(|t| def.as_ref().map(|d| d.model.step(t.step).name.clone())).collect();
-    steps.join(", ")
+    c.tokens.values().filter_map(|t| def.as_ref().map(|d| d.model.step(t.step).name.clone())).collect()
 }
 
 fn assignees(c: &Instance) -> String {
     let names: std::collections::BTreeSet<&str> = c.tasks.values().filter_map(|t| t.assignee.as_deref()).collect();
     names.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// The steps of a process a case can wait at (tasks, waits, joins, calls), for the filter.
+fn steps_of(state: &Shared, process: &str) -> Vec<String> {
+    use caseflow_dsl::model::StepKind;
+    let Some(def) = state.engine.definition(process, None) else { return Vec::new() };
+    let waits =
+        |k: &StepKind| matches!(k, StepKind::Task(_) | StepKind::Wait(_) | StepKind::Join { .. } | StepKind::Call(_));
+    def.model.steps.iter().filter(|s| waits(&s.kind)).map(|s| s.name.clone()).collect()
 }
 
 pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Query<CasesQuery>) -> Response {
@@ -76,9 +228,17 @@ pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Quer
         if q.process.is_empty() {
             q.process = processes.first().cloned().unwrap_or_default();
         }
-        let (cases, next) = page_of(&s, &q, PAGE)?;
         let tz = s.engine.rules().calendar.time_zone;
-        let csv = format!("/ui/cases.csv?process={}&status={}", q.process, q.status());
+        let found = match Filter::parse(&q, tz) {
+            Ok(filter) => page_of(&s, &q, &filter, PAGE)?,
+            Err(why) => {
+                flash.push(Flash::Error(why));
+                Found { cases: Vec::new(), next: None, stopped_looking: false }
+            }
+        };
+        let steps = steps_of(&s, &q.process);
+        let people = super::task::people(&s.engine.rules());
+        let filters = q.filters();
         let body = html! {
             h1 { "Cases" }
             @for f in &flash { (f) }
@@ -87,29 +247,46 @@ pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Quer
                 label { "Status " select name="status" {
                     @for st in StatusKind::ALL { option value=(st.as_str()) selected[st.as_str() == q.status()] { (st.as_str()) } }
                 } }
+                label { "At step " select name="step" {
+                    option value="" { "any" }
+                    @for st in &steps { option value=(st) selected[*st == q.step] { (st) } }
+                } }
+                label { "Assigned to " select name="assignee" {
+                    option value="" { "anyone" }
+                    @for (id, name) in &people { option value=(id) selected[*id == q.assignee] { (name) " (" (id) ")" } }
+                } }
+                label { "Started from " input type="date" name="from" value=(q.from); }
+                label { "to " input type="date" name="to" value=(q.to); }
                 button type="submit" { "Show" }
+                a href=(format!("/ui/cases.csv?{filters}")) download { "Export CSV" }
+            }
+            form.filters method="get" action="/ui/cases" {
                 label { "Business key " input name="key" placeholder="20261123-001" value=(key); }
                 button type="submit" { "Open" }
-                a href=(csv) download { "Export CSV" }
             }
             table.cases {
                 thead { tr { th { "Case" } th { "Started" } th { "Status" } th { "At" } th { "Assignees" } th { "Customer" } } }
                 tbody {
-                    @for c in &cases {
+                    @for c in &found.cases {
                         tr {
                             td { a href=(format!("/ui/cases/{}", c.id)) { (c.business_key) } }
                             td { (c.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M")) }
                             td { (c.status.name()) }
-                            td { (current_steps(&s, c)) }
+                            td { (current_steps(&s, c).join(", ")) }
                             td { (assignees(c)) }
                             td { (c.fields.get("customer").map(|v| v.to_string()).unwrap_or_default()) }
                         }
                     }
                 }
             }
-            @if cases.is_empty() { p.empty { "No case." } }
-            @if let Some(n) = next {
-                p { a href=(format!("/ui/cases?process={}&status={}&cursor={n}", q.process, q.status())) { "Next " (PAGE) " →" } }
+            @if found.cases.is_empty() && !found.stopped_looking { p.empty { "No case." } }
+            @if let Some(n) = &found.next {
+                p {
+                    @if found.stopped_looking { "Looked through " (SCAN_MAX) " cases; more may match further on. " }
+                    a href=(format!("/ui/cases?{filters}&cursor={n}")) {
+                        @if found.stopped_looking { "Look further →" } @else { "Next " (PAGE) " →" }
+                    }
+                }
             }
         };
         Ok(page("Cases", Some(&staff), body).into_response())
@@ -129,8 +306,9 @@ fn cell(v: &str) -> String {
     }
 }
 
-/// The list as CSV: every case of the process in that status (up to `CSV_ROWS_MAX`), with its
-/// fields as columns (sensitive ones as the API shows them to people).
+/// The filtered list as CSV: every case of the process in that status that passes the filters
+/// (up to `CSV_ROWS_MAX`), with its fields as columns (sensitive ones as the API shows them to
+/// people).
 pub async fn cases_csv(State(state): State<Shared>, _staff: Staff, Query(q): Query<CasesQuery>) -> Response {
     let s = state.clone();
     blocking(move || {
@@ -140,6 +318,7 @@ pub async fn cases_csv(State(state): State<Shared>, _staff: Staff, Query(q): Que
             .ok_or_else(|| ApiError::unknown_process(format!("no process `{}`", q.process)))?;
         let fields: Vec<String> = def.model.fields.iter().map(|f| f.name.clone()).collect();
         let tz = s.engine.rules().calendar.time_zone;
+        let filter = Filter::parse(&q, tz).map_err(ApiError::bad_request)?;
         let mut out = String::from("\u{feff}"); // a BOM: spreadsheets then read the Chinese right
         let head: Vec<String> = ["business_key", "started_at", "status", "at", "assignees"]
             .iter()
@@ -152,8 +331,8 @@ pub async fn cases_csv(State(state): State<Shared>, _staff: Staff, Query(q): Que
         let mut rows = 0;
         let mut cut = false;
         loop {
-            let (cases, next) = page_of(&s, &q, 500)?;
-            for c in &cases {
+            let found = page_of(&s, &q, &filter, 500)?;
+            for c in &found.cases {
                 if rows == CSV_ROWS_MAX {
                     cut = true;
                     break;
@@ -162,7 +341,7 @@ pub async fn cases_csv(State(state): State<Shared>, _staff: Staff, Query(q): Que
                     cell(&c.business_key),
                     cell(&c.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()),
                     cell(c.status.name()),
-                    cell(&current_steps(&s, c)),
+                    cell(&current_steps(&s, c).join(", ")),
                     cell(&assignees(c)),
                 ];
                 line.extend(fields.iter().map(|f| cell(&c.fields.get(f).map(|v| v.to_string()).unwrap_or_default())));
@@ -170,7 +349,7 @@ pub async fn cases_csv(State(state): State<Shared>, _staff: Staff, Query(q): Que
                 out.push_str("\r\n");
                 rows += 1;
             }
-            match next {
+            match found.next {
                 Some(n) if !cut => q.cursor = n,
                 _ => break,
             }

@@ -50,6 +50,7 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/cases.csv", get(cases::cases_csv))
         .route("/ui/cases/:id", get(case::case_page))
         .route("/ui/cases/:id/act", post(case::act))
+        .route("/ui/cases/:id/fields", post(case::update_fields))
         .route("/ui/team", get(team::team))
         .route("/ui/team/reassign", post(team::reassign_all))
         .route("/ui/account", get(account::account_page))

@@ -24,9 +24,9 @@ const RADIO_MAX: usize = 4;
 const LIST_BLANKS: usize = 2;
 
 /// A field of the form: its declaration and whether the step requires it.
-struct Asked<'a> {
-    field: &'a Field,
-    required: bool,
+pub(super) struct Asked<'a> {
+    pub field: &'a Field,
+    pub required: bool,
 }
 
 fn asked<'a>(model: &'a Process, inst: &Instance, seq: u32) -> Vec<Asked<'a>> {
@@ -40,7 +40,7 @@ fn asked<'a>(model: &'a Process, inst: &Instance, seq: u32) -> Vec<Asked<'a>> {
 
 /// What a field shows: what was typed (after a refused send), else the draft's value, else the
 /// case's.
-enum Shown<'a> {
+pub(super) enum Shown<'a> {
     Typed(Vec<&'a str>),
     Case(Option<&'a Value>),
 }
@@ -60,7 +60,7 @@ impl Shown<'_> {
     }
 }
 
-fn input(a: &Asked, shown: &Shown, users: &[(String, String)]) -> Markup {
+pub(super) fn input(a: &Asked, shown: &Shown, users: &[(String, String)]) -> Markup {
     let f = a.field;
     let name = f.name.as_str();
     let id = format!("f-{name}");
@@ -116,9 +116,29 @@ fn input(a: &Asked, shown: &Shown, users: &[(String, String)]) -> Markup {
     }
 }
 
+/// A field of a form: its label (required marked), its input, and the server's error beside it.
+pub(super) fn field_block(a: &Asked, shown: &Shown, error: Option<&String>, users: &[(String, String)]) -> Markup {
+    let name = a.field.name.as_str();
+    html! {
+        div.field.invalid[error.is_some()] {
+            label id=(format!("f-{name}-label")) for=(format!("f-{name}")) {
+                (a.field.label.as_deref().unwrap_or(name))
+                @if a.required { span.required title="required" { " *" } }
+            }
+            (input(a, shown, users))
+            @if let Some(e) = error { p.error role="alert" id=(format!("f-{name}-error")) { (e) } }
+        }
+    }
+}
+
+/// The people of the rules, id and name, for a list to choose one from.
+pub(super) fn people(rules: &caseflow_core::rules::RuleSet) -> Vec<(String, String)> {
+    rules.users.values().map(|u| (u.id.clone(), u.name.clone().unwrap_or_else(|| u.id.clone()))).collect()
+}
+
 /// The form's fields as the engine takes them: text as sent, numbers and yes/no read, empty
 /// inputs left out (a required one is then reported missing by the engine), lists in order.
-fn values_of(asked: &[Asked], posted: &Posted) -> Result<BTreeMap<String, Value>, Vec<(String, String)>> {
+pub(super) fn values_of(asked: &[Asked], posted: &Posted) -> Result<BTreeMap<String, Value>, Vec<(String, String)>> {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for a in asked {
@@ -162,7 +182,7 @@ fn values_of(asked: &[Asked], posted: &Posted) -> Result<BTreeMap<String, Value>
 }
 
 /// The field errors of a refused completion, by field; what is not about a field, apart.
-fn field_errors(e: &ApiError) -> (BTreeMap<String, String>, Option<String>) {
+pub(super) fn field_errors(e: &ApiError) -> (BTreeMap<String, String>, Option<String>) {
     let mut by_field: BTreeMap<String, String> = e.errors.iter().cloned().collect();
     if let (Some(f), true) = (&e.field, e.errors.is_empty()) {
         let prefix = format!("invalid field `{f}`: ");
@@ -210,8 +230,7 @@ fn render(
     let id = inst.task_id(*seq).to_string();
     let Some(task) = inst.tasks.get(seq) else { return gone(staff, &id, inst) };
     let rules = state.engine.rules();
-    let users: Vec<(String, String)> =
-        rules.users.values().map(|u| (u.id.clone(), u.name.clone().unwrap_or_else(|| u.id.clone()))).collect();
+    let users = people(&rules);
     let clock = caseflow_core::sla::task_clock(task, &rules.calendar, state.clock.now());
     let tz = rules.calendar.time_zone;
     let fields = asked(&def.model, inst, *seq);
@@ -257,15 +276,7 @@ fn render(
                 @let name = a.field.name.as_str();
                 @let drafted = task.draft.as_ref().and_then(|d| d.fields.get(name));
                 @let shown = match typed { Some(p) => Shown::Typed(p.all(name).collect()), None => Shown::Case(drafted.or(inst.fields.get(name))) };
-                @let error = errors.get(name);
-                div.field.invalid[error.is_some()] {
-                    label id=(format!("f-{name}-label")) for=(format!("f-{name}")) {
-                        (a.field.label.as_deref().unwrap_or(name))
-                        @if a.required { span.required title="required" { " *" } }
-                    }
-                    (input(a, &shown, &users))
-                    @if let Some(e) = error { p.error role="alert" id=(format!("f-{name}-error")) { (e) } }
-                }
+                (field_block(a, &shown, errors.get(name), &users))
             }
             div.actions {
                 button type="submit" { "Complete" }
