@@ -35,10 +35,11 @@ fn form(fields: &[(&str, &str)]) -> String {
     fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
 }
 
-/// A person in a browser: their cookie, if signed in.
+/// A person in a browser: their session cookie, if signed in, and their choice of language.
 struct Person<'a> {
     api: &'a Api,
     cookie: Option<String>,
+    lang: Option<String>,
 }
 
 struct Page {
@@ -66,13 +67,24 @@ impl Page {
 
 impl<'a> Person<'a> {
     fn new(api: &'a Api) -> Self {
-        Person { api, cookie: None }
+        Person { api, cookie: None, lang: None }
     }
 
     async fn send(&mut self, method: &str, uri: &str, body: Option<String>, headers: &[(&str, &str)]) -> Page {
+        // In English unless a test asks otherwise (the console's default is Chinese).
         let mut req = Request::builder().method(method).uri(uri).header("host", "console.test");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept-language")) {
+            req = req.header("accept-language", "en-US,en;q=0.9");
+        }
+        let mut cookies = Vec::new();
         if let Some(c) = &self.cookie {
-            req = req.header("cookie", format!("caseflow_session={c}"));
+            cookies.push(format!("caseflow_session={c}"));
+        }
+        if let Some(l) = &self.lang {
+            cookies.push(format!("caseflow_lang={l}"));
+        }
+        if !cookies.is_empty() {
+            req = req.header("cookie", cookies.join("; "));
         }
         if body.is_some() {
             req = req.header("content-type", "application/x-www-form-urlencoded");
@@ -85,8 +97,13 @@ impl<'a> Person<'a> {
         let status = resp.status();
         let headers = resp.headers().clone();
         if let Some(set) = headers.get("set-cookie").and_then(|v| v.to_str().ok()) {
-            let value = set.split(';').next().unwrap().trim_start_matches("caseflow_session=");
-            self.cookie = (!value.is_empty()).then(|| value.to_string());
+            let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
+            let value = (!value.is_empty()).then(|| value.to_string());
+            match name {
+                "caseflow_session" => self.cookie = value,
+                "caseflow_lang" => self.lang = value,
+                other => panic!("an unknown cookie {other}"),
+            }
         }
         let html = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
         Page { status, headers, html }
@@ -683,7 +700,8 @@ async fn a_manager_sees_the_team_s_work_and_gives_one_person_s_tasks_to_another(
     let done = manager
         .post("/ui/team/reassign", &[("_csrf", &team.csrf()), ("from", &busiest), ("to", to), ("reason", "请假")])
         .await;
-    assert!(done.html.contains(&format!("{n} open task(s) of {busiest} given to {to}.")), "{}", done.html);
+    let given = if n == 1 { format!("1 open task of {busiest}") } else { format!("{n} open tasks of {busiest}") };
+    assert!(done.html.contains(&format!("{given} given to {to}.")), "{}", done.html);
     let (_, tasks) = api.call("GET", &format!("/tasks?user={busiest}"), Some("admin"), None, &[]).await;
     assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0));
 }
@@ -735,7 +753,7 @@ async fn the_cases_list_filters_by_step_assignee_and_day_started_and_exports_wha
     assert_eq!(keys(&list), held.iter().filter(|k| k.starts_with("20261124")).cloned().collect::<Vec<_>>());
     // A bad day is said, and lists nothing.
     let bad = p.get("/ui/cases?process=complaint&status=running&from=24.11.2026").await;
-    assert!(bad.html.contains("`24.11.2026` is not a day"), "{}", bad.html);
+    assert!(bad.html.contains("“24.11.2026” is not a day"), "{}", bad.html);
     assert!(keys(&bad).is_empty());
     // The export holds what the filters select, and refuses a bad day.
     let csv = p.get("/ui/cases.csv?process=complaint&status=running&step=receive&from=2026-11-24").await;
@@ -850,4 +868,46 @@ async fn the_case_page_offers_the_messages_the_case_takes_now_and_sends_one() {
     assert!(sent.html.contains("Message customer_left delivered; the case is completed now."), "{}", sent.html);
     let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
     assert_eq!(c["status"], "completed");
+}
+
+#[tokio::test]
+async fn pages_speak_the_browser_s_language_or_the_one_chosen_and_chinese_by_default() {
+    let api = Api::new();
+    set_password(&api, "li_na");
+    let case = start(&api, "high").await;
+    let mut p = Person::new(&api);
+    let zh = [("accept-language", "zh-CN,zh;q=0.9")];
+    let sign_in = p.send("GET", "/ui/login", None, &zh).await;
+    assert!(
+        sign_in.html.contains("<html lang=\"zh-CN\">") && sign_in.html.contains("<h1>登录</h1>"),
+        "{}",
+        sign_in.html
+    );
+    let sign_in = p.send("GET", "/ui/login", None, &[("accept-language", "fr-FR,fr")]).await;
+    assert!(sign_in.html.contains("<h1>登录</h1>"), "Chinese when the browser asks for neither");
+    assert!(p.get("/ui/login").await.html.contains("<h1>Sign in</h1>"));
+    p.sign_in("li_na", PASSWORD).await;
+    let inbox = p.get("/ui/inbox").await;
+    assert!(
+        inbox.html.contains("<html lang=\"en\">") && inbox.html.contains("href=\"/ui/lang/zh-CN\""),
+        "{}",
+        inbox.html
+    );
+    // The switch keeps the choice and goes back to the page; any browser language is then overruled.
+    let switched =
+        p.send("GET", "/ui/lang/zh-CN", None, &[("referer", "http://console.test/ui/cases?status=running")]).await;
+    assert_eq!((switched.status, switched.location()), (StatusCode::SEE_OTHER, "/ui/cases?status=running"));
+    assert_eq!(p.lang.as_deref(), Some("zh-CN"));
+    let inbox = p.get("/ui/inbox").await;
+    assert!(inbox.html.contains("<h1>待办</h1>") && inbox.html.contains("href=\"/ui/lang/en\""), "{}", inbox.html);
+    assert!(inbox.html.contains("剩余") && !inbox.html.contains(" left<"), "working time in Chinese");
+    let page = p.get(&format!("/ui/cases/{case}")).await;
+    assert!(page.html.contains("进行中") && page.html.contains("任务 2 的期限"), "{}", page.html);
+    let refused = p.get("/ui/cases?process=complaint&from=24.11.2026").await;
+    assert!(refused.html.contains("“24.11.2026”不是日期"), "{}", refused.html);
+    // Not a place to go back to, or not a language: the inbox, or a page that says so.
+    let back = p.send("GET", "/ui/lang/en", None, &[("referer", "http://evil.example/")]).await;
+    assert_eq!(back.location(), "/ui/inbox");
+    assert_eq!(p.get("/ui/lang/xx").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(p.lang.as_deref(), Some("en"));
 }

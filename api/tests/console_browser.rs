@@ -3,8 +3,9 @@
 //! representative signs in, reads the inbox in deadline order, sees a new case arrive without
 //! reloading, moves with the keys, sends a task's form with a missing answer and sees the
 //! error beside its field with what they typed kept, completes it, and finds the case on its
-//! diagram. Screenshots of each page go to `target/console-screenshots/` (docs/console.md
-//! shows them).
+//! diagram, in Chinese as the browser asks; a manager switches to English and reassigns
+//! overdue work in bulk. Screenshots of each page go to `target/console-screenshots/`
+//! (docs/console.md shows them).
 //!
 //! Needs `chromium`, `chromedriver` and axe-core: when one is missing, the test runs the
 //! project's `scripts/install-browser.sh` first (Debian's packages need root or sudo), so
@@ -83,7 +84,10 @@ async fn browser(port: u16) -> Client {
             // As root in a container: no sandbox; no network beyond loopback.
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                      "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--window-size=1280,900", "--lang=zh-CN"]
+                     "--disable-sync", "--window-size=1280,900", "--lang=zh-CN"],
+            // The browser asks for Chinese, as the service department's do: the pages are in
+            // Chinese until someone switches.
+            "prefs": {"intl.accept_languages": "zh-CN,zh"}
         }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -223,7 +227,7 @@ async fn a_representative_works_through_the_inbox_in_chromium() {
     c.find(Locator::Css("input[name=cause][value=quality]")).await.unwrap().click().await.unwrap();
     c.find(Locator::Css("form.task button[type=submit]")).await.unwrap().click().await.unwrap();
     let flash = wait_for(&c, "p.flash.info").await;
-    assert!(flash.text().await.unwrap().contains(&format!("Task {high}-2 completed")));
+    assert!(flash.text().await.unwrap().contains(&format!("任务 {high}-2 已完成")), "in Chinese, as the browser asks");
     let (_, case) = api.call("GET", &format!("/instances/{high}"), Some("admin"), None, &[]).await;
     assert_eq!(case["fields"]["content"], "屏幕闪烁");
 
@@ -274,6 +278,10 @@ async fn a_manager_reassigns_overdue_escalated_work_in_bulk_and_a_phone_can_work
     let (_driver, port) = chromedriver().await;
     let c = browser(port).await;
     sign_in(&c, &base, "li_na").await;
+    // The manager switches to English in the header; the choice stays for the session's pages.
+    assert_eq!(c.find(Locator::Css("html")).await.unwrap().attr("lang").await.unwrap().as_deref(), Some("zh-CN"));
+    c.find(Locator::Css("span.langs a[hreflang=en]")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "html[lang=en] table.inbox").await;
     let tasks = [format!("{first}-2"), format!("{second}-2")];
     assert_eq!(rows(&c).await, tasks);
     for t in &tasks {

@@ -4,6 +4,7 @@
 //! diagram (the SVG the binary draws) with the steps it is at marked and the steps and
 //! transitions it went through shaded.
 
+use super::i18n::{msg, status_name, Lang};
 use super::inbox::run;
 use super::layout::{self, page, Flash};
 use super::session::{Posted, Staff};
@@ -49,20 +50,20 @@ fn marked_diagram(svg: &str, current: &BTreeSet<String>, visited: &BTreeSet<Stri
     marked
 }
 
-fn status_line(inst: &Instance) -> Markup {
+fn status_line(l: Lang, inst: &Instance) -> Markup {
     html! {
-        span.status.(inst.status.name()) { (inst.status.name()) }
+        span.status.(inst.status.name()) { (status_name(l, inst.status.kind())) }
         @match &inst.status {
-            Status::Completed { outcome } => { " · outcome " strong { (outcome) } }
+            Status::Completed { outcome } => { " · " (l.t("outcome")) " " strong { (outcome) } }
             Status::Cancelled { reason } => { " · " (reason) }
-            Status::Incident { step, reason } => { " · at " code { (step) } ": " (reason) }
+            Status::Incident { step, reason } => { " · " (l.t("at-step")) " " code { (step) } ": " (reason) }
             _ => {}
         }
     }
 }
 
 /// The timeline: who did what, when (in the calendar's zone), under which rules version.
-fn history_list(entries: &[HistoryEntry], tz: chrono_tz::Tz) -> Markup {
+fn history_list(l: Lang, entries: &[HistoryEntry], tz: chrono_tz::Tz) -> Markup {
     html! {
         ol.history {
             @for h in entries {
@@ -73,7 +74,7 @@ fn history_list(entries: &[HistoryEntry], tz: chrono_tz::Tz) -> Markup {
                     " " span.actor { (h.actor) }
                     @if !h.detail.is_empty() { " — " (h.detail) }
                     @if !h.changes.is_empty() { " " small { "(" (h.changes.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")) ")" } }
-                    " " small.rules title="rules version in force" { "r" (h.rules_version) }
+                    " " small.rules title=(l.t("rules-version")) { "r" (h.rules_version) }
                 }
             }
         }
@@ -81,11 +82,11 @@ fn history_list(entries: &[HistoryEntry], tz: chrono_tz::Tz) -> Markup {
 }
 
 /// What a pending timer is waiting for, in words.
-fn timer_text(kind: &TimerKind) -> String {
+fn timer_text(l: Lang, kind: &TimerKind) -> String {
     match kind {
-        TimerKind::Due { task } => format!("deadline of task {task}"),
-        TimerKind::Escalation { task, .. } => format!("escalation of task {task}"),
-        TimerKind::Threshold { task, .. } => format!("SLA threshold of task {task}"),
+        TimerKind::Due { task } => l.f("timer-due", &[("task", task.to_string().into())]),
+        TimerKind::Escalation { task, .. } => l.f("timer-escalation", &[("task", task.to_string().into())]),
+        TimerKind::Threshold { task, .. } => l.f("timer-threshold", &[("task", task.to_string().into())]),
         other => format!("{other:?}").split([' ', '{']).next().unwrap_or("timer").to_lowercase(),
     }
 }
@@ -114,20 +115,21 @@ struct Typed<'a> {
 /// process, as a task's form shows it, filled with the case's values. Open after a refusal.
 fn fields_form(state: &Shared, staff: &Staff, inst: &Instance, model: &Process, typed: Option<&Typed>) -> Markup {
     let users = people(&state.engine.rules());
+    let l = staff.lang;
     let asked: Vec<Asked> = model.fields.iter().map(|field| Asked { field, required: false }).collect();
     let no_errors = BTreeMap::new();
     let errors = typed.map_or(&no_errors, |t| &t.errors);
     html! {
         details.case-action open[typed.is_some()] {
-            summary { "Change fields" }
+            summary { (l.t("change-fields")) }
             form.task method="post" action=(format!("/ui/cases/{}/fields", inst.id)) novalidate {
                 input type="hidden" name="_csrf" value=(staff.csrf);
                 @for a in &asked {
                     @let name = a.field.name.as_str();
                     @let shown = match typed { Some(t) => Shown::Typed(t.posted.all(name).collect()), None => Shown::Case(inst.fields.get(name)) };
-                    (field_block(a, &shown, errors.get(name), &users))
+                    (field_block(l, a, &shown, errors.get(name), &users))
                 }
-                div.actions { button type="submit" { "Save the changed fields" } }
+                div.actions { button type="submit" { (l.t("save-changed-fields")) } }
             }
         }
     }
@@ -157,18 +159,19 @@ fn actions(state: &Shared, staff: &Staff, inst: &Instance, model: Option<&Proces
     };
     let action = format!("/ui/cases/{}/act", inst.id);
     let csrf = html! { input type="hidden" name="_csrf" value=(staff.csrf); };
+    let l = staff.lang;
     let any = !messages.is_empty()
         || (open && (may("update_fields") || may("cancel")))
         || (may("suspend") && (running || suspended))
         || (staff.actor.admin && kind == StatusKind::Incident);
     html! {
-        @if any { h2 { "Actions" } }
+        @if any { h2 { (l.t("actions")) } }
         @if !messages.is_empty() {
             form.case-action method="post" action=(action) {
                 (csrf)
                 input type="hidden" name="action" value="message";
-                label { "Message " select name="name" { @for m in &messages { option value=(m) { (m) } } } }
-                button type="submit" { "Send the message" }
+                label { (l.t("message")) " " select name="name" { @for m in &messages { option value=(m) { (m) } } } }
+                button type="submit" { (l.t("send-message")) }
             }
         }
         @if let (Some(m), true) = (model, may("update_fields") && open) { (fields_form(state, staff, inst, m, typed)) }
@@ -176,30 +179,30 @@ fn actions(state: &Shared, staff: &Staff, inst: &Instance, model: Option<&Proces
             form.case-action method="post" action=(action) {
                 (csrf)
                 input type="hidden" name="action" value="suspend";
-                button type="submit" { "Suspend (put on hold)" }
+                button type="submit" { (l.t("suspend")) }
             }
         }
         @if may("suspend") && suspended {
             form.case-action method="post" action=(action) {
                 (csrf)
                 input type="hidden" name="action" value="resume";
-                button type="submit" { "Resume" }
+                button type="submit" { (l.t("resume")) }
             }
         }
         @if staff.actor.admin && kind == StatusKind::Incident {
             form.case-action method="post" action=(action) {
                 (csrf)
                 input type="hidden" name="action" value="retry";
-                button type="submit" { "Retry the failed step" }
+                button type="submit" { (l.t("retry")) }
             }
         }
         @if may("cancel") && open {
             form.case-action method="post" action=(action) {
                 (csrf)
                 input type="hidden" name="action" value="cancel";
-                label { "Reason " input name="reason" required; }
-                label { input type="checkbox" name="confirm" value="yes" required; " I understand cancelling cannot be undone" }
-                button type="submit" { "Cancel the case" }
+                label { (l.t("reason")) " " input name="reason" required; }
+                label { input type="checkbox" name="confirm" value="yes" required; " " (l.t("cancel-understood")) }
+                button type="submit" { (l.t("cancel-case")) }
             }
         }
     }
@@ -225,69 +228,74 @@ fn case_body(
     let visited: BTreeSet<String> = history.iter().filter_map(|h| h.step.clone()).collect();
     let diagram = def.as_ref().and_then(|d| caseflow_dsl::graph::to_svg(&d.model).ok());
     let label = |name: &str| def.as_ref().and_then(|d| d.model.field(name)).and_then(|f| f.label.clone());
+    let l = staff.lang;
     let body = html! {
-        p.crumbs { a href="/ui/inbox" { "Inbox" } " › case" }
+        p.crumbs { a href="/ui/inbox" { (l.t("nav-inbox")) } " › " (l.t("case")) }
         h1 { (inst.business_key) " " small { (def.as_ref().and_then(|d| d.model.label.clone()).unwrap_or_else(|| inst.process.clone())) " v" (inst.version) } }
         @for f in &flash { (f) }
-        p { (status_line(&inst)) }
-        @if let Some((parent, _)) = inst.parent { p { "Runs for case " a href=(format!("/ui/cases/{parent}")) { "#" (parent) } } }
+        p { (status_line(l, &inst)) }
+        @if let Some((parent, _)) = inst.parent { p { (l.t("runs-for-case")) " " a href=(format!("/ui/cases/{parent}")) { "#" (parent) } } }
         @if !subs.is_empty() {
-            h2 { "Sub-process cases" }
+            h2 { (l.t("sub-cases")) }
             ul { @for c in &subs { li { a href=(format!("/ui/cases/{}", c.id)) { (c.process) " #" (c.id) } " · " (c.status) } } }
         }
         div.case {
             section {
-                h2 { "Fields" }
+                h2 { (l.t("fields")) }
                 table.fields {
                     @for (name, value) in &inst.fields {
                         tr { th { (label(name).unwrap_or_else(|| name.clone())) } td { (value) } }
                     }
                 }
-                h2 { "Open tasks" }
-                @if inst.tasks.is_empty() { p { "None." } }
+                h2 { (l.t("open-tasks")) }
+                @if inst.tasks.is_empty() { p { (l.t("none")) } }
                 ul {
                     @for t in inst.tasks.values() {
                         li {
                             a href=(format!("/ui/tasks/{}", inst.task_id(t.seq))) { (t.name) }
-                            " · " (t.assignee.as_deref().unwrap_or("unassigned"))
-                            @if let Some(d) = t.due_at { " · due " (d.with_timezone(&tz).format("%m-%d %H:%M")) }
-                            @if t.overdue { " · " span.mark.overdue { "overdue" } }
+                            " · " @match t.assignee.as_deref() { Some(a) => (a), None => (l.t("unassigned")) }
+                            @if let Some(d) = t.due_at { " · " (l.t("due")) " " (d.with_timezone(&tz).format("%m-%d %H:%M")) }
+                            @if t.overdue { " · " span.mark.overdue { (l.t("overdue")) } }
                         }
                     }
                 }
             }
             // Focusable: it scrolls, and keyboard users must be able to scroll it.
-            section.diagram aria-label="process diagram" tabindex="0" {
-                h2 { "Where it is" }
+            section.diagram aria-label=(l.t("diagram")) tabindex="0" {
+                h2 { (l.t("where-it-is")) }
                 @if let Some(svg) = &diagram { (PreEscaped(marked_diagram(svg, &current, &visited))) }
-                p.legend { span.key.current {} " now " span.key.visited {} " done" }
+                p.legend { span.key.current {} " " (l.t("legend-now")) " " span.key.visited {} " " (l.t("legend-done")) }
             }
         }
         @if !inst.timers.is_empty() {
-            h2 { "Waiting for" }
+            h2 { (l.t("waiting-for")) }
             ul.timers {
                 @for t in inst.timers.values() {
-                    li { (t.due_at.with_timezone(&tz).format("%Y-%m-%d %H:%M")) " — " (timer_text(&t.kind)) }
+                    li { (t.due_at.with_timezone(&tz).format("%Y-%m-%d %H:%M")) " — " (timer_text(l, &t.kind)) }
                 }
             }
         }
         (actions(state, staff, &inst, def.as_ref().map(|d| &d.model), typed))
-        h2 { "History" }
-        (history_list(&history, tz))
+        h2 { (l.t("history")) }
+        (history_list(l, &history, tz))
     };
-    Ok(page(&inst.business_key, Some(staff), body).into_response())
+    Ok(page(l, &inst.business_key, Some(staff), body).into_response())
 }
 
 pub async fn case_page(State(state): State<Shared>, staff: Staff, Path(id): Path<String>) -> Response {
     let s = state.clone();
-    blocking(move || case_body(&s, &staff, &id, Vec::new(), None)).await.unwrap_or_else(layout::api_error_page)
+    let l = staff.lang;
+    blocking(move || case_body(&s, &staff, &id, Vec::new(), None))
+        .await
+        .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 /// Send a message, cancel, suspend, resume or retry the case, as the person may; the engine
 /// checks the permission.
 pub async fn act(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
+    let l = posted.staff.lang;
     let Ok(instance) = parse_instance_id(&id) else {
-        return layout::error_page(StatusCode::NOT_FOUND, &format!("`{id}` is not a case"));
+        return layout::error_page(l, StatusCode::NOT_FOUND, &l.f("not-a-case", &[("id", id.as_str().into())]));
     };
     let reason = posted.get("reason").unwrap_or("").trim().to_string();
     let command = match posted.get("action").unwrap_or("") {
@@ -296,32 +304,35 @@ pub async fn act(State(state): State<Shared>, Path(id): Path<String>, posted: Po
         "retry" => Ok(Command::Retry),
         "message" => match posted.get("name").map(str::trim) {
             Some(name) if !name.is_empty() => Ok(Command::Message { name: name.to_string() }),
-            _ => Err("Choose the message to send."),
+            _ => Err(msg("choose-message")),
         },
-        "cancel" if posted.get("confirm") != Some("yes") => {
-            Err("Tick the box to confirm: cancelling cannot be undone.")
-        }
-        "cancel" if reason.is_empty() => Err("Say why the case is cancelled."),
+        "cancel" if posted.get("confirm") != Some("yes") => Err(msg("cancel-tick-box")),
+        "cancel" if reason.is_empty() => Err(msg("cancel-say-why")),
         "cancel" => Ok(Command::Cancel { reason }),
-        _ => Err("No such action."),
+        _ => Err(msg("no-such-action")),
     };
     let flash = match command {
-        Err(why) => Flash::Error(why.into()),
+        Err(why) => Flash::Error(l.t(why)),
         Ok(command) => {
             let message =
                 matches!(&command, Command::Message { .. }).then(|| posted.get("name").unwrap_or("").to_string());
             match run(&state, &posted.staff, instance, command).await {
-                Ok(after) => Flash::Info(match message {
-                    Some(m) => format!("Message {m} delivered; the case is {} now.", after.status.name()),
-                    None => format!("The case is {} now.", after.status.name()),
-                }),
+                Ok(after) => {
+                    let status = status_name(l, after.status.kind());
+                    Flash::Info(match message {
+                        Some(m) => l.f("message-delivered", &[("message", m.into()), ("status", status.into())]),
+                        None => l.f("case-is-now", &[("status", status.into())]),
+                    })
+                }
                 Err(e) => Flash::Error(e.detail),
             }
         }
     };
     let s = state.clone();
     let staff = posted.staff;
-    blocking(move || case_body(&s, &staff, &id, vec![flash], None)).await.unwrap_or_else(layout::api_error_page)
+    blocking(move || case_body(&s, &staff, &id, vec![flash], None))
+        .await
+        .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 /// Whether `sent` is the value the form showed for `old`: the same value, the same text (a
@@ -354,23 +365,24 @@ pub async fn update_fields(State(state): State<Shared>, Path(id): Path<String>, 
         Ok((inst, def))
     })
     .await;
+    let l = posted.staff.lang;
     let (inst, def) = match loaded {
-        Ok(l) => l,
-        Err(e) => return layout::api_error_page(e),
+        Ok(loaded) => loaded,
+        Err(e) => return layout::api_error_page(l, e),
     };
     let asked: Vec<Asked> = def.model.fields.iter().map(|field| Asked { field, required: false }).collect();
     // A flash and the status to answer, or the form again with errors by field.
-    let outcome = match values_of(&asked, &posted) {
+    let outcome = match values_of(l, &asked, &posted) {
         Err(errors) => Err(errors.into_iter().collect()),
         Ok(values) => {
             let changed: BTreeMap<String, Value> =
                 values.into_iter().filter(|(name, v)| !as_shown(inst.fields.get(name), v)).collect();
             if changed.is_empty() {
-                Ok((Flash::Info("Nothing was changed.".into()), StatusCode::OK))
+                Ok((Flash::Info(l.t("nothing-changed")), StatusCode::OK))
             } else {
                 let names = changed.keys().cloned().collect::<Vec<_>>().join(", ");
                 match run(&state, &posted.staff, inst.id, Command::UpdateFields { fields: changed }).await {
-                    Ok(_) => Ok((Flash::Info(format!("Fields changed: {names}.")), StatusCode::OK)),
+                    Ok(_) => Ok((Flash::Info(l.f("fields-changed", &[("names", names.into())])), StatusCode::OK)),
                     Err(e) if !e.errors.is_empty() || e.field.is_some() => Err(field_errors(&e).0),
                     Err(e) => Ok((Flash::Error(e.detail), e.status)),
                 }
@@ -382,7 +394,7 @@ pub async fn update_fields(State(state): State<Shared>, Path(id): Path<String>, 
         let (flash, status, typed) = match outcome {
             Ok((flash, status)) => (flash, status, None),
             Err(errors) => (
-                Flash::Error("Some values need a fix.".into()),
+                Flash::Error(l.t("values-need-fix")),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some(Typed { posted: &posted, errors }),
             ),
@@ -392,7 +404,7 @@ pub async fn update_fields(State(state): State<Shared>, Path(id): Path<String>, 
         Ok(r)
     })
     .await
-    .unwrap_or_else(layout::api_error_page)
+    .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 #[cfg(test)]

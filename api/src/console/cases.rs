@@ -7,6 +7,7 @@
 //! and offers to look further from where it stopped. Filtering by assignee starts from that
 //! person's inbox instead, which holds only their open tasks.
 
+use super::i18n::{status_name, Lang};
 use super::layout::{self, page, Flash};
 use super::session::Staff;
 use crate::server::{blocking, ApiError, Shared};
@@ -79,18 +80,18 @@ struct Filter {
 }
 
 impl Filter {
-    fn parse(q: &CasesQuery, tz: chrono_tz::Tz) -> Result<Filter, String> {
-        let day = |text: &str, what: &str| -> Result<Option<DateTime<Utc>>, String> {
+    fn parse(l: Lang, q: &CasesQuery, tz: chrono_tz::Tz) -> Result<Filter, String> {
+        let day = |text: &str| -> Result<Option<DateTime<Utc>>, String> {
             let text = text.trim();
             if text.is_empty() {
                 return Ok(None);
             }
-            let d = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map_err(|_| format!("`{text}` is not a day; give the {what} day as YYYY-MM-DD."))?;
+            let d =
+                NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| l.f("not-a-day", &[("text", text.into())]))?;
             Ok(Some(start_of_day(d, tz)))
         };
-        let from = day(&q.from, "first")?;
-        let until = day(&q.to, "last")?.map(|t| t + chrono::Duration::days(1));
+        let from = day(&q.from)?;
+        let until = day(&q.to)?.map(|t| t + chrono::Duration::days(1));
         let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
         Ok(Filter { step: opt(&q.step), assignee: opt(&q.assignee), from, until })
     }
@@ -215,13 +216,14 @@ fn steps_of(state: &Shared, process: &str) -> Vec<String> {
 
 pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Query<CasesQuery>) -> Response {
     let s = state.clone();
+    let l = staff.lang;
     blocking(move || {
         let key = q.key.trim().to_string();
         let mut flash = Vec::new();
         if !key.is_empty() {
             match s.engine.instance_by_key(&key)? {
                 Some(c) => return Ok(Redirect::to(&format!("/ui/cases/{}", c.id)).into_response()),
-                None => flash.push(Flash::Error(format!("No case has the business key {key}."))),
+                None => flash.push(Flash::Error(l.f("no-case-with-key", &[("key", key.as_str().into())]))),
             }
         }
         let processes: Vec<String> = s.engine.definitions().into_iter().map(|(p, _)| p).collect();
@@ -229,7 +231,7 @@ pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Quer
             q.process = processes.first().cloned().unwrap_or_default();
         }
         let tz = s.engine.rules().calendar.time_zone;
-        let found = match Filter::parse(&q, tz) {
+        let found = match Filter::parse(l, &q, tz) {
             Ok(filter) => page_of(&s, &q, &filter, PAGE)?,
             Err(why) => {
                 flash.push(Flash::Error(why));
@@ -240,38 +242,40 @@ pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Quer
         let people = super::task::people(&s.engine.rules());
         let filters = q.filters();
         let body = html! {
-            h1 { "Cases" }
+            h1 { (l.t("nav-cases")) }
             @for f in &flash { (f) }
             form.filters method="get" action="/ui/cases" {
-                label { "Process " select name="process" { @for p in &processes { option value=(p) selected[*p == q.process] { (p) } } } }
-                label { "Status " select name="status" {
-                    @for st in StatusKind::ALL { option value=(st.as_str()) selected[st.as_str() == q.status()] { (st.as_str()) } }
+                label { (l.t("process")) " " select name="process" { @for p in &processes { option value=(p) selected[*p == q.process] { (p) } } } }
+                label { (l.t("status")) " " select name="status" {
+                    @for st in StatusKind::ALL { option value=(st.as_str()) selected[st.as_str() == q.status()] { (status_name(l, st)) } }
                 } }
-                label { "At step " select name="step" {
-                    option value="" { "any" }
+                label { (l.t("at-step")) " " select name="step" {
+                    option value="" { (l.t("any")) }
                     @for st in &steps { option value=(st) selected[*st == q.step] { (st) } }
                 } }
-                label { "Assigned to " select name="assignee" {
-                    option value="" { "anyone" }
+                label { (l.t("assigned-to")) " " select name="assignee" {
+                    option value="" { (l.t("anyone")) }
                     @for (id, name) in &people { option value=(id) selected[*id == q.assignee] { (name) " (" (id) ")" } }
                 } }
-                label { "Started from " input type="date" name="from" value=(q.from); }
-                label { "to " input type="date" name="to" value=(q.to); }
-                button type="submit" { "Show" }
-                a href=(format!("/ui/cases.csv?{filters}")) download { "Export CSV" }
+                label { (l.t("started-from")) " " input type="date" name="from" value=(q.from); }
+                label { (l.t("started-to")) " " input type="date" name="to" value=(q.to); }
+                button type="submit" { (l.t("show")) }
+                a href=(format!("/ui/cases.csv?{filters}")) download { (l.t("export-csv")) }
             }
             form.filters method="get" action="/ui/cases" {
-                label { "Business key " input name="key" placeholder="20261123-001" value=(key); }
-                button type="submit" { "Open" }
+                label { (l.t("business-key")) " " input name="key" placeholder="20261123-001" value=(key); }
+                button type="submit" { (l.t("open")) }
             }
             table.cases {
-                thead { tr { th { "Case" } th { "Started" } th { "Status" } th { "At" } th { "Assignees" } th { "Customer" } } }
+                thead { tr {
+                    th { (l.t("case")) } th { (l.t("started")) } th { (l.t("status")) } th { (l.t("at-step")) } th { (l.t("assignees")) } th { (l.t("customer")) }
+                } }
                 tbody {
                     @for c in &found.cases {
                         tr {
                             td { a href=(format!("/ui/cases/{}", c.id)) { (c.business_key) } }
                             td { (c.started_at.with_timezone(&tz).format("%Y-%m-%d %H:%M")) }
-                            td { (c.status.name()) }
+                            td { (status_name(l, c.status.kind())) }
                             td { (current_steps(&s, c).join(", ")) }
                             td { (assignees(c)) }
                             td { (c.fields.get("customer").map(|v| v.to_string()).unwrap_or_default()) }
@@ -279,20 +283,20 @@ pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Quer
                     }
                 }
             }
-            @if found.cases.is_empty() && !found.stopped_looking { p.empty { "No case." } }
+            @if found.cases.is_empty() && !found.stopped_looking { p.empty { (l.t("no-case")) } }
             @if let Some(n) = &found.next {
                 p {
-                    @if found.stopped_looking { "Looked through " (SCAN_MAX) " cases; more may match further on. " }
+                    @if found.stopped_looking { (l.f("looked-through", &[("n", SCAN_MAX.into())])) " " }
                     a href=(format!("/ui/cases?{filters}&cursor={n}")) {
-                        @if found.stopped_looking { "Look further →" } @else { "Next " (PAGE) " →" }
+                        @if found.stopped_looking { (l.t("look-further")) } @else { (l.f("next-page", &[("n", PAGE.into())])) }
                     }
                 }
             }
         };
-        Ok(page("Cases", Some(&staff), body).into_response())
+        Ok(page(l, &l.t("nav-cases"), Some(&staff), body).into_response())
     })
     .await
-    .unwrap_or_else(layout::api_error_page)
+    .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 /// One CSV cell: quoted when it must be, and never read as a formula by a spreadsheet (a
@@ -309,8 +313,9 @@ fn cell(v: &str) -> String {
 /// The filtered list as CSV: every case of the process in that status that passes the filters
 /// (up to `CSV_ROWS_MAX`), with its fields as columns (sensitive ones as the API shows them to
 /// people).
-pub async fn cases_csv(State(state): State<Shared>, _staff: Staff, Query(q): Query<CasesQuery>) -> Response {
+pub async fn cases_csv(State(state): State<Shared>, staff: Staff, Query(q): Query<CasesQuery>) -> Response {
     let s = state.clone();
+    let l = staff.lang;
     blocking(move || {
         let def = s
             .engine
@@ -318,7 +323,7 @@ pub async fn cases_csv(State(state): State<Shared>, _staff: Staff, Query(q): Que
             .ok_or_else(|| ApiError::unknown_process(format!("no process `{}`", q.process)))?;
         let fields: Vec<String> = def.model.fields.iter().map(|f| f.name.clone()).collect();
         let tz = s.engine.rules().calendar.time_zone;
-        let filter = Filter::parse(&q, tz).map_err(ApiError::bad_request)?;
+        let filter = Filter::parse(l, &q, tz).map_err(ApiError::bad_request)?;
         let mut out = String::from("\u{feff}"); // a BOM: spreadsheets then read the Chinese right
         let head: Vec<String> = ["business_key", "started_at", "status", "at", "assignees"]
             .iter()
@@ -364,7 +369,7 @@ pub async fn cases_csv(State(state): State<Shared>, _staff: Staff, Query(q): Que
         Ok(response)
     })
     .await
-    .unwrap_or_else(layout::api_error_page)
+    .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 #[cfg(test)]

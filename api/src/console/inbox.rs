@@ -4,6 +4,7 @@
 //! actions on tasks, one or many at once, with a result per task. `/ui/events` streams the
 //! person's changes so the page updates without a reload.
 
+use super::i18n::Lang;
 use super::layout::{self, page, Flash};
 use super::session::{Posted, Staff};
 use crate::server::{blocking, durably, ApiError, Shared};
@@ -202,10 +203,10 @@ fn may(state: &Shared, staff: &Staff, permission: &str) -> bool {
         .is_some_and(|roles| roles.iter().any(|r| staff.actor.roles.contains(r)))
 }
 
-fn sla_bar(row: &Row) -> Markup {
+fn sla_bar(l: Lang, row: &Row) -> Markup {
     let t = &row.view.task;
     match &row.sla {
-        None => html! { span.sla.none { "no deadline" } },
+        None => html! { span.sla.none { (l.t("no-deadline")) } },
         Some(c) => {
             let used = c.percent_used.clamp(0, 100);
             let state = if t.overdue || c.remaining_minutes < 0 {
@@ -215,16 +216,16 @@ fn sla_bar(row: &Row) -> Markup {
             } else {
                 "ok"
             };
-            let left = if c.remaining_minutes >= 0 {
-                format!("{} left", working_time(c.remaining_minutes))
-            } else {
-                format!("{} over", working_time(-c.remaining_minutes))
-            };
+            let left = time_left(l, c.remaining_minutes);
+            let title = l.f(
+                "sla-used",
+                &[("percent", c.percent_used.into()), ("allowed", working_time(l, c.allowed_minutes).into())],
+            );
             html! {
-                span.sla.(state) title=(format!("{}% of {} working time used", c.percent_used, working_time(c.allowed_minutes))) {
+                span.sla.(state) title=(title) {
                     span.bar { span.fill style=(format!("width:{used}%")) {} }
                     span.left { (left) }
-                    @if !c.running { span.paused { "paused" } }
+                    @if !c.running { span.paused { (l.t("paused")) } }
                 }
             }
         }
@@ -232,47 +233,56 @@ fn sla_bar(row: &Row) -> Markup {
 }
 
 /// Working minutes as a person reads them: `45 min`, `3 h 20 min`.
-pub fn working_time(minutes: i64) -> String {
+pub fn working_time(l: Lang, minutes: i64) -> String {
     match (minutes / 60, minutes % 60) {
-        (0, m) => format!("{m} min"),
-        (h, 0) => format!("{h} h"),
-        (h, m) => format!("{h} h {m} min"),
+        (0, m) => l.f("minutes", &[("m", m.into())]),
+        (h, 0) => l.f("hours", &[("h", h.into())]),
+        (h, m) => l.f("hours-minutes", &[("h", h.into()), ("m", m.into())]),
+    }
+}
+
+/// The working time left before a deadline, or past it.
+pub fn time_left(l: Lang, remaining_minutes: i64) -> String {
+    if remaining_minutes >= 0 {
+        l.f("time-left", &[("time", working_time(l, remaining_minutes).into())])
+    } else {
+        l.f("time-over", &[("time", working_time(l, -remaining_minutes).into())])
     }
 }
 
 /// The table's rows, alone: what the live update swaps in.
-fn table_body(rows: &[&Row], me: &str) -> Markup {
+fn table_body(l: Lang, rows: &[&Row], me: &str) -> Markup {
     html! {
         @for row in rows {
             @let t = &row.view.task;
             tr data-task=(row.id()) class=[t.overdue.then_some("overdue")] {
-                td { input type="checkbox" name="task" value=(row.id()) form="bulk" aria-label=(format!("select {}", row.id())); }
-                td.sla-cell { (sla_bar(row)) }
+                td { input type="checkbox" name="task" value=(row.id()) form="bulk" aria-label=(l.f("select-task", &[("task", row.id().into())])); }
+                td.sla-cell { (sla_bar(l, row)) }
                 td { a.open href=(format!("/ui/tasks/{}", row.id())) { (t.name) } br; small { (row.process_label) " · " (t.step_name) } }
                 td { a href=(format!("/ui/cases/{}", row.view.instance)) { (row.view.business_key) } }
                 td { (row.customer.as_deref().unwrap_or("")) }
                 td {
                     @match t.assignee.as_deref() {
-                        Some(a) if a == me => strong { "me" },
+                        Some(a) if a == me => strong { (l.t("me")) },
                         Some(a) => (a),
-                        None => em { "unassigned (" (t.candidates.join(", ")) ")" },
+                        None => em { (l.t("unassigned")) " (" (t.candidates.join(", ")) ")" },
                     }
                 }
                 td.marks {
-                    @if t.priority > 0 { span.mark.priority title="priority" { "P" (t.priority) } }
-                    @if t.overdue { span.mark.overdue { "overdue" } }
-                    @if row.escalated { span.mark.escalated { "escalated" } }
-                    @if let Some(s) = &t.started { span.mark.started title=(format!("since {}", s.at.to_rfc3339())) { "in progress: " (s.by) } }
-                    @if let Some(d) = &t.draft { span.mark.draft { "draft by " (d.by) } }
+                    @if t.priority > 0 { span.mark.priority title=(l.t("priority")) { "P" (t.priority) } }
+                    @if t.overdue { span.mark.overdue { (l.t("overdue")) } }
+                    @if row.escalated { span.mark.escalated { (l.t("escalated")) } }
+                    @if let Some(s) = &t.started { span.mark.started title=(s.at.to_rfc3339()) { (l.f("in-progress-by", &[("who", s.by.as_str().into())])) } }
+                    @if let Some(d) = &t.draft { span.mark.draft { (l.f("draft-by", &[("who", d.by.as_str().into())])) } }
                 }
             }
         }
     }
 }
 
-fn options(selected: &str, values: BTreeSet<String>) -> Markup {
+fn options(l: Lang, selected: &str, values: BTreeSet<String>) -> Markup {
     html! {
-        option value="" { "any" }
+        option value="" { (l.t("any")) }
         @for v in values { option value=(v) selected[v == selected] { (v) } }
     }
 }
@@ -286,119 +296,132 @@ fn inbox_page(state: &Shared, staff: &Staff, filter: &Filter, flash: Vec<Flash>)
     let people: Vec<(&String, &caseflow_core::rules::User)> = rules.users.iter().collect();
     let views = accounts::saved_views(state.engine.store(), &owners(staff))?;
     let query = filter.query();
+    let l = staff.lang;
+    let view_title = |v: &SavedView| match v.owner.strip_prefix("role:") {
+        Some(role) => l.f("view-saved-by-shared", &[("who", v.created_by.as_str().into()), ("role", role.into())]),
+        None => l.f("view-saved-by", &[("who", v.created_by.as_str().into())]),
+    };
     let body = html! {
-        h1 { "Inbox" }
+        h1 { (l.t("nav-inbox")) }
         @for f in &flash { (f) }
-        nav.views aria-label="saved views" {
-            a href="/ui/inbox" aria-current=[query.is_empty().then_some("page")] { "All" }
+        nav.views aria-label=(l.t("saved-views")) {
+            a href="/ui/inbox" aria-current=[query.is_empty().then_some("page")] { (l.t("all")) }
             @for v in &views {
-                a href=(format!("/ui/inbox?{}", v.query)) aria-current=[(v.query == query).then_some("page")]
-                    title=(format!("saved by {}{}", v.created_by, v.owner.strip_prefix("role:").map(|r| format!(", shared with {r}")).unwrap_or_default())) {
+                a href=(format!("/ui/inbox?{}", v.query)) aria-current=[(v.query == query).then_some("page")] title=(view_title(v)) {
                     (v.name) @if v.owner.starts_with("role:") { " ⇄" }
                 }
             }
         }
-        p.live role="status" aria-live="polite" hidden { span id="changes" { "0" } " new or changed tasks · " a href="" { "show" } }
+        p.live role="status" aria-live="polite" hidden { span id="changes" { "0" } " " (l.t("changed-tasks")) " · " a href="" { (l.t("show-them")) } }
         form.filters method="get" action="/ui/inbox" {
-            label { "Show " select name="scope" {
-                option value="" selected[filter.scope.is_empty()] { "mine and my roles'" }
-                option value="mine" selected[filter.scope == "mine"] { "assigned to me" }
-                option value="unassigned" selected[filter.scope == "unassigned"] { "unassigned" }
+            label { (l.t("show")) " " select name="scope" {
+                option value="" selected[filter.scope.is_empty()] { (l.t("scope-all")) }
+                option value="mine" selected[filter.scope == "mine"] { (l.t("scope-mine")) }
+                option value="unassigned" selected[filter.scope == "unassigned"] { (l.t("unassigned")) }
             } }
-            label { "Process " select name="process" { (options(&filter.process, processes)) } }
-            label { "Step " select name="step" { (options(&filter.step, steps)) } }
-            label { "Role " select name="role" { (options(&filter.role, staff.actor.roles.iter().cloned().collect())) } }
-            label { input type="checkbox" name="overdue" value="true" checked[filter.overdue]; " overdue" }
-            label { input type="checkbox" name="escalated" value="true" checked[filter.escalated]; " escalated" }
-            label { input type="checkbox" name="due_today" value="true" checked[filter.due_today]; " due today" }
-            button type="submit" { "Filter" }
+            label { (l.t("process")) " " select name="process" { (options(l, &filter.process, processes)) } }
+            label { (l.t("step")) " " select name="step" { (options(l, &filter.step, steps)) } }
+            label { (l.t("role")) " " select name="role" { (options(l, &filter.role, staff.actor.roles.iter().cloned().collect())) } }
+            label { input type="checkbox" name="overdue" value="true" checked[filter.overdue]; " " (l.t("overdue")) }
+            label { input type="checkbox" name="escalated" value="true" checked[filter.escalated]; " " (l.t("escalated")) }
+            label { input type="checkbox" name="due_today" value="true" checked[filter.due_today]; " " (l.t("due-today")) }
+            button type="submit" { (l.t("filter")) }
         }
-        @if truncated { p.flash.info { "More tasks are open than the inbox reads at once (" (INBOX_READ_MAX) " per inbox): filter to see the rest." } }
+        @if truncated { p.flash.info { (l.f("inbox-truncated", &[("n", INBOX_READ_MAX.into())])) } }
         form.bulk id="bulk" method="post" action="/ui/inbox/act" {
             input type="hidden" name="_csrf" value=(staff.csrf);
-            span { "With the selected: " }
-            button name="action" value="claim" { "Claim" }
-            button name="action" value="release" { "Release" }
+            span { (l.t("with-selected")) " " }
+            button name="action" value="claim" { (l.t("claim")) }
+            button name="action" value="release" { (l.t("release")) }
             @if may_reassign || may_delegate {
-                select name="to" aria-label="to whom" {
-                    option value="" { "to…" }
+                select name="to" aria-label=(l.t("to-whom")) {
+                    option value="" { (l.t("to-whom-choose")) }
                     @for (id, u) in &people { option value=(id) { (u.name.as_deref().unwrap_or(id)) " (" (id) ")" } }
                 }
-                input name="reason" placeholder="reason" aria-label="reason";
-                @if may_reassign { button name="action" value="reassign" { "Reassign" } }
-                @if may_delegate { button name="action" value="delegate" { "Delegate" } }
+                input name="reason" placeholder=(l.t("reason")) aria-label=(l.t("reason"));
+                @if may_reassign { button name="action" value="reassign" { (l.t("reassign")) } }
+                @if may_delegate { button name="action" value="delegate" { (l.t("delegate")) } }
             }
         }
         table.inbox {
-            thead { tr { th { input type="checkbox" id="select-all" aria-label="select all"; } th { "Time left" } th { "Task" } th { "Case" } th { "Customer" } th { "Assignee" } th {} } }
-            tbody id="rows" { (table_body(&shown, &staff.actor.id)) }
+            thead { tr {
+                th { input type="checkbox" id="select-all" aria-label=(l.t("select-all")); }
+                th { (l.t("time-left-heading")) } th { (l.t("task")) } th { (l.t("case")) } th { (l.t("customer")) } th { (l.t("assignee")) } th {}
+            } }
+            tbody id="rows" { (table_body(l, &shown, &staff.actor.id)) }
         }
-        @if shown.is_empty() { p.empty { "Nothing to do here." } }
+        @if shown.is_empty() { p.empty { (l.t("nothing-to-do")) } }
         p.count {
             @if listed.matching > shown.len() {
-                "The " (shown.len()) " soonest of " (listed.matching) " tasks that match: filter to see the others. "
+                (l.f("inbox-soonest", &[("shown", shown.len().into()), ("matching", listed.matching.into())])) " "
             }
-            (listed.matching) " of " (listed.total) " open tasks match"
+            (l.f("inbox-count", &[("matching", listed.matching.into()), ("total", listed.total.into())]))
         }
         details.save-view {
-            summary { "Save this view" }
+            summary { (l.t("save-view")) }
             form method="post" action="/ui/views" {
                 input type="hidden" name="_csrf" value=(staff.csrf);
                 input type="hidden" name="query" value=(query);
-                label { "Name " input name="name" required maxlength=(VIEW_NAME_MAX); }
-                label { "For " select name="owner" {
-                    option value=(format!("user:{}", staff.actor.id)) { "me only" }
-                    @for r in &staff.actor.roles { option value=(format!("role:{r}")) { "everyone in " (r) } }
+                label { (l.t("name")) " " input name="name" required maxlength=(VIEW_NAME_MAX); }
+                label { (l.t("view-for")) " " select name="owner" {
+                    option value=(format!("user:{}", staff.actor.id)) { (l.t("view-me-only")) }
+                    @for r in &staff.actor.roles { option value=(format!("role:{r}")) { (l.f("view-everyone-in", &[("role", r.as_str().into())])) } }
                 } }
-                button type="submit" { "Save" }
+                button type="submit" { (l.t("save")) }
             }
             @let deletable: Vec<_> = views.iter().filter(|v| v.created_by == staff.actor.id).collect();
             @if !deletable.is_empty() {
                 form method="post" action="/ui/views/delete" {
                     input type="hidden" name="_csrf" value=(staff.csrf);
-                    select name="view" aria-label="view to delete" {
+                    select name="view" aria-label=(l.t("view-to-delete")) {
                         @for v in deletable { option value=(format!("{}\u{1f}{}", v.owner, v.name)) { (v.name) } }
                     }
-                    button type="submit" { "Delete" }
+                    button type="submit" { (l.t("delete")) }
                 }
             }
         }
-        (keys_help())
+        (keys_help(l))
     };
-    Ok(page("Inbox", Some(staff), body).into_response())
+    Ok(page(l, &l.t("nav-inbox"), Some(staff), body).into_response())
 }
 
-fn keys_help() -> Markup {
+fn keys_help(l: Lang) -> Markup {
     html! {
         dialog id="keys" {
-            h2 { "Keys" }
+            h2 { (l.t("keys")) }
             dl {
-                dt { kbd { "j" } " / " kbd { "k" } } dd { "next / previous task" }
-                dt { kbd { "Enter" } } dd { "open the task" }
-                dt { kbd { "x" } } dd { "select it" }
-                dt { kbd { "c" } } dd { "claim the selected (or this) task" }
-                dt { kbd { "/" } } dd { "filters" }
-                dt { kbd { "?" } } dd { "this help" }
+                dt { kbd { "j" } " / " kbd { "k" } } dd { (l.t("key-next-previous")) }
+                dt { kbd { "Enter" } } dd { (l.t("key-open")) }
+                dt { kbd { "x" } } dd { (l.t("key-select")) }
+                dt { kbd { "c" } } dd { (l.t("key-claim")) }
+                dt { kbd { "/" } } dd { (l.t("key-filters")) }
+                dt { kbd { "?" } } dd { (l.t("key-help")) }
             }
-            form method="dialog" { button { "Close" } }
+            form method="dialog" { button { (l.t("close")) } }
         }
     }
 }
 
 pub async fn inbox(State(state): State<Shared>, staff: Staff, Query(q): Query<Filter>) -> Response {
     let s = state.clone();
+    let l = staff.lang;
     blocking(move || {
         if q.fragment == "rows" {
             let listed = rows(&s, &staff.actor.id, &staff.actor.roles, &q)?;
             let shown: Vec<&Row> = listed.shown.iter().collect();
-            return Ok(axum::response::Html(table_body(&shown, &staff.actor.id).into_string()).into_response());
+            return Ok(
+                axum::response::Html(table_body(staff.lang, &shown, &staff.actor.id).into_string()).into_response()
+            );
         }
-        let flash =
-            if q.done.is_empty() { Vec::new() } else { vec![Flash::Info(format!("Task {} completed.", q.done))] };
+        let flash = if q.done.is_empty() {
+            Vec::new()
+        } else {
+            vec![Flash::Info(staff.lang.f("task-completed", &[("task", q.done.as_str().into())]))]
+        };
         inbox_page(&s, &staff, &q, flash)
     })
     .await
-    .unwrap_or_else(layout::api_error_page)
+    .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 /// A view's name at most (characters).
@@ -416,15 +439,16 @@ pub async fn save_view(State(state): State<Shared>, posted: Posted) -> Response 
     let name = posted.get("name").unwrap_or("").trim().to_string();
     let owner = posted.get("owner").unwrap_or("").to_string();
     let staff = posted.staff;
+    let l = staff.lang;
     let filter: Filter =
         serde_urlencoded::from_str(posted.fields.iter().find(|(k, _)| k == "query").map_or("", |(_, v)| v))
             .unwrap_or_default();
     let mut flash = Vec::new();
     let chars = name.chars().count();
     if chars == 0 || chars > VIEW_NAME_MAX || name.chars().any(char::is_control) {
-        flash.push(Flash::Error(format!("A view needs a name of 1 to {VIEW_NAME_MAX} characters.")));
+        flash.push(Flash::Error(l.f("view-name-needed", &[("max", VIEW_NAME_MAX.into())])));
     } else if !owners(&staff).contains(&owner) {
-        flash.push(Flash::Error("A view is for yourself or for one of your roles.".into()));
+        flash.push(Flash::Error(l.t("view-owner-wrong")));
     }
     let s = state.clone();
     blocking(move || {
@@ -437,18 +461,19 @@ pub async fn save_view(State(state): State<Shared>, posted: Posted) -> Response 
                 created_at: s.clock.now(),
             };
             accounts::save_view(s.engine.store(), &view)?;
-            flash.push(Flash::Info(format!("View “{name}” saved.")));
+            flash.push(Flash::Info(l.f("view-saved", &[("name", name.as_str().into())])));
         }
         inbox_page(&s, &staff, &filter, flash)
     })
     .await
-    .unwrap_or_else(layout::api_error_page)
+    .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 /// Deletes a view the person saved.
 pub async fn delete_view(State(state): State<Shared>, posted: Posted) -> Response {
     let which = posted.get("view").unwrap_or("").to_string();
     let staff = posted.staff;
+    let l = staff.lang;
     let s = state.clone();
     blocking(move || {
         let views = accounts::saved_views(s.engine.store(), &owners(&staff))?;
@@ -458,14 +483,14 @@ pub async fn delete_view(State(state): State<Shared>, posted: Posted) -> Respons
         let flash = match found {
             Some(v) => {
                 accounts::delete_view(s.engine.store(), &v.owner, &v.name)?;
-                Flash::Info(format!("View “{}” deleted.", v.name))
+                Flash::Info(l.f("view-deleted", &[("name", v.name.as_str().into())]))
             }
-            None => Flash::Error("No such view of yours.".into()),
+            None => Flash::Error(l.t("view-not-yours")),
         };
         inbox_page(&s, &staff, &Filter::default(), vec![flash])
     })
     .await
-    .unwrap_or_else(layout::api_error_page)
+    .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 /// Claim, release, reassign or delegate the selected tasks: each on its own, each with its
@@ -475,45 +500,48 @@ pub async fn act(State(state): State<Shared>, posted: Posted) -> Response {
     let to = posted.get("to").unwrap_or("").trim().to_string();
     let reason = posted.get("reason").unwrap_or("").trim().to_string();
     let tasks: Vec<String> = posted.all("task").map(str::to_string).collect();
+    let l = posted.staff.lang;
     let mut flash = Vec::new();
     if tasks.is_empty() {
-        flash.push(Flash::Error("Select one or more tasks first.".into()));
+        flash.push(Flash::Error(l.t("select-tasks-first")));
     }
     for id in &tasks {
         let Some((instance, seq)) = crate::server::parse_task_id(id).ok() else {
-            flash.push(Flash::Error(format!("{id}: not a task")));
+            flash.push(Flash::Error(format!("{id}: {}", l.t("not-a-task"))));
             continue;
         };
         let command = match action.as_str() {
             "claim" => Command::Claim { task: seq },
             "release" => Command::Release { task: seq },
             "reassign" | "delegate" if to.is_empty() => {
-                flash.push(Flash::Error(format!("{id}: choose to whom")));
+                flash.push(Flash::Error(format!("{id}: {}", l.t("choose-to-whom"))));
                 continue;
             }
             "reassign" => Command::Reassign { task: seq, to: to.clone(), reason: reason.clone() },
             "delegate" => Command::Delegate { task: seq, to: to.clone(), reason: reason.clone() },
             other => {
-                flash.push(Flash::Error(format!("no action `{other}`")));
+                flash.push(Flash::Error(l.f("no-such-action-named", &[("action", other.into())])));
                 break;
             }
         };
         match run(&state, &posted.staff, instance, command).await {
-            Ok(_) => flash.push(Flash::Info(format!("{id}: {}", done(&action, &to)))),
+            Ok(_) => flash.push(Flash::Info(format!("{id}: {}", done(l, &action, &to)))),
             Err(e) => flash.push(Flash::Error(format!("{id}: {}", e.detail))),
         }
     }
     let s = state.clone();
     let staff = posted.staff;
-    blocking(move || inbox_page(&s, &staff, &Filter::default(), flash)).await.unwrap_or_else(layout::api_error_page)
+    blocking(move || inbox_page(&s, &staff, &Filter::default(), flash))
+        .await
+        .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
-fn done(action: &str, to: &str) -> String {
+fn done(l: Lang, action: &str, to: &str) -> String {
     match action {
-        "claim" => "claimed".into(),
-        "release" => "released".into(),
-        "reassign" => format!("reassigned to {to}"),
-        "delegate" => format!("delegated to {to}"),
+        "claim" => l.t("claimed"),
+        "release" => l.t("released"),
+        "reassign" => l.f("reassigned-to", &[("to", to.into())]),
+        "delegate" => l.f("delegated-to", &[("to", to.into())]),
         other => other.into(),
     }
 }

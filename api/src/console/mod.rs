@@ -12,7 +12,8 @@
 //! - `cases.rs` — the list of cases by process and status, and its CSV;
 //! - `team.rs` — a manager's team: work per person and role, who is away, reassigning all;
 //! - `account.rs` — one's password and sessions;
-//! - `layout.rs` — the page frame, the assets and error pages.
+//! - `layout.rs` — the page frame, the assets and error pages;
+//! - `i18n.rs` — the words in Chinese and English (`messages/*.ftl`) and choosing the language.
 //!
 //! What a person may see and do is decided by the engine (`Actor` from `rules/people.toml`), as
 //! for an API token: a page hides what is not allowed, and a forged request is refused anyway.
@@ -20,6 +21,7 @@
 mod account;
 mod case;
 mod cases;
+mod i18n;
 mod inbox;
 mod layout;
 mod session;
@@ -56,6 +58,7 @@ pub fn routes() -> Router<Shared> {
         .route("/ui/account", get(account::account_page))
         .route("/ui/account/password", post(account::change_password))
         .route("/ui/account/sessions", post(account::end_sessions))
+        .route("/ui/lang/:tag", get(layout::switch_language))
         .route("/ui/assets/console.css", get(layout::css))
         .route("/ui/assets/console.js", get(layout::js))
         .layer(axum::middleware::map_response(layout::security_headers))

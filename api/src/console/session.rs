@@ -9,6 +9,7 @@
 //! Failed sign-ins are counted per user name and per address and slowed down past a few; the
 //! answer is the same whether the user exists or not.
 
+use super::i18n::Lang;
 use super::layout::{self, page, Flash};
 use crate::passwords;
 use crate::server::Shared;
@@ -127,6 +128,8 @@ pub struct Staff {
     pub csrf: String,
     /// Holds the `reassign` permission: the team page is theirs.
     pub may_reassign: bool,
+    /// The language their pages are in.
+    pub lang: Lang,
     pub(super) digest: [u8; 32],
 }
 
@@ -168,6 +171,7 @@ impl FromRequestParts<Shared> for Staff {
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
         let Some(token) = cookie_token(&parts.headers) else { return Err(to_sign_in(parts)) };
+        let lang = Lang::of(&parts.headers);
         let digest = digest_of(&token);
         let s = state.clone();
         let now = state.clock.now();
@@ -194,6 +198,7 @@ impl FromRequestParts<Shared> for Staff {
                 actor: Actor { id: user.id.clone(), roles: user.roles.clone(), admin: false },
                 name: user.name.clone().unwrap_or_else(|| user.id.clone()),
                 csrf: session.csrf,
+                lang,
                 digest,
             }))
         })
@@ -201,8 +206,12 @@ impl FromRequestParts<Shared> for Staff {
         match found {
             Ok(Ok(Some(staff))) => Ok(staff),
             Ok(Ok(None)) => Err(to_sign_in(parts)),
-            Ok(Err(e)) => Err(layout::error_page(StatusCode::SERVICE_UNAVAILABLE, &format!("the store failed: {e}"))),
-            Err(_) => Err(layout::error_page(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")),
+            Ok(Err(e)) => Err(layout::error_page(
+                lang,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &lang.f("store-failed", &[("error", e.to_string().into())]),
+            )),
+            Err(_) => Err(layout::error_page(lang, StatusCode::INTERNAL_SERVER_ERROR, &lang.t("request-failed"))),
         }
     }
 }
@@ -248,25 +257,25 @@ impl FromRequest<Shared> for Posted {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &Shared) -> Result<Self, Response> {
+        let lang = Lang::of(req.headers());
         if !same_origin(req.headers()) {
-            return Err(layout::error_page(
-                StatusCode::FORBIDDEN,
-                "this form was sent from another site and is refused",
-            ));
+            return Err(layout::error_page(lang, StatusCode::FORBIDDEN, &lang.t("form-from-another-site")));
         }
         let (mut parts, body) = req.into_parts();
         let staff = Staff::from_request_parts(&mut parts, state).await?;
         let req = Request::from_parts(parts, body);
-        let axum::Form(mut fields) = axum::Form::<Vec<(String, String)>>::from_request(req, state)
-            .await
-            .map_err(|e| layout::error_page(StatusCode::BAD_REQUEST, &format!("the form could not be read: {e}")))?;
+        let axum::Form(mut fields) =
+            axum::Form::<Vec<(String, String)>>::from_request(req, state).await.map_err(|e| {
+                layout::error_page(
+                    lang,
+                    StatusCode::BAD_REQUEST,
+                    &lang.f("form-unreadable", &[("error", e.to_string().into())]),
+                )
+            })?;
         let sent = fields.iter().position(|(k, _)| k == "_csrf").map(|i| fields.remove(i).1).unwrap_or_default();
         let equal: bool = subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), staff.csrf.as_bytes()).into();
         if !equal {
-            return Err(layout::error_page(
-                StatusCode::FORBIDDEN,
-                "this form is out of date (or was not sent from the console): open the page again and resend",
-            ));
+            return Err(layout::error_page(lang, StatusCode::FORBIDDEN, &lang.t("form-out-of-date")));
         }
         Ok(Posted { staff, fields })
     }
@@ -301,23 +310,24 @@ fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-fn login_form(next: &str, user: &str, flash: Option<Flash>) -> maud::Markup {
+fn login_form(l: Lang, next: &str, user: &str, flash: Option<Flash>) -> maud::Markup {
     html! {
-        h1 { "Sign in" }
+        h1 { (l.t("sign-in")) }
         @if let Some(f) = flash { (f) }
         form.signin method="post" action="/ui/login" {
             input type="hidden" name="next" value=(next);
-            label { "User name" input name="user" value=(user) autocomplete="username" required autofocus; }
-            label { "Password" input name="password" type="password" autocomplete="current-password" required; }
-            button type="submit" { "Sign in" }
+            label { (l.t("user-name")) input name="user" value=(user) autocomplete="username" required autofocus; }
+            label { (l.t("password")) input name="password" type="password" autocomplete="current-password" required; }
+            button type="submit" { (l.t("sign-in")) }
         }
-        p.hint { "Your administrator sets your first password (" code { "caseflow user password" } ")." }
+        p.hint { (l.t("first-password-hint")) " (" code { "caseflow user password" } ")" }
     }
 }
 
-pub async fn login_page(Query(q): Query<LoginQuery>) -> Response {
+pub async fn login_page(Query(q): Query<LoginQuery>, headers: HeaderMap) -> Response {
+    let l = Lang::of(&headers);
     let next = safe_next(q.next.as_deref());
-    page("Sign in", None, login_form(next, "", None)).into_response()
+    page(l, &l.t("sign-in"), None, login_form(l, next, "", None)).into_response()
 }
 
 pub async fn login(
@@ -329,20 +339,19 @@ pub async fn login(
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
     let (user, password) = (field("user").trim().to_string(), field("password"));
     let next = safe_next(Some(&field("next"))).to_string();
+    let l = Lang::of(&headers);
     if !same_origin(&headers) {
-        return layout::error_page(StatusCode::FORBIDDEN, "this form was sent from another site and is refused");
+        return layout::error_page(l, StatusCode::FORBIDDEN, &l.t("form-from-another-site"));
     }
     let address = peer.map(|ConnectInfo(a)| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
     let now = state.clock.now();
     let refuse = |status: StatusCode, message: String| {
-        (status, page("Sign in", None, login_form(&next, &user, Some(Flash::Error(message))))).into_response()
+        (status, page(l, &l.t("sign-in"), None, login_form(l, &next, &user, Some(Flash::Error(message)))))
+            .into_response()
     };
     if let Some(until) = state.console.locked(&user, &address, now) {
         let secs = (until - now).num_seconds().max(1);
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many failed sign-ins: try again in {secs} seconds, or ask your administrator."),
-        );
+        return refuse(StatusCode::TOO_MANY_REQUESTS, l.f("too-many-failures", &[("secs", secs.into())]));
     }
     let s = state.clone();
     let (u, user_agent) =
@@ -383,10 +392,14 @@ pub async fn login(
         Ok(Ok(None)) => {
             state.console.failed(&user, &address, now);
             tracing::warn!(user = %user, address = %address, "a console sign-in failed");
-            refuse(StatusCode::UNAUTHORIZED, "The user name or the password is not right.".into())
+            refuse(StatusCode::UNAUTHORIZED, l.t("sign-in-refused"))
         }
-        Ok(Err(e)) => layout::error_page(StatusCode::SERVICE_UNAVAILABLE, &format!("the store failed: {e}")),
-        Err(_) => layout::error_page(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"),
+        Ok(Err(e)) => layout::error_page(
+            l,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &l.f("store-failed", &[("error", e.to_string().into())]),
+        ),
+        Err(_) => layout::error_page(l, StatusCode::INTERNAL_SERVER_ERROR, &l.t("request-failed")),
     }
 }
 
@@ -399,7 +412,11 @@ pub async fn logout(State(state): State<Shared>, posted: Posted) -> Response {
             response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state, "", 0));
             response
         }
-        _ => layout::error_page(StatusCode::SERVICE_UNAVAILABLE, "signing out failed: try again"),
+        _ => layout::error_page(
+            posted.staff.lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &posted.staff.lang.t("sign-out-failed"),
+        ),
     }
 }
 

@@ -5,7 +5,8 @@
 //! `.flow` file writes them; the case's values filled in. The engine checks what is sent, and
 //! its errors come back beside their fields with everything typed kept.
 
-use super::inbox::{run, working_time};
+use super::i18n::Lang;
+use super::inbox::{run, time_left, working_time};
 use super::layout::{self, page, Flash};
 use super::session::{Posted, Staff};
 use crate::server::{blocking, parse_task_id, ApiError, Shared};
@@ -117,13 +118,19 @@ pub(super) fn input(a: &Asked, shown: &Shown, users: &[(String, String)]) -> Mar
 }
 
 /// A field of a form: its label (required marked), its input, and the server's error beside it.
-pub(super) fn field_block(a: &Asked, shown: &Shown, error: Option<&String>, users: &[(String, String)]) -> Markup {
+pub(super) fn field_block(
+    l: Lang,
+    a: &Asked,
+    shown: &Shown,
+    error: Option<&String>,
+    users: &[(String, String)],
+) -> Markup {
     let name = a.field.name.as_str();
     html! {
         div.field.invalid[error.is_some()] {
             label id=(format!("f-{name}-label")) for=(format!("f-{name}")) {
                 (a.field.label.as_deref().unwrap_or(name))
-                @if a.required { span.required title="required" { " *" } }
+                @if a.required { span.required title=(l.t("required")) { " *" } }
             }
             (input(a, shown, users))
             @if let Some(e) = error { p.error role="alert" id=(format!("f-{name}-error")) { (e) } }
@@ -138,7 +145,11 @@ pub(super) fn people(rules: &caseflow_core::rules::RuleSet) -> Vec<(String, Stri
 
 /// The form's fields as the engine takes them: text as sent, numbers and yes/no read, empty
 /// inputs left out (a required one is then reported missing by the engine), lists in order.
-pub(super) fn values_of(asked: &[Asked], posted: &Posted) -> Result<BTreeMap<String, Value>, Vec<(String, String)>> {
+pub(super) fn values_of(
+    l: Lang,
+    asked: &[Asked],
+    posted: &Posted,
+) -> Result<BTreeMap<String, Value>, Vec<(String, String)>> {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for a in asked {
@@ -156,7 +167,7 @@ pub(super) fn values_of(asked: &[Asked], posted: &Posted) -> Result<BTreeMap<Str
                 None => None,
                 Some(Ok(i)) => Some(Value::Int(i)),
                 Some(Err(_)) => {
-                    errors.push((name.clone(), "a whole number is needed".into()));
+                    errors.push((name.clone(), l.t("whole-number-needed")));
                     None
                 }
             },
@@ -164,7 +175,7 @@ pub(super) fn values_of(asked: &[Asked], posted: &Posted) -> Result<BTreeMap<Str
                 None => None,
                 Some(Ok(d)) if d.is_finite() => Some(Value::Decimal(d)),
                 Some(_) => {
-                    errors.push((name.clone(), "a number is needed".into()));
+                    errors.push((name.clone(), l.t("number-needed")));
                     None
                 }
             },
@@ -210,12 +221,16 @@ fn load(state: &Shared, id: &str) -> Result<Loaded, ApiError> {
 
 /// The page of a task that is no longer open: said plainly, with the case to look at.
 fn gone(staff: &Staff, id: &str, inst: &Instance) -> Response {
+    let l = staff.lang;
     let body = html! {
-        h1 { "This task is no longer open" }
-        p.flash.error role="alert" { "Task " (id) " was completed or closed by someone else (or moved on) before you sent it. Nothing you typed was saved." }
-        p { a href=(format!("/ui/cases/{}", inst.id)) { "Open case " (inst.business_key) } " · " a href="/ui/inbox" { "Back to the inbox" } }
+        h1 { (l.t("task-gone")) }
+        p.flash.error role="alert" { (l.f("task-gone-detail", &[("task", id.into())])) }
+        p {
+            a href=(format!("/ui/cases/{}", inst.id)) { (l.f("open-case", &[("key", inst.business_key.as_str().into())])) }
+            " · " a href="/ui/inbox" { (l.t("back-to-inbox")) }
+        }
     };
-    (StatusCode::CONFLICT, page("Task no longer open", Some(staff), body)).into_response()
+    (StatusCode::CONFLICT, page(l, &l.t("task-gone"), Some(staff), body)).into_response()
 }
 
 fn render(
@@ -231,60 +246,70 @@ fn render(
     let Some(task) = inst.tasks.get(seq) else { return gone(staff, &id, inst) };
     let rules = state.engine.rules();
     let users = people(&rules);
+    let l = staff.lang;
     let clock = caseflow_core::sla::task_clock(task, &rules.calendar, state.clock.now());
     let tz = rules.calendar.time_zone;
     let fields = asked(&def.model, inst, *seq);
     let mine = task.assignee.as_deref() == Some(staff.actor.id.as_str());
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let body = html! {
-        p.crumbs { a href="/ui/inbox" { "Inbox" } " › " a href=(format!("/ui/cases/{}", inst.id)) { (inst.business_key) } }
+        p.crumbs { a href="/ui/inbox" { (l.t("nav-inbox")) } " › " a href=(format!("/ui/cases/{}", inst.id)) { (inst.business_key) } }
         h1 { (task.name) }
         @for f in &flash { (f) }
         dl.facts {
-            dt { "Process" } dd { (def.model.label.as_deref().unwrap_or(&inst.process)) " · step " code { (task.step_name) } }
-            @if let Some(item) = &task.item { dt { "Item" } dd { (item) } }
-            dt { "Assignee" } dd { (task.assignee.as_deref().unwrap_or("unassigned")) @if !task.candidates.is_empty() { " (roles: " (task.candidates.join(", ")) ")" } }
-            @if let Some(due) = task.due_at { dt { "Due" } dd { (due.with_timezone(&tz).format("%Y-%m-%d %H:%M")) } }
+            dt { (l.t("process")) } dd { (def.model.label.as_deref().unwrap_or(&inst.process)) " · " (l.t("step")) " " code { (task.step_name) } }
+            @if let Some(item) = &task.item { dt { (l.t("item")) } dd { (item) } }
+            dt { (l.t("assignee")) } dd {
+                @match task.assignee.as_deref() { Some(a) => (a), None => (l.t("unassigned")) }
+                @if !task.candidates.is_empty() { " (" (l.t("roles")) ": " (task.candidates.join(", ")) ")" }
+            }
+            @if let Some(due) = task.due_at { dt { (l.t("due")) } dd { (due.with_timezone(&tz).format("%Y-%m-%d %H:%M")) } }
             @if let Some(c) = &clock {
-                dt { "Working time" } dd {
-                    @if c.remaining_minutes >= 0 { (working_time(c.remaining_minutes)) " left" } @else { (working_time(-c.remaining_minutes)) " over" }
-                    " of " (working_time(c.allowed_minutes)) " (" (c.percent_used) "% used)"
-                    @if !c.running { " · paused" }
+                dt { (l.t("working-time")) } dd {
+                    (time_left(l, c.remaining_minutes)) " · "
+                    (l.f("sla-used", &[("percent", c.percent_used.into()), ("allowed", working_time(l, c.allowed_minutes).into())]))
+                    @if !c.running { " · " (l.t("paused")) }
                 }
             }
-            @if task.overdue { dt { "Overdue" } dd.overdue { "yes" } }
-            @if let Some(s) = &task.started { dt { "In progress" } dd { (s.by) " since " (s.at.with_timezone(&tz).format("%m-%d %H:%M")) } }
-            @if let Some(d) = &task.draft { dt { "Draft" } dd { "saved by " (d.by) " at " (d.at.with_timezone(&tz).format("%m-%d %H:%M")) " (filled in below)" } }
+            @if task.overdue { dt { (l.t("overdue")) } dd.overdue { (l.t("yes")) } }
+            @if let Some(s) = &task.started {
+                dt { (l.t("in-progress")) }
+                dd { (l.f("started-by-since", &[("who", s.by.as_str().into()), ("at", s.at.with_timezone(&tz).format("%m-%d %H:%M").to_string().into())])) }
+            }
+            @if let Some(d) = &task.draft {
+                dt { (l.t("draft")) }
+                dd { (l.f("draft-saved-by", &[("who", d.by.as_str().into()), ("at", d.at.with_timezone(&tz).format("%m-%d %H:%M").to_string().into())])) }
+            }
         }
         @if mine && task.started.is_none() {
             form.inline method="post" action=(format!("/ui/tasks/{id}/start")) {
                 input type="hidden" name="_csrf" value=(staff.csrf);
-                button type="submit" { "Start work" }
+                button type="submit" { (l.t("start-work")) }
             }
         }
         @if !mine {
             form.inline method="post" action="/ui/inbox/act" {
                 input type="hidden" name="_csrf" value=(staff.csrf);
                 input type="hidden" name="task" value=(id);
-                button name="action" value="claim" { "Claim it" }
+                button name="action" value="claim" { (l.t("claim-it")) }
             }
         }
         form.task method="post" action=(format!("/ui/tasks/{id}")) novalidate {
             input type="hidden" name="_csrf" value=(staff.csrf);
-            @if fields.is_empty() { p { "This step asks nothing: complete it when the work is done." } }
+            @if fields.is_empty() { p { (l.t("asks-nothing")) } }
             @for a in &fields {
                 @let name = a.field.name.as_str();
                 @let drafted = task.draft.as_ref().and_then(|d| d.fields.get(name));
                 @let shown = match typed { Some(p) => Shown::Typed(p.all(name).collect()), None => Shown::Case(drafted.or(inst.fields.get(name))) };
-                (field_block(a, &shown, errors.get(name), &users))
+                (field_block(l, a, &shown, errors.get(name), &users))
             }
             div.actions {
-                button type="submit" { "Complete" }
-                @if mine { button type="submit" formaction=(format!("/ui/tasks/{id}/draft")) { "Save draft" } }
+                button type="submit" { (l.t("complete")) }
+                @if mine { button type="submit" formaction=(format!("/ui/tasks/{id}/draft")) { (l.t("save-draft")) } }
             }
         }
     };
-    (status, page(&task.name, Some(staff), body)).into_response()
+    (status, page(l, &task.name, Some(staff), body)).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -301,17 +326,18 @@ pub async fn task_page(
     Query(q): Query<TaskQuery>,
 ) -> Response {
     let s = state.clone();
+    let l = staff.lang;
     blocking(move || {
         let loaded = load(&s, &id)?;
         let flash = if q.done.is_empty() {
             Vec::new()
         } else {
-            vec![Flash::Info(format!("Task {} completed. Next here:", q.done))]
+            vec![Flash::Info(l.f("task-completed-next", &[("task", q.done.as_str().into())]))]
         };
         Ok(render(&s, &staff, &loaded, None, &BTreeMap::new(), flash))
     })
     .await
-    .unwrap_or_else(layout::api_error_page)
+    .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 /// Marks the task started by the person (its assignee).
@@ -319,8 +345,8 @@ pub async fn start_work(State(state): State<Shared>, Path(id): Path<String>, pos
     let s = state.clone();
     let task_id = id.clone();
     let loaded = match blocking(move || load(&s, &task_id)).await {
-        Ok(l) => l,
-        Err(e) => return layout::api_error_page(e),
+        Ok(loaded) => loaded,
+        Err(e) => return layout::api_error_page(posted.staff.lang, e),
     };
     match run(&state, &posted.staff, loaded.inst.id, Command::StartWork { task: loaded.seq }).await {
         Ok(_) => Redirect::to(&format!("/ui/tasks/{id}")).into_response(),
@@ -339,16 +365,17 @@ pub async fn start_work(State(state): State<Shared>, Path(id): Path<String>, pos
 async fn sent(state: &Shared, id: &str, posted: &Posted) -> Result<(Loaded, BTreeMap<String, Value>), Response> {
     let s = state.clone();
     let task_id = id.to_string();
-    let loaded = blocking(move || load(&s, &task_id)).await.map_err(layout::api_error_page)?;
+    let l = posted.staff.lang;
+    let loaded = blocking(move || load(&s, &task_id)).await.map_err(|e| layout::api_error_page(l, e))?;
     if !loaded.inst.tasks.contains_key(&loaded.seq) {
         return Err(gone(&posted.staff, id, &loaded.inst));
     }
     let fields = asked(&loaded.def.model, &loaded.inst, loaded.seq);
-    match values_of(&fields, posted) {
+    match values_of(l, &fields, posted) {
         Ok(values) => Ok((loaded, values)),
         Err(errors) => {
             let errors = errors.into_iter().collect();
-            let flash = vec![Flash::Error("Some answers need a fix.".into())];
+            let flash = vec![Flash::Error(l.t("answers-need-fix"))];
             Err(render(state, &posted.staff, &loaded, Some(posted), &errors, flash))
         }
     }
@@ -361,7 +388,7 @@ fn refused(state: &Shared, id: &str, posted: &Posted, loaded: &Loaded, e: ApiErr
         return gone(&posted.staff, id, &loaded.inst);
     }
     let (errors, other) = field_errors(&e);
-    let flash = vec![Flash::Error(other.unwrap_or_else(|| "Some answers need a fix.".into()))];
+    let flash = vec![Flash::Error(other.unwrap_or_else(|| posted.staff.lang.t("answers-need-fix")))];
     let mut r = render(state, &posted.staff, loaded, Some(posted), &errors, flash);
     *r.status_mut() = e.status;
     r
@@ -382,7 +409,7 @@ pub async fn save_draft(State(state): State<Shared>, Path(id): Path<String>, pos
                 &loaded,
                 None,
                 &BTreeMap::new(),
-                vec![Flash::Info("Draft saved: finish it later, here or from the inbox.".into())],
+                vec![Flash::Info(posted.staff.lang.t("draft-saved"))],
             )
         }
         Err(e) => refused(&state, &id, &posted, &loaded, e),

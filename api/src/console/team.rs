@@ -3,6 +3,7 @@
 //! and roster); and "give all of X's open tasks to Y" (the `reassign` permission, as
 //! `POST /admin/users/{user}/reassign`).
 
+use super::i18n::Lang;
 use super::layout::{self, page, Flash};
 use super::session::{Posted, Staff};
 use crate::server::{blocking, ApiError, Shared};
@@ -32,11 +33,9 @@ fn may_reassign(state: &Shared, staff: &Staff) -> bool {
 }
 
 fn render(state: &Shared, staff: &Staff, flash: Vec<Flash>) -> Result<Response, ApiError> {
+    let l: Lang = staff.lang;
     if !may_reassign(state, staff) {
-        return Ok(layout::error_page(
-            StatusCode::FORBIDDEN,
-            "the team page is for those who may reassign work (the `reassign` permission)",
-        ));
+        return Ok(layout::error_page(l, StatusCode::FORBIDDEN, &l.t("team-forbidden")));
     }
     let rules = state.engine.rules();
     let tz = rules.calendar.time_zone;
@@ -63,11 +62,14 @@ fn render(state: &Shared, staff: &Staff, flash: Vec<Flash>) -> Result<Response, 
         per_person.insert(u.id.clone(), (w, page.next_cursor.is_some()));
     }
     let body = html! {
-        h1 { "Team" }
+        h1 { (l.t("nav-team")) }
         @for f in &flash { (f) }
-        @if team.is_empty() { p.empty { "Nobody reports to you in the rules (`reports_to` in people.toml)." } }
+        @if team.is_empty() { p.empty { (l.t("team-empty")) } }
         table.team {
-            thead { tr { th { "Person" } th { "Roles" } th { "Today" } th { "Open" } th { "Due today" } th { "Overdue" } th { "Give all their open tasks to" } } }
+            thead { tr {
+                th { (l.t("person")) } th { (l.t("roles")) } th { (l.t("today")) } th { (l.t("open-count")) }
+                th { (l.t("due-today")) } th { (l.t("overdue")) } th { (l.t("give-all-to")) }
+            } }
             tbody {
                 @for u in &team {
                     @let (w, more) = per_person[&u.id];
@@ -76,7 +78,7 @@ fn render(state: &Shared, staff: &Staff, flash: Vec<Flash>) -> Result<Response, 
                     tr {
                         td { (u.name.as_deref().unwrap_or(&u.id)) " " small { "(" (u.id) ")" } }
                         td { (u.roles.join(", ")) }
-                        td { @if away { span.mark.overdue { "away" } } @else if !on_duty { span.mark { "off duty" } } @else { "working" } }
+                        td { @if away { span.mark.overdue { (l.t("away")) } } @else if !on_duty { span.mark { (l.t("off-duty")) } } @else { (l.t("working")) } }
                         td { (w.open) @if more { "+" } }
                         td { (w.due_today) }
                         td class=[(w.overdue > 0).then_some("overdue")] { (w.overdue) }
@@ -85,14 +87,14 @@ fn render(state: &Shared, staff: &Staff, flash: Vec<Flash>) -> Result<Response, 
                                 form.inline method="post" action="/ui/team/reassign" {
                                     input type="hidden" name="_csrf" value=(staff.csrf);
                                     input type="hidden" name="from" value=(u.id);
-                                    select name="to" aria-label=(format!("to whom, from {}", u.id)) required {
-                                        option value="" { "to…" }
+                                    select name="to" aria-label=(l.f("to-whom-from", &[("who", u.id.as_str().into())])) required {
+                                        option value="" { (l.t("to-whom-choose")) }
                                         @for other in rules.users.values().filter(|o| o.id != u.id && !rules.is_away(&o.id, today)) {
                                             option value=(other.id) { (other.name.as_deref().unwrap_or(&other.id)) " (" (other.id) ")" }
                                         }
                                     }
-                                    input name="reason" placeholder="reason" aria-label=(format!("reason, for {}", u.id)) required;
-                                    button type="submit" { "Reassign all" }
+                                    input name="reason" placeholder=(l.t("reason")) aria-label=(l.f("reason-for", &[("who", u.id.as_str().into())])) required;
+                                    button type="submit" { (l.t("reassign-all")) }
                                 }
                             }
                         }
@@ -101,20 +103,21 @@ fn render(state: &Shared, staff: &Staff, flash: Vec<Flash>) -> Result<Response, 
             }
         }
         @if !per_role.is_empty() {
-            h2 { "By role" }
+            h2 { (l.t("by-role")) }
             table.team {
-                thead { tr { th { "Role" } th { "Open" } th { "Due today" } th { "Overdue" } } }
+                thead { tr { th { (l.t("role")) } th { (l.t("open-count")) } th { (l.t("due-today")) } th { (l.t("overdue")) } } }
                 tbody { @for (r, w) in &per_role { tr { td { (r) } td { (w.open) } td { (w.due_today) } td { (w.overdue) } } } }
             }
-            p.hint { "The work your team holds, by the roles they hold (a person's work counts under each of their roles)." }
+            p.hint { (l.t("by-role-hint")) }
         }
     };
-    Ok(page("Team", Some(staff), body).into_response())
+    Ok(page(l, &l.t("nav-team"), Some(staff), body).into_response())
 }
 
 pub async fn team(State(state): State<Shared>, staff: Staff) -> Response {
     let s = state.clone();
-    blocking(move || render(&s, &staff, Vec::new())).await.unwrap_or_else(layout::api_error_page)
+    let l = staff.lang;
+    blocking(move || render(&s, &staff, Vec::new())).await.unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
 /// Gives all of a person's open tasks to another (the engine checks the permission).
@@ -123,20 +126,24 @@ pub async fn reassign_all(State(state): State<Shared>, posted: Posted) -> Respon
     let to = posted.get("to").unwrap_or("").to_string();
     let reason = posted.get("reason").unwrap_or("").trim().to_string();
     let staff = posted.staff;
+    let l = staff.lang;
     let s = state.clone();
     blocking(move || {
         let flash = if to.is_empty() || reason.is_empty() {
-            Flash::Error("Choose to whom, and say why.".into())
+            Flash::Error(l.t("choose-to-whom-and-why"))
         } else if !may_reassign(&s, &staff) {
-            Flash::Error(format!("{} may not reassign work", staff.actor.id))
+            Flash::Error(l.f("may-not-reassign", &[("who", staff.actor.id.as_str().into())]))
         } else {
             match s.engine.reassign_all(&from, &to, &staff.actor, &reason, s.clock.now()) {
-                Ok(n) => Flash::Info(format!("{n} open task(s) of {from} given to {to}.")),
+                Ok(n) => Flash::Info(l.f(
+                    "reassigned-all",
+                    &[("n", n.into()), ("from", from.as_str().into()), ("to", to.as_str().into())],
+                )),
                 Err(e) => Flash::Error(ApiError::from(e).detail),
             }
         };
         render(&s, &staff, vec![flash])
     })
     .await
-    .unwrap_or_else(layout::api_error_page)
+    .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
