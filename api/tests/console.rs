@@ -911,3 +911,56 @@ async fn pages_speak_the_browser_s_language_or_the_one_chosen_and_chinese_by_def
     assert_eq!(p.get("/ui/lang/xx").await.status, StatusCode::NOT_FOUND);
     assert_eq!(p.lang.as_deref(), Some("en"));
 }
+
+/// The next `task` event of a live-update stream: the case it names.
+async fn next_task_event(body: &mut Body) -> String {
+    let mut text = String::new();
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Some(data) = frame.data_ref() {
+            text.push_str(std::str::from_utf8(data).unwrap());
+        }
+        if let Some(at) = text.find("event: task\ndata: ") {
+            let rest = &text[at + 18..];
+            if let Some(end) = rest.find('\n') {
+                return rest[..end].to_string();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_updates_reach_those_whose_tasks_changed_and_everyone_when_a_case_ends() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    set_password(&api, "li_na");
+    let mut streams = Vec::new();
+    for user in ["liu_yang", "li_na"] {
+        let mut p = Person::new(&api);
+        p.sign_in(user, PASSWORD).await;
+        let req = Request::get("/ui/events")
+            .header("cookie", format!("caseflow_session={}", p.cookie.clone().unwrap()))
+            .body(Body::empty())
+            .unwrap();
+        let resp = api.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        streams.push(resp.into_body());
+    }
+    // A complaint's first task is the representatives' (cs_rep), not the manager's.
+    let first = start(&api, "high").await;
+    let second = start(&api, "high").await;
+    let (s, _) = api
+        .call("POST", &format!("/instances/{second}/cancel"), Some("admin"), Some(r#"{"reason":"test"}"#), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(next_task_event(&mut streams[0]).await, first.to_string(), "the representative's task opened");
+    assert_eq!(
+        next_task_event(&mut streams[1]).await,
+        second.to_string(),
+        "the manager hears of nothing before the cancellation, which ends tasks anyone may have on screen"
+    );
+}

@@ -609,62 +609,57 @@ pub async fn run(
 }
 
 /// The person's changes as Server-Sent Events: the engine's events about tasks of theirs or of
-/// their roles. The page counts them and fetches its rows again; no polling.
+/// their roles (`task`), and `lagged` when the stream fell behind. The page counts them and
+/// fetches its rows again; no polling.
 pub async fn events(State(state): State<Shared>, staff: Staff) -> impl IntoResponse {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let mut rx = state.events.subscribe();
-    let mut stopping = state.stopping.subscribe();
-    let me = staff.actor.id.clone();
-    let roles = staff.actor.roles.clone();
+    let me: std::sync::Arc<str> = staff.actor.id.into();
+    let roles = std::sync::Arc::new(staff.actor.roles);
     let engine = state.engine.clone();
     let holders = state.console.event_holders.clone();
-    let stream = async_stream::stream! {
-        loop {
-            let received = tokio::select! {
-                r = rx.recv() => r,
-                _ = stopping.wait_for(|s| *s) => break,
-            };
-            match received {
-                Ok(e) => {
-                    let task_event = matches!(
-                        e.event,
-                        HistoryEvent::TaskOpened | HistoryEvent::TaskCompleted | HistoryEvent::TaskClaimed
-                            | HistoryEvent::TaskReleased | HistoryEvent::TaskReassigned | HistoryEvent::TaskDelegated
-                            | HistoryEvent::TaskOverdue | HistoryEvent::Escalated | HistoryEvent::TaskClosed
-                            | HistoryEvent::Cancelled | HistoryEvent::Suspended | HistoryEvent::Resumed
-                    );
-                    if !task_event {
-                        continue;
-                    }
-                    // Whether the case has an open task of this person or their roles: who holds
-                    // its tasks is read once per event for all open streams (off the runtime).
-                    let key = (e.instance.0, e.seq);
-                    let holders = match holders.recent(key) {
-                        Some(h) => h,
-                        None => {
-                            let engine = engine.clone();
-                            let id = e.instance;
-                            let read = tokio::task::spawn_blocking(move || Holders::of(engine.instance(id).ok().flatten().as_ref()))
-                                .await
-                                .unwrap_or_default();
-                            holders.keep(key, read)
-                        }
-                    };
-                    let concerns = holders.users.contains(&me) || roles.iter().any(|r| holders.roles.contains(r));
-                    // Ended tasks leave no trace in the case: a completion or a cancellation
-                    // concerns whoever may have had them on screen.
-                    let ended = matches!(e.event, HistoryEvent::TaskCompleted | HistoryEvent::TaskClosed | HistoryEvent::Cancelled);
-                    if concerns || ended {
-                        yield Ok::<_, std::convert::Infallible>(Event::default().event("task").data(format!("{}", e.instance)));
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    yield Ok(Event::default().event("task").data("lagged"));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+    let stream = crate::server::durable_events(&state, move |e| {
+        let (me, roles, engine, holders) = (me.clone(), roles.clone(), engine.clone(), holders.clone());
+        async move {
+            let task_event = matches!(
+                e.event,
+                HistoryEvent::TaskOpened
+                    | HistoryEvent::TaskCompleted
+                    | HistoryEvent::TaskClaimed
+                    | HistoryEvent::TaskReleased
+                    | HistoryEvent::TaskReassigned
+                    | HistoryEvent::TaskDelegated
+                    | HistoryEvent::TaskOverdue
+                    | HistoryEvent::Escalated
+                    | HistoryEvent::TaskClosed
+                    | HistoryEvent::Cancelled
+                    | HistoryEvent::Suspended
+                    | HistoryEvent::Resumed
+            );
+            if !task_event {
+                return None;
             }
+            // Whether the case has an open task of this person or their roles: who holds its
+            // tasks is read once per event for all open streams (off the runtime).
+            let key = (e.instance.0, e.seq);
+            let holders = match holders.recent(key) {
+                Some(h) => h,
+                None => {
+                    let id = e.instance;
+                    let read =
+                        tokio::task::spawn_blocking(move || Holders::of(engine.instance(id).ok().flatten().as_ref()))
+                            .await
+                            .unwrap_or_default();
+                    holders.keep(key, read)
+                }
+            };
+            let concerns = holders.users.contains(&*me) || roles.iter().any(|r| holders.roles.contains(r));
+            // Ended tasks leave no trace in the case: a completion or a cancellation concerns
+            // whoever may have had them on screen.
+            let ended =
+                matches!(e.event, HistoryEvent::TaskCompleted | HistoryEvent::TaskClosed | HistoryEvent::Cancelled);
+            (concerns || ended).then(|| Event::default().event("task").data(e.instance.to_string()))
         }
-    };
+    });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -18,13 +18,16 @@
         .then(html => { if (html !== null) { rows.innerHTML = html; bindRows(); } });
     };
     const source = new EventSource("/ui/events");
-    source.addEventListener("task", () => {
+    const changed = () => {
       changes += 1;
       count.textContent = String(changes);
       live.hidden = false;
       clearTimeout(pending);
       pending = setTimeout(refresh, 300); // one fetch for a burst of events
-    });
+    };
+    source.addEventListener("task", changed);
+    // The stream fell behind and skipped some: fetch the rows anyway.
+    source.addEventListener("lagged", changed);
   }
 
   // The case page: bring the step the case is at into view.
