@@ -2,8 +2,12 @@
 //! then, for one of them signed in,
 //! - the inbox page (their tasks and the role's first 200, in working-time order): server time
 //!   p50/p99 and its size over the wire;
-//! - a case page (fields, history, the diagram marked): p50/p99;
-//! - memory for S open live-update streams (`/ui/events`).
+//! - a case page (fields, history, the diagram marked), a task page: p50/p99;
+//! - the cases list: a page of the index, filtered by assignee (from their inbox), and filtered
+//!   by the day started with nothing matching (the 1,000 cases a page reads at most): p50/p99;
+//! - a manager's team page (50 people reporting, their open tasks counted): p50/p99;
+//! - memory for S open live-update streams (`/ui/events`), and the CPU they cost while a burst
+//!   of new cases' events goes out to all of them (against the same burst with no stream).
 //!
 //! `cargo bench -p caseflow --bench console -- --instances 1000000 --streams 500`
 //! (`cargo bench` alone: 100,000 cases; a plain run of the binary: a quick smoke run).
@@ -53,12 +57,50 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// People reporting to the manager, `boss`, whose team page is measured.
+const TEAM: usize = 50;
+
 fn rules(users: usize) -> RuleSet {
-    let mut text = String::from("[roles.cs_rep]\nname = \"rep\"\n");
+    let mut text = String::from(
+        "[roles.cs_rep]\nname = \"rep\"\n[roles.cs_manager]\nname = \"manager\"\n[permissions]\nreassign = [\"cs_manager\"]\n\
+         [users.boss]\nname = \"经理\"\nroles = [\"cs_manager\"]\n",
+    );
     for u in 0..users {
-        text.push_str(&format!("[users.u{u}]\nname = \"用户{u}\"\nroles = [\"cs_rep\"]\n"));
+        let reports = if u < TEAM { "reports_to = \"boss\"\n" } else { "" };
+        text.push_str(&format!("[users.u{u}]\nname = \"用户{u}\"\nroles = [\"cs_rep\"]\n{reports}"));
     }
     RuleSet::load(&[RulesFile { name: "bench.toml".into(), text }]).expect("bench rules")
+}
+
+/// The process's CPU time so far (user and system), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(14) + ticks(15)) / 100.0 // USER_HZ is 100 on Linux
+}
+
+/// CPU seconds to start `burst` cases and send out their events (the wait lets the streams
+/// drain what they were sent).
+async fn burst_cpu(engine: &Arc<Engine>, burst: usize) -> f64 {
+    let before = cpu_seconds();
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let crm = Actor { id: "crm".into(), roles: vec![], admin: false };
+        for i in 0..burst {
+            let fields = [
+                ("customer".to_string(), Value::Text(format!("突发{i}"))),
+                ("urgency".to_string(), Value::Text("high".into())),
+            ]
+            .into();
+            engine.start("waiting", fields, &crm, None, SystemClock.now()).expect("start");
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    cpu_seconds() - before
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -121,6 +163,7 @@ fn main() {
         set_by: "bench".into(),
     };
     accounts::set_password(engine.store(), "u0", &record, None).expect("password");
+    accounts::set_password(engine.store(), "boss", &record, None).expect("password");
     let state = Arc::new(AppState {
         engine: engine.clone(),
         clock: Arc::new(SystemClock),
@@ -136,12 +179,19 @@ fn main() {
     let app = router(state, RequestLimits::default());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let login = Request::post("/ui/login")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from("user=u0&password=benchmark+password&next=%2Fui%2Finbox"))
-            .unwrap();
-        let resp = app.clone().oneshot(login).await.unwrap();
-        let cookie = resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let sign_in = |user: &str| {
+            let app = app.clone();
+            let body = format!("user={user}&password=benchmark+password&next=%2Fui%2Finbox");
+            async move {
+                let login = Request::post("/ui/login")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(body))
+                    .unwrap();
+                let resp = app.oneshot(login).await.unwrap();
+                resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
+            }
+        };
+        let cookie = sign_in("u0").await;
         let (p50, p99, bytes) = measure(&app, &cookie, rounds, |_| "/ui/inbox".into()).await;
         println!(
             "inbox page ({n} cases, the role's first 200 read): p50 {p50:.2} ms, p99 {p99:.2} ms, {:.1} KB",
@@ -153,6 +203,24 @@ fn main() {
         let (p50, p99, bytes) =
             measure(&app, &cookie, rounds, |i| format!("/ui/tasks/{}-2", 1 + (i * 7919) % n.max(1))).await;
         println!("task page: p50 {p50:.2} ms, p99 {p99:.2} ms, {:.1} KB", bytes as f64 / 1024.0);
+        let list = "/ui/cases?process=waiting&status=running";
+        let (p50, p99, bytes) = measure(&app, &cookie, rounds, |i| {
+            // Pages across the whole index, not only its start.
+            let cursor = (i * 7919) % n.max(1);
+            format!("{list}&cursor={cursor}")
+        })
+        .await;
+        println!("cases list, a page of 50: p50 {p50:.2} ms, p99 {p99:.2} ms, {:.1} KB", bytes as f64 / 1024.0);
+        let (p50, p99, _) = measure(&app, &cookie, rounds, |i| format!("{list}&assignee=u{}", i % 1000)).await;
+        println!("cases list by assignee: p50 {p50:.2} ms, p99 {p99:.2} ms");
+        let (p50, p99, _) = measure(&app, &cookie, rounds.min(50), |_| format!("{list}&from=2999-01-01")).await;
+        println!("cases list by day started, nothing matching (1,000 cases read): p50 {p50:.2} ms, p99 {p99:.2} ms");
+        let boss = sign_in("boss").await;
+        let (p50, p99, bytes) = measure(&app, &boss, rounds.min(100), |_| "/ui/team".into()).await;
+        println!(
+            "team page ({TEAM} people, each's open tasks counted): p50 {p50:.2} ms, p99 {p99:.2} ms, {:.1} KB",
+            bytes as f64 / 1024.0
+        );
         // Live-update streams over real connections (the server's accept loop on loopback):
         // each held open, with its connection, subscription and buffers.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -189,7 +257,20 @@ fn main() {
             after - before,
             (after - before) * 1024.0 / streams as f64
         );
+        // A burst of new cases while the streams are open: every event concerns all of them (one
+        // role), so each is sent to every stream. The same burst with no stream open is the
+        // baseline; the difference is what the live updates cost. The clients do not read:
+        // the burst's events fit in their sockets' buffers.
+        let burst = 1_000;
+        let with_streams = burst_cpu(&engine, burst).await;
         drop(open);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let without = burst_cpu(&engine, burst).await;
+        let per = (with_streams - without).max(0.0) * 1e6 / (burst as f64 * streams as f64);
+        println!(
+            "a burst of {burst} case starts: {with_streams:.2} s CPU with {streams} streams open, {without:.2} s without: \
+             {per:.1} µs per case per stream"
+        );
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,7 +21,7 @@ use maud::html;
 /// Cases a page lists.
 const PAGE: usize = 50;
 /// Cases a filtered page reads at most to fill itself.
-const SCAN_MAX: usize = 2_000;
+const SCAN_MAX: usize = 1_000;
 /// Rows a CSV export holds at most; past it the export says it was cut.
 pub const CSV_ROWS_MAX: usize = 50_000;
 /// Open tasks of one person read to filter by assignee.

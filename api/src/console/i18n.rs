@@ -174,9 +174,13 @@ mod tests {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                for call in [".t(\"", ".f(\"", "msg(\""] {
-                    for part in text.split(call).skip(1) {
-                        asked.insert(part.split('"').next().unwrap().to_string());
+                // A call may be wrapped after its parenthesis: `l.f(` then the id on the next line.
+                // (Written in two pieces, so that this line is not read as a call itself.)
+                for call in [".t", ".f", "msg"].map(|name| format!("{name}(")) {
+                    for part in text.split(&call).skip(1) {
+                        if let Some(id) = part.trim_start().strip_prefix('"') {
+                            asked.insert(id.split('"').next().unwrap().to_string());
+                        }
                     }
                 }
             }

@@ -546,56 +546,6 @@ fn done(l: Lang, action: &str, to: &str) -> String {
     }
 }
 
-/// Who holds a case's open tasks: assignees and candidate roles.
-#[derive(Debug, Default, PartialEq)]
-pub struct Holders {
-    pub users: BTreeSet<String>,
-    pub roles: BTreeSet<String>,
-}
-
-impl Holders {
-    fn of(case: Option<&caseflow_core::case::Instance>) -> Holders {
-        let mut h = Holders::default();
-        for t in case.into_iter().flat_map(|c| c.tasks.values()) {
-            h.users.extend(t.assignee.clone());
-            h.roles.extend(t.candidates.iter().cloned());
-        }
-        h
-    }
-}
-
-/// The holders of the cases of the latest events, shared by every open live-update stream, so
-/// that an event costs one read of its case however many people are watching.
-#[derive(Default)]
-pub struct EventHolders(std::sync::Mutex<std::collections::VecDeque<(EventKey, std::sync::Arc<Holders>)>>);
-
-/// An event: its case and the history entry's number.
-type EventKey = (u64, u64);
-
-impl EventHolders {
-    /// Events remembered: more than a burst the streams are still reading.
-    const KEPT: usize = 256;
-
-    fn recent(&self, event: (u64, u64)) -> Option<std::sync::Arc<Holders>> {
-        use caseflow_engine::sync::Unpoisoned;
-        self.0.lock().unpoisoned().iter().find(|(k, _)| *k == event).map(|(_, h)| h.clone())
-    }
-
-    fn keep(&self, event: (u64, u64), holders: Holders) -> std::sync::Arc<Holders> {
-        use caseflow_engine::sync::Unpoisoned;
-        let mut recent = self.0.lock().unpoisoned();
-        if let Some((_, h)) = recent.iter().find(|(k, _)| *k == event) {
-            return h.clone();
-        }
-        let h = std::sync::Arc::new(holders);
-        if recent.len() == Self::KEPT {
-            recent.pop_front();
-        }
-        recent.push_back((event, h.clone()));
-        h
-    }
-}
-
 /// Runs a command for the signed-in person, durably, as the API does for a token.
 pub async fn run(
     state: &Shared,
@@ -608,78 +558,26 @@ pub async fn run(
     durably(state.engine.clone(), move |e| e.command_pending(instance, &actor, command, now)).await
 }
 
-/// The person's changes as Server-Sent Events: the engine's events about tasks of theirs or of
-/// their roles (`task`), and `lagged` when the stream fell behind. The page counts them and
-/// fetches its rows again; no polling.
+/// The person's changes as Server-Sent Events: `task` when tasks of theirs or of their roles
+/// changed, once per burst (see `live.rs`), its data how many changes and the last case
+/// changed (`{"changes":3,"case":17}`). The page counts
+/// them and fetches its rows again; no polling.
 pub async fn events(State(state): State<Shared>, staff: Staff) -> impl IntoResponse {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let me: std::sync::Arc<str> = staff.actor.id.into();
-    let roles = std::sync::Arc::new(staff.actor.roles);
-    let engine = state.engine.clone();
-    let holders = state.console.event_holders.clone();
-    let stream = crate::server::durable_events(&state, move |e| {
-        let (me, roles, engine, holders) = (me.clone(), roles.clone(), engine.clone(), holders.clone());
-        async move {
-            let task_event = matches!(
-                e.event,
-                HistoryEvent::TaskOpened
-                    | HistoryEvent::TaskCompleted
-                    | HistoryEvent::TaskClaimed
-                    | HistoryEvent::TaskReleased
-                    | HistoryEvent::TaskReassigned
-                    | HistoryEvent::TaskDelegated
-                    | HistoryEvent::TaskOverdue
-                    | HistoryEvent::Escalated
-                    | HistoryEvent::TaskClosed
-                    | HistoryEvent::Cancelled
-                    | HistoryEvent::Suspended
-                    | HistoryEvent::Resumed
-            );
-            if !task_event {
-                return None;
+    let watcher = state.console.live.watch(&state, &staff.actor.id, &staff.actor.roles);
+    let mut stopping = state.stopping.subscribe();
+    let stream = async_stream::stream! {
+        loop {
+            tokio::select! {
+                _ = watcher.notify.notified() => {}
+                _ = stopping.wait_for(|s| *s) => break,
             }
-            // Whether the case has an open task of this person or their roles: who holds its
-            // tasks is read once per event for all open streams (off the runtime).
-            let key = (e.instance.0, e.seq);
-            let holders = match holders.recent(key) {
-                Some(h) => h,
-                None => {
-                    let id = e.instance;
-                    let read =
-                        tokio::task::spawn_blocking(move || Holders::of(engine.instance(id).ok().flatten().as_ref()))
-                            .await
-                            .unwrap_or_default();
-                    holders.keep(key, read)
-                }
-            };
-            let concerns = holders.users.contains(&*me) || roles.iter().any(|r| holders.roles.contains(r));
-            // Ended tasks leave no trace in the case: a completion or a cancellation concerns
-            // whoever may have had them on screen.
-            let ended =
-                matches!(e.event, HistoryEvent::TaskCompleted | HistoryEvent::TaskClosed | HistoryEvent::Cancelled);
-            (concerns || ended).then(|| Event::default().event("task").data(e.instance.to_string()))
+            let (changes, case) = watcher.take();
+            if changes > 0 {
+                let data = format!("{{\"changes\":{changes},\"case\":{case}}}");
+                yield Ok::<_, std::convert::Infallible>(Event::default().event("task").data(data));
+            }
         }
-    });
+    };
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_event_s_holders_are_kept_once_for_every_stream() {
-        let cache = EventHolders::default();
-        assert!(cache.recent((1, 5)).is_none());
-        let first = cache.keep((1, 5), Holders { users: ["a".to_string()].into(), roles: BTreeSet::new() });
-        // A second stream that read the case meanwhile gets the first reading, not its own.
-        let second = cache.keep((1, 5), Holders::default());
-        assert!(std::sync::Arc::ptr_eq(&first, &second));
-        assert_eq!(cache.recent((1, 5)).unwrap().users.len(), 1);
-        for seq in 0..EventHolders::KEPT as u64 {
-            cache.keep((2, seq), Holders::default());
-        }
-        assert!(cache.recent((1, 5)).is_none(), "the oldest is forgotten past KEPT");
-        assert!(cache.recent((2, 255)).is_some());
-    }
 }

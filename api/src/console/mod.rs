@@ -5,6 +5,7 @@
 //!
 //! - `session.rs` — sign-in, the session cookie, `Staff` (the signed-in person, an extractor)
 //!   and `Posted` (a form from them: same origin, CSRF token checked);
+//! - `live.rs` — live updates: one listener to the engine wakes the inboxes a change concerns;
 //! - `inbox.rs` — the inbox, ordered by working time left, and claim / release / reassign /
 //!   delegate, one by one or in bulk;
 //! - `task.rs` — a task's form, generated from the step's `asks`, and completing it;
@@ -24,6 +25,7 @@ mod cases;
 mod i18n;
 mod inbox;
 mod layout;
+mod live;
 mod session;
 mod task;
 mod team;

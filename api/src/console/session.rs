@@ -57,8 +57,8 @@ pub struct ConsoleState {
     failures: Mutex<HashMap<String, Failures>>,
     /// Failed sign-ins since the start, for `/metrics`.
     pub failed_signins: std::sync::atomic::AtomicU64,
-    /// Who holds the cases of recent events, for the live-update streams.
-    pub event_holders: std::sync::Arc<super::inbox::EventHolders>,
+    /// The open inboxes' live updates.
+    pub live: std::sync::Arc<super::live::LiveUpdates>,
 }
 
 impl ConsoleState {

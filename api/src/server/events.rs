@@ -44,33 +44,40 @@ pub(crate) async fn events(
     use axum::response::sse::{Event, KeepAlive, Sse};
     let types: Option<Vec<String>> =
         q.types.map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
-    let stream = durable_events(&state, move |e| {
-        let wanted = !(q.process.as_ref().is_some_and(|p| *p != e.process)
-            || q.instance.is_some_and(|i| i != e.instance.0)
-            || types.as_ref().is_some_and(|t| !t.iter().any(|name| e.event == name.as_str())));
-        let event = wanted.then(|| {
-            let data = serde_json::to_string(&*e).unwrap_or_default();
-            Event::default().event(e.event.as_str()).id(format!("{}-{}", e.instance, e.seq)).data(data)
-        });
-        std::future::ready(event)
-    });
+    let deliveries = durable_events(&state);
+    let stream = async_stream::stream! {
+        for await delivery in deliveries {
+            match delivery {
+                Delivery::Event(e) => {
+                    if q.process.as_ref().is_some_and(|p| *p != e.process)
+                        || q.instance.is_some_and(|i| i != e.instance.0)
+                        || types.as_ref().is_some_and(|t| !t.iter().any(|name| e.event == name.as_str()))
+                    {
+                        continue;
+                    }
+                    let data = serde_json::to_string(&*e).unwrap_or_default();
+                    yield Ok(Event::default().event(e.event.as_str()).id(format!("{}-{}", e.instance, e.seq)).data(data));
+                }
+                Delivery::Lagged(n) => yield Ok(Event::default().event("lagged").data(format!("{{\"missed\":{n}}}"))),
+            }
+        }
+    };
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// The engine's durable changes as a stream of Server-Sent Events, for `/events` and the
-/// console's live updates alike: `render` makes each change into an event to send, or none to
-/// skip it. A client that falls too far behind the channel gets a `lagged` event saying how
-/// many it missed (the history has them all). The stream ends when the server begins to shut
-/// down, so that it does not hold the shutdown open (the client reconnects elsewhere or later).
-pub(crate) fn durable_events<R, F>(
-    state: &Shared,
-    mut render: R,
-) -> impl futures_core::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
-where
-    R: FnMut(std::sync::Arc<caseflow_engine::service::EngineEvent>) -> F + Send + 'static,
-    F: std::future::Future<Output = Option<axum::response::sse::Event>> + Send,
-{
-    use axum::response::sse::Event;
+/// What a listener to the engine's changes receives.
+pub enum Delivery {
+    /// A change, once durable.
+    Event(std::sync::Arc<caseflow_engine::service::EngineEvent>),
+    /// The listener fell this many changes behind the channel and missed them (the history
+    /// has them all).
+    Lagged(u64),
+}
+
+/// The engine's durable changes as a stream, for `/events` and the console's live updates
+/// alike. It ends when the server begins to shut down, so that a stream does not hold the
+/// shutdown open (its client reconnects elsewhere or later).
+pub fn durable_events(state: &Shared) -> impl futures_core::Stream<Item = Delivery> {
     use tokio::sync::broadcast::error::RecvError;
     let mut rx = state.events.subscribe();
     let mut stopping = state.stopping.subscribe();
@@ -81,14 +88,8 @@ where
                 _ = stopping.wait_for(|s| *s) => break,
             };
             match received {
-                Ok(e) => {
-                    if let Some(event) = render(e).await {
-                        yield Ok(event);
-                    }
-                }
-                Err(RecvError::Lagged(n)) => {
-                    yield Ok(Event::default().event("lagged").data(format!("{{\"missed\":{n}}}")));
-                }
+                Ok(e) => yield Delivery::Event(e),
+                Err(RecvError::Lagged(n)) => yield Delivery::Lagged(n),
                 Err(RecvError::Closed) => break,
             }
         }

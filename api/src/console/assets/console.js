@@ -17,17 +17,18 @@
         .then(r => { if (r.status === 401) { window.location.reload(); return null; } return r.ok ? r.text() : null; })
         .then(html => { if (html !== null) { rows.innerHTML = html; bindRows(); } });
     };
-    const source = new EventSource("/ui/events");
-    const changed = () => {
-      changes += 1;
+    // One event per burst of changes; its data says how many.
+    const changed = (e) => {
+      let n = 1;
+      try { n = JSON.parse(e.data).changes || 1; } catch (_) { /* a count of one */ }
+      changes += n;
       count.textContent = String(changes);
       live.hidden = false;
       clearTimeout(pending);
       pending = setTimeout(refresh, 300); // one fetch for a burst of events
     };
+    const source = new EventSource("/ui/events");
     source.addEventListener("task", changed);
-    // The stream fell behind and skipped some: fetch the rows anyway.
-    source.addEventListener("lagged", changed);
   }
 
   // The case page: bring the step the case is at into view.
