@@ -260,6 +260,34 @@ fn inbox_pages_follow_deadlines_and_cursors() {
 }
 
 #[test]
+fn inbox_counts_from_the_index_match_the_tasks_themselves() {
+    let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
+    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    // Cases over three days at varied hours and urgencies: deadlines spread over a week.
+    let urgencies = ["high", "medium", "low"];
+    for i in 0..40u32 {
+        let at = bj(2026, 11, 23 + i % 3, 9 + (i * 7) % 9, (i * 13) % 60);
+        engine.start("complaint", fields(urgencies[(i % 3) as usize]), &crm(), None, at).unwrap();
+    }
+    let users: std::collections::BTreeSet<String> =
+        engine.tasks(None, Some("cs_rep"), 1000).unwrap().iter().filter_map(|t| t.task.assignee.clone()).collect();
+    assert!(users.len() >= 2);
+    for now in [bj(2026, 11, 23, 12, 0), bj(2026, 11, 24, 17, 30), bj(2026, 11, 26, 9, 0), bj(2026, 12, 10, 9, 0)] {
+        let day = (bj(2026, 11, 24, 0, 0), bj(2026, 11, 25, 0, 0));
+        for user in &users {
+            let tasks = engine.tasks(Some(user), None, 1000).unwrap();
+            let due = |t: &caseflow_engine::service::TaskView| t.task.due_at.unwrap();
+            let expected = caseflow_engine::service::InboxCounts {
+                open: tasks.len(),
+                overdue: tasks.iter().filter(|t| due(t) < now).count(),
+                due: tasks.iter().filter(|t| due(t) >= day.0 && due(t) < day.1).count(),
+            };
+            assert_eq!(engine.inbox_counts(user, now, day.0, day.1).unwrap(), expected, "{user} at {now}");
+        }
+    }
+}
+
+#[test]
 fn a_role_inbox_reads_assigned_tasks_from_the_assignees_inbox() {
     let engine = Engine::open(Store::temporary().unwrap(), rules()).unwrap();
     let now = bj(2026, 11, 23, 9, 0);

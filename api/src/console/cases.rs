@@ -88,7 +88,7 @@ impl Filter {
             }
             let d =
                 NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| l.f("not-a-day", &[("text", text.into())]))?;
-            Ok(Some(start_of_day(d, tz)))
+            Ok(Some(super::start_of_day(d, tz)))
         };
         let from = day(&q.from)?;
         let until = day(&q.to)?.map(|t| t + chrono::Duration::days(1));
@@ -152,13 +152,6 @@ fn page_of(state: &Shared, q: &CasesQuery, filter: &Filter, limit: usize) -> Res
             return Ok(found);
         }
     }
-}
-
-/// Midnight of `day` in `tz`, as a time (the earliest, if a clock change repeats it).
-fn start_of_day(day: NaiveDate, tz: chrono_tz::Tz) -> DateTime<Utc> {
-    use chrono::TimeZone;
-    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-    tz.from_local_datetime(&midnight).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| midnight.and_utc())
 }
 
 /// The cases of `q.process` where `assignee` holds an open task, from their inbox.

@@ -33,7 +33,15 @@ mod team;
 use crate::server::Shared;
 use axum::routing::{get, post};
 use axum::Router;
+use chrono::{DateTime, NaiveDate, Utc};
 pub use session::{ConsoleSettings, ConsoleState};
+
+/// Midnight of `day` in `tz`, as a time (the earliest, if a clock change repeats it).
+pub(crate) fn start_of_day(day: NaiveDate, tz: chrono_tz::Tz) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    tz.from_local_datetime(&midnight).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or_else(|| midnight.and_utc())
+}
 
 /// The console's routes, under `/ui`.
 pub fn routes() -> Router<Shared> {

@@ -24,6 +24,7 @@ mod writes;
 pub use definitions::*;
 pub use events::*;
 pub use migrations::{CaseMigration, MigrationOrder, MigrationReport, MIGRATION_LISTED_MAX};
+pub use queries::InboxCounts;
 pub use rules::{AssigneeLost, RulesImpact, ShiftMinutes};
 
 use crate::storage::codec::decode;

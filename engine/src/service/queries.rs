@@ -9,6 +9,16 @@ use crate::storage::{Bytes, Storage, StoreError};
 use caseflow_core::case::{self, Instance, InstanceId, StatusKind};
 use chrono::{DateTime, Utc};
 
+/// A person's open tasks in figures (`Engine::inbox_counts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxCounts {
+    pub open: usize,
+    /// Past their deadline.
+    pub overdue: usize,
+    /// Due in the range asked for (a day).
+    pub due: usize,
+}
+
 impl<S: Storage> Engine<S> {
     pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>, EngineError> {
         let k = keys::instance(id);
@@ -112,6 +122,34 @@ impl<S: Storage> Engine<S> {
             last = Some(k);
         }
         Ok(TaskPage { tasks, next_cursor: None })
+    }
+
+    /// A user's open tasks, how many are past their deadline at `now`, and how many are due in
+    /// `[due_from, due_to)`. The first is the count the engine keeps for assignment; the others
+    /// are ranges of the user's inbox index, which is ordered by deadline: no task is read, and
+    /// only the overdue and the due ones are counted, however many the person holds.
+    pub fn inbox_counts(
+        &self,
+        user: &str,
+        now: DateTime<Utc>,
+        due_from: DateTime<Utc>,
+        due_to: DateTime<Utc>,
+    ) -> Result<InboxCounts, EngineError> {
+        let inbox = Inbox::User(user);
+        let count = |from: Vec<u8>, to: Vec<u8>| -> Result<usize, EngineError> {
+            let mut n = 0;
+            for item in self.store.range(&from, &to) {
+                item?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        let open = self.workload.open_counts.get(user, || self.store.scan_prefix(&inbox.prefix()).count());
+        Ok(InboxCounts {
+            open,
+            overdue: count(inbox.prefix(), inbox.due_from(now))?,
+            due: count(inbox.due_from(due_from), inbox.due_from(due_to.max(due_from)))?,
+        })
     }
 
     /// Ids of a process's instances in a status.

@@ -267,6 +267,14 @@ impl Inbox<'_> {
         k
     }
 
+    /// The first place in this inbox for a task due at or after `due` (entries are ordered by
+    /// deadline): the bound of a range of deadlines.
+    pub fn due_from(self, due: DateTime<Utc>) -> Vec<u8> {
+        let mut k = self.prefix();
+        k.extend_from_slice(&due_bytes(due));
+        k
+    }
+
     /// The first key after the entry placed at `place` (an entry's last `INBOX_PLACE_LEN`
     /// bytes), for the next page.
     pub fn after(self, place: &[u8]) -> Vec<u8> {
