@@ -605,6 +605,9 @@ async fn a_manager_suspends_resumes_and_cancels_a_case_with_a_confirmation_and_a
     );
     let resumed = manager.post(&format!("/ui/cases/{case}/act"), &act(vec![("action", "resume")])).await;
     assert!(resumed.html.contains("The case is running now."));
+    // Retrying an incident is for administrators (the API): a forged post of it does nothing.
+    let retry = manager.post(&format!("/ui/cases/{case}/act"), &act(vec![("action", "retry")])).await;
+    assert!(retry.html.contains("No such action."), "{}", retry.html);
     let unconfirmed =
         manager.post(&format!("/ui/cases/{case}/act"), &act(vec![("action", "cancel"), ("reason", "客户撤回")])).await;
     assert!(unconfirmed.html.contains("Tick the box to confirm"));

@@ -137,8 +137,9 @@ fn fields_form(state: &Shared, staff: &Staff, inst: &Instance, model: &Process, 
 
 /// The actions on the whole case the person may take: send a message (anyone, while it runs
 /// and something takes one), change fields (`update_fields`), suspend and resume (`suspend`),
-/// cancel (`cancel`), retry an incident (administrators). Cancelling cannot be undone: it asks
-/// for a confirmation.
+/// cancel (`cancel`). Cancelling cannot be undone: it asks for a confirmation. Retrying an
+/// incident is for administrators (the API's `/instances/{id}/retry`), and people signed in
+/// here never are: the console neither offers it nor takes it.
 fn actions(state: &Shared, staff: &Staff, inst: &Instance, model: Option<&Process>, typed: Option<&Typed>) -> Markup {
     let may = |p: &str| {
         staff.actor.admin
@@ -162,8 +163,7 @@ fn actions(state: &Shared, staff: &Staff, inst: &Instance, model: Option<&Proces
     let l = staff.lang;
     let any = !messages.is_empty()
         || (open && (may("update_fields") || may("cancel")))
-        || (may("suspend") && (running || suspended))
-        || (staff.actor.admin && kind == StatusKind::Incident);
+        || (may("suspend") && (running || suspended));
     html! {
         @if any { h2 { (l.t("actions")) } }
         @if !messages.is_empty() {
@@ -187,13 +187,6 @@ fn actions(state: &Shared, staff: &Staff, inst: &Instance, model: Option<&Proces
                 (csrf)
                 input type="hidden" name="action" value="resume";
                 button type="submit" { (l.t("resume")) }
-            }
-        }
-        @if staff.actor.admin && kind == StatusKind::Incident {
-            form.case-action method="post" action=(action) {
-                (csrf)
-                input type="hidden" name="action" value="retry";
-                button type="submit" { (l.t("retry")) }
             }
         }
         @if may("cancel") && open {
@@ -290,8 +283,8 @@ pub async fn case_page(State(state): State<Shared>, staff: Staff, Path(id): Path
         .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
-/// Send a message, cancel, suspend, resume or retry the case, as the person may; the engine
-/// checks the permission.
+/// Send a message, cancel, suspend or resume the case, as the person may; the engine checks
+/// the permission.
 pub async fn act(State(state): State<Shared>, Path(id): Path<String>, posted: Posted) -> Response {
     let l = posted.staff.lang;
     let Ok(instance) = parse_instance_id(&id) else {
@@ -301,7 +294,6 @@ pub async fn act(State(state): State<Shared>, Path(id): Path<String>, posted: Po
     let command = match posted.get("action").unwrap_or("") {
         "suspend" => Ok(Command::Suspend),
         "resume" => Ok(Command::Resume),
-        "retry" => Ok(Command::Retry),
         "message" => match posted.get("name").map(str::trim) {
             Some(name) if !name.is_empty() => Ok(Command::Message { name: name.to_string() }),
             _ => Err(msg("choose-message")),

@@ -558,6 +558,10 @@ pub async fn run(
     durably(state.engine.clone(), move |e| e.command_pending(instance, &actor, command, now)).await
 }
 
+/// A live-update stream sends at most one event in this time (the page waits 300 ms after an
+/// event before it fetches its rows, so a faster stream would not be seen sooner).
+const LIVE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The person's changes as Server-Sent Events: `task` when tasks of theirs or of their roles
 /// changed, once per burst (see `live.rs`), its data how many changes and the last case
 /// changed (`{"changes":3,"case":17}`). The page counts
@@ -576,6 +580,11 @@ pub async fn events(State(state): State<Shared>, staff: Staff) -> impl IntoRespo
             if changes > 0 {
                 let data = format!("{{\"changes\":{changes},\"case\":{case}}}");
                 yield Ok::<_, std::convert::Infallible>(Event::default().event("task").data(data));
+                // At most one event per interval: what comes meanwhile is counted into the next.
+                tokio::select! {
+                    _ = tokio::time::sleep(LIVE_INTERVAL) => {}
+                    _ = stopping.wait_for(|s| *s) => break,
+                }
             }
         }
     };

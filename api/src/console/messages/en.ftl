@@ -181,7 +181,6 @@ change-fields = Change fields
 save-changed-fields = Save the changed fields
 suspend = Suspend (put on hold)
 resume = Resume
-retry = Retry the failed step
 cancel-understood = I understand cancelling cannot be undone
 cancel-case = Cancel the case
 not-a-case = “{ $id }” is not a case.

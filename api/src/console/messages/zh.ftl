@@ -180,7 +180,6 @@ change-fields = 修改字段
 save-changed-fields = 保存修改的字段
 suspend = 挂起（暂停处理）
 resume = 恢复
-retry = 重试失败的步骤
 cancel-understood = 我了解取消后无法撤销
 cancel-case = 取消工单
 not-a-case = “{ $id }”不是工单。
