@@ -245,6 +245,12 @@ async fn a_representative_works_through_the_inbox_in_chromium() {
     screenshot(&c, "cases").await;
     problems.extend(audit(&c).await.into_iter().map(|v| format!("cases: {v}")));
 
+    // One's account: the password form and the sessions.
+    c.goto(&format!("{base}/ui/account")).await.unwrap();
+    wait_for(&c, "form.password").await;
+    screenshot(&c, "account").await;
+    problems.extend(audit(&c).await.into_iter().map(|v| format!("account: {v}")));
+
     // Signing out: the inbox asks for a sign-in again.
     c.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
     wait_for(&c, "form.signin").await;

@@ -65,7 +65,7 @@ fn render(state: &Shared, staff: &Staff, flash: Vec<Flash>) -> Result<Response, 
         table.team {
             thead { tr {
                 th { (l.t("person")) } th { (l.t("roles")) } th { (l.t("today")) } th { (l.t("open-count")) }
-                th { (l.t("due-today")) } th { (l.t("overdue")) }
+                th { (l.t("due-today-heading")) } th { (l.t("overdue-heading")) }
             } }
             tbody {
                 @for u in &team {
@@ -106,7 +106,7 @@ fn render(state: &Shared, staff: &Staff, flash: Vec<Flash>) -> Result<Response, 
         @if !per_role.is_empty() {
             h2 { (l.t("by-role")) }
             table.team {
-                thead { tr { th { (l.t("role")) } th { (l.t("open-count")) } th { (l.t("due-today")) } th { (l.t("overdue")) } } }
+                thead { tr { th { (l.t("role")) } th { (l.t("open-count")) } th { (l.t("due-today-heading")) } th { (l.t("overdue-heading")) } } }
                 tbody { @for (r, w) in &per_role { tr { td { (r) } td { (w.open) } td { (w.due_today) } td { (w.overdue) } } } }
             }
             p.hint { (l.t("by-role-hint")) }
