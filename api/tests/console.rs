@@ -974,3 +974,46 @@ async fn live_updates_reach_those_whose_tasks_changed_and_everyone_when_a_case_e
     assert_eq!(next_task_event(&mut streams[1]).await, case.to_string());
     assert_eq!(next_task_event(&mut streams[0]).await, case.to_string());
 }
+
+#[tokio::test]
+async fn a_time_is_typed_and_shown_on_the_calendar_s_wall_clock() {
+    let api = Api::new();
+    set_password(&api, "liu_yang");
+    let flow = r#"
+process visit "上门" {
+  fields {
+    customer: text "客户" required
+    at: datetime "上门时间"
+  }
+  start -> book
+  task book "预约上门" { assign role cs_rep asks at required -> done }
+  end done
+}
+"#;
+    api.engine.deploy(flow, api.clock.now()).unwrap();
+    let (s, c) = api
+        .call("POST", "/instances", Some("crm"), Some(r#"{"process":"visit","fields":{"customer":"第一中学"}}"#), &[])
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let case = c["id"].as_u64().unwrap();
+    let (task, holder, _) = first_task(&api, case).await;
+    let mut p = Person::new(&api);
+    set_password(&api, &holder);
+    p.sign_in(&holder, PASSWORD).await;
+    let page = p.get(&format!("/ui/tasks/{task}")).await;
+    assert!(page.html.contains("type=\"datetime-local\" name=\"at\""), "{}", page.html);
+    let bad = p.post(&format!("/ui/tasks/{task}/draft"), &[("_csrf", &page.csrf()), ("at", "tomorrow at two")]).await;
+    assert!(
+        bad.html.contains("a date and time is needed") && bad.html.contains("value=\"tomorrow at two\""),
+        "{}",
+        bad.html
+    );
+    // 14:30 in Beijing is 06:30 UTC; a draft keeps it, and the form shows it back as typed.
+    let saved =
+        p.post(&format!("/ui/tasks/{task}/draft"), &[("_csrf", &page.csrf()), ("at", "2026-11-25T14:30")]).await;
+    assert!(saved.html.contains("value=\"2026-11-25T14:30\""), "{}", saved.html);
+    let done = p.post(&format!("/ui/tasks/{task}"), &[("_csrf", &page.csrf()), ("at", "2026-11-25T14:30")]).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.html);
+    let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
+    assert_eq!(c["fields"]["at"], "2026-11-25T06:30:00+00:00");
+}

@@ -115,6 +115,7 @@ struct Typed<'a> {
 /// process, as a task's form shows it, filled with the case's values. Open after a refusal.
 fn fields_form(state: &Shared, staff: &Staff, inst: &Instance, model: &Process, typed: Option<&Typed>) -> Markup {
     let users = people(&state.engine.rules());
+    let tz = state.engine.rules().calendar.time_zone;
     let l = staff.lang;
     let asked: Vec<Asked> = model.fields.iter().map(|field| Asked { field, required: false }).collect();
     let no_errors = BTreeMap::new();
@@ -127,7 +128,7 @@ fn fields_form(state: &Shared, staff: &Staff, inst: &Instance, model: &Process, 
                 @for a in &asked {
                     @let name = a.field.name.as_str();
                     @let shown = match typed { Some(t) => Shown::Typed(t.posted.all(name).collect()), None => Shown::Case(inst.fields.get(name)) };
-                    (field_block(l, a, &shown, errors.get(name), &users))
+                    (field_block(l, a, &shown, errors.get(name), &users, tz))
                 }
                 div.actions { button type="submit" { (l.t("save-changed-fields")) } }
             }
@@ -327,13 +328,14 @@ pub async fn act(State(state): State<Shared>, Path(id): Path<String>, posted: Po
         .unwrap_or_else(|e| layout::api_error_page(l, e))
 }
 
-/// Whether `sent` is the value the form showed for `old`: the same value, the same text (a
-/// date sent as text), the same minute (a time, which the form shows to the minute), or no
-/// value sent as "no" or as an empty list.
+/// Whether `sent` is the value the form showed for `old`: the same value, the same minute (a
+/// time, which the form shows to the minute), the same text (a date sent as text), or no value
+/// sent as "no" or as an empty list.
 fn as_shown(old: Option<&Value>, sent: &Value) -> bool {
     match (old, sent) {
         (Some(o), s) if o == s => true,
-        (Some(o @ Value::DateTime(_)), Value::Text(t)) => o.to_string().get(..16) == t.get(..16),
+        // The form shows a time to the minute.
+        (Some(Value::DateTime(o)), Value::DateTime(s)) => o.timestamp().div_euclid(60) == s.timestamp().div_euclid(60),
         (Some(o), Value::Text(t)) => o.to_string() == *t,
         (None, Value::Bool(false)) => true,
         (None, Value::List(items)) => items.is_empty(),
@@ -364,7 +366,7 @@ pub async fn update_fields(State(state): State<Shared>, Path(id): Path<String>, 
     };
     let asked: Vec<Asked> = def.model.fields.iter().map(|field| Asked { field, required: false }).collect();
     // A flash and the status to answer, or the form again with errors by field.
-    let outcome = match values_of(l, &asked, &posted) {
+    let outcome = match values_of(l, state.engine.rules().calendar.time_zone, &asked, &posted) {
         Err(errors) => Err(errors.into_iter().collect()),
         Ok(values) => {
             let changed: BTreeMap<String, Value> =

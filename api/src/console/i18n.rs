@@ -158,6 +158,12 @@ mod tests {
 
     #[test]
     fn both_catalogs_parse_and_hold_the_same_messages() {
+        for source in [ZH_SOURCE, EN_SOURCE] {
+            let resource = FluentResource::try_new(source.to_string()).unwrap_or_else(|(_, e)| panic!("{e:?}"));
+            let mut bundle = FluentBundle::new_concurrent(vec![LanguageIdentifier::default()]);
+            // Refused when an id is written twice (the second would be lost).
+            bundle.add_resource(resource).unwrap_or_else(|e| panic!("an id twice: {e:?}"));
+        }
         let (zh, en) = (ids(ZH_SOURCE), ids(EN_SOURCE));
         assert!(!zh.is_empty());
         assert_eq!(zh.difference(&en).collect::<Vec<_>>(), Vec::<&String>::new(), "in zh.ftl only");

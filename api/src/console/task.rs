@@ -61,7 +61,10 @@ impl Shown<'_> {
     }
 }
 
-pub(super) fn input(a: &Asked, shown: &Shown, users: &[(String, String)]) -> Markup {
+/// How a time shows in a `datetime-local` input: to the minute, in the calendar's zone.
+const LOCAL_MINUTE: &str = "%Y-%m-%dT%H:%M";
+
+pub(super) fn input(a: &Asked, shown: &Shown, users: &[(String, String)], tz: chrono_tz::Tz) -> Markup {
     let f = a.field;
     let name = f.name.as_str();
     let id = format!("f-{name}");
@@ -99,9 +102,13 @@ pub(super) fn input(a: &Asked, shown: &Shown, users: &[(String, String)]) -> Mar
             html! { input id=(id) type="number" step="any" name=(name) value=(value) required[required]; }
         }
         FieldType::Date => html! { input id=(id) type="date" name=(name) value=(value) required[required]; },
-        FieldType::DateTime => html! {
-            input id=(id) type="datetime-local" name=(name) value=(value.get(..16).unwrap_or(&value)) required[required];
-        },
+        FieldType::DateTime => {
+            let value = match shown {
+                Shown::Case(Some(Value::DateTime(t))) => t.with_timezone(&tz).format(LOCAL_MINUTE).to_string(),
+                _ => value,
+            };
+            html! { input id=(id) type="datetime-local" name=(name) value=(value) required[required]; }
+        }
         FieldType::ListOfText => {
             let mut items = shown.texts();
             items.extend(std::iter::repeat_n(String::new(), LIST_BLANKS));
@@ -117,6 +124,18 @@ pub(super) fn input(a: &Asked, shown: &Shown, users: &[(String, String)]) -> Mar
     }
 }
 
+/// A time typed as `YYYY-MM-DDTHH:MM` (seconds allowed) in `tz`, or given with its offset.
+fn local_time(text: &str, tz: chrono_tz::Tz) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(text, LOCAL_MINUTE)
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .ok()?;
+    tz.from_local_datetime(&naive).earliest().map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// A field of a form: its label (required marked), its input, and the server's error beside it.
 pub(super) fn field_block(
     l: Lang,
@@ -124,6 +143,7 @@ pub(super) fn field_block(
     shown: &Shown,
     error: Option<&String>,
     users: &[(String, String)],
+    tz: chrono_tz::Tz,
 ) -> Markup {
     let name = a.field.name.as_str();
     html! {
@@ -132,7 +152,7 @@ pub(super) fn field_block(
                 (a.field.label.as_deref().unwrap_or(name))
                 @if a.required { span.required title=(l.t("required")) { " *" } }
             }
-            (input(a, shown, users))
+            (input(a, shown, users, tz))
             @if let Some(e) = error { p.error role="alert" id=(format!("f-{name}-error")) { (e) } }
         }
     }
@@ -147,6 +167,7 @@ pub(super) fn people(rules: &caseflow_core::rules::RuleSet) -> Vec<(String, Stri
 /// inputs left out (a required one is then reported missing by the engine), lists in order.
 pub(super) fn values_of(
     l: Lang,
+    tz: chrono_tz::Tz,
     asked: &[Asked],
     posted: &Posted,
 ) -> Result<BTreeMap<String, Value>, Vec<(String, String)>> {
@@ -176,6 +197,15 @@ pub(super) fn values_of(
                 Some(Ok(d)) if d.is_finite() => Some(Value::Decimal(d)),
                 Some(_) => {
                     errors.push((name.clone(), l.t("number-needed")));
+                    None
+                }
+            },
+            // The browser's `datetime-local` is a time on the wall clock: the calendar's zone.
+            FieldType::DateTime => match last.map(|s| local_time(s, tz)) {
+                None => None,
+                Some(Some(t)) => Some(Value::DateTime(t)),
+                Some(None) => {
+                    errors.push((name.clone(), l.t("time-needed")));
                     None
                 }
             },
@@ -301,7 +331,7 @@ fn render(
                 @let name = a.field.name.as_str();
                 @let drafted = task.draft.as_ref().and_then(|d| d.fields.get(name));
                 @let shown = match typed { Some(p) => Shown::Typed(p.all(name).collect()), None => Shown::Case(drafted.or(inst.fields.get(name))) };
-                (field_block(l, a, &shown, errors.get(name), &users))
+                (field_block(l, a, &shown, errors.get(name), &users, tz))
             }
             div.actions {
                 button type="submit" { (l.t("complete")) }
@@ -371,7 +401,7 @@ async fn sent(state: &Shared, id: &str, posted: &Posted) -> Result<(Loaded, BTre
         return Err(gone(&posted.staff, id, &loaded.inst));
     }
     let fields = asked(&loaded.def.model, &loaded.inst, loaded.seq);
-    match values_of(l, &fields, posted) {
+    match values_of(l, state.engine.rules().calendar.time_zone, &fields, posted) {
         Ok(values) => Ok((loaded, values)),
         Err(errors) => {
             let errors = errors.into_iter().collect();

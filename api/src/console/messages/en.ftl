@@ -155,6 +155,7 @@ task-completed-next = Task { $task } completed. Next here:
 answers-need-fix = Some answers need a fix.
 draft-saved = Draft saved: finish it later, here or from the inbox.
 whole-number-needed = a whole number is needed
+time-needed = a date and time is needed
 number-needed = a number is needed
 
 ## A case

@@ -154,6 +154,7 @@ task-completed-next = 任务 { $task } 已完成。接下来是这个任务：
 answers-need-fix = 有些内容需要修改。
 draft-saved = 草稿已保存：稍后可在此处或从待办继续。
 whole-number-needed = 需要整数
+time-needed = 需要日期和时间
 number-needed = 需要数字
 
 ## 工单
