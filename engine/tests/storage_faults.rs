@@ -100,7 +100,7 @@ mod on_disk {
             faults.arm(point, u32::MAX, errno);
             let b = put(&store, "k/b", 64).expect("taken in: logged and visible");
             let unknown = store.wait_durable(b).unwrap_err();
-            assert!(matches!(unknown, StoreError::Wal(_)), "{point:?}: {unknown}");
+            assert!(matches!(unknown, StoreError::OutcomeUnknown(_)), "{point:?}: {unknown}");
             let refused = put(&store, "k/c", 64).unwrap_err();
             assert!(matches!(refused, StoreError::Unavailable(_)), "{point:?}: {refused}");
             assert!(!has(&store, "k/c"), "{point:?}: a refused write is not applied");

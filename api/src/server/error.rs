@@ -178,7 +178,7 @@ impl From<EngineError> for ApiError {
             }
             // A failure while waiting for the write to be durable: it was taken in, and whether
             // it reached the disk is unknown. Said so, so that a retry is done knowingly.
-            EngineError::Store(s @ caseflow_engine::store::StoreError::Wal(_)) => {
+            EngineError::Store(s @ caseflow_engine::store::StoreError::OutcomeUnknown(_)) => {
                 tracing::error!(error = %s, "storage failure while making a write durable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

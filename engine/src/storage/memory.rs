@@ -32,7 +32,7 @@ impl MemoryStore {
         let entries = self.entries.read().unpoisoned();
         let found: Vec<_> = entries
             .range::<[u8], _>((Bound::Included(from), upper))
-            .map(|(k, v)| Ok((Bytes::from(k.as_slice()), v.clone())))
+            .map(|(k, v)| Ok((Bytes::copy_from_slice(k), v.clone())))
             .collect();
         found.into_iter()
     }

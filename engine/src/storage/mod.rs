@@ -19,9 +19,10 @@ pub mod index;
 pub mod keys;
 pub mod memory;
 
-/// An immutable byte string as the storage returns it (sled's reference-counted `IVec`, which
-/// the in-memory implementation returns too).
-pub type Bytes = sled::IVec;
+/// An immutable byte string as the storage returns it: reference-counted, cheap to clone, and
+/// able to hold an implementation's own buffer without a copy. No implementation's type
+/// crosses this seam.
+pub use bytes::Bytes;
 
 /// Returned by `Storage::write`; `wait_durable` takes it. Tickets grow with write order.
 pub type Ticket = u64;
@@ -29,21 +30,26 @@ pub type Ticket = u64;
 /// No batch comes near this (the largest are index rebuilds, written in chunks).
 pub const BATCH_BYTES_MAX: usize = 256 << 20;
 
+/// What a storage implementation may answer, in terms of what it means to the engine (no
+/// implementation's own error type crosses this seam).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage: {0}")]
-    Sled(#[from] sled::Error),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
     #[error("a write of {0} bytes is more than the store takes at once ({BATCH_BYTES_MAX})")]
     TooLarge(usize),
     #[error("stored data is corrupt at `{key}`: {problem}")]
     Corrupt { key: String, problem: String },
-    #[error(transparent)]
-    Wal(#[from] crate::store::wal::WalError),
     /// Refused before anything was written: storage is failing (a full disk, an I/O error).
     #[error("storage is failing ({0}); the write was not applied")]
     Unavailable(String),
+    /// Storage failed while making a write durable: the write was taken in, and whether it
+    /// survives is not known (a log's sync failed; a database's commit went unanswered).
+    #[error("storage failed while making a write durable ({0}): it may or may not have been applied")]
+    OutcomeUnknown(String),
+    /// The implementation failed in a way of its own, said in its words.
+    #[error("storage: {0}")]
+    Backend(String),
 }
 
 /// The operations the engine needs of its storage.

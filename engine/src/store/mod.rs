@@ -27,7 +27,41 @@ pub use space::DEFAULT_SPACE_RESERVE_BYTES;
 use std::path::Path;
 use std::sync::Arc;
 use upkeep::{sync_folder, Handles, SyncedFiles, Upkeep};
-use wal::Wal;
+use wal::{Wal, WalError};
+
+/// sled's errors as the seam says them.
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        match e {
+            sled::Error::Io(io) => StoreError::Io(io),
+            sled::Error::Corruption { at, .. } => StoreError::Corrupt {
+                key: at.map_or_else(|| "sled".to_string(), |at| format!("sled at {at:?}")),
+                problem: "sled found its data corrupt".into(),
+            },
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// The write-ahead log's errors as the seam says them (outside making a write durable, which
+/// says `OutcomeUnknown`: see `wait_durable`).
+impl From<WalError> for StoreError {
+    fn from(e: WalError) -> StoreError {
+        match e {
+            WalError::Io(io) => StoreError::Io(io),
+            WalError::Corrupt { path, offset } => StoreError::Corrupt {
+                key: format!("{}", path.display()),
+                problem: format!("a bad record at byte {offset}"),
+            },
+            WalError::Failed(_) | WalError::Rotation(_) => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// A failure of the log while a write was being made durable: taken in, fate unknown.
+fn outcome_unknown(e: WalError) -> StoreError {
+    StoreError::OutcomeUnknown(e.to_string())
+}
 
 /// Attempts (20 ms apart) to take over the file lock of a store that is still closing.
 const LOCK_RETRIES: u32 = 250;
@@ -437,7 +471,7 @@ impl Storage for Store {
     /// commit).
     fn wait_durable(&self, ticket: Ticket) -> Result<(), StoreError> {
         match &self.wal {
-            Some(wal) if self.durability != Durability::None => Ok(wal.sync(ticket)?),
+            Some(wal) if self.durability != Durability::None => wal.sync(ticket).map_err(outcome_unknown),
             _ => Ok(()),
         }
     }
@@ -446,7 +480,7 @@ impl Storage for Store {
     fn when_durable(&self, ticket: Ticket, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
         match &self.wal {
             Some(wal) if self.durability != Durability::None => {
-                wal.when_durable(ticket, Box::new(move |r| done(r.map_err(StoreError::from))))
+                wal.when_durable(ticket, Box::new(move |r| done(r.map_err(outcome_unknown))))
             }
             _ => done(Ok(())),
         }
@@ -455,8 +489,8 @@ impl Storage for Store {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         // The memtable first: a key leaves it only once sled holds its value.
         match self.upkeep.memtable.get(key) {
-            Some(held) => Ok(held),
-            None => Ok(self.handles.tree.get(key)?),
+            Some(held) => Ok(held.map(Bytes::from_owner)),
+            None => Ok(self.handles.tree.get(key)?.map(Bytes::from_owner)),
         }
     }
 

@@ -80,7 +80,7 @@ impl<'a> Scan<'a> {
 }
 
 impl Iterator for Scan<'_> {
-    type Item = Result<(sled::IVec, sled::IVec), StoreError>;
+    type Item = Result<(crate::storage::Bytes, crate::storage::Bytes), StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.buffered.is_empty() && !self.done {
@@ -89,6 +89,9 @@ impl Iterator for Scan<'_> {
                 return Some(Err(e));
             }
         }
-        self.buffered.pop_front().map(Ok)
+        // sled's buffers, held as they are (no copy).
+        self.buffered
+            .pop_front()
+            .map(|(k, v)| Ok((crate::storage::Bytes::from_owner(k), crate::storage::Bytes::from_owner(v))))
     }
 }
