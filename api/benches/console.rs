@@ -133,7 +133,8 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("caseflow-console-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let options = StoreOptions { durability: Durability::None, ..StoreOptions::default() };
-    let engine = Arc::new(Engine::open(Store::open(&dir, &options).expect("store"), rules(users)).expect("engine"));
+    let engine =
+        Arc::new(Engine::open(Store::open(&dir, &options).expect("store").into(), rules(users)).expect("engine"));
     engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
     let t = Instant::now();
     let threads = 4;

@@ -597,7 +597,7 @@ async fn piled_and_chained_execution() {
 #[tokio::test]
 async fn storage_failing_is_not_ready_refuses_writes_as_not_applied_and_recovers() {
     let api = Api::new();
-    let store = api.engine.store();
+    let store = api.engine.store().sled().expect("the tests run on sled");
     store.faults().arm(caseflow_engine::faults::FaultPoint::Apply, u32::MAX, caseflow_engine::faults::NO_SPACE);
     // Fill the memtable past what it may hold without applying: the apply fails.
     let mut i = 0u32;

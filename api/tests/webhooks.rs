@@ -43,7 +43,7 @@ async fn events_are_delivered_signed_in_order_and_retried() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let engine = Arc::new(Engine::open(Store::temporary().unwrap(), rules()).unwrap());
+    let engine = Arc::new(Engine::open(Store::temporary().unwrap().into(), rules()).unwrap());
     engine.enable_outbox();
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T02:00:00Z").unwrap().with_timezone(&chrono::Utc);
     let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/complaint.flow")).unwrap();

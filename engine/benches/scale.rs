@@ -163,7 +163,7 @@ fn main() {
 }
 
 /// Keys and values stored per prefix, per waiting case.
-fn print_sizes(engine: &Engine, n: usize) {
+fn print_sizes(engine: &Engine<Store>, n: usize) {
     let mut by_prefix: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for item in engine.store().scan_prefix(b"") {
         let (k, v) = item.expect("scan");

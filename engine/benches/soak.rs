@@ -42,7 +42,7 @@ process churn {
 }
 "#;
 
-fn live_bytes(engine: &Engine) -> u64 {
+fn live_bytes(engine: &Engine<Store>) -> u64 {
     engine.store().scan_prefix(b"").map(|r| r.map(|(k, v)| (k.len() + v.len()) as u64).unwrap_or(0)).sum()
 }
 
@@ -57,7 +57,7 @@ fn main() {
     let engine = Arc::new(Engine::open(Store::open(&dir, &options).expect("store"), common::reps(50)).expect("engine"));
     engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
     let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
-    let start = |engine: &Engine| {
+    let start = |engine: &Engine<Store>| {
         let fields = [("urgency".to_string(), Value::Text("low".into()))].into();
         let inst = engine.start("churn", fields, &admin, None, SystemClock.now()).expect("start");
         (inst.id, *inst.tasks.keys().next().expect("a task"))

@@ -19,6 +19,7 @@ pub mod whatif;
 
 pub use caseflow_core::{BusinessCalendar, RuleSet, RulesError, RulesFile};
 pub use service::{DeployOutcome, Engine, EngineError, MigrationOrder, MigrationReport, Pending};
+pub use storage::any::AnyStorage;
 pub use storage::memory::MemoryStore;
 pub use storage::Storage;
 pub use store::{CheckpointStats, Durability, Store, StoreOptions};

@@ -319,8 +319,9 @@ fn a_role_inbox_reads_assigned_tasks_from_the_assignees_inbox() {
 fn instance_ids_are_reserved_in_blocks_and_never_reused_after_a_restart() {
     let dir = TempDir::new("ids");
     let now = bj(2026, 11, 23, 9, 0);
-    let next_stored =
-        |e: &Engine| u64::from_be_bytes(e.store().get(b"m/next_instance").unwrap().unwrap()[..].try_into().unwrap());
+    let next_stored = |e: &Engine<Store>| {
+        u64::from_be_bytes(e.store().get(b"m/next_instance").unwrap().unwrap()[..].try_into().unwrap())
+    };
     let last = {
         let engine = engine_at(&dir);
         engine.deploy(&complaint_source(), now).unwrap();
@@ -821,7 +822,7 @@ fn round_robin_rotation_skips_no_one_and_survives_a_restart() {
     let dir = TempDir::new("round-robin");
     let now = bj(2026, 11, 23, 10, 0);
     let note = |n: &str| BTreeMap::from([("note".to_string(), Value::Text(n.into()))]);
-    let assignee = |engine: &Engine, fields| {
+    let assignee = |engine: &Engine<Store>, fields| {
         let inst = engine.start("rotation", fields, &crm(), None, now).unwrap();
         inst.tasks.values().next().and_then(|t| t.assignee.clone()).expect("a member is on duty")
     };

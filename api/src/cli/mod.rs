@@ -90,7 +90,7 @@ pub(crate) fn engine_over(
     rules: &RuleSet,
     field_key: Option<&Path>,
 ) -> Result<caseflow_engine::Engine> {
-    let mut engine = caseflow_engine::Engine::open(store, rules.clone())?;
+    let mut engine = caseflow_engine::Engine::open(store.into(), rules.clone())?;
     if let Some(f) = field_key.filter(|f| !f.exists()) {
         anyhow::bail!("the field key {} does not exist", f.display());
     }

@@ -110,32 +110,40 @@ pub(crate) async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> 
         }
         out.push_str("# HELP caseflow_timers_pending Timers waiting to fire.\n# TYPE caseflow_timers_pending gauge\n");
         out.push_str(&format!("caseflow_timers_pending {}\n", s.engine.count_pending_timers()?));
-        let checkpoints = s.engine.store().checkpoints();
-        out.push_str("# HELP caseflow_store_checkpoints_total Snapshots of the database's page table that bound restart time (written beside the writers).\n# TYPE caseflow_store_checkpoints_total counter\n");
-        out.push_str(&format!("caseflow_store_checkpoints_total {}\n", checkpoints.count));
-        out.push_str("# HELP caseflow_store_checkpoint_failures_total Checkpoints that failed; the next one tries again.\n# TYPE caseflow_store_checkpoint_failures_total counter\n");
-        out.push_str(&format!("caseflow_store_checkpoint_failures_total {}\n", checkpoints.failures));
-        out.push_str("# HELP caseflow_store_last_checkpoint_seconds How long the last checkpoint took (it stops nothing).\n# TYPE caseflow_store_last_checkpoint_seconds gauge\n");
-        out.push_str(&format!("caseflow_store_last_checkpoint_seconds {:.3}\n", checkpoints.last.as_secs_f64()));
-        let (memtable_entries, apply_failures) = s.engine.store().memtable_stats();
-        out.push_str("# HELP caseflow_memtable_entries Keys written and not yet applied to the database (held in memory and in the log).\n# TYPE caseflow_memtable_entries gauge\n");
-        out.push_str(&format!("caseflow_memtable_entries {memtable_entries}\n"));
-        out.push_str("# HELP caseflow_memtable_apply_failures_total Applies of the memtable to the database that failed; the next one tries again.\n# TYPE caseflow_memtable_apply_failures_total counter\n");
-        out.push_str(&format!("caseflow_memtable_apply_failures_total {apply_failures}\n"));
         out.push_str("# HELP caseflow_console_signins_failed_total Failed console sign-ins (and wrong current passwords) since start.\n# TYPE caseflow_console_signins_failed_total counter\n");
         out.push_str(&format!(
             "caseflow_console_signins_failed_total {}\n",
             s.console.failed_signins.load(std::sync::atomic::Ordering::Relaxed)
         ));
-        let log = s.engine.store().log_stats();
-        out.push_str("# HELP caseflow_log_groups_total Group commits of the write-ahead log (one write, and one fdatasync under fsync, each).\n# TYPE caseflow_log_groups_total counter\n");
-        out.push_str(&format!("caseflow_log_groups_total {}\n", log.groups));
-        out.push_str("# HELP caseflow_log_records_total Batches committed through the write-ahead log.\n# TYPE caseflow_log_records_total counter\n");
-        out.push_str(&format!("caseflow_log_records_total {}\n", log.records));
-        out.push_str("# HELP caseflow_log_write_seconds_total Time spent writing and syncing log groups.\n# TYPE caseflow_log_write_seconds_total counter\n");
-        out.push_str(&format!("caseflow_log_write_seconds_total {:.6}\n", log.write_micros as f64 / 1e6));
+        // What only the embedded store has: its checkpoints, memtable and log.
+        if let Some(store) = s.engine.store().sled() {
+            sled_metrics(&mut out, store);
+        }
         Ok(out)
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// The sled store's own figures: checkpoints, the memtable, the write-ahead log.
+fn sled_metrics(out: &mut String, store: &caseflow_engine::Store) {
+    let checkpoints = store.checkpoints();
+    out.push_str("# HELP caseflow_store_checkpoints_total Snapshots of the database's page table that bound restart time (written beside the writers).\n# TYPE caseflow_store_checkpoints_total counter\n");
+    out.push_str(&format!("caseflow_store_checkpoints_total {}\n", checkpoints.count));
+    out.push_str("# HELP caseflow_store_checkpoint_failures_total Checkpoints that failed; the next one tries again.\n# TYPE caseflow_store_checkpoint_failures_total counter\n");
+    out.push_str(&format!("caseflow_store_checkpoint_failures_total {}\n", checkpoints.failures));
+    out.push_str("# HELP caseflow_store_last_checkpoint_seconds How long the last checkpoint took (it stops nothing).\n# TYPE caseflow_store_last_checkpoint_seconds gauge\n");
+    out.push_str(&format!("caseflow_store_last_checkpoint_seconds {:.3}\n", checkpoints.last.as_secs_f64()));
+    let (memtable_entries, apply_failures) = store.memtable_stats();
+    out.push_str("# HELP caseflow_memtable_entries Keys written and not yet applied to the database (held in memory and in the log).\n# TYPE caseflow_memtable_entries gauge\n");
+    out.push_str(&format!("caseflow_memtable_entries {memtable_entries}\n"));
+    out.push_str("# HELP caseflow_memtable_apply_failures_total Applies of the memtable to the database that failed; the next one tries again.\n# TYPE caseflow_memtable_apply_failures_total counter\n");
+    out.push_str(&format!("caseflow_memtable_apply_failures_total {apply_failures}\n"));
+    let log = store.log_stats();
+    out.push_str("# HELP caseflow_log_groups_total Group commits of the write-ahead log (one write, and one fdatasync under fsync, each).\n# TYPE caseflow_log_groups_total counter\n");
+    out.push_str(&format!("caseflow_log_groups_total {}\n", log.groups));
+    out.push_str("# HELP caseflow_log_records_total Batches committed through the write-ahead log.\n# TYPE caseflow_log_records_total counter\n");
+    out.push_str(&format!("caseflow_log_records_total {}\n", log.records));
+    out.push_str("# HELP caseflow_log_write_seconds_total Time spent writing and syncing log groups.\n# TYPE caseflow_log_write_seconds_total counter\n");
+    out.push_str(&format!("caseflow_log_write_seconds_total {:.6}\n", log.write_micros as f64 / 1e6));
 }

@@ -70,11 +70,12 @@ pub struct Started {
 /// are a change like any other, checked and recorded (by `caseflow (start)`). Fails only when
 /// the folder is refused and the store holds no accepted rules to fall back on.
 pub fn open_engine(
-    store: caseflow_engine::Store,
+    store: impl Into<caseflow_engine::AnyStorage>,
     dir: &std::path::Path,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Started> {
     use caseflow_engine::RuleSet;
+    let store: caseflow_engine::AnyStorage = store.into();
     let stored = Engine::rules_files_in_force(&store)?;
     let folder =
         read_rules_dir_by_file_name(dir).map_err(|e| format!("reading the rules folder: {e}")).and_then(|files| {

@@ -34,7 +34,7 @@ pub struct Api {
 
 impl Api {
     pub fn new() -> Api {
-        let engine = Arc::new(Engine::open(Store::temporary().unwrap(), rules()).unwrap());
+        let engine = Arc::new(Engine::open(Store::temporary().unwrap().into(), rules()).unwrap());
         let clock = Arc::new(ManualClock::new(
             chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap().with_timezone(&Utc),
         ));

@@ -27,10 +27,10 @@ pub use migrations::{CaseMigration, MigrationOrder, MigrationReport, MIGRATION_L
 pub use queries::InboxCounts;
 pub use rules::{AssigneeLost, RulesImpact, ShiftMinutes};
 
+use crate::storage::any::AnyStorage;
 use crate::storage::codec::decode;
 use crate::storage::keys::{self, Prefix};
 use crate::storage::{Batch, Storage, StoreError};
-use crate::store::Store;
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{CommandError, Instance, InstanceId, Outcome};
 use caseflow_core::rules::RuleSet;
@@ -196,7 +196,7 @@ impl Pending {
 
 pub(crate) type Observer = Box<dyn Fn(&EngineEvent) + Send + Sync>;
 
-pub struct Engine<S: Storage = Store> {
+pub struct Engine<S: Storage = AnyStorage> {
     store: S,
     /// Where the timer driver's scans start.
     timer_cursor: TimerCursor,

@@ -14,6 +14,7 @@
 //! - scans read in key order, see every write made before they began, and let the caller
 //!   write while they run (they are not snapshots).
 
+pub mod any;
 pub mod codec;
 pub mod index;
 pub mod keys;

@@ -58,7 +58,7 @@ impl Drop for TempDir {
     }
 }
 
-pub fn engine_at(dir: &TempDir) -> Engine {
+pub fn engine_at(dir: &TempDir) -> Engine<Store> {
     let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
     Engine::open(Store::open(&dir.0, &options).unwrap(), rules()).unwrap()
 }
