@@ -1,15 +1,18 @@
 //! What every `Storage` must do, checked on each implementation: sled with its log (on disk
-//! and temporary) and the map in memory. A PostgreSQL backend, when there is one, joins this list.
+//! and temporary) and the map in memory, each also through `AnyStorage` (what the server
+//! holds). A PostgreSQL backend, when there is one, joins this list.
 
 use caseflow_engine::storage::keys::prefix_end;
 use caseflow_engine::storage::{Batch, Storage, StoreError};
-use caseflow_engine::{Durability, MemoryStore, Store, StoreOptions};
+use caseflow_engine::{AnyStorage, Durability, MemoryStore, Store, StoreOptions};
 use std::collections::BTreeMap;
 
 /// Runs `check` on every implementation.
 fn each_storage(name: &str, check: impl Fn(&dyn Fn() -> Box<dyn Checked>)) {
     check(&|| Box::new(MemoryStore::new()));
     check(&|| Box::new(Store::temporary().unwrap()));
+    check(&|| Box::new(AnyStorage::from(MemoryStore::new())));
+    check(&|| Box::new(AnyStorage::from(Store::temporary().unwrap())));
     let dir = std::env::temp_dir().join(format!("caseflow-contract-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let options = StoreOptions { durability: Durability::Flush, ..StoreOptions::default() };
