@@ -251,7 +251,7 @@ pub fn time_left(l: Lang, remaining_minutes: i64) -> String {
 }
 
 /// The table's rows, alone: what the live update swaps in.
-fn table_body(l: Lang, rows: &[&Row], me: &str) -> Markup {
+fn table_body(l: Lang, rows: &[&Row], me: &str, tz: chrono_tz::Tz) -> Markup {
     html! {
         @for row in rows {
             @let t = &row.view.task;
@@ -272,7 +272,7 @@ fn table_body(l: Lang, rows: &[&Row], me: &str) -> Markup {
                     @if t.priority > 0 { span.mark.priority title=(l.t("priority")) { "P" (t.priority) } }
                     @if t.overdue { span.mark.overdue { (l.t("overdue")) } }
                     @if row.escalated { span.mark.escalated { (l.t("escalated")) } }
-                    @if let Some(s) = &t.started { span.mark.started title=(s.at.to_rfc3339()) { (l.f("in-progress-by", &[("who", s.by.as_str().into())])) } }
+                    @if let Some(s) = &t.started { span.mark.started title=(s.at.with_timezone(&tz).format("%Y-%m-%d %H:%M")) { (l.f("in-progress-by", &[("who", s.by.as_str().into())])) } }
                     @if let Some(d) = &t.draft { span.mark.draft { (l.f("draft-by", &[("who", d.by.as_str().into())])) } }
                 }
             }
@@ -348,7 +348,7 @@ fn inbox_page(state: &Shared, staff: &Staff, filter: &Filter, flash: Vec<Flash>)
                 th { input type="checkbox" id="select-all" aria-label=(l.t("select-all")); }
                 th { (l.t("time-left-heading")) } th { (l.t("task")) } th { (l.t("case")) } th { (l.t("customer")) } th { (l.t("assignee")) } th {}
             } }
-            tbody id="rows" { (table_body(l, &shown, &staff.actor.id)) }
+            tbody id="rows" { (table_body(l, &shown, &staff.actor.id, rules.calendar.time_zone)) }
         }
         @if shown.is_empty() { p.empty { (l.t("nothing-to-do")) } }
         p.count {
@@ -409,9 +409,10 @@ pub async fn inbox(State(state): State<Shared>, staff: Staff, Query(q): Query<Fi
         if q.fragment == "rows" {
             let listed = rows(&s, &staff.actor.id, &staff.actor.roles, &q)?;
             let shown: Vec<&Row> = listed.shown.iter().collect();
-            return Ok(
-                axum::response::Html(table_body(staff.lang, &shown, &staff.actor.id).into_string()).into_response()
-            );
+            return Ok(axum::response::Html(
+                table_body(staff.lang, &shown, &staff.actor.id, s.engine.rules().calendar.time_zone).into_string(),
+            )
+            .into_response());
         }
         let flash = if q.done.is_empty() {
             Vec::new()
