@@ -8,6 +8,7 @@
 use crate::server::{durable_events, Delivery, Shared};
 use caseflow_core::case::{HistoryEvent, Instance};
 use caseflow_engine::sync::Unpoisoned;
+use futures_core::Stream as _;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -164,8 +165,6 @@ async fn hub(live: Arc<LiveUpdates>, state: Shared) {
     // The server is stopping: a later stream (there should be none) starts a new hub.
     live.hub_started.store(false, Ordering::Release);
 }
-
-use futures_core::Stream as _;
 
 #[cfg(test)]
 mod tests {
