@@ -165,18 +165,7 @@ fn main() {
     };
     accounts::set_password(engine.store(), "u0", &record, None).expect("password");
     accounts::set_password(engine.store(), "boss", &record, None).expect("password");
-    let state = Arc::new(AppState {
-        engine: engine.clone(),
-        clock: Arc::new(SystemClock),
-        tokens: Vec::new(),
-        metrics_need_token: false,
-        rules_dir: None,
-        rules_files: Default::default(),
-        rules_refused: Default::default(),
-        events: caseflow::server::event_channel(&engine),
-        stopping: tokio::sync::watch::Sender::new(false),
-        console: Default::default(),
-    });
+    let state = Arc::new(AppState::new(engine.clone(), Arc::new(SystemClock), Vec::new()));
     let app = router(state, RequestLimits::default());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {

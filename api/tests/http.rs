@@ -227,16 +227,8 @@ async fn authorization_rules() {
 async fn metrics_can_require_a_token() {
     let mut api = Api::new();
     let state = Arc::new(AppState {
-        engine: api.engine.clone(),
-        clock: api.clock.clone(),
-        tokens: vec![token("scraper", &[], false, true)],
         metrics_need_token: true,
-        rules_dir: None,
-        rules_files: Default::default(),
-        rules_refused: Default::default(),
-        events: caseflow::server::event_channel(&api.engine),
-        stopping: tokio::sync::watch::Sender::new(false),
-        console: Default::default(),
+        ..AppState::new(api.engine.clone(), api.clock.clone(), vec![token("scraper", &[], false, true)])
     });
     api.app = router(state, small_bodies());
     assert_eq!(api.call("GET", "/metrics", None, None, &[]).await.0, StatusCode::UNAUTHORIZED);

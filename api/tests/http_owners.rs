@@ -309,16 +309,9 @@ fn the_folder_watcher_applies_good_changes_and_refuses_bad_ones() {
     let api = api_with_rules(&rules);
     let files = caseflow::server::read_rules_dir_by_file_name(&rules.0).unwrap();
     let state = AppState {
-        engine: api.engine.clone(),
-        clock: api.clock.clone(),
-        tokens: vec![],
-        metrics_need_token: false,
         rules_dir: Some(rules.0.clone()),
         rules_files: std::sync::Mutex::new(files),
-        rules_refused: Default::default(),
-        events: caseflow::server::event_channel(&api.engine),
-        stopping: tokio::sync::watch::Sender::new(false),
-        console: Default::default(),
+        ..AppState::new(api.engine.clone(), api.clock.clone(), vec![])
     };
     let mut watch = caseflow::server::FolderWatch::new(&state, processes.0.clone());
     assert_eq!(watch.poll(&state), Default::default(), "nothing changed");

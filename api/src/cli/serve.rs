@@ -78,20 +78,16 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let state = std::sync::Arc::new(server::AppState {
-        engine: engine.clone(),
-        clock: clock.clone(),
-        tokens: config.tokens.clone(),
         metrics_need_token: config.metrics_need_token,
         rules_dir: Some(config.rules_dir.clone()),
         rules_files: std::sync::Mutex::new(rules_files),
         rules_refused: std::sync::Mutex::new(rules_refused),
-        events: server::event_channel(&engine),
-        stopping: tokio::sync::watch::Sender::new(false),
         console: caseflow::console::ConsoleState::new(caseflow::console::ConsoleSettings {
             // Cookies only over HTTPS when it is served, here or by a proxy in front.
             secure_cookies: config.console.behind_https_proxy || tls.is_some(),
             ..config.console.settings()?
         }),
+        ..server::AppState::new(engine.clone(), clock.clone(), config.tokens.clone())
     });
     let watcher_state = state.clone();
     let app = server::router(

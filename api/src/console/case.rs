@@ -142,15 +142,8 @@ fn fields_form(state: &Shared, staff: &Staff, inst: &Instance, model: &Process, 
 /// incident is for administrators (the API's `/instances/{id}/retry`), and people signed in
 /// here never are: the console neither offers it nor takes it.
 fn actions(state: &Shared, staff: &Staff, inst: &Instance, model: Option<&Process>, typed: Option<&Typed>) -> Markup {
-    let may = |p: &str| {
-        staff.actor.admin
-            || state
-                .engine
-                .rules()
-                .permissions
-                .get(p)
-                .is_some_and(|roles| roles.iter().any(|r| staff.actor.roles.contains(r)))
-    };
+    let rules = state.engine.rules();
+    let may = |p: &str| rules.permits(&staff.actor, p);
     let kind = inst.status.kind();
     let open = !kind.is_ended();
     let running = kind == StatusKind::Running;

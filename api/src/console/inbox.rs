@@ -194,15 +194,6 @@ pub fn rows(state: &Shared, staff_id: &str, roles: &[String], filter: &Filter) -
     Ok(Listed { shown: kept, matching, total, truncated, processes, steps })
 }
 
-fn may(state: &Shared, staff: &Staff, permission: &str) -> bool {
-    state
-        .engine
-        .rules()
-        .permissions
-        .get(permission)
-        .is_some_and(|roles| roles.iter().any(|r| staff.actor.roles.contains(r)))
-}
-
 fn sla_bar(l: Lang, row: &Row) -> Markup {
     let t = &row.view.task;
     match &row.sla {
@@ -292,7 +283,8 @@ fn inbox_page(state: &Shared, staff: &Staff, filter: &Filter, flash: Vec<Flash>)
     let rules = state.engine.rules();
     let shown: Vec<&Row> = listed.shown.iter().collect();
     let (processes, steps, truncated) = (listed.processes.clone(), listed.steps.clone(), listed.truncated);
-    let (may_reassign, may_delegate) = (may(state, staff, "reassign"), may(state, staff, "delegate"));
+    let (may_reassign, may_delegate) =
+        (rules.permits(&staff.actor, "reassign"), rules.permits(&staff.actor, "delegate"));
     let people: Vec<(&String, &caseflow_core::rules::User)> = rules.users.iter().collect();
     let views = accounts::saved_views(state.engine.store(), &owners(staff))?;
     let query = filter.query();

@@ -191,11 +191,10 @@ impl FromRequestParts<Shared> for Staff {
                 session.last_seen_at = now;
                 accounts::put_session(s.engine.store(), &digest, &session)?;
             }
-            let may_reassign =
-                rules.permissions.get("reassign").is_some_and(|roles| roles.iter().any(|r| user.roles.contains(r)));
+            let actor = Actor { id: user.id.clone(), roles: user.roles.clone(), admin: false };
             Ok(Some(Staff {
-                may_reassign,
-                actor: Actor { id: user.id.clone(), roles: user.roles.clone(), admin: false },
+                may_reassign: rules.permits(&actor, "reassign"),
+                actor,
                 name: user.name.clone().unwrap_or_else(|| user.id.clone()),
                 csrf: session.csrf,
                 lang,

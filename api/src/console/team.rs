@@ -20,18 +20,9 @@ struct Work {
     overdue: usize,
 }
 
-fn may_reassign(state: &Shared, staff: &Staff) -> bool {
-    state
-        .engine
-        .rules()
-        .permissions
-        .get("reassign")
-        .is_some_and(|roles| roles.iter().any(|r| staff.actor.roles.contains(r)))
-}
-
 fn render(state: &Shared, staff: &Staff, flash: Vec<Flash>) -> Result<Response, ApiError> {
     let l: Lang = staff.lang;
-    if !may_reassign(state, staff) {
+    if !state.engine.rules().permits(&staff.actor, "reassign") {
         return Ok(layout::error_page(l, StatusCode::FORBIDDEN, &l.t("team-forbidden")));
     }
     let rules = state.engine.rules();
@@ -132,7 +123,7 @@ pub async fn reassign_all(State(state): State<Shared>, posted: Posted) -> Respon
     blocking(move || {
         let flash = if to.is_empty() || reason.is_empty() {
             Flash::Error(l.t("choose-to-whom-and-why"))
-        } else if !may_reassign(&s, &staff) {
+        } else if !s.engine.rules().permits(&staff.actor, "reassign") {
             Flash::Error(l.f("may-not-reassign", &[("who", staff.actor.id.as_str().into())]))
         } else {
             match s.engine.reassign_all(&from, &to, &staff.actor, &reason, s.clock.now()) {

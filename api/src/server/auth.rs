@@ -52,9 +52,7 @@ impl axum::extract::FromRequestParts<Shared> for Caller {
 
 /// Administrators, or holders of a role the rules' `[permissions]` grant `action` to.
 pub(crate) fn require_permission(state: &AppState, actor: &Actor, action: &str, doing: &str) -> Result<(), ApiError> {
-    let granted =
-        state.engine.rules().permissions.get(action).is_some_and(|roles| roles.iter().any(|r| actor.roles.contains(r)));
-    if actor.admin || granted {
+    if state.engine.rules().permits(actor, action) {
         return Ok(());
     }
     Err(ApiError::forbidden(format!("{doing} needs the `{action}` permission")))

@@ -73,6 +73,26 @@ pub struct AppState {
     pub console: crate::console::ConsoleState,
 }
 
+impl AppState {
+    /// A server's state over `engine`, reading time from `clock`, with `tokens`: no rules
+    /// folder and nothing refused, its own event channel, not stopping, the console's default
+    /// settings. A server or a test sets what it needs beyond that (`..AppState::new(...)`).
+    pub fn new(engine: Arc<Engine>, clock: Arc<dyn Clock>, tokens: Vec<TokenConfig>) -> AppState {
+        AppState {
+            events: event_channel(&engine),
+            engine,
+            clock,
+            tokens,
+            metrics_need_token: false,
+            rules_dir: None,
+            rules_files: Default::default(),
+            rules_refused: Default::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
+            console: Default::default(),
+        }
+    }
+}
+
 /// Limits on what one request may send.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {

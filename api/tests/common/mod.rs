@@ -53,18 +53,7 @@ impl Api {
             },
             token("li_na", &["cs_manager"], false, false),
         ];
-        let state = Arc::new(AppState {
-            engine: engine.clone(),
-            clock: clock.clone(),
-            tokens,
-            metrics_need_token: false,
-            rules_dir: None,
-            rules_files: Default::default(),
-            rules_refused: Default::default(),
-            events: caseflow::server::event_channel(&engine),
-            stopping: tokio::sync::watch::Sender::new(false),
-            console: Default::default(),
-        });
+        let state = Arc::new(AppState::new(engine.clone(), clock.clone(), tokens));
         Api { app: router(state, small_bodies()), engine, clock }
     }
 
@@ -163,16 +152,9 @@ pub fn api_with_rules(dir: &RulesCopy) -> Api {
         token("li_na", &["cs_manager"], false, false),
     ];
     let state = Arc::new(AppState {
-        engine: api.engine.clone(),
-        clock: api.clock.clone(),
-        tokens,
-        metrics_need_token: false,
         rules_dir: Some(dir.0.clone()),
         rules_files: std::sync::Mutex::new(files),
-        rules_refused: Default::default(),
-        events: caseflow::server::event_channel(&api.engine),
-        stopping: tokio::sync::watch::Sender::new(false),
-        console: Default::default(),
+        ..AppState::new(api.engine.clone(), api.clock.clone(), tokens)
     });
     api.app = router(state, small_bodies());
     api

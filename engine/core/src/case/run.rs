@@ -78,13 +78,7 @@ impl Run<'_> {
 
     /// Administrators, or holders of a role the rules' `[permissions]` grant the action to.
     pub(crate) fn may(&self, action: &str) -> bool {
-        self.actor.admin
-            || self
-                .ctx
-                .rules
-                .permissions
-                .get(action)
-                .is_some_and(|roles| roles.iter().any(|r| self.actor.roles.contains(r)))
+        self.ctx.rules.permits(self.actor, action)
     }
 
     pub(crate) fn forbidden(&self, action: &str) -> CommandError {

@@ -162,6 +162,12 @@ impl User {
 }
 
 impl RuleSet {
+    /// Whether `actor` may take `action` beyond working their own tasks: administrators
+    /// always, anyone else when one of their roles is among those `[permissions]` grants it to.
+    pub fn permits(&self, actor: &crate::case::Actor, action: &str) -> bool {
+        actor.admin || self.permissions.get(action).is_some_and(|roles| roles.iter().any(|r| actor.roles.contains(r)))
+    }
+
     /// Loads and validates a set of files as one rule set. Every file may hold any section;
     /// a name defined twice is an error.
     pub fn load(files: &[RulesFile]) -> Result<RuleSet, Vec<RulesError>> {
