@@ -517,6 +517,12 @@ async fn work_in_progress_shows_who_is_on_a_task_and_a_draft_passes_to_whoever_t
     assert!(inbox.html.contains(&format!("in progress: {holder}")), "{}", inbox.html);
     // Since when, on the calendar's clock (the test's clock is 10:00 in Beijing).
     assert!(inbox.html.contains("title=\"2026-11-23 10:00\">in progress"), "{}", inbox.html);
+    let case_page = p.get(&format!("/ui/cases/{case}")).await;
+    assert!(
+        case_page.html.contains(&format!("{holder} since 11-23 10:00")),
+        "the case shows it too: {}",
+        case_page.html
+    );
     // Half done: the required cause not chosen yet. A draft takes it anyway.
     let saved = p.post(&format!("/ui/tasks/{task}/draft"), &[("_csrf", &csrf), ("content", "客户说下午再联系")]).await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.html);

@@ -243,6 +243,11 @@ fn case_body(
                             " · " @match t.assignee.as_deref() { Some(a) => (a), None => (l.t("unassigned")) }
                             @if let Some(d) = t.due_at { " · " (l.t("due")) " " (d.with_timezone(&tz).format("%m-%d %H:%M")) }
                             @if t.overdue { " · " span.mark.overdue { (l.t("overdue")) } }
+                            @if let Some(w) = &t.started {
+                                " · " span.mark.started {
+                                    (l.f("started-by-since", &[("who", w.by.as_str().into()), ("at", w.at.with_timezone(&tz).format("%m-%d %H:%M").to_string().into())]))
+                                }
+                            }
                         }
                     }
                 }
