@@ -1,9 +1,10 @@
 //! What every `Storage` must do, checked on each implementation: sled with its log (on disk
-//! and temporary) and the map in memory, each also through `AnyStorage` (what the server
-//! holds). A PostgreSQL backend, when there is one, joins this list.
+//! and temporary), PostgreSQL (on the server `scripts/postgres.sh` starts) and the map in
+//! memory, each also through `AnyStorage` (what the server holds).
 
 use caseflow_engine::storage::keys::prefix_end;
-use caseflow_engine::storage::{Batch, Storage, StoreError};
+use caseflow_engine::storage::postgres::{PgOptions, PgStore};
+use caseflow_engine::storage::{Batch, Bytes, Storage, StoreError};
 use caseflow_engine::{AnyStorage, Durability, MemoryStore, Store, StoreOptions};
 use std::collections::BTreeMap;
 
@@ -21,10 +22,20 @@ fn each_storage(name: &str, check: impl Fn(&dyn Fn() -> Box<dyn Checked>)) {
         Box::new(Store::open(&dir, &options).unwrap())
     });
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(url) = caseflow_tests::postgres_database(&format!("contract_{name}").replace('-', "_")) {
+        let options = PgOptions::new(url);
+        let fresh = || {
+            let store = PgStore::connect(&options).unwrap();
+            store.clear().unwrap();
+            store
+        };
+        check(&|| Box::new(fresh()));
+        check(&|| Box::new(AnyStorage::from(fresh())));
+    }
 }
 
 /// The trait's operations, object-safe, so one check runs on every implementation.
-trait Checked {
+trait Checked: Send + Sync {
     fn write(&self, batch: Batch) -> Result<u64, StoreError>;
     fn wait_durable(&self, ticket: u64) -> Result<(), StoreError>;
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
@@ -165,5 +176,89 @@ fn counters_are_eight_bytes_and_anything_else_is_corrupt() {
         assert_eq!(s.get_u64(b"m/n").unwrap(), Some(42));
         assert_eq!(s.get_u64(b"m/none").unwrap(), None);
         assert!(matches!(s.get_u64(b"m/bad"), Err(StoreError::Corrupt { .. })));
+    });
+}
+
+#[test]
+fn a_conditional_batch_is_applied_only_while_every_key_holds_what_was_read() {
+    each_storage("conditions", |open| {
+        let s = open();
+        let mut b = Batch::default();
+        b.insert(b"c/case".to_vec(), b"v1".to_vec());
+        s.write(b).unwrap();
+        // Holds: the case as read, and a key expected absent.
+        let mut b = Batch::default();
+        b.expect(b"c/case".to_vec(), Some(Bytes::from_static(b"v1")));
+        b.expect(b"c/key".to_vec(), None);
+        b.insert(b"c/case".to_vec(), b"v2".to_vec());
+        b.insert(b"c/key".to_vec(), b"taken".to_vec());
+        s.write(b).unwrap();
+        assert_eq!(s.get(b"c/case").as_deref(), Some(&b"v2"[..]));
+        // Fails on each kind of condition: nothing of the batch is written.
+        for (key, expected) in [(&b"c/case"[..], Some(Bytes::from_static(b"v1"))), (b"c/key", None)] {
+            let mut b = Batch::default();
+            b.insert(b"c/other".to_vec(), b"x".to_vec());
+            b.remove(b"c/case".to_vec());
+            b.expect(key.to_vec(), expected);
+            match s.write(b) {
+                Err(StoreError::Conflict(k)) => assert_eq!(k.as_bytes(), key),
+                other => panic!("expected a conflict on {key:?}, got {other:?}"),
+            }
+            assert_eq!(s.get(b"c/other"), None, "a refused batch writes nothing");
+            assert_eq!(s.get(b"c/case").as_deref(), Some(&b"v2"[..]));
+        }
+        // A key expected absent that was removed is absent again.
+        let mut b = Batch::default();
+        b.remove(b"c/key".to_vec());
+        s.write(b).unwrap();
+        let mut b = Batch::default();
+        b.expect(b"c/key".to_vec(), None);
+        b.insert(b"c/key".to_vec(), b"again".to_vec());
+        s.write(b).unwrap();
+        assert_eq!(s.get(b"c/key").as_deref(), Some(&b"again"[..]));
+    });
+}
+
+/// The property several processes on one store stand on: concurrent read-then-write cycles,
+/// each conditional on what it read, lose no update.
+#[test]
+fn concurrent_conditional_writers_lose_no_update() {
+    each_storage("cas", |open| {
+        let s = open();
+        const THREADS: usize = 4;
+        const EACH: u64 = 150;
+        let conflicts = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let (s, conflicts) = (&s, &conflicts);
+                scope.spawn(move || {
+                    for i in 0..EACH {
+                        loop {
+                            let read = s.get(b"m/counter");
+                            let n = read.as_deref().map_or(0, |v| u64::from_be_bytes(v.try_into().unwrap()));
+                            let mut b = Batch::default();
+                            b.expect(b"m/counter".to_vec(), read.map(Bytes::from));
+                            b.insert(b"m/counter".to_vec(), (n + 1).to_be_bytes().to_vec());
+                            b.insert(format!("n/{:08}", n + 1).into_bytes(), format!("{t}/{i}").into_bytes());
+                            match s.write(b) {
+                                Ok(_) => break,
+                                Err(StoreError::Conflict(_)) => {
+                                    conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let total = THREADS as u64 * EACH;
+        assert_eq!(s.get_u64(b"m/counter").unwrap(), Some(total), "every increment counted once");
+        let numbered = s.scan(b"n/");
+        assert_eq!(numbered.len() as u64, total, "no number given twice");
+        let mut writers: Vec<Vec<u8>> = numbered.into_iter().map(|(_, v)| v).collect();
+        writers.sort();
+        writers.dedup();
+        assert_eq!(writers.len() as u64, total, "each writer's increment is its own");
     });
 }

@@ -89,3 +89,21 @@ pub fn code_blocks(markdown: &str, language: &str) -> Vec<(usize, String)> {
     }
     blocks
 }
+
+/// A new, empty PostgreSQL database for one test, on the server `scripts/postgres.sh` starts
+/// (installing Debian's postgresql the first time, as the browser tests install chromium).
+/// `CASEFLOW_TEST_POSTGRES=skip` leaves PostgreSQL out, for a machine that cannot install it;
+/// `.ci/run` never sets it.
+pub fn postgres_database(name: &str) -> Option<String> {
+    if std::env::var("CASEFLOW_TEST_POSTGRES").as_deref() == Ok("skip") {
+        eprintln!("CASEFLOW_TEST_POSTGRES=skip: {name} does not run on PostgreSQL");
+        return None;
+    }
+    let db = format!("{name}_{}", std::process::id());
+    let out = std::process::Command::new(root().join("scripts/postgres.sh"))
+        .args(["database", &db])
+        .output()
+        .unwrap_or_else(|e| panic!("running scripts/postgres.sh: {e}"));
+    assert!(out.status.success(), "scripts/postgres.sh database {db}: {}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8(out.stdout).expect("a URL").trim().to_string())
+}

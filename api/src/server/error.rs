@@ -187,6 +187,13 @@ impl From<EngineError> for ApiError {
                      read the case, or retry with the same Idempotency-Key",
                 )
             }
+            // Another request (on this node or another) kept changing the case while this one
+            // ran; it was run again each time and nothing of it was written.
+            EngineError::Store(caseflow_engine::store::StoreError::Conflict(_)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the case kept being changed by other requests while this one ran; nothing was applied: read it and retry",
+            ),
             EngineError::FieldKey(k) => {
                 tracing::error!(error = %k, "field encryption failed");
                 ApiError::new(

@@ -113,7 +113,8 @@ impl<S: Storage> Engine<S> {
                 let Some(last) = ids.last().copied() else { break };
                 after = Some(last);
                 for id in ids {
-                    let result = self.migrate_case(id, &old.model, &new.model, order, now)?;
+                    let result =
+                        self.rerun_on_conflict(|| self.migrate_case(id, &old.model, &new.model, order, now))?;
                     let Some(result) = result else { continue };
                     report.cases += 1;
                     if result.moved {
@@ -152,6 +153,8 @@ impl<S: Storage> Engine<S> {
         let MigrationOrder { from, to, mapping, dry_run, by, .. } = order;
         let (from, to, dry_run) = (*from, *to, *dry_run);
         let (guard, before) = self.lock_family(id)?;
+        let stored = before.clone();
+        let before = before.instance;
         if before.version != from || before.status.is_ended() {
             return Ok(None);
         }
@@ -189,7 +192,7 @@ impl<S: Storage> Engine<S> {
         history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let effects = migrated.effects;
         let mut unit = Unit::default();
-        unit.add(Some(before), migrated.instance, Outcome { effects: effects.clone(), history });
+        unit.add(Some(stored), migrated.instance, Outcome { effects: effects.clone(), history });
         let written = self.cascade(&mut unit, id, effects.clone(), now).and_then(|()| self.commit(&mut unit, None));
         drop(guard);
         let ticket = written.inspect_err(|_| self.give_back(&unit))?;

@@ -30,7 +30,7 @@ pub use rules::{AssigneeLost, RulesImpact, ShiftMinutes};
 use crate::storage::any::AnyStorage;
 use crate::storage::codec::decode;
 use crate::storage::keys::{self, Prefix};
-use crate::storage::{Batch, Storage, StoreError};
+use crate::storage::{Batch, Bytes, Storage, StoreError};
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{CommandError, Instance, InstanceId, Outcome};
 use caseflow_core::rules::RuleSet;
@@ -168,14 +168,19 @@ pub(crate) struct Unit {
 
 pub(crate) struct Staged {
     pub(crate) before: Option<Instance>,
+    /// The case's bytes as read from the store: its write is conditional on them.
+    pub(crate) stored: Option<Bytes>,
     pub(crate) after: Instance,
     pub(crate) outcome: Outcome,
 }
 
 impl Unit {
-    pub(crate) fn add(&mut self, before: Option<Instance>, after: Instance, outcome: Outcome) {
+    /// A case into the unit: `before` is the case as stored (its bytes too), `None` for one
+    /// this unit starts.
+    pub(crate) fn add(&mut self, before: Option<Stored>, after: Instance, outcome: Outcome) {
         self.order.push(after.id);
-        self.cases.insert(after.id, Staged { before, after, outcome });
+        let (before, stored) = before.map_or((None, None), |s| (Some(s.instance), Some(s.bytes)));
+        self.cases.insert(after.id, Staged { before, stored, after, outcome });
     }
 
     /// The first case, and every other one with what it did.
@@ -186,6 +191,17 @@ impl Unit {
         (first.after, first.outcome, others)
     }
 }
+
+/// A case as read from the store, with the bytes it was read from.
+#[derive(Clone)]
+pub(crate) struct Stored {
+    pub(crate) instance: Instance,
+    pub(crate) bytes: Bytes,
+}
+
+/// How many times a command is run again when another writer changed its case first (each
+/// run reads the case afresh); past that, the caller is told of the conflict.
+pub(crate) const CONFLICT_RUNS_MAX: usize = 64;
 
 impl Pending {
     /// The case as this call left it (not yet durable).
@@ -299,12 +315,25 @@ impl<S: Storage> Engine<S> {
             }
             Some(_) => {}
             None => {
+                // Two nodes first started at once with different keys: one key is recorded.
                 let mut batch = Batch::default();
-                batch.insert(keys::FIELD_KEY_ID.to_vec(), given.into_bytes());
-                self.store.write_now(batch)?;
+                batch.expect(keys::FIELD_KEY_ID.to_vec(), None);
+                batch.insert(keys::FIELD_KEY_ID.to_vec(), given.clone().into_bytes());
+                match self.store.write_now(batch) {
+                    Err(StoreError::Conflict(_)) => return self.with_field_key_recorded(key, given),
+                    other => other?,
+                }
             }
         }
         Ok(self)
+    }
+
+    /// `with_field_key` once another process recorded its key first.
+    fn with_field_key_recorded(self, key: &[u8], given: String) -> Result<Self, EngineError> {
+        match self.store.get(keys::FIELD_KEY_ID)? {
+            Some(recorded) if recorded.as_ref() == given.as_bytes() => Ok(self),
+            _ => self.with_field_key(key),
+        }
     }
 
     /// Whether a store holds cases or a recorded field key: a start that finds no key file must

@@ -2,7 +2,6 @@
 //! taken only once a start succeeds, and the record an idempotency key leaves.
 
 use crate::storage::keys;
-use crate::storage::{Storage, StoreError};
 use caseflow_core::case::{Actor, Effect, Instance, InstanceId, Outcome};
 use caseflow_core::value::Value;
 use std::collections::BTreeMap;
@@ -45,30 +44,26 @@ impl<'a> IdempotencyKey<'a> {
 }
 
 /// Instance ids are reserved `ID_BLOCK` at a time: `m/next_instance` is written once per block,
-/// not once per start. A restart continues after the block, so ids only grow (and may skip).
+/// not once per start, conditionally on the bound read, so that two processes on one store
+/// never reserve the same block. A restart continues after the block, so ids only grow (and
+/// may skip).
 pub(crate) const ID_BLOCK: u64 = 1000;
 
 #[derive(Default)]
 pub(crate) struct IdBlock {
-    /// The next id to hand out; 0 until read from the store.
+    /// The next id to hand out.
     pub(crate) next: u64,
-    /// The first id not reserved (the stored `m/next_instance`).
+    /// The first id not reserved by this process; `next == end` when a block must be reserved.
     pub(crate) end: u64,
 }
 
 impl IdBlock {
-    /// Takes an id; returns the new stored bound when a block had to be reserved.
-    pub(crate) fn take(&mut self, store: &impl Storage) -> Result<(InstanceId, Option<u64>), StoreError> {
-        if self.next == 0 {
-            let stored = store.get_u64(keys::NEXT_INSTANCE)?.unwrap_or(1);
-            (self.next, self.end) = (stored, stored);
-        }
-        let reserve = (self.next == self.end).then(|| self.next + ID_BLOCK);
-        if let Some(end) = reserve {
-            self.end = end;
-        }
-        self.next += 1;
-        Ok((InstanceId(self.next - 1), reserve))
+    /// Takes an id from the block reserved; `None` when it is used up.
+    pub(crate) fn take(&mut self) -> Option<InstanceId> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            InstanceId(self.next - 1)
+        })
     }
 
     /// Gives back the id just taken (the start was refused), if no other was taken since; its

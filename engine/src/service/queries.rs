@@ -21,12 +21,16 @@ pub struct InboxCounts {
 
 impl<S: Storage> Engine<S> {
     pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>, EngineError> {
+        Ok(self.instance_stored(id)?.map(|s| s.instance))
+    }
+
+    /// The case and the bytes it was read from (a write conditional on them follows).
+    pub(crate) fn instance_stored(&self, id: InstanceId) -> Result<Option<super::Stored>, EngineError> {
         let k = keys::instance(id);
-        let Some(mut inst) = self.store.get(&k)?.map(|v| decode::<Instance>(&k, &v)).transpose()? else {
-            return Ok(None);
-        };
-        self.protect_instance(&mut inst, false)?;
-        Ok(Some(inst))
+        let Some(bytes) = self.store.get(&k)? else { return Ok(None) };
+        let mut instance = decode::<Instance>(&k, &bytes)?;
+        self.protect_instance(&mut instance, false)?;
+        Ok(Some(super::Stored { instance, bytes }))
     }
 
     /// Every sub-process case `parent` started (ended ones too), oldest first, with its process

@@ -3,9 +3,14 @@
 //! writes it, pipelining (`start_pending`, `command_pending`, `confirm`).
 
 use super::events::event_of;
-use super::numbering::{fill_sequence, BusinessKey, IdBlock, IdempotencyKey, KeyRecord, SEQUENCE_PLACEHOLDER};
+use super::numbering::{
+    fill_sequence, BusinessKey, IdBlock, IdempotencyKey, KeyRecord, ID_BLOCK, SEQUENCE_PLACEHOLDER,
+};
 use super::workload::{inbox_deltas, EngineWorkload};
-use super::{Applied, Engine, EngineError, IndexChange, Pending, Unit, CALL_DEPTH_MAX, STRIPES};
+use super::{
+    corrupt, Applied, Engine, EngineError, IndexChange, Pending, Stored, Unit, CALL_DEPTH_MAX, CONFLICT_RUNS_MAX,
+    STRIPES,
+};
 use crate::storage::codec::encode;
 use crate::storage::index::index_entries;
 use crate::storage::keys::{self, Prefix};
@@ -65,7 +70,7 @@ impl<S: Storage> Engine<S> {
         idempotency_key: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Pending, EngineError> {
-        self.start_inner(process, fields, actor, idempotency_key, now)
+        self.rerun_on_conflict(|| self.start_inner(process, fields.clone(), actor, idempotency_key, now))
     }
 
     /// Calls `done` once a pending write is durable, without blocking a thread (on the log's
@@ -157,20 +162,32 @@ impl<S: Storage> Engine<S> {
         Ok(Pending { instance, outcome: Some(outcome), ticket: Some(ticket), others })
     }
 
-    /// Takes a new instance id (reserving a block in the store when one is used up).
+    /// Takes a new instance id, reserving a block in the store when one is used up: from the
+    /// stored bound, on condition that no other process moved it meanwhile.
     pub(crate) fn take_id(&self) -> Result<InstanceId, EngineError> {
         let mut alloc = self.numbering.allocation.lock().unpoisoned();
-        let (id, reserved) = alloc.take(&self.store)?;
-        if let Some(end) = reserved {
+        if let Some(id) = alloc.take() {
+            return Ok(id);
+        }
+        for _ in 0..CONFLICT_RUNS_MAX {
+            let stored = self.store.get(keys::NEXT_INSTANCE)?;
+            let start = match &stored {
+                Some(v) => keys::u64_value(v).ok_or_else(|| corrupt("m/next_instance", "expected 8 bytes"))?,
+                None => 1,
+            };
             let mut block = Batch::default();
-            block.insert(keys::NEXT_INSTANCE, end.to_be_bytes());
-            if let Err(e) = self.store.write(block) {
-                // The reservation may not be stored: read the bound again before the next start.
-                *alloc = IdBlock::default();
-                return Err(e.into());
+            block.expect(keys::NEXT_INSTANCE, stored);
+            block.insert(keys::NEXT_INSTANCE, (start + ID_BLOCK).to_be_bytes());
+            match self.store.write(block) {
+                Ok(_) => {
+                    *alloc = IdBlock { next: start, end: start + ID_BLOCK };
+                    return Ok(alloc.take().expect("a block was just reserved"));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(id)
+        Err(StoreError::Conflict("m/next_instance".into()).into())
     }
 
     /// The ids a refused unit took, back (newest first, so each is the last one taken).
@@ -184,8 +201,9 @@ impl<S: Storage> Engine<S> {
     /// Loads a case into the unit, unless it is there already.
     pub(crate) fn stage(&self, unit: &mut Unit, id: InstanceId) -> Result<(), EngineError> {
         if !unit.cases.contains_key(&id) {
-            let inst = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
-            unit.add(Some(inst.clone()), inst, Outcome { effects: Vec::new(), history: Vec::new() });
+            let stored = self.instance_stored(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
+            let inst = stored.instance.clone();
+            unit.add(Some(stored), inst, Outcome { effects: Vec::new(), history: Vec::new() });
         }
         Ok(())
     }
@@ -326,32 +344,44 @@ impl<S: Storage> Engine<S> {
         }
     }
 
-    /// Writes a unit: numbers the business keys of the cases it started (and records the
-    /// idempotency key) in a small batch of counters, then every case in one batch.
+    /// Writes a unit in one batch: every case it changed (each on condition that it is still
+    /// as read), the business keys of the cases it started with their sequence numbers (on
+    /// condition that each counter is still as read), and its idempotency key (on condition
+    /// that no other start recorded it). A batch refused on a condition writes nothing: the
+    /// caller runs the command again on what the store holds now.
     pub(crate) fn commit(&self, unit: &mut Unit, idempotency_key: Option<&IdempotencyKey>) -> Result<u64, EngineError> {
-        let mut counters = Batch::default();
+        let mut batch = Batch::default();
         let numbered = unit.started.iter().any(|(_, k)| k.sequence.is_some());
+        // In this process, numbered starts take their numbers one at a time and never conflict
+        // with each other; between processes, the counters' conditions decide.
         let alloc = numbered.then(|| self.numbering.allocation.lock().unpoisoned());
         let mut last: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         for (id, key) in &unit.started {
             let Some((seq_key, width)) = &key.sequence else { continue };
             let seq = match last.get(seq_key) {
                 Some(n) => n + 1,
-                None => self.store.get_u64(seq_key)?.unwrap_or(0) + 1,
+                None => {
+                    let stored = self.store.get(seq_key)?;
+                    let n = match &stored {
+                        Some(v) => keys::u64_value(v)
+                            .ok_or_else(|| corrupt(&String::from_utf8_lossy(seq_key), "expected 8 bytes"))?,
+                        None => 0,
+                    };
+                    batch.expect(seq_key.clone(), stored);
+                    n + 1
+                }
             };
             last.insert(seq_key.clone(), seq);
-            counters.insert(seq_key.clone(), seq.to_be_bytes());
             let staged = unit.cases.get_mut(id).expect("a started case is staged");
             fill_sequence(&mut staged.after, &mut staged.outcome, &format!("{seq:0width$}"));
         }
+        for (seq_key, seq) in last {
+            batch.insert(seq_key, seq.to_be_bytes());
+        }
         if let (Some(k), Some((id, _))) = (idempotency_key, unit.started.first()) {
-            counters.insert(k.store_key(), k.record(*id));
+            batch.expect(k.store_key(), None);
+            batch.insert(k.store_key(), k.record(*id));
         }
-        if !counters.is_empty() {
-            self.store.write(counters)?;
-        }
-        drop(alloc);
-        let mut batch = Batch::default();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
         let mut timers = Vec::new();
         // The rotations this unit moved, so a restart carries on where they were.
@@ -377,6 +407,9 @@ impl<S: Storage> Engine<S> {
             if staged.before.as_ref() == Some(&staged.after) {
                 continue;
             }
+            if let Some(stored) = &staged.stored {
+                batch.expect(keys::instance(*id), Some(stored.clone()));
+            }
             let (d, timer) = self.put_instance(&mut batch, staged.before.as_ref(), &staged.after, &staged.outcome)?;
             if let Some(def) = self.definition(&staged.after.process, Some(staged.after.version)) {
                 for (k, v) in familiar_entries(&def.model, staged.before.as_ref(), &staged.after) {
@@ -394,7 +427,9 @@ impl<S: Storage> Engine<S> {
             }
             timers.extend(timer);
         }
-        let ticket = self.workload.open_counts.around(&deltas, || self.store.write(batch))?;
+        let ticket = self.workload.open_counts.around(&deltas, || self.store.write(batch));
+        drop(alloc);
+        let ticket = ticket?;
         // Once the entries are visible (see `TimerCursor`).
         for k in timers {
             self.timer_cursor.added(&k);
@@ -553,19 +588,37 @@ impl<S: Storage> Engine<S> {
         Ok(self.apply_and_write(id, actor, command, now)?.into())
     }
 
-    /// Takes the lock of the case's family and reads the case under it.
-    pub(crate) fn lock_family(&self, id: InstanceId) -> Result<(std::sync::MutexGuard<'_, ()>, Instance), EngineError> {
+    /// Takes the lock of the case's family and reads the case under it. The lock spares this
+    /// process conflicts between its own commands; the write's conditions are what serialise
+    /// commands of several processes on one store.
+    pub(crate) fn lock_family(&self, id: InstanceId) -> Result<(std::sync::MutexGuard<'_, ()>, Stored), EngineError> {
         let stripe = |family: InstanceId| (family.0 as usize) % STRIPES;
         let lock = |i: usize| self.stripes[i].lock().unpoisoned();
+        let read = || self.instance_stored(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()));
         let mut guard = lock(stripe(id));
-        let mut before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
-        if let Some(family) = before.family.filter(|f| stripe(*f) != stripe(id)) {
+        let mut before = read()?;
+        if let Some(family) = before.instance.family.filter(|f| stripe(*f) != stripe(id)) {
             // A sub-process: its family's stripe is the one that counts (a family never changes).
             drop(guard);
             guard = lock(stripe(family));
-            before = self.instance(id)?.ok_or_else(|| EngineError::UnknownInstance(id.to_string()))?;
+            before = read()?;
         }
         Ok((guard, before))
+    }
+
+    /// Runs `attempt` again while its write is refused because another writer changed what
+    /// it read (each attempt reads afresh), up to `CONFLICT_RUNS_MAX` times.
+    pub(crate) fn rerun_on_conflict<T>(
+        &self,
+        mut attempt: impl FnMut() -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let mut runs = 1;
+        loop {
+            match attempt() {
+                Err(EngineError::Store(StoreError::Conflict(_))) if runs < CONFLICT_RUNS_MAX => runs += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Applies a command and writes its batch, without waiting for durability: the caller
@@ -581,17 +634,20 @@ impl<S: Storage> Engine<S> {
         command: Command,
         now: DateTime<Utc>,
     ) -> Result<Applied, EngineError> {
-        let (guard, before) = self.lock_family(id)?;
-        let mut unit = Unit::default();
-        unit.add(Some(before.clone()), before, Outcome { effects: Vec::new(), history: Vec::new() });
-        let written = self
-            .apply_staged(&mut unit, id, actor, command, now)
-            .and_then(|effects| self.cascade(&mut unit, id, effects, now))
-            .and_then(|()| self.commit(&mut unit, None));
-        drop(guard);
-        // A unit not written gives back the ids it took.
-        let ticket = written.inspect_err(|_| self.give_back(&unit))?;
-        let (instance, outcome, others) = unit.split_first();
-        Ok(Applied { instance, outcome, ticket, others })
+        self.rerun_on_conflict(|| {
+            let (guard, before) = self.lock_family(id)?;
+            let mut unit = Unit::default();
+            let inst = before.instance.clone();
+            unit.add(Some(before), inst, Outcome { effects: Vec::new(), history: Vec::new() });
+            let written = self
+                .apply_staged(&mut unit, id, actor, command.clone(), now)
+                .and_then(|effects| self.cascade(&mut unit, id, effects, now))
+                .and_then(|()| self.commit(&mut unit, None));
+            drop(guard);
+            // A unit not written gives back the ids it took.
+            let ticket = written.inspect_err(|_| self.give_back(&unit))?;
+            let (instance, outcome, others) = unit.split_first();
+            Ok(Applied { instance, outcome, ticket, others })
+        })
     }
 }

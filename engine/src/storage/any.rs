@@ -1,10 +1,11 @@
 //! The storage a server runs on, chosen when it starts: sled behind our log (the embedded
-//! default) or a map in memory (tests, scenario runs). The server, the CLI and the timers hold
-//! an `Engine<AnyStorage>` and never name an implementation; what only one implementation has
-//! (sled's checkpoints and log figures for `/metrics`) is asked for with `sled()`. PostgreSQL
-//! is to be a third variant.
+//! default), PostgreSQL (several nodes on one database) or a map in memory (tests, scenario
+//! runs). The server, the CLI and the timers hold an `Engine<AnyStorage>` and never name an
+//! implementation; what only one implementation has (sled's checkpoints and log figures for
+//! `/metrics`) is asked for with `sled()`.
 
 use crate::storage::memory::MemoryStore;
+use crate::storage::postgres::PgStore;
 use crate::storage::{Batch, Bytes, Storage, StoreError, Ticket};
 use crate::store::Store;
 
@@ -13,6 +14,7 @@ use crate::store::Store;
 #[allow(clippy::large_enum_variant)]
 pub enum AnyStorage {
     Sled(Store),
+    Postgres(PgStore),
     Memory(MemoryStore),
 }
 
@@ -21,7 +23,7 @@ impl AnyStorage {
     pub fn sled(&self) -> Option<&Store> {
         match self {
             AnyStorage::Sled(s) => Some(s),
-            AnyStorage::Memory(_) => None,
+            AnyStorage::Postgres(_) | AnyStorage::Memory(_) => None,
         }
     }
 
@@ -29,6 +31,7 @@ impl AnyStorage {
     pub fn kind(&self) -> &'static str {
         match self {
             AnyStorage::Sled(_) => "sled",
+            AnyStorage::Postgres(_) => "postgres",
             AnyStorage::Memory(_) => "memory",
         }
     }
@@ -40,6 +43,12 @@ impl From<Store> for AnyStorage {
     }
 }
 
+impl From<PgStore> for AnyStorage {
+    fn from(p: PgStore) -> AnyStorage {
+        AnyStorage::Postgres(p)
+    }
+}
+
 impl From<MemoryStore> for AnyStorage {
     fn from(m: MemoryStore) -> AnyStorage {
         AnyStorage::Memory(m)
@@ -48,6 +57,7 @@ impl From<MemoryStore> for AnyStorage {
 
 pub enum AnyScan<'a> {
     Sled(<Store as Storage>::Scan<'a>),
+    Postgres(<PgStore as Storage>::Scan<'a>),
     Memory(<MemoryStore as Storage>::Scan<'a>),
 }
 
@@ -57,6 +67,7 @@ impl Iterator for AnyScan<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             AnyScan::Sled(s) => s.next(),
+            AnyScan::Postgres(p) => p.next(),
             AnyScan::Memory(m) => m.next(),
         }
     }
@@ -67,6 +78,7 @@ macro_rules! each {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
             AnyStorage::Sled($s) => $call,
+            AnyStorage::Postgres($s) => $call,
             AnyStorage::Memory($s) => $call,
         }
     };
@@ -94,6 +106,7 @@ impl Storage for AnyStorage {
     fn scan_prefix(&self, prefix: &[u8]) -> AnyScan<'_> {
         match self {
             AnyStorage::Sled(s) => AnyScan::Sled(s.scan_prefix(prefix)),
+            AnyStorage::Postgres(p) => AnyScan::Postgres(p.scan_prefix(prefix)),
             AnyStorage::Memory(m) => AnyScan::Memory(m.scan_prefix(prefix)),
         }
     }
@@ -101,6 +114,7 @@ impl Storage for AnyStorage {
     fn range(&self, from: &[u8], to: &[u8]) -> AnyScan<'_> {
         match self {
             AnyStorage::Sled(s) => AnyScan::Sled(s.range(from, to)),
+            AnyStorage::Postgres(p) => AnyScan::Postgres(p.range(from, to)),
             AnyStorage::Memory(m) => AnyScan::Memory(m.range(from, to)),
         }
     }
@@ -111,5 +125,9 @@ impl Storage for AnyStorage {
 
     fn check_health(&self) -> Option<String> {
         each!(self, s => s.check_health())
+    }
+
+    fn shared(&self) -> bool {
+        each!(self, s => s.shared())
     }
 }

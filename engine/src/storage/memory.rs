@@ -47,9 +47,12 @@ impl Storage for MemoryStore {
             return Err(StoreError::TooLarge(size));
         }
         let mut written = self.written.lock().unpoisoned();
+        let mut entries = self.entries.write().unpoisoned();
+        if let Some(key) = batch.failed_condition(|k| Ok(entries.get(k).cloned()))? {
+            return Err(StoreError::Conflict(key));
+        }
         let ticket = *written + 1;
         batch.number(ticket);
-        let mut entries = self.entries.write().unpoisoned();
         for (k, v) in batch.into_ops() {
             match v {
                 Some(v) => entries.insert(k, Bytes::from(v)),

@@ -1,13 +1,17 @@
 //! Storage as the engine sees it: an ordered key-value store with atomic batches and group
 //! commit (`Storage`), the keys it holds (`keys`), how values are encoded (`codec`) and the
 //! index entries a case implies (`index`). Two implementations: sled with its write-ahead log
-//! (`crate::store`, the default) and a map in memory for tests (`memory`). A PostgreSQL
-//! backend, for several nodes, is to be a third.
+//! (`crate::store`, the default), PostgreSQL for several nodes on one database (`postgres`),
+//! and a map in memory for tests (`memory`).
 //!
 //! What every implementation guarantees:
 //! - a batch is applied whole or not at all, and reads see it once `write` returns;
 //! - batches that touch the same keys are applied in the order `write` was called (callers
 //!   serialise such batches under one lock);
+//! - a batch's conditions (`Batch::expect`) are checked atomically with its writes: if a key
+//!   it expects no longer holds the value expected, nothing is written and `write` answers
+//!   `StoreError::Conflict`. This is what makes a command safe when several processes write
+//!   one store: the engine's in-process locks only spare it conflicts, the store decides;
 //! - `wait_durable(ticket)` returns once the batch survives what the implementation promises
 //!   (for sled: `Durability`);
 //! - a sequenced insert's key grows with write order, across restarts;
@@ -19,6 +23,7 @@ pub mod codec;
 pub mod index;
 pub mod keys;
 pub mod memory;
+pub mod postgres;
 
 /// An immutable byte string as the storage returns it: reference-counted, cheap to clone, and
 /// able to hold an implementation's own buffer without a copy. No implementation's type
@@ -48,6 +53,10 @@ pub enum StoreError {
     /// survives is not known (a log's sync failed; a database's commit went unanswered).
     #[error("storage failed while making a write durable ({0}): it may or may not have been applied")]
     OutcomeUnknown(String),
+    /// A condition of the batch did not hold (another writer changed what it read): nothing
+    /// was written. The caller reads again and re-runs.
+    #[error("`{0}` changed since it was read; nothing was written")]
+    Conflict(String),
     /// The implementation failed in a way of its own, said in its words.
     #[error("storage: {0}")]
     Backend(String),
@@ -84,6 +93,13 @@ pub trait Storage: Send + Sync + 'static {
     /// Why storage is failing, after trying what failed again; `None` when it is well.
     fn check_health(&self) -> Option<String>;
 
+    /// Whether other processes may write this store at the same time (several nodes on one
+    /// database): what the engine keeps of it in memory (the timer scan's start, open-task
+    /// counts, definitions, the rules) must then be read again, not only kept up to date.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Applies a batch and waits until it is durable.
     fn write_now(&self, batch: Batch) -> Result<(), StoreError> {
         let ticket = self.write(batch)?;
@@ -110,9 +126,36 @@ pub struct Batch {
     /// Inserts under `{prefix}{sequence u64 BE}{index u32 BE}`, the sequence being the one
     /// `Storage::write` gives the batch: keys that grow in write order, across restarts.
     sequenced: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Conditions: each key must still hold this value (`None`: be absent) when the batch is
+    /// applied, or nothing of it is.
+    expected: Vec<(Vec<u8>, Option<Bytes>)>,
 }
 
 impl Batch {
+    /// Applies the batch only if `key` still holds `value` (`None`: is still absent), as read
+    /// before the batch was made: a compare-and-set over any number of keys.
+    pub fn expect(&mut self, key: impl Into<Vec<u8>>, value: Option<Bytes>) {
+        self.expected.push((key.into(), value));
+    }
+
+    /// The batch's conditions.
+    pub fn conditions(&self) -> &[(Vec<u8>, Option<Bytes>)] {
+        &self.expected
+    }
+
+    /// The first condition that `current` (a key's value now) says does not hold: its key.
+    pub fn failed_condition(
+        &self,
+        mut current: impl FnMut(&[u8]) -> Result<Option<Bytes>, StoreError>,
+    ) -> Result<Option<String>, StoreError> {
+        for (key, want) in &self.expected {
+            if current(key)? != *want {
+                return Ok(Some(String::from_utf8_lossy(key).into_owned()));
+            }
+        }
+        Ok(None)
+    }
+
     /// Inserts `value` under a key made of `prefix` and the batch's place in write order.
     pub fn insert_sequenced(&mut self, prefix: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.sequenced.push((prefix.into(), value.into()));
@@ -136,6 +179,12 @@ impl Batch {
         self.ops.push((key.into(), None));
     }
 
+    /// Whether the batch has sequenced inserts (it needs a sequence number).
+    pub(crate) fn has_sequenced(&self) -> bool {
+        !self.sequenced.is_empty()
+    }
+
+    /// Writes nothing (it may still have conditions, which are then not worth checking).
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.sequenced.is_empty()
     }
@@ -199,5 +248,39 @@ impl Batch {
 
     pub(crate) fn ops(&self) -> &[(Vec<u8>, Option<Vec<u8>>)] {
         &self.ops
+    }
+}
+
+/// One store under several engines (tests of several nodes on one process's store).
+impl<S: Storage> Storage for std::sync::Arc<S> {
+    type Scan<'a> = S::Scan<'a>;
+
+    fn write(&self, batch: Batch) -> Result<Ticket, StoreError> {
+        (**self).write(batch)
+    }
+    fn wait_durable(&self, ticket: Ticket) -> Result<(), StoreError> {
+        (**self).wait_durable(ticket)
+    }
+    fn when_durable(&self, ticket: Ticket, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        (**self).when_durable(ticket, done)
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        (**self).get(key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_> {
+        (**self).scan_prefix(prefix)
+    }
+    fn range(&self, from: &[u8], to: &[u8]) -> Self::Scan<'_> {
+        (**self).range(from, to)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
+    fn check_health(&self) -> Option<String> {
+        (**self).check_health()
+    }
+    /// Shared by the engines holding it, as a database is by nodes.
+    fn shared(&self) -> bool {
+        true
     }
 }

@@ -144,9 +144,32 @@ pub struct Store {
     checkpoint: Arc<CheckpointState>,
     /// The background checkpoint, if one was started; joined before the store closes.
     checkpoint_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held, by the stripes of its condition keys, by a conditional batch from its check until
+    /// its writes are visible: two batches expecting the same key cannot both pass.
+    condition_stripes: Vec<std::sync::Mutex<()>>,
 }
 
+/// How many locks conditional batches are spread over.
+const CONDITION_STRIPES: usize = 64;
+
 impl Store {
+    /// Checks a batch's conditions under the locks of their keys' stripes, which the caller
+    /// holds until the batch is visible (the memtable takes it before `write` returns).
+    fn check_conditions(&self, batch: &Batch) -> Result<Vec<std::sync::MutexGuard<'_, ()>>, StoreError> {
+        if batch.conditions().is_empty() {
+            return Ok(Vec::new());
+        }
+        let stripe = |key: &[u8]| (crc32fast::hash(key) as usize) % CONDITION_STRIPES;
+        let mut held: Vec<usize> = batch.conditions().iter().map(|(k, _)| stripe(k)).collect();
+        held.sort_unstable();
+        held.dedup();
+        let guards = held.into_iter().map(|i| self.condition_stripes[i].lock().unpoisoned()).collect();
+        match batch.failed_condition(|k| self.get(k))? {
+            Some(key) => Err(StoreError::Conflict(key)),
+            None => Ok(guards),
+        }
+    }
+
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let log_dir = path.join("wal");
         let recovered = Wal::read(&log_dir)?;
@@ -289,6 +312,7 @@ impl Store {
                 ..CheckpointState::default()
             }),
             checkpoint_thread: Default::default(),
+            condition_stripes: (0..CONDITION_STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
             space: SpaceGuard::new(path.clone(), options.space_reserve_bytes),
             path,
             wal,
@@ -434,6 +458,7 @@ impl Storage for Store {
         // What sled's log will hold: the keys and values (the record is about their size).
         let bytes = size as u64;
         self.space.check(bytes, false)?;
+        let _conditions = self.check_conditions(&batch)?;
         let ticket = match &self.wal {
             Some(wal) => wal
                 .append(|seq, out| {

@@ -1,0 +1,477 @@
+//! Storage in PostgreSQL, for several caseflow nodes on one database (`database_url`).
+//!
+//! The engine's keys and values go into one table ordered by key (`bytea` compares bytewise, as
+//! sled does), so every index the engine keeps works unchanged. What makes several nodes safe
+//! is not the table but the seam: every write is one transaction, applied only if the keys it
+//! expects still hold what was read (`Batch::expect`):
+//! - keys expected to hold a value are locked (`FOR UPDATE`) and compared in the transaction;
+//! - keys expected absent are inserted without `ON CONFLICT`, so the database's unique index
+//!   refuses the second of two writers (it waits for the first to commit, then fails);
+//! - either failure rolls back everything and answers `StoreError::Conflict`.
+//!
+//! A write is two round trips: `BEGIN` and the locking read (and the batch's sequence number,
+//! when it has sequenced inserts) pipelined together, then the deletes, upserts, inserts and
+//! `COMMIT` pipelined together. A write is durable when it returns, as far as the database's
+//! `synchronous_commit` makes a commit durable: tickets are only for order.
+//!
+//! The trait is synchronous (the engine runs on blocking threads); the store drives its
+//! connections on a small runtime of its own and waits on a channel, so it may be called from
+//! any thread without entering that runtime.
+
+use crate::storage::{Batch, Bytes, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_postgres::error::SqlState;
+
+/// The schema, by version: each is applied once, in order, in one transaction under an advisory
+/// lock, so nodes starting at once do not race. Versions are never edited, only added.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE caseflow_entries (key bytea PRIMARY KEY, value bytea NOT NULL);
+     CREATE SEQUENCE caseflow_batches;",
+)];
+
+/// The advisory lock the schema's migrations are applied under (any fixed number).
+const MIGRATION_LOCK: i64 = 0x6361_7365_666c_6f77; // "caseflow"
+
+/// Rows a scan reads at a time.
+const SCAN_PAGE: i64 = 512;
+
+/// How a PostgreSQL store is reached.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// A libpq URL or key=value string; several hosts with `target_session_attrs=read-write`
+    /// find the primary after a failover.
+    pub url: String,
+    /// Connections this node keeps open at most.
+    pub pool_size: usize,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> PgOptions {
+        PgOptions { url: url.into(), pool_size: 16 }
+    }
+}
+
+pub struct PgStore {
+    pool: Pool,
+    /// Drives the connections; `None` once shut down (on drop).
+    runtime: Option<tokio::runtime::Runtime>,
+    /// Tickets: the order of this node's writes (each is durable when `write` returns).
+    written: AtomicU64,
+}
+
+impl PgStore {
+    /// Connects and brings the schema up to this caseflow's version.
+    pub fn connect(options: &PgOptions) -> Result<PgStore, StoreError> {
+        let config: tokio_postgres::Config =
+            options.url.parse().map_err(|e| StoreError::Backend(format!("database_url: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("caseflow-pg")
+            .enable_all()
+            .build()?;
+        let store = PgStore { pool, runtime: Some(runtime), written: AtomicU64::new(0) };
+        store.run(migrate(store.pool.clone()))?;
+        Ok(store)
+    }
+
+    /// Runs `work` on the store's runtime and waits for it on this thread.
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let runtime = self.runtime.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        runtime.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx.recv().map_err(|_| StoreError::Backend("the database task ended without an answer".into()))?
+    }
+
+    /// Removes every entry (tests that share one database start from nothing).
+    pub fn clear(&self) -> Result<(), StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            client.batch_execute("TRUNCATE caseflow_entries").await.map_err(unavailable)
+        })
+    }
+
+    fn read_page(
+        &self,
+        from: Vec<u8>,
+        inclusive: bool,
+        to: Option<Vec<u8>>,
+    ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let op = if inclusive { ">=" } else { ">" };
+            let rows = match &to {
+                Some(to) => {
+                    let sql = format!(
+                        "SELECT key, value FROM caseflow_entries WHERE key {op} $1 AND key < $2 ORDER BY key LIMIT $3"
+                    );
+                    let st = client.prepare_cached(&sql).await.map_err(unavailable)?;
+                    client.query(&st, &[&from, to, &SCAN_PAGE]).await
+                }
+                None => {
+                    let sql =
+                        format!("SELECT key, value FROM caseflow_entries WHERE key {op} $1 ORDER BY key LIMIT $2");
+                    let st = client.prepare_cached(&sql).await.map_err(unavailable)?;
+                    client.query(&st, &[&from, &SCAN_PAGE]).await
+                }
+            }
+            .map_err(unavailable)?;
+            Ok(rows
+                .iter()
+                .map(|r| (Bytes::from(r.get::<_, Vec<u8>>(0)), Bytes::from(r.get::<_, Vec<u8>>(1))))
+                .collect())
+        })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; the engine may be dropped on an async thread.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Applies the migrations this database lacks, under an advisory lock held for the transaction.
+async fn migrate(pool: Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(unavailable)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(unavailable)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS caseflow_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(unavailable)?;
+    let row = tx.query_one("SELECT coalesce(max(version), 0) FROM caseflow_schema", &[]).await.map_err(unavailable)?;
+    let at: i32 = row.get(0);
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if at > newest {
+        return Err(StoreError::Backend(format!(
+            "the database's schema is version {at}, newer than this caseflow's ({newest}): run the caseflow that wrote it"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > at) {
+        tx.batch_execute(sql).await.map_err(unavailable)?;
+        tx.execute("INSERT INTO caseflow_schema (version) VALUES ($1)", &[version]).await.map_err(unavailable)?;
+    }
+    tx.commit().await.map_err(unavailable)
+}
+
+/// A failure before the commit was sent: nothing was applied.
+fn unavailable(e: impl Into<Failure>) -> StoreError {
+    StoreError::Unavailable(e.into().0)
+}
+
+/// A failure said in full: a database error's message and code, not only "db error".
+struct Failure(String);
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Failure {
+        match e.as_db_error() {
+            Some(db) => Failure(format!("{}: {} ({})", db.severity(), db.message(), db.code().code())),
+            None => Failure(e.to_string()),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Failure {
+    fn from(e: deadpool_postgres::PoolError) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+/// A failure of one of a write's statements: a lost race on a key expected absent (or a
+/// deadlock or serialisation failure, which the database rolled back) is a conflict to re-run.
+fn statement_failed(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(
+            e.as_db_error().and_then(|d| d.detail()).unwrap_or("a key expected absent was written meanwhile").into(),
+        ),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE => {
+            StoreError::Conflict(e.to_string())
+        }
+        _ => unavailable(e),
+    }
+}
+
+/// A batch as the statements of one transaction: the final state of each key it touches.
+struct Statements {
+    /// Keys expected to hold a value, and the value.
+    locked: Vec<(Vec<u8>, Bytes)>,
+    /// Keys written that must not exist (expected absent): a plain insert.
+    fresh: (Vec<Vec<u8>>, Vec<Vec<u8>>),
+    upserts: (Vec<Vec<u8>>, Vec<Vec<u8>>),
+    removes: Vec<Vec<u8>>,
+    /// Keys expected absent that the batch does not write: inserted (so the unique index
+    /// checks them as it checks the others) and removed again in the same transaction.
+    probes: Vec<Vec<u8>>,
+}
+
+impl Statements {
+    fn of(batch: Batch) -> Result<Statements, StoreError> {
+        let mut absent = std::collections::BTreeSet::new();
+        let mut locked = Vec::new();
+        for (k, v) in batch.conditions() {
+            match v {
+                Some(v) => locked.push((k.clone(), v.clone())),
+                None => {
+                    absent.insert(k.clone());
+                }
+            }
+        }
+        let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for (k, v) in batch.into_ops() {
+            last.insert(k, v);
+        }
+        let mut s = Statements {
+            locked,
+            fresh: Default::default(),
+            upserts: Default::default(),
+            removes: Vec::new(),
+            probes: Vec::new(),
+        };
+        for key in &absent {
+            if !matches!(last.get(key), Some(Some(_))) {
+                s.fresh.0.push(key.clone());
+                s.fresh.1.push(Vec::new());
+                s.probes.push(key.clone());
+                // Removed here by the batch too: the probe's delete does it.
+                last.remove(key);
+            }
+        }
+        for (k, v) in last {
+            match v {
+                Some(v) if absent.contains(&k) => {
+                    s.fresh.0.push(k);
+                    s.fresh.1.push(v);
+                }
+                Some(v) => {
+                    s.upserts.0.push(k);
+                    s.upserts.1.push(v);
+                }
+                None => s.removes.push(k),
+            }
+        }
+        Ok(s)
+    }
+}
+
+const LOCK_SQL: &str = "SELECT key, value FROM caseflow_entries WHERE key = ANY($1) FOR UPDATE";
+const DELETE_SQL: &str = "DELETE FROM caseflow_entries WHERE key = ANY($1)";
+const UPSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+const INSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])";
+
+async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
+    let sequenced = batch.has_sequenced();
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(unavailable)?;
+    let (lock, delete, upsert, insert, next) = tokio::try_join!(
+        tx.prepare_cached(LOCK_SQL),
+        tx.prepare_cached(DELETE_SQL),
+        tx.prepare_cached(UPSERT_SQL),
+        tx.prepare_cached(INSERT_SQL),
+        tx.prepare_cached("SELECT nextval('caseflow_batches')"),
+    )
+    .map_err(unavailable)?;
+    // Round trip 1: the rows the batch expects, locked, and its sequence number.
+    let expected_keys: Vec<Vec<u8>> =
+        batch.conditions().iter().filter(|c| c.1.is_some()).map(|c| c.0.clone()).collect();
+    let (rows, seq) = tokio::try_join!(
+        async {
+            match expected_keys.is_empty() {
+                true => Ok(Vec::new()),
+                false => tx.query(&lock, &[&expected_keys]).await,
+            }
+        },
+        async {
+            match sequenced {
+                true => tx.query_one(&next, &[]).await.map(|r| Some(r.get::<_, i64>(0))),
+                false => Ok(None),
+            }
+        },
+    )
+    .map_err(statement_failed)?;
+    if let Some(seq) = seq {
+        batch.number(seq as u64);
+    }
+    let current: BTreeMap<Vec<u8>, Vec<u8>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let statements = Statements::of(batch)?;
+    for (key, want) in &statements.locked {
+        if current.get(key).map(|v| v.as_slice()) != Some(want.as_ref()) {
+            // Dropping the transaction rolls it back.
+            return Err(StoreError::Conflict(String::from_utf8_lossy(key).into_owned()));
+        }
+    }
+    // Round trip 2: the writes, then the commit.
+    let Statements { removes, upserts, fresh, probes, .. } = statements;
+    let results = tokio::join!(
+        async {
+            match removes.is_empty() {
+                true => Ok(0),
+                false => tx.execute(&delete, &[&removes]).await,
+            }
+        },
+        async {
+            match upserts.0.is_empty() {
+                true => Ok(0),
+                false => tx.execute(&upsert, &[&upserts.0, &upserts.1]).await,
+            }
+        },
+        async {
+            match fresh.0.is_empty() {
+                true => Ok(0),
+                false => tx.execute(&insert, &[&fresh.0, &fresh.1]).await,
+            }
+        },
+        async {
+            match probes.is_empty() {
+                true => Ok(0),
+                false => tx.execute(&delete, &[&probes]).await,
+            }
+        },
+    );
+    // The first statement that failed says why; those after it only say the transaction had.
+    if let Some(e) = [results.0, results.1, results.2, results.3].into_iter().find_map(Result::err) {
+        return Err(match e.code() {
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
+                let keys: Vec<_> = fresh.0.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+                StoreError::Conflict(keys.join("` or `"))
+            }
+            _ => statement_failed(e),
+        });
+    }
+    // Sent, and not answered: the database may or may not have committed.
+    tx.commit().await.map_err(|e| match e.code() {
+        Some(_) => statement_failed(e),
+        None => StoreError::OutcomeUnknown(e.to_string()),
+    })
+}
+
+/// A scan read a page at a time, each page a query of its own (not a snapshot).
+pub struct PgScan<'a> {
+    store: &'a PgStore,
+    /// Where the next page starts, and whether that key itself is included.
+    from: Option<(Vec<u8>, bool)>,
+    to: Option<Vec<u8>>,
+    page: std::vec::IntoIter<(Bytes, Bytes)>,
+}
+
+impl Iterator for PgScan<'_> {
+    type Item = Result<(Bytes, Bytes), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(entry) = self.page.next() {
+            return Some(Ok(entry));
+        }
+        let (from, inclusive) = self.from.take()?;
+        match self.store.read_page(from, inclusive, self.to.clone()) {
+            Ok(page) => {
+                if page.len() as i64 == SCAN_PAGE {
+                    self.from = page.last().map(|(k, _)| (k.to_vec(), false));
+                }
+                self.page = page.into_iter();
+                self.page.next().map(Ok)
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+impl Storage for PgStore {
+    type Scan<'a> = PgScan<'a>;
+
+    fn write(&self, batch: Batch) -> Result<Ticket, StoreError> {
+        let size = batch.size();
+        if size > BATCH_BYTES_MAX {
+            return Err(StoreError::TooLarge(size));
+        }
+        if batch.is_empty() {
+            return Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1);
+        }
+        self.run(write_batch(self.pool.clone(), batch))?;
+        Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    fn wait_durable(&self, _: Ticket) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn when_durable(&self, _: Ticket, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        done(Ok(()))
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        let pool = self.pool.clone();
+        let key = key.to_vec();
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let st = client
+                .prepare_cached("SELECT value FROM caseflow_entries WHERE key = $1")
+                .await
+                .map_err(unavailable)?;
+            let row = client.query_opt(&st, &[&key]).await.map_err(unavailable)?;
+            Ok(row.map(|r| Bytes::from(r.get::<_, Vec<u8>>(0))))
+        })
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> PgScan<'_> {
+        PgScan {
+            store: self,
+            from: Some((prefix.to_vec(), true)),
+            to: crate::storage::keys::prefix_end(prefix),
+            page: Vec::new().into_iter(),
+        }
+    }
+
+    fn range(&self, from: &[u8], to: &[u8]) -> PgScan<'_> {
+        let empty = to <= from;
+        PgScan {
+            store: self,
+            from: (!empty).then(|| (from.to_vec(), true)),
+            to: Some(to.to_vec()),
+            page: Vec::new().into_iter(),
+        }
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn check_health(&self) -> Option<String> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            client.batch_execute("SELECT 1").await.map_err(unavailable)
+        })
+        .err()
+        .map(|e| e.to_string())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# A PostgreSQL server for caseflow's tests and benchmarks, and for trying caseflow on several
+# nodes: installs Debian's `postgresql` when it is missing, makes a cluster in a directory of its
+# own (initdb), starts it on a free port on loopback, and prints a URL. A server this script
+# started and that still runs is reused, so every test binary may call it.
+#
+#   scripts/postgres.sh start            start (or find) the server; prints its URL
+#   scripts/postgres.sh database NAME    a new, empty database NAME (dropped first); prints its URL
+#   scripts/postgres.sh stop             stop the server
+#
+# CASEFLOW_PG_DIR chooses the directory (default /tmp/caseflow-postgres).
+set -euo pipefail
+
+state=${CASEFLOW_PG_DIR:-/tmp/caseflow-postgres}
+mkdir -p "$state"
+exec 9>"$state/lock"
+flock 9
+
+find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+
+bin=$(find_bin)
+if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    echo "postgres.sh: installing Debian's postgresql" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    # The package's own cluster is not used (nor started: no init system here).
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends postgresql postgresql-contrib >&2
+    bin=$(find_bin)
+fi
+
+# PostgreSQL refuses to run as root: as root, it runs as the package's `postgres` user.
+as_owner() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+data="$state/data"
+port_file="$state/port"
+
+running() {
+    [ -f "$port_file" ] && as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1
+}
+
+url_of() { echo "postgres://caseflow@127.0.0.1:$(cat "$port_file")/$1"; }
+
+start() {
+    if running; then return; fi
+    if [ ! -f "$data/PG_VERSION" ]; then
+        rm -rf "$data"
+        mkdir -p "$data" "$state/run"
+        [ "$(id -u)" = 0 ] && chown postgres: "$data" "$state/run"
+        as_owner "$bin/initdb" -D "$data" -U caseflow --auth=trust -E UTF8 --locale=C.UTF-8 >"$state/initdb.log" 2>&1 || {
+            cat "$state/initdb.log" >&2
+            exit 1
+        }
+    fi
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # synchronous_commit and fsync stay on: an acknowledged write is on disk, as in production.
+    # pg_stat_statements lets the benchmarks count round trips and statements per command.
+    as_owner "$bin/pg_ctl" -D "$data" -l "$state/run/server.log" -w -t 60 start -o \
+        "-p $port -k $state/run -c listen_addresses=127.0.0.1 -c max_connections=300 \
+         -c shared_preload_libraries=pg_stat_statements" </dev/null >/dev/null 2>>"$state/start.log" 9>&- || {
+        tail -20 "$state/run/server.log" >&2
+        exit 1
+    }
+    echo "$port" >"$port_file"
+}
+
+case "${1:-start}" in
+start)
+    start
+    url_of postgres
+    ;;
+database)
+    name=${2:?"usage: postgres.sh database NAME"}
+    start
+    port=$(cat "$port_file")
+    PGOPTIONS="-c client_min_messages=warning" "$bin/dropdb" -h 127.0.0.1 -p "$port" -U caseflow --if-exists "$name"
+    "$bin/createdb" -h 127.0.0.1 -p "$port" -U caseflow "$name"
+    url_of "$name"
+    ;;
+stop)
+    if running; then as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null; fi
+    ;;
+*)
+    echo "usage: postgres.sh [start|database NAME|stop]" >&2
+    exit 2
+    ;;
+esac
