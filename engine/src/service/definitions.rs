@@ -262,8 +262,17 @@ impl<S: Storage> Engine<S> {
         let version = versions.keys().next_back().map_or(1, |v| v + 1);
         let stored = StoredDefinition { source: source.to_string(), deployed_at: now };
         let mut batch = Batch::default();
+        // Another node on the same database may have deployed this version meanwhile.
+        batch.expect(keys::definition(&model.id, version), None);
         batch.insert(keys::definition(&model.id, version), encode(&stored));
-        let ticket = self.store.write(batch)?;
+        let ticket = match self.store.write(batch) {
+            Err(crate::storage::StoreError::Conflict(_)) => {
+                drop(defs);
+                self.refresh()?;
+                return self.deploy_checked(model, source, warnings, now);
+            }
+            other => other?,
+        };
         self.store.wait_durable(ticket)?;
         let process = model.id.clone();
         versions.insert(

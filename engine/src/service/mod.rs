@@ -248,26 +248,7 @@ impl<S: Storage> Engine<S> {
             commands: AtomicU64::new(0),
             timer_cursor: TimerCursor::default(),
         };
-        let mut defs: BTreeMap<String, BTreeMap<u32, Arc<Deployed>>> = BTreeMap::new();
-        for item in engine.store.scan_prefix(Prefix::Definition.bytes()) {
-            let (k, v) = item?;
-            let (name, version) = keys::definition_of(&k).ok_or_else(|| StoreError::Corrupt {
-                key: String::from_utf8_lossy(&k).into(),
-                problem: "bad definition key".into(),
-            })?;
-            let stored: StoredDefinition = decode(&k, &v)?;
-            // Stored versions compiled once; they compile again (the language only grows).
-            let model = compile_one(&stored.source)?;
-            let d = Deployed {
-                process: name.clone(),
-                version,
-                source: stored.source,
-                model,
-                deployed_at: stored.deployed_at,
-            };
-            defs.entry(name).or_default().insert(version, Arc::new(d));
-        }
-        *engine.definitions.write().unpoisoned() = defs;
+        engine.load_definitions()?;
         engine.check_format()?;
         if let Some(v) = engine.store.get_u64(keys::RULES_VERSION)? {
             engine.rules_version.store(v, Ordering::SeqCst);
@@ -280,6 +261,33 @@ impl<S: Storage> Engine<S> {
         }
         *engine.workload.round_robin.lock().unpoisoned() = rotation;
         Ok(engine)
+    }
+
+    /// Loads the stored definitions this engine does not hold yet (all of them on open; those
+    /// another node deployed, on a shared store). True when there were any.
+    pub(crate) fn load_definitions(&self) -> Result<bool, EngineError> {
+        let mut found = Vec::new();
+        for item in self.store.scan_prefix(Prefix::Definition.bytes()) {
+            let (k, v) = item?;
+            let (name, version) = keys::definition_of(&k).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into(),
+                problem: "bad definition key".into(),
+            })?;
+            if self.definitions.read().unpoisoned().get(&name).is_some_and(|v| v.contains_key(&version)) {
+                continue;
+            }
+            let stored: StoredDefinition = decode(&k, &v)?;
+            // Stored versions compiled once; they compile again (the language only grows).
+            let model = compile_one(&stored.source)?;
+            let d = Deployed { process: name.clone(), version, source: stored.source, model, deployed_at: stored.deployed_at };
+            found.push(d);
+        }
+        let loaded = !found.is_empty();
+        let mut defs = self.definitions.write().unpoisoned();
+        for d in found {
+            defs.entry(d.process.clone()).or_default().insert(d.version, Arc::new(d));
+        }
+        Ok(loaded)
     }
 
     /// Refuses a store whose key layout is not this caseflow's (`keys::FORMAT`), and records

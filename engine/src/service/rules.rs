@@ -81,6 +81,9 @@ impl<S: Storage> Engine<S> {
         let version = self.rules_version.load(Ordering::SeqCst) + 1;
         let change = RulesChange { version, at: now, by: by.to_string(), diff };
         let mut batch = Batch::default();
+        // On condition that no other node changed the rules since this one took them in.
+        let read = (version > 1).then(|| crate::storage::Bytes::copy_from_slice(&(version - 1).to_be_bytes()));
+        batch.expect(keys::RULES_VERSION.to_vec(), read);
         batch.insert(keys::RULES_VERSION.to_vec(), version.to_be_bytes().to_vec());
         batch.insert(keys::rules_change(version), encode(&change));
         batch.insert(keys::RULES_FILES.to_vec(), encode(&files));
@@ -232,6 +235,27 @@ impl<S: Storage> Engine<S> {
 
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules.read().unpoisoned().clone()
+    }
+
+    /// Takes in what other nodes on a shared store changed: versions deployed there, and the
+    /// rules in force when their version moved on. True when something changed. The rules
+    /// were checked by the node that changed them; files that no longer load here (another
+    /// caseflow version) are said so, and the rules in force stay.
+    pub fn refresh(&self) -> Result<bool, EngineError> {
+        let mut changed = self.load_definitions()?;
+        let stored = self.store.get_u64(keys::RULES_VERSION)?.unwrap_or(0);
+        if stored > self.rules_version.load(Ordering::SeqCst) {
+            let files = Self::rules_files_in_force(&self.store)?.unwrap_or_default();
+            let rules = RuleSet::load(&files).map_err(|errors| {
+                let said: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                super::corrupt("m/rules_files", &format!("the rules in force do not load: {}", said.join("; ")))
+            })?;
+            let mut current = self.rules.write().unpoisoned();
+            *current = Arc::new(rules);
+            self.rules_version.store(stored, Ordering::SeqCst);
+            changed = true;
+        }
+        Ok(changed)
     }
 }
 

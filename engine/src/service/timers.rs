@@ -51,14 +51,20 @@ impl TimerCursor {
 
     /// Runs a scan from the current start; `scan` returns where the next one may start (the
     /// first entry it found, or the end of what it read when it found none).
+    /// On a shared store (`from_start`), other nodes add entries this cursor never hears of,
+    /// so every scan starts at the beginning (the database removes fired entries at once).
     pub(crate) fn scan<R>(
         &self,
+        from_start: bool,
         scan: impl FnOnce(&[u8]) -> Result<(R, Option<Vec<u8>>), EngineError>,
     ) -> Result<R, EngineError> {
         let _one = self.scanning.lock().unpoisoned();
         let from = {
             let mut st = self.state.lock().unpoisoned();
             st.added_during_scan = None;
+            if from_start {
+                st.from = Prefix::Timer.bytes().to_vec();
+            }
             st.from.clone()
         };
         let (result, next) = scan(&from)?;
@@ -76,7 +82,7 @@ impl TimerCursor {
 impl<S: Storage> Engine<S> {
     /// The earliest pending timer's due time.
     pub fn next_due(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
-        self.timer_cursor.scan(|from| {
+        self.timer_cursor.scan(self.store.shared(), |from| {
             let end = keys::prefix_end(Prefix::Timer.bytes()).unwrap_or_default();
             match self.store.range(from, &end).next() {
                 Some(r) => {
@@ -94,7 +100,7 @@ impl<S: Storage> Engine<S> {
     pub fn fire_due(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, EngineError> {
         // Keys at or before `now`'s millisecond: due by then (they are rounded up).
         let end = keys::timers_due_by(now);
-        let due: Vec<(InstanceId, u32)> = self.timer_cursor.scan(|from| {
+        let due: Vec<(InstanceId, u32)> = self.timer_cursor.scan(self.store.shared(), |from| {
             let entries: Vec<Bytes> =
                 self.store.range(from, &end).take(limit).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
             // The first entry found stays the start until it is gone; none found: every entry

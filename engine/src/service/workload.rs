@@ -106,10 +106,12 @@ pub(crate) struct EngineWorkload<'a, S: Storage> {
 
 impl<S: Storage> Workload for EngineWorkload<'_, S> {
     fn open_tasks(&self, user: &str) -> usize {
-        self.engine.workload.open_counts.get(user, || {
-            let prefix = Inbox::User(user).prefix();
-            self.engine.store.scan_prefix(&prefix).count()
-        })
+        let count = || self.engine.store.scan_prefix(&Inbox::User(user).prefix()).count();
+        // On a shared store other nodes give tasks too: counted afresh each time.
+        match self.engine.store.shared() {
+            true => count(),
+            false => self.engine.workload.open_counts.get(user, count),
+        }
     }
 
     fn familiar(&self, process: &str, field: &str, value: &str, step: &str) -> Option<String> {

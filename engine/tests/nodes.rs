@@ -1,0 +1,240 @@
+//! Several engines on one store, as several caseflow nodes on one database: each engine has
+//! its own in-process locks and caches, so only the store's conditional writes keep them
+//! apart. Every check runs on two engines sharing a map in memory, two sharing a sled store,
+//! and two nodes each with its own connections to one PostgreSQL database.
+
+mod common;
+
+use caseflow_core::case::{Actor, Command, CommandError, InstanceId};
+use caseflow_core::value::Value;
+use caseflow_engine::storage::postgres::{PgOptions, PgStore};
+use caseflow_engine::{Engine, EngineError, MemoryStore, Storage, Store};
+use common::{bj, complaint_source, crm, fields};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Barrier};
+
+use caseflow_tests::shipped_rules as rules;
+
+/// Runs `check` on each pair of nodes, the process deployed on the first only.
+fn on_two_nodes(name: &str, check: impl Fn(&dyn Nodes)) {
+    let memory = Arc::new(MemoryStore::new());
+    check(&deployed(Engine::open(memory.clone(), rules()).unwrap(), Engine::open(memory, rules()).unwrap()));
+    let sled = Arc::new(Store::temporary().unwrap());
+    check(&deployed(Engine::open(sled.clone(), rules()).unwrap(), Engine::open(sled, rules()).unwrap()));
+    if let Some(url) = caseflow_tests::postgres_database(&format!("nodes_{name}")) {
+        let node = || Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap();
+        check(&deployed(node(), node()));
+    }
+}
+
+/// Deploys the complaint process on `a`; `b` takes it in as a node does (`refresh`).
+fn deployed<S: Storage>(a: Engine<S>, b: Engine<S>) -> (Engine<S>, Engine<S>) {
+    a.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    assert!(b.definition("complaint", None).is_none());
+    assert!(b.refresh().unwrap(), "the other node's deploy is taken in");
+    assert!(b.definition("complaint", None).is_some());
+    (a, b)
+}
+
+/// Two nodes, whatever their storage.
+trait Nodes: Sync {
+    fn node(&self, i: usize) -> &dyn Node;
+}
+
+/// What the checks ask of a node.
+trait Node: Sync {
+    fn start(&self, urgency: &str, key: Option<&str>, minute: u32) -> Result<caseflow_core::case::Instance, EngineError>;
+    fn command(&self, id: InstanceId, actor: &Actor, command: Command) -> Result<(), EngineError>;
+    fn instance(&self, id: InstanceId) -> caseflow_core::case::Instance;
+    fn history_events(&self, id: InstanceId) -> Vec<String>;
+    fn fire_due(&self, at: chrono::DateTime<chrono::Utc>) -> usize;
+    fn running(&self) -> Vec<InstanceId>;
+    fn refresh(&self) -> bool;
+    fn deploy(&self, source: &str) -> u32;
+    fn latest_version(&self) -> u32;
+}
+
+impl<S: Storage> Nodes for (Engine<S>, Engine<S>) {
+    fn node(&self, i: usize) -> &dyn Node {
+        if i % 2 == 0 {
+            &self.0
+        } else {
+            &self.1
+        }
+    }
+}
+
+impl<S: Storage> Node for Engine<S> {
+    fn start(&self, urgency: &str, key: Option<&str>, minute: u32) -> Result<caseflow_core::case::Instance, EngineError> {
+        Engine::start(self, "complaint", fields(urgency), &crm(), key, bj(2026, 11, 23, 10, minute))
+    }
+    fn command(&self, id: InstanceId, actor: &Actor, command: Command) -> Result<(), EngineError> {
+        Engine::command(self, id, actor, command, bj(2026, 11, 23, 10, 30)).map(|_| ())
+    }
+    fn instance(&self, id: InstanceId) -> caseflow_core::case::Instance {
+        Engine::instance(self, id).unwrap().unwrap()
+    }
+    fn history_events(&self, id: InstanceId) -> Vec<String> {
+        self.history(id).unwrap().into_iter().map(|h| h.event.to_string()).collect()
+    }
+    fn fire_due(&self, at: chrono::DateTime<chrono::Utc>) -> usize {
+        Engine::fire_due(self, at, 10_000).unwrap()
+    }
+    fn running(&self) -> Vec<InstanceId> {
+        self.instances("complaint", "running", 10_000).unwrap()
+    }
+    fn refresh(&self) -> bool {
+        Engine::refresh(self).unwrap()
+    }
+    fn deploy(&self, source: &str) -> u32 {
+        Engine::deploy(self, source, bj(2026, 11, 23, 11, 0)).unwrap().version
+    }
+    fn latest_version(&self) -> u32 {
+        self.definition("complaint", None).unwrap().version
+    }
+}
+
+/// Runs `each(node, i)` for `i in 0..n` on two threads, one per node, started together.
+fn both(nodes: &dyn Nodes, n: usize, each: &(dyn Fn(&dyn Node, usize) + Sync)) {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|s| {
+        for side in 0..2 {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                for i in (0..n).filter(|i| i % 2 == side) {
+                    each(nodes.node(side), i);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn cases_started_on_two_nodes_get_ids_and_register_numbers_once_each() {
+    on_two_nodes("numbers", |nodes| {
+        let started = std::sync::Mutex::new(Vec::new());
+        both(nodes, 80, &|node, _| {
+            let inst = node.start("low", None, 0).unwrap();
+            started.lock().unwrap().push((inst.id, inst.business_key));
+        });
+        let started = started.into_inner().unwrap();
+        let ids: BTreeSet<_> = started.iter().map(|s| s.0).collect();
+        assert_eq!(ids.len(), 80, "no id given twice");
+        let keys: BTreeSet<_> = started.iter().map(|s| s.1.clone()).collect();
+        let expected: BTreeSet<_> = (1..=80).map(|n| format!("20261123-{n:03}")).collect();
+        assert_eq!(keys, expected, "the register has no number twice and no gap");
+        // Both nodes read every case.
+        for (id, key) in &started {
+            assert_eq!(&nodes.node(1).instance(*id).business_key, key);
+        }
+    });
+}
+
+#[test]
+fn the_same_idempotency_key_sent_to_two_nodes_at_once_starts_one_case() {
+    on_two_nodes("idempotency", |nodes| {
+        for k in 0..12 {
+            let key = format!("crm-{k}");
+            let got = std::sync::Mutex::new(Vec::new());
+            let barrier = Barrier::new(2);
+            std::thread::scope(|s| {
+                for side in 0..2 {
+                    let (got, barrier, key) = (&got, &barrier, &key);
+                    s.spawn(move || {
+                        barrier.wait();
+                        match nodes.node(side).start("low", Some(key), 1) {
+                            Ok(inst) => got.lock().unwrap().push(inst.id),
+                            // The other node's start of this key is under way in this process
+                            // only; across nodes the loser finds the winner's case.
+                            Err(EngineError::StartInProgress(_)) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    });
+                }
+            });
+            let got = got.into_inner().unwrap();
+            assert!(!got.is_empty());
+            assert!(got.iter().all(|id| *id == got[0]), "one case for `{key}`: {got:?}");
+        }
+        assert_eq!(nodes.node(0).running().len(), 12);
+        assert_eq!(nodes.node(1).running().len(), 12);
+    });
+}
+
+#[test]
+fn a_task_completed_on_two_nodes_at_once_is_completed_once() {
+    on_two_nodes("complete", |nodes| {
+        let cases: Vec<_> = (0..10).map(|_| nodes.node(0).start("high", None, 2).unwrap()).collect();
+        for case in &cases {
+            let task = case.tasks.values().next().unwrap();
+            let actor = Actor { id: task.assignee.clone().unwrap(), roles: vec!["cs_rep".into()], admin: false };
+            let complete = Command::CompleteTask {
+                task: task.seq,
+                fields: [("cause".to_string(), Value::Text("quality".into()))].into(),
+            };
+            let results = std::sync::Mutex::new(Vec::new());
+            let barrier = Barrier::new(2);
+            std::thread::scope(|s| {
+                for side in 0..2 {
+                    let (results, barrier, actor, complete) = (&results, &barrier, &actor, &complete);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let r = nodes.node(side).command(case.id, actor, complete.clone());
+                        results.lock().unwrap().push(r);
+                    });
+                }
+            });
+            let results = results.into_inner().unwrap();
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "exactly one wins: {results:?}");
+            assert!(results
+                .iter()
+                .any(|r| matches!(r, Err(EngineError::Command(CommandError::TaskNotOpen(_))))));
+            let events = nodes.node(1).history_events(case.id);
+            assert_eq!(events.iter().filter(|e| *e == "task_completed").count(), 1, "{events:?}");
+        }
+    });
+}
+
+#[test]
+fn due_timers_fire_once_across_two_nodes() {
+    on_two_nodes("timers", |nodes| {
+        // Cases started on both nodes: each node's timers are in the other's scans too.
+        let ids: Vec<InstanceId> = (0..30).map(|i| nodes.node(i).start("high", None, 3).unwrap().id).collect();
+        let fired = std::sync::atomic::AtomicUsize::new(0);
+        both(nodes, 2, &|node, _| {
+            fired.fetch_add(node.fire_due(bj(2026, 11, 23, 12, 0)), std::sync::atomic::Ordering::SeqCst);
+        });
+        // Each case's deadline and its escalation to the manager: two timers, due by noon.
+        assert_eq!(fired.into_inner(), 60, "every due timer fired, and once");
+        for id in ids {
+            let events = nodes.node(0).history_events(id);
+            assert_eq!(events.iter().filter(|e| *e == "task_overdue").count(), 1, "{events:?}");
+        }
+        assert_eq!(nodes.node(1).fire_due(bj(2026, 11, 23, 12, 0)) + nodes.node(0).fire_due(bj(2026, 11, 23, 12, 0)), 0);
+    });
+}
+
+#[test]
+fn a_version_deployed_on_one_node_is_in_force_on_the_other_after_a_refresh() {
+    on_two_nodes("deploy", |nodes| {
+        let changed = complaint_source().replace("due 1 workday\n    asks evidence", "due 2 workdays\n    asks evidence");
+        assert_ne!(changed, complaint_source());
+        assert_eq!(nodes.node(1).deploy(&changed), 2);
+        assert_eq!(nodes.node(0).latest_version(), 1);
+        assert!(nodes.node(0).refresh());
+        assert_eq!(nodes.node(0).latest_version(), 2);
+        assert!(!nodes.node(0).refresh(), "nothing new the second time");
+        // Both deploy a third version at once: one is version 3, the other 4 (or the same
+        // source, once: not twice under one number).
+        let third = changed.replace("due 2 workdays", "due 3 workdays");
+        let fourth = changed.replace("due 2 workdays", "due 4 workdays");
+        let versions = std::sync::Mutex::new(Vec::new());
+        both(nodes, 2, &|node, i| {
+            versions.lock().unwrap().push(node.deploy(if i == 0 { &third } else { &fourth }));
+        });
+        let mut versions = versions.into_inner().unwrap();
+        versions.sort();
+        assert_eq!(versions, [3, 4]);
+    });
+}
