@@ -1,6 +1,7 @@
 //! Server settings: `caseflow.toml` (in the working directory, or named by `--config` /
 //! `CASEFLOW_CONFIG`), each setting overridable by an environment
-//! variable (`CASEFLOW_BIND`, `CASEFLOW_DATA_DIR`, `CASEFLOW_PROCESSES_DIR`,
+//! variable (`CASEFLOW_BIND`, `CASEFLOW_DATA_DIR`, `CASEFLOW_DATABASE_URL`,
+//! `CASEFLOW_DATABASE_POOL_SIZE`, `CASEFLOW_PROCESSES_DIR`,
 //! `CASEFLOW_RULES_DIR`, `CASEFLOW_DURABILITY`, `CASEFLOW_BODY_BYTES_MAX`,
 //! `CASEFLOW_FIELD_KEY_FILE`, `CASEFLOW_CACHE_MIB`, `CASEFLOW_CHECKPOINT_MIB`,
 //! `CASEFLOW_ALLOW_PUBLISHED_TOKENS`, `CASEFLOW_CONNECTIONS_MAX`,
@@ -20,6 +21,14 @@ pub struct Config {
     pub bind: String,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Keep cases in this PostgreSQL database instead of `data_dir` (a libpq URL; several
+    /// hosts with `target_session_attrs=read-write` find the primary): any number of nodes
+    /// may serve the same database. Unset: sled in `data_dir`, one node.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Connections each node keeps to the database at most.
+    #[serde(default = "default_database_pool_size")]
+    pub database_pool_size: usize,
     #[serde(default = "default_processes_dir")]
     pub processes_dir: PathBuf,
     #[serde(default = "default_rules_dir")]
@@ -197,6 +206,10 @@ fn default_connections_max() -> usize {
 fn default_shutdown_grace_secs() -> u64 {
     5
 }
+fn default_database_pool_size() -> usize {
+    16
+}
+
 fn default_body_bytes_max() -> usize {
     1024 * 1024
 }
@@ -209,6 +222,47 @@ impl Config {
     /// Where the field key is: as configured, else `field.key` in the data directory.
     pub fn field_key_file(&self) -> PathBuf {
         self.field_key_file.clone().unwrap_or_else(|| self.data_dir.join("field.key"))
+    }
+
+    /// Where cases are kept, for messages: the data directory, or the database (without its
+    /// password).
+    pub fn store_place(&self) -> String {
+        match &self.database_url {
+            Some(url) => match url.parse::<tokio_postgres::Config>() {
+                Ok(c) => format!(
+                    "PostgreSQL database {} on {}",
+                    c.get_dbname().unwrap_or("(default)"),
+                    c.get_hosts()
+                        .iter()
+                        .map(|h| match h {
+                            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                Err(_) => "PostgreSQL".into(),
+            },
+            None => self.data_dir.display().to_string(),
+        }
+    }
+
+    /// Opens the store: PostgreSQL when `database_url` is set, else sled in `data_dir`.
+    pub fn open_store(&self) -> Result<caseflow_engine::AnyStorage> {
+        use caseflow_engine::storage::postgres::{PgOptions, PgStore};
+        Ok(match &self.database_url {
+            Some(url) => {
+                let options = PgOptions { url: url.clone(), pool_size: self.database_pool_size };
+                PgStore::connect(&options).with_context(|| format!("connecting to {}", self.store_place()))?.into()
+            }
+            None => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .with_context(|| format!("creating {}", self.data_dir.display()))?;
+                caseflow_engine::Store::open(&self.data_dir, &self.store_options())
+                    .with_context(|| format!("opening the store in {}", self.data_dir.display()))?
+                    .into()
+            }
+        })
     }
 
     /// How the store is opened.
@@ -263,6 +317,13 @@ impl Config {
         }
         if let Some(v) = env("CASEFLOW_DATA_DIR") {
             config.data_dir = v.into();
+        }
+        if let Some(v) = env("CASEFLOW_DATABASE_URL") {
+            config.database_url = Some(v);
+        }
+        if let Some(v) = env("CASEFLOW_DATABASE_POOL_SIZE") {
+            config.database_pool_size =
+                v.parse().with_context(|| format!("CASEFLOW_DATABASE_POOL_SIZE=`{v}` is not a number"))?;
         }
         if let Some(v) = env("CASEFLOW_PROCESSES_DIR") {
             config.processes_dir = v.into();
@@ -409,7 +470,7 @@ pub fn field_key(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Every `CASEFLOW_*` environment variable caseflow reads.
-pub const ENV_VARS: [&str; 20] = [
+pub const ENV_VARS: [&str; 22] = [
     "CASEFLOW_ALLOW_NO_TOKENS",
     "CASEFLOW_ALLOW_PUBLISHED_TOKENS",
     "CASEFLOW_BIND",
@@ -420,6 +481,8 @@ pub const ENV_VARS: [&str; 20] = [
     "CASEFLOW_CONFIG",
     "CASEFLOW_CONNECTIONS_MAX",
     "CASEFLOW_DATA_DIR",
+    "CASEFLOW_DATABASE_POOL_SIZE",
+    "CASEFLOW_DATABASE_URL",
     "CASEFLOW_DISK_RESERVE_MIB",
     "CASEFLOW_DURABILITY",
     "CASEFLOW_FIELD_KEY_FILE",

@@ -794,3 +794,80 @@ fn a_client_generated_from_the_document_drives_a_whole_complaint_case() {
     assert!(server.stop().success());
     cleanup(&data);
 }
+
+/// Two servers on one PostgreSQL database, as two nodes behind a load balancer: a case started
+/// on one is read and moved on by the other, the same `Idempotency-Key` sent to both at once
+/// starts one case, and a node killed with SIGKILL loses nothing the other cannot serve.
+#[test]
+fn two_nodes_on_one_postgres_database_serve_the_same_cases() {
+    let Some(url) = caseflow_tests::postgres_database("http_two_nodes") else { return };
+    let data = temp_data("two-nodes");
+    let (a_dir, b_dir) = (data.join("a"), data.join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    // Every node needs the one field key; the first start makes it.
+    let key = data.join("field.key");
+    let key = key.to_str().unwrap();
+    let env = [("CASEFLOW_DATABASE_URL", url.as_str()), ("CASEFLOW_FIELD_KEY_FILE", key)];
+    let mut a = Server::start_with(&a_dir, None, &env);
+    let b = Server::start_with(&b_dir, None, &env);
+    let start = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"medium"}}"#;
+    let (status, body) = a.call("POST", "/instances", "dev-crm", Some(start));
+    assert_eq!(status, 201, "{body}");
+    let inst = json(&body);
+    let id = inst["id"].clone();
+    let (status, body) = b.call("GET", &format!("/instances/{id}"), "dev-admin", None);
+    assert_eq!(status, 200, "started on A, read on B: {body}");
+    assert_eq!(json(&body)["fields"]["contact"], "138-0000-0000", "the sensitive field opens with the shared key");
+    let task = inst["tasks"][0]["id"].as_str().unwrap().to_string();
+    let assignee = inst["tasks"][0]["assignee"].as_str().unwrap().replace('_', "-");
+    let complete = |node: &Server| {
+        node.call(
+            "POST",
+            &format!("/tasks/{task}/complete"),
+            &format!("dev-{assignee}"),
+            Some(r#"{"fields":{"cause":"quality"}}"#),
+        )
+    };
+    let (status, body) = complete(&b);
+    assert_eq!(status, 200, "completed on B: {body}");
+    assert_eq!(complete(&a).0, 409, "and not again on A");
+    let (_, body) = a.call("GET", &format!("/instances/{id}"), "dev-admin", None);
+    assert_eq!(json(&body)["current_steps"][0], "verify", "{body}");
+    // The same key to both nodes at once: one case.
+    for k in 0..5 {
+        let send = |node: &Server| {
+            let (status, _, body) = node.raw(
+                "POST",
+                b"/instances",
+                &[
+                    "Authorization: Bearer dev-crm",
+                    "Content-Type: application/json",
+                    &format!("Idempotency-Key: both-{k}"),
+                ],
+                start.as_bytes(),
+            );
+            (status, body)
+        };
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let (send, a, b) = (&send, &a, &b);
+            let (ha, hb) = (s.spawn(move || send(a)), s.spawn(move || send(b)));
+            [ha.join().unwrap(), hb.join().unwrap()]
+                .into_iter()
+                .filter(|(status, _)| *status != 409) // the other node's start still in progress
+                .map(|(status, body)| {
+                    assert!(status == 200 || status == 201, "{status}: {body}");
+                    json(&body)["id"].to_string()
+                })
+                .collect()
+        });
+        assert!(!ids.is_empty() && ids.iter().all(|i| *i == ids[0]), "one case for key both-{k}: {ids:?}");
+    }
+    // A killed outright: what it acknowledged is served by B.
+    Command::new("kill").args(["-KILL", &a.child.id().to_string()]).status().unwrap();
+    assert!(a.exited_within(Duration::from_secs(10)).is_some());
+    let (status, body) = b.call("GET", &format!("/instances/{id}"), "dev-admin", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(b.stop().success());
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -43,7 +43,12 @@ trait Nodes: Sync {
 
 /// What the checks ask of a node.
 trait Node: Sync {
-    fn start(&self, urgency: &str, key: Option<&str>, minute: u32) -> Result<caseflow_core::case::Instance, EngineError>;
+    fn start(
+        &self,
+        urgency: &str,
+        key: Option<&str>,
+        minute: u32,
+    ) -> Result<caseflow_core::case::Instance, EngineError>;
     fn command(&self, id: InstanceId, actor: &Actor, command: Command) -> Result<(), EngineError>;
     fn instance(&self, id: InstanceId) -> caseflow_core::case::Instance;
     fn history_events(&self, id: InstanceId) -> Vec<String>;
@@ -56,16 +61,20 @@ trait Node: Sync {
 
 impl<S: Storage> Nodes for (Engine<S>, Engine<S>) {
     fn node(&self, i: usize) -> &dyn Node {
-        if i % 2 == 0 {
-            &self.0
-        } else {
-            &self.1
+        match i % 2 {
+            0 => &self.0,
+            _ => &self.1,
         }
     }
 }
 
 impl<S: Storage> Node for Engine<S> {
-    fn start(&self, urgency: &str, key: Option<&str>, minute: u32) -> Result<caseflow_core::case::Instance, EngineError> {
+    fn start(
+        &self,
+        urgency: &str,
+        key: Option<&str>,
+        minute: u32,
+    ) -> Result<caseflow_core::case::Instance, EngineError> {
         Engine::start(self, "complaint", fields(urgency), &crm(), key, bj(2026, 11, 23, 10, minute))
     }
     fn command(&self, id: InstanceId, actor: &Actor, command: Command) -> Result<(), EngineError> {
@@ -187,9 +196,7 @@ fn a_task_completed_on_two_nodes_at_once_is_completed_once() {
             });
             let results = results.into_inner().unwrap();
             assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "exactly one wins: {results:?}");
-            assert!(results
-                .iter()
-                .any(|r| matches!(r, Err(EngineError::Command(CommandError::TaskNotOpen(_))))));
+            assert!(results.iter().any(|r| matches!(r, Err(EngineError::Command(CommandError::TaskNotOpen(_))))));
             let events = nodes.node(1).history_events(case.id);
             assert_eq!(events.iter().filter(|e| *e == "task_completed").count(), 1, "{events:?}");
         }
@@ -211,14 +218,18 @@ fn due_timers_fire_once_across_two_nodes() {
             let events = nodes.node(0).history_events(id);
             assert_eq!(events.iter().filter(|e| *e == "task_overdue").count(), 1, "{events:?}");
         }
-        assert_eq!(nodes.node(1).fire_due(bj(2026, 11, 23, 12, 0)) + nodes.node(0).fire_due(bj(2026, 11, 23, 12, 0)), 0);
+        assert_eq!(
+            nodes.node(1).fire_due(bj(2026, 11, 23, 12, 0)) + nodes.node(0).fire_due(bj(2026, 11, 23, 12, 0)),
+            0
+        );
     });
 }
 
 #[test]
 fn a_version_deployed_on_one_node_is_in_force_on_the_other_after_a_refresh() {
     on_two_nodes("deploy", |nodes| {
-        let changed = complaint_source().replace("due 1 workday\n    asks evidence", "due 2 workdays\n    asks evidence");
+        let changed =
+            complaint_source().replace("due 1 workday\n    asks evidence", "due 2 workdays\n    asks evidence");
         assert_ne!(changed, complaint_source());
         assert_eq!(nodes.node(1).deploy(&changed), 2);
         assert_eq!(nodes.node(0).latest_version(), 1);

@@ -10,7 +10,6 @@ use std::process::ExitCode;
 // One piece (over 100 lines): the start-up sequence in the order it must run (logging, configuration, store, rules, processes, state, listener, background tasks, shutdown).
 pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
     use caseflow_engine::clock::{Clock, SystemClock};
-    use caseflow_engine::Store;
     // Logs go to stderr; stdout carries only the "listening on" line, for scripts.
     tracing_subscriber::fmt()
         // Our own news at info, other crates' at warn (the layout crate narrates every diagram).
@@ -22,9 +21,7 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = config::Config::load(config_path)?;
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir, &config.store_options())
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let store = config.open_store()?;
     let key_file = config.field_key_file();
     if !key_file.exists() && caseflow_engine::Engine::holds_data(&store)? {
         bail!(
@@ -32,7 +29,7 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
              sensitive fields. Set field_key_file (CASEFLOW_FIELD_KEY_FILE) to the key's file, or move it there \
              (before this version the default was ./data/field.key, whatever the data directory)",
             key_file.display(),
-            config.data_dir.display()
+            config.store_place()
         );
     }
     let key = config::field_key(&key_file)?;
@@ -121,7 +118,7 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         println!(
             "caseflow listening on {scheme}://{local} (data in {}, {} processes)",
-            config.data_dir.display(),
+            config.store_place(),
             deployed.len()
         );
         spawn_vital(
@@ -136,6 +133,12 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
                     config.webhooks.clone(),
                     std::time::Duration::from_millis(100),
                 ),
+            );
+        }
+        if engine.store().shared() {
+            spawn_vital(
+                "taking in other nodes' changes",
+                server::take_in_other_nodes(state.clone(), std::time::Duration::from_secs(1)),
             );
         }
         spawn_vital(

@@ -32,6 +32,31 @@ pub async fn timer_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, poll: std:
     }
 }
 
+/// On a database several nodes share: takes in, every `every`, the versions other nodes
+/// deployed and the rules they changed (`Engine::refresh`), and the rules files in force.
+pub async fn take_in_other_nodes(state: Shared, every: std::time::Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let s = state.clone();
+        let taken = tokio::task::spawn_blocking(move || -> Result<bool, EngineError> {
+            let changed = s.engine.refresh()?;
+            if changed {
+                if let Some(files) = Engine::rules_files_in_force(s.engine.store())? {
+                    *s.rules_files.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = files;
+                }
+            }
+            Ok(changed)
+        })
+        .await;
+        match taken {
+            Ok(Ok(true)) => tracing::info!("took in another node's deploy or rules change"),
+            Ok(Ok(false)) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "reading other nodes' changes failed; trying again"),
+            Err(err) => tracing::error!(error = %err, "reading other nodes' changes panicked"),
+        }
+    }
+}
+
 /// Deploys every `.flow` file of a folder, checked together as `caseflow check` checks a
 /// folder (so processes that call each other deploy together). A broken file is refused on
 /// its own; the others deploy. Returns (deployed, refused with their diagnostics).

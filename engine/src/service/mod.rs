@@ -279,7 +279,13 @@ impl<S: Storage> Engine<S> {
             let stored: StoredDefinition = decode(&k, &v)?;
             // Stored versions compiled once; they compile again (the language only grows).
             let model = compile_one(&stored.source)?;
-            let d = Deployed { process: name.clone(), version, source: stored.source, model, deployed_at: stored.deployed_at };
+            let d = Deployed {
+                process: name.clone(),
+                version,
+                source: stored.source,
+                model,
+                deployed_at: stored.deployed_at,
+            };
             found.push(d);
         }
         let loaded = !found.is_empty();

@@ -11,7 +11,8 @@
 //!
 //! A write is two round trips: `BEGIN` and the locking read (and the batch's sequence number,
 //! when it has sequenced inserts) pipelined together, then the deletes, upserts, inserts and
-//! `COMMIT` pipelined together. A write is durable when it returns, as far as the database's
+//! `COMMIT` pipelined together (tokio-postgres sends a connection's requests in order without
+//! waiting for answers). A write is durable when it returns, as far as the database's
 //! `synchronous_commit` makes a commit durable: tickets are only for order.
 //!
 //! The trait is synchronous (the engine runs on blocking threads); the store drives its
@@ -287,88 +288,108 @@ const INSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FRO
 
 async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     let sequenced = batch.has_sequenced();
-    let mut client = pool.get().await.map_err(unavailable)?;
-    let tx = client.transaction().await.map_err(unavailable)?;
+    let client = pool.get().await.map_err(unavailable)?;
+    // Prepared once per connection, then taken from its cache.
     let (lock, delete, upsert, insert, next) = tokio::try_join!(
-        tx.prepare_cached(LOCK_SQL),
-        tx.prepare_cached(DELETE_SQL),
-        tx.prepare_cached(UPSERT_SQL),
-        tx.prepare_cached(INSERT_SQL),
-        tx.prepare_cached("SELECT nextval('caseflow_batches')"),
+        client.prepare_cached(LOCK_SQL),
+        client.prepare_cached(DELETE_SQL),
+        client.prepare_cached(UPSERT_SQL),
+        client.prepare_cached(INSERT_SQL),
+        client.prepare_cached("SELECT nextval('caseflow_batches')"),
     )
     .map_err(unavailable)?;
-    // Round trip 1: the rows the batch expects, locked, and its sequence number.
     let expected_keys: Vec<Vec<u8>> =
         batch.conditions().iter().filter(|c| c.1.is_some()).map(|c| c.0.clone()).collect();
-    let (rows, seq) = tokio::try_join!(
+    // Round trip 1, pipelined: BEGIN, the rows the batch expects (locked), its sequence number.
+    let (begun, rows, seq) = tokio::join!(
+        client.batch_execute("BEGIN"),
         async {
             match expected_keys.is_empty() {
                 true => Ok(Vec::new()),
-                false => tx.query(&lock, &[&expected_keys]).await,
+                false => client.query(&lock, &[&expected_keys]).await,
             }
         },
         async {
             match sequenced {
-                true => tx.query_one(&next, &[]).await.map(|r| Some(r.get::<_, i64>(0))),
+                true => client.query_one(&next, &[]).await.map(|r| Some(r.get::<_, i64>(0))),
                 false => Ok(None),
             }
         },
-    )
-    .map_err(statement_failed)?;
+    );
+    begun.map_err(unavailable)?;
+    let rollback = || async {
+        // A connection that cannot roll back is broken, and the pool drops it.
+        let _ = client.batch_execute("ROLLBACK").await;
+    };
+    let (rows, seq) = match (rows, seq) {
+        (Ok(rows), Ok(seq)) => (rows, seq),
+        (Err(e), _) | (_, Err(e)) => {
+            rollback().await;
+            return Err(statement_failed(e));
+        }
+    };
     if let Some(seq) = seq {
         batch.number(seq as u64);
     }
     let current: BTreeMap<Vec<u8>, Vec<u8>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let statements = Statements::of(batch)?;
+    let statements = match Statements::of(batch) {
+        Ok(s) => s,
+        Err(e) => {
+            rollback().await;
+            return Err(e);
+        }
+    };
     for (key, want) in &statements.locked {
         if current.get(key).map(|v| v.as_slice()) != Some(want.as_ref()) {
-            // Dropping the transaction rolls it back.
+            rollback().await;
             return Err(StoreError::Conflict(String::from_utf8_lossy(key).into_owned()));
         }
     }
-    // Round trip 2: the writes, then the commit.
+    // Round trip 2, pipelined: the writes, then COMMIT (which ends a transaction whose
+    // statement failed as a rollback).
     let Statements { removes, upserts, fresh, probes, .. } = statements;
-    let results = tokio::join!(
+    let (removed, upserted, inserted, probed, committed) = tokio::join!(
         async {
             match removes.is_empty() {
                 true => Ok(0),
-                false => tx.execute(&delete, &[&removes]).await,
+                false => client.execute(&delete, &[&removes]).await,
             }
         },
         async {
             match upserts.0.is_empty() {
                 true => Ok(0),
-                false => tx.execute(&upsert, &[&upserts.0, &upserts.1]).await,
+                false => client.execute(&upsert, &[&upserts.0, &upserts.1]).await,
             }
         },
         async {
             match fresh.0.is_empty() {
                 true => Ok(0),
-                false => tx.execute(&insert, &[&fresh.0, &fresh.1]).await,
+                false => client.execute(&insert, &[&fresh.0, &fresh.1]).await,
             }
         },
         async {
             match probes.is_empty() {
                 true => Ok(0),
-                false => tx.execute(&delete, &[&probes]).await,
+                false => client.execute(&delete, &[&probes]).await,
             }
         },
+        client.batch_execute("COMMIT"),
     );
-    // The first statement that failed says why; those after it only say the transaction had.
-    if let Some(e) = [results.0, results.1, results.2, results.3].into_iter().find_map(Result::err) {
-        return Err(match e.code() {
+    let failed = [removed, upserted, inserted, probed].into_iter().find_map(Result::err);
+    match (failed, committed) {
+        (None, Ok(())) => Ok(()),
+        // The database refused a statement: the transaction was rolled back, nothing applied.
+        (Some(e), _) if e.code().is_some() => Err(match e.code() {
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
                 let keys: Vec<_> = fresh.0.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
                 StoreError::Conflict(keys.join("` or `"))
             }
             _ => statement_failed(e),
-        });
+        }),
+        (None, Err(e)) if e.code().is_some() => Err(statement_failed(e)),
+        // The connection failed with the COMMIT sent: it may or may not have been applied.
+        (Some(e), _) | (None, Err(e)) => Err(StoreError::OutcomeUnknown(Failure::from(e).0)),
     }
-    // Sent, and not answered: the database may or may not have committed.
-    tx.commit().await.map_err(|e| match e.code() {
-        Some(_) => statement_failed(e),
-        None => StoreError::OutcomeUnknown(e.to_string()),
-    })
 }
 
 /// A scan read a page at a time, each page a query of its own (not a snapshot).
