@@ -75,6 +75,13 @@ database)
     name=${2:?"usage: postgres.sh database NAME"}
     start
     port=$(cat "$port_file")
+    # Databases of test processes that are gone (named NAME_PID): dropped, so runs do not pile up.
+    "$bin/psql" -h 127.0.0.1 -p "$port" -U caseflow -d postgres -Atc \
+        "SELECT datname FROM pg_database WHERE datname ~ '_[0-9]+$'" | while read -r old; do
+        if ! kill -0 "${old##*_}" 2>/dev/null; then
+            PGOPTIONS="-c client_min_messages=warning" "$bin/dropdb" -h 127.0.0.1 -p "$port" -U caseflow --if-exists "$old" || true
+        fi
+    done
     PGOPTIONS="-c client_min_messages=warning" "$bin/dropdb" -h 127.0.0.1 -p "$port" -U caseflow --if-exists "$name"
     "$bin/createdb" -h 127.0.0.1 -p "$port" -U caseflow "$name"
     url_of "$name"

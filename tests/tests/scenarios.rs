@@ -12,6 +12,7 @@
 //! result on both (a differential test of the `Storage` contract).
 
 use caseflow_engine::scenario::{self, ScenarioFile, Setup};
+use caseflow_engine::storage::postgres::{PgOptions, PgStore};
 use caseflow_engine::{MemoryStore, Store};
 use caseflow_tests::*;
 use std::collections::BTreeSet;
@@ -50,6 +51,15 @@ fn run_folder(folder: &str, processes: Vec<caseflow_dsl::SourceFile>, full: bool
     let mut failures = Vec::new();
     let mut reached = BTreeSet::new();
     let mut count = 0;
+    // Every scenario runs on PostgreSQL too, each on an emptied database.
+    let postgres = caseflow_tests::postgres_database(&format!("scenarios_{}", folder.replace('/', "_")));
+    let on_postgres = |file: &ScenarioFile| {
+        postgres.as_ref().map(|url| {
+            let store = PgStore::connect(&PgOptions::new(url.as_str())).unwrap();
+            store.clear().unwrap();
+            scenario::run(&setup, file, store)
+        })
+    };
     for p in &folders {
         let rel = p.strip_prefix(root()).unwrap().display().to_string();
         for path in files(&rel, "toml") {
@@ -59,6 +69,13 @@ fn run_folder(folder: &str, processes: Vec<caseflow_dsl::SourceFile>, full: bool
                 ScenarioFile { name: name.clone(), text: read(&path), dir: path.parent().map(|d| d.to_path_buf()) };
             let on_memory = scenario::run(&setup, &file, MemoryStore::new());
             let on_sled = scenario::run(&setup, &file, Store::temporary().unwrap());
+            if let Some(on_postgres) = on_postgres(&file) {
+                match &on_postgres.failure {
+                    None if on_postgres.reached == on_memory.reached => {}
+                    None => failures.push(format!("{name}: memory and PostgreSQL storage reached different steps")),
+                    Some(f) => failures.push(format!("{name} (PostgreSQL): {f:?}\n{}", on_postgres.log.join("\n"))),
+                }
+            }
             match (&on_memory.failure, &on_sled.failure) {
                 (None, None) if on_memory.reached == on_sled.reached => reached.extend(on_memory.reached),
                 (None, None) => failures.push(format!("{name}: memory and sled storage reached different steps")),
