@@ -19,38 +19,12 @@ use caseflow_engine::{Durability, Engine, Store, StoreOptions};
 use std::sync::Arc;
 use std::time::Instant;
 
-const SHAPE: &str = r#"
-process reference {
-  source "benchmark: the complaint shape"
-  fields {
-    urgency: choice(high, medium, low) required
-    score: int = 0
-    resolved: bool = false
-  }
-  start -> triage
-  auto triage {
-    set score = 1
-    -> decide {
-      when urgency == high -> handle
-      else -> handle
-    }
-  }
-  task handle {
-    assign role cs_rep
-    due 1 workday
-    asks resolved
-    -> closed
-  }
-  end closed
-}
-"#;
-
 fn run(instances: usize, threads: usize, in_flight: usize, durability: Durability) -> (f64, u64, f64, f64) {
     let dir = std::env::temp_dir().join(format!("caseflow-bench-{}-{threads}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir, &StoreOptions { durability, ..StoreOptions::default() }).expect("store");
     let engine = Arc::new(Engine::open(store, common::reps(2)).expect("engine"));
-    engine.deploy(SHAPE, SystemClock.now()).expect("deploy");
+    engine.deploy(common::REFERENCE_SHAPE, SystemClock.now()).expect("deploy");
     let t = Instant::now();
     let per_thread = instances / threads;
     let workers: Vec<_> = (0..threads)

@@ -37,3 +37,31 @@ pub fn reps(users: usize) -> RuleSet {
     }
     RuleSet::load(&[RulesFile { name: "bench.toml".into(), text }]).expect("bench rules")
 }
+
+/// The reference workload's process: the complaint shape (start, an automatic step, a
+/// decision, one human task, end).
+pub const REFERENCE_SHAPE: &str = r#"
+process reference {
+  source "benchmark: the complaint shape"
+  fields {
+    urgency: choice(high, medium, low) required
+    score: int = 0
+    resolved: bool = false
+  }
+  start -> triage
+  auto triage {
+    set score = 1
+    -> decide {
+      when urgency == high -> handle
+      else -> handle
+    }
+  }
+  task handle {
+    assign role cs_rep
+    due 1 workday
+    asks resolved
+    -> closed
+  }
+  end closed
+}
+"#;

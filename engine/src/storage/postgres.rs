@@ -62,6 +62,8 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// Tickets: the order of this node's writes (each is durable when `write` returns).
     written: AtomicU64,
+    /// Round trips to the database so far (a read is one, a write two), for the benchmark.
+    round_trips: AtomicU64,
 }
 
 impl PgStore {
@@ -86,7 +88,8 @@ impl PgStore {
             .thread_name("caseflow-pg")
             .enable_all()
             .build()?;
-        let store = PgStore { pool, runtime: Some(runtime), written: AtomicU64::new(0) };
+        let store =
+            PgStore { pool, runtime: Some(runtime), written: AtomicU64::new(0), round_trips: AtomicU64::new(0) };
         store.run(migrate(store.pool.clone()))?;
         Ok(store)
     }
@@ -104,6 +107,16 @@ impl PgStore {
         rx.recv().map_err(|_| StoreError::Backend("the database task ended without an answer".into()))?
     }
 
+    /// Round trips to the database so far: each read one, each write two (statements sent
+    /// together without waiting count once).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    fn trips(&self, n: u64) {
+        self.round_trips.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Removes every entry (tests that share one database start from nothing).
     pub fn clear(&self) -> Result<(), StoreError> {
         let pool = self.pool.clone();
@@ -119,6 +132,7 @@ impl PgStore {
         inclusive: bool,
         to: Option<Vec<u8>>,
     ) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        self.trips(1);
         let pool = self.pool.clone();
         self.run(async move {
             let client = pool.get().await.map_err(unavailable)?;
@@ -433,6 +447,7 @@ impl Storage for PgStore {
         if batch.is_empty() {
             return Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1);
         }
+        self.trips(2);
         self.run(write_batch(self.pool.clone(), batch))?;
         Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
     }
@@ -446,6 +461,7 @@ impl Storage for PgStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        self.trips(1);
         let pool = self.pool.clone();
         let key = key.to_vec();
         self.run(async move {
