@@ -53,8 +53,19 @@ start() {
             exit 1
         }
     fi
+    # The port it had, when it is still free (a restart keeps its URL), or a free one.
     local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(python3 - "$(cat "$port_file" 2>/dev/null || echo 0)" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL binds it
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+PY
+)
     # synchronous_commit and fsync stay on: an acknowledged write is on disk, as in production.
     # pg_stat_statements lets the benchmarks count round trips and statements per command.
     as_owner "$bin/pg_ctl" -D "$data" -l "$state/run/server.log" -w -t 60 start -o \

@@ -249,3 +249,43 @@ fn a_version_deployed_on_one_node_is_in_force_on_the_other_after_a_refresh() {
         assert_eq!(versions, [3, 4]);
     });
 }
+
+/// PostgreSQL stopped under a running engine: every call answers that storage is unavailable
+/// (nothing applied); started again, the engine serves on without being reopened (the pool
+/// replaces its broken connections), and nothing acknowledged before is lost. On a cluster of
+/// its own, so that stopping it stops no other test.
+#[test]
+fn a_restarted_database_fails_calls_meanwhile_and_is_served_again_without_a_reopen() {
+    if caseflow_tests::postgres_database("probe_restart").is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("caseflow-pg-restart-{}", std::process::id()));
+    let script = |args: &[&str]| {
+        let out = std::process::Command::new(caseflow_tests::root().join("scripts/postgres.sh"))
+            .args(args)
+            .env("CASEFLOW_PG_DIR", &dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "postgres.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let url = script(&["database", "restart"]);
+    let engine = Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap();
+    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    let before = engine.start("complaint", fields("low"), &crm(), None, bj(2026, 11, 23, 10, 0)).unwrap();
+    script(&["stop"]);
+    let refused = engine.start("complaint", fields("low"), &crm(), None, bj(2026, 11, 23, 10, 1));
+    assert!(
+        matches!(refused, Err(EngineError::Store(caseflow_engine::storage::StoreError::Unavailable(_)))),
+        "{refused:?}"
+    );
+    assert!(engine.store().check_health().is_some(), "health says storage is failing");
+    let port = |url: &str| url.rsplit_once(':').map(|(_, rest)| rest.split('/').next().unwrap_or("").to_string());
+    assert_eq!(port(&script(&["start"])), port(&url), "the same address again");
+    let after = engine.start("complaint", fields("low"), &crm(), None, bj(2026, 11, 23, 10, 2)).unwrap();
+    assert_eq!(engine.store().check_health(), None);
+    assert_eq!(Engine::instance(&engine, before.id).unwrap().unwrap().business_key, before.business_key);
+    assert_eq!(after.business_key, "20261123-002", "the refused start took no number");
+    script(&["stop"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

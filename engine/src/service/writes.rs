@@ -344,39 +344,24 @@ impl<S: Storage> Engine<S> {
         }
     }
 
-    /// Writes a unit in one batch: every case it changed (each on condition that it is still
-    /// as read), the business keys of the cases it started with their sequence numbers (on
-    /// condition that each counter is still as read), and its idempotency key (on condition
-    /// that no other start recorded it). A batch refused on a condition writes nothing: the
+    /// Writes a unit in one batch, once the business keys of the cases it started have their
+    /// numbers (`Storage::take_number`): every case it changed (each on condition that it is
+    /// still as read), those business keys, and its idempotency key (on condition that no
+    /// other start recorded it). A batch refused on a condition writes nothing: the
     /// caller runs the command again on what the store holds now.
     pub(crate) fn commit(&self, unit: &mut Unit, idempotency_key: Option<&IdempotencyKey>) -> Result<u64, EngineError> {
         let mut batch = Batch::default();
+        // Numbers are taken once the unit has run (a start the core refuses takes none), one
+        // at a time in this process so that they follow the order of the starts here.
         let numbered = unit.started.iter().any(|(_, k)| k.sequence.is_some());
-        // In this process, numbered starts take their numbers one at a time and never conflict
-        // with each other; between processes, the counters' conditions decide.
-        let alloc = numbered.then(|| self.numbering.allocation.lock().unpoisoned());
-        let mut last: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        for (id, key) in &unit.started {
-            let Some((seq_key, width)) = &key.sequence else { continue };
-            let seq = match last.get(seq_key) {
-                Some(n) => n + 1,
-                None => {
-                    let stored = self.store.get(seq_key)?;
-                    let n = match &stored {
-                        Some(v) => keys::u64_value(v)
-                            .ok_or_else(|| corrupt(&String::from_utf8_lossy(seq_key), "expected 8 bytes"))?,
-                        None => 0,
-                    };
-                    batch.expect(seq_key.clone(), stored);
-                    n + 1
-                }
-            };
-            last.insert(seq_key.clone(), seq);
-            let staged = unit.cases.get_mut(id).expect("a started case is staged");
-            fill_sequence(&mut staged.after, &mut staged.outcome, &format!("{seq:0width$}"));
-        }
-        for (seq_key, seq) in last {
-            batch.insert(seq_key, seq.to_be_bytes());
+        if numbered {
+            let _alloc = self.numbering.allocation.lock().unpoisoned();
+            for (id, key) in &unit.started {
+                let Some((seq_key, width)) = &key.sequence else { continue };
+                let seq = self.store.take_number(seq_key)?;
+                let staged = unit.cases.get_mut(id).expect("a started case is staged");
+                fill_sequence(&mut staged.after, &mut staged.outcome, &format!("{seq:0width$}"));
+            }
         }
         if let (Some(k), Some((id, _))) = (idempotency_key, unit.started.first()) {
             batch.expect(k.store_key(), None);
@@ -427,9 +412,7 @@ impl<S: Storage> Engine<S> {
             }
             timers.extend(timer);
         }
-        let ticket = self.workload.open_counts.around(&deltas, || self.store.write(batch));
-        drop(alloc);
-        let ticket = ticket?;
+        let ticket = self.workload.open_counts.around(&deltas, || self.store.write(batch))?;
         // Once the entries are visible (see `TimerCursor`).
         for k in timers {
             self.timer_cursor.added(&k);

@@ -130,4 +130,8 @@ impl Storage for AnyStorage {
     fn shared(&self) -> bool {
         each!(self, s => s.shared())
     }
+
+    fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
+        each!(self, s => s.take_number(key))
+    }
 }

@@ -93,6 +93,31 @@ pub trait Storage: Send + Sync + 'static {
     /// Why storage is failing, after trying what failed again; `None` when it is well.
     fn check_health(&self) -> Option<String>;
 
+    /// Adds one to the counter under `key` (absent: 0) and returns the new value: concurrent
+    /// callers, of any process on the store, each get their own. It is durable no later than
+    /// any batch written after it returns, so a case acknowledged with a number has that
+    /// number recorded. (The default reads and writes on condition, again on a conflict.)
+    fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
+        loop {
+            let read = self.get(key)?;
+            let n = match &read {
+                Some(v) => keys::u64_value(v).ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    problem: format!("expected 8 bytes, found {}", v.len()),
+                })?,
+                None => 0,
+            };
+            let mut batch = Batch::default();
+            batch.expect(key.to_vec(), read);
+            batch.insert(key.to_vec(), (n + 1).to_be_bytes().to_vec());
+            match self.write(batch) {
+                Ok(_) => return Ok(n + 1),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Whether other processes may write this store at the same time (several nodes on one
     /// database): what the engine keeps of it in memory (the timer scan's start, open-task
     /// counts, definitions, the rules) must then be read again, not only kept up to date.
@@ -278,6 +303,9 @@ impl<S: Storage> Storage for std::sync::Arc<S> {
     }
     fn check_health(&self) -> Option<String> {
         (**self).check_health()
+    }
+    fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
+        (**self).take_number(key)
     }
     /// Shared by the engines holding it, as a database is by nodes.
     fn shared(&self) -> bool {

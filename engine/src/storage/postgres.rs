@@ -37,6 +37,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(
 /// The advisory lock the schema's migrations are applied under (any fixed number).
 const MIGRATION_LOCK: i64 = 0x6361_7365_666c_6f77; // "caseflow"
 
+/// How long a call waits for the database before it fails.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Rows a scan reads at a time.
 const SCAN_PAGE: i64 = 512;
 
@@ -94,15 +97,30 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Runs `work` on the store's runtime and waits for it on this thread.
+    /// Runs `work` on the store's runtime and waits for it on this thread, at most
+    /// `CALL_TIMEOUT`: a database that stopped answering (a paused server, a cut network)
+    /// fails the call instead of holding the engine's thread.
     fn run<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.run_or(work, || StoreError::Unavailable(format!("no answer from the database in {CALL_TIMEOUT:?}")))
+    }
+
+    /// `run`, with what a call that timed out means (for a write: its outcome is unknown).
+    fn run_or<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+        timed_out: impl FnOnce() -> StoreError + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let runtime = self.runtime.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
         runtime.spawn(async move {
-            let _ = tx.send(work.await);
+            let answer = match tokio::time::timeout(CALL_TIMEOUT, work).await {
+                Ok(answer) => answer,
+                Err(_) => Err(timed_out()),
+            };
+            let _ = tx.send(answer);
         });
         rx.recv().map_err(|_| StoreError::Backend("the database task ended without an answer".into()))?
     }
@@ -298,6 +316,10 @@ const LOCK_SQL: &str = "SELECT key, value FROM caseflow_entries WHERE key = ANY(
 const DELETE_SQL: &str = "DELETE FROM caseflow_entries WHERE key = ANY($1)";
 const UPSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+/// A counter's next value, its eight big-endian bytes read and written in SQL.
+const NEXT_NUMBER_SQL: &str = "INSERT INTO caseflow_entries (key, value) VALUES ($1, int8send(1)) \
+     ON CONFLICT (key) DO UPDATE SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint + 1) \
+     RETURNING value";
 const INSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])";
 
 async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
@@ -448,7 +470,10 @@ impl Storage for PgStore {
             return Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1);
         }
         self.trips(2);
-        self.run(write_batch(self.pool.clone(), batch))?;
+        // A write that timed out may have been committed: its outcome is unknown.
+        self.run_or(write_batch(self.pool.clone(), batch), || {
+            StoreError::OutcomeUnknown(format!("no answer from the database in {CALL_TIMEOUT:?}"))
+        })?;
         Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
@@ -510,5 +535,33 @@ impl Storage for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    /// One round trip: the counter's row is updated in a transaction of its own that commits
+    /// without waiting for the disk (`synchronous_commit = off`), so it holds the row's lock
+    /// for microseconds, not for a flush; the log is written in order, so the number is on
+    /// disk before any commit made after it that did wait (the case's own).
+    fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
+        self.trips(1);
+        let pool = self.pool.clone();
+        let key = key.to_vec();
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let next = client.prepare_cached(NEXT_NUMBER_SQL).await.map_err(unavailable)?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+            let (begun, row, committed) = tokio::join!(
+                client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
+                client.query_one(&next, &params),
+                client.batch_execute("COMMIT"),
+            );
+            begun.map_err(unavailable)?;
+            let row = row.map_err(unavailable)?;
+            committed.map_err(unavailable)?;
+            let value: Vec<u8> = row.get(0);
+            crate::storage::keys::u64_value(&value).ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                problem: format!("expected 8 bytes, found {}", value.len()),
+            })
+        })
     }
 }
