@@ -11,7 +11,7 @@
 //!
 //! A write is two round trips: `BEGIN` and the locking read (and the batch's sequence number,
 //! when it has sequenced inserts) pipelined together, then the deletes, upserts, inserts and
-//! `COMMIT` pipelined together (tokio-postgres sends a connection's requests in order without
+//! `COMMIT` pipelined together; one when it reads nothing (a start) (tokio-postgres sends a connection's requests in order without
 //! waiting for answers). A write is durable when it returns, as far as the database's
 //! `synchronous_commit` makes a commit durable: tickets are only for order.
 //!
@@ -65,7 +65,7 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// Tickets: the order of this node's writes (each is durable when `write` returns).
     written: AtomicU64,
-    /// Round trips to the database so far (a read is one, a write two), for the benchmark.
+    /// Round trips to the database so far (a read is one, a write one or two), for the benchmark.
     round_trips: AtomicU64,
 }
 
@@ -125,8 +125,8 @@ impl PgStore {
         rx.recv().map_err(|_| StoreError::Backend("the database task ended without an answer".into()))?
     }
 
-    /// Round trips to the database so far: each read one, each write two (statements sent
-    /// together without waiting count once).
+    /// Round trips to the database so far: each read one, each write two, or one when it
+    /// reads nothing (statements sent together without waiting count once).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
     }
@@ -336,9 +336,17 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     .map_err(unavailable)?;
     let expected_keys: Vec<Vec<u8>> =
         batch.conditions().iter().filter(|c| c.1.is_some()).map(|c| c.0.clone()).collect();
+    // A batch that reads nothing (a start: no case before it, no outbox) sends BEGIN with its
+    // writes, in one round trip.
+    let begin_with_writes = expected_keys.is_empty() && !sequenced;
     // Round trip 1, pipelined: BEGIN, the rows the batch expects (locked), its sequence number.
     let (begun, rows, seq) = tokio::join!(
-        client.batch_execute("BEGIN"),
+        async {
+            match begin_with_writes {
+                true => Ok(()),
+                false => client.batch_execute("BEGIN").await,
+            }
+        },
         async {
             match expected_keys.is_empty() {
                 true => Ok(Vec::new()),
@@ -384,7 +392,13 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     // Round trip 2, pipelined: the writes, then COMMIT (which ends a transaction whose
     // statement failed as a rollback).
     let Statements { removes, upserts, fresh, probes, .. } = statements;
-    let (removed, upserted, inserted, probed, committed) = tokio::join!(
+    let (begun, removed, upserted, inserted, probed, committed) = tokio::join!(
+        async {
+            match begin_with_writes {
+                true => client.batch_execute("BEGIN").await,
+                false => Ok(()),
+            }
+        },
         async {
             match removes.is_empty() {
                 true => Ok(0),
@@ -411,6 +425,11 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
         },
         client.batch_execute("COMMIT"),
     );
+    // Not begun: the writes ran (and failed, or were committed one by one) outside a
+    // transaction, which cannot happen unless the connection broke under them.
+    if let Err(e) = begun {
+        return Err(StoreError::OutcomeUnknown(Failure::from(e).0));
+    }
     let failed = [removed, upserted, inserted, probed].into_iter().find_map(Result::err);
     match (failed, committed) {
         (None, Ok(())) => Ok(()),
@@ -469,7 +488,8 @@ impl Storage for PgStore {
         if batch.is_empty() {
             return Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1);
         }
-        self.trips(2);
+        let reads = batch.has_sequenced() || batch.conditions().iter().any(|c| c.1.is_some());
+        self.trips(if reads { 2 } else { 1 });
         // A write that timed out may have been committed: its outcome is unknown.
         self.run_or(write_batch(self.pool.clone(), batch), || {
             StoreError::OutcomeUnknown(format!("no answer from the database in {CALL_TIMEOUT:?}"))
