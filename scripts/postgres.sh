@@ -90,7 +90,7 @@ database)
     "$bin/psql" -h 127.0.0.1 -p "$port" -U caseflow -d postgres -Atc \
         "SELECT datname FROM pg_database WHERE datname ~ '_[0-9]+$'" | while read -r old; do
         if ! kill -0 "${old##*_}" 2>/dev/null; then
-            PGOPTIONS="-c client_min_messages=warning" "$bin/dropdb" -h 127.0.0.1 -p "$port" -U caseflow --if-exists "$old" || true
+            PGOPTIONS="-c client_min_messages=warning" "$bin/dropdb" -h 127.0.0.1 -p "$port" -U caseflow --force --if-exists "$old" || true
         fi
     done
     PGOPTIONS="-c client_min_messages=warning" "$bin/dropdb" -h 127.0.0.1 -p "$port" -U caseflow --if-exists "$name"

@@ -143,6 +143,16 @@ impl Server {
     }
 }
 
+/// A test that fails leaves no server behind (holding its port, its data or a database).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
@@ -863,6 +873,25 @@ fn two_nodes_on_one_postgres_database_serve_the_same_cases() {
         });
         assert!(!ids.is_empty() && ids.iter().all(|i| *i == ids[0]), "one case for key both-{k}: {ids:?}");
     }
+    // A new version deployed on A is in force on B within two seconds.
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/complaint.flow")).unwrap();
+    let changed = source.replace("due 1 workday\n    asks evidence", "due 2 workdays\n    asks evidence");
+    assert_ne!(changed, source);
+    let body = serde_json::json!({ "source": changed }).to_string();
+    let (status, body) = a.call("POST", "/processes", "dev-admin", Some(&body));
+    assert_eq!(status, 201, "{body}");
+    let version = json(&body)["version"].clone();
+    let deployed_at = Instant::now();
+    loop {
+        let (_, body) = b.call("GET", "/processes/complaint", "dev-admin", None);
+        if json(&body)["latest_version"] == version {
+            break;
+        }
+        assert!(deployed_at.elapsed() < Duration::from_secs(2), "B still serves {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = b.call("POST", "/instances", "dev-crm", Some(start));
+    assert_eq!((status, &json(&body)["version"]), (201, &version), "{body}");
     // A killed outright: what it acknowledged is served by B.
     Command::new("kill").args(["-KILL", &a.child.id().to_string()]).status().unwrap();
     assert!(a.exited_within(Duration::from_secs(10)).is_some());

@@ -7,7 +7,11 @@
 //! The database is the one `scripts/postgres.sh` starts on this machine (`synchronous_commit =
 //! on`, fsync on); sled runs with `durability = fsync`.
 //!
-//! `cargo bench -p caseflow-engine --bench postgres [-- --instances N --threads T]`
+//! Then timers: `--timers` cases, each with its deadline due, started across two nodes; both
+//! nodes' drivers fire what is due until nothing is left. Prints how long that took and checks
+//! that every deadline fired exactly once.
+//!
+//! `cargo bench -p caseflow-engine --bench postgres [-- --instances N --threads T --timers M]`
 
 mod common;
 
@@ -116,9 +120,78 @@ fn main() {
     println!("sled (fsync), one node        median {:>7.0} instances/s", median(&mut sled_rates));
     println!("PostgreSQL, one node          median {:>7.0} instances/s", median(&mut one_rates));
     println!("PostgreSQL, two nodes         median {:>7.0} instances/s", median(&mut two_rates));
+    timers(&url, common::arg("--timers", if full { 20_000 } else { 500 }), threads);
     if let Some((trips, transactions, statements)) = costs {
         println!(
             "per command on PostgreSQL (a start or a completion): {trips:.2} round trips, {transactions:.2} transactions, {statements:.2} statements besides BEGIN/COMMIT"
         );
     }
+}
+
+/// `count` deadlines due at once across two nodes: fired within how long, each exactly once.
+fn timers(url: &str, count: usize, threads: usize) {
+    let node = |empty: bool| {
+        let store = PgStore::connect(&PgOptions { url: url.to_string(), pool_size: threads }).expect("connect");
+        if empty {
+            store.clear().expect("clear");
+        }
+        Arc::new(Engine::open(store, common::reps(2)).expect("engine"))
+    };
+    let (a, b) = (node(true), node(false));
+    a.deploy(common::REFERENCE_SHAPE, SystemClock.now()).expect("deploy");
+    b.refresh().expect("refresh");
+    let now = SystemClock.now();
+    let started = Instant::now();
+    let ids: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let engine = if i % 2 == 0 { a.clone() } else { b.clone() };
+                s.spawn(move || {
+                    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+                    (0..count / threads)
+                        .map(|_| {
+                            let fields = [("urgency".to_string(), Value::Text("high".into()))].into();
+                            engine.start("reference", fields, &admin, None, now).expect("start").id
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("starter")).collect()
+    });
+    let setup = started.elapsed();
+    // Every deadline (one working day) is due three days on.
+    let due = now + chrono::Duration::days(4);
+    let t = Instant::now();
+    let fired: usize = std::thread::scope(|s| {
+        let drivers: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|engine| {
+                s.spawn(move || {
+                    let mut fired = 0;
+                    loop {
+                        let n = engine.fire_due(due, 10_000).expect("fire");
+                        fired += n;
+                        if n == 0 && engine.next_due().expect("next").is_none_or(|t| t > due) {
+                            return fired;
+                        }
+                    }
+                })
+            })
+            .collect();
+        drivers.into_iter().map(|d| d.join().expect("driver")).sum()
+    });
+    let took = t.elapsed();
+    let twice = ids
+        .iter()
+        .filter(|id| a.history(**id).expect("history").iter().filter(|h| h.event == "task_overdue").count() != 1)
+        .count();
+    println!(
+        "timers: {} deadlines due at once across two nodes (started in {:.1} s) fired in {:.2} s, {:.0}/s; fired {fired}, cases not fired exactly once: {twice}",
+        ids.len(),
+        setup.as_secs_f64(),
+        took.as_secs_f64(),
+        ids.len() as f64 / took.as_secs_f64()
+    );
+    assert_eq!((fired, twice), (ids.len(), 0), "every deadline fires exactly once");
 }

@@ -229,6 +229,10 @@ pub struct Engine<S: Storage = AnyStorage> {
     /// What assignment reads besides the store: open tasks per user, round-robin positions.
     workload: WorkloadState,
     commands: AtomicU64,
+    /// This engine's order of firing timers found due (an odd multiplier of case ids): on a
+    /// shared store every node finds the same due timers, and in different orders they seldom
+    /// reach one case at once (the second finds it fired, at the cost of a read).
+    timer_order: u64,
 }
 
 impl<S: Storage> Engine<S> {
@@ -247,6 +251,14 @@ impl<S: Storage> Engine<S> {
             workload: WorkloadState::default(),
             commands: AtomicU64::new(0),
             timer_cursor: TimerCursor::default(),
+            timer_order: {
+                // Any order will do; without randomness, the process id differs per node.
+                let mut seed = [0u8; 8];
+                if getrandom::getrandom(&mut seed).is_err() {
+                    seed = u64::from(std::process::id()).to_le_bytes();
+                }
+                u64::from_le_bytes(seed) | 1
+            },
         };
         engine.load_definitions()?;
         engine.check_format()?;

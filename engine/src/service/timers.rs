@@ -110,7 +110,11 @@ impl<S: Storage> Engine<S> {
             Ok((due, Some(next)))
         })?;
         // Cases are independent: fire them on every core (a case's timers stay on one thread,
-        // in due order), then wait once for the lot.
+        // in due order), then wait once for the lot. On a shared store, in this node's order.
+        let mut due = due;
+        if self.store.shared() {
+            due.sort_by_key(|(id, _)| id.0.wrapping_mul(self.timer_order));
+        }
         let lanes = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
         let fire_lane = |lane: usize| {
             let mut applied = Vec::new();

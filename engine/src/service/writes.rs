@@ -110,10 +110,11 @@ impl<S: Storage> Engine<S> {
         // Allocation happens under a lock, briefly, in two steps around the start itself, so
         // that starts run their steps in parallel. First the id (and the idempotency key's
         // claim); then, once the start has succeeded, the business key's sequence number, so
-        // that a refused start never takes one: the register has no gaps (ids may have some).
-        // Counters are written under the lock in small batches of their own, before the case
-        // itself, so that in the store they only ever grow: a crash in between leaves an
-        // unused number, never a reused one.
+        // that a refused start never takes one (ids may skip).
+        // The number is taken (`Storage::take_number`) before the case is written, so that
+        // counters only ever grow: a crash or a failed write in between leaves an unused
+        // number, never a reused one. The idempotency record is written with the case, on
+        // condition that no other start (on any node) recorded the key first.
         let idem = idempotency_key.map(|k| IdempotencyKey::new(k, actor, process, &fields));
         let alloc = self.numbering.allocation.lock().unpoisoned();
         if let Some(k) = &idem {
