@@ -67,6 +67,8 @@ pub struct PgStore {
     written: AtomicU64,
     /// Round trips to the database so far (a read is one, a write one or two), for the benchmark.
     round_trips: AtomicU64,
+    /// Transactions this store committed (writes and numbers taken), for the benchmark.
+    commits: AtomicU64,
 }
 
 impl PgStore {
@@ -91,8 +93,13 @@ impl PgStore {
             .thread_name("caseflow-pg")
             .enable_all()
             .build()?;
-        let store =
-            PgStore { pool, runtime: Some(runtime), written: AtomicU64::new(0), round_trips: AtomicU64::new(0) };
+        let store = PgStore {
+            pool,
+            runtime: Some(runtime),
+            written: AtomicU64::new(0),
+            round_trips: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+        };
         store.run(migrate(store.pool.clone()))?;
         Ok(store)
     }
@@ -129,6 +136,11 @@ impl PgStore {
     /// reads nothing (statements sent together without waiting count once).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Transactions committed so far: one per write and per number taken.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     fn trips(&self, n: u64) {
@@ -494,6 +506,7 @@ impl Storage for PgStore {
         self.run_or(write_batch(self.pool.clone(), batch), || {
             StoreError::OutcomeUnknown(format!("no answer from the database in {CALL_TIMEOUT:?}"))
         })?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
@@ -563,6 +576,7 @@ impl Storage for PgStore {
     /// disk before any commit made after it that did wait (the case's own).
     fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
         self.trips(1);
+        self.commits.fetch_add(1, Ordering::Relaxed);
         let pool = self.pool.clone();
         let key = key.to_vec();
         self.run(async move {
