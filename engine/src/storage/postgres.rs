@@ -100,7 +100,10 @@ impl PgStore {
             round_trips: AtomicU64::new(0),
             commits: AtomicU64::new(0),
         };
-        store.run(migrate(store.pool.clone()))?;
+        store.run(migrate(store.pool.clone())).map_err(|e| match e {
+            StoreError::Unavailable(why) => StoreError::Backend(format!("the database cannot be reached: {why}")),
+            other => other,
+        })?;
         Ok(store)
     }
 
