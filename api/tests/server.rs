@@ -821,11 +821,26 @@ fn two_nodes_on_one_postgres_database_serve_the_same_cases() {
     let env = [("CASEFLOW_DATABASE_URL", url.as_str()), ("CASEFLOW_FIELD_KEY_FILE", key)];
     let mut a = Server::start_with(&a_dir, None, &env);
     let b = Server::start_with(&b_dir, None, &env);
+    // B's event stream, open before A starts anything.
+    let mut events = b.send_head(
+        "GET /events?process=complaint&types=started HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dev-admin\r\n\r\n",
+    );
     let start = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"medium"}}"#;
     let (status, body) = a.call("POST", "/instances", "dev-crm", Some(start));
     assert_eq!(status, 201, "{body}");
     let inst = json(&body);
     let id = inst["id"].clone();
+    // `/events` on B carries the start A made.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains(&format!("\"instance\":{id}")) && Instant::now() < deadline {
+        let mut chunk = [0u8; 4096];
+        if let Ok(n) = events.read(&mut chunk) {
+            seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    }
+    assert!(seen.contains("event: started") && seen.contains(&format!("\"instance\":{id}")), "{seen}");
+    drop(events);
     let (status, body) = b.call("GET", &format!("/instances/{id}"), "dev-admin", None);
     assert_eq!(status, 200, "started on A, read on B: {body}");
     assert_eq!(json(&body)["fields"]["contact"], "138-0000-0000", "the sensitive field opens with the shared key");

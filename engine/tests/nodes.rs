@@ -289,3 +289,42 @@ fn a_restarted_database_fails_calls_meanwhile_and_is_served_again_without_a_reop
     script(&["stop"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `/events` on any node carries every node's changes: a node hears the others' history
+/// entries as they commit (PostgreSQL's NOTIFY; the map in memory tells its listeners), in
+/// order per case, and its own once.
+#[test]
+fn a_node_hears_the_changes_the_other_node_makes_in_order_and_its_own_once() {
+    fn check<S: Storage>(a: Arc<Engine<S>>, b: Arc<Engine<S>>) {
+        a.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+        b.refresh().unwrap();
+        b.listen_to_other_nodes().unwrap();
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = heard.clone();
+        b.observe(move |e| into.lock().unwrap().push((e.instance, e.seq, e.event.to_string())));
+        let case = a.start("complaint", fields("high"), &crm(), None, bj(2026, 11, 23, 10, 0)).unwrap();
+        let task = case.tasks.values().next().unwrap();
+        let actor = Actor { id: task.assignee.clone().unwrap(), roles: vec!["cs_rep".into()], admin: false };
+        let complete = Command::CompleteTask {
+            task: task.seq,
+            fields: [("cause".to_string(), Value::Text("quality".into()))].into(),
+        };
+        // Completed on B: B tells its own observers itself, once.
+        b.command(case.id, &actor, complete, bj(2026, 11, 23, 10, 5)).unwrap();
+        a.fire_due(bj(2026, 11, 26, 10, 0), 100).unwrap();
+        let history: Vec<_> =
+            a.history(case.id).unwrap().into_iter().map(|h| (case.id, h.seq, h.event.to_string())).collect();
+        // Delivery is asynchronous (after the other node's commit): wait for it, up to 10 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while heard.lock().unwrap().len() < history.len() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(*heard.lock().unwrap(), history, "every entry, in order, once");
+    }
+    let memory = Arc::new(MemoryStore::new());
+    check(Arc::new(Engine::open(memory.clone(), rules()).unwrap()), Arc::new(Engine::open(memory, rules()).unwrap()));
+    if let Some(url) = caseflow_tests::postgres_database("nodes_hear") {
+        let node = || Arc::new(Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap());
+        check(node(), node());
+    }
+}

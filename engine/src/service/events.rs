@@ -84,6 +84,24 @@ impl<S: Storage> Engine<S> {
         Ok(())
     }
 
+    /// On a shared store: tells this engine's observers the changes other nodes make too, as
+    /// they commit (`Storage::listen`), so that `/events` on any node carries every node's.
+    /// A live feed like the rest of it: what is announced while the listener is reconnecting
+    /// is not heard (the history has it).
+    pub fn listen_to_other_nodes(self: &std::sync::Arc<Self>) -> Result<(), EngineError> {
+        let engine = std::sync::Arc::downgrade(self);
+        let hear = move |bytes: &[u8]| {
+            let Some(engine) = engine.upgrade() else { return };
+            let Ok(heard) = decode::<Announced>(b"announcement", bytes) else { return };
+            if heard.node != engine.node {
+                for o in engine.events.observers.read().unpoisoned().iter() {
+                    o(&heard.event);
+                }
+            }
+        };
+        Ok(self.store.listen(Box::new(hear))?)
+    }
+
     pub(crate) fn publish(&self, inst: &Instance, outcome: &Outcome) {
         let observers = self.events.observers.read().unpoisoned();
         if observers.is_empty() {
@@ -96,6 +114,30 @@ impl<S: Storage> Engine<S> {
             }
         }
     }
+}
+
+/// A history entry announced to the other nodes on a shared store, with the node that made it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Announced {
+    pub(crate) node: u64,
+    pub(crate) event: EngineEvent,
+}
+
+/// An announcement must fit PostgreSQL's 8,000-byte `NOTIFY` (in base64): a longer detail is
+/// cut there (the history keeps it whole).
+const ANNOUNCED_DETAIL_MAX: usize = 1_000;
+
+pub(crate) fn announcement(node: u64, inst: &Instance, h: &case::HistoryEntry) -> Vec<u8> {
+    let mut event = event_of(inst, h);
+    if event.detail.len() > ANNOUNCED_DETAIL_MAX {
+        let mut cut = ANNOUNCED_DETAIL_MAX;
+        while !event.detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        event.detail.truncate(cut);
+        event.detail.push('…');
+    }
+    crate::storage::codec::encode(&Announced { node, event })
 }
 
 /// Who hears of durable changes.

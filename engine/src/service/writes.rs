@@ -534,6 +534,11 @@ impl<S: Storage> Engine<S> {
             batch.insert(k, v);
         }
         batch.insert(keys::instance(after.id), encode(&self.seal_instance(after)?));
+        if self.store.shared() {
+            for h in &outcome.history {
+                batch.announce(super::events::announcement(self.node, after, h));
+            }
+        }
         if self.events.outbox.load(Ordering::Relaxed) {
             for h in &outcome.history {
                 // Keyed by the batch's place in the write-ahead log: the outbox keeps command

@@ -6,7 +6,7 @@
 
 use crate::storage::memory::MemoryStore;
 use crate::storage::postgres::PgStore;
-use crate::storage::{Batch, Bytes, Storage, StoreError, Ticket};
+use crate::storage::{Batch, Bytes, Listener, Storage, StoreError, Ticket};
 use crate::store::Store;
 
 // One per engine, which lives in an `Arc`: boxing the large variant would add an indirection to
@@ -133,5 +133,9 @@ impl Storage for AnyStorage {
 
     fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
         each!(self, s => s.take_number(key))
+    }
+
+    fn listen(&self, hear: Listener) -> Result<(), StoreError> {
+        each!(self, s => s.listen(hear))
     }
 }

@@ -3,7 +3,7 @@
 //! scans that let the caller write), so engine tests that need no disk run on it, and
 //! `engine/tests/storage_contract.rs` holds it and sled to the same behaviour.
 
-use crate::storage::{Batch, Bytes, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
+use crate::storage::{Batch, Bytes, Listener, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
 use crate::sync::Unpoisoned;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -15,6 +15,8 @@ pub struct MemoryStore {
     /// The last ticket given; writes take the next under this lock, so tickets follow the
     /// order in which batches were applied.
     written: Mutex<Ticket>,
+    /// Who hears announcements (engines sharing this map, in tests of several nodes).
+    listeners: RwLock<Vec<Listener>>,
 }
 
 impl MemoryStore {
@@ -53,6 +55,7 @@ impl Storage for MemoryStore {
         }
         let ticket = *written + 1;
         batch.number(ticket);
+        let announcements = std::mem::take(&mut batch.announcements);
         for (k, v) in batch.into_ops() {
             match v {
                 Some(v) => entries.insert(k, Bytes::from(v)),
@@ -60,6 +63,13 @@ impl Storage for MemoryStore {
             };
         }
         *written = ticket;
+        drop(entries);
+        // Under the write lock still: heard in the order applied.
+        for message in &announcements {
+            for hear in self.listeners.read().unpoisoned().iter() {
+                hear(message);
+            }
+        }
         Ok(ticket)
     }
 
@@ -89,5 +99,10 @@ impl Storage for MemoryStore {
 
     fn check_health(&self) -> Option<String> {
         None
+    }
+
+    fn listen(&self, hear: Listener) -> Result<(), StoreError> {
+        self.listeners.write().unpoisoned().push(hear);
+        Ok(())
     }
 }

@@ -30,6 +30,9 @@ pub mod postgres;
 /// crosses this seam.
 pub use bytes::Bytes;
 
+/// Told each announcement other processes make on a shared store (`Storage::listen`).
+pub type Listener = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 /// Returned by `Storage::write`; `wait_durable` takes it. Tickets grow with write order.
 pub type Ticket = u64;
 
@@ -118,6 +121,14 @@ pub trait Storage: Send + Sync + 'static {
         }
     }
 
+    /// Calls `hear` with every announcement (`Batch::announce`) of batches other processes
+    /// apply from now on, in the order they were applied, on a thread of the store's (`hear`
+    /// must be quick). A store no other process shares has nothing to hear.
+    fn listen(&self, hear: Listener) -> Result<(), StoreError> {
+        let _ = hear;
+        Ok(())
+    }
+
     /// Whether other processes may write this store at the same time (several nodes on one
     /// database): what the engine keeps of it in memory (the timer scan's start, open-task
     /// counts, definitions, the rules) must then be read again, not only kept up to date.
@@ -154,6 +165,8 @@ pub struct Batch {
     /// Conditions: each key must still hold this value (`None`: be absent) when the batch is
     /// applied, or nothing of it is.
     expected: Vec<(Vec<u8>, Option<Bytes>)>,
+    /// Messages for the other processes listening on a shared store (`Storage::listen`).
+    pub(crate) announcements: Vec<Vec<u8>>,
 }
 
 impl Batch {
@@ -161,6 +174,18 @@ impl Batch {
     /// before the batch was made: a compare-and-set over any number of keys.
     pub fn expect(&mut self, key: impl Into<Vec<u8>>, value: Option<Bytes>) {
         self.expected.push((key.into(), value));
+    }
+
+    /// Tells `message` to the other processes listening on the store (`Storage::listen`) once
+    /// the batch is applied, in the order batches are applied. Not kept: a process that is not
+    /// listening then never hears it. Stores no other process shares drop it.
+    pub fn announce(&mut self, message: Vec<u8>) {
+        self.announcements.push(message);
+    }
+
+    /// The batch's announcements.
+    pub fn announcements(&self) -> &[Vec<u8>] {
+        &self.announcements
     }
 
     /// The batch's conditions.
@@ -306,6 +331,9 @@ impl<S: Storage> Storage for std::sync::Arc<S> {
     }
     fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
         (**self).take_number(key)
+    }
+    fn listen(&self, hear: Listener) -> Result<(), StoreError> {
+        (**self).listen(hear)
     }
     /// Shared by the engines holding it, as a database is by nodes.
     fn shared(&self) -> bool {

@@ -19,7 +19,7 @@
 //! connections on a small runtime of its own and waits on a channel, so it may be called from
 //! any thread without entering that runtime.
 
-use crate::storage::{Batch, Bytes, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
+use crate::storage::{Batch, Bytes, Listener, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -61,6 +61,8 @@ impl PgOptions {
 
 pub struct PgStore {
     pool: Pool,
+    /// How to connect: the listener (`Storage::listen`) keeps a connection of its own.
+    config: tokio_postgres::Config,
     /// Drives the connections; `None` once shut down (on drop).
     runtime: Option<tokio::runtime::Runtime>,
     /// Tickets: the order of this node's writes (each is durable when `write` returns).
@@ -77,7 +79,7 @@ impl PgStore {
         let config: tokio_postgres::Config =
             options.url.parse().map_err(|e| StoreError::Backend(format!("database_url: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
@@ -95,6 +97,7 @@ impl PgStore {
             .build()?;
         let store = PgStore {
             pool,
+            config,
             runtime: Some(runtime),
             written: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
@@ -331,6 +334,12 @@ const LOCK_SQL: &str = "SELECT key, value FROM caseflow_entries WHERE key = ANY(
 const DELETE_SQL: &str = "DELETE FROM caseflow_entries WHERE key = ANY($1)";
 const UPSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
+/// The channel of announcements (`Batch::announce`): `NOTIFY` is delivered at commit, in
+/// commit order, and only if the transaction commits.
+const CHANNEL: &str = "caseflow";
+const NOTIFY_SQL: &str =
+    "SELECT pg_notify('caseflow', m) FROM unnest($1::text[]) WITH ORDINALITY AS a(m, i) ORDER BY i";
+
 /// A counter's next value, its eight big-endian bytes read and written in SQL.
 const NEXT_NUMBER_SQL: &str = "INSERT INTO caseflow_entries (key, value) VALUES ($1, int8send(1)) \
      ON CONFLICT (key) DO UPDATE SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint + 1) \
@@ -341,14 +350,21 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     let sequenced = batch.has_sequenced();
     let client = pool.get().await.map_err(unavailable)?;
     // Prepared once per connection, then taken from its cache.
-    let (lock, delete, upsert, insert, next) = tokio::try_join!(
+    let (lock, delete, upsert, insert, next, notify) = tokio::try_join!(
         client.prepare_cached(LOCK_SQL),
         client.prepare_cached(DELETE_SQL),
         client.prepare_cached(UPSERT_SQL),
         client.prepare_cached(INSERT_SQL),
         client.prepare_cached("SELECT nextval('caseflow_batches')"),
+        client.prepare_cached(NOTIFY_SQL),
     )
     .map_err(unavailable)?;
+    // NOTIFY takes text: each announcement in base64 (a payload is at most 8,000 bytes; the
+    // engine's are one event each).
+    let announcements: Vec<String> = {
+        use base64::Engine as _;
+        batch.announcements().iter().map(|m| base64::engine::general_purpose::STANDARD.encode(m)).collect()
+    };
     let expected_keys: Vec<Vec<u8>> =
         batch.conditions().iter().filter(|c| c.1.is_some()).map(|c| c.0.clone()).collect();
     // A batch that reads nothing (a start: no case before it, no outbox) sends BEGIN with its
@@ -407,7 +423,7 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     // Round trip 2, pipelined: the writes, then COMMIT (which ends a transaction whose
     // statement failed as a rollback).
     let Statements { removes, upserts, fresh, probes, .. } = statements;
-    let (begun, removed, upserted, inserted, probed, committed) = tokio::join!(
+    let (begun, removed, upserted, inserted, probed, notified, committed) = tokio::join!(
         async {
             match begin_with_writes {
                 true => client.batch_execute("BEGIN").await,
@@ -438,6 +454,12 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
                 false => client.execute(&delete, &[&probes]).await,
             }
         },
+        async {
+            match announcements.is_empty() {
+                true => Ok(0),
+                false => client.execute(&notify, &[&announcements]).await,
+            }
+        },
         client.batch_execute("COMMIT"),
     );
     // Not begun: the writes ran (and failed, or were committed one by one) outside a
@@ -445,7 +467,7 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     if let Err(e) = begun {
         return Err(StoreError::OutcomeUnknown(Failure::from(e).0));
     }
-    let failed = [removed, upserted, inserted, probed].into_iter().find_map(Result::err);
+    let failed = [removed, upserted, inserted, probed, notified].into_iter().find_map(Result::err);
     match (failed, committed) {
         (None, Ok(())) => Ok(()),
         // The database refused a statement: the transaction was rolled back, nothing applied.
@@ -571,6 +593,59 @@ impl Storage for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    /// A connection of its own that `LISTEN`s, connected again (after a second) whenever it
+    /// is lost; what was announced meanwhile is not heard. Returns once it listens (or could
+    /// not connect the first time: it keeps trying).
+    fn listen(&self, hear: Listener) -> Result<(), StoreError> {
+        let runtime = self.runtime.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        let config = self.config.clone();
+        let (started, listening) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
+        runtime.spawn(async move {
+            use base64::Engine as _;
+            let mut started = Some(started);
+            loop {
+                match config.connect(tokio_postgres::NoTls).await {
+                    Ok((client, mut connection)) => {
+                        let listen = format!("LISTEN {CHANNEL}");
+                        let listened = async {
+                            let answer = client.batch_execute(&listen).await.map_err(|e| Failure::from(e).0);
+                            if let Some(started) = started.take() {
+                                let _ = started.send(answer);
+                            }
+                        };
+                        // Polling the connection also carries the LISTEN's own answer.
+                        let driven = async {
+                            loop {
+                                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                                        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(n.payload())
+                                        {
+                                            hear(&bytes);
+                                        }
+                                    }
+                                    Some(Ok(_)) => {}
+                                    Some(Err(_)) | None => break,
+                                }
+                            }
+                        };
+                        tokio::join!(listened, driven);
+                    }
+                    Err(e) => {
+                        if let Some(started) = started.take() {
+                            let _ = started.send(Err(Failure::from(e).0));
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        match listening.recv_timeout(CALL_TIMEOUT) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(StoreError::Unavailable(format!("listening for other nodes' changes: {why}"))),
+            Err(_) => Err(StoreError::Unavailable("listening for other nodes' changes: no answer".into())),
+        }
     }
 
     /// One round trip: the counter's row is updated in a transaction of its own that commits
