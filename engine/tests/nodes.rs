@@ -328,3 +328,52 @@ fn a_node_hears_the_changes_the_other_node_makes_in_order_and_its_own_once() {
         check(node(), node());
     }
 }
+
+/// A rules change accepted on one node is in force on the other after `refresh` (the server
+/// refreshes every second); two changes made at once on two nodes do not both pass on the same
+/// version: the second is refused as a conflict, and the rules it would have replaced stay.
+#[test]
+fn a_rules_change_on_one_node_is_in_force_on_the_other_and_two_at_once_do_not_both_pass() {
+    let files = caseflow_engine::read_rules_dir(&caseflow_tests::root().join("rules")).unwrap();
+    let changed = |high: &str| {
+        let files: Vec<_> = files
+            .iter()
+            .map(|f| caseflow_engine::RulesFile {
+                name: f.name.clone(),
+                text: f.text.replace("high = \"10min\"", &format!("high = \"{high}\"")),
+            })
+            .collect();
+        (caseflow_engine::RuleSet::load(&files).unwrap(), files)
+    };
+    fn check<S: Storage>(
+        a: Engine<S>,
+        b: Engine<S>,
+        changed: &dyn Fn(&str) -> (caseflow_engine::RuleSet, Vec<caseflow_engine::RulesFile>),
+    ) {
+        let at = bj(2026, 11, 23, 9, 0);
+        let (rules, files) = changed("20min");
+        a.change_rules(rules, &files, "admin", String::new(), at).unwrap();
+        assert_eq!(b.rules_version(), 0);
+        assert!(b.refresh().unwrap());
+        assert_eq!(b.rules_version(), 1);
+        let high = |e: &Engine<S>| format!("{:?}", e.rules().values.get("response_time"));
+        assert_eq!(high(&a), high(&b), "the same rules in force on both");
+        // B changes on version 1 while A, unaware of it, changes on version 1 too.
+        let (rules, files) = changed("30min");
+        b.change_rules(rules, &files, "admin", String::new(), at).unwrap();
+        let (rules, files) = changed("40min");
+        let refused = a.change_rules(rules, &files, "admin", String::new(), at);
+        assert!(
+            matches!(refused, Err(EngineError::Store(caseflow_engine::storage::StoreError::Conflict(_)))),
+            "{refused:?}"
+        );
+        assert!(a.refresh().unwrap());
+        assert_eq!((a.rules_version(), high(&a)), (2, high(&b)), "B's change, not lost");
+    }
+    let memory = Arc::new(MemoryStore::new());
+    check(Engine::open(memory.clone(), rules()).unwrap(), Engine::open(memory, rules()).unwrap(), &changed);
+    if let Some(url) = caseflow_tests::postgres_database("nodes_rules") {
+        let node = || Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap();
+        check(node(), node(), &changed);
+    }
+}
