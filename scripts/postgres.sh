@@ -22,10 +22,18 @@ bin=$(find_bin)
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
     echo "postgres.sh: installing Debian's postgresql" >&2
     export DEBIAN_FRONTEND=noninteractive
-    # The package's own cluster is not used (nor started: no init system here).
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends postgresql postgresql-contrib >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq >&2
+    # The package's own cluster is not used: if its start fails where there is no init
+    # system, what was unpacked is all this script needs.
+    $sudo apt-get install -y -qq --no-install-recommends postgresql postgresql-contrib >&2 ||
+        echo "postgres.sh: apt-get reported a problem; going on with what it installed" >&2
     bin=$(find_bin)
+    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+        echo "postgres.sh: PostgreSQL could not be installed (apt-get install postgresql)" >&2
+        exit 1
+    fi
 fi
 
 # PostgreSQL refuses to run as root: as root, it runs as the package's `postgres` user.
