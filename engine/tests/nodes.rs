@@ -290,15 +290,16 @@ fn a_restarted_database_fails_calls_meanwhile_and_is_served_again_without_a_reop
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `/events` on any node carries every node's changes: a node hears the others' history
-/// entries as they commit (PostgreSQL's NOTIFY; the map in memory tells its listeners), in
-/// order per case, and its own once.
+/// `/events` on any node carries every node's changes: a node hears every node's history
+/// entries as they commit (PostgreSQL's NOTIFY; the map in memory tells its listeners), its own
+/// among them, once each and in order per case (a node's own later change of a case is not told
+/// before another node's earlier one).
 #[test]
 fn a_node_hears_the_changes_the_other_node_makes_in_order_and_its_own_once() {
     fn check<S: Storage>(a: Arc<Engine<S>>, b: Arc<Engine<S>>) {
         a.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
         b.refresh().unwrap();
-        b.listen_to_other_nodes().unwrap();
+        b.listen_for_changes().unwrap();
         let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
         let into = heard.clone();
         b.observe(move |e| into.lock().unwrap().push((e.instance, e.seq, e.event.to_string())));

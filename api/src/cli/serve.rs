@@ -49,8 +49,8 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
     let (rules_files, rules_refused) = (started.files, started.refused);
     let engine = std::sync::Arc::new(started.engine.with_field_key(&key)?);
     if engine.store().shared() {
-        // `/events` on this node carries what every node does.
-        engine.listen_to_other_nodes().context("listening for the other nodes' changes")?;
+        // `/events` on this node carries what every node does, in commit order.
+        engine.listen_for_changes().context("listening for the nodes' changes")?;
     }
     if !config.webhooks.is_empty() {
         engine.enable_outbox();

@@ -84,25 +84,29 @@ impl<S: Storage> Engine<S> {
         Ok(())
     }
 
-    /// On a shared store: tells this engine's observers the changes other nodes make too, as
-    /// they commit (`Storage::listen`), so that `/events` on any node carries every node's.
-    /// A live feed like the rest of it: what is announced while the listener is reconnecting
-    /// is not heard (the history has it).
-    pub fn listen_to_other_nodes(self: &std::sync::Arc<Self>) -> Result<(), EngineError> {
+    /// On a shared store, this engine's observers hear changes only through this: every
+    /// node's, this one's included, as they commit and in commit order (`Storage::listen`), so
+    /// that `/events` on any node carries every node's changes, each case's in order. (Told
+    /// straight after its own commits, a node would tell its own later change of a case before
+    /// another node's earlier one it had not heard yet.) A live feed like the rest of it: what
+    /// is announced while the listener reconnects is not heard (the history has it).
+    pub fn listen_for_changes(self: &std::sync::Arc<Self>) -> Result<(), EngineError> {
         let engine = std::sync::Arc::downgrade(self);
         let hear = move |bytes: &[u8]| {
             let Some(engine) = engine.upgrade() else { return };
             let Ok(heard) = decode::<Announced>(b"announcement", bytes) else { return };
-            if heard.node != engine.node {
-                for o in engine.events.observers.read().unpoisoned().iter() {
-                    o(&heard.event);
-                }
+            for o in engine.events.observers.read().unpoisoned().iter() {
+                o(&heard.event);
             }
         };
         Ok(self.store.listen(Box::new(hear))?)
     }
 
     pub(crate) fn publish(&self, inst: &Instance, outcome: &Outcome) {
+        // On a shared store the store tells every node, this one too (`listen_for_changes`).
+        if self.store.shared() {
+            return;
+        }
         let observers = self.events.observers.read().unpoisoned();
         if observers.is_empty() {
             return;
@@ -116,10 +120,9 @@ impl<S: Storage> Engine<S> {
     }
 }
 
-/// A history entry announced to the other nodes on a shared store, with the node that made it.
+/// A history entry announced on a shared store, to every node's observers.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Announced {
-    pub(crate) node: u64,
     pub(crate) event: EngineEvent,
 }
 
@@ -127,7 +130,7 @@ pub(crate) struct Announced {
 /// cut there (the history keeps it whole).
 const ANNOUNCED_DETAIL_MAX: usize = 1_000;
 
-pub(crate) fn announcement(node: u64, inst: &Instance, h: &case::HistoryEntry) -> Vec<u8> {
+pub(crate) fn announcement(inst: &Instance, h: &case::HistoryEntry) -> Vec<u8> {
     let mut event = event_of(inst, h);
     if event.detail.len() > ANNOUNCED_DETAIL_MAX {
         let mut cut = ANNOUNCED_DETAIL_MAX;
@@ -137,7 +140,7 @@ pub(crate) fn announcement(node: u64, inst: &Instance, h: &case::HistoryEntry) -
         event.detail.truncate(cut);
         event.detail.push('…');
     }
-    crate::storage::codec::encode(&Announced { node, event })
+    crate::storage::codec::encode(&Announced { event })
 }
 
 /// Who hears of durable changes.

@@ -233,8 +233,6 @@ pub struct Engine<S: Storage = AnyStorage> {
     /// shared store every node finds the same due timers, and in different orders they seldom
     /// reach one case at once (the second finds it fired, at the cost of a read).
     timer_order: u64,
-    /// This engine among the nodes of a shared store (its announcements carry it).
-    node: u64,
 }
 
 impl<S: Storage> Engine<S> {
@@ -260,13 +258,6 @@ impl<S: Storage> Engine<S> {
                     seed = u64::from(std::process::id()).to_le_bytes();
                 }
                 u64::from_le_bytes(seed) | 1
-            },
-            node: {
-                let mut seed = [0u8; 8];
-                if getrandom::getrandom(&mut seed).is_err() {
-                    seed = u64::from(std::process::id()).rotate_left(32).to_le_bytes();
-                }
-                u64::from_le_bytes(seed)
             },
         };
         engine.load_definitions()?;

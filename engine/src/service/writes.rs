@@ -536,7 +536,7 @@ impl<S: Storage> Engine<S> {
         batch.insert(keys::instance(after.id), encode(&self.seal_instance(after)?));
         if self.store.shared() {
             for h in &outcome.history {
-                batch.announce(super::events::announcement(self.node, after, h));
+                batch.announce(super::events::announcement(after, h));
             }
         }
         if self.events.outbox.load(Ordering::Relaxed) {
