@@ -282,7 +282,7 @@ struct Statements {
 }
 
 impl Statements {
-    fn of(batch: Batch) -> Result<Statements, StoreError> {
+    fn of(batch: Batch) -> Statements {
         let mut absent = std::collections::BTreeSet::new();
         let mut locked = Vec::new();
         for (k, v) in batch.conditions() {
@@ -326,7 +326,7 @@ impl Statements {
                 None => s.removes.push(k),
             }
         }
-        Ok(s)
+        s
     }
 }
 
@@ -407,13 +407,7 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
         batch.number(seq as u64);
     }
     let current: BTreeMap<Vec<u8>, Vec<u8>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let statements = match Statements::of(batch) {
-        Ok(s) => s,
-        Err(e) => {
-            rollback().await;
-            return Err(e);
-        }
-    };
+    let statements = Statements::of(batch);
     for (key, want) in &statements.locked {
         if current.get(key).map(|v| v.as_slice()) != Some(want.as_ref()) {
             rollback().await;
