@@ -27,10 +27,63 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 }
 
 /// Delivers the outbox forever. `idle` is how often an empty outbox is looked at again.
+///
+/// On a database several nodes share, one node at a time delivers: the one holding the
+/// outbox's lease (`Engine::outbox_lease`), renewed as it goes. The others wait for the lease,
+/// which they take over when its holder stops renewing it. Each delivery is acknowledged under
+/// the lease, so a holder that stalled past it cannot remove what its successor now delivers;
+/// what it had already POSTed may go out twice (at least once, as ever: `x-caseflow-delivery`
+/// names each event).
 pub async fn deliver(engine: Arc<Engine>, hooks: Vec<WebhookConfig>, idle: Duration) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut backoff = Duration::from_millis(200);
     loop {
+        let e = engine.clone();
+        let lease = match tokio::task::spawn_blocking(move || e.outbox_lease()).await {
+            Ok(Ok(Some(lease))) => Arc::new(lease),
+            Ok(Ok(None)) => {
+                // Another node delivers; look again once its lease could have ended.
+                tokio::time::sleep(idle.max(engine.claim_lease() / 3)).await;
+                continue;
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "taking the webhook delivery lease failed; trying again");
+                tokio::time::sleep(idle.max(Duration::from_secs(1))).await;
+                continue;
+            }
+            Err(_) => return,
+        };
+        tracing::debug!("this node delivers webhooks");
+        deliver_under(&engine, &lease, &hooks, &client, idle, &mut backoff).await;
+    }
+}
+
+/// Delivers while the lease holds; returns once it is lost.
+async fn deliver_under(
+    engine: &Arc<Engine>,
+    lease: &Arc<caseflow_engine::service::OutboxLease>,
+    hooks: &[WebhookConfig],
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    idle: Duration,
+    backoff: &mut Duration,
+) {
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        // The heartbeat, a third of the lease apart.
+        if renewed.elapsed() >= engine.claim_lease() / 3 {
+            let (e, l) = (engine.clone(), lease.clone());
+            match tokio::task::spawn_blocking(move || e.renew_outbox_lease(&l)).await {
+                Ok(Ok(true)) => renewed = tokio::time::Instant::now(),
+                Ok(Ok(false)) => {
+                    tracing::info!("another node took over webhook delivery");
+                    return;
+                }
+                // Not renewed now: tried again on the next round, and the acknowledgement
+                // below is refused if the lease was lost meanwhile.
+                Ok(Err(err)) => tracing::warn!(error = %err, "renewing the webhook delivery lease failed"),
+                Err(_) => return,
+            }
+        }
         let e = engine.clone();
         let batch =
             tokio::task::spawn_blocking(move || e.outbox_peek(100)).await.ok().and_then(Result::ok).unwrap_or_default();
@@ -72,14 +125,21 @@ pub async fn deliver(engine: Arc<Engine>, hooks: Vec<WebhookConfig>, idle: Durat
             }
             if !delivered {
                 // Keep the order: nothing after this event goes out before it does.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                tokio::time::sleep(*backoff).await;
+                *backoff = (*backoff * 2).min(RETRY_BACKOFF_MAX);
                 break;
             }
-            backoff = Duration::from_millis(200);
-            let e = engine.clone();
-            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || e.outbox_ack(&key)).await {
-                tracing::error!(error = %err, "could not mark a webhook delivered; it will be sent again");
+            *backoff = Duration::from_millis(200);
+            let (e, l) = (engine.clone(), lease.clone());
+            match tokio::task::spawn_blocking(move || e.outbox_ack(&key, &l)).await {
+                Ok(Err(caseflow_engine::EngineError::Store(caseflow_engine::storage::StoreError::ClaimLost(_)))) => {
+                    tracing::info!("another node took over webhook delivery");
+                    return;
+                }
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "could not mark a webhook delivered; it will be sent again")
+                }
+                _ => {}
             }
         }
     }

@@ -17,6 +17,11 @@ use caseflow_tests::shipped_rules as rules;
 
 /// Runs `check` on each pair of nodes, the process deployed on the first only.
 fn on_two_nodes(name: &str, check: impl Fn(&dyn Nodes)) {
+    on_two_nodes_with(name, &rules, check)
+}
+
+/// `on_two_nodes`, the nodes opened with `rules`.
+fn on_two_nodes_with(name: &str, rules: &dyn Fn() -> caseflow_engine::RuleSet, check: impl Fn(&dyn Nodes)) {
     let memory = Arc::new(MemoryStore::new());
     check(&deployed(Engine::open(memory.clone(), rules()).unwrap(), Engine::open(memory, rules()).unwrap()));
     let sled = Arc::new(Store::temporary().unwrap());
@@ -57,6 +62,12 @@ trait Node: Sync {
     fn refresh(&self) -> bool;
     fn deploy(&self, source: &str) -> u32;
     fn latest_version(&self) -> u32;
+    /// The role's round-robin position as stored.
+    fn rotation(&self, role: &str) -> u64;
+    /// Starts a complaint (for checks that hold an engine, not a `Node`).
+    fn start_case(&self, urgency: &str, minute: u32) -> InstanceId {
+        self.start(urgency, None, minute).unwrap().id
+    }
 }
 
 impl<S: Storage> Nodes for (Engine<S>, Engine<S>) {
@@ -100,6 +111,9 @@ impl<S: Storage> Node for Engine<S> {
     }
     fn latest_version(&self) -> u32 {
         self.definition("complaint", None).unwrap().version
+    }
+    fn rotation(&self, role: &str) -> u64 {
+        self.store().get_u64(&caseflow_engine::storage::keys::round_robin(role)).unwrap().unwrap_or(0)
     }
 }
 
@@ -376,5 +390,119 @@ fn a_rules_change_on_one_node_is_in_force_on_the_other_and_two_at_once_do_not_bo
     if let Some(url) = caseflow_tests::postgres_database("nodes_rules") {
         let node = || Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap();
         check(node(), node(), &changed);
+    }
+}
+
+/// Due timers are divided between nodes by claims: what one node claimed the other's claim
+/// passes over, and each fires only what it claimed. A node that stalled past its lease (a
+/// pause, a long GC, a cut network) and comes back fires nothing the other node took over,
+/// though the cases are still unfired when it tries: the claim's token fences it.
+#[test]
+fn nodes_divide_due_timers_by_claims_and_one_stalled_past_its_lease_fires_nothing_taken_over() {
+    fn check<S: Storage>(a: Engine<S>, b: Engine<S>) {
+        let (a, b) = deployed(a, b);
+        let noon = bj(2026, 11, 23, 12, 0);
+        let ids: Vec<InstanceId> =
+            (0..30).map(|i| if i % 2 == 0 { &a } else { &b }.start_case("high", i as u32 % 30)).collect();
+        // Each case's deadline and its escalation: 60 timers due by noon.
+        let first = a.claim_due(noon, 40).unwrap();
+        let rest = b.claim_due(noon, 100).unwrap();
+        assert_eq!((first.len(), rest.len()), (40, 20), "the second claim passes over the first's");
+        assert!(a.claim_due(noon, 100).unwrap().is_empty());
+        assert_eq!(b.fire_claimed(rest, noon).unwrap(), 20);
+        assert_eq!(a.fire_claimed(first, noon).unwrap(), 40);
+        for id in &ids {
+            let overdue = a.history(*id).unwrap().iter().filter(|h| h.event == "task_overdue").count();
+            assert_eq!(overdue, 1);
+        }
+
+        // Due again the next day (the escalated tasks' deadlines): A claims them all and stalls.
+        let later = bj(2026, 11, 30, 12, 0);
+        a.set_claim_lease(std::time::Duration::from_millis(200));
+        let stalled = a.claim_due(later, 1000).unwrap();
+        let due = stalled.len();
+        assert!(due > 0);
+        assert!(b.claim_due(later, 1000).unwrap().is_empty(), "held while A's lease lasts");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let taken_over = b.claim_due(later, 1000).unwrap();
+        assert_eq!(taken_over.len(), due, "A's lease ran out: B takes its timers over");
+        let histories = |e: &Engine<S>| ids.iter().map(|id| e.history(*id).unwrap().len()).collect::<Vec<_>>();
+        let before = histories(&a);
+        assert_eq!(a.fire_claimed(stalled, later).unwrap(), 0, "A, back, fires nothing B took over");
+        assert_eq!(histories(&a), before, "and writes nothing");
+        assert_eq!(b.fire_claimed(taken_over, later).unwrap(), due);
+        assert!(histories(&a) != before);
+        assert_eq!(a.fire_due(later, 1000).unwrap() + b.fire_due(later, 1000).unwrap(), 0);
+    }
+    let memory = Arc::new(MemoryStore::new());
+    check(Engine::open(memory.clone(), rules()).unwrap(), Engine::open(memory, rules()).unwrap());
+    if let Some(url) = caseflow_tests::postgres_database("nodes_claims") {
+        let node = || Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap();
+        check(node(), node());
+    }
+}
+
+/// A role given work by round robin goes round exactly across nodes: starts made on both nodes
+/// at once give each of the role's members the same number of tasks, and the stored rotation
+/// moved by one per task (no position given twice, none skipped).
+#[test]
+fn round_robin_goes_round_exactly_across_two_nodes() {
+    let files: Vec<_> = caseflow_engine::read_rules_dir(&caseflow_tests::root().join("rules"))
+        .unwrap()
+        .into_iter()
+        .map(|f| caseflow_engine::RulesFile {
+            text: f.text.replace("strategy = \"fewest_open\"", "strategy = \"round_robin\""),
+            name: f.name,
+        })
+        .collect();
+    let round_robin = || caseflow_engine::RuleSet::load(&files).unwrap();
+    on_two_nodes_with("round_robin", &round_robin, |nodes| {
+        let assignees = std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new());
+        both(nodes, 30, &|node, i| {
+            let case = node.start("low", None, i as u32).unwrap();
+            let task = case.tasks.values().next().unwrap();
+            *assignees.lock().unwrap().entry(task.assignee.clone().unwrap()).or_default() += 1;
+        });
+        let assignees = assignees.into_inner().unwrap();
+        assert_eq!(assignees.values().sum::<usize>(), 30);
+        assert!(assignees.values().all(|n| *n == 30 / assignees.len()), "an even round: {assignees:?}");
+        assert_eq!(nodes.node(0).rotation("cs_rep"), 30, "moved once per task");
+    });
+}
+
+/// One node at a time delivers the webhook outbox: the one holding its lease. Another node
+/// takes the lease over when its holder stops renewing it, and the old holder, back, can no
+/// longer acknowledge (remove) what its successor now delivers.
+#[test]
+fn one_node_at_a_time_delivers_the_outbox_and_a_stalled_one_loses_it() {
+    fn check<S: Storage>(a: Engine<S>, b: Engine<S>) {
+        let (a, b) = deployed(a, b);
+        a.enable_outbox();
+        b.enable_outbox();
+        b.start_case("high", 0);
+        a.set_claim_lease(std::time::Duration::from_millis(200));
+        let held = a.outbox_lease().unwrap().expect("the lease is free");
+        assert!(b.outbox_lease().unwrap().is_none(), "A delivers");
+        assert!(a.renew_outbox_lease(&held).unwrap());
+        let pending = a.outbox_peek(100).unwrap();
+        assert!(!pending.is_empty());
+        a.outbox_ack(&pending[0].0, &held).unwrap();
+        // A stalls past its lease: B takes over; A's acknowledgement is refused.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let taken = b.outbox_lease().unwrap().expect("A's lease ran out");
+        assert!(!a.renew_outbox_lease(&held).unwrap(), "A learns it lost the lease");
+        let refused = a.outbox_ack(&pending[1].0, &held);
+        assert!(
+            matches!(refused, Err(EngineError::Store(caseflow_engine::storage::StoreError::ClaimLost(_)))),
+            "{refused:?}"
+        );
+        assert_eq!(b.outbox_peek(100).unwrap().len(), pending.len() - 1, "the event stays for B");
+        b.outbox_ack(&pending[1].0, &taken).unwrap();
+    }
+    let memory = Arc::new(MemoryStore::new());
+    check(Engine::open(memory.clone(), rules()).unwrap(), Engine::open(memory, rules()).unwrap());
+    if let Some(url) = caseflow_tests::postgres_database("nodes_outbox") {
+        let node = || Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap();
+        check(node(), node());
     }
 }

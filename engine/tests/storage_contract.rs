@@ -4,9 +4,10 @@
 
 use caseflow_engine::storage::keys::prefix_end;
 use caseflow_engine::storage::postgres::{PgOptions, PgStore};
-use caseflow_engine::storage::{Batch, Bytes, Storage, StoreError};
+use caseflow_engine::storage::{Batch, Bytes, Claim, Storage, StoreError};
 use caseflow_engine::{AnyStorage, Durability, MemoryStore, Store, StoreOptions};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Runs `check` on every implementation.
 fn each_storage(name: &str, check: impl Fn(&dyn Fn() -> Box<dyn Checked>)) {
@@ -44,6 +45,10 @@ trait Checked: Send + Sync {
     /// Scans `prefix`, calling `during` after each entry read.
     fn scan_writing(&self, prefix: &[u8], during: &mut dyn FnMut(&[u8])) -> usize;
     fn get_u64(&self, key: &[u8]) -> Result<Option<u64>, StoreError>;
+    fn claim(&self, from: &[u8], to: &[u8], limit: usize, lease: Duration) -> Claim;
+    fn renew(&self, claim: &Claim, lease: Duration) -> usize;
+    fn release(&self, claim: &Claim);
+    fn shared(&self) -> bool;
 }
 
 impl<S: Storage> Checked for S {
@@ -72,6 +77,18 @@ impl<S: Storage> Checked for S {
     }
     fn get_u64(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
         Storage::get_u64(self, key)
+    }
+    fn claim(&self, from: &[u8], to: &[u8], limit: usize, lease: Duration) -> Claim {
+        Storage::claim(self, from, to, limit, lease).unwrap()
+    }
+    fn renew(&self, claim: &Claim, lease: Duration) -> usize {
+        Storage::renew(self, claim, lease).unwrap()
+    }
+    fn release(&self, claim: &Claim) {
+        Storage::release(self, claim).unwrap()
+    }
+    fn shared(&self) -> bool {
+        Storage::shared(self)
     }
 }
 
@@ -260,5 +277,75 @@ fn concurrent_conditional_writers_lose_no_update() {
         writers.sort();
         writers.dedup();
         assert_eq!(writers.len() as u64, total, "each writer's increment is its own");
+    });
+}
+
+/// Claims (`Storage::claim`), what several nodes divide due timers and the outbox with: two
+/// claims never hold one key while a lease lasts; a write under a claim is refused once the
+/// claim is lost (taken over after its lease, or the key gone), and nothing of it is written;
+/// a renewed lease outlasts the first; a released key is free at once. Checked where claims
+/// hold something back: the map in memory (engines sharing it) and PostgreSQL. A store one
+/// process has (sled) hands every key to every claim, with token 0, which fences nothing.
+#[test]
+fn claims_divide_keys_and_a_lost_claim_cannot_write() {
+    let keys = |c: &Claim| c.keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect::<Vec<_>>();
+    let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let long = Duration::from_secs(60);
+    each_storage("claims", |open| {
+        let s = open();
+        let mut b = Batch::default();
+        for k in ["t/1", "t/2", "t/3", "t/4", "t/5", "t/6", "x/1"] {
+            b.insert(k.as_bytes().to_vec(), b"".to_vec());
+        }
+        s.write(b).unwrap();
+        let under = |key: &str, token: u64| {
+            let mut b = Batch::default();
+            b.expect_claimed(key.as_bytes().to_vec(), token);
+            b.insert(b"w/written".to_vec(), key.as_bytes().to_vec());
+            b.remove(key.as_bytes().to_vec());
+            s.write(b)
+        };
+        // Two claims divide the range, in key order; a third finds nothing free.
+        let a = s.claim(b"t/", b"t0", 4, long);
+        assert_eq!(keys(&a), names(&["t/1", "t/2", "t/3", "t/4"]));
+        if a.token == 0 {
+            assert!(!s.shared(), "a store several processes share holds claims");
+            assert_eq!(keys(&s.claim(b"t/", b"t0", 4, long)), keys(&a), "nothing held back");
+            under("t/1", 0).unwrap();
+            return;
+        }
+        let b = s.claim(b"t/", b"t0", 10, long);
+        assert_eq!(keys(&b), names(&["t/5", "t/6"]));
+        assert!(a.token != 0 && b.token != 0 && a.token != b.token);
+        assert!(s.claim(b"t/", b"t0", 10, long).keys.is_empty());
+        // A write under the claim holds; under another's token it is refused whole.
+        under("t/1", a.token).unwrap();
+        assert_eq!(s.get(b"t/1"), None);
+        match under("t/2", b.token) {
+            Err(StoreError::ClaimLost(k)) => assert_eq!(k, "t/2"),
+            other => panic!("expected the claim lost, got {other:?}"),
+        }
+        assert_eq!(s.get(b"w/written").as_deref(), Some(&b"t/1"[..]), "the refused write wrote nothing");
+        // A key gone is a claim lost too.
+        assert!(matches!(under("t/1", a.token), Err(StoreError::ClaimLost(_))));
+        // Released: free at once. Claimed again with a short lease, which runs out: taken
+        // over by the next claim, and the first holder's late write is refused.
+        s.release(&a);
+        assert_eq!(s.renew(&a, long), 0, "a released claim holds nothing");
+        let short = s.claim(b"t/", b"t0", 10, Duration::from_millis(150));
+        assert_eq!(keys(&short), names(&["t/2", "t/3", "t/4"]));
+        std::thread::sleep(Duration::from_millis(400));
+        let took_over = s.claim(b"t/", b"t0", 10, long);
+        assert_eq!(keys(&took_over), names(&["t/2", "t/3", "t/4"]));
+        assert!(matches!(under("t/2", short.token), Err(StoreError::ClaimLost(_))));
+        assert_eq!(s.renew(&short, long), 0);
+        under("t/2", took_over.token).unwrap();
+        assert_eq!(s.get(b"w/written").as_deref(), Some(&b"t/2"[..]));
+        // A renewed lease outlasts the first one.
+        let renewed = s.claim(b"x/", b"x0", 1, Duration::from_millis(300));
+        assert_eq!(s.renew(&renewed, long), 1);
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(s.claim(b"x/", b"x0", 1, long).keys.is_empty(), "still held after the first lease");
+        under("x/1", renewed.token).unwrap();
     });
 }

@@ -15,17 +15,23 @@ pub async fn timer_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, poll: std:
         let e = engine.clone();
         let now = clock.now();
         let fired = tokio::task::spawn_blocking(move || e.fire_due(now, 10_000)).await;
+        // Nothing fired though timers are due: they are held by another node's claim (on a
+        // shared database) or wait for a suspended case; look again shortly, not at once.
+        let mut least = std::time::Duration::ZERO;
         match fired {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(fired = n, "timers fired"),
-            Ok(Err(err)) => tracing::error!(error = %err, "firing timers failed"),
+            Ok(Ok(0)) => least = poll.min(std::time::Duration::from_millis(200)),
+            Ok(Ok(n)) => tracing::debug!(fired = n, "timers fired"),
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "firing timers failed");
+                least = poll.min(std::time::Duration::from_secs(1));
+            }
             // A panic while firing (a bug): the task that ran it is gone, the driver goes on.
             Err(err) => tracing::error!(error = %err, "firing timers panicked"),
-            _ => {}
         }
         let e = engine.clone();
         let next = tokio::task::spawn_blocking(move || e.next_due()).await.ok().and_then(Result::ok).flatten();
         let wait = match next {
-            Some(t) => (t - clock.now()).to_std().unwrap_or_default().min(poll),
+            Some(t) => (t - clock.now()).to_std().unwrap_or_default().max(least).min(poll),
             None => poll,
         };
         tokio::time::sleep(wait).await;

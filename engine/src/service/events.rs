@@ -4,7 +4,7 @@ use super::Observer;
 use super::{Engine, EngineError};
 use crate::storage::codec::decode;
 use crate::storage::keys;
-use crate::storage::{Batch, Storage};
+use crate::storage::{Batch, Storage, StoreError};
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{self, HistoryEvent, Instance, InstanceId, Outcome};
 use chrono::{DateTime, Utc};
@@ -75,13 +75,40 @@ impl<S: Storage> Engine<S> {
             .collect()
     }
 
-    /// Marks an outbox event delivered (durably).
-    pub fn outbox_ack(&self, key: &[u8]) -> Result<(), EngineError> {
+    /// Marks an outbox event delivered (durably), under the delivery lease: once another node
+    /// took the lease over, the outbox is theirs, and this is refused (`StoreError::ClaimLost`).
+    pub fn outbox_ack(&self, key: &[u8], lease: &OutboxLease) -> Result<(), EngineError> {
         let mut batch = Batch::default();
         batch.remove(key.to_vec());
+        batch.expect_claimed(keys::OUTBOX_LEASE.to_vec(), lease.0.token);
         let ticket = self.store.write(batch)?;
         self.store.wait_durable(ticket)?;
         Ok(())
+    }
+
+    /// Takes the outbox's delivery lease, so that one node at a time delivers webhooks (in
+    /// order, one event before the next): `None` while another node holds it. On a store no
+    /// other process shares, always this engine's.
+    pub fn outbox_lease(&self) -> Result<Option<OutboxLease>, EngineError> {
+        if self.store.shared() && self.store.get(keys::OUTBOX_LEASE)?.is_none() {
+            let mut batch = Batch::default();
+            batch.expect(keys::OUTBOX_LEASE.to_vec(), None);
+            batch.insert(keys::OUTBOX_LEASE.to_vec(), Vec::new());
+            match self.store.write_now(batch) {
+                // Another node made it first: as good.
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut end = keys::OUTBOX_LEASE.to_vec();
+        end.push(0);
+        let claim = self.store.claim(keys::OUTBOX_LEASE, &end, 1, self.claim_lease())?;
+        Ok((!claim.keys.is_empty() || !self.store.shared()).then_some(OutboxLease(claim)))
+    }
+
+    /// The delivering node's heartbeat: extends its lease; false once another node has it.
+    pub fn renew_outbox_lease(&self, lease: &OutboxLease) -> Result<bool, EngineError> {
+        Ok(!self.store.shared() || self.store.renew(&lease.0, self.claim_lease())? > 0)
     }
 
     /// On a shared store, this engine's observers hear changes only through this: every
@@ -152,3 +179,6 @@ pub(crate) struct Events {
     /// Told of each history entry once it is durable.
     pub(crate) observers: RwLock<Vec<Observer>>,
 }
+
+/// The right to deliver the outbox (`Engine::outbox_lease`), held by one node at a time.
+pub struct OutboxLease(crate::storage::Claim);

@@ -9,7 +9,6 @@ use caseflow_core::case::migrate::{self, CasePlan};
 use caseflow_core::case::{self, Actor, InstanceId, Outcome, StatusKind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// Cases a report lists one by one; the counts cover all of them.
@@ -168,8 +167,9 @@ impl<S: Storage> Engine<S> {
         };
         // As `run_core`: a step entered afresh may take a task by round robin; the rotation
         // moves on only if no other command moved it meanwhile, else the core runs again.
+        let mut rotation = Default::default();
         let migrated = loop {
-            let workload = EngineWorkload { engine: self, positions_read: RefCell::new(BTreeMap::new()) };
+            let workload = EngineWorkload::new(self, &rotation);
             let ctx = case::Context { model: new, rules: &rules, workload: &workload, now };
             let migrated = match migrate::migrate(&ctx, old, &before, to, mapping, by) {
                 Ok(m) => m,
@@ -178,8 +178,7 @@ impl<S: Storage> Engine<S> {
                     return Ok(Some(result));
                 }
             };
-            let read = workload.positions_read.into_inner();
-            if dry_run || read.is_empty() || self.take_rotation(&read, &migrated.effects) {
+            if dry_run || workload.take_positions(&migrated.effects, &mut rotation) {
                 break migrated;
             }
         };
@@ -191,7 +190,7 @@ impl<S: Storage> Engine<S> {
         let mut history = migrated.history;
         history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let effects = migrated.effects;
-        let mut unit = Unit::default();
+        let mut unit = Unit { rotation, ..Unit::default() };
         unit.add(Some(stored), migrated.instance, Outcome { effects: effects.clone(), history });
         let written = self.cascade(&mut unit, id, effects.clone(), now).and_then(|()| self.commit(&mut unit, None));
         drop(guard);

@@ -26,6 +26,7 @@ pub use events::*;
 pub use migrations::{CaseMigration, MigrationOrder, MigrationReport, MIGRATION_LISTED_MAX};
 pub use queries::InboxCounts;
 pub use rules::{AssigneeLost, RulesImpact, ShiftMinutes};
+pub use timers::{DueClaim, CLAIM_CHUNK};
 
 use crate::storage::any::AnyStorage;
 use crate::storage::codec::decode;
@@ -164,6 +165,11 @@ pub(crate) struct Unit {
     pub(crate) order: Vec<InstanceId>,
     /// Cases this unit starts, with their business keys (numbered at commit).
     pub(crate) started: Vec<(InstanceId, BusinessKey)>,
+    /// A claimed key (a due timer's entry) and the claim's token: the unit is written only
+    /// while the claim holds (`Batch::expect_claimed`).
+    pub(crate) fence: Option<(Vec<u8>, u64)>,
+    /// On a shared store, the round-robin positions the unit read and gave.
+    pub(crate) rotation: workload::UnitRotation,
 }
 
 pub(crate) struct Staged {
@@ -229,11 +235,14 @@ pub struct Engine<S: Storage = AnyStorage> {
     /// What assignment reads besides the store: open tasks per user, round-robin positions.
     workload: WorkloadState,
     commands: AtomicU64,
-    /// This engine's order of firing timers found due (an odd multiplier of case ids): on a
-    /// shared store every node finds the same due timers, and in different orders they seldom
-    /// reach one case at once (the second finds it fired, at the cost of a read).
-    timer_order: u64,
+    /// On a shared store, how long this engine's claims on due timers and on the outbox last
+    /// without a heartbeat (milliseconds): after that another node takes them over.
+    claim_lease_ms: AtomicU64,
 }
+
+/// How long claims last by default (`Engine::set_claim_lease`): a node that stops renewing
+/// (killed, paused, cut off) holds its due timers back this long at most.
+pub const CLAIM_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<S: Storage> Engine<S> {
     /// Opens the engine on a store: loads every deployed definition (not the instances: they
@@ -251,14 +260,7 @@ impl<S: Storage> Engine<S> {
             workload: WorkloadState::default(),
             commands: AtomicU64::new(0),
             timer_cursor: TimerCursor::default(),
-            timer_order: {
-                // Any order will do; without randomness, the process id differs per node.
-                let mut seed = [0u8; 8];
-                if getrandom::getrandom(&mut seed).is_err() {
-                    seed = u64::from(std::process::id()).to_le_bytes();
-                }
-                u64::from_le_bytes(seed) | 1
-            },
+            claim_lease_ms: AtomicU64::new(CLAIM_LEASE.as_millis() as u64),
         };
         engine.load_definitions()?;
         engine.check_format()?;

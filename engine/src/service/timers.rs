@@ -2,10 +2,11 @@
 
 use super::{Applied, Engine, EngineError};
 use crate::storage::keys::{self, Prefix};
-use crate::storage::{Bytes, Storage};
+use crate::storage::{Bytes, Claim, Storage, StoreError};
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{Actor, Command, CommandError, InstanceId};
 use chrono::{DateTime, Utc};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 /// Where the timer driver's scans of the timer index (`t/`) start.
@@ -97,29 +98,87 @@ impl<S: Storage> Engine<S> {
     /// Fires every timer due at `now` (up to `limit`), each as its own command, and waits once
     /// for all of them to be durable (group commit). Returns how many fired. Timers of
     /// suspended cases wait for `resume`.
+    ///
+    /// On a shared store, what this engine fires it first claims (`claim_due`), up to
+    /// `CLAIM_CHUNK` at a time, so that nodes divide the due timers instead of racing for them.
     pub fn fire_due(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, EngineError> {
+        if self.store.shared() {
+            let claimed = self.claim_due(now, limit.min(CLAIM_CHUNK))?;
+            return self.fire_claimed(claimed, now);
+        }
         // Keys at or before `now`'s millisecond: due by then (they are rounded up).
         let end = keys::timers_due_by(now);
-        let due: Vec<(InstanceId, u32)> = self.timer_cursor.scan(self.store.shared(), |from| {
+        let due: Vec<Due> = self.timer_cursor.scan(false, |from| {
             let entries: Vec<Bytes> =
                 self.store.range(from, &end).take(limit).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
             // The first entry found stays the start until it is gone; none found: every entry
             // before `end` was looked at.
             let next = entries.first().map_or_else(|| end.clone(), |k| k.to_vec());
-            let due = entries.iter().filter_map(|k| keys::timer_of(k).map(|(_, id, seq)| (id, seq))).collect();
+            let due = entries.iter().filter_map(|k| Due::of(k, 0)).collect();
             Ok((due, Some(next)))
         })?;
-        // Cases are independent: fire them on every core (a case's timers stay on one thread,
-        // in due order), then wait once for the lot. On a shared store, in this node's order.
-        let mut due = due;
-        if self.store.shared() {
-            due.sort_by_key(|(id, _)| id.0.wrapping_mul(self.timer_order));
+        self.fire(&due, now)
+    }
+
+    /// Claims up to `limit` timers due at `now` that no other engine on the store holds, for
+    /// the engine's lease (`set_claim_lease`). Until the lease ends no other engine fires them;
+    /// after it, another may take them over, and then this engine's firing of them is refused.
+    pub fn claim_due(&self, now: DateTime<Utc>, limit: usize) -> Result<DueClaim, EngineError> {
+        let end = keys::timers_due_by(now);
+        Ok(DueClaim(self.store.claim(Prefix::Timer.bytes(), &end, limit, self.claim_lease())?))
+    }
+
+    /// Fires the timers of a claim, renewing its lease meanwhile (a heartbeat every third of
+    /// it), and gives back what it did not fire (a suspended case's, one due later within the
+    /// millisecond). A timer another engine took over is not fired here: the claim fences it.
+    pub fn fire_claimed(&self, claimed: DueClaim, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        let claim = claimed.0;
+        if claim.keys.is_empty() {
+            return Ok(0);
         }
+        let due: Vec<Due> = claim.keys.iter().filter_map(|k| Due::of(k, claim.token)).collect();
+        let lease = self.claim_lease();
+        let (done, stop) = std::sync::mpsc::channel::<()>();
+        let fired = std::thread::scope(|s| {
+            let claim = &claim;
+            s.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(lease / 3) {
+                    // A renewal that fails is tried again at the next beat; if the lease ends
+                    // meanwhile, another engine may take timers over and the fence keeps this
+                    // one from firing them too.
+                    let _ = self.store.renew(claim, lease);
+                }
+            });
+            let fired = self.fire(&due, now);
+            drop(done);
+            fired
+        });
+        // Not given back (the store failing): they are free again when the lease ends.
+        let _ = self.store.release(&claim);
+        fired
+    }
+
+    /// How long this engine's claims last without a heartbeat.
+    pub fn claim_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.claim_lease_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets how long claims last without a heartbeat (`CLAIM_LEASE` by default): the longest a
+    /// node that stopped holds back what it claimed.
+    pub fn set_claim_lease(&self, lease: std::time::Duration) {
+        self.claim_lease_ms.store(lease.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    /// Fires `due`, each timer as its own command, and waits once for all to be durable.
+    fn fire(&self, due: &[Due], now: DateTime<Utc>) -> Result<usize, EngineError> {
+        // Cases are independent: fire them on every core (a case's timers stay on one thread,
+        // in due order), then wait once for the lot.
         let lanes = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
         let fire_lane = |lane: usize| {
             let mut applied = Vec::new();
-            for &(id, timer) in due.iter().filter(|(id, _)| id.0 as usize % lanes == lane) {
-                match self.apply_and_write(id, Actor::system(), Command::FireTimer { timer }, now) {
+            for d in due.iter().filter(|d| d.id.0 as usize % lanes == lane) {
+                let command = Command::FireTimer { timer: d.timer };
+                match self.apply_and_write_fenced(d.id, Actor::system(), command, now, d.fence.clone()) {
                     Ok(a) => applied.push(a),
                     // A stale index entry, a suspended case, or a timer due later within this
                     // millisecond: nothing to do now.
@@ -128,6 +187,9 @@ impl<S: Storage> Engine<S> {
                         | CommandError::WrongStatus(_)
                         | CommandError::TimerNotDue { .. },
                     )) => {}
+                    // Taken over by another engine once this one's lease ran out (or fired
+                    // and gone): it is theirs.
+                    Err(EngineError::Store(StoreError::ClaimLost(_))) => {}
                     Err(e) => return (applied, Some(e)),
                 }
             }
@@ -158,5 +220,39 @@ impl<S: Storage> Engine<S> {
             Some(e) => Err(e),
             None => Ok(applied.len()),
         }
+    }
+}
+
+/// Due timers claimed on a shared store (`Engine::claim_due`), to fire (`Engine::fire_claimed`).
+#[must_use = "claimed timers are held back from other nodes until fired or the lease ends"]
+pub struct DueClaim(Claim);
+
+impl DueClaim {
+    /// How many timers were claimed.
+    pub fn len(&self) -> usize {
+        self.0.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.keys.is_empty()
+    }
+}
+
+/// Timers a claim may take at once on a shared store: small enough that nodes share a burst
+/// of due timers (each claims a chunk, fires it, claims the next), large enough that claiming
+/// costs little beside firing.
+pub const CLAIM_CHUNK: usize = 500;
+
+/// A timer to fire: its case, its number, and the claim it is fired under (if any).
+struct Due {
+    id: InstanceId,
+    timer: u32,
+    fence: Option<(Vec<u8>, u64)>,
+}
+
+impl Due {
+    fn of(key: &[u8], token: u64) -> Option<Due> {
+        let (_, id, timer) = keys::timer_of(key)?;
+        Some(Due { id, timer, fence: (token != 0).then(|| (key.to_vec(), token)) })
     }
 }

@@ -6,7 +6,7 @@ use super::events::event_of;
 use super::numbering::{
     fill_sequence, BusinessKey, IdBlock, IdempotencyKey, KeyRecord, ID_BLOCK, SEQUENCE_PLACEHOLDER,
 };
-use super::workload::{inbox_deltas, EngineWorkload};
+use super::workload::{inbox_deltas, EngineWorkload, UnitRotation};
 use super::{
     corrupt, Applied, Engine, EngineError, IndexChange, Pending, Stored, Unit, CALL_DEPTH_MAX, CONFLICT_RUNS_MAX,
     STRIPES,
@@ -21,7 +21,6 @@ use caseflow_core::rules::RuleSet;
 use caseflow_core::value::Value;
 use caseflow_dsl::model::Process;
 use chrono::{DateTime, Utc};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
@@ -149,7 +148,8 @@ impl<S: Storage> Engine<S> {
             let key_text = unit.started[0].1.text.clone();
             let mut inst = Instance::new(id, &def.model, def.version, key_text, now);
             inst.rules_version = rules_version;
-            let (inst, outcome) = self.run_core(&def.model, &rules, &inst, actor, Command::Start { fields }, now)?;
+            let (inst, outcome) =
+                self.run_core(&def.model, &rules, &inst, actor, Command::Start { fields }, now, &mut unit.rotation)?;
             let effects = outcome.effects.clone();
             unit.add(None, inst, outcome);
             self.cascade(&mut unit, id, effects, now)?;
@@ -224,7 +224,8 @@ impl<S: Storage> Engine<S> {
             .definition(&staged.after.process, Some(staged.after.version))
             .ok_or_else(|| self.unknown_version(&staged.after.process, staged.after.version))?;
         let (rules, rules_version) = self.rules_and_version();
-        let (after, mut outcome) = self.run_core(&def.model, &rules, &staged.after, actor, command, now)?;
+        let (after, mut outcome) =
+            self.run_core(&def.model, &rules, &staged.after, actor, command, now, &mut unit.rotation)?;
         staged.after = after;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let effects = outcome.effects.clone();
@@ -263,8 +264,15 @@ impl<S: Storage> Engine<S> {
                     unit.started.push((child, key));
                     (inst.parent, inst.family, inst.depth, inst.rules_version) =
                         (Some((id, token)), Some(family), depth + 1, rules_version);
-                    let (inst, mut outcome) =
-                        self.run_core(&def.model, &rules, &inst, Actor::system(), Command::Start { fields }, now)?;
+                    let (inst, mut outcome) = self.run_core(
+                        &def.model,
+                        &rules,
+                        &inst,
+                        Actor::system(),
+                        Command::Start { fields },
+                        now,
+                        &mut unit.rotation,
+                    )?;
                     outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
                     let effects = outcome.effects.clone();
                     unit.add(None, inst, outcome);
@@ -324,7 +332,10 @@ impl<S: Storage> Engine<S> {
     /// round-robin rotation on by the tasks the command took. Two commands that read the same
     /// position at once would give their tasks to the same person: the later one finds the
     /// position moved and runs again on the fresh figures (the core is pure, so running again
-    /// is safe). A command the core refuses moves nothing.
+    /// is safe). A command the core refuses moves nothing. On a shared store the positions are
+    /// the store's, kept in `rotation` for the unit's write to be conditional on them.
+    // The core's inputs, each distinct; a struct for them would be built at every call only.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_core(
         &self,
         model: &Process,
@@ -333,13 +344,13 @@ impl<S: Storage> Engine<S> {
         actor: &Actor,
         command: Command,
         now: DateTime<Utc>,
+        rotation: &mut UnitRotation,
     ) -> Result<(Instance, Outcome), EngineError> {
         loop {
-            let workload = EngineWorkload { engine: self, positions_read: RefCell::new(BTreeMap::new()) };
+            let workload = EngineWorkload::new(self, rotation);
             let ctx = case::Context { model, rules, workload: &workload, now };
             let (after, outcome) = case::applied(&ctx, inst, actor, command.clone())?;
-            let read = workload.positions_read.into_inner();
-            if read.is_empty() || self.take_rotation(&read, &outcome.effects) {
+            if workload.take_positions(&outcome.effects, rotation) {
                 return Ok((after, outcome));
             }
         }
@@ -380,9 +391,20 @@ impl<S: Storage> Engine<S> {
         if !rotated.is_empty() {
             let rotation = self.workload.round_robin.lock().unpoisoned();
             for role in rotated {
-                let position = rotation.get(role).copied().unwrap_or(0);
-                batch.insert(keys::round_robin(role), position.to_be_bytes().to_vec());
+                let key = keys::round_robin(role);
+                let position = match unit.rotation.get(role) {
+                    // A shared store: on condition that no other node moved it since.
+                    Some((read, given)) => {
+                        batch.expect(key.clone(), read.clone());
+                        read.as_deref().and_then(keys::u64_value).unwrap_or(0) + given
+                    }
+                    None => rotation.get(role).copied().unwrap_or(0),
+                };
+                batch.insert(key, position.to_be_bytes().to_vec());
             }
+        }
+        if let Some((key, token)) = &unit.fence {
+            batch.expect_claimed(key.clone(), *token);
         }
         for (id, _) in &unit.started {
             let key = &unit.cases[id].after.business_key;
@@ -623,9 +645,22 @@ impl<S: Storage> Engine<S> {
         command: Command,
         now: DateTime<Utc>,
     ) -> Result<Applied, EngineError> {
+        self.apply_and_write_fenced(id, actor, command, now, None)
+    }
+
+    /// `apply_and_write`, written only while the claim `fence` (a key and its claim's token)
+    /// holds: a due timer fired under a claim another node may take over.
+    pub(crate) fn apply_and_write_fenced(
+        &self,
+        id: InstanceId,
+        actor: &Actor,
+        command: Command,
+        now: DateTime<Utc>,
+        fence: Option<(Vec<u8>, u64)>,
+    ) -> Result<Applied, EngineError> {
         self.rerun_on_conflict(|| {
             let (guard, before) = self.lock_family(id)?;
-            let mut unit = Unit::default();
+            let mut unit = Unit { fence: fence.clone(), ..Unit::default() };
             let inst = before.instance.clone();
             unit.add(Some(before), inst, Outcome { effects: Vec::new(), history: Vec::new() });
             let written = self

@@ -6,7 +6,7 @@
 
 use crate::storage::memory::MemoryStore;
 use crate::storage::postgres::PgStore;
-use crate::storage::{Batch, Bytes, Listener, Storage, StoreError, Ticket};
+use crate::storage::{Batch, Bytes, Claim, Listener, Storage, StoreError, Ticket};
 use crate::store::Store;
 
 // One per engine, which lives in an `Arc`: boxing the large variant would add an indirection to
@@ -137,5 +137,17 @@ impl Storage for AnyStorage {
 
     fn listen(&self, hear: Listener) -> Result<(), StoreError> {
         each!(self, s => s.listen(hear))
+    }
+
+    fn claim(&self, from: &[u8], to: &[u8], limit: usize, lease: std::time::Duration) -> Result<Claim, StoreError> {
+        each!(self, s => s.claim(from, to, limit, lease))
+    }
+
+    fn renew(&self, claim: &Claim, lease: std::time::Duration) -> Result<usize, StoreError> {
+        each!(self, s => s.renew(claim, lease))
+    }
+
+    fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        each!(self, s => s.release(claim))
     }
 }

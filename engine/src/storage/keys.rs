@@ -7,6 +7,7 @@
 //! | `m/` | `m/next_instance`, `m/format`, `m/rules_version` | u64 BE: the next instance id, the key layout (`FORMAT`), the rules version in force |
 //! | `m/` | `m/rules_files` | the rules files in force (JSON), for a restart whose folder is refused |
 //! | `m/` | `m/field_key_id` | the id of the key sensitive fields are sealed with |
+//! | `m/` | `m/outbox_lease` | empty: claimed by the node that delivers webhooks (on a shared store) |
 //! | `m/rr/` | `m/rr/{role}` | u64 BE: the role's round-robin position, so a restart carries on the rotation |
 //! | `c/` | `c/{rules version u64 BE}` | one accepted rules change (who, when, diff) |
 //! | `d/` | `d/{process}\0{version u32 BE}` | a deployed definition (source, deployed_at) |
@@ -159,6 +160,8 @@ pub const RULES_VERSION: &[u8] = b"m/rules_version";
 pub const RULES_FILES: &[u8] = b"m/rules_files";
 /// The id of the field key the store's sensitive values are sealed with.
 pub const FIELD_KEY_ID: &[u8] = b"m/field_key_id";
+/// Claimed (`Storage::claim`) by the one node that delivers the outbox, on a shared store.
+pub const OUTBOX_LEASE: &[u8] = b"m/outbox_lease";
 pub const ROUND_ROBIN: &[u8] = b"m/rr/";
 
 /// Where a role's round-robin position is kept.

@@ -14,6 +14,8 @@
 //!   one store: the engine's in-process locks only spare it conflicts, the store decides;
 //! - `wait_durable(ticket)` returns once the batch survives what the implementation promises
 //!   (for sled: `Durability`);
+//! - a batch's claim conditions (`Batch::expect_claimed`) hold only while no other caller
+//!   took the key over (`Storage::claim`): a claim's token is its fencing token;
 //! - a sequenced insert's key grows with write order, across restarts;
 //! - scans read in key order, see every write made before they began, and let the caller
 //!   write while they run (they are not snapshots).
@@ -60,9 +62,26 @@ pub enum StoreError {
     /// was written. The caller reads again and re-runs.
     #[error("`{0}` changed since it was read; nothing was written")]
     Conflict(String),
+    /// A key the batch was to write under a claim (`Batch::expect_claimed`) is gone or was
+    /// claimed by another caller since (its lease ran out): nothing was written, and running
+    /// again would not help: the key is someone else's now.
+    #[error("the claim on `{0}` was lost (taken over or gone); nothing was written")]
+    ClaimLost(String),
     /// The implementation failed in a way of its own, said in its words.
     #[error("storage: {0}")]
     Backend(String),
+}
+
+/// Keys one caller took for a while (`Storage::claim`), to work on them alone: until the lease
+/// ends no other caller's claim takes them, and a write made under the claim
+/// (`Batch::expect_claimed`) is refused once another caller has taken a key over, however late
+/// it comes (the token fences it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claim {
+    /// Grows with every claim made on the store; 0 for a store no other process shares, whose
+    /// claims hold nothing back (one process serialises its own work).
+    pub token: u64,
+    pub keys: Vec<Bytes>,
 }
 
 /// The operations the engine needs of its storage.
@@ -136,6 +155,30 @@ pub trait Storage: Send + Sync + 'static {
         false
     }
 
+    /// Claims up to `limit` keys in `[from, to)` that no other claim holds (or whose claim's
+    /// lease ran out), in key order, for `lease`; the claim's token is new. On a store several
+    /// processes share, concurrent claims never take the same key while a lease lasts, and skip
+    /// what another claim holds rather than wait for it. (The default, for a store one process
+    /// has: every key in the range, token 0.)
+    fn claim(&self, from: &[u8], to: &[u8], limit: usize, lease: std::time::Duration) -> Result<Claim, StoreError> {
+        let _ = lease;
+        let keys = self.range(from, to).take(limit).map(|r| r.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+        Ok(Claim { token: 0, keys })
+    }
+
+    /// Extends the lease of the claim's keys that it still holds, to `lease` from now (the
+    /// holder's heartbeat); returns how many it still holds.
+    fn renew(&self, claim: &Claim, lease: std::time::Duration) -> Result<usize, StoreError> {
+        let _ = lease;
+        Ok(claim.keys.len())
+    }
+
+    /// Gives back the claim's keys it still holds, for any caller to claim at once.
+    fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        let _ = claim;
+        Ok(())
+    }
+
     /// Applies a batch and waits until it is durable.
     fn write_now(&self, batch: Batch) -> Result<(), StoreError> {
         let ticket = self.write(batch)?;
@@ -165,6 +208,8 @@ pub struct Batch {
     /// Conditions: each key must still hold this value (`None`: be absent) when the batch is
     /// applied, or nothing of it is.
     expected: Vec<(Vec<u8>, Option<Bytes>)>,
+    /// Claim conditions: each key must still exist under the claim with this token.
+    claimed: Vec<(Vec<u8>, u64)>,
     /// Messages for the other processes listening on a shared store (`Storage::listen`).
     pub(crate) announcements: Vec<Vec<u8>>,
 }
@@ -174,6 +219,20 @@ impl Batch {
     /// before the batch was made: a compare-and-set over any number of keys.
     pub fn expect(&mut self, key: impl Into<Vec<u8>>, value: Option<Bytes>) {
         self.expected.push((key.into(), value));
+    }
+
+    /// Applies the batch only if `key` is still there under the claim with `token`
+    /// (`Storage::claim`): a holder whose lease ran out and whose key another caller took
+    /// over cannot write. Token 0 (a store one process has) is no condition.
+    pub fn expect_claimed(&mut self, key: impl Into<Vec<u8>>, token: u64) {
+        if token != 0 {
+            self.claimed.push((key.into(), token));
+        }
+    }
+
+    /// The batch's claim conditions.
+    pub fn claims(&self) -> &[(Vec<u8>, u64)] {
+        &self.claimed
     }
 
     /// Tells `message` to the other processes listening on the store (`Storage::listen`) once
@@ -334,6 +393,15 @@ impl<S: Storage> Storage for std::sync::Arc<S> {
     }
     fn listen(&self, hear: Listener) -> Result<(), StoreError> {
         (**self).listen(hear)
+    }
+    fn claim(&self, from: &[u8], to: &[u8], limit: usize, lease: std::time::Duration) -> Result<Claim, StoreError> {
+        (**self).claim(from, to, limit, lease)
+    }
+    fn renew(&self, claim: &Claim, lease: std::time::Duration) -> Result<usize, StoreError> {
+        (**self).renew(claim, lease)
+    }
+    fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        (**self).release(claim)
     }
     /// Shared by the engines holding it, as a database is by nodes.
     fn shared(&self) -> bool {

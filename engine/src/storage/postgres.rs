@@ -19,7 +19,7 @@
 //! connections on a small runtime of its own and waits on a channel, so it may be called from
 //! any thread without entering that runtime.
 
-use crate::storage::{Batch, Bytes, Listener, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
+use crate::storage::{Batch, Bytes, Claim, Listener, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,11 +28,20 @@ use tokio_postgres::error::SqlState;
 
 /// The schema, by version: each is applied once, in order, in one transaction under an advisory
 /// lock, so nodes starting at once do not race. Versions are never edited, only added.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE caseflow_entries (key bytea PRIMARY KEY, value bytea NOT NULL);
-     CREATE SEQUENCE caseflow_batches;",
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE caseflow_entries (key bytea PRIMARY KEY, value bytea NOT NULL);
+         CREATE SEQUENCE caseflow_batches;",
+    ),
+    // Claims (`Storage::claim`) live on the row they hold: deleted with it, free when NULL or
+    // when the lease ended. Columns added NULL cost no rewrite of the table.
+    (
+        2,
+        "ALTER TABLE caseflow_entries ADD COLUMN claim_token bigint, ADD COLUMN claim_until timestamptz;
+         CREATE SEQUENCE caseflow_claims;",
+    ),
+];
 
 /// The advisory lock the schema's migrations are applied under (any fixed number).
 const MIGRATION_LOCK: i64 = 0x6361_7365_666c_6f77; // "caseflow"
@@ -330,7 +339,24 @@ impl Statements {
     }
 }
 
-const LOCK_SQL: &str = "SELECT key, value FROM caseflow_entries WHERE key = ANY($1) FOR UPDATE";
+const LOCK_SQL: &str = "SELECT key, value, claim_token FROM caseflow_entries WHERE key = ANY($1) FOR UPDATE";
+/// Claims free keys of a range for a lease, with a new token. The rows are picked in a
+/// materialised CTE: inlined, the planner may run the `LIMIT`ed, `SKIP LOCKED` scan more than
+/// once and lock more rows than it returns. `SKIP LOCKED` passes over rows another claim or a
+/// write holds at this instant, so claimers never wait for each other. Times are the
+/// database's, so the nodes' clocks do not matter.
+const CLAIM_SQL: &str = "WITH token AS (SELECT nextval('caseflow_claims') AS t), \
+     picked AS MATERIALIZED (SELECT key FROM caseflow_entries \
+       WHERE key >= $1 AND key < $2 AND (claim_until IS NULL OR claim_until <= clock_timestamp()) \
+       ORDER BY key LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     UPDATE caseflow_entries e SET claim_token = token.t, \
+       claim_until = clock_timestamp() + $4::bigint * interval '1 millisecond' \
+     FROM picked, token WHERE e.key = picked.key RETURNING e.key, token.t";
+const RENEW_SQL: &str =
+    "UPDATE caseflow_entries SET claim_until = clock_timestamp() + $3::bigint * interval '1 millisecond' \
+     WHERE key = ANY($1) AND claim_token = $2";
+const RELEASE_SQL: &str =
+    "UPDATE caseflow_entries SET claim_token = NULL, claim_until = NULL WHERE key = ANY($1) AND claim_token = $2";
 const DELETE_SQL: &str = "DELETE FROM caseflow_entries WHERE key = ANY($1)";
 const UPSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
@@ -365,8 +391,10 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
         use base64::Engine as _;
         batch.announcements().iter().map(|m| base64::engine::general_purpose::STANDARD.encode(m)).collect()
     };
-    let expected_keys: Vec<Vec<u8>> =
-        batch.conditions().iter().filter(|c| c.1.is_some()).map(|c| c.0.clone()).collect();
+    let claims: Vec<(Vec<u8>, u64)> = batch.claims().to_vec();
+    let expected_keys: Vec<Vec<u8>> = (batch.conditions().iter().filter(|c| c.1.is_some()).map(|c| c.0.clone()))
+        .chain(claims.iter().map(|c| c.0.clone()))
+        .collect();
     // A batch that reads nothing (a start: no case before it, no outbox) sends BEGIN with its
     // writes, in one round trip.
     let begin_with_writes = expected_keys.is_empty() && !sequenced;
@@ -407,6 +435,13 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
         batch.number(seq as u64);
     }
     let current: BTreeMap<Vec<u8>, Vec<u8>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let claimed: BTreeMap<Vec<u8>, Option<i64>> = rows.iter().map(|r| (r.get(0), r.get(2))).collect();
+    for (key, token) in &claims {
+        if claimed.get(key).copied().flatten() != Some(*token as i64) {
+            rollback().await;
+            return Err(StoreError::ClaimLost(String::from_utf8_lossy(key).into_owned()));
+        }
+    }
     let statements = Statements::of(batch);
     for (key, want) in &statements.locked {
         if current.get(key).map(|v| v.as_slice()) != Some(want.as_ref()) {
@@ -519,7 +554,8 @@ impl Storage for PgStore {
         if batch.is_empty() {
             return Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1);
         }
-        let reads = batch.has_sequenced() || batch.conditions().iter().any(|c| c.1.is_some());
+        let reads =
+            batch.has_sequenced() || batch.conditions().iter().any(|c| c.1.is_some()) || !batch.claims().is_empty();
         self.trips(if reads { 2 } else { 1 });
         // A write that timed out may have been committed: its outcome is unknown.
         self.run_or(write_batch(self.pool.clone(), batch), || {
@@ -640,6 +676,58 @@ impl Storage for PgStore {
             Ok(Err(why)) => Err(StoreError::Unavailable(format!("listening for other nodes' changes: {why}"))),
             Err(_) => Err(StoreError::Unavailable("listening for other nodes' changes: no answer".into())),
         }
+    }
+
+    /// One statement, one round trip (see `CLAIM_SQL`).
+    fn claim(&self, from: &[u8], to: &[u8], limit: usize, lease: std::time::Duration) -> Result<Claim, StoreError> {
+        if to <= from || limit == 0 {
+            return Ok(Claim::default());
+        }
+        self.trips(1);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        let pool = self.pool.clone();
+        let (from, to) = (from.to_vec(), to.to_vec());
+        let (limit, lease) = (limit as i64, lease.as_millis() as i64);
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let st = client.prepare_cached(CLAIM_SQL).await.map_err(unavailable)?;
+            let rows = client.query(&st, &[&from, &to, &limit, &lease]).await.map_err(unavailable)?;
+            let token = rows.first().map_or(0, |r| r.get::<_, i64>(1) as u64);
+            let mut keys: Vec<Vec<u8>> = rows.iter().map(|r| r.get(0)).collect();
+            keys.sort();
+            Ok(Claim { token, keys: keys.into_iter().map(Bytes::from).collect() })
+        })
+    }
+
+    fn renew(&self, claim: &Claim, lease: std::time::Duration) -> Result<usize, StoreError> {
+        if claim.keys.is_empty() {
+            return Ok(0);
+        }
+        self.trips(1);
+        let pool = self.pool.clone();
+        let keys: Vec<Vec<u8>> = claim.keys.iter().map(|k| k.to_vec()).collect();
+        let (token, lease) = (claim.token as i64, lease.as_millis() as i64);
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let st = client.prepare_cached(RENEW_SQL).await.map_err(unavailable)?;
+            Ok(client.execute(&st, &[&keys, &token, &lease]).await.map_err(unavailable)? as usize)
+        })
+    }
+
+    fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        if claim.keys.is_empty() {
+            return Ok(());
+        }
+        self.trips(1);
+        let pool = self.pool.clone();
+        let keys: Vec<Vec<u8>> = claim.keys.iter().map(|k| k.to_vec()).collect();
+        let token = claim.token as i64;
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let st = client.prepare_cached(RELEASE_SQL).await.map_err(unavailable)?;
+            client.execute(&st, &[&keys, &token]).await.map_err(unavailable)?;
+            Ok(())
+        })
     }
 
     /// One round trip: the counter's row is updated in a transaction of its own that commits
