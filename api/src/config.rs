@@ -279,9 +279,17 @@ impl Config {
     /// Reads the configuration: `path` if given (`--config`, `CASEFLOW_CONFIG`), which must
     /// exist; otherwise `caseflow.toml` in the working directory if there is one, else the
     /// defaults. Paths in a file are relative to the file's folder. Then the `CASEFLOW_*`
-    /// environment overrides apply (their paths relative to the working directory).
-    // One piece (over 100 lines): the file, then each `CASEFLOW_*` override in turn, then the checks that need them all.
+    /// environment overrides apply (their paths relative to the working directory). Then what
+    /// serving needs is checked (`check_serving`).
     pub fn load(path: Option<&Path>) -> Result<Config> {
+        let config = Config::read(path)?;
+        config.check_serving()?;
+        Ok(config)
+    }
+
+    /// The settings of `load`, checked as far as they go without serving.
+    // One piece (over 100 lines): the file, then each `CASEFLOW_*` override in turn, then the checks that need them all.
+    fn read(path: Option<&Path>) -> Result<Config> {
         let source = match path {
             Some(p) if !p.is_file() => {
                 bail!("the configuration file {} does not exist (given by --config or CASEFLOW_CONFIG)", p.display())
@@ -395,6 +403,18 @@ impl Config {
                 bail!("token of `{}`: sha256 must be 64 hex digits (`caseflow token-hash TOKEN` prints it)", t.user);
             }
         }
+        Ok(config)
+    }
+
+    /// `load`, without the checks that only serving needs (tokens, where it listens): for the
+    /// commands that only open the store (`export`, `import`).
+    pub fn load_store_settings(path: Option<&Path>) -> Result<Config> {
+        Config::read(path)
+    }
+
+    /// What serving refuses: no tokens unless allowed, the published tokens on a reachable address.
+    fn check_serving(&self) -> Result<()> {
+        let config = self;
         if config.tokens.is_empty() && !config.allow_no_tokens {
             let read = match &config.source {
                 Some(p) => format!("{} configures no tokens", p.display()),
@@ -417,7 +437,7 @@ impl Config {
                 published.join(", ")
             );
         }
-        Ok(config)
+        Ok(())
     }
 
     /// Users whose token is one of the published development tokens.

@@ -188,6 +188,22 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Write a stopped server's whole store (sled in `data_dir`, or the database of
+    /// `database_url`) to a file: to move it to the other kind of store with `import`, or to
+    /// keep a copy.
+    Export {
+        file: PathBuf,
+        /// The settings file that names the store (as for `serve`).
+        #[arg(long, env = "CASEFLOW_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Take a file written by `export` into an empty store (sled or PostgreSQL, as the settings
+    /// say), then read the store back and check every case against the file.
+    Import {
+        file: PathBuf,
+        #[arg(long, env = "CASEFLOW_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,6 +296,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => cli::serve::serve(config.as_deref()),
+        Command::Export { file, config } => cli::transfer::export(&file, config.as_deref()),
+        Command::Import { file, config } => cli::transfer::import(&file, config.as_deref()),
         Command::TokenHash { token } => {
             println!("{}", config::sha256_hex(&token));
             Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ pub(crate) mod migrate;
 pub(crate) mod rules;
 pub(crate) mod serve;
 pub(crate) mod test;
+pub(crate) mod transfer;
 pub(crate) mod user;
 pub(crate) mod what_if;
 

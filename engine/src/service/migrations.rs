@@ -167,9 +167,9 @@ impl<S: Storage> Engine<S> {
         };
         // As `run_core`: a step entered afresh may take a task by round robin; the rotation
         // moves on only if no other command moved it meanwhile, else the core runs again.
-        let mut rotation = Default::default();
         let migrated = loop {
-            let workload = EngineWorkload::new(self, &rotation);
+            // A dry run takes no position from the store: it reads the next one.
+            let workload = EngineWorkload { peek: dry_run, ..EngineWorkload::new(self) };
             let ctx = case::Context { model: new, rules: &rules, workload: &workload, now };
             let migrated = match migrate::migrate(&ctx, old, &before, to, mapping, by) {
                 Ok(m) => m,
@@ -178,7 +178,7 @@ impl<S: Storage> Engine<S> {
                     return Ok(Some(result));
                 }
             };
-            if dry_run || workload.take_positions(&migrated.effects, &mut rotation) {
+            if dry_run || workload.take_positions(&migrated.effects) {
                 break migrated;
             }
         };
@@ -190,7 +190,7 @@ impl<S: Storage> Engine<S> {
         let mut history = migrated.history;
         history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let effects = migrated.effects;
-        let mut unit = Unit { rotation, ..Unit::default() };
+        let mut unit = Unit::default();
         unit.add(Some(stored), migrated.instance, Outcome { effects: effects.clone(), history });
         let written = self.cascade(&mut unit, id, effects.clone(), now).and_then(|()| self.commit(&mut unit, None));
         drop(guard);

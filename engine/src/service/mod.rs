@@ -168,8 +168,6 @@ pub(crate) struct Unit {
     /// A claimed key (a due timer's entry) and the claim's token: the unit is written only
     /// while the claim holds (`Batch::expect_claimed`).
     pub(crate) fence: Option<(Vec<u8>, u64)>,
-    /// On a shared store, the round-robin positions the unit read and gave.
-    pub(crate) rotation: workload::UnitRotation,
 }
 
 pub(crate) struct Staged {

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::storage::keys::{self, Inbox};
-use crate::storage::{Bytes, Storage};
+use crate::storage::Storage;
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{Effect, Workload};
 use std::cell::RefCell;
@@ -97,49 +97,49 @@ pub(crate) fn inbox_deltas(removed: &[&Vec<u8>], added: &[&Vec<u8>]) -> BTreeMap
     deltas
 }
 
-/// On a shared store, a unit's round-robin positions: per role, the position as the store held
-/// it when the unit first read it, and the tasks the unit has given by it since. The unit is
-/// written on condition that the store still holds that position, and moves it on by what it
-/// gave: each position is given once across nodes, and none is skipped.
-pub(crate) type UnitRotation = BTreeMap<String, (Option<Bytes>, u64)>;
-
 /// The workload as the core sees it: figures read from the store and the engine's counters,
 /// and the round-robin positions it read (checked again before the command counts).
+///
+/// On a shared store the rotation is the store's: each position the core asks for is taken
+/// from the role's counter there (`Storage::take_number`), so across nodes no position is given
+/// twice and nodes never wait on one another for it. A command that took a position and is
+/// then not written (refused later, or run again after a conflict) leaves that position
+/// unused: its member is skipped once.
 pub(crate) struct EngineWorkload<'a, S: Storage> {
     pub(crate) engine: &'a Engine<S>,
     pub(crate) positions_read: RefCell<BTreeMap<String, u64>>,
-    /// On a shared store: the unit's positions so far, and those this run read from the store.
-    pub(crate) unit_rotation: UnitRotation,
-    pub(crate) stored_positions: RefCell<BTreeMap<String, Option<Bytes>>>,
+    /// On a shared store, positions taken in this run, per role.
+    pub(crate) taken: RefCell<BTreeMap<String, u64>>,
+    /// Read the next positions without taking them (a dry run).
+    pub(crate) peek: bool,
 }
 
 impl<'a, S: Storage> EngineWorkload<'a, S> {
-    pub(crate) fn new(engine: &'a Engine<S>, unit_rotation: &UnitRotation) -> EngineWorkload<'a, S> {
-        EngineWorkload {
-            engine,
-            positions_read: RefCell::default(),
-            unit_rotation: unit_rotation.clone(),
-            stored_positions: RefCell::default(),
-        }
+    pub(crate) fn new(engine: &'a Engine<S>) -> EngineWorkload<'a, S> {
+        EngineWorkload { engine, positions_read: RefCell::default(), taken: RefCell::default(), peek: false }
     }
 
-    /// Whether the run's outcome counts, and its rotation with it: on a shared store always
-    /// (the unit's write is conditional on the positions read, taken into `unit_rotation`);
-    /// on one process's store, if no other command moved the positions since they were read.
-    pub(crate) fn take_positions(self, effects: &[Effect], unit_rotation: &mut UnitRotation) -> bool {
-        if !self.engine.store.shared() {
-            let read = self.positions_read.into_inner();
-            return read.is_empty() || self.engine.take_rotation(&read, effects);
-        }
-        for (role, stored) in self.stored_positions.into_inner() {
-            unit_rotation.entry(role).or_insert((stored, 0));
-        }
-        for e in effects {
-            if let Effect::RoundRobinTaken { role, count } = e {
-                unit_rotation.entry(role.clone()).or_insert((None, 0)).1 += count;
-            }
-        }
-        true
+    /// Whether the run's outcome counts: on one process's store, if no other command moved
+    /// the positions it read since; on a shared store always (its positions are its own).
+    pub(crate) fn take_positions(self, effects: &[Effect]) -> bool {
+        let read = self.positions_read.into_inner();
+        read.is_empty() || self.engine.take_rotation(&read, effects)
+    }
+
+    /// The next position of `role`, taken from the store's counter (or only read, when peeking).
+    fn take_stored_position(&self, role: &str) -> u64 {
+        let key = keys::round_robin(role);
+        let next = match self.peek {
+            true => self.engine.store.get_u64(&key).ok().flatten().unwrap_or(0),
+            // Unreadable store: position 0 (the command's own write fails the same way).
+            false => self.engine.store.take_number(&key).map_or(0, |n| n - 1),
+        };
+        let mut taken = self.taken.borrow_mut();
+        let before = taken.entry(role.to_string()).or_insert(0);
+        // The core adds the tasks it gave by this role in this run to what it is told.
+        let position = next.saturating_sub(*before);
+        *before += 1;
+        position
     }
 }
 
@@ -163,18 +163,8 @@ impl<S: Storage> Workload for EngineWorkload<'_, S> {
     }
 
     fn round_robin_position(&self, role: &str) -> u64 {
-        // On a shared store other nodes move the rotation too: the position is the store's, as
-        // the unit first read it, plus what the unit gave since (see `UnitRotation`).
         if self.engine.store.shared() {
-            if let Some((read, given)) = self.unit_rotation.get(role) {
-                return read.as_deref().and_then(keys::u64_value).unwrap_or(0) + given;
-            }
-            let mut stored = self.stored_positions.borrow_mut();
-            let read = stored.entry(role.to_string()).or_insert_with(|| {
-                // Unreadable: taken as the start, and the write's condition on it will fail.
-                self.engine.store.get(&keys::round_robin(role)).ok().flatten()
-            });
-            return read.as_deref().and_then(keys::u64_value).unwrap_or(0);
+            return self.take_stored_position(role);
         }
         let position = self.engine.workload.round_robin.lock().unpoisoned().get(role).copied();
         let position = position.unwrap_or(0);

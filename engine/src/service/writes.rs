@@ -6,7 +6,7 @@ use super::events::event_of;
 use super::numbering::{
     fill_sequence, BusinessKey, IdBlock, IdempotencyKey, KeyRecord, ID_BLOCK, SEQUENCE_PLACEHOLDER,
 };
-use super::workload::{inbox_deltas, EngineWorkload, UnitRotation};
+use super::workload::{inbox_deltas, EngineWorkload};
 use super::{
     corrupt, Applied, Engine, EngineError, IndexChange, Pending, Stored, Unit, CALL_DEPTH_MAX, CONFLICT_RUNS_MAX,
     STRIPES,
@@ -148,8 +148,7 @@ impl<S: Storage> Engine<S> {
             let key_text = unit.started[0].1.text.clone();
             let mut inst = Instance::new(id, &def.model, def.version, key_text, now);
             inst.rules_version = rules_version;
-            let (inst, outcome) =
-                self.run_core(&def.model, &rules, &inst, actor, Command::Start { fields }, now, &mut unit.rotation)?;
+            let (inst, outcome) = self.run_core(&def.model, &rules, &inst, actor, Command::Start { fields }, now)?;
             let effects = outcome.effects.clone();
             unit.add(None, inst, outcome);
             self.cascade(&mut unit, id, effects, now)?;
@@ -224,8 +223,7 @@ impl<S: Storage> Engine<S> {
             .definition(&staged.after.process, Some(staged.after.version))
             .ok_or_else(|| self.unknown_version(&staged.after.process, staged.after.version))?;
         let (rules, rules_version) = self.rules_and_version();
-        let (after, mut outcome) =
-            self.run_core(&def.model, &rules, &staged.after, actor, command, now, &mut unit.rotation)?;
+        let (after, mut outcome) = self.run_core(&def.model, &rules, &staged.after, actor, command, now)?;
         staged.after = after;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let effects = outcome.effects.clone();
@@ -264,15 +262,8 @@ impl<S: Storage> Engine<S> {
                     unit.started.push((child, key));
                     (inst.parent, inst.family, inst.depth, inst.rules_version) =
                         (Some((id, token)), Some(family), depth + 1, rules_version);
-                    let (inst, mut outcome) = self.run_core(
-                        &def.model,
-                        &rules,
-                        &inst,
-                        Actor::system(),
-                        Command::Start { fields },
-                        now,
-                        &mut unit.rotation,
-                    )?;
+                    let (inst, mut outcome) =
+                        self.run_core(&def.model, &rules, &inst, Actor::system(), Command::Start { fields }, now)?;
                     outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
                     let effects = outcome.effects.clone();
                     unit.add(None, inst, outcome);
@@ -332,10 +323,8 @@ impl<S: Storage> Engine<S> {
     /// round-robin rotation on by the tasks the command took. Two commands that read the same
     /// position at once would give their tasks to the same person: the later one finds the
     /// position moved and runs again on the fresh figures (the core is pure, so running again
-    /// is safe). A command the core refuses moves nothing. On a shared store the positions are
-    /// the store's, kept in `rotation` for the unit's write to be conditional on them.
-    // The core's inputs, each distinct; a struct for them would be built at every call only.
-    #[allow(clippy::too_many_arguments)]
+    /// is safe). A command the core refuses moves nothing. (On a shared store positions are
+    /// taken from the store as the core asks for them: see `EngineWorkload`.)
     pub(crate) fn run_core(
         &self,
         model: &Process,
@@ -344,13 +333,12 @@ impl<S: Storage> Engine<S> {
         actor: &Actor,
         command: Command,
         now: DateTime<Utc>,
-        rotation: &mut UnitRotation,
     ) -> Result<(Instance, Outcome), EngineError> {
         loop {
-            let workload = EngineWorkload::new(self, rotation);
+            let workload = EngineWorkload::new(self);
             let ctx = case::Context { model, rules, workload: &workload, now };
             let (after, outcome) = case::applied(&ctx, inst, actor, command.clone())?;
-            if workload.take_positions(&outcome.effects, rotation) {
+            if workload.take_positions(&outcome.effects) {
                 return Ok((after, outcome));
             }
         }
@@ -388,19 +376,12 @@ impl<S: Storage> Engine<S> {
                 _ => None,
             })
             .collect();
-        if !rotated.is_empty() {
+        // (On a shared store the positions were taken in the store as they were given.)
+        if !rotated.is_empty() && !self.store.shared() {
             let rotation = self.workload.round_robin.lock().unpoisoned();
             for role in rotated {
-                let key = keys::round_robin(role);
-                let position = match unit.rotation.get(role) {
-                    // A shared store: on condition that no other node moved it since.
-                    Some((read, given)) => {
-                        batch.expect(key.clone(), read.clone());
-                        read.as_deref().and_then(keys::u64_value).unwrap_or(0) + given
-                    }
-                    None => rotation.get(role).copied().unwrap_or(0),
-                };
-                batch.insert(key, position.to_be_bytes().to_vec());
+                let position = rotation.get(role).copied().unwrap_or(0);
+                batch.insert(keys::round_robin(role), position.to_be_bytes().to_vec());
             }
         }
         if let Some((key, token)) = &unit.fence {

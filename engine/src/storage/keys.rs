@@ -206,6 +206,18 @@ pub fn history_of(id: InstanceId) -> Vec<u8> {
     Prefix::History.key(&[&id.0.to_be_bytes()])
 }
 
+/// The case of an `i/` key.
+pub fn instance_of(key: &[u8]) -> Option<InstanceId> {
+    let body = Prefix::Instance.body(key).filter(|b| b.len() == 8)?;
+    u64_at(body, 0).map(InstanceId)
+}
+
+/// The case of an `h/` key.
+pub fn history_case(key: &[u8]) -> Option<InstanceId> {
+    let body = Prefix::History.body(key).filter(|b| b.len() == 16)?;
+    u64_at(body, 0).map(InstanceId)
+}
+
 // ------------------------------------------------------------ t/: timers
 
 /// Due times sort as unsigned big-endian: the signed milliseconds shifted by 2^63.

@@ -22,6 +22,7 @@
 
 pub mod any;
 pub mod codec;
+pub mod dump;
 pub mod index;
 pub mod keys;
 pub mod memory;
