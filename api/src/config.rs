@@ -21,6 +21,9 @@ pub struct Config {
     pub bind: String,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where `POST /admin/backup` (`caseflow backup`) writes copies of a running sled store.
+    #[serde(default = "default_backup_dir")]
+    pub backup_dir: PathBuf,
     /// Keep cases in this PostgreSQL database instead of `data_dir` (a libpq URL; several
     /// hosts with `target_session_attrs=read-write` find the primary): any number of nodes
     /// may serve the same database. Unset: sled in `data_dir`, one node.
@@ -176,6 +179,9 @@ fn default_bind() -> String {
 fn default_data_dir() -> PathBuf {
     "data".into()
 }
+fn default_backup_dir() -> PathBuf {
+    "backups".into()
+}
 fn default_processes_dir() -> PathBuf {
     "processes".into()
 }
@@ -303,7 +309,9 @@ impl Config {
                 let mut config: Config = toml::from_str(&text)
                     .with_context(|| format!("{} is not a valid configuration", path.display()))?;
                 let base = path.parent().unwrap_or(Path::new(""));
-                for p in [&mut config.data_dir, &mut config.processes_dir, &mut config.rules_dir] {
+                for p in
+                    [&mut config.data_dir, &mut config.backup_dir, &mut config.processes_dir, &mut config.rules_dir]
+                {
                     *p = base.join(&*p);
                 }
                 for k in [&mut config.field_key_file, &mut config.tls_cert, &mut config.tls_key].into_iter().flatten() {
@@ -325,6 +333,9 @@ impl Config {
         }
         if let Some(v) = env("CASEFLOW_DATA_DIR") {
             config.data_dir = v.into();
+        }
+        if let Some(v) = env("CASEFLOW_BACKUP_DIR") {
+            config.backup_dir = v.into();
         }
         if let Some(v) = env("CASEFLOW_DATABASE_URL") {
             config.database_url = Some(v);
@@ -490,9 +501,10 @@ pub fn field_key(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Every `CASEFLOW_*` environment variable caseflow reads.
-pub const ENV_VARS: [&str; 22] = [
+pub const ENV_VARS: [&str; 23] = [
     "CASEFLOW_ALLOW_NO_TOKENS",
     "CASEFLOW_ALLOW_PUBLISHED_TOKENS",
+    "CASEFLOW_BACKUP_DIR",
     "CASEFLOW_BIND",
     "CASEFLOW_BODY_BYTES_MAX",
     "CASEFLOW_BODY_IDLE_TIMEOUT_SECS",

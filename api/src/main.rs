@@ -197,6 +197,17 @@ enum Command {
         #[arg(long, env = "CASEFLOW_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Back up a running server's sled store without stopping it: the server writes a copy of
+    /// the store at one instant into its `backup_dir` (`POST /admin/backup`) and says where.
+    /// `caseflow import FILE` restores it into an empty data directory.
+    Backup {
+        /// The running server (http://host:port).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An administrator's token.
+        #[arg(long, env = "CASEFLOW_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Take a file written by `export` into an empty store (sled or PostgreSQL, as the settings
     /// say), then read the store back and check every case against the file.
     Import {
@@ -298,6 +309,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { config } => cli::serve::serve(config.as_deref()),
         Command::Export { file, config } => cli::transfer::export(&file, config.as_deref()),
         Command::Import { file, config } => cli::transfer::import(&file, config.as_deref()),
+        Command::Backup { url, token } => cli::transfer::backup(&url, &token),
         Command::TokenHash { token } => {
             println!("{}", config::sha256_hex(&token));
             Ok(ExitCode::SUCCESS)

@@ -810,3 +810,43 @@ async fn no_token_is_401_before_the_input_is_looked_at() {
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path}: {v}");
     }
 }
+
+/// `POST /admin/backup` writes a copy of the running store into `backup_dir`, which `caseflow
+/// import` (`storage::dump::load`) restores with every case; administrators only; a server
+/// without a backup folder refuses.
+#[tokio::test]
+async fn an_administrator_backs_up_the_running_store_and_the_copy_restores_every_case() {
+    let mut api = Api::new();
+    let (s, _) = api.call("POST", "/admin/backup", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::CONFLICT, "no backup folder: none taken");
+    let dir = std::env::temp_dir().join(format!("caseflow-http-backup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let tokens = vec![common::token("admin", &[], true, false), common::token("crm", &["integration"], false, true)];
+    let state = Arc::new(AppState {
+        backup_dir: Some(dir.clone()),
+        ..AppState::new(api.engine.clone(), api.clock.clone(), tokens)
+    });
+    api.app = router(state, common::small_bodies());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (s, v) = api.call("POST", "/instances", Some("crm"), Some(START), &[]).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        ids.push(v["id"].as_u64().unwrap());
+    }
+    let (s, v) = api.call("POST", "/admin/backup", Some("crm"), None, &[]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = api.call("POST", "/admin/backup", Some("admin"), None, &[]).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["cases"], 3);
+    let file = std::path::PathBuf::from(v["file"].as_str().unwrap());
+    assert!(file.starts_with(&dir) && file.is_file(), "{v}");
+    let restored = caseflow_engine::MemoryStore::new();
+    let open = || -> std::io::Result<Box<dyn std::io::Read>> { Ok(Box::new(std::fs::File::open(&file)?)) };
+    caseflow_engine::storage::dump::load(&restored, &open).unwrap();
+    let engine = caseflow_engine::Engine::open(restored, caseflow_tests::shipped_rules()).unwrap();
+    for id in ids {
+        let inst = engine.instance(caseflow_core::case::InstanceId(id)).unwrap().expect("the case is in the copy");
+        assert_eq!(Some(&inst), api.engine.instance(inst.id).unwrap().as_ref());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

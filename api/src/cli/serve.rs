@@ -81,6 +81,7 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
     let state = std::sync::Arc::new(server::AppState {
         metrics_need_token: config.metrics_need_token,
         rules_dir: Some(config.rules_dir.clone()),
+        backup_dir: Some(config.backup_dir.clone()),
         rules_files: std::sync::Mutex::new(rules_files),
         rules_refused: std::sync::Mutex::new(rules_refused),
         console: caseflow::console::ConsoleState::new(caseflow::console::ConsoleSettings {

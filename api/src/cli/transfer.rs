@@ -1,8 +1,10 @@
 //! `caseflow export FILE` and `caseflow import FILE`: a whole store to a file and back, to move
 //! it between sled and PostgreSQL (the settings say which store: `data_dir`, or
 //! `database_url`). Export reads a stopped server's store; import writes into an empty one and
-//! checks what it wrote against the file (count of entries, a checksum per case).
+//! checks what it wrote against the file (count of entries, a checksum per case). `caseflow
+//! backup` asks a running server for a copy of its store (`POST /admin/backup`).
 
+use super::{http_call, problem_detail};
 use crate::config::Config;
 use anyhow::{Context, Result};
 use caseflow_engine::storage::dump;
@@ -48,4 +50,29 @@ pub(crate) fn import(file: &Path, config: Option<&Path>) -> Result<ExitCode> {
         config.store_place()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn backup(url: &str, token: &str) -> Result<ExitCode> {
+    let base = url.trim_end_matches('/');
+    if !base.starts_with("http://") && !base.starts_with("https://") {
+        anyhow::bail!("`{url}`: give the server's address as http://host:port");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match runtime.block_on(http_call("POST", &format!("{base}/admin/backup"), token, None))? {
+        (201, body) => {
+            let v: serde_json::Value = serde_json::from_str(&body).context("the server's answer")?;
+            println!(
+                "backed up {} entries ({} cases) in {} ms to {} (on the server); restore with `caseflow import`",
+                v["entries"],
+                v["cases"],
+                v["took_ms"],
+                v["file"].as_str().unwrap_or("?")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (status, body) => {
+            eprintln!("error: {base} answered {status}: {}", problem_detail(&body));
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -13,6 +13,7 @@
 
 mod auth;
 mod background;
+mod backup;
 mod error;
 mod events;
 mod extract;
@@ -71,6 +72,10 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// The console's settings and failed sign-ins.
     pub console: crate::console::ConsoleState,
+    /// Where `POST /admin/backup` writes; `None`: backups are not taken here.
+    pub backup_dir: Option<std::path::PathBuf>,
+    /// Held while a backup runs: one at a time.
+    pub backing_up: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -89,6 +94,8 @@ impl AppState {
             rules_refused: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             console: Default::default(),
+            backup_dir: None,
+            backing_up: Default::default(),
         }
     }
 }
@@ -161,6 +168,7 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(evaluate_table))
         .routes(routes!(set_password))
         .routes(routes!(list_sessions, end_sessions))
+        .routes(routes!(backup::backup))
         .routes(routes!(metrics))
         .routes(routes!(events))
         .routes(routes!(openapi_json))

@@ -22,7 +22,10 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every kind of problem the server answers, the last part of a problem's `type` URI
 /// (`https://caseflow.dev/problems/KIND`). A test checks that every kind the code uses is here.
-pub const PROBLEM_KINDS: [&str; 37] = [
+pub const PROBLEM_KINDS: [&str; 40] = [
+    "backup-failed",
+    "backup-not-here",
+    "backup-running",
     "bad-cursor",
     "bad-idempotency-key",
     "bad-migration",

@@ -73,13 +73,25 @@ impl CaseDigests {
 }
 
 /// Writes every entry of `store` to `out`. The store is read as it is: take it from a store no
-/// process is writing (a stopped server), or the dump may mix moments.
+/// process is writing (a stopped server), or the dump may mix moments (`Store::backup` takes a
+/// consistent one from a running sled store).
 pub fn dump<S: Storage>(store: &S, out: &mut dyn Write) -> Result<Summary, DumpError> {
+    write_entries(
+        store.scan_prefix(b"").map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(DumpError::from)),
+        out,
+    )
+}
+
+/// Writes a dump of `entries` (in key order).
+fn write_entries(
+    entries: impl Iterator<Item = Result<Entry, DumpError>>,
+    out: &mut dyn Write,
+) -> Result<Summary, DumpError> {
     out.write_all(MAGIC)?;
     let mut all = Sha256::new();
     let mut digests = CaseDigests::default();
-    let mut entries = 0u64;
-    for item in store.scan_prefix(b"") {
+    let mut count = 0u64;
+    for item in entries {
         let (k, v) = item?;
         let mut record = Vec::with_capacity(9 + k.len() + v.len());
         record.push(1);
@@ -90,13 +102,49 @@ pub fn dump<S: Storage>(store: &S, out: &mut dyn Write) -> Result<Summary, DumpE
         all.update(&record);
         out.write_all(&record)?;
         digests.add(&k, &v);
-        entries += 1;
+        count += 1;
     }
     out.write_all(&[0])?;
-    out.write_all(&entries.to_be_bytes())?;
+    out.write_all(&count.to_be_bytes())?;
     out.write_all(&all.finalize())?;
     out.flush()?;
-    Ok(Summary { entries, cases: digests.finish() })
+    Ok(Summary { entries: count, cases: digests.finish() })
+}
+
+/// Writes the dump `scanned` with `overrides` laid over it (a key's last value, `None` for
+/// removed), in key order.
+pub fn merge(
+    scanned: Box<dyn Read>,
+    overrides: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    out: &mut dyn Write,
+) -> Result<Summary, DumpError> {
+    let mut records = Records::open(scanned)?;
+    let mut scanned = std::iter::from_fn(move || records.next_entry().transpose()).peekable();
+    let mut overrides = overrides.into_iter().peekable();
+    let merged = std::iter::from_fn(move || loop {
+        let next_scanned = match scanned.peek() {
+            Some(Ok((k, _))) => Some(k.clone()),
+            Some(Err(_)) => return scanned.next(),
+            None => None,
+        };
+        let take_override = match (&next_scanned, overrides.peek()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(s), Some((o, _))) => o <= s,
+        };
+        if take_override {
+            let (k, v) = overrides.next().expect("peeked");
+            if next_scanned.as_ref() == Some(&k) {
+                scanned.next();
+            }
+            match v {
+                Some(v) => return Some(Ok((k, v))),
+                None => continue,
+            }
+        }
+        return scanned.next();
+    });
+    write_entries(merged, out)
 }
 
 /// A key and its value.

@@ -147,7 +147,17 @@ pub struct Store {
     /// Held, by the stripes of its condition keys, by a conditional batch from its check until
     /// its writes are visible: two batches expecting the same key cannot both pass.
     condition_stripes: Vec<std::sync::Mutex<()>>,
+    /// While a backup scans (`backup`), every batch written, with its ticket. Each write holds
+    /// the read lock from before its ticket until its keys are visible, so a backup that takes
+    /// the write lock knows every write is either visible to its scan or in the tap.
+    tap: std::sync::RwLock<Option<Arc<Tap>>>,
 }
+
+/// A key and its new value (`None`: removed), as a batch holds it.
+type Op = (Vec<u8>, Option<Vec<u8>>);
+
+/// The batches written while a backup scans, with their tickets.
+type Tap = std::sync::Mutex<Vec<(Ticket, Vec<Op>)>>;
 
 /// How many locks conditional batches are spread over.
 const CONDITION_STRIPES: usize = 64;
@@ -168,6 +178,40 @@ impl Store {
             Some(key) => Err(StoreError::Conflict(key)),
             None => Ok(guards),
         }
+    }
+
+    /// Writes a consistent copy of the store (`storage::dump`'s format) while writers go on: the
+    /// store as it was at one instant, the end of the scan. Every batch written during the scan
+    /// is kept aside (the tap) and laid over what the scan read, in ticket order, which is the
+    /// order batches touching a key were applied; a key the scan read and no batch touched has
+    /// held its value since the scan began. The scan goes to `scratch` first (removed after).
+    pub fn backup(
+        &self,
+        out: &mut dyn std::io::Write,
+        scratch: &Path,
+    ) -> Result<crate::storage::dump::Summary, crate::storage::dump::DumpError> {
+        use crate::storage::dump;
+        let tap = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Waits for the writes in flight: from here on every write is visible or tapped.
+        *self.tap.write().unpoisoned() = Some(tap.clone());
+        let scanned = (|| {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(scratch)?);
+            dump::dump(self, &mut file)?;
+            file.into_inner().map_err(|e| e.into_error())?;
+            Ok::<_, dump::DumpError>(())
+        })();
+        *self.tap.write().unpoisoned() = None;
+        let merged = scanned.and_then(|()| {
+            let mut batches = std::mem::take(&mut *tap.lock().unpoisoned());
+            batches.sort_by_key(|(ticket, _)| *ticket);
+            let mut overrides = std::collections::BTreeMap::new();
+            for (k, v) in batches.into_iter().flat_map(|(_, ops)| ops) {
+                overrides.insert(k, v);
+            }
+            dump::merge(Box::new(std::fs::File::open(scratch)?), overrides, out)
+        });
+        let _ = std::fs::remove_file(scratch);
+        merged
     }
 
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
@@ -313,6 +357,7 @@ impl Store {
             }),
             checkpoint_thread: Default::default(),
             condition_stripes: (0..CONDITION_STRIPES).map(|_| std::sync::Mutex::new(())).collect(),
+            tap: std::sync::RwLock::new(None),
             space: SpaceGuard::new(path.clone(), options.space_reserve_bytes),
             path,
             wal,
@@ -459,6 +504,7 @@ impl Storage for Store {
         let bytes = size as u64;
         self.space.check(bytes, false)?;
         let _conditions = self.check_conditions(&batch)?;
+        let tap = self.tap.read().unpoisoned();
         let ticket = match &self.wal {
             Some(wal) => wal
                 .append(|seq, out| {
@@ -472,8 +518,12 @@ impl Storage for Store {
                 seq
             }
         };
+        if let Some(tap) = tap.as_ref() {
+            tap.lock().unpoisoned().push((ticket, batch.ops().to_vec()));
+        }
         // Until its keys are in sled, the record stays in the log (`Wal::applied_all`).
         let pressure = self.upkeep.memtable.insert(ticket, batch.into_ops());
+        drop(tap);
         // From here the write is applied (logged, visible): a failure of the maintenance below
         // is not this write's; it marks the store failing, and the next write retries it.
         if let Err(e) = self.relieve(pressure) {
