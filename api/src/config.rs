@@ -32,6 +32,10 @@ pub struct Config {
     /// Connections each node keeps to the database at most.
     #[serde(default = "default_database_pool_size")]
     pub database_pool_size: usize,
+    /// On PostgreSQL, how long a node's claims on due timers and on webhook delivery last
+    /// without its heartbeat: the longest a node that stopped holds them back from the others.
+    #[serde(default = "default_claim_lease_secs")]
+    pub claim_lease_secs: u64,
     #[serde(default = "default_processes_dir")]
     pub processes_dir: PathBuf,
     #[serde(default = "default_rules_dir")]
@@ -212,6 +216,9 @@ fn default_connections_max() -> usize {
 fn default_shutdown_grace_secs() -> u64 {
     5
 }
+fn default_claim_lease_secs() -> u64 {
+    caseflow_engine::service::CLAIM_LEASE.as_secs()
+}
 fn default_database_pool_size() -> usize {
     16
 }
@@ -343,6 +350,10 @@ impl Config {
         if let Some(v) = env("CASEFLOW_DATABASE_POOL_SIZE") {
             config.database_pool_size =
                 v.parse().with_context(|| format!("CASEFLOW_DATABASE_POOL_SIZE=`{v}` is not a number"))?;
+        }
+        if let Some(v) = env("CASEFLOW_CLAIM_LEASE_SECS") {
+            config.claim_lease_secs =
+                v.parse().with_context(|| format!("CASEFLOW_CLAIM_LEASE_SECS=`{v}` is not a number"))?;
         }
         if let Some(v) = env("CASEFLOW_PROCESSES_DIR") {
             config.processes_dir = v.into();
@@ -501,11 +512,12 @@ pub fn field_key(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Every `CASEFLOW_*` environment variable caseflow reads.
-pub const ENV_VARS: [&str; 23] = [
+pub const ENV_VARS: [&str; 24] = [
     "CASEFLOW_ALLOW_NO_TOKENS",
     "CASEFLOW_ALLOW_PUBLISHED_TOKENS",
     "CASEFLOW_BACKUP_DIR",
     "CASEFLOW_BIND",
+    "CASEFLOW_CLAIM_LEASE_SECS",
     "CASEFLOW_BODY_BYTES_MAX",
     "CASEFLOW_BODY_IDLE_TIMEOUT_SECS",
     "CASEFLOW_CACHE_MIB",

@@ -1025,3 +1025,27 @@ process visit "上门" {
     let (_, c) = api.call("GET", &format!("/instances/{case}"), Some("admin"), None, &[]).await;
     assert_eq!(c["fields"]["at"], "2026-11-25T06:30:00+00:00");
 }
+
+/// The cases list searches by a field the process indexes (the complaint's `urgency`), through
+/// its index; a field it does not index is said so, not silently ignored.
+#[tokio::test]
+async fn the_cases_list_searches_by_an_indexed_field() {
+    let api = Api::new();
+    set_password(&api, "li_na");
+    for urgency in ["high", "low", "high"] {
+        start(&api, urgency).await;
+    }
+    let mut p = Person::new(&api);
+    p.sign_in("li_na", PASSWORD).await;
+    let list = p.get("/ui/cases?process=complaint&status=running&field=urgency&value=low").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.html.contains(r#"href="/ui/cases/2""#), "{}", list.html);
+    assert!(
+        !list.html.contains(r#"href="/ui/cases/1""#) && !list.html.contains(r#"href="/ui/cases/3""#),
+        "{}",
+        list.html
+    );
+    assert!(list.html.contains(r#"<option value="urgency" selected>"#), "the form keeps the search: {}", list.html);
+    let refused = p.get("/ui/cases?process=complaint&status=running&field=content&value=x").await;
+    assert!(refused.html.contains("Cases cannot be searched by `content`"), "{}", refused.html);
+}

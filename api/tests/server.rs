@@ -915,3 +915,85 @@ fn two_nodes_on_one_postgres_database_serve_the_same_cases() {
     assert!(b.stop().success());
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Timers across two nodes under faults, with a lease of 2 s: node A, firing a burst of due
+/// timers, is paused (SIGSTOP) past its lease while B runs, then resumed; later A is killed
+/// (SIGKILL) in the middle of another burst. B takes over what A had claimed once the lease
+/// ends, and every case's timer fires exactly once: A, resumed, fires nothing B took over.
+#[test]
+fn a_node_paused_past_its_lease_or_killed_while_firing_timers_fires_nothing_twice() {
+    let Some(url) = caseflow_tests::postgres_database("http_claims") else { return };
+    let data = temp_data("claims");
+    let (a_dir, b_dir) = (data.join("a"), data.join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let key = data.join("field.key");
+    let env = [
+        ("CASEFLOW_DATABASE_URL", url.as_str()),
+        ("CASEFLOW_FIELD_KEY_FILE", key.to_str().unwrap()),
+        ("CASEFLOW_CLAIM_LEASE_SECS", "2"),
+    ];
+    let mut a = Server::start_with(&a_dir, None, &env);
+    let source = "process pause_test \"暂停测试\" {\n  source \"tests\"\n  start -> hold\n  wait hold \"等待\" {\n    for 2s -> ring_back\n  }\n  task ring_back \"回电\" {\n    assign role cs_rep\n    due 1 workday\n    -> done\n  }\n  end done\n}\n";
+    let (status, body) =
+        a.call("POST", "/processes", "dev-admin", Some(&serde_json::json!({ "source": source }).to_string()));
+    assert_eq!(status, 201, "{body}");
+    let signal = |server: &Server, sig: &str| {
+        let ok = Command::new("kill").args([sig, &server.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig}");
+    };
+    // Starts `n` cases on `node`; their timers fall due 2 s after each start.
+    let burst = |node: &Server, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let (status, body) =
+                    node.call("POST", "/instances", "dev-crm", Some(r#"{"process":"pause_test","fields":{}}"#));
+                assert_eq!(status, 201, "{body}");
+                json(&body)["id"].to_string()
+            })
+            .collect()
+    };
+    // Every case's timer fired exactly once, within `within`.
+    let fired_once = |node: &Server, ids: &[String], within: Duration| {
+        let deadline = Instant::now() + within;
+        for id in ids {
+            loop {
+                let (status, body) = node.call("GET", &format!("/instances/{id}/history"), "dev-admin", None);
+                assert_eq!(status, 200, "{body}");
+                let events: Vec<String> = json(&body)["history"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h["event"].as_str().unwrap().to_string())
+                    .collect();
+                let fired = events.iter().filter(|e| *e == "timer_fired").count();
+                assert!(fired <= 1, "case {id}'s timer fired twice: {events:?}");
+                if fired == 1 {
+                    assert_eq!(events.iter().filter(|e| *e == "task_opened").count(), 1, "{events:?}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "case {id}'s timer never fired: {events:?}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+
+    // Paused in the middle of a burst, past its lease, and resumed.
+    let first = burst(&a, 400);
+    std::thread::sleep(Duration::from_millis(2200));
+    signal(&a, "-STOP");
+    let b = Server::start_with(&b_dir, None, &env);
+    std::thread::sleep(Duration::from_secs(4));
+    signal(&a, "-CONT");
+    fired_once(&b, &first, Duration::from_secs(30));
+    fired_once(&a, &first, Duration::from_secs(5));
+
+    // Killed in the middle of a burst.
+    let second = burst(&a, 400);
+    std::thread::sleep(Duration::from_millis(2200));
+    a.child.kill().unwrap();
+    let _ = a.child.wait();
+    fired_once(&b, &second, Duration::from_secs(30));
+    drop(b);
+    cleanup(&data);
+}

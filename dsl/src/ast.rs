@@ -31,6 +31,8 @@ pub struct Process {
     pub kept: Vec<(Ident, Expr, Span)>,
     /// `tally NAME by KEYS on end OUTCOME`.
     pub tallies: Vec<Tally>,
+    /// `index FIELD, ...`, each with its span.
+    pub indexes: Vec<(Vec<Ident>, Span)>,
     pub steps: Vec<Step>,
     pub span: Span,
 }

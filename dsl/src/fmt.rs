@@ -33,7 +33,7 @@ pub fn field_to_string(f: &FieldDecl) -> String {
     field(f)
 }
 
-/// The process-level lines (header, `start`, interrupts, kept messages, tallies) as the
+/// The process-level lines (header, `start`, interrupts, kept messages, tallies, indexes) as the
 /// formatter writes them: everything but fields and steps.
 pub fn process_header_lines(p: &Process) -> Vec<String> {
     let mut q = p.clone();
@@ -176,6 +176,10 @@ impl Writer {
         for t in &p.tallies {
             let keys: Vec<String> = t.keys.iter().map(expr_to_string).collect();
             self.line(t.span.start, &format!("tally {} by {} on end {}", t.name.name, keys.join(", "), t.outcome.name));
+        }
+        for (names, span) in &p.indexes {
+            let names: Vec<&str> = names.iter().map(|n| n.name.as_str()).collect();
+            self.line(span.start, &format!("index {}", names.join(", ")));
         }
         for s in &p.steps {
             self.blank();

@@ -302,6 +302,8 @@ pub struct Process {
     pub kept_messages: Vec<(String, Expr)>,
     /// Counts kept across cases: name, the key expressions, the outcome counted.
     pub tallies: Vec<(String, Vec<Expr>, String)>,
+    /// Fields the cases are findable by (`index FIELD, ...`), in declaration order.
+    pub indexes: Vec<String>,
     /// The rules' values and decision tables the process refers to (`rules.NAME`, `lookup`).
     #[serde(skip)]
     pub rules_used: std::collections::BTreeSet<String>,

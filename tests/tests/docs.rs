@@ -106,6 +106,7 @@ fn every_construct_is_shown_in_the_reference() {
         "required",
         "sensitive",
         "start ->",
+        "index ",
         "task ",
         "assign role",
         "assign same as",

@@ -48,6 +48,7 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
     }
     let (rules_files, rules_refused) = (started.files, started.refused);
     let engine = std::sync::Arc::new(started.engine.with_field_key(&key)?);
+    engine.set_claim_lease(std::time::Duration::from_secs(config.claim_lease_secs.max(1)));
     if engine.store().shared() {
         // `/events` on this node carries what every node does, in commit order.
         engine.listen_for_changes().context("listening for the nodes' changes")?;

@@ -42,6 +42,9 @@ pub struct CasesQuery {
     from: String,
     /// Only cases started on or before this day.
     to: String,
+    /// Only cases whose `field` (one the process indexes) holds `value`.
+    field: String,
+    value: String,
     cursor: String,
 }
 
@@ -65,6 +68,8 @@ impl CasesQuery {
             ("assignee", &q.assignee),
             ("from", &q.from),
             ("to", &q.to),
+            ("field", &q.field),
+            ("value", &q.value),
         ])
         .unwrap_or_default()
     }
@@ -72,6 +77,8 @@ impl CasesQuery {
 
 /// The filters read off each case, parsed.
 struct Filter {
+    /// A field the process indexes and its value: the search drives the list.
+    search: Option<(String, String)>,
     step: Option<String>,
     assignee: Option<String>,
     from: Option<DateTime<Utc>>,
@@ -93,7 +100,11 @@ impl Filter {
         let from = day(&q.from)?;
         let until = day(&q.to)?.map(|t| t + chrono::Duration::days(1));
         let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
-        Ok(Filter { step: opt(&q.step), assignee: opt(&q.assignee), from, until })
+        let search = match (opt(&q.field), q.value.trim()) {
+            (Some(field), value) if !value.is_empty() => Some((field, value.to_string())),
+            _ => None,
+        };
+        Ok(Filter { search, step: opt(&q.step), assignee: opt(&q.assignee), from, until })
     }
 
     fn reads_cases(&self) -> bool {
@@ -101,7 +112,9 @@ impl Filter {
     }
 
     fn matches(&self, state: &Shared, c: &Instance) -> bool {
-        self.from.is_none_or(|f| c.started_at >= f)
+        let text = |f: &str| c.fields.get(f).and_then(caseflow_engine::storage::index::index_text);
+        self.search.as_ref().is_none_or(|(f, v)| text(f).as_deref() == Some(v.as_str()))
+            && self.from.is_none_or(|f| c.started_at >= f)
             && self.until.is_none_or(|u| c.started_at < u)
             && self.assignee.as_deref().is_none_or(|a| c.tasks.values().any(|t| t.assignee.as_deref() == Some(a)))
             && self.step.as_deref().is_none_or(|s| current_steps(state, c).iter().any(|n| n == s))
@@ -122,6 +135,9 @@ fn page_of(state: &Shared, q: &CasesQuery, filter: &Filter, limit: usize) -> Res
     let after = q.cursor.parse::<u64>().ok().map(InstanceId);
     if let Some(assignee) = &filter.assignee {
         return assignee_page(state, q, filter, assignee, after, limit);
+    }
+    if let Some(search) = &filter.search {
+        return search_page(state, q, filter, search, after, limit);
     }
     let mut found = Found { cases: Vec::with_capacity(limit), next: None, stopped_looking: false };
     let mut cursor = after;
@@ -152,6 +168,32 @@ fn page_of(state: &Shared, q: &CasesQuery, filter: &Filter, limit: usize) -> Res
             return Ok(found);
         }
     }
+}
+
+/// The cases of `q.process` whose indexed field holds the value, through its index
+/// (`Engine::search`), the other filters checked on each.
+fn search_page(
+    state: &Shared,
+    q: &CasesQuery,
+    filter: &Filter,
+    (field, value): &(String, String),
+    after: Option<InstanceId>,
+    limit: usize,
+) -> Result<Found, ApiError> {
+    let search = caseflow_engine::service::CaseSearch {
+        process: q.process.clone(),
+        status: Some(q.status().to_string()),
+        fields: vec![(field.clone(), value.clone())],
+        started_after: filter.from,
+        started_before: filter.until,
+    };
+    let page = state.engine.search(&search, after, limit)?;
+    let stopped_looking = page.next.is_some() && page.instances.len() < limit;
+    Ok(Found {
+        cases: page.instances.into_iter().filter(|c| filter.matches(state, c)).collect(),
+        next: page.next.map(|n| n.0.to_string()),
+        stopped_looking,
+    })
 }
 
 /// The cases of `q.process` where `assignee` holds an open task, from their inbox.
@@ -223,6 +265,11 @@ pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Quer
         if q.process.is_empty() {
             q.process = processes.first().cloned().unwrap_or_default();
         }
+        let indexed = s.engine.definition(&q.process, None).map(|d| d.model.indexes.clone()).unwrap_or_default();
+        if !q.field.is_empty() && !indexed.contains(&q.field) {
+            flash.push(Flash::Error(l.f("field-not-indexed", &[("field", q.field.as_str().into())])));
+            q.value.clear();
+        }
         let tz = s.engine.rules().calendar.time_zone;
         let found = match Filter::parse(l, &q, tz) {
             Ok(filter) => page_of(&s, &q, &filter, PAGE)?,
@@ -252,6 +299,12 @@ pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Quer
                 } }
                 label { (l.t("started-from")) " " input type="date" name="from" value=(q.from); }
                 label { (l.t("started-to")) " " input type="date" name="to" value=(q.to); }
+                @if !indexed.is_empty() {
+                    label { (l.t("search-field")) " " select name="field" {
+                        @for f in &indexed { option value=(f) selected[*f == q.field] { (f) } }
+                    } }
+                    label { (l.t("search-value")) " " input name="value" value=(q.value); }
+                }
                 button type="submit" { (l.t("show")) }
                 a href=(format!("/ui/cases.csv?{filters}")) download { (l.t("export-csv")) }
             }

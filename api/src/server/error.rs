@@ -172,6 +172,7 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-migration", e.to_string())
             }
             EngineError::BadCursor(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad-cursor", e.to_string()),
+            EngineError::BadSearch(why) => ApiError::new(StatusCode::BAD_REQUEST, "bad-request", why),
             EngineError::StartInProgress(_) => ApiError::new(StatusCode::CONFLICT, "start-in-progress", e.to_string()),
             EngineError::IdempotencyKeyReused(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", e.to_string())

@@ -414,7 +414,6 @@ pub(crate) async fn update_fields(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     process: String,
     #[serde(default = "default_status")]
@@ -424,6 +423,50 @@ pub(crate) struct ListQuery {
     limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Cases started at or after this time (RFC 3339).
+    #[param(format = DateTime)]
+    started_after: Option<String>,
+    /// Cases started before this time (RFC 3339).
+    #[param(format = DateTime)]
+    started_before: Option<String>,
+}
+
+/// The query parameters `GET /instances` takes besides `field.NAME`.
+const LIST_PARAMS: [&str; 6] = ["process", "status", "limit", "cursor", "started_after", "started_before"];
+
+/// The `field.NAME=VALUE` parameters of a query, in order; any other name but `LIST_PARAMS` is
+/// refused (a misspelt filter must not widen a search silently).
+fn field_filters(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut filters = Vec::new();
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("the query string is malformed: {e}")))?;
+    for (name, value) in pairs {
+        match name.strip_prefix("field.") {
+            Some(field) if !field.is_empty() => filters.push((field.to_string(), value)),
+            _ if LIST_PARAMS.contains(&name.as_str()) => {}
+            _ => {
+                let mut e = ApiError::bad_request(format!(
+                    "unknown query parameter `{name}`: give {} or field.NAME=VALUE",
+                    LIST_PARAMS.join(", ")
+                ));
+                e.field = Some(name);
+                return Err(e);
+            }
+        }
+    }
+    Ok(filters)
+}
+
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(v).map(|t| t.with_timezone(&chrono::Utc)).map_err(|_| {
+                let mut e = ApiError::bad_request(format!("{name} must be a time like 2026-11-23T00:00:00+08:00"));
+                e.field = Some(name.into());
+                e
+            })
+        })
+        .transpose()
 }
 
 pub(crate) fn default_status() -> String {
@@ -433,19 +476,25 @@ pub(crate) fn default_status() -> String {
 /// Cases of a process
 ///
 /// Instances of a process in a status, oldest first, a page at a time (cursor pagination:
-/// stable while instances are added).
+/// stable while instances are added). Search by case data with `field.NAME=VALUE` (any number;
+/// each NAME a field the process declares `index NAME` on: `GET
+/// /instances?process=complaint&field.customer=第一中学&field.urgency=high`) and by start time
+/// (`started_after`, `started_before`). A search page looks at 5,000 index entries at most: it
+/// may come back short, or empty, with a `next_cursor` to go on from.
 #[utoipa::path(
     get,
     path = "/instances",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of instances and the next cursor", body = views::InstancePage)
+        (status = 200, description = "A page of instances and the next cursor", body = views::InstancePage),
+        (status = 400, description = "A parameter is malformed, unknown, or names a field the process does not index")
     ),
     security(("bearer" = []))
 )]
 pub(crate) async fn list_instances(
     State(state): State<Shared>,
     _caller: Caller,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
     Q(q): Q<ListQuery>,
 ) -> Result<axum::Json<views::InstancePage>, ApiError> {
     if StatusKind::parse(&q.status).is_none() {
@@ -457,6 +506,7 @@ pub(crate) async fn list_instances(
             errors: Vec::new(),
         });
     }
+    let fields = field_filters(raw.as_deref())?;
     let limit = page_limit(q.limit)?;
     let cursor = match &q.cursor {
         None => None,
@@ -470,23 +520,30 @@ pub(crate) async fn list_instances(
             e
         })?)),
     };
+    let search = caseflow_engine::service::CaseSearch {
+        started_after: time_param("started_after", q.started_after.as_deref())?,
+        started_before: time_param("started_before", q.started_before.as_deref())?,
+        process: q.process,
+        status: Some(q.status),
+        fields,
+    };
+    if let Some(def) = state.engine.definition(&search.process, None) {
+        if let Some((field, _)) = search.fields.iter().find(|(f, _)| !def.model.indexes.contains(f)) {
+            let mut e = ApiError::bad_request(format!(
+                "`{field}` is not a field process `{}` indexes (it indexes: {}): declare `index {field}` in the process to search by it",
+                search.process,
+                if def.model.indexes.is_empty() { "none".to_string() } else { def.model.indexes.join(", ") }
+            ));
+            e.field = Some(format!("field.{field}"));
+            return Err(e);
+        }
+    }
     let s = state.clone();
-    let (ids, more) = blocking(move || {
-        let ids = s.engine.instances_after(&q.process, &q.status, cursor, limit + 1)?;
-        let more = ids.len() > limit;
-        Ok((ids.into_iter().take(limit).collect::<Vec<_>>(), more))
-    })
-    .await?;
-    let s = state.clone();
-    let ids2 = ids.clone();
-    let items = blocking(move || {
-        ids2.iter()
-            .filter_map(|id| s.engine.instance(*id).transpose())
-            .map(|r| r.map_err(ApiError::from))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await?;
+    let page = blocking(move || Ok(s.engine.search(&search, cursor, limit)?)).await?;
     // Cursors are opaque strings, on every list.
-    let next_cursor = if more { ids.last().map(|i| i.0.to_string()) } else { None };
-    Ok(axum::Json(views::InstancePage { instances: items.iter().map(views::InstanceRow::from).collect(), next_cursor }))
+    let next_cursor = page.next.map(|i| i.0.to_string());
+    Ok(axum::Json(views::InstancePage {
+        instances: page.instances.iter().map(views::InstanceRow::from).collect(),
+        next_cursor,
+    }))
 }

@@ -3,6 +3,66 @@
 use super::*;
 
 impl<'a> Checker<'a> {
+    // ------------------------------------------------------------ indexes
+
+    /// `index FIELD, ...`: declared fields of a single value, each once, none sensitive (an
+    /// index keeps values in the clear, in key order).
+    pub(super) fn indexes(&mut self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (names, _) in &self.ast.indexes {
+            for n in names {
+                // Searched by: a use, whatever else comes of it.
+                self.used_fields.insert(n.name.clone());
+                let Some(field) = self.ast.fields.iter().find(|f| f.name.name == n.name) else {
+                    let hint = closest_or(&n.name, self.ast.fields.iter().map(|f| f.name.name.as_str()), || {
+                        "name a field of the process's `fields` block".into()
+                    });
+                    self.err(
+                        Diagnostic::new(
+                            Code::UnknownField,
+                            n.span.clone(),
+                            format!("`{}` is not a field of this process", n.name),
+                        )
+                        .advice(hint),
+                    );
+                    continue;
+                };
+                if field.sensitive {
+                    self.err(
+                        Diagnostic::new(
+                            Code::BadFieldDecl,
+                            n.span.clone(),
+                            format!("`{}` is sensitive and cannot be indexed", n.name),
+                        )
+                        .hint("an index keeps values unsealed and in order: search by another field, or drop `index` for this one"),
+                    );
+                    continue;
+                }
+                if matches!(field.ty, ast::TypeExpr::ListOfText) {
+                    self.err(
+                        Diagnostic::new(
+                            Code::BadFieldDecl,
+                            n.span.clone(),
+                            format!("`{}` is a list and cannot be indexed", n.name),
+                        )
+                        .hint("index fields of one value (text, number, date, choice, yes/no)"),
+                    );
+                    continue;
+                }
+                if out.contains(&n.name) {
+                    self.err(Diagnostic::new(
+                        Code::BadFieldDecl,
+                        n.span.clone(),
+                        format!("`{}` is indexed twice", n.name),
+                    ));
+                    continue;
+                }
+                out.push(n.name.clone());
+            }
+        }
+        out
+    }
+
     // ------------------------------------------------------------ tallies
 
     /// `tally NAME by KEYS on end OUTCOME`: a unique name, keys that are values, an outcome

@@ -250,6 +250,7 @@ impl<'a> Checker<'a> {
         let interrupts = self.interrupts();
         let kept_messages = self.kept_messages();
         let tallies = self.tallies();
+        let indexes = self.indexes();
         let steps: Vec<model::Step> = ast.steps.iter().enumerate().map(|(i, s)| self.step(i, s)).collect();
         self.no_local_listener(&interrupts, &steps);
         let graph = start.as_ref().map(|start| build_graph(start, &interrupts, &steps));
@@ -290,6 +291,7 @@ impl<'a> Checker<'a> {
             interrupts,
             kept_messages,
             tallies,
+            indexes,
             rules_used: std::mem::take(&mut self.rules_used),
             steps,
             graph,

@@ -180,6 +180,7 @@ impl Builder {
             interrupts: Vec::new(),
             kept: Vec::new(),
             tallies: Vec::new(),
+            indexes: Vec::new(),
             steps: Vec::new(),
             span: whole,
         };
@@ -205,6 +206,10 @@ impl Builder {
                     let outcome = ident(parts[parts.len() - 1].clone());
                     let keys = parts[1..parts.len() - 1].iter().map(|p| self.expr(p.clone())).collect();
                     process.tallies.push(Tally { name, keys, outcome, span: sp });
+                }
+                Rule::index_stmt => {
+                    let sp = span(&item);
+                    process.indexes.push((item.into_inner().map(ident).collect(), sp));
                 }
                 Rule::keep_stmt => {
                     let sp = span(&item);

@@ -24,7 +24,7 @@ mod writes;
 pub use definitions::*;
 pub use events::*;
 pub use migrations::{CaseMigration, MigrationOrder, MigrationReport, MIGRATION_LISTED_MAX};
-pub use queries::InboxCounts;
+pub use queries::{CaseSearch, InboxCounts, SearchPage, SEARCH_EXAMINED_MAX};
 pub use rules::{AssigneeLost, RulesImpact, ShiftMinutes};
 pub use timers::{DueClaim, CLAIM_CHUNK};
 
@@ -59,6 +59,9 @@ pub enum EngineError {
     Command(#[from] CommandError),
     #[error("no process `{0}` is deployed")]
     UnknownProcess(String),
+    /// A search the indexes cannot answer (`Engine::search`).
+    #[error("{0}")]
+    BadSearch(String),
     #[error("process `{process}` has no version {version} (deployed: {deployed})")]
     UnknownVersion { process: String, version: u32, deployed: String },
     #[error("no instance {0}")]

@@ -19,7 +19,85 @@ pub struct InboxCounts {
     pub due: usize,
 }
 
+/// Which cases of a process a search asks for (`Engine::search`): every condition holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaseSearch {
+    pub process: String,
+    /// `running`, `completed`, ...; `None`: any.
+    pub status: Option<String>,
+    /// Fields and the value each must hold, as `index_text` writes it. Each must be a field the
+    /// process indexes (`index FIELD`); the first one's index drives the search.
+    pub fields: Vec<(String, String)>,
+    pub started_after: Option<DateTime<Utc>>,
+    pub started_before: Option<DateTime<Utc>>,
+}
+
+/// A page of a search, and where the next one starts (`None`: there is no more).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub instances: Vec<Instance>,
+    pub next: Option<InstanceId>,
+}
+
+/// Index entries a search page looks at, at most: a search whose conditions few cases meet
+/// answers a short page (or an empty one) with a cursor rather than scan on.
+pub const SEARCH_EXAMINED_MAX: usize = 5_000;
+
 impl<S: Storage> Engine<S> {
+    /// The cases a search asks for, in id order, after `after`, at most `limit`. Driven by the
+    /// index of the first field asked for (`n/`), or, without fields, by the status index;
+    /// every condition is checked on the case itself. A page stops after
+    /// `SEARCH_EXAMINED_MAX` index entries: it may then be short, with a cursor.
+    pub fn search(&self, q: &CaseSearch, after: Option<InstanceId>, limit: usize) -> Result<SearchPage, EngineError> {
+        let prefix = match (q.fields.first(), &q.status) {
+            (Some((field, value)), _) => keys::field_index_prefix(&q.process, field, value),
+            (None, Some(status)) => keys::status_prefix(&q.process, status),
+            // Every status: the cases of the process in id order are not one range; one status
+            // after another would not page by id. Asked for by the API with a status always.
+            (None, None) => return Err(EngineError::BadSearch("give a status or a field to search by".into())),
+        };
+        let from = match after {
+            Some(a) => [prefix.as_slice(), &(a.0 + 1).to_be_bytes()].concat(),
+            None => prefix.clone(),
+        };
+        let end = keys::prefix_end(&prefix).unwrap_or_default();
+        let id_of = |k: &[u8]| match q.fields.is_empty() {
+            true => keys::status_case(k),
+            false => keys::field_index_case(k),
+        };
+        let mut instances = Vec::new();
+        let mut last = None;
+        for (examined, item) in self.store.range(&from, &end).enumerate() {
+            let (k, _) = item?;
+            if examined == SEARCH_EXAMINED_MAX {
+                return Ok(SearchPage { instances, next: last });
+            }
+            // A key whose value has the prefix's value and more (a `\0` in the value): not a
+            // case of this value, and not in id order; its case is checked below like any.
+            let id = id_of(&k).ok_or_else(|| corrupt(&String::from_utf8_lossy(&k), "bad index entry"))?;
+            if k.len() != prefix.len() + 8 {
+                continue;
+            }
+            last = Some(id);
+            let Some(inst) = self.instance(id)? else { continue };
+            let holds = q.status.as_deref().is_none_or(|s| inst.status.name() == s)
+                && q.fields.iter().all(|(f, v)| {
+                    inst.fields.get(f).and_then(crate::storage::index::index_text).as_deref() == Some(v.as_str())
+                })
+                && q.started_after.is_none_or(|t| inst.started_at >= t)
+                && q.started_before.is_none_or(|t| inst.started_at < t);
+            if holds {
+                if instances.len() == limit {
+                    // One more than the page: there is a next one, from the last case shown.
+                    let next = instances.last().map(|i: &Instance| i.id);
+                    return Ok(SearchPage { instances, next });
+                }
+                instances.push(inst);
+            }
+        }
+        Ok(SearchPage { instances, next: None })
+    }
+
     pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>, EngineError> {
         Ok(self.instance_stored(id)?.map(|s| s.instance))
     }

@@ -12,7 +12,7 @@ use super::{
     STRIPES,
 };
 use crate::storage::codec::encode;
-use crate::storage::index::index_entries;
+use crate::storage::index::{field_entries, index_entries};
 use crate::storage::keys::{self, Prefix};
 use crate::storage::{Batch, Storage, StoreError};
 use crate::sync::Unpoisoned;
@@ -524,8 +524,8 @@ impl<S: Storage> Engine<S> {
         after: &Instance,
         outcome: &Outcome,
     ) -> Result<IndexChange, EngineError> {
-        let old = before.map(index_entries).unwrap_or_default();
-        let new = index_entries(after);
+        let old = before.map(|b| self.index_entries_of(b)).unwrap_or_default();
+        let new = self.index_entries_of(after);
         let earliest_timer =
             new.keys().filter(|k| k.starts_with(Prefix::Timer.bytes()) && !old.contains_key(*k)).min().cloned();
         let removed: Vec<&Vec<u8>> = old.keys().filter(|k| !new.contains_key(*k)).collect();
@@ -556,6 +556,15 @@ impl<S: Storage> Engine<S> {
             batch.insert(keys::history(after.id, first.seq), encode(&sealed));
         }
         Ok((deltas, earliest_timer))
+    }
+
+    /// The index entries a case implies, its fields' (`index FIELD`) among them.
+    fn index_entries_of(&self, inst: &Instance) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut entries = index_entries(inst);
+        if let Some(def) = self.definition(&inst.process, Some(inst.version)) {
+            field_entries(&def.model.indexes, inst, &mut entries);
+        }
+        entries
     }
 
     /// Applies a command to an instance, durably.

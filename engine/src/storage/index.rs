@@ -1,10 +1,11 @@
-//! The index entries a case implies (`s/`, `p/`, `t/`, `u/`, `r/`): derived from the instance
-//! alone, so writing a command removes the entries that went and writes the new or changed
-//! ones in the same batch.
+//! The index entries a case implies (`s/`, `p/`, `t/`, `u/`, `r/`, and `n/` for the fields its
+//! process indexes): derived from the instance (and the fields its version indexes), so writing
+//! a command removes the entries that went and writes the new or changed ones in the same batch.
 
 use crate::storage::codec::encode;
 use crate::storage::keys::{self, Inbox};
 use caseflow_core::case::{Instance, InstanceId, Status, Task};
+use caseflow_core::value::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -30,6 +31,29 @@ pub(crate) fn assignee_entry(role_entry: &[u8], value: &[u8]) -> Option<Vec<u8>>
         return None;
     }
     keys::user_entry_for(role_entry, user)
+}
+
+/// A field's value as its index entry holds it (and a search names it): text as it is, numbers,
+/// dates and yes/no as written in JSON; `None` for what is not indexed (lists, durations).
+pub fn index_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Text(t) => Some(t.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Decimal(d) => Some(d.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Date(d) => Some(d.format("%Y-%m-%d").to_string()),
+        Value::DateTime(t) => Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        Value::Duration(_) | Value::List(_) => None,
+    }
+}
+
+/// The `n/` entries of the fields `indexed` (those the case's version declares `index`).
+pub(crate) fn field_entries(indexed: &[String], inst: &Instance, entries: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
+    for field in indexed {
+        if let Some(text) = inst.fields.get(field).and_then(index_text) {
+            entries.insert(keys::field_index(&inst.process, field, &text, inst.id), Vec::new());
+        }
+    }
 }
 
 /// The index entries an instance implies, key to value. Writing a command removes the entries

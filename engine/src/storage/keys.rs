@@ -26,6 +26,7 @@
 //! | `o/` | `o/{batch seq u64 BE}{index u32 BE}` | an outbox event, when webhooks are configured |
 //! | `a/` | `a/{user}` | the person's console password: an argon2id PHC string, when and by whom it was set (JSON) |
 //! | `e/` | `e/{SHA-256 of the session token}` | a console session: who, since when, last seen, its CSRF token (JSON) |
+//! | `n/` | `n/{process}\0{field}\0{value}\0{id u64 BE}` | empty: the cases of a process by the value of a field it indexes (`index FIELD`) |
 //! | `v/` | `v/{user:ID or role:ROLE}\0{name}` | a saved inbox view: its filter, who made it, when (JSON) |
 //!
 //! `{due}` is a deadline as 8 bytes that sort in time order (`due_bytes`); in inboxes all ones
@@ -61,10 +62,11 @@ pub enum Prefix {
     Account,
     Session,
     SavedView,
+    FieldIndex,
 }
 
 impl Prefix {
-    pub const ALL: [Prefix; 19] = [
+    pub const ALL: [Prefix; 20] = [
         Prefix::Meta,
         Prefix::RulesChange,
         Prefix::Definition,
@@ -84,6 +86,7 @@ impl Prefix {
         Prefix::Account,
         Prefix::Session,
         Prefix::SavedView,
+        Prefix::FieldIndex,
     ];
 
     pub const fn bytes(self) -> &'static [u8] {
@@ -107,6 +110,7 @@ impl Prefix {
             Prefix::Account => b"a/",
             Prefix::Session => b"e/",
             Prefix::SavedView => b"v/",
+            Prefix::FieldIndex => b"n/",
         }
     }
 
@@ -204,6 +208,27 @@ pub fn history(id: InstanceId, first_seq: u64) -> Vec<u8> {
 /// Every history key of one case, in order.
 pub fn history_of(id: InstanceId) -> Vec<u8> {
     Prefix::History.key(&[&id.0.to_be_bytes()])
+}
+
+// ------------------------------------------------------------ n/: cases by field value
+
+/// Every entry of the cases of `process` whose `field` holds `value` (as `field_index` writes
+/// it), in case id order. A value holding `\0` may share a prefix with another value: callers
+/// check the case's field.
+pub fn field_index_prefix(process: &str, field: &str, value: &str) -> Vec<u8> {
+    Prefix::FieldIndex.key(&[process.as_bytes(), b"\0", field.as_bytes(), b"\0", value.as_bytes(), b"\0"])
+}
+
+pub fn field_index(process: &str, field: &str, value: &str, id: InstanceId) -> Vec<u8> {
+    let mut k = field_index_prefix(process, field, value);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// The case of an `n/` key: its last eight bytes.
+pub fn field_index_case(key: &[u8]) -> Option<InstanceId> {
+    let body = Prefix::FieldIndex.body(key)?;
+    u64_at(body, body.len().checked_sub(8)?).map(InstanceId)
 }
 
 /// The case of an `i/` key.
