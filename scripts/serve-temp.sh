@@ -5,7 +5,7 @@ cargo build --release --quiet
 CASEFLOW_TMP=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 CASEFLOW_URL="http://127.0.0.1:$PORT"
-CASEFLOW_BIND="127.0.0.1:$PORT" CASEFLOW_DATA_DIR="$CASEFLOW_TMP/data" \
+CASEFLOW_BIND="127.0.0.1:$PORT" CASEFLOW_DATA_DIR="$CASEFLOW_TMP/data" CASEFLOW_BACKUP_DIR="$CASEFLOW_TMP/backups" \
   CASEFLOW_FIELD_KEY_FILE="$CASEFLOW_TMP/field.key" ./target/release/caseflow serve \
   >"$CASEFLOW_TMP/server.log" 2>&1 &
 CASEFLOW_PID=$!
