@@ -295,14 +295,15 @@ impl Config {
     /// environment overrides apply (their paths relative to the working directory). Then what
     /// serving needs is checked (`check_serving`).
     pub fn load(path: Option<&Path>) -> Result<Config> {
-        let config = Config::read(path)?;
+        let config = Config::load_store_settings(path)?;
         config.check_serving()?;
         Ok(config)
     }
 
-    /// The settings of `load`, checked as far as they go without serving.
+    /// `load`, without the checks that only serving needs (tokens, where it listens): for the
+    /// commands that only open the store (`export`, `import`).
     // One piece (over 100 lines): the file, then each `CASEFLOW_*` override in turn, then the checks that need them all.
-    fn read(path: Option<&Path>) -> Result<Config> {
+    pub fn load_store_settings(path: Option<&Path>) -> Result<Config> {
         let source = match path {
             Some(p) if !p.is_file() => {
                 bail!("the configuration file {} does not exist (given by --config or CASEFLOW_CONFIG)", p.display())
@@ -426,12 +427,6 @@ impl Config {
             }
         }
         Ok(config)
-    }
-
-    /// `load`, without the checks that only serving needs (tokens, where it listens): for the
-    /// commands that only open the store (`export`, `import`).
-    pub fn load_store_settings(path: Option<&Path>) -> Result<Config> {
-        Config::read(path)
     }
 
     /// What serving refuses: no tokens unless allowed, the published tokens on a reachable address.
