@@ -7,8 +7,14 @@
 #   scripts/postgres.sh start            start (or find) the server; prints its URL
 #   scripts/postgres.sh database NAME    a new, empty database NAME (dropped first); prints its URL
 #   scripts/postgres.sh stop             stop the server
+#   scripts/postgres.sh standby PORT     a synchronous standby of the server on PORT: copied
+#                                        (pg_basebackup), started, made the primary's synchronous
+#                                        standby, and waited for until it is in sync; prints its URL
+#   scripts/postgres.sh crash            kill -9 the server and every process of it (no shutdown)
+#   scripts/postgres.sh promote          make this standby a primary
 #
-# CASEFLOW_PG_DIR chooses the directory (default /tmp/caseflow-postgres).
+# CASEFLOW_PG_DIR chooses the directory (default /tmp/caseflow-postgres); the fault tests give
+# each server of their own a directory, so that stopping it touches no other test.
 set -euo pipefail
 
 state=${CASEFLOW_PG_DIR:-/tmp/caseflow-postgres}
@@ -108,8 +114,53 @@ database)
 stop)
     if running; then as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null; fi
     ;;
+standby)
+    primary=${2:?"usage: postgres.sh standby PRIMARY_PORT"}
+    if [ ! -f "$data/PG_VERSION" ]; then
+        rm -rf "$data"
+        mkdir -p "$data" "$state/run"
+        chmod 700 "$data"
+        [ "$(id -u)" = 0 ] && chown postgres: "$data" "$state/run"
+        # -R writes primary_conninfo and standby.signal: the copy starts as a standby.
+        as_owner "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary" -U caseflow -D "$data" -R -X stream -c fast \
+            >"$state/basebackup.log" 2>&1 || {
+            cat "$state/basebackup.log" >&2
+            exit 1
+        }
+    fi
+    start
+    # Every commit on the primary now waits until this standby has it on disk.
+    psql_primary() { "$bin/psql" -h 127.0.0.1 -p "$primary" -U caseflow -d postgres -Atqc "$1"; }
+    psql_primary "ALTER SYSTEM SET synchronous_standby_names = '*'" >/dev/null
+    psql_primary "SELECT pg_reload_conf()" >/dev/null
+    for _ in $(seq 300); do
+        [ "$(psql_primary "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")" = 1 ] && break
+        sleep 0.1
+    done
+    [ "$(psql_primary "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")" = 1 ] || {
+        echo "postgres.sh: the standby did not become synchronous" >&2
+        exit 1
+    }
+    url_of postgres
+    ;;
+crash)
+    if [ -f "$data/postmaster.pid" ]; then
+        pid=$(head -1 "$data/postmaster.pid")
+        # The children first named, then all killed at once: none gets to shut down cleanly.
+        children=$(pgrep -P "$pid" || true)
+        # shellcheck disable=SC2086
+        kill -KILL "$pid" $children 2>/dev/null || true
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+    fi
+    ;;
+promote)
+    as_owner "$bin/pg_ctl" -D "$data" -w -t 60 promote >/dev/null
+    ;;
 *)
-    echo "usage: postgres.sh [start|database NAME|stop]" >&2
+    echo "usage: postgres.sh [start|database NAME|stop|standby PORT|crash|promote]" >&2
     exit 2
     ;;
 esac

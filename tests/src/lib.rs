@@ -107,3 +107,98 @@ pub fn postgres_database(name: &str) -> Option<String> {
     assert!(out.status.success(), "scripts/postgres.sh database {db}: {}", String::from_utf8_lossy(&out.stderr));
     Some(String::from_utf8(out.stdout).expect("a URL").trim().to_string())
 }
+
+/// A PostgreSQL server of one test's own, in a directory of its own, for the tests that stop,
+/// crash or fail over their database (the shared server of `postgres_database` stays up for
+/// the others). Made by `scripts/postgres.sh`, as the shared one; stopped and removed on drop.
+pub struct OwnPostgres {
+    dir: PathBuf,
+    /// Its port, kept across a restart.
+    pub port: u16,
+}
+
+impl OwnPostgres {
+    /// A new server; `None` where `CASEFLOW_TEST_POSTGRES=skip`.
+    pub fn start(name: &str) -> Option<OwnPostgres> {
+        if std::env::var("CASEFLOW_TEST_POSTGRES").as_deref() == Ok("skip") {
+            eprintln!("CASEFLOW_TEST_POSTGRES=skip: {name} does not run on PostgreSQL");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("caseflow-postgres-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut server = OwnPostgres { dir, port: 0 };
+        server.script(&["start"]);
+        server.port = server.read_port();
+        Some(server)
+    }
+
+    /// A synchronous standby of this server: every commit this server acknowledges from now on
+    /// is on the standby's disk too.
+    pub fn standby(&self, name: &str) -> OwnPostgres {
+        let dir = std::env::temp_dir().join(format!("caseflow-postgres-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut standby = OwnPostgres { dir, port: 0 };
+        standby.script(&["standby", &self.port.to_string()]);
+        standby.port = standby.read_port();
+        standby
+    }
+
+    /// A new, empty database on this server; its URL.
+    pub fn database(&self, name: &str) -> String {
+        self.script(&["database", name]).trim().to_string()
+    }
+
+    /// Starts the server again (after `stop` or `crash`), on the same port.
+    pub fn start_again(&self) {
+        self.script(&["start"]);
+        assert_eq!(self.read_port(), self.port, "the port was taken meanwhile");
+    }
+
+    /// A fast shutdown: sessions are ended, the server stops.
+    pub fn stop(&self) {
+        self.script(&["stop"]);
+    }
+
+    /// `kill -9` of the server and every process of it.
+    pub fn crash(&self) {
+        self.script(&["crash"]);
+    }
+
+    /// Makes this standby a primary.
+    pub fn promote(&self) {
+        self.script(&["promote"]);
+    }
+
+    fn read_port(&self) -> u16 {
+        let port = std::fs::read_to_string(self.dir.join("port")).expect("postgres.sh writes the port");
+        port.trim().parse().expect("a port")
+    }
+
+    fn script(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(root().join("scripts/postgres.sh"))
+            .args(args)
+            .env("CASEFLOW_PG_DIR", &self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("running scripts/postgres.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "scripts/postgres.sh {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("text")
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        // Stopped if it runs, and killed if that failed.
+        for how in ["stop", "crash"] {
+            let _ = std::process::Command::new(root().join("scripts/postgres.sh"))
+                .arg(how)
+                .env("CASEFLOW_PG_DIR", &self.dir)
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

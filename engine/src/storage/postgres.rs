@@ -259,7 +259,11 @@ impl From<tokio_postgres::Error> for Failure {
 
 impl From<deadpool_postgres::PoolError> for Failure {
     fn from(e: deadpool_postgres::PoolError) -> Failure {
-        Failure(e.to_string())
+        match e {
+            // The database's own words (e.g. "database ... does not exist"), not only "db error".
+            deadpool_postgres::PoolError::Backend(e) => Failure::from(e),
+            other => Failure(other.to_string()),
+        }
     }
 }
 

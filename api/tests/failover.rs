@@ -1,0 +1,244 @@
+//! caseflow nodes on PostgreSQL while the database fails, under a steady load of starts: the
+//! database restarted after a crash, and a synchronous standby promoted after the primary is
+//! killed. Each test has a PostgreSQL server of its own (`caseflow_tests::OwnPostgres`).
+//!
+//! What every answer means is checked afterwards: a 201 is a case that is there; a 503
+//! `storage` ("not applied") is a start that is not there, so its retry with the same
+//! `Idempotency-Key` starts a new case; a 503 `storage-outcome-unknown` is either, and its retry
+//! answers the case if there is one. Nothing else may be answered, and no request may hang.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[path = "common/served.rs"]
+mod served;
+use served::{cleanup, json, raw_at, temp_data, Server};
+
+const START: &str = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"medium"}}"#;
+
+/// One start as its client saw it.
+#[derive(Debug, Clone)]
+struct Answer {
+    key: String,
+    status: u16,
+    /// The problem's type for an error; the case id for a 201.
+    what: String,
+    at: Instant,
+}
+
+/// Clients starting cases, each with an `Idempotency-Key` of its own, on the given nodes in
+/// turn, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    answers: Arc<Mutex<Vec<Answer>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn run(addrs: &[String], clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|c| {
+                let (stop, answers, addrs) = (stop.clone(), answers.clone(), addrs.to_vec());
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let key = format!("load-{c}-{n}");
+                        let answer = start(&addrs[n % addrs.len()], &key);
+                        // A client backs off after a refusal, as a real one would.
+                        if answer.status != 201 {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        answers.lock().unwrap().push(answer);
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        Load { stop, answers, threads }
+    }
+
+    /// Waits until an answer given after `since` satisfies `what`, at most `limit`.
+    fn wait_for(&self, since: Instant, limit: Duration, what: impl Fn(&Answer) -> bool) -> Answer {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(a) = self.answers.lock().unwrap().iter().find(|a| a.at > since && what(a)) {
+                return a.clone();
+            }
+            assert!(Instant::now() < deadline, "no such answer within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish(self) -> Vec<Answer> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("a client thread panicked");
+        }
+        Arc::try_unwrap(self.answers).unwrap().into_inner().unwrap()
+    }
+}
+
+/// A start with `key`, answered within the client's timeout (a hang panics).
+fn start(addr: &str, key: &str) -> Answer {
+    let (status, _, body) = raw_at(
+        addr,
+        "POST",
+        b"/instances",
+        &["Authorization: Bearer dev-crm", "Content-Type: application/json", &format!("Idempotency-Key: {key}")],
+        START.as_bytes(),
+    );
+    let what = match status {
+        201 => json(&body)["id"].to_string(),
+        _ => json(&body)["type"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_string(),
+    };
+    Answer { key: key.to_string(), status, what, at: Instant::now() }
+}
+
+/// Every complaint case the node lists.
+fn stored_cases(node: &Server) -> std::collections::BTreeSet<String> {
+    let (mut stored, mut cursor) = (std::collections::BTreeSet::new(), None::<String>);
+    loop {
+        let path = match cursor {
+            Some(c) => format!("/instances?process=complaint&limit=500&cursor={c}"),
+            None => "/instances?process=complaint&limit=500".to_string(),
+        };
+        let (status, page) = node.call("GET", &path, "dev-admin", None);
+        assert_eq!(status, 200, "{page}");
+        let page = json(&page);
+        stored.extend(page["instances"].as_array().unwrap().iter().map(|i| i["id"].to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return stored,
+        }
+    }
+}
+
+/// Checks what every answer meant, against what the store holds now (read through `node`).
+fn every_answer_meant_what_it_said(node: &Server, answers: &[Answer]) {
+    let stored = stored_cases(node);
+    let mut refused = 0;
+    let mut unknown_applied = 0;
+    for a in answers {
+        match (a.status, a.what.as_str()) {
+            (201, id) => assert!(stored.contains(id), "case {id} was acknowledged ({}) and is not there", a.key),
+            (503, kind @ ("storage" | "storage-outcome-unknown")) => {
+                // Retried with its key: a refused start was not applied, so the retry starts
+                // a case that was not there before.
+                let again = start(&node.addr, &a.key);
+                assert_eq!(again.status, 201, "the retry of {}: {again:?}", a.key);
+                let there = stored.contains(&again.what);
+                if kind == "storage" {
+                    assert!(!there, "{} was answered `not applied`, and case {} is there", a.key, again.what);
+                    refused += 1;
+                } else if there {
+                    unknown_applied += 1;
+                }
+            }
+            _ => panic!("an answer that is neither a case nor an outage: {a:?}"),
+        }
+    }
+    let acknowledged = answers.iter().filter(|a| a.status == 201).count();
+    assert_eq!(stored.len(), acknowledged + unknown_applied, "only acknowledged cases and applied unknowns are there");
+    eprintln!(
+        "{} answers: {acknowledged} acknowledged, {refused} refused as not applied, {} unknown ({unknown_applied} applied)",
+        answers.len(),
+        answers.len() - acknowledged - refused
+    );
+    assert!(refused > 0, "the outage was never seen");
+}
+
+/// PostgreSQL killed under load and started again: the node answers 503 meanwhile (and
+/// `/health` says why), serves again without a restart, and loses nothing it acknowledged.
+#[test]
+fn postgresql_restarted_under_load_is_served_again_without_a_restart_and_loses_nothing() {
+    let Some(pg) = caseflow_tests::OwnPostgres::start("restart") else { return };
+    let url = pg.database("caseflow_restart");
+    let data = temp_data("pg-restart");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start_with(&data, None, &[("CASEFLOW_DATABASE_URL", url.as_str())]);
+    let load = Load::run(std::slice::from_ref(&server.addr), 4);
+    let began = Instant::now();
+    load.wait_for(began, Duration::from_secs(10), |a| a.status == 201);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let crashed = Instant::now();
+    pg.crash();
+    load.wait_for(crashed, Duration::from_secs(10), |a| a.status == 503);
+    let (status, health) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 503, "{health}");
+    assert!(json(&health)["storage"]["error"].is_string(), "{health}");
+    std::thread::sleep(Duration::from_secs(1));
+
+    let restarted = Instant::now();
+    pg.start_again();
+    let served = load.wait_for(restarted, Duration::from_secs(30), |a| a.status == 201);
+    eprintln!("served again {:?} after the database started", served.at - restarted);
+    std::thread::sleep(Duration::from_millis(500));
+    let answers = load.finish();
+
+    let (status, health) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 200, "{health}");
+    every_answer_meant_what_it_said(&server, &answers);
+    assert!(server.stop().success());
+    cleanup(&data);
+}
+
+/// Two nodes on a primary with a synchronous standby, the URL naming both hosts with
+/// `target_session_attrs=read-write`. The primary is killed under load and the standby
+/// promoted: both nodes find the new primary without a restart, and every start either node
+/// acknowledged is there.
+#[test]
+fn a_synchronous_standby_promoted_after_the_primary_is_killed_loses_nothing_acknowledged() {
+    let Some(primary) = caseflow_tests::OwnPostgres::start("primary") else { return };
+    primary.database("caseflow_failover");
+    let standby = primary.standby("standby");
+    let url = format!(
+        "postgres://caseflow@127.0.0.1:{},127.0.0.1:{}/caseflow_failover?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let data = temp_data("pg-failover");
+    let (a_dir, b_dir) = (data.join("a"), data.join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let key = data.join("field.key");
+    let env = [("CASEFLOW_DATABASE_URL", url.as_str()), ("CASEFLOW_FIELD_KEY_FILE", key.to_str().unwrap())];
+    let a = Server::start_with(&a_dir, None, &env);
+    let b = Server::start_with(&b_dir, None, &env);
+    let load = Load::run(&[a.addr.clone(), b.addr.clone()], 4);
+    let began = Instant::now();
+    load.wait_for(began, Duration::from_secs(10), |x| x.status == 201);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let killed = Instant::now();
+    primary.crash();
+    load.wait_for(killed, Duration::from_secs(10), |x| x.status == 503);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let promoted = Instant::now();
+    standby.promote();
+    // Both nodes serve again (the load goes to each in turn).
+    for node in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, _) = node.call("GET", "/health", "", None);
+            if status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} never found the new primary", node.addr);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let served = load.wait_for(promoted, Duration::from_secs(30), |x| x.status == 201);
+    eprintln!("served again {:?} after the promotion", served.at - promoted);
+    std::thread::sleep(Duration::from_millis(500));
+    let answers = load.finish();
+    every_answer_meant_what_it_said(&b, &answers);
+    // A, too, reads every acknowledged case.
+    assert_eq!(stored_cases(&a), stored_cases(&b));
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+    cleanup(&data);
+}
