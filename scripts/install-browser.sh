@@ -6,6 +6,11 @@
 # when it must install Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The browser tests run side by side and each calls this: one at a time checks and installs
+# (two apt-gets at once fail on apt's lock), and the others then find everything there. The
+# same lock as scripts/postgres.sh's apt-get.
+exec 8>/tmp/caseflow-apt.lock
+flock 8
 [ -f api/tests/browser/node_modules/axe-core/axe.min.js ] ||
   (cd api/tests/browser && npm ci --silent --no-audit --no-fund >/dev/null)
 need=()
@@ -16,7 +21,7 @@ fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || need+=(fonts-wqy-microhei
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "installing ${need[*]} for the console's browser tests" >&2
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || {
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}" >/dev/null 2>&1 || {
   $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}" >/dev/null
 }

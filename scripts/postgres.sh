@@ -30,10 +30,13 @@ if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
     export DEBIAN_FRONTEND=noninteractive
     sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
+    # One apt-get at a time with the browser tests' installer (scripts/install-browser.sh).
+    exec 8>/tmp/caseflow-apt.lock
+    flock 8
     $sudo apt-get update -qq >&2
     # The package's own cluster is not used: if its start fails where there is no init
     # system, what was unpacked is all this script needs.
-    $sudo apt-get install -y -qq --no-install-recommends postgresql postgresql-contrib >&2 ||
+    $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends postgresql postgresql-contrib >&2 ||
         echo "postgres.sh: apt-get reported a problem; going on with what it installed" >&2
     bin=$(find_bin)
     if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
@@ -84,7 +87,7 @@ PY
     # pg_stat_statements lets the benchmarks count round trips and statements per command.
     as_owner "$bin/pg_ctl" -D "$data" -l "$state/run/server.log" -w -t 60 start -o \
         "-p $port -k $state/run -c listen_addresses=127.0.0.1 -c max_connections=300 \
-         -c shared_preload_libraries=pg_stat_statements" </dev/null >/dev/null 2>>"$state/start.log" 9>&- || {
+         -c shared_preload_libraries=pg_stat_statements" </dev/null >/dev/null 2>>"$state/start.log" 9>&- 8>&- || {
         tail -20 "$state/run/server.log" >&2
         exit 1
     }

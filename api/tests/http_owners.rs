@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use caseflow::server::AppState;
 use caseflow_engine::clock::Clock;
-use caseflow_engine::{Engine, Store};
+use caseflow_engine::Engine;
 use chrono::{Duration, TimeZone, Utc};
 use http_body_util::BodyExt;
 use serde_json::json;
@@ -51,7 +51,7 @@ async fn a_version_that_breaks_its_callers_is_refused_by_every_way_in() {
         let text = std::fs::read_to_string(format!("{}/../processes/{name}.flow", env!("CARGO_MANIFEST_DIR"))).unwrap();
         std::fs::write(dir.join(format!("{name}.flow")), text).unwrap();
     }
-    let engine = Engine::open(Store::temporary().unwrap().into(), rules()).unwrap();
+    let engine = Engine::open(caseflow_tests::test_store(), rules()).unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap();
     let (deployed, refused) = caseflow::server::deploy_folder(&engine, &dir, now).unwrap();
     assert_eq!(deployed.len(), 4, "{deployed:?} {refused:?}");
@@ -397,7 +397,7 @@ fn processes_that_call_each_other_deploy_together_as_the_checker_checks_them() {
         .map(|r| r.checked.process.is_some())
         .collect();
     assert_eq!(checked, [true, true, false, false]);
-    let engine = Engine::open(Store::temporary().unwrap().into(), rules()).unwrap();
+    let engine = Engine::open(caseflow_tests::test_store(), rules()).unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap();
     let (deployed, refused) = caseflow::server::deploy_folder(&engine, &dir, now).unwrap();
     assert_eq!(deployed, ["ping v1 (new)", "pong v1 (new)"]);

@@ -7,7 +7,7 @@ use caseflow::config::WebhookConfig;
 use caseflow::webhooks::{deliver, signature};
 use caseflow_core::case::Actor;
 use caseflow_core::value::Value;
-use caseflow_engine::{Engine, Store};
+use caseflow_engine::Engine;
 use std::sync::{Arc, Mutex};
 
 use caseflow_tests::shipped_rules as rules;
@@ -43,7 +43,9 @@ async fn events_are_delivered_signed_in_order_and_retried() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let engine = Arc::new(Engine::open(Store::temporary().unwrap().into(), rules()).unwrap());
+    let engine = Arc::new(Engine::open(caseflow_tests::test_store(), rules()).unwrap());
+    // On PostgreSQL, events come back through the database, as `caseflow serve` hears them.
+    engine.listen_for_changes().unwrap();
     engine.enable_outbox();
     let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T02:00:00Z").unwrap().with_timezone(&chrono::Utc);
     let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../processes/complaint.flow")).unwrap();

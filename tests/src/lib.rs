@@ -202,3 +202,23 @@ impl Drop for OwnPostgres {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The store an HTTP or console test runs on: a temporary sled store, the server's default, or
+/// with `CASEFLOW_TEST_STORE=postgres` a new database of its own on the test server, so that
+/// `.ci/run` runs the same suites on both stores.
+pub fn test_store() -> caseflow_engine::AnyStorage {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static DATABASES: AtomicU32 = AtomicU32::new(0);
+    if !on_postgres() {
+        return caseflow_engine::Store::temporary().expect("a temporary sled store").into();
+    }
+    let name = format!("api_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+    let url = postgres_database(&name).expect("CASEFLOW_TEST_STORE=postgres needs PostgreSQL");
+    let options = caseflow_engine::storage::postgres::PgOptions::new(url);
+    caseflow_engine::storage::postgres::PgStore::connect(&options).expect("connecting to the test database").into()
+}
+
+/// Whether `test_store` gives PostgreSQL (`CASEFLOW_TEST_STORE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("CASEFLOW_TEST_STORE").as_deref() == Ok("postgres")
+}

@@ -119,10 +119,22 @@ pub(crate) async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> 
         if let Some(store) = s.engine.store().sled() {
             sled_metrics(&mut out, store);
         }
+        if let Some(store) = s.engine.store().postgres() {
+            postgres_metrics(&mut out, store);
+        }
         Ok(out)
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// What this node asked of PostgreSQL: divided by `caseflow_commands_total`, the cost of a
+/// command that `docs/deploy.md` predicts a larger machine from.
+fn postgres_metrics(out: &mut String, store: &caseflow_engine::storage::postgres::PgStore) {
+    out.push_str("# HELP caseflow_db_round_trips_total Round trips to the database (statements sent together count once).\n# TYPE caseflow_db_round_trips_total counter\n");
+    out.push_str(&format!("caseflow_db_round_trips_total {}\n", store.round_trips()));
+    out.push_str("# HELP caseflow_db_commits_total Transactions this node committed (writes and numbers taken).\n# TYPE caseflow_db_commits_total counter\n");
+    out.push_str(&format!("caseflow_db_commits_total {}\n", store.commits()));
 }
 
 /// The sled store's own figures: checkpoints, the memtable, the write-ahead log.

@@ -7,7 +7,7 @@ use axum::http::{Request, StatusCode};
 use caseflow::config::{sha256_hex, TokenConfig};
 use caseflow::server::{router, AppState};
 use caseflow_engine::clock::{Clock, ManualClock};
-use caseflow_engine::{Engine, Store};
+use caseflow_engine::Engine;
 use chrono::{TimeZone, Utc};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -34,7 +34,9 @@ pub struct Api {
 
 impl Api {
     pub fn new() -> Api {
-        let engine = Arc::new(Engine::open(Store::temporary().unwrap().into(), rules()).unwrap());
+        let engine = Arc::new(Engine::open(caseflow_tests::test_store(), rules()).unwrap());
+        // On PostgreSQL, events come back through the database, as `caseflow serve` hears them.
+        engine.listen_for_changes().unwrap();
         let clock = Arc::new(ManualClock::new(
             chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap().with_timezone(&Utc),
         ));

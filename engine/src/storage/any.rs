@@ -27,6 +27,14 @@ impl AnyStorage {
         }
     }
 
+    /// The PostgreSQL store, when this is one (for its figures: round trips, commits).
+    pub fn postgres(&self) -> Option<&PgStore> {
+        match self {
+            AnyStorage::Postgres(p) => Some(p),
+            AnyStorage::Sled(_) | AnyStorage::Memory(_) => None,
+        }
+    }
+
     /// The implementation's name, for `/health` and logs.
     pub fn kind(&self) -> &'static str {
         match self {
