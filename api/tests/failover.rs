@@ -121,9 +121,14 @@ fn every_answer_meant_what_it_said(node: &Server, answers: &[Answer]) {
     let stored = stored_cases(node);
     let mut refused = 0;
     let mut unknown_applied = 0;
+    // The cases some answer accounts for.
+    let mut explained = std::collections::BTreeSet::new();
     for a in answers {
         match (a.status, a.what.as_str()) {
-            (201, id) => assert!(stored.contains(id), "case {id} was acknowledged ({}) and is not there", a.key),
+            (201, id) => {
+                assert!(stored.contains(id), "case {id} was acknowledged ({}) and is not there", a.key);
+                explained.insert(id.to_string());
+            }
             (503, kind @ ("storage" | "storage-outcome-unknown")) => {
                 // Retried with its key: a refused start was not applied, so the retry starts
                 // a case that was not there before.
@@ -135,12 +140,15 @@ fn every_answer_meant_what_it_said(node: &Server, answers: &[Answer]) {
                     refused += 1;
                 } else if there {
                     unknown_applied += 1;
+                    explained.insert(again.what.clone());
                 }
             }
             _ => panic!("an answer that is neither a case nor an outage: {a:?}"),
         }
     }
     let acknowledged = answers.iter().filter(|a| a.status == 201).count();
+    let unexplained: Vec<&String> = stored.difference(&explained).collect();
+    assert!(unexplained.is_empty(), "cases no answer accounts for: {unexplained:?}");
     assert_eq!(stored.len(), acknowledged + unknown_applied, "only acknowledged cases and applied unknowns are there");
     eprintln!(
         "{} answers: {acknowledged} acknowledged, {refused} refused as not applied, {} unknown ({unknown_applied} applied)",

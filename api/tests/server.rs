@@ -840,3 +840,52 @@ fn a_node_paused_past_its_lease_or_killed_while_firing_timers_fires_nothing_twic
     drop(b);
     cleanup(&data);
 }
+
+/// A version that adds `index FIELD` makes the cases of earlier versions findable by it: the
+/// server's background driver indexes them, and `/metrics` shows the backfill until it is done.
+#[test]
+fn cases_of_an_earlier_version_are_found_once_a_new_version_indexes_the_field() {
+    let data = temp_data("backfill");
+    let server = Server::start(&data);
+    let flow = |index: &str| {
+        format!(
+            "process callers \"来电\" {{\n  source \"tests\"\n  fields {{\n    who: text \"来电人\" required\n  }}\n  start -> call_back\n{index}  task call_back \"回电\" {{\n    assign role cs_rep\n    due 1 workday\n    -> done\n  }}\n  end done\n}}\n"
+        )
+    };
+    let deploy = |source: String| {
+        let (status, body) =
+            server.call("POST", "/processes", "dev-admin", Some(&serde_json::json!({ "source": source }).to_string()));
+        assert_eq!(status, 201, "{body}");
+    };
+    deploy(flow(""));
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            let body = format!(r#"{{"process":"callers","fields":{{"who":"{}"}}}}"#, ["王", "李"][i % 2]);
+            let (status, body) = server.call("POST", "/instances", "dev-crm", Some(&body));
+            assert_eq!(status, 201, "{body}");
+            json(&body)["id"].to_string()
+        })
+        .collect();
+    let search = || {
+        let (status, body) = server.call("GET", "/instances?process=callers&field.who=%E7%8E%8B", "dev-admin", None);
+        (status, json(&body))
+    };
+    assert_eq!(search().0, 400, "not indexed yet");
+    deploy(flow("  index who\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        let (status, page) = search();
+        assert_eq!(status, 200, "{page}");
+        let found: Vec<String> = page["instances"].as_array().unwrap().iter().map(|i| i["id"].to_string()).collect();
+        if found.len() == 3 {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "the earlier cases were never indexed: {page}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(found, [ids[0].clone(), ids[2].clone(), ids[4].clone()]);
+    let (_, metrics) = server.call("GET", "/metrics", "", None);
+    assert!(metrics.contains("caseflow_index_backfills 0\n"), "{metrics}");
+    assert!(server.stop().success());
+    cleanup(&data);
+}

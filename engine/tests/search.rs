@@ -89,3 +89,99 @@ fn cases_are_found_by_the_fields_their_process_indexes() {
         check(Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap());
     }
 }
+
+/// The `n/` entries of field `field` of complaint cases: (value, case).
+fn field_entries<S: Storage>(engine: &Engine<S>, field: &str) -> Vec<(String, u64)> {
+    let prefix = format!("n/complaint\0{field}\0");
+    engine
+        .store()
+        .scan_prefix(prefix.as_bytes())
+        .map(|item| {
+            let (k, _) = item.unwrap();
+            let body = &k[prefix.len()..];
+            let (value, id) = body.split_at(body.len() - 9);
+            (String::from_utf8(value.to_vec()).unwrap(), u64::from_be_bytes(id[1..].try_into().unwrap()))
+        })
+        .collect()
+}
+
+/// Every complaint case's `customer` in the index exactly as the case holds it now: the
+/// entries of cases of every version, none missing, none stale (sensitive versions excepted).
+fn index_matches_cases<S: Storage>(engine: &Engine<S>, ids: &[InstanceId], sensitive_from: u32) {
+    let mut expected: Vec<(String, u64)> = ids
+        .iter()
+        .map(|id| engine.instance(*id).unwrap().unwrap())
+        .filter(|i| i.version < sensitive_from)
+        .map(|i| (i.fields["customer"].to_string().trim_matches('"').to_string(), i.id.0))
+        .collect();
+    expected.sort();
+    let mut actual = field_entries(engine, "customer");
+    actual.sort();
+    assert_eq!(actual, expected);
+}
+
+/// A version that adds `index customer` makes the cases of earlier versions findable too: the
+/// deploy marks them, and the backfill (`reindex_step`, a chunk at a time, beside commands that
+/// change the field) gives each its entry. A later version that marks the field sensitive
+/// writes no entry for its cases, though the process is still searched by it.
+fn check_backfill<S: Storage>(engine: Engine<S>) {
+    let indexed = complaint_source();
+    let unindexed = indexed.replace("  index customer, urgency\n", "");
+    assert_ne!(indexed, unindexed);
+    engine.deploy(&unindexed, bj(2026, 11, 23, 9, 0)).unwrap();
+    let mut ids: Vec<InstanceId> =
+        (0..23).map(|i| start(&engine, ["第一中学", "第二中学", "第三中学"][i % 3], "low", i as u32)).collect();
+    assert!(engine.searchable_fields("complaint").is_empty());
+    assert!(field_entries(&engine, "customer").is_empty());
+
+    let v2 = engine.deploy(&indexed, bj(2026, 11, 23, 12, 0)).unwrap();
+    assert_eq!(engine.searchable_fields("complaint"), ["customer", "urgency"]);
+    let pending = engine.reindex_pending().unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(
+        (pending[0].process.as_str(), pending[0].fields.clone()),
+        ("complaint", vec!["customer".into(), "urgency".into()])
+    );
+    // Before the backfill, only the new version's cases are found.
+    ids.push(start(&engine, "第一中学", "low", 30));
+    assert_eq!(all_pages(&engine, &search(&[("customer", "第一中学")]), 50).concat(), vec![ids[23]]);
+    // A chunk at a time, with a command changing an earlier case's field between chunks.
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    let mut steps = 0;
+    while engine.reindex_step(5).unwrap() > 0 {
+        steps += 1;
+        if steps == 2 {
+            let fields = [("customer".to_string(), Value::Text("第四中学".into()))].into();
+            engine.command(ids[20], &admin, Command::UpdateFields { fields }, bj(2026, 11, 23, 12, 5)).unwrap();
+        }
+        assert!(steps < 20, "the backfill never ends");
+    }
+    assert!(engine.reindex_pending().unwrap().is_empty());
+    index_matches_cases(&engine, &ids, u32::MAX);
+    let found = all_pages(&engine, &search(&[("customer", "第一中学")]), 50).concat();
+    let expected: Vec<InstanceId> = (0..23).step_by(3).map(|i| ids[i]).chain([ids[23]]).collect();
+    assert_eq!(found, expected, "the eight earlier cases and the new one");
+    assert_eq!(all_pages(&engine, &search(&[("customer", "第四中学")]), 50).concat(), vec![ids[20]]);
+    assert_eq!(v2.version, 2);
+
+    // Version 3 keeps urgency indexed and makes customer sensitive: no entry in clear.
+    let sensitive = indexed
+        .replace("  index customer, urgency\n", "  index urgency\n")
+        .replace("customer: text \"投诉人\" required", "customer: text \"投诉人\" required sensitive");
+    assert_eq!(engine.deploy(&sensitive, bj(2026, 11, 23, 13, 0)).unwrap().version, 3);
+    assert!(engine.reindex_pending().unwrap().is_empty(), "nothing newly indexed");
+    assert_eq!(engine.searchable_fields("complaint"), ["customer", "urgency"]);
+    ids.push(start(&engine, "第一中学", "high", 40));
+    assert_eq!(engine.instance(ids[24]).unwrap().unwrap().version, 3);
+    index_matches_cases(&engine, &ids, 3);
+    assert_eq!(field_entries(&engine, "urgency").iter().filter(|(_, id)| *id == ids[24].0).count(), 1);
+}
+
+#[test]
+fn a_version_that_adds_an_index_makes_earlier_cases_findable() {
+    check_backfill(Engine::open(MemoryStore::new(), rules()).unwrap());
+    check_backfill(Engine::open(Store::temporary().unwrap(), rules()).unwrap());
+    if let Some(url) = caseflow_tests::postgres_database("backfill") {
+        check_backfill(Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap());
+    }
+}

@@ -3,6 +3,7 @@
 
 use caseflow_core::case::{Actor, Command, CommandError, Status};
 use caseflow_core::value::Value;
+use caseflow_engine::storage::StoreError;
 use caseflow_engine::Storage;
 use caseflow_engine::{Durability, Engine, EngineError, Store, StoreOptions};
 use chrono::{DateTime, Utc};
@@ -887,4 +888,76 @@ fn recordings_read_acts_from_the_entries_not_their_text() {
             ),
         ]
     );
+}
+
+/// A store whose write, once armed, is applied and then answered "outcome unknown", as a
+/// PostgreSQL connection that broke with the COMMIT sent.
+struct AppliedThenUnknown {
+    inner: caseflow_engine::MemoryStore,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl Storage for AppliedThenUnknown {
+    type Scan<'a> = <caseflow_engine::MemoryStore as Storage>::Scan<'a>;
+
+    fn write(&self, batch: caseflow_engine::storage::Batch) -> Result<caseflow_engine::storage::Ticket, StoreError> {
+        let ticket = self.inner.write(batch)?;
+        match self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            true => Err(StoreError::OutcomeUnknown("the connection broke with the commit sent".into())),
+            false => Ok(ticket),
+        }
+    }
+    fn wait_durable(&self, ticket: caseflow_engine::storage::Ticket) -> Result<(), StoreError> {
+        self.inner.wait_durable(ticket)
+    }
+    fn when_durable(
+        &self,
+        ticket: caseflow_engine::storage::Ticket,
+        done: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+    ) {
+        self.inner.when_durable(ticket, done)
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<caseflow_engine::storage::Bytes>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_> {
+        self.inner.scan_prefix(prefix)
+    }
+    fn range(&self, from: &[u8], to: &[u8]) -> Self::Scan<'_> {
+        self.inner.range(from, to)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+    fn check_health(&self) -> Option<String> {
+        self.inner.check_health()
+    }
+    // Register numbers are not the write that fails.
+    fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
+        self.inner.take_number(key)
+    }
+}
+
+/// A start whose write was applied but answered "outcome unknown" keeps its id: the next start
+/// takes another, and the first case is not replaced (the id was once given back and the next
+/// case written over it, so that a client retrying with its key got someone else's case).
+#[test]
+fn a_start_whose_outcome_is_unknown_keeps_its_id_and_its_case() {
+    let store = AppliedThenUnknown { inner: caseflow_engine::MemoryStore::new(), armed: false.into() };
+    let engine = Engine::open(store, rules()).unwrap();
+    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    let start = |customer: &str| {
+        let mut f = fields("low");
+        f.insert("customer".into(), Value::Text(customer.into()));
+        engine.start("complaint", f, &crm(), None, bj(2026, 11, 23, 10, 0))
+    };
+    let first = start("第一中学").unwrap();
+    engine.store().armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let unknown = start("第二中学").expect_err("answered outcome unknown");
+    assert!(matches!(unknown, EngineError::Store(StoreError::OutcomeUnknown(_))), "{unknown}");
+    let third = start("第三中学").unwrap();
+    let applied = caseflow_core::case::InstanceId(first.id.0 + 1);
+    assert_ne!(third.id, applied, "the id of a start that may have been applied is not given again");
+    let kept = engine.instance(applied).unwrap().expect("the start was applied");
+    assert_eq!(kept.fields["customer"], Value::Text("第二中学".into()), "and its case is its own");
 }

@@ -131,6 +131,10 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
             "the timer driver",
             server::timer_driver(engine.clone(), clock, std::time::Duration::from_millis(25)),
         );
+        spawn_vital(
+            "indexing earlier cases",
+            server::reindex_driver(engine.clone(), std::time::Duration::from_secs(1)),
+        );
         if !config.webhooks.is_empty() {
             spawn_vital(
                 "the webhook delivery",

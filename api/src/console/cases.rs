@@ -265,7 +265,7 @@ pub async fn cases(State(state): State<Shared>, staff: Staff, Query(mut q): Quer
         if q.process.is_empty() {
             q.process = processes.first().cloned().unwrap_or_default();
         }
-        let indexed = s.engine.definition(&q.process, None).map(|d| d.model.indexes.clone()).unwrap_or_default();
+        let indexed = s.engine.searchable_fields(&q.process);
         if !q.field.is_empty() && !indexed.contains(&q.field) {
             flash.push(Flash::Error(l.f("field-not-indexed", &[("field", q.field.as_str().into())])));
             q.value.clear();

@@ -38,6 +38,29 @@ pub async fn timer_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, poll: std:
     }
 }
 
+/// Indexes the stored cases of a process whose new version indexes a field no earlier version
+/// did (`Engine::reindex_step`), a chunk at a time, and looks for new work every `every`.
+pub async fn reindex_driver(engine: Arc<Engine>, every: std::time::Duration) {
+    loop {
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.reindex_step(REINDEX_CHUNK)).await {
+            Ok(Ok(0)) => tokio::time::sleep(every).await,
+            Ok(Ok(n)) => tracing::debug!(examined = n, "cases indexed"),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "indexing earlier cases failed; trying again");
+                tokio::time::sleep(every).await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "indexing earlier cases panicked");
+                tokio::time::sleep(every).await;
+            }
+        }
+    }
+}
+
+/// Cases a backfill step examines: one batch of at most this many cases' entries.
+const REINDEX_CHUNK: usize = 500;
+
 /// On a database several nodes share: takes in, every `every`, the versions other nodes
 /// deployed and the rules they changed (`Engine::refresh`), and the rules files in force.
 pub async fn take_in_other_nodes(state: Shared, every: std::time::Duration) {

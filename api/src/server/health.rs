@@ -110,6 +110,8 @@ pub(crate) async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> 
         }
         out.push_str("# HELP caseflow_timers_pending Timers waiting to fire.\n# TYPE caseflow_timers_pending gauge\n");
         out.push_str(&format!("caseflow_timers_pending {}\n", s.engine.count_pending_timers()?));
+        out.push_str("# HELP caseflow_index_backfills Processes whose earlier cases are still being indexed for a field a new version indexes.\n# TYPE caseflow_index_backfills gauge\n");
+        out.push_str(&format!("caseflow_index_backfills {}\n", s.engine.reindex_pending()?.len()));
         out.push_str("# HELP caseflow_console_signins_failed_total Failed console sign-ins (and wrong current passwords) since start.\n# TYPE caseflow_console_signins_failed_total counter\n");
         out.push_str(&format!(
             "caseflow_console_signins_failed_total {}\n",

@@ -527,12 +527,13 @@ pub(crate) async fn list_instances(
         status: Some(q.status),
         fields,
     };
-    if let Some(def) = state.engine.definition(&search.process, None) {
-        if let Some((field, _)) = search.fields.iter().find(|(f, _)| !def.model.indexes.contains(f)) {
+    if state.engine.definition(&search.process, None).is_some() {
+        let indexed = state.engine.searchable_fields(&search.process);
+        if let Some((field, _)) = search.fields.iter().find(|(f, _)| !indexed.contains(f)) {
             let mut e = ApiError::bad_request(format!(
                 "`{field}` is not a field process `{}` indexes (it indexes: {}): declare `index {field}` in the process to search by it",
                 search.process,
-                if def.model.indexes.is_empty() { "none".to_string() } else { def.model.indexes.join(", ") }
+                if indexed.is_empty() { "none".to_string() } else { indexed.join(", ") }
             ));
             e.field = Some(format!("field.{field}"));
             return Err(e);

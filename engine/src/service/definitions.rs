@@ -264,6 +264,10 @@ impl<S: Storage> Engine<S> {
         let mut batch = Batch::default();
         // Another node on the same database may have deployed this version meanwhile.
         batch.expect(keys::definition(&model.id, version), None);
+        let indexed_before: BTreeSet<String> =
+            versions.values().flat_map(|d| d.model.indexes.iter().cloned()).collect();
+        let indexed_before: Vec<String> = indexed_before.into_iter().collect();
+        self.mark_backfill(&mut batch, &model.id, !versions.is_empty(), &indexed_before, &model.indexes)?;
         batch.insert(keys::definition(&model.id, version), encode(&stored));
         let ticket = match self.store.write(batch) {
             Err(crate::storage::StoreError::Conflict(_)) => {

@@ -194,7 +194,7 @@ impl<S: Storage> Engine<S> {
         unit.add(Some(stored), migrated.instance, Outcome { effects: effects.clone(), history });
         let written = self.cascade(&mut unit, id, effects.clone(), now).and_then(|()| self.commit(&mut unit, None));
         drop(guard);
-        let ticket = written.inspect_err(|_| self.give_back(&unit))?;
+        let ticket = written.inspect_err(|e| self.give_back(&unit, e))?;
         let (instance, outcome, others) = unit.split_first();
         self.confirm(super::Applied { instance, outcome, ticket, others }.into())?;
         Ok(Some(result))

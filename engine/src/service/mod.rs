@@ -15,6 +15,7 @@ mod events;
 mod migrations;
 mod numbering;
 mod queries;
+mod reindex;
 mod rules;
 mod sealing;
 mod timers;
@@ -25,6 +26,7 @@ pub use definitions::*;
 pub use events::*;
 pub use migrations::{CaseMigration, MigrationOrder, MigrationReport, MIGRATION_LISTED_MAX};
 pub use queries::{CaseSearch, InboxCounts, SearchPage, SEARCH_EXAMINED_MAX};
+pub use reindex::ReindexPending;
 pub use rules::{AssigneeLost, RulesImpact, ShiftMinutes};
 pub use timers::{DueClaim, CLAIM_CHUNK};
 

@@ -12,7 +12,7 @@ use super::{
     STRIPES,
 };
 use crate::storage::codec::encode;
-use crate::storage::index::{field_entries, index_entries};
+use crate::storage::index::index_entries;
 use crate::storage::keys::{self, Prefix};
 use crate::storage::{Batch, Storage, StoreError};
 use crate::sync::Unpoisoned;
@@ -157,7 +157,7 @@ impl<S: Storage> Engine<S> {
         let written = started.and_then(|_| self.commit(&mut unit, idem.as_ref()));
         release_key();
         // A unit not written gives back the ids it took.
-        let ticket = written.inspect_err(|_| self.give_back(&unit))?;
+        let ticket = written.inspect_err(|e| self.give_back(&unit, e))?;
         let (instance, outcome, others) = unit.split_first();
         Ok(Pending { instance, outcome: Some(outcome), ticket: Some(ticket), others })
     }
@@ -190,8 +190,13 @@ impl<S: Storage> Engine<S> {
         Err(StoreError::Conflict("m/next_instance".into()).into())
     }
 
-    /// The ids a refused unit took, back (newest first, so each is the last one taken).
-    pub(crate) fn give_back(&self, unit: &Unit) {
+    /// The ids a unit that was not written took, back (newest first, so each is the last one
+    /// taken). Not when its write failed with its outcome unknown: it may have been applied,
+    /// and an id given again would then name a second case.
+    pub(crate) fn give_back(&self, unit: &Unit, why: &EngineError) {
+        if matches!(why, EngineError::Store(StoreError::OutcomeUnknown(_))) {
+            return;
+        }
         let mut alloc = self.numbering.allocation.lock().unpoisoned();
         for (id, _) in unit.started.iter().rev() {
             alloc.give_back(*id);
@@ -390,6 +395,8 @@ impl<S: Storage> Engine<S> {
         for (id, _) in &unit.started {
             let key = &unit.cases[id].after.business_key;
             batch.insert(keys::business_key(key), id.0.to_be_bytes().to_vec());
+            // A new case never replaces one: its id is new, and this holds it to that.
+            batch.expect(keys::instance(*id), None);
         }
         for id in &unit.order {
             let staged = &unit.cases[id];
@@ -561,9 +568,7 @@ impl<S: Storage> Engine<S> {
     /// The index entries a case implies, its fields' (`index FIELD`) among them.
     fn index_entries_of(&self, inst: &Instance) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let mut entries = index_entries(inst);
-        if let Some(def) = self.definition(&inst.process, Some(inst.version)) {
-            field_entries(&def.model.indexes, inst, &mut entries);
-        }
+        self.field_index_entries(inst, &mut entries);
         entries
     }
 
@@ -659,7 +664,7 @@ impl<S: Storage> Engine<S> {
                 .and_then(|()| self.commit(&mut unit, None));
             drop(guard);
             // A unit not written gives back the ids it took.
-            let ticket = written.inspect_err(|_| self.give_back(&unit))?;
+            let ticket = written.inspect_err(|e| self.give_back(&unit, e))?;
             let (instance, outcome, others) = unit.split_first();
             Ok(Applied { instance, outcome, ticket, others })
         })

@@ -8,6 +8,7 @@
 //! | `m/` | `m/rules_files` | the rules files in force (JSON), for a restart whose folder is refused |
 //! | `m/` | `m/field_key_id` | the id of the key sensitive fields are sealed with |
 //! | `m/` | `m/outbox_lease` | empty: claimed by the node that delivers webhooks (on a shared store) |
+//! | `m/reindex/` | `m/reindex/{process}` | a backfill of `n/` entries still under way: the fields, and the last instance id done |
 //! | `m/rr/` | `m/rr/{role}` | u64 BE: the role's round-robin position, so a restart carries on the rotation |
 //! | `c/` | `c/{rules version u64 BE}` | one accepted rules change (who, when, diff) |
 //! | `d/` | `d/{process}\0{version u32 BE}` | a deployed definition (source, deployed_at) |
@@ -167,6 +168,17 @@ pub const FIELD_KEY_ID: &[u8] = b"m/field_key_id";
 /// Claimed (`Storage::claim`) by the one node that delivers the outbox, on a shared store.
 pub const OUTBOX_LEASE: &[u8] = b"m/outbox_lease";
 pub const ROUND_ROBIN: &[u8] = b"m/rr/";
+/// Backfills of field indexes under way, one per process (`Engine::reindex_step`).
+pub const REINDEX: &[u8] = b"m/reindex/";
+
+/// Where the backfill of a process's newly indexed fields keeps its place.
+pub fn reindex(process: &str) -> Vec<u8> {
+    [REINDEX, process.as_bytes()].concat()
+}
+
+pub fn reindex_process(key: &[u8]) -> Option<String> {
+    String::from_utf8(key.strip_prefix(REINDEX)?.to_vec()).ok()
+}
 
 /// Where a role's round-robin position is kept.
 pub fn round_robin(role: &str) -> Vec<u8> {
