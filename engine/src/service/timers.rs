@@ -172,8 +172,13 @@ impl<S: Storage> Engine<S> {
     /// Fires `due`, each timer as its own command, and waits once for all to be durable.
     fn fire(&self, due: &[Due], now: DateTime<Utc>) -> Result<usize, EngineError> {
         // Cases are independent: fire them on every core (a case's timers stay on one thread,
-        // in due order), then wait once for the lot.
-        let lanes = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        // in due order), then wait once for the lot. On a shared database a firing waits on
+        // round trips and the database's commit, not on this machine's cores: more lanes keep
+        // more commits in flight, which the database writes to disk together.
+        let lanes = match self.store.shared() {
+            true => SHARED_FIRING_LANES,
+            false => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4),
+        };
         let fire_lane = |lane: usize| {
             let mut applied = Vec::new();
             for d in due.iter().filter(|d| d.id.0 as usize % lanes == lane) {
@@ -222,6 +227,10 @@ impl<S: Storage> Engine<S> {
         }
     }
 }
+
+/// Timers a node fires at once on a shared database: within the default pool of 16
+/// connections (`database_pool_size`), leaving room for requests.
+const SHARED_FIRING_LANES: usize = 12;
 
 /// Due timers claimed on a shared store (`Engine::claim_due`), to fire (`Engine::fire_claimed`).
 #[must_use = "claimed timers are held back from other nodes until fired or the lease ends"]
