@@ -56,9 +56,22 @@ impl<S: Storage> Engine<S> {
     }
 
     /// The `n/` entries a case writes: its process's searchable fields its version may index.
+    /// Every command of every case comes here twice (before and after): one read lock, and no
+    /// allocation for a process that indexes nothing.
     pub(crate) fn field_index_entries(&self, inst: &Instance, entries: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
-        let fields = self.indexable_in_version(inst, &self.searchable_fields(&inst.process));
-        field_entries(&fields, inst, entries);
+        let defs = self.definitions.read().unpoisoned();
+        let Some(versions) = defs.get(&inst.process) else { return };
+        let Some(own) = versions.get(&inst.version) else { return };
+        let indexable = |f: &String| own.model.fields.iter().any(|d| &d.name == f && !d.sensitive);
+        for (i, def) in versions.values().enumerate() {
+            for field in &def.model.indexes {
+                // Each field once, at the first version that indexes it.
+                let earlier = versions.values().take(i).any(|d| d.model.indexes.contains(field));
+                if !earlier && indexable(field) {
+                    field_entries(std::slice::from_ref(field), inst, entries);
+                }
+            }
+        }
     }
 
     /// In a deploy's batch: when the new version indexes a field no earlier version did, marks
