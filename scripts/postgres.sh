@@ -12,6 +12,8 @@
 #                                        standby, and waited for until it is in sync; prints its URL
 #   scripts/postgres.sh crash            kill -9 the server and every process of it (no shutdown)
 #   scripts/postgres.sh promote          make this standby a primary
+#   scripts/postgres.sh tls CERT KEY     serve TLS with this certificate and key, and accept
+#                                        TLS connections only (from here on)
 #
 # CASEFLOW_PG_DIR chooses the directory (default /tmp/caseflow-postgres); the fault tests give
 # each server of their own a directory, so that stopping it touches no other test.
@@ -162,8 +164,27 @@ crash)
 promote)
     as_owner "$bin/pg_ctl" -D "$data" -w -t 60 promote >/dev/null
     ;;
+tls)
+    cert=${2:?"usage: postgres.sh tls CERT KEY"}
+    key=${3:?"usage: postgres.sh tls CERT KEY"}
+    start
+    install -m 600 "$cert" "$data/server.crt"
+    install -m 600 "$key" "$data/server.key"
+    [ "$(id -u)" = 0 ] && chown postgres: "$data/server.crt" "$data/server.key"
+    # Connections in the clear are refused from now on: only hostssl lines are left.
+    printf 'local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl replication all 127.0.0.1/32 trust\n' >"$data/pg_hba.conf"
+    psql_tls() { PGSSLMODE=require "$bin/psql" -h 127.0.0.1 -p "$(cat "$port_file")" -U caseflow -d postgres -Atqc "$1"; }
+    "$bin/psql" -h 127.0.0.1 -p "$(cat "$port_file")" -U caseflow -d postgres -Atqc "ALTER SYSTEM SET ssl = on" >/dev/null
+    "$bin/psql" -h 127.0.0.1 -p "$(cat "$port_file")" -U caseflow -d postgres -Atqc "SELECT pg_reload_conf()" >/dev/null
+    for _ in $(seq 100); do
+        [ "$(psql_tls "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()" 2>/dev/null)" = t ] && exit 0
+        sleep 0.1
+    done
+    echo "postgres.sh: the server does not take TLS connections" >&2
+    exit 1
+    ;;
 *)
-    echo "usage: postgres.sh [start|database NAME|stop|standby PORT|crash|promote]" >&2
+    echo "usage: postgres.sh [start|database NAME|stop|standby PORT|crash|promote|tls CERT KEY]" >&2
     exit 2
     ;;
 esac

@@ -32,6 +32,10 @@ pub struct Config {
     /// Connections each node keeps to the database at most.
     #[serde(default = "default_database_pool_size")]
     pub database_pool_size: usize,
+    /// With `sslmode=require` in `database_url`: the PEM file of the certificate authorities
+    /// the database's certificate is checked against. Unset: the system's trust store.
+    #[serde(default)]
+    pub database_ca_file: Option<PathBuf>,
     /// On PostgreSQL, how long a node's claims on due timers and on webhook delivery last
     /// without its heartbeat: the longest a node that stopped holds them back from the others.
     #[serde(default = "default_claim_lease_secs")]
@@ -265,7 +269,11 @@ impl Config {
         use caseflow_engine::storage::postgres::{PgOptions, PgStore};
         Ok(match &self.database_url {
             Some(url) => {
-                let options = PgOptions { url: url.clone(), pool_size: self.database_pool_size };
+                let options = PgOptions {
+                    url: url.clone(),
+                    pool_size: self.database_pool_size,
+                    ca_file: self.database_ca_file.clone(),
+                };
                 PgStore::connect(&options).with_context(|| format!("connecting to {}", self.store_place()))?.into()
             }
             None => {
@@ -322,7 +330,13 @@ impl Config {
                 {
                     *p = base.join(&*p);
                 }
-                for k in [&mut config.field_key_file, &mut config.tls_cert, &mut config.tls_key].into_iter().flatten() {
+                let files = [
+                    &mut config.field_key_file,
+                    &mut config.tls_cert,
+                    &mut config.tls_key,
+                    &mut config.database_ca_file,
+                ];
+                for k in files.into_iter().flatten() {
                     *k = base.join(&*k);
                 }
                 config
@@ -347,6 +361,9 @@ impl Config {
         }
         if let Some(v) = env("CASEFLOW_DATABASE_URL") {
             config.database_url = Some(v);
+        }
+        if let Some(v) = env("CASEFLOW_DATABASE_CA_FILE") {
+            config.database_ca_file = Some(v.into());
         }
         if let Some(v) = env("CASEFLOW_DATABASE_POOL_SIZE") {
             config.database_pool_size =
@@ -507,7 +524,7 @@ pub fn field_key(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Every `CASEFLOW_*` environment variable caseflow reads.
-pub const ENV_VARS: [&str; 24] = [
+pub const ENV_VARS: [&str; 25] = [
     "CASEFLOW_ALLOW_NO_TOKENS",
     "CASEFLOW_ALLOW_PUBLISHED_TOKENS",
     "CASEFLOW_BACKUP_DIR",
@@ -520,6 +537,7 @@ pub const ENV_VARS: [&str; 24] = [
     "CASEFLOW_CONFIG",
     "CASEFLOW_CONNECTIONS_MAX",
     "CASEFLOW_DATA_DIR",
+    "CASEFLOW_DATABASE_CA_FILE",
     "CASEFLOW_DATABASE_POOL_SIZE",
     "CASEFLOW_DATABASE_URL",
     "CASEFLOW_DISK_RESERVE_MIB",

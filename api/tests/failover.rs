@@ -250,3 +250,72 @@ fn a_synchronous_standby_promoted_after_the_primary_is_killed_loses_nothing_ackn
     assert!(b.stop().success());
     cleanup(&data);
 }
+
+/// A node on a database that takes TLS connections only. With `sslmode=require` and the
+/// authority that signed the server's certificate (`database_ca_file`) it serves, its
+/// listener included; with another authority it refuses to start, naming the certificate;
+/// without `sslmode=require` the database refuses it, and it says so.
+#[test]
+fn a_node_reaches_a_database_that_takes_tls_only_and_checks_its_certificate() {
+    let Some(pg) = caseflow_tests::OwnPostgres::start("tls") else { return };
+    pg.database("caseflow_tls");
+    let data = temp_data("pg-tls");
+    std::fs::create_dir_all(&data).unwrap();
+    // An authority, and the server's certificate it signs, for the address the URL names.
+    let authority = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        (cert, key)
+    };
+    let (ca, ca_key) = authority("caseflow test authority");
+    let (other, _) = authority("another authority");
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let file = |name: &str, text: String| {
+        let path = data.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (cert, key) = (file("server.crt", server_cert.pem()), file("server.key", server_key.serialize_pem()));
+    let (ca_file, other_file) = (file("ca.pem", ca.pem()), file("other.pem", other.pem()));
+    pg.tls(&cert, &key);
+    let url = format!("postgres://caseflow@127.0.0.1:{}/caseflow_tls?sslmode=require", pg.port);
+
+    let trusted = [("CASEFLOW_DATABASE_URL", url.as_str()), ("CASEFLOW_DATABASE_CA_FILE", ca_file.to_str().unwrap())];
+    let server = Server::start_with(&data, None, &trusted);
+    let answer = start(&server.addr, "tls-1");
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let (status, health) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 200, "{health}");
+    assert!(server.stop().success());
+
+    let refusal = |env: &[(&str, &str)]| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_caseflow"))
+            .arg("serve")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .env("CASEFLOW_BIND", "127.0.0.1:0")
+            .env("CASEFLOW_DATA_DIR", &data)
+            .env("CASEFLOW_FIELD_KEY_FILE", data.join("field.key"))
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "it started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let untrusted =
+        refusal(&[("CASEFLOW_DATABASE_URL", &url), ("CASEFLOW_DATABASE_CA_FILE", other_file.to_str().unwrap())]);
+    assert!(untrusted.contains("certificate"), "{untrusted}");
+    let plain = url.replace("?sslmode=require", "");
+    let in_clear = refusal(&[("CASEFLOW_DATABASE_URL", &plain)]);
+    assert!(in_clear.contains("no encryption") || in_clear.contains("pg_hba.conf"), "{in_clear}");
+    let ca_without_tls =
+        refusal(&[("CASEFLOW_DATABASE_URL", &plain), ("CASEFLOW_DATABASE_CA_FILE", ca_file.to_str().unwrap())]);
+    assert!(ca_without_tls.contains("sslmode=require"), "{ca_without_tls}");
+    cleanup(&data);
+}

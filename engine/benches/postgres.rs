@@ -65,7 +65,8 @@ fn main() {
     println!("{instances} instances (start + complete) from {threads} callers, median of {rounds} rounds; PostgreSQL synchronous_commit = {commit_setting}");
     // A node; `empty`: on a database emptied first.
     let node = |empty: bool| {
-        let store = PgStore::connect(&PgOptions { url: url.clone(), pool_size: threads }).expect("connect");
+        let store =
+            PgStore::connect(&PgOptions { pool_size: threads, ..PgOptions::new(url.clone()) }).expect("connect");
         if empty {
             store.clear().expect("clear");
         }
@@ -128,7 +129,7 @@ fn main() {
 /// `count` deadlines due at once across two nodes: fired within how long, each exactly once.
 fn timers(url: &str, count: usize, threads: usize) {
     let node = |empty: bool| {
-        let store = PgStore::connect(&PgOptions { url: url.to_string(), pool_size: threads }).expect("connect");
+        let store = PgStore::connect(&PgOptions { pool_size: threads, ..PgOptions::new(url) }).expect("connect");
         if empty {
             store.clear().expect("clear");
         }

@@ -169,6 +169,11 @@ impl OwnPostgres {
         self.script(&["promote"]);
     }
 
+    /// Serves TLS with the certificate and key (PEM files), and takes TLS connections only.
+    pub fn tls(&self, cert: &Path, key: &Path) {
+        self.script(&["tls", &cert.display().to_string(), &key.display().to_string()]);
+    }
+
     fn read_port(&self) -> u16 {
         let port = std::fs::read_to_string(self.dir.join("port")).expect("postgres.sh writes the port");
         port.trim().parse().expect("a port")

@@ -60,11 +60,83 @@ pub struct PgOptions {
     pub url: String,
     /// Connections this node keeps open at most.
     pub pool_size: usize,
+    /// With `sslmode=require` in the URL: the PEM file of the certificate authorities whose
+    /// server certificates are trusted; `None`: the system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> PgOptions {
-        PgOptions { url: url.into(), pool_size: 16 }
+        PgOptions { url: url.into(), pool_size: 16, ca_file: None }
+    }
+}
+
+/// How connections are made: in the clear, or with `sslmode=require` over TLS whose server
+/// certificate is verified (its chain to a trusted authority, and the host name it is reached
+/// by: libpq's `verify-full`, stricter than libpq's `require`).
+#[derive(Clone)]
+enum Tls {
+    Off,
+    On(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+impl Tls {
+    fn of(config: &tokio_postgres::Config, options: &PgOptions) -> Result<Tls, StoreError> {
+        if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+            if let Some(ca) = &options.ca_file {
+                return Err(StoreError::Backend(format!(
+                    "database_ca_file ({}) is set, but database_url does not ask for TLS: add sslmode=require",
+                    ca.display()
+                )));
+            }
+            return Ok(Tls::Off);
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        match &options.ca_file {
+            Some(path) => {
+                use rustls::pki_types::{pem::PemObject, CertificateDer};
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                    .and_then(|certs| certs.collect::<Result<_, _>>())
+                    .map_err(|e| StoreError::Backend(format!("database_ca_file {}: {e}", path.display())))?;
+                if certs.is_empty() {
+                    return Err(StoreError::Backend(format!(
+                        "database_ca_file {} holds no PEM certificate",
+                        path.display()
+                    )));
+                }
+                for cert in certs {
+                    roots
+                        .add(cert)
+                        .map_err(|e| StoreError::Backend(format!("database_ca_file {}: {e}", path.display())))?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    return Err(StoreError::Backend(
+                        "sslmode=require, and the system has no trusted certificates: set database_ca_file".into(),
+                    ));
+                }
+            }
+        }
+        // ring, as the HTTPS server (`api/src/listen.rs` says why it is marked deprecated).
+        #[allow(deprecated)]
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StoreError::Backend(format!("TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls::On(tokio_postgres_rustls::MakeRustlsConnect::new(tls)))
+    }
+
+    fn manager(&self, config: tokio_postgres::Config) -> Manager {
+        let recycling = || ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        match self {
+            Tls::Off => Manager::from_config(config, tokio_postgres::NoTls, recycling()),
+            Tls::On(tls) => Manager::from_config(config, tls.clone(), recycling()),
+        }
     }
 }
 
@@ -72,6 +144,7 @@ pub struct PgStore {
     pool: Pool,
     /// How to connect: the listener (`Storage::listen`) keeps a connection of its own.
     config: tokio_postgres::Config,
+    tls: Tls,
     /// Drives the connections; `None` once shut down (on drop).
     runtime: Option<tokio::runtime::Runtime>,
     /// Tickets: the order of this node's writes (each is durable when `write` returns).
@@ -87,11 +160,8 @@ impl PgStore {
     pub fn connect(options: &PgOptions) -> Result<PgStore, StoreError> {
         let config: tokio_postgres::Config =
             options.url.parse().map_err(|e| StoreError::Backend(format!("database_url: {e}")))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            tokio_postgres::NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
-        );
+        let tls = Tls::of(&config, options)?;
+        let manager = tls.manager(config.clone());
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .wait_timeout(Some(std::time::Duration::from_secs(10)))
@@ -107,6 +177,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             config,
+            tls,
             runtime: Some(runtime),
             written: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
@@ -240,6 +311,49 @@ async fn migrate(pool: Pool) -> Result<(), StoreError> {
     tx.commit().await.map_err(unavailable)
 }
 
+/// One listening connection, until it is lost; the first outcome goes to `started`.
+async fn listen_once<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    hear: &Listener,
+    started: &mut Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
+) where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+{
+    use base64::Engine as _;
+    match config.connect(tls).await {
+        Ok((client, mut connection)) => {
+            let listen = format!("LISTEN {CHANNEL}");
+            let listened = async {
+                let answer = client.batch_execute(&listen).await.map_err(|e| Failure::from(e).0);
+                if let Some(started) = started.take() {
+                    let _ = started.send(answer);
+                }
+            };
+            // Polling the connection also carries the LISTEN's own answer.
+            let driven = async {
+                loop {
+                    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(n.payload()) {
+                                hear(&bytes);
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => break,
+                    }
+                }
+            };
+            tokio::join!(listened, driven);
+        }
+        Err(e) => {
+            if let Some(started) = started.take() {
+                let _ = started.send(Err(Failure::from(e).0));
+            }
+        }
+    }
+}
+
 /// A failure before the commit was sent: nothing was applied.
 fn unavailable(e: impl Into<Failure>) -> StoreError {
     StoreError::Unavailable(e.into().0)
@@ -252,7 +366,16 @@ impl From<tokio_postgres::Error> for Failure {
     fn from(e: tokio_postgres::Error) -> Failure {
         match e.as_db_error() {
             Some(db) => Failure(format!("{}: {} ({})", db.severity(), db.message(), db.code().code())),
-            None => Failure(e.to_string()),
+            // With its causes: "error performing TLS handshake: invalid peer certificate: ...".
+            None => {
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    text.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                Failure(text)
+            }
         }
     }
 }
@@ -634,43 +757,14 @@ impl Storage for PgStore {
     /// not connect the first time: it keeps trying).
     fn listen(&self, hear: Listener) -> Result<(), StoreError> {
         let runtime = self.runtime.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-        let config = self.config.clone();
+        let (config, tls) = (self.config.clone(), self.tls.clone());
         let (started, listening) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
         runtime.spawn(async move {
-            use base64::Engine as _;
             let mut started = Some(started);
             loop {
-                match config.connect(tokio_postgres::NoTls).await {
-                    Ok((client, mut connection)) => {
-                        let listen = format!("LISTEN {CHANNEL}");
-                        let listened = async {
-                            let answer = client.batch_execute(&listen).await.map_err(|e| Failure::from(e).0);
-                            if let Some(started) = started.take() {
-                                let _ = started.send(answer);
-                            }
-                        };
-                        // Polling the connection also carries the LISTEN's own answer.
-                        let driven = async {
-                            loop {
-                                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                                        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(n.payload())
-                                        {
-                                            hear(&bytes);
-                                        }
-                                    }
-                                    Some(Ok(_)) => {}
-                                    Some(Err(_)) | None => break,
-                                }
-                            }
-                        };
-                        tokio::join!(listened, driven);
-                    }
-                    Err(e) => {
-                        if let Some(started) = started.take() {
-                            let _ = started.send(Err(Failure::from(e).0));
-                        }
-                    }
+                match &tls {
+                    Tls::Off => listen_once(&config, tokio_postgres::NoTls, &hear, &mut started).await,
+                    Tls::On(tls) => listen_once(&config, tls.clone(), &hear, &mut started).await,
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
