@@ -356,6 +356,44 @@ impl<S: Storage> Engine<S> {
     /// caller runs the command again on what the store holds now.
     pub(crate) fn commit(&self, unit: &mut Unit, idempotency_key: Option<&IdempotencyKey>) -> Result<u64, EngineError> {
         let mut batch = Batch::default();
+        let mut written = Written::default();
+        self.fill_batch(unit, idempotency_key, &mut batch, &mut written)?;
+        self.write_filled(batch, written, unit.cases.len())
+    }
+
+    /// Several units as one batch, one transaction (timers firing on a shared database): each
+    /// case on condition that it is as read, each unit's fence checked. The units must touch
+    /// distinct cases. Refused as a whole when any condition fails.
+    pub(crate) fn commit_group(&self, units: &mut [Unit]) -> Result<u64, EngineError> {
+        let mut batch = Batch::default();
+        let mut written = Written::default();
+        for unit in units.iter_mut() {
+            self.fill_batch(unit, None, &mut batch, &mut written)?;
+        }
+        let cases = units.iter().map(|u| u.cases.len()).sum();
+        self.write_filled(batch, written, cases)
+    }
+
+    /// Writes a filled batch, keeping the open-task counts and the timer cursor in step.
+    fn write_filled(&self, batch: Batch, written: Written, cases: usize) -> Result<u64, EngineError> {
+        let Written { deltas, timers } = written;
+        let ticket = self.workload.open_counts.around(&deltas, || self.store.write(batch))?;
+        // Once the entries are visible (see `TimerCursor`).
+        for k in timers {
+            self.timer_cursor.added(&k);
+        }
+        self.commands.fetch_add(cases as u64, Ordering::Relaxed);
+        Ok(ticket)
+    }
+
+    /// Puts a unit's writes into `batch` (see `commit`).
+    fn fill_batch(
+        &self,
+        unit: &mut Unit,
+        idempotency_key: Option<&IdempotencyKey>,
+        batch: &mut Batch,
+        written: &mut Written,
+    ) -> Result<(), EngineError> {
         // Numbers are taken once the unit has run (a start the core refuses takes none), one
         // at a time in this process so that they follow the order of the starts here.
         let numbered = unit.started.iter().any(|(_, k)| k.sequence.is_some());
@@ -372,8 +410,6 @@ impl<S: Storage> Engine<S> {
             batch.expect(k.store_key(), None);
             batch.insert(k.store_key(), k.record(*id));
         }
-        let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-        let mut timers = Vec::new();
         // The rotations this unit moved, so a restart carries on where they were.
         let rotated: BTreeSet<&str> = (unit.cases.values().flat_map(|c| &c.outcome.effects))
             .filter_map(|e| match e {
@@ -406,7 +442,7 @@ impl<S: Storage> Engine<S> {
             if let Some(stored) = &staged.stored {
                 batch.expect(keys::instance(*id), Some(stored.clone()));
             }
-            let (d, timer) = self.put_instance(&mut batch, staged.before.as_ref(), &staged.after, &staged.outcome)?;
+            let (d, timer) = self.put_instance(batch, staged.before.as_ref(), &staged.after, &staged.outcome)?;
             if let Some(def) = self.definition(&staged.after.process, Some(staged.after.version)) {
                 for (k, v) in familiar_entries(&def.model, staged.before.as_ref(), &staged.after) {
                     batch.insert(k, v);
@@ -419,17 +455,11 @@ impl<S: Storage> Engine<S> {
                 }
             }
             for (user, n) in d {
-                *deltas.entry(user).or_insert(0) += n;
+                *written.deltas.entry(user).or_insert(0) += n;
             }
-            timers.extend(timer);
+            written.timers.extend(timer);
         }
-        let ticket = self.workload.open_counts.around(&deltas, || self.store.write(batch))?;
-        // Once the entries are visible (see `TimerCursor`).
-        for k in timers {
-            self.timer_cursor.added(&k);
-        }
-        self.commands.fetch_add(unit.cases.len() as u64, Ordering::Relaxed);
-        Ok(ticket)
+        Ok(())
     }
 
     /// A start whose idempotency key was reserved by a start that crashed before writing its
@@ -669,4 +699,11 @@ impl<S: Storage> Engine<S> {
             Ok(Applied { instance, outcome, ticket, others })
         })
     }
+}
+
+/// What a filled batch changes beside its keys: open tasks per user, and the timers it adds.
+#[derive(Default)]
+struct Written {
+    deltas: BTreeMap<String, i64>,
+    timers: Vec<Vec<u8>>,
 }
