@@ -961,3 +961,101 @@ fn a_start_whose_outcome_is_unknown_keeps_its_id_and_its_case() {
     let kept = engine.instance(applied).unwrap().expect("the start was applied");
     assert_eq!(kept.fields["customer"], Value::Text("第二中学".into()), "and its case is its own");
 }
+
+/// A store shared as a database is (claims, `shared()`), in memory, that refuses the first
+/// `refusals` batches writing several claimed timers at once as if a case in them had changed.
+struct RefusesGroups {
+    inner: caseflow_engine::MemoryStore,
+    refusals: std::sync::atomic::AtomicUsize,
+    groups: std::sync::atomic::AtomicUsize,
+}
+
+impl Storage for RefusesGroups {
+    type Scan<'a> = <caseflow_engine::MemoryStore as Storage>::Scan<'a>;
+
+    fn write(&self, batch: caseflow_engine::storage::Batch) -> Result<caseflow_engine::storage::Ticket, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if batch.claims().len() > 1 {
+            self.groups.fetch_add(1, SeqCst);
+            if self.refusals.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+                return Err(StoreError::Conflict("a case of the group changed meanwhile".into()));
+            }
+        }
+        self.inner.write(batch)
+    }
+    fn wait_durable(&self, ticket: caseflow_engine::storage::Ticket) -> Result<(), StoreError> {
+        self.inner.wait_durable(ticket)
+    }
+    fn when_durable(
+        &self,
+        ticket: caseflow_engine::storage::Ticket,
+        done: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+    ) {
+        self.inner.when_durable(ticket, done)
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<caseflow_engine::storage::Bytes>, StoreError> {
+        self.inner.get(key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_> {
+        self.inner.scan_prefix(prefix)
+    }
+    fn range(&self, from: &[u8], to: &[u8]) -> Self::Scan<'_> {
+        self.inner.range(from, to)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+    fn check_health(&self) -> Option<String> {
+        self.inner.check_health()
+    }
+    fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
+        self.inner.take_number(key)
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+    fn claim(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<caseflow_engine::storage::Claim, StoreError> {
+        self.inner.claim(from, to, limit, lease)
+    }
+    fn renew(&self, claim: &caseflow_engine::storage::Claim, lease: std::time::Duration) -> Result<usize, StoreError> {
+        self.inner.renew(claim, lease)
+    }
+    fn release(&self, claim: &caseflow_engine::storage::Claim) -> Result<(), StoreError> {
+        self.inner.release(claim)
+    }
+}
+
+/// On a shared store, due timers fire in groups, one write each; a group refused (a case in it
+/// changed meanwhile) is fired again one timer at a time, and every timer fires exactly once.
+#[test]
+fn a_refused_group_of_timers_is_fired_one_by_one_and_each_timer_once() {
+    let store = RefusesGroups { inner: caseflow_engine::MemoryStore::new(), refusals: 3.into(), groups: 0.into() };
+    let engine = Engine::open(store, rules()).unwrap();
+    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    let ids: Vec<_> = (0..40)
+        .map(|_| engine.start("complaint", fields("high"), &crm(), None, bj(2026, 11, 23, 10, 0)).unwrap().id)
+        .collect();
+    let mut fired = 0;
+    loop {
+        let n = engine.fire_due(bj(2026, 11, 23, 12, 0), 10_000).unwrap();
+        if n == 0 {
+            break;
+        }
+        fired += n;
+    }
+    // Each case's deadline and its escalation: two timers, due by noon.
+    assert_eq!(fired, 80);
+    let store = engine.store();
+    assert_eq!(store.refusals.load(std::sync::atomic::Ordering::SeqCst), 0, "groups were refused");
+    assert!(store.groups.load(std::sync::atomic::Ordering::SeqCst) > 3, "and others written whole");
+    for id in ids {
+        let overdue = engine.history(id).unwrap().iter().filter(|h| h.event == "task_overdue").count();
+        assert_eq!(overdue, 1, "case {id}");
+    }
+}
