@@ -890,19 +890,45 @@ fn recordings_read_acts_from_the_entries_not_their_text() {
     );
 }
 
-/// A store whose write, once armed, is applied and then answered "outcome unknown", as a
-/// PostgreSQL connection that broke with the COMMIT sent.
-struct AppliedThenUnknown {
+/// A store in memory with a fault armed in its writes, for what a database can answer.
+struct Faulty {
     inner: caseflow_engine::MemoryStore,
-    armed: std::sync::atomic::AtomicBool,
+    /// Says it is shared (claims matter, timers fire in groups), as PostgreSQL does.
+    shared: bool,
+    /// The next write is applied, then answered "outcome unknown" (a connection that broke
+    /// with the COMMIT sent).
+    unknown_next: std::sync::atomic::AtomicBool,
+    /// The next this-many batches carrying several claimed timers are refused as if a case in
+    /// them had changed; `groups` counts every such batch.
+    refuse_groups: std::sync::atomic::AtomicUsize,
+    groups: std::sync::atomic::AtomicUsize,
 }
 
-impl Storage for AppliedThenUnknown {
+impl Faulty {
+    fn new(shared: bool) -> Faulty {
+        Faulty {
+            inner: caseflow_engine::MemoryStore::new(),
+            shared,
+            unknown_next: false.into(),
+            refuse_groups: 0.into(),
+            groups: 0.into(),
+        }
+    }
+}
+
+impl Storage for Faulty {
     type Scan<'a> = <caseflow_engine::MemoryStore as Storage>::Scan<'a>;
 
     fn write(&self, batch: caseflow_engine::storage::Batch) -> Result<caseflow_engine::storage::Ticket, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if batch.claims().len() > 1 {
+            self.groups.fetch_add(1, SeqCst);
+            if self.refuse_groups.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+                return Err(StoreError::Conflict("a case of the group changed meanwhile".into()));
+            }
+        }
         let ticket = self.inner.write(batch)?;
-        match self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        match self.unknown_next.swap(false, SeqCst) {
             true => Err(StoreError::OutcomeUnknown("the connection broke with the commit sent".into())),
             false => Ok(ticket),
         }
@@ -936,83 +962,8 @@ impl Storage for AppliedThenUnknown {
     fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
         self.inner.take_number(key)
     }
-}
-
-/// A start whose write was applied but answered "outcome unknown" keeps its id: the next start
-/// takes another, and the first case is not replaced (the id was once given back and the next
-/// case written over it, so that a client retrying with its key got someone else's case).
-#[test]
-fn a_start_whose_outcome_is_unknown_keeps_its_id_and_its_case() {
-    let store = AppliedThenUnknown { inner: caseflow_engine::MemoryStore::new(), armed: false.into() };
-    let engine = Engine::open(store, rules()).unwrap();
-    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
-    let start = |customer: &str| {
-        let mut f = fields("low");
-        f.insert("customer".into(), Value::Text(customer.into()));
-        engine.start("complaint", f, &crm(), None, bj(2026, 11, 23, 10, 0))
-    };
-    let first = start("第一中学").unwrap();
-    engine.store().armed.store(true, std::sync::atomic::Ordering::SeqCst);
-    let unknown = start("第二中学").expect_err("answered outcome unknown");
-    assert!(matches!(unknown, EngineError::Store(StoreError::OutcomeUnknown(_))), "{unknown}");
-    let third = start("第三中学").unwrap();
-    let applied = caseflow_core::case::InstanceId(first.id.0 + 1);
-    assert_ne!(third.id, applied, "the id of a start that may have been applied is not given again");
-    let kept = engine.instance(applied).unwrap().expect("the start was applied");
-    assert_eq!(kept.fields["customer"], Value::Text("第二中学".into()), "and its case is its own");
-}
-
-/// A store shared as a database is (claims, `shared()`), in memory, that refuses the first
-/// `refusals` batches writing several claimed timers at once as if a case in them had changed.
-struct RefusesGroups {
-    inner: caseflow_engine::MemoryStore,
-    refusals: std::sync::atomic::AtomicUsize,
-    groups: std::sync::atomic::AtomicUsize,
-}
-
-impl Storage for RefusesGroups {
-    type Scan<'a> = <caseflow_engine::MemoryStore as Storage>::Scan<'a>;
-
-    fn write(&self, batch: caseflow_engine::storage::Batch) -> Result<caseflow_engine::storage::Ticket, StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        if batch.claims().len() > 1 {
-            self.groups.fetch_add(1, SeqCst);
-            if self.refusals.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
-                return Err(StoreError::Conflict("a case of the group changed meanwhile".into()));
-            }
-        }
-        self.inner.write(batch)
-    }
-    fn wait_durable(&self, ticket: caseflow_engine::storage::Ticket) -> Result<(), StoreError> {
-        self.inner.wait_durable(ticket)
-    }
-    fn when_durable(
-        &self,
-        ticket: caseflow_engine::storage::Ticket,
-        done: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
-    ) {
-        self.inner.when_durable(ticket, done)
-    }
-    fn get(&self, key: &[u8]) -> Result<Option<caseflow_engine::storage::Bytes>, StoreError> {
-        self.inner.get(key)
-    }
-    fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_> {
-        self.inner.scan_prefix(prefix)
-    }
-    fn range(&self, from: &[u8], to: &[u8]) -> Self::Scan<'_> {
-        self.inner.range(from, to)
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
-    fn check_health(&self) -> Option<String> {
-        self.inner.check_health()
-    }
-    fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
-        self.inner.take_number(key)
-    }
     fn shared(&self) -> bool {
-        true
+        self.shared
     }
     fn claim(
         &self,
@@ -1031,11 +982,35 @@ impl Storage for RefusesGroups {
     }
 }
 
+/// A start whose write was applied but answered "outcome unknown" keeps its id: the next start
+/// takes another, and the first case is not replaced (the id was once given back and the next
+/// case written over it, so that a client retrying with its key got someone else's case).
+#[test]
+fn a_start_whose_outcome_is_unknown_keeps_its_id_and_its_case() {
+    let engine = Engine::open(Faulty::new(false), rules()).unwrap();
+    engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    let start = |customer: &str| {
+        let mut f = fields("low");
+        f.insert("customer".into(), Value::Text(customer.into()));
+        engine.start("complaint", f, &crm(), None, bj(2026, 11, 23, 10, 0))
+    };
+    let first = start("第一中学").unwrap();
+    engine.store().unknown_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    let unknown = start("第二中学").expect_err("answered outcome unknown");
+    assert!(matches!(unknown, EngineError::Store(StoreError::OutcomeUnknown(_))), "{unknown}");
+    let third = start("第三中学").unwrap();
+    let applied = caseflow_core::case::InstanceId(first.id.0 + 1);
+    assert_ne!(third.id, applied, "the id of a start that may have been applied is not given again");
+    let kept = engine.instance(applied).unwrap().expect("the start was applied");
+    assert_eq!(kept.fields["customer"], Value::Text("第二中学".into()), "and its case is its own");
+}
+
 /// On a shared store, due timers fire in groups, one write each; a group refused (a case in it
 /// changed meanwhile) is fired again one timer at a time, and every timer fires exactly once.
 #[test]
 fn a_refused_group_of_timers_is_fired_one_by_one_and_each_timer_once() {
-    let store = RefusesGroups { inner: caseflow_engine::MemoryStore::new(), refusals: 3.into(), groups: 0.into() };
+    let store = Faulty::new(true);
+    store.refuse_groups.store(3, std::sync::atomic::Ordering::SeqCst);
     let engine = Engine::open(store, rules()).unwrap();
     engine.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
     let ids: Vec<_> = (0..40)
@@ -1052,7 +1027,7 @@ fn a_refused_group_of_timers_is_fired_one_by_one_and_each_timer_once() {
     // Each case's deadline and its escalation: two timers, due by noon.
     assert_eq!(fired, 80);
     let store = engine.store();
-    assert_eq!(store.refusals.load(std::sync::atomic::Ordering::SeqCst), 0, "groups were refused");
+    assert_eq!(store.refuse_groups.load(std::sync::atomic::Ordering::SeqCst), 0, "groups were refused");
     assert!(store.groups.load(std::sync::atomic::Ordering::SeqCst) > 3, "and others written whole");
     for id in ids {
         let overdue = engine.history(id).unwrap().iter().filter(|h| h.event == "task_overdue").count();
