@@ -491,6 +491,40 @@ fn fewest_open_assignment_keeps_exact_counts_under_concurrent_starts_and_complet
     }
 }
 
+/// Starts that run at the same instant each see the tasks the others gave but have not yet
+/// written: the cs_reps on duty stay within one task of each other after every round, on
+/// the embedded store and in memory. Without the in-flight count, most of a round's starts
+/// read the same counts and give their task to the same rep.
+#[test]
+fn fewest_open_counts_the_tasks_of_starts_in_flight() {
+    fn check<S: Storage + 'static>(store: S) {
+        let engine = std::sync::Arc::new(Engine::open(store, rules()).unwrap());
+        let now = bj(2026, 11, 23, 9, 0);
+        engine.deploy(&complaint_source(), now).unwrap();
+        // The cs_reps on duty (wang_fang is away that week, rules/people.toml).
+        let reps = ["liu_yang", "zhang_wei"];
+        let open = |u: &str| engine.tasks(Some(u), None, usize::MAX).unwrap().len();
+        const AT_ONCE: usize = 8;
+        for round in 0..12 {
+            let barrier = std::sync::Barrier::new(AT_ONCE);
+            std::thread::scope(|s| {
+                for _ in 0..AT_ONCE {
+                    s.spawn(|| {
+                        barrier.wait();
+                        engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
+                    });
+                }
+            });
+            let held: Vec<usize> = reps.iter().map(|u| open(u)).collect();
+            assert_eq!(held.iter().sum::<usize>(), AT_ONCE * (round + 1));
+            let (most, fewest) = (held.iter().max().unwrap(), held.iter().min().unwrap());
+            assert!(most - fewest <= 1, "after round {round}: {reps:?} hold {held:?}");
+        }
+    }
+    check(Store::temporary().unwrap());
+    check(caseflow_engine::MemoryStore::new());
+}
+
 #[test]
 fn timers_added_below_where_the_driver_last_looked_still_fire() {
     // The driver starts each scan where the previous one found its first entry; entries

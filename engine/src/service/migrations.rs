@@ -178,10 +178,14 @@ impl<S: Storage> Engine<S> {
                     return Ok(Some(result));
                 }
             };
-            if dry_run || workload.take_positions(&migrated.effects) {
-                break migrated;
+            if dry_run {
+                break (migrated, None);
+            }
+            if let Some(reservation) = workload.settle(&before, &migrated.instance, &migrated.effects) {
+                break (migrated, Some(reservation));
             }
         };
+        let (migrated, reservation) = migrated;
         result.moved = true;
         result.plan = Some(migrated.plan);
         if dry_run {
@@ -190,7 +194,7 @@ impl<S: Storage> Engine<S> {
         let mut history = migrated.history;
         history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let effects = migrated.effects;
-        let mut unit = Unit::default();
+        let mut unit = Unit { reserved: reservation.into_iter().collect(), ..Unit::default() };
         unit.add(Some(stored), migrated.instance, Outcome { effects: effects.clone(), history });
         let written = self.cascade(&mut unit, id, effects.clone(), now).and_then(|()| self.commit(&mut unit, None));
         drop(guard);

@@ -173,6 +173,8 @@ pub(crate) struct Unit {
     /// A claimed key (a due timer's entry) and the claim's token: the unit is written only
     /// while the claim holds (`Batch::expect_claimed`).
     pub(crate) fence: Option<(Vec<u8>, u64)>,
+    /// The tasks its core runs gave, counted as in flight until it is written or dropped.
+    pub(crate) reserved: Vec<workload::Reservation>,
 }
 
 pub(crate) struct Staged {

@@ -5,10 +5,10 @@ use super::Engine;
 use crate::storage::keys::{self, Inbox};
 use crate::storage::Storage;
 use crate::sync::Unpoisoned;
-use caseflow_core::case::{Effect, Workload};
+use caseflow_core::case::{Effect, Instance, Workload};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::sync::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Open tasks per assignee, for `by fewest_open`. A user's count is read from their inbox index
 /// (`u/`) the first time it is asked for, and from then on kept by every write that adds or
@@ -16,18 +16,79 @@ use std::sync::{Mutex, RwLock};
 /// every member's inbox (a million waiting complaints made that a scan of the whole role).
 ///
 /// Exact under concurrency: a write holds the read lock of each changed user's stripe from
-/// before its keys go into sled until its counts are adjusted; loading a count holds the
+/// before its keys go into the store until its counts are adjusted; loading a count holds the
 /// stripe's write lock, so no write is half-counted during the scan.
+///
+/// Tasks given by commands not yet written count too (`Loads::in_flight`): a command's core
+/// run reserves what it gave (`OpenCounts::reserve`) only if the loads it read are still what
+/// it read, and the write adjusts the count and ends the reservation in one step. So two
+/// commands in flight at once never both give their task to the same least-loaded person.
 pub(crate) struct OpenCounts {
     pub(crate) stripes: Vec<RwLock<()>>,
-    pub(crate) counts: Mutex<std::collections::HashMap<String, usize>>,
+    loads: Arc<Mutex<Loads>>,
+}
+
+/// What `OpenCounts` keeps, under one lock.
+#[derive(Default)]
+struct Loads {
+    /// Open tasks per user as the store holds them (one process's store only).
+    counts: HashMap<String, usize>,
+    /// Tasks per user given by commands whose writes have not yet returned.
+    in_flight: HashMap<String, usize>,
+}
+
+impl Loads {
+    fn in_flight(&self, user: &str) -> usize {
+        self.in_flight.get(user).copied().unwrap_or(0)
+    }
+
+    /// What an assignment reads of `user`'s load now: on one process's store the kept count
+    /// and the tasks in flight (`None` when the count is not kept); on a shared store the
+    /// tasks in flight here (the count is read from the store each time).
+    fn seen(&self, user: &str, shared: bool) -> Option<usize> {
+        match shared {
+            true => Some(self.in_flight(user)),
+            false => self.counts.get(user).map(|n| n + self.in_flight(user)),
+        }
+    }
+
+    fn release(&mut self, given: &BTreeMap<String, usize>) {
+        for (user, n) in given {
+            if let Some(left) = self.in_flight.get_mut(user) {
+                *left = left.saturating_sub(*n);
+                if *left == 0 {
+                    self.in_flight.remove(user);
+                }
+            }
+        }
+    }
+}
+
+/// Tasks a command's core run gave, counted as in flight until its write returns (or the
+/// command is dropped: refused, or run again).
+#[derive(Default)]
+pub(crate) struct Reservation {
+    loads: Option<Arc<Mutex<Loads>>>,
+    given: BTreeMap<String, usize>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // (Ended already when `given` was taken: `OpenCounts::around` ends it under the lock.)
+        if let Some(loads) = self.loads.as_ref().filter(|_| !self.given.is_empty()) {
+            loads.lock().unpoisoned().release(&self.given);
+        }
+    }
 }
 
 pub(crate) const COUNT_STRIPES: usize = 64;
 
 impl OpenCounts {
     pub(crate) fn new() -> OpenCounts {
-        OpenCounts { stripes: (0..COUNT_STRIPES).map(|_| RwLock::new(())).collect(), counts: Mutex::default() }
+        OpenCounts {
+            stripes: (0..COUNT_STRIPES).map(|_| RwLock::new(())).collect(),
+            loads: Arc::new(Mutex::new(Loads::default())),
+        }
     }
 
     pub(crate) fn stripe(user: &str) -> usize {
@@ -37,51 +98,97 @@ impl OpenCounts {
         (h.finish() as usize) % COUNT_STRIPES
     }
 
-    pub(crate) fn counts(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
-        self.counts.lock().unpoisoned()
+    fn loads(&self) -> std::sync::MutexGuard<'_, Loads> {
+        self.loads.lock().unpoisoned()
     }
 
-    /// The user's open tasks; `scan` counts them in the store the first time.
+    /// The user's open tasks in the store; `scan` counts them there the first time.
     pub(crate) fn get(&self, user: &str, scan: impl FnOnce() -> usize) -> usize {
-        if let Some(n) = self.counts().get(user) {
+        if let Some(n) = self.loads().counts.get(user) {
             return *n;
         }
         let _exclusive = self.stripes[Self::stripe(user)].write().unpoisoned();
-        if let Some(n) = self.counts().get(user) {
+        if let Some(n) = self.loads().counts.get(user) {
             return *n;
         }
         let n = scan();
-        self.counts().insert(user.to_string(), n);
+        self.loads().counts.insert(user.to_string(), n);
         n
     }
 
+    /// `user`'s load for an assignment: `stored` (their open tasks in the store) and the tasks
+    /// given to them by commands in flight; and what `reserve` compares it with later.
+    fn load(&self, user: &str, stored: usize, shared: bool) -> (usize, Option<usize>) {
+        let loads = self.loads();
+        match loads.seen(user, shared) {
+            // The kept count, read under the same lock as the tasks in flight.
+            Some(seen) if !shared => (seen, Some(seen)),
+            seen => (stored + loads.in_flight(user), seen),
+        }
+    }
+
+    /// Counts the tasks `given` as in flight, if every load in `read` is still what was read
+    /// (else `None`: the core runs again on fresh figures).
+    fn reserve(
+        &self,
+        read: &BTreeMap<String, Option<usize>>,
+        given: BTreeMap<String, usize>,
+        shared: bool,
+    ) -> Option<Reservation> {
+        let mut loads = self.loads();
+        if read.iter().any(|(user, seen)| seen.is_none() || loads.seen(user, shared) != *seen) {
+            return None;
+        }
+        if given.is_empty() {
+            return Some(Reservation::default());
+        }
+        for (user, n) in &given {
+            *loads.in_flight.entry(user.clone()).or_insert(0) += n;
+        }
+        Some(Reservation { loads: Some(self.loads.clone()), given })
+    }
+
     /// Runs `write` (which changes the inbox entries counted in `deltas`) and adjusts the
-    /// counts. After a failed write its outcome is unknown: those counts are read again.
+    /// counts; the reservations end in the same step. After a failed write its outcome is
+    /// unknown: those counts are read again.
     pub(crate) fn around<R, E>(
         &self,
         deltas: &BTreeMap<String, i64>,
+        reserved: Vec<Reservation>,
         write: impl FnOnce() -> Result<R, E>,
     ) -> Result<R, E> {
-        if deltas.is_empty() {
-            return write();
-        }
         let mut stripes: Vec<usize> = deltas.keys().map(|u| Self::stripe(u)).collect();
         stripes.sort_unstable();
         stripes.dedup();
         let _shared: Vec<_> = stripes.iter().map(|&i| self.stripes[i].read().unpoisoned()).collect();
         let result = write();
-        let mut counts = self.counts();
+        let mut loads = self.loads();
         for (user, delta) in deltas {
-            match (&result, counts.get_mut(user)) {
+            match (&result, loads.counts.get_mut(user)) {
                 (Ok(_), Some(n)) => *n = (*n as i64 + delta).max(0) as usize,
                 (Err(_), Some(_)) => {
-                    counts.remove(user);
+                    loads.counts.remove(user);
                 }
                 (_, None) => {}
             }
         }
+        for mut r in reserved {
+            loads.release(&std::mem::take(&mut r.given));
+        }
         result
     }
+}
+
+/// The tasks each user holds in `after` beyond those they held in `before`: what a core run
+/// gave (reserved until its write returns).
+pub(crate) fn tasks_given(before: &Instance, after: &Instance) -> BTreeMap<String, usize> {
+    let mut held: BTreeMap<&str, i64> = BTreeMap::new();
+    for (tasks, sign) in [(&after.tasks, 1), (&before.tasks, -1)] {
+        for user in tasks.values().filter_map(|t| t.assignee.as_deref()) {
+            *held.entry(user).or_insert(0) += sign;
+        }
+    }
+    held.into_iter().filter(|(_, n)| *n > 0).map(|(u, n)| (u.to_string(), n as usize)).collect()
 }
 
 /// How a change of index entries changes each assignee's open tasks (`u/{user}\0…` keys).
@@ -108,6 +215,9 @@ pub(crate) fn inbox_deltas(removed: &[&Vec<u8>], added: &[&Vec<u8>]) -> BTreeMap
 pub(crate) struct EngineWorkload<'a, S: Storage> {
     pub(crate) engine: &'a Engine<S>,
     pub(crate) positions_read: RefCell<BTreeMap<String, u64>>,
+    /// Each user's load as read (`OpenCounts::load`), checked again before the tasks given
+    /// are reserved.
+    pub(crate) loads_read: RefCell<BTreeMap<String, Option<usize>>>,
     /// On a shared store, positions taken in this run, per role.
     pub(crate) taken: RefCell<BTreeMap<String, u64>>,
     /// Read the next positions without taking them (a dry run).
@@ -116,14 +226,26 @@ pub(crate) struct EngineWorkload<'a, S: Storage> {
 
 impl<'a, S: Storage> EngineWorkload<'a, S> {
     pub(crate) fn new(engine: &'a Engine<S>) -> EngineWorkload<'a, S> {
-        EngineWorkload { engine, positions_read: RefCell::default(), taken: RefCell::default(), peek: false }
+        EngineWorkload {
+            engine,
+            positions_read: RefCell::default(),
+            loads_read: RefCell::default(),
+            taken: RefCell::default(),
+            peek: false,
+        }
     }
 
-    /// Whether the run's outcome counts: on one process's store, if no other command moved
-    /// the positions it read since; on a shared store always (its positions are its own).
-    pub(crate) fn take_positions(self, effects: &[Effect]) -> bool {
+    /// Whether the run's outcome (which took `before` to `after` with `effects`) counts, and
+    /// if so the tasks it gave, reserved until its write returns. It counts if no other
+    /// command changed the loads it read, nor (on one process's store) moved the round-robin
+    /// positions it read; on a shared store its positions are its own. `None`: run again.
+    pub(crate) fn settle(self, before: &Instance, after: &Instance, effects: &[Effect]) -> Option<Reservation> {
+        let shared = self.engine.store.shared();
+        let given = tasks_given(before, after);
+        let reservation = self.engine.workload.open_counts.reserve(&self.loads_read.into_inner(), given, shared)?;
         let read = self.positions_read.into_inner();
-        read.is_empty() || self.engine.take_rotation(&read, effects)
+        // (A reservation dropped here ends.)
+        (read.is_empty() || self.engine.take_rotation(&read, effects)).then_some(reservation)
     }
 
     /// The next position of `role`, taken from the store's counter (or only read, when peeking).
@@ -146,11 +268,16 @@ impl<'a, S: Storage> EngineWorkload<'a, S> {
 impl<S: Storage> Workload for EngineWorkload<'_, S> {
     fn open_tasks(&self, user: &str) -> usize {
         let count = || self.engine.store.scan_prefix(&Inbox::User(user).prefix()).count();
+        let counts = &self.engine.workload.open_counts;
         // On a shared store other nodes give tasks too: counted afresh each time.
-        match self.engine.store.shared() {
+        let shared = self.engine.store.shared();
+        let stored = match shared {
             true => count(),
-            false => self.engine.workload.open_counts.get(user, count),
-        }
+            false => counts.get(user, count),
+        };
+        let (load, seen) = counts.load(user, stored, shared);
+        self.loads_read.borrow_mut().insert(user.to_string(), seen);
+        load
     }
 
     fn familiar(&self, process: &str, field: &str, value: &str, step: &str) -> Option<String> {

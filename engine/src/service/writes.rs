@@ -6,7 +6,7 @@ use super::events::event_of;
 use super::numbering::{
     fill_sequence, BusinessKey, IdBlock, IdempotencyKey, KeyRecord, ID_BLOCK, SEQUENCE_PLACEHOLDER,
 };
-use super::workload::{inbox_deltas, EngineWorkload};
+use super::workload::{inbox_deltas, EngineWorkload, Reservation};
 use super::{
     corrupt, Applied, Engine, EngineError, IndexChange, Pending, Stored, Unit, CALL_DEPTH_MAX, CONFLICT_RUNS_MAX,
     STRIPES,
@@ -148,7 +148,8 @@ impl<S: Storage> Engine<S> {
             let key_text = unit.started[0].1.text.clone();
             let mut inst = Instance::new(id, &def.model, def.version, key_text, now);
             inst.rules_version = rules_version;
-            let (inst, outcome) = self.run_core(&def.model, &rules, &inst, actor, Command::Start { fields }, now)?;
+            let (inst, outcome) =
+                self.run_core(&def.model, &rules, &inst, actor, Command::Start { fields }, now, &mut unit.reserved)?;
             let effects = outcome.effects.clone();
             unit.add(None, inst, outcome);
             self.cascade(&mut unit, id, effects, now)?;
@@ -228,7 +229,8 @@ impl<S: Storage> Engine<S> {
             .definition(&staged.after.process, Some(staged.after.version))
             .ok_or_else(|| self.unknown_version(&staged.after.process, staged.after.version))?;
         let (rules, rules_version) = self.rules_and_version();
-        let (after, mut outcome) = self.run_core(&def.model, &rules, &staged.after, actor, command, now)?;
+        let (after, mut outcome) =
+            self.run_core(&def.model, &rules, &staged.after, actor, command, now, &mut unit.reserved)?;
         staged.after = after;
         outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
         let effects = outcome.effects.clone();
@@ -267,8 +269,15 @@ impl<S: Storage> Engine<S> {
                     unit.started.push((child, key));
                     (inst.parent, inst.family, inst.depth, inst.rules_version) =
                         (Some((id, token)), Some(family), depth + 1, rules_version);
-                    let (inst, mut outcome) =
-                        self.run_core(&def.model, &rules, &inst, Actor::system(), Command::Start { fields }, now)?;
+                    let (inst, mut outcome) = self.run_core(
+                        &def.model,
+                        &rules,
+                        &inst,
+                        Actor::system(),
+                        Command::Start { fields },
+                        now,
+                        &mut unit.reserved,
+                    )?;
                     outcome.history.iter_mut().for_each(|h| h.rules_version = rules_version);
                     let effects = outcome.effects.clone();
                     unit.add(None, inst, outcome);
@@ -325,11 +334,13 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Runs a command through the core on a snapshot of the workload, then moves each role's
-    /// round-robin rotation on by the tasks the command took. Two commands that read the same
-    /// position at once would give their tasks to the same person: the later one finds the
-    /// position moved and runs again on the fresh figures (the core is pure, so running again
-    /// is safe). A command the core refuses moves nothing. (On a shared store positions are
-    /// taken from the store as the core asks for them: see `EngineWorkload`.)
+    /// round-robin rotation on by the tasks the command took and reserves the tasks it gave
+    /// (into `reserved`, until the unit's write returns). Two commands that read the same
+    /// position, or the same loads, at once would give their tasks to the same person: the
+    /// later one finds them changed and runs again on the fresh figures (the core is pure, so
+    /// running again is safe). A command the core refuses moves nothing. (On a shared store
+    /// positions are taken from the store as the core asks for them: see `EngineWorkload`.)
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_core(
         &self,
         model: &Process,
@@ -338,12 +349,14 @@ impl<S: Storage> Engine<S> {
         actor: &Actor,
         command: Command,
         now: DateTime<Utc>,
+        reserved: &mut Vec<Reservation>,
     ) -> Result<(Instance, Outcome), EngineError> {
         loop {
             let workload = EngineWorkload::new(self);
             let ctx = case::Context { model, rules, workload: &workload, now };
             let (after, outcome) = case::applied(&ctx, inst, actor, command.clone())?;
-            if workload.take_positions(&outcome.effects) {
+            if let Some(reservation) = workload.settle(inst, &after, &outcome.effects) {
+                reserved.push(reservation);
                 return Ok((after, outcome));
             }
         }
@@ -376,8 +389,8 @@ impl<S: Storage> Engine<S> {
 
     /// Writes a filled batch, keeping the open-task counts and the timer cursor in step.
     fn write_filled(&self, batch: Batch, written: Written, cases: usize) -> Result<u64, EngineError> {
-        let Written { deltas, timers } = written;
-        let ticket = self.workload.open_counts.around(&deltas, || self.store.write(batch))?;
+        let Written { deltas, timers, reserved } = written;
+        let ticket = self.workload.open_counts.around(&deltas, reserved, || self.store.write(batch))?;
         // Once the entries are visible (see `TimerCursor`).
         for k in timers {
             self.timer_cursor.added(&k);
@@ -459,6 +472,7 @@ impl<S: Storage> Engine<S> {
             }
             written.timers.extend(timer);
         }
+        written.reserved.append(&mut unit.reserved);
         Ok(())
     }
 
@@ -706,4 +720,6 @@ impl<S: Storage> Engine<S> {
 struct Written {
     deltas: BTreeMap<String, i64>,
     timers: Vec<Vec<u8>>,
+    /// The units' tasks given, in flight until the write returns.
+    reserved: Vec<Reservation>,
 }
