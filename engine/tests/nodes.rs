@@ -64,6 +64,10 @@ trait Node: Sync {
     fn latest_version(&self) -> u32;
     /// The role's round-robin position as stored.
     fn rotation(&self, role: &str) -> u64;
+    /// `user`'s open tasks as assignment reads them (`Engine::inbox_counts`).
+    fn open_counted(&self, user: &str) -> usize;
+    /// `user`'s open tasks, listed.
+    fn open_listed(&self, user: &str) -> usize;
     /// Starts a complaint (for checks that hold an engine, not a `Node`).
     fn start_case(&self, urgency: &str, minute: u32) -> InstanceId {
         self.start(urgency, None, minute).unwrap().id
@@ -111,6 +115,13 @@ impl<S: Storage> Node for Engine<S> {
     }
     fn latest_version(&self) -> u32 {
         self.definition("complaint", None).unwrap().version
+    }
+    fn open_counted(&self, user: &str) -> usize {
+        let at = bj(2026, 11, 23, 10, 0);
+        self.inbox_counts(user, at, at, at).unwrap().open
+    }
+    fn open_listed(&self, user: &str) -> usize {
+        self.tasks(Some(user), None, usize::MAX).unwrap().len()
     }
     fn rotation(&self, role: &str) -> u64 {
         self.store().get_u64(&caseflow_engine::storage::keys::round_robin(role)).unwrap().unwrap_or(0)
@@ -468,6 +479,55 @@ fn round_robin_goes_round_exactly_across_two_nodes() {
         assert!(assignees.values().all(|n| *n == 30 / assignees.len()), "an even round: {assignees:?}");
         assert_eq!(nodes.node(0).rotation("cs_rep"), 30, "moved once per task");
     });
+}
+
+/// Open tasks per person, what `by fewest_open` reads, are counted in the store on a shared
+/// one (`w/`, added to by every write that changes an inbox): after starts and completions on
+/// both nodes at once, each node's count is every rep's listed tasks. A store without counts (imported from a copy, which leaves them out) has them made
+/// by the first engine that opens it.
+#[test]
+fn open_tasks_are_counted_exactly_across_two_nodes() {
+    let reps = ["liu_yang", "zhang_wei"];
+    on_two_nodes("open_counts", |nodes| {
+        both(nodes, 40, &|node, i| {
+            let case = node.start("high", None, 1).unwrap();
+            if i % 3 == 0 {
+                let task = case.tasks.values().next().unwrap();
+                let actor = Actor { id: task.assignee.clone().unwrap(), roles: vec!["cs_rep".into()], admin: false };
+                let fields = [("cause".to_string(), Value::Text("quality".into()))].into();
+                node.command(case.id, &actor, Command::CompleteTask { task: task.seq, fields }).unwrap();
+            }
+        });
+        let listed: Vec<usize> = reps.iter().map(|u| nodes.node(0).open_listed(u)).collect();
+        for side in 0..2 {
+            let counted: Vec<usize> = reps.iter().map(|u| nodes.node(side).open_counted(u)).collect();
+            assert_eq!(counted, listed, "node {side} counts what the inboxes list");
+        }
+    });
+    // Made afresh where they are missing.
+    fn made_again<S: Storage>(store: Arc<S>) {
+        let reps = ["liu_yang", "zhang_wei"];
+        let a = Engine::open(store.clone(), rules()).unwrap();
+        a.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+        for minute in 0..7 {
+            Node::start(&a, "high", None, minute).unwrap();
+        }
+        let listed: Vec<usize> = reps.iter().map(|u| a.open_listed(u)).collect();
+        assert_eq!(listed.iter().sum::<usize>(), 7);
+        let mut drop_counts = caseflow_engine::storage::Batch::default();
+        for item in store.scan_prefix(b"w/") {
+            drop_counts.remove(item.unwrap().0.to_vec());
+        }
+        store.write(drop_counts).unwrap();
+        assert!(store.scan_prefix(b"w/").next().is_none());
+        let b = Engine::open(store, rules()).unwrap();
+        let counted: Vec<usize> = reps.iter().map(|u| b.open_counted(u)).collect();
+        assert_eq!(counted, listed);
+    }
+    made_again(Arc::new(MemoryStore::new()));
+    if let Some(url) = caseflow_tests::postgres_database("nodes_open_counts_made") {
+        made_again(Arc::new(PgStore::connect(&PgOptions::new(&url)).unwrap()));
+    }
 }
 
 /// One node at a time delivers the webhook outbox: the one holding its lease. Another node

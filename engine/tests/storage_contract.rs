@@ -40,6 +40,7 @@ trait Checked: Send + Sync {
     fn write(&self, batch: Batch) -> Result<u64, StoreError>;
     fn wait_durable(&self, ticket: u64) -> Result<(), StoreError>;
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    fn get_many(&self, keys: &[Vec<u8>]) -> Vec<Option<Vec<u8>>>;
     fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
     fn range(&self, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
     /// Scans `prefix`, calling `during` after each entry read.
@@ -60,6 +61,9 @@ impl<S: Storage> Checked for S {
     }
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         Storage::get(self, key).unwrap().map(|v| v.to_vec())
+    }
+    fn get_many(&self, keys: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
+        Storage::get_many(self, keys).unwrap().into_iter().map(|v| v.map(|v| v.to_vec())).collect()
     }
     fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.scan_prefix(prefix).map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect()
@@ -106,6 +110,9 @@ fn a_batch_is_applied_whole_and_read_back_at_once() {
         assert_eq!(s.get(b"a/1"), None, "the later remove wins within a batch");
         assert_eq!(s.get(b"a/2").as_deref(), Some(&b"two"[..]));
         assert_eq!(s.get(b"a/3").as_deref(), Some(&b""[..]), "an empty value is a value");
+        let many = s.get_many(&[b"a/3".to_vec(), b"a/1".to_vec(), b"a/2".to_vec(), b"a/3".to_vec()]);
+        let expected = [Some(b"".to_vec()), None, Some(b"two".to_vec()), Some(b"".to_vec())];
+        assert_eq!(many, expected, "several keys read at once, in the order asked");
         let mut b = Batch::default();
         b.insert(b"a/2".to_vec(), b"2".to_vec());
         let t2 = s.write(b).unwrap();
@@ -277,6 +284,48 @@ fn concurrent_conditional_writers_lose_no_update() {
         writers.sort();
         writers.dedup();
         assert_eq!(writers.len() as u64, total, "each writer's increment is its own");
+    });
+}
+
+/// Counters moved by `Batch::add`: concurrent batches adding to the same counters all count,
+/// with no conflict between them; negative amounts count down below zero; a batch refused on
+/// its condition moves nothing; a batch of adds alone is a write.
+#[test]
+fn counters_added_to_at_once_lose_no_addition() {
+    each_storage("adds", |open| {
+        let s = open();
+        const THREADS: i64 = 4;
+        const EACH: i64 = 100;
+        let value = |k: &[u8]| caseflow_engine::storage::counter_value(s.get(k).as_deref());
+        let mut first = Batch::default();
+        first.add(b"w/b".to_vec(), -3);
+        assert!(!first.is_empty());
+        s.write(first).unwrap();
+        assert_eq!(value(b"w/b"), -3);
+        std::thread::scope(|scope| {
+            for t in 0..THREADS {
+                let s = &s;
+                scope.spawn(move || {
+                    for i in 0..EACH {
+                        let mut b = Batch::default();
+                        // Two counters in one batch, in both orders across batches.
+                        let (x, y): (&[u8], &[u8]) = if (t + i) % 2 == 0 { (b"w/a", b"w/b") } else { (b"w/b", b"w/a") };
+                        b.add(x.to_vec(), 1);
+                        b.add(y.to_vec(), 2);
+                        b.insert(format!("n/{t}/{i:04}").into_bytes(), Vec::new());
+                        s.write(b).unwrap();
+                    }
+                });
+            }
+        });
+        let (a, b) = (value(b"w/a"), value(b"w/b"));
+        assert_eq!(a + b, 3 * THREADS * EACH - 3, "every addition counted once: {a} + {b}");
+        assert_eq!(s.scan(b"n/").len() as i64, THREADS * EACH);
+        let mut refused = Batch::default();
+        refused.expect(b"m/absent".to_vec(), Some(Bytes::from_static(b"x")));
+        refused.add(b"w/a".to_vec(), 1000);
+        assert!(matches!(s.write(refused), Err(StoreError::Conflict(_))));
+        assert_eq!(value(b"w/a"), a, "a refused batch adds nothing");
     });
 }
 

@@ -269,6 +269,7 @@ impl<S: Storage> Engine<S> {
         };
         engine.load_definitions()?;
         engine.check_format()?;
+        engine.make_open_counts()?;
         if let Some(v) = engine.store.get_u64(keys::RULES_VERSION)? {
             engine.rules_version.store(v, Ordering::SeqCst);
         }

@@ -226,8 +226,7 @@ impl<S: Storage> Engine<S> {
             }
             Ok(n)
         };
-        let scan = || self.store.scan_prefix(&inbox.prefix()).count();
-        let open = if self.store.shared() { scan() } else { self.workload.open_counts.get(user, scan) };
+        let open = self.stored_open_tasks(&[user])[0];
         Ok(InboxCounts {
             open,
             overdue: count(inbox.prefix(), inbox.due_from(now))?,

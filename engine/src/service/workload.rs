@@ -2,8 +2,9 @@
 //! rotation, tallies and familiarity read from the store.
 
 use super::Engine;
-use crate::storage::keys::{self, Inbox};
-use crate::storage::Storage;
+use super::EngineError;
+use crate::storage::keys::{self, Inbox, Prefix};
+use crate::storage::{counter_value, Batch, Storage, StoreError};
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{Effect, Instance, Workload};
 use std::cell::RefCell;
@@ -267,17 +268,21 @@ impl<'a, S: Storage> EngineWorkload<'a, S> {
 
 impl<S: Storage> Workload for EngineWorkload<'_, S> {
     fn open_tasks(&self, user: &str) -> usize {
-        let count = || self.engine.store.scan_prefix(&Inbox::User(user).prefix()).count();
+        self.open_tasks_of(&[user])[0]
+    }
+
+    fn open_tasks_of(&self, users: &[&str]) -> Vec<usize> {
         let counts = &self.engine.workload.open_counts;
-        // On a shared store other nodes give tasks too: counted afresh each time.
         let shared = self.engine.store.shared();
-        let stored = match shared {
-            true => count(),
-            false => counts.get(user, count),
-        };
-        let (load, seen) = counts.load(user, stored, shared);
-        self.loads_read.borrow_mut().insert(user.to_string(), seen);
-        load
+        let stored = self.engine.stored_open_tasks(users);
+        let mut read = self.loads_read.borrow_mut();
+        (users.iter().zip(stored))
+            .map(|(user, stored)| {
+                let (load, seen) = counts.load(user, stored, shared);
+                read.insert(user.to_string(), seen);
+                load
+            })
+            .collect()
     }
 
     fn familiar(&self, process: &str, field: &str, value: &str, step: &str) -> Option<String> {
@@ -314,7 +319,73 @@ impl Default for WorkloadState {
     }
 }
 
+/// Which of a user's `w/` rows the next batch adds to (`keys::OPEN_COUNT_SHARDS`).
+static NEXT_SHARD: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 impl<S: Storage> Engine<S> {
+    /// `user`'s open tasks in the store. On one process's store the kept count (`OpenCounts`);
+    /// on a shared store, where other nodes give tasks too, the sum of their `w/` rows, read
+    /// afresh each time (every write that changes an inbox adds to them: `count_open_tasks`).
+    /// (All of `users`' rows in one read: `Storage::get_many`.) An unreadable store counts 0,
+    /// and the command's own write then fails the same way.
+    pub(crate) fn stored_open_tasks(&self, users: &[&str]) -> Vec<usize> {
+        if !self.store.shared() {
+            let each = |user: &str| {
+                let scan = || self.store.scan_prefix(&Inbox::User(user).prefix()).count();
+                self.workload.open_counts.get(user, scan)
+            };
+            return users.iter().map(|u| each(u)).collect();
+        }
+        let shards = keys::OPEN_COUNT_SHARDS as usize;
+        let rows: Vec<Vec<u8>> =
+            users.iter().flat_map(|u| (0..keys::OPEN_COUNT_SHARDS).map(|shard| keys::open_count(u, shard))).collect();
+        let values = self.store.get_many(&rows).unwrap_or_default();
+        (0..users.len())
+            .map(|i| {
+                let sum: i64 = values.iter().skip(i * shards).take(shards).map(|v| counter_value(v.as_deref())).sum();
+                sum.max(0) as usize
+            })
+            .collect()
+    }
+
+    /// On a shared store, adds each user's change of open tasks to one of their `w/` rows.
+    pub(crate) fn count_open_tasks(&self, batch: &mut Batch, deltas: &BTreeMap<String, i64>) {
+        if !self.store.shared() || deltas.is_empty() {
+            return;
+        }
+        let shard = NEXT_SHARD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % keys::OPEN_COUNT_SHARDS;
+        for (user, delta) in deltas {
+            batch.add(keys::open_count(user, shard), *delta);
+        }
+    }
+
+    /// On a shared store that has no `w/` counts (one imported from a copy, which leaves them
+    /// out, or one written before they were kept), makes them from the inboxes: one batch, on
+    /// condition that no other node made them meanwhile. A node keeps them from its first
+    /// write on, so every node of a database must run a version that keeps them.
+    pub(crate) fn make_open_counts(&self) -> Result<(), EngineError> {
+        if !self.store.shared() || self.store.get(keys::OPEN_COUNTS_MADE)?.is_some() {
+            return Ok(());
+        }
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for item in self.store.scan_prefix(Prefix::UserInbox.bytes()) {
+            let (k, _) = item?;
+            if let Some(user) = keys::inbox_user(&k) {
+                *counts.entry(user).or_insert(0) += 1;
+            }
+        }
+        let mut batch = Batch::default();
+        batch.expect(keys::OPEN_COUNTS_MADE, None);
+        batch.insert(keys::OPEN_COUNTS_MADE, Vec::new());
+        for (user, n) in counts {
+            batch.insert(keys::open_count(&user, 0), n.to_be_bytes().to_vec());
+        }
+        match self.store.write(batch) {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Moves each role's round-robin rotation on by the tasks `effects` took, if no other
     /// command moved it since the positions in `read` were read. False when one did: the
     /// caller runs the core again on fresh figures (the core is pure, so that is safe).

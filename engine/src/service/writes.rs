@@ -388,8 +388,9 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Writes a filled batch, keeping the open-task counts and the timer cursor in step.
-    fn write_filled(&self, batch: Batch, written: Written, cases: usize) -> Result<u64, EngineError> {
+    fn write_filled(&self, mut batch: Batch, written: Written, cases: usize) -> Result<u64, EngineError> {
         let Written { deltas, timers, reserved } = written;
+        self.count_open_tasks(&mut batch, &deltas);
         let ticket = self.workload.open_counts.around(&deltas, reserved, || self.store.write(batch))?;
         // Once the entries are visible (see `TimerCursor`).
         for k in timers {

@@ -111,6 +111,10 @@ impl Storage for AnyStorage {
         each!(self, s => s.get(key))
     }
 
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        each!(self, s => s.get_many(keys))
+    }
+
     fn scan_prefix(&self, prefix: &[u8]) -> AnyScan<'_> {
         match self {
             AnyStorage::Sled(s) => AnyScan::Sled(s.scan_prefix(prefix)),

@@ -93,6 +93,9 @@ fn write_entries(
     let mut count = 0u64;
     for item in entries {
         let (k, v) = item?;
+        if !keys::copied(&k) {
+            continue;
+        }
         let mut record = Vec::with_capacity(9 + k.len() + v.len());
         record.push(1);
         record.extend_from_slice(&(k.len() as u32).to_be_bytes());
@@ -284,6 +287,9 @@ pub fn summary<S: Storage>(store: &S) -> Result<Summary, DumpError> {
     let mut entries = 0;
     for item in store.scan_prefix(b"") {
         let (k, v): (Bytes, Bytes) = item?;
+        if !keys::copied(&k) {
+            continue;
+        }
         digests.add(&k, &v);
         entries += 1;
     }

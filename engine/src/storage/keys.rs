@@ -64,10 +64,11 @@ pub enum Prefix {
     Session,
     SavedView,
     FieldIndex,
+    OpenCount,
 }
 
 impl Prefix {
-    pub const ALL: [Prefix; 20] = [
+    pub const ALL: [Prefix; 21] = [
         Prefix::Meta,
         Prefix::RulesChange,
         Prefix::Definition,
@@ -88,6 +89,7 @@ impl Prefix {
         Prefix::Session,
         Prefix::SavedView,
         Prefix::FieldIndex,
+        Prefix::OpenCount,
     ];
 
     pub const fn bytes(self) -> &'static [u8] {
@@ -112,6 +114,7 @@ impl Prefix {
             Prefix::Session => b"e/",
             Prefix::SavedView => b"v/",
             Prefix::FieldIndex => b"n/",
+            Prefix::OpenCount => b"w/",
         }
     }
 
@@ -354,6 +357,33 @@ pub fn inbox_user(key: &[u8]) -> Option<String> {
     let rest = Prefix::UserInbox.body(key)?;
     let end = rest.iter().position(|b| *b == 0)?;
     Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+// ------------------------------------------------------------ w/: open tasks per user, shared stores
+
+/// Rows a user's open-task count is spread over on a shared store (`Batch::add` to one of
+/// them, chosen per batch): commands changing one person's inbox at once mostly lock
+/// different rows, so they seldom wait on each other's commits. The count is their sum.
+pub const OPEN_COUNT_SHARDS: u8 = 16;
+
+/// Present once a shared store's `w/` counts were made from its inboxes: the counts are then
+/// kept by every write that changes an inbox.
+pub const OPEN_COUNTS_MADE: &[u8] = Prefix::OpenCount.bytes();
+
+/// One of the rows of `user`'s open-task count.
+pub fn open_count(user: &str, shard: u8) -> Vec<u8> {
+    Prefix::OpenCount.key(&[user.as_bytes(), b"\0", &[shard]])
+}
+
+/// The rows of `user`'s open-task count.
+pub fn open_count_prefix(user: &str) -> Vec<u8> {
+    Prefix::OpenCount.key(&[user.as_bytes(), b"\0"])
+}
+
+/// Whether `key` is kept in a copy of the store (`storage::dump`): not the `w/` counts, which
+/// are the inboxes' sums, made again by the engine that opens a shared store without them.
+pub fn copied(key: &[u8]) -> bool {
+    !key.starts_with(Prefix::OpenCount.bytes())
 }
 
 /// The `u/` entry of the same task under `user`, for a role entry that points there.

@@ -64,6 +64,7 @@ impl Storage for MemoryStore {
         if let Some(key) = batch.failed_condition(|k| Ok(entries.get(k).cloned()))? {
             return Err(StoreError::Conflict(key));
         }
+        batch.resolve_adds(|k| Ok(entries.get(k).cloned()))?;
         let mut claims = self.claims.lock().unpoisoned();
         for (key, token) in batch.claims() {
             let held = entries.contains_key(key) && claims.held.get(key).is_some_and(|(t, _)| t == token);

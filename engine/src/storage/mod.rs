@@ -32,6 +32,7 @@ pub mod postgres;
 /// able to hold an implementation's own buffer without a copy. No implementation's type
 /// crosses this seam.
 pub use bytes::Bytes;
+use std::collections::BTreeMap;
 
 /// Told each announcement other processes make on a shared store (`Storage::listen`).
 pub type Listener = Box<dyn Fn(&[u8]) + Send + Sync>;
@@ -103,6 +104,12 @@ pub trait Storage: Send + Sync + 'static {
     fn when_durable(&self, ticket: Ticket, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>);
 
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
+
+    /// The values of `keys`, in their order: one read where the store can (a database's round
+    /// trip), else one `get` each.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 
     /// The entries whose keys start with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_>;
@@ -199,6 +206,11 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
+/// A counter's value (`Batch::add`): 8 bytes big-endian, signed; absent (or not 8 bytes) is 0.
+pub fn counter_value(stored: Option<&[u8]>) -> i64 {
+    stored.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(0, i64::from_be_bytes)
+}
+
 /// The writes of one command, applied as a unit by `Storage::write`.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Batch {
@@ -213,6 +225,10 @@ pub struct Batch {
     claimed: Vec<(Vec<u8>, u64)>,
     /// Messages for the other processes listening on a shared store (`Storage::listen`).
     pub(crate) announcements: Vec<Vec<u8>>,
+    /// Counters (8-byte big-endian signed values, absent: 0) moved by a signed amount when the
+    /// batch is applied, whatever they hold then: two batches adding to one counter at once
+    /// both count, with neither conditional on the other.
+    adds: BTreeMap<Vec<u8>, i64>,
 }
 
 impl Batch {
@@ -281,6 +297,37 @@ impl Batch {
         }
     }
 
+    /// Moves the counter at `key` by `delta` when the batch is applied (see `Batch::adds`).
+    /// A batch does not also insert or remove a key it adds to.
+    pub fn add(&mut self, key: impl Into<Vec<u8>>, delta: i64) {
+        *self.adds.entry(key.into()).or_insert(0) += delta;
+    }
+
+    /// The counters the batch moves, in key order (the order a store locks them in).
+    pub fn adds(&self) -> impl Iterator<Item = (&Vec<u8>, i64)> {
+        self.adds.iter().map(|(k, d)| (k, *d)).filter(|(_, d)| *d != 0)
+    }
+
+    /// Turns the adds into plain inserts of the counters' new values, `current` reading what
+    /// they hold now: for a store that applies batches one key's writer at a time, under the
+    /// locks of the batch's keys (`Batch::locked_keys`).
+    pub(crate) fn resolve_adds(
+        &mut self,
+        mut current: impl FnMut(&[u8]) -> Result<Option<Bytes>, StoreError>,
+    ) -> Result<(), StoreError> {
+        for (key, delta) in std::mem::take(&mut self.adds).into_iter().filter(|(_, d)| *d != 0) {
+            let now = counter_value(current(&key)?.as_deref());
+            self.ops.push((key, Some(now.wrapping_add(delta).to_be_bytes().to_vec())));
+        }
+        Ok(())
+    }
+
+    /// The keys whose values the batch's application depends on: its conditions' and its
+    /// counters'.
+    pub(crate) fn locked_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.expected.iter().map(|(k, _)| k.as_slice()).chain(self.adds.keys().map(Vec::as_slice))
+    }
+
     pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push((key.into(), Some(value.into())));
     }
@@ -296,7 +343,7 @@ impl Batch {
 
     /// Writes nothing (it may still have conditions, which are then not worth checking).
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && self.sequenced.is_empty()
+        self.ops.is_empty() && self.sequenced.is_empty() && self.adds().next().is_none()
     }
 
     /// `[kind u8][key len u32][key]([value len u32][value])` per operation.
@@ -348,7 +395,9 @@ impl Batch {
 
     /// Bytes the batch takes in a log record, its sequenced inserts numbered.
     pub(crate) fn size(&self) -> usize {
-        self.encoded_len() + self.sequenced.iter().map(|(k, v)| 21 + k.len() + v.len()).sum::<usize>()
+        self.encoded_len()
+            + self.sequenced.iter().map(|(k, v)| 21 + k.len() + v.len()).sum::<usize>()
+            + self.adds.keys().map(|k| 17 + k.len()).sum::<usize>()
     }
 
     /// The operations, in order: a key and its new value, or `None` to remove it.
@@ -376,6 +425,9 @@ impl<S: Storage> Storage for std::sync::Arc<S> {
     }
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         (**self).get(key)
+    }
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        (**self).get_many(keys)
     }
     fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_> {
         (**self).scan_prefix(prefix)

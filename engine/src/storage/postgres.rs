@@ -498,20 +498,28 @@ const NEXT_NUMBER_SQL: &str = "INSERT INTO caseflow_entries (key, value) VALUES 
      ON CONFLICT (key) DO UPDATE SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint + 1) \
      RETURNING value";
 const INSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])";
+/// Counters moved (`Batch::add`), in key order (so two batches lock shared counters in one
+/// order): each row locked only for its transaction, read and written in one statement.
+const ADD_SQL: &str =
+    "INSERT INTO caseflow_entries (key, value) SELECT k, int8send(d) FROM unnest($1::bytea[], $2::int8[]) AS a(k, d) \
+     ON CONFLICT (key) DO UPDATE SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint \
+     + ('x' || encode(EXCLUDED.value, 'hex'))::bit(64)::bigint)";
 
 async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     let sequenced = batch.has_sequenced();
     let client = pool.get().await.map_err(unavailable)?;
     // Prepared once per connection, then taken from its cache.
-    let (lock, delete, upsert, insert, next, notify) = tokio::try_join!(
+    let (lock, delete, upsert, insert, next, notify, add) = tokio::try_join!(
         client.prepare_cached(LOCK_SQL),
         client.prepare_cached(DELETE_SQL),
         client.prepare_cached(UPSERT_SQL),
         client.prepare_cached(INSERT_SQL),
         client.prepare_cached("SELECT nextval('caseflow_batches')"),
         client.prepare_cached(NOTIFY_SQL),
+        client.prepare_cached(ADD_SQL),
     )
     .map_err(unavailable)?;
+    let adds: (Vec<Vec<u8>>, Vec<i64>) = batch.adds().map(|(k, d)| (k.clone(), d)).unzip();
     // NOTIFY takes text: each announcement in base64 (a payload is at most 8,000 bytes; the
     // engine's are one event each).
     let announcements: Vec<String> = {
@@ -579,7 +587,7 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     // Round trip 2, pipelined: the writes, then COMMIT (which ends a transaction whose
     // statement failed as a rollback).
     let Statements { removes, upserts, fresh, probes, .. } = statements;
-    let (begun, removed, upserted, inserted, probed, notified, committed) = tokio::join!(
+    let (begun, removed, upserted, inserted, probed, added, notified, committed) = tokio::join!(
         async {
             match begin_with_writes {
                 true => client.batch_execute("BEGIN").await,
@@ -611,6 +619,12 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
             }
         },
         async {
+            match adds.0.is_empty() {
+                true => Ok(0),
+                false => client.execute(&add, &[&adds.0, &adds.1]).await,
+            }
+        },
+        async {
             match announcements.is_empty() {
                 true => Ok(0),
                 false => client.execute(&notify, &[&announcements]).await,
@@ -623,7 +637,7 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     if let Err(e) = begun {
         return Err(StoreError::OutcomeUnknown(Failure::from(e).0));
     }
-    let failed = [removed, upserted, inserted, probed, notified].into_iter().find_map(Result::err);
+    let failed = [removed, upserted, inserted, probed, added, notified].into_iter().find_map(Result::err);
     match (failed, committed) {
         (None, Ok(())) => Ok(()),
         // The database refused a statement: the transaction was rolled back, nothing applied.
@@ -713,6 +727,22 @@ impl Storage for PgStore {
             let row = client.query_opt(&st, &[&key]).await.map_err(unavailable)?;
             Ok(row.map(|r| Bytes::from(r.get::<_, Vec<u8>>(0))))
         })
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        self.trips(1);
+        let pool = self.pool.clone();
+        let wanted = keys.to_vec();
+        let found: BTreeMap<Vec<u8>, Vec<u8>> = self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let st = client
+                .prepare_cached("SELECT key, value FROM caseflow_entries WHERE key = ANY($1)")
+                .await
+                .map_err(unavailable)?;
+            let rows = client.query(&st, &[&wanted]).await.map_err(unavailable)?;
+            Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        })?;
+        Ok(keys.iter().map(|k| found.get(k).map(|v| Bytes::from(v.clone()))).collect())
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> PgScan<'_> {

@@ -165,19 +165,22 @@ const CONDITION_STRIPES: usize = 64;
 impl Store {
     /// Checks a batch's conditions under the locks of their keys' stripes, which the caller
     /// holds until the batch is visible (the memtable takes it before `write` returns).
-    fn check_conditions(&self, batch: &Batch) -> Result<Vec<std::sync::MutexGuard<'_, ()>>, StoreError> {
-        if batch.conditions().is_empty() {
+    /// Its counters (`Batch::add`) are read and their new values written as plain inserts under
+    /// the same locks, so two batches adding to one counter both count.
+    fn check_conditions(&self, batch: &mut Batch) -> Result<Vec<std::sync::MutexGuard<'_, ()>>, StoreError> {
+        let stripe = |key: &[u8]| (crc32fast::hash(key) as usize) % CONDITION_STRIPES;
+        let mut held: Vec<usize> = batch.locked_keys().map(stripe).collect();
+        if held.is_empty() {
             return Ok(Vec::new());
         }
-        let stripe = |key: &[u8]| (crc32fast::hash(key) as usize) % CONDITION_STRIPES;
-        let mut held: Vec<usize> = batch.conditions().iter().map(|(k, _)| stripe(k)).collect();
         held.sort_unstable();
         held.dedup();
         let guards = held.into_iter().map(|i| self.condition_stripes[i].lock().unpoisoned()).collect();
-        match batch.failed_condition(|k| self.get(k))? {
-            Some(key) => Err(StoreError::Conflict(key)),
-            None => Ok(guards),
+        if let Some(key) = batch.failed_condition(|k| self.get(k))? {
+            return Err(StoreError::Conflict(key));
         }
+        batch.resolve_adds(|k| self.get(k))?;
+        Ok(guards)
     }
 
     /// Writes a consistent copy of the store (`storage::dump`'s format) while writers go on: the
@@ -503,7 +506,7 @@ impl Storage for Store {
         // What sled's log will hold: the keys and values (the record is about their size).
         let bytes = size as u64;
         self.space.check(bytes, false)?;
-        let _conditions = self.check_conditions(&batch)?;
+        let _conditions = self.check_conditions(&mut batch)?;
         let tap = self.tap.read().unpoisoned();
         let ticket = match &self.wal {
             Some(wal) => wal

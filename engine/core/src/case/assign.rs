@@ -93,6 +93,12 @@ impl Run<'_> {
         rules.members(role).map(|u| u.id.as_str()).filter(|u| !away(u) && on_shift(u)).collect()
     }
 
+    /// The user of `users` with the fewest open tasks; of several, the first by name.
+    fn fewest_open<'u>(&self, users: &[&'u str]) -> Option<&'u str> {
+        let open = self.ctx.workload.open_tasks_of(users);
+        users.iter().zip(open).min_by_key(|(u, n)| (*n, **u)).map(|(u, _)| *u)
+    }
+
     pub(crate) fn pick_member(&self, role: &str, strategy: Option<&str>, excluded: &[String]) -> Option<String> {
         let rules = self.ctx.rules;
         let date = self.now().with_timezone(&rules.calendar.time_zone).date_naive();
@@ -111,7 +117,7 @@ impl Run<'_> {
                 *taken += 1;
                 Some(available[(position % available.len() as u64) as usize])
             }
-            Strategy::FewestOpen => available.iter().copied().min_by_key(|u| (self.ctx.workload.open_tasks(u), *u)),
+            Strategy::FewestOpen => self.fewest_open(&available),
             Strategy::Skill => {
                 // Members whose skills name a value of the case (a product line, a language).
                 let wanted: Vec<String> = self
@@ -129,7 +135,7 @@ impl Run<'_> {
                 };
                 let best = available.iter().map(|u| level(u)).max().unwrap_or(0);
                 let pool: Vec<&str> = available.iter().copied().filter(|u| level(u) == best).collect();
-                pool.iter().copied().min_by_key(|u| (self.ctx.workload.open_tasks(u), *u))
+                self.fewest_open(&pool)
             }
             Strategy::RoundRobin => None,
         };

@@ -9,6 +9,11 @@ use caseflow_dsl::model::Process;
 /// and does not change it.
 pub trait Workload {
     fn open_tasks(&self, user: &str) -> usize;
+    /// `open_tasks` of each of `users`, in their order: what one assignment compares, read
+    /// at once where the engine can.
+    fn open_tasks_of(&self, users: &[&str]) -> Vec<usize> {
+        users.iter().map(|u| self.open_tasks(u)).collect()
+    }
     /// Tasks given to the role by round robin so far: the rotation's position. Read, never
     /// advanced here: the core reports what it took as `Effect::RoundRobinTaken`.
     fn round_robin_position(&self, role: &str) -> u64;
