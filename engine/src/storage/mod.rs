@@ -336,9 +336,9 @@ impl Batch {
         self.ops.push((key.into(), None));
     }
 
-    /// Whether the batch has sequenced inserts (it needs a sequence number).
-    pub(crate) fn has_sequenced(&self) -> bool {
-        !self.sequenced.is_empty()
+    /// The sequenced inserts (prefix and value), taken out for a store that numbers them itself.
+    pub(crate) fn take_sequenced(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        std::mem::take(&mut self.sequenced)
     }
 
     /// Writes nothing (it may still have conditions, which are then not worth checking).

@@ -9,11 +9,11 @@
 //!   refuses the second of two writers (it waits for the first to commit, then fails);
 //! - either failure rolls back everything and answers `StoreError::Conflict`.
 //!
-//! A write is two round trips: `BEGIN` and the locking read (and the batch's sequence number,
-//! when it has sequenced inserts) pipelined together, then the deletes, upserts, inserts and
-//! `COMMIT` pipelined together; one when it reads nothing (a start) (tokio-postgres sends a connection's requests in order without
-//! waiting for answers). A write is durable when it returns, as far as the database's
-//! `synchronous_commit` makes a commit durable: tickets are only for order.
+//! A write is one statement, `caseflow_apply` (a function the schema's version 3 creates), and
+//! so one round trip and one transaction of its own: it locks and compares what the batch
+//! expects, checks its claims, then deletes, upserts, inserts, adds to counters and notifies.
+//! A write is durable when it returns, as far as the database's `synchronous_commit` makes a
+//! commit durable: tickets are only for order.
 //!
 //! The trait is synchronous (the engine runs on blocking threads); the store drives its
 //! connections on a small runtime of its own and waits on a channel, so it may be called from
@@ -40,6 +40,63 @@ const MIGRATIONS: &[(i32, &str)] = &[
         2,
         "ALTER TABLE caseflow_entries ADD COLUMN claim_token bigint, ADD COLUMN claim_until timestamptz;
          CREATE SEQUENCE caseflow_claims;",
+    ),
+    // A batch applied by one statement, its own transaction (`write_batch`): the keys it expects
+    // locked in key order and compared, its claims checked, then its writes and announcements.
+    // A condition that fails raises CF001, a lost claim CF002, each with the key in hex.
+    (
+        3,
+        "CREATE FUNCTION caseflow_apply(
+           lock_keys bytea[], lock_values bytea[], claim_keys bytea[], claim_tokens bigint[],
+           seq_prefixes bytea[], seq_values bytea[], removes bytea[], up_keys bytea[], up_values bytea[],
+           fresh_keys bytea[], fresh_values bytea[], probes bytea[], add_keys bytea[], add_deltas bigint[],
+           notes text[]) RETURNS void LANGUAGE plpgsql AS $$
+         DECLARE
+           bad bytea;
+           seq bigint;
+         BEGIN
+           IF cardinality(lock_keys) > 0 OR cardinality(claim_keys) > 0 THEN
+             PERFORM 1 FROM caseflow_entries WHERE key = ANY(lock_keys || claim_keys) ORDER BY key FOR UPDATE;
+             SELECT w.k INTO bad FROM unnest(claim_keys, claim_tokens) AS w(k, t)
+               LEFT JOIN caseflow_entries e ON e.key = w.k WHERE e.claim_token IS DISTINCT FROM w.t LIMIT 1;
+             IF FOUND THEN
+               RAISE EXCEPTION USING ERRCODE = 'CF002', MESSAGE = encode(bad, 'hex');
+             END IF;
+             SELECT w.k INTO bad FROM unnest(lock_keys, lock_values) AS w(k, v)
+               LEFT JOIN caseflow_entries e ON e.key = w.k WHERE e.value IS DISTINCT FROM w.v LIMIT 1;
+             IF FOUND THEN
+               RAISE EXCEPTION USING ERRCODE = 'CF001', MESSAGE = encode(bad, 'hex');
+             END IF;
+           END IF;
+           IF cardinality(removes) > 0 THEN
+             DELETE FROM caseflow_entries WHERE key = ANY(removes);
+           END IF;
+           IF cardinality(up_keys) > 0 THEN
+             INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest(up_keys, up_values)
+               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+           END IF;
+           IF cardinality(seq_prefixes) > 0 THEN
+             seq := nextval('caseflow_batches');
+             INSERT INTO caseflow_entries (key, value)
+               SELECT p || int8send(seq) || int4send((i - 1)::int), v
+               FROM unnest(seq_prefixes, seq_values) WITH ORDINALITY AS s(p, v, i)
+               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+           END IF;
+           IF cardinality(fresh_keys) > 0 THEN
+             INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest(fresh_keys, fresh_values);
+           END IF;
+           IF cardinality(probes) > 0 THEN
+             DELETE FROM caseflow_entries WHERE key = ANY(probes);
+           END IF;
+           IF cardinality(add_keys) > 0 THEN
+             INSERT INTO caseflow_entries (key, value) SELECT k, int8send(d) FROM unnest(add_keys, add_deltas) AS a(k, d)
+               ON CONFLICT (key) DO UPDATE SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint
+                 + ('x' || encode(EXCLUDED.value, 'hex'))::bit(64)::bigint);
+           END IF;
+           IF cardinality(notes) > 0 THEN
+             PERFORM pg_notify('caseflow', m) FROM unnest(notes) WITH ORDINALITY AS a(m, i) ORDER BY i;
+           END IF;
+         END $$;",
     ),
 ];
 
@@ -466,7 +523,6 @@ impl Statements {
     }
 }
 
-const LOCK_SQL: &str = "SELECT key, value, claim_token FROM caseflow_entries WHERE key = ANY($1) FOR UPDATE";
 /// Claims free keys of a range for a lease, with a new token. The rows are picked in a
 /// materialised CTE: inlined, the planner may run the `LIMIT`ed, `SKIP LOCKED` scan more than
 /// once and lock more rows than it returns. `SKIP LOCKED` passes over rows another claim or a
@@ -484,173 +540,75 @@ const RENEW_SQL: &str =
      WHERE key = ANY($1) AND claim_token = $2";
 const RELEASE_SQL: &str =
     "UPDATE caseflow_entries SET claim_token = NULL, claim_until = NULL WHERE key = ANY($1) AND claim_token = $2";
-const DELETE_SQL: &str = "DELETE FROM caseflow_entries WHERE key = ANY($1)";
-const UPSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-                          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
 /// The channel of announcements (`Batch::announce`): `NOTIFY` is delivered at commit, in
 /// commit order, and only if the transaction commits.
 const CHANNEL: &str = "caseflow";
-const NOTIFY_SQL: &str =
-    "SELECT pg_notify('caseflow', m) FROM unnest($1::text[]) WITH ORDINALITY AS a(m, i) ORDER BY i";
 
 /// A counter's next value, its eight big-endian bytes read and written in SQL.
 const NEXT_NUMBER_SQL: &str = "INSERT INTO caseflow_entries (key, value) VALUES ($1, int8send(1)) \
      ON CONFLICT (key) DO UPDATE SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint + 1) \
      RETURNING value";
-const INSERT_SQL: &str = "INSERT INTO caseflow_entries (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])";
-/// Counters moved (`Batch::add`), in key order (so two batches lock shared counters in one
-/// order): each row locked only for its transaction, read and written in one statement.
-const ADD_SQL: &str =
-    "INSERT INTO caseflow_entries (key, value) SELECT k, int8send(d) FROM unnest($1::bytea[], $2::int8[]) AS a(k, d) \
-     ON CONFLICT (key) DO UPDATE SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint \
-     + ('x' || encode(EXCLUDED.value, 'hex'))::bit(64)::bigint)";
+
+/// Applies a batch: one statement (`caseflow_apply`, schema version 3), so one round trip and
+/// one transaction of its own, whatever the batch expects or writes.
+const APPLY_SQL: &str = "SELECT caseflow_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
-    let sequenced = batch.has_sequenced();
     let client = pool.get().await.map_err(unavailable)?;
-    // Prepared once per connection, then taken from its cache.
-    let (lock, delete, upsert, insert, next, notify, add) = tokio::try_join!(
-        client.prepare_cached(LOCK_SQL),
-        client.prepare_cached(DELETE_SQL),
-        client.prepare_cached(UPSERT_SQL),
-        client.prepare_cached(INSERT_SQL),
-        client.prepare_cached("SELECT nextval('caseflow_batches')"),
-        client.prepare_cached(NOTIFY_SQL),
-        client.prepare_cached(ADD_SQL),
-    )
-    .map_err(unavailable)?;
-    let adds: (Vec<Vec<u8>>, Vec<i64>) = batch.adds().map(|(k, d)| (k.clone(), d)).unzip();
+    let apply = client.prepare_cached(APPLY_SQL).await.map_err(unavailable)?;
     // NOTIFY takes text: each announcement in base64 (a payload is at most 8,000 bytes; the
     // engine's are one event each).
-    let announcements: Vec<String> = {
+    let notes: Vec<String> = {
         use base64::Engine as _;
         batch.announcements().iter().map(|m| base64::engine::general_purpose::STANDARD.encode(m)).collect()
     };
-    let claims: Vec<(Vec<u8>, u64)> = batch.claims().to_vec();
-    let expected_keys: Vec<Vec<u8>> = (batch.conditions().iter().filter(|c| c.1.is_some()).map(|c| c.0.clone()))
-        .chain(claims.iter().map(|c| c.0.clone()))
-        .collect();
-    // A batch that reads nothing (a start: no case before it, no outbox) sends BEGIN with its
-    // writes, in one round trip.
-    let begin_with_writes = expected_keys.is_empty() && !sequenced;
-    // Round trip 1, pipelined: BEGIN, the rows the batch expects (locked), its sequence number.
-    let (begun, rows, seq) = tokio::join!(
-        async {
-            match begin_with_writes {
-                true => Ok(()),
-                false => client.batch_execute("BEGIN").await,
-            }
-        },
-        async {
-            match expected_keys.is_empty() {
-                true => Ok(Vec::new()),
-                false => client.query(&lock, &[&expected_keys]).await,
-            }
-        },
-        async {
-            match sequenced {
-                true => client.query_one(&next, &[]).await.map(|r| Some(r.get::<_, i64>(0))),
-                false => Ok(None),
-            }
-        },
-    );
-    begun.map_err(unavailable)?;
-    let rollback = || async {
-        // A connection that cannot roll back is broken, and the pool drops it.
-        let _ = client.batch_execute("ROLLBACK").await;
+    let (claim_keys, claim_tokens): (Vec<Vec<u8>>, Vec<i64>) =
+        batch.claims().iter().map(|(k, t)| (k.clone(), *t as i64)).unzip();
+    let adds: (Vec<Vec<u8>>, Vec<i64>) = batch.adds().map(|(k, d)| (k.clone(), d)).unzip();
+    let sequenced: (Vec<Vec<u8>>, Vec<Vec<u8>>) = batch.take_sequenced().into_iter().unzip();
+    let Statements { locked, removes, upserts, fresh, probes } = Statements::of(batch);
+    let locked: (Vec<Vec<u8>>, Vec<Vec<u8>>) = locked.into_iter().map(|(k, v)| (k, v.to_vec())).unzip();
+    let applied = client
+        .execute(
+            &apply,
+            &[
+                &locked.0,
+                &locked.1,
+                &claim_keys,
+                &claim_tokens,
+                &sequenced.0,
+                &sequenced.1,
+                &removes,
+                &upserts.0,
+                &upserts.1,
+                &fresh.0,
+                &fresh.1,
+                &probes,
+                &adds.0,
+                &adds.1,
+                &notes,
+            ],
+        )
+        .await;
+    let Err(e) = applied else { return Ok(()) };
+    // The key a raised condition names, in hex.
+    let named = |e: &tokio_postgres::Error| {
+        let hex = e.as_db_error().map(|d| d.message()).unwrap_or_default();
+        let bytes: Vec<u8> =
+            (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     };
-    let (rows, seq) = match (rows, seq) {
-        (Ok(rows), Ok(seq)) => (rows, seq),
-        (Err(e), _) | (_, Err(e)) => {
-            rollback().await;
-            return Err(statement_failed(e));
+    match e.code() {
+        // The database refused the statement: its transaction was rolled back, nothing applied.
+        Some(c) if c.code() == "CF001" => Err(StoreError::Conflict(named(&e))),
+        Some(c) if c.code() == "CF002" => Err(StoreError::ClaimLost(named(&e))),
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
+            let keys: Vec<_> = fresh.0.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+            Err(StoreError::Conflict(keys.join("` or `")))
         }
-    };
-    if let Some(seq) = seq {
-        batch.number(seq as u64);
-    }
-    let current: BTreeMap<Vec<u8>, Vec<u8>> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let claimed: BTreeMap<Vec<u8>, Option<i64>> = rows.iter().map(|r| (r.get(0), r.get(2))).collect();
-    for (key, token) in &claims {
-        if claimed.get(key).copied().flatten() != Some(*token as i64) {
-            rollback().await;
-            return Err(StoreError::ClaimLost(String::from_utf8_lossy(key).into_owned()));
-        }
-    }
-    let statements = Statements::of(batch);
-    for (key, want) in &statements.locked {
-        if current.get(key).map(|v| v.as_slice()) != Some(want.as_ref()) {
-            rollback().await;
-            return Err(StoreError::Conflict(String::from_utf8_lossy(key).into_owned()));
-        }
-    }
-    // Round trip 2, pipelined: the writes, then COMMIT (which ends a transaction whose
-    // statement failed as a rollback).
-    let Statements { removes, upserts, fresh, probes, .. } = statements;
-    let (begun, removed, upserted, inserted, probed, added, notified, committed) = tokio::join!(
-        async {
-            match begin_with_writes {
-                true => client.batch_execute("BEGIN").await,
-                false => Ok(()),
-            }
-        },
-        async {
-            match removes.is_empty() {
-                true => Ok(0),
-                false => client.execute(&delete, &[&removes]).await,
-            }
-        },
-        async {
-            match upserts.0.is_empty() {
-                true => Ok(0),
-                false => client.execute(&upsert, &[&upserts.0, &upserts.1]).await,
-            }
-        },
-        async {
-            match fresh.0.is_empty() {
-                true => Ok(0),
-                false => client.execute(&insert, &[&fresh.0, &fresh.1]).await,
-            }
-        },
-        async {
-            match probes.is_empty() {
-                true => Ok(0),
-                false => client.execute(&delete, &[&probes]).await,
-            }
-        },
-        async {
-            match adds.0.is_empty() {
-                true => Ok(0),
-                false => client.execute(&add, &[&adds.0, &adds.1]).await,
-            }
-        },
-        async {
-            match announcements.is_empty() {
-                true => Ok(0),
-                false => client.execute(&notify, &[&announcements]).await,
-            }
-        },
-        client.batch_execute("COMMIT"),
-    );
-    // Not begun: the writes ran (and failed, or were committed one by one) outside a
-    // transaction, which cannot happen unless the connection broke under them.
-    if let Err(e) = begun {
-        return Err(StoreError::OutcomeUnknown(Failure::from(e).0));
-    }
-    let failed = [removed, upserted, inserted, probed, added, notified].into_iter().find_map(Result::err);
-    match (failed, committed) {
-        (None, Ok(())) => Ok(()),
-        // The database refused a statement: the transaction was rolled back, nothing applied.
-        (Some(e), _) if e.code().is_some() => Err(match e.code() {
-            Some(c) if *c == SqlState::UNIQUE_VIOLATION => {
-                let keys: Vec<_> = fresh.0.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
-                StoreError::Conflict(keys.join("` or `"))
-            }
-            _ => statement_failed(e),
-        }),
-        (None, Err(e)) if e.code().is_some() => Err(statement_failed(e)),
-        // The connection failed with the COMMIT sent: it may or may not have been applied.
-        (Some(e), _) | (None, Err(e)) => Err(StoreError::OutcomeUnknown(Failure::from(e).0)),
+        Some(_) => Err(statement_failed(e)),
+        // The connection failed with the statement sent: it may or may not have been applied.
+        None => Err(StoreError::OutcomeUnknown(Failure::from(e).0)),
     }
 }
 
@@ -695,9 +653,7 @@ impl Storage for PgStore {
         if batch.is_empty() {
             return Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1);
         }
-        let reads =
-            batch.has_sequenced() || batch.conditions().iter().any(|c| c.1.is_some()) || !batch.claims().is_empty();
-        self.trips(if reads { 2 } else { 1 });
+        self.trips(1);
         // A write that timed out may have been committed: its outcome is unknown.
         self.run_or(write_batch(self.pool.clone(), batch), || {
             StoreError::OutcomeUnknown(format!("no answer from the database in {CALL_TIMEOUT:?}"))
