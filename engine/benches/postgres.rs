@@ -99,7 +99,8 @@ fn main() {
                 .unwrap_or(0.0)
         };
         let committed = (one.store().commits() - before.1) as f64 / commands;
-        let transactions = (committed, calls("query = 'COMMIT'") / commands);
+        // A writing transaction ends in a COMMIT or is one `caseflow_apply` statement.
+        let transactions = (committed, calls("query = 'COMMIT' OR query LIKE 'SELECT caseflow_apply(%'") / commands);
         let statements = calls(
             "query NOT LIKE '%pg_stat%' AND query NOT IN ('BEGIN', 'COMMIT', 'ROLLBACK') AND query NOT LIKE 'SET %'",
         );
@@ -120,7 +121,7 @@ fn main() {
     if let Some((trips, transactions, statements)) = costs {
         let (committed, commit_calls) = transactions;
         println!(
-            "per command on PostgreSQL (a start or a completion): {trips:.2} round trips, {:.2} transactions that write (COMMITs in pg_stat_statements: {:.2}), {statements:.2} statements besides BEGIN/COMMIT",
+            "per command on PostgreSQL (a start or a completion): {trips:.2} round trips, {:.2} transactions that write (in pg_stat_statements, COMMITs and caseflow_apply calls: {:.2}), {statements:.2} statements sent besides BEGIN/COMMIT",
             committed, commit_calls
         );
     }

@@ -43,7 +43,9 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ),
     // A batch applied by one statement, its own transaction (`write_batch`): the keys it expects
     // locked in key order and compared, its claims checked, then its writes and announcements.
-    // A condition that fails raises CF001, a lost claim CF002, each with the key in hex.
+    // A condition that fails raises CF001, a lost claim CF002, each with the key in hex. Each
+    // key is compared by a lookup of its own (a correlated subquery): a join could be planned,
+    // once per session and while the table is small, as a scan of the whole table.
     (
         3,
         "CREATE FUNCTION caseflow_apply(
@@ -58,12 +60,12 @@ const MIGRATIONS: &[(i32, &str)] = &[
            IF cardinality(lock_keys) > 0 OR cardinality(claim_keys) > 0 THEN
              PERFORM 1 FROM caseflow_entries WHERE key = ANY(lock_keys || claim_keys) ORDER BY key FOR UPDATE;
              SELECT w.k INTO bad FROM unnest(claim_keys, claim_tokens) AS w(k, t)
-               LEFT JOIN caseflow_entries e ON e.key = w.k WHERE e.claim_token IS DISTINCT FROM w.t LIMIT 1;
+               WHERE (SELECT e.claim_token FROM caseflow_entries e WHERE e.key = w.k) IS DISTINCT FROM w.t LIMIT 1;
              IF FOUND THEN
                RAISE EXCEPTION USING ERRCODE = 'CF002', MESSAGE = encode(bad, 'hex');
              END IF;
              SELECT w.k INTO bad FROM unnest(lock_keys, lock_values) AS w(k, v)
-               LEFT JOIN caseflow_entries e ON e.key = w.k WHERE e.value IS DISTINCT FROM w.v LIMIT 1;
+               WHERE (SELECT e.value FROM caseflow_entries e WHERE e.key = w.k) IS DISTINCT FROM w.v LIMIT 1;
              IF FOUND THEN
                RAISE EXCEPTION USING ERRCODE = 'CF001', MESSAGE = encode(bad, 'hex');
              END IF;
