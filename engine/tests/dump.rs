@@ -36,6 +36,12 @@ fn answers<S: Storage>(engine: &Engine<S>) -> String {
             out += &format!("{status} {inst:?} {history:?}\n");
         }
     }
+    // Open tasks per rep as assignment reads them: a shared store counts them in `w/` rows,
+    // which a copy leaves out and the engine opening it makes again.
+    let at = bj(2026, 11, 23, 12, 0);
+    for rep in ["liu_yang", "wang_fang", "zhang_wei", "li_na"] {
+        out += &format!("{rep} {}\n", engine.inbox_counts(rep, at, at, at).unwrap().open);
+    }
     out + &format!("{:?}\n", engine.outbox_peek(1000).unwrap().into_iter().map(|(_, e)| e).collect::<Vec<_>>())
 }
 
