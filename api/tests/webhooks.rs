@@ -60,9 +60,12 @@ async fn events_are_delivered_signed_in_order_and_retried() {
 
     let hooks = vec![WebhookConfig { url: format!("http://{addr}/hook"), secret: "s3cret".into(), events: vec![] }];
     let worker = tokio::spawn(deliver(engine.clone(), hooks, std::time::Duration::from_millis(10)));
-    // Wait (bounded) for delivery over the network.
+    // Wait (bounded) for delivery over the network, and for the worker to take the last one
+    // off the outbox once its answer came back (the receiver records an event before it
+    // answers, so the worker may not have heard yet).
     for _ in 0..500 {
-        if received.lock().unwrap().events.len() >= expected {
+        let all_received = received.lock().unwrap().events.len() >= expected;
+        if all_received && engine.outbox_peek(10).unwrap().is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
