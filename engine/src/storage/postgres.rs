@@ -208,7 +208,7 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// Tickets: the order of this node's writes (each is durable when `write` returns).
     written: AtomicU64,
-    /// Round trips to the database so far (a read is one, a write one or two), for the benchmark.
+    /// Round trips to the database so far (a read or a write is one), for the benchmark.
     round_trips: AtomicU64,
     /// Transactions this store committed (writes and numbers taken), for the benchmark.
     commits: AtomicU64,
@@ -277,8 +277,8 @@ impl PgStore {
         rx.recv().map_err(|_| StoreError::Backend("the database task ended without an answer".into()))?
     }
 
-    /// Round trips to the database so far: each read one, each write two, or one when it
-    /// reads nothing (statements sent together without waiting count once).
+    /// Round trips to the database so far: each read and each write (`caseflow_apply`) one, a
+    /// number taken one (statements sent together without waiting count once).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
     }
