@@ -100,6 +100,22 @@ const MIGRATIONS: &[(i32, &str)] = &[
            END IF;
          END $$;",
     ),
+    // A counter's next value (`Storage::take_number`) in one statement, its own transaction,
+    // committed without waiting for the disk.
+    (
+        4,
+        "CREATE FUNCTION caseflow_next_number(counter bytea) RETURNS bytea LANGUAGE plpgsql AS $$
+         DECLARE
+           taken bytea;
+         BEGIN
+           PERFORM set_config('synchronous_commit', 'off', true);
+           INSERT INTO caseflow_entries (key, value) VALUES (counter, int8send(1))
+             ON CONFLICT (key) DO UPDATE
+             SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint + 1)
+             RETURNING value INTO taken;
+           RETURN taken;
+         END $$;",
+    ),
 ];
 
 /// The advisory lock the schema's migrations are applied under (any fixed number).
@@ -546,10 +562,8 @@ const RELEASE_SQL: &str =
 /// commit order, and only if the transaction commits.
 const CHANNEL: &str = "caseflow";
 
-/// A counter's next value, its eight big-endian bytes read and written in SQL.
-const NEXT_NUMBER_SQL: &str = "INSERT INTO caseflow_entries (key, value) VALUES ($1, int8send(1)) \
-     ON CONFLICT (key) DO UPDATE SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint + 1) \
-     RETURNING value";
+/// A counter's next value, its eight big-endian bytes read and written in SQL (schema version 4).
+const NEXT_NUMBER_SQL: &str = "SELECT caseflow_next_number($1)";
 
 /// Applies a batch: one statement (`caseflow_apply`, schema version 3), so one round trip and
 /// one transaction of its own, whatever the batch expects or writes.
@@ -816,8 +830,8 @@ impl Storage for PgStore {
         })
     }
 
-    /// One round trip: the counter's row is updated in a transaction of its own that commits
-    /// without waiting for the disk (`synchronous_commit = off`), so it holds the row's lock
+    /// One statement, one round trip: the counter's row is updated in a transaction of its own
+    /// that commits without waiting for the disk (`synchronous_commit = off`, set in it), so it holds the row's lock
     /// for microseconds, not for a flush; the log is written in order, so the number is on
     /// disk before any commit made after it that did wait (the case's own).
     fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
@@ -828,15 +842,7 @@ impl Storage for PgStore {
         self.run(async move {
             let client = pool.get().await.map_err(unavailable)?;
             let next = client.prepare_cached(NEXT_NUMBER_SQL).await.map_err(unavailable)?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
-            let (begun, row, committed) = tokio::join!(
-                client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
-                client.query_one(&next, &params),
-                client.batch_execute("COMMIT"),
-            );
-            begun.map_err(unavailable)?;
-            let row = row.map_err(unavailable)?;
-            committed.map_err(unavailable)?;
+            let row = client.query_one(&next, &[&key]).await.map_err(unavailable)?;
             let value: Vec<u8> = row.get(0);
             crate::storage::keys::u64_value(&value).ok_or_else(|| StoreError::Corrupt {
                 key: String::from_utf8_lossy(&key).into_owned(),
