@@ -100,7 +100,8 @@ fn main() {
         };
         let committed = (one.store().commits() - before.1) as f64 / commands;
         // A writing transaction ends in a COMMIT or is one statement of caseflow's functions.
-        let writes = "query = 'COMMIT' OR query LIKE 'SELECT caseflow_apply(%' OR query LIKE 'SELECT caseflow_next_number(%'";
+        let writes =
+            "query = 'COMMIT' OR query LIKE 'SELECT caseflow_apply(%' OR query LIKE 'SELECT caseflow_next_number(%'";
         let transactions = (committed, calls(writes) / commands);
         let statements = calls(
             "query NOT LIKE '%pg_stat%' AND query NOT IN ('BEGIN', 'COMMIT', 'ROLLBACK') AND query NOT LIKE 'SET %'",

@@ -831,9 +831,9 @@ impl Storage for PgStore {
     }
 
     /// One statement, one round trip: the counter's row is updated in a transaction of its own
-    /// that commits without waiting for the disk (`synchronous_commit = off`, set in it), so it holds the row's lock
-    /// for microseconds, not for a flush; the log is written in order, so the number is on
-    /// disk before any commit made after it that did wait (the case's own).
+    /// that commits without waiting for the disk (`synchronous_commit = off`, set in it), so it
+    /// holds the row's lock for microseconds, not for a flush; the log is written in order, so
+    /// the number is on disk before any commit made after it that did wait (the case's own).
     fn take_number(&self, key: &[u8]) -> Result<u64, StoreError> {
         self.trips(1);
         self.commits.fetch_add(1, Ordering::Relaxed);
