@@ -22,8 +22,11 @@ use std::sync::{Arc, Mutex, RwLock};
 ///
 /// Tasks given by commands not yet written count too (`Loads::in_flight`): a command's core
 /// run reserves what it gave (`OpenCounts::reserve`) only if the loads it read are still what
-/// it read, and the write adjusts the count and ends the reservation in one step. So two
-/// commands in flight at once never both give their task to the same least-loaded person.
+/// it read, and the write adjusts the count and ends the reservation in one step. So on one
+/// process's store two commands in flight at once never both give their task to the same
+/// least-loaded person. (On a shared store the count is the store's `w/` rows, which another
+/// node's tasks reach only once written, and which may already hold a task whose write has not
+/// yet returned here: `docs/deploy.md` says what that costs.)
 pub(crate) struct OpenCounts {
     pub(crate) stripes: Vec<RwLock<()>>,
     loads: Arc<Mutex<Loads>>,
