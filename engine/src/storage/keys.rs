@@ -375,11 +375,6 @@ pub fn open_count(user: &str, shard: u8) -> Vec<u8> {
     Prefix::OpenCount.key(&[user.as_bytes(), b"\0", &[shard]])
 }
 
-/// The rows of `user`'s open-task count.
-pub fn open_count_prefix(user: &str) -> Vec<u8> {
-    Prefix::OpenCount.key(&[user.as_bytes(), b"\0"])
-}
-
 /// Whether `key` is kept in a copy of the store (`storage::dump`): not the `w/` counts, which
 /// are the inboxes' sums, made again by the engine that opens a shared store without them.
 pub fn copied(key: &[u8]) -> bool {
