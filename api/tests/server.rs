@@ -680,10 +680,13 @@ fn two_nodes_on_one_postgres_database_serve_the_same_cases() {
     let env = [("CASEFLOW_DATABASE_URL", url.as_str()), ("CASEFLOW_FIELD_KEY_FILE", key)];
     let mut a = Server::start_with(&a_dir, None, &env);
     let b = Server::start_with(&b_dir, None, &env);
-    // B's event stream, open before A starts anything.
+    // B's event stream, open before A starts anything: B answers the head once it listens, so
+    // the head is read first (A's start could otherwise commit before B subscribed).
     let mut events = b.send_head(
         "GET /events?process=complaint&types=started HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer dev-admin\r\n\r\n",
     );
+    let head = read_head(&mut events);
+    assert!(head.starts_with("HTTP/1.1 200"), "B's stream opened: {head}");
     let start = r#"{"process":"complaint","fields":{"customer":"第一中学","contact":"138-0000-0000","content":"投影仪无法开机","urgency":"medium"}}"#;
     let (status, body) = a.call("POST", "/instances", "dev-crm", Some(start));
     assert_eq!(status, 201, "{body}");
