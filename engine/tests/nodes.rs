@@ -566,3 +566,63 @@ fn one_node_at_a_time_delivers_the_outbox_and_a_stalled_one_loses_it() {
         check(node(), node());
     }
 }
+
+/// A database's statistics, taken while its table was small, must not leave a node reading a
+/// grown table by scanning it. A session plans a prepared statement (and each statement of
+/// `caseflow_apply`) once, from the statistics of that moment, and keeps the plan until the
+/// next `ANALYZE`: on a new database, analysed at its first few dozen rows, that plan was a
+/// scan of the whole table, for reads by key and for a write's locks and deletions alike, and
+/// HTTP starts ran at half speed for the minute until autovacuum analysed again. Measured by
+/// the blocks each statement touched (`pg_stat_statements`, nested statements included).
+#[test]
+fn reads_and_writes_by_key_go_by_the_index_after_the_table_grew_past_its_statistics() {
+    let Some(url) = caseflow_tests::postgres_database("plans") else { return };
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql").args([url.as_str(), "-Atqc", sql]).output().expect("psql runs");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    psql("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET pg_stat_statements.track = ''all''', current_database()); END $$");
+    // One connection, so that every call below plans in the same session.
+    let store = PgStore::connect(&PgOptions { pool_size: 1, ..PgOptions::new(&url) }).unwrap();
+    let key = |i: u32| format!("k/{i:05}").into_bytes();
+    let mut batch = caseflow_engine::storage::Batch::default();
+    for i in 0..60 {
+        batch.insert(key(i), vec![b'x'; 100]);
+    }
+    store.write(batch).unwrap();
+    psql("ANALYZE caseflow_entries");
+    let wanted: Vec<Vec<u8>> = (0..48).map(key).collect();
+    // The session plans its statements now, against the small table's statistics.
+    let calls = |round: u32| {
+        assert_eq!(store.get_many(&wanted).unwrap().iter().flatten().count(), 48);
+        let mut batch = caseflow_engine::storage::Batch::default();
+        let old = store.get(&key(round)).unwrap();
+        batch.expect(key(round), old);
+        batch.insert(key(round), vec![b'y'; 100]);
+        batch.remove(key(100 + round));
+        store.write(batch).unwrap();
+    };
+    for round in 0..8 {
+        calls(round);
+    }
+    // The table grows by another connection (another node), and no ANALYZE follows.
+    psql("INSERT INTO caseflow_entries (key, value) SELECT convert_to('z/' || g, 'UTF8'), repeat('v', 100)::bytea FROM generate_series(1, 300000) g");
+    let table_blocks: u64 = psql("SELECT pg_relation_size('caseflow_entries') / 8192").parse().unwrap();
+    psql("SELECT pg_stat_statements_reset()");
+    calls(8);
+    let touched = psql(
+        "SELECT coalesce(max(shared_blks_hit + shared_blks_read), 0) || ' ' \
+         || coalesce(string_agg((shared_blks_hit + shared_blks_read) || ' blocks: ' || query, ' | '), '') \
+         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND query LIKE '%caseflow_entries%' AND query NOT LIKE '%pg_stat_statements%'",
+    );
+    let (blocks, queries) = touched.split_once(' ').unwrap();
+    let blocks: u64 = blocks.parse().unwrap();
+    assert!(queries.contains("ANY"), "the store's statements were counted: {queries}");
+    assert!(
+        blocks * 10 < table_blocks,
+        "a statement touched {blocks} of the table's {table_blocks} blocks (a scan of the table): {queries}"
+    );
+}

@@ -233,8 +233,17 @@ pub struct PgStore {
 impl PgStore {
     /// Connects and brings the schema up to this caseflow's version.
     pub fn connect(options: &PgOptions) -> Result<PgStore, StoreError> {
-        let config: tokio_postgres::Config =
+        let mut config: tokio_postgres::Config =
             options.url.parse().map_err(|e| StoreError::Backend(format!("database_url: {e}")))?;
+        // Every statement reads by key or by a range of keys, for which the primary key's index
+        // is right at any size. A session plans a statement once, from the statistics of that
+        // moment: taken while the table was small, they made it a scan of the whole table, kept
+        // after the table grew until the next ANALYZE (nodes.rs, `..._past_its_statistics`).
+        let session = match config.get_options() {
+            Some(own) if !own.trim().is_empty() => format!("{own} -c enable_seqscan=off"),
+            _ => "-c enable_seqscan=off".to_string(),
+        };
+        config.options(session);
         let tls = Tls::of(&config, options)?;
         let manager = tls.manager(config.clone());
         let pool = Pool::builder(manager)
