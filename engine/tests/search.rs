@@ -8,6 +8,7 @@ mod common;
 use caseflow_core::case::{Actor, Command, Instance, InstanceId};
 use caseflow_core::value::Value;
 use caseflow_engine::service::CaseSearch;
+use caseflow_engine::service::NODES_TAKE_IN;
 use caseflow_engine::storage::postgres::{PgOptions, PgStore};
 use caseflow_engine::{Engine, MemoryStore, Storage, Store};
 use common::{bj, complaint_source, crm};
@@ -148,13 +149,22 @@ fn check_backfill<S: Storage>(engine: Engine<S>) {
     // A chunk at a time, with a command changing an earlier case's field between chunks.
     let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
     let mut steps = 0;
-    while engine.reindex_step(5).unwrap() > 0 {
+    let (first, later) = (bj(2026, 11, 23, 12, 0), bj(2026, 11, 23, 12, 0) + NODES_TAKE_IN);
+    while engine.reindex_step(5, first).unwrap() > 0 {
         steps += 1;
         if steps == 2 {
             let fields = [("customer".to_string(), Value::Text("第四中学".into()))].into();
             engine.command(ids[20], &admin, Command::UpdateFields { fields }, bj(2026, 11, 23, 12, 5)).unwrap();
         }
         assert!(steps < 20, "the backfill never ends");
+    }
+    // On a store other nodes share, one more pass once they all have the version, not before.
+    let shared = engine.store().shared();
+    assert_eq!(engine.reindex_pending().unwrap().is_empty(), !shared);
+    assert_eq!(engine.reindex_step(5, later - chrono::Duration::milliseconds(1)).unwrap(), 0);
+    while engine.reindex_step(5, later).unwrap() > 0 {
+        steps += 1;
+        assert!(steps < 40, "the backfill never ends");
     }
     assert!(engine.reindex_pending().unwrap().is_empty());
     index_matches_cases(&engine, &ids, u32::MAX);
@@ -183,5 +193,48 @@ fn a_version_that_adds_an_index_makes_earlier_cases_findable() {
     check_backfill(Engine::open(Store::temporary().unwrap(), rules()).unwrap());
     if let Some(url) = caseflow_tests::postgres_database("backfill") {
         check_backfill(Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap());
+    }
+}
+
+/// Two nodes on one store, the second slow to take in a version that adds `index customer`:
+/// until it does, it starts cases without the new entries and changes a field without moving
+/// its case, possibly after the backfill's pass went by. The pass that began before every node
+/// could have the version is followed by another once they all have it, so every case is found.
+fn check_backfill_with_a_node_behind<S: Storage>(a: Engine<S>, b: Engine<S>) {
+    let indexed = complaint_source();
+    let unindexed = indexed.replace("  index customer, urgency\n", "");
+    a.deploy(&unindexed, bj(2026, 11, 23, 9, 0)).unwrap();
+    assert!(b.refresh().unwrap());
+    let earlier: Vec<InstanceId> = (0..6).map(|i| start(&a, "第一中学", "low", i)).collect();
+    let deployed = bj(2026, 11, 23, 12, 0);
+    a.deploy(&indexed, deployed).unwrap();
+    // A's first pass indexes every case stored so far.
+    while a.reindex_step(4, deployed).unwrap() > 0 {}
+    assert_eq!(all_pages(&a, &search(&[("customer", "第一中学")]), 50).concat(), earlier);
+    // B has not taken the version in: its case and its change write no customer entry.
+    let late = start(&b, "第二中学", "low", 30);
+    let admin = Actor { id: "admin".into(), roles: vec![], admin: true };
+    let fields = [("customer".to_string(), Value::Text("第三中学".into()))].into();
+    b.command(earlier[0], &admin, Command::UpdateFields { fields }, bj(2026, 11, 23, 12, 0)).unwrap();
+    assert!(all_pages(&a, &search(&[("customer", "第二中学")]), 50).concat().is_empty());
+    // Once every node has the version, the next pass finds them.
+    while a.reindex_step(4, deployed + NODES_TAKE_IN).unwrap() > 0 {}
+    assert!(a.reindex_pending().unwrap().is_empty());
+    assert_eq!(all_pages(&a, &search(&[("customer", "第二中学")]), 50).concat(), vec![late]);
+    assert_eq!(all_pages(&a, &search(&[("customer", "第三中学")]), 50).concat(), vec![earlier[0]]);
+    assert_eq!(all_pages(&a, &search(&[("customer", "第一中学")]), 50).concat(), earlier[1..]);
+}
+
+#[test]
+fn cases_a_node_wrote_before_it_had_a_new_index_are_found_once_every_node_has_it() {
+    let memory = std::sync::Arc::new(MemoryStore::new());
+    let node = || Engine::open(memory.clone(), rules()).unwrap();
+    check_backfill_with_a_node_behind(node(), node());
+    let sled = std::sync::Arc::new(Store::temporary().unwrap());
+    let node = || Engine::open(sled.clone(), rules()).unwrap();
+    check_backfill_with_a_node_behind(node(), node());
+    if let Some(url) = caseflow_tests::postgres_database("backfill_behind") {
+        let node = || Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap();
+        check_backfill_with_a_node_behind(node(), node());
     }
 }

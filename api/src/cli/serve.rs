@@ -129,11 +129,11 @@ pub(crate) fn serve(config_path: Option<&Path>) -> Result<ExitCode> {
         );
         spawn_vital(
             "the timer driver",
-            server::timer_driver(engine.clone(), clock, std::time::Duration::from_millis(25)),
+            server::timer_driver(engine.clone(), clock.clone(), std::time::Duration::from_millis(25)),
         );
         spawn_vital(
             "indexing earlier cases",
-            server::reindex_driver(engine.clone(), std::time::Duration::from_secs(1)),
+            server::reindex_driver(engine.clone(), clock, std::time::Duration::from_secs(1)),
         );
         if !config.webhooks.is_empty() {
             spawn_vital(

@@ -40,10 +40,10 @@ pub async fn timer_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, poll: std:
 
 /// Indexes the stored cases of a process whose new version indexes a field no earlier version
 /// did (`Engine::reindex_step`), a chunk at a time, and looks for new work every `every`.
-pub async fn reindex_driver(engine: Arc<Engine>, every: std::time::Duration) {
+pub async fn reindex_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, every: std::time::Duration) {
     loop {
-        let e = engine.clone();
-        match tokio::task::spawn_blocking(move || e.reindex_step(REINDEX_CHUNK)).await {
+        let (e, now) = (engine.clone(), clock.now());
+        match tokio::task::spawn_blocking(move || e.reindex_step(REINDEX_CHUNK, now)).await {
             Ok(Ok(0)) => tokio::time::sleep(every).await,
             Ok(Ok(n)) => tracing::debug!(examined = n, "cases indexed"),
             Ok(Err(err)) => {

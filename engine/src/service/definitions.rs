@@ -267,7 +267,7 @@ impl<S: Storage> Engine<S> {
         let indexed_before: BTreeSet<String> =
             versions.values().flat_map(|d| d.model.indexes.iter().cloned()).collect();
         let indexed_before: Vec<String> = indexed_before.into_iter().collect();
-        self.mark_backfill(&mut batch, &model.id, !versions.is_empty(), &indexed_before, &model.indexes)?;
+        self.mark_backfill(&mut batch, &model.id, !versions.is_empty(), &indexed_before, &model.indexes, now)?;
         batch.insert(keys::definition(&model.id, version), encode(&stored));
         let ticket = match self.store.write(batch) {
             Err(crate::storage::StoreError::Conflict(_)) => {

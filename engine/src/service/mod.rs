@@ -26,7 +26,7 @@ pub use definitions::*;
 pub use events::*;
 pub use migrations::{CaseMigration, MigrationOrder, MigrationReport, MIGRATION_LISTED_MAX};
 pub use queries::{CaseSearch, InboxCounts, SearchPage, SEARCH_EXAMINED_MAX};
-pub use reindex::ReindexPending;
+pub use reindex::{ReindexPending, NODES_TAKE_IN};
 pub use rules::{AssigneeLost, RulesImpact, ShiftMinutes};
 pub use timers::{DueClaim, CLAIM_CHUNK};
 

@@ -11,6 +11,14 @@
 //! changed meanwhile is read again and two nodes never both move the marker on. The marker
 //! carries the fields, so a node that has not yet taken in the new version indexes the right
 //! ones; it goes once the last case is done.
+//!
+//! On a shared store, other nodes take the new version in within a second or two
+//! (`NODES_TAKE_IN`); until then a node writes cases without the new fields' entries, and a
+//! pass may already have gone past them (a case started there, or a field changed there). So a
+//! pass that began before every node could have taken the version in is followed by one more,
+//! from the first case, once they all have; the marker goes at the end of a pass that began
+//! after. (A stale node leaves an entry for a field's old value too: harmless, as a search
+//! checks every condition on the case itself.)
 
 use super::{Engine, EngineError};
 use crate::storage::codec::{decode, encode};
@@ -27,7 +35,19 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(crate) struct Backfill {
     pub(crate) fields: Vec<String>,
     pub(crate) after: u64,
+    /// On a shared store: from when (ms since the epoch) every node has taken in the version
+    /// that asked for the backfill. `None`: one process's store, or a marker written before.
+    #[serde(default)]
+    pub(crate) nodes_have_it: Option<i64>,
+    /// When the current pass began (ms since the epoch); a pass set to begin later waits.
+    #[serde(default)]
+    pub(crate) pass_began: i64,
 }
+
+/// How long after a deploy every node of a shared store has taken the version in, at most:
+/// each hears of it at once (the store's announcement) or looks every second, and the nodes'
+/// clocks may differ by a little.
+pub const NODES_TAKE_IN: chrono::Duration = chrono::Duration::seconds(10);
 
 /// How far a backfill has come, for `/metrics` and the process view.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +103,7 @@ impl<S: Storage> Engine<S> {
         had_versions: bool,
         before: &[String],
         after: &[String],
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), EngineError> {
         let added: Vec<String> = after.iter().filter(|f| !before.contains(f)).cloned().collect();
         if added.is_empty() || !had_versions {
@@ -96,7 +117,9 @@ impl<S: Storage> Engine<S> {
         fields.extend(added);
         fields.sort();
         fields.dedup();
-        batch.insert(keys::reindex(process), encode(&Backfill { fields, after: 0 }));
+        let nodes_have_it = self.store.shared().then(|| (now + NODES_TAKE_IN).timestamp_millis());
+        let marker = Backfill { fields, after: 0, nodes_have_it, pass_began: now.timestamp_millis() };
+        batch.insert(keys::reindex(process), encode(&marker));
         Ok(())
     }
 
@@ -118,12 +141,12 @@ impl<S: Storage> Engine<S> {
 
     /// Examines up to `limit` more stored cases for the first backfill under way, and writes
     /// the entries they lack, with the marker moved on (or removed after the last case), in one
-    /// batch. Returns the cases examined: 0 when no backfill is under way. A case or the marker
-    /// changed meanwhile (another node's command or step) fails the batch, which is read and
-    /// tried again.
-    pub fn reindex_step(&self, limit: usize) -> Result<usize, EngineError> {
+    /// batch. Returns the cases examined: 0 when no backfill is under way or its next pass is
+    /// not due before `NODES_TAKE_IN` has passed. A case or the marker changed meanwhile
+    /// (another node's command or step) fails the batch, which is read and tried again.
+    pub fn reindex_step(&self, limit: usize, now: chrono::DateTime<chrono::Utc>) -> Result<usize, EngineError> {
         for _ in 0..16 {
-            match self.try_reindex_step(limit.max(1)) {
+            match self.try_reindex_step(limit.max(1), now) {
                 Err(EngineError::Store(StoreError::Conflict(_))) => continue,
                 other => return other,
             }
@@ -131,11 +154,14 @@ impl<S: Storage> Engine<S> {
         Ok(0)
     }
 
-    fn try_reindex_step(&self, limit: usize) -> Result<usize, EngineError> {
+    fn try_reindex_step(&self, limit: usize, now: chrono::DateTime<chrono::Utc>) -> Result<usize, EngineError> {
         let Some(item) = self.store.scan_prefix(keys::REINDEX).next() else { return Ok(0) };
         let (marker_key, marker) = item?;
         let process = keys::reindex_process(&marker_key).unwrap_or_default();
         let backfill = decode::<Backfill>(&marker_key, &marker)?;
+        if now.timestamp_millis() < backfill.pass_began {
+            return Ok(0);
+        }
         let from = keys::instance(InstanceId(backfill.after.saturating_add(1)));
         let to = keys::instance(InstanceId(u64::MAX));
         let mut batch = Batch::default();
@@ -165,10 +191,16 @@ impl<S: Storage> Engine<S> {
                 }
             }
         }
-        if examined < limit {
-            batch.remove(marker_key.to_vec());
-        } else {
-            batch.insert(marker_key.to_vec(), encode(&Backfill { fields: backfill.fields, after: last }));
+        let pass_ended = examined < limit;
+        match backfill.nodes_have_it {
+            // A node may have written without the fields after this pass went by: once more,
+            // from the first case, when every node has the version.
+            Some(all_have_it) if pass_ended && backfill.pass_began < all_have_it => {
+                let again = Backfill { after: 0, pass_began: all_have_it, ..backfill };
+                batch.insert(marker_key.to_vec(), encode(&again));
+            }
+            _ if pass_ended => batch.remove(marker_key.to_vec()),
+            _ => batch.insert(marker_key.to_vec(), encode(&Backfill { after: last, ..backfill })),
         }
         self.store.write_now(batch)?;
         Ok(examined.max(1))
