@@ -525,6 +525,32 @@ fn fewest_open_counts_the_tasks_of_starts_in_flight() {
     check(caseflow_engine::MemoryStore::new());
 }
 
+/// On a store other nodes share, an assignment by load reads the stored counts and the tasks
+/// given here whose writes have not returned: two reads. A start written and returned between
+/// them was in neither, so the next start gave its task to the same person. The tasks in flight
+/// are read first now: a start that began meanwhile makes the assignment read again.
+#[test]
+fn fewest_open_on_a_shared_store_misses_no_start_written_between_its_two_reads() {
+    let engine = Engine::open(Faulty::new(true), rules()).unwrap();
+    let now = bj(2026, 11, 23, 9, 0);
+    engine.deploy(&complaint_source(), now).unwrap();
+    let (read_tx, read_rx) = std::sync::mpsc::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel();
+    *engine.store().pause_after_read.lock().unwrap() = Some((read_tx, resume_rx));
+    std::thread::scope(|s| {
+        let second = s.spawn(|| engine.start("complaint", fields("high"), &crm(), None, now));
+        read_rx.recv().unwrap();
+        // Written and returned while the second start holds the counts it read.
+        engine.start("complaint", fields("high"), &crm(), None, now).unwrap();
+        resume_tx.send(()).unwrap();
+        second.join().unwrap().unwrap();
+    });
+    // The cs_reps on duty (wang_fang is away that week).
+    let held: Vec<usize> =
+        ["liu_yang", "zhang_wei"].iter().map(|u| engine.tasks(Some(u), None, usize::MAX).unwrap().len()).collect();
+    assert_eq!(held, [1, 1], "one task each");
+}
+
 #[test]
 fn timers_added_below_where_the_driver_last_looked_still_fire() {
     // The driver starts each scan where the previous one found its first entry; entries
@@ -936,6 +962,9 @@ struct Faulty {
     /// them had changed; `groups` counts every such batch.
     refuse_groups: std::sync::atomic::AtomicUsize,
     groups: std::sync::atomic::AtomicUsize,
+    /// The next `get_many`, once it has read, says so on the first channel and waits on the
+    /// second before it answers.
+    pause_after_read: std::sync::Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
 }
 
 impl Faulty {
@@ -946,6 +975,7 @@ impl Faulty {
             unknown_next: false.into(),
             refuse_groups: 0.into(),
             groups: 0.into(),
+            pause_after_read: std::sync::Mutex::new(None),
         }
     }
 }
@@ -979,6 +1009,15 @@ impl Storage for Faulty {
     }
     fn get(&self, key: &[u8]) -> Result<Option<caseflow_engine::storage::Bytes>, StoreError> {
         self.inner.get(key)
+    }
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<caseflow_engine::storage::Bytes>>, StoreError> {
+        let values = self.inner.get_many(keys)?;
+        let pause = self.pause_after_read.lock().unwrap().take();
+        if let Some((read, resume)) = pause {
+            read.send(()).unwrap();
+            resume.recv().unwrap();
+        }
+        Ok(values)
     }
     fn scan_prefix(&self, prefix: &[u8]) -> Self::Scan<'_> {
         self.inner.scan_prefix(prefix)

@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex, RwLock};
 /// it read, and the write adjusts the count and ends the reservation in one step. So on one
 /// process's store two commands in flight at once never both give their task to the same
 /// least-loaded person. (On a shared store the count is the store's `w/` rows, which another
-/// node's tasks reach only once written, and which may already hold a task whose write has not
-/// yet returned here: `docs/deploy.md` says what that costs.)
+/// node's tasks reach only once written. The tasks in flight here are read before them, so a
+/// task is never missed, but the rows may already hold one whose write has not yet returned
+/// here: `docs/deploy.md` says what that costs.)
 pub(crate) struct OpenCounts {
     pub(crate) stripes: Vec<RwLock<()>>,
     loads: Arc<Mutex<Loads>>,
@@ -39,6 +40,9 @@ struct Loads {
     counts: HashMap<String, usize>,
     /// Tasks per user given by commands whose writes have not yet returned.
     in_flight: HashMap<String, usize>,
+    /// Tasks per user ever reserved here (never lowered): on a shared store, what an
+    /// assignment compares to know whether a command gave that user a task meanwhile.
+    reserved_ever: HashMap<String, usize>,
 }
 
 impl Loads {
@@ -46,12 +50,13 @@ impl Loads {
         self.in_flight.get(user).copied().unwrap_or(0)
     }
 
-    /// What an assignment reads of `user`'s load now: on one process's store the kept count
-    /// and the tasks in flight (`None` when the count is not kept); on a shared store the
-    /// tasks in flight here (the count is read from the store each time).
+    /// What an assignment compares before it reserves: on one process's store `user`'s load,
+    /// the kept count and the tasks in flight (`None` when the count is not kept); on a shared
+    /// store, whose count is read from the store each time, the tasks ever reserved for them
+    /// here, which only a command giving them one more changes.
     fn seen(&self, user: &str, shared: bool) -> Option<usize> {
         match shared {
-            true => Some(self.in_flight(user)),
+            true => Some(self.reserved_ever.get(user).copied().unwrap_or(0)),
             false => self.counts.get(user).map(|n| n + self.in_flight(user)),
         }
     }
@@ -120,15 +125,23 @@ impl OpenCounts {
         n
     }
 
-    /// `user`'s load for an assignment: `stored` (their open tasks in the store) and the tasks
-    /// given to them by commands in flight; and what `reserve` compares it with later.
-    fn load(&self, user: &str, stored: usize, shared: bool) -> (usize, Option<usize>) {
+    /// On one process's store, `user`'s load for an assignment: the kept count and the tasks
+    /// in flight, read under one lock (`stored`, their open tasks in the store, when the count
+    /// is not kept); and what `reserve` compares later.
+    fn load(&self, user: &str, stored: usize) -> (usize, Option<usize>) {
         let loads = self.loads();
-        match loads.seen(user, shared) {
-            // The kept count, read under the same lock as the tasks in flight.
-            Some(seen) if !shared => (seen, Some(seen)),
-            seen => (stored + loads.in_flight(user), seen),
+        match loads.seen(user, false) {
+            Some(seen) => (seen, Some(seen)),
+            None => (stored + loads.in_flight(user), None),
         }
+    }
+
+    /// On a shared store, each user's tasks in flight here and what `reserve` compares later,
+    /// read before the stored counts are: a write that returns between the two reads is then
+    /// counted once or (committed before the store was read) twice, never missed.
+    fn in_flight_before_reading(&self, users: &[&str]) -> Vec<(usize, Option<usize>)> {
+        let loads = self.loads();
+        users.iter().map(|u| (loads.in_flight(u), loads.seen(u, true))).collect()
     }
 
     /// Counts the tasks `given` as in flight, if every load in `read` is still what was read
@@ -148,6 +161,7 @@ impl OpenCounts {
         }
         for (user, n) in &given {
             *loads.in_flight.entry(user.clone()).or_insert(0) += n;
+            *loads.reserved_ever.entry(user.clone()).or_insert(0) += n;
         }
         Some(Reservation { loads: Some(self.loads.clone()), given })
     }
@@ -276,12 +290,15 @@ impl<S: Storage> Workload for EngineWorkload<'_, S> {
 
     fn open_tasks_of(&self, users: &[&str]) -> Vec<usize> {
         let counts = &self.engine.workload.open_counts;
-        let shared = self.engine.store.shared();
+        let in_flight = self.engine.store.shared().then(|| counts.in_flight_before_reading(users));
         let stored = self.engine.stored_open_tasks(users);
         let mut read = self.loads_read.borrow_mut();
-        (users.iter().zip(stored))
-            .map(|(user, stored)| {
-                let (load, seen) = counts.load(user, stored, shared);
+        (users.iter().zip(stored).enumerate())
+            .map(|(i, (user, stored))| {
+                let (load, seen) = match &in_flight {
+                    Some(here) => (stored + here[i].0, here[i].1),
+                    None => counts.load(user, stored),
+                };
                 read.insert(user.to_string(), seen);
                 load
             })
