@@ -217,6 +217,17 @@ fn check_backfill_with_a_node_behind<S: Storage>(a: Engine<S>, b: Engine<S>) {
     let fields = [("customer".to_string(), Value::Text("第三中学".into()))].into();
     b.command(earlier[0], &admin, Command::UpdateFields { fields }, bj(2026, 11, 23, 12, 0)).unwrap();
     assert!(all_pages(&a, &search(&[("customer", "第二中学")]), 50).concat().is_empty());
+    // Meanwhile another process's backfill is not held up by this one's wait.
+    let visits = |index: &str| {
+        format!("process visits {{\n  source \"tests\"\n  fields {{\n    who: text \"来访人\" required\n  }}\n{index}  start -> done\n  wait done {{ until now() + 1d -> closed }}\n  end closed\n}}\n")
+    };
+    a.deploy(&visits(""), deployed).unwrap();
+    let visit =
+        a.start("visits", [("who".to_string(), Value::Text("王".into()))].into(), &crm(), None, deployed).unwrap();
+    a.deploy(&visits("  index who\n"), deployed).unwrap();
+    while a.reindex_step(4, deployed + chrono::Duration::seconds(1)).unwrap() > 0 {}
+    let by_who = CaseSearch { process: "visits".into(), fields: vec![("who".into(), "王".into())], ..search(&[]) };
+    assert_eq!(all_pages(&a, &by_who, 50).concat(), vec![visit.id]);
     // Once every node has the version, the next pass finds them.
     while a.reindex_step(4, deployed + NODES_TAKE_IN).unwrap() > 0 {}
     assert!(a.reindex_pending().unwrap().is_empty());

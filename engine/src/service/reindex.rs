@@ -155,13 +155,18 @@ impl<S: Storage> Engine<S> {
     }
 
     fn try_reindex_step(&self, limit: usize, now: chrono::DateTime<chrono::Utc>) -> Result<usize, EngineError> {
-        let Some(item) = self.store.scan_prefix(keys::REINDEX).next() else { return Ok(0) };
-        let (marker_key, marker) = item?;
-        let process = keys::reindex_process(&marker_key).unwrap_or_default();
-        let backfill = decode::<Backfill>(&marker_key, &marker)?;
-        if now.timestamp_millis() < backfill.pass_began {
-            return Ok(0);
+        // The first backfill whose pass is due (one waiting for the nodes holds up no other).
+        let mut due = None;
+        for item in self.store.scan_prefix(keys::REINDEX) {
+            let (marker_key, marker) = item?;
+            let backfill = decode::<Backfill>(&marker_key, &marker)?;
+            if backfill.pass_began <= now.timestamp_millis() {
+                due = Some((marker_key, marker, backfill));
+                break;
+            }
         }
+        let Some((marker_key, marker, backfill)) = due else { return Ok(0) };
+        let process = keys::reindex_process(&marker_key).unwrap_or_default();
         let from = keys::instance(InstanceId(backfill.after.saturating_add(1)));
         let to = keys::instance(InstanceId(u64::MAX));
         let mut batch = Batch::default();
