@@ -239,10 +239,7 @@ impl PgStore {
         // is right at any size. A session plans a statement once, from the statistics of that
         // moment: taken while the table was small, they made it a scan of the whole table, kept
         // after the table grew until the next ANALYZE (nodes.rs, `..._past_its_statistics`).
-        let session = match config.get_options() {
-            Some(own) if !own.trim().is_empty() => format!("{own} -c enable_seqscan=off"),
-            _ => "-c enable_seqscan=off".to_string(),
-        };
+        let session = session_options(config.get_options());
         config.options(session);
         let tls = Tls::of(&config, options)?;
         let manager = tls.manager(config.clone());
@@ -435,6 +432,15 @@ async fn listen_once<T>(
                 let _ = started.send(Err(Failure::from(e).0));
             }
         }
+    }
+}
+
+/// The startup options of the store's sessions: the URL's own (`options=...`), then the
+/// store's (`PgStore::connect` says why).
+fn session_options(own: Option<&str>) -> String {
+    match own.map(str::trim) {
+        Some(own) if !own.is_empty() => format!("{own} -c enable_seqscan=off"),
+        _ => "-c enable_seqscan=off".to_string(),
     }
 }
 
@@ -858,5 +864,19 @@ impl Storage for PgStore {
                 problem: format!("expected 8 bytes, found {}", value.len()),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_s_own_options_are_kept_before_the_store_s() {
+        let url = "postgres://caseflow@127.0.0.1:5432/db?options=-c%20search_path%3Dcases";
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        assert_eq!(session_options(config.get_options()), "-c search_path=cases -c enable_seqscan=off");
+        let bare: tokio_postgres::Config = "host=127.0.0.1 user=caseflow".parse().unwrap();
+        assert_eq!(session_options(bare.get_options()), "-c enable_seqscan=off");
     }
 }
