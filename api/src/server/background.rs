@@ -39,13 +39,26 @@ pub async fn timer_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, poll: std:
 }
 
 /// Indexes the stored cases of a process whose new version indexes a field no earlier version
-/// did (`Engine::reindex_step`), a chunk at a time, and looks for new work every `every`.
+/// did (`Engine::reindex_step`), and on a store that keeps search documents writes those cases
+/// lack (`Engine::document_step`), a chunk at a time; looks for new work every `every`.
 pub async fn reindex_driver(engine: Arc<Engine>, clock: Arc<dyn Clock>, every: std::time::Duration) {
+    let mut documents_after = None;
     loop {
         let (e, now) = (engine.clone(), clock.now());
-        match tokio::task::spawn_blocking(move || e.reindex_step(REINDEX_CHUNK, now)).await {
-            Ok(Ok(0)) => tokio::time::sleep(every).await,
-            Ok(Ok(n)) => tracing::debug!(examined = n, "cases indexed"),
+        let step = tokio::task::spawn_blocking(move || -> Result<(usize, Option<_>), caseflow_engine::EngineError> {
+            match e.reindex_step(REINDEX_CHUNK, now)? {
+                0 => e.document_step(documents_after, REINDEX_CHUNK),
+                n => Ok((n, documents_after)),
+            }
+        });
+        match step.await {
+            Ok(Ok((n, after))) => {
+                documents_after = after;
+                match n {
+                    0 => tokio::time::sleep(every).await,
+                    n => tracing::debug!(examined = n, "cases indexed"),
+                }
+            }
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, "indexing earlier cases failed; trying again");
                 tokio::time::sleep(every).await;

@@ -476,18 +476,19 @@ pub(crate) fn default_status() -> String {
 /// Cases of a process
 ///
 /// Instances of a process in a status, oldest first, a page at a time (cursor pagination:
-/// stable while instances are added). Search by case data with `field.NAME=VALUE` (any number;
-/// each NAME a field the process declares `index NAME` on: `GET
-/// /instances?process=complaint&field.customer=第一中学&field.urgency=high`) and by start time
-/// (`started_after`, `started_before`). A search page looks at 5,000 index entries at most: it
-/// may come back short, or empty, with a `next_cursor` to go on from.
+/// stable while instances are added). Search by case data with `field.NAME=VALUE` (any number:
+/// `GET /instances?process=complaint&field.customer=第一中学&field.urgency=high`) and by start
+/// time (`started_after`, `started_before`). Each NAME is a field the process declares `index
+/// NAME` on; on a server over PostgreSQL, also any other field it declares that is neither
+/// sensitive nor a list. A search page looks at 5,000 cases at most: it may come back short,
+/// or empty, with a `next_cursor` to go on from.
 #[utoipa::path(
     get,
     path = "/instances",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of instances and the next cursor", body = views::InstancePage),
-        (status = 400, description = "A parameter is malformed, unknown, or names a field the process does not index")
+        (status = 400, description = "A parameter is malformed, unknown, or names a field the process cannot be searched by")
     ),
     security(("bearer" = []))
 )]
@@ -531,7 +532,7 @@ pub(crate) async fn list_instances(
         let indexed = state.engine.searchable_fields(&search.process);
         if let Some((field, _)) = search.fields.iter().find(|(f, _)| !indexed.contains(f)) {
             let mut e = ApiError::bad_request(format!(
-                "`{field}` is not a field process `{}` indexes (it indexes: {}): declare `index {field}` in the process to search by it",
+                "process `{}` cannot be searched by `{field}` (it can be by: {}): a field that is sensitive or a list never can; another can once the process declares `index {field}`",
                 search.process,
                 if indexed.is_empty() { "none".to_string() } else { indexed.join(", ") }
             ));

@@ -11,6 +11,7 @@
 
 pub mod accounts;
 mod definitions;
+mod documents;
 mod events;
 mod migrations;
 mod numbering;

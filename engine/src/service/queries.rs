@@ -43,12 +43,35 @@ pub struct SearchPage {
 /// answers a short page (or an empty one) with a cursor rather than scan on.
 pub const SEARCH_EXAMINED_MAX: usize = 5_000;
 
+/// Whether `inst` is a case a search asks for: every condition, checked on the case itself.
+pub(super) fn holds(q: &CaseSearch, inst: &Instance) -> bool {
+    inst.process == q.process
+        && q.status.as_deref().is_none_or(|s| inst.status.name() == s)
+        && q.fields
+            .iter()
+            .all(|(f, v)| inst.fields.get(f).and_then(crate::storage::index::index_text).as_deref() == Some(v.as_str()))
+        && q.started_after.is_none_or(|t| inst.started_at >= t)
+        && q.started_before.is_none_or(|t| inst.started_at < t)
+}
+
 impl<S: Storage> Engine<S> {
     /// The cases a search asks for, in id order, after `after`, at most `limit`. Driven by the
     /// index of the first field asked for (`n/`), or, without fields, by the status index;
     /// every condition is checked on the case itself. A page stops after
     /// `SEARCH_EXAMINED_MAX` index entries: it may then be short, with a cursor.
+    /// On a store that keeps search documents (PostgreSQL), a search by a field the process
+    /// does not index goes through them instead (`documents`).
     pub fn search(&self, q: &CaseSearch, after: Option<InstanceId>, limit: usize) -> Result<SearchPage, EngineError> {
+        let indexed = self.indexed_fields(&q.process);
+        if let Some((field, _)) = q.fields.iter().find(|(f, _)| !indexed.contains(f)) {
+            if !self.searchable_fields(&q.process).contains(field) {
+                return Err(EngineError::BadSearch(format!(
+                    "process `{}` cannot be searched by `{field}`: declare `index {field}` in it",
+                    q.process
+                )));
+            }
+            return self.search_documents(q, after, limit);
+        }
         let prefix = match (q.fields.first(), &q.status) {
             (Some((field, value)), _) => keys::field_index_prefix(&q.process, field, value),
             (None, Some(status)) => keys::status_prefix(&q.process, status),
@@ -80,13 +103,7 @@ impl<S: Storage> Engine<S> {
             }
             last = Some(id);
             let Some(inst) = self.instance(id)? else { continue };
-            let holds = q.status.as_deref().is_none_or(|s| inst.status.name() == s)
-                && q.fields.iter().all(|(f, v)| {
-                    inst.fields.get(f).and_then(crate::storage::index::index_text).as_deref() == Some(v.as_str())
-                })
-                && q.started_after.is_none_or(|t| inst.started_at >= t)
-                && q.started_before.is_none_or(|t| inst.started_at < t);
-            if holds {
+            if holds(q, &inst) {
                 if instances.len() == limit {
                     // One more than the page: there is a next one, from the last case shown.
                     let next = instances.last().map(|i: &Instance| i.id);

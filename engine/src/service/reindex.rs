@@ -59,8 +59,19 @@ pub struct ReindexPending {
 }
 
 impl<S: Storage> Engine<S> {
-    /// The fields `process` is searched by: every field any of its deployed versions indexes.
+    /// The fields `process` is searched by: every field any of its deployed versions indexes,
+    /// and on a store that keeps search documents (`documents`) every field some version
+    /// declares that is not sensitive and not a list.
     pub fn searchable_fields(&self, process: &str) -> Vec<String> {
+        let mut fields: BTreeSet<String> = self.indexed_fields(process).into_iter().collect();
+        if self.store.keeps_documents() {
+            fields.extend(self.document_fields(process));
+        }
+        fields.into_iter().collect()
+    }
+
+    /// The fields some deployed version of `process` indexes (`index FIELD`).
+    pub fn indexed_fields(&self, process: &str) -> Vec<String> {
         let defs = self.definitions.read().unpoisoned();
         let mut fields = BTreeSet::new();
         for d in defs.get(process).into_iter().flat_map(|v| v.values()) {

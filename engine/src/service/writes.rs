@@ -588,7 +588,11 @@ impl<S: Storage> Engine<S> {
         for (k, v) in new.into_iter().filter(|(k, v)| old.get(k) != Some(v)) {
             batch.insert(k, v);
         }
-        batch.insert(keys::instance(after.id), encode(&self.seal_instance(after)?));
+        let stored = encode(&self.seal_instance(after)?);
+        match self.store.keeps_documents() {
+            true => batch.insert_documented(keys::instance(after.id), stored, self.document_of(after)),
+            false => batch.insert(keys::instance(after.id), stored),
+        }
         if self.store.shared() {
             for h in &outcome.history {
                 batch.announce(super::events::announcement(after, h));

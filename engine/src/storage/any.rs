@@ -162,4 +162,22 @@ impl Storage for AnyStorage {
     fn release(&self, claim: &Claim) -> Result<(), StoreError> {
         each!(self, s => s.release(claim))
     }
+
+    fn keeps_documents(&self) -> bool {
+        each!(self, s => s.keeps_documents())
+    }
+
+    fn find_documented(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        containing: &str,
+        limit: usize,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        each!(self, s => s.find_documented(from, to, containing, limit))
+    }
+
+    fn undocumented(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        each!(self, s => s.undocumented(from, to, limit))
+    }
 }

@@ -187,6 +187,35 @@ pub trait Storage: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the store keeps a search document beside each case (`Batch::insert_documented`)
+    /// and finds cases by any of its fields (`find_documented`): PostgreSQL, through a GIN
+    /// index. Other stores drop documents; their search goes by the `index` a process declares.
+    fn keeps_documents(&self) -> bool {
+        false
+    }
+
+    /// Of the keys in `[from, to)`, in key order, at most `limit`: those whose document contains
+    /// `containing` (a JSON object; containment as PostgreSQL's `@>`), and those with no
+    /// document (written by a caseflow that kept none, or imported). A superset: the caller
+    /// checks every condition on the value itself.
+    fn find_documented(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        containing: &str,
+        limit: usize,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        let _ = (from, to, containing, limit);
+        Err(StoreError::Backend("this store keeps no search documents".into()))
+    }
+
+    /// The keys in `[from, to)` that have no document yet, with their values, in key order, at
+    /// most `limit` (`Engine::document_step` writes theirs).
+    fn undocumented(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        let _ = (from, to, limit);
+        Ok(Vec::new())
+    }
+
     /// Applies a batch and waits until it is durable.
     fn write_now(&self, batch: Batch) -> Result<(), StoreError> {
         let ticket = self.write(batch)?;
@@ -229,6 +258,9 @@ pub struct Batch {
     /// batch is applied, whatever they hold then: two batches adding to one counter at once
     /// both count, with neither conditional on the other.
     adds: BTreeMap<Vec<u8>, i64>,
+    /// The search documents (JSON) of keys the batch inserts, for a store that keeps them
+    /// (`Storage::keeps_documents`); other stores ignore them.
+    documents: BTreeMap<Vec<u8>, String>,
 }
 
 impl Batch {
@@ -330,6 +362,18 @@ impl Batch {
 
     pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.ops.push((key.into(), Some(value.into())));
+    }
+
+    /// Inserts `value` under `key` with its search document (`Storage::keeps_documents`).
+    pub fn insert_documented(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, document: String) {
+        let key = key.into();
+        self.documents.insert(key.clone(), document);
+        self.insert(key, value);
+    }
+
+    /// The search documents of the keys the batch inserts, taken out.
+    pub(crate) fn take_documents(&mut self) -> BTreeMap<Vec<u8>, String> {
+        std::mem::take(&mut self.documents)
     }
 
     pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
@@ -455,6 +499,21 @@ impl<S: Storage> Storage for std::sync::Arc<S> {
     }
     fn release(&self, claim: &Claim) -> Result<(), StoreError> {
         (**self).release(claim)
+    }
+    fn keeps_documents(&self) -> bool {
+        (**self).keeps_documents()
+    }
+    fn find_documented(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        containing: &str,
+        limit: usize,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        (**self).find_documented(from, to, containing, limit)
+    }
+    fn undocumented(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        (**self).undocumented(from, to, limit)
     }
     /// Shared by the engines holding it, as a database is by nodes.
     fn shared(&self) -> bool {

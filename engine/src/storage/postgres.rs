@@ -116,6 +116,83 @@ const MIGRATIONS: &[(i32, &str)] = &[
            RETURN taken;
          END $$;",
     ),
+    // Search documents (`Storage::keeps_documents`): a case's row (`i/` keys) carries a JSON
+    // document of its process, status and fields, found through a GIN index. `caseflow_write`
+    // is `caseflow_apply` with the documents of the rows it upserts and inserts; the old
+    // function, which nodes not yet upgraded still call, now clears the document of a row it
+    // writes, so a stale document is never trusted: a case without one is found through the
+    // second, partial index and checked on its value (`find_documented`) until
+    // `Engine::document_step` writes it one.
+    (
+        5,
+        r"ALTER TABLE caseflow_entries ADD COLUMN doc jsonb;
+         CREATE INDEX caseflow_documents ON caseflow_entries USING gin (doc jsonb_path_ops) WHERE doc IS NOT NULL;
+         CREATE INDEX caseflow_undocumented ON caseflow_entries (key)
+           WHERE doc IS NULL AND key >= '\x692f'::bytea AND key < '\x6930'::bytea;
+         CREATE FUNCTION caseflow_write(
+           lock_keys bytea[], lock_values bytea[], claim_keys bytea[], claim_tokens bigint[],
+           seq_prefixes bytea[], seq_values bytea[], removes bytea[], up_keys bytea[], up_values bytea[],
+           fresh_keys bytea[], fresh_values bytea[], probes bytea[], add_keys bytea[], add_deltas bigint[],
+           notes text[], up_docs jsonb[], fresh_docs jsonb[]) RETURNS void LANGUAGE plpgsql AS $$
+         DECLARE
+           bad bytea;
+           seq bigint;
+         BEGIN
+           IF cardinality(lock_keys) > 0 OR cardinality(claim_keys) > 0 THEN
+             PERFORM 1 FROM caseflow_entries WHERE key = ANY(lock_keys || claim_keys) ORDER BY key FOR UPDATE;
+             SELECT w.k INTO bad FROM unnest(claim_keys, claim_tokens) AS w(k, t)
+               WHERE (SELECT e.claim_token FROM caseflow_entries e WHERE e.key = w.k) IS DISTINCT FROM w.t LIMIT 1;
+             IF FOUND THEN
+               RAISE EXCEPTION USING ERRCODE = 'CF002', MESSAGE = encode(bad, 'hex');
+             END IF;
+             SELECT w.k INTO bad FROM unnest(lock_keys, lock_values) AS w(k, v)
+               WHERE (SELECT e.value FROM caseflow_entries e WHERE e.key = w.k) IS DISTINCT FROM w.v LIMIT 1;
+             IF FOUND THEN
+               RAISE EXCEPTION USING ERRCODE = 'CF001', MESSAGE = encode(bad, 'hex');
+             END IF;
+           END IF;
+           IF cardinality(removes) > 0 THEN
+             DELETE FROM caseflow_entries WHERE key = ANY(removes);
+           END IF;
+           IF cardinality(up_keys) > 0 THEN
+             -- unnest pads the shorter documents array with NULLs.
+             INSERT INTO caseflow_entries (key, value, doc)
+               SELECT k, v, d FROM unnest(up_keys, up_values, up_docs) AS u(k, v, d) WHERE k IS NOT NULL
+               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, doc = EXCLUDED.doc;
+           END IF;
+           IF cardinality(seq_prefixes) > 0 THEN
+             seq := nextval('caseflow_batches');
+             INSERT INTO caseflow_entries (key, value)
+               SELECT p || int8send(seq) || int4send((i - 1)::int), v
+               FROM unnest(seq_prefixes, seq_values) WITH ORDINALITY AS s(p, v, i)
+               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+           END IF;
+           IF cardinality(fresh_keys) > 0 THEN
+             INSERT INTO caseflow_entries (key, value, doc)
+               SELECT k, v, d FROM unnest(fresh_keys, fresh_values, fresh_docs) AS f(k, v, d) WHERE k IS NOT NULL;
+           END IF;
+           IF cardinality(probes) > 0 THEN
+             DELETE FROM caseflow_entries WHERE key = ANY(probes);
+           END IF;
+           IF cardinality(add_keys) > 0 THEN
+             INSERT INTO caseflow_entries (key, value) SELECT k, int8send(d) FROM unnest(add_keys, add_deltas) AS a(k, d)
+               ON CONFLICT (key) DO UPDATE SET value = int8send(('x' || encode(caseflow_entries.value, 'hex'))::bit(64)::bigint
+                 + ('x' || encode(EXCLUDED.value, 'hex'))::bit(64)::bigint);
+           END IF;
+           IF cardinality(notes) > 0 THEN
+             PERFORM pg_notify('caseflow', m) FROM unnest(notes) WITH ORDINALITY AS a(m, i) ORDER BY i;
+           END IF;
+         END $$;
+         CREATE OR REPLACE FUNCTION caseflow_apply(
+           lock_keys bytea[], lock_values bytea[], claim_keys bytea[], claim_tokens bigint[],
+           seq_prefixes bytea[], seq_values bytea[], removes bytea[], up_keys bytea[], up_values bytea[],
+           fresh_keys bytea[], fresh_values bytea[], probes bytea[], add_keys bytea[], add_deltas bigint[],
+           notes text[]) RETURNS void LANGUAGE sql AS $$
+           SELECT caseflow_write(lock_keys, lock_values, claim_keys, claim_tokens, seq_prefixes, seq_values,
+             removes, up_keys, up_values, fresh_keys, fresh_values, probes, add_keys, add_deltas, notes,
+             '{}'::jsonb[], '{}'::jsonb[]);
+         $$;",
+    ),
 ];
 
 /// The advisory lock the schema's migrations are applied under (any fixed number).
@@ -577,12 +654,27 @@ const RELEASE_SQL: &str =
 /// commit order, and only if the transaction commits.
 const CHANNEL: &str = "caseflow";
 
+/// Cases whose search document contains the one asked for, and cases without a document (the
+/// partial index `caseflow_undocumented`, whose bounds the second branch repeats so that the
+/// planner may use it), merged in key order.
+const FIND_DOCUMENTED_SQL: &str = r"(SELECT key FROM caseflow_entries
+       WHERE key >= $1 AND key < $2 AND doc @> $3::text::jsonb ORDER BY key LIMIT $4)
+     UNION ALL
+     (SELECT key FROM caseflow_entries
+       WHERE key >= $1 AND key < $2 AND doc IS NULL AND key >= '\x692f'::bytea AND key < '\x6930'::bytea
+       ORDER BY key LIMIT $4)
+     ORDER BY key LIMIT $4";
+const UNDOCUMENTED_SQL: &str = r"SELECT key, value FROM caseflow_entries
+     WHERE key >= $1 AND key < $2 AND doc IS NULL AND key >= '\x692f'::bytea AND key < '\x6930'::bytea
+     ORDER BY key LIMIT $3";
+
 /// A counter's next value, its eight big-endian bytes read and written in SQL (schema version 4).
 const NEXT_NUMBER_SQL: &str = "SELECT caseflow_next_number($1)";
 
-/// Applies a batch: one statement (`caseflow_apply`, schema version 3), so one round trip and
+/// Applies a batch: one statement (`caseflow_write`, schema version 5), so one round trip and
 /// one transaction of its own, whatever the batch expects or writes.
-const APPLY_SQL: &str = "SELECT caseflow_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+const APPLY_SQL: &str =
+    "SELECT caseflow_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::text[]::jsonb[], $17::text[]::jsonb[])";
 
 async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     let client = pool.get().await.map_err(unavailable)?;
@@ -597,7 +689,11 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
         batch.claims().iter().map(|(k, t)| (k.clone(), *t as i64)).unzip();
     let adds: (Vec<Vec<u8>>, Vec<i64>) = batch.adds().map(|(k, d)| (k.clone(), d)).unzip();
     let sequenced: (Vec<Vec<u8>>, Vec<Vec<u8>>) = batch.take_sequenced().into_iter().unzip();
+    let documents = batch.take_documents();
     let Statements { locked, removes, upserts, fresh, probes } = Statements::of(batch);
+    let documents_of =
+        |keys: &[Vec<u8>]| -> Vec<Option<&str>> { keys.iter().map(|k| documents.get(k).map(String::as_str)).collect() };
+    let (up_docs, fresh_docs) = (documents_of(&upserts.0), documents_of(&fresh.0));
     let locked: (Vec<Vec<u8>>, Vec<Vec<u8>>) = locked.into_iter().map(|(k, v)| (k, v.to_vec())).unzip();
     let applied = client
         .execute(
@@ -618,6 +714,8 @@ async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
                 &adds.0,
                 &adds.1,
                 &notes,
+                &up_docs,
+                &fresh_docs,
             ],
         )
         .await;
@@ -845,6 +943,51 @@ impl Storage for PgStore {
         })
     }
 
+    fn keeps_documents(&self) -> bool {
+        true
+    }
+
+    /// Two round trips: the statement is prepared for each search, so it is planned for the
+    /// document asked for (a value most cases hold reads the key index in order and filters;
+    /// a rare one reads the GIN index and sorts what it found).
+    fn find_documented(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        containing: &str,
+        limit: usize,
+    ) -> Result<Vec<Bytes>, StoreError> {
+        if to <= from || limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.trips(2);
+        let (pool, from, to, containing, limit) =
+            (self.pool.clone(), from.to_vec(), to.to_vec(), containing.to_string(), limit as i64);
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let rows =
+                client.query(FIND_DOCUMENTED_SQL, &[&from, &to, &containing, &limit]).await.map_err(unavailable)?;
+            Ok(rows.iter().map(|r| Bytes::from(r.get::<_, Vec<u8>>(0))).collect())
+        })
+    }
+
+    fn undocumented(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        if to <= from || limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.trips(1);
+        let (pool, from, to, limit) = (self.pool.clone(), from.to_vec(), to.to_vec(), limit as i64);
+        self.run(async move {
+            let client = pool.get().await.map_err(unavailable)?;
+            let st = client.prepare_cached(UNDOCUMENTED_SQL).await.map_err(unavailable)?;
+            let rows = client.query(&st, &[&from, &to, &limit]).await.map_err(unavailable)?;
+            Ok(rows
+                .iter()
+                .map(|r| (Bytes::from(r.get::<_, Vec<u8>>(0)), Bytes::from(r.get::<_, Vec<u8>>(1))))
+                .collect())
+        })
+    }
+
     /// One statement, one round trip: the counter's row is updated in a transaction of its own
     /// that commits without waiting for the disk (`synchronous_commit = off`, set in it), so it
     /// holds the row's lock for microseconds, not for a flush; the log is written in order, so
@@ -870,6 +1013,17 @@ impl Storage for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The schema's partial index and `find_documented` name the cases' keys by their bytes.
+    #[test]
+    fn the_sql_s_bounds_of_the_cases_keys_are_the_engine_s() {
+        use crate::storage::keys::{prefix_end, Prefix};
+        assert_eq!(Prefix::Instance.bytes(), b"\x69\x2f");
+        assert_eq!(prefix_end(Prefix::Instance.bytes()).unwrap(), b"\x69\x30");
+        for sql in [MIGRATIONS[4].1, FIND_DOCUMENTED_SQL, UNDOCUMENTED_SQL] {
+            assert!(sql.contains(r"key >= '\x692f'::bytea AND key < '\x6930'::bytea"), "{sql}");
+        }
+    }
 
     #[test]
     fn the_url_s_own_options_are_kept_before_the_store_s() {
