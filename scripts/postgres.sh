@@ -12,6 +12,8 @@
 #                                        standby, and waited for until it is in sync; prints its URL
 #   scripts/postgres.sh crash            kill -9 the server and every process of it (no shutdown)
 #   scripts/postgres.sh promote          make this standby a primary
+#   scripts/postgres.sh freeze | thaw    pause (SIGSTOP) the server and every process of it, its
+#                                        connections left open; resume them (SIGCONT)
 #   scripts/postgres.sh tls CERT KEY     serve TLS with this certificate and key, and accept
 #                                        TLS connections only (from here on)
 #
@@ -159,6 +161,15 @@ crash)
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.05
         done
+    fi
+    ;;
+freeze | thaw)
+    signal=STOP
+    [ "$1" = thaw ] && signal=CONT
+    if [ -f "$data/postmaster.pid" ]; then
+        pid=$(head -1 "$data/postmaster.pid")
+        # shellcheck disable=SC2046
+        kill -"$signal" "$pid" $(pgrep -P "$pid" || true)
     fi
     ;;
 promote)

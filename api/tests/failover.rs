@@ -194,6 +194,47 @@ fn postgresql_restarted_under_load_is_served_again_without_a_restart_and_loses_n
     cleanup(&data);
 }
 
+/// PostgreSQL that hangs under load (every process of it paused, its connections left open):
+/// the node stops waiting within seconds, not the 30 s a call may take, answers 503 to what
+/// comes meanwhile (`/health` says why), serves again once the database answers, and every
+/// answer meant what it said. Without the watchdog the first 503 came after 30 s.
+#[test]
+fn postgresql_that_hangs_under_load_is_answered_503_within_seconds_and_served_again() {
+    let Some(pg) = caseflow_tests::OwnPostgres::start("hang") else { return };
+    let url = pg.database("caseflow_hang");
+    let data = temp_data("pg-hang");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start_with(&data, None, &[("CASEFLOW_DATABASE_URL", url.as_str())]);
+    let load = Load::run(std::slice::from_ref(&server.addr), 4);
+    let began = Instant::now();
+    load.wait_for(began, Duration::from_secs(10), |a| a.status == 201);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let frozen = Instant::now();
+    pg.freeze();
+    let refused = load.wait_for(frozen, Duration::from_secs(10), |a| a.status == 503);
+    eprintln!("first 503 {:?} after the database hung ({})", refused.at - frozen, refused.what);
+    let asked = Instant::now();
+    let (status, health) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 503, "{health}");
+    assert!(json(&health)["storage"]["error"].as_str().unwrap_or("").contains("not answering"), "{health}");
+    assert!(asked.elapsed() < Duration::from_secs(5), "/health took {:?}", asked.elapsed());
+    std::thread::sleep(Duration::from_secs(1));
+
+    let thawed = Instant::now();
+    pg.thaw();
+    let served = load.wait_for(thawed, Duration::from_secs(30), |a| a.status == 201);
+    eprintln!("served again {:?} after the database answered", served.at - thawed);
+    std::thread::sleep(Duration::from_millis(500));
+    let answers = load.finish();
+
+    let (status, health) = server.call("GET", "/health", "", None);
+    assert_eq!(status, 200, "{health}");
+    every_answer_meant_what_it_said(&server, &answers);
+    assert!(server.stop().success());
+    cleanup(&data);
+}
+
 /// Two nodes on a primary with a synchronous standby, the URL naming both hosts with
 /// `target_session_attrs=read-write`. The primary is killed under load and the standby
 /// promoted: both nodes find the new primary without a restart, and every start either node

@@ -164,6 +164,17 @@ impl OwnPostgres {
         self.script(&["crash"]);
     }
 
+    /// Pauses the server and every process of it (SIGSTOP): connections stay open, and nothing
+    /// is answered, as when a database hangs or its network drops packets.
+    pub fn freeze(&self) {
+        self.script(&["freeze"]);
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.script(&["thaw"]);
+    }
+
     /// Makes this standby a primary.
     pub fn promote(&self) {
         self.script(&["promote"]);
@@ -197,8 +208,8 @@ impl OwnPostgres {
 
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
-        // Stopped if it runs, and killed if that failed.
-        for how in ["stop", "crash"] {
+        // Resumed if frozen, stopped if it runs, and killed if that failed.
+        for how in ["thaw", "stop", "crash"] {
             let _ = std::process::Command::new(root().join("scripts/postgres.sh"))
                 .arg(how)
                 .env("CASEFLOW_PG_DIR", &self.dir)

@@ -201,6 +201,15 @@ const MIGRATION_LOCK: i64 = 0x6361_7365_666c_6f77; // "caseflow"
 /// How long a call waits for the database before it fails.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How often the watchdog looks whether calls are waiting with none answered
+/// (`Liveness`), and how long its probe waits for the database's answer.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often a caller waiting for the database looks whether it was found stalled.
+const WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
+const STALLED: &str = "the database is not answering (a probe on a connection of its own got no answer in 2 s)";
+
 /// Rows a scan reads at a time.
 const SCAN_PAGE: i64 = 512;
 
@@ -305,6 +314,78 @@ pub struct PgStore {
     round_trips: AtomicU64,
     /// Transactions this store committed (writes and numbers taken), for the benchmark.
     commits: AtomicU64,
+    /// Whether the database answers, as the watchdog last found.
+    liveness: std::sync::Arc<Liveness>,
+}
+
+/// Whether the database answers at all. A database that stopped answering without closing its
+/// connections (a paused server, a network that drops packets) would hold every caller for
+/// `CALL_TIMEOUT`, and with them the threads that serve requests. So a watchdog looks every
+/// `WATCH_EVERY`: when calls wait and none was answered since it last looked, it sends
+/// `SELECT 1` on a connection of its own; no answer within `PROBE_TIMEOUT` marks the database
+/// stalled, and an answer clears the mark. While it is marked, callers stop waiting (a write's
+/// outcome is then unknown: it was sent) and new calls fail at once, sending nothing. A slow
+/// statement alone, or one waiting for a lock, does not mark it: the probe is answered.
+#[derive(Default)]
+struct Liveness {
+    /// Calls sent and not yet answered (or timed out).
+    waiting: AtomicU64,
+    /// Calls that came back so far, with rows or an error.
+    answered: AtomicU64,
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+impl Liveness {
+    fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::SeqCst)
+    }
+
+    /// Looks every `WATCH_EVERY`, and probes when calls wait unanswered or it is marked stalled.
+    async fn watch(self: std::sync::Arc<Self>, config: tokio_postgres::Config, tls: Tls) {
+        let mut probe: Option<tokio_postgres::Client> = None;
+        let mut seen = self.answered.load(Ordering::SeqCst);
+        loop {
+            tokio::time::sleep(WATCH_EVERY).await;
+            let answered = self.answered.load(Ordering::SeqCst);
+            let quiet = answered == seen && self.waiting.load(Ordering::SeqCst) > 0;
+            seen = answered;
+            if !quiet && !self.stalled() {
+                continue;
+            }
+            let answer = tokio::time::timeout(PROBE_TIMEOUT, async {
+                if probe.as_ref().is_none_or(|p| p.is_closed()) {
+                    probe = Some(connect(&config, &tls).await?);
+                }
+                match &probe {
+                    Some(p) => p.simple_query("SELECT 1").await.map(drop),
+                    None => Ok(()),
+                }
+            })
+            .await;
+            let answers = matches!(answer, Ok(Ok(())));
+            if !answers {
+                // A connection whose query got no answer may get it late: a new one next time.
+                probe = None;
+            }
+            self.stalled.store(!answers, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A connection of its own (the watchdog's probe), driven on the store's runtime.
+async fn connect(config: &tokio_postgres::Config, tls: &Tls) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    match tls {
+        Tls::Off => {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+        Tls::On(tls) => {
+            let (client, connection) = config.connect(tls.clone()).await?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+    }
 }
 
 impl PgStore {
@@ -340,7 +421,11 @@ impl PgStore {
             written: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
             commits: AtomicU64::new(0),
+            liveness: Default::default(),
         };
+        if let Some(rt) = &store.runtime {
+            rt.spawn(store.liveness.clone().watch(store.config.clone(), store.tls.clone()));
+        }
         store.run(migrate(store.pool.clone())).map_err(|e| match e {
             StoreError::Unavailable(why) => StoreError::Backend(format!("the database cannot be reached: {why}")),
             other => other,
@@ -349,31 +434,50 @@ impl PgStore {
     }
 
     /// Runs `work` on the store's runtime and waits for it on this thread, at most
-    /// `CALL_TIMEOUT`: a database that stopped answering (a paused server, a cut network)
-    /// fails the call instead of holding the engine's thread.
+    /// `CALL_TIMEOUT`, and not once the database is found stalled (`Liveness`): a database that
+    /// stopped answering (a paused server, a cut network) fails the call instead of holding the
+    /// engine's thread.
     fn run<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.run_or(work, || StoreError::Unavailable(format!("no answer from the database in {CALL_TIMEOUT:?}")))
+        self.run_or(work, StoreError::Unavailable)
     }
 
-    /// `run`, with what a call that timed out means (for a write: its outcome is unknown).
+    /// `run`, with what a call given up on means (for a write: its outcome is unknown).
     fn run_or<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
-        timed_out: impl FnOnce() -> StoreError + Send + 'static,
+        given_up: impl FnOnce(String) -> StoreError,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        use std::sync::mpsc::RecvTimeoutError;
         let runtime = self.runtime.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
+        let liveness = &self.liveness;
+        if liveness.stalled() {
+            return Err(StoreError::Unavailable(format!("{STALLED}; nothing was sent")));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        liveness.waiting.fetch_add(1, Ordering::SeqCst);
+        let counts = liveness.clone();
         runtime.spawn(async move {
-            let answer = match tokio::time::timeout(CALL_TIMEOUT, work).await {
-                Ok(answer) => answer,
-                Err(_) => Err(timed_out()),
-            };
-            let _ = tx.send(answer);
+            let answer = tokio::time::timeout(CALL_TIMEOUT, work).await;
+            counts.waiting.fetch_sub(1, Ordering::SeqCst);
+            if answer.is_ok() {
+                counts.answered.fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = tx.send(answer.map_err(|_| format!("no answer from the database in {CALL_TIMEOUT:?}")));
         });
-        rx.recv().map_err(|_| StoreError::Backend("the database task ended without an answer".into()))?
+        loop {
+            match rx.recv_timeout(WAIT_SLICE) {
+                Ok(Ok(answer)) => return answer,
+                Ok(Err(why)) => return Err(given_up(why)),
+                Err(RecvTimeoutError::Timeout) if liveness.stalled() => return Err(given_up(STALLED.into())),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(StoreError::Backend("the database task ended without an answer".into()))
+                }
+            }
+        }
     }
 
     /// Round trips to the database so far: each read and each write (`caseflow_apply`) one, a
@@ -784,9 +888,7 @@ impl Storage for PgStore {
         }
         self.trips(1);
         // A write that timed out may have been committed: its outcome is unknown.
-        self.run_or(write_batch(self.pool.clone(), batch), || {
-            StoreError::OutcomeUnknown(format!("no answer from the database in {CALL_TIMEOUT:?}"))
-        })?;
+        self.run_or(write_batch(self.pool.clone(), batch), StoreError::OutcomeUnknown)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(self.written.fetch_add(1, Ordering::SeqCst) + 1)
     }
@@ -854,6 +956,9 @@ impl Storage for PgStore {
     }
 
     fn check_health(&self) -> Option<String> {
+        if self.liveness.stalled() {
+            return Some(STALLED.into());
+        }
         let pool = self.pool.clone();
         self.run(async move {
             let client = pool.get().await.map_err(unavailable)?;
