@@ -112,11 +112,12 @@ impl<S: Storage> Engine<S> {
     }
 
     /// On a shared store, this engine's observers hear changes only through this: every
-    /// node's, this one's included, as they commit and in commit order (`Storage::listen`), so
-    /// that `/events` on any node carries every node's changes, each case's in order. (Told
+    /// node's, this one's included, once they committed, each case's in order
+    /// (`Storage::listen`), so that `/events` on any node carries every node's changes. (Told
     /// straight after its own commits, a node would tell its own later change of a case before
     /// another node's earlier one it had not heard yet.) A live feed like the rest of it: what
-    /// is announced while the listener reconnects is not heard (the history has it).
+    /// is announced while the listener cannot reach the store for long is not heard (the
+    /// history has it).
     pub fn listen_for_changes(self: &std::sync::Arc<Self>) -> Result<(), EngineError> {
         let engine = std::sync::Arc::downgrade(self);
         let hear = move |bytes: &[u8]| {
@@ -153,8 +154,8 @@ pub(crate) struct Announced {
     pub(crate) event: EngineEvent,
 }
 
-/// An announcement must fit PostgreSQL's 8,000-byte `NOTIFY` (in base64): a longer detail is
-/// cut there (the history keeps it whole).
+/// An announcement goes to every node through the store's change feed, a row each: a longer
+/// detail is cut there (the history keeps it whole).
 const ANNOUNCED_DETAIL_MAX: usize = 1_000;
 
 pub(crate) fn announcement(inst: &Instance, h: &case::HistoryEntry) -> Vec<u8> {

@@ -148,9 +148,11 @@ pub trait Storage: Send + Sync + 'static {
         }
     }
 
-    /// Calls `hear` with every announcement (`Batch::announce`) of batches other processes
-    /// apply from now on, in the order they were applied, on a thread of the store's (`hear`
-    /// must be quick). A store no other process shares has nothing to hear.
+    /// Calls `hear` with every announcement (`Batch::announce`) of the batches applied from now
+    /// on, by any process on the store (this one too), once each is applied; of two batches
+    /// where the later one expects (`Batch::expect`) a value the earlier one wrote, in that
+    /// order (so each case's changes in order). On a thread of the store's (`hear` must be
+    /// quick). A store no other process shares has nothing to hear.
     fn listen(&self, hear: Listener) -> Result<(), StoreError> {
         let _ = hear;
         Ok(())

@@ -9,9 +9,10 @@
 //!   refuses the second of two writers (it waits for the first to commit, then fails);
 //! - either failure rolls back everything and answers `StoreError::Conflict`.
 //!
-//! A write is one statement, `caseflow_apply` (a function the schema's version 3 creates), and
+//! A write is one statement, `caseflow_write` (a function the schema's version 5 creates), and
 //! so one round trip and one transaction of its own: it locks and compares what the batch
-//! expects, checks its claims, then deletes, upserts, inserts, adds to counters and notifies.
+//! expects, checks its claims, then deletes, upserts, inserts, adds to counters and appends its
+//! announcements to the change feed (`caseflow_feed`, which every node reads: `listen`).
 //! A write is durable when it returns, as far as the database's `synchronous_commit` makes a
 //! commit durable: tickets are only for order.
 //!
@@ -116,6 +117,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
            RETURN taken;
          END $$;",
     ),
+    // The change feed (`Storage::listen`): a batch's announcements are a row of
+    // `caseflow_feed`, under the id of the transaction that wrote it, read by every node in
+    // transaction id order once no transaction before it can still commit (`FEED_SQL`). It
+    // replaces `NOTIFY`, whose commits PostgreSQL takes one at a time, server-wide, through the
+    // WAL flush and a synchronous standby's answer.
     // Search documents (`Storage::keeps_documents`): a case's row (`i/` keys) carries a JSON
     // document of its process, status and fields, found through a GIN index. `caseflow_write`
     // is `caseflow_apply` with the documents of the rows it upserts and inserts; the old
@@ -125,7 +131,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
     // `Engine::document_step` writes it one.
     (
         5,
-        r"ALTER TABLE caseflow_entries ADD COLUMN doc jsonb;
+        r"CREATE TABLE caseflow_feed (
+           xid bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
+           seq bigint GENERATED ALWAYS AS IDENTITY,
+           at timestamptz NOT NULL DEFAULT now(),
+           notes text[] NOT NULL,
+           PRIMARY KEY (xid, seq));
+         CREATE INDEX caseflow_feed_at ON caseflow_feed (at);
+         ALTER TABLE caseflow_entries ADD COLUMN doc jsonb;
          CREATE INDEX caseflow_documents ON caseflow_entries USING gin (doc jsonb_path_ops) WHERE doc IS NOT NULL;
          CREATE INDEX caseflow_undocumented ON caseflow_entries (key)
            WHERE doc IS NULL AND key >= '\x692f'::bytea AND key < '\x6930'::bytea;
@@ -180,7 +193,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
                  + ('x' || encode(EXCLUDED.value, 'hex'))::bit(64)::bigint);
            END IF;
            IF cardinality(notes) > 0 THEN
-             PERFORM pg_notify('caseflow', m) FROM unnest(notes) WITH ORDINALITY AS a(m, i) ORDER BY i;
+             INSERT INTO caseflow_feed (notes) VALUES (notes);
            END IF;
          END $$;
          CREATE OR REPLACE FUNCTION caseflow_apply(
@@ -573,46 +586,78 @@ async fn migrate(pool: Pool) -> Result<(), StoreError> {
     tx.commit().await.map_err(unavailable)
 }
 
-/// One listening connection, until it is lost; the first outcome goes to `started`.
-async fn listen_once<T>(
+/// How often a node reads the change feed, and how often it removes what every node has read.
+const FEED_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+const FEED_CLEAN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How far the feed can be read: every transaction whose id is lower has ended, committed or
+/// not, so no row under such an id can still appear. A batch that expects a value another batch
+/// wrote read it after that one committed, and its transaction (one statement, sent after the
+/// read) takes its id after that: reading in id order keeps each case's order.
+const HORIZON_SQL: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+const FEED_SQL: &str = "SELECT notes FROM caseflow_feed WHERE xid >= $1 AND xid < $2 ORDER BY xid, seq";
+/// Rows are kept two minutes: a node that could not read for longer misses them (the history
+/// has every change).
+const FEED_CLEAN_SQL: &str = "DELETE FROM caseflow_feed WHERE at < now() - interval '2 minutes'";
+
+/// Reads the change feed on a connection of its own every `FEED_EVERY` until the connection is
+/// lost, from `from` (the horizon read up to; `None`: from now on); the first outcome goes to
+/// `started`.
+async fn read_feed(
     config: &tokio_postgres::Config,
-    tls: T,
+    tls: &Tls,
     hear: &Listener,
+    from: &mut Option<i64>,
     started: &mut Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
-) where
-    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
-{
+) {
     use base64::Engine as _;
-    match config.connect(tls).await {
-        Ok((client, mut connection)) => {
-            let listen = format!("LISTEN {CHANNEL}");
-            let listened = async {
-                let answer = client.batch_execute(&listen).await.map_err(|e| Failure::from(e).0);
-                if let Some(started) = started.take() {
-                    let _ = started.send(answer);
-                }
-            };
-            // Polling the connection also carries the LISTEN's own answer.
-            let driven = async {
-                loop {
-                    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                        Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(n.payload()) {
-                                hear(&bytes);
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => break,
-                    }
-                }
-            };
-            tokio::join!(listened, driven);
-        }
+    let mut cleaned = std::time::Instant::now();
+    let client = match connect(config, tls).await {
+        Ok(client) => client,
         Err(e) => {
             if let Some(started) = started.take() {
                 let _ = started.send(Err(Failure::from(e).0));
             }
+            return;
         }
+    };
+    loop {
+        let read = async {
+            let horizon: i64 = client.query_one(HORIZON_SQL, &[]).await?.get(0);
+            let begin = from.unwrap_or(horizon);
+            let rows = match begin < horizon {
+                true => client.query(FEED_SQL, &[&begin, &horizon]).await?,
+                false => Vec::new(),
+            };
+            Ok::<_, tokio_postgres::Error>((horizon, rows))
+        };
+        match read.await {
+            Ok((horizon, rows)) => {
+                if let Some(started) = started.take() {
+                    let _ = started.send(Ok(()));
+                }
+                for row in rows {
+                    for note in row.get::<_, Vec<String>>(0) {
+                        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(note) {
+                            hear(&bytes);
+                        }
+                    }
+                }
+                *from = Some(from.map_or(horizon, |f| f.max(horizon)));
+            }
+            Err(e) => {
+                if let Some(started) = started.take() {
+                    let _ = started.send(Err(Failure::from(e).0));
+                }
+                return;
+            }
+        }
+        if cleaned.elapsed() >= FEED_CLEAN_EVERY {
+            // Another node may be removing the same rows: either is as good.
+            let _ = client.execute(FEED_CLEAN_SQL, &[]).await;
+            cleaned = std::time::Instant::now();
+        }
+        tokio::time::sleep(FEED_EVERY).await;
     }
 }
 
@@ -754,9 +799,6 @@ const RENEW_SQL: &str =
      WHERE key = ANY($1) AND claim_token = $2";
 const RELEASE_SQL: &str =
     "UPDATE caseflow_entries SET claim_token = NULL, claim_until = NULL WHERE key = ANY($1) AND claim_token = $2";
-/// The channel of announcements (`Batch::announce`): `NOTIFY` is delivered at commit, in
-/// commit order, and only if the transaction commits.
-const CHANNEL: &str = "caseflow";
 
 /// Cases whose search document contains the one asked for, and cases without a document (the
 /// partial index `caseflow_undocumented`, whose bounds the second branch repeats so that the
@@ -783,8 +825,7 @@ const APPLY_SQL: &str =
 async fn write_batch(pool: Pool, mut batch: Batch) -> Result<(), StoreError> {
     let client = pool.get().await.map_err(unavailable)?;
     let apply = client.prepare_cached(APPLY_SQL).await.map_err(unavailable)?;
-    // NOTIFY takes text: each announcement in base64 (a payload is at most 8,000 bytes; the
-    // engine's are one event each).
+    // The feed keeps text: each announcement in base64 (the engine's are one event each).
     let notes: Vec<String> = {
         use base64::Engine as _;
         batch.announcements().iter().map(|m| base64::engine::general_purpose::STANDARD.encode(m)).collect()
@@ -972,20 +1013,19 @@ impl Storage for PgStore {
         true
     }
 
-    /// A connection of its own that `LISTEN`s, connected again (after a second) whenever it
-    /// is lost; what was announced meanwhile is not heard. Returns once it listens (or could
-    /// not connect the first time: it keeps trying).
+    /// A connection of its own that reads the change feed (`read_feed`) every 50 ms, connected
+    /// again (after a second) whenever it is lost, going on from where it was: what was
+    /// announced meanwhile is heard too, unless the connection was lost for over two minutes.
+    /// Returns once it has read the feed once (or could not connect the first time: it keeps
+    /// trying).
     fn listen(&self, hear: Listener) -> Result<(), StoreError> {
         let runtime = self.runtime.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
         let (config, tls) = (self.config.clone(), self.tls.clone());
         let (started, listening) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
         runtime.spawn(async move {
-            let mut started = Some(started);
+            let (mut started, mut from) = (Some(started), None);
             loop {
-                match &tls {
-                    Tls::Off => listen_once(&config, tokio_postgres::NoTls, &hear, &mut started).await,
-                    Tls::On(tls) => listen_once(&config, tls.clone(), &hear, &mut started).await,
-                }
+                read_feed(&config, &tls, &hear, &mut from, &mut started).await;
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         });
