@@ -407,6 +407,67 @@ fn under_writers_on_two_nodes_a_third_hears_every_change_once_and_each_case_in_o
     }
 }
 
+/// A transaction left open on the database (a `psql` session idle in its transaction) holds the
+/// change feed back: nothing after it is heard until it ends, and meanwhile the store names the
+/// session (for `/health`); once it ends, what waited is heard.
+#[test]
+fn a_transaction_left_open_holds_the_change_feed_back_and_the_store_names_its_session() {
+    use std::io::Write;
+    let Some(url) = caseflow_tests::postgres_database("nodes_held") else { return };
+    let node = || Arc::new(Engine::open(PgStore::connect(&PgOptions::new(&url)).unwrap(), rules()).unwrap());
+    let (a, b) = (node(), node());
+    a.deploy(&complaint_source(), bj(2026, 11, 23, 9, 0)).unwrap();
+    b.refresh().unwrap();
+    b.listen_for_changes().unwrap();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = heard.clone();
+    b.observe(move |e| into.lock().unwrap().push(e.seq));
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql").args([url.as_str(), "-Atqc", sql]).output().expect("psql runs");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let mut session = std::process::Command::new("psql")
+        .args([url.as_str(), "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql runs");
+    let mut input = session.stdin.take().unwrap();
+    writeln!(input, "BEGIN; SELECT pg_current_xact_id();").unwrap();
+    input.flush().unwrap();
+    let open = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'psql' AND backend_xid IS NOT NULL";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while psql(open) != "1" {
+        assert!(std::time::Instant::now() < deadline, "the session never took a transaction id");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let case = a.start("complaint", fields("high"), &crm(), None, bj(2026, 11, 23, 10, 0)).unwrap();
+    let entries = a.history(case.id).unwrap().len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let named = loop {
+        if let Some(why) = b.store().feed_held_back() {
+            break why;
+        }
+        assert!(std::time::Instant::now() < deadline, "the store never said the feed is held back");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(named.contains("application `psql`") && named.contains("idle in transaction"), "{named}");
+    assert!(heard.lock().unwrap().is_empty(), "nothing is heard past the open transaction");
+
+    writeln!(input, "ROLLBACK;").unwrap();
+    drop(input);
+    session.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (heard.lock().unwrap().len() < entries || b.store().feed_held_back().is_some())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(heard.lock().unwrap().len(), entries, "what waited is heard");
+    assert_eq!(b.store().feed_held_back(), None);
+}
+
 /// A rules change accepted on one node is in force on the other after `refresh` (the server
 /// refreshes every second); two changes made at once on two nodes do not both pass on the same
 /// version: the second is refused as a conflict, and the rules it would have replaced stay.

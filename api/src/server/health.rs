@@ -50,7 +50,11 @@ pub(crate) async fn health(State(state): State<Shared>) -> (StatusCode, axum::Js
     };
     let body = views::Health {
         status: if storage.is_some() { "degraded" } else { "ok" },
-        storage: views::StorageHealth { status: if storage.is_some() { "failing" } else { "ok" }, error: storage },
+        storage: views::StorageHealth {
+            status: if storage.is_some() { "failing" } else { "ok" },
+            error: storage,
+            warning: state.engine.store().postgres().and_then(|p| p.feed_held_back()),
+        },
         rules,
         processes: state.engine.definitions().len(),
         commands: state.engine.commands_applied(),

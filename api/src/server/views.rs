@@ -647,6 +647,10 @@ pub struct StorageHealth {
     /// What fails, while it fails.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What works but not as it should, with the server still ready: on PostgreSQL, a
+    /// transaction left open that holds back the change feed every node's `/events` reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// The rules as `/health` sees them.

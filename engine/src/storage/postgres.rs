@@ -329,6 +329,9 @@ pub struct PgStore {
     commits: AtomicU64,
     /// Whether the database answers, as the watchdog last found.
     liveness: std::sync::Arc<Liveness>,
+    /// Why the change feed cannot be read on, when a transaction has held it back for
+    /// `FEED_HELD_AFTER` (`PgStore::feed_held_back`).
+    feed_held: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Whether the database answers at all. A database that stopped answering without closing its
@@ -435,6 +438,7 @@ impl PgStore {
             round_trips: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             liveness: Default::default(),
+            feed_held: Default::default(),
         };
         if let Some(rt) = &store.runtime {
             rt.spawn(store.liveness.clone().watch(store.config.clone(), store.tls.clone()));
@@ -491,6 +495,12 @@ impl PgStore {
                 }
             }
         }
+    }
+
+    /// Why this node's change feed cannot be read on, when an open transaction has held it back
+    /// for 5 s or more (it names the session); `None` while the feed moves, or is not read.
+    pub fn feed_held_back(&self) -> Option<String> {
+        self.feed_held.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Round trips to the database so far: each read and each write (`caseflow_apply`) one, a
@@ -594,7 +604,17 @@ const FEED_CLEAN_EVERY: std::time::Duration = std::time::Duration::from_secs(10)
 /// not, so no row under such an id can still appear. A batch that expects a value another batch
 /// wrote read it after that one committed, and its transaction (one statement, sent after the
 /// read) takes its id after that: reading in id order keeps each case's order.
-const HORIZON_SQL: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+/// With it, where transaction ids have got to: a horizon that stays while they move on is held
+/// back by a transaction that stays open.
+const HORIZON_SQL: &str = "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint \
+     FROM pg_current_snapshot() s";
+/// Who holds the horizon back: the session whose transaction has its id (`backend_xid` is the
+/// id's low 32 bits).
+const HOLDER_SQL: &str = "SELECT pid, coalesce(usename, ''), coalesce(application_name, ''), coalesce(state, ''), \
+     coalesce(extract(epoch FROM now() - xact_start)::bigint, 0) FROM pg_stat_activity \
+     WHERE backend_xid::text::bigint = $1 % 4294967296";
+/// How long the horizon may stay while transaction ids move on before `/health` says so.
+const FEED_HELD_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 const FEED_SQL: &str = "SELECT notes FROM caseflow_feed WHERE xid >= $1 AND xid < $2 ORDER BY xid, seq";
 /// Rows are kept two minutes: a node that could not read for longer misses them (the history
 /// has every change).
@@ -609,9 +629,12 @@ async fn read_feed(
     hear: &Listener,
     from: &mut Option<i64>,
     started: &mut Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
+    held: &std::sync::Mutex<Option<String>>,
 ) {
     use base64::Engine as _;
     let mut cleaned = std::time::Instant::now();
+    // The horizon last seen and since when.
+    let mut stayed: Option<(i64, std::time::Instant)> = None;
     let client = match connect(config, tls).await {
         Ok(client) => client,
         Err(e) => {
@@ -623,16 +646,37 @@ async fn read_feed(
     };
     loop {
         let read = async {
-            let horizon: i64 = client.query_one(HORIZON_SQL, &[]).await?.get(0);
+            let now = client.query_one(HORIZON_SQL, &[]).await?;
+            let (horizon, next): (i64, i64) = (now.get(0), now.get(1));
             let begin = from.unwrap_or(horizon);
             let rows = match begin < horizon {
                 true => client.query(FEED_SQL, &[&begin, &horizon]).await?,
                 false => Vec::new(),
             };
-            Ok::<_, tokio_postgres::Error>((horizon, rows))
+            // Held back: the horizon stayed while later transactions began; name the one.
+            let mut why = None;
+            match stayed {
+                Some((at, since)) if at == horizon => {
+                    if next > horizon + 1 && since.elapsed() >= FEED_HELD_AFTER {
+                        let holder = client.query_opt(HOLDER_SQL, &[&horizon]).await?.map(|r| {
+                            let (pid, user, app, state, open): (i32, String, String, String, i64) =
+                                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+                            format!("pid {pid}, user `{user}`, application `{app}`, {state}, open {open} s")
+                        });
+                        why = Some(format!(
+                            "the change feed is held back by transaction {horizon} ({}): until it ends, /events on \
+                             every node hears nothing of other nodes (end it, or set idle_in_transaction_session_timeout)",
+                            holder.unwrap_or_else(|| "its session was not found".into())
+                        ));
+                    }
+                }
+                _ => stayed = Some((horizon, std::time::Instant::now())),
+            }
+            Ok::<_, tokio_postgres::Error>((horizon, rows, why))
         };
         match read.await {
-            Ok((horizon, rows)) => {
+            Ok((horizon, rows, why)) => {
+                *held.lock().unwrap_or_else(|e| e.into_inner()) = why;
                 if let Some(started) = started.take() {
                     let _ = started.send(Ok(()));
                 }
@@ -1020,12 +1064,12 @@ impl Storage for PgStore {
     /// trying).
     fn listen(&self, hear: Listener) -> Result<(), StoreError> {
         let runtime = self.runtime.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?;
-        let (config, tls) = (self.config.clone(), self.tls.clone());
+        let (config, tls, held) = (self.config.clone(), self.tls.clone(), self.feed_held.clone());
         let (started, listening) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
         runtime.spawn(async move {
             let (mut started, mut from) = (Some(started), None);
             loop {
-                read_feed(&config, &tls, &hear, &mut from, &mut started).await;
+                read_feed(&config, &tls, &hear, &mut from, &mut started, &held).await;
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         });
