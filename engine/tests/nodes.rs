@@ -468,6 +468,21 @@ fn a_transaction_left_open_holds_the_change_feed_back_and_the_store_names_its_se
     assert_eq!(b.store().feed_held_back(), None);
 }
 
+/// The change feed keeps two minutes: older rows go when a node cleans it, newer ones stay.
+#[test]
+fn the_change_feed_keeps_two_minutes() {
+    let Some(url) = caseflow_tests::postgres_database("nodes_feed_kept") else { return };
+    let store = PgStore::connect(&PgOptions::new(&url)).unwrap();
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql").args([url.as_str(), "-Atqc", sql]).output().expect("psql runs");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    psql("INSERT INTO caseflow_feed (at, notes) VALUES (now() - interval '121 seconds', '{old}'), (now() - interval '100 seconds', '{recent}')");
+    store.clean_feed().unwrap();
+    assert_eq!(psql("SELECT string_agg(notes[1], ',') FROM caseflow_feed"), "recent");
+}
+
 /// A rules change accepted on one node is in force on the other after `refresh` (the server
 /// refreshes every second); two changes made at once on two nodes do not both pass on the same
 /// version: the second is refused as a conflict, and the rules it would have replaced stay.
