@@ -158,40 +158,61 @@ fn every_answer_meant_what_it_said(node: &Server, answers: &[Answer]) {
     assert!(refused > 0, "the outage was never seen");
 }
 
+/// A PostgreSQL server of its own, a node on it, and four clients starting cases on the node,
+/// returned once the node has acknowledged a start; then the ending that every test shares:
+/// the load stopped, `/health` 200 again, and every answer checked for what it said.
+struct UnderLoad {
+    pg: caseflow_tests::OwnPostgres,
+    data: std::path::PathBuf,
+    server: Server,
+    load: Load,
+}
+
+impl UnderLoad {
+    fn start(name: &str) -> Option<UnderLoad> {
+        let pg = caseflow_tests::OwnPostgres::start(name)?;
+        let url = pg.database(&format!("caseflow_{name}"));
+        let data = temp_data(&format!("pg-{name}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let server = Server::start_with(&data, None, &[("CASEFLOW_DATABASE_URL", url.as_str())]);
+        let load = Load::run(std::slice::from_ref(&server.addr), 4);
+        load.wait_for(Instant::now(), Duration::from_secs(10), |a| a.status == 201);
+        std::thread::sleep(Duration::from_millis(500));
+        Some(UnderLoad { pg, data, server, load })
+    }
+
+    /// Waits for a start acknowledged after `since` (up to 30 s), then ends as described above.
+    fn served_again_since(self, since: Instant, what: &str) {
+        let UnderLoad { pg, data, server, load } = self;
+        let served = load.wait_for(since, Duration::from_secs(30), |a| a.status == 201);
+        eprintln!("served again {:?} after {what}", served.at - since);
+        std::thread::sleep(Duration::from_millis(500));
+        let answers = load.finish();
+        let (status, health) = server.call("GET", "/health", "", None);
+        assert_eq!(status, 200, "{health}");
+        every_answer_meant_what_it_said(&server, &answers);
+        assert!(server.stop().success());
+        cleanup(&data);
+        drop(pg);
+    }
+}
+
 /// PostgreSQL killed under load and started again: the node answers 503 meanwhile (and
 /// `/health` says why), serves again without a restart, and loses nothing it acknowledged.
 #[test]
 fn postgresql_restarted_under_load_is_served_again_without_a_restart_and_loses_nothing() {
-    let Some(pg) = caseflow_tests::OwnPostgres::start("restart") else { return };
-    let url = pg.database("caseflow_restart");
-    let data = temp_data("pg-restart");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = Server::start_with(&data, None, &[("CASEFLOW_DATABASE_URL", url.as_str())]);
-    let load = Load::run(std::slice::from_ref(&server.addr), 4);
-    let began = Instant::now();
-    load.wait_for(began, Duration::from_secs(10), |a| a.status == 201);
-    std::thread::sleep(Duration::from_millis(500));
-
+    let Some(run) = UnderLoad::start("restart") else { return };
     let crashed = Instant::now();
-    pg.crash();
-    load.wait_for(crashed, Duration::from_secs(10), |a| a.status == 503);
-    let (status, health) = server.call("GET", "/health", "", None);
+    run.pg.crash();
+    run.load.wait_for(crashed, Duration::from_secs(10), |a| a.status == 503);
+    let (status, health) = run.server.call("GET", "/health", "", None);
     assert_eq!(status, 503, "{health}");
     assert!(json(&health)["storage"]["error"].is_string(), "{health}");
     std::thread::sleep(Duration::from_secs(1));
 
     let restarted = Instant::now();
-    pg.start_again();
-    let served = load.wait_for(restarted, Duration::from_secs(30), |a| a.status == 201);
-    eprintln!("served again {:?} after the database started", served.at - restarted);
-    std::thread::sleep(Duration::from_millis(500));
-    let answers = load.finish();
-
-    let (status, health) = server.call("GET", "/health", "", None);
-    assert_eq!(status, 200, "{health}");
-    every_answer_meant_what_it_said(&server, &answers);
-    assert!(server.stop().success());
-    cleanup(&data);
+    run.pg.start_again();
+    run.served_again_since(restarted, "the database started");
 }
 
 /// PostgreSQL that hangs under load (every process of it paused, its connections left open):
@@ -200,39 +221,21 @@ fn postgresql_restarted_under_load_is_served_again_without_a_restart_and_loses_n
 /// answer meant what it said. Without the watchdog the first 503 came after 30 s.
 #[test]
 fn postgresql_that_hangs_under_load_is_answered_503_within_seconds_and_served_again() {
-    let Some(pg) = caseflow_tests::OwnPostgres::start("hang") else { return };
-    let url = pg.database("caseflow_hang");
-    let data = temp_data("pg-hang");
-    std::fs::create_dir_all(&data).unwrap();
-    let server = Server::start_with(&data, None, &[("CASEFLOW_DATABASE_URL", url.as_str())]);
-    let load = Load::run(std::slice::from_ref(&server.addr), 4);
-    let began = Instant::now();
-    load.wait_for(began, Duration::from_secs(10), |a| a.status == 201);
-    std::thread::sleep(Duration::from_millis(500));
-
+    let Some(run) = UnderLoad::start("hang") else { return };
     let frozen = Instant::now();
-    pg.freeze();
-    let refused = load.wait_for(frozen, Duration::from_secs(10), |a| a.status == 503);
+    run.pg.freeze();
+    let refused = run.load.wait_for(frozen, Duration::from_secs(10), |a| a.status == 503);
     eprintln!("first 503 {:?} after the database hung ({})", refused.at - frozen, refused.what);
     let asked = Instant::now();
-    let (status, health) = server.call("GET", "/health", "", None);
+    let (status, health) = run.server.call("GET", "/health", "", None);
     assert_eq!(status, 503, "{health}");
     assert!(json(&health)["storage"]["error"].as_str().unwrap_or("").contains("not answering"), "{health}");
     assert!(asked.elapsed() < Duration::from_secs(5), "/health took {:?}", asked.elapsed());
     std::thread::sleep(Duration::from_secs(1));
 
     let thawed = Instant::now();
-    pg.thaw();
-    let served = load.wait_for(thawed, Duration::from_secs(30), |a| a.status == 201);
-    eprintln!("served again {:?} after the database answered", served.at - thawed);
-    std::thread::sleep(Duration::from_millis(500));
-    let answers = load.finish();
-
-    let (status, health) = server.call("GET", "/health", "", None);
-    assert_eq!(status, 200, "{health}");
-    every_answer_meant_what_it_said(&server, &answers);
-    assert!(server.stop().success());
-    cleanup(&data);
+    run.pg.thaw();
+    run.served_again_since(thawed, "the database answered");
 }
 
 /// Two nodes on a primary with a synchronous standby, the URL naming both hosts with
