@@ -101,7 +101,7 @@ fn main() {
         let committed = (one.store().commits() - before.1) as f64 / commands;
         // A writing transaction ends in a COMMIT or is one statement of caseflow's functions.
         let writes =
-            "query = 'COMMIT' OR query LIKE 'SELECT caseflow_apply(%' OR query LIKE 'SELECT caseflow_next_number(%'";
+            "query = 'COMMIT' OR query LIKE 'SELECT caseflow_write(%' OR query LIKE 'SELECT caseflow_next_number(%'";
         let transactions = (committed, calls(writes) / commands);
         let statements = calls(
             "query NOT LIKE '%pg_stat%' AND query NOT IN ('BEGIN', 'COMMIT', 'ROLLBACK') AND query NOT LIKE 'SET %'",
@@ -123,7 +123,7 @@ fn main() {
     if let Some((trips, transactions, statements)) = costs {
         let (committed, commit_calls) = transactions;
         println!(
-            "per command on PostgreSQL (a start or a completion): {trips:.2} round trips, {:.2} transactions that write (in pg_stat_statements, COMMITs and calls of caseflow_apply and caseflow_next_number: {:.2}), {statements:.2} statements sent besides BEGIN/COMMIT",
+            "per command on PostgreSQL (a start or a completion): {trips:.2} round trips, {:.2} transactions that write (in pg_stat_statements, COMMITs and calls of caseflow_write and caseflow_next_number: {:.2}), {statements:.2} statements sent besides BEGIN/COMMIT",
             committed, commit_calls
         );
     }

@@ -697,7 +697,7 @@ fn one_node_at_a_time_delivers_the_outbox_and_a_stalled_one_loses_it() {
 
 /// A database's statistics, taken while its table was small, must not leave a node reading a
 /// grown table by scanning it. A session plans a prepared statement (and each statement of
-/// `caseflow_apply`) once, from the statistics of that moment, and keeps the plan until the
+/// `caseflow_write`) once, from the statistics of that moment, and keeps the plan until the
 /// next `ANALYZE`: on a new database, analysed at its first few dozen rows, that plan was a
 /// scan of the whole table, for reads by key and for a write's locks and deletions alike, and
 /// HTTP starts ran at half speed for the minute until autovacuum analysed again. Measured by
