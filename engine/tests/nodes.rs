@@ -435,7 +435,8 @@ fn a_transaction_left_open_holds_the_change_feed_back_and_the_store_names_its_se
     let mut input = session.stdin.take().unwrap();
     writeln!(input, "BEGIN; SELECT pg_current_xact_id();").unwrap();
     input.flush().unwrap();
-    let open = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'psql' AND backend_xid IS NOT NULL";
+    let open = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'psql' AND backend_xid IS NOT NULL \
+                AND datname = current_database()";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while psql(open) != "1" {
         assert!(std::time::Instant::now() < deadline, "the session never took a transaction id");
