@@ -21,6 +21,7 @@
 //! any thread without entering that runtime.
 
 use crate::storage::{Batch, Bytes, Claim, Listener, Storage, StoreError, Ticket, BATCH_BYTES_MAX};
+use crate::sync::Unpoisoned;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -510,7 +511,7 @@ impl PgStore {
     /// Why this node's change feed cannot be read on, when an open transaction has held it back
     /// for 5 s or more (it names the session); `None` while the feed moves, or is not read.
     pub fn feed_held_back(&self) -> Option<String> {
-        self.feed_held.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.feed_held.lock().unpoisoned().clone()
     }
 
     /// Round trips to the database so far: each read and each write (`caseflow_apply`) one, a
@@ -610,12 +611,12 @@ async fn migrate(pool: Pool) -> Result<(), StoreError> {
 const FEED_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 const FEED_CLEAN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How far the feed can be read: every transaction whose id is lower has ended, committed or
-/// not, so no row under such an id can still appear. A batch that expects a value another batch
-/// wrote read it after that one committed, and its transaction (one statement, sent after the
-/// read) takes its id after that: reading in id order keeps each case's order.
-/// With it, where transaction ids have got to: a horizon that stays while they move on is held
-/// back by a transaction that stays open.
+/// How far the feed can be read (the horizon): every transaction whose id is lower has ended,
+/// committed or not, so no row under such an id can still appear. A batch that expects a value
+/// another batch wrote read it after that one committed, and its transaction (one statement,
+/// sent after the read) takes its id after that: reading in id order keeps each case's order.
+/// Beside it, the next transaction id: a horizon that stays while ids move on is held back by a
+/// transaction that stays open.
 const HORIZON_SQL: &str = "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint \
      FROM pg_current_snapshot() s";
 /// Who holds the horizon back: the session whose transaction has its id (`backend_xid` is the
@@ -654,13 +655,26 @@ async fn read_feed(
             return;
         }
     };
+    let statements =
+        async { Ok::<_, tokio_postgres::Error>((client.prepare(HORIZON_SQL).await?, client.prepare(FEED_SQL).await?)) };
+    let (horizon_st, feed_st) = match statements.await {
+        Ok(st) => st,
+        Err(e) => {
+            if let Some(started) = started.take() {
+                let _ = started.send(Err(Failure::from(e).0));
+            }
+            return;
+        }
+    };
     loop {
         let read = async {
-            let now = client.query_one(HORIZON_SQL, &[]).await?;
+            let now = client.query_one(&horizon_st, &[]).await?;
             let (horizon, next): (i64, i64) = (now.get(0), now.get(1));
-            let begin = from.unwrap_or(horizon);
+            // Past the horizon only if the database went back (a standby that had not received
+            // the last transactions was promoted): from there on, then.
+            let begin = from.filter(|f| *f <= horizon).unwrap_or(horizon);
             let rows = match begin < horizon {
-                true => client.query(FEED_SQL, &[&begin, &horizon]).await?,
+                true => client.query(&feed_st, &[&begin, &horizon]).await?,
                 false => Vec::new(),
             };
             // Held back: the horizon stayed while later transactions began; name the one.
@@ -668,7 +682,7 @@ async fn read_feed(
             match stayed {
                 Some((at, since)) if at == horizon => {
                     if next > horizon + 1 && since.elapsed() >= FEED_HELD_AFTER {
-                        let holder = client.query_opt(HOLDER_SQL, &[&horizon]).await?.map(|r| {
+                        let holder = client.query(HOLDER_SQL, &[&horizon]).await?.first().map(|r| {
                             let (pid, user, app, state, open): (i32, String, String, String, i64) =
                                 (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
                             format!("pid {pid}, user `{user}`, application `{app}`, {state}, open {open} s")
@@ -686,7 +700,7 @@ async fn read_feed(
         };
         match read.await {
             Ok((horizon, rows, why)) => {
-                *held.lock().unwrap_or_else(|e| e.into_inner()) = why;
+                *held.lock().unpoisoned() = why;
                 if let Some(started) = started.take() {
                     let _ = started.send(Ok(()));
                 }
@@ -697,7 +711,7 @@ async fn read_feed(
                         }
                     }
                 }
-                *from = Some(from.map_or(horizon, |f| f.max(horizon)));
+                *from = Some(horizon);
             }
             Err(e) => {
                 if let Some(started) = started.take() {
