@@ -30,19 +30,25 @@ impl<S: Storage> Engine<S> {
     /// declares, does not mark sensitive and can be searched by (not a list), as `index_text`
     /// writes it (so a search names values as it does for `n/`).
     pub(crate) fn document_of(&self, inst: &Instance) -> String {
-        let own = self.definition(&inst.process, Some(inst.version));
-        let searchable = |name: &str| {
-            own.as_ref().is_some_and(|d| {
-                d.model.fields.iter().any(|f| f.name == name && !f.sensitive && !matches!(f.ty, FieldType::ListOfText))
-            })
-        };
+        let searchable = self.documented_fields(inst);
         let fields: BTreeMap<&str, String> = inst
             .fields
             .iter()
-            .filter(|(name, _)| searchable(name))
+            .filter(|(name, _)| searchable.contains(name.as_str()))
             .filter_map(|(name, v)| Some((name.as_str(), index_text(v)?)))
             .collect();
         serde_json::json!({ "process": inst.process, "status": inst.status.name(), "fields": fields }).to_string()
+    }
+
+    /// The fields a case's document holds: those its own version declares, does not mark
+    /// sensitive and that are not lists.
+    fn documented_fields(&self, inst: &Instance) -> BTreeSet<String> {
+        let own = self.definition(&inst.process, Some(inst.version));
+        own.iter()
+            .flat_map(|d| d.model.fields.iter())
+            .filter(|f| !f.sensitive && !matches!(f.ty, FieldType::ListOfText))
+            .map(|f| f.name.clone())
+            .collect()
     }
 
     /// On a store that keeps documents: every field some deployed version of `process`
@@ -88,7 +94,10 @@ impl<S: Storage> Engine<S> {
                 let mut inst = decode::<Instance>(k, &value)?;
                 last = Some(inst.id);
                 self.protect_instance(&mut inst, false)?;
-                if holds(q, &inst) {
+                // As its document would be found (a case without one is read here too): by
+                // fields its own version does not mark sensitive.
+                let documented = self.documented_fields(&inst);
+                if holds(q, &inst) && q.fields.iter().all(|(f, _)| documented.contains(f)) {
                     if instances.len() == limit {
                         let next = instances.last().map(|i: &Instance| i.id);
                         return Ok(SearchPage { instances, next });
