@@ -11,6 +11,30 @@ use std::time::{Duration, Instant};
 mod served;
 use served::{cleanup, json, temp_data, Server};
 
+/// The tests over a real socket complete a new complaint's task with the token of whoever it
+/// went to, and that depends on the wall clock (who is on shift) and the roster: every
+/// representative, and the role's fallback, must have a development token in `caseflow.toml`.
+/// (Without `dev-wang-fang` those tests failed on Tuesdays and Thursdays, and after 17:30 in
+/// Beijing on other weekdays.)
+#[test]
+fn everyone_a_new_complaint_task_can_go_to_has_a_development_token() {
+    let rules = caseflow_tests::shipped_rules();
+    let config = caseflow::config::Config::load(Some(&caseflow_tests::root().join("caseflow.toml"))).unwrap();
+    let with_tokens: Vec<&str> = config.tokens.iter().map(|t| t.user.as_str()).collect();
+    let rep = &rules.roles["cs_rep"];
+    let can_get: Vec<&str> = rules
+        .users
+        .values()
+        .filter(|u| u.roles.iter().any(|r| r == "cs_rep"))
+        .map(|u| u.id.as_str())
+        .chain(rep.fallback.as_deref())
+        .collect();
+    assert!(can_get.len() >= 3, "{can_get:?}");
+    for user in can_get {
+        assert!(with_tokens.contains(&user), "{user} has no development token in caseflow.toml");
+    }
+}
+
 #[test]
 fn a_complaint_case_over_a_real_socket_survives_a_restart() {
     let data: PathBuf = std::env::temp_dir().join(format!("caseflow-server-{}", std::process::id()));
