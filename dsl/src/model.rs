@@ -67,6 +67,14 @@ pub struct Field {
     pub default: Option<Expr>,
 }
 
+impl Field {
+    /// Whether cases can be found by this field's value: not sensitive (a search index keeps
+    /// values unsealed) and not a list (the checker refuses `index` on either).
+    pub fn searchable(&self) -> bool {
+        !self.sensitive && !matches!(self.ty, FieldType::ListOfText)
+    }
+}
+
 /// The assignment strategies a `by` clause and the rules' `strategy` may name (the engine's
 /// `Strategy::parse` reads these names).
 pub const STRATEGIES: [&str; 3] = ["round_robin", "fewest_open", "skill"];

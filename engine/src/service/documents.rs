@@ -19,7 +19,6 @@ use crate::storage::keys::{self, Prefix};
 use crate::storage::{Batch, Bytes, Storage, StoreError};
 use crate::sync::Unpoisoned;
 use caseflow_core::case::{Instance, InstanceId};
-use caseflow_dsl::model::FieldType;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Cases a search reads from the store at a time.
@@ -44,11 +43,7 @@ impl<S: Storage> Engine<S> {
     /// sensitive and that are not lists.
     fn documented_fields(&self, inst: &Instance) -> BTreeSet<String> {
         let own = self.definition(&inst.process, Some(inst.version));
-        own.iter()
-            .flat_map(|d| d.model.fields.iter())
-            .filter(|f| !f.sensitive && !matches!(f.ty, FieldType::ListOfText))
-            .map(|f| f.name.clone())
-            .collect()
+        own.iter().flat_map(|d| d.model.fields.iter()).filter(|f| f.searchable()).map(|f| f.name.clone()).collect()
     }
 
     /// On a store that keeps documents: every field some deployed version of `process`
@@ -59,7 +54,7 @@ impl<S: Storage> Engine<S> {
             .into_iter()
             .flat_map(|versions| versions.values())
             .flat_map(|d| d.model.fields.iter())
-            .filter(|f| !f.sensitive && !matches!(f.ty, FieldType::ListOfText))
+            .filter(|f| f.searchable())
             .map(|f| f.name.clone())
             .collect()
     }

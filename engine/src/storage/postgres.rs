@@ -646,19 +646,13 @@ async fn read_feed(
     let mut cleaned = std::time::Instant::now();
     // The horizon last seen and since when.
     let mut stayed: Option<(i64, std::time::Instant)> = None;
-    let client = match connect(config, tls).await {
-        Ok(client) => client,
-        Err(e) => {
-            if let Some(started) = started.take() {
-                let _ = started.send(Err(Failure::from(e).0));
-            }
-            return;
-        }
+    let opened = async {
+        let client = connect(config, tls).await?;
+        let (horizon_st, feed_st) = (client.prepare(HORIZON_SQL).await?, client.prepare(FEED_SQL).await?);
+        Ok::<_, tokio_postgres::Error>((client, horizon_st, feed_st))
     };
-    let statements =
-        async { Ok::<_, tokio_postgres::Error>((client.prepare(HORIZON_SQL).await?, client.prepare(FEED_SQL).await?)) };
-    let (horizon_st, feed_st) = match statements.await {
-        Ok(st) => st,
+    let (client, horizon_st, feed_st) = match opened.await {
+        Ok(opened) => opened,
         Err(e) => {
             if let Some(started) = started.take() {
                 let _ = started.send(Err(Failure::from(e).0));
